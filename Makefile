@@ -1,0 +1,107 @@
+# craftd build. `make` builds everything; `make test` installs what is missing
+# (as root, on Debian), builds and runs every test; see README.md.
+#
+# Every src/<module>/*.c goes into one static library; src/main.c is the
+# daemon. Every tests/unit/test_*.c is its own cmocka binary. O= picks the
+# output folder (the sanitizer build uses build-asan).
+
+O        ?= build
+CC       ?= cc
+OPT      ?= -O2
+SAN      ?=
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+            -Wno-missing-field-initializers -D_GNU_SOURCE -Isrc -Itests $(SAN)
+LDFLAGS  += $(SAN)
+PKGS      = libh2o libuv jansson
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lssl -lcrypto -lz
+LIBS      = $(PKG_LIBS) -lpthread -lm
+SEEDS    ?= 2000
+SEED     ?=
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+
+LIB_SRCS  = $(wildcard src/*/*.c)
+LIB_OBJS  = $(LIB_SRCS:%.c=$(O)/%.o)
+UNIT_SRCS = $(wildcard tests/unit/test_*.c)
+UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
+UNIT_HELP = $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
+LINCHECK_SRCS = $(filter-out tests/lincheck/main.c,$(wildcard tests/lincheck/*.c))
+SIM_SRCS  = $(wildcard tests/sim/*.c) $(LINCHECK_SRCS)
+DAEMON    = $(if $(wildcard src/main.c),$(O)/craftd)
+LINCHECK  = $(if $(wildcard tests/lincheck/main.c),$(O)/lincheck)
+SIM       = $(if $(wildcard tests/sim/*.c),$(O)/sim)
+PYTEST    = /usr/bin/python3 -m pytest
+
+.PHONY: all test unit sim simtest cluster asan valgrind fuzz bench run deps clean
+all: $(O)/libcraft.a $(DAEMON) $(UNIT_BINS) $(SIM) $(LINCHECK)
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(O)/libcraft.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(O)/craftd: $(O)/src/main.o $(O)/libcraft.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(O)/tests/test_%: $(O)/tests/unit/test_%.o $(UNIT_HELP:%.c=$(O)/%.o) \
+                   $(LINCHECK_SRCS:%.c=$(O)/%.o) $(O)/libcraft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBS)
+
+$(O)/sim: $(SIM_SRCS:%.c=$(O)/%.o) $(O)/libcraft.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(O)/lincheck: $(O)/tests/lincheck/main.o $(LINCHECK_SRCS:%.c=$(O)/%.o)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)
+
+# Install build and test dependencies (Debian packages) when run as root and
+# something is missing; a no-op otherwise.
+deps:
+	@sh scripts/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit simtest cluster
+
+unit: $(UNIT_BINS)
+	@sh scripts/run-unit.sh $(UNIT_BINS)
+
+# The simulator: `make sim SEEDS=N` runs seeds 1..N on every core;
+# `make sim SEED=x` replays one seed with its trace.
+sim: $(SIM)
+	@if [ -n "$(SEED)" ]; then $(O)/sim --seed $(SEED) --verbose; \
+	 else $(O)/sim --seeds $(SEEDS) --jobs $(JOBS); fi
+
+simtest: $(SIM)
+	$(O)/sim --seeds $(SEEDS) --jobs $(JOBS)
+
+cluster: $(DAEMON) $(LINCHECK)
+	@sh scripts/run-pytest.sh tests/cluster
+
+asan:
+	@$(MAKE) --no-print-directory O=build-asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  all
+	@$(MAKE) --no-print-directory O=build-asan unit
+	build-asan/sim --seeds 300 --jobs $(JOBS)
+
+valgrind: all
+	@VALGRIND=1 sh scripts/run-unit.sh $(UNIT_BINS)
+	valgrind -q --error-exitcode=1 --leak-check=full $(O)/sim --seeds 20 --jobs 1
+
+run: deps
+	@$(MAKE) --no-print-directory $(O)/craftd
+	mkdir -p data
+	$(O)/craftd -id node0 -haddr localhost:11000 -raddr localhost:12000 data/node0
+
+bench: all
+	@sh bench/run.sh
+
+clean:
+	rm -rf build build-asan build-fuzz

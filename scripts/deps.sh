@@ -1,0 +1,24 @@
+#!/bin/sh
+# Install the Debian packages craftd needs to build and test, if any is
+# missing. Runs apt-get only as root; otherwise says what to install.
+set -e
+PKGS="build-essential pkg-config libuv1-dev libh2o-dev libssl-dev zlib1g-dev
+libjansson-dev libcmocka-dev python3 python3-pytest iptables iproute2
+valgrind clang"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
+        || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+    echo "deps: installing$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    # shellcheck disable=SC2086
+    apt-get install -y -q $missing >/dev/null
+else
+    echo "deps: missing Debian packages:$missing" >&2
+    echo "deps: run 'sudo apt-get install$missing' (or make test as root)" >&2
+    exit 1
+fi
