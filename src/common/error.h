@@ -24,7 +24,8 @@
     X(SHUTDOWN, "shutting down")                                             \
     X(LOCKED, "data directory is in use by another process")                 \
     X(VERSION, "unsupported format version")                                 \
-    X(TRUNCATED, "input truncated")
+    X(TRUNCATED, "input truncated")                                          \
+    X(OVERLOAD, "too many uncommitted proposals")
 
 enum craft_error {
     CRAFT_OK = 0,

@@ -341,6 +341,10 @@ const struct raft_snap_meta *raft_snapshot(const struct raft *r);
  * heartbeat round that quorum answered. Reads served under a valid lease
  * need no round trip (level=weak). Never true during a transfer. */
 bool raft_lease_valid(const struct raft *r);
+/* A read under the lease: if it is valid, *index is the commit index and a
+ * read served once the state machine has applied it is linearizable;
+ * otherwise CRAFT_ENOTLEADER (not leader) or CRAFT_ETIMEOUT (no lease). */
+int raft_read_lease(const struct raft *r, uint64_t *index);
 /* For status pages: a follower's replication progress as seen by the leader.
  * Returns false if r is not leader or node is not a member. */
 bool raft_progress(const struct raft *r, uint64_t node, uint64_t *match,

@@ -1,0 +1,406 @@
+/* The core's lifecycle (create, restore, bootstrap, free), time (tick), the
+ * role transitions, and the observers. */
+#include <string.h>
+
+#include "common/alloc.h"
+#include "raft/raft_int.h"
+
+const char *raft_role_name(enum raft_role role)
+{
+    switch (role) {
+    case RAFT_FOLLOWER:
+        return "follower";
+    case RAFT_PRE_CANDIDATE:
+        return "pre-candidate";
+    case RAFT_CANDIDATE:
+        return "candidate";
+    case RAFT_LEADER:
+        return "leader";
+    }
+    return "?";
+}
+
+static uint64_t next_rand(struct raft *r)
+{
+    /* xorshift64*: good enough to spread election timeouts. */
+    r->rng ^= r->rng >> 12;
+    r->rng ^= r->rng << 25;
+    r->rng ^= r->rng >> 27;
+    return r->rng * 0x2545F4914F6CDD1DULL;
+}
+
+void raft__reset_timeout(struct raft *r)
+{
+    r->election_elapsed = 0;
+    r->heartbeat_elapsed = 0;
+    unsigned e = r->cfg.election_ticks;
+    r->randomized_timeout = e + (unsigned)(next_rand(r) % e);
+}
+
+bool raft__promotable(const struct raft *r)
+{
+    return raft_conf_is_voter(&r->conf, r->id);
+}
+
+static int apply_defaults(struct raft_config *c)
+{
+    if (c->id == RAFT_NONE)
+        return CRAFT_EINVAL;
+    if (c->election_ticks == 0)
+        c->election_ticks = 10;
+    if (c->heartbeat_ticks == 0)
+        c->heartbeat_ticks = 1;
+    if (c->heartbeat_ticks >= c->election_ticks)
+        return CRAFT_EINVAL;
+    if (c->max_inflight == 0)
+        c->max_inflight = 64;
+    if (c->max_inflight_bytes == 0)
+        c->max_inflight_bytes = 8u << 20;
+    if (c->max_msg_bytes == 0)
+        c->max_msg_bytes = 1u << 20;
+    if (c->max_uncommitted_bytes == 0)
+        c->max_uncommitted_bytes = 64u << 20;
+    if (c->snapshot_trailing == 0)
+        c->snapshot_trailing = 1024;
+    if (c->snap_chunk_bytes == 0)
+        c->snap_chunk_bytes = 256u << 10;
+    return 0;
+}
+
+/* Rebuild the configuration from the snapshot and the committed entries. */
+static int replay_confs(struct raft *r)
+{
+    r->conf = r->snap.conf;
+    if (r->conf.n_voters + r->conf.n_learners > RAFT_MAX_MEMBERS)
+        return CRAFT_ECORRUPT;
+    const struct raft__log *l = &r->log;
+    uint64_t from = r->snap.index + 1;
+    if (from <= l->offset)
+        from = l->offset + 1;
+    for (uint64_t i = from; i <= l->committed; i++) {
+        const struct raft_entry *e = raft__log_at(l, i);
+        if (e->type == RAFT_ENTRY_CONF) {
+            int rv = raft__apply_conf_entry(r, e);
+            if (rv)
+                return rv;
+        }
+    }
+    raft__prs_sync(r);
+    return 0;
+}
+
+int raft_new(const struct raft_config *cfg, const struct raft_persisted *p,
+             struct raft **out)
+{
+    struct raft_config c = *cfg;
+    int rv = apply_defaults(&c);
+    if (rv)
+        return rv;
+    struct raft *r = craft_calloc(1, sizeof *r);
+    if (r == NULL)
+        return CRAFT_ENOMEM;
+    r->cfg = c;
+    r->id = c.id;
+    r->rng = (c.seed ^ (c.id * 0x9E3779B97F4A7C15ULL)) | 1;
+    r->snap_resend_ticks = c.election_ticks / 2 > 2 ? c.election_ticks / 2 : 2;
+    r->stable_cap = UINT64_MAX;
+    rv = raft__prs_init(r);
+    if (rv == 0)
+        rv = raft__log_init(&r->log, p);
+    if (rv == 0 && p != NULL) {
+        r->term = p->hs.term;
+        r->vote = p->hs.vote;
+        r->snap = p->snap;
+        rv = replay_confs(r);
+    }
+    if (rv) {
+        raft_free(r);
+        return rv;
+    }
+    r->prev_hs.term = r->term;
+    r->prev_hs.vote = r->vote;
+    r->prev_hs.commit = p ? p->hs.commit : 0;
+    r->prev_ss.role = RAFT_FOLLOWER;
+    r->prev_ss.term = r->term;
+    raft__become_follower(r, r->term, RAFT_NONE);
+    *out = r;
+    return 0;
+}
+
+void raft_free(struct raft *r)
+{
+    if (r == NULL)
+        return;
+    r->ready_out = false; /* free entry data now, not into limbo */
+    raft__log_free(r);
+    raft__prs_free(r);
+    for (size_t i = 0; i < r->n_limbo; i++)
+        craft_free(r->limbo[i]);
+    craft_free(r->limbo);
+    craft_free(r->confs);
+    craft_free(r->reads);
+    craft_free(r->out);
+    craft_free(r->out_after);
+    craft_free(r->props);
+    craft_free(r->read_results);
+    raft__arena_free(&r->arena);
+    raft__arena_free(&r->ready_arena);
+    craft_free(r);
+}
+
+int raft_bootstrap(struct raft *r, const uint64_t *voters, size_t n,
+                   const struct raft_conf_change *ctxs)
+{
+    if (raft__log_last(&r->log) != 0 || r->snap.index != 0 || n == 0 ||
+        n > RAFT_MAX_MEMBERS)
+        return CRAFT_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        struct raft_conf_change cc = {.op = RAFT_CONF_ADD_VOTER,
+                                      .node = voters[i]};
+        if (ctxs != NULL) {
+            cc.ctx = ctxs[i].ctx;
+            cc.ctx_len = ctxs[i].ctx_len;
+        }
+        if (cc.node == RAFT_NONE)
+            return CRAFT_EINVAL;
+        size_t len = raft_conf_change_size(&cc);
+        uint8_t *buf = craft_malloc(len);
+        if (buf == NULL)
+            return CRAFT_ENOMEM;
+        raft_conf_change_encode(&cc, buf);
+        struct raft_entry e = {.term = 1, .index = i + 1,
+                               .type = RAFT_ENTRY_CONF,
+                               .len = (uint32_t)len, .data = buf};
+        int rv = raft__log_append(r, &e, 1);
+        craft_free(buf);
+        if (rv)
+            return rv;
+    }
+    if (r->term < 1)
+        r->term = 1;
+    raft__commit_to(r, n);
+    return 0;
+}
+
+/* ---- role transitions ---- */
+
+void raft__become_follower(struct raft *r, uint64_t term, uint64_t lead)
+{
+    bool was_leader = r->role == RAFT_LEADER;
+    if (term != r->term) {
+        r->term = term;
+        r->vote = RAFT_NONE;
+    }
+    r->role = RAFT_FOLLOWER;
+    r->lead = lead;
+    raft__reset_timeout(r);
+    if (was_leader) {
+        raft__reads_fail(r, CRAFT_EDROPPED);
+        r->transferee = RAFT_NONE;
+        r->uncommitted_bytes = 0;
+    }
+}
+
+void raft__become_pre_candidate(struct raft *r)
+{
+    assert(r->role != RAFT_LEADER);
+    r->role = RAFT_PRE_CANDIDATE;
+    r->lead = RAFT_NONE;
+    for (unsigned i = 0; i < r->n_prs; i++)
+        r->prs[i].vote = 0;
+}
+
+void raft__become_candidate(struct raft *r)
+{
+    assert(r->role != RAFT_LEADER);
+    r->term++;
+    r->vote = r->id;
+    r->role = RAFT_CANDIDATE;
+    r->lead = RAFT_NONE;
+    raft__reset_timeout(r);
+    for (unsigned i = 0; i < r->n_prs; i++)
+        r->prs[i].vote = 0;
+}
+
+void raft__become_leader(struct raft *r)
+{
+    assert(r->role == RAFT_CANDIDATE);
+    r->role = RAFT_LEADER;
+    r->lead = r->id;
+    raft__reset_timeout(r);
+    uint64_t last = raft__log_last(&r->log);
+    for (unsigned i = 0; i < r->n_prs; i++) {
+        struct raft__progress *pr = &r->prs[i];
+        raft__pr_reset(r, pr, last + 1);
+        if (pr->id == r->id) {
+            pr->match = r->log.stabled;
+            pr->recent_active = true;
+            raft__pr_become_replicate(pr);
+        }
+    }
+    r->transferee = RAFT_NONE;
+    r->uncommitted_bytes = 0;
+    r->round_confirmed = r->round;
+    r->round_wanted = false;
+    r->lease_floor = r->round + 1;
+    /* No membership change until everything already in the log (an
+     * earlier leader's change included) is committed, and this term has
+     * committed its first entry (the single-server change safety fix). */
+    r->pending_conf_index = last + 1;
+    raft__append_local(r, RAFT_ENTRY_NOOP, NULL, 0);
+}
+
+/* ---- time ---- */
+
+static bool quorum_active(struct raft *r)
+{
+    unsigned voters = 0, active = 0;
+    for (unsigned i = 0; i < r->n_prs; i++) {
+        struct raft__progress *pr = &r->prs[i];
+        if (pr->learner)
+            continue;
+        voters++;
+        if (pr->id == r->id || pr->recent_active)
+            active++;
+        pr->recent_active = false;
+    }
+    return active >= raft__quorum(voters);
+}
+
+static void tick_leader(struct raft *r)
+{
+    r->heartbeat_elapsed++;
+    r->election_elapsed++;
+    if (r->election_elapsed >= r->cfg.election_ticks) {
+        r->election_elapsed = 0;
+        if (!r->cfg.disable_check_quorum && !quorum_active(r)) {
+            raft__become_follower(r, r->term, RAFT_NONE);
+            return;
+        }
+        if (r->transferee != RAFT_NONE)
+            raft__abort_transfer(r);
+    }
+    if (r->heartbeat_elapsed >= r->cfg.heartbeat_ticks) {
+        r->heartbeat_elapsed = 0;
+        raft__bcast_heartbeat(r);
+    }
+    raft__tick_snapshots(r);
+}
+
+void raft_tick(struct raft *r)
+{
+    r->now++;
+    if (r->role == RAFT_LEADER) {
+        tick_leader(r);
+        return;
+    }
+    r->election_elapsed++;
+    if (raft__promotable(r) && r->election_elapsed >= r->randomized_timeout) {
+        r->election_elapsed = 0;
+        raft__campaign(r, !r->cfg.disable_pre_vote, false);
+    }
+}
+
+int raft_campaign(struct raft *r)
+{
+    if (r->role == RAFT_LEADER)
+        return 0;
+    if (!raft__promotable(r))
+        return CRAFT_EINVAL;
+    raft__campaign(r, !r->cfg.disable_pre_vote, false);
+    return 0;
+}
+
+int raft_snapshot_taken(struct raft *r, uint64_t index, uint64_t size,
+                        uint64_t *compact_to)
+{
+    if (index > r->log.applied || index < r->log.offset || index == 0)
+        return CRAFT_EINVAL;
+    if (index > r->snap.index) {
+        struct raft_snap_meta meta = {.index = index,
+                                      .term = raft__log_term(&r->log, index),
+                                      .size = size};
+        meta.conf = *raft__conf_at(r, index);
+        r->snap = meta;
+        raft__conf_compact(r, index);
+    } else if (index < r->snap.index) {
+        return CRAFT_EINVAL;
+    }
+    uint64_t trail = r->cfg.snapshot_trailing;
+    uint64_t to = index > trail ? index - trail : 0;
+    if (to > r->log.stabled)
+        to = r->log.stabled;
+    raft__log_compact(r, to);
+    if (compact_to != NULL)
+        *compact_to = r->log.offset;
+    return 0;
+}
+
+/* ---- observers ---- */
+
+struct raft_soft_state raft_soft(const struct raft *r)
+{
+    struct raft_soft_state s = {r->role, r->lead, r->term};
+    return s;
+}
+
+struct raft_hard_state raft_hard(const struct raft *r)
+{
+    struct raft_hard_state h = {r->term, r->vote, r->log.committed};
+    return h;
+}
+
+uint64_t raft_id(const struct raft *r)
+{
+    return r->id;
+}
+
+uint64_t raft_last_index(const struct raft *r)
+{
+    return raft__log_last(&r->log);
+}
+
+uint64_t raft_first_index(const struct raft *r)
+{
+    return r->log.offset + 1;
+}
+
+uint64_t raft_commit_index(const struct raft *r)
+{
+    return r->log.committed;
+}
+
+uint64_t raft_applied_index(const struct raft *r)
+{
+    return r->log.applied;
+}
+
+const struct raft_conf *raft_conf(const struct raft *r)
+{
+    return &r->conf;
+}
+
+const struct raft_snap_meta *raft_snapshot(const struct raft *r)
+{
+    return &r->snap;
+}
+
+uint64_t raft_term_at(const struct raft *r, uint64_t index)
+{
+    return raft__log_term(&r->log, index);
+}
+
+bool raft_progress(const struct raft *r, uint64_t node, uint64_t *match,
+                   uint64_t *next)
+{
+    if (r->role != RAFT_LEADER)
+        return false;
+    for (unsigned i = 0; i < r->n_prs; i++) {
+        if (r->prs[i].id == node) {
+            *match = node == r->id ? r->log.stabled : r->prs[i].match;
+            *next = r->prs[i].next;
+            return true;
+        }
+    }
+    return false;
+}
