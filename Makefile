@@ -100,6 +100,20 @@ run: deps
 	mkdir -p data
 	$(O)/craftd -id node0 -haddr localhost:11000 -raddr localhost:12000 data/node0
 
+# libFuzzer (clang): the wire codec target, built from just the files it
+# needs, then run for FUZZ_SECONDS on the corpus in build-fuzz/corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_FLAGS    = -g -O1 -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
+                -D_GNU_SOURCE -Isrc -Itests -fno-omit-frame-pointer \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+fuzz:
+	@mkdir -p build-fuzz/corpus
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_msg tests/fuzz/fuzz_msg.c \
+	  src/raft/codec.c $(wildcard src/common/*.c)
+	build-fuzz/fuzz_msg -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  -artifact_prefix=build-fuzz/ build-fuzz/corpus
+
 bench: all
 	@sh bench/run.sh
 

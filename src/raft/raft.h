@@ -368,7 +368,7 @@ int raft_conf_change_decode(const uint8_t *buf, size_t len,
                             struct raft_conf_change *cc);
 
 /* Message wire codec (codec.c). Format version 1, little-endian; see
- * docs/formats.md. encode: the exact size comes from raft_msg_size(); the
+ * docs/wire-format.md. encode: the exact size comes from raft_msg_size(); the
  * caller supplies a buffer that large. decode: rejects any malformed input
  * with CRAFT_ECORRUPT/CRAFT_ETRUNCATED/CRAFT_EVERSION and never reads out of
  * bounds; on success m->entries is an array allocated with craft_malloc
