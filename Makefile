@@ -1,8 +1,9 @@
 # craftd build. `make` builds everything; `make test` installs what is missing
 # (as root, on Debian), builds and runs every test; see README.md.
 #
-# Every src/<module>/*.c goes into one static library; src/main.c is the
-# daemon. Every tests/unit/test_*.c is its own cmocka binary. O= picks the
+# Every src/<module>/*.c is linked into every program (no static archive:
+# ar would keep one of two same-named files, e.g. http/addr.o and
+# transport/addr.o); src/main.c is the daemon. Every tests/unit/test_*.c is its own cmocka binary. O= picks the
 # output folder (the sanitizer build uses build-asan).
 
 O        ?= build
@@ -34,25 +35,21 @@ SIM       = $(if $(wildcard tests/sim/*.c),$(O)/sim)
 PYTEST    = /usr/bin/python3 -m pytest
 
 .PHONY: all test unit sim simtest cluster asan valgrind fuzz bench run deps clean
-all: $(O)/libcraft.a $(DAEMON) $(UNIT_BINS) $(SIM) $(LINCHECK)
+all: $(LIB_OBJS) $(DAEMON) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
-$(O)/libcraft.a: $(LIB_OBJS)
-	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
-
-$(O)/craftd: $(O)/src/main.o $(O)/libcraft.a
+$(O)/craftd: $(O)/src/main.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(O)/tests/test_%: $(O)/tests/unit/test_%.o $(UNIT_HELP:%.c=$(O)/%.o) \
-                   $(LINCHECK_SRCS:%.c=$(O)/%.o) $(O)/libcraft.a
+                   $(LINCHECK_SRCS:%.c=$(O)/%.o) $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBS)
 
-$(O)/sim: $(SIM_SRCS:%.c=$(O)/%.o) $(O)/libcraft.a
+$(O)/sim: $(SIM_SRCS:%.c=$(O)/%.o) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(O)/lincheck: $(O)/tests/lincheck/main.o $(LINCHECK_SRCS:%.c=$(O)/%.o)

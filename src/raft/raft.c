@@ -385,6 +385,11 @@ const struct raft_snap_meta *raft_snapshot(const struct raft *r)
     return &r->snap;
 }
 
+const struct raft_conf *raft_conf_at(const struct raft *r, uint64_t index)
+{
+    return raft__conf_at(r, index);
+}
+
 uint64_t raft_term_at(const struct raft *r, uint64_t index)
 {
     return raft__log_term(&r->log, index);

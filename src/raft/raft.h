@@ -336,6 +336,9 @@ uint64_t raft_commit_index(const struct raft *r);
 uint64_t raft_applied_index(const struct raft *r); /* handed out to apply */
 const struct raft_conf *raft_conf(const struct raft *r);
 const struct raft_snap_meta *raft_snapshot(const struct raft *r);
+/* The configuration in force at index (snapshot index <= index <= commit),
+ * for the meta of a snapshot taken there. */
+const struct raft_conf *raft_conf_at(const struct raft *r, uint64_t index);
 /* The leader's lease: true while this node is leader and has heard from a
  * quorum within the last election timeout, measured from when it sent the
  * heartbeat round that quorum answered. Reads served under a valid lease
