@@ -1,0 +1,277 @@
+/* Writing the log: encoding a save's records, appending them to the current
+ * segment with one pwrite and one fdatasync, rolling over to new segments,
+ * and deleting old segments (compaction, log reset). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/endian.h"
+#include "common/error.h"
+#include "storage/internal.h"
+
+#define HS_REC (STOR__REC_HDR + 24)
+#define RESET_REC (STOR__REC_HDR + 16)
+
+void stor__seg_name(char *out, size_t size, uint64_t seq, uint64_t first)
+{
+    snprintf(out, size, "log-%020" PRIu64 "-%020" PRIu64, seq, first);
+}
+
+bool stor__seg_parse(const char *name, uint64_t *seq, uint64_t *first)
+{
+    char again[64];
+    if (strlen(name) != 45 || strncmp(name, "log-", 4) != 0)
+        return false;
+    if (sscanf(name, "log-%20" SCNu64 "-%20" SCNu64, seq, first) != 2)
+        return false;
+    stor__seg_name(again, sizeof again, *seq, *first);
+    return strcmp(again, name) == 0;
+}
+
+int stor__seg_push(struct stor *s, uint64_t seq, uint64_t first,
+                   uint64_t max_index)
+{
+    if (s->n_segs == s->cap_segs) {
+        size_t cap = s->cap_segs ? 2 * s->cap_segs : 8;
+        struct stor__seg *p = craft_realloc(s->segs, cap * sizeof *p);
+        if (p == NULL)
+            return CRAFT_ENOMEM;
+        s->segs = p;
+        s->cap_segs = cap;
+    }
+    s->segs[s->n_segs++] = (struct stor__seg){seq, first, max_index};
+    return 0;
+}
+
+/* Entries [i, return) go in one record of *payload bytes: at least one
+ * entry, more while the payload stays under STOR__REC_SPLIT. */
+static size_t ents_group(const struct raft_entry *e, size_t n, size_t i,
+                         size_t *payload)
+{
+    size_t p = STOR__ENTS_HDR + STOR__ENT_HDR + e[i].len;
+    size_t j = i + 1;
+    while (j < n && p + STOR__ENT_HDR + e[j].len <= STOR__REC_SPLIT)
+        p += STOR__ENT_HDR + e[j++].len;
+    *payload = p;
+    return j;
+}
+
+static size_t batch_size(const struct stor__batch *b)
+{
+    size_t size = b->reset ? RESET_REC : 0;
+    for (size_t i = 0, payload; i < b->n; size += STOR__REC_HDR + payload)
+        i = ents_group(b->ents, b->n, i, &payload);
+    return size + (b->hs ? HS_REC : 0);
+}
+
+static size_t hs_encode(const struct raft_hard_state *hs, uint64_t salt,
+                        uint8_t *out)
+{
+    uint8_t *p = out + STOR__REC_HDR;
+    craft_put64(p, hs->term);
+    craft_put64(p + 8, hs->vote);
+    craft_put64(p + 16, hs->commit);
+    stor__rec_seal(out, STOR__REC_HS, 24, salt);
+    return HS_REC;
+}
+
+static size_t ents_encode(const struct raft_entry *e, size_t n, size_t i,
+                          uint64_t salt, uint8_t *out, size_t *next)
+{
+    size_t payload;
+    size_t end = ents_group(e, n, i, &payload);
+    uint8_t *p = out + STOR__REC_HDR;
+    craft_put64(p, e[i].index);
+    craft_put32(p + 8, (uint32_t)(end - i));
+    craft_put32(p + 12, 0);
+    p += STOR__ENTS_HDR;
+    for (size_t k = i; k < end; k++) {
+        craft_put64(p, e[k].term);
+        craft_put32(p + 8, e[k].len);
+        p[12] = e[k].type;
+        p[13] = p[14] = p[15] = 0;
+        if (e[k].len)
+            memcpy(p + STOR__ENT_HDR, e[k].data, e[k].len);
+        p += STOR__ENT_HDR + e[k].len;
+    }
+    stor__rec_seal(out, STOR__REC_ENTRIES, (uint32_t)payload, salt);
+    *next = end;
+    return STOR__REC_HDR + payload;
+}
+
+static void batch_encode(const struct stor__batch *b, uint64_t salt,
+                         uint8_t *out)
+{
+    if (b->reset) {
+        craft_put64(out + STOR__REC_HDR, b->reset_index);
+        craft_put64(out + STOR__REC_HDR + 8, b->reset_term);
+        stor__rec_seal(out, STOR__REC_RESET, 16, salt);
+        out += RESET_REC;
+    }
+    for (size_t i = 0; i < b->n;)
+        out += ents_encode(b->ents, b->n, i, salt, out, &i);
+    if (b->hs)
+        hs_encode(b->hs, salt, out);
+}
+
+/* The batch is durable: update what the store knows about its log. */
+static void note_written(struct stor *s, const struct stor__batch *b)
+{
+    if (b->reset)
+        s->last = b->reset_index;
+    if (b->n)
+        s->last = b->ents[b->n - 1].index;
+    if ((b->reset || b->n) && s->n_segs > 0) {
+        struct stor__seg *cur = &s->segs[s->n_segs - 1];
+        if (s->last > cur->max_index)
+            cur->max_index = s->last;
+    }
+    if (b->hs) {
+        s->hs = *b->hs;
+        s->have_hs = true;
+    }
+}
+
+static uint64_t new_salt(struct stor *s, uint64_t seq)
+{
+    uint64_t salt;
+    if (s->sys.getrandom(&salt, sizeof salt, 0) == (ssize_t)sizeof salt)
+        return salt;
+    /* No randomness: still differs from the previous file's salt. */
+    return (s->seg_salt ^ seq) * 0x9e3779b97f4a7c15u + 1;
+}
+
+/* Create segment seq holding [header][current hard state][batch], make it
+ * durable, and make it the current segment. */
+static int seg_roll(struct stor *s, const struct stor__batch *b, size_t len,
+                    uint64_t seq)
+{
+    uint64_t first = b->reset ? b->reset_index + 1
+                     : b->n   ? b->ents[0].index
+                              : s->last + 1;
+    uint64_t salt = new_salt(s, seq);
+    size_t total = STOR__SEG_HDR + (s->have_hs ? HS_REC : 0) + len;
+    int err = stor__wbuf_reserve(s, total);
+    if (err)
+        return err;
+    uint8_t *p = s->wbuf;
+    stor__seg_header_encode(p, seq, salt, first);
+    p += STOR__SEG_HDR;
+    if (s->have_hs)
+        p += hs_encode(&s->hs, salt, p);
+    batch_encode(b, salt, p);
+
+    char name[64];
+    int fd;
+    stor__seg_name(name, sizeof name, seq, first);
+    err = stor__create(s, name, &fd);
+    if (err)
+        return err;
+    err = stor__pwrite_all(s, fd, s->wbuf, total, 0);
+    /* fdatasync: the new segment's bytes (and its length) are on disk before
+     * we acknowledge anything in it. */
+    if (err == 0)
+        err = stor__sync(s, fd, name);
+    /* Directory fsync: the segment's name survives a crash; without it the
+     * whole file, with acknowledged entries, could vanish. */
+    if (err == 0)
+        err = stor__sync_dir(s, name);
+    if (err == 0)
+        err = stor__seg_push(s, seq, first, 0);
+    if (err) {
+        stor__close_fd(s, &fd);
+        stor__unlink(s, name); /* best effort; recovery copes either way */
+        return err;
+    }
+    stor__close_fd(s, &s->seg_fd);
+    s->seg_fd = fd;
+    s->seg_size = total;
+    s->seg_salt = salt;
+    CRAFT_DEBUG(s->log, "storage: %s: new segment %s", s->dir, name);
+    note_written(s, b);
+    return 0;
+}
+
+int stor__seg_open_tail(struct stor *s, uint64_t next_seq)
+{
+    if (s->n_segs == 0) {
+        struct stor__batch none = {0};
+        return seg_roll(s, &none, 0, next_seq);
+    }
+    const struct stor__seg *g = &s->segs[s->n_segs - 1];
+    char name[64];
+    stor__seg_name(name, sizeof name, g->seq, g->first);
+    errno = 0;
+    s->seg_fd = s->sys.openat(s->dirfd, name, O_RDWR | O_CLOEXEC, 0);
+    return s->seg_fd < 0 ? stor__err(errno) : 0;
+}
+
+/* A failed append may have left part of the batch in the file: valid
+ * records that were never acknowledged. Cut them off, or stop writing. */
+static int append_failed(struct stor *s, int err)
+{
+    errno = 0;
+    if (s->sys.ftruncate(s->seg_fd, (off_t)s->seg_size) != 0) {
+        s->failed = CRAFT_EIO;
+        CRAFT_ERROR(s->log, "storage: %s: cannot cut a failed append (%s); "
+                    "refusing further writes", s->dir,
+                    craft_strerror(stor__err(errno)));
+    }
+    return err;
+}
+
+int stor__seg_write(struct stor *s, const struct stor__batch *b)
+{
+    if (s->inmem) {
+        note_written(s, b);
+        return 0;
+    }
+    size_t len = batch_size(b);
+    if (len == 0)
+        return 0;
+    bool full = s->seg_size > STOR__SEG_HDR + HS_REC &&
+                s->seg_size + len > s->seg_bytes;
+    if (b->reset || full || s->seg_fd < 0)
+        return seg_roll(s, b, len, s->segs[s->n_segs - 1].seq + 1);
+
+    int err = stor__wbuf_reserve(s, len);
+    if (err)
+        return err;
+    batch_encode(b, s->seg_salt, s->wbuf);
+    err = stor__pwrite_all(s, s->seg_fd, s->wbuf, len, s->seg_size);
+    if (err)
+        return append_failed(s, err);
+    /* fdatasync: the batch is on disk before stor_save returns, i.e. before
+     * any vote or append acknowledgement that depends on it is sent. */
+    char name[64];
+    stor__seg_name(name, sizeof name, s->segs[s->n_segs - 1].seq,
+                   s->segs[s->n_segs - 1].first);
+    err = stor__sync(s, s->seg_fd, name);
+    if (err)
+        return err;
+    s->seg_size += len;
+    note_written(s, b);
+    return 0;
+}
+
+int stor__seg_drop_while_below(struct stor *s, uint64_t keep_from)
+{
+    char name[64];
+    while (s->n_segs > 1 && s->segs[0].max_index < keep_from) {
+        stor__seg_name(name, sizeof name, s->segs[0].seq, s->segs[0].first);
+        int err = stor__unlink(s, name);
+        /* Directory fsync after each unlink: deletions become durable in
+         * order, so a crash leaves a prefix deleted, never a hole (which
+         * recovery would rightly refuse as a missing segment). */
+        if (err == 0)
+            err = stor__sync_dir(s, name);
+        if (err)
+            return err;
+        CRAFT_INFO(s->log, "storage: %s: deleted segment %s", s->dir, name);
+        memmove(s->segs, s->segs + 1, --s->n_segs * sizeof *s->segs);
+    }
+    return 0;
+}
