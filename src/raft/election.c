@@ -102,8 +102,10 @@ void raft__handle_vote_resp(struct raft *r, const struct raft_msg *m)
 
 void raft__maybe_timeout_now(struct raft *r, struct raft__progress *pr)
 {
-    if (r->transferee == pr->id && pr->match == raft__log_last(&r->log))
-        raft__send(r, RAFT_MSG_TIMEOUT_NOW, pr->id);
+    if (r->transferee == pr->id && pr->match == raft__log_last(&r->log)) {
+        struct raft_msg *m = raft__send(r, RAFT_MSG_TIMEOUT_NOW, pr->id);
+        m->commit = r->log.committed; /* it holds all of it */
+    }
 }
 
 int raft__transfer(struct raft *r, uint64_t target)

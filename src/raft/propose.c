@@ -45,7 +45,7 @@ uint64_t raft__append_local(struct raft *r, uint8_t type, const void *data,
 /* May the leader take this entry now? */
 static int leader_accepts(const struct raft *r, const struct raft_entry *e)
 {
-    if (r->transferee != RAFT_NONE)
+    if (r->transferee != RAFT_NONE || r->leaving)
         return CRAFT_ETRANSFER;
     if (r->uncommitted_bytes > 0 &&
         r->uncommitted_bytes + e->len > r->cfg.max_uncommitted_bytes)

@@ -193,6 +193,7 @@ void raft__become_follower(struct raft *r, uint64_t term, uint64_t lead)
     }
     r->role = RAFT_FOLLOWER;
     r->lead = lead;
+    r->leaving = false;
     raft__reset_timeout(r);
     if (was_leader) {
         raft__reads_fail(r, CRAFT_EDROPPED);
@@ -239,6 +240,7 @@ void raft__become_leader(struct raft *r)
         }
     }
     r->transferee = RAFT_NONE;
+    r->leaving = false;
     r->uncommitted_bytes = 0;
     r->round_confirmed = r->round;
     r->round_wanted = false;
@@ -283,6 +285,8 @@ static void tick_leader(struct raft *r)
     if (r->heartbeat_elapsed >= r->cfg.heartbeat_ticks) {
         r->heartbeat_elapsed = 0;
         raft__bcast_heartbeat(r);
+        if (r->leaving)
+            raft__hand_over(r);
     }
     raft__tick_snapshots(r);
 }

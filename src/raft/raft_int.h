@@ -149,6 +149,7 @@ struct raft {
 
     /* Leader: transfer, flow control. */
     uint64_t transferee;
+    bool leaving; /* our own removal committed: hand over, then go */
     uint64_t uncommitted_bytes;
 
     /* Leader: read rounds and lease. */
@@ -233,6 +234,7 @@ void raft__handle_heartbeat_resp(struct raft *r, const struct raft_msg *m);
 bool raft__maybe_commit(struct raft *r);
 void raft__commit_to(struct raft *r, uint64_t index);
 void raft__tick_snapshots(struct raft *r);
+void raft__hand_over(struct raft *r);
 
 /* propose.c */
 uint64_t raft__append_local(struct raft *r, uint8_t type, const void *data,

@@ -121,6 +121,24 @@ void raft__bcast_heartbeat(struct raft *r)
     raft__reads_on_round(r); /* a one-voter cluster confirms at once */
 }
 
+/* A leaving leader asks the most up-to-date voter to campaign at once,
+ * telling it the commit index (so it knows the new configuration); again
+ * at every heartbeat until a higher term deposes us. */
+void raft__hand_over(struct raft *r)
+{
+    struct raft__progress *best = NULL;
+    for (unsigned i = 0; i < r->n_prs; i++) {
+        struct raft__progress *pr = &r->prs[i];
+        if (!pr->learner && pr->id != r->id &&
+            (best == NULL || pr->match > best->match))
+            best = pr;
+    }
+    if (best == NULL || best->match != raft__log_last(&r->log))
+        return;
+    struct raft_msg *m = raft__send(r, RAFT_MSG_TIMEOUT_NOW, best->id);
+    m->commit = r->log.committed;
+}
+
 void raft__tick_snapshots(struct raft *r)
 {
     for (unsigned i = 0; i < r->n_prs; i++) {
@@ -160,9 +178,13 @@ void raft__commit_to(struct raft *r, uint64_t index)
         return;
     if (conf_changed) {
         if (!raft_conf_is_voter(&r->conf, r->id)) {
-            /* We removed ourselves: let the others elect a leader. */
-            raft__become_follower(r, r->term, RAFT_NONE);
-            return;
+            /* We removed ourselves. Stepping down now could strand the
+             * others: a voter that has not yet learned this commit still
+             * counts us in its quorum. Keep leading (not counting
+             * ourselves, taking no proposals) until a caught-up voter of
+             * the new configuration takes over (see raft__hand_over). */
+            r->leaving = true;
+            r->transferee = RAFT_NONE;
         }
         if (r->transferee != RAFT_NONE &&
             !raft_conf_is_voter(&r->conf, r->transferee))

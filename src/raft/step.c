@@ -185,10 +185,14 @@ void raft__step_follower(struct raft *r, const struct raft_msg *m)
         r->lead = m->from;
         raft__handle_snap(r, m);
         break;
-    case RAFT_MSG_TIMEOUT_NOW:
+    case RAFT_MSG_TIMEOUT_NOW: {
+        /* Learn the commit first: it may change who votes. */
+        uint64_t last = raft__log_last(&r->log);
+        raft__commit_to(r, m->commit < last ? m->commit : last);
         if (raft__promotable(r))
             raft__campaign(r, false, true);
         break;
+    }
     default:
         break;
     }

@@ -1,0 +1,133 @@
+/* The HTTP front end of craftd: hraftd's HTTP API on h2o 2.2 (HTTP/1.1).
+ *
+ * Owns the listening socket, the client connections and everything h2o
+ * allocates. It parses and validates each request (routing, percent-decoding
+ * of keys, read levels, JSON bodies, size limits) and hands valid ones to
+ * the node through struct http_handlers. The node answers with one of the
+ * http_reply_* calls, at once or later (after a Raft commit) on the same loop.
+ * Only src/http includes h2o headers; nothing h2o leaks through this one.
+ * The HTTP API as users see it is in docs/http-api.md.
+ *
+ * Threading: every function here, and every handler, runs on the thread of
+ * the uv loop given in http_opts (the node's loop). Nothing is locked. The
+ * process must ignore SIGPIPE: h2o writes to clients that went away.
+ *
+ * Ownership:
+ *  - struct http_req is owned by this module. A handler that receives one
+ *    must answer it exactly once with http_reply_*; the handle stays valid
+ *    until that reply, even if the client has gone away meanwhile (the reply
+ *    is then discarded) and even after http_server_close() (the server then
+ *    has already answered 503; the node's reply only frees the handle).
+ *    After the reply the handle is invalid.
+ *  - The strings given to a handler (key, pairs, id, addr, http_addr) belong
+ *    to the request and are valid only during the handler call: copy them.
+ *    Keys and values may contain NUL bytes (use the lengths); id, addr and
+ *    http_addr are NUL-terminated and contain no NUL.
+ *  - Reply arguments are copied before the reply returns.
+ *  - struct http_server is freed by http_server_close() (when its callback
+ *    runs), never by the caller.
+ */
+#ifndef CRAFT_HTTP_H
+#define CRAFT_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "common/log.h"
+
+/* Read levels of GET /key/<k>?level=... (names as in rqlite). */
+enum http_read_level {
+    HTTP_READ_LINEARIZABLE = 0, /* default: read-index, confirmed by a quorum */
+    HTTP_READ_WEAK,             /* the leader answers while its lease holds */
+    HTTP_READ_NONE,             /* whichever node got it answers, maybe stale */
+};
+
+/* One key/value pair of a POST /key body. Not NUL-terminated. */
+struct http_kv {
+    const char *key;
+    size_t klen; /* >= 1 */
+    const char *val;
+    size_t vlen; /* may be 0 */
+};
+
+struct http_req; /* one request handed to the node; opaque */
+struct http_server;
+
+/* What the node does with valid requests. Every pointer must be set (a NULL
+ * one is answered 501). Each call must be followed, now or later, by exactly
+ * one http_reply_* on req. */
+struct http_handlers {
+    /* GET /key/<k>[?level=linearizable|weak|none]; klen >= 1. */
+    void (*get)(void *ud, struct http_req *req, const char *key, size_t klen, int level);
+    /* POST /key with a JSON object of strings: all pairs (n >= 1, keys
+     * unique, last duplicate won), to be written atomically. {} and null
+     * are answered 200 here without calling. */
+    void (*set)(void *ud, struct http_req *req, const struct http_kv *pairs, size_t n);
+    /* DELETE /key/<k>; klen >= 1. */
+    void (*del)(void *ud, struct http_req *req, const char *key, size_t klen);
+    /* POST /join {"id":..., "addr":..., "http_addr":... (optional)};
+     * id and addr are non-empty, http_addr is NULL when absent. */
+    void (*join)(void *ud, struct http_req *req, const char *id, const char *addr,
+                 const char *http_addr);
+    /* GET /status. */
+    void (*status)(void *ud, struct http_req *req);
+};
+
+struct http_opts {
+    uv_loop_t *loop;        /* required; the server runs on it */
+    const char *listen;     /* required: "host:port", "[v6]:port", ":port" =
+                               every interface; host names are resolved
+                               (getaddrinfo, blocking, at start)
+                               (IPv4 preferred, as Go's net.Listen does) */
+    size_t max_body;        /* request body limit, 0: 1 MiB; above it: 413 */
+    size_t max_key;         /* key limit in bytes, 0: 4096; above it: 400 */
+    size_t max_value;       /* value limit in bytes, 0: max_body; above: 400 */
+    uint32_t req_timeout_ms; /* to receive a whole request, and idle time of a
+                                kept-alive connection; 0: 10000 */
+    unsigned max_conns;     /* open connections; 0: 1024. Excess ones get a
+                               503 and are closed at once */
+    const struct craft_logger *log; /* NULL: silent */
+    const struct http_handlers *handlers; /* required; copied */
+    void *ud;               /* first argument of every handler */
+};
+
+/* Binds, listens and starts serving. On success *out is the server; on
+ * error (negative code: CRAFT_EINVAL for a bad address, negative errno from
+ * resolving, binding or listening) *out is NULL and nothing needs freeing. */
+int http_server_start(struct http_server **out, const struct http_opts *o);
+
+/* The port actually bound (useful with port 0). */
+int http_server_port(const struct http_server *s);
+
+/* Stops accepting, answers every request still waiting for the node with
+ * 503 {"error":"shutting down"}, closes every connection (at once when idle,
+ * after the response being written otherwise, forcibly after one second),
+ * releases everything, then calls cb(ud) (cb may be NULL) from the loop. The
+ * loop must keep running until then. s is invalid after the call. */
+void http_server_close(struct http_server *s, void (*cb)(void *), void *ud);
+
+/* 200 {"<key>":"<val>"} (Content-Type: application/json). key and val may
+ * hold any bytes; invalid UTF-8 is sent as U+FFFD. */
+void http_reply_value(struct http_req *req, const char *key, size_t klen, const char *val,
+                      size_t vlen);
+/* 200 with an empty body, as hraftd answers writes and joins. */
+void http_reply_ok(struct http_req *req);
+/* status with json (len bytes, sent as is) as an application/json body. */
+void http_reply_json(struct http_req *req, int status, const char *json, size_t len);
+/* status with {"error":"<message>"}; the message is printf-formatted (at
+ * most 1023 bytes) and JSON-escaped. */
+void http_reply_error(struct http_req *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* True if no reply can reach the client any more: its connection is closed
+ * or was reset, it shut down its side, or the server is closing. A node may
+ * use it to skip work; it must still reply to req. */
+bool http_req_gone(struct http_req *req);
+
+/* "linearizable", "weak", "none" ("?" for anything else). */
+const char *http_read_level_name(int level);
+
+#endif

@@ -1,0 +1,121 @@
+/* Internals shared by the files of src/http (prefix http__) that use h2o;
+ * not for other modules. The pure helpers are in http/parse.h. */
+#ifndef CRAFT_HTTP_INTERNAL_H
+#define CRAFT_HTTP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <h2o.h>
+
+#include "http/http.h"
+#include "http/parse.h"
+
+/* Intrusive doubly-linked list; an anchor points at itself when empty. */
+struct http__link {
+    struct http__link *prev, *next;
+};
+
+static inline void http__list_init(struct http__link *a)
+{
+    a->prev = a->next = a;
+}
+
+static inline bool http__list_empty(const struct http__link *a)
+{
+    return a->next == a;
+}
+
+static inline void http__list_push(struct http__link *a, struct http__link *l)
+{
+    l->prev = a->prev;
+    l->next = a;
+    a->prev->next = l;
+    a->prev = l;
+}
+
+static inline void http__list_unlink(struct http__link *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = l;
+}
+
+#define HTTP__CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* One accepted TCP connection; h2o owns the HTTP state on top of it. */
+struct http__conn {
+    uv_tcp_t tcp;              /* first: uv close callbacks get &tcp */
+    struct http_server *srv;
+    struct http__link link;    /* in srv->conns */
+};
+
+struct http_server {
+    uv_loop_t *loop;
+    struct http_handlers handlers;
+    void *ud;
+    const struct craft_logger *log;
+    size_t max_body, max_key, max_value;
+    unsigned max_conns;
+    int port;
+
+    uv_tcp_t listener;
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+
+    unsigned nconns;           /* accepted and not yet closed (incl. refused) */
+    struct http__link conns;   /* struct http__conn */
+    struct http__link pending; /* struct http_req handed to the node, unanswered */
+
+    bool closing;
+    bool listener_closed;
+    uv_timer_t grace_timer;    /* forces lingering connections shut on close */
+    uv_idle_t final_handle;    /* closed last: frees the server one loop pass
+                                  after h2o's own handles have finished closing */
+    void (*close_cb)(void *);
+    void *close_ud;
+};
+
+/* A request handed to the node. Freed when both the node has replied and
+ * h2o has disposed of its request (whichever comes last). */
+struct http_req {
+    h2o_req_t *h2o;            /* NULL once h2o disposed of the request */
+    struct http__link link;    /* in srv->pending while h2o && !answered */
+    bool replied;              /* the node has called http_reply_* */
+    bool answered;             /* a response was started (by node or close) */
+};
+
+/* --- route.c: the h2o handler for every path --- */
+struct http__handler {
+    h2o_handler_t super;
+    struct http_server *srv;
+};
+int http__on_req(h2o_handler_t *self, h2o_req_t *req);
+
+/* --- reply.c: sending --- */
+/* Starts and finishes a response: status, optional Content-Type and Allow
+ * headers, body (copied). Content-Length is always set. */
+void http__send(h2o_req_t *req, int status, const char *ctype, const char *allow,
+                const char *body, size_t len);
+/* status with {"error":"<msg>"} (msg escaped), application/json. */
+void http__send_error(h2o_req_t *req, int status, const char *allow, const char *msg,
+                      size_t len);
+/* Wraps req for the node: registers the dispose hook, links it as pending. */
+struct http_req *http__req_new(struct http_server *srv, h2o_req_t *req);
+/* Answers every pending request 503 (server closing). */
+void http__answer_pending(struct http_server *srv);
+const char *http__reason(int status);
+
+/* --- errfilter.c: turns h2o's own plain-text errors (413, 400, 417 sent
+ * before routing) into JSON error bodies. --- */
+void http__errfilter_register(struct http_server *srv, h2o_pathconf_t *fallback);
+
+/* --- addr.c: "host:port" to a listening socket --- */
+/* Parses addr ("host:port"), resolves it (blocking), binds and listens a non-blocking socket.
+ * Returns the fd (>= 0) or a negative code; *port gets the bound port. */
+int http__listen_fd(const char *addr, const struct craft_logger *log, int *port);
+
+#endif

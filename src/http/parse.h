@@ -1,0 +1,58 @@
+/* Pure helpers of src/http (prefix http__): request parsing and JSON text
+ * output, with no h2o and no I/O, so the unit tests drive them directly.
+ * Thread-safe (no state). Buffers are the caller's unless said otherwise. */
+#ifndef CRAFT_HTTP_PARSE_H
+#define CRAFT_HTTP_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "http/http.h"
+
+/* --- addr.c --- */
+/* Splits "host:port" / "[v6]:port" / ":port"; host is NUL-terminated into
+ * hostbuf (empty = any address). 0 or CRAFT_EINVAL (no/bad port, host too
+ * long, unbalanced brackets). */
+int http__split_hostport(const char *s, char *hostbuf, size_t hostcap, unsigned *port);
+
+/* --- parse.c: pure request parsing --- */
+/* Percent-decodes src[0..len) into dst (room for len bytes). Returns the
+ * decoded length, or -1 on a malformed escape ("%4", "%zz"). '+' stays '+'. */
+ssize_t http__pct_decode(const char *src, size_t len, char *dst);
+/* Finds level=... in a query string (without '?'); *level unchanged if the
+ * parameter is absent. 0, or -1 if the value is unknown/malformed. */
+int http__parse_level(const char *q, size_t len, int *level);
+/* The parsed body of POST /key. root owns the strings pairs point into. */
+struct http__kvbody {
+    json_t *root;
+    struct http_kv *pairs; /* craft_malloc'd, n entries */
+    size_t n;
+};
+/* 0 and *out filled (n == 0 for {} / null), or -1 with a message for a
+ * 400 reply in err. On success free with http__kvbody_free. */
+int http__parse_kv_body(const char *body, size_t len, size_t max_key, size_t max_value,
+                        struct http__kvbody *out, char *err, size_t errcap);
+void http__kvbody_free(struct http__kvbody *b);
+/* The parsed body of POST /join: id and addr non-empty strings, http_addr
+ * an optional string, other fields ignored; none may contain NUL. root owns
+ * the strings. 0, or -1 with a message in err; free with http__joinbody_free. */
+struct http__joinbody {
+    json_t *root;
+    const char *id, *addr, *http_addr; /* http_addr NULL when absent */
+};
+int http__parse_join_body(const char *body, size_t len, struct http__joinbody *out, char *err,
+                          size_t errcap);
+void http__joinbody_free(struct http__joinbody *b);
+
+/* --- json.c: JSON text output --- */
+bool http__utf8_valid(const char *s, size_t len);
+/* The most bytes http__json_quote writes for len input bytes. */
+#define HTTP__QUOTED_MAX(len) (6 * (len) + 2)
+/* Writes s as a quoted JSON string to dst (room for HTTP__QUOTED_MAX(len));
+ * control characters escaped, invalid UTF-8 as \ufffd. Returns bytes written. */
+size_t http__json_quote(char *dst, const char *s, size_t len);
+
+#endif

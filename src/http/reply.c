@@ -1,0 +1,194 @@
+/* Responses: the lifetime of a request handed to the node (struct http_req),
+ * the public http_reply_* calls, and the low-level senders route.c uses. */
+#include "http/internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+
+static const char JSON_TYPE[] = "application/json";
+
+const char *http__reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 400 ? "OK" : "Error";
+    }
+}
+
+void http__send(h2o_req_t *req, int status, const char *ctype, const char *allow,
+                const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = http__reason(status);
+    req->res.content_length = len; /* h2o_send_inline does not set it */
+    if (ctype != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype,
+                       strlen(ctype));
+    if (allow != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow,
+                       strlen(allow));
+    /* copies the body; sends none for HEAD */
+    h2o_send_inline(req, len ? body : "", len);
+}
+
+void http__send_error(h2o_req_t *req, int status, const char *allow, const char *msg,
+                      size_t len)
+{
+    static const char pre[] = "{\"error\":";
+    char *buf = h2o_mem_alloc_pool(&req->pool, sizeof pre + HTTP__QUOTED_MAX(len) + 1);
+    size_t n = sizeof pre - 1;
+    memcpy(buf, pre, n);
+    n += http__json_quote(buf + n, msg, len);
+    buf[n++] = '}';
+    http__send(req, status, JSON_TYPE, allow, buf, n);
+}
+
+/* Called when h2o frees the request's pool: after the response was written,
+ * or when the connection closed first. */
+static void on_h2o_dispose(void *p)
+{
+    struct http_req *r = *(struct http_req **)p;
+    r->h2o = NULL;
+    http__list_unlink(&r->link);
+    if (r->replied)
+        craft_free(r);
+}
+
+struct http_req *http__req_new(struct http_server *srv, h2o_req_t *req)
+{
+    struct http_req *r = craft_malloc(sizeof *r);
+    if (r == NULL)
+        return NULL;
+    *r = (struct http_req){.h2o = req};
+    struct http_req **hook = h2o_mem_alloc_shared(&req->pool, sizeof *hook, on_h2o_dispose);
+    *hook = r;
+    http__list_push(&srv->pending, &r->link);
+    return r;
+}
+
+void http__answer_pending(struct http_server *srv)
+{
+    static const char msg[] = "shutting down";
+    while (!http__list_empty(&srv->pending)) {
+        struct http_req *r = HTTP__CONTAINER(srv->pending.next, struct http_req, link);
+        http__list_unlink(&r->link);
+        r->answered = true;
+        r->h2o->http1_is_persistent = 0;
+        http__send_error(r->h2o, 503, NULL, msg, sizeof msg - 1);
+    }
+}
+
+/* Marks the node's one reply. Returns the h2o request to answer, or NULL
+ * when the reply is to be discarded (r is freed here if h2o is done). */
+static h2o_req_t *claim(struct http_req *r)
+{
+    assert(!r->replied && "a request was answered twice");
+    r->replied = true;
+    h2o_req_t *h = r->h2o;
+    if (h == NULL) {
+        craft_free(r);
+        return NULL;
+    }
+    if (r->answered) /* by http_server_close; freed on dispose */
+        return NULL;
+    r->answered = true;
+    http__list_unlink(&r->link);
+    return h; /* r may be freed as soon as a response starts: not used again */
+}
+
+void http_reply_value(struct http_req *req, const char *key, size_t klen, const char *val,
+                      size_t vlen)
+{
+    h2o_req_t *h = claim(req);
+    if (h == NULL)
+        return;
+    char *buf = h2o_mem_alloc_pool(&h->pool, HTTP__QUOTED_MAX(klen) + HTTP__QUOTED_MAX(vlen) + 3);
+    size_t n = 0;
+    buf[n++] = '{';
+    n += http__json_quote(buf + n, key, klen);
+    buf[n++] = ':';
+    n += http__json_quote(buf + n, val, vlen);
+    buf[n++] = '}';
+    http__send(h, 200, JSON_TYPE, NULL, buf, n);
+}
+
+void http_reply_ok(struct http_req *req)
+{
+    h2o_req_t *h = claim(req);
+    if (h != NULL)
+        http__send(h, 200, NULL, NULL, "", 0);
+}
+
+void http_reply_json(struct http_req *req, int status, const char *json, size_t len)
+{
+    h2o_req_t *h = claim(req);
+    if (h != NULL)
+        http__send(h, status, JSON_TYPE, NULL, json, len);
+}
+
+void http_reply_error(struct http_req *req, int status, const char *fmt, ...)
+{
+    h2o_req_t *h = claim(req);
+    if (h == NULL)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    http__send_error(h, status, NULL, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+}
+
+bool http_req_gone(struct http_req *req)
+{
+    h2o_req_t *h = req->h2o;
+    if (h == NULL || req->answered)
+        return true;
+    h2o_socket_t *sock = h->conn->callbacks->get_socket(h->conn);
+    if (sock == NULL)
+        return true;
+    /* h2o stops reading while a request is processed, so a peer's FIN or
+     * RST waits unread in the kernel: peek at it. */
+    char c;
+    ssize_t n = recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0)
+        return false; /* a pipelined request is waiting */
+    if (n == 0)
+        return true;
+    return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+const char *http_read_level_name(int level)
+{
+    switch (level) {
+    case HTTP_READ_LINEARIZABLE: return "linearizable";
+    case HTTP_READ_WEAK: return "weak";
+    case HTTP_READ_NONE: return "none";
+    default: return "?";
+    }
+}

@@ -1,0 +1,198 @@
+/* Routing and validation: every request h2o parsed lands here, is checked
+ * against the rules of docs/http-api.md, and is either answered at once
+ * (errors, empty writes) or handed to the node's handlers. */
+#include "http/internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char KEY_ALLOW[] = "GET, POST, DELETE";
+
+static bool method_is(const h2o_req_t *req, const char *m)
+{
+    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+}
+
+static bool path_is(const char *p, size_t len, const char *want)
+{
+    return h2o_memis(p, len, want, strlen(want));
+}
+
+/* Answers status with {"error": printf(fmt, ...)}. */
+__attribute__((format(printf, 4, 5))) static void fail(h2o_req_t *req, int status,
+                                                        const char *allow, const char *fmt,
+                                                        ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    http__send_error(req, status, allow, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+}
+
+static void method_not_allowed(h2o_req_t *req, const char *allow, const char *what)
+{
+    fail(req, 405, allow, "method %.*s not allowed on %s (allowed: %s)",
+         (int)(req->method.len > 32 ? 32 : req->method.len), req->method.base, what, allow);
+}
+
+/* A request for the node, or NULL after answering 500 (out of memory) or 501
+ * (the node has no handler for it). */
+static struct http_req *hand_over(struct http_server *srv, h2o_req_t *req, bool have_handler)
+{
+    if (!have_handler) {
+        fail(req, 501, NULL, "not implemented");
+        return NULL;
+    }
+    struct http_req *r = http__req_new(srv, req);
+    if (r == NULL)
+        fail(req, 500, NULL, "out of memory");
+    return r;
+}
+
+/* The key of GET/DELETE /key/<k>: the rest of the path, percent-decoded.
+ * Returns its length (>= 1) with *key in the request's pool, or 0 after
+ * answering 400. */
+static size_t decode_key(struct http_server *srv, h2o_req_t *req, const char *rest, size_t rlen,
+                         char **key)
+{
+    if (rlen <= 1) {
+        fail(req, 400, NULL, "missing key: use /key/<key>");
+        return 0;
+    }
+    const char *seg = rest + 1;
+    size_t slen = rlen - 1;
+    if (memchr(seg, '/', slen) != NULL) {
+        fail(req, 400, NULL, "a key is one path segment: encode '/' in a key as %%2F");
+        return 0;
+    }
+    *key = h2o_mem_alloc_pool(&req->pool, slen);
+    ssize_t klen = http__pct_decode(seg, slen, *key);
+    if (klen < 0) {
+        fail(req, 400, NULL, "invalid percent-encoding in the key");
+        return 0;
+    }
+    if ((size_t)klen > srv->max_key) {
+        fail(req, 400, NULL, "key too long: %zd bytes, the limit is %zu", klen, srv->max_key);
+        return 0;
+    }
+    if (!http__utf8_valid(*key, (size_t)klen)) {
+        fail(req, 400, NULL, "the key is not valid UTF-8");
+        return 0;
+    }
+    return (size_t)klen;
+}
+
+static void route_get(struct http_server *srv, h2o_req_t *req, const char *rest, size_t rlen)
+{
+    char *key;
+    size_t klen = decode_key(srv, req, rest, rlen, &key);
+    if (klen == 0)
+        return;
+    int level = HTTP_READ_LINEARIZABLE;
+    if (req->query_at != SIZE_MAX) {
+        const char *q = req->path.base + req->query_at + 1;
+        size_t qlen = req->path.len - req->query_at - 1;
+        if (http__parse_level(q, qlen, &level) != 0) {
+            fail(req, 400, NULL, "unknown read level: use level=linearizable, weak or none");
+            return;
+        }
+    }
+    struct http_req *r = hand_over(srv, req, srv->handlers.get != NULL);
+    if (r != NULL)
+        srv->handlers.get(srv->ud, r, key, klen, level);
+}
+
+static void route_del(struct http_server *srv, h2o_req_t *req, const char *rest, size_t rlen)
+{
+    char *key;
+    size_t klen = decode_key(srv, req, rest, rlen, &key);
+    if (klen == 0)
+        return;
+    struct http_req *r = hand_over(srv, req, srv->handlers.del != NULL);
+    if (r != NULL)
+        srv->handlers.del(srv->ud, r, key, klen);
+}
+
+/* POST /key (like hraftd, whatever follows /key is ignored: the pairs are
+ * in the body). */
+static void route_set(struct http_server *srv, h2o_req_t *req)
+{
+    struct http__kvbody b;
+    char err[256];
+    if (http__parse_kv_body(req->entity.base, req->entity.len, srv->max_key, srv->max_value, &b,
+                            err, sizeof err) != 0) {
+        fail(req, 400, NULL, "%s", err);
+        return;
+    }
+    if (b.n == 0) { /* {} or null: nothing to do, as hraftd */
+        http__send(req, 200, NULL, NULL, "", 0);
+        return;
+    }
+    struct http_req *r = hand_over(srv, req, srv->handlers.set != NULL);
+    if (r != NULL)
+        srv->handlers.set(srv->ud, r, b.pairs, b.n);
+    http__kvbody_free(&b);
+}
+
+static void route_key(struct http_server *srv, h2o_req_t *req, const char *rest, size_t rlen)
+{
+    if (method_is(req, "GET"))
+        route_get(srv, req, rest, rlen);
+    else if (method_is(req, "POST"))
+        route_set(srv, req);
+    else if (method_is(req, "DELETE"))
+        route_del(srv, req, rest, rlen);
+    else
+        method_not_allowed(req, KEY_ALLOW, "/key");
+}
+
+static void route_join(struct http_server *srv, h2o_req_t *req)
+{
+    if (!method_is(req, "POST")) {
+        method_not_allowed(req, "POST", "/join");
+        return;
+    }
+    struct http__joinbody b;
+    char err[256];
+    if (http__parse_join_body(req->entity.base, req->entity.len, &b, err, sizeof err) != 0) {
+        fail(req, 400, NULL, "%s", err);
+        return;
+    }
+    struct http_req *r = hand_over(srv, req, srv->handlers.join != NULL);
+    if (r != NULL)
+        srv->handlers.join(srv->ud, r, b.id, b.addr, b.http_addr);
+    http__joinbody_free(&b);
+}
+
+static void route_status(struct http_server *srv, h2o_req_t *req)
+{
+    if (!method_is(req, "GET")) {
+        http__send(req, 405, NULL, "GET", "", 0); /* no body, as hraftd */
+        return;
+    }
+    struct http_req *r = hand_over(srv, req, srv->handlers.status != NULL);
+    if (r != NULL)
+        srv->handlers.status(srv->ud, r);
+}
+
+int http__on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct http_server *srv = ((struct http__handler *)self)->srv;
+    const char *path = req->path.base;
+    size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+
+    if (plen >= 4 && memcmp(path, "/key", 4) == 0 && (plen == 4 || path[4] == '/'))
+        route_key(srv, req, path + 4, plen - 4);
+    else if (path_is(path, plen, "/join"))
+        route_join(srv, req);
+    else if (path_is(path, plen, "/status"))
+        route_status(srv, req);
+    else
+        fail(req, 404, NULL, "not found: use /key/<key>, /join or /status");
+    return 0;
+}

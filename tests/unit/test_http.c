@@ -1,0 +1,1418 @@
+/* Tests of src/http: the pure parsers directly, then a real server on a uv
+ * loop (in a second thread) with fake node handlers, driven over loopback
+ * by a blocking HTTP/1.1 client in the test thread. Each server test checks
+ * rows of docs/http-api.md (the craftd column of hraftd-compat.md). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "common/alloc.h"
+#include "common/error.h"
+#include "http/http.h"
+#include "http/parse.h"
+
+/* ------------------------------------------------------------------ */
+/* pure helpers                                                        */
+
+static void test_pct_decode(void **state)
+{
+    char out[64];
+    assert_int_equal(http__pct_decode("a%2Fb%20c+d", 11, out), 7);
+    assert_memory_equal(out, "a/b c+d", 7);
+    assert_int_equal(http__pct_decode("caf%C3%a9", 9, out), 5);
+    assert_memory_equal(out, "caf\xc3\xa9", 5);
+    assert_int_equal(http__pct_decode("%00", 3, out), 1);
+    assert_int_equal(out[0], 0);
+    assert_int_equal(http__pct_decode("", 0, out), 0);
+    assert_int_equal(http__pct_decode("%", 1, out), -1);
+    assert_int_equal(http__pct_decode("a%4", 3, out), -1);
+    assert_int_equal(http__pct_decode("%zz", 3, out), -1);
+    assert_int_equal(http__pct_decode("%4g", 3, out), -1);
+}
+
+static void test_parse_level(void **state)
+{
+    int l = -7;
+    assert_int_equal(http__parse_level("", 0, &l), 0);
+    assert_int_equal(l, -7); /* absent: unchanged */
+    assert_int_equal(http__parse_level("x=1&y", 5, &l), 0);
+    assert_int_equal(l, -7);
+    assert_int_equal(http__parse_level("level=weak", 10, &l), 0);
+    assert_int_equal(l, HTTP_READ_WEAK);
+    assert_int_equal(http__parse_level("a=b&level=none&c", 16, &l), 0);
+    assert_int_equal(l, HTTP_READ_NONE);
+    assert_int_equal(http__parse_level("level=NONE&level=linearizable", 29, &l), 0);
+    assert_int_equal(l, HTTP_READ_LINEARIZABLE);
+    assert_int_equal(http__parse_level("lev%65l=w%65ak", 14, &l), 0);
+    assert_int_equal(l, HTTP_READ_WEAK);
+    assert_int_equal(http__parse_level("level=strong", 12, &l), -1);
+    assert_int_equal(http__parse_level("level=", 6, &l), -1);
+    assert_int_equal(http__parse_level("level", 5, &l), -1);
+    assert_int_equal(http__parse_level("level=%zz", 9, &l), -1);
+    assert_int_equal(http__parse_level("level=weakweakweakweakweakweakweakweak", 38, &l), -1);
+    assert_string_equal(http_read_level_name(HTTP_READ_WEAK), "weak");
+    assert_string_equal(http_read_level_name(42), "?");
+}
+
+static int kv(const char *body, struct http__kvbody *b, char *err)
+{
+    return http__parse_kv_body(body, strlen(body), 8, 16, b, err, 256);
+}
+
+static void test_parse_kv_body(void **state)
+{
+    struct http__kvbody b;
+    char err[256];
+
+    assert_int_equal(kv("{\"a\":\"1\",\"b\":\"\"}", &b, err), 0);
+    assert_int_equal(b.n, 2);
+    assert_memory_equal(b.pairs[0].key, "a", 1);
+    assert_int_equal(b.pairs[1].vlen, 0);
+    http__kvbody_free(&b);
+
+    assert_int_equal(kv("{\"a\":\"1\",\"a\":\"2\"}", &b, err), 0); /* last wins */
+    assert_int_equal(b.n, 1);
+    assert_memory_equal(b.pairs[0].val, "2", 1);
+    http__kvbody_free(&b);
+
+    assert_int_equal(kv(" {\"k\":\"v\\u0000w\"} \n", &b, err), 0); /* NUL in a value */
+    assert_int_equal(b.n, 1);
+    assert_int_equal(b.pairs[0].vlen, 3);
+    assert_memory_equal(b.pairs[0].val, "v\0w", 3);
+    http__kvbody_free(&b);
+    assert_int_equal(kv("{\"k\\u0000\":\"v\"}", &b, err), -1); /* jansson: not in keys */
+    assert_non_null(strstr(err, "NUL"));
+
+    assert_int_equal(kv("{}", &b, err), 0);
+    assert_int_equal(b.n, 0);
+    http__kvbody_free(&b);
+    assert_int_equal(kv("null", &b, err), 0);
+    assert_int_equal(b.n, 0);
+    http__kvbody_free(&b);
+
+    assert_int_equal(kv("", &b, err), -1);
+    assert_non_null(strstr(err, "empty"));
+    assert_int_equal(kv("{\"a\":\"1\"", &b, err), -1);
+    assert_non_null(strstr(err, "line 1"));
+    assert_non_null(strstr(err, "column"));
+    assert_int_equal(kv("{\"a\":\"1\"}\n{", &b, err), -1); /* trailing bytes */
+    assert_non_null(strstr(err, "line 2"));
+    assert_int_equal(kv("{\"a\":\"1\"} x", &b, err), -1);
+    assert_int_equal(kv("[]", &b, err), -1);
+    assert_non_null(strstr(err, "array"));
+    assert_int_equal(kv("\"s\"", &b, err), -1);
+    assert_int_equal(kv("{\"a\":1}", &b, err), -1);
+    assert_non_null(strstr(err, "number"));
+    assert_int_equal(kv("{\"a\":\"1\",\"b\":null}", &b, err), -1);
+    assert_non_null(strstr(err, "\"b\""));
+    assert_int_equal(kv("{\"a\":{}}", &b, err), -1);
+    assert_int_equal(kv("{\"\":\"x\"}", &b, err), -1);
+    assert_non_null(strstr(err, "empty key"));
+    assert_int_equal(kv("{\"123456789\":\"x\"}", &b, err), -1); /* max_key 8 */
+    assert_non_null(strstr(err, "key too long"));
+    assert_int_equal(kv("{\"a\":\"12345678901234567\"}", &b, err), -1); /* max 16 */
+    assert_non_null(strstr(err, "value too long"));
+    assert_int_equal(kv("{\"a\":\"\xff\"}", &b, err), -1); /* invalid UTF-8 */
+    assert_int_equal(kv("{\"a\":\"x\ny\"}", &b, err), -1); /* raw control char */
+    assert_null(b.root);
+    assert_null(b.pairs);
+}
+
+static int join(const char *body, struct http__joinbody *b, char *err)
+{
+    return http__parse_join_body(body, strlen(body), b, err, 256);
+}
+
+static void test_parse_join_body(void **state)
+{
+    struct http__joinbody b;
+    char err[256];
+    assert_int_equal(join("{\"id\":\"node1\",\"addr\":\"h:12001\"}", &b, err), 0);
+    assert_string_equal(b.id, "node1");
+    assert_string_equal(b.addr, "h:12001");
+    assert_null(b.http_addr);
+    http__joinbody_free(&b);
+    assert_int_equal(
+        join("{\"id\":\"n\",\"addr\":\"a\",\"http_addr\":\"h:11001\",\"x\":[1]}", &b, err), 0);
+    assert_string_equal(b.http_addr, "h:11001");
+    http__joinbody_free(&b);
+
+    assert_int_equal(join("{\"id\":\"n\"}", &b, err), -1);
+    assert_non_null(strstr(err, "addr"));
+    assert_int_equal(join("{\"addr\":\"a\"}", &b, err), -1);
+    assert_non_null(strstr(err, "id"));
+    assert_int_equal(join("{\"id\":1,\"addr\":\"a\"}", &b, err), -1);
+    assert_int_equal(join("{\"id\":\"\",\"addr\":\"a\"}", &b, err), -1);
+    assert_int_equal(join("{\"id\":\"a\\u0000b\",\"addr\":\"a\"}", &b, err), -1);
+    assert_int_equal(join("{\"id\":\"n\",\"addr\":\"a\",\"http_addr\":5}", &b, err), -1);
+    assert_int_equal(join("[]", &b, err), -1);
+    assert_int_equal(join("", &b, err), -1);
+    assert_int_equal(join("{\"id\":\"n\",\"addr\":\"a\"}x", &b, err), -1);
+    assert_null(b.root);
+}
+
+/* Quotes s, decodes the result with jansson, returns the decoded bytes. */
+static void quote_roundtrip(const char *s, size_t len, const char *expect, size_t elen)
+{
+    char *q = malloc(HTTP__QUOTED_MAX(len));
+    size_t n = http__json_quote(q, s, len);
+    assert_true(n <= HTTP__QUOTED_MAX(len));
+    json_error_t je;
+    json_t *v = json_loadb(q, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    assert_non_null(v);
+    assert_true(json_is_string(v));
+    assert_int_equal(json_string_length(v), elen);
+    assert_memory_equal(json_string_value(v), expect, elen);
+    json_decref(v);
+    free(q);
+}
+
+static void test_json_quote(void **state)
+{
+    const char all[] = "q\"b\\s/\x01\x1f\x7f\n\r\t\0z \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    quote_roundtrip(all, sizeof all - 1, all, sizeof all - 1);
+    quote_roundtrip("", 0, "", 0);
+    /* invalid UTF-8 becomes U+FFFD, one per bad byte */
+    quote_roundtrip("a\xff" "b", 3, "a\xef\xbf\xbd" "b", 5);
+    quote_roundtrip("\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd", 6);         /* overlong */
+    quote_roundtrip("\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 9); /* surrogate */
+    quote_roundtrip("\xe2\x82", 2, "\xef\xbf\xbd\xef\xbf\xbd", 6);         /* truncated */
+    char worst[4] = {1, 1, 1, 1};
+    char q[HTTP__QUOTED_MAX(4)];
+    assert_int_equal(http__json_quote(q, worst, 4), HTTP__QUOTED_MAX(4));
+    assert_true(http__utf8_valid("caf\xc3\xa9", 5));
+    assert_false(http__utf8_valid("\xf5\x80\x80\x80", 4));
+    assert_false(http__utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+}
+
+static void test_split_hostport(void **state)
+{
+    char h[16];
+    unsigned p;
+    assert_int_equal(http__split_hostport("localhost:11000", h, sizeof h, &p), 0);
+    assert_string_equal(h, "localhost");
+    assert_int_equal(p, 11000);
+    assert_int_equal(http__split_hostport(":11000", h, sizeof h, &p), 0);
+    assert_string_equal(h, "");
+    assert_int_equal(http__split_hostport("[::1]:80", h, sizeof h, &p), 0);
+    assert_string_equal(h, "::1");
+    assert_int_equal(http__split_hostport("127.0.0.1:0", h, sizeof h, &p), 0);
+    assert_int_equal(p, 0);
+    assert_int_equal(http__split_hostport("localhost", h, sizeof h, &p), CRAFT_EINVAL);
+    assert_int_equal(http__split_hostport("h:", h, sizeof h, &p), CRAFT_EINVAL);
+    assert_int_equal(http__split_hostport("h:65536", h, sizeof h, &p), CRAFT_EINVAL);
+    assert_int_equal(http__split_hostport("h:-1", h, sizeof h, &p), CRAFT_EINVAL);
+    assert_int_equal(http__split_hostport("h:1x", h, sizeof h, &p), CRAFT_EINVAL);
+    assert_int_equal(http__split_hostport("::1:80", h, sizeof h, &p), CRAFT_EINVAL);
+    assert_int_equal(http__split_hostport("[::1:80", h, sizeof h, &p), CRAFT_EINVAL);
+    assert_int_equal(http__split_hostport("averyveryverylonghostname:1", h, sizeof h, &p),
+                     CRAFT_EINVAL);
+}
+
+/* ------------------------------------------------------------------ */
+/* the fake node: runs on the loop thread                              */
+
+/* cmocka's asserts may only run in the test thread: the loop thread aborts. */
+#define LOOP_CHECK(cond)                                                                  \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
+            fprintf(stderr, "%s:%d: loop thread check failed: %s\n", __FILE__, __LINE__, \
+                    #cond);                                                               \
+            abort();                                                                      \
+        }                                                                                 \
+    } while (0)
+
+struct entry {
+    char *k, *v;
+    size_t kl, vl;
+};
+
+struct runner;
+
+/* One server under test and the fake node behind it. */
+struct fx {
+    struct runner *run;
+    uv_loop_t *loop;
+    struct http_server *srv;
+    int port;
+    int leftover_handles; /* open besides the runner's own, after close */
+    bool stop_posted;
+    /* owned by the loop thread until the thread is joined */
+    struct entry store[512];
+    size_t nstore;
+    struct http_req *held[8]; /* never answered by the node before close */
+    size_t nheld;
+    int set_calls, get_calls, gone_seen, not_gone_seen, closed;
+};
+
+struct later {
+    uv_timer_t timer;
+    struct fx *fx;
+    struct http_req *req;
+    int kind; /* 0: reply ok, 1: reply value "late", 2: check gone then reply */
+};
+
+static struct entry *find(struct fx *f, const char *k, size_t kl)
+{
+    for (size_t i = 0; i < f->nstore; i++)
+        if (f->store[i].kl == kl && memcmp(f->store[i].k, k, kl) == 0)
+            return &f->store[i];
+    return NULL;
+}
+
+static void put(struct fx *f, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct entry *e = find(f, k, kl);
+    if (e == NULL) {
+        LOOP_CHECK(f->nstore < 512);
+        e = &f->store[f->nstore++];
+        e->k = craft_memdup(k, kl);
+        e->kl = kl;
+    } else {
+        craft_free(e->v);
+    }
+    e->v = craft_memdup(v, vl);
+    e->vl = vl;
+}
+
+static void on_later_closed(uv_handle_t *h)
+{
+    craft_free(h->data);
+}
+
+static void on_later(uv_timer_t *t)
+{
+    struct later *l = t->data;
+    if (l->kind == 2) {
+        if (http_req_gone(l->req))
+            l->fx->gone_seen++;
+        else
+            l->fx->not_gone_seen++;
+    }
+    if (l->kind == 1)
+        http_reply_value(l->req, "late", 4, "yes", 3);
+    else
+        http_reply_ok(l->req);
+    uv_close((uv_handle_t *)t, on_later_closed);
+}
+
+static void answer_later(struct fx *f, struct http_req *req, int kind, unsigned ms)
+{
+    struct later *l = craft_malloc(sizeof *l);
+    LOOP_CHECK(l);
+    l->fx = f;
+    l->req = req;
+    l->kind = kind;
+    uv_timer_init(f->loop, &l->timer);
+    l->timer.data = l;
+    uv_timer_start(&l->timer, on_later, ms, 0);
+}
+
+static bool has_prefix(const char *k, size_t kl, const char *p)
+{
+    return kl >= strlen(p) && memcmp(k, p, strlen(p)) == 0;
+}
+
+static void fake_get(void *ud, struct http_req *req, const char *key, size_t klen, int level)
+{
+    struct fx *f = ud;
+    f->get_calls++;
+    LOOP_CHECK(!http_req_gone(req));
+    if (klen == 7 && memcmp(key, "__level", 7) == 0) {
+        const char *n = http_read_level_name(level);
+        http_reply_value(req, key, klen, n, strlen(n));
+    } else if (has_prefix(key, klen, "slow:")) {
+        answer_later(f, req, 1, 30);
+    } else if (has_prefix(key, klen, "gone:")) {
+        answer_later(f, req, 2, 150);
+    } else if (has_prefix(key, klen, "alive:")) {
+        answer_later(f, req, 2, 20);
+    } else if (has_prefix(key, klen, "hold:")) {
+        LOOP_CHECK(f->nheld < 8);
+        f->held[f->nheld++] = req;
+    } else if (has_prefix(key, klen, "raw:")) {
+        static const char json[] = "{\"raw\":true}";
+        http_reply_json(req, 202, json, sizeof json - 1);
+    } else {
+        struct entry *e = find(f, key, klen);
+        if (e == NULL)
+            http_reply_error(req, 404, "key not found (%zu bytes)", klen);
+        else
+            http_reply_value(req, e->k, e->kl, e->v, e->vl);
+    }
+}
+
+static void fake_set(void *ud, struct http_req *req, const struct http_kv *pairs, size_t n)
+{
+    struct fx *f = ud;
+    f->set_calls++;
+    LOOP_CHECK(n >= 1);
+    for (size_t i = 0; i < n; i++)
+        put(f, pairs[i].key, pairs[i].klen, pairs[i].val, pairs[i].vlen);
+    if (has_prefix(pairs[0].key, pairs[0].klen, "later:"))
+        answer_later(f, req, 0, 10);
+    else
+        http_reply_ok(req);
+}
+
+static void fake_del(void *ud, struct http_req *req, const char *key, size_t klen)
+{
+    struct fx *f = ud;
+    struct entry *e = find(f, key, klen);
+    if (e != NULL) {
+        craft_free(e->k);
+        craft_free(e->v);
+        *e = f->store[--f->nstore];
+    }
+    http_reply_ok(req);
+}
+
+/* Records the join in the store as "join:<id>" -> "<addr> <http_addr|->". */
+static void fake_join(void *ud, struct http_req *req, const char *id, const char *addr,
+                      const char *http_addr)
+{
+    struct fx *f = ud;
+    char k[128], v[256];
+    int kl = snprintf(k, sizeof k, "join:%s", id);
+    int vl = snprintf(v, sizeof v, "%s %s", addr, http_addr ? http_addr : "-");
+    put(f, k, (size_t)kl, v, (size_t)vl);
+    http_reply_ok(req);
+}
+
+static void fake_status(void *ud, struct http_req *req)
+{
+    static const char json[] = "{\"me\":{\"id\":\"node0\",\"address\":\"localhost:12000\"},"
+                               "\"leader\":{\"id\":\"node0\",\"address\":\"localhost:12000\"},"
+                               "\"followers\":[]}";
+    http_reply_json(req, 200, json, sizeof json - 1);
+}
+
+static const struct http_handlers fake_handlers = {fake_get, fake_set, fake_del, fake_join,
+                                                   fake_status};
+static const struct http_handlers no_handlers = {0};
+
+/* The servers run on one uv loop in the main thread, which lives as long as
+ * the process: h2o keeps per-thread caches of memory chunks that a thread
+ * exiting would leak (valgrind "definitely lost"). The tests (and cmocka's
+ * asserts) run in a second thread that posts commands to the loop and
+ * waits for them. */
+enum cmd { CMD_NONE, CMD_START, CMD_STOP, CMD_QUIT };
+
+struct runner {
+    uv_loop_t loop;
+    uv_async_t wake;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* under mu */
+    enum cmd cmd;
+    struct fx *fx;
+    struct http_opts opts;
+    int result;
+    bool done;
+    struct fx *current; /* the running server's fixture (test thread only) */
+};
+
+static void cmd_done(struct runner *r, int result)
+{
+    pthread_mutex_lock(&r->mu);
+    r->result = result;
+    r->done = true;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void count_open(uv_handle_t *h, void *arg)
+{
+    struct fx *f = arg;
+    if (h != (uv_handle_t *)&f->run->wake && !uv_is_closing(h))
+        f->leftover_handles++;
+}
+
+static void on_server_closed(void *ud)
+{
+    struct fx *f = ud;
+    f->closed++;
+    /* the node's replies to requests the close already answered: discarded */
+    for (size_t i = 0; i < f->nheld; i++)
+        http_reply_error(f->held[i], 503, "too late");
+    f->nheld = 0;
+    uv_walk(f->loop, count_open, f);
+    cmd_done(f->run, 0);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct runner *r = a->data;
+    pthread_mutex_lock(&r->mu);
+    enum cmd cmd = r->cmd;
+    struct fx *f = r->fx;
+    struct http_opts o = r->opts;
+    r->cmd = CMD_NONE;
+    pthread_mutex_unlock(&r->mu);
+    switch (cmd) {
+    case CMD_START:
+        cmd_done(r, http_server_start(&f->srv, &o));
+        break;
+    case CMD_STOP:
+        http_server_close(f->srv, on_server_closed, f);
+        break;
+    case CMD_QUIT:
+        uv_close((uv_handle_t *)a, NULL);
+        break;
+    case CMD_NONE:
+        break;
+    }
+}
+
+static void post(struct runner *r, enum cmd cmd, struct fx *f, const struct http_opts *o)
+{
+    pthread_mutex_lock(&r->mu);
+    r->cmd = cmd;
+    r->fx = f;
+    if (o != NULL)
+        r->opts = *o;
+    r->done = false;
+    pthread_mutex_unlock(&r->mu);
+    uv_async_send(&r->wake);
+}
+
+static int wait_done(struct runner *r)
+{
+    pthread_mutex_lock(&r->mu);
+    while (!r->done)
+        pthread_cond_wait(&r->cv, &r->mu);
+    int res = r->result;
+    pthread_mutex_unlock(&r->mu);
+    return res;
+}
+
+static void log_sink(void *ud, int level, const char *msg)
+{
+    if (getenv("HTTP_TEST_VERBOSE"))
+        fprintf(stderr, "[%s] %s\n", craft_log_level_name(level), msg);
+}
+
+static const struct craft_logger test_log = {log_sink, NULL, CRAFT_LOG_DEBUG};
+
+static struct fx *fx_start_with(void **state, struct http_opts o)
+{
+    struct runner *r = *state;
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->run = r;
+    f->loop = &r->loop;
+    o.loop = &r->loop;
+    if (o.listen == NULL)
+        o.listen = "127.0.0.1:0";
+    if (o.handlers == NULL)
+        o.handlers = &fake_handlers;
+    o.ud = f;
+    o.log = &test_log;
+    post(r, CMD_START, f, &o);
+    assert_int_equal(wait_done(r), 0);
+    r->current = f;
+    f->port = http_server_port(f->srv);
+    assert_true(f->port > 0);
+    return f;
+}
+
+static struct fx *fx_start(void **state)
+{
+    return fx_start_with(state, (struct http_opts){0});
+}
+
+struct counts {
+    int set_calls, get_calls, gone_seen, not_gone_seen;
+};
+
+/* Begins closing the server (fx_wait_stopped completes it). */
+static void fx_post_stop(struct fx *f)
+{
+    f->stop_posted = true;
+    post(f->run, CMD_STOP, f, NULL);
+}
+
+static void fx_free(struct fx *f)
+{
+    for (size_t i = 0; i < f->nstore; i++) {
+        craft_free(f->store[i].k);
+        craft_free(f->store[i].v);
+    }
+    free(f);
+}
+
+/* After each test: stops a server a failed test left running, so that one
+ * failure does not cascade. */
+static int fx_teardown(void **state)
+{
+    struct runner *r = *state;
+    struct fx *f = r->current;
+    if (f == NULL)
+        return 0;
+    r->current = NULL;
+    if (!f->stop_posted)
+        post(r, CMD_STOP, f, NULL);
+    wait_done(r);
+    fx_free(f);
+    return 0;
+}
+
+/* Waits for the close callback, checks that nothing is left open on the
+ * loop, frees f; *c (if not NULL) gets the fake node's counters. */
+static void fx_wait_stopped(struct fx *f, struct counts *c)
+{
+    assert_int_equal(wait_done(f->run), 0);
+    f->run->current = NULL;
+    assert_int_equal(f->closed, 1);
+    assert_int_equal(f->leftover_handles, 0);
+    if (c != NULL)
+        *c = (struct counts){f->set_calls, f->get_calls, f->gone_seen, f->not_gone_seen};
+    fx_free(f);
+}
+
+static void fx_stop(struct fx *f, struct counts *c)
+{
+    fx_post_stop(f);
+    fx_wait_stopped(f, c);
+}
+
+/* ------------------------------------------------------------------ */
+/* a blocking HTTP/1.1 client                                          */
+
+struct cli {
+    int fd;
+    char buf[1 << 17];
+    size_t len;
+};
+
+struct resp {
+    int status;
+    char head[4096]; /* status line and headers, NUL-terminated */
+    char *body;      /* malloc'd, NUL-terminated, blen bytes */
+    size_t blen;
+    bool eof;        /* the server closed the connection instead */
+};
+
+static struct cli *cli_open(int port)
+{
+    struct cli *c = calloc(1, sizeof *c);
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(c->fd >= 0);
+    struct timeval tv = {5, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof a), 0);
+    return c;
+}
+
+static void cli_close(struct cli *c)
+{
+    close(c->fd);
+    free(c);
+}
+
+static void cli_send(struct cli *c, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        assert_true(n > 0);
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Reads more into the buffer; false on EOF or error. */
+static bool cli_fill(struct cli *c)
+{
+    assert_true(c->len < sizeof c->buf);
+    ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+    if (n <= 0)
+        return false;
+    c->len += (size_t)n;
+    return true;
+}
+
+static const char *header(const struct resp *r, const char *name)
+{
+    static char val[256];
+    size_t nl = strlen(name);
+    for (const char *p = strstr(r->head, "\r\n"); p != NULL; p = strstr(p + 2, "\r\n")) {
+        const char *h = p + 2;
+        if (strncasecmp(h, name, nl) == 0 && h[nl] == ':') {
+            const char *v = h + nl + 1;
+            while (*v == ' ')
+                v++;
+            const char *e = strstr(v, "\r\n");
+            size_t vl = (size_t)(e - v) < sizeof val - 1 ? (size_t)(e - v) : sizeof val - 1;
+            memcpy(val, v, vl);
+            val[vl] = '\0';
+            return val;
+        }
+    }
+    return NULL;
+}
+
+/* Reads one final response (skipping 1xx); head_only: no body (HEAD). */
+static void cli_read(struct cli *c, struct resp *r, bool head_only)
+{
+    memset(r, 0, sizeof *r);
+    for (;;) {
+        char *end;
+        while ((end = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL) {
+            if (!cli_fill(c)) {
+                r->eof = true;
+                return;
+            }
+        }
+        size_t hl = (size_t)(end - c->buf) + 4;
+        assert_true(hl < sizeof r->head);
+        memcpy(r->head, c->buf, hl);
+        r->head[hl] = '\0';
+        memmove(c->buf, c->buf + hl, c->len - hl);
+        c->len -= hl;
+        assert_int_equal(sscanf(r->head, "HTTP/1.1 %d", &r->status), 1);
+        if (r->status >= 200)
+            break;
+    }
+    const char *cl = header(r, "content-length");
+    assert_non_null(cl); /* always set */
+    size_t want = head_only ? 0 : strtoul(cl, NULL, 10);
+    while (c->len < want)
+        assert_true(cli_fill(c));
+    r->body = malloc(want + 1);
+    memcpy(r->body, c->buf, want);
+    r->body[want] = '\0';
+    r->blen = want;
+    memmove(c->buf, c->buf + want, c->len - want);
+    c->len -= want;
+}
+
+static void cli_request(struct cli *c, const char *method, const char *path, const char *body,
+                        size_t blen, struct resp *r)
+{
+    char head[1024];
+    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: localhost\r\n", method, path);
+    if (body != NULL)
+        n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", blen);
+    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+    cli_send(c, head, (size_t)n);
+    if (body != NULL)
+        cli_send(c, body, blen);
+    cli_read(c, r, strcmp(method, "HEAD") == 0);
+}
+
+static void resp_free(struct resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* One request on a fresh connection; returns the status. */
+static int req(struct fx *f, const char *method, const char *path, const char *body,
+               struct resp *r)
+{
+    struct cli *c = cli_open(f->port);
+    cli_request(c, method, path, body, body ? strlen(body) : 0, r);
+    cli_close(c);
+    assert_false(r->eof);
+    return r->status;
+}
+
+static bool is_json_type(const struct resp *r)
+{
+    const char *t = header(r, "content-type");
+    return t != NULL && strncmp(t, "application/json", 16) == 0;
+}
+
+/* The response is {"error":"<non-empty message>"} as application/json. */
+static void assert_json_error(const struct resp *r, const char *contains)
+{
+    assert_true(is_json_type(r));
+    json_error_t je;
+    json_t *v = json_loadb(r->body, r->blen, 0, &je);
+    assert_non_null(v);
+    json_t *e = json_object_get(v, "error");
+    assert_true(json_is_string(e));
+    assert_true(json_string_length(e) > 0);
+    if (contains != NULL && strstr(json_string_value(e), contains) == NULL)
+        fail_msg("error \"%s\" lacks \"%s\"", json_string_value(e), contains);
+    json_decref(v);
+}
+
+/* expect status with a JSON error body */
+static void check_error(struct fx *f, const char *method, const char *path, const char *body,
+                         int status, const char *contains)
+{
+    struct resp r;
+    int got = req(f, method, path, body, &r);
+    if (got != status)
+        fail_msg("%s %s: status %d, want %d (%s)", method, path, got, status, r.body);
+    assert_json_error(&r, contains);
+    resp_free(&r);
+}
+
+/* GET path must answer 200 {key: val} (val vlen bytes, NULs allowed). */
+static void check_value(struct fx *f, const char *path, const char *key, size_t klen,
+                         const char *val, size_t vlen)
+{
+    struct resp r;
+    assert_int_equal(req(f, "GET", path, NULL, &r), 200);
+    assert_true(is_json_type(&r));
+    json_error_t je;
+    json_t *v = json_loadb(r.body, r.blen, JSON_ALLOW_NUL, &je);
+    assert_non_null(v);
+    assert_int_equal(json_object_size(v), 1);
+    const char *k;
+    size_t kl;
+    json_t *s;
+    json_object_keylen_foreach(v, k, kl, s)
+    {
+        assert_int_equal(kl, klen);
+        assert_memory_equal(k, key, klen);
+        assert_true(json_is_string(s));
+        assert_int_equal(json_string_length(s), vlen);
+        assert_memory_equal(json_string_value(s), val, vlen);
+    }
+    json_decref(v);
+    resp_free(&r);
+}
+
+static void check_ok(struct fx *f, const char *method, const char *path, const char *body)
+{
+    struct resp r;
+    int got = req(f, method, path, body, &r);
+    if (got != 200)
+        fail_msg("%s %s: status %d (%s)", method, path, got, r.body);
+    assert_int_equal(r.blen, 0); /* empty, like hraftd */
+    resp_free(&r);
+}
+
+/* ------------------------------------------------------------------ */
+/* server tests                                                        */
+
+/* The README walkthrough (POST /key, GET /key/<k>), multi-pair writes,
+ * duplicates, {} and null. */
+static void test_set_get(void **state)
+{
+    struct fx *f = fx_start(state);
+    check_ok(f, "POST", "/key", "{\"user1\": \"batman\"}");
+    check_value(f, "/key/user1", "user1", 5, "batman", 6);
+    check_ok(f, "POST", "/key", "{\"a\":\"1\",\"b\":\"2\",\"a\":\"3\"}"); /* one call */
+    check_value(f, "/key/a", "a", 1, "3", 1); /* duplicate key: the last wins */
+    check_value(f, "/key/b", "b", 1, "2", 1);
+    check_ok(f, "POST", "/key/", "{\"c\":\"\"}"); /* as hraftd: path after /key ignored */
+    check_value(f, "/key/c", "c", 1, "", 0);
+    check_ok(f, "POST", "/key", "{}"); /* nothing done, node not called */
+    check_ok(f, "POST", "/key", " null ");
+    struct resp r;
+    assert_int_equal(req(f, "GET", "/key/raw:x", NULL, &r), 202);
+    assert_string_equal(r.body, "{\"raw\":true}");
+    assert_true(is_json_type(&r));
+    resp_free(&r);
+    struct counts c;
+    fx_stop(f, &c);
+    assert_int_equal(c.set_calls, 3);
+    assert_int_equal(c.get_calls, 5);
+}
+
+/* GET of a missing key: 404 with a JSON error; DELETE: 200 either way. */
+static void test_missing_and_delete(void **state)
+{
+    struct fx *f = fx_start(state);
+    check_error(f, "GET", "/key/nope", NULL, 404, "not found");
+    check_ok(f, "POST", "/key", "{\"d\":\"x\"}");
+    check_ok(f, "DELETE", "/key/d", NULL);
+    check_error(f, "GET", "/key/d", NULL, 404, NULL);
+    check_ok(f, "DELETE", "/key/d", NULL); /* missing: still 200 */
+    fx_stop(f, NULL);
+}
+
+/* /key, /key/, /key/a/b: 400; /keyfoo: 404; anything else: 404 JSON. */
+static void test_bad_paths(void **state)
+{
+    struct fx *f = fx_start(state);
+    check_error(f, "GET", "/key", NULL, 400, "missing key");
+    check_error(f, "GET", "/key/", NULL, 400, "missing key");
+    check_error(f, "GET", "/key/?level=weak", NULL, 400, "missing key");
+    check_error(f, "DELETE", "/key", NULL, 400, NULL);
+    check_error(f, "DELETE", "/key/", NULL, 400, NULL);
+    check_error(f, "GET", "/key/a/b", NULL, 400, "%2F");
+    check_error(f, "GET", "/key//", NULL, 400, NULL);
+    check_error(f, "GET", "/key/%zz", NULL, 400, "percent");
+    check_error(f, "GET", "/key/a%4", NULL, 400, "percent");
+    check_error(f, "GET", "/key/%FF", NULL, 400, "UTF-8");
+    check_error(f, "GET", "/keyfoo/a", NULL, 404, NULL);
+    check_error(f, "GET", "/keyfoo", NULL, 404, NULL);
+    check_error(f, "POST", "/keyfoo", "{\"a\":\"b\"}", 404, NULL);
+    check_error(f, "GET", "/", NULL, 404, NULL);
+    check_error(f, "GET", "/nothing/here?x=1", NULL, 404, NULL);
+    check_error(f, "GET", "/join/", NULL, 404, NULL);
+    check_error(f, "GET", "/statusx", NULL, 404, NULL);
+    struct counts c;
+    fx_stop(f, &c);
+    assert_int_equal(c.get_calls, 0);
+}
+
+/* The key is the percent-decoded rest of the path: any string is a key. */
+static void test_percent_decoding(void **state)
+{
+    struct fx *f = fx_start(state);
+    check_ok(f, "POST", "/key",
+              "{\"a/b c\":\"1\",\"caf\xc3\xa9\":\"2\",\"x+y\":\"3\",\"%41\":\"4\",\"?\":\"5\"}");
+    check_value(f, "/key/a%2Fb%20c", "a/b c", 5, "1", 1);
+    check_value(f, "/key/a%2fb%20c?level=none", "a/b c", 5, "1", 1);
+    check_value(f, "/key/caf%C3%A9", "caf\xc3\xa9", 5, "2", 1);
+    check_value(f, "/key/caf\xc3\xa9", "caf\xc3\xa9", 5, "2", 1); /* raw UTF-8 too */
+    check_value(f, "/key/x+y", "x+y", 3, "3", 1);                 /* '+' is not a space */
+    check_value(f, "/key/%2541", "%41", 3, "4", 1);
+    check_value(f, "/key/%3F", "?", 1, "5", 1);
+    check_ok(f, "DELETE", "/key/a%2Fb%20c", NULL);
+    check_error(f, "GET", "/key/a%2Fb%20c", NULL, 404, NULL);
+    fx_stop(f, NULL);
+}
+
+/* Bodies of POST /key: 400 with a JSON error saying what is wrong. */
+static void test_post_validation(void **state)
+{
+    struct fx *f = fx_start(state);
+    check_error(f, "POST", "/key", "{\"a\":\"1\"", 400, "line 1, column");
+    check_error(f, "POST", "/key", "not json", 400, "invalid JSON");
+    check_error(f, "POST", "/key", "[]", 400, "array");
+    check_error(f, "POST", "/key", "[{\"a\":\"b\"}]", 400, "array");
+    check_error(f, "POST", "/key", "\"str\"", 400, "string");
+    check_error(f, "POST", "/key", "{\"a\":1}", 400, "number");
+    check_error(f, "POST", "/key", "{\"a\":\"1\",\"b\":true}", 400, "boolean");
+    check_error(f, "POST", "/key", "{\"a\":null}", 400, "null");
+    check_error(f, "POST", "/key", "", 400, "empty body");
+    check_error(f, "POST", "/key", "{\"a\":\"1\"} trailing", 400, "invalid JSON");
+    check_error(f, "POST", "/key", "{\"a\":\"1\"}{\"b\":\"2\"}", 400, NULL);
+    check_error(f, "POST", "/key", "{\"\":\"1\"}", 400, "empty key");
+    check_error(f, "POST", "/key", "{\"a\":\"\xff\"}", 400, "0xff");
+    struct resp r; /* POST without any body at all */
+    struct cli *c = cli_open(f->port);
+    cli_send(c, "POST /key HTTP/1.1\r\nHost: x\r\n\r\n", 31);
+    cli_read(c, &r, false);
+    assert_int_equal(r.status, 400);
+    assert_json_error(&r, "empty body");
+    resp_free(&r);
+    cli_close(c);
+    struct counts n;
+    fx_stop(f, &n);
+    assert_int_equal(n.set_calls, 0); /* nothing partial was written */
+}
+
+/* Any byte string round-trips through POST and GET. */
+static void test_value_roundtrip(void **state)
+{
+    struct fx *f = fx_start(state);
+    /* the value: quote, backslash, slash, control chars, NUL, é, €, 😀 */
+    const char val[] = "q\"b\\s/\x01\x1f\n\t\0z \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 <&>";
+    const size_t vlen = sizeof val - 1;
+    json_t *o = json_object();
+    json_object_setn_new(o, "k\"\\\xc3\xa9", 5, json_stringn(val, vlen));
+    char *body = json_dumps(o, JSON_COMPACT);
+    assert_non_null(body);
+    check_ok(f, "POST", "/key", body);
+    check_value(f, "/key/k%22%5C%C3%A9", "k\"\\\xc3\xa9", 5, val, vlen);
+    free(body);
+    json_decref(o);
+    /* keys cannot hold NUL (jansson rejects them), values can */
+    check_error(f, "POST", "/key", "{\"n\\u0000l\":\"v\"}", 400, "NUL");
+    check_ok(f, "POST", "/key", "{\"nul\":\"v\\u0000\"}");
+    check_value(f, "/key/nul", "nul", 3, "v\0", 2);
+    check_error(f, "GET", "/key/n%00l", NULL, 404, NULL);
+    fx_stop(f, NULL);
+}
+
+/* Read levels: default linearizable, ?level=weak|none, unknown: 400. */
+static void test_read_levels(void **state)
+{
+    struct fx *f = fx_start(state);
+    check_value(f, "/key/__level", "__level", 7, "linearizable", 12);
+    check_value(f, "/key/__level?level=linearizable", "__level", 7, "linearizable", 12);
+    check_value(f, "/key/__level?level=weak", "__level", 7, "weak", 4);
+    check_value(f, "/key/__level?x=1&level=none", "__level", 7, "none", 4);
+    check_value(f, "/key/__level?other=2", "__level", 7, "linearizable", 12);
+    check_error(f, "GET", "/key/__level?level=strong", NULL, 400, "read level");
+    check_error(f, "GET", "/key/__level?level=", NULL, 400, "read level");
+    fx_stop(f, NULL);
+}
+
+/* Other methods on /key: 405 with Allow and a JSON error; /join is POST
+ * only; /status is GET only (405 without a body). */
+static void test_methods(void **state)
+{
+    struct fx *f = fx_start(state);
+    struct resp r;
+    const char *m[] = {"PUT", "PATCH", "OPTIONS", "FOO"};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(req(f, m[i], "/key/a", NULL, &r), 405);
+        assert_string_equal(header(&r, "allow"), "GET, POST, DELETE");
+        assert_json_error(&r, "not allowed");
+        resp_free(&r);
+    }
+    assert_int_equal(req(f, "PUT", "/key", "{\"a\":\"1\"}", &r), 405);
+    resp_free(&r);
+    /* HEAD: 405 with Allow, headers only */
+    struct cli *c = cli_open(f->port);
+    cli_request(c, "HEAD", "/key/a", NULL, 0, &r);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(header(&r, "allow"), "GET, POST, DELETE");
+    resp_free(&r);
+    cli_request(c, "GET", "/status", NULL, 0, &r); /* same connection still in sync */
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    cli_close(c);
+
+    assert_int_equal(req(f, "GET", "/join", NULL, &r), 405);
+    assert_string_equal(header(&r, "allow"), "POST");
+    assert_json_error(&r, NULL);
+    resp_free(&r);
+    assert_int_equal(req(f, "POST", "/status", "{}", &r), 405);
+    assert_int_equal(r.blen, 0);
+    resp_free(&r);
+    assert_int_equal(req(f, "DELETE", "/status", NULL, &r), 405);
+    assert_int_equal(r.blen, 0);
+    resp_free(&r);
+    fx_stop(f, NULL);
+}
+
+static void test_join(void **state)
+{
+    struct fx *f = fx_start(state);
+    check_ok(f, "POST", "/join", "{\"id\":\"node1\",\"addr\":\"localhost:12001\"}");
+    check_value(f, "/key/join:node1", "join:node1", 10, "localhost:12001 -", 17);
+    check_ok(f, "POST", "/join",
+              "{\"id\":\"node2\",\"addr\":\"h:12002\",\"http_addr\":\"h:11002\",\"v\":1}");
+    check_value(f, "/key/join:node2", "join:node2", 10, "h:12002 h:11002", 15);
+    check_error(f, "POST", "/join", "{\"id\":\"node3\"}", 400, "addr");
+    check_error(f, "POST", "/join", "{\"addr\":\"x:1\"}", 400, "id");
+    check_error(f, "POST", "/join", "{\"id\":3,\"addr\":\"x:1\"}", 400, "number");
+    check_error(f, "POST", "/join", "{\"id\":\"n\",\"addr\":\"x:1\",\"http_addr\":[]}", 400,
+                 "http_addr");
+    check_error(f, "POST", "/join", "{\"id\":\"n\",", 400, "invalid JSON");
+    check_error(f, "POST", "/join", "", 400, "empty");
+    fx_stop(f, NULL);
+}
+
+static void test_status(void **state)
+{
+    struct fx *f = fx_start(state);
+    struct resp r;
+    assert_int_equal(req(f, "GET", "/status", NULL, &r), 200);
+    assert_true(is_json_type(&r));
+    json_error_t je;
+    json_t *v = json_loadb(r.body, r.blen, 0, &je);
+    assert_non_null(v);
+    assert_true(json_is_object(json_object_get(v, "me")));
+    assert_true(json_is_object(json_object_get(v, "leader")));
+    assert_true(json_is_array(json_object_get(v, "followers")));
+    json_decref(v);
+    resp_free(&r);
+    assert_int_equal(req(f, "GET", "/status?pretty", NULL, &r), 200);
+    resp_free(&r);
+    fx_stop(f, NULL);
+}
+
+/* Many requests on one kept-alive connection, some answered later. */
+static void test_keepalive(void **state)
+{
+    struct fx *f = fx_start(state);
+    struct cli *c = cli_open(f->port);
+    struct resp r;
+    for (int i = 0; i < 150; i++) {
+        char body[64], path[64], val[16];
+        int vl = snprintf(val, sizeof val, "v%d", i);
+        snprintf(body, sizeof body, "{\"%s%d\":\"%s\"}", i % 3 == 0 ? "later:" : "k", i, val);
+        cli_request(c, "POST", "/key", body, strlen(body), &r);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(header(&r, "connection"), "keep-alive");
+        resp_free(&r);
+        snprintf(path, sizeof path, "/key/%s%d", i % 3 == 0 ? "later:" : "k", i);
+        cli_request(c, "GET", path, NULL, 0, &r);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, val));
+        assert_int_equal(strlen(strstr(r.body, val)), (size_t)vl + 2); /* "v..."} */
+        resp_free(&r);
+        if (i % 10 == 0) {
+            cli_request(c, "GET", "/key/slow:x", NULL, 0, &r);
+            assert_int_equal(r.status, 200);
+            assert_string_equal(r.body, "{\"late\":\"yes\"}");
+            resp_free(&r);
+            cli_request(c, "GET", "/nope", NULL, 0, &r); /* errors keep the connection */
+            assert_int_equal(r.status, 404);
+            resp_free(&r);
+        }
+    }
+    /* pipelined: two requests in one write, answered in order */
+    const char two[] = "GET /key/slow:a HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /key/k1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    cli_send(c, two, sizeof two - 1);
+    cli_read(c, &r, false);
+    assert_string_equal(r.body, "{\"late\":\"yes\"}");
+    resp_free(&r);
+    cli_read(c, &r, false);
+    assert_string_equal(r.body, "{\"k1\":\"v1\"}");
+    resp_free(&r);
+    cli_close(c);
+    fx_stop(f, NULL);
+}
+
+/* A client that goes away before a delayed reply: the node sees it gone,
+ * its reply is discarded, nothing leaks, the server carries on. */
+static void test_client_gone(void **state)
+{
+    struct fx *f = fx_start(state);
+    struct cli *c = cli_open(f->port);
+    const char get[] = "GET /key/gone:1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    cli_send(c, get, sizeof get - 1);
+    usleep(50 * 1000); /* let the server hand it to the node */
+    cli_close(c);
+    /* same again, but reset the connection (RST) */
+    c = cli_open(f->port);
+    cli_send(c, get, sizeof get - 1);
+    usleep(50 * 1000);
+    struct linger lg = {1, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    cli_close(c);
+    /* a client still there is not gone */
+    struct resp r;
+    assert_int_equal(req(f, "GET", "/key/alive:1", NULL, &r), 200);
+    resp_free(&r);
+    usleep(300 * 1000); /* the delayed replies run */
+    check_ok(f, "POST", "/key", "{\"still\":\"up\"}");
+    check_value(f, "/key/still", "still", 5, "up", 2);
+    struct counts n;
+    fx_stop(f, &n);
+    assert_int_equal(n.gone_seen, 2);
+    assert_int_equal(n.not_gone_seen, 1);
+}
+
+/* Bodies over max_body: 413 with a JSON error (by Content-Length before
+ * any body is read, or while reading a chunked body); keys and values over
+ * their limits: 400. */
+static void test_limits(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.max_body = 1000, .max_key = 10,
+                                                    .max_value = 20});
+    struct resp r;
+    struct cli *c = cli_open(f->port);
+    const char big[] = "POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n";
+    cli_send(c, big, sizeof big - 1);
+    cli_read(c, &r, false);
+    assert_int_equal(r.status, 413);
+    assert_json_error(&r, "limit is 1000 bytes");
+    assert_string_equal(header(&r, "connection"), "close");
+    resp_free(&r);
+    cli_close(c);
+
+    c = cli_open(f->port); /* chunked, over the limit */
+    const char chunked[] = "POST /key HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    cli_send(c, chunked, sizeof chunked - 1);
+    char chunk[600 + 16];
+    int hl = snprintf(chunk, sizeof chunk, "258\r\n"); /* 0x258 = 600 */
+    memset(chunk + hl, 'x', 600);
+    memcpy(chunk + hl + 600, "\r\n", 2);
+    cli_send(c, chunk, (size_t)hl + 602);
+    cli_send(c, chunk, (size_t)hl + 602);
+    cli_read(c, &r, false);
+    assert_int_equal(r.status, 413);
+    assert_json_error(&r, "too large");
+    resp_free(&r);
+    cli_close(c);
+
+    c = cli_open(f->port); /* broken chunked encoding: h2o's 400, as JSON */
+    cli_send(c, chunked, sizeof chunked - 1);
+    cli_send(c, "zz\r\n", 4);
+    cli_read(c, &r, false);
+    assert_int_equal(r.status, 400);
+    assert_json_error(&r, "chunked");
+    resp_free(&r);
+    cli_close(c);
+
+    c = cli_open(f->port); /* a small chunked body is fine */
+    cli_send(c, chunked, sizeof chunked - 1);
+    cli_send(c, "9\r\n{\"a\":\"b\"}\r\n0\r\n\r\n", 19);
+    cli_read(c, &r, false);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    cli_close(c);
+
+    check_value(f, "/key/a", "a", 1, "b", 1);
+    check_ok(f, "POST", "/key", "{\"0123456789\":\"01234567890123456789\"}"); /* at limits */
+    check_error(f, "POST", "/key", "{\"0123456789a\":\"x\"}", 400, "key too long");
+    check_error(f, "POST", "/key", "{\"k\":\"01234567890123456789a\"}", 400, "value too long");
+    check_error(f, "GET", "/key/0123456789a", NULL, 400, "key too long");
+    check_error(f, "DELETE", "/key/0123456789%41", NULL, 400, "key too long");
+    check_value(f, "/key/012345678%39", "0123456789", 10, "01234567890123456789", 20);
+    fx_stop(f, NULL);
+}
+
+/* curl sends "Expect: 100-continue" for bodies over 1 KiB. */
+static void test_expect_continue(void **state)
+{
+    struct fx *f = fx_start(state);
+    struct cli *c = cli_open(f->port);
+    const char head[] = "POST /key HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                        "Content-Length: 9\r\n\r\n";
+    cli_send(c, head, sizeof head - 1);
+    char buf[64];
+    ssize_t n = recv(c->fd, buf, sizeof buf - 1, 0);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "100 Continue"));
+    cli_send(c, "{\"e\":\"c\"}", 9);
+    struct resp r;
+    cli_read(c, &r, false);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    cli_close(c);
+    check_value(f, "/key/e", "e", 1, "c", 1);
+    fx_stop(f, NULL);
+}
+
+/* Past max_conns a connection gets a 503 and is closed. */
+static void test_max_conns(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.max_conns = 2});
+    struct cli *a = cli_open(f->port), *b = cli_open(f->port);
+    struct resp r;
+    cli_request(a, "GET", "/status", NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    cli_request(b, "GET", "/status", NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    struct cli *x = cli_open(f->port);
+    cli_read(x, &r, false);
+    assert_int_equal(r.status, 503);
+    assert_json_error(&r, "too many connections");
+    resp_free(&r);
+    char ch;
+    assert_int_equal(recv(x->fd, &ch, 1, 0), 0); /* then closed */
+    cli_close(x);
+    cli_close(a);
+    usleep(50 * 1000); /* the server notices a's close */
+    x = cli_open(f->port);
+    cli_request(x, "GET", "/status", NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    cli_close(x);
+    cli_close(b);
+    fx_stop(f, NULL);
+}
+
+/* A request that is not complete within req_timeout_ms is dropped; so is
+ * an idle kept-alive connection. */
+static void test_request_timeout(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.req_timeout_ms = 150});
+    struct cli *c = cli_open(f->port);
+    cli_send(c, "GET /key/a HTTP/1.1\r\nHost", 25);
+    char ch;
+    struct timeval t0, t1;
+    gettimeofday(&t0, NULL);
+    assert_int_equal(recv(c->fd, &ch, 1, 0), 0);
+    gettimeofday(&t1, NULL);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+    assert_true(ms >= 100 && ms < 3000);
+    cli_close(c);
+    c = cli_open(f->port); /* a body that never finishes */
+    cli_send(c, "POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{\"a", 53);
+    assert_true(recv(c->fd, &ch, 1, 0) <= 0);
+    cli_close(c);
+    fx_stop(f, NULL);
+}
+
+/* Closing the server answers what the node still holds with 503; the node's
+ * later replies are discarded (and freed). */
+static void test_close_with_pending(void **state)
+{
+    struct fx *f = fx_start(state);
+    struct cli *a = cli_open(f->port), *b = cli_open(f->port), *idle = cli_open(f->port);
+    struct resp r;
+    cli_request(idle, "GET", "/status", NULL, 0, &r); /* kept alive, idle */
+    resp_free(&r);
+    const char h1[] = "GET /key/hold:1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char h2[] = "GET /key/hold:2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    cli_send(a, h1, sizeof h1 - 1);
+    cli_send(b, h2, sizeof h2 - 1);
+    usleep(50 * 1000);
+    fx_post_stop(f);
+    cli_read(a, &r, false);
+    assert_int_equal(r.status, 503);
+    assert_json_error(&r, "shutting down");
+    assert_string_equal(header(&r, "connection"), "close");
+    resp_free(&r);
+    cli_read(b, &r, false);
+    assert_int_equal(r.status, 503);
+    resp_free(&r);
+    char ch;
+    assert_int_equal(recv(idle->fd, &ch, 1, 0), 0); /* idle one closed too */
+    cli_close(a);
+    cli_close(b);
+    cli_close(idle);
+    fx_wait_stopped(f, NULL);
+}
+
+/* A client that never reads its response does not hold up the close for
+ * more than the grace period. */
+static void test_close_stuck_client(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.max_body = 8 << 20});
+    struct cli *c = cli_open(f->port);
+    int small = 4096;
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    /* a big value, then GET it many times without reading */
+    size_t vlen = 4 << 20;
+    char *body = malloc(vlen + 16);
+    memcpy(body, "{\"big\":\"", 8);
+    memset(body + 8, 'v', vlen);
+    memcpy(body + 8 + vlen, "\"}", 3);
+    struct resp r;
+    cli_request(c, "POST", "/key", body, vlen + 10, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    free(body);
+    const char get[] = "GET /key/big HTTP/1.1\r\nHost: x\r\n\r\n";
+    cli_send(c, get, sizeof get - 1);
+    usleep(50 * 1000);
+    struct timeval t0, t1;
+    gettimeofday(&t0, NULL);
+    fx_stop(f, NULL);
+    gettimeofday(&t1, NULL);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+    assert_true(ms >= 900 && ms < 3000); /* the grace period, then reset */
+    cli_close(c);
+}
+
+/* A node without a handler for something answers 501. */
+static void test_not_implemented(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.handlers = &no_handlers});
+    check_error(f, "GET", "/key/a", NULL, 501, "not implemented");
+    check_error(f, "POST", "/key", "{\"a\":\"b\"}", 501, NULL);
+    check_ok(f, "POST", "/key", "{}"); /* answered before the node is needed */
+    check_error(f, "DELETE", "/key/a", NULL, 501, NULL);
+    check_error(f, "POST", "/join", "{\"id\":\"a\",\"addr\":\"b\"}", 501, NULL);
+    check_error(f, "GET", "/status", NULL, 501, NULL);
+    fx_stop(f, NULL);
+}
+
+static void test_listen_addresses(void **state)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct http_server *s = (void *)1;
+    struct http_opts o = {.loop = &loop, .handlers = &fake_handlers};
+    const char *bad[] = {"nope", "127.0.0.1", "127.0.0.1:99999", "[::1", NULL};
+    for (int i = 0; i < 5; i++) {
+        o.listen = bad[i];
+        assert_int_equal(http_server_start(&s, &o), CRAFT_EINVAL);
+        assert_null(s);
+    }
+    o.listen = "no-such-host.invalid:0";
+    assert_true(http_server_start(&s, &o) < 0);
+    assert_int_equal(http_server_start(&s, &(struct http_opts){0}), CRAFT_EINVAL);
+
+    /* localhost resolves; the same port again is in use */
+    o.listen = "localhost:0";
+    assert_int_equal(http_server_start(&s, &o), 0);
+    char again[32];
+    snprintf(again, sizeof again, "127.0.0.1:%d", http_server_port(s));
+    struct http_server *s2;
+    o.listen = again;
+    assert_int_equal(http_server_start(&s2, &o), -EADDRINUSE);
+    assert_null(s2);
+    http_server_close(s, NULL, NULL);
+    /* ":port" listens on every interface */
+    o.listen = ":0";
+    assert_int_equal(http_server_start(&s, &o), 0);
+    int port = http_server_port(s);
+    struct cli *c = cli_open(port); /* 127.0.0.1 reaches it */
+    cli_close(c);
+    http_server_close(s, NULL, NULL);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void *tests_main(void *arg)
+{
+    struct runner *r = arg;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_prestate_setup_teardown(test_pct_decode, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_parse_level, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_parse_kv_body, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_parse_join_body, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_json_quote, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_split_hostport, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_set_get, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_missing_and_delete, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_bad_paths, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_percent_decoding, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_post_validation, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_value_roundtrip, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_read_levels, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_methods, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_join, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_status, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_keepalive, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_client_gone, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_limits, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_expect_continue, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_max_conns, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_request_timeout, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_close_with_pending, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_close_stuck_client, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_not_implemented, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_listen_addresses, NULL, fx_teardown, r),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    post(r, CMD_QUIT, NULL, NULL);
+    return (void *)(intptr_t)failed;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* as the daemon does: h2o writes to dead peers */
+    struct runner r = {0};
+    pthread_t tests;
+    void *failed;
+    if (uv_loop_init(&r.loop) != 0)
+        return 1;
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    uv_async_init(&r.loop, &r.wake, on_wake);
+    r.wake.data = &r;
+    if (pthread_create(&tests, NULL, tests_main, &r) != 0)
+        return 1;
+    uv_run(&r.loop, UV_RUN_DEFAULT); /* until CMD_QUIT */
+    pthread_join(tests, &failed);
+    int rc = uv_loop_close(&r.loop); /* every handle was closed */
+    if (rc != 0)
+        fprintf(stderr, "uv_loop_close: %s\n", uv_strerror(rc));
+    pthread_mutex_destroy(&r.mu);
+    pthread_cond_destroy(&r.cv);
+    return failed != NULL || rc != 0;
+}
