@@ -81,6 +81,8 @@ struct raft__progress {
     bool recent_active;  /* heard from since the last check-quorum */
     uint8_t state;       /* enum raft__pr_state */
     bool probe_sent;     /* PROBE: an append is outstanding, wait */
+    bool resync;         /* REPLICATE: it lags; send even an empty append
+                            to find out whether appends were lost */
     int8_t vote;         /* campaign: 0 unknown, 1 granted, -1 rejected */
     uint64_t match;      /* highest index known replicated there */
     uint64_t next;       /* next index to send */

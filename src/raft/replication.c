@@ -49,8 +49,9 @@ static bool send_append(struct raft *r, struct raft__progress *pr)
         bytes += len;
     }
     if (n == 0 && pr->state == RAFT__REPLICATE &&
-        pr->commit_sent >= l->committed)
+        pr->commit_sent >= l->committed && !pr->resync)
         return false;
+    pr->resync = false;
     struct raft_msg *m = raft__send(r, RAFT_MSG_APP, pr->id);
     m->index = pr->next - 1;
     m->log_term = raft__log_term(l, m->index);
@@ -97,7 +98,7 @@ bool raft__appends_pending(const struct raft *r)
         if (pr->id == r->id || raft__pr_paused(r, pr))
             continue;
         if (pr->state == RAFT__PROBE || pr->next <= raft__log_last(&r->log) ||
-            pr->commit_sent < r->log.committed)
+            pr->commit_sent < r->log.committed || pr->resync)
             return true;
     }
     return false;
@@ -272,6 +273,10 @@ void raft__handle_heartbeat_resp(struct raft *r, const struct raft_msg *m)
     pr->probe_sent = false;
     if (pr->state == RAFT__REPLICATE && raft__infl_full(r, pr))
         raft__infl_free_first(r, pr);
+    /* It lags and nothing new would go out: appends may have been lost
+     * (they are only resent after a rejection), so ask with an empty one. */
+    if (pr->state == RAFT__REPLICATE && pr->match < raft__log_last(&r->log))
+        pr->resync = true;
     if (m->ctx > pr->acked_round && m->ctx <= r->round) {
         pr->acked_round = m->ctx;
         raft__reads_on_round(r);

@@ -1,0 +1,155 @@
+/* Internals of the peer transport shared by its files (peer__ names):
+ * the wire codec (wire.c), outgoing peers (outbound.c), accepted
+ * connections (inbound.c) and the transport object (transport.c).
+ * Not for use outside src/transport/ except by its unit test. */
+#ifndef CRAFT_TRANSPORT_INTERNAL_H
+#define CRAFT_TRANSPORT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "common/crc32c.h"
+#include "transport/transport.h"
+
+/* ---- wire format (wire.c) ---- */
+
+#define PEER__MAGIC 0x54465243u /* bytes "CRFT" */
+#define PEER__VERSION 1
+#define PEER__HELLO_LEN 20      /* magic, version, flags, sender, crc */
+#define PEER__FRAME_HDR 8       /* length, crc */
+
+void peer__hello_encode(uint8_t out[PEER__HELLO_LEN], uint64_t sender);
+/* 0 and *sender; CRAFT_ECORRUPT (bad magic or CRC) or CRAFT_EVERSION. */
+int peer__hello_decode(const uint8_t in[PEER__HELLO_LEN], uint64_t *sender);
+void peer__frame_header(uint8_t out[PEER__FRAME_HDR], const uint8_t *payload,
+                        uint32_t len);
+/* Look at the avail bytes at p. 0: a whole valid frame, payload at
+ * p + PEER__FRAME_HDR, *len bytes. CRAFT_ETRUNCATED: not all there yet
+ * (*len is the payload length once the header is complete, else 0).
+ * CRAFT_ETOOBIG: length over max. CRAFT_ECORRUPT: CRC mismatch. */
+int peer__frame_next(const uint8_t *p, size_t avail, size_t max,
+                     uint32_t *len);
+
+/* ---- a growable byte buffer ---- */
+
+struct peer__buf {
+    uint8_t *data;
+    size_t len; /* bytes used */
+    size_t cap; /* bytes allocated */
+};
+
+/* Make room for at least extra more bytes. 0 or CRAFT_ENOMEM. */
+int peer__buf_reserve(struct peer__buf *b, size_t extra);
+void peer__buf_free(struct peer__buf *b);
+
+/* ---- outgoing peers (outbound.c) ---- */
+
+enum peer__state {
+    PEER__IDLE = 0,   /* disconnected; the timer may hold a retry */
+    PEER__RESOLVING,  /* uv_getaddrinfo in flight */
+    PEER__CONNECTING, /* uv_tcp_connect in flight; timer = deadline */
+    PEER__CONNECTED,  /* writing frames */
+    PEER__CLOSING,    /* tcp handle closing; then retry (or free) */
+};
+
+struct peer__out {
+    struct peer__out *next;   /* transport's list of peers */
+    struct peer_transport *t;
+    uint64_t id;
+    char host[PEER_HOST_MAX + 1]; /* "" = 127.0.0.1 */
+    uint16_t port;
+    enum peer__state state;
+    bool removed;             /* freed once refs drops to 0 */
+    bool redo_resolve;        /* address changed during a resolve */
+    bool writing;             /* wreq in flight (flight holds its bytes) */
+    bool hello_sent;          /* handshake queued on this connection */
+    unsigned refs;            /* timer + tcp handle + gai request */
+    uv_timer_t timer;         /* retry backoff, or connect deadline */
+    uv_getaddrinfo_t gai;
+    uv_tcp_t tcp;
+    bool tcp_open;            /* tcp initialised and not yet closed */
+    uv_connect_t creq;
+    uv_write_t wreq;
+    uint8_t hello[PEER__HELLO_LEN];
+    struct peer__buf pend;    /* frames queued, not yet handed to libuv */
+    struct peer__buf flight;  /* frames of the write in flight */
+    uint64_t pend_frames, flight_frames;
+    size_t pend_payload, flight_payload;
+    unsigned backoff_ms;      /* next retry delay before jitter; 0 = now */
+    unsigned failures;        /* consecutive failed attempts (log volume) */
+    uint64_t connected_at;    /* uv_now at connect */
+    uint64_t rng;             /* xorshift state for jitter */
+    char sink[64];            /* read buffer: peers never write back */
+    struct peer_stats st;
+};
+
+struct peer__out *peer__out_new(struct peer_transport *t, uint64_t id,
+                                const char *host, uint16_t port);
+/* The address changed: reconnect there, keeping the queue. */
+void peer__out_readdr(struct peer__out *p, const char *host, uint16_t port);
+/* Queue a frame (see peer_send); it goes out at the next flush. */
+int peer__out_send(struct peer__out *p, const uint8_t *buf, size_t len);
+/* Start a write of everything queued, if connected and none in flight. */
+void peer__out_flush(struct peer__out *p);
+/* Close everything of p; it unlinks and frees itself when done. */
+void peer__out_remove(struct peer__out *p);
+
+/* ---- accepted connections (inbound.c) ---- */
+
+struct peer__in {
+    struct peer__in *next, *prev; /* transport's list of inbound conns */
+    struct peer_transport *t;
+    uv_tcp_t tcp;
+    struct peer__buf rbuf;    /* bytes read, not yet dispatched */
+    bool hello_done;
+    bool closing;
+    uint64_t from;            /* sender id, once hello_done */
+};
+
+int peer__listen(struct peer_transport *t, const char *addr);
+void peer__in_close(struct peer__in *c);
+void peer__listener_close(struct peer_transport *t);
+
+/* ---- the transport (transport.c) ---- */
+
+struct peer_transport {
+    uv_loop_t *loop;
+    uint64_t self_id;
+    size_t max_queue;
+    size_t max_frame;
+    unsigned backoff_min_ms, backoff_max_ms, connect_timeout_ms;
+    uint64_t seed;
+    bool have_bind;
+    struct sockaddr_storage bind_addr;
+    const struct craft_logger *log;
+    peer_frame_cb on_frame;
+    void *ud;
+
+    uv_tcp_t listener;
+    bool listening;           /* listener handle open */
+    uint16_t port;
+    uv_tcp_t spare;           /* accepts and closes when out of memory */
+    bool spare_busy;          /* spare is closing */
+    bool refuse_pending;      /* a connection waits for the spare */
+    uv_check_t flusher;       /* writes what one loop iteration queued;
+                                 always open, so close is always async */
+    struct peer__out *peers;
+    struct peer__in *ins;
+    unsigned refs;            /* open handles, peers and inbound conns */
+    bool closing;
+    void (*close_cb)(void *);
+    void *close_ud;
+    struct peer_transport_stats st;
+};
+
+/* Run peer__out_flush on every peer at the end of this loop iteration. */
+void peer__want_flush(struct peer_transport *t);
+/* The first address of family in ai, else the first of any family. */
+const struct sockaddr *peer__pick_addr(const struct addrinfo *ai, int family);
+/* Drop one reference; finishes peer_transport_close at zero. */
+void peer__unref(struct peer_transport *t);
+
+#endif

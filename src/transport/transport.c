@@ -1,0 +1,233 @@
+/* The transport object: start, the peer table, sending, stats, and the
+ * asynchronous close that waits for every handle of every part. */
+#include <errno.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/error.h"
+#include "transport/internal.h"
+
+static int parse_bind_host(struct peer_transport *t, const char *host)
+{
+    if (host == NULL || host[0] == '\0')
+        return 0;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&t->bind_addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&t->bind_addr;
+    if (uv_ip4_addr(host, 0, v4) != 0 && uv_ip6_addr(host, 0, v6) != 0)
+        return CRAFT_EINVAL;
+    t->have_bind = true;
+    return 0;
+}
+
+static void set_options(struct peer_transport *t, const struct peer_opts *o)
+{
+    t->loop = o->loop;
+    t->self_id = o->self_id;
+    t->max_queue = o->max_queue_bytes ? o->max_queue_bytes
+                                      : PEER_DEFAULT_MAX_QUEUE;
+    if (t->max_queue > UINT32_MAX) /* one uv_buf_t holds the whole queue */
+        t->max_queue = UINT32_MAX;
+    t->max_frame = o->max_frame_bytes ? o->max_frame_bytes
+                                      : PEER_DEFAULT_MAX_FRAME;
+    if (t->max_frame > UINT32_MAX)
+        t->max_frame = UINT32_MAX;
+    t->backoff_min_ms = o->backoff_min_ms ? o->backoff_min_ms
+                                          : PEER_DEFAULT_BACKOFF_MIN_MS;
+    t->backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms
+                                          : PEER_DEFAULT_BACKOFF_MAX_MS;
+    if (t->backoff_max_ms < t->backoff_min_ms)
+        t->backoff_max_ms = t->backoff_min_ms;
+    t->connect_timeout_ms = o->connect_timeout_ms
+                                ? o->connect_timeout_ms
+                                : PEER_DEFAULT_CONNECT_TIMEOUT_MS;
+    t->seed = o->seed;
+    t->log = o->log;
+    t->on_frame = o->on_frame;
+    t->ud = o->ud;
+}
+
+/* The flusher runs after each loop iteration's callbacks, so everything
+ * sent during one iteration goes out in one write per peer. */
+static void on_flush(uv_check_t *h)
+{
+    struct peer_transport *t = h->data;
+    uv_check_stop(h);
+    for (struct peer__out *p = t->peers; p != NULL; p = p->next)
+        peer__out_flush(p);
+}
+
+void peer__want_flush(struct peer_transport *t)
+{
+    if (!uv_is_active((uv_handle_t *)&t->flusher))
+        uv_check_start(&t->flusher, on_flush);
+}
+
+static void on_flusher_closed(uv_handle_t *h)
+{
+    peer__unref(h->data);
+}
+
+void peer__unref(struct peer_transport *t)
+{
+    if (--t->refs > 0 || !t->closing)
+        return;
+    void (*cb)(void *) = t->close_cb;
+    void *ud = t->close_ud;
+    craft_free(t);
+    if (cb != NULL)
+        cb(ud);
+}
+
+int peer_transport_start(struct peer_transport **out,
+                         const struct peer_opts *o)
+{
+    if (out == NULL || o == NULL || o->loop == NULL || o->on_frame == NULL)
+        return CRAFT_EINVAL;
+    struct peer_transport *t = craft_calloc(1, sizeof *t);
+    if (t == NULL)
+        return CRAFT_ENOMEM;
+    set_options(t, o);
+    int err = parse_bind_host(t, o->bind_host);
+    if (err) {
+        craft_free(t);
+        return err;
+    }
+    uv_check_init(t->loop, &t->flusher);
+    t->flusher.data = t;
+    t->refs = 1;
+    if (o->listen_addr != NULL) {
+        err = peer__listen(t, o->listen_addr);
+        if (err) {
+            /* Handles opened so far close on the loop, which frees t. */
+            peer_transport_close(t, NULL, NULL);
+            return err;
+        }
+    }
+    *out = t;
+    return 0;
+}
+
+uint16_t peer_transport_port(const struct peer_transport *t)
+{
+    return t->port;
+}
+
+static struct peer__out *find_peer(const struct peer_transport *t,
+                                   uint64_t id)
+{
+    for (struct peer__out *p = t->peers; p != NULL; p = p->next)
+        if (p->id == id)
+            return p;
+    return NULL;
+}
+
+int peer_set(struct peer_transport *t, uint64_t id, const char *addr)
+{
+    if (t->closing)
+        return CRAFT_ESHUTDOWN;
+    char host[PEER_HOST_MAX + 1];
+    uint16_t port;
+    int err = peer_parse_addr(addr, host, sizeof host, &port);
+    if (err)
+        return err == CRAFT_ETOOBIG ? CRAFT_EINVAL : err;
+    if (port == 0)
+        return CRAFT_EINVAL;
+    struct peer__out *p = find_peer(t, id);
+    if (p != NULL) {
+        if (p->port != port || strcmp(p->host, host) != 0)
+            peer__out_readdr(p, host, port);
+        return 0;
+    }
+    p = peer__out_new(t, id, host, port);
+    if (p == NULL)
+        return CRAFT_ENOMEM;
+    p->next = t->peers;
+    t->peers = p;
+    t->st.peers++;
+    return 0;
+}
+
+int peer_remove(struct peer_transport *t, uint64_t id)
+{
+    for (struct peer__out **pp = &t->peers; *pp != NULL; pp = &(*pp)->next) {
+        struct peer__out *p = *pp;
+        if (p->id == id) {
+            *pp = p->next;
+            t->st.peers--;
+            peer__out_remove(p);
+            return 0;
+        }
+    }
+    return CRAFT_ENOTFOUND;
+}
+
+int peer_send(struct peer_transport *t, uint64_t id, const uint8_t *buf,
+              size_t len)
+{
+    if (t->closing)
+        return CRAFT_ESHUTDOWN;
+    struct peer__out *p = find_peer(t, id);
+    if (p == NULL)
+        return CRAFT_ENOTFOUND;
+    return peer__out_send(p, buf, len);
+}
+
+static void fill_stats(const struct peer__out *p, struct peer_stats *out)
+{
+    *out = p->st;
+    out->id = p->id;
+    out->queued_bytes = p->pend.len + p->flight.len;
+}
+
+int peer_get_stats(const struct peer_transport *t, uint64_t id,
+                   struct peer_stats *out)
+{
+    const struct peer__out *p = find_peer(t, id);
+    if (p == NULL)
+        return CRAFT_ENOTFOUND;
+    fill_stats(p, out);
+    return 0;
+}
+
+size_t peer_list_stats(const struct peer_transport *t, struct peer_stats *out,
+                       size_t max)
+{
+    size_t n = 0;
+    for (const struct peer__out *p = t->peers; p != NULL; p = p->next, n++)
+        if (n < max)
+            fill_stats(p, &out[n]);
+    return n;
+}
+
+void peer_transport_get_stats(const struct peer_transport *t,
+                              struct peer_transport_stats *out)
+{
+    *out = t->st;
+}
+
+void peer_transport_close(struct peer_transport *t, void (*cb)(void *),
+                          void *ud)
+{
+    t->closing = true;
+    t->close_cb = cb;
+    t->close_ud = ud;
+    uv_close((uv_handle_t *)&t->flusher, on_flusher_closed);
+    peer__listener_close(t);
+    while (t->peers != NULL) {
+        struct peer__out *p = t->peers;
+        t->peers = p->next;
+        peer__out_remove(p);
+    }
+    t->st.peers = 0;
+    for (struct peer__in *c = t->ins; c != NULL; c = c->next)
+        peer__in_close(c);
+}
+
+const struct sockaddr *peer__pick_addr(const struct addrinfo *ai,
+                                       int family)
+{
+    for (const struct addrinfo *a = ai; a != NULL; a = a->ai_next)
+        if (a->ai_family == family)
+            return a->ai_addr;
+    return ai != NULL ? ai->ai_addr : NULL;
+}

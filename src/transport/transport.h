@@ -1,0 +1,149 @@
+/* The peer transport: opaque byte frames between craftd nodes over TCP.
+ *
+ * Owns: one listening socket and the connections accepted on it (read only:
+ * frames from a peer arrive on the connection that peer opened), and for
+ * every configured peer one outgoing connection (we only write on it) with
+ * its send queue, reconnect timer and backoff state. The wire format
+ * (handshake, [u32 len][u32 crc32c][payload] frames) is described in wire.c
+ * and docs/transport.md. The transport never looks inside a payload.
+ *
+ * Threading: one thread. Every call, and every callback (on_frame, the close
+ * callback), happens on the thread running opts.loop.
+ *
+ * Ownership: peer_send copies buf; the caller keeps its buffer. The buffer
+ * handed to on_frame belongs to the transport and is valid only until
+ * on_frame returns (copy what must outlive it). The struct peer_transport is
+ * allocated by peer_transport_start and freed by the transport itself, just
+ * before the close callback runs; it must not be used after
+ * peer_transport_close. Strings in opts are copied at start.
+ *
+ * Send queue (per peer, max_queue_bytes): frames are queued in order, kept
+ * while the peer is disconnected, and written as one batch per uv_write.
+ * When a frame does not fit, the NEWEST frame (the one being sent) is
+ * refused with -ENOBUFS and counted as dropped; see docs/transport.md for
+ * why newest rather than oldest. Frames that were being written when a
+ * connection broke are lost (counted as dropped): Raft tolerates loss.
+ */
+#ifndef CRAFT_TRANSPORT_H
+#define CRAFT_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "common/log.h"
+
+/* Longest host name peer_parse_addr accepts (without the NUL). */
+#define PEER_HOST_MAX 255
+/* Defaults for the zero fields of struct peer_opts. */
+#define PEER_DEFAULT_MAX_QUEUE (64u << 20)   /* bytes queued per peer */
+#define PEER_DEFAULT_MAX_FRAME (16u << 20)   /* payload bytes per frame */
+#define PEER_DEFAULT_BACKOFF_MIN_MS 50
+#define PEER_DEFAULT_BACKOFF_MAX_MS 2000
+#define PEER_DEFAULT_CONNECT_TIMEOUT_MS 2000
+
+struct peer_transport;
+
+/* A frame from peer from_id; buf is valid only during the call. */
+typedef void (*peer_frame_cb)(void *ud, uint64_t from_id, const uint8_t *buf,
+                              size_t len);
+
+struct peer_opts {
+    uv_loop_t *loop;          /* required */
+    const char *listen_addr;  /* "host:port"; empty host = all interfaces;
+                                 port 0 = ephemeral; NULL = do not listen */
+    const char *bind_host;    /* numeric source address for outgoing
+                                 connections (e.g. "127.0.0.2"); NULL/"" = any */
+    uint64_t self_id;         /* sent in the handshake of each connection */
+    size_t max_queue_bytes;   /* per peer, header bytes included; 0 = default */
+    size_t max_frame_bytes;   /* largest payload sent or accepted; 0 = default */
+    unsigned backoff_min_ms;  /* first reconnect delay; 0 = default */
+    unsigned backoff_max_ms;  /* reconnect delay cap; 0 = default */
+    unsigned connect_timeout_ms; /* give up a connect after; 0 = default */
+    uint64_t seed;            /* backoff jitter seed (mixed with the peer id) */
+    const struct craft_logger *log; /* NULL = silent */
+    peer_frame_cb on_frame;   /* required */
+    void *ud;                 /* passed to on_frame */
+};
+
+/* Counters for one outgoing peer (for /status). */
+struct peer_stats {
+    uint64_t id;
+    bool connected;           /* TCP connection established */
+    uint64_t frames_sent;     /* frames whose write completed */
+    uint64_t bytes_sent;      /* their payload bytes */
+    uint64_t frames_dropped;  /* refused (queue full) or lost in a broken write */
+    uint64_t bytes_dropped;
+    uint64_t connects;        /* successful connections so far */
+    uint64_t writes;          /* uv_write calls (frames_sent/writes = batch) */
+    size_t queued_bytes;      /* waiting or being written, headers included */
+    int last_error;           /* last connection error (negative errno,
+                                 CRAFT_E* or UV_EAI_*), 0 if none */
+};
+
+/* Counters for the receiving side. */
+struct peer_transport_stats {
+    uint64_t frames_received;
+    uint64_t bytes_received;  /* payload bytes */
+    uint64_t conns_accepted;
+    uint64_t conns_rejected;  /* bad magic/version/length/CRC */
+    unsigned conns_open;      /* inbound connections open now */
+    unsigned peers;           /* outgoing peers configured */
+};
+
+/* Parse "host:port" or "[v6addr]:port" into host (NUL-terminated, may be
+ * empty for ":port") and port. Returns 0, CRAFT_EINVAL (no ':', empty,
+ * non-numeric or out-of-range port, bad brackets) or CRAFT_ETOOBIG (host
+ * does not fit in hostlen). Pure; any thread. */
+int peer_parse_addr(const char *addr, char *host, size_t hostlen,
+                    uint16_t *port);
+
+/* A message for any error this module returns or records (craft_strerror
+ * plus libuv's resolver codes). Never NULL. */
+const char *peer_strerror(int err);
+
+/* Create the transport and start listening. On success *out owns the
+ * transport until peer_transport_close. Returns 0, CRAFT_EINVAL (bad opts or
+ * address), CRAFT_ENOMEM, or a negative errno (e.g. -EADDRINUSE). */
+int peer_transport_start(struct peer_transport **out,
+                         const struct peer_opts *o);
+
+/* The port the transport listens on (useful with port 0), or 0. */
+uint16_t peer_transport_port(const struct peer_transport *t);
+
+/* Add peer id at addr ("host:port"; empty host = 127.0.0.1; names are
+ * resolved at every connect), or change its address (the connection is
+ * re-established; queued frames are kept). Returns 0, CRAFT_EINVAL,
+ * CRAFT_ENOMEM, CRAFT_ESHUTDOWN. */
+int peer_set(struct peer_transport *t, uint64_t id, const char *addr);
+
+/* Forget peer id: its connection is closed and its queue discarded.
+ * Returns 0 or CRAFT_ENOTFOUND. */
+int peer_remove(struct peer_transport *t, uint64_t id);
+
+/* Queue a copy of buf[0..len) for peer id. Returns 0 (queued),
+ * CRAFT_ENOTFOUND (unknown peer), CRAFT_ETOOBIG (len > max_frame_bytes),
+ * -ENOBUFS (queue full: the frame is dropped and counted), CRAFT_ENOMEM,
+ * CRAFT_ESHUTDOWN. Never blocks. */
+int peer_send(struct peer_transport *t, uint64_t id, const uint8_t *buf,
+              size_t len);
+
+/* Counters of peer id. Returns 0 or CRAFT_ENOTFOUND. */
+int peer_get_stats(const struct peer_transport *t, uint64_t id,
+                   struct peer_stats *out);
+/* Counters of up to max peers, in no particular order; returns how many
+ * peers there are (may exceed max). */
+size_t peer_list_stats(const struct peer_transport *t, struct peer_stats *out,
+                       size_t max);
+void peer_transport_get_stats(const struct peer_transport *t,
+                              struct peer_transport_stats *out);
+
+/* Close every handle and free everything, asynchronously: cb(ud) runs (on
+ * the loop) once all handles are closed and the transport is freed; cb may
+ * be NULL. No on_frame callback runs after this call. Call it once. */
+void peer_transport_close(struct peer_transport *t, void (*cb)(void *),
+                          void *ud);
+
+#endif

@@ -1,0 +1,955 @@
+/* Tests of the peer transport (src/transport/): address parsing and the
+ * wire codec in isolation, then real transports on one uv loop talking over
+ * 127.0.0.1 with ephemeral ports. Every wait is bounded by a uv timer, and
+ * every test ends with an empty loop and no live allocation. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/crc32c.h"
+#include "common/endian.h"
+#include "common/error.h"
+#include "transport/internal.h"
+
+#define WAIT_MS 10000
+
+/* ---- counting allocator (fails on demand) ---- */
+
+static long live_blocks;
+static long fail_in = -1; /* fail the allocation after this many; -1 never */
+
+static bool should_fail(void)
+{
+    if (fail_in < 0)
+        return false;
+    return fail_in-- == 0;
+}
+
+static void *t_malloc(size_t n)
+{
+    if (should_fail())
+        return NULL;
+    void *p = malloc(n);
+    if (p)
+        live_blocks++;
+    return p;
+}
+
+static void *t_realloc(void *p, size_t n)
+{
+    if (p == NULL)
+        return t_malloc(n);
+    if (should_fail())
+        return NULL;
+    return realloc(p, n);
+}
+
+static void t_free(void *p)
+{
+    if (p)
+        live_blocks--;
+    free(p);
+}
+
+static const struct craft_allocator counting = {t_malloc, t_realloc, t_free};
+
+/* ---- log capture ---- */
+
+struct logbuf {
+    char text[16384];
+    size_t len;
+};
+
+static void log_sink(void *ud, int level, const char *msg)
+{
+    struct logbuf *lb = ud;
+    int n = snprintf(lb->text + lb->len, sizeof lb->text - lb->len, "%s %s\n",
+                     craft_log_level_name(level), msg);
+    if (n > 0 && lb->len + (size_t)n < sizeof lb->text)
+        lb->len += (size_t)n;
+    if (getenv("TRANSPORT_VERBOSE"))
+        fprintf(stderr, "%s %s\n", craft_log_level_name(level), msg);
+}
+
+/* ---- loop helpers ---- */
+
+struct env {
+    uv_loop_t loop;
+    struct logbuf lb;
+    struct craft_logger log;
+};
+
+static void on_deadline(uv_timer_t *h)
+{
+    *(bool *)h->data = true;
+}
+
+/* Run the loop until cond(arg) holds or ms pass; true if cond held. */
+static bool run_until(struct env *e, bool (*cond)(void *), void *arg,
+                      unsigned ms)
+{
+    uv_timer_t deadline;
+    bool expired = false;
+    uv_timer_init(&e->loop, &deadline);
+    deadline.data = &expired;
+    uv_timer_start(&deadline, on_deadline, ms, 0);
+    while (!cond(arg) && !expired)
+        uv_run(&e->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&deadline, NULL);
+    uv_run(&e->loop, UV_RUN_NOWAIT);
+    return cond(arg);
+}
+
+static bool is_true(void *arg)
+{
+    return *(bool *)arg;
+}
+
+static bool never(void *arg)
+{
+    return false;
+}
+
+/* Let the loop run for ms (to show that something does NOT happen). */
+static void run_for(struct env *e, unsigned ms)
+{
+    run_until(e, never, NULL, ms);
+}
+
+static int setup(void **state)
+{
+    craft_set_allocator(&counting);
+    live_blocks = 0;
+    fail_in = -1;
+    struct env *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    assert_int_equal(uv_loop_init(&e->loop), 0);
+    e->log.fn = log_sink;
+    e->log.ud = &e->lb;
+    e->log.min_level = CRAFT_LOG_DEBUG;
+    *state = e;
+    return 0;
+}
+
+static void walk_cb(uv_handle_t *h, void *arg)
+{
+    fprintf(stderr, "leftover handle type %d\n", (int)h->type);
+}
+
+static int teardown(void **state)
+{
+    struct env *e = *state;
+    uv_run(&e->loop, UV_RUN_NOWAIT);
+    int rc = uv_loop_close(&e->loop);
+    if (rc != 0)
+        uv_walk(&e->loop, walk_cb, NULL);
+    long live = live_blocks;
+    craft_set_allocator(NULL);
+    free(e);
+    assert_int_equal(rc, 0);    /* every handle closed */
+    assert_int_equal(live, 0);  /* every block freed */
+    return 0;
+}
+
+/* ---- a node: a transport plus what it received ---- */
+
+#define MAX_ID 16
+
+struct rx {
+    uint64_t count[MAX_ID];
+    uint64_t next_seq[MAX_ID];
+    uint64_t bytes;
+    unsigned bad;      /* wrong sender, content, or order */
+    bool gaps_ok;      /* sequence must increase but may skip */
+};
+
+struct node {
+    struct env *e;
+    struct peer_transport *t;
+    uint64_t id;
+    uint16_t port;
+    struct rx rx;
+};
+
+/* Payload: u64 seq, u64 sender, then bytes (uint8_t)(seq + i). */
+static size_t make_frame(uint8_t *buf, size_t len, uint64_t seq, uint64_t from)
+{
+    craft_put64(buf, seq);
+    craft_put64(buf + 8, from);
+    for (size_t i = 16; i < len; i++)
+        buf[i] = (uint8_t)(seq + i);
+    return len;
+}
+
+static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
+{
+    struct rx *rx = ud;
+    if (from >= MAX_ID || len < 16 || craft_get64(buf + 8) != from) {
+        rx->bad++;
+        return;
+    }
+    uint64_t seq = craft_get64(buf);
+    for (size_t i = 16; i < len; i++)
+        if (buf[i] != (uint8_t)(seq + i)) {
+            rx->bad++;
+            return;
+        }
+    if (rx->gaps_ok ? seq < rx->next_seq[from] : seq != rx->next_seq[from])
+        rx->bad++;
+    rx->next_seq[from] = seq + 1;
+    rx->count[from]++;
+    rx->bytes += len;
+}
+
+static struct peer_opts node_opts(struct node *n, const char *listen)
+{
+    struct peer_opts o;
+    memset(&o, 0, sizeof o);
+    o.loop = &n->e->loop;
+    o.listen_addr = listen;
+    o.self_id = n->id;
+    o.backoff_min_ms = 10;
+    o.backoff_max_ms = 100;
+    o.connect_timeout_ms = 1000;
+    o.seed = 42;
+    o.log = &n->e->log;
+    o.on_frame = on_frame;
+    o.ud = &n->rx;
+    return o;
+}
+
+static void node_start_opts(struct node *n, struct env *e, uint64_t id,
+                            struct peer_opts *o)
+{
+    n->e = e;
+    n->id = id;
+    o->self_id = id;
+    o->loop = &e->loop;
+    o->log = &e->log;
+    o->ud = &n->rx;
+    assert_int_equal(peer_transport_start(&n->t, o), 0);
+    n->port = peer_transport_port(n->t);
+    if (o->listen_addr != NULL)
+        assert_int_not_equal(n->port, 0);
+}
+
+static void node_start(struct node *n, struct env *e, uint64_t id,
+                       const char *listen)
+{
+    memset(n, 0, sizeof *n);
+    n->e = e;
+    n->id = id;
+    struct peer_opts o = node_opts(n, listen);
+    node_start_opts(n, e, id, &o);
+}
+
+static void set_flag(void *ud)
+{
+    *(bool *)ud = true;
+}
+
+static void node_close(struct node *n)
+{
+    bool done = false;
+    peer_transport_close(n->t, set_flag, &done);
+    assert_true(run_until(n->e, is_true, &done, WAIT_MS));
+    n->t = NULL;
+}
+
+static void link_to(struct node *from, const struct node *to)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", to->port);
+    assert_int_equal(peer_set(from->t, to->id, addr), 0);
+}
+
+struct want {
+    const struct rx *rx;
+    uint64_t from;
+    uint64_t count;
+};
+
+static bool got_count(void *arg)
+{
+    const struct want *w = arg;
+    return w->rx->count[w->from] >= w->count;
+}
+
+static void expect_frames(struct node *to, uint64_t from, uint64_t count)
+{
+    struct want w = {&to->rx, from, count};
+    assert_true(run_until(to->e, got_count, &w, WAIT_MS));
+    assert_int_equal(to->rx.count[from], count);
+}
+
+static void send_seq(struct node *from, uint64_t to, uint64_t first,
+                     uint64_t n, size_t len)
+{
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    for (uint64_t s = first; s < first + n; s++) {
+        make_frame(buf, len, s, from->id);
+        assert_int_equal(peer_send(from->t, to, buf, len), 0);
+    }
+    free(buf);
+}
+
+/* ---- pure parts ---- */
+
+static void test_parse_addr(void **state)
+{
+    char host[16];
+    uint16_t port = 1;
+    assert_int_equal(peer_parse_addr("localhost:12001", host, sizeof host,
+                                     &port), 0);
+    assert_string_equal(host, "localhost");
+    assert_int_equal(port, 12001);
+    assert_int_equal(peer_parse_addr(":11000", host, sizeof host, &port), 0);
+    assert_string_equal(host, "");
+    assert_int_equal(port, 11000);
+    assert_int_equal(peer_parse_addr("[::1]:0", host, sizeof host, &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 0);
+    assert_int_equal(peer_parse_addr("127.0.0.1:65535", host, sizeof host,
+                                     &port), 0);
+    assert_int_equal(port, 65535);
+
+    static const char *const bad[] = {
+        "", "localhost", "host:", "host:65536", "host:-1", "host:12a",
+        "host:123456", "::1:80", "[::1]80", "[]:80", "[::1:80", "h: 80",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(peer_parse_addr(bad[i], host, sizeof host, &port),
+                         CRAFT_EINVAL);
+    assert_int_equal(peer_parse_addr("a-very-long-host-name:1", host,
+                                     sizeof host, &port), CRAFT_ETOOBIG);
+    assert_int_equal(peer_parse_addr(NULL, host, sizeof host, &port),
+                     CRAFT_EINVAL);
+}
+
+static void test_wire(void **state)
+{
+    uint8_t hello[PEER__HELLO_LEN];
+    uint64_t id = 0;
+    peer__hello_encode(hello, 0x1122334455667788ull);
+    assert_memory_equal(hello, "CRFT", 4);
+    assert_int_equal(peer__hello_decode(hello, &id), 0);
+    assert_true(id == 0x1122334455667788ull);
+    hello[9] ^= 1; /* sender bit flip: CRC catches it */
+    assert_int_equal(peer__hello_decode(hello, &id), CRAFT_ECORRUPT);
+    hello[9] ^= 1;
+    hello[0] = 'X';
+    assert_int_equal(peer__hello_decode(hello, &id), CRAFT_ECORRUPT);
+    hello[0] = 'C';
+    craft_put16(hello + 4, 2); /* a future version, valid CRC */
+    craft_put32(hello + 16, crc32c(0, hello, 16));
+    assert_int_equal(peer__hello_decode(hello, &id), CRAFT_EVERSION);
+
+    uint8_t f[PEER__FRAME_HDR + 5];
+    uint32_t len = 99;
+    memcpy(f + PEER__FRAME_HDR, "hello", 5);
+    peer__frame_header(f, f + PEER__FRAME_HDR, 5);
+    assert_int_equal(craft_get32(f), 5);
+    assert_int_equal(peer__frame_next(f, sizeof f, 16, &len), 0);
+    assert_int_equal(len, 5);
+    assert_int_equal(peer__frame_next(f, 7, 16, &len), CRAFT_ETRUNCATED);
+    assert_int_equal(len, 0);
+    assert_int_equal(peer__frame_next(f, 12, 16, &len), CRAFT_ETRUNCATED);
+    assert_int_equal(len, 5);
+    assert_int_equal(peer__frame_next(f, sizeof f, 4, &len), CRAFT_ETOOBIG);
+    f[PEER__FRAME_HDR + 2] ^= 0x40;
+    assert_int_equal(peer__frame_next(f, sizeof f, 16, &len), CRAFT_ECORRUPT);
+    peer__frame_header(f, NULL, 0); /* empty payload is a valid frame */
+    assert_int_equal(peer__frame_next(f, PEER__FRAME_HDR, 16, &len), 0);
+    assert_int_equal(len, 0);
+    assert_true(strcmp(peer_strerror(UV_EAI_NONAME), "unknown error") != 0);
+    assert_string_equal(peer_strerror(CRAFT_ETOOBIG), "too big");
+}
+
+/* ---- real transports ---- */
+
+static void test_two_nodes_exchange(void **state)
+{
+    struct env *e = *state;
+    struct node a, b;
+    node_start(&a, e, 1, "127.0.0.1:0");
+    node_start(&b, e, 2, "127.0.0.1:0");
+    link_to(&a, &b);
+    link_to(&b, &a);
+    enum { N = 5000 };
+    /* Sent in bursts across loop iterations, with varied sizes. */
+    uint8_t buf[600];
+    for (uint64_t s = 0; s < N; s++) {
+        size_t len = 16 + (s * 37) % 500;
+        make_frame(buf, len, s, 1);
+        assert_int_equal(peer_send(a.t, 2, buf, len), 0);
+        make_frame(buf, 16, s, 2);
+        assert_int_equal(peer_send(b.t, 1, buf, 16), 0);
+        if (s % 1000 == 999)
+            uv_run(&e->loop, UV_RUN_NOWAIT);
+    }
+    expect_frames(&b, 1, N);
+    expect_frames(&a, 2, N);
+    assert_int_equal(a.rx.bad + b.rx.bad, 0);
+
+    struct peer_stats st;
+    assert_int_equal(peer_get_stats(a.t, 2, &st), 0);
+    assert_true(st.connected);
+    assert_int_equal(st.frames_sent, N);
+    assert_int_equal(st.bytes_sent, b.rx.bytes);
+    assert_int_equal(st.frames_dropped, 0);
+    assert_int_equal(st.connects, 1);
+    assert_int_equal(st.queued_bytes, 0);
+    /* Batched: a write per loop iteration, not per frame. */
+    assert_true(st.writes >= 1 && st.writes * 10 <= N);
+    if (getenv("TRANSPORT_VERBOSE"))
+        fprintf(stderr, "%llu frames in %llu writes\n",
+                (unsigned long long)st.frames_sent,
+                (unsigned long long)st.writes);
+    struct peer_transport_stats ts;
+    peer_transport_get_stats(b.t, &ts);
+    assert_int_equal(ts.frames_received, N);
+    assert_int_equal(ts.bytes_received, b.rx.bytes);
+    assert_int_equal(ts.conns_open, 1);
+    assert_int_equal(ts.conns_rejected, 0);
+    assert_int_equal(ts.peers, 1);
+    struct peer_stats list[2];
+    assert_int_equal(peer_list_stats(a.t, list, 2), 1);
+    assert_int_equal(list[0].id, 2);
+    node_close(&a);
+    node_close(&b);
+}
+
+static void test_three_nodes(void **state)
+{
+    struct env *e = *state;
+    struct node n[3];
+    for (int i = 0; i < 3; i++)
+        node_start(&n[i], e, (uint64_t)i + 1, "127.0.0.1:0");
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            if (i != j)
+                link_to(&n[i], &n[j]);
+    enum { N = 2000 };
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            if (i != j)
+                send_seq(&n[i], n[j].id, 0, N, 64);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            if (i != j)
+                expect_frames(&n[j], n[i].id, N);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(n[i].rx.bad, 0);
+        assert_int_equal(n[i].rx.count[n[i].id], 0); /* nothing to self */
+    }
+    for (int i = 0; i < 3; i++)
+        node_close(&n[i]);
+}
+
+static void test_large_frames(void **state)
+{
+    struct env *e = *state;
+    struct node a, b;
+    node_start(&a, e, 1, "127.0.0.1:0");
+    node_start(&b, e, 2, "127.0.0.1:0");
+    link_to(&a, &b);
+    send_seq(&a, 2, 0, 8, 1u << 20);
+    expect_frames(&b, 1, 8);
+    assert_int_equal(b.rx.bad, 0);
+    assert_int_equal(b.rx.bytes, 8u << 20);
+    node_close(&a);
+    node_close(&b);
+}
+
+static bool disconnected(void *arg)
+{
+    struct node *a = arg;
+    struct peer_stats st;
+    return peer_get_stats(a->t, 2, &st) == 0 && !st.connected;
+}
+
+static void test_peer_restart(void **state)
+{
+    struct env *e = *state;
+    struct node a, b;
+    node_start(&a, e, 1, "127.0.0.1:0");
+    node_start(&b, e, 2, "127.0.0.1:0");
+    link_to(&a, &b);
+    send_seq(&a, 2, 0, 100, 100);
+    expect_frames(&b, 1, 100);
+
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", b.port);
+    node_close(&b);
+    assert_true(run_until(e, disconnected, &a, WAIT_MS));
+    /* Queued while the peer is down; kept, then delivered in order. */
+    send_seq(&a, 2, 100, 100, 100);
+    run_for(e, 50); /* a few refused reconnects */
+    struct peer_stats st;
+    assert_int_equal(peer_get_stats(a.t, 2, &st), 0);
+    assert_int_equal(st.queued_bytes, 100 * (PEER__FRAME_HDR + 100));
+    assert_int_not_equal(st.last_error, 0);
+
+    struct node b2;
+    node_start(&b2, e, 2, listen);
+    b2.rx.next_seq[1] = 100;
+    expect_frames(&b2, 1, 100);
+    assert_int_equal(b2.rx.bad, 0);
+    assert_int_equal(peer_get_stats(a.t, 2, &st), 0);
+    assert_true(st.connected);
+    assert_int_equal(st.connects, 2);
+    assert_int_equal(st.frames_sent, 200);
+    assert_int_equal(st.frames_dropped, 0);
+    assert_non_null(strstr(e->lb.text, "reconnecting"));
+    node_close(&a);
+    node_close(&b2);
+}
+
+static void test_unknown_peer_and_args(void **state)
+{
+    struct env *e = *state;
+    struct node a;
+    node_start(&a, e, 1, NULL); /* no listener: send-only */
+    assert_int_equal(peer_transport_port(a.t), 0);
+    uint8_t buf[16] = {0};
+    assert_int_equal(peer_send(a.t, 7, buf, sizeof buf), CRAFT_ENOTFOUND);
+    assert_int_equal(peer_remove(a.t, 7), CRAFT_ENOTFOUND);
+    struct peer_stats st;
+    assert_int_equal(peer_get_stats(a.t, 7, &st), CRAFT_ENOTFOUND);
+    assert_int_equal(peer_set(a.t, 7, "nohostport"), CRAFT_EINVAL);
+    assert_int_equal(peer_set(a.t, 7, "127.0.0.1:0"), CRAFT_EINVAL);
+    assert_int_equal(peer_set(a.t, 7, "127.0.0.1:99999"), CRAFT_EINVAL);
+    assert_int_equal(peer_set(a.t, 7, "127.0.0.1:1"), 0);
+    assert_int_equal(peer_send(a.t, 7, buf, sizeof buf), 0);
+    assert_int_equal(peer_remove(a.t, 7), 0);
+    assert_int_equal(peer_send(a.t, 7, buf, sizeof buf), CRAFT_ENOTFOUND);
+    assert_int_equal(peer_remove(a.t, 7), CRAFT_ENOTFOUND);
+    node_close(&a);
+
+    /* Bad options. */
+    struct node x;
+    memset(&x, 0, sizeof x);
+    x.e = e;
+    struct peer_opts o = node_opts(&x, "127.0.0.1:0");
+    struct peer_transport *t = NULL;
+    o.on_frame = NULL;
+    assert_int_equal(peer_transport_start(&t, &o), CRAFT_EINVAL);
+    o.on_frame = on_frame;
+    o.listen_addr = "no-port";
+    assert_int_equal(peer_transport_start(&t, &o), CRAFT_EINVAL);
+    o.listen_addr = "127.0.0.1:0";
+    o.bind_host = "not-an-ip";
+    assert_int_equal(peer_transport_start(&t, &o), CRAFT_EINVAL);
+    o.bind_host = NULL;
+    o.listen_addr = "no-such-host.invalid:0";
+    assert_int_equal(peer_transport_start(&t, &o), CRAFT_EINVAL);
+    assert_null(t);
+
+    /* Port in use: the error is returned, the handles close on the loop. */
+    struct node b;
+    node_start(&b, e, 2, "127.0.0.1:0");
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", b.port);
+    o.listen_addr = listen;
+    assert_int_equal(peer_transport_start(&t, &o), -EADDRINUSE);
+    assert_null(t);
+    run_for(e, 10);
+    node_close(&b);
+}
+
+static void test_alloc_failures(void **state)
+{
+    struct env *e = *state;
+    struct node a;
+    memset(&a, 0, sizeof a);
+    a.e = e;
+    struct peer_opts o = node_opts(&a, "127.0.0.1:0");
+    struct peer_transport *t = NULL;
+    fail_in = 0;
+    assert_int_equal(peer_transport_start(&t, &o), CRAFT_ENOMEM);
+    assert_null(t);
+    assert_int_equal(live_blocks, 0);
+
+    node_start(&a, e, 1, "127.0.0.1:0");
+    fail_in = 0;
+    assert_int_equal(peer_set(a.t, 2, "127.0.0.1:1"), CRAFT_ENOMEM);
+    assert_int_equal(peer_set(a.t, 2, "127.0.0.1:1"), 0);
+    uint8_t buf[32] = {0};
+    fail_in = 0;
+    assert_int_equal(peer_send(a.t, 2, buf, sizeof buf), CRAFT_ENOMEM);
+    struct peer_stats st;
+    assert_int_equal(peer_get_stats(a.t, 2, &st), 0);
+    assert_int_equal(st.frames_dropped, 1);
+    assert_int_equal(peer_send(a.t, 2, buf, sizeof buf), 0);
+    node_close(&a);
+}
+
+static bool reconnected(void *arg)
+{
+    struct node *a = arg;
+    struct peer_stats st;
+    return peer_get_stats(a->t, 2, &st) == 0 && st.connects >= 2 &&
+           st.connected;
+}
+
+/* No memory for an accepted connection: it is refused, the listener keeps
+ * working and the dialer's retry gets through. */
+static void test_accept_out_of_memory(void **state)
+{
+    struct env *e = *state;
+    struct node a, b;
+    node_start(&a, e, 1, NULL);
+    node_start(&b, e, 2, "127.0.0.1:0");
+    link_to(&a, &b);
+    fail_in = 0; /* the next allocation is b's for the connection */
+    assert_true(run_until(e, reconnected, &a, WAIT_MS));
+    assert_non_null(strstr(e->lb.text, "out of memory; refusing"));
+    send_seq(&a, 2, 0, 10, 30);
+    expect_frames(&b, 1, 10);
+    node_close(&a);
+    node_close(&b);
+}
+
+static void test_queue_limit(void **state)
+{
+    struct env *e = *state;
+    /* A port nobody listens on (yet). */
+    struct node b;
+    node_start(&b, e, 2, "127.0.0.1:0");
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", b.port);
+    node_close(&b);
+
+    struct node a;
+    memset(&a, 0, sizeof a);
+    a.e = e;
+    struct peer_opts o = node_opts(&a, NULL);
+    o.max_queue_bytes = 1000;
+    o.max_frame_bytes = 500;
+    node_start_opts(&a, e, 1, &o);
+    assert_int_equal(peer_set(a.t, 2, listen), 0);
+    uint8_t buf[501];
+    unsigned queued = 0;
+    int err = 0;
+    for (uint64_t s = 0; s < 20; s++) {
+        make_frame(buf, 100, s, 1);
+        err = peer_send(a.t, 2, buf, 100);
+        if (err)
+            break;
+        queued++;
+    }
+    assert_int_equal(err, -ENOBUFS);
+    assert_int_equal(queued, 1000 / (PEER__FRAME_HDR + 100));
+    assert_int_equal(peer_send(a.t, 2, buf, 501), CRAFT_ETOOBIG);
+    run_for(e, 60); /* refused connects; nothing lost meanwhile */
+    struct peer_stats st;
+    assert_int_equal(peer_get_stats(a.t, 2, &st), 0);
+    assert_false(st.connected);
+    assert_int_equal(st.frames_dropped, 2);
+    assert_int_equal(st.queued_bytes, queued * (PEER__FRAME_HDR + 100));
+    assert_int_equal(st.last_error, UV_ECONNREFUSED);
+
+    /* The peer comes up: what was queued arrives, in order. */
+    node_start(&b, e, 2, listen);
+    expect_frames(&b, 1, queued);
+    assert_int_equal(b.rx.bad, 0);
+    run_for(e, 20);
+    assert_int_equal(peer_get_stats(a.t, 2, &st), 0);
+    assert_int_equal(st.queued_bytes, 0);
+    assert_int_equal(st.frames_sent, queued);
+    node_close(&a);
+    node_close(&b);
+}
+
+/* A hand-made client: connect, write bytes, wait for the server to hang up. */
+struct raw {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    uint8_t out[256];
+    size_t out_len;
+    char in[64];
+    bool hung_up;
+};
+
+static void raw_closed(uv_handle_t *h)
+{
+    struct raw *r = h->data;
+    r->hung_up = true;
+}
+
+static void raw_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf)
+{
+    struct raw *r = h->data;
+    *buf = uv_buf_init(r->in, sizeof r->in);
+}
+
+static void raw_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    if (nread < 0)
+        uv_close((uv_handle_t *)s, raw_closed);
+}
+
+static void raw_written(uv_write_t *req, int status)
+{
+}
+
+static void raw_connected(uv_connect_t *req, int status)
+{
+    struct raw *r = req->handle->data;
+    assert_int_equal(status, 0);
+    uv_buf_t b = uv_buf_init((char *)r->out, (unsigned)r->out_len);
+    assert_int_equal(uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1,
+                              raw_written), 0);
+    assert_int_equal(uv_read_start((uv_stream_t *)&r->tcp, raw_alloc,
+                                   raw_read), 0);
+}
+
+/* Send r->out to port; true if the server closed the connection. */
+static bool raw_session(struct env *e, struct raw *r, uint16_t port)
+{
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", port, &sa);
+    uv_tcp_init(&e->loop, &r->tcp);
+    r->tcp.data = r;
+    r->hung_up = false;
+    assert_int_equal(uv_tcp_connect(&r->creq, &r->tcp,
+                                     (const struct sockaddr *)&sa,
+                                     raw_connected), 0);
+    bool ok = run_until(e, is_true, &r->hung_up, 3000);
+    if (!ok) {
+        uv_close((uv_handle_t *)&r->tcp, raw_closed);
+        run_until(e, is_true, &r->hung_up, WAIT_MS);
+    }
+    return ok;
+}
+
+static size_t put_frame(uint8_t *p, const uint8_t *payload, uint32_t len)
+{
+    peer__frame_header(p, payload, len);
+    memcpy(p + PEER__FRAME_HDR, payload, len);
+    return PEER__FRAME_HDR + len;
+}
+
+static void test_garbage_clients(void **state)
+{
+    struct env *e = *state;
+    struct node b;
+    memset(&b, 0, sizeof b);
+    b.e = e;
+    struct peer_opts o = node_opts(&b, "127.0.0.1:0");
+    o.max_frame_bytes = 1024;
+    node_start_opts(&b, e, 2, &o);
+    struct peer_transport_stats ts;
+    struct raw r;
+    memset(&r, 0, sizeof r);
+
+    /* 1. Not our protocol at all. */
+    r.out_len = (size_t)snprintf((char *)r.out, sizeof r.out,
+                                 "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_true(raw_session(e, &r, b.port));
+    peer_transport_get_stats(b.t, &ts);
+    assert_int_equal(ts.conns_rejected, 1);
+    assert_non_null(strstr(e->lb.text, "bad handshake magic"));
+
+    /* 2. A good handshake, then a frame whose CRC is wrong. */
+    uint8_t payload[32];
+    make_frame(payload, sizeof payload, 0, 9);
+    peer__hello_encode(r.out, 9);
+    size_t n = PEER__HELLO_LEN;
+    n += put_frame(r.out + n, payload, sizeof payload);
+    r.out[n - 1] ^= 0xff;
+    r.out_len = n;
+    assert_true(raw_session(e, &r, b.port));
+    peer_transport_get_stats(b.t, &ts);
+    assert_int_equal(ts.conns_rejected, 2);
+    assert_int_equal(b.rx.count[9], 0);
+    assert_non_null(strstr(e->lb.text, "frame CRC"));
+
+    /* 3. One good frame, then a length over the limit. */
+    n = PEER__HELLO_LEN;
+    n += put_frame(r.out + n, payload, sizeof payload);
+    craft_put32(r.out + n, 1025);
+    craft_put32(r.out + n + 4, 0);
+    r.out_len = n + PEER__FRAME_HDR;
+    assert_true(raw_session(e, &r, b.port));
+    assert_int_equal(b.rx.count[9], 1);
+    assert_int_equal(b.rx.bad, 0);
+    peer_transport_get_stats(b.t, &ts);
+    assert_int_equal(ts.conns_rejected, 3);
+    assert_non_null(strstr(e->lb.text, "frame length"));
+
+    /* 4. Another protocol version. */
+    craft_put16(r.out + 4, 2);
+    craft_put32(r.out + 16, crc32c(0, r.out, 16));
+    r.out_len = PEER__HELLO_LEN;
+    assert_true(raw_session(e, &r, b.port));
+    peer_transport_get_stats(b.t, &ts);
+    assert_int_equal(ts.conns_rejected, 4);
+
+    /* The server still works for a real peer. */
+    struct node a;
+    node_start(&a, e, 1, NULL);
+    link_to(&a, &b);
+    send_seq(&a, 2, 0, 10, 40);
+    expect_frames(&b, 1, 10);
+    assert_int_equal(b.rx.bad, 0);
+    node_close(&a);
+    node_close(&b);
+}
+
+static void test_name_resolution_and_bind(void **state)
+{
+    struct env *e = *state;
+    struct node a, b, c;
+    memset(&a, 0, sizeof a);
+    a.e = e;
+    struct peer_opts o = node_opts(&a, NULL);
+    o.bind_host = "127.0.0.2";
+    node_start_opts(&a, e, 1, &o);
+    node_start(&b, e, 2, "localhost:0");
+    node_start(&c, e, 3, ":0");
+    char addr[64];
+    snprintf(addr, sizeof addr, "localhost:%u", b.port);
+    assert_int_equal(peer_set(a.t, 2, addr), 0);
+    snprintf(addr, sizeof addr, ":%u", c.port);
+    assert_int_equal(peer_set(a.t, 3, addr), 0);
+    send_seq(&a, 2, 0, 50, 20);
+    send_seq(&a, 3, 0, 50, 20);
+    expect_frames(&b, 1, 50);
+    expect_frames(&c, 1, 50);
+    assert_int_equal(b.rx.bad + c.rx.bad, 0);
+    /* Outgoing connections came from the bind address. */
+    assert_non_null(strstr(e->lb.text, "peer 1 connected from 127.0.0.2:"));
+    node_close(&a);
+    node_close(&b);
+    node_close(&c);
+}
+
+static void test_readdress(void **state)
+{
+    struct env *e = *state;
+    struct node a, b, c;
+    node_start(&a, e, 1, NULL);
+    node_start(&b, e, 2, "127.0.0.1:0");
+    node_start(&c, e, 3, "127.0.0.1:0");
+    link_to(&a, &b);
+    assert_int_equal(peer_set(a.t, 2, "127.0.0.1:1"), 0); /* during resolve */
+    link_to(&a, &b);
+    send_seq(&a, 2, 0, 10, 20);
+    expect_frames(&b, 1, 10);
+    /* Peer 2 moves to c's address: frames follow it. */
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", c.port);
+    assert_int_equal(peer_set(a.t, 2, addr), 0);
+    assert_int_equal(peer_set(a.t, 2, addr), 0); /* same: no-op */
+    send_seq(&a, 2, 10, 10, 20);
+    c.rx.next_seq[1] = 10;
+    expect_frames(&c, 1, 10);
+    assert_int_equal(b.rx.count[1], 10);
+    assert_int_equal(b.rx.bad + c.rx.bad, 0);
+    node_close(&a);
+    node_close(&b);
+    node_close(&c);
+}
+
+static void test_close_frees_everything(void **state)
+{
+    struct env *e = *state;
+    struct node a, b, dead;
+    node_start(&dead, e, 9, "127.0.0.1:0");
+    char refused[32];
+    snprintf(refused, sizeof refused, "127.0.0.1:%u", dead.port);
+    node_close(&dead);
+
+    node_start(&a, e, 1, "127.0.0.1:0");
+    node_start(&b, e, 2, "127.0.0.1:0");
+    link_to(&a, &b);
+    link_to(&b, &a);
+    send_seq(&a, 2, 0, 10, 100);
+    expect_frames(&b, 1, 10);
+    assert_int_equal(peer_set(a.t, 3, refused), 0);   /* in backoff */
+    send_seq(&a, 3, 0, 5, 100);
+    run_for(e, 30);
+    assert_int_equal(peer_set(a.t, 4, "localhost:9"), 0); /* resolving */
+    send_seq(&a, 2, 10, 100, 1000);                       /* in flight */
+    assert_int_equal(peer_remove(a.t, 3), 0);
+    node_close(&a);
+    node_close(&b);
+    /* teardown checks: loop empty, no live allocation */
+}
+
+/* Closing from inside on_frame stops delivery at once. */
+struct closer {
+    struct node *n;
+    unsigned frames;
+    bool closed;
+};
+
+static void on_frame_close(void *ud, uint64_t from, const uint8_t *buf,
+                           size_t len)
+{
+    struct closer *c = ud;
+    c->frames++;
+    if (c->frames == 3)
+        peer_transport_close(c->n->t, set_flag, &c->closed);
+}
+
+static void test_close_from_callback(void **state)
+{
+    struct env *e = *state;
+    struct node a, b;
+    struct closer cl = {&b, 0, false};
+    memset(&b, 0, sizeof b);
+    b.e = e;
+    b.id = 2;
+    struct peer_opts o = node_opts(&b, "127.0.0.1:0");
+    o.on_frame = on_frame_close;
+    o.ud = &cl;
+    assert_int_equal(peer_transport_start(&b.t, &o), 0);
+    b.port = peer_transport_port(b.t);
+
+    node_start(&a, e, 1, NULL);
+    link_to(&a, &b);
+    send_seq(&a, 2, 0, 50, 16);
+    assert_true(run_until(e, is_true, &cl.closed, WAIT_MS));
+    assert_int_equal(cl.frames, 3);
+    node_close(&a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_addr),
+        cmocka_unit_test(test_wire),
+        cmocka_unit_test_setup_teardown(test_two_nodes_exchange, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_three_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_frames, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_peer_and_args, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_out_of_memory, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_queue_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_clients, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_name_resolution_and_bind, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_readdress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_frees_everything, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_close_from_callback, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
