@@ -154,6 +154,10 @@ int raft_bootstrap(struct raft *r, const uint64_t *voters, size_t n,
     if (raft__log_last(&r->log) != 0 || r->snap.index != 0 || n == 0 ||
         n > RAFT_MAX_MEMBERS)
         return CRAFT_EINVAL;
+    for (size_t i = 0; i < n; i++) /* all or nothing */
+        for (size_t k = 0; k <= i; k++)
+            if (voters[i] == RAFT_NONE || (k < i && voters[k] == voters[i]))
+                return CRAFT_EINVAL;
     for (size_t i = 0; i < n; i++) {
         struct raft_conf_change cc = {.op = RAFT_CONF_ADD_VOTER,
                                       .node = voters[i]};
@@ -161,8 +165,6 @@ int raft_bootstrap(struct raft *r, const uint64_t *voters, size_t n,
             cc.ctx = ctxs[i].ctx;
             cc.ctx_len = ctxs[i].ctx_len;
         }
-        if (cc.node == RAFT_NONE)
-            return CRAFT_EINVAL;
         size_t len = raft_conf_change_size(&cc);
         uint8_t *buf = craft_malloc(len);
         if (buf == NULL)

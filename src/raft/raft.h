@@ -29,8 +29,10 @@
  *      with snap.len bytes from offset snap.offset of its snapshot
  *      snap.meta.index (the latest it reported or restored; keep the one
  *      before it too until the next ready, for chunks already handed out).
- *   2. Persist rd.hs (if rd.hs_changed), rd.entries (truncating the stored
- *      log from rd.entries[0].index first), and rd.snap_chunk (if set). A new
+ *   2. Persist, in this order: rd.snap_chunk (if set; a chunk with .last
+ *      completes the snapshot and the stored log is then dropped: the log
+ *      restarts after snap_chunk->meta.index), rd.entries (truncating the
+ *      stored log from rd.entries[0].index first), rd.hs (if changed). A new
  *      term or vote must be durable before any message that depends on it
  *      leaves: that is why such messages are in msgs_after, never in msgs.
  *   3. Send rd.msgs_after, only once step 2 is durable (a vote, an append
