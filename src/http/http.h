@@ -74,6 +74,10 @@ struct http_handlers {
                  const char *http_addr);
     /* GET /status. */
     void (*status)(void *ud, struct http_req *req);
+    /* POST /remove {"id": ...}: take a member out of the cluster. */
+    void (*remove)(void *ud, struct http_req *req, const char *id);
+    /* POST /transfer {"id": ...}: hand leadership to that member. */
+    void (*transfer)(void *ud, struct http_req *req, const char *id);
 };
 
 struct http_opts {

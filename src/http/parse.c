@@ -209,20 +209,20 @@ static int join_field(json_t *obj, const char *name, bool required, const char *
     return 0;
 }
 
-int http__parse_join_body(const char *body, size_t len, struct http__joinbody *out, char *err,
-                          size_t errcap)
+static int parse_member_body(const char *body, size_t len, bool need_addr,
+                             struct http__joinbody *out, char *err, size_t errcap)
 {
     memset(out, 0, sizeof *out);
     json_t *root = load(body, len, err, errcap);
     if (root == NULL)
         return -1;
     if (!json_is_object(root)) {
-        snprintf(err, errcap, "expected a JSON object {\"id\":...,\"addr\":...}, got %s",
-                 json_kind(root));
+        snprintf(err, errcap, "expected a JSON object {\"id\":...%s}, got %s",
+                 need_addr ? ",\"addr\":..." : "", json_kind(root));
         goto fail;
     }
     if (join_field(root, "id", true, &out->id, err, errcap) != 0 ||
-        join_field(root, "addr", true, &out->addr, err, errcap) != 0 ||
+        join_field(root, "addr", need_addr, &out->addr, err, errcap) != 0 ||
         join_field(root, "http_addr", false, &out->http_addr, err, errcap) != 0)
         goto fail;
     out->root = root;
@@ -231,6 +231,18 @@ fail:
     json_decref(root);
     memset(out, 0, sizeof *out);
     return -1;
+}
+
+int http__parse_join_body(const char *body, size_t len, struct http__joinbody *out, char *err,
+                          size_t errcap)
+{
+    return parse_member_body(body, len, true, out, err, errcap);
+}
+
+int http__parse_id_body(const char *body, size_t len, struct http__joinbody *out, char *err,
+                        size_t errcap)
+{
+    return parse_member_body(body, len, false, out, err, errcap);
 }
 
 void http__joinbody_free(struct http__joinbody *b)

@@ -45,6 +45,9 @@ struct http__joinbody {
 };
 int http__parse_join_body(const char *body, size_t len, struct http__joinbody *out, char *err,
                           size_t errcap);
+/* The body of POST /remove and POST /transfer: {"id": "<member>"}. */
+int http__parse_id_body(const char *body, size_t len, struct http__joinbody *out, char *err,
+                        size_t errcap);
 void http__joinbody_free(struct http__joinbody *b);
 
 /* --- json.c: JSON text output --- */

@@ -169,6 +169,26 @@ static void route_join(struct http_server *srv, h2o_req_t *req)
     http__joinbody_free(&b);
 }
 
+/* POST /remove and POST /transfer: {"id": "<member>"}. */
+static void route_member_op(struct http_server *srv, h2o_req_t *req, const char *path,
+                            void (*fn)(void *, struct http_req *, const char *))
+{
+    if (!method_is(req, "POST")) {
+        method_not_allowed(req, "POST", path);
+        return;
+    }
+    struct http__joinbody b;
+    char err[256];
+    if (http__parse_id_body(req->entity.base, req->entity.len, &b, err, sizeof err) != 0) {
+        fail(req, 400, NULL, "%s", err);
+        return;
+    }
+    struct http_req *r = hand_over(srv, req, fn != NULL);
+    if (r != NULL)
+        fn(srv->ud, r, b.id);
+    http__joinbody_free(&b);
+}
+
 static void route_status(struct http_server *srv, h2o_req_t *req)
 {
     if (!method_is(req, "GET")) {
@@ -192,7 +212,11 @@ int http__on_req(h2o_handler_t *self, h2o_req_t *req)
         route_join(srv, req);
     else if (path_is(path, plen, "/status"))
         route_status(srv, req);
+    else if (path_is(path, plen, "/remove"))
+        route_member_op(srv, req, "/remove", srv->handlers.remove);
+    else if (path_is(path, plen, "/transfer"))
+        route_member_op(srv, req, "/transfer", srv->handlers.transfer);
     else
-        fail(req, 404, NULL, "not found: use /key/<key>, /join or /status");
+        fail(req, 404, NULL, "not found: use /key/<key>, /join, /remove, /transfer or /status");
     return 0;
 }

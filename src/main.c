@@ -1,0 +1,175 @@
+/* craftd's entry point: parse the command line, create the data directory,
+ * start a node on the default libuv loop, stop it cleanly on SIGINT/SIGTERM. */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <uv.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "node/flags.h"
+#include "node/node.h"
+
+/* Everything main() shares with its callbacks; lives on main's stack. */
+struct daemon {
+    struct craft_logger log;
+    const char *id;         /* node id, printed on every log line */
+    struct node *node;
+    uv_signal_t sigint, sigterm;
+    bool stopping;          /* a first signal arrived */
+    bool stopped;           /* node_stop finished */
+};
+
+/* "2026-11-26T10:00:00.123Z INFO node0 message" on stderr, in one write. */
+static void log_sink(void *ud, int level, const char *msg)
+{
+    static const char *const names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    const struct daemon *d = ud;
+    struct timespec ts;
+    struct tm tm;
+    char stamp[32], line[1400];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    const char *lv = level >= CRAFT_LOG_DEBUG && level <= CRAFT_LOG_ERROR ? names[level] : "?";
+    int n = snprintf(line, sizeof line, "%s.%03ldZ %s %s %s\n", stamp, ts.tv_nsec / 1000000, lv,
+                     d->id, msg);
+    if (n > (int)sizeof line - 1) { /* cut: keep the newline */
+        n = (int)sizeof line - 1;
+        line[n - 1] = '\n';
+    }
+    fwrite(line, 1, (size_t)n, stderr);
+}
+
+/* mkdir -p path, the last component with mode 0700 (as hraftd's MkdirAll). */
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len >= sizeof buf)
+        return -ENAMETOOLONG;
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+            return -errno;
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static void on_closed(uv_handle_t *h) { (void)h; }
+
+static void on_stopped(void *ud)
+{
+    struct daemon *d = ud;
+    d->node = NULL;
+    d->stopped = true;
+    uv_close((uv_handle_t *)&d->sigint, on_closed);
+    uv_close((uv_handle_t *)&d->sigterm, on_closed);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+    if (d->stopping) {
+        CRAFT_WARN(&d->log, "second %s: exiting at once", strsignal(signum));
+        exit(1);
+    }
+    d->stopping = true;
+    CRAFT_INFO(&d->log, "shutting down (%s)", strsignal(signum));
+    node_stop(d->node, on_stopped, d);
+}
+
+static int watch_signals(uv_loop_t *loop, struct daemon *d)
+{
+    int err = uv_signal_init(loop, &d->sigint);
+    if (!err)
+        err = uv_signal_init(loop, &d->sigterm);
+    d->sigint.data = d->sigterm.data = d;
+    if (!err)
+        err = uv_signal_start(&d->sigint, on_signal, SIGINT);
+    if (!err)
+        err = uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+    return err;
+}
+
+int main(int argc, char **argv)
+{
+    struct flags f;
+    char err[512];
+    enum flags_outcome o = flags_parse(argc, argv, &f, err, sizeof err);
+    if (o == FLAGS_VERSION) {
+        printf("craftd %s\n", CRAFT_VERSION);
+        return 0;
+    }
+    if (o != FLAGS_RUN) {
+        if (err[0])
+            fprintf(stderr, "craftd: %s\n", err);
+        if (o != FLAGS_NO_DIR)
+            flags_usage(stderr, "craftd");
+        else
+            fprintf(stderr, "usage: craftd [flags] <data-directory> (craftd -h for help)\n");
+        return flags_exit_code(o);
+    }
+
+    struct daemon d = {.id = f.id};
+    d.log = (struct craft_logger){.fn = log_sink, .ud = &d, .min_level = f.log_level};
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = make_dirs(f.dir);
+    if (rc != 0) {
+        CRAFT_ERROR(&d.log, "cannot create data directory %s: %s", f.dir, craft_strerror(rc));
+        return 1;
+    }
+    struct node_opts opts = {
+        .id = f.id,
+        .http_addr = f.haddr,
+        .raft_addr = f.raddr,
+        .join = f.join,
+        .dir = f.dir,
+        .inmem = f.inmem,
+        .snapshot_threshold = f.snapshot_threshold,
+        .tick_ms = f.tick_ms,
+        .election_ticks = f.election_ticks,
+        .request_timeout_ms = f.request_timeout_ms,
+        .max_body = f.max_body,
+        .log = &d.log,
+    };
+    CRAFT_INFO(&d.log, "craftd %s starting: http %s, raft %s, data %s%s%s%s", CRAFT_VERSION,
+               f.haddr, f.raddr, f.dir, f.inmem ? " (log in memory)" : "",
+               f.join ? ", joining " : "", f.join ? f.join : "");
+
+    uv_loop_t *loop = uv_default_loop();
+    rc = node_start(loop, &opts, &d.node);
+    if (rc != 0) {
+        CRAFT_ERROR(&d.log, "cannot start: %s", craft_strerror(rc));
+        return 1;
+    }
+    rc = watch_signals(loop, &d);
+    if (rc != 0) {
+        CRAFT_ERROR(&d.log, "cannot watch signals: %s", uv_strerror(rc));
+        return 1;
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    if (!d.stopped) {
+        CRAFT_ERROR(&d.log, "event loop ended without a shutdown");
+        return 1;
+    }
+    rc = uv_loop_close(loop);
+    if (rc != 0)
+        CRAFT_WARN(&d.log, "loop closed with handles still open: %s", uv_strerror(rc));
+    CRAFT_INFO(&d.log, "stopped");
+    return 0;
+}

@@ -1,0 +1,265 @@
+/* The craftd command-line parser: Go `flag` rules (see flags.h), one table
+ * of flags with their kind, bounds and help text, and the usage text. */
+#include "node/flags.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/log.h"
+
+enum kind {
+    K_STR,   /* any string, possibly empty */
+    K_ADDR,  /* a non-empty string */
+    K_BOOL,  /* Go ParseBool; a lone -name means true */
+    K_UINT,  /* decimal, within [min, max] */
+    K_LEVEL, /* debug|info|warn|error */
+};
+
+struct flag_def {
+    const char *name;
+    enum kind kind;
+    size_t off;    /* offset of the field in struct flags */
+    size_t size;   /* its size, for K_UINT (4 or 8 bytes) */
+    uint64_t min, max;
+    const char *arg;  /* placeholder in the usage ("addr", "N"), NULL for bools */
+    const char *help; /* one line, with the default */
+};
+
+#define FIELD(m) offsetof(struct flags, m), sizeof(((struct flags *)0)->m)
+
+static const struct flag_def DEFS[] = {
+    {"election-ticks", K_UINT, FIELD(election_ticks), 2, 1000000, "N",
+     "ticks without a leader before an election (default 10)"},
+    {"haddr", K_ADDR, FIELD(haddr), 0, 0, "addr", "HTTP bind address (default \"localhost:11000\")"},
+    {"id", K_STR, FIELD(id), 0, 0, "id", "node id (default: the -raddr string)"},
+    {"inmem", K_BOOL, FIELD(inmem), 0, 0, NULL, "keep the Raft log in memory only"},
+    {"join", K_STR, FIELD(join), 0, 0, "addr", "HTTP address of a cluster member to join"},
+    {"log-level", K_LEVEL, FIELD(log_level), 0, 0, "level",
+     "debug, info, warn or error (default \"info\")"},
+    {"max-body", K_UINT, FIELD(max_body), 1, SIZE_MAX, "bytes",
+     "largest accepted HTTP request body (default 1048576)"},
+    {"raddr", K_ADDR, FIELD(raddr), 0, 0, "addr",
+     "Raft bind address, announced to peers (default \"localhost:12000\")"},
+    {"request-timeout-ms", K_UINT, FIELD(request_timeout_ms), 1, UINT32_MAX, "N",
+     "how long a write or read may wait for the cluster (default 5000)"},
+    {"snapshot-threshold", K_UINT, FIELD(snapshot_threshold), 1, UINT64_MAX, "N",
+     "log entries between snapshots (default 8192)"},
+    {"tick-ms", K_UINT, FIELD(tick_ms), 1, 60000, "N", "milliseconds per Raft tick (default 100)"},
+    {"version", K_BOOL, FIELD(version), 0, 0, NULL, "print the version and exit"},
+};
+
+#define NDEFS (sizeof DEFS / sizeof DEFS[0])
+
+static void set_defaults(struct flags *f)
+{
+    memset(f, 0, sizeof *f);
+    f->haddr = "localhost:11000";
+    f->raddr = "localhost:12000";
+    f->log_level = CRAFT_LOG_INFO;
+    f->snapshot_threshold = 8192;
+    f->tick_ms = 100;
+    f->election_ticks = 10;
+    f->request_timeout_ms = 5000;
+    f->max_body = 1024 * 1024;
+}
+
+__attribute__((format(printf, 3, 4))) static enum flags_outcome fail(char *err, size_t errcap,
+                                                                     const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errcap, fmt, ap);
+    va_end(ap);
+    return FLAGS_BAD;
+}
+
+static const struct flag_def *find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NDEFS; i++)
+        if (strlen(DEFS[i].name) == len && memcmp(DEFS[i].name, name, len) == 0)
+            return &DEFS[i];
+    return NULL;
+}
+
+/* Go's strconv.ParseBool. */
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* A plain decimal number: digits only, no sign, no overflow. */
+static int parse_uint(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (*s == '\0')
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_level(const char *s, int *out)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(s, names[i]) == 0) {
+            *out = CRAFT_LOG_DEBUG + i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Stores value into the field of d; FLAGS_RUN or FLAGS_BAD. */
+static enum flags_outcome store(const struct flag_def *d, const char *value, struct flags *f,
+                                char *err, size_t errcap)
+{
+    char *field = (char *)f + d->off;
+    uint64_t n;
+    switch (d->kind) {
+    case K_ADDR:
+        if (*value == '\0')
+            return fail(err, errcap, "invalid value \"\" for flag -%s: must not be empty",
+                        d->name);
+        /* fall through */
+    case K_STR:
+        *(const char **)field = value;
+        return FLAGS_RUN;
+    case K_BOOL:
+        if (parse_bool(value, (bool *)field) != 0)
+            return fail(err, errcap, "invalid boolean value \"%s\" for -%s: use true or false",
+                        value, d->name);
+        return FLAGS_RUN;
+    case K_LEVEL:
+        if (parse_level(value, (int *)field) != 0)
+            return fail(err, errcap,
+                        "invalid value \"%s\" for flag -%s: use debug, info, warn or error",
+                        value, d->name);
+        return FLAGS_RUN;
+    case K_UINT:
+        if (parse_uint(value, &n) != 0 || n < d->min || n > d->max)
+            return fail(err, errcap,
+                        "invalid value \"%s\" for flag -%s: expected a whole number from "
+                        "%llu to %llu",
+                        value, d->name, (unsigned long long)d->min, (unsigned long long)d->max);
+        if (d->size == sizeof(uint64_t))
+            *(uint64_t *)field = n;
+        else
+            *(unsigned *)field = (unsigned)n;
+        return FLAGS_RUN;
+    }
+    return fail(err, errcap, "internal error: flag -%s", d->name);
+}
+
+/* Parses the flag argv[*i] (which starts with '-' and is not "-" or "--"),
+ * taking its value from argv[*i + 1] when needed. */
+static enum flags_outcome parse_one(int argc, char *const argv[], int *i, struct flags *f,
+                                    char *err, size_t errcap)
+{
+    const char *arg = argv[*i];
+    const char *name = arg + (arg[1] == '-' ? 2 : 1);
+    if (*name == '-' || *name == '=')
+        return fail(err, errcap, "bad flag syntax: %s", arg);
+    const char *eq = strchr(name, '=');
+    size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+
+    const struct flag_def *d = find(name, nlen);
+    if (d == NULL) {
+        if ((nlen == 1 && name[0] == 'h') || (nlen == 4 && memcmp(name, "help", 4) == 0))
+            return FLAGS_HELP;
+        return fail(err, errcap, "flag provided but not defined: -%.*s", (int)nlen, name);
+    }
+    if (eq != NULL)
+        return store(d, eq + 1, f, err, errcap);
+    if (d->kind == K_BOOL)
+        return store(d, "true", f, err, errcap);
+    if (*i + 1 >= argc)
+        return fail(err, errcap, "flag needs an argument: -%s", d->name);
+    *i += 1;
+    return store(d, argv[*i], f, err, errcap);
+}
+
+enum flags_outcome flags_parse(int argc, char *const argv[], struct flags *f, char *err,
+                               size_t errcap)
+{
+    set_defaults(f);
+    err[0] = '\0';
+
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || a[1] == '\0')
+            break; /* the first positional argument ends the flags */
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        enum flags_outcome o = parse_one(argc, argv, &i, f, err, errcap);
+        if (o != FLAGS_RUN)
+            return o;
+    }
+    if (f->version)
+        return FLAGS_VERSION;
+    if (f->id == NULL || f->id[0] == '\0')
+        f->id = f->raddr;
+    if (f->join != NULL && f->join[0] == '\0')
+        f->join = NULL;
+
+    if (i >= argc || argv[i][0] == '\0') {
+        snprintf(err, errcap, "no data directory specified");
+        return FLAGS_NO_DIR;
+    }
+    f->dir = argv[i];
+    if (i + 1 < argc)
+        return fail(err, errcap,
+                    "unexpected argument \"%s\" after the data directory \"%s\" "
+                    "(flags must come before the data directory)",
+                    argv[i + 1], f->dir);
+    return FLAGS_RUN;
+}
+
+int flags_exit_code(enum flags_outcome o)
+{
+    switch (o) {
+    case FLAGS_RUN:
+    case FLAGS_HELP:
+    case FLAGS_VERSION: return 0;
+    case FLAGS_NO_DIR: return 1;
+    case FLAGS_BAD: return 2;
+    }
+    return 2;
+}
+
+void flags_usage(FILE *out, const char *prog)
+{
+    fprintf(out, "Usage: %s [flags] <data-directory>\n", prog);
+    for (size_t i = 0; i < NDEFS; i++) {
+        const struct flag_def *d = &DEFS[i];
+        if (d->arg)
+            fprintf(out, "  -%s %s\n", d->name, d->arg);
+        else
+            fprintf(out, "  -%s\n", d->name);
+        fprintf(out, "    \t%s\n", d->help);
+    }
+    fprintf(out, "  -h, -help\n    \tprint this help and exit\n");
+}

@@ -1,0 +1,65 @@
+/* The craftd command line, parsed the way Go's `flag` package parses
+ * hraftd's (see /work/shared/hraftd-compat.md):
+ *  - `-name value`, `--name value`, `-name=value`, `--name=value`;
+ *  - bool flags (-inmem, -version): `-inmem` alone, or `-inmem=true|false`
+ *    (also 1/0, t/f, T/F, TRUE/FALSE, True/False, as Go's ParseBool);
+ *  - flags stop at the first argument that is not one (`-` alone is an
+ *    argument) or after `--`; the last of a repeated flag wins;
+ *  - `-h`, `-help` (also with `--` and `=...`): usage, exit 0;
+ *  - exactly one positional argument: the data directory.
+ *
+ * Owns nothing: the strings in struct flags point into argv or to string
+ * literals, so they live as long as argv. No allocation, no global state;
+ * any thread may call it. */
+#ifndef CRAFT_NODE_FLAGS_H
+#define CRAFT_NODE_FLAGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifndef CRAFT_VERSION
+#define CRAFT_VERSION "0.1.0"
+#endif
+
+/* What main() should do after flags_parse. */
+enum flags_outcome {
+    FLAGS_RUN = 0, /* start the daemon with the parsed flags */
+    FLAGS_HELP,    /* -h / -help: print the usage on stderr, exit 0 */
+    FLAGS_VERSION, /* -version: print "craftd <version>", exit 0 */
+    FLAGS_BAD,     /* unknown flag, bad value, extra argument: message + usage, exit 2 */
+    FLAGS_NO_DIR,  /* no data directory given: message, exit 1 */
+};
+
+struct flags {
+    const char *id;    /* -id; defaults to the -raddr string (also when empty) */
+    const char *haddr; /* -haddr, default "localhost:11000" */
+    const char *raddr; /* -raddr, default "localhost:12000" */
+    const char *join;  /* -join, NULL when absent or empty */
+    const char *dir;   /* the positional data directory */
+    bool inmem;        /* -inmem */
+    bool version;      /* -version (flags_parse then returns FLAGS_VERSION) */
+    int log_level;     /* -log-level debug|info|warn|error: CRAFT_LOG_*, default info */
+    uint64_t snapshot_threshold;  /* -snapshot-threshold, default 8192, >= 1 */
+    unsigned tick_ms;             /* -tick-ms, default 100, >= 1 */
+    unsigned election_ticks;      /* -election-ticks, default 10, >= 2 */
+    unsigned request_timeout_ms;  /* -request-timeout-ms, default 5000, >= 1 */
+    size_t max_body;              /* -max-body (bytes), default 1 MiB, >= 1 */
+};
+
+/* Parses argv[1..argc-1] into *f (argv[0] is the program name). On
+ * FLAGS_BAD and FLAGS_NO_DIR a one-line message (no newline) is written to
+ * err (errcap > 0); err is "" otherwise. *f always holds the defaults
+ * overridden by whatever was parsed before a failure. */
+enum flags_outcome flags_parse(int argc, char *const argv[], struct flags *f, char *err,
+                               size_t errcap);
+
+/* The process exit code main() uses for an outcome other than FLAGS_RUN
+ * (0 for help and version, 2 for FLAGS_BAD, 1 for FLAGS_NO_DIR). */
+int flags_exit_code(enum flags_outcome o);
+
+/* Writes the usage text (every flag, its default, what it does) to out. */
+void flags_usage(FILE *out, const char *prog);
+
+#endif

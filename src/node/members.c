@@ -1,0 +1,238 @@
+/* Members: their names and addresses travel in membership-change entries
+ * (the core passes the bytes through) and live in the replicated map's
+ * directory, so every node knows every member's Raft and HTTP address.
+ * Joins (POST /join on any node) add a learner, which the leader promotes
+ * to voter once it has caught up; /status reports all of it. */
+#include <jansson.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/endian.h"
+#include "node/internal.h"
+
+/* ctx = three strings, each [u16 length][bytes]: id, raft addr, http addr */
+int node__member_ctx(const char *id, const char *raft_addr,
+                     const char *http_addr, uint8_t **out, size_t *len)
+{
+    const char *s[3] = {id, raft_addr, http_addr ? http_addr : ""};
+    size_t total = 0;
+    for (int i = 0; i < 3; i++) {
+        if (strlen(s[i]) > 0xffff)
+            return CRAFT_ETOOBIG;
+        total += 2 + strlen(s[i]);
+    }
+    uint8_t *b = craft_malloc(total), *p = b;
+    if (b == NULL)
+        return CRAFT_ENOMEM;
+    for (int i = 0; i < 3; i++) {
+        size_t l = strlen(s[i]);
+        craft_put16(p, (uint16_t)l);
+        memcpy(p + 2, s[i], l);
+        p += 2 + l;
+    }
+    *out = b;
+    *len = total;
+    return 0;
+}
+
+static int ctx_decode(const uint8_t *p, size_t len, char out[3][512])
+{
+    for (int i = 0; i < 3; i++) {
+        if (len < 2)
+            return CRAFT_ECORRUPT;
+        size_t l = craft_get16(p);
+        if (len < 2 + l || l >= 512 || memchr(p + 2, 0, l))
+            return CRAFT_ECORRUPT;
+        memcpy(out[i], p + 2, l);
+        out[i][l] = 0;
+        p += 2 + l;
+        len -= 2 + l;
+    }
+    return len == 0 ? 0 : CRAFT_ECORRUPT;
+}
+
+void node__apply_conf(struct node *n, const struct raft_entry *e)
+{
+    struct raft_conf_change cc;
+    if (raft_conf_change_decode(e->data, e->len, &cc) != 0)
+        return;
+    if (cc.op == RAFT_CONF_REMOVE) {
+        const struct kv_member *m = kv_member_by_raft_id(n->kv, cc.node);
+        char name[512] = "?";
+        if (m) {
+            snprintf(name, sizeof name, "%s", m->id);
+            kv_member_del(n->kv, name);
+        }
+        if (cc.node == n->raft_id) {
+            CRAFT_WARN(&n->log, "this node was removed from the cluster");
+        } else {
+            peer_remove(n->peers, cc.node);
+            CRAFT_INFO(&n->log, "member %s removed", name);
+        }
+        return;
+    }
+    const char *what = cc.op == RAFT_CONF_ADD_VOTER ? "voter" : "learner";
+    if (cc.ctx_len == 0) {
+        const struct kv_member *m = kv_member_by_raft_id(n->kv, cc.node);
+        CRAFT_INFO(&n->log, "member %s is now a %s", m ? m->id : "?", what);
+        return;
+    }
+    char s[3][512];
+    if (ctx_decode(cc.ctx, cc.ctx_len, s) != 0) {
+        CRAFT_WARN(&n->log, "membership entry %llu has a bad context",
+                   (unsigned long long)e->index);
+        return;
+    }
+    kv_member_set(n->kv, s[0], cc.node, s[1], s[2]);
+    if (cc.node != n->raft_id && n->peers)
+        peer_set(n->peers, cc.node, s[1]);
+    CRAFT_INFO(&n->log, "member %s (raft %s, http %s) added as %s", s[0],
+               s[1], s[2][0] ? s[2] : "-", what);
+}
+
+void node__peers_sync(struct node *n)
+{
+    for (size_t i = 0; i < kv_member_count(n->kv); i++) {
+        const struct kv_member *m = kv_member_at(n->kv, i);
+        if (m->raft_id != n->raft_id)
+            peer_set(n->peers, m->raft_id, m->raft_addr);
+    }
+}
+
+/* The leader promotes a learner once it has (nearly) caught up. */
+void node__promote_learners(struct node *n)
+{
+    if (raft_soft(n->raft).role != RAFT_LEADER)
+        return;
+    const struct raft_conf *c = raft_conf(n->raft);
+    for (uint32_t i = 0; i < c->n_learners; i++) {
+        uint64_t match, next;
+        if (!raft_progress(n->raft, c->learners[i], &match, &next))
+            continue;
+        if (match + 64 < raft_commit_index(n->raft))
+            continue;
+        struct raft_conf_change cc = {.op = RAFT_CONF_ADD_VOTER,
+                                      .node = c->learners[i]};
+        (void)raft_propose_conf(n->raft, 0, &cc); /* EBUSY: next tick */
+        return;
+    }
+}
+
+/* ---- joins ---- */
+
+static void join_propose(struct node *n, struct node__req *q, uint8_t op,
+                         uint64_t node, const uint8_t *ctx, size_t len)
+{
+    struct raft_conf_change cc = {.op = op, .node = node,
+                                  .ctx_len = (uint32_t)len, .ctx = ctx};
+    int rv = raft_propose_conf(n->raft, q->id, &cc);
+    if (rv) {
+        http_reply_error(q->http, 400, "cannot change membership: %s",
+                         craft_strerror(rv));
+        node__req_done(n, q);
+        return;
+    }
+    q->issued = true;
+}
+
+/* One step toward "q->jid is a voter at q->jaddr" (hraftd's rules: the same
+ * id and address: done; an id or address clash: remove the old, then add). */
+void node__join_step(struct node *n, struct node__req *q)
+{
+    uint64_t rid = node_raft_id(q->jid);
+    const struct raft_conf *c = raft_conf(n->raft);
+    const struct kv_member *same = kv_member_get(n->kv, q->jid);
+    const struct kv_member *owner = kv_member_by_raft_id(n->kv, rid);
+    if (owner && strcmp(owner->id, q->jid) != 0) {
+        http_reply_error(q->http, 400, "node id %s collides with member %s",
+                         q->jid, owner->id);
+        node__req_done(n, q);
+        return;
+    }
+    for (size_t i = 0; i < kv_member_count(n->kv); i++) {
+        const struct kv_member *m = kv_member_at(n->kv, i);
+        if (strcmp(m->raft_addr, q->jaddr) == 0 && strcmp(m->id, q->jid)) {
+            join_propose(n, q, RAFT_CONF_REMOVE, m->raft_id, NULL, 0);
+            return;
+        }
+    }
+    if (same && strcmp(same->raft_addr, q->jaddr) != 0) {
+        join_propose(n, q, RAFT_CONF_REMOVE, rid, NULL, 0);
+        return;
+    }
+    if (raft_conf_is_voter(c, rid) && same) {
+        http_reply_ok(q->http);
+        node__req_done(n, q);
+        return;
+    }
+    if (raft_conf_is_learner(c, rid) || raft_conf_is_voter(c, rid))
+        return; /* the leader promotes it; look again at the next tick */
+    uint8_t *ctx;
+    size_t len;
+    if (node__member_ctx(q->jid, q->jaddr, q->jhttp, &ctx, &len) != 0) {
+        http_reply_error(q->http, 400, "member names too long");
+        node__req_done(n, q);
+        return;
+    }
+    join_propose(n, q, RAFT_CONF_ADD_LEARNER, rid, ctx, len);
+    craft_free(ctx);
+}
+
+void node__join_applied(struct node *n, struct node__req *q, bool ok)
+{
+    (void)ok; /* either way, look at the membership as it is now */
+    q->issued = false;
+    node__join_step(n, q);
+}
+
+/* ---- GET /status ---- */
+
+static json_t *server(const char *id, const char *addr)
+{
+    return json_pack("{s:s, s:s}", "id", id ? id : "", "address",
+                     addr ? addr : "");
+}
+
+void node__status(struct node *n, struct http_req *req)
+{
+    struct raft_soft_state s = raft_soft(n->raft);
+    const struct raft_conf *c = raft_conf(n->raft);
+    const struct kv_member *lead = kv_member_by_raft_id(n->kv, s.leader);
+    json_t *followers = json_array(), *members = json_array();
+    for (size_t i = 0; i < kv_member_count(n->kv); i++) {
+        const struct kv_member *m = kv_member_at(n->kv, i);
+        bool voter = raft_conf_is_voter(c, m->raft_id);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:b}", "id", m->id, "raft_addr",
+                              m->raft_addr, "http_addr", m->http_addr,
+                              "voter", voter);
+        if (s.role == RAFT_LEADER) {
+            uint64_t match, next;
+            if (raft_progress(n->raft, m->raft_id, &match, &next))
+                json_object_set_new(o, "match_index", json_integer((json_int_t)match));
+        }
+        json_array_append_new(members, o);
+        if (m->raft_id != s.leader)
+            json_array_append_new(followers, server(m->id, m->raft_addr));
+    }
+    json_t *root = json_pack(
+        "{s:o, s:o, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:s}",
+        "me", server(n->id, n->raft_addr),
+        "leader", server(lead ? lead->id : "", lead ? lead->raft_addr : ""),
+        "followers", followers,
+        "role", raft_role_name(s.role),
+        "term", (json_int_t)s.term,
+        "commit_index", (json_int_t)raft_commit_index(n->raft),
+        "applied_index", (json_int_t)n->applied,
+        "last_index", (json_int_t)raft_last_index(n->raft),
+        "snapshot_index", (json_int_t)raft_snapshot(n->raft)->index,
+        "keys", (json_int_t)kv_count(n->kv),
+        "members", members,
+        "leader_http", lead ? lead->http_addr : "");
+    char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    if (body)
+        http_reply_json(req, 200, body, strlen(body));
+    else
+        http_reply_error(req, 503, "out of memory");
+    free(body);
+    json_decref(root);
+}

@@ -1,0 +1,321 @@
+/* The node's lifecycle: open the store, restore the state machine, start the
+ * core, the transport and the HTTP server; the tick; a clean stop. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "common/alloc.h"
+#include "node/internal.h"
+
+uint64_t node__now(const struct node *n)
+{
+    return uv_now(n->loop);
+}
+
+uint64_t node_raft_id(const char *id)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ULL;
+    }
+    return h ? h : 1;
+}
+
+static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
+{
+    struct node *n = ud;
+    struct raft_msg m;
+    int rv = raft_msg_decode(buf, len, &m);
+    if (rv) {
+        CRAFT_WARN(&n->log, "dropping a malformed message from %016llx: %s",
+                   (unsigned long long)from, craft_strerror(rv));
+        return;
+    }
+    if (m.from != from) {
+        CRAFT_WARN(&n->log, "dropping a message claiming to be from %016llx "
+                   "on the connection of %016llx",
+                   (unsigned long long)m.from, (unsigned long long)from);
+    } else if (!n->stopping) {
+        (void)raft_step(n->raft, &m);
+    }
+    raft_msg_decoded_free(&m);
+}
+
+static void log_soft(struct node *n)
+{
+    struct raft_soft_state s = raft_soft(n->raft);
+    if (s.role == n->soft.role && s.leader == n->soft.leader &&
+        s.term == n->soft.term)
+        return;
+    const struct kv_member *m = kv_member_by_raft_id(n->kv, s.leader);
+    if (s.role != n->soft.role || s.leader != n->soft.leader)
+        CRAFT_INFO(&n->log, "%s in term %llu, leader %s", raft_role_name(s.role),
+                   (unsigned long long)s.term,
+                   s.leader == RAFT_NONE ? "unknown" : m ? m->id : "(new)");
+    n->soft = s;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    raft_tick(n->raft);
+    node__snapshot_poll(n);
+    node__promote_learners(n);
+    node__requests_tick(n);
+    log_soft(n);
+}
+
+static void on_check(uv_check_t *c)
+{
+    struct node *n = c->data;
+    node__pump(n);
+    log_soft(n);
+}
+
+static char *dup_str(const char *s)
+{
+    return s ? craft_memdup(s, strlen(s) + 1) : NULL;
+}
+
+static int start_core(struct node *n)
+{
+    struct stor_opts so = {.dir = n->dir, .inmem = n->o.inmem,
+                           .log = &n->log};
+    struct raft_persisted p;
+    int rv = stor_open(&so, &n->stor, &p);
+    if (rv)
+        return rv;
+    bool fresh = p.hs.term == 0 && p.n_entries == 0 && p.snap.index == 0;
+    struct raft_config cfg = {
+        .id = n->raft_id,
+        .seed = n->raft_id ^ (uint64_t)uv_hrtime(),
+        .election_ticks = n->o.election_ticks,
+        .heartbeat_ticks = n->o.heartbeat_ticks,
+        .snapshot_threshold = n->o.snapshot_threshold,
+    };
+    rv = raft_new(&cfg, fresh ? NULL : &p, &n->raft);
+    stor_release_persisted(n->stor);
+    if (rv)
+        return rv;
+    n->saved_term = raft_hard(n->raft).term;
+    n->saved_vote = raft_hard(n->raft).vote;
+    n->kv = kv_new(0);
+    if (n->kv == NULL)
+        return CRAFT_ENOMEM;
+    if (raft_snapshot(n->raft)->index > 0) {
+        rv = node__snapshot_restore(n, raft_snapshot(n->raft)->index);
+        if (rv)
+            return rv;
+    }
+    if (fresh && n->join == NULL) {
+        uint8_t *ctx;
+        size_t len;
+        rv = node__member_ctx(n->id, n->raft_addr, n->http_addr, &ctx, &len);
+        if (rv)
+            return rv;
+        struct raft_conf_change cc = {.op = RAFT_CONF_ADD_VOTER,
+                                      .node = n->raft_id,
+                                      .ctx_len = (uint32_t)len, .ctx = ctx};
+        rv = raft_bootstrap(n->raft, &n->raft_id, 1, &cc);
+        craft_free(ctx);
+        if (rv)
+            return rv;
+        CRAFT_INFO(&n->log, "bootstrapped a new cluster with %s as its only "
+                   "member", n->id);
+    } else if (fresh) {
+        n->o.join = n->join; /* ask to be added once we serve */
+    } else {
+        CRAFT_INFO(&n->log, "restarting from %s: term %llu, log %llu..%llu, "
+                   "snapshot at %llu", n->o.inmem ? "memory" : n->dir,
+                   (unsigned long long)raft_hard(n->raft).term,
+                   (unsigned long long)raft_first_index(n->raft),
+                   (unsigned long long)raft_last_index(n->raft),
+                   (unsigned long long)raft_snapshot(n->raft)->index);
+        if (n->join)
+            CRAFT_INFO(&n->log, "existing state: -join %s ignored", n->join);
+        n->o.join = NULL;
+    }
+    return 0;
+}
+
+static int start_services(struct node *n)
+{
+    char host[PEER_HOST_MAX + 1];
+    uint16_t port;
+    int rv = peer_parse_addr(n->raft_addr, host, sizeof host, &port);
+    if (rv)
+        return rv;
+    /* Bind outgoing connections to our own address when it is numeric, so
+     * that per-address firewall rules see each node separately. */
+    bool numeric = host[0] && strspn(host, "0123456789.") == strlen(host);
+    struct peer_opts po = {.loop = n->loop,
+                           .listen_addr = n->raft_addr,
+                           .bind_host = numeric ? host : NULL,
+                           .self_id = n->raft_id,
+                           .seed = n->raft_id,
+                           .log = &n->log,
+                           .on_frame = on_frame,
+                           .ud = n};
+    rv = peer_transport_start(&n->peers, &po);
+    if (rv)
+        return rv;
+    node__peers_sync(n);
+    struct http_opts ho = {.loop = n->loop,
+                           .listen = n->http_addr,
+                           .max_body = n->o.max_body,
+                           .log = &n->log,
+                           .handlers = &node__http_handlers,
+                           .ud = n};
+    rv = http_server_start(&n->http, &ho);
+    if (rv)
+        return rv;
+    uv_timer_init(n->loop, &n->ticker);
+    n->ticker.data = n;
+    uv_timer_start(&n->ticker, on_tick, n->o.tick_ms, n->o.tick_ms);
+    uv_check_init(n->loop, &n->pumper);
+    n->pumper.data = n;
+    uv_check_start(&n->pumper, on_check);
+    if (n->o.join)
+        return node__joiner_start(n);
+    return 0;
+}
+
+static void free_node(struct node *n)
+{
+    raft_free(n->raft);
+    kv_free(n->kv);
+    stor_close(n->stor);
+    craft_free(n->slots);
+    craft_free(n->heap);
+    craft_free(n->ebuf);
+    craft_free(n->id);
+    craft_free(n->http_addr);
+    craft_free(n->raft_addr);
+    craft_free(n->join);
+    craft_free(n->dir);
+    craft_free(n);
+}
+
+int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
+{
+    *out = NULL;
+    struct node *n = craft_calloc(1, sizeof *n);
+    if (n == NULL)
+        return CRAFT_ENOMEM;
+    n->loop = loop;
+    n->o = *o;
+    if (o->log)
+        n->log = *o->log;
+    n->id = dup_str(o->id);
+    n->http_addr = dup_str(o->http_addr);
+    n->raft_addr = dup_str(o->raft_addr);
+    n->join = o->join && *o->join ? dup_str(o->join) : NULL;
+    n->dir = dup_str(o->dir ? o->dir : "");
+    n->o.log = &n->log;
+    if (n->o.tick_ms == 0)
+        n->o.tick_ms = 100;
+    if (n->o.election_ticks == 0)
+        n->o.election_ticks = 10;
+    if (n->o.heartbeat_ticks == 0)
+        n->o.heartbeat_ticks = 1;
+    if (n->o.request_timeout_ms == 0)
+        n->o.request_timeout_ms = 5000;
+    if (n->o.snapshot_threshold == 0)
+        n->o.snapshot_threshold = 8192;
+    n->raft_id = node_raft_id(o->id);
+    n->next_req = 1;
+    int rv = start_core(n);
+    if (rv == 0)
+        rv = start_services(n);
+    if (rv) {
+        /* Nothing async was left running except what close handles. */
+        if (n->http || n->peers) {
+            n->stopping = true;
+            node_stop(n, NULL, NULL);
+            return rv;
+        }
+        free_node(n);
+        return rv;
+    }
+    CRAFT_INFO(&n->log, "serving HTTP on %s, Raft on %s", n->http_addr,
+               n->raft_addr);
+    *out = n;
+    return 0;
+}
+
+/* ---- stopping ---- */
+
+static void closed_one(struct node *n)
+{
+    if (--n->closing > 0)
+        return;
+    void (*cb)(void *) = n->stop_cb;
+    void *ud = n->stop_ud;
+    free_node(n);
+    if (cb)
+        cb(ud);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    closed_one(h->data);
+}
+
+static void on_service_closed(void *ud)
+{
+    closed_one(ud);
+}
+
+static void finish_stop(struct node *n)
+{
+    n->closing = 1; /* held until everything below is asked to close */
+    if (n->http) {
+        n->closing++;
+        http_server_close(n->http, on_service_closed, n);
+        n->http = NULL;
+    }
+    if (n->peers) {
+        n->closing++;
+        peer_transport_close(n->peers, on_service_closed, n);
+        n->peers = NULL;
+    }
+    if (uv_is_active((uv_handle_t *)&n->ticker) ||
+        n->ticker.data == n) {
+        n->closing += 2;
+        uv_close((uv_handle_t *)&n->ticker, on_handle_closed);
+        uv_close((uv_handle_t *)&n->pumper, on_handle_closed);
+    }
+    closed_one(n);
+}
+
+/* Wait for the disk job in flight (it finishes what was acknowledged to be
+ * persisted), then close. */
+static void stop_when_idle(uv_timer_t *t);
+
+void node_stop(struct node *n, void (*cb)(void *), void *ud)
+{
+    n->stopping = true;
+    n->stop_cb = cb;
+    n->stop_ud = ud;
+    node__joiner_stop(n);
+    node__snapshot_cancel(n);
+    node__requests_fail_all(n, 503, "shutting down");
+    if (n->ticker.data == n)
+        uv_timer_stop(&n->ticker);
+    if (!n->job_running) {
+        finish_stop(n);
+        return;
+    }
+    /* Poll for the job to end; the timer handle is closed with the rest. */
+    uv_timer_start(&n->ticker, stop_when_idle, 5, 5);
+}
+
+static void stop_when_idle(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    if (n->job_running)
+        return;
+    uv_timer_stop(t);
+    finish_stop(n);
+}

@@ -1,0 +1,49 @@
+/* A craftd node: one libuv loop that drives the Raft core, the storage, the
+ * peer transport, the HTTP front end and the replicated map.
+ *
+ * Owns everything it starts: the core, the store (and its data directory
+ * lock), the transport, the HTTP server, timers, a forked snapshot writer.
+ * Threading: every call on the loop's thread; disk jobs run on libuv's
+ * thread pool one at a time, their results come back on the loop.
+ * Ownership: node_start copies the strings of opts. */
+#ifndef CRAFT_NODE_H
+#define CRAFT_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/log.h"
+
+struct node_opts {
+    const char *id;        /* node id string (hraftd -id) */
+    const char *http_addr; /* HTTP bind address, "host:port" */
+    const char *raft_addr; /* Raft bind address, announced to peers */
+    const char *join;      /* HTTP address of a member to join, or NULL */
+    const char *dir;       /* data directory */
+    bool inmem;            /* keep the log and snapshots in memory */
+    uint64_t snapshot_threshold; /* entries between snapshots; 0: 8192 */
+    unsigned tick_ms;      /* one Raft tick; 0: 100 */
+    unsigned election_ticks; /* 0: 10 */
+    unsigned heartbeat_ticks; /* 0: 1 */
+    unsigned request_timeout_ms; /* 0: 5000 */
+    size_t max_body;       /* HTTP body limit; 0: 1 MiB */
+    const struct craft_logger *log;
+};
+
+struct node;
+
+/* Open the data directory, restore state, start serving. 0 or an error
+ * (CRAFT_ELOCKED: another process has the directory; CRAFT_ECORRUPT: the
+ * data is damaged; negative errno: bind failed...). On error everything
+ * started is stopped again and *out is NULL. */
+int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out);
+
+/* Stop: refuse new requests, answer pending ones with 503, close peers and
+ * the store cleanly, free the node, then call cb(ud). Asynchronous. */
+void node_stop(struct node *n, void (*cb)(void *ud), void *ud);
+
+/* Stable numeric id of a node id string (FNV-1a 64; never 0). */
+uint64_t node_raft_id(const char *id);
+
+#endif

@@ -1,0 +1,207 @@
+/* The ready loop. Once per loop iteration (a uv_check handle), everything
+ * that arrived in it (messages, proposals, reads) leaves the core as one
+ * ready batch: the leader's appends go out at once, the batch is made
+ * durable by one disk job on the thread pool (group commit) while the loop
+ * goes on, and when it is, the held messages go out and the core advances.
+ * Disk jobs run one at a time, in the order they were queued. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "node/internal.h"
+
+struct node__job {
+    struct node__job *next;
+    node__job_fn fn;
+    node__job_done done;
+    void *arg;
+    int rc;
+};
+
+static void job_start(struct node *n);
+
+static void job_work(uv_work_t *w)
+{
+    struct node *n = w->data;
+    struct node__job *j = n->jobs_head;
+    j->rc = j->fn(n, j->arg);
+}
+
+static void job_after(uv_work_t *w, int status)
+{
+    struct node *n = w->data;
+    struct node__job *j = n->jobs_head;
+    n->jobs_head = j->next;
+    if (n->jobs_head == NULL)
+        n->jobs_tail = NULL;
+    n->job_running = false;
+    int rc = status ? status : j->rc;
+    node__job_done done = j->done;
+    void *arg = j->arg;
+    craft_free(j);
+    job_start(n);
+    done(n, arg, rc);
+}
+
+static void job_start(struct node *n)
+{
+    if (n->job_running || n->jobs_head == NULL)
+        return;
+    n->job_running = true;
+    n->work.data = n;
+    int rv = uv_queue_work(n->loop, &n->work, job_work, job_after);
+    if (rv) {
+        CRAFT_ERROR(&n->log, "cannot queue a disk job: %s", uv_strerror(rv));
+        abort();
+    }
+}
+
+/* Queue fn(arg) to run on a worker thread, then done(arg, rc) on the loop. */
+int node__job(struct node *n, node__job_fn fn, node__job_done done, void *arg)
+{
+    struct node__job *j = craft_calloc(1, sizeof *j);
+    if (j == NULL)
+        return CRAFT_ENOMEM;
+    j->fn = fn;
+    j->done = done;
+    j->arg = arg;
+    if (n->jobs_tail)
+        n->jobs_tail->next = j;
+    else
+        n->jobs_head = j;
+    n->jobs_tail = j;
+    job_start(n);
+    return 0;
+}
+
+/* ---- sending ---- */
+
+void node__send(struct node *n, struct raft_msg *m)
+{
+    uint8_t chunk_stack[1];
+    uint8_t *chunk = NULL;
+    if (m->type == RAFT_MSG_SNAP && m->snap.len > 0) {
+        chunk = craft_malloc(m->snap.len);
+        if (chunk == NULL)
+            return;
+        int rv = stor_snap_read(n->stor, m->snap.meta.index, m->snap.offset,
+                                chunk, m->snap.len);
+        if (rv) {
+            CRAFT_WARN(&n->log, "cannot read snapshot %llu for a follower: %s",
+                       (unsigned long long)m->snap.meta.index,
+                       craft_strerror(rv));
+            craft_free(chunk);
+            return;
+        }
+        m->snap.data = chunk;
+    } else if (m->type == RAFT_MSG_SNAP) {
+        m->snap.data = chunk_stack;
+    }
+    size_t size = raft_msg_size(m);
+    if (size > n->ecap) {
+        uint8_t *b = craft_realloc(n->ebuf, size);
+        if (b == NULL) {
+            craft_free(chunk);
+            return;
+        }
+        n->ebuf = b;
+        n->ecap = size;
+    }
+    raft_msg_encode(m, n->ebuf);
+    craft_free(chunk);
+    int rv = peer_send(n->peers, m->to, n->ebuf, size);
+    if (rv && rv != -ENOBUFS && rv != CRAFT_ENOTFOUND)
+        CRAFT_DEBUG(&n->log, "send to %016llx: %s", (unsigned long long)m->to,
+                    peer_strerror(rv));
+}
+
+/* ---- the batch ---- */
+
+static void apply_committed(struct node *n, const struct raft_ready *rd)
+{
+    for (size_t i = 0; i < rd->n_committed; i++) {
+        const struct raft_entry *e = &rd->committed[i];
+        if (e->index <= n->applied)
+            continue;
+        if (e->type == RAFT_ENTRY_NORMAL) {
+            int rv = kv_apply(n->kv, e->data, e->len);
+            if (rv)
+                CRAFT_ERROR(&n->log, "entry %llu does not apply: %s",
+                            (unsigned long long)e->index, craft_strerror(rv));
+        } else if (e->type == RAFT_ENTRY_CONF) {
+            node__apply_conf(n, e);
+        }
+        n->applied = e->index;
+        node__on_apply(n, e);
+    }
+}
+
+static void finish_batch(struct node *n)
+{
+    struct raft_ready *rd = &n->rd;
+    if (rd->snap_chunk != NULL && rd->snap_chunk->last) {
+        int rv = node__snapshot_restore(n, rd->snap_chunk->meta.index);
+        if (rv) {
+            CRAFT_ERROR(&n->log, "cannot load the snapshot received: %s",
+                        craft_strerror(rv));
+            abort();
+        }
+        node__on_snapshot_installed(n);
+    }
+    for (size_t i = 0; i < rd->n_msgs_after; i++)
+        node__send(n, &rd->msgs_after[i]);
+    raft_advance(n->raft, rd);
+    n->rd_out = false;
+    node__snapshot_maybe(n);
+}
+
+static int save_job(struct node *n, void *arg)
+{
+    struct raft_ready *rd = arg;
+    return stor_save(n->stor, rd->hs_changed ? &rd->hs : NULL, rd->entries,
+                     rd->n_entries, rd->snap_chunk);
+}
+
+static void save_done(struct node *n, void *arg, int rc)
+{
+    if (rc) {
+        /* Nothing of this batch may be acknowledged, and the store refuses
+         * further writes: stop as a crash would. A restart recovers. */
+        CRAFT_ERROR(&n->log, "cannot persist the log: %s; stopping",
+                    craft_strerror(rc));
+        exit(1);
+    }
+    finish_batch(n);
+    node__pump(n);
+}
+
+void node__pump(struct node *n)
+{
+    while (!n->rd_out && raft_has_ready(n->raft)) {
+        struct raft_ready *rd = &n->rd;
+        raft_ready(n->raft, rd);
+        n->rd_out = true;
+        apply_committed(n, rd);
+        for (size_t i = 0; i < rd->n_msgs; i++)
+            node__send(n, &rd->msgs[i]);
+        for (size_t i = 0; i < rd->n_props; i++)
+            node__on_prop(n, &rd->props[i]);
+        for (size_t i = 0; i < rd->n_reads; i++)
+            node__on_read(n, &rd->reads[i]);
+        /* A commit index alone is not worth an fsync: it is only a hint
+         * for restarts (the core relearns it). Terms and votes are. */
+        bool vote = rd->hs_changed && (rd->hs.term != n->saved_term ||
+                                       rd->hs.vote != n->saved_vote);
+        if (vote || rd->n_entries > 0 || rd->snap_chunk != NULL) {
+            n->saved_term = rd->hs.term;
+            n->saved_vote = rd->hs.vote;
+            if (node__job(n, save_job, save_done, rd) != 0) {
+                CRAFT_ERROR(&n->log, "out of memory queueing a disk write");
+                abort();
+            }
+            return;
+        }
+        finish_batch(n);
+    }
+}

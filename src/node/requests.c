@@ -1,0 +1,525 @@
+/* HTTP requests that wait on Raft. A write is proposed (on any node: a
+ * follower's core forwards it to the leader over the peer transport) and
+ * answered once this node has applied the entry at the index and term the
+ * leader gave it. A linearizable read gets a read index (from the leader)
+ * and is answered once this node has applied up to it. Every request has a
+ * deadline; errors that mean "certainly not done" (no leader, transfer in
+ * progress) are retried at each tick until then. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "node/internal.h"
+
+/* ---- the table of pending requests (by id) ---- */
+
+static struct node__req *lookup(struct node *n, uint64_t id)
+{
+    if (n->n_slots == 0)
+        return NULL;
+    struct node__req *q = n->slots[id & (n->n_slots - 1)];
+    return q && q->id == id ? q : NULL;
+}
+
+static int slot_insert(struct node *n, struct node__req *q)
+{
+    while (n->n_slots == 0 || n->slots[q->id & (n->n_slots - 1)] != NULL) {
+        size_t cap = n->n_slots ? n->n_slots * 2 : 256;
+        struct node__req **s = craft_calloc(cap, sizeof *s);
+        if (s == NULL)
+            return CRAFT_ENOMEM;
+        for (size_t i = 0; i < n->n_slots; i++)
+            if (n->slots[i])
+                s[n->slots[i]->id & (cap - 1)] = n->slots[i];
+        craft_free(n->slots);
+        n->slots = s;
+        n->n_slots = cap;
+    }
+    n->slots[q->id & (n->n_slots - 1)] = q;
+    return 0;
+}
+
+struct node__req *node__req_new(struct node *n, int kind,
+                                struct http_req *http)
+{
+    struct node__req *q = craft_calloc(1, sizeof *q);
+    if (q == NULL)
+        return NULL;
+    q->id = n->next_req++;
+    q->kind = kind;
+    q->http = http;
+    q->deadline = node__now(n) + n->o.request_timeout_ms;
+    if (slot_insert(n, q) != 0) {
+        craft_free(q);
+        return NULL;
+    }
+    q->prev = n->tail;
+    if (n->tail)
+        n->tail->next = q;
+    else
+        n->head = q;
+    n->tail = q;
+    return q;
+}
+
+/* ---- the heap of requests waiting for an index to be applied ---- */
+
+static void heap_swap(struct node *n, size_t a, size_t b)
+{
+    struct node__req *t = n->heap[a];
+    n->heap[a] = n->heap[b];
+    n->heap[b] = t;
+    n->heap[a]->heap_pos = a + 1;
+    n->heap[b]->heap_pos = b + 1;
+}
+
+static void heap_up(struct node *n, size_t i)
+{
+    while (i > 0 && n->heap[(i - 1) / 2]->index > n->heap[i]->index) {
+        heap_swap(n, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void heap_down(struct node *n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < n->n_heap && n->heap[l]->index < n->heap[m]->index)
+            m = l;
+        if (l + 1 < n->n_heap && n->heap[l + 1]->index < n->heap[m]->index)
+            m = l + 1;
+        if (m == i)
+            return;
+        heap_swap(n, i, m);
+        i = m;
+    }
+}
+
+static void heap_remove(struct node *n, struct node__req *q)
+{
+    if (q->heap_pos == 0)
+        return;
+    size_t i = q->heap_pos - 1;
+    q->heap_pos = 0;
+    n->n_heap--;
+    if (i == n->n_heap)
+        return;
+    n->heap[i] = n->heap[n->n_heap];
+    n->heap[i]->heap_pos = i + 1;
+    heap_up(n, i);
+    heap_down(n, n->heap[i]->heap_pos - 1);
+}
+
+void node__req_done(struct node *n, struct node__req *q)
+{
+    heap_remove(n, q);
+    if (n->slots[q->id & (n->n_slots - 1)] == q)
+        n->slots[q->id & (n->n_slots - 1)] = NULL;
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        n->head = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    else
+        n->tail = q->prev;
+    craft_free(q->buf);
+    craft_free(q->jid);
+    craft_free(q->jaddr);
+    craft_free(q->jhttp);
+    craft_free(q);
+}
+
+static void serve_get(struct node *n, struct node__req *q);
+
+/* q waits until the map has applied q->index. */
+void node__req_wait_index(struct node *n, struct node__req *q)
+{
+    if (q->kind == NODE__GET && n->applied >= q->index) {
+        serve_get(n, q);
+        return;
+    }
+    if (n->n_heap == n->cap_heap) {
+        size_t cap = n->cap_heap ? n->cap_heap * 2 : 256;
+        struct node__req **h = craft_realloc(n->heap, cap * sizeof *h);
+        if (h == NULL) {
+            http_reply_error(q->http, 503, "out of memory");
+            node__req_done(n, q);
+            return;
+        }
+        n->heap = h;
+        n->cap_heap = cap;
+    }
+    n->heap[n->n_heap++] = q;
+    q->heap_pos = n->n_heap;
+    heap_up(n, n->n_heap - 1);
+}
+
+/* ---- answers ---- */
+
+static int status_of(int err)
+{
+    switch (err) {
+    case CRAFT_ETOOBIG:
+        return 413;
+    case CRAFT_EINVAL:
+    case CRAFT_EEXISTS:
+    case CRAFT_ENOTFOUND:
+        return 400;
+    default:
+        return 503;
+    }
+}
+
+static bool retryable(int err)
+{
+    return err == CRAFT_ENOLEADER || err == CRAFT_ENOTLEADER ||
+           err == CRAFT_ETRANSFER || err == CRAFT_EDROPPED ||
+           err == CRAFT_EBUSY || err == CRAFT_EOVERLOAD;
+}
+
+static void serve_get(struct node *n, struct node__req *q)
+{
+    const uint8_t *val;
+    size_t vlen;
+    if (kv_get(n->kv, q->buf, q->len, &val, &vlen) == 0)
+        http_reply_value(q->http, (const char *)q->buf, q->len,
+                         (const char *)val, vlen);
+    else
+        http_reply_error(q->http, 404, "key not found");
+    node__req_done(n, q);
+}
+
+/* Hand q to the core (again). */
+static void issue(struct node *n, struct node__req *q)
+{
+    q->retry = false;
+    q->issued = true;
+    int rv = 0;
+    struct raft_conf_change cc = {.op = RAFT_CONF_REMOVE, .node = q->target};
+    switch (q->kind) {
+    case NODE__JOIN:
+        q->issued = false;
+        node__join_step(n, q);
+        return;
+    case NODE__GET:
+        rv = raft_read_index(n->raft, q->id);
+        break;
+    case NODE__WRITE:
+        rv = raft_propose(n->raft, q->id, q->buf, q->len);
+        break;
+    case NODE__REMOVE:
+        rv = raft_propose_conf(n->raft, q->id, &cc);
+        break;
+    case NODE__TRANSFER:
+        /* Asked again at each tick until the target leads. */
+        rv = raft_transfer_leader(n->raft, q->target);
+        if (retryable(rv)) {
+            q->retry = true;
+            rv = 0;
+        }
+        break;
+    }
+    if (rv) {
+        http_reply_error(q->http, status_of(rv), "%s", craft_strerror(rv));
+        node__req_done(n, q);
+    }
+}
+
+void node__on_prop(struct node *n, const struct raft_prop_result *p)
+{
+    struct node__req *q = lookup(n, p->id);
+    if (q == NULL)
+        return;
+    q->issued = false;
+    if (p->err) {
+        if (retryable(p->err)) {
+            q->retry = true;
+            return;
+        }
+        if (q->kind == NODE__JOIN) {
+            node__join_applied(n, q, false);
+            return;
+        }
+        http_reply_error(q->http, status_of(p->err), "%s",
+                         craft_strerror(p->err));
+        node__req_done(n, q);
+        return;
+    }
+    q->index = p->index;
+    q->term = p->term;
+    if (n->applied >= p->index) {
+        /* Already applied (we can only tell by term if still in the log). */
+        bool ok = raft_term_at(n->raft, p->index) == p->term;
+        if (q->kind == NODE__JOIN) {
+            node__join_applied(n, q, ok);
+        } else {
+            if (ok)
+                http_reply_ok(q->http);
+            else
+                http_reply_error(q->http, 503, "write lost in a leader "
+                                 "change; not applied");
+            node__req_done(n, q);
+        }
+        return;
+    }
+    node__req_wait_index(n, q);
+}
+
+void node__on_read(struct node *n, const struct raft_read_result *r)
+{
+    struct node__req *q = lookup(n, r->id);
+    if (q == NULL)
+        return;
+    if (r->err) {
+        if (retryable(r->err)) {
+            q->retry = true;
+            return;
+        }
+        http_reply_error(q->http, 503, "%s", craft_strerror(r->err));
+        node__req_done(n, q);
+        return;
+    }
+    q->index = r->index;
+    node__req_wait_index(n, q);
+}
+
+/* Entry e was applied: answer what waited for it. */
+void node__on_apply(struct node *n, const struct raft_entry *e)
+{
+    while (n->n_heap > 0 && n->heap[0]->index <= e->index) {
+        struct node__req *q = n->heap[0];
+        heap_remove(n, q);
+        if (q->kind == NODE__GET) {
+            serve_get(n, q);
+            continue;
+        }
+        bool ok = q->index == e->index && q->term == e->term;
+        if (q->kind == NODE__JOIN) {
+            node__join_applied(n, q, ok);
+            continue;
+        }
+        if (ok)
+            http_reply_ok(q->http);
+        else
+            http_reply_error(q->http, 503, "write lost in a leader change; "
+                             "not applied");
+        node__req_done(n, q);
+    }
+}
+
+/* A snapshot replaced the map: reads are served from it; for writes the
+ * entry's term is no longer known here. */
+void node__on_snapshot_installed(struct node *n)
+{
+    while (n->n_heap > 0 && n->heap[0]->index <= n->applied) {
+        struct node__req *q = n->heap[0];
+        heap_remove(n, q);
+        if (q->kind == NODE__GET) {
+            serve_get(n, q);
+        } else if (q->kind == NODE__JOIN) {
+            node__join_applied(n, q, false); /* re-examines membership */
+        } else {
+            http_reply_error(q->http, 504, "outcome unknown (state replaced "
+                             "by a snapshot); retry to make sure");
+            node__req_done(n, q);
+        }
+    }
+}
+
+void node__requests_tick(struct node *n)
+{
+    uint64_t now = node__now(n);
+    for (struct node__req *q = n->head, *next; q; q = next) {
+        next = q->next;
+        if (q->deadline > now)
+            continue;
+        if (q->kind == NODE__WRITE && q->index != 0)
+            http_reply_error(q->http, 503, "not committed in time (no "
+                             "quorum?); the write may still happen");
+        else if (raft_soft(n->raft).leader == RAFT_NONE)
+            http_reply_error(q->http, 503, "no leader");
+        else
+            http_reply_error(q->http, 504, "timed out");
+        node__req_done(n, q);
+    }
+    uint64_t leader = raft_soft(n->raft).leader;
+    for (struct node__req *q = n->head, *next; q; q = next) {
+        next = q->next;
+        if (q->kind == NODE__TRANSFER) {
+            if (leader == q->target) {
+                http_reply_ok(q->http);
+                node__req_done(n, q);
+            } else {
+                issue(n, q);
+            }
+            continue;
+        }
+        if (q->retry ||
+            (q->kind == NODE__JOIN && !q->issued && q->heap_pos == 0))
+            issue(n, q);
+    }
+}
+
+void node__requests_fail_all(struct node *n, int status, const char *why)
+{
+    while (n->head) {
+        struct node__req *q = n->head;
+        http_reply_error(q->http, status, "%s", why);
+        node__req_done(n, q);
+    }
+}
+
+/* ---- HTTP handlers ---- */
+
+static struct node__req *new_or_fail(struct node *n, int kind,
+                                     struct http_req *req)
+{
+    if (n->stopping) {
+        http_reply_error(req, 503, "shutting down");
+        return NULL;
+    }
+    struct node__req *q = node__req_new(n, kind, req);
+    if (q == NULL)
+        http_reply_error(req, 503, "out of memory");
+    return q;
+}
+
+static void on_get(void *ud, struct http_req *req, const char *key,
+                   size_t klen, int level)
+{
+    struct node *n = ud;
+    struct node__req *q = new_or_fail(n, NODE__GET, req);
+    if (q == NULL)
+        return;
+    q->buf = craft_memdup(key, klen);
+    q->len = klen;
+    q->level = level;
+    if (q->buf == NULL) {
+        http_reply_error(req, 503, "out of memory");
+        node__req_done(n, q);
+        return;
+    }
+    uint64_t index;
+    if (level == HTTP_READ_NONE) {
+        serve_get(n, q);
+    } else if (level == HTTP_READ_WEAK &&
+               raft_read_lease(n->raft, &index) == 0) {
+        q->index = index;
+        node__req_wait_index(n, q);
+    } else {
+        /* Linearizable, or weak without a lease here (a follower, or a
+         * leader whose lease lapsed): a read index is at least as strong. */
+        issue(n, q);
+    }
+}
+
+static void propose_cmd(struct node *n, struct http_req *req,
+                        struct kv_cmd *cmd)
+{
+    struct node__req *q = new_or_fail(n, NODE__WRITE, req);
+    if (q == NULL) {
+        kv_cmd_free(cmd);
+        return;
+    }
+    q->buf = cmd->data; /* q owns the command now */
+    q->len = cmd->len;
+    issue(n, q);
+}
+
+static void on_set(void *ud, struct http_req *req, const struct http_kv *kvs,
+                   size_t nkv)
+{
+    struct node *n = ud;
+    struct kv_cmd cmd;
+    if (kv_cmd_init(&cmd) != 0) {
+        http_reply_error(req, 503, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < nkv; i++) {
+        int rv = kv_cmd_set(&cmd, kvs[i].key, kvs[i].klen, kvs[i].val,
+                            kvs[i].vlen);
+        if (rv) {
+            kv_cmd_free(&cmd);
+            http_reply_error(req, status_of(rv), "%s", craft_strerror(rv));
+            return;
+        }
+    }
+    propose_cmd(n, req, &cmd);
+}
+
+static void on_del(void *ud, struct http_req *req, const char *key,
+                   size_t klen)
+{
+    struct node *n = ud;
+    struct kv_cmd cmd;
+    if (kv_cmd_init(&cmd) != 0 || kv_cmd_del(&cmd, key, klen) != 0) {
+        kv_cmd_free(&cmd);
+        http_reply_error(req, 503, "out of memory");
+        return;
+    }
+    propose_cmd(n, req, &cmd);
+}
+
+static void on_join(void *ud, struct http_req *req, const char *id,
+                    const char *addr, const char *http_addr)
+{
+    struct node *n = ud;
+    struct node__req *q = new_or_fail(n, NODE__JOIN, req);
+    if (q == NULL)
+        return;
+    q->jid = craft_memdup(id, strlen(id) + 1);
+    q->jaddr = craft_memdup(addr, strlen(addr) + 1);
+    q->jhttp = http_addr ? craft_memdup(http_addr, strlen(http_addr) + 1)
+                         : NULL;
+    /* A join may wait for a learner to catch up: give it longer. */
+    q->deadline += 4 * (uint64_t)n->o.request_timeout_ms;
+    issue(n, q);
+}
+
+static void on_status(void *ud, struct http_req *req)
+{
+    node__status(ud, req);
+}
+
+/* POST /remove and /transfer name a member by its id string. */
+static void member_op(struct node *n, struct http_req *req, const char *id,
+                      int kind)
+{
+    const struct kv_member *m = kv_member_get(n->kv, id);
+    if (m == NULL) {
+        http_reply_error(req, 404, "no member %s", id);
+        return;
+    }
+    if (kind == NODE__TRANSFER &&
+        !raft_conf_is_voter(raft_conf(n->raft), m->raft_id)) {
+        http_reply_error(req, 400, "member %s is not a voter", id);
+        return;
+    }
+    struct node__req *q = new_or_fail(n, kind, req);
+    if (q == NULL)
+        return;
+    q->target = m->raft_id;
+    issue(n, q);
+}
+
+static void on_remove(void *ud, struct http_req *req, const char *id)
+{
+    member_op(ud, req, id, NODE__REMOVE);
+}
+
+static void on_transfer(void *ud, struct http_req *req, const char *id)
+{
+    member_op(ud, req, id, NODE__TRANSFER);
+}
+
+const struct http_handlers node__http_handlers = {
+    .get = on_get,
+    .set = on_set,
+    .del = on_del,
+    .join = on_join,
+    .status = on_status,
+    .remove = on_remove,
+    .transfer = on_transfer,
+};

@@ -1,0 +1,172 @@
+/* Snapshots of the replicated map. Taking one must not stall the loop on a
+ * large map, so a forked child writes the map into the store's temporary
+ * file (copy-on-write gives it a frozen view, as Redis does); the parent
+ * polls for the child's exit at each tick, commits the file in a disk job,
+ * tells the core, and compacts the log behind it. Installing one received
+ * from the leader replaces the map. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "node/internal.h"
+
+struct snap_commit {
+    struct stor_snap_writer *w;
+    struct raft_snap_meta meta;
+};
+
+static int compact_job(struct node *n, void *arg)
+{
+    return stor_compact(n->stor, *(uint64_t *)arg);
+}
+
+static void compact_done(struct node *n, void *arg, int rc)
+{
+    if (rc)
+        CRAFT_WARN(&n->log, "log compaction up to %llu failed: %s",
+                   (unsigned long long)*(uint64_t *)arg, craft_strerror(rc));
+    craft_free(arg);
+}
+
+static int commit_job(struct node *n, void *arg)
+{
+    struct snap_commit *c = arg;
+    return stor_snap_commit(c->w, &c->meta);
+}
+
+static void commit_done(struct node *n, void *arg, int rc)
+{
+    struct snap_commit *c = arg;
+    n->snap_busy = false;
+    if (rc) {
+        CRAFT_ERROR(&n->log, "snapshot at %llu not committed: %s",
+                    (unsigned long long)n->snap_index, craft_strerror(rc));
+        craft_free(c);
+        return;
+    }
+    uint64_t *keep = craft_malloc(sizeof *keep);
+    int rv = raft_snapshot_taken(n->raft, c->meta.index, c->meta.size, keep);
+    if (rv == 0 && keep != NULL) {
+        CRAFT_INFO(&n->log, "snapshot at index %llu (%llu bytes); log kept "
+                   "from %llu", (unsigned long long)c->meta.index,
+                   (unsigned long long)c->meta.size,
+                   (unsigned long long)*keep);
+        if (node__job(n, compact_job, compact_done, keep) == 0)
+            keep = NULL;
+    } else if (rv) {
+        CRAFT_WARN(&n->log, "core refused snapshot %llu: %s",
+                   (unsigned long long)c->meta.index, craft_strerror(rv));
+    }
+    craft_free(keep);
+    craft_free(c);
+}
+
+/* Start a snapshot if the core wants one and none is being taken. */
+void node__snapshot_maybe(struct node *n)
+{
+    if (!n->rd.want_snapshot || n->snap_busy || n->stopping)
+        return;
+    uint64_t index = n->applied;
+    if (index <= raft_snapshot(n->raft)->index)
+        return;
+    struct raft_snap_meta meta = {.index = index,
+                                  .term = raft_term_at(n->raft, index),
+                                  .conf = *raft_conf_at(n->raft, index)};
+    int rv = stor_snap_begin(n->stor, &meta, &n->snap_w);
+    if (rv) {
+        CRAFT_WARN(&n->log, "cannot start a snapshot: %s", craft_strerror(rv));
+        return;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        CRAFT_WARN(&n->log, "cannot fork the snapshot writer: %s",
+                   craft_strerror(-errno));
+        stor_snap_abort(n->snap_w);
+        n->snap_w = NULL;
+        return;
+    }
+    if (pid == 0) {
+        /* The child: only write(2) and _exit. */
+        int err = kv_snapshot_write_fd(n->kv, stor_snap_writer_fd(n->snap_w),
+                                       index);
+        _exit(err ? 1 : 0);
+    }
+    n->snap_pid = pid;
+    n->snap_index = index;
+    n->snap_busy = true;
+}
+
+/* At each tick: has the child finished? */
+void node__snapshot_poll(struct node *n)
+{
+    if (n->snap_pid <= 0)
+        return;
+    int status;
+    pid_t r = waitpid(n->snap_pid, &status, WNOHANG);
+    if (r == 0)
+        return;
+    n->snap_pid = 0;
+    bool ok = r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok) {
+        CRAFT_ERROR(&n->log, "snapshot writer failed (status %d)", status);
+        stor_snap_abort(n->snap_w);
+        n->snap_w = NULL;
+        n->snap_busy = false;
+        return;
+    }
+    struct snap_commit *c = craft_calloc(1, sizeof *c);
+    if (c == NULL || node__job(n, commit_job, commit_done, c) != 0) {
+        craft_free(c);
+        stor_snap_abort(n->snap_w);
+        n->snap_w = NULL;
+        n->snap_busy = false;
+        return;
+    }
+    c->w = n->snap_w;
+    n->snap_w = NULL;
+}
+
+void node__snapshot_cancel(struct node *n)
+{
+    if (n->snap_pid > 0) {
+        kill(n->snap_pid, SIGKILL);
+        waitpid(n->snap_pid, NULL, 0);
+        n->snap_pid = 0;
+    }
+    if (n->snap_w) {
+        stor_snap_abort(n->snap_w);
+        n->snap_w = NULL;
+    }
+}
+
+/* Replace the map by snapshot `index` from the store. */
+int node__snapshot_restore(struct node *n, uint64_t index)
+{
+    int fd;
+    uint64_t off;
+    struct raft_snap_meta meta;
+    int rv = stor_snap_open_read(n->stor, index, &fd, &off, &meta);
+    if (rv)
+        return rv;
+    struct kv *kv;
+    uint64_t applied;
+    rv = kv_restore_fd(fd, 0, &kv, &applied);
+    close(fd);
+    if (rv)
+        return rv;
+    if (applied != index) {
+        kv_free(kv);
+        return CRAFT_ECORRUPT;
+    }
+    kv_free(n->kv);
+    n->kv = kv;
+    n->applied = index;
+    if (n->peers)
+        node__peers_sync(n);
+    CRAFT_INFO(&n->log, "state restored from snapshot %llu (%zu keys)",
+               (unsigned long long)index, kv_count(kv));
+    return 0;
+}

@@ -1,0 +1,332 @@
+/* Tests of the craftd command-line parser (src/node/flags.c): Go `flag`
+ * syntax, defaults, every flag, bad values, positionals, exit codes, usage. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "node/flags.h"
+
+#define MAXARGS 16
+
+/* Parses a NULL-terminated argument list (program name prepended). */
+static enum flags_outcome parse_list(struct flags *f, char *err, size_t errcap, const char *a0,
+                                     va_list ap)
+{
+    char *argv[MAXARGS + 1];
+    int argc = 0;
+    argv[argc++] = "craftd";
+    for (const char *a = a0; a != NULL; a = va_arg(ap, const char *)) {
+        assert_true(argc < MAXARGS);
+        argv[argc++] = (char *)a;
+    }
+    argv[argc] = NULL;
+    return flags_parse(argc, argv, f, err, errcap);
+}
+
+static char last_err[256];
+
+/* parse(&f, "-id", "x", "dir", NULL): the outcome; the message in last_err. */
+static enum flags_outcome parse(struct flags *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    const char *a0 = va_arg(ap, const char *);
+    enum flags_outcome o = parse_list(f, last_err, sizeof last_err, a0, ap);
+    va_end(ap);
+    return o;
+}
+
+static void assert_bad(struct flags *f, enum flags_outcome o, const char *msg_part)
+{
+    (void)f;
+    assert_int_equal(o, FLAGS_BAD);
+    assert_int_equal(flags_exit_code(o), 2);
+    assert_non_null(strstr(last_err, msg_part));
+}
+
+static void test_defaults(void **state)
+{
+    struct flags f;
+    assert_int_equal(parse(&f, "data", NULL), FLAGS_RUN);
+    assert_string_equal(last_err, "");
+    assert_string_equal(f.dir, "data");
+    assert_string_equal(f.haddr, "localhost:11000");
+    assert_string_equal(f.raddr, "localhost:12000");
+    assert_string_equal(f.id, "localhost:12000"); /* the -raddr string */
+    assert_null(f.join);
+    assert_false(f.inmem);
+    assert_false(f.version);
+    assert_int_equal(f.log_level, CRAFT_LOG_INFO);
+    assert_int_equal(f.snapshot_threshold, 8192);
+    assert_int_equal(f.tick_ms, 100);
+    assert_int_equal(f.election_ticks, 10);
+    assert_int_equal(f.request_timeout_ms, 5000);
+    assert_int_equal(f.max_body, 1024 * 1024);
+}
+
+static void test_readme_lines(void **state)
+{
+    struct flags f;
+    assert_int_equal(parse(&f, "-id", "node0", "/home/u/node0", NULL), FLAGS_RUN);
+    assert_string_equal(f.id, "node0");
+    assert_string_equal(f.dir, "/home/u/node0");
+
+    assert_int_equal(parse(&f, "-id", "node1", "-haddr", "localhost:11001", "-raddr",
+                           "localhost:12001", "-join", ":11000", "~/node1", NULL),
+                     FLAGS_RUN);
+    assert_string_equal(f.id, "node1");
+    assert_string_equal(f.haddr, "localhost:11001");
+    assert_string_equal(f.raddr, "localhost:12001");
+    assert_string_equal(f.join, ":11000");
+    assert_string_equal(f.dir, "~/node1");
+}
+
+static void test_id_defaults_to_given_raddr(void **state)
+{
+    struct flags f;
+    assert_int_equal(parse(&f, "-raddr", "127.0.0.1:7000", "d", NULL), FLAGS_RUN);
+    assert_string_equal(f.id, "127.0.0.1:7000");
+    /* an empty -id is no id, as in hraftd */
+    assert_int_equal(parse(&f, "-id=", "-raddr=h:1", "d", NULL), FLAGS_RUN);
+    assert_string_equal(f.id, "h:1");
+    /* an empty -join is no join */
+    assert_int_equal(parse(&f, "-join", "", "d", NULL), FLAGS_RUN);
+    assert_null(f.join);
+}
+
+static void test_dash_forms(void **state)
+{
+    struct flags f;
+    const char *forms[][3] = {
+        {"-id", "a", NULL}, {"--id", "a", NULL}, {"-id=a", NULL, NULL}, {"--id=a", NULL, NULL}};
+    for (size_t i = 0; i < 4; i++) {
+        enum flags_outcome o = forms[i][1] ? parse(&f, forms[i][0], forms[i][1], "d", NULL)
+                                           : parse(&f, forms[i][0], "d", NULL);
+        assert_int_equal(o, FLAGS_RUN);
+        assert_string_equal(f.id, "a");
+        assert_string_equal(f.dir, "d");
+    }
+    /* a value after '=' may hold '=' itself; a separate value may start with '-' */
+    assert_int_equal(parse(&f, "-id=a=b", "d", NULL), FLAGS_RUN);
+    assert_string_equal(f.id, "a=b");
+    assert_int_equal(parse(&f, "-id", "-x", "d", NULL), FLAGS_RUN);
+    assert_string_equal(f.id, "-x");
+}
+
+static void test_last_duplicate_wins(void **state)
+{
+    struct flags f;
+    assert_int_equal(parse(&f, "-tick-ms", "5", "--tick-ms=7", "-inmem", "-inmem=false", "d",
+                           NULL),
+                     FLAGS_RUN);
+    assert_int_equal(f.tick_ms, 7);
+    assert_false(f.inmem);
+}
+
+static void test_bool_flags(void **state)
+{
+    struct flags f;
+    const char *yes[] = {"-inmem", "--inmem", "-inmem=true", "-inmem=1", "-inmem=t",
+                         "-inmem=T", "-inmem=TRUE", "-inmem=True"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        assert_int_equal(parse(&f, yes[i], "d", NULL), FLAGS_RUN);
+        assert_true(f.inmem);
+    }
+    const char *no[] = {"-inmem=false", "-inmem=0", "-inmem=f", "-inmem=F", "-inmem=FALSE",
+                        "--inmem=False"};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+        assert_int_equal(parse(&f, no[i], "d", NULL), FLAGS_RUN);
+        assert_false(f.inmem);
+    }
+    assert_bad(&f, parse(&f, "-inmem=yes", "d", NULL), "-inmem");
+    assert_bad(&f, parse(&f, "-inmem=", "d", NULL), "-inmem");
+    /* as in Go, a bool flag never takes the next argument: "false" is the
+     * data directory and "d" one argument too many */
+    assert_bad(&f, parse(&f, "-inmem", "false", "d", NULL), "unexpected argument \"d\"");
+    assert_int_equal(parse(&f, "-inmem", "false", NULL), FLAGS_RUN);
+    assert_true(f.inmem);
+    assert_string_equal(f.dir, "false");
+}
+
+static void test_help(void **state)
+{
+    struct flags f;
+    const char *forms[] = {"-h", "--h", "-help", "--help", "-h=1", "-help=x"};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        enum flags_outcome o = parse(&f, forms[i], NULL);
+        assert_int_equal(o, FLAGS_HELP);
+        assert_int_equal(flags_exit_code(o), 0);
+    }
+    /* help wins over a missing directory, and over flags after it */
+    assert_int_equal(parse(&f, "-id", "x", "-h", "-bogus", NULL), FLAGS_HELP);
+    /* after the first positional, -h is just an extra argument */
+    assert_int_equal(parse(&f, "d", "-h", NULL), FLAGS_BAD);
+}
+
+static void test_version(void **state)
+{
+    struct flags f;
+    enum flags_outcome o = parse(&f, "-version", NULL);
+    assert_int_equal(o, FLAGS_VERSION);
+    assert_int_equal(flags_exit_code(o), 0);
+    assert_int_equal(parse(&f, "--version", "d", NULL), FLAGS_VERSION);
+    assert_int_equal(parse(&f, "-version=false", "d", NULL), FLAGS_RUN);
+    assert_string_equal(CRAFT_VERSION, "0.1.0");
+}
+
+static void test_unknown_and_bad_syntax(void **state)
+{
+    struct flags f;
+    assert_bad(&f, parse(&f, "-bogus", "d", NULL), "flag provided but not defined: -bogus");
+    assert_bad(&f, parse(&f, "--bogus=1", "d", NULL), "flag provided but not defined: -bogus");
+    assert_bad(&f, parse(&f, "-Id", "x", "d", NULL), "not defined: -Id"); /* case matters */
+    assert_bad(&f, parse(&f, "---id", "x", "d", NULL), "bad flag syntax: ---id");
+    assert_bad(&f, parse(&f, "-=x", "d", NULL), "bad flag syntax: -=x");
+    assert_bad(&f, parse(&f, "-id", NULL), "flag needs an argument: -id");
+    assert_bad(&f, parse(&f, "-d", "-tick-ms", NULL), "not defined: -d");
+    assert_bad(&f, parse(&f, "-tick-ms", NULL), "flag needs an argument: -tick-ms");
+}
+
+static void test_addresses_not_empty(void **state)
+{
+    struct flags f;
+    assert_bad(&f, parse(&f, "-haddr=", "d", NULL), "-haddr");
+    assert_bad(&f, parse(&f, "-raddr", "", "d", NULL), "-raddr");
+}
+
+static void test_log_level(void **state)
+{
+    struct flags f;
+    const char *names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(parse(&f, "-log-level", names[i], "d", NULL), FLAGS_RUN);
+        assert_int_equal(f.log_level, CRAFT_LOG_DEBUG + i);
+    }
+    assert_int_equal(parse(&f, "-log-level=DEBUG", "d", NULL), FLAGS_RUN);
+    assert_int_equal(f.log_level, CRAFT_LOG_DEBUG);
+    assert_bad(&f, parse(&f, "-log-level", "trace", "d", NULL), "\"trace\" for flag -log-level");
+    assert_bad(&f, parse(&f, "-log-level=", "d", NULL), "-log-level");
+}
+
+static void test_numbers(void **state)
+{
+    struct flags f;
+    assert_int_equal(parse(&f, "-snapshot-threshold", "50", "-tick-ms", "20", "-election-ticks",
+                           "3", "-request-timeout-ms=750", "-max-body", "4096", "d", NULL),
+                     FLAGS_RUN);
+    assert_int_equal(f.snapshot_threshold, 50);
+    assert_int_equal(f.tick_ms, 20);
+    assert_int_equal(f.election_ticks, 3);
+    assert_int_equal(f.request_timeout_ms, 750);
+    assert_int_equal(f.max_body, 4096);
+
+    assert_int_equal(parse(&f, "-snapshot-threshold=18446744073709551615", "d", NULL), FLAGS_RUN);
+    assert_true(f.snapshot_threshold == UINT64_MAX);
+
+    const char *flagnames[] = {"-snapshot-threshold", "-tick-ms", "-election-ticks",
+                               "-request-timeout-ms", "-max-body"};
+    const char *bad[] = {"0", "-1", "", "12x", "x", " 5", "+5", "1.5", "0x10",
+                         "18446744073709551616", "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof flagnames / sizeof flagnames[0]; i++) {
+        for (size_t j = 0; j < sizeof bad / sizeof bad[0]; j++) {
+            enum flags_outcome o = parse(&f, flagnames[i], bad[j], "d", NULL);
+            assert_bad(&f, o, flagnames[i]);
+            assert_non_null(strstr(last_err, "invalid value"));
+        }
+    }
+    /* range limits specific to a flag */
+    assert_bad(&f, parse(&f, "-election-ticks", "1", "d", NULL), "-election-ticks");
+    assert_int_equal(parse(&f, "-election-ticks", "2", "d", NULL), FLAGS_RUN);
+    assert_bad(&f, parse(&f, "-tick-ms", "4294967297", "d", NULL), "-tick-ms");
+    assert_bad(&f, parse(&f, "-request-timeout-ms", "4294967296", "d", NULL), "timeout");
+}
+
+static void test_positionals(void **state)
+{
+    struct flags f;
+    enum flags_outcome o = parse(&f, NULL);
+    assert_int_equal(o, FLAGS_NO_DIR);
+    assert_int_equal(flags_exit_code(o), 1);
+    assert_non_null(strstr(last_err, "data directory"));
+
+    assert_int_equal(parse(&f, "-id", "x", NULL), FLAGS_NO_DIR);
+    assert_int_equal(parse(&f, "", NULL), FLAGS_NO_DIR);
+    assert_int_equal(parse(&f, "--", NULL), FLAGS_NO_DIR);
+
+    /* flags only before the directory, as Go: anything after is refused */
+    assert_bad(&f, parse(&f, "d", "-id", "x", NULL), "flags must come before");
+    assert_bad(&f, parse(&f, "d", "e", NULL), "unexpected argument \"e\"");
+
+    /* "-" is an argument; "--" ends the flags */
+    assert_int_equal(parse(&f, "-", NULL), FLAGS_RUN);
+    assert_string_equal(f.dir, "-");
+    assert_int_equal(parse(&f, "-inmem", "--", "-weird", NULL), FLAGS_RUN);
+    assert_string_equal(f.dir, "-weird");
+    assert_true(f.inmem);
+    assert_bad(&f, parse(&f, "--", "d", "e", NULL), "unexpected argument");
+}
+
+static void test_exit_codes(void **state)
+{
+    assert_int_equal(flags_exit_code(FLAGS_RUN), 0);
+    assert_int_equal(flags_exit_code(FLAGS_HELP), 0);
+    assert_int_equal(flags_exit_code(FLAGS_VERSION), 0);
+    assert_int_equal(flags_exit_code(FLAGS_BAD), 2);
+    assert_int_equal(flags_exit_code(FLAGS_NO_DIR), 1);
+}
+
+static void test_small_err_buffer(void **state)
+{
+    struct flags f;
+    char err[8];
+    char *argv[] = {"craftd", "-a-very-long-unknown-flag-name", "d", NULL};
+    assert_int_equal(flags_parse(3, argv, &f, err, sizeof err), FLAGS_BAD);
+    assert_int_equal(strlen(err), sizeof err - 1); /* cut, still terminated */
+}
+
+static void test_usage_lists_every_flag(void **state)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    assert_non_null(out);
+    flags_usage(out, "craftd");
+    fclose(out);
+    const char *names[] = {"Usage: craftd", "-id", "-haddr", "-raddr", "-join", "-inmem",
+                           "-log-level", "-snapshot-threshold", "-tick-ms", "-election-ticks",
+                           "-request-timeout-ms", "-max-body", "-version", "-help",
+                           "localhost:11000", "localhost:12000", "8192"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        assert_non_null(strstr(buf, names[i]));
+    free(buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_readme_lines),
+        cmocka_unit_test(test_id_defaults_to_given_raddr),
+        cmocka_unit_test(test_dash_forms),
+        cmocka_unit_test(test_last_duplicate_wins),
+        cmocka_unit_test(test_bool_flags),
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_unknown_and_bad_syntax),
+        cmocka_unit_test(test_addresses_not_empty),
+        cmocka_unit_test(test_log_level),
+        cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_positionals),
+        cmocka_unit_test(test_exit_codes),
+        cmocka_unit_test(test_small_err_buffer),
+        cmocka_unit_test(test_usage_lists_every_flag),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
