@@ -30,6 +30,7 @@ bool raft_conf_is_learner(const struct raft_conf *c, uint64_t id)
     return find(c->learners, c->n_learners, id) >= 0;
 }
 
+/* RAFT_CONF_FOUNDER is not a change anyone may propose: EINVAL. */
 int raft_conf_apply(struct raft_conf *c, const struct raft_conf_change *cc)
 {
     if (cc->node == RAFT_NONE)
@@ -72,7 +73,7 @@ int raft_conf_apply(struct raft_conf *c, const struct raft_conf_change *cc)
 }
 
 /* Remember that `c` is in force from `index` on. */
-int raft__conf_push(struct raft *r, uint64_t index, const struct raft_conf *c)
+static int conf_push(struct raft *r, uint64_t index, const struct raft_conf *c)
 {
     struct raft__conf_at *p =
         craft_realloc(r->confs, (r->n_confs + 1) * sizeof *p);
@@ -100,24 +101,81 @@ void raft__conf_compact(struct raft *r, uint64_t index)
     size_t k = 0;
     while (k < r->n_confs && r->confs[k].index <= index)
         k++;
+    if (k == 0)
+        return;
     memmove(r->confs, r->confs + k, (r->n_confs - k) * sizeof *r->confs);
     r->n_confs -= k;
 }
 
-/* A committed membership change takes effect. Entries that do not decode
- * or do not apply are skipped, identically on every node. */
-int raft__apply_conf_entry(struct raft *r, const struct raft_entry *e)
+/* The configuration in force changed: follow it. */
+static void conf_changed(struct raft *r, const struct raft_conf *c)
+{
+    r->conf = *c;
+    raft__prs_sync(r);
+    if (r->role != RAFT_LEADER)
+        return;
+    /* A leader that is no longer a voter leads on without counting
+     * itself until the change commits, then hands over (raft__hand_over). */
+    r->leaving = !raft_conf_is_voter(&r->conf, r->id);
+    if (r->transferee != RAFT_NONE &&
+        (r->leaving || !raft_conf_is_voter(&r->conf, r->transferee)))
+        raft__abort_transfer(r);
+    raft__reads_on_round(r); /* the quorum changed */
+}
+
+/* A membership entry was appended: it is in force from now on, committed
+ * or not (thesis §4.1), on every node alike. Entries that do not decode or
+ * do not apply are skipped, identically everywhere. */
+int raft__conf_on_append(struct raft *r, const struct raft_entry *e)
 {
     struct raft_conf_change cc;
     if (raft_conf_change_decode(e->data, e->len, &cc) != 0)
         return 0;
+    struct raft_conf *f = &r->founders;
+    if (cc.op == RAFT_CONF_FOUNDER) {
+        if (f->n_voters < RAFT_MAX_MEMBERS &&
+            !raft_conf_is_voter(f, cc.node))
+            f->voters[f->n_voters++] = cc.node;
+        return 0;
+    }
     struct raft_conf c = r->conf;
+    if (f->n_voters > 0 && c.n_voters == 0 && c.n_learners == 0)
+        c = *f; /* the founding configuration, all at once */
+    memset(f, 0, sizeof *f);
     if (raft_conf_apply(&c, &cc) != 0)
         return 0;
-    int rv = raft__conf_push(r, e->index, &c);
+    int rv = conf_push(r, e->index, &c);
     if (rv)
         return rv;
-    r->conf = c;
-    raft__prs_sync(r);
+    conf_changed(r, &c);
     return 0;
+}
+
+/* Entries from `from` on were dropped: so were their configurations. */
+void raft__conf_truncate(struct raft *r, uint64_t from)
+{
+    size_t n = r->n_confs;
+    while (r->n_confs > 0 && r->confs[r->n_confs - 1].index >= from)
+        r->n_confs--;
+    if (n == r->n_confs)
+        return;
+    struct raft_conf c = r->n_confs ? r->confs[r->n_confs - 1].conf
+                                    : r->snap.conf;
+    conf_changed(r, &c);
+}
+
+/* The log was replaced by a snapshot; entries kept after it still count. */
+void raft__conf_restore(struct raft *r)
+{
+    r->n_confs = 0;
+    memset(&r->founders, 0, sizeof r->founders);
+    struct raft_conf c = r->snap.conf;
+    r->conf = c;
+    const struct raft__log *l = &r->log;
+    for (uint64_t i = l->offset + 1; i <= raft__log_last(l); i++) {
+        const struct raft_entry *e = raft__log_at(l, i);
+        if (e->type == RAFT_ENTRY_CONF)
+            (void)raft__conf_on_append(r, e);
+    }
+    conf_changed(r, &r->conf);
 }

@@ -39,7 +39,8 @@ void raft__campaign(struct raft *r, bool pre, bool transfer)
     else
         raft__become_candidate(r);
     struct raft__progress *self = raft__pr(r, r->id);
-    self->vote = 1;
+    if (self != NULL)
+        self->vote = 1; /* else we are leaving: only the others count */
     if (tally(r) > 0) {
         won(r, pre);
         return;

@@ -142,6 +142,11 @@ int raft__log_append(struct raft *r, const struct raft_entry *e, size_t n)
         if (rv)
             return rv;
         l->n++;
+        if (e[i].type == RAFT_ENTRY_CONF) {
+            rv = raft__conf_on_append(r, &l->ents[l->n - 1]);
+            if (rv)
+                return rv;
+        }
     }
     return 0;
 }
@@ -160,6 +165,8 @@ void raft__log_truncate(struct raft *r, uint64_t from)
         l->stabled = from - 1;
     if (r->stable_cap >= from)
         r->stable_cap = from - 1;
+    raft__drop_acks(r, from);
+    raft__conf_truncate(r, from);
 }
 
 /* Forget entries up to and including `to` (covered by a snapshot). */
@@ -179,13 +186,21 @@ void raft__log_compact(struct raft *r, uint64_t to)
     l->offset_term = term;
 }
 
-/* Replace the whole log by a snapshot ending at (index, term). */
+/* A snapshot ending at (index, term) replaces the log up to index. If the
+ * log holds that very entry, what follows it is kept (§7); else all goes. */
 void raft__log_restore(struct raft *r, uint64_t index, uint64_t term)
 {
     struct raft__log *l = &r->log;
-    for (size_t i = 0; i < l->n; i++)
+    size_t keep = 0;
+    if (index < raft__log_last(l) && index > l->offset &&
+        raft__log_term(l, index) == term)
+        keep = (size_t)(raft__log_last(l) - index);
+    else
+        raft__drop_acks(r, index + 1);
+    for (size_t i = 0; i < l->n - keep; i++)
         raft__free_data(r, (void *)l->ents[i].data);
-    l->n = 0;
+    memmove(l->ents, l->ents + (l->n - keep), keep * sizeof *l->ents);
+    l->n = keep;
     l->offset = index;
     l->offset_term = term;
     l->committed = index;

@@ -37,9 +37,14 @@ void raft__reset_timeout(struct raft *r)
     r->randomized_timeout = e + (unsigned)(next_rand(r) % e);
 }
 
+/* May we campaign? As a voter of the configuration in force, or of the
+ * last committed one: a node whose removal is appended but not committed
+ * may be the only one holding that entry, and must be able to lead to
+ * commit it (it then counts the votes of the new configuration only). */
 bool raft__promotable(const struct raft *r)
 {
-    return raft_conf_is_voter(&r->conf, r->id);
+    return raft_conf_is_voter(&r->conf, r->id) ||
+           raft_conf_is_voter(raft__conf_at(r, r->log.committed), r->id);
 }
 
 static int apply_defaults(struct raft_config *c)
@@ -67,20 +72,18 @@ static int apply_defaults(struct raft_config *c)
     return 0;
 }
 
-/* Rebuild the configuration from the snapshot and the committed entries. */
+/* Rebuild the configuration from the snapshot and the membership entries
+ * after it, committed or not. */
 static int replay_confs(struct raft *r)
 {
     r->conf = r->snap.conf;
     if (r->conf.n_voters + r->conf.n_learners > RAFT_MAX_MEMBERS)
         return CRAFT_ECORRUPT;
     const struct raft__log *l = &r->log;
-    uint64_t from = r->snap.index + 1;
-    if (from <= l->offset)
-        from = l->offset + 1;
-    for (uint64_t i = from; i <= l->committed; i++) {
+    for (uint64_t i = r->snap.index + 1; i <= raft__log_last(l); i++) {
         const struct raft_entry *e = raft__log_at(l, i);
         if (e->type == RAFT_ENTRY_CONF) {
-            int rv = raft__apply_conf_entry(r, e);
+            int rv = raft__conf_on_append(r, e);
             if (rv)
                 return rv;
         }
@@ -94,6 +97,13 @@ int raft_new(const struct raft_config *cfg, const struct raft_persisted *p,
 {
     struct raft_config c = *cfg;
     int rv = apply_defaults(&c);
+    /* No term was ever made durable: whatever entries made it to disk came
+     * from a torn first write (a write stores entries before the hard
+     * state), and nothing of them was acknowledged. Start empty: a torn
+     * bootstrap must not leave a node believing in a partial founding
+     * configuration (simulator seed 87525: it led alone). */
+    if (p != NULL && p->hs.term == 0 && p->snap.index == 0)
+        p = NULL;
     if (rv)
         return rv;
     struct raft *r = craft_calloc(1, sizeof *r);
@@ -159,8 +169,9 @@ int raft_bootstrap(struct raft *r, const uint64_t *voters, size_t n,
             if (voters[i] == RAFT_NONE || (k < i && voters[k] == voters[i]))
                 return CRAFT_EINVAL;
     for (size_t i = 0; i < n; i++) {
-        struct raft_conf_change cc = {.op = RAFT_CONF_ADD_VOTER,
-                                      .node = voters[i]};
+        struct raft_conf_change cc = {
+            .op = i + 1 < n ? RAFT_CONF_FOUNDER : RAFT_CONF_ADD_VOTER,
+            .node = voters[i]};
         if (ctxs != NULL) {
             cc.ctx = ctxs[i].ctx;
             cc.ctx_len = ctxs[i].ctx_len;
@@ -242,7 +253,7 @@ void raft__become_leader(struct raft *r)
         }
     }
     r->transferee = RAFT_NONE;
-    r->leaving = false;
+    r->leaving = !raft_conf_is_voter(&r->conf, r->id);
     r->uncommitted_bytes = 0;
     r->round_confirmed = r->round;
     r->round_wanted = false;
@@ -301,7 +312,10 @@ void raft_tick(struct raft *r)
         return;
     }
     r->election_elapsed++;
-    if (raft__promotable(r) && r->election_elapsed >= r->randomized_timeout) {
+    /* Alone, nobody else can lead: no need to wait out a timeout. */
+    bool alone = r->conf.n_voters == 1 && r->conf.voters[0] == r->id;
+    if (raft__promotable(r) &&
+        (alone || r->election_elapsed >= r->randomized_timeout)) {
         r->election_elapsed = 0;
         raft__campaign(r, !r->cfg.disable_pre_vote, false);
     }

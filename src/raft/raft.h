@@ -97,6 +97,12 @@ enum raft_conf_op {
     RAFT_CONF_ADD_VOTER = 1,   /* add a voter, or promote a learner */
     RAFT_CONF_ADD_LEARNER = 2, /* add a non-voting member */
     RAFT_CONF_REMOVE = 3,      /* remove a voter or a learner */
+    /* A founding voter, written only by raft_bootstrap: every founder but
+     * the last has one, and the founding configuration takes effect at
+     * once with the last founder's ADD_VOTER. A node holding only some of
+     * these entries must not believe in a configuration that never was
+     * (a prefix {n1} of founders {n1,n2,n3} would let n1 lead alone). */
+    RAFT_CONF_FOUNDER = 4,
 };
 
 /* The payload of a RAFT_ENTRY_CONF entry, encoded by raft_conf_change_encode:
@@ -286,7 +292,9 @@ struct raft;
 
 /* Create a core. persisted may be NULL (a brand-new node with an empty log
  * and no configuration: it waits to be contacted by a leader, or for
- * raft_bootstrap()). Returns 0 and sets *out, or an error: CRAFT_EINVAL for a
+ * raft_bootstrap()). Persisted state without a term (hs.term == 0) and
+ * without a snapshot counts as none: entries without a hard state are the
+ * remains of a torn first write. Returns 0 and sets *out, or an error: CRAFT_EINVAL for a
  * bad config, CRAFT_ECORRUPT for persisted state that contradicts itself
  * (e.g. a commit index beyond the last entry: an acknowledged write lost). */
 int raft_new(const struct raft_config *cfg, const struct raft_persisted *p,
@@ -294,8 +302,9 @@ int raft_new(const struct raft_config *cfg, const struct raft_persisted *p,
 void raft_free(struct raft *r);
 
 /* Start a brand-new cluster: append one RAFT_ENTRY_CONF entry per voter (the
- * same on every founding node, ctxs[i] for voters[i], may be NULL), commit
- * them in term 1. Only on an empty log, else CRAFT_EINVAL. The entries and
+ * same on every founding node, ctxs[i] for voters[i], may be NULL: all but
+ * the last RAFT_CONF_FOUNDER, the last RAFT_CONF_ADD_VOTER), commit them in
+ * term 1. Only on an empty log, else CRAFT_EINVAL. The entries and
  * hard state come out in the next ready, to be persisted as usual. */
 int raft_bootstrap(struct raft *r, const uint64_t *voters, size_t n,
                    const struct raft_conf_change *ctxs);

@@ -129,11 +129,13 @@ struct raft {
     uint64_t lead;
     struct raft__log log;
 
-    /* Membership: conf is in force (committed changes applied). confs holds
-     * the changes since the snapshot, for conf_at(index). */
+    /* Membership: conf is in force: the snapshot's, changed by every
+     * membership entry in the log, committed or not (thesis §4.1). confs
+     * holds those changes, for conf_at(index) and for truncation. */
     struct raft_conf conf;
     struct raft__conf_at *confs;
     size_t n_confs;
+    struct raft_conf founders; /* founders seen, not yet in force */
     uint64_t pending_conf_index; /* last conf entry the leader appended */
 
     struct raft__progress prs[RAFT_MAX_MEMBERS];
@@ -288,14 +290,15 @@ void raft__prs_sync(struct raft *r); /* rebuild prs from conf */
 void raft__prs_free(struct raft *r);
 
 /* conf.c */
-int raft__conf_push(struct raft *r, uint64_t index,
-                    const struct raft_conf *c);
 const struct raft_conf *raft__conf_at(const struct raft *r, uint64_t index);
 void raft__conf_compact(struct raft *r, uint64_t index);
-int raft__apply_conf_entry(struct raft *r, const struct raft_entry *e);
+int raft__conf_on_append(struct raft *r, const struct raft_entry *e);
+void raft__conf_truncate(struct raft *r, uint64_t from);
+void raft__conf_restore(struct raft *r);
 
 /* ready.c */
 struct raft_msg *raft__send(struct raft *r, uint8_t type, uint64_t to);
 void raft__send_after(struct raft *r, struct raft_msg *m);
+void raft__drop_acks(struct raft *r, uint64_t from);
 
 #endif

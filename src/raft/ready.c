@@ -105,6 +105,23 @@ void raft__send_after(struct raft *r, struct raft_msg *m)
     r->out_after[i] = 1;
 }
 
+/* Entries from `from` on are gone before they were persisted: an
+ * acknowledgement of them still in the outbox would claim what will never
+ * be on disk. Drop it (a lost message, as far as the leader knows). */
+void raft__drop_acks(struct raft *r, uint64_t from)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < r->n_out; i++) {
+        const struct raft_msg *m = &r->out[i];
+        if (m->type == RAFT_MSG_APP_RESP && !m->reject && m->index >= from)
+            continue;
+        r->out[k] = r->out[i];
+        r->out_after[k] = r->out_after[i];
+        k++;
+    }
+    r->n_out = k;
+}
+
 /* ---- ready ---- */
 
 static bool hs_equal(const struct raft_hard_state *a,

@@ -122,11 +122,14 @@ void raft__bcast_heartbeat(struct raft *r)
     raft__reads_on_round(r); /* a one-voter cluster confirms at once */
 }
 
-/* A leaving leader asks the most up-to-date voter to campaign at once,
- * telling it the commit index (so it knows the new configuration); again
- * at every heartbeat until a higher term deposes us. */
+/* A leader that removed itself leaves once the change is committed: it
+ * asks the most up-to-date voter to campaign at once, and again at every
+ * heartbeat until a higher term deposes it. Stepping down instead could
+ * leave the others waiting for an election timeout. */
 void raft__hand_over(struct raft *r)
 {
+    if (r->n_confs > 0 && r->confs[r->n_confs - 1].index > r->log.committed)
+        return; /* not committed yet: keep replicating it */
     struct raft__progress *best = NULL;
     for (unsigned i = 0; i < r->n_prs; i++) {
         struct raft__progress *pr = &r->prs[i];
@@ -161,36 +164,12 @@ void raft__commit_to(struct raft *r, uint64_t index)
     assert(index <= raft__log_last(l));
     uint64_t old = l->committed;
     l->committed = index;
-    bool conf_changed = false;
-    for (uint64_t i = old + 1; i <= index; i++) {
-        if (i <= l->offset)
-            continue;
-        const struct raft_entry *e = raft__log_at(l, i);
-        if (r->role == RAFT_LEADER)
-            r->uncommitted_bytes -= e->len < r->uncommitted_bytes
-                                        ? e->len
-                                        : r->uncommitted_bytes;
-        if (e->type == RAFT_ENTRY_CONF) {
-            (void)raft__apply_conf_entry(r, e);
-            conf_changed = true;
-        }
-    }
     if (r->role != RAFT_LEADER)
         return;
-    if (conf_changed) {
-        if (!raft_conf_is_voter(&r->conf, r->id)) {
-            /* We removed ourselves. Stepping down now could strand the
-             * others: a voter that has not yet learned this commit still
-             * counts us in its quorum. Keep leading (not counting
-             * ourselves, taking no proposals) until a caught-up voter of
-             * the new configuration takes over (see raft__hand_over). */
-            r->leaving = true;
-            r->transferee = RAFT_NONE;
-        }
-        if (r->transferee != RAFT_NONE &&
-            !raft_conf_is_voter(&r->conf, r->transferee))
-            raft__abort_transfer(r);
-        raft__reads_on_round(r); /* the quorum changed */
+    for (uint64_t i = old + 1; i <= index; i++) {
+        const struct raft_entry *e = raft__log_at(l, i);
+        r->uncommitted_bytes -= e->len < r->uncommitted_bytes
+                                    ? e->len : r->uncommitted_bytes;
     }
     raft__reads_on_commit(r);
 }
@@ -407,11 +386,9 @@ void raft__handle_snap(struct raft *r, const struct raft_msg *m)
         return;
     }
     /* Complete: the snapshot replaces our log and state machine. */
-    raft__log_restore(r, c->meta.index, c->meta.term);
     r->snap = c->meta;
-    r->conf = c->meta.conf;
-    r->n_confs = 0;
-    raft__prs_sync(r);
+    raft__log_restore(r, c->meta.index, c->meta.term);
+    raft__conf_restore(r);
     r->recv.index = 0;
     r->recv_next = 0;
     struct raft_msg *resp = raft__send(r, RAFT_MSG_APP_RESP, m->from);
