@@ -1,0 +1,304 @@
+/* The invariant checkers. Each takes plain data (entries, terms, a log view)
+ * rather than a live cluster, so the selftest can feed them fabricated
+ * violations; they record the first violation with sim_fail(). */
+#include "sim/sim.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "common/alloc.h"
+
+/* (index, term) -> what was persisted under it, by the first node seen. */
+struct sim_itkey {
+    uint64_t index, term;
+    uint64_t fp;
+    uint64_t prev_term; /* 0: unknown */
+    uint64_t node;
+};
+
+uint64_t sim_entry_fp(uint8_t type, const void *data, size_t len)
+{
+    uint64_t h = sim_fnv(SIM_FNV_INIT, &type, 1);
+    uint32_t l = (uint32_t)len;
+    h = sim_fnv(h, &l, sizeof(l));
+    return sim_fnv(h, data, len);
+}
+
+void sim_check_free(struct sim_check *c)
+{
+    craft_free(c->applied);
+    craft_free(c->leader_of);
+    craft_free(c->it);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Grow a zeroed array of elem-sized items so that index `need` fits. */
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need < *cap)
+        return 0;
+    size_t n = *cap ? *cap : 256;
+    while (n <= need)
+        n *= 2;
+    void *p = craft_realloc(*arr, n * elem);
+    if (!p)
+        return CRAFT_ENOMEM;
+    memset((char *)p + *cap * elem, 0, (n - *cap) * elem);
+    *arr = p;
+    *cap = n;
+    return 0;
+}
+
+void sim_check_leader(struct sim *s, uint64_t node, uint64_t term)
+{
+    struct sim_check *c = &s->chk;
+    if (grow((void **)&c->leader_of, &c->cap_terms, term, sizeof(uint64_t))) {
+        sim_fail(s, "sim", "out of memory");
+        return;
+    }
+    if (c->leader_of[term] == 0) {
+        c->leader_of[term] = node;
+        c->elections++;
+    } else if (c->leader_of[term] != node) {
+        sim_fail(s, "election-safety", "term %" PRIu64 " has two leaders: n%"
+                 PRIu64 " and n%" PRIu64, term, c->leader_of[term], node);
+    }
+}
+
+static size_t it_slot(const struct sim_check *c, uint64_t index, uint64_t term)
+{
+    return (size_t)(sim_mix(index, term) & (c->it_cap - 1));
+}
+
+static struct sim_itkey *it_find(struct sim_check *c, uint64_t index,
+                                 uint64_t term, bool insert)
+{
+    if (c->it_cap == 0 || (insert && (c->it_n + 1) * 2 > c->it_cap)) {
+        size_t ncap = c->it_cap ? c->it_cap * 2 : 1024;
+        struct sim_itkey *n = craft_calloc(ncap, sizeof(*n));
+        if (!n)
+            return NULL;
+        for (size_t i = 0; i < c->it_cap; i++) {
+            struct sim_itkey *o = &c->it[i];
+            if (o->index == 0)
+                continue;
+            size_t j = (size_t)(sim_mix(o->index, o->term) & (ncap - 1));
+            while (n[j].index)
+                j = (j + 1) & (ncap - 1);
+            n[j] = *o;
+        }
+        craft_free(c->it);
+        c->it = n;
+        c->it_cap = ncap;
+    }
+    size_t j = it_slot(c, index, term);
+    while (c->it[j].index) {
+        if (c->it[j].index == index && c->it[j].term == term)
+            return &c->it[j];
+        j = (j + 1) & (c->it_cap - 1);
+    }
+    if (!insert)
+        return NULL;
+    c->it_n++;
+    c->it[j].index = index;
+    c->it[j].term = term;
+    return &c->it[j];
+}
+
+void sim_check_entries(struct sim *s, uint64_t node,
+                       const struct raft_entry *e, size_t n,
+                       uint64_t prev_term)
+{
+    for (size_t i = 0; i < n && !s->failed; i++) {
+        uint64_t prev = i ? e[i - 1].term : prev_term;
+        if (e[i].index == 0 || e[i].term == 0 ||
+            (i && e[i].index != e[i - 1].index + 1) || prev > e[i].term) {
+            sim_fail(s, "log-matching", "n%" PRIu64 " persists a malformed run:"
+                     " entry %" PRIu64 " term %" PRIu64 " after term %" PRIu64,
+                     node, e[i].index, e[i].term, prev);
+            return;
+        }
+        uint64_t fp = sim_entry_fp(e[i].type, e[i].data, e[i].len);
+        bool fresh = !it_find(&s->chk, e[i].index, e[i].term, false);
+        struct sim_itkey *k = it_find(&s->chk, e[i].index, e[i].term, true);
+        if (!k) {
+            sim_fail(s, "sim", "out of memory");
+            return;
+        }
+        if (fresh) {
+            k->fp = fp;
+            k->prev_term = prev;
+            k->node = node;
+            continue;
+        }
+        if (k->fp != fp)
+            sim_fail(s, "log-matching", "entry %" PRIu64 " term %" PRIu64
+                     " persisted by n%" PRIu64 " differs in content from the one"
+                     " n%" PRIu64 " persisted", e[i].index, e[i].term, node,
+                     k->node);
+        else if (prev && k->prev_term && prev != k->prev_term)
+            sim_fail(s, "log-matching", "entry %" PRIu64 " term %" PRIu64
+                     " follows term %" PRIu64 " on n%" PRIu64 " but term %"
+                     PRIu64 " on n%" PRIu64, e[i].index, e[i].term, prev, node,
+                     k->prev_term, k->node);
+        else if (!k->prev_term)
+            k->prev_term = prev;
+    }
+}
+
+void sim_check_pair(struct sim *s, uint64_t a, const struct sim_logview *va,
+                    uint64_t b, const struct sim_logview *vb, unsigned window)
+{
+    uint64_t hi = va->last < vb->last ? va->last : vb->last;
+    uint64_t lo = va->first > vb->first ? va->first : vb->first;
+    if (lo == 0)
+        lo = 1;
+    if (hi < lo)
+        return;
+    if (hi - lo + 1 > window)
+        lo = hi - window + 1;
+    uint64_t m = hi + 1;
+    for (uint64_t i = hi; i >= lo && m > hi; i--) {
+        uint64_t t = va->term_at(va->ctx, i);
+        if (t && t == vb->term_at(vb->ctx, i))
+            m = i;
+        if (i == lo)
+            break;
+    }
+    if (m > hi)
+        return;
+    for (uint64_t j = lo; j < m; j++) {
+        uint64_t ta = va->term_at(va->ctx, j), tb = vb->term_at(vb->ctx, j);
+        if (ta && tb && ta != tb) {
+            sim_fail(s, "log-matching", "n%" PRIu64 " and n%" PRIu64
+                     " agree on entry %" PRIu64 " (term %" PRIu64 ") but differ"
+                     " at %" PRIu64 " (terms %" PRIu64 " and %" PRIu64 ")", a, b,
+                     m, va->term_at(va->ctx, m), j, ta, tb);
+            return;
+        }
+    }
+}
+
+void sim_check_leader_complete(struct sim *s, uint64_t node,
+                               const struct sim_logview *v)
+{
+    const struct sim_check *c = &s->chk;
+    if (v->last < c->max_applied) {
+        sim_fail(s, "leader-completeness", "n%" PRIu64 " became leader with"
+                 " last index %" PRIu64 " but entry %" PRIu64 " is committed",
+                 node, v->last, c->max_applied);
+        return;
+    }
+    for (uint64_t i = v->first ? v->first : 1; i <= c->max_applied; i++) {
+        const struct sim_applied *ap = &c->applied[i];
+        if (!ap->set)
+            continue;
+        uint64_t t = v->term_at(v->ctx, i);
+        if (t != ap->term) {
+            sim_fail(s, "leader-completeness", "n%" PRIu64 " became leader"
+                     " with term %" PRIu64 " at index %" PRIu64 ", but the"
+                     " committed entry there has term %" PRIu64, node, t, i,
+                     ap->term);
+            return;
+        }
+    }
+}
+
+const struct sim_applied *sim_applied_at(const struct sim *s, uint64_t index)
+{
+    const struct sim_check *c = &s->chk;
+    if (index == 0 || index >= c->cap_applied || !c->applied[index].set)
+        return NULL;
+    return &c->applied[index];
+}
+
+void sim_check_apply(struct sim *s, uint64_t node, uint64_t expect,
+                     const struct raft_entry *e)
+{
+    struct sim_check *c = &s->chk;
+    if (e->index != expect) {
+        sim_fail(s, "apply-order", "n%" PRIu64 " is handed entry %" PRIu64
+                 " to apply, expected %" PRIu64, node, e->index, expect);
+        return;
+    }
+    if (grow((void **)&c->applied, &c->cap_applied, e->index,
+             sizeof(*c->applied))) {
+        sim_fail(s, "sim", "out of memory");
+        return;
+    }
+    uint64_t fp = sim_entry_fp(e->type, e->data, e->len);
+    struct sim_applied *ap = &c->applied[e->index];
+    if (ap->set) {
+        if (ap->term != e->term || ap->type != e->type || ap->fp != fp)
+            sim_fail(s, "state-machine-safety", "n%" PRIu64 " applies entry %"
+                     PRIu64 " term %" PRIu64 " type %u, but another node applied"
+                     " term %" PRIu64 " type %u (or other bytes) there", node,
+                     e->index, e->term, e->type, ap->term, ap->type);
+        return;
+    }
+    struct sim_itkey *k = it_find(c, e->index, e->term, false);
+    if (!k || k->fp != fp) {
+        sim_fail(s, "state-machine-safety", "n%" PRIu64 " applies entry %"
+                 PRIu64 " term %" PRIu64 " that %s", node, e->index, e->term,
+                 k ? "differs from what was persisted" : "no node persisted");
+        return;
+    }
+    ap->set = true;
+    ap->term = e->term;
+    ap->type = e->type;
+    ap->fp = fp;
+    if (e->index > c->max_applied)
+        c->max_applied = e->index;
+}
+
+void sim_check_commit(struct sim *s, uint64_t node, uint64_t *last,
+                      uint64_t commit)
+{
+    if (commit < *last)
+        sim_fail(s, "commit-monotonic", "n%" PRIu64 " commit index went back"
+                 " from %" PRIu64 " to %" PRIu64, node, *last, commit);
+    *last = commit;
+}
+
+void sim_check_hs(struct sim *s, uint64_t node,
+                  const struct raft_hard_state *prev,
+                  const struct raft_hard_state *hs)
+{
+    if (hs->term < prev->term)
+        sim_fail(s, "hard-state", "n%" PRIu64 " term went back from %" PRIu64
+                 " to %" PRIu64, node, prev->term, hs->term);
+    else if (hs->term == prev->term && prev->vote != RAFT_NONE &&
+             hs->vote != prev->vote)
+        sim_fail(s, "hard-state", "n%" PRIu64 " voted twice in term %" PRIu64
+                 ": n%" PRIu64 " then n%" PRIu64, node, hs->term, prev->vote,
+                 hs->vote);
+}
+
+void sim_check_durable_writes(struct sim *s)
+{
+    for (size_t i = 0; i < s->hist.n && !s->failed; i++) {
+        const struct sim_op *op = &s->hist.ops[i];
+        if (op->kind == SIM_OP_GET || op->outcome != SIM_OK)
+            continue;
+        const struct sim_applied *ap = sim_applied_at(s, op->index);
+        if (!ap || ap->term != op->term || ap->fp != op->fp)
+            sim_fail(s, "durability", "acknowledged write op#%zu (client %"
+                     PRIu64 " %s) at index %" PRIu64 " term %" PRIu64 " is not"
+                     " what was applied there (term %" PRIu64 ")", i + 1,
+                     op->client, op->value, op->index, op->term,
+                     ap ? ap->term : 0);
+    }
+}
+
+static uint64_t raft_view_term(const void *ctx, uint64_t index)
+{
+    return raft_term_at(ctx, index);
+}
+
+void sim_logview_of(struct sim_logview *v, const struct raft *r)
+{
+    v->ctx = r;
+    v->term_at = raft_view_term;
+    v->first = raft_first_index(r);
+    v->last = raft_last_index(r);
+}

@@ -1,0 +1,320 @@
+/* Simulated clients, one operation at a time each, and the history they
+ * record for the linearizability check: writes through raft_propose, reads
+ * through raft_read_index (served once applied) or the leader's lease. */
+#include "sim/sim.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "common/alloc.h"
+
+struct sim_op *sim_hist_add(struct sim *s)
+{
+    struct sim_hist *h = &s->hist;
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 256;
+        struct sim_op *o = craft_realloc(h->ops, cap * sizeof(*o));
+        if (!o) {
+            sim_fail(s, "sim", "out of memory");
+            return NULL;
+        }
+        h->ops = o;
+        h->cap = cap;
+    }
+    struct sim_op *op = &h->ops[h->n++];
+    memset(op, 0, sizeof(*op));
+    return op;
+}
+
+void sim_hist_free(struct sim_hist *h)
+{
+    craft_free(h->ops);
+    memset(h, 0, sizeof(*h));
+}
+
+bool sim_clients_idle(const struct sim *s)
+{
+    for (unsigned i = 0; i < SIM_MAX_CLIENTS; i++)
+        if (s->clients[i].op >= 0)
+            return false;
+    return true;
+}
+
+static void finish(struct sim *s, struct sim_client *c, int outcome)
+{
+    struct sim_op *op = &s->hist.ops[c->op];
+    op->outcome = (uint8_t)outcome;
+    op->stage = SIM_ST_DONE;
+    op->complete = ++s->clock;
+    if (op->kind == SIM_OP_GET)
+        s->st.reads_ok++;
+    else if (outcome == SIM_OK)
+        s->st.ops_ok++;
+    else if (outcome == SIM_FAIL)
+        s->st.ops_fail++;
+    else
+        s->st.ops_unknown++;
+    if (c == &s->clients[s->final_client] && outcome == SIM_OK)
+        s->final_done = true;
+    sim_ev(s, EV_DONE, outcome, op->node, c->id, (uint64_t)c->op + 1,
+           op->index, op->term, 0,
+           op->kind != SIM_OP_GET ? op->value
+           : op->has_value        ? op->value
+                                  : "(absent)");
+    c->op = -1;
+}
+
+static void drop(struct sim *s, struct sim_client *c)
+{
+    struct sim_op *op = &s->hist.ops[c->op];
+    op->stage = SIM_ST_DROPPED;
+    s->st.reads_dropped++;
+    sim_ev(s, EV_DONE, SIM_FAIL, op->node, c->id, (uint64_t)c->op + 1,
+           op->index, 0, 0, "read dropped");
+    c->op = -1;
+}
+
+/* The op timed out or its node crashed: a write's outcome is unknown, a read
+ * observed nothing. */
+static void abandon(struct sim *s, struct sim_client *c)
+{
+    if (s->hist.ops[c->op].kind == SIM_OP_GET)
+        drop(s, c);
+    else
+        finish(s, c, SIM_UNKNOWN);
+}
+
+static void read_value(struct sim_op *op, const struct sim_kv *kv)
+{
+    op->has_value = kv->present[op->key];
+    strcpy(op->value, op->has_value ? kv->val[op->key] : "");
+}
+
+int64_t sim_client_invoke(struct sim *s, struct sim_client *c, int kind,
+                          unsigned key, struct sim_node *n, bool lease)
+{
+    struct sim_op *op = sim_hist_add(s);
+    if (!op)
+        return -1;
+    int64_t idx = (int64_t)(s->hist.n - 1);
+    uint64_t id = (uint64_t)idx + 1;
+    op->client = c->id;
+    op->key = (uint8_t)key;
+    op->kind = (uint8_t)kind;
+    op->lease = lease;
+    op->invoke = ++s->clock;
+    op->node = n->id;
+    op->incarnation = n->incarnation;
+    op->deadline = s->now + sim_rng_range(&s->rng, 2, 4) * sim_election_steps(s);
+    c->op = idx;
+    if (kind != SIM_OP_GET)
+        snprintf(op->value, sizeof(op->value), "c%" PRIu64 "-%u", c->id,
+                 ++c->seq);
+    sim_ev(s, EV_INVOKE, kind, n->id, c->id, id, key, lease, 0,
+           kind == SIM_OP_GET ? "" : op->value);
+    if (lease) {
+        s->st.lease_reads++;
+        read_value(op, &n->kv);
+        op->index = n->kv.applied;
+        finish(s, c, SIM_OK);
+        return idx;
+    }
+    int rc;
+    if (kind == SIM_OP_GET) {
+        op->stage = SIM_ST_READ_ASKED;
+        rc = raft_read_index(n->r, id);
+    } else {
+        uint8_t cmd[SIM_VAL_MAX + 8];
+        size_t len = sim_kv_encode(cmd, kind == SIM_OP_PUT ? SIM_CMD_PUT
+                                                            : SIM_CMD_DEL,
+                                   key, op->value);
+        op->fp = sim_entry_fp(RAFT_ENTRY_NORMAL, cmd, len);
+        op->stage = SIM_ST_PROPOSED;
+        rc = raft_propose(n->r, id, cmd, len);
+    }
+    sim_node_observe(s, n);
+    if (rc) {
+        sim_ev(s, kind == SIM_OP_GET ? EV_READ : EV_PROP, 0, n->id, 0, id, 0,
+               0, (uint64_t)(int64_t)rc, "(at once)");
+        if (kind == SIM_OP_GET)
+            drop(s, c);
+        else
+            finish(s, c, SIM_FAIL);
+    }
+    return idx;
+}
+
+/* The client whose current op has this id on this node, in this stage. */
+static struct sim_client *waiting(struct sim *s, const struct sim_node *n,
+                                  uint64_t id, int stage)
+{
+    if (id == 0 || id > s->hist.n)
+        return NULL;
+    const struct sim_op *op = &s->hist.ops[id - 1];
+    if (op->stage != stage || op->node != n->id ||
+        op->incarnation != n->incarnation)
+        return NULL;
+    for (unsigned i = 0; i < SIM_MAX_CLIENTS; i++)
+        if (s->clients[i].op == (int64_t)(id - 1))
+            return &s->clients[i];
+    return NULL;
+}
+
+/* The write's entry was applied somewhere: ok iff the same term is there. */
+static void resolve(struct sim *s, struct sim_client *c)
+{
+    const struct sim_op *op = &s->hist.ops[c->op];
+    const struct sim_applied *ap = sim_applied_at(s, op->index);
+    if (ap)
+        finish(s, c, ap->term == op->term ? SIM_OK : SIM_FAIL);
+}
+
+void sim_client_on_prop(struct sim *s, struct sim_node *n,
+                        const struct raft_prop_result *pr)
+{
+    sim_ev(s, EV_PROP, 0, n->id, 0, pr->id, pr->index, pr->term,
+           (uint64_t)(int64_t)pr->err, NULL);
+    struct sim_client *c = waiting(s, n, pr->id, SIM_ST_PROPOSED);
+    if (!c)
+        return;
+    struct sim_op *op = &s->hist.ops[c->op];
+    if (pr->err) {
+        finish(s, c, SIM_FAIL);
+        return;
+    }
+    op->index = pr->index;
+    op->term = pr->term;
+    op->stage = SIM_ST_APPENDED;
+    if (n->kv.applied >= pr->index)
+        resolve(s, c);
+}
+
+void sim_client_on_read(struct sim *s, struct sim_node *n,
+                        const struct raft_read_result *rr)
+{
+    sim_ev(s, EV_READ, 0, n->id, 0, rr->id, rr->index, 0,
+           (uint64_t)(int64_t)rr->err, NULL);
+    struct sim_client *c = waiting(s, n, rr->id, SIM_ST_READ_ASKED);
+    if (!c)
+        return;
+    if (rr->err) {
+        drop(s, c);
+        return;
+    }
+    struct sim_op *op = &s->hist.ops[c->op];
+    op->index = rr->index;
+    op->stage = SIM_ST_READ_WAIT;
+}
+
+static struct sim_op *op_on(struct sim *s, struct sim_client *c,
+                            const struct sim_node *n, int stage)
+{
+    if (c->op < 0)
+        return NULL;
+    struct sim_op *op = &s->hist.ops[c->op];
+    if (op->node != n->id || op->stage != stage)
+        return NULL;
+    return op;
+}
+
+void sim_client_on_apply(struct sim *s, struct sim_node *n, uint64_t index,
+                         uint64_t term)
+{
+    for (unsigned i = 0; i < SIM_MAX_CLIENTS; i++) {
+        struct sim_client *c = &s->clients[i];
+        struct sim_op *op = op_on(s, c, n, SIM_ST_APPENDED);
+        if (op && op->index == index)
+            finish(s, c, op->term == term ? SIM_OK : SIM_FAIL);
+    }
+}
+
+void sim_client_on_restore(struct sim *s, struct sim_node *n)
+{
+    for (unsigned i = 0; i < SIM_MAX_CLIENTS; i++) {
+        struct sim_client *c = &s->clients[i];
+        struct sim_op *op = op_on(s, c, n, SIM_ST_APPENDED);
+        if (op && op->index <= n->kv.applied)
+            resolve(s, c);
+    }
+}
+
+void sim_client_serve_reads(struct sim *s, struct sim_node *n)
+{
+    for (unsigned i = 0; i < SIM_MAX_CLIENTS; i++) {
+        struct sim_client *c = &s->clients[i];
+        struct sim_op *op = op_on(s, c, n, SIM_ST_READ_WAIT);
+        if (op && n->kv.applied >= op->index) {
+            read_value(op, &n->kv);
+            finish(s, c, SIM_OK);
+        }
+    }
+}
+
+void sim_client_on_crash(struct sim *s, struct sim_node *n)
+{
+    for (unsigned i = 0; i < SIM_MAX_CLIENTS; i++) {
+        struct sim_client *c = &s->clients[i];
+        if (c->op >= 0 && s->hist.ops[c->op].node == n->id)
+            abandon(s, c);
+    }
+}
+
+static struct sim_node *random_up(struct sim *s)
+{
+    struct sim_node *up[SIM_MAX_NODES];
+    unsigned n = 0;
+    for (unsigned id = 1; id <= s->p.n_nodes; id++)
+        if (s->nodes[id].state == SIM_UP)
+            up[n++] = &s->nodes[id];
+    return n ? up[sim_rng_below(&s->rng, n)] : NULL;
+}
+
+/* A lease read is served at once, and only when it is safe: the lease
+ * holds, the leader has committed in its term and applied all it knows is
+ * committed. Otherwise the client does not issue it. */
+static bool lease_ok(const struct sim_node *l)
+{
+    uint64_t commit = raft_commit_index(l->r);
+    return raft_lease_valid(l->r) && !l->busy && l->kv.applied >= commit &&
+           raft_term_at(l->r, commit) == l->term;
+}
+
+static void issue(struct sim *s, struct sim_client *c)
+{
+    struct sim_node *leader = sim_leader(s);
+    struct sim_node *n = leader && sim_rng_below(&s->rng, 10) < 7
+                             ? leader
+                             : random_up(s);
+    if (!n)
+        return;
+    unsigned key = (unsigned)sim_rng_below(&s->rng, s->p.n_keys);
+    unsigned r = (unsigned)sim_rng_below(&s->rng, 100);
+    if (r < 40)
+        sim_client_invoke(s, c, SIM_OP_PUT, key, n, false);
+    else if (r < 50)
+        sim_client_invoke(s, c, SIM_OP_DELETE, key, n, false);
+    else if (r < 85 || !s->p.lease_reads)
+        sim_client_invoke(s, c, SIM_OP_GET, key, n, false);
+    else if (leader && lease_ok(leader))
+        sim_client_invoke(s, c, SIM_OP_GET, key, leader, true);
+}
+
+void sim_clients_step(struct sim *s)
+{
+    for (unsigned i = 0; i < SIM_MAX_CLIENTS && !s->failed; i++) {
+        struct sim_client *c = &s->clients[i];
+        if (c->op >= 0) {
+            if (s->now >= s->hist.ops[c->op].deadline)
+                abandon(s, c);
+            continue;
+        }
+        if (i == s->final_client) {
+            struct sim_node *l = sim_leader(s);
+            if (s->final_phase && !s->final_done && l)
+                sim_client_invoke(s, c, SIM_OP_PUT, 0, l, false);
+        } else if (i < s->p.n_clients && !s->final_phase &&
+                   sim_rng_ppm(&s->rng, s->p.client_ppm)) {
+            issue(s, c);
+        }
+    }
+}

@@ -1,0 +1,263 @@
+/* Fault injection and cluster operations for one run: crashes and restarts,
+ * partitions and heals, membership changes (removed nodes are stopped for
+ * good once their removal commits) and leadership transfers. */
+#include "sim/sim.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#define CONF_ID_BIT (1ull << 63)
+
+struct sim_node *sim_leader(struct sim *s)
+{
+    struct sim_node *best = NULL;
+    for (unsigned id = 1; id <= s->p.n_nodes; id++) {
+        struct sim_node *n = &s->nodes[id];
+        if (n->state == SIM_UP && n->role == RAFT_LEADER &&
+            (!best || n->term > best->term))
+            best = n;
+    }
+    return best;
+}
+
+static struct sim_node *pick_up(struct sim *s, bool prefer_leader)
+{
+    struct sim_node *l = sim_leader(s);
+    if (prefer_leader && l && sim_rng_below(&s->rng, 2))
+        return l;
+    struct sim_node *up[SIM_MAX_NODES];
+    unsigned n = 0;
+    for (unsigned id = 1; id <= s->p.n_nodes; id++)
+        if (s->nodes[id].state == SIM_UP)
+            up[n++] = &s->nodes[id];
+    return n ? up[sim_rng_below(&s->rng, n)] : NULL;
+}
+
+static unsigned n_down(const struct sim *s)
+{
+    unsigned d = 0;
+    for (unsigned id = 1; id <= s->p.n_nodes; id++)
+        d += s->nodes[id].state == SIM_DOWN;
+    return d;
+}
+
+static void crash_one(struct sim *s)
+{
+    if (n_down(s) >= s->p.max_down)
+        return;
+    struct sim_node *n = pick_up(s, true);
+    if (!n)
+        return;
+    sim_node_crash(s, n, false);
+    n->restart_at = s->now + sim_rng_range(&s->rng, 1,
+                                           4 * sim_election_steps(s));
+}
+
+static void heal_partition(struct sim *s, const char *why)
+{
+    memset(s->net.blocked, 0, sizeof(s->net.blocked));
+    s->net.partitioned = false;
+    sim_ev(s, EV_HEAL, 0, 0, 0, 0, 0, 0, 0, why);
+}
+
+static void partition(struct sim *s)
+{
+    struct sim_net *net = &s->net;
+    unsigned nn = s->p.n_nodes;
+    uint64_t a = 0; /* bitmask of side A */
+    const char *kind;
+    bool out = false;
+    unsigned k = (unsigned)sim_rng_below(&s->rng, 4);
+    struct sim_node *victim = pick_up(s, true);
+    uint64_t v = victim ? victim->id : sim_rng_range(&s->rng, 1, nn);
+    if (k == 0) {
+        kind = "isolate";
+        a = 1ull << v;
+    } else if (k == 1) {
+        kind = "split";
+        while (a == 0 || a == (((1ull << nn) - 1) << 1))
+            a = (sim_rng_next(&s->rng) & ((1ull << nn) - 1)) << 1;
+    } else if (k == 2) {
+        out = sim_rng_below(&s->rng, 2);
+        kind = out ? "one-way out" : "one-way in";
+        a = 1ull << v;
+    } else {
+        kind = "random links";
+    }
+    uint64_t all = ((1ull << nn) - 1) << 1;
+    for (unsigned i = 1; i <= nn; i++) {
+        for (unsigned j = 1; j <= nn; j++) {
+            bool ia = (a >> i) & 1, ja = (a >> j) & 1;
+            bool b = false;
+            if (i == j)
+                b = false;
+            else if (k <= 1)
+                b = ia != ja;
+            else if (k == 2)
+                b = out ? ia && !ja : ja && !ia;
+            else
+                b = sim_rng_below(&s->rng, 10) < 3;
+            net->blocked[i][j] = b;
+        }
+    }
+    net->partitioned = true;
+    net->heal_at = s->now + sim_rng_range(&s->rng, 2 * s->p.spt,
+                                          s->p.part_max_steps);
+    sim_ev(s, EV_PART, 0, 0, 0, a, all & ~a, net->heal_at, 0, kind);
+}
+
+static bool in_list(const uint64_t *l, uint32_t n, uint64_t id)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (l[i] == id)
+            return true;
+    return false;
+}
+
+static void conf_change(struct sim *s)
+{
+    struct sim_node *l = sim_leader(s);
+    struct sim_node *at = l && sim_rng_below(&s->rng, 10) < 7 ? l
+                                                              : pick_up(s, false);
+    if (!at)
+        return;
+    const struct raft_conf *conf = raft_conf(l ? l->r : at->r);
+    uint64_t cand[SIM_MAX_NODES];
+    unsigned nc = 0;
+    int op;
+    unsigned what = (unsigned)sim_rng_below(&s->rng, 100);
+    if (what < 45) {
+        op = what < 30 ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER;
+        for (unsigned id = 1; id <= s->p.n_nodes; id++)
+            if (!s->retiring[id] && s->nodes[id].state != SIM_STOPPED &&
+                !in_list(conf->voters, conf->n_voters, id) &&
+                !in_list(conf->learners, conf->n_learners, id))
+                cand[nc++] = id;
+    } else if (what < 70) {
+        op = RAFT_CONF_ADD_VOTER; /* promote a learner */
+        for (uint32_t i = 0; i < conf->n_learners; i++)
+            if (!s->retiring[conf->learners[i]])
+                cand[nc++] = conf->learners[i];
+    } else {
+        /* Ids are never reused, so removals are rationed: at least
+         * min(3, n_nodes - 1) nodes are never retired. */
+        unsigned retired = 0, keep = s->p.n_nodes > 3 ? 3 : s->p.n_nodes - 1;
+        for (unsigned id = 1; id <= s->p.n_nodes; id++)
+            retired += s->retiring[id];
+        if (s->p.n_nodes - retired <= keep)
+            return;
+        op = RAFT_CONF_REMOVE;
+        for (uint32_t i = 0; i < conf->n_learners; i++)
+            cand[nc++] = conf->learners[i];
+        if (conf->n_voters > 1)
+            for (uint32_t i = 0; i < conf->n_voters; i++)
+                cand[nc++] = conf->voters[i];
+    }
+    if (nc == 0)
+        return;
+    uint64_t target = cand[sim_rng_below(&s->rng, nc)];
+    if (target == 0 || target > s->p.n_nodes) {
+        sim_fail(s, "conf", "configuration holds unknown node %" PRIu64,
+                 target);
+        return;
+    }
+    char ctx[24];
+    snprintf(ctx, sizeof(ctx), "n%" PRIu64, target);
+    struct raft_conf_change cc = {
+        .op = (uint8_t)op,
+        .node = target,
+        .ctx_len = (uint32_t)strlen(ctx),
+        .ctx = (const uint8_t *)ctx,
+    };
+    uint64_t id = CONF_ID_BIT | ++s->conf_seq;
+    int rc = raft_propose_conf(at->r, id, &cc);
+    if (rc == 0 && op == RAFT_CONF_REMOVE)
+        s->retiring[target] = true;
+    sim_ev(s, EV_CONF, (unsigned)op, at->id, 0, target, (uint64_t)(int64_t)rc,
+           id, 0, NULL);
+    sim_node_observe(s, at);
+}
+
+void sim_conf_applied(struct sim *s, const struct raft_conf_change *cc,
+                      uint64_t index)
+{
+    if (index <= s->conf_applied_max)
+        return; /* already seen when another node applied it */
+    s->conf_applied_max = index;
+    s->st.confs_applied++;
+    sim_ev(s, EV_CONF_APPLIED, cc->op, 0, 0, cc->node, index, 0, 0, NULL);
+    if (cc->node == 0 || cc->node > s->p.n_nodes)
+        return;
+    if (cc->op != RAFT_CONF_REMOVE) {
+        /* Re-added (a forwarded proposal that was in flight): keep it. */
+        s->removed[cc->node] = false;
+        return;
+    }
+    struct sim_node *n = &s->nodes[cc->node];
+    s->retiring[cc->node] = true;
+    s->removed[cc->node] = true;
+    if (n->state != SIM_STOPPED && !n->stop_at)
+        n->stop_at = s->now + sim_rng_range(&s->rng, 1,
+                                            3 * sim_election_steps(s));
+}
+
+static void transfer(struct sim *s)
+{
+    struct sim_node *at = pick_up(s, true);
+    if (!at)
+        return;
+    const struct raft_conf *conf = raft_conf(at->r);
+    uint64_t target;
+    if (conf->n_voters && sim_rng_below(&s->rng, 10))
+        target = conf->voters[sim_rng_below(&s->rng, conf->n_voters)];
+    else
+        target = sim_rng_range(&s->rng, 1, s->p.n_nodes);
+    int rc = raft_transfer_leader(at->r, target);
+    s->st.transfers++;
+    sim_ev(s, EV_TRANSFER, 0, at->id, target, (uint64_t)(int64_t)rc, 0, 0, 0,
+           NULL);
+    sim_node_observe(s, at);
+}
+
+void sim_heal(struct sim *s)
+{
+    heal_partition(s, "everything for the final phase");
+    s->net.drop_ppm = 0;
+    s->net.dup_ppm = 0;
+    if (s->net.lat_max > 3)
+        s->net.lat_max = 3;
+    if (s->net.lat_min > s->net.lat_max)
+        s->net.lat_min = s->net.lat_max;
+    for (unsigned id = 1; id <= s->p.n_nodes && !s->failed; id++)
+        if (s->nodes[id].state == SIM_DOWN)
+            sim_node_restart(s, &s->nodes[id]);
+}
+
+void sim_faults_step(struct sim *s)
+{
+    for (unsigned id = 1; id <= s->p.n_nodes && !s->failed; id++) {
+        struct sim_node *n = &s->nodes[id];
+        if (n->stop_at && !s->removed[id])
+            n->stop_at = 0;
+        if (n->stop_at && s->now >= n->stop_at && n->state != SIM_STOPPED) {
+            if (n->state == SIM_UP)
+                sim_node_crash(s, n, true);
+            n->state = SIM_STOPPED;
+            sim_ev(s, EV_STOP, 0, id, 0, 0, 0, 0, 0, NULL);
+        } else if (n->state == SIM_DOWN && s->now >= n->restart_at) {
+            sim_node_restart(s, n);
+        }
+    }
+    if (s->final_phase || s->failed)
+        return;
+    if (s->net.partitioned && s->now >= s->net.heal_at)
+        heal_partition(s, "");
+    if (sim_rng_ppm(&s->rng, s->p.crash_ppm))
+        crash_one(s);
+    if (!s->net.partitioned && sim_rng_ppm(&s->rng, s->p.part_ppm))
+        partition(s);
+    if (sim_rng_ppm(&s->rng, s->p.conf_ppm))
+        conf_change(s);
+    if (sim_rng_ppm(&s->rng, s->p.transfer_ppm))
+        transfer(s);
+}

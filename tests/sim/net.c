@@ -1,0 +1,203 @@
+/* The simulated network: every message is encoded with the real codec, kept
+ * as bytes with a delivery step, and decoded on delivery. Faults: drops,
+ * duplicates, random latency (hence reordering), partitions checked at
+ * delivery (so they also cut messages already in flight). */
+#include "sim/sim.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "common/alloc.h"
+
+static bool before(const struct sim_packet *a, const struct sim_packet *b)
+{
+    return a->at < b->at || (a->at == b->at && a->seq < b->seq);
+}
+
+static int push(struct sim_net *net, struct sim_packet p)
+{
+    if (net->n == net->cap) {
+        size_t cap = net->cap ? net->cap * 2 : 256;
+        struct sim_packet *h = craft_realloc(net->heap, cap * sizeof(*h));
+        if (!h)
+            return CRAFT_ENOMEM;
+        net->heap = h;
+        net->cap = cap;
+    }
+    size_t i = net->n++;
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (!before(&p, &net->heap[up]))
+            break;
+        net->heap[i] = net->heap[up];
+        i = up;
+    }
+    net->heap[i] = p;
+    return 0;
+}
+
+static struct sim_packet pop(struct sim_net *net)
+{
+    struct sim_packet top = net->heap[0];
+    struct sim_packet last = net->heap[--net->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= net->n)
+            break;
+        if (c + 1 < net->n && before(&net->heap[c + 1], &net->heap[c]))
+            c++;
+        if (!before(&net->heap[c], &last))
+            break;
+        net->heap[i] = net->heap[c];
+        i = c;
+    }
+    if (net->n)
+        net->heap[i] = last;
+    return top;
+}
+
+static void ev_msg(struct sim *s, int kind, const struct raft_msg *m,
+                   const char *note)
+{
+    sim_ev(s, kind, m->type, m->from, m->to, m->term, m->index,
+           m->type == RAFT_MSG_SNAP ? m->snap.offset : m->commit,
+           m->n_entries | ((uint64_t)m->reject << 32), note);
+}
+
+static int enqueue(struct sim *s, uint64_t from, uint64_t to, uint8_t type,
+                   uint8_t *buf, size_t len)
+{
+    struct sim_net *net = &s->net;
+    struct sim_packet p = {
+        .at = s->now + sim_rng_range(&s->rng, net->lat_min, net->lat_max),
+        .seq = ++net->seq,
+        .from = (uint8_t)from,
+        .to = (uint8_t)to,
+        .type = type,
+        .len = (uint32_t)len,
+        .buf = buf,
+    };
+    int err = push(net, p);
+    if (err)
+        craft_free(buf);
+    return err;
+}
+
+void sim_net_send(struct sim *s, struct sim_node *from,
+                  const struct raft_msg *m)
+{
+    if (m->to == RAFT_NONE || m->to > s->p.n_nodes || m->to == from->id ||
+        m->from != from->id || m->type == 0 || m->type >= RAFT_MSG__COUNT) {
+        sim_fail(s, "message-address", "n%" PRIu64 " sends a %s from n%" PRIu64
+                 " to n%" PRIu64, from->id, raft_msg_type_name(m->type),
+                 m->from, m->to);
+        return;
+    }
+    struct raft_msg c = *m;
+    if (c.type == RAFT_MSG_SNAP) {
+        uint64_t size = 0;
+        const uint8_t *b = sim_node_snap_bytes(from, c.snap.meta.index, &size);
+        if (!b || size != c.snap.meta.size ||
+            c.snap.offset + c.snap.len > size) {
+            sim_fail(s, "snapshot-source", "n%" PRIu64 " sends chunk %" PRIu64
+                     "+%u of snapshot %" PRIu64 " (size %" PRIu64 ") but has %s"
+                     " (size %" PRIu64 ")", from->id, c.snap.offset, c.snap.len,
+                     c.snap.meta.index, c.snap.meta.size,
+                     b ? "it" : "no such snapshot", size);
+            return;
+        }
+        c.snap.data = b + c.snap.offset;
+    }
+    size_t len = raft_msg_size(&c);
+    uint8_t *buf = craft_malloc(len);
+    if (!buf) {
+        sim_fail(s, "sim", "out of memory");
+        return;
+    }
+    raft_msg_encode(&c, buf);
+    s->st.msgs++;
+    if (sim_rng_ppm(&s->rng, s->net.drop_ppm)) {
+        s->st.dropped++;
+        ev_msg(s, EV_DROP, &c, NULL);
+        craft_free(buf);
+        return;
+    }
+    ev_msg(s, EV_SEND, &c, NULL);
+    /* A forwarded proposal is never duplicated: exactly-once needs client
+     * sessions, which are not the core's job (TCP does not duplicate). */
+    if (c.type != RAFT_MSG_PROP && sim_rng_ppm(&s->rng, s->net.dup_ppm)) {
+        uint8_t *copy = craft_memdup(buf, len);
+        if (copy && !enqueue(s, c.from, c.to, c.type, copy, len)) {
+            s->st.dups++;
+            ev_msg(s, EV_DUP, &c, NULL);
+        }
+    }
+    if (enqueue(s, c.from, c.to, c.type, buf, len))
+        sim_fail(s, "sim", "out of memory");
+}
+
+/* Decode, and check that encoding the decoded message gives the same bytes. */
+static int decode_checked(struct sim *s, const struct sim_packet *p,
+                          struct raft_msg *m)
+{
+    int rc = raft_msg_decode(p->buf, p->len, m);
+    if (rc) {
+        sim_fail(s, "codec", "a %s n%u->n%u (%u bytes) encoded by the core"
+                 " does not decode: %s", raft_msg_type_name(p->type), p->from,
+                 p->to, p->len, craft_errname(rc));
+        return rc;
+    }
+    size_t len = raft_msg_size(m);
+    uint8_t *again = len == p->len ? craft_malloc(len) : NULL;
+    if (again)
+        raft_msg_encode(m, again);
+    if (!again || memcmp(again, p->buf, len) != 0 || m->from != p->from ||
+        m->to != p->to || m->type != p->type) {
+        sim_fail(s, "codec", "a %s n%u->n%u does not survive decode+encode"
+                 " (%u bytes, re-encoded %zu)", raft_msg_type_name(p->type),
+                 p->from, p->to, p->len, len);
+        rc = CRAFT_ECORRUPT;
+    }
+    craft_free(again);
+    if (rc)
+        raft_msg_decoded_free(m);
+    return rc;
+}
+
+void sim_net_deliver(struct sim *s)
+{
+    struct sim_net *net = &s->net;
+    while (net->n && net->heap[0].at <= s->now && !s->failed) {
+        struct sim_packet p = pop(net);
+        struct sim_node *to = &s->nodes[p.to];
+        struct raft_msg m;
+        if (decode_checked(s, &p, &m)) {
+            craft_free(p.buf);
+            return;
+        }
+        if (net->blocked[p.from][p.to] || to->state != SIM_UP) {
+            ev_msg(s, EV_LOST, &m,
+                   net->blocked[p.from][p.to] ? "(partition)" : "(node down)");
+        } else {
+            s->st.delivered++;
+            ev_msg(s, EV_DELIVER, &m, NULL);
+            int rc = raft_step(to->r, &m);
+            if (rc)
+                sim_ev(s, EV_STEP_ERR, m.type, p.to, p.from, (uint64_t)rc, 0,
+                       0, 0, NULL);
+            sim_node_observe(s, to);
+        }
+        raft_msg_decoded_free(&m);
+        craft_free(p.buf);
+    }
+}
+
+void sim_net_free(struct sim_net *net)
+{
+    for (size_t i = 0; i < net->n; i++)
+        craft_free(net->heap[i].buf);
+    craft_free(net->heap);
+    net->heap = NULL;
+    net->n = net->cap = 0;
+}

@@ -1,0 +1,468 @@
+/* The deterministic cluster simulator: many cores of src/raft in one process.
+ *
+ * One seed is one run, held in one struct sim: a cluster of nodes (the real
+ * core plus a modelled disk and a tiny kv state machine each), a network
+ * that carries every message as encoded bytes, clients, fault injection and
+ * the invariant checkers. Every random choice comes from sim->rng, seeded by
+ * the seed alone, so a seed replays exactly; nothing depends on time,
+ * addresses or hash order.
+ *
+ * Ownership: a struct sim owns every buffer reachable from it and frees all
+ * of it in sim_destroy(). Everything here is single-threaded; the parallel
+ * runner (main.c) forks worker processes, each running seeds one at a time.
+ *
+ * Files: rng.c (PRNG), trace.c (event ring), net.c (network), disk.c (the
+ * durable-state model), kv.c (state machine), node.c (ready processing,
+ * crash, restart), client.c (clients, history), faults.c (crashes,
+ * partitions, membership, transfers), check.c (invariants), lin.c (history
+ * -> lincheck), run.c (one seed), selftest.c, main.c (CLI, workers).
+ */
+#ifndef CRAFT_SIM_H
+#define CRAFT_SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "raft/raft.h"
+
+#define SIM_MAX_NODES 9   /* ids 1..SIM_MAX_NODES */
+#define SIM_MAX_CLIENTS 6 /* the last slot is the final-phase client */
+#define SIM_MAX_KEYS 5
+#define SIM_VAL_MAX 24
+#define SIM_ELECTION_TICKS 10
+
+/* ---- PRNG (rng.c): xoshiro256** seeded through splitmix64 ---- */
+
+struct sim_rng {
+    uint64_t s[4];
+};
+void sim_rng_seed(struct sim_rng *g, uint64_t seed);
+uint64_t sim_rng_next(struct sim_rng *g);
+uint64_t sim_rng_below(struct sim_rng *g, uint64_t n); /* [0, n); 0 if n<2 */
+uint64_t sim_rng_range(struct sim_rng *g, uint64_t lo, uint64_t hi); /* incl. */
+bool sim_rng_ppm(struct sim_rng *g, uint32_t ppm); /* chance ppm / 10^6 */
+uint64_t sim_mix(uint64_t a, uint64_t b); /* deterministic hash of two */
+uint64_t sim_fnv(uint64_t h, const void *p, size_t len);
+#define SIM_FNV_INIT 0xcbf29ce484222325ull
+
+/* ---- parameters of one seed, drawn in run.c ---- */
+
+struct sim_params {
+    unsigned n_nodes;    /* ids 1..n_nodes */
+    unsigned n_founders; /* ids 1..n_founders bootstrap; the rest start empty */
+    unsigned steps;      /* main phase */
+    unsigned spt;        /* steps per tick */
+    unsigned n_keys;
+    unsigned n_clients;
+    const char *profile; /* "calm", "moderate", "hostile" */
+    /* raft config */
+    unsigned heartbeat_ticks;
+    unsigned max_inflight;
+    size_t max_msg_bytes;
+    size_t max_uncommitted;
+    uint64_t snap_threshold;
+    uint64_t snap_trailing;
+    uint32_t snap_chunk;
+    unsigned snap_pad; /* filler bytes in each kv snapshot */
+    /* network, in steps */
+    uint32_t drop_ppm;
+    uint32_t dup_ppm;
+    unsigned lat_min, lat_max;
+    /* faults, chance per step in ppm */
+    uint32_t crash_ppm;
+    uint32_t part_ppm;
+    uint32_t conf_ppm;
+    uint32_t transfer_ppm;
+    uint32_t client_ppm; /* an idle client issues an op */
+    unsigned max_down;   /* nodes down at once */
+    unsigned part_max_steps;
+    unsigned persist_delay_max;
+    unsigned snapshot_delay_max;
+    bool lease_reads;
+    bool boot_ctx; /* bootstrap with member names as context */
+};
+
+/* Options from the command line that override drawn parameters (0: draw). */
+struct sim_opts {
+    unsigned nodes;
+    unsigned steps;
+    unsigned trace_lines; /* printed on failure */
+    bool verbose;         /* print every event as it happens */
+    bool no_lease;
+    bool sabotage_final;  /* selftest: keep everything partitioned */
+};
+
+/* ---- trace (trace.c): a ring of structured events, printed on failure ---- */
+
+enum sim_ev_kind {
+    EV_SEND = 1, EV_DROP, EV_DUP, EV_DELIVER, EV_LOST, EV_STEP_ERR,
+    EV_ROLE, EV_HS, EV_PERSIST, EV_APPLY, EV_SNAP_TAKEN, EV_SNAP_INSTALL,
+    EV_CRASH, EV_RESTART, EV_STOP, EV_PART, EV_HEAL, EV_INVOKE, EV_DONE,
+    EV_PROP, EV_READ, EV_CONF, EV_CONF_APPLIED, EV_TRANSFER, EV_FINAL,
+    EV_NOTE,
+};
+
+struct sim_event {
+    uint64_t step;
+    uint64_t a, b, c, d;
+    uint16_t kind;
+    uint8_t node, peer;
+    uint8_t x;
+    char str[SIM_VAL_MAX - 1];
+};
+
+struct sim_trace {
+    struct sim_event *ring;
+    size_t cap;
+    uint64_t n; /* events ever recorded */
+};
+
+/* ---- network (net.c) ---- */
+
+struct sim_packet {
+    uint64_t at;  /* step to deliver */
+    uint64_t seq; /* ties: send order */
+    uint8_t from, to, type;
+    uint32_t len;
+    uint8_t *buf; /* encoded message, owned */
+};
+
+struct sim_net {
+    struct sim_packet *heap; /* min-heap on (at, seq) */
+    size_t n, cap;
+    uint64_t seq;
+    bool blocked[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1]; /* [from][to] */
+    bool partitioned;
+    uint64_t heal_at;
+    uint32_t drop_ppm, dup_ppm;
+    unsigned lat_min, lat_max;
+};
+
+/* ---- the durable state of a node (disk.c) ---- */
+
+struct sim_ent {
+    uint64_t index, term;
+    uint8_t type;
+    uint32_t len;
+    uint8_t *data; /* owned copy */
+};
+
+/* The stored log: entries [first, first + n); empty log: n == 0 and first is
+ * the index the next entry must have (a gap is a violation). */
+struct sim_log {
+    struct sim_ent *e;
+    size_t n, cap;
+    uint64_t first;
+};
+
+struct sim_snap {
+    struct raft_snap_meta meta; /* meta.index == 0: none */
+    uint8_t *data;              /* meta.size bytes, owned */
+};
+
+struct sim_disk {
+    struct raft_hard_state hs;
+    struct sim_snap cur;  /* the node's snapshot */
+    struct sim_snap prev; /* the one before, for chunks already handed out */
+    struct sim_log log;
+};
+
+void sim_log_free(struct sim_log *l);
+uint64_t sim_log_last(const struct sim_log *l);
+const struct sim_ent *sim_log_at(const struct sim_log *l, uint64_t index);
+uint64_t sim_log_term(const struct sim_log *l, uint64_t index); /* 0: none */
+/* Truncate from e[0].index then append; CRAFT_EINVAL on a gap. Entries at
+ * or below `covered` (the snapshot) that fall before the log are skipped. */
+int sim_log_append(struct sim_log *l, const struct raft_entry *e, size_t n,
+                   uint64_t covered);
+void sim_log_compact(struct sim_log *l, uint64_t keep_from);
+void sim_log_reset(struct sim_log *l, uint64_t first);
+void sim_snap_free(struct sim_snap *s);
+void sim_disk_free(struct sim_disk *d);
+/* A snapshot with meta.index == index among cur and prev, or NULL. */
+const struct sim_snap *sim_disk_find_snap(const struct sim_disk *d,
+                                          uint64_t index);
+
+/* ---- the state machine (kv.c) ---- */
+
+struct sim_kv {
+    uint64_t applied, applied_term;
+    struct raft_conf conf; /* membership as of applied */
+    bool present[SIM_MAX_KEYS];
+    char val[SIM_MAX_KEYS][SIM_VAL_MAX];
+};
+
+enum sim_cmd_op { SIM_CMD_PUT = 'P', SIM_CMD_DEL = 'D' };
+/* Encode a command into buf (at least SIM_VAL_MAX + 4 bytes); its length. */
+size_t sim_kv_encode(uint8_t *buf, int op, unsigned key, const char *value);
+/* Apply one command; CRAFT_ECORRUPT if it does not parse. */
+int sim_kv_apply(struct sim_kv *kv, unsigned n_keys, const uint8_t *p,
+                 size_t len);
+/* Serialize at kv->applied; *out is craft_malloc'd, the caller frees it. */
+int sim_kv_serialize(const struct sim_kv *kv, unsigned pad, uint8_t **out,
+                     size_t *len);
+/* Replace kv with a serialized snapshot; checks its index and term. */
+int sim_kv_restore(struct sim_kv *kv, const uint8_t *p, size_t len,
+                   const struct raft_snap_meta *meta);
+bool sim_kv_equal(const struct sim_kv *a, const struct sim_kv *b);
+bool sim_conf_equal(const struct raft_conf *a, const struct raft_conf *b);
+
+/* ---- a node (node.c) ---- */
+
+enum sim_node_state { SIM_UP = 0, SIM_DOWN, SIM_STOPPED };
+
+/* A snapshot being received, chunk by chunk (volatile: lost on a crash). */
+struct sim_rx {
+    struct raft_snap_meta meta;
+    uint8_t *buf;
+    uint64_t next; /* bytes written contiguously from 0 */
+    bool active, complete;
+};
+
+struct sim_node {
+    uint64_t id;
+    enum sim_node_state state;
+    unsigned incarnation;
+    struct raft *r;
+    struct sim_disk disk;
+    struct sim_kv kv;
+    struct sim_rx rx;
+    /* the ready batch being persisted */
+    bool busy;
+    struct raft_ready rd;
+    uint64_t rd_due;
+    bool rd_apply_later;
+    uint64_t rd_prev_term; /* term before rd.entries[0] when handed out */
+    /* snapshot asked for by want_snapshot */
+    bool snap_pending;
+    uint64_t snap_due;
+    uint64_t restart_at; /* DOWN: when to restart */
+    uint64_t stop_at;    /* removed: when to stop for good (0: never) */
+    /* last observed, for the checkers */
+    struct raft_hard_state last_hs;
+    uint64_t last_commit;
+    enum raft_role role;
+    uint64_t term;
+    uint64_t leader;
+};
+
+struct sim;
+void sim_node_boot(struct sim *s, struct sim_node *n, bool founder);
+void sim_node_process(struct sim *s, struct sim_node *n);
+void sim_node_crash(struct sim *s, struct sim_node *n, bool for_good);
+void sim_node_restart(struct sim *s, struct sim_node *n);
+void sim_node_observe(struct sim *s, struct sim_node *n);
+void sim_node_free(struct sim_node *n);
+/* The snapshot bytes for index, to fill an outgoing chunk; NULL if none. */
+const uint8_t *sim_node_snap_bytes(const struct sim_node *n, uint64_t index,
+                                   uint64_t *size);
+
+/* ---- clients and history (client.c) ---- */
+
+enum sim_op_kind { SIM_OP_PUT = 1, SIM_OP_DELETE, SIM_OP_GET };
+enum sim_outcome { SIM_OK = 0, SIM_FAIL, SIM_UNKNOWN };
+enum sim_stage {
+    SIM_ST_PROPOSED = 1, /* waiting for rd.props */
+    SIM_ST_APPENDED,     /* waiting for the node to apply (index, term) */
+    SIM_ST_READ_ASKED,   /* waiting for rd.reads */
+    SIM_ST_READ_WAIT,    /* waiting for applied >= index */
+    SIM_ST_DONE,
+    SIM_ST_DROPPED,      /* a read that observed nothing */
+};
+
+struct sim_op {
+    uint64_t client;
+    uint8_t key;
+    uint8_t kind;    /* enum sim_op_kind */
+    uint8_t outcome; /* enum sim_outcome */
+    uint8_t stage;   /* enum sim_stage */
+    bool has_value;
+    bool lease;
+    char value[SIM_VAL_MAX];
+    uint64_t invoke, complete;
+    uint64_t node;
+    unsigned incarnation;
+    uint64_t index, term; /* writes: where it was appended; reads: index */
+    uint64_t fp;          /* writes: fingerprint of the command */
+    uint64_t deadline;    /* step */
+};
+
+struct sim_client {
+    uint64_t id;
+    int64_t op; /* index in hist, or -1 when idle */
+    unsigned seq;
+};
+
+struct sim_hist {
+    struct sim_op *ops;
+    size_t n, cap;
+};
+
+void sim_clients_step(struct sim *s);
+void sim_client_on_prop(struct sim *s, struct sim_node *n,
+                        const struct raft_prop_result *pr);
+void sim_client_on_read(struct sim *s, struct sim_node *n,
+                        const struct raft_read_result *rr);
+void sim_client_on_apply(struct sim *s, struct sim_node *n, uint64_t index,
+                         uint64_t term);
+void sim_client_on_restore(struct sim *s, struct sim_node *n);
+void sim_client_serve_reads(struct sim *s, struct sim_node *n);
+void sim_client_on_crash(struct sim *s, struct sim_node *n);
+/* Start an op; returns its hist index or -1. */
+int64_t sim_client_invoke(struct sim *s, struct sim_client *c, int kind,
+                          unsigned key, struct sim_node *n, bool lease);
+bool sim_clients_idle(const struct sim *s);
+void sim_hist_free(struct sim_hist *h);
+struct sim_op *sim_hist_add(struct sim *s);
+
+/* ---- faults and membership (faults.c) ---- */
+
+void sim_faults_step(struct sim *s);
+void sim_heal(struct sim *s);
+void sim_conf_applied(struct sim *s, const struct raft_conf_change *cc,
+                      uint64_t index);
+struct sim_node *sim_leader(struct sim *s);
+
+/* ---- invariants (check.c) ---- */
+
+/* A read-only view of a log, so the checkers run on fabricated logs too. */
+struct sim_logview {
+    const void *ctx;
+    uint64_t (*term_at)(const void *ctx, uint64_t index); /* 0: unknown */
+    uint64_t first, last;
+};
+void sim_logview_of(struct sim_logview *v, const struct raft *r);
+
+struct sim_applied {
+    uint64_t term;
+    uint64_t fp;
+    uint8_t type;
+    bool set;
+};
+
+struct sim_itkey; /* (index, term) -> fingerprint, previous term */
+
+struct sim_check {
+    struct sim_applied *applied; /* by index */
+    size_t cap_applied;
+    uint64_t max_applied;
+    uint64_t *leader_of; /* by term */
+    size_t cap_terms;
+    struct sim_itkey *it; /* open-addressing table */
+    size_t it_cap, it_n;
+    uint64_t elections;
+};
+
+void sim_check_free(struct sim_check *c);
+uint64_t sim_entry_fp(uint8_t type, const void *data, size_t len);
+/* 1. election safety */
+void sim_check_leader(struct sim *s, uint64_t node, uint64_t term);
+/* 2. log matching, on entries being persisted; prev_term: term of the entry
+ * before e[0] in the node's log (0: unknown) */
+void sim_check_entries(struct sim *s, uint64_t node,
+                       const struct raft_entry *e, size_t n,
+                       uint64_t prev_term);
+/* 2'. log matching over the last `window` indices of two logs */
+void sim_check_pair(struct sim *s, uint64_t a, const struct sim_logview *va,
+                    uint64_t b, const struct sim_logview *vb,
+                    unsigned window);
+/* 3. leader completeness, when node becomes leader */
+void sim_check_leader_complete(struct sim *s, uint64_t node,
+                               const struct sim_logview *v);
+/* 4 + 6. state-machine safety, apply order; expect = applied + 1 */
+void sim_check_apply(struct sim *s, uint64_t node, uint64_t expect,
+                     const struct raft_entry *e);
+/* 6. commit index never goes backwards on a live node */
+void sim_check_commit(struct sim *s, uint64_t node, uint64_t *last,
+                      uint64_t commit);
+/* 5. every ok write is applied where it was acknowledged */
+void sim_check_durable_writes(struct sim *s);
+/* hard state: term never decreases, one vote per term */
+void sim_check_hs(struct sim *s, uint64_t node,
+                  const struct raft_hard_state *prev,
+                  const struct raft_hard_state *hs);
+const struct sim_applied *sim_applied_at(const struct sim *s, uint64_t index);
+
+/* ---- linearizability (lin.c) ---- */
+
+void sim_check_linear(struct sim *s);
+
+/* ---- statistics, one run ---- */
+
+struct sim_stats {
+    uint64_t msgs, delivered, dropped, dups;
+    uint64_t crashes, restarts, stops;
+    uint64_t snaps_taken, snaps_installed;
+    uint64_t confs_applied, transfers;
+    uint64_t ops_ok, ops_fail, ops_unknown, reads_ok, reads_dropped;
+    uint64_t lease_reads;
+    uint64_t final_ticks;
+};
+
+/* ---- one run (run.c) ---- */
+
+struct sim {
+    uint64_t seed;
+    struct sim_params p;
+    struct sim_opts o;
+    struct sim_rng rng;
+    uint64_t now;   /* step */
+    uint64_t ticks;
+    uint64_t clock; /* logical clock of client invoke/complete events */
+    bool final_phase;
+    struct sim_node nodes[SIM_MAX_NODES + 1]; /* by id; [0] unused */
+    struct sim_net net;
+    struct sim_client clients[SIM_MAX_CLIENTS];
+    unsigned final_client; /* index of the final-phase client */
+    bool final_done;
+    struct sim_hist hist;
+    struct sim_check chk;
+    struct sim_trace trace;
+    bool retiring[SIM_MAX_NODES + 1]; /* proposed for removal: never re-added */
+    bool removed[SIM_MAX_NODES + 1];  /* its removal is the last change applied */
+    uint64_t conf_seq;
+    uint64_t conf_applied_max; /* highest conf entry seen applied */
+    struct sim_stats st;
+    FILE *out; /* where reports go */
+    bool failed;
+    char inv[32];
+    char why[400];
+    char *detail; /* longer explanation (lincheck), craft_malloc'd */
+};
+
+void sim_init(struct sim *s, uint64_t seed, const struct sim_opts *o,
+              FILE *out);
+/* Run the seed to the end; 0 if every invariant held, -1 otherwise. */
+int sim_run(struct sim *s);
+void sim_destroy(struct sim *s);
+/* Record the first violation (later ones are ignored). */
+void sim_fail(struct sim *s, const char *inv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void sim_report(const struct sim *s, FILE *f);
+void sim_print_params(const struct sim *s, FILE *f);
+static inline uint64_t sim_election_steps(const struct sim *s)
+{
+    return (uint64_t)SIM_ELECTION_TICKS * s->p.spt;
+}
+
+/* trace.c */
+void sim_trace_init(struct sim_trace *t, size_t cap);
+void sim_trace_free(struct sim_trace *t);
+/* Record an event; x is a small kind-specific code (message type, role...). */
+void sim_ev(struct sim *s, int kind, unsigned x, uint64_t node, uint64_t peer,
+            uint64_t a, uint64_t b, uint64_t c, uint64_t d, const char *str);
+void sim_trace_print(const struct sim *s, FILE *f, size_t last);
+void sim_event_format(const struct sim_event *e, char *buf, size_t len);
+
+/* net.c */
+void sim_net_send(struct sim *s, struct sim_node *from,
+                  const struct raft_msg *m);
+void sim_net_deliver(struct sim *s);
+void sim_net_free(struct sim_net *n);
+
+/* selftest.c */
+int sim_selftest(FILE *out);
+
+#endif
