@@ -30,7 +30,7 @@ struct flag_def {
 
 static const struct flag_def DEFS[] = {
     {"election-ticks", K_UINT, FIELD(election_ticks), 2, 1000000, "N",
-     "ticks without a leader before an election (default 10)"},
+     "ticks without a leader before an election (default 20)"},
     {"haddr", K_ADDR, FIELD(haddr), 0, 0, "addr", "HTTP bind address (default \"localhost:11000\")"},
     {"id", K_STR, FIELD(id), 0, 0, "id", "node id (default: the -raddr string)"},
     {"inmem", K_BOOL, FIELD(inmem), 0, 0, NULL, "keep the Raft log in memory only"},
@@ -45,7 +45,7 @@ static const struct flag_def DEFS[] = {
      "how long a write or read may wait for the cluster (default 5000)"},
     {"snapshot-threshold", K_UINT, FIELD(snapshot_threshold), 1, UINT64_MAX, "N",
      "log entries between snapshots (default 8192)"},
-    {"tick-ms", K_UINT, FIELD(tick_ms), 1, 60000, "N", "milliseconds per Raft tick (default 100)"},
+    {"tick-ms", K_UINT, FIELD(tick_ms), 1, 60000, "N", "milliseconds per Raft tick (default 50)"},
     {"version", K_BOOL, FIELD(version), 0, 0, NULL, "print the version and exit"},
 };
 
@@ -58,8 +58,8 @@ static void set_defaults(struct flags *f)
     f->raddr = "localhost:12000";
     f->log_level = CRAFT_LOG_INFO;
     f->snapshot_threshold = 8192;
-    f->tick_ms = 100;
-    f->election_ticks = 10;
+    f->tick_ms = 50;
+    f->election_ticks = 20;
     f->request_timeout_ms = 5000;
     f->max_body = 1024 * 1024;
 }

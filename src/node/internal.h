@@ -125,6 +125,7 @@ void node__on_apply(struct node *n, const struct raft_entry *e);
 void node__on_snapshot_installed(struct node *n);
 void node__requests_tick(struct node *n);
 void node__requests_fail_all(struct node *n, int status, const char *why);
+void node__requests_leader_changed(struct node *n);
 struct node__req *node__req_new(struct node *n, int kind,
                                 struct http_req *http);
 void node__req_done(struct node *n, struct node__req *q);

@@ -49,6 +49,8 @@ static void log_soft(struct node *n)
         s.term == n->soft.term)
         return;
     const struct kv_member *m = kv_member_by_raft_id(n->kv, s.leader);
+    if (s.leader != n->soft.leader)
+        node__requests_leader_changed(n);
     if (s.role != n->soft.role || s.leader != n->soft.leader)
         CRAFT_INFO(&n->log, "%s in term %llu, leader %s", raft_role_name(s.role),
                    (unsigned long long)s.term,
@@ -86,13 +88,19 @@ static int start_core(struct node *n)
     int rv = stor_open(&so, &n->stor, &p);
     if (rv)
         return rv;
-    bool fresh = p.hs.term == 0 && p.n_entries == 0 && p.snap.index == 0;
+    /* Entries without a durable term are a torn first write (raft_new
+     * ignores them): the node starts afresh. */
+    bool fresh = p.hs.term == 0 && p.snap.index == 0;
     struct raft_config cfg = {
         .id = n->raft_id,
         .seed = n->raft_id ^ (uint64_t)uv_hrtime(),
         .election_ticks = n->o.election_ticks,
         .heartbeat_ticks = n->o.heartbeat_ticks,
         .snapshot_threshold = n->o.snapshot_threshold,
+        /* Keep a window of log behind each snapshot so that a briefly
+         * lagging follower catches up from the log, not a whole snapshot. */
+        .snapshot_trailing = n->o.snapshot_threshold / 2 < 1024
+                                 ? n->o.snapshot_threshold / 2 + 1 : 1024,
     };
     rv = raft_new(&cfg, fresh ? NULL : &p, &n->raft);
     stor_release_persisted(n->stor);
@@ -213,12 +221,16 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
     n->join = o->join && *o->join ? dup_str(o->join) : NULL;
     n->dir = dup_str(o->dir ? o->dir : "");
     n->o.log = &n->log;
+    /* Defaults: an election timeout of 1-2 s, as etcd and hraftd, a
+     * heartbeat every 100 ms, and 50 ms ticks so that two followers rarely
+     * time out in the same tick (a split vote costs another timeout). */
     if (n->o.tick_ms == 0)
-        n->o.tick_ms = 100;
+        n->o.tick_ms = 50;
     if (n->o.election_ticks == 0)
-        n->o.election_ticks = 10;
+        n->o.election_ticks = 20;
     if (n->o.heartbeat_ticks == 0)
-        n->o.heartbeat_ticks = 1;
+        n->o.heartbeat_ticks = n->o.election_ticks >= 10
+                                   ? n->o.election_ticks / 10 : 1;
     if (n->o.request_timeout_ms == 0)
         n->o.request_timeout_ms = 5000;
     if (n->o.snapshot_threshold == 0)

@@ -23,9 +23,9 @@ struct node_opts {
     const char *dir;       /* data directory */
     bool inmem;            /* keep the log and snapshots in memory */
     uint64_t snapshot_threshold; /* entries between snapshots; 0: 8192 */
-    unsigned tick_ms;      /* one Raft tick; 0: 100 */
-    unsigned election_ticks; /* 0: 10 */
-    unsigned heartbeat_ticks; /* 0: 1 */
+    unsigned tick_ms;      /* one Raft tick; 0: 50 */
+    unsigned election_ticks; /* 0: 20 */
+    unsigned heartbeat_ticks; /* 0: election_ticks / 10 */
     unsigned request_timeout_ms; /* 0: 5000 */
     size_t max_body;       /* HTTP body limit; 0: 1 MiB */
     const struct craft_logger *log;

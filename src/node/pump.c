@@ -141,6 +141,7 @@ static void finish_batch(struct node *n)
 {
     struct raft_ready *rd = &n->rd;
     if (rd->snap_chunk != NULL && rd->snap_chunk->last) {
+        node__snapshot_cancel(n); /* a local one would be older */
         int rv = node__snapshot_restore(n, rd->snap_chunk->meta.index);
         if (rv) {
             CRAFT_ERROR(&n->log, "cannot load the snapshot received: %s",
@@ -155,6 +156,8 @@ static void finish_batch(struct node *n)
     n->rd_out = false;
     node__snapshot_maybe(n);
 }
+
+static void pump_batches(struct node *n);
 
 static int save_job(struct node *n, void *arg)
 {
@@ -177,6 +180,13 @@ static void save_done(struct node *n, void *arg, int rc)
 }
 
 void node__pump(struct node *n)
+{
+    pump_batches(n);
+    if (n->peers)
+        peer_transport_flush(n->peers);
+}
+
+static void pump_batches(struct node *n)
 {
     while (!n->rd_out && raft_has_ready(n->raft)) {
         struct raft_ready *rd = &n->rd;

@@ -362,6 +362,31 @@ void node__requests_tick(struct node *n)
     }
 }
 
+/* The leader changed. A read or proposal forwarded to the old one whose
+ * answer has not come will never get one: a read is simply asked again;
+ * a write may or may not have been appended there, so it is not proposed
+ * again (it could apply twice) but answered now instead of at its
+ * deadline. */
+void node__requests_leader_changed(struct node *n)
+{
+    for (struct node__req *q = n->head, *next; q; q = next) {
+        next = q->next;
+        if (!q->issued || q->index != 0)
+            continue;
+        if (q->kind == NODE__GET) {
+            q->retry = true;
+        } else if (q->kind == NODE__WRITE) {
+            http_reply_error(q->http, 503, "the leader changed before the "
+                             "write was placed; it may or may not have been "
+                             "applied");
+            node__req_done(n, q);
+        } else if (q->kind != NODE__TRANSFER) {
+            q->issued = false; /* membership: looked at again */
+            q->retry = true;
+        }
+    }
+}
+
 void node__requests_fail_all(struct node *n, int status, const char *why)
 {
     while (n->head) {

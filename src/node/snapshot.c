@@ -47,6 +47,10 @@ static void commit_done(struct node *n, void *arg, int rc)
         craft_free(c);
         return;
     }
+    if (c->meta.index <= raft_snapshot(n->raft)->index) {
+        craft_free(c); /* overtaken by a snapshot from the leader */
+        return;
+    }
     uint64_t *keep = craft_malloc(sizeof *keep);
     int rv = raft_snapshot_taken(n->raft, c->meta.index, c->meta.size, keep);
     if (rv == 0 && keep != NULL) {
@@ -118,15 +122,17 @@ void node__snapshot_poll(struct node *n)
         return;
     }
     struct snap_commit *c = craft_calloc(1, sizeof *c);
-    if (c == NULL || node__job(n, commit_job, commit_done, c) != 0) {
-        craft_free(c);
-        stor_snap_abort(n->snap_w);
-        n->snap_w = NULL;
-        n->snap_busy = false;
-        return;
+    if (c != NULL) {
+        c->w = n->snap_w; /* before the job can start on a worker thread */
+        if (node__job(n, commit_job, commit_done, c) == 0) {
+            n->snap_w = NULL;
+            return;
+        }
     }
-    c->w = n->snap_w;
+    craft_free(c);
+    stor_snap_abort(n->snap_w);
     n->snap_w = NULL;
+    n->snap_busy = false;
 }
 
 void node__snapshot_cancel(struct node *n)
@@ -139,6 +145,7 @@ void node__snapshot_cancel(struct node *n)
     if (n->snap_w) {
         stor_snap_abort(n->snap_w);
         n->snap_w = NULL;
+        n->snap_busy = false; /* (a commit already queued stays busy) */
     }
 }
 

@@ -47,11 +47,18 @@ static void set_options(struct peer_transport *t, const struct peer_opts *o)
 }
 
 /* The flusher runs after each loop iteration's callbacks, so everything
- * sent during one iteration goes out in one write per peer. */
+ * sent during one iteration goes out in one write per peer. A caller that
+ * sends from its own check handle flushes itself (peer_transport_flush):
+ * libuv does not run a check handle started during the check phase until
+ * the next iteration, after the poll may have slept until a timer. */
 static void on_flush(uv_check_t *h)
 {
-    struct peer_transport *t = h->data;
-    uv_check_stop(h);
+    peer_transport_flush(h->data);
+}
+
+void peer_transport_flush(struct peer_transport *t)
+{
+    uv_check_stop(&t->flusher);
     for (struct peer__out *p = t->peers; p != NULL; p = p->next)
         peer__out_flush(p);
 }

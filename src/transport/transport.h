@@ -130,6 +130,11 @@ int peer_remove(struct peer_transport *t, uint64_t id);
 int peer_send(struct peer_transport *t, uint64_t id, const uint8_t *buf,
               size_t len);
 
+/* Start writing everything queued now, instead of at the end of this loop
+ * iteration. For callers that send from a uv_check callback of their own
+ * (a check started during the check phase runs only after the next poll). */
+void peer_transport_flush(struct peer_transport *t);
+
 /* Counters of peer id. Returns 0 or CRAFT_ENOTFOUND. */
 int peer_get_stats(const struct peer_transport *t, uint64_t id,
                    struct peer_stats *out);
