@@ -1,0 +1,144 @@
+"""The daemon as a process: the command line, -inmem, the data directory
+lock, clean shutdown on SIGTERM/SIGINT and restart from disk."""
+import os
+import signal
+import subprocess
+
+from conftest import (CRAFTD, assert_all_present, free_ports, get_key, missing_keys, set_keys,
+                      wait_until)
+
+
+def run_cli(*args, timeout=10):
+    return subprocess.run([CRAFTD, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                          timeout=timeout, text=True)
+
+
+def test_cli(tmp_path):
+    d = str(tmp_path / "data")
+    for h in ("-h", "-help", "--help"):
+        r = run_cli(h)
+        assert r.returncode == 0, (h, r)
+        assert "-haddr" in r.stderr and "-raddr" in r.stderr and "-join" in r.stderr, r.stderr
+    r = run_cli("-version")
+    assert r.returncode == 0 and r.stdout.startswith("craftd "), r
+
+    r = run_cli("-bogus", d)
+    assert r.returncode == 2, r
+    assert "-bogus" in r.stderr and "-haddr" in r.stderr, r.stderr  # message + usage
+    for args in (["-tick-ms", "abc", d], ["-inmem=maybe", d], ["-log-level", "loud", d],
+                 [d, "-id", "x"], ["-id"]):
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r)
+        assert r.stderr.strip(), (args, r)
+
+    r = run_cli()
+    assert r.returncode == 1, r
+    assert "director" in r.stderr.lower(), r.stderr
+    r = run_cli("-id", "node0")
+    assert r.returncode == 1, r
+    assert not os.path.exists(d), "a failed command line must not create anything"
+
+    # a data directory that is a file: refused, non-zero, with a message
+    f = tmp_path / "file"
+    f.write_text("x")
+    hp, rp = free_ports(2)
+    r = run_cli("-haddr", f"127.0.0.1:{hp}", "-raddr", f"127.0.0.1:{rp}", str(f))
+    assert r.returncode != 0, r
+    assert r.stderr.strip(), r
+
+
+def test_data_dir_created_0700(cluster, tmp_path):
+    nested = str(tmp_path / "a" / "b" / "c")
+    n = cluster.add("n", datadir=nested).start()
+    n.wait_ready()
+    assert os.path.isdir(nested)
+    assert os.stat(nested).st_mode & 0o777 == 0o700, oct(os.stat(nested).st_mode)
+    assert set_keys(n.haddr, {"k": "v"}).status == 200
+    assert get_key(n.haddr, "k") == (200, "v")
+
+
+def files_under(path):
+    out = {}
+    for root, _, names in os.walk(path):
+        for name in names:
+            p = os.path.join(root, name)
+            out[os.path.relpath(p, path)] = os.path.getsize(p)
+    return out
+
+
+def test_inmem(cluster, report):
+    n = cluster.add("mem", extra=["-inmem"]).start()
+    n.wait_ready()
+    for i in range(50):
+        assert set_keys(n.haddr, {f"m{i}": f"v{i}"}).status == 200
+    for i in range(50):
+        assert get_key(n.haddr, f"m{i}") == (200, f"v{i}")
+    running = files_under(n.dir)
+    assert n.stop() == 0
+    stopped = files_under(n.dir)
+    report(f"-inmem files while running: {running}; after stop: {stopped}")
+    for files in (running, stopped):
+        # nothing but the directory (and at most an empty lock file)
+        extra = {p: s for p, s in files.items() if not ("lock" in p.lower() and s == 0)}
+        assert not extra, f"-inmem wrote to disk: {extra}"
+
+
+def test_second_process_on_same_dir_refused(cluster):
+    a = cluster.add("a").start()
+    a.wait_ready()
+    b = cluster.add("b", datadir=a.dir).start()  # other ports, same directory
+    try:
+        rc = b.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("a second craftd on the same data directory kept running")
+    assert rc != 0, rc
+    log = b.log_text().lower()
+    assert "in use" in log or "lock" in log, b.log_tail(20)
+    # the first one is unharmed
+    assert set_keys(a.haddr, {"k": "v"}).status == 200
+    assert get_key(a.haddr, "k") == (200, "v")
+
+
+def test_sigterm_single_node_clean_and_restart(cluster):
+    n = cluster.add("solo").start()
+    n.wait_ready()
+    acked = {}
+    for i in range(200):
+        if set_keys(n.haddr, {f"t{i}": f"v{i}"}).status == 200:
+            acked[f"t{i}"] = f"v{i}"
+    assert len(acked) == 200
+    assert n.stop() == 0, "SIGTERM must exit 0"
+    assert "shutting down" in n.log_text()
+    n.start()
+    n.wait_ready()
+    lost = missing_keys(n.haddr, acked)
+    assert not lost, f"lost {len(lost)} acknowledged writes over a restart, e.g. {lost[:5]}"
+    # SIGINT is a clean stop as well
+    n.signal(signal.SIGINT)
+    assert n.proc.wait(timeout=10) == 0
+
+
+def test_sigterm_whole_cluster_and_restart(cluster):
+    nodes = cluster.start(3)
+    acked = {}
+    for i in range(100):
+        addr = nodes[i % 3].haddr
+        if set_keys(addr, {f"c{i}": f"v{i}"}).status == 200:
+            acked[f"c{i}"] = f"v{i}"
+    assert len(acked) == 100
+    # the leader first: the others then stop without a leader, still cleanly
+    leader = cluster.leader()
+    order = [leader] + [n for n in nodes if n is not leader]
+    for n in order:
+        assert n.stop() == 0, f"{n.name} did not exit 0 on SIGTERM"
+    # restart with the very same commands (two of them still carry -join)
+    for n in nodes:
+        n.start()
+    for n in nodes:
+        n.wait_ready(timeout=20)
+    cluster.wait_members(nodes)
+    assert_all_present(cluster, nodes, acked)
+    assert set_keys(nodes[1].haddr, {"again": "1"}).status == 200
+    for n in nodes:
+        wait_until(f"{n.name} has again",
+                   lambda n=n: get_key(n.haddr, "again", level="none") == (200, "1"), 5)
