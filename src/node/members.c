@@ -71,7 +71,7 @@ void node__apply_conf(struct node *n, const struct raft_entry *e)
         }
         return;
     }
-    const char *what = cc.op == RAFT_CONF_ADD_VOTER ? "voter" : "learner";
+    const char *what = cc.op == RAFT_CONF_ADD_LEARNER ? "learner" : "voter";
     if (cc.ctx_len == 0) {
         const struct kv_member *m = kv_member_by_raft_id(n->kv, cc.node);
         CRAFT_INFO(&n->log, "member %s is now a %s", m ? m->id : "?", what);
@@ -111,7 +111,7 @@ void node__promote_learners(struct node *n)
             continue;
         if (match + 64 < raft_commit_index(n->raft))
             continue;
-        struct raft_conf_change cc = {.op = RAFT_CONF_ADD_VOTER,
+        struct raft_conf_change cc = {.op = RAFT_CONF_PROMOTE,
                                       .node = c->learners[i]};
         (void)raft_propose_conf(n->raft, 0, &cc); /* EBUSY: next tick */
         return;

@@ -335,10 +335,14 @@ void node__requests_tick(struct node *n)
         next = q->next;
         if (q->deadline > now)
             continue;
-        if (q->kind == NODE__WRITE && q->index != 0)
-            http_reply_error(q->http, 503, "not committed in time (no "
-                             "quorum?); the write may still happen");
-        else if (raft_soft(n->raft).leader == RAFT_NONE)
+        bool placed = q->index != 0 || q->issued; /* or maybe placed */
+        bool no_leader = raft_soft(n->raft).leader == RAFT_NONE;
+        if ((q->kind == NODE__WRITE || q->kind == NODE__REMOVE) && placed)
+            http_reply_error(q->http, no_leader ? 503 : 504,
+                             "not committed in time (%s); it may or may "
+                             "not have been applied",
+                             no_leader ? "no leader" : "no quorum?");
+        else if (no_leader)
             http_reply_error(q->http, 503, "no leader");
         else
             http_reply_error(q->http, 504, "timed out");

@@ -441,7 +441,7 @@ size_t raft_conf_change_size(const struct raft_conf_change *cc)
 void raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t *buf)
 {
     /* What the decoder would refuse is a bug of the proposer. */
-    assert(cc->op >= RAFT_CONF_ADD_VOTER && cc->op <= RAFT_CONF_FOUNDER);
+    assert(cc->op >= RAFT_CONF_ADD_VOTER && cc->op <= RAFT_CONF_PROMOTE);
     assert(cc->node != RAFT_NONE);
     assert(cc->ctx != NULL || cc->ctx_len == 0);
     uint8_t *p = buf;
@@ -465,7 +465,7 @@ int raft_conf_change_decode(const uint8_t *buf, size_t len,
     uint8_t op = buf[1];
     uint64_t node = craft_get64(buf + 2);
     uint32_t ctx_len = craft_get32(buf + 10);
-    if (op < RAFT_CONF_ADD_VOTER || op > RAFT_CONF_FOUNDER ||
+    if (op < RAFT_CONF_ADD_VOTER || op > RAFT_CONF_PROMOTE ||
         node == RAFT_NONE || ctx_len != len - CC_HDR)
         return CRAFT_ECORRUPT; /* ctx_len must cover exactly the rest */
     cc->op = op;

@@ -48,6 +48,12 @@ int raft_conf_apply(struct raft_conf *c, const struct raft_conf_change *cc)
             return CRAFT_ETOOBIG;
         c->voters[c->n_voters++] = cc->node;
         return 0;
+    case RAFT_CONF_PROMOTE:
+        if (l < 0)
+            return v >= 0 ? CRAFT_EEXISTS : CRAFT_ENOTFOUND;
+        drop(c->learners, &c->n_learners, l);
+        c->voters[c->n_voters++] = cc->node;
+        return 0;
     case RAFT_CONF_ADD_LEARNER:
         if (v >= 0 || l >= 0)
             return CRAFT_EEXISTS;

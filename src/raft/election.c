@@ -38,12 +38,17 @@ void raft__campaign(struct raft *r, bool pre, bool transfer)
         raft__become_pre_candidate(r);
     else
         raft__become_candidate(r);
-    struct raft__progress *self = raft__pr(r, r->id);
-    if (self != NULL)
-        self->vote = 1; /* else we are leaving: only the others count */
-    if (tally(r) > 0) {
-        won(r, pre);
-        return;
+    /* Our own vote counts at once in a pre-vote; in a real election only
+     * once it is durable (raft__self_vote_durable), like anyone's vote:
+     * else a crash could let us vote twice in this term. */
+    if (pre) {
+        struct raft__progress *self = raft__pr(r, r->id);
+        if (self != NULL)
+            self->vote = 1; /* else we are leaving: only others count */
+        if (tally(r) > 0) {
+            won(r, pre);
+            return;
+        }
     }
     uint64_t last = raft__log_last(&r->log);
     uint64_t last_term = raft__log_term(&r->log, last);
@@ -83,6 +88,18 @@ void raft__handle_vote(struct raft *r, const struct raft_msg *m)
         r->vote = m->from;
         raft__send_after(r, resp); /* the vote must be durable first */
     }
+}
+
+/* The batch holding our vote for ourselves is durable: count it. */
+void raft__self_vote_durable(struct raft *r)
+{
+    struct raft__progress *self = raft__pr(r, r->id);
+    if (self == NULL || self->vote != 0)
+        return;
+    self->vote = 1;
+    int t = tally(r);
+    if (t > 0)
+        won(r, false);
 }
 
 void raft__handle_vote_resp(struct raft *r, const struct raft_msg *m)

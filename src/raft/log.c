@@ -180,7 +180,8 @@ void raft__log_compact(struct raft *r, uint64_t to)
     uint64_t term = raft__log_term(l, to);
     for (size_t i = 0; i < k; i++)
         raft__free_data(r, (void *)l->ents[i].data);
-    memmove(l->ents, l->ents + k, (l->n - k) * sizeof *l->ents);
+    if (l->n > k)
+        memmove(l->ents, l->ents + k, (l->n - k) * sizeof *l->ents);
     l->n -= k;
     l->offset = to;
     l->offset_term = term;
@@ -199,7 +200,8 @@ void raft__log_restore(struct raft *r, uint64_t index, uint64_t term)
         raft__drop_acks(r, index + 1);
     for (size_t i = 0; i < l->n - keep; i++)
         raft__free_data(r, (void *)l->ents[i].data);
-    memmove(l->ents, l->ents + (l->n - keep), keep * sizeof *l->ents);
+    if (keep > 0)
+        memmove(l->ents, l->ents + (l->n - keep), keep * sizeof *l->ents);
     l->n = keep;
     l->offset = index;
     l->offset_term = term;

@@ -113,7 +113,7 @@ int raft_propose_conf(struct raft *r, uint64_t id,
                       const struct raft_conf_change *cc)
 {
     if (cc->node == RAFT_NONE || cc->op < RAFT_CONF_ADD_VOTER ||
-        cc->op > RAFT_CONF_REMOVE)
+        cc->op > RAFT_CONF_PROMOTE || cc->op == RAFT_CONF_FOUNDER)
         return CRAFT_EINVAL;
     size_t len = raft_conf_change_size(cc);
     uint8_t *buf = craft_malloc(len);

@@ -103,6 +103,9 @@ enum raft_conf_op {
      * these entries must not believe in a configuration that never was
      * (a prefix {n1} of founders {n1,n2,n3} would let n1 lead alone). */
     RAFT_CONF_FOUNDER = 4,
+    /* Make a learner a voter; refused (CRAFT_ENOTFOUND) for anyone else,
+     * so that a late promotion cannot bring back a removed node. */
+    RAFT_CONF_PROMOTE = 5,
 };
 
 /* The payload of a RAFT_ENTRY_CONF entry, encoded by raft_conf_change_encode:

@@ -194,6 +194,7 @@ struct raft {
     bool ready_out;
     struct raft__arena ready_arena;
     uint64_t ready_last;   /* last entry index it asked to persist */
+    struct raft_hard_state ready_hs; /* the hard state it made durable */
     uint64_t stable_cap;   /* truncations meanwhile cap what it made stable */
     bool ready_snap_last;  /* it carried the last chunk of a snapshot */
     void **limbo;          /* entry data freed while it was out */
@@ -221,6 +222,7 @@ void raft__step_follower(struct raft *r, const struct raft_msg *m);
 void raft__campaign(struct raft *r, bool pre, bool transfer);
 void raft__handle_vote(struct raft *r, const struct raft_msg *m);
 void raft__handle_vote_resp(struct raft *r, const struct raft_msg *m);
+void raft__self_vote_durable(struct raft *r);
 int raft__transfer(struct raft *r, uint64_t target);
 void raft__abort_transfer(struct raft *r);
 void raft__maybe_timeout_now(struct raft *r, struct raft__progress *pr);

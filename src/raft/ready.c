@@ -237,6 +237,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
     r->ready_arena = r->arena;
     r->arena = tmp;
     r->ready_out = true;
+    r->ready_hs = r->prev_hs;
     r->ready_last = raft__log_last(l);
     r->stable_cap = UINT64_MAX;
 }
@@ -255,6 +256,9 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
         craft_free(r->limbo[i]);
     r->n_limbo = 0;
     raft__arena_reset(&r->ready_arena);
+    if (r->role == RAFT_CANDIDATE && r->ready_hs.term == r->term &&
+        r->ready_hs.vote == r->id)
+        raft__self_vote_durable(r);
     if (r->role == RAFT_LEADER) {
         struct raft__progress *self = raft__pr(r, r->id);
         if (self != NULL)

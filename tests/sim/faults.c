@@ -134,7 +134,7 @@ static void conf_change(struct sim *s)
                 !in_list(conf->learners, conf->n_learners, id))
                 cand[nc++] = id;
     } else if (what < 70) {
-        op = RAFT_CONF_ADD_VOTER; /* promote a learner */
+        op = RAFT_CONF_PROMOTE;
         for (uint32_t i = 0; i < conf->n_learners; i++)
             if (!s->retiring[conf->learners[i]])
                 cand[nc++] = conf->learners[i];
@@ -233,12 +233,29 @@ void sim_heal(struct sim *s)
             sim_node_restart(s, &s->nodes[id]);
 }
 
+/* Does any live node's configuration (in force: appended) hold id? */
+static bool in_any_conf(struct sim *s, unsigned id)
+{
+    for (unsigned i = 1; i <= s->p.n_nodes; i++) {
+        const struct sim_node *n = &s->nodes[i];
+        if (i == id || n->state != SIM_UP)
+            continue;
+        const struct raft_conf *c = raft_conf(n->r);
+        if (in_list(c->voters, c->n_voters, id) ||
+            in_list(c->learners, c->n_learners, id))
+            return true;
+    }
+    return false;
+}
+
 void sim_faults_step(struct sim *s)
 {
     for (unsigned id = 1; id <= s->p.n_nodes && !s->failed; id++) {
         struct sim_node *n = &s->nodes[id];
         if (n->stop_at && !s->removed[id])
             n->stop_at = 0;
+        if (n->stop_at && s->now >= n->stop_at && in_any_conf(s, id))
+            n->stop_at = s->now + sim_election_steps(s); /* re-added since */
         if (n->stop_at && s->now >= n->stop_at && n->state != SIM_STOPPED) {
             if (n->state == SIM_UP)
                 sim_node_crash(s, n, true);

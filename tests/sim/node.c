@@ -275,6 +275,9 @@ static void apply_one(struct sim *s, struct sim_node *n,
         /* The applied configuration: founders count as they commit. */
         if (!err && cc.op == RAFT_CONF_FOUNDER)
             cc.op = RAFT_CONF_ADD_VOTER;
+        if (!err && cc.op == RAFT_CONF_PROMOTE &&
+            !raft_conf_is_learner(&n->kv.conf, cc.node))
+            break; /* refused by the core too: no change */
         if (!err)
             err = raft_conf_apply(&n->kv.conf, &cc);
         if (!err)

@@ -77,6 +77,7 @@ static const char *conf_op_name(uint64_t op)
            : op == RAFT_CONF_ADD_LEARNER ? "add-learner"
            : op == RAFT_CONF_REMOVE      ? "remove"
            : op == RAFT_CONF_FOUNDER     ? "founder"
+           : op == RAFT_CONF_PROMOTE     ? "promote"
                                          : "?";
 }
 

@@ -830,7 +830,7 @@ static void test_cc_rejects(void **state)
     assert_int_equal(cc_decode_copy(buf, len, &d), CRAFT_EVERSION);
     assert_int_equal(cc_decode_copy(buf, 1, &d), CRAFT_EVERSION);
     buf[0] = 1;
-    const uint8_t ops[] = {0, 5, 255};
+    const uint8_t ops[] = {0, 6, 255};
     for (size_t i = 0; i < sizeof ops; i++) {
         buf[1] = ops[i];
         assert_int_equal(cc_decode_copy(buf, len, &d), CRAFT_ECORRUPT);
