@@ -338,7 +338,7 @@ void node__requests_tick(struct node *n)
         bool placed = q->index != 0 || q->issued; /* or maybe placed */
         bool no_leader = raft_soft(n->raft).leader == RAFT_NONE;
         if ((q->kind == NODE__WRITE || q->kind == NODE__REMOVE) && placed)
-            http_reply_error(q->http, no_leader ? 503 : 504,
+            http_reply_error(q->http, 503,
                              "not committed in time (%s); it may or may "
                              "not have been applied",
                              no_leader ? "no leader" : "no quorum?");

@@ -65,8 +65,8 @@ static void test_defaults(void **state)
     assert_false(f.version);
     assert_int_equal(f.log_level, CRAFT_LOG_INFO);
     assert_int_equal(f.snapshot_threshold, 8192);
-    assert_int_equal(f.tick_ms, 100);
-    assert_int_equal(f.election_ticks, 10);
+    assert_int_equal(f.tick_ms, 50);
+    assert_int_equal(f.election_ticks, 20);
     assert_int_equal(f.request_timeout_ms, 5000);
     assert_int_equal(f.max_body, 1024 * 1024);
 }
