@@ -1,0 +1,267 @@
+"""Client workloads for the fault tests and the checks of their histories.
+
+Registers: threads put unique values to a few keys and read them back at
+level=linearizable (plus some level=none, and level=weak when asked) from
+random nodes; every operation is recorded with time.monotonic_ns() invoke and
+complete times and its outcome, in build/lincheck's JSON-lines format.
+A set: threads write unique keys; at the end each acknowledged key must be
+readable from every node, and no key whose write definitely failed may be.
+
+Outcomes of a write: 200 = ok; 504, a client timeout, a reset connection,
+a 503 "not committed in time" or any 503 saying the write "may" have
+happened, 5xx other than 503 = unknown; connection refused and other 503s
+("no leader", "shutting down", "write lost in a leader change; not
+applied") = fail (did not happen).
+"""
+import json
+import re
+import random
+import subprocess
+import threading
+import time
+
+from harness import CLIENT_TIMEOUT, LINCHECK, key_path, request
+
+LIN_LEVELS = ("linearizable", "weak")
+
+
+def classify_write(st, doc):
+    if st == 200:
+        return "ok"
+    err = (doc or {}).get("error", "") if isinstance(doc, dict) else ""
+    if st == 503 and "not committed in time" not in err and not re.search(r"\bmay\b", err):
+        return "fail"
+    if 400 <= st < 500:
+        return "fail"
+    return "unknown"
+
+
+class History:
+    """All operations of a run, thread-safe."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ops = []
+        self.next_client = 0
+
+    def new_client(self):
+        with self.lock:
+            self.next_client += 1
+            return self.next_client
+
+    def add(self, op):
+        with self.lock:
+            self.ops.append(op)
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.ops)
+
+
+class Workload:
+    """Register and set clients against a cluster, until stop()."""
+
+    def __init__(self, cluster, history, reg_clients=3, set_clients=1, keys=3,
+                 weak_share=0.0, none_share=0.15, pace=0.0):
+        self.cluster = cluster
+        self.history = history
+        self.keys = [f"r{i}" for i in range(keys)]
+        self.weak_share = weak_share
+        self.none_share = none_share
+        self.pace = pace
+        self.stop_ev = threading.Event()
+        self.threads = []
+        self.errors = []
+        for _ in range(reg_clients):
+            self.threads.append(threading.Thread(target=self._guard, args=(self._register,),
+                                                 daemon=True))
+        for _ in range(set_clients):
+            self.threads.append(threading.Thread(target=self._guard, args=(self._set,),
+                                                 daemon=True))
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(timeout=CLIENT_TIMEOUT + 5)
+        if self.errors:
+            raise AssertionError(f"client thread crashed: {self.errors[0]}")
+
+    def _guard(self, fn):
+        try:
+            fn(random.Random())
+        except Exception as e:  # recorded; stop() raises it
+            self.errors.append(repr(e))
+
+    def _node(self, rng):
+        nodes = [n for n in self.cluster.nodes if n.alive()] or self.cluster.nodes
+        return rng.choice(nodes)
+
+    def _write(self, client, node, key, value, kind):
+        inv = time.monotonic_ns()
+        try:
+            st, doc = request(node.haddr, "POST", "/key", {key: value})
+            outcome = classify_write(st, doc)
+            err = (doc or {}).get("error") if isinstance(doc, dict) else None
+        except ConnectionRefusedError as e:  # never sent: a node that is down
+            st, outcome, err = None, "fail", repr(e)
+            time.sleep(0.1)
+        except OSError as e:
+            st, outcome, err = None, "unknown", repr(e)
+        comp = time.monotonic_ns()
+        op = {"client": client, "key": key, "op": "put", "value": value, "invoke": inv,
+              "complete": comp if outcome == "ok" else None, "outcome": outcome,
+              "node": node.id, "status": st, "error": err, "kind": kind, "end": comp}
+        self.history.add(op)
+        return outcome
+
+    def _read(self, client, node, key, level, kind):
+        inv = time.monotonic_ns()
+        try:
+            st, doc = request(node.haddr, "GET", key_path(key, level))
+        except OSError as e:
+            st, doc = None, {"error": repr(e)}
+            if isinstance(e, ConnectionRefusedError):
+                time.sleep(0.1)
+        comp = time.monotonic_ns()
+        if st == 200 and isinstance(doc, dict) and key in doc:
+            outcome, value = "ok", doc[key]
+        elif st == 404:
+            outcome, value = "ok", None
+        else:
+            outcome, value = "fail", None
+        self.history.add({"client": client, "key": key, "op": "get", "value": value,
+                          "invoke": inv, "complete": comp if outcome == "ok" else None,
+                          "outcome": outcome, "node": node.id, "status": st, "level": level,
+                          "error": (doc or {}).get("error") if isinstance(doc, dict) else None,
+                          "kind": kind, "end": comp})
+
+    def hammer(self, node, level, secs):
+        """A thread reading every key at `level` from `node` only, for secs
+        (recorded as register reads); returns the thread."""
+        def loop():
+            client = self.history.new_client()
+            end = time.monotonic() + secs
+            while time.monotonic() < end and not self.stop_ev.is_set():
+                for key in self.keys:
+                    self._read(client, node, key, level, "register")
+        t = threading.Thread(target=self._guard, args=(lambda rng: loop(),), daemon=True)
+        t.start()
+        self.threads.append(t)
+        return t
+
+    def _register(self, rng):
+        client = self.history.new_client()
+        seq = 0
+        while not self.stop_ev.is_set():
+            key = rng.choice(self.keys)
+            node = self._node(rng)
+            x = rng.random()
+            if x < 0.45:
+                seq += 1
+                if self._write(client, node, key, f"c{client}-{seq}", "register") == "unknown":
+                    client = self.history.new_client()  # a crashed process, as in Jepsen
+            elif x < 0.45 + self.none_share:
+                self._read(client, node, key, "none", "register")
+            elif x < 0.45 + self.none_share + self.weak_share:
+                self._read(client, node, key, "weak", "register")
+            else:
+                self._read(client, node, key, "linearizable", "register")
+            if self.pace:
+                time.sleep(self.pace)
+
+    def _set(self, rng):
+        client = self.history.new_client()
+        seq = 0
+        while not self.stop_ev.is_set():
+            seq += 1
+            self._write(client, self._node(rng), f"s{client}-{seq}", "x", "set")
+            if self.pace:
+                time.sleep(self.pace)
+
+
+# ---- Checks -------------------------------------------------------------------
+
+def counts(ops):
+    c = {}
+    for op in ops:
+        k = f"{op['kind']}-{op['op']}-{op.get('level', '')}".rstrip("-")
+        c.setdefault(k, {"ok": 0, "fail": 0, "unknown": 0})[op["outcome"]] += 1
+    return c
+
+
+def lincheck(ops, path, levels=LIN_LEVELS):
+    """Runs build/lincheck on the register ops whose reads are at one of
+    levels; writes its input to path. (verdict, exit code, output, seconds)."""
+    with open(path, "w") as f:
+        for op in ops:
+            if op["kind"] != "register":
+                continue
+            if op["op"] == "get" and (op["level"] not in levels or op["outcome"] != "ok"):
+                continue
+            f.write(json.dumps({k: op[k] for k in ("client", "key", "op", "value", "invoke",
+                                                   "complete", "outcome")}) + "\n")
+    t0 = time.monotonic()
+    r = subprocess.run([LINCHECK, path], capture_output=True, text=True, timeout=600)
+    dt = time.monotonic() - t0
+    verdict = {0: "linearizable", 1: "VIOLATION", 3: "undecided"}.get(r.returncode, "error")
+    return verdict, r.returncode, (r.stdout + r.stderr).strip(), dt
+
+
+def never_written(ops):
+    """Reads (any level) that returned a value no put of that key ever
+    tried, or a value whose put definitely failed."""
+    tried, failed = {}, {}
+    for op in ops:
+        if op["op"] == "put":
+            (failed if op["outcome"] == "fail" else tried).setdefault(op["key"], set()).add(
+                op["value"])
+    bad = []
+    for op in ops:
+        if op["op"] == "get" and op["outcome"] == "ok" and op["value"] is not None:
+            if op["value"] not in tried.get(op["key"], ()):
+                why = "failed" if op["value"] in failed.get(op["key"], ()) else "never written"
+                bad.append({**op, "why": why})
+    return bad
+
+
+def check_set(cluster, ops, timeout=30.0):
+    """Every acknowledged set key readable (level=none) from every node once
+    each has applied a fresh barrier write; no definitely-failed key present.
+    Returns a dict of findings (empty lists = fine)."""
+    acked = [op["key"] for op in ops if op["kind"] == "set" and op["outcome"] == "ok"]
+    failed = [op["key"] for op in ops if op["kind"] == "set" and op["outcome"] == "fail"]
+    token = f"b{time.monotonic_ns()}"
+    deadline = time.monotonic() + timeout
+    while True:
+        ld = cluster.leader_node()
+        try:
+            if ld and request(ld.haddr, "POST", "/key", {"__barrier__": token})[0] == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("set check: no barrier write succeeded")
+        time.sleep(0.2)
+    missing, present_failed = {}, {}
+    for n in cluster.nodes:
+        while request(n.haddr, "GET", key_path("__barrier__", "none"))[1] != {"__barrier__": token}:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"set check: {n.id} never applied the barrier")
+            time.sleep(0.1)
+        lost = []
+        for k in acked:
+            st, doc = request(n.haddr, "GET", key_path(k, "none"))
+            if st != 200:
+                lost.append(k)
+        if lost:
+            missing[n.id] = lost
+        extra = [k for k in failed if request(n.haddr, "GET", key_path(k, "none"))[0] == 200]
+        if extra:
+            present_failed[n.id] = extra
+    return {"acked": len(acked), "failed": len(failed), "missing": missing,
+            "present_failed": present_failed}
