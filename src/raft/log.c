@@ -33,16 +33,8 @@ void raft__free_data(struct raft *r, void *data)
         craft_free(data);
         return;
     }
-    if (r->n_limbo == r->cap_limbo) {
-        size_t cap = r->cap_limbo ? r->cap_limbo * 2 : 64;
-        void **p = craft_realloc(r->limbo, cap * sizeof *p);
-        if (p == NULL) {
-            /* Cannot park it: leaking is safe, freeing is not. */
-            return;
-        }
-        r->limbo = p;
-        r->cap_limbo = cap;
-    }
+    if (raft__grow(&r->limbo, &r->cap_limbo, r->n_limbo, sizeof *r->limbo))
+        return; /* cannot park it: leaking is safe, freeing is not */
     r->limbo[r->n_limbo++] = data;
 }
 

@@ -9,15 +9,8 @@
 void raft__prop_result(struct raft *r, uint64_t id, uint64_t index,
                        uint64_t term, int err)
 {
-    if (r->n_props == r->cap_props) {
-        size_t cap = r->cap_props ? r->cap_props * 2 : 16;
-        struct raft_prop_result *p =
-            craft_realloc(r->props, cap * sizeof *p);
-        if (p == NULL)
-            return; /* the caller times the proposal out */
-        r->props = p;
-        r->cap_props = cap;
-    }
+    if (raft__grow(&r->props, &r->cap_props, r->n_props, sizeof *r->props))
+        return; /* the caller times the proposal out */
     struct raft_prop_result *res = &r->props[r->n_props++];
     res->id = id;
     res->index = index;

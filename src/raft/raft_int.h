@@ -31,6 +31,8 @@ void *raft__arena_alloc(struct raft__arena *a, size_t size);
 void raft__arena_reset(struct raft__arena *a); /* keeps one block for reuse */
 void raft__arena_free(struct raft__arena *a);
 
+int raft__grow(void *arr, size_t *cap, size_t n, size_t size);
+
 /* ---- log ---- */
 
 /* The uncompacted log. ents[0] has index offset + 1; the entry at offset

@@ -10,15 +10,9 @@
 
 void raft__read_result(struct raft *r, uint64_t id, uint64_t index, int err)
 {
-    if (r->n_read_results == r->cap_read_results) {
-        size_t cap = r->cap_read_results ? r->cap_read_results * 2 : 16;
-        struct raft_read_result *p =
-            craft_realloc(r->read_results, cap * sizeof *p);
-        if (p == NULL)
-            return; /* the caller times the read out */
-        r->read_results = p;
-        r->cap_read_results = cap;
-    }
+    if (raft__grow(&r->read_results, &r->cap_read_results,
+                   r->n_read_results, sizeof *r->read_results))
+        return; /* the caller times the read out */
     struct raft_read_result *res = &r->read_results[r->n_read_results++];
     res->id = id;
     res->index = index;
@@ -85,15 +79,9 @@ void raft__read_request(struct raft *r, uint64_t id, uint64_t from)
         answer(r, &rd, 0);
         return;
     }
-    if (r->n_reads == r->cap_reads) {
-        size_t cap = r->cap_reads ? r->cap_reads * 2 : 16;
-        struct raft__read *p = craft_realloc(r->reads, cap * sizeof *p);
-        if (p == NULL) {
-            answer(r, &rd, CRAFT_ENOMEM);
-            return;
-        }
-        r->reads = p;
-        r->cap_reads = cap;
+    if (raft__grow(&r->reads, &r->cap_reads, r->n_reads, sizeof *r->reads)) {
+        answer(r, &rd, CRAFT_ENOMEM);
+        return;
     }
     rd.round = ready ? r->round + 1 : 0;
     r->reads[r->n_reads++] = rd;

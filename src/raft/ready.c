@@ -61,6 +61,22 @@ void raft__arena_free(struct raft__arena *a)
     a->head = NULL;
 }
 
+/* Make room for one more item in a growable array (*arr holds n items of
+ * size bytes, *cap allocated). 0, or CRAFT_ENOMEM with the array as it was. */
+int raft__grow(void *arr, size_t *cap, size_t n, size_t size)
+{
+    void **p = arr;
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *q = craft_realloc(*p, c * size);
+    if (q == NULL)
+        return CRAFT_ENOMEM;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
 /* ---- outbox ---- */
 
 static bool is_termless(uint8_t type)
