@@ -89,6 +89,7 @@ struct node {
     struct stor_snap_writer *snap_w;
     uint64_t snap_index;
     bool snap_busy;
+    uint64_t snap_retry_at; /* after a failure, not before (uv_now ms) */
 
     /* Requests. */
     uint64_t next_req;

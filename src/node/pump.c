@@ -204,8 +204,10 @@ static void pump_batches(struct node *n)
         bool vote = rd->hs_changed && (rd->hs.term != n->saved_term ||
                                        rd->hs.vote != n->saved_vote);
         if (vote || rd->n_entries > 0 || rd->snap_chunk != NULL) {
-            n->saved_term = rd->hs.term;
-            n->saved_vote = rd->hs.vote;
+            if (rd->hs_changed) {
+                n->saved_term = rd->hs.term;
+                n->saved_vote = rd->hs.vote;
+            }
             if (node__job(n, save_job, save_done, rd) != 0) {
                 CRAFT_ERROR(&n->log, "out of memory queueing a disk write");
                 abort();

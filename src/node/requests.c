@@ -250,8 +250,16 @@ void node__on_prop(struct node *n, const struct raft_prop_result *p)
     q->index = p->index;
     q->term = p->term;
     if (n->applied >= p->index) {
-        /* Already applied (we can only tell by term if still in the log). */
-        bool ok = raft_term_at(n->raft, p->index) == p->term;
+        /* Already applied: the term tells, while the entry is in the log. */
+        uint64_t term = raft_term_at(n->raft, p->index);
+        if (term == 0 && q->kind != NODE__JOIN) {
+            http_reply_error(q->http, 504, "outcome unknown (the entry was "
+                             "compacted before its result came); retry to "
+                             "make sure");
+            node__req_done(n, q);
+            return;
+        }
+        bool ok = term == p->term;
         if (q->kind == NODE__JOIN) {
             node__join_applied(n, q, ok);
         } else {

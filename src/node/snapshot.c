@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,6 +38,13 @@ static int commit_job(struct node *n, void *arg)
     return stor_snap_commit(c->w, &c->meta);
 }
 
+/* A failed snapshot (a full disk, say) is not retried at every batch: each
+ * try forks a copy of the whole process. */
+static void snapshot_failed(struct node *n)
+{
+    n->snap_retry_at = node__now(n) + 10000;
+}
+
 static void commit_done(struct node *n, void *arg, int rc)
 {
     struct snap_commit *c = arg;
@@ -44,6 +52,7 @@ static void commit_done(struct node *n, void *arg, int rc)
     if (rc) {
         CRAFT_ERROR(&n->log, "snapshot at %llu not committed: %s",
                     (unsigned long long)n->snap_index, craft_strerror(rc));
+        snapshot_failed(n);
         craft_free(c);
         return;
     }
@@ -71,7 +80,8 @@ static void commit_done(struct node *n, void *arg, int rc)
 /* Start a snapshot if the core wants one and none is being taken. */
 void node__snapshot_maybe(struct node *n)
 {
-    if (!n->rd.want_snapshot || n->snap_busy || n->stopping)
+    if (!n->rd.want_snapshot || n->snap_busy || n->stopping ||
+        node__now(n) < n->snap_retry_at)
         return;
     uint64_t index = n->applied;
     if (index <= raft_snapshot(n->raft)->index)
@@ -93,7 +103,11 @@ void node__snapshot_maybe(struct node *n)
         return;
     }
     if (pid == 0) {
-        /* The child: only write(2) and _exit. */
+        /* The child: only write(2) and _exit; it dies with its parent, so
+         * an orphan never holds the data directory's lock. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1)
+            _exit(1);
         int err = kv_snapshot_write_fd(n->kv, stor_snap_writer_fd(n->snap_w),
                                        index);
         _exit(err ? 1 : 0);
@@ -119,6 +133,7 @@ void node__snapshot_poll(struct node *n)
         stor_snap_abort(n->snap_w);
         n->snap_w = NULL;
         n->snap_busy = false;
+        snapshot_failed(n);
         return;
     }
     struct snap_commit *c = craft_calloc(1, sizeof *c);

@@ -105,6 +105,22 @@ static int apply_entries(struct replay *rp, const struct stor__rec *r,
     return 0;
 }
 
+/* A log reset to a snapshot ending at (index, term) keeps the entries after
+ * it when the log holds that very entry (Raft's rule for installing a
+ * snapshot): they were durable and maybe acknowledged, and the entries
+ * written after the reset in the same batch may not have reached the disk. */
+static void keep_after_reset(struct stor *s, uint64_t index, uint64_t term)
+{
+    size_t keep = 0;
+    if (s->n_ents > 0 && index >= s->ents[0].index &&
+        index < s->ents[s->n_ents - 1].index &&
+        s->ents[index - s->ents[0].index].term == term)
+        keep = (size_t)(s->ents[s->n_ents - 1].index - index);
+    if (keep > 0)
+        memmove(s->ents, s->ents + (s->n_ents - keep), keep * sizeof *s->ents);
+    s->n_ents = keep;
+}
+
 static int apply(struct replay *rp, const struct stor__rec *r, size_t off)
 {
     const uint8_t *p = r->payload;
@@ -122,7 +138,7 @@ static int apply(struct replay *rp, const struct stor__rec *r, size_t off)
     default: /* STOR__REC_RESET: stor__rec_check admits no other type */
         if (r->len != 16)
             return corrupt(rp, off, "malformed log reset record");
-        rp->s->n_ents = 0;
+        keep_after_reset(rp->s, craft_get64(p), craft_get64(p + 8));
         rp->base = craft_get64(p);
         rp->started = true;
         if (rp->base > rp->seg_max)

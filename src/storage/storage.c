@@ -83,7 +83,8 @@ static int remove_tmp(struct stor *s, char **names, size_t n)
  * entries are kept only where they continue the snapshot (Raft's rule for
  * installing one: keep the log if it holds the snapshot's last entry with
  * its term, else discard it). */
-static int settle(struct stor *s, uint64_t base, size_t n_bad)
+static int settle(struct stor *s, uint64_t base, size_t n_bad,
+                  bool *discarded)
 {
     const struct raft_snap_meta *snap = &s->slots[0].meta;
     uint64_t si = s->slots[0].fd >= 0 ? snap->index : 0;
@@ -106,6 +107,7 @@ static int settle(struct stor *s, uint64_t base, size_t n_bad)
                        "does not continue snapshot %" PRIu64 "; discarding "
                        "it", s->dir, s->ents[0].index, last, si);
             s->n_ents = 0;
+            *discarded = true;
         }
     }
     s->last = s->n_ents ? s->ents[s->n_ents - 1].index
@@ -134,10 +136,22 @@ static int recover(struct stor *s)
     if (err == 0)
         err = stor__recover_log(s, names, n, &base);
     stor__free_names(names, n);
+    bool discarded = false;
     if (err == 0)
-        err = settle(s, base, n_bad);
+        err = settle(s, base, n_bad, &discarded);
     if (err == 0)
         err = stor__seg_open_tail(s, 1);
+    if (err == 0 && discarded) {
+        /* A crash came between a received snapshot's rename and its log
+         * reset: write the reset now, or entries saved from here on would
+         * land behind a log that does not continue the snapshot. */
+        const struct raft_snap_meta *m = &s->slots[0].meta;
+        struct stor__batch b = {.reset = true, .reset_index = m->index,
+                                .reset_term = m->term};
+        err = stor__seg_write(s, &b);
+        if (err == 0)
+            err = stor__seg_drop_while_below(s, UINT64_MAX);
+    }
     return err;
 }
 
