@@ -1142,6 +1142,169 @@ static void test_snapshot_without_reset(void **state)
     assert_int_equal(stor_last_index(e->s), 40);
 }
 
+static uint64_t term2(uint64_t i)
+{
+    return 2;
+}
+
+static void check_snapshot_bytes(struct stor *s, uint64_t index,
+                                 const uint8_t *want, size_t len)
+{
+    uint8_t buf[64];
+    assert_true(len <= sizeof buf);
+    assert_int_equal(stor_snap_read(s, index, 0, buf, len), 0);
+    assert_memory_equal(buf, want, len);
+}
+
+/* A log segment's path and bytes, kept aside to put back after a "crash". */
+struct seg_copy {
+    char path[256];
+    uint8_t *data;
+    size_t len;
+};
+
+static int seg_copy_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct seg_copy *)a)->path,
+                  ((const struct seg_copy *)b)->path);
+}
+
+/* All n segments of dir, oldest first (the names sort by sequence). */
+static void copy_segments(const char *dir, struct seg_copy *out, size_t n)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    size_t k = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, "log-", 4) != 0)
+            continue;
+        assert_true(k < n);
+        snprintf(out[k].path, sizeof out[k].path, "%s/%.63s", dir,
+                 de->d_name);
+        out[k].data = read_all(out[k].path, &out[k].len);
+        k++;
+    }
+    closedir(d);
+    assert_int_equal(k, n);
+    qsort(out, n, sizeof *out, seg_copy_cmp);
+}
+
+/* The same crash, reached through the internal receive step: the snapshot
+ * file is renamed into place, the log reset record is never written. The
+ * first reopen must write that reset itself, or the entries saved next land
+ * behind the stale log: with a log shorter than the snapshot (1..5 under
+ * snapshot 10) the third open saw a gap; with a log of another term (1..12
+ * in term 1 under snapshot 10 of term 2) the entries 11..13 saved after it
+ * were silently discarded with that log. */
+static void snapshot_renamed_no_reset(struct env *e, uint64_t n_log)
+{
+    env_reopen(e);
+    struct raft_hard_state hs = {2, 0, 0};
+    assert_int_equal(save_range(e->s, 1, n_log, 1, &hs), 0);
+    const uint8_t data[4] = {1, 2, 3, 4};
+    struct raft_snap_chunk c = {.meta = {.index = 10, .term = 2, .size = 4},
+                                .len = 4, .data = data, .last = true};
+    c.meta.conf.n_voters = 1;
+    c.meta.conf.voters[0] = 1;
+    bool committed = false;
+    assert_int_equal(stor__snap_recv(e->s, &c, &committed), 0);
+    assert_true(committed);
+    stor_close(e->s); /* the crash: no reset record */
+    e->s = NULL;
+
+    env_reopen(e);
+    assert_int_equal(e->p.snap.index, 10);
+    assert_int_equal(e->p.snap.term, 2);
+    assert_int_equal(e->p.n_entries, 0);
+    assert_int_equal(stor_last_index(e->s), 10);
+    assert_int_equal(save_range(e->s, 11, 13, 2, NULL), 0);
+    assert_int_equal(stor_last_index(e->s), 13);
+
+    env_reopen(e);
+    assert_int_equal(e->p.snap.index, 10);
+    assert_int_equal(e->p.hs.term, 2);
+    check_log(&e->p, 11, 13, term2);
+    assert_int_equal(stor_last_index(e->s), 13);
+    assert_int_equal(e->cap.warns + e->cap.errors, 0);
+    check_snapshot_bytes(e->s, 10, data, sizeof data);
+}
+
+static void test_snapshot_renamed_short_log(void **state)
+{
+    snapshot_renamed_no_reset(*state, 5);
+}
+
+static void test_snapshot_renamed_other_term(void **state)
+{
+    snapshot_renamed_no_reset(*state, 12);
+}
+
+/* Power loss while a last snapshot chunk was saved together with entries
+ * the log already held (10 is the snapshot's last entry; 11..12 re-sent):
+ * the new segment kept its RESET record but its ENTRIES record is torn, and
+ * the older segments, holding the acknowledged 11..12, were not deleted yet
+ * (whole or only a prefix of them). The reset must not drop 11..12. */
+static void test_reset_batch_torn(void **state)
+{
+    struct env *e = *state;
+    e->o.segment_bytes = 150; /* one segment per save below */
+    env_reopen(e);
+    struct raft_hard_state hs = {1, 1, 0};
+    for (uint64_t i = 1; i <= 12; i += 3)
+        assert_int_equal(save_range(e->s, i, i + 2, 1, &hs), 0);
+    size_t n_old = (size_t)count_files(e->dir, "log-");
+    assert_true(n_old >= 3);
+    struct seg_copy old[8];
+    assert_true(n_old <= 8);
+    copy_segments(e->dir, old, n_old);
+
+    char b1[32], b2[32];
+    struct raft_entry ents[2] = {mkent(11, 1, b1), mkent(12, 1, b2)};
+    const uint8_t data[4] = "snap";
+    struct raft_snap_chunk c = {.meta = {.index = 10, .term = 1, .size = 4},
+                                .len = 4, .data = data, .last = true};
+    hs.commit = 10;
+    assert_int_equal(stor_save(e->s, &hs, ents, 2, &c), 0);
+    assert_int_equal(count_files(e->dir, "log-"), 1); /* old ones deleted */
+    stor_close(e->s);
+    e->s = NULL;
+    char seg[256];
+    size_t len;
+    last_segment(e->dir, seg, sizeof seg);
+    uint8_t *b = read_all(seg, &len);
+
+    /* [header][hard state][RESET][ENTRIES 11..12][hard state] */
+    size_t ents_off = STOR__SEG_HDR + (STOR__REC_HDR + 24) +
+                      (STOR__REC_HDR + 16);
+    size_t ents_end = len - (STOR__REC_HDR + 24);
+    assert_true(ents_end > ents_off + STOR__REC_HDR);
+    for (size_t gone = 0; gone < n_old; gone++) {
+        for (size_t cut = ents_off; cut < ents_end; cut++) {
+            for (size_t k = 0; k < n_old; k++) {
+                if (k >= gone)
+                    write_all(old[k].path, old[k].data, old[k].len);
+                else
+                    unlink(old[k].path);
+            }
+            write_all(seg, b, cut);
+            env_reopen(e);
+            assert_int_equal(e->p.snap.index, 10);
+            assert_int_equal(e->p.hs.commit, 0);
+            check_log(&e->p, 11, 12, term1);
+            assert_int_equal(stor_last_index(e->s), 12);
+            assert_int_equal(e->cap.errors, 0);
+        }
+    }
+    /* The log goes on from there. */
+    assert_int_equal(save_range(e->s, 13, 13, 1, NULL), 0);
+    env_reopen(e);
+    check_log(&e->p, 11, 13, term1);
+    free(b);
+    for (size_t k = 0; k < n_old; k++)
+        free(old[k].data);
+}
+
 static void test_lock(void **state)
 {
     struct env *e = *state;
@@ -1195,6 +1358,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_drops_unsynced, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_without_reset, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_renamed_short_log,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_renamed_other_term,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_batch_torn, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
     };
