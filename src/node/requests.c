@@ -399,11 +399,19 @@ void node__requests_leader_changed(struct node *n)
     }
 }
 
+/* Answer everything pending (the node stops). A change already handed to
+ * the core may still commit: say so, never just "failed". */
 void node__requests_fail_all(struct node *n, int status, const char *why)
 {
     while (n->head) {
         struct node__req *q = n->head;
-        http_reply_error(q->http, status, "%s", why);
+        bool placed = q->kind != NODE__GET && q->kind != NODE__TRANSFER &&
+                      (q->issued || q->index != 0);
+        if (placed)
+            http_reply_error(q->http, status, "%s; it may or may not have "
+                             "been applied", why);
+        else
+            http_reply_error(q->http, status, "%s", why);
         node__req_done(n, q);
     }
 }

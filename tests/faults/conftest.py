@@ -101,7 +101,7 @@ def pytest_runtest_makereport(item, call):
     if r is None or not rep.failed:
         return
     lines = [f"history, summary and node logs: {r.dir}"]
-    for n in r.cluster.nodes:
+    for n in r.cluster.all_nodes():
         if n.proc is not None and n.proc.poll() is not None and not n.killed:
             n.exits.append(n.proc.returncode)
         if n.exits:
@@ -110,8 +110,8 @@ def pytest_runtest_makereport(item, call):
             lines.append(f"{n.id} CRASHED (exit codes {n.exits}); cores: {cores} "
                          f"(gdb -batch -ex bt {CRAFTD} CORE)")
     rep.sections.append(("fault run results", "\n".join(lines)))
-    for n in r.cluster.nodes:
-        rep.sections.append((f"craftd log {n.id} ({n.log_path})", n.log_tail()))
+    for path, n in {n.log_path: n for n in r.cluster.all_nodes()}.items():
+        rep.sections.append((f"craftd log {n.id} ({path})", n.log_tail()))
 
 
 _SUMMARIES = []

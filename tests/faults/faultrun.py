@@ -77,9 +77,12 @@ class Run:
         s["not_converged"] = converged
         if set_check and not converged:
             s["set"] = check_set(self.cluster, ops)
-        s["unexpected_exits"] = {n.id: n.exits for n in self.cluster.nodes if n.exits}
-        s["cores"] = [os.path.join(n.core_dir, f) for n in self.cluster.nodes
-                      if os.path.isdir(n.core_dir) for f in os.listdir(n.core_dir)]
+        s["unexpected_exits"] = {n.id: n.exits for n in self.cluster.all_nodes() if n.exits}
+        s["cores"] = sorted({os.path.join(n.core_dir, f) for n in self.cluster.all_nodes()
+                             if os.path.isdir(n.core_dir) for f in os.listdir(n.core_dir)})
+        s["members"] = [n.id for n in self.cluster.nodes]
+        if self.nemesis.transfers:
+            s["transfers"] = transfer_stats(self.nemesis.transfers)
         with open(os.path.join(self.dir, "summary.json"), "w") as f:
             json.dump(s, f, indent=1)
         with open(os.path.join(self.dir, "summary.txt"), "w") as f:
@@ -118,6 +121,26 @@ class Run:
         self.logf.close()
 
 
+def transfer_stats(recs):
+    """Counts by status and the p50/max time of the successful transfers."""
+    ok = sorted(r["seconds"] for r in recs if r["status"] == 200)
+    by = {}
+    for r in recs:
+        by[str(r["status"])] = by.get(str(r["status"]), 0) + 1
+    return {"count": len(recs), "by_status": by,
+            "p50": ok[(len(ok) - 1) // 2] if ok else None, "max": ok[-1] if ok else None,
+            "p50_to_other": _median([r["seconds"] for r in recs if r["status"] == 200
+                                     and r["target"] != r["from"]]),
+            "not_leading_after_200": [r for r in recs if r["status"] == 200
+                                      and r.get("target_role") != "leader"],
+            "records": recs}
+
+
+def _median(xs):
+    xs = sorted(xs)
+    return xs[(len(xs) - 1) // 2] if xs else None
+
+
 def summary_text(s):
     lines = [f"{s['test']}: {s['nodes']} nodes, {s['seconds']} s of clients"]
     for k, c in sorted(s["ops"].items()):
@@ -134,6 +157,13 @@ def summary_text(s):
         lines.append(f"  CRASHES (exit codes): {s['unexpected_exits']}, cores: {s['cores']}")
     if s["not_converged"]:
         lines.append(f"  NOT CONVERGED: {s['not_converged'][:200]}")
+    if "transfers" in s:
+        t = s["transfers"]
+        lines.append(f"  transfers: {t['count']} {t['by_status']}; 200 in p50 {t['p50']} s "
+                     f"(to another node {t['p50_to_other']} s), max {t['max']} s; "
+                     f"target not leading right after a 200: {len(t['not_leading_after_200'])}")
+    if len(s.get("members", [])) and any(e["kind"] == "remove" for e in s["faults"]):
+        lines.append(f"  members at the end: {','.join(s['members'])}")
     lines.append(f"  level=none reads: {s['reads_by_level']['none']}, "
                  f"never-written values read: {len(s['bad_reads'])}")
     if "set" in s:

@@ -183,13 +183,16 @@ def allow_core_dumps():
 class FaultNode:
     """One craftd process (restartable) on 127.0.0.(10+i)."""
 
-    def __init__(self, i, datadir, logdir, join=None, flags=()):
+    def __init__(self, i, datadir, logdir, join=None, flags=(), like=None):
+        """Node i; or, with like=<a removed FaultNode>, a NEW node with the same
+        id, addresses and log file but a fresh data directory."""
         self.i = i
         self.id = f"n{i}"
         self.ip = node_ip(i)
-        self.haddr = f"{self.ip}:{free_port(self.ip)}"
-        self.raddr = f"{self.ip}:{free_port(self.ip)}"
-        self.dir = os.path.join(datadir, self.id)
+        self.gen = like.gen + 1 if like else 1
+        self.haddr = like.haddr if like else f"{self.ip}:{free_port(self.ip)}"
+        self.raddr = like.raddr if like else f"{self.ip}:{free_port(self.ip)}"
+        self.dir = os.path.join(datadir, self.id if self.gen == 1 else f"{self.id}.g{self.gen}")
         self.log_path = os.path.join(logdir, f"{self.id}.log")
         self.core_dir = os.path.join(logdir, f"{self.id}.cwd")  # a crash leaves its core here
         self.join = join
@@ -285,13 +288,29 @@ class FaultCluster:
         self.datadir = datadir
         self.logdir = logdir
         self.flags = list(NODE_FLAGS if flags is None else flags)
-        self.nodes = []
+        self.nodes = []    # the members (and a node while it joins)
+        self.retired = []  # removed members: stopped, data directory wiped
 
-    def add(self, join=None):
-        node = FaultNode(len(self.nodes) + 1, self.datadir, self.logdir, join=join,
-                         flags=self.flags)
+    def all_nodes(self):
+        return self.nodes + self.retired
+
+    def add(self, join=None, like=None):
+        i = like.i if like else max((n.i for n in self.all_nodes()), default=0) + 1
+        node = FaultNode(i, self.datadir, self.logdir, join=join, flags=self.flags, like=like)
         self.nodes.append(node)
         return node
+
+    def retire(self, node):
+        """A removed member: stopped by PID, its data directory discarded; it
+        leaves self.nodes (the clients stop picking it) for self.retired."""
+        if node.proc is not None and node.proc.poll() is not None and not node.killed:
+            node.exits.append(node.proc.returncode)  # it died by itself
+        node.stop()
+        node.killed = True
+        shutil.rmtree(node.dir, ignore_errors=True)
+        if node in self.nodes:
+            self.nodes.remove(node)
+        self.retired.append(node)
 
     def start(self, n):
         first = self.add().start()
@@ -301,11 +320,12 @@ class FaultCluster:
         self.wait_converged()
         return self.nodes
 
-    def join_new(self, timeout=20.0):
-        """Start one more node joining through a live member; returns it once
-        the leader lists it as a voter."""
-        via = [n for n in self.nodes if n.alive() and not n.paused]
-        node = self.add(join=via[0].haddr).start()
+    def join_new(self, timeout=20.0, via=None, like=None):
+        """Start one more node (a fresh one, with like= a retired node's id and
+        addresses) joining through a live member (via, or the first); returns
+        it once the leader lists it as a voter."""
+        via = via or [n for n in self.nodes if n.alive() and not n.paused][0]
+        node = self.add(join=via.haddr, like=like).start()
 
         def member():
             if not node.alive():
@@ -339,7 +359,8 @@ class FaultCluster:
         return wait_until("a leader", lambda: self.leader_node(among), timeout)
 
     def wait_converged(self, timeout=30.0):
-        """Every node alive, one leader named by all, all at the leader's
+        """Every node alive, one leader named by all, every node listing the
+        same members (exactly self.nodes, all voters), all at the leader's
         commit index (applied)."""
         def done():
             for n in self.nodes:
@@ -355,14 +376,16 @@ class FaultCluster:
             lead = self.by_id(leaders.pop())
             lst = next(s for n, s in zip(self.nodes, sts) if n is lead)
             want = lst.get("commit_index", 0)
-            voters = {m["id"] for m in lst.get("members", []) if m.get("voter")}
-            if voters != {n.id for n in self.nodes}:
-                return False
+            want_members = {(n.id, n.raddr, True) for n in self.nodes}
+            for s in sts:  # every node lists the same members, all voters
+                if {(m.get("id"), m.get("raft_addr"), bool(m.get("voter")))
+                        for m in s.get("members", [])} != want_members:
+                    return False
             return all(s.get("applied_index", 0) >= want for s in sts)
         return wait_until("the cluster to converge", done, timeout, interval=0.1)
 
     def stop_all(self):
-        for n in self.nodes:
+        for n in self.all_nodes():
             try:
                 n.stop()
             except BaseException:

@@ -3,9 +3,17 @@
 Every fault is logged (time, kind, detail) into self.events, noted in the
 affected nodes' logs, and undone by heal() / resume_all() / restart_dead().
 Partitions are DROP rules between node IPs in the Firewall's chain.
+Membership faults go through the HTTP API: POST /remove (then the removed
+node is stopped and its data directory wiped; it comes back only as a NEW
+node joining with -join) and POST /transfer (timed; see self.transfers).
 """
 import random
 import time
+
+from harness import HarnessError, request
+
+MEMBER_OP_TIMEOUT = 12.0  # one /remove or /transfer request (craftd answers within 2 s)
+MIN_VOTERS = 3
 
 
 class Nemesis:
@@ -15,6 +23,7 @@ class Nemesis:
         self.rng = random.Random(seed)
         self.log = log
         self.events = []
+        self.transfers = []  # every POST /transfer: target, via, status, seconds, ...
         self.t0 = time.monotonic()
 
     def _event(self, kind, detail, nodes=()):
@@ -77,6 +86,109 @@ class Nemesis:
             if not n.alive():
                 n.start()
                 self._event("restart", n.id, [n])
+
+    # ---- membership (POST /remove, POST /transfer) ----
+
+    def _member_op(self, path, target_id, via):
+        """(status or None, error text, seconds) of one POST to via."""
+        t = time.monotonic()
+        try:
+            st, doc = request(via.haddr, "POST", path, {"id": target_id},
+                              timeout=MEMBER_OP_TIMEOUT)
+            err = (doc or {}).get("error", "") if isinstance(doc, dict) else ""
+        except OSError as e:
+            st, err = None, repr(e)
+        return st, err, time.monotonic() - t
+
+    def _members_of_leader(self):
+        ld = self.leader()
+        st = ld.status() if ld else None
+        return {m.get("id") for m in st.get("members", [])} if st else None
+
+    def remove(self, node=None, leader=False, pause=None):
+        """POST /remove of node (a random member; the leader when leader=True)
+        to a random member (sometimes the node itself, sometimes the leader),
+        retried until the leader no longer lists it; then the node is
+        stopped and its data directory wiped (cluster.retire). Keeps at least
+        MIN_VOTERS members. Returns the removed node."""
+        cl = self.cluster
+        assert len(cl.nodes) > MIN_VOTERS, f"only {len(cl.nodes)} members: none may go"
+        ld = self.leader()
+        if node is None:
+            node = ld if leader and ld else self.rng.choice(cl.live())
+        role = "leader" if node is ld else "follower"
+        tries = []
+        deadline = time.monotonic() + 40
+        while True:
+            r = self.rng.random()
+            via = node if r < 0.3 else (ld if r < 0.6 and ld else self.rng.choice(cl.live()))
+            st, err, dt = self._member_op("/remove", node.id, via)
+            tries.append(f"via {via.id}: {st} {err[:60]} ({dt:.2f}s)".replace("  ", " "))
+            if st == 200:
+                break
+            if st == 404 and len(tries) > 1:
+                break  # an earlier try did it
+            if st is not None and 400 <= st < 500:
+                raise HarnessError(f"POST /remove {node.id} via {via.id}: {st} {err}")
+            members = self._members_of_leader()
+            if members is not None and node.id not in members:
+                break
+            if time.monotonic() > deadline:
+                raise HarnessError(f"could not remove {node.id}: {tries}")
+            time.sleep(0.2)
+        self._event("remove", f"{node.id} ({role}): " + "; ".join(tries), [node])
+        time.sleep(self.rng.uniform(0.0, 0.5) if pause is None else pause)
+        cl.retire(node)  # clients may have sent it requests until now
+        self._event("stop-wipe", f"{node.id} stopped, {node.dir} discarded")
+        return node
+
+    def readd(self, old, same_id=None):
+        """A NEW node in place of the removed `old`: the same id and addresses
+        (same_id) or a new id on a new address; fresh data directory, -join
+        via a random member. Returns it once it is a voter."""
+        if same_id is None:
+            same_id = self.rng.random() < 0.5
+        via = self.rng.choice([n for n in self.cluster.live() if not n.paused])
+        node = self.cluster.join_new(timeout=40.0, via=via, like=old if same_id else None)
+        self._event("readd", f"{node.id} (fresh dir, {'same id as' if same_id else 'replaces'} "
+                             f"{old.id}) joined via {via.id}, now a voter", [node])
+        return node
+
+    def membership_churn(self, leader=None):
+        """Remove one or two members (the first the leader half the time;
+        never under MIN_VOTERS), then add each back as a new node."""
+        k = 2 if len(self.cluster.nodes) - 2 >= MIN_VOTERS and self.rng.random() < 0.3 else 1
+        if leader is None:
+            leader = self.rng.random() < 0.5
+        gone = [self.remove(leader=leader)]
+        for _ in range(k - 1):
+            time.sleep(self.rng.uniform(0.2, 1.0))
+            gone.append(self.remove())
+        time.sleep(self.rng.uniform(0.2, 1.5))
+        return [self.readd(old) for old in gone]
+
+    def transfer(self, target=None, via=None):
+        """POST /transfer to a random voter (maybe the leader itself) via a
+        random member, timed; after a 200 the target must say it leads (or a
+        later term must have begun). Returns the record added to
+        self.transfers."""
+        cl = self.cluster
+        live = [n for n in cl.live() if not n.paused]
+        target = target or self.rng.choice(live)
+        via = via or self.rng.choice(live)
+        before = self.leader()
+        st, err, dt = self._member_op("/transfer", target.id, via)
+        rec = {"t": round(time.monotonic() - self.t0, 3), "target": target.id, "via": via.id,
+               "from": before.id if before else None, "status": st, "error": err,
+               "seconds": round(dt, 3)}
+        if st == 200:
+            ts = target.status()
+            rec["target_role"] = ts.get("role") if ts else None
+            rec["target_term"] = ts.get("term") if ts else None
+        self.transfers.append(rec)
+        self._event("transfer", f"to {target.id} via {via.id} (leader was "
+                                f"{rec['from']}): {st} {err[:80]}{' ' if err else ''}in {dt:.3f}s")
+        return rec
 
     # ---- network ----
 
@@ -144,7 +256,8 @@ class Nemesis:
 
     def random_fault(self, hold):
         """One random fault held for about `hold` seconds, then undone."""
-        kinds = ["kill9", "pause", "pause-leader", "kill-leader", "full-restart"]
+        kinds = ["kill9", "pause", "pause-leader", "kill-leader", "full-restart",
+                 "remove-readd", "remove-leader-readd", "transfer"]
         if self.fw is not None and self.fw.active:
             kinds += ["split", "isolate-leader", "bridge", "one-way", "loss"]
         kind = self.rng.choice(kinds)
@@ -158,6 +271,17 @@ class Nemesis:
             self.pause(self.leader_or_random(), secs=hold)
         elif kind == "full-restart":
             self.full_restart(down=min(hold, 1.0))
+        elif kind in ("remove-readd", "remove-leader-readd"):
+            old = self.remove(leader=kind == "remove-leader-readd")
+            time.sleep(hold)  # one member short meanwhile
+            self.readd(old)
+        elif kind == "transfer":
+            end = time.monotonic() + hold
+            while True:  # a few transfers in a row
+                self.transfer()
+                if time.monotonic() >= end:
+                    break
+                time.sleep(self.rng.uniform(0.1, 1.0))
         else:
             if kind == "split":
                 self.split_random()

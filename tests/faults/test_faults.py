@@ -4,6 +4,7 @@ throughout; each history is checked by build/lincheck, the set for lost
 acknowledged writes, and every read for values never written.
 See docs/faults.md for the table of results."""
 import os
+import threading
 import time
 
 import pytest
@@ -163,6 +164,48 @@ def test_random_loss(net_run, report):
     finish(net_run, report)
 
 
+def test_membership_churn(run, report):
+    """POST /remove of a member (the leader in every other round), which is
+    then stopped and its data directory wiped, and a NEW node (fresh
+    directory, the same id or a new one) joining with -join in its place,
+    never fewer than 3 voters; sometimes two go before they come back."""
+    run.start(5)
+    nem = run.nemesis
+    settle(1.5)
+    end = time.monotonic() + 24
+    rnd = 0
+    while time.monotonic() < end:
+        nem.membership_churn(leader=rnd % 2 == 0)
+        rnd += 1
+        settle(nem.rng.uniform(0.5, 1.5))
+    s = finish(run, report)
+    removed = [e["detail"] for e in s["faults"] if e["kind"] == "remove"]
+    assert any("(leader)" in d for d in removed), f"no leader was removed: {removed}"
+    assert len(s["members"]) == 5, f"members at the end: {s['members']}"
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_transfer(run, report, n):
+    """POST /transfer to random voters (the leader itself too) via random
+    members, one after the other while the clients run; each timed."""
+    run.start(n)
+    nem = run.nemesis
+    cl = run.cluster
+    settle(1)
+    st, doc = request(cl.nodes[0].haddr, "POST", "/transfer", {"id": "nobody"})
+    assert st == 404 and "error" in (doc or {}), f"/transfer to an unknown id: {st} {doc}"
+    end = time.monotonic() + 11
+    while time.monotonic() < end:
+        nem.transfer()
+        settle(nem.rng.uniform(0.1, 0.8))
+    s = finish(run, report)
+    t = s["transfers"]
+    moved = [r for r in t["records"] if r["status"] == 200 and r["target"] != r["from"]]
+    assert len(moved) >= 3, f"fewer than 3 transfers to another node succeeded: {t['by_status']}"
+    assert not t["not_leading_after_200"], \
+        f"/transfer answered 200 but the target does not lead: {t['not_leading_after_200'][:3]}"
+
+
 @pytest.mark.skipif(not LONG, reason="the soak runs with FAULTS_LONG=1 (make faults LONG=1)")
 def test_soak(request, tmp_path, report):
     """Random faults of every kind, one at a time, on a 5-node cluster, for
@@ -213,6 +256,41 @@ def test_forwarded_write_reply_lost(net_run):
     net_run.nemesis.heal()
     cl.wait_converged()
     present = request(ld.haddr, "GET", key_path("fw", "linearizable"))
+    net_run.log(f"afterwards on {ld.id}: {present}")
+    assert not (outcome == "fail" and present[0] == 200), \
+        f"{f.id} answered {st} {doc} (= not done) but the write is applied: " \
+        f"{present} (see {net_run.dir})"
+
+
+def test_write_pending_at_shutdown(net_run):
+    """A follower forwards a write to the leader, which commits it, but the
+    follower hears nothing back (one-way cut leader -> follower) and is
+    stopped (SIGTERM) while the write waits. Its answer must not say the
+    write failed (a 503 without "may"): it happened. (The membership test
+    stops removed nodes while clients use them, which is how this showed.)"""
+    cl = net_run.cluster
+    cl.start(3)
+    ld = cl.wait_leader()
+    f = next(n for n in cl.nodes if n is not ld)
+    net_run.nemesis.one_way(ld, [f])
+    answer = []
+
+    def post():
+        try:
+            answer.append(request(f.haddr, "POST", "/key", {"sd": "1"}))
+        except OSError as e:
+            answer.append((None, {"error": repr(e)}))
+    t = threading.Thread(target=post)
+    t.start()
+    time.sleep(0.2)  # under the 500 ms election timeout: f still follows ld
+    f.stop()
+    t.join(timeout=10)
+    st, doc = answer[0] if answer else (None, {"error": "no answer"})
+    outcome = classify_write(st, doc) if st is not None else "unknown"
+    net_run.log(f"write via {f.id}, {ld.id}->{f.id} cut, {f.id} SIGTERMed after 0.2 s: "
+                f"{st} {doc} = {outcome}")
+    net_run.nemesis.heal()
+    present = request(ld.haddr, "GET", key_path("sd", "linearizable"))
     net_run.log(f"afterwards on {ld.id}: {present}")
     assert not (outcome == "fail" and present[0] == 200), \
         f"{f.id} answered {st} {doc} (= not done) but the write is applied: " \
