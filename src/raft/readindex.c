@@ -169,7 +169,9 @@ int raft_read_index(struct raft *r, uint64_t id)
 
 bool raft_lease_valid(const struct raft *r)
 {
-    if (r->role != RAFT_LEADER || r->transferee != RAFT_NONE ||
+    /* A transfer or a hand-over (we removed ourselves) may have started an
+     * election that ignores the others' leases: ours is void. */
+    if (r->role != RAFT_LEADER || r->transferee != RAFT_NONE || r->leaving ||
         !committed_in_term(r))
         return false;
     if (single_voter(r))

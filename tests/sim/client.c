@@ -105,7 +105,9 @@ int64_t sim_client_invoke(struct sim *s, struct sim_client *c, int kind,
     op->invoke = ++s->clock;
     op->node = n->id;
     op->incarnation = n->incarnation;
-    op->deadline = s->now + sim_rng_range(&s->rng, 2, 4) * sim_election_steps(s);
+    op->deadline = s->now + (s->p.op_timeout ? s->p.op_timeout
+                                             : sim_rng_range(&s->rng, 2, 4)) *
+                                sim_election_steps(s);
     c->op = idx;
     if (kind != SIM_OP_GET)
         snprintf(op->value, sizeof(op->value), "c%" PRIu64 "-%u", c->id,
@@ -279,6 +281,19 @@ static bool lease_ok(const struct sim_node *l)
            raft_term_at(l->r, commit) == l->term;
 }
 
+/* A node that believes it leads, preferably not the newest leader: after a
+ * partition, a deposed leader may not know it yet (and must not serve). */
+static struct sim_node *any_leader(struct sim *s)
+{
+    struct sim_node *newest = sim_leader(s), *l[SIM_MAX_NODES];
+    unsigned n = 0;
+    for (unsigned id = 1; id <= s->p.n_nodes; id++)
+        if (s->nodes[id].state == SIM_UP && s->nodes[id].role == RAFT_LEADER &&
+            &s->nodes[id] != newest)
+            l[n++] = &s->nodes[id];
+    return n ? l[sim_rng_below(&s->rng, n)] : newest;
+}
+
 static void issue(struct sim *s, struct sim_client *c)
 {
     struct sim_node *leader = sim_leader(s);
@@ -289,11 +304,18 @@ static void issue(struct sim *s, struct sim_client *c)
         return;
     unsigned key = (unsigned)sim_rng_below(&s->rng, s->p.n_keys);
     unsigned r = (unsigned)sim_rng_below(&s->rng, 100);
-    if (r < 40)
-        sim_client_invoke(s, c, SIM_OP_PUT, key, n, false);
-    else if (r < 50)
-        sim_client_invoke(s, c, SIM_OP_DELETE, key, n, false);
-    else if (r < 85 || !s->p.lease_reads)
+    if (r < 50) {
+        sim_client_invoke(s, c, r < 40 ? SIM_OP_PUT : SIM_OP_DELETE, key, n,
+                          false);
+        return;
+    }
+    /* Reads: some go to whichever node believes it leads. */
+    if (sim_rng_ppm(&s->rng, s->p.stale_ppm)) {
+        struct sim_node *a = any_leader(s);
+        n = a ? a : n;
+        leader = a ? a : leader;
+    }
+    if (r < 100 - s->p.lease_pct / 2 || !s->p.lease_reads)
         sim_client_invoke(s, c, SIM_OP_GET, key, n, false);
     else if (leader && lease_ok(leader))
         sim_client_invoke(s, c, SIM_OP_GET, key, leader, true);

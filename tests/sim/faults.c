@@ -33,7 +33,7 @@ static struct sim_node *pick_up(struct sim *s, bool prefer_leader)
     return n ? up[sim_rng_below(&s->rng, n)] : NULL;
 }
 
-static unsigned n_down(const struct sim *s)
+unsigned sim_n_down(const struct sim *s)
 {
     unsigned d = 0;
     for (unsigned id = 1; id <= s->p.n_nodes; id++)
@@ -41,16 +41,50 @@ static unsigned n_down(const struct sim *s)
     return d;
 }
 
+void sim_crash_for(struct sim *s, struct sim_node *n, uint64_t restart_after)
+{
+    sim_node_crash(s, n, false);
+    n->restart_at = s->now + restart_after;
+}
+
 static void crash_one(struct sim *s)
 {
-    if (n_down(s) >= s->p.max_down)
+    if (sim_n_down(s) >= s->p.max_down)
         return;
     struct sim_node *n = pick_up(s, true);
     if (!n)
         return;
-    sim_node_crash(s, n, false);
-    n->restart_at = s->now + sim_rng_range(&s->rng, 1,
-                                           4 * sim_election_steps(s));
+    sim_crash_for(s, n, sim_rng_range(&s->rng, 1, 4 * sim_election_steps(s)));
+}
+
+static void cut(struct sim *s, uint64_t side_a, uint64_t heal_at,
+                const char *kind, bool add)
+{
+    struct sim_net *net = &s->net;
+    unsigned nn = s->p.n_nodes;
+    for (unsigned i = 1; i <= nn; i++)
+        for (unsigned j = 1; j <= nn; j++)
+            net->blocked[i][j] =
+                (add && net->blocked[i][j]) ||
+                ((side_a >> i) & 1) != ((side_a >> j) & 1);
+    net->heal_at = add && net->partitioned && net->heal_at > heal_at
+                       ? net->heal_at
+                       : heal_at;
+    net->partitioned = true;
+    uint64_t all = ((1ull << nn) - 1) << 1;
+    sim_ev(s, EV_PART, 0, 0, 0, side_a, all & ~side_a, net->heal_at, 0, kind);
+}
+
+void sim_partition_set(struct sim *s, uint64_t side_a, uint64_t heal_at,
+                       const char *kind)
+{
+    cut(s, side_a, heal_at, kind, false);
+}
+
+void sim_partition_add(struct sim *s, uint64_t side_a, uint64_t heal_at,
+                       const char *kind)
+{
+    cut(s, side_a, heal_at, kind, true);
 }
 
 static void heal_partition(struct sim *s, const char *why)
@@ -121,11 +155,23 @@ static void conf_change(struct sim *s)
                                                               : pick_up(s, false);
     if (!at)
         return;
+    (void)sim_conf_change(s, at, false);
+    /* Sometimes a second one at once: the core must refuse it (EBUSY)
+     * while the first is uncommitted. */
+    if (!s->failed && at->state == SIM_UP && sim_rng_below(&s->rng, 4) == 0)
+        (void)sim_conf_change(s, at, false);
+}
+
+int sim_conf_change(struct sim *s, struct sim_node *at, bool voters_only)
+{
+    struct sim_node *l = sim_leader(s);
     const struct raft_conf *conf = raft_conf(l ? l->r : at->r);
     uint64_t cand[SIM_MAX_NODES];
     unsigned nc = 0;
     int op;
     unsigned what = (unsigned)sim_rng_below(&s->rng, 100);
+    if (voters_only && what < 30)
+        what += 30; /* no new learners */
     if (what < 45) {
         op = what < 30 ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER;
         for (unsigned id = 1; id <= s->p.n_nodes; id++)
@@ -145,22 +191,28 @@ static void conf_change(struct sim *s)
         for (unsigned id = 1; id <= s->p.n_nodes; id++)
             retired += s->retiring[id];
         if (s->p.n_nodes - retired <= keep)
-            return;
+            return 1;
         op = RAFT_CONF_REMOVE;
-        for (uint32_t i = 0; i < conf->n_learners; i++)
+        for (uint32_t i = 0; i < conf->n_learners && !voters_only; i++)
             cand[nc++] = conf->learners[i];
         if (conf->n_voters > 1)
             for (uint32_t i = 0; i < conf->n_voters; i++)
                 cand[nc++] = conf->voters[i];
     }
     if (nc == 0)
-        return;
+        return 1;
     uint64_t target = cand[sim_rng_below(&s->rng, nc)];
     if (target == 0 || target > s->p.n_nodes) {
         sim_fail(s, "conf", "configuration holds unknown node %" PRIu64,
                  target);
-        return;
+        return 1;
     }
+    return sim_conf_propose(s, at, op, target);
+}
+
+int sim_conf_propose(struct sim *s, struct sim_node *at, int op,
+                     uint64_t target)
+{
     char ctx[24];
     snprintf(ctx, sizeof(ctx), "n%" PRIu64, target);
     struct raft_conf_change cc = {
@@ -176,6 +228,7 @@ static void conf_change(struct sim *s)
     sim_ev(s, EV_CONF, (unsigned)op, at->id, 0, target, (uint64_t)(int64_t)rc,
            id, 0, NULL);
     sim_node_observe(s, at);
+    return rc;
 }
 
 void sim_conf_applied(struct sim *s, const struct raft_conf_change *cc,
@@ -277,4 +330,6 @@ void sim_faults_step(struct sim *s)
         conf_change(s);
     if (sim_rng_ppm(&s->rng, s->p.transfer_ppm))
         transfer(s);
+    if (s->p.scenario && !s->failed)
+        sim_scenario_step(s);
 }

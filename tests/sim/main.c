@@ -47,7 +47,8 @@ static void usage(FILE *f)
             "       sim --seed X [--verbose]               replay one seed\n"
             "       sim --selftest                         check the checkers\n"
             "options: --nodes N (cluster size), --steps N (main phase),\n"
-            "         --trace N (events printed on failure), --no-lease\n");
+            "         --trace N (events printed on failure), --no-lease,\n"
+            "         --scenario K (0 none, 1 figure8, 2 lease, 3 membership)\n");
 }
 
 static int write_all(int fd, const void *p, size_t len)
@@ -381,6 +382,8 @@ int main(int argc, char **argv)
             o.nodes = (unsigned)v;
         else if (!strcmp(a, "--steps"))
             o.steps = (unsigned)v;
+        else if (!strcmp(a, "--scenario") && v <= 3)
+            o.scenario = (unsigned)v + 1;
         else if (!strcmp(a, "--trace"))
             o.trace_lines = (unsigned)v;
         else {

@@ -36,6 +36,7 @@ void sim_node_observe(struct sim *s, struct sim_node *n)
     if (ss.role == RAFT_LEADER) {
         sim_check_leader(s, n->id, ss.term);
         if (n->role != RAFT_LEADER || n->term != ss.term) {
+            n->lead_tick = s->ticks;
             struct sim_logview v;
             sim_logview_of(&v, n->r);
             sim_check_leader_complete(s, n->id, &v);

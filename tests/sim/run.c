@@ -91,6 +91,9 @@ static void draw_params(struct sim *s)
     p->conf_ppm = (uint32_t)sim_rng_range(g, 2000, 10000);
     p->transfer_ppm = (uint32_t)sim_rng_range(g, 500, 4000);
     p->client_ppm = (uint32_t)sim_rng_range(g, 50000, 400000);
+    p->stale_ppm = 100000;
+    p->lease_pct = 30;
+    sim_scenario_params(s);
 }
 
 void sim_init(struct sim *s, uint64_t seed, const struct sim_opts *o,

@@ -14,7 +14,8 @@
  * Files: rng.c (PRNG), trace.c (event ring), net.c (network), disk.c (the
  * durable-state model), kv.c (state machine), node.c (ready processing,
  * crash, restart), client.c (clients, history), faults.c (crashes,
- * partitions, membership, transfers), check.c (invariants), lin.c (history
+ * partitions, membership, transfers), scenario.c (scenario-shaped seeds:
+ * figure8, lease, membership), check.c (invariants), lin.c (history
  * -> lincheck), run.c (one seed), selftest.c, main.c (CLI, workers).
  */
 #ifndef CRAFT_SIM_H
@@ -56,7 +57,8 @@ struct sim_params {
     unsigned spt;        /* steps per tick */
     unsigned n_keys;
     unsigned n_clients;
-    const char *profile; /* "calm", "moderate", "hostile" */
+    const char *profile; /* "calm", "moderate", "hostile", or a scenario */
+    unsigned scenario;   /* enum sim_scenario */
     /* raft config */
     unsigned heartbeat_ticks;
     unsigned max_inflight;
@@ -82,6 +84,20 @@ struct sim_params {
     unsigned snapshot_delay_max;
     bool lease_reads;
     bool boot_ctx; /* bootstrap with member names as context */
+    /* scenarios (scenario.c), chance per step in ppm */
+    uint32_t churn_ppm;   /* crash or cut off the leader */
+    uint32_t burst_ppm;   /* two membership changes back to back */
+    uint32_t stale_ppm;   /* share of reads sent to any self-styled leader */
+    unsigned lease_pct;   /* share of reads served under the lease */
+    unsigned op_timeout;  /* client timeout: 0: 2-4 election timeouts */
+};
+
+/* Scenario-shaped seeds: fault patterns aimed at one class of bug. */
+enum sim_scenario {
+    SIM_SC_NONE = 0,
+    SIM_SC_FIGURE8,    /* leader churn, one entry per append (§5.4.2) */
+    SIM_SC_LEASE,      /* isolated leaders, reads sent to stale leaders */
+    SIM_SC_MEMBERSHIP, /* back-to-back changes, splits of old/new quorums */
 };
 
 /* Options from the command line that override drawn parameters (0: draw). */
@@ -91,6 +107,7 @@ struct sim_opts {
     unsigned trace_lines; /* printed on failure */
     bool verbose;         /* print every event as it happens */
     bool no_lease;
+    unsigned scenario;    /* force one (enum sim_scenario + 1); 0: draw */
     bool sabotage_final;  /* selftest: keep everything partitioned */
 };
 
@@ -246,6 +263,7 @@ struct sim_node {
     enum raft_role role;
     uint64_t term;
     uint64_t leader;
+    uint64_t lead_tick; /* sim->ticks when it last became leader */
 };
 
 struct sim;
@@ -320,6 +338,29 @@ struct sim_op *sim_hist_add(struct sim *s);
 /* ---- faults and membership (faults.c) ---- */
 
 void sim_faults_step(struct sim *s);
+/* Cut every link between side_a (bitmask of ids) and the other nodes until
+ * heal_at (a step). */
+void sim_partition_set(struct sim *s, uint64_t side_a, uint64_t heal_at,
+                       const char *kind);
+/* The same, on top of the links already cut (healed at the later time). */
+void sim_partition_add(struct sim *s, uint64_t side_a, uint64_t heal_at,
+                       const char *kind);
+/* Crash n (not for good); it restarts restart_after steps later. */
+void sim_crash_for(struct sim *s, struct sim_node *n, uint64_t restart_after);
+/* Propose a random membership change at `at` (voters_only: one that changes
+ * the voters); the core's return code, or 1 if there was nothing to do. */
+int sim_conf_change(struct sim *s, struct sim_node *at, bool voters_only);
+/* Propose that change at `at`; the core's return code. */
+int sim_conf_propose(struct sim *s, struct sim_node *at, int op,
+                     uint64_t target);
+unsigned sim_n_down(const struct sim *s);
+
+/* ---- scenarios (scenario.c) ---- */
+
+/* Override the drawn parameters for a scenario-shaped seed. */
+void sim_scenario_params(struct sim *s);
+/* The scenario's faults for this step (main phase only). */
+void sim_scenario_step(struct sim *s);
 void sim_heal(struct sim *s);
 void sim_conf_applied(struct sim *s, const struct raft_conf_change *cc,
                       uint64_t index);
@@ -422,6 +463,12 @@ struct sim {
     struct sim_trace trace;
     bool retiring[SIM_MAX_NODES + 1]; /* proposed for removal: never re-added */
     bool removed[SIM_MAX_NODES + 1];  /* its removal is the last change applied */
+    struct {
+        unsigned phase;
+        uint64_t leader, term; /* the leader the phase is about */
+        uint64_t at;           /* step of the next planned move */
+        uint64_t deadline;     /* give up the phase (heal) at this step */
+    } sc;                      /* scenario state (scenario.c) */
     uint64_t conf_seq;
     uint64_t conf_applied_max; /* highest conf entry seen applied */
     struct sim_stats st;
