@@ -34,7 +34,7 @@ LINCHECK  = $(if $(wildcard tests/lincheck/main.c),$(O)/lincheck)
 SIM       = $(if $(wildcard tests/sim/*.c),$(O)/sim)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: all test unit sim simtest cluster faults asan valgrind fuzz bench run deps clean
+.PHONY: all test unit sim sim-teeth simtest cluster faults asan valgrind fuzz bench run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -82,6 +82,11 @@ sim: $(SIM)
 
 # make test runs more seeds than the 2,000 floor: they take seconds.
 SIMTEST_SEEDS ?= 20000
+# Each bug in tests/sim/mutants/ applied to a copy of the tree: how many
+# seeds the simulator takes to catch it (see docs/testing.md).
+sim-teeth:
+	@SEEDS=$(SEEDS) JOBS=$(JOBS) sh scripts/sim-teeth.sh
+
 simtest: $(SIM)
 	$(O)/sim --seeds $(SIMTEST_SEEDS) --jobs $(JOBS)
 

@@ -1,0 +1,5 @@
+# Mutant: serve a read index without the quorum heartbeat round.
+# Applied to a copy of the tree by scripts/sim-teeth.sh; never to the real one.
+p='src/raft/readindex.c'; s=open(p).read()
+o='''    if (ready && single_voter(r)) {'''
+assert o in s; s=s.replace(o,'''    if (ready) {'''); open(p,'w').write(s)
