@@ -90,6 +90,8 @@ struct node {
     uint64_t snap_index;
     bool snap_busy;
     uint64_t snap_retry_at; /* after a failure, not before (uv_now ms) */
+    uint64_t snap_size;     /* bytes of the latest snapshot */
+    uint64_t applied_bytes; /* entry bytes applied since it was taken */
 
     /* Requests. */
     uint64_t next_req;

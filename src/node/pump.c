@@ -133,6 +133,7 @@ static void apply_committed(struct node *n, const struct raft_ready *rd)
             node__apply_conf(n, e);
         }
         n->applied = e->index;
+        n->applied_bytes += e->len;
         node__on_apply(n, e);
     }
 }

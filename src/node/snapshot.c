@@ -62,6 +62,10 @@ static void commit_done(struct node *n, void *arg, int rc)
     }
     uint64_t *keep = craft_malloc(sizeof *keep);
     int rv = raft_snapshot_taken(n->raft, c->meta.index, c->meta.size, keep);
+    if (rv == 0) {
+        n->snap_size = c->meta.size;
+        n->applied_bytes = 0;
+    }
     if (rv == 0 && keep != NULL) {
         CRAFT_INFO(&n->log, "snapshot at index %llu (%llu bytes); log kept "
                    "from %llu", (unsigned long long)c->meta.index,
@@ -86,6 +90,13 @@ void node__snapshot_maybe(struct node *n)
     uint64_t index = n->applied;
     if (index <= raft_snapshot(n->raft)->index)
         return;
+    /* A snapshot writes the whole map; the threshold counts entries. Wait
+     * also until the log since the last one is half that snapshot's size,
+     * so that snapshots cost at most twice the log they replace, however
+     * large the map (else a large map is rewritten every few thousand
+     * small writes). */
+    if (n->applied_bytes < n->snap_size / 2)
+        return;
     struct raft_snap_meta meta = {.index = index,
                                   .term = raft_term_at(n->raft, index),
                                   .conf = *raft_conf_at(n->raft, index)};
@@ -108,8 +119,13 @@ void node__snapshot_maybe(struct node *n)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() == 1)
             _exit(1);
-        int err = kv_snapshot_write_fd(n->kv, stor_snap_writer_fd(n->snap_w),
-                                       index);
+        int fd = stor_snap_writer_fd(n->snap_w);
+        int err = kv_snapshot_write_fd(n->kv, fd, index);
+        /* Flush the data here, off the loop and outside the disk-job
+         * queue: the commit's own fdatasync then has little left to do,
+         * and log writes queued behind it are not held up. */
+        if (err == 0 && fdatasync(fd) != 0)
+            err = -1;
         _exit(err ? 1 : 0);
     }
     n->snap_pid = pid;
@@ -186,6 +202,8 @@ int node__snapshot_restore(struct node *n, uint64_t index)
     kv_free(n->kv);
     n->kv = kv;
     n->applied = index;
+    n->snap_size = meta.size;
+    n->applied_bytes = 0;
     if (n->peers)
         node__peers_sync(n);
     CRAFT_INFO(&n->log, "state restored from snapshot %llu (%zu keys)",
