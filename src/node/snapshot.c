@@ -91,11 +91,12 @@ void node__snapshot_maybe(struct node *n)
     if (index <= raft_snapshot(n->raft)->index)
         return;
     /* A snapshot writes the whole map; the threshold counts entries. Wait
-     * also until the log since the last one is half that snapshot's size,
-     * so that snapshots cost at most twice the log they replace, however
-     * large the map (else a large map is rewritten every few thousand
-     * small writes). */
-    if (n->applied_bytes < n->snap_size / 2)
+     * also until the log since the last one is as large as that snapshot
+     * (as Redis rewrites its AOF when it has doubled), so that snapshots
+     * cost no more than the log they replace, however large the map (else
+     * a large map is rewritten every few thousand small writes, and each
+     * fork and copy-on-write burst shows in the latency of writes). */
+    if (n->applied_bytes < n->snap_size)
         return;
     struct raft_snap_meta meta = {.index = index,
                                   .term = raft_term_at(n->raft, index),

@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Turns the raw outputs of bench/run.sh (a folder of wrk BENCHJSON lines, RSS
+JSON, log excerpts) into bench/RESULTS.md and prints a summary on stdout.
+Usage: report.py <out-dir> <RESULTS.md> key=value...  (run parameters)."""
+
+import glob
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+WORKLOADS = [
+    ("craftd_put", "craftd write: POST /key (leader)"),
+    ("etcd_put", "etcd write: POST /v3/kv/put (leader)"),
+    ("craftd_get_lin", "craftd read, level=linearizable (follower)"),
+    ("etcd_range_lin", "etcd range, linearizable (follower)"),
+    ("craftd_get_none", "craftd read, level=none (follower)"),
+    ("etcd_range_ser", "etcd range, serializable (follower)"),
+]
+RATIOS = [
+    ("writes", "craftd_put", "etcd_put", 3.0),
+    ("linearizable reads", "craftd_get_lin", "etcd_range_lin", 3.0),
+    ("local reads (none vs serializable)", "craftd_get_none", "etcd_range_ser", None),
+]
+
+
+def load_runs(out):
+    runs = {}
+    for name, _ in WORKLOADS:
+        rs = []
+        for path in sorted(glob.glob(os.path.join(out, name + ".*.json")),
+                           key=lambda p: int(p.rsplit(".", 2)[1])):
+            rnd = int(path.rsplit(".", 2)[1])
+            try:
+                with open(path) as f:
+                    d = json.loads(f.read().strip().splitlines()[-1])
+            except (OSError, ValueError, IndexError):
+                d = None
+            if d is not None:
+                # throughput counts 200 answers only; latencies mean nothing without them
+                d["rps"] = d["n200"] / (d["duration_us"] / 1e6)
+                if d["n200"] == 0:
+                    for k in ("lat_p50_us", "lat_p90_us", "lat_p99_us", "lat_max_us"):
+                        d[k] = None
+            rs.append((rnd, d))
+        runs[name] = rs
+    return runs
+
+
+def med(rs, key):
+    vals = [d[key] for _, d in rs if d and d[key] is not None]
+    return statistics.median(vals) if vals else None
+
+
+def ms(us):
+    return "-" if us is None else "%.2f" % (us / 1000.0)
+
+
+def errs(d):
+    socket = d["err_connect"] + d["err_read"] + d["err_write"] + d["err_timeout"]
+    return d["nbad"], socket
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        wrkv = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    except OSError:
+        wrkv = "?"
+    return "nproc %d, kernel %s, %s, %s" % (os.cpu_count() or 0, platform.release(), cpu,
+                                            wrkv.strip())
+
+
+def main():
+    out, dest = sys.argv[1], sys.argv[2]
+    params = dict(a.split("=", 1) for a in sys.argv[3:])
+    runs = load_runs(out)
+    L = []
+    S = []  # summary lines for stdout
+    L.append("# craftd benchmark results")
+    L.append("")
+    L.append("Produced by `make bench` (bench/run.sh); see docs/benchmarks.md. Do not edit by hand.")
+    L.append("")
+    L.append("- Date: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    L.append("- Machine: %s" % machine())
+    L.append("- etcd %s (defaults, 3 members, JSON gateway); craftd `%s` (defaults, 3 nodes)"
+             % (params.get("etcd_version", "?"), params.get("craftd", "build/craftd")))
+    if params.get("craftd_flags"):
+        L.append("- craftd extra flags (BENCH_CRAFTD_FLAGS): `%s`" % params["craftd_flags"])
+    L.append("- Both clusters run on loopback on the same machine as wrk, data on the same disk. "
+             "Runs are interleaved (craftd, etcd, craftd, etcd, ...), %s rounds, medians below."
+             % params.get("rounds"))
+    L.append("- Keys and values: 16 bytes each; writes use a new key per request, reads pick "
+             "one of %s preloaded keys at random." % params.get("nread"))
+    L.append("")
+    L.append("## Commands")
+    L.append("")
+    L.append("```")
+    for line in read_text(os.path.join(out, "commands.tsv")).splitlines():
+        name, cmd = line.split("\t", 1)
+        L.append("%-16s %s" % (name, cmd))
+    L.append("```")
+    L.append("")
+    L.append("(BENCH_RUN=<round> and BENCH_NREAD=%s are set for every run; scripts in bench/.)"
+             % params.get("nread"))
+    L.append("")
+    L.append("## Throughput and latency (wrk -t%s -c%s -d%ss --latency)"
+             % (params.get("threads"), params.get("conns"), params.get("duration")))
+    L.append("")
+    L.append("| workload | round | 200s/s | p50 ms | p99 ms | max ms | non-200 | socket errors |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    problems = []
+    for name, label in WORKLOADS:
+        for rnd, d in runs[name]:
+            if d is None:
+                L.append("| %s | %d | failed | | | | | |" % (label, rnd))
+                problems.append("%s round %d: wrk produced no result" % (name, rnd))
+                continue
+            nbad, sock = errs(d)
+            L.append("| %s | %d | %.0f | %s | %s | %s | %d | %d |" % (
+                label, rnd, d["rps"], ms(d["lat_p50_us"]), ms(d["lat_p99_us"]),
+                ms(d["lat_max_us"]), nbad, sock))
+            if nbad or sock:
+                problems.append("%s round %d: %d non-200 %s, socket errors connect %d read %d "
+                                "write %d timeout %d%s" % (
+                                    name, rnd, nbad, json.dumps(d["bad_codes"]),
+                                    d["err_connect"], d["err_read"], d["err_write"],
+                                    d["err_timeout"],
+                                    (", sample body: " + d["bad_sample"]) if d["bad_sample"]
+                                    else ""))
+        rs = runs[name]
+        L.append("| **%s** | **median** | **%s** | **%s** | **%s** | | | |" % (
+            label, "-" if med(rs, "rps") is None else "%.0f" % med(rs, "rps"),
+            ms(med(rs, "lat_p50_us")), ms(med(rs, "lat_p99_us"))))
+    L.append("")
+    L.append("## Ratios craftd / etcd (medians)")
+    L.append("")
+    L.append("| comparison | craftd 200s/s | etcd 200s/s | ratio | target |")
+    L.append("|---|---|---|---|---|")
+    for label, a, b, target in RATIOS:
+        ra, rb = med(runs[a], "rps"), med(runs[b], "rps")
+        ratio = (ra / rb) if ra and rb else None
+        tgt = "-" if target is None else ">= %.0fx: %s" % (
+            target, "met" if ratio and ratio >= target else "NOT met")
+        L.append("| %s | %s | %s | %s | %s |" % (
+            label, "-" if ra is None else "%.0f" % ra, "-" if rb is None else "%.0f" % rb,
+            "-" if ratio is None else "%.2fx" % ratio, tgt))
+        S.append("%-36s craftd %8s  etcd %8s  ratio %s" % (
+            label, "-" if ra is None else "%.0f/s" % ra, "-" if rb is None else "%.0f/s" % rb,
+            "-" if ratio is None else "%.2fx" % ratio))
+    p99 = med(runs["craftd_put"], "lat_p99_us")
+    p50 = med(runs["craftd_put"], "lat_p50_us")
+    ep99 = med(runs["etcd_put"], "lat_p99_us")
+    L.append("")
+    L.append("craftd write latency (median of runs): p50 %s ms, **p99 %s ms** (target < 10 ms: %s); "
+             "etcd put p99 %s ms." % (ms(p50), ms(p99),
+                                      "met" if p99 is not None and p99 < 10000 else "NOT met",
+                                      ms(ep99)))
+    S.append("craftd write latency p50 %s ms, p99 %s ms (etcd put p99 %s ms)"
+             % (ms(p50), ms(p99), ms(ep99)))
+    L.append("")
+    L.append("## Memory and restart with %s keys (single node)" % params.get("nkeys"))
+    L.append("")
+    L.append("Loaded by POSTing batches of 1000 pairs (craftd: one `POST /key`; etcd: one "
+             "`/v3/kv/txn`, started with `--max-txn-ops 1000`) on 4 parallel connections; RSS read "
+             "from /proc/<pid>/status 2 s after the load; then `kill -9`, restart from the same "
+             "directory, and time from the exec to the first 200 with the right value for the "
+             "last loaded key (craftd `GET ?level=none`, etcd serializable range), polled every 2 ms.")
+    L.append("")
+    L.append("| | load time s | RSS MiB | peak RSS MiB | data dir MiB | restart to serving s "
+             "| RSS after restart MiB |")
+    L.append("|---|---|---|---|---|---|---|")
+    for kind in ("craftd", "etcd"):
+        d = read_json(os.path.join(out, "rss_%s.json" % kind))
+        if d is None:
+            if os.path.exists(os.path.join(out, "rss_%s.json" % kind)):
+                L.append("| %s | failed | | | | | |" % kind)
+                problems.append("%s RSS/restart part failed (see the run's stderr)" % kind)
+            continue
+        L.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            kind, d["load_s"], d["rss_mib"], d["hwm_mib"], d["disk_mib"],
+            d["restart_to_serving_s"], d["rss_after_restart_mib"]))
+        S.append("%-6s 10^6 keys: RSS %s MiB (peak %s), restart to serving %s s"
+                 % (kind, d["rss_mib"], d["hwm_mib"], d["restart_to_serving_s"]))
+    for kind in ("craftd", "etcd"):
+        d = read_json(os.path.join(out, "rss_%s.json" % kind))
+        if d:
+            L.append("")
+            L.append("%s command: `%s`" % (kind, d["argv"]))
+    deaths = read_text(os.path.join(out, "craftd_deaths.txt"))
+    if deaths:
+        problems.append("craftd nodes died during the runs:\n\n```\n%s\n```" % deaths)
+    warn = []
+    for f in sorted(glob.glob(os.path.join(out, "*.warn"))):
+        t = read_text(f)
+        if t:
+            warn.append("%s:\n%s" % (os.path.basename(f)[:-5], t))
+    L.append("")
+    L.append("## Problems seen")
+    L.append("")
+    if not problems and not warn:
+        L.append("None: every answer was 200, no socket errors, no WARN/ERROR in craftd logs.")
+    for p in problems:
+        L.append("- " + p)
+    if warn:
+        L.append("")
+        L.append("WARN/ERROR lines in craftd logs (first 20 per node):")
+        L.append("")
+        L.append("```")
+        L.extend(warn)
+        L.append("```")
+    with open(dest, "w") as f:
+        f.write("\n".join(L) + "\n")
+    print("==== craftd vs etcd %s (medians of %s interleaved runs; full table in %s)"
+          % (params.get("etcd_version"), params.get("rounds"), os.path.relpath(dest)))
+    for s in S:
+        print(s)
+    for p in problems:
+        print("problem: " + p)
+    if warn:
+        print("craftd logged WARN/ERROR lines: see %s" % os.path.relpath(dest))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
