@@ -3,6 +3,7 @@
 #ifndef CRAFT_HTTP_INTERNAL_H
 #define CRAFT_HTTP_INTERNAL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -103,6 +104,8 @@ void http__send(h2o_req_t *req, int status, const char *ctype, const char *allow
 /* status with {"error":"<msg>"} (msg escaped), application/json. */
 void http__send_error(h2o_req_t *req, int status, const char *allow, const char *msg,
                       size_t len);
+void http__send_errorv(h2o_req_t *req, int status, const char *allow, const char *fmt,
+                       va_list ap);
 /* Wraps req for the node: registers the dispose hook, links it as pending. */
 struct http_req *http__req_new(struct http_server *srv, h2o_req_t *req);
 /* Answers every pending request 503 (server closing). */

@@ -154,14 +154,21 @@ void http_reply_error(struct http_req *req, int status, const char *fmt, ...)
     h2o_req_t *h = claim(req);
     if (h == NULL)
         return;
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    http__send_errorv(h, status, NULL, fmt, ap);
     va_end(ap);
+}
+
+/* http__send_error with a printf-formatted message (at most 1023 bytes). */
+void http__send_errorv(h2o_req_t *req, int status, const char *allow, const char *fmt,
+                       va_list ap)
+{
+    char msg[1024];
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
     if (n < 0)
         n = 0;
-    http__send_error(h, status, NULL, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    http__send_error(req, status, allow, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
 }
 
 bool http_req_gone(struct http_req *req)

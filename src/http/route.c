@@ -24,14 +24,10 @@ __attribute__((format(printf, 4, 5))) static void fail(h2o_req_t *req, int statu
                                                         const char *allow, const char *fmt,
                                                         ...)
 {
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    http__send_errorv(req, status, allow, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    http__send_error(req, status, allow, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
 }
 
 static void method_not_allowed(h2o_req_t *req, const char *allow, const char *what)
