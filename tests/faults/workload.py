@@ -206,7 +206,9 @@ def lincheck(ops, path, levels=LIN_LEVELS):
             f.write(json.dumps({k: op[k] for k in ("client", "key", "op", "value", "invoke",
                                                    "complete", "outcome")}) + "\n")
     t0 = time.monotonic()
-    r = subprocess.run([LINCHECK, path], capture_output=True, text=True, timeout=600)
+    # Long soak rounds give a key tens of thousands of ops: more cache.
+    r = subprocess.run([LINCHECK, "--max-cache-mb", "4096", path],
+                       capture_output=True, text=True, timeout=600)
     dt = time.monotonic() - t0
     verdict = {0: "linearizable", 1: "VIOLATION", 3: "undecided"}.get(r.returncode, "error")
     return verdict, r.returncode, (r.stdout + r.stderr).strip(), dt

@@ -1,9 +1,11 @@
 /* build/lincheck: checks a recorded key-value history for linearizability
  * (the library in lincheck.h does the work; this file parses and reports).
  *
- * Usage: lincheck [--max-steps N] [--quiet] [FILE]
+ * Usage: lincheck [--max-steps N] [--max-cache-mb M] [--quiet] [FILE]
  *   FILE absent or "-": read standard input.
  *   --max-steps N: search budget per key (default 10,000,000).
+ *   --max-cache-mb M: memory for explored states per key (default 256);
+ *                     a key with tens of thousands of ops needs more.
  *   --quiet: print only the summary line, not the failing key's report.
  *
  * Input: JSON lines, one operation per line; blank lines are skipped, other
@@ -177,7 +179,8 @@ static int read_history(FILE *f, const char *name, struct history *h)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: lincheck [--max-steps N] [--quiet] [FILE|-]\n"
+    fprintf(f, "usage: lincheck [--max-steps N] [--max-cache-mb M] [--quiet] "
+               "[FILE|-]\n"
                "Checks a JSON-lines key-value history for linearizability.\n"
                "Exit: 0 linearizable, 1 violation, 2 bad input, "
                "3 undecided.\n");
@@ -186,6 +189,7 @@ static void usage(FILE *f)
 struct args {
     const char *path; /* NULL: stdin */
     uint64_t max_steps;
+    uint64_t max_cache_mb;
     bool quiet;
 };
 
@@ -205,6 +209,15 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->max_steps = strtoull(argv[++i], &end, 10);
             if (errno || *end || a->max_steps == 0 || argv[i][0] == '-') {
                 fprintf(stderr, "lincheck: bad --max-steps %s\n", argv[i]);
+                return EXIT_BAD;
+            }
+        } else if (strcmp(argv[i], "--max-cache-mb") == 0 && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            a->max_cache_mb = strtoull(argv[++i], &end, 10);
+            if (errno || *end || a->max_cache_mb == 0 || argv[i][0] == '-' ||
+                a->max_cache_mb > (SIZE_MAX >> 20)) {
+                fprintf(stderr, "lincheck: bad --max-cache-mb %s\n", argv[i]);
                 return EXIT_BAD;
             }
         } else if (argv[i][0] == '-' && strcmp(argv[i], "-") != 0) {
@@ -232,7 +245,8 @@ static double now_ms(void)
 /* Check h and report; returns the exit status. */
 static int check(const struct history *h, const struct args *a)
 {
-    struct lincheck_opts opts = {.max_steps = a->max_steps};
+    struct lincheck_opts opts = {.max_steps = a->max_steps,
+                                 .max_cache_bytes = a->max_cache_mb << 20};
     struct lincheck_result res;
     double t0 = now_ms();
     int err = lincheck_check(h->ops, h->len, &opts, &res);
