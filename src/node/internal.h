@@ -58,6 +58,8 @@ struct node {
 
     struct raft *raft;
     struct stor *stor;
+    struct raft_persisted boot; /* what the store held at start (its arrays
+                                   are the store's until start_services) */
     struct kv *kv;
     uint64_t applied; /* last index applied to kv */
     struct peer_transport *peers;
@@ -139,6 +141,8 @@ int node__member_ctx(const char *id, const char *raft_addr,
                      const char *http_addr, uint8_t **out, size_t *len);
 void node__apply_conf(struct node *n, const struct raft_entry *e);
 void node__peers_sync(struct node *n);
+void node__peers_from_log(struct node *n, const struct raft_entry *ents,
+                          size_t n_ents);
 void node__promote_learners(struct node *n);
 void node__join_step(struct node *n, struct node__req *q);
 void node__join_applied(struct node *n, struct node__req *q, bool ok);

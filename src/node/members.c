@@ -99,6 +99,21 @@ void node__peers_sync(struct node *n)
     }
 }
 
+void node__peers_from_log(struct node *n, const struct raft_entry *ents,
+                          size_t n_ents)
+{
+    for (size_t i = 0; i < n_ents; i++) {
+        struct raft_conf_change cc;
+        char s[3][512];
+        if (ents[i].type != RAFT_ENTRY_CONF ||
+            raft_conf_change_decode(ents[i].data, ents[i].len, &cc) != 0 ||
+            cc.ctx_len == 0 || ctx_decode(cc.ctx, cc.ctx_len, s) != 0 ||
+            cc.node == n->raft_id)
+            continue;
+        peer_set(n->peers, cc.node, s[1]);
+    }
+}
+
 /* The leader promotes a learner once it has (nearly) caught up. */
 void node__promote_learners(struct node *n)
 {

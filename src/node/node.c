@@ -103,9 +103,9 @@ static int start_core(struct node *n)
                                  ? n->o.snapshot_threshold / 2 + 1 : 1024,
     };
     rv = raft_new(&cfg, fresh ? NULL : &p, &n->raft);
-    stor_release_persisted(n->stor);
     if (rv)
         return rv;
+    n->boot = p; /* released once the peers in it are known (below) */
     n->saved_term = raft_hard(n->raft).term;
     n->saved_vote = raft_hard(n->raft).vote;
     n->kv = kv_new(0);
@@ -169,6 +169,11 @@ static int start_services(struct node *n)
     if (rv)
         return rv;
     node__peers_sync(n);
+    /* Also every member named in the stored log, applied or not: a node
+     * restarting with a stale commit index learns the members only by
+     * applying entries, which takes answering the leader first. */
+    node__peers_from_log(n, n->boot.entries, n->boot.n_entries);
+    stor_release_persisted(n->stor);
     struct http_opts ho = {.loop = n->loop,
                            .listen = n->http_addr,
                            .max_body = n->o.max_body,

@@ -5,6 +5,7 @@
  * and is answered once this node has applied up to it. Every request has a
  * deadline; errors that mean "certainly not done" (no leader, transfer in
  * progress) are retried at each tick until then. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,6 +137,7 @@ static void serve_get(struct node *n, struct node__req *q);
 /* q waits until the map has applied q->index. */
 void node__req_wait_index(struct node *n, struct node__req *q)
 {
+    assert(q->heap_pos == 0 && "a request waits only once");
     if (q->kind == NODE__GET && n->applied >= q->index) {
         serve_get(n, q);
         return;
@@ -230,7 +232,9 @@ static void issue(struct node *n, struct node__req *q)
 void node__on_prop(struct node *n, const struct raft_prop_result *p)
 {
     struct node__req *q = lookup(n, p->id);
-    if (q == NULL)
+    /* A request asked again (after a leader change) may get a second
+     * answer; the first placement it waits on decides. */
+    if (q == NULL || q->heap_pos != 0)
         return;
     q->issued = false;
     if (p->err) {
@@ -278,7 +282,7 @@ void node__on_prop(struct node *n, const struct raft_prop_result *p)
 void node__on_read(struct node *n, const struct raft_read_result *r)
 {
     struct node__req *q = lookup(n, r->id);
-    if (q == NULL)
+    if (q == NULL || q->heap_pos != 0) /* (asked twice: first answer wins) */
         return;
     if (r->err) {
         if (retryable(r->err)) {
