@@ -14,57 +14,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "unit/count_alloc.h"
 #include "common/alloc.h"
 #include "common/endian.h"
 #include "raft/raft.h"
-
-/* ---- A counting allocator that can be told to fail ---------------------- */
-
-static long live_blocks;   /* blocks allocated through craft_* not yet freed */
-static int fail_countdown; /* >0: that many more allocations succeed */
-
-static void *count_malloc(size_t size)
-{
-    if (fail_countdown > 0 && --fail_countdown == 0)
-        return NULL;
-    void *p = malloc(size);
-    if (p)
-        live_blocks++;
-    return p;
-}
-
-static void *count_realloc(void *ptr, size_t size)
-{
-    void *p = realloc(ptr, size);
-    if (p && !ptr)
-        live_blocks++;
-    return p;
-}
-
-static void count_free(void *ptr)
-{
-    if (ptr)
-        live_blocks--;
-    free(ptr);
-}
-
-static const struct craft_allocator counting = {count_malloc, count_realloc,
-                                                count_free};
-
-static int setup(void **state)
-{
-    live_blocks = 0;
-    fail_countdown = 0;
-    craft_set_allocator(&counting);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    craft_set_allocator(NULL);
-    assert_int_equal(live_blocks, 0);
-    return 0;
-}
 
 /* ---- Building messages -------------------------------------------------- */
 
@@ -306,7 +259,7 @@ static int decode_fails(const uint8_t *src, size_t len)
     assert_null(m.entries);
     assert_int_equal(m.n_entries, 0);
     assert_int_equal(m.type, 0);
-    assert_int_equal(live_blocks, 0);
+    assert_int_equal(count_alloc_live, 0);
     free(copy);
     return err;
 }
@@ -383,7 +336,7 @@ static void test_decode_into_buffer(void **state)
     assert_ptr_not_equal(d.entries[0].data, g.ents[0].data);
     assert_true(d.entries[0].data > buf && d.entries[0].data < buf + len);
     assert_null(d.entries[1].data); /* empty entry */
-    assert_int_equal(live_blocks, 1); /* the entries array only */
+    assert_int_equal(count_alloc_live, 1); /* the entries array only */
     raft_msg_decoded_free(&d);
     raft_msg_decoded_free(&d); /* idempotent */
     free(buf);
@@ -445,7 +398,7 @@ static void test_bit_flips(void **state)
                 assert_null(d.entries);
                 refused++;
             }
-            assert_int_equal(live_blocks, 0);
+            assert_int_equal(count_alloc_live, 0);
             free(copy);
         }
         free(buf);
@@ -480,7 +433,7 @@ static void test_random_garbage(void **state)
             check_canonical(copy, len, &d);
             raft_msg_decoded_free(&d);
         }
-        assert_int_equal(live_blocks, 0);
+        assert_int_equal(count_alloc_live, 0);
         free(copy);
     }
 }
@@ -711,18 +664,18 @@ static void test_decode_enomem(void **state)
     full_msg(&g, RAFT_MSG_APP);
     size_t len;
     uint8_t *buf = encode(&g.m, &len);
-    fail_countdown = 1;
+    count_alloc_countdown = 1;
     struct raft_msg m;
     assert_int_equal(raft_msg_decode(buf, len, &m), CRAFT_ENOMEM);
     assert_null(m.entries);
-    assert_int_equal(live_blocks, 0);
-    fail_countdown = 1; /* no entries: no allocation at all */
+    assert_int_equal(count_alloc_live, 0);
+    count_alloc_countdown = 1; /* no entries: no allocation at all */
     struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .commit = 5};
     free(buf);
     buf = encode(&hb, &len);
     assert_int_equal(raft_msg_decode(buf, len, &m), 0);
     assert_null(m.entries);
-    fail_countdown = 0;
+    count_alloc_countdown = 0;
     free(buf);
 }
 
@@ -879,7 +832,7 @@ static void test_cc_bit_flips(void **state)
     free(buf);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, count_alloc_setup, count_alloc_teardown)
 
 int main(void)
 {

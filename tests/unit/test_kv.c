@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <valgrind/valgrind.h>
 
+#include "unit/count_alloc.h"
 #include "common/alloc.h"
 #include "common/crc32c.h"
 #include "common/endian.h"
@@ -24,63 +25,6 @@
 #include "kv/kv_internal.h"
 
 #define SEED 42
-
-/* ---- a counting allocator that can be told to fail ---------------------- */
-
-static long live_blocks;   /* blocks allocated through craft_* not yet freed */
-static long fail_countdown; /* >0: the allocation that brings it to 0 fails */
-
-static bool should_fail(void)
-{
-    return fail_countdown > 0 && --fail_countdown == 0;
-}
-
-static void *count_malloc(size_t size)
-{
-    if (should_fail())
-        return NULL;
-    void *p = malloc(size);
-    if (p)
-        live_blocks++;
-    return p;
-}
-
-static void *count_realloc(void *ptr, size_t size)
-{
-    if (should_fail())
-        return NULL;
-    void *p = realloc(ptr, size);
-    if (p && !ptr)
-        live_blocks++;
-    return p;
-}
-
-static void count_free(void *ptr)
-{
-    if (ptr)
-        live_blocks--;
-    free(ptr);
-}
-
-static const struct craft_allocator counting = {count_malloc, count_realloc,
-                                                count_free};
-
-static int setup(void **state)
-{
-    (void)state;
-    live_blocks = 0;
-    fail_countdown = 0;
-    craft_set_allocator(&counting);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    craft_set_allocator(NULL);
-    assert_int_equal(live_blocks, 0); /* everything freed */
-    return 0;
-}
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -599,9 +543,9 @@ static void test_apply_nomem(void **state)
     uint8_t *snap0 = snapshot(kv, 0, &len0);
     int err, fails = 0;
     for (long at = 1;; at++) {
-        fail_countdown = at;
+        count_alloc_countdown = at;
         err = kv_apply(kv, c.data, c.len);
-        fail_countdown = 0;
+        count_alloc_countdown = 0;
         if (err == 0)
             break;
         assert_int_equal(err, CRAFT_ENOMEM);
@@ -617,7 +561,7 @@ static void test_apply_nomem(void **state)
     craft_free(snap0);
 
     /* kv_put and the builder fail cleanly too */
-    fail_countdown = 1;
+    count_alloc_countdown = 1;
     assert_int_equal(kv_put(kv, "p", 1, "q", 1), CRAFT_ENOMEM);
     assert_absent(kv, "p", 1);
     for (unsigned i = 0; i < 10; i++) { /* fill up the builder's buffer */
@@ -627,18 +571,18 @@ static void test_apply_nomem(void **state)
     size_t len = c.len;
     uint32_t n = c.n_ops;
     static uint8_t big[4096];
-    fail_countdown = 1;
+    count_alloc_countdown = 1;
     assert_int_equal(kv_cmd_set(&c, "b", 1, big, sizeof big), CRAFT_ENOMEM);
     assert_int_equal(c.len, len);
     assert_int_equal(c.n_ops, n);
     struct kv_cmd_iter it;
     assert_int_equal(kv_cmd_iter_init(&it, c.data, c.len), 0);
     kv_cmd_free(&c);
-    fail_countdown = 1;
+    count_alloc_countdown = 1;
     assert_int_equal(kv_cmd_init(&c), CRAFT_ENOMEM);
-    fail_countdown = 1;
+    count_alloc_countdown = 1;
     assert_null(kv_new(SEED));
-    fail_countdown = 2;
+    count_alloc_countdown = 2;
     assert_null(kv_new(SEED));
     kv_free(kv);
 }
@@ -689,9 +633,9 @@ static void test_members(void **state)
     assert_int_equal(kv_member_set(kv, "node3", 4, "x", "y"), 0);
     assert_int_equal(kv_member_set(kv, "node4", 6, "x", "y"), 0);
     for (long at = 1; at <= 5; at++) {
-        fail_countdown = at;
+        count_alloc_countdown = at;
         int err = kv_member_set(kv, "node5", 7, "x", "y");
-        fail_countdown = 0;
+        count_alloc_countdown = 0;
         if (err == 0) {
             assert_int_equal(at, 5); /* 3 strings, then the array growth */
             break;
@@ -978,9 +922,9 @@ static void test_snapshot_errors(void **state)
     assert_null(back);
     int ok = 0;
     for (long at = 1; at < 100000 && !ok; at++) {
-        fail_countdown = at;
+        count_alloc_countdown = at;
         int err = kv_restore_mem(buf, len, SEED, &back, &applied);
-        fail_countdown = 0;
+        count_alloc_countdown = 0;
         if (err == 0) {
             ok = 1;
             assert_same(kv, back);
@@ -991,10 +935,10 @@ static void test_snapshot_errors(void **state)
         at += at / 8; /* every early one, then a sparser sample */
     }
     assert_true(ok);
-    fail_countdown = 1;
+    count_alloc_countdown = 1;
     uint8_t *b2;
     assert_int_equal(kv_snapshot_write_mem(kv, 1, &b2, &len), CRAFT_ENOMEM);
-    fail_countdown = 1;
+    count_alloc_countdown = 1;
     int fd = open("/dev/null", O_RDONLY);
     assert_int_equal(kv_restore_fd(fd, SEED, &back, &applied), CRAFT_ENOMEM);
     assert_int_equal(kv_restore_fd(fd, SEED, &back, &applied),
@@ -1007,7 +951,7 @@ static void test_snapshot_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, count_alloc_setup, count_alloc_teardown)
         T(test_put_get_del),
         T(test_binary_keys),
         T(test_grow_delete_iterate),
