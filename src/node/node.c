@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include "common/alloc.h"
+#include "common/member_id.h"
 #include "node/internal.h"
 
 uint64_t node__now(const struct node *n)
@@ -14,12 +15,7 @@ uint64_t node__now(const struct node *n)
 
 uint64_t node_raft_id(const char *id)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
-    return h ? h : 1;
+    return craft_member_id(id, 0);
 }
 
 static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
