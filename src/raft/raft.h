@@ -356,12 +356,21 @@ const struct raft_conf *raft_conf_at(const struct raft *r, uint64_t index);
 /* The leader's lease: true while this node is leader and has heard from a
  * quorum within the last election timeout, measured from when it sent the
  * heartbeat round that quorum answered. Reads served under a valid lease
- * need no round trip (level=weak). Never true during a transfer. */
-bool raft_lease_valid(const struct raft *r);
-/* A read under the lease: if it is valid, *index is the commit index and a
- * read served once the state machine has applied it is linearizable;
- * otherwise CRAFT_ENOTLEADER (not leader) or CRAFT_ETIMEOUT (no lease). */
-int raft_read_lease(const struct raft *r, uint64_t *index);
+ * need no round trip (level=weak). Never true during a transfer.
+ *
+ * now is the caller's clock in ticks, read at the moment of the check: the
+ * ticks already given to raft_tick (raft_now) plus those that have elapsed
+ * since and not yet been delivered (a paused or busy process owes some).
+ * The lease is judged at max(now, raft_now(r)), so a stale clock can make
+ * it shorter, never longer. */
+bool raft_lease_valid(const struct raft *r, uint64_t now);
+/* A read under the lease: if it is valid at now (as above), *index is the
+ * commit index and a read served once the state machine has applied it is
+ * linearizable; otherwise CRAFT_ENOTLEADER (not leader) or CRAFT_ETIMEOUT
+ * (no lease). */
+int raft_read_lease(const struct raft *r, uint64_t now, uint64_t *index);
+/* Ticks delivered by raft_tick since raft_new. */
+uint64_t raft_now(const struct raft *r);
 /* For status pages: a follower's replication progress as seen by the leader.
  * Returns false if r is not leader or node is not a member. */
 bool raft_progress(const struct raft *r, uint64_t node, uint64_t *match,

@@ -167,7 +167,12 @@ int raft_read_index(struct raft *r, uint64_t id)
     return 0;
 }
 
-bool raft_lease_valid(const struct raft *r)
+uint64_t raft_now(const struct raft *r)
+{
+    return r->now;
+}
+
+bool raft_lease_valid(const struct raft *r, uint64_t now)
 {
     /* A transfer or a hand-over (we removed ourselves) may have started an
      * election that ignores the others' leases: ours is void. */
@@ -180,12 +185,14 @@ bool raft_lease_valid(const struct raft *r)
         return false;
     /* Followers that answered the round ignore other candidates for an
      * election timeout after they heard it; keep a tick of margin. */
-    return r->now + 1 < r->lease_start + r->cfg.election_ticks;
+    if (now < r->now)
+        now = r->now;
+    return now + 1 < r->lease_start + r->cfg.election_ticks;
 }
 
-int raft_read_lease(const struct raft *r, uint64_t *index)
+int raft_read_lease(const struct raft *r, uint64_t now, uint64_t *index)
 {
-    if (!raft_lease_valid(r))
+    if (!raft_lease_valid(r, now))
         return r->role == RAFT_LEADER ? CRAFT_ETIMEOUT : CRAFT_ENOTLEADER;
     *index = r->log.committed;
     return 0;

@@ -277,7 +277,7 @@ static struct sim_node *random_up(struct sim *s)
 static bool lease_ok(const struct sim_node *l)
 {
     uint64_t commit = raft_commit_index(l->r);
-    return raft_lease_valid(l->r) && !l->busy && l->kv.applied >= commit &&
+    return raft_lease_valid(l->r, raft_now(l->r)) && !l->busy && l->kv.applied >= commit &&
            raft_term_at(l->r, commit) == l->term;
 }
 

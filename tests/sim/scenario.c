@@ -143,7 +143,7 @@ static void figure8_step(struct sim *s)
     }
     switch (s->sc.phase) {
     case 0:
-        if (!l || s->now < s->sc.at || !raft_lease_valid(l->r) ||
+        if (!l || s->now < s->sc.at || !raft_lease_valid(l->r, raft_now(l->r)) ||
             !sim_rng_ppm(&s->rng, s->p.churn_ppm))
             return;
         sim_partition_set(s, 1ull << l->id |
@@ -197,7 +197,7 @@ static void figure8_step(struct sim *s)
 static void lease_step(struct sim *s)
 {
     struct sim_node *l = sim_leader(s);
-    if (!l || s->net.partitioned || !raft_lease_valid(l->r))
+    if (!l || s->net.partitioned || !raft_lease_valid(l->r, raft_now(l->r)))
         return;
     /* A leader that removed itself hands over (TIMEOUT_NOW, whose election
      * ignores leases): cut it off while it still believes it leads. */

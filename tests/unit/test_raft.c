@@ -122,7 +122,7 @@ static void test_single_node(void **state)
     struct rnet *net = cluster(1, 1, NULL);
     struct raft *r = rnet_raft(net, 1);
     assert_int_equal(raft_commit_index(r), 1);
-    assert_false(raft_lease_valid(r));
+    assert_false(raft_lease_valid(r, raft_now(r)));
     assert_int_equal(rnet_elect(net, 50), 1);
     assert_int_equal(raft_soft(r).term, 2);
     assert_int_equal(raft_last_index(r), 2); /* conf + no-op */
@@ -145,9 +145,9 @@ static void test_single_node(void **state)
     assert_int_equal(rr->err, 0);
     assert_true(rr->index >= 3);
 
-    assert_true(raft_lease_valid(r));
+    assert_true(raft_lease_valid(r, raft_now(r)));
     uint64_t idx = 0;
-    assert_int_equal(raft_read_lease(r, &idx), 0);
+    assert_int_equal(raft_read_lease(r, raft_now(r), &idx), 0);
     assert_int_equal(idx, 3);
     finish(net);
 }
@@ -597,13 +597,13 @@ static void test_lease(void **state)
     uint64_t l = rnet_elect(net, 100);
     rnet_tick(net, 2);
     struct raft *r = rnet_raft(net, l);
-    assert_true(raft_lease_valid(r));
+    assert_true(raft_lease_valid(r, raft_now(r)));
     uint64_t idx = 0;
-    assert_int_equal(raft_read_lease(r, &idx), 0);
+    assert_int_equal(raft_read_lease(r, raft_now(r), &idx), 0);
     assert_int_equal(idx, raft_commit_index(r));
     uint64_t f = other(l, 1, 3);
-    assert_false(raft_lease_valid(rnet_raft(net, f)));
-    assert_int_equal(raft_read_lease(rnet_raft(net, f), &idx),
+    assert_false(raft_lease_valid(rnet_raft(net, f), raft_now(rnet_raft(net, f))));
+    assert_int_equal(raft_read_lease(rnet_raft(net, f), raft_now(rnet_raft(net, f)), &idx),
                      CRAFT_ENOTLEADER);
 
     /* A transfer suspends the lease: the target may win at once. */
@@ -611,21 +611,21 @@ static void test_lease(void **state)
     propose_ok(net, l, 1, 1);
     rnet_settle(net);
     assert_int_equal(raft_transfer_leader(r, f), 0);
-    assert_false(raft_lease_valid(r));
-    assert_int_equal(raft_read_lease(r, &idx), CRAFT_ETIMEOUT);
+    assert_false(raft_lease_valid(r, raft_now(r)));
+    assert_int_equal(raft_read_lease(r, raft_now(r), &idx), CRAFT_ETIMEOUT);
     rnet_tick(net, 12); /* the transfer times out */
     assert_int_equal(rnet_leader(net), l);
     rnet_heal(net);
     rnet_tick(net, 2);
-    assert_true(raft_lease_valid(r));
+    assert_true(raft_lease_valid(r, raft_now(r)));
 
     /* Cut off: the lease lapses within an election timeout. */
     rnet_isolate(net, l);
     for (unsigned t = 0; t < 10; t++)
         rnet_tick(net, 1);
-    assert_false(raft_lease_valid(r));
+    assert_false(raft_lease_valid(r, raft_now(r)));
     if (raft_soft(r).role == RAFT_LEADER)
-        assert_int_equal(raft_read_lease(r, &idx), CRAFT_ETIMEOUT);
+        assert_int_equal(raft_read_lease(r, raft_now(r), &idx), CRAFT_ETIMEOUT);
     finish(net);
 }
 
@@ -666,7 +666,7 @@ static void test_transfer_lagging(void **state)
     assert_int_equal(raft_transfer_leader(r, t), 0);
     rnet_flush(net, l);
     assert_int_equal(rnet_leader(net), l); /* not yet */
-    assert_false(raft_lease_valid(r));
+    assert_false(raft_lease_valid(r, raft_now(r)));
     propose_ok(net, l, 50, 50);
     rnet_flush(net, l);
     const struct raft_prop_result *p = rnet_prop(net, l, 50);
