@@ -1,5 +1,6 @@
 /* Internals of the node shared by its files (node__ prefix):
  *   node.c      start, stop, the tick, logging of role changes
+ *   clock.c     the Raft clock: ticks from the monotonic clock, catch-up
  *   pump.c      the ready loop: persist (disk jobs), send, apply, advance
  *   snapshot.c  taking snapshots in a forked child, installing received ones
  *   requests.c  HTTP handlers and the requests waiting on Raft
@@ -49,6 +50,16 @@ struct node__req {
 
 struct node__job;
 
+/* The Raft clock (clock.c): tick k is due once k ticks have elapsed since
+ * origin_ns on the monotonic clock (uv_hrtime). The ticks delivered are
+ * raft_now() of the core; due - delivered are owed. */
+struct node__clock {
+    uint64_t origin_ns; /* when tick 0 began; moved forward past the ticks a
+                           catch-up drops (due - delivered <= max_burst) */
+    uint64_t tick_ns;   /* one tick */
+    uint64_t max_burst; /* most ticks one catch-up delivers */
+};
+
 struct node {
     uv_loop_t *loop;
     struct craft_logger log;
@@ -66,7 +77,8 @@ struct node {
     struct http_server *http;
     struct node__joiner *joiner;
 
-    uv_timer_t ticker;
+    uv_timer_t ticker; /* one-shot, armed for the next tick at each tick */
+    struct node__clock clock;
     uv_check_t pumper;
     bool stopping;
     unsigned closing; /* handles and services still closing */
@@ -107,6 +119,30 @@ struct node {
 
 /* node.c */
 uint64_t node__now(const struct node *n);
+
+/* clock.c: the pure arithmetic, then the node's use of it. */
+void node__clock_init(struct node__clock *c, uint64_t now_ns, unsigned tick_ms,
+                      uint64_t max_burst);
+/* Ticks fully elapsed at now_ns. */
+uint64_t node__clock_due(const struct node__clock *c, uint64_t now_ns);
+/* How many ticks to deliver at now_ns when delivered were: every tick due
+ * and not delivered, at most max_burst (the rest are dropped for good). */
+uint64_t node__clock_catch_up(struct node__clock *c, uint64_t delivered,
+                              uint64_t now_ns);
+/* Nanoseconds from now_ns until tick delivered + 1 is due (0: it is). */
+uint64_t node__clock_until_next(const struct node__clock *c, uint64_t delivered,
+                                uint64_t now_ns);
+/* Starts the clock at tick 0 (with the core's first tick to come). */
+void node__clock_start(struct node *n);
+/* The clock for lease checks, read now: the ticks delivered to the core plus
+ * those elapsed and not yet delivered. Every raft_lease_valid and
+ * raft_read_lease of the node takes this, never raft_now(). */
+uint64_t node__ticks_now(const struct node *n);
+/* Delivers to the core (raft_tick) every tick owed; returns how many. */
+uint64_t node__catch_up(struct node *n);
+/* Milliseconds to arm the tick timer with so that the next tick is due when
+ * it fires. */
+uint64_t node__ms_to_next_tick(const struct node *n);
 
 /* pump.c */
 void node__pump(struct node *n);

@@ -54,10 +54,14 @@ static void log_soft(struct node *n)
     n->soft = s;
 }
 
+/* Once per tick, or once after a stall (with every tick owed: clock.c). */
 static void on_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
-    raft_tick(n->raft);
+    uint64_t k = node__catch_up(n);
+    uv_timer_start(&n->ticker, on_tick, node__ms_to_next_tick(n), 0);
+    if (k == 0)
+        return; /* woken early: armed again */
     node__snapshot_poll(n);
     node__promote_learners(n);
     node__requests_tick(n);
@@ -181,7 +185,8 @@ static int start_services(struct node *n)
         return rv;
     uv_timer_init(n->loop, &n->ticker);
     n->ticker.data = n;
-    uv_timer_start(&n->ticker, on_tick, n->o.tick_ms, n->o.tick_ms);
+    node__clock_start(n);
+    uv_timer_start(&n->ticker, on_tick, n->o.tick_ms, 0);
     uv_check_init(n->loop, &n->pumper);
     n->pumper.data = n;
     uv_check_start(&n->pumper, on_check);

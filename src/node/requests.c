@@ -454,7 +454,7 @@ static void on_get(void *ud, struct http_req *req, const char *key,
     if (level == HTTP_READ_NONE) {
         serve_get(n, q);
     } else if (level == HTTP_READ_WEAK &&
-               raft_read_lease(n->raft, raft_now(n->raft), &index) == 0) {
+               raft_read_lease(n->raft, node__ticks_now(n), &index) == 0) {
         q->index = index;
         node__req_wait_index(n, q);
     } else {
