@@ -81,6 +81,8 @@ struct node {
     struct node__clock clock;
     uv_check_t pumper;
     bool stopping;
+    bool handing_over;           /* a stopping leader waits for another to lead */
+    uint64_t hand_over_deadline; /* ... until then at most (uv_now ms) */
     unsigned closing; /* handles and services still closing */
     void (*stop_cb)(void *);
     void *stop_ud;
@@ -119,6 +121,9 @@ struct node {
 
 /* node.c */
 uint64_t node__now(const struct node *n);
+/* A stopping leader that handed over: stops once another node leads, or
+ * after an election timeout; true if it stopped. */
+bool node__hand_over_check(struct node *n);
 
 /* clock.c: the pure arithmetic, then the node's use of it. */
 void node__clock_init(struct node__clock *c, uint64_t now_ns, unsigned tick_ms,

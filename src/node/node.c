@@ -66,6 +66,7 @@ static void on_tick(uv_timer_t *t)
     node__promote_learners(n);
     node__requests_tick(n);
     log_soft(n);
+    (void)node__hand_over_check(n); /* last: it may stop the node */
 }
 
 static void on_check(uv_check_t *c)
@@ -73,6 +74,7 @@ static void on_check(uv_check_t *c)
     struct node *n = c->data;
     node__pump(n);
     log_soft(n);
+    (void)node__hand_over_check(n); /* last: it may stop the node */
 }
 
 static char *dup_str(const char *s)
@@ -311,11 +313,13 @@ static void finish_stop(struct node *n)
  * persisted), then close. */
 static void stop_when_idle(uv_timer_t *t);
 
-void node_stop(struct node *n, void (*cb)(void *), void *ud)
+/* Stops as if no hand-over was wanted: answers what is pending ("shutting
+ * down"; a change already handed to the core "may or may not" apply),
+ * waits for the disk job in flight, closes. */
+static void stop_now(struct node *n)
 {
     n->stopping = true;
-    n->stop_cb = cb;
-    n->stop_ud = ud;
+    n->handing_over = false;
     node__joiner_stop(n);
     node__snapshot_cancel(n);
     node__requests_fail_all(n, 503, "shutting down");
@@ -326,14 +330,79 @@ void node_stop(struct node *n, void (*cb)(void *), void *ud)
         return;
     }
     /* Poll for the job to end; the timer handle is closed with the rest. */
-    uv_timer_start(&n->ticker, stop_when_idle, 5, 5);
+    uv_timer_start(&n->ticker, stop_when_idle, 5, 0);
+}
+
+/* A leader that stops first hands leadership to the voter with the most of
+ * the log, so that the others need not wait out an election timeout. True
+ * if a transfer started. */
+static bool start_hand_over(struct node *n)
+{
+    if (raft_soft(n->raft).role != RAFT_LEADER || n->ticker.data != n)
+        return false;
+    const struct raft_conf *c = raft_conf(n->raft);
+    uint64_t best = RAFT_NONE, best_match = 0;
+    for (uint32_t i = 0; i < c->n_voters; i++) {
+        uint64_t match, next;
+        if (c->voters[i] == n->raft_id ||
+            !raft_progress(n->raft, c->voters[i], &match, &next))
+            continue;
+        if (best == RAFT_NONE || match > best_match) {
+            best = c->voters[i];
+            best_match = match;
+        }
+    }
+    if (best == RAFT_NONE)
+        return false; /* the only voter */
+    const struct kv_member *m = kv_member_by_raft_id(n->kv, best);
+    int rv = raft_transfer_leader(n->raft, best);
+    if (rv) {
+        CRAFT_WARN(&n->log, "cannot hand leadership to %s before stopping: %s",
+                   m ? m->id : "(unknown)", craft_strerror(rv));
+        return false;
+    }
+    n->handing_over = true;
+    n->hand_over_deadline = node__now(n) + (uint64_t)n->o.election_ticks * n->o.tick_ms;
+    CRAFT_INFO(&n->log, "handing leadership to %s (log at %llu) before stopping",
+               m ? m->id : "(unknown)", (unsigned long long)best_match);
+    return true;
+}
+
+bool node__hand_over_check(struct node *n)
+{
+    if (!n->handing_over)
+        return false;
+    uint64_t leader = raft_soft(n->raft).leader;
+    if (leader != RAFT_NONE && leader != n->raft_id) {
+        const struct kv_member *m = kv_member_by_raft_id(n->kv, leader);
+        CRAFT_INFO(&n->log, "%s leads now: stopping", m ? m->id : "(unknown)");
+    } else if (node__now(n) >= n->hand_over_deadline) {
+        CRAFT_WARN(&n->log, "no other node leads after an election timeout: stopping "
+                   "anyway");
+    } else {
+        return false;
+    }
+    stop_now(n);
+    return true;
+}
+
+void node_stop(struct node *n, void (*cb)(void *), void *ud)
+{
+    if (n->handing_over)
+        return; /* already stopping */
+    n->stop_cb = cb;
+    n->stop_ud = ud;
+    if (!n->stopping && start_hand_over(n))
+        return; /* node__hand_over_check stops once another node leads */
+    stop_now(n);
 }
 
 static void stop_when_idle(uv_timer_t *t)
 {
     struct node *n = t->data;
-    if (n->job_running)
+    if (n->job_running) {
+        uv_timer_start(t, stop_when_idle, 5, 0);
         return;
-    uv_timer_stop(t);
+    }
     finish_stop(n);
 }

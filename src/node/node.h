@@ -39,8 +39,11 @@ struct node;
  * started is stopped again and *out is NULL. */
 int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out);
 
-/* Stop: refuse new requests, answer pending ones with 503, close peers and
- * the store cleanly, free the node, then call cb(ud). Asynchronous. */
+/* Stop: refuse new requests (503); a leader first hands leadership to the
+ * voter with the most of the log and waits until another node leads (at
+ * most an election timeout); then answer pending requests with 503, close
+ * peers and the store cleanly, free the node, and call cb(ud).
+ * Asynchronous; a second call while handing over does nothing. */
 void node_stop(struct node *n, void (*cb)(void *ud), void *ud);
 
 /* Stable numeric id of a node id string (FNV-1a 64; never 0). */

@@ -425,7 +425,7 @@ void node__requests_fail_all(struct node *n, int status, const char *why)
 static struct node__req *new_or_fail(struct node *n, int kind,
                                      struct http_req *req)
 {
-    if (n->stopping) {
+    if (n->stopping || n->handing_over) {
         http_reply_error(req, 503, "shutting down");
         return NULL;
     }
