@@ -9,8 +9,7 @@ import signal
 import threading
 import time
 
-from harness import CLIENT_TIMEOUT, request, wait_until
-from workload import classify_write
+from harness import CLIENT_TIMEOUT, wait_until
 
 WRITERS = 8
 ROUNDS = 3
@@ -127,3 +126,40 @@ def test_rolling_restart(run, report):
             f"the leader {nid} did not hand over before stopping:\n{log[-3000:]}"
     assert waits and waits[-1][0] <= 4 * ELECTION_TIMEOUT, \
         f"a write waited {waits[-1][0]:.3f} s (tries: {waits[-1][1]})"
+
+
+def test_leader_stop_bounded_and_second_signal(net_run):
+    """A leader cut off from every peer cannot hand over: SIGTERM still
+    stops it within about an election timeout (exit 0). While a leader waits
+    for the hand-over, a second signal (SIGINT) makes it exit at once."""
+    cl = net_run.cluster
+    cl.start(3)
+    ld = cl.wait_leader()
+    net_run.nemesis.isolate(ld)
+    secs = stop_node(ld)
+    net_run.log(f"stop of the cut-off leader {ld.id}: {secs:.3f} s, exit {ld.proc.returncode}")
+    print(f"\nstop of a cut-off leader: {secs:.3f} s (exit {ld.proc.returncode})")
+    assert ld.proc.returncode == 0, f"exit {ld.proc.returncode}:\n{ld.log_tail(20)}"
+    assert secs <= 2 * ELECTION_TIMEOUT, f"stopping the cut-off leader took {secs:.3f} s"
+    assert "stopping anyway" in ld.log_tail(50) or "leads now" in ld.log_tail(50), \
+        ld.log_tail(20)
+    net_run.nemesis.heal()
+    ld.start()
+    cl.wait_converged()
+
+    ld = cl.wait_leader()
+    net_run.nemesis.isolate(ld)
+    t0 = time.monotonic()
+    ld.proc.send_signal(signal.SIGTERM)
+    wait_until("the hand-over to start", lambda: "before stopping" in ld.log_tail(20), 2,
+               interval=0.005)
+    ld.proc.send_signal(signal.SIGINT)
+    ld.proc.wait(timeout=10)
+    secs = time.monotonic() - t0
+    print(f"SIGTERM then SIGINT on a cut-off leader: exit {ld.proc.returncode} after {secs:.3f} s")
+    assert ld.proc.returncode == 1, f"exit {ld.proc.returncode}:\n{ld.log_tail(20)}"
+    assert "exiting at once" in ld.log_tail(20), ld.log_tail(20)
+    net_run.nemesis.heal()
+    ld.start()
+    cl.wait_converged()
+
