@@ -57,6 +57,9 @@ static void errostream_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bu
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     if (req->res.status >= 400) {
+        /* h2o closes the connection after these, maybe with a body unread. */
+        if (!req->http1_is_persistent)
+            http__linger_arm(((struct errfilter *)self)->srv, req);
         struct errostream *o = (struct errostream *)h2o_add_ostream(req, sizeof *o, slot);
         o->super.do_send = errostream_send;
         o->srv = ((struct errfilter *)self)->srv;

@@ -93,6 +93,11 @@ struct http_opts {
                                 kept-alive connection; 0: 10000 */
     unsigned max_conns;     /* open connections; 0: 1024. Excess ones get a
                                503 and are closed at once */
+    unsigned linger_ms;     /* after a 413 (or a 400 for broken framing) the
+                               rest of the body is read and thrown away so
+                               that the client can read the answer: at most
+                               this long (0: 5000) ... */
+    size_t linger_max_bytes; /* ... and at most this many bytes (0: 64 MiB) */
     const struct craft_logger *log; /* NULL: silent */
     const struct http_handlers *handlers; /* required; copied */
     void *ud;               /* first argument of every handler */

@@ -48,9 +48,16 @@ static inline void http__list_unlink(struct http__link *l)
 
 /* One accepted TCP connection; h2o owns the HTTP state on top of it. */
 struct http__conn {
-    uv_tcp_t tcp;              /* first: uv close callbacks get &tcp */
+    uv_tcp_t tcp;              /* first: uv close callbacks get &tcp; after h2o
+                                  closed it, the lingering socket (linger.c) */
     struct http_server *srv;
     struct http__link link;    /* in srv->conns */
+    int linger_fd;             /* -1, or a dup of the socket kept to drain it
+                                  once h2o has answered and closed */
+    bool lingering;            /* h2o is done; tcp and linger_timer drain */
+    unsigned linger_handles;   /* of those, still closing */
+    size_t drained;            /* bytes thrown away while lingering */
+    uv_timer_t linger_timer;   /* initialized only while lingering */
 };
 
 struct http_server {
@@ -60,6 +67,8 @@ struct http_server {
     const struct craft_logger *log;
     size_t max_body, max_key, max_value;
     unsigned max_conns;
+    unsigned linger_ms;        /* a refused client is drained this long at most */
+    size_t linger_max_bytes;   /* ... and this many bytes */
     int port;
 
     uv_tcp_t listener;
@@ -78,6 +87,7 @@ struct http_server {
                                   after h2o's own handles have finished closing */
     void (*close_cb)(void *);
     void *close_ud;
+    char drain[65536];         /* what lingering connections read, thrown away */
 };
 
 /* A request handed to the node. Freed when both the node has replied and
@@ -115,6 +125,20 @@ const char *http__reason(int status);
 /* --- errfilter.c: turns h2o's own plain-text errors (413, 400, 417 sent
  * before routing) into JSON error bodies. --- */
 void http__errfilter_register(struct http_server *srv, h2o_pathconf_t *fallback);
+
+/* --- server.c --- */
+/* Unlinks and frees a connection whose handles are closed. */
+void http__conn_free(struct http__conn *c);
+
+/* --- linger.c: lingering close after h2o refused a request body --- */
+/* h2o is sending req its own error and will close the connection: keep the
+ * socket to drain it afterwards (nothing happens if that is impossible). */
+void http__linger_arm(struct http_server *s, h2o_req_t *req);
+/* From the close callback of an armed connection: drain and free it later.
+ * False if it is not lingering (the server closes): free it now. */
+bool http__linger_start(struct http__conn *c);
+/* Stops draining now; the connection is freed once its handles closed. */
+void http__linger_close(struct http__conn *c);
 
 /* --- addr.c: "host:port" to a listening socket --- */
 /* Parses addr ("host:port"), resolves it (blocking), binds and listens a non-blocking socket.

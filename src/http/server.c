@@ -15,18 +15,29 @@
 #define HTTP__DEFAULT_TIMEOUT_MS 10000
 #define HTTP__DEFAULT_MAX_CONNS 1024
 #define HTTP__CLOSE_GRACE_MS 1000
+#define HTTP__DEFAULT_LINGER_MS 5000
+#define HTTP__DEFAULT_LINGER_BYTES (64u << 20)
 
 static void maybe_finish(struct http_server *s);
 
-static void on_conn_closed(uv_handle_t *h)
+void http__conn_free(struct http__conn *c)
 {
-    struct http__conn *c = (struct http__conn *)h;
     struct http_server *s = c->srv;
+    if (c->linger_fd >= 0)
+        close(c->linger_fd);
     http__list_unlink(&c->link);
     s->nconns--;
     craft_free(c);
     if (s->closing)
         maybe_finish(s);
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    struct http__conn *c = (struct http__conn *)h;
+    if (c->linger_fd >= 0 && http__linger_start(c))
+        return; /* freed once drained */
+    http__conn_free(c);
 }
 
 /* Above the limit: a best-effort 503, then close. */
@@ -59,6 +70,10 @@ static void on_accept(uv_stream_t *listener, int status)
         return; /* the connection stays in the backlog */
     }
     c->srv = s;
+    c->linger_fd = -1;
+    c->lingering = false;
+    c->linger_handles = 0;
+    c->drained = 0;
     uv_tcp_init(s->loop, &c->tcp);
     http__list_push(&s->conns, &c->link);
     s->nconns++;
@@ -118,6 +133,8 @@ int http_server_start(struct http_server **out, const struct http_opts *o)
     s->max_key = o->max_key ? o->max_key : HTTP__DEFAULT_MAX_KEY;
     s->max_value = o->max_value ? o->max_value : s->max_body;
     s->max_conns = o->max_conns ? o->max_conns : HTTP__DEFAULT_MAX_CONNS;
+    s->linger_ms = o->linger_ms ? o->linger_ms : HTTP__DEFAULT_LINGER_MS;
+    s->linger_max_bytes = o->linger_max_bytes ? o->linger_max_bytes : HTTP__DEFAULT_LINGER_BYTES;
     http__list_init(&s->conns);
     http__list_init(&s->pending);
     configure_h2o(s, o->req_timeout_ms ? o->req_timeout_ms : HTTP__DEFAULT_TIMEOUT_MS);
@@ -210,6 +227,8 @@ void http_server_close(struct http_server *s, void (*cb)(void *), void *ud)
      * an HTTP/2 timer entry that h2o_context_dispose then asserts on.) */
     s->ctx.shutdown_requested = 1;
     http__answer_pending(s);
+    for (struct http__link *l = s->conns.next; l != &s->conns; l = l->next)
+        http__linger_close(HTTP__CONTAINER(l, struct http__conn, link));
     /* Idle connections see EOF and h2o closes them; ones writing a
      * response finish it first (it is their last: no keep-alive). */
     shutdown_conns(s, SHUT_RD);

@@ -1169,6 +1169,93 @@ static void test_limits(void **state)
     fx_stop(f, NULL);
 }
 
+static long ms_since(const struct timeval *t0)
+{
+    struct timeval t1;
+    gettimeofday(&t1, NULL);
+    return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_usec - t0->tv_usec) / 1000;
+}
+
+/* A client that sends a whole body over max_body before it reads (as most
+ * do) reads the 413 and its JSON error, not a reset: the rest of the body
+ * is drained before the connection is closed. */
+static void test_oversized_body_readable(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.max_body = 1 << 20});
+    size_t sizes[] = {2u << 20, 20u << 20};
+    for (size_t i = 0; i < 2; i++) {
+        char *body = malloc(sizes[i]);
+        memset(body, 'x', sizes[i]);
+        struct cli *c = cli_open(f->port);
+        struct resp r;
+        cli_request(c, "POST", "/key", body, sizes[i], &r); /* all sent, then read */
+        assert_false(r.eof);
+        assert_int_equal(r.status, 413);
+        assert_json_error(&r, "limit is 1048576 bytes");
+        assert_string_equal(header(&r, "connection"), "close");
+        resp_free(&r);
+        char ch;
+        assert_int_equal(recv(c->fd, &ch, 1, 0), 0); /* then a clean close */
+        cli_close(c);
+        free(body);
+        check_ok(f, "POST", "/key", "{\"after\":\"413\"}"); /* still serving */
+    }
+    fx_stop(f, NULL);
+}
+
+/* A refused client that goes on sending slowly, or sends nothing and keeps
+ * its end open, is closed after linger_ms; one still lingering when the
+ * server closes does not hold the close up. */
+static void test_oversized_body_slow_client(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.max_body = 1000, .linger_ms = 400});
+    const char big[] = "POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 20000000\r\n\r\n";
+    struct cli *c = cli_open(f->port);
+    cli_send(c, big, sizeof big - 1);
+    struct resp r;
+    cli_read(c, &r, false); /* answered at the headers */
+    assert_int_equal(r.status, 413);
+    resp_free(&r);
+    struct timeval t0;
+    gettimeofday(&t0, NULL);
+    long ms;
+    for (;;) { /* a byte every 20 ms until the server is gone */
+        ms = ms_since(&t0);
+        assert_true(ms < 3000);
+        if (send(c->fd, "x", 1, MSG_NOSIGNAL) < 0)
+            break;
+        usleep(20 * 1000);
+    }
+    assert_true(ms >= 350);
+    cli_close(c);
+
+    c = cli_open(f->port); /* silent: closed as well */
+    cli_send(c, big, sizeof big - 1);
+    cli_read(c, &r, false);
+    assert_int_equal(r.status, 413);
+    resp_free(&r);
+    gettimeofday(&t0, NULL);
+    char ch;
+    assert_int_equal(recv(c->fd, &ch, 1, 0), 0); /* the FIN after the answer */
+    while (send(c->fd, "x", 1, MSG_NOSIGNAL) >= 0) {
+        assert_true(ms_since(&t0) < 3000);
+        usleep(100 * 1000); /* nothing sent meanwhile */
+    }
+    assert_true(ms_since(&t0) >= 350);
+    cli_close(c);
+    check_ok(f, "POST", "/key", "{\"a\":\"b\"}");
+
+    c = cli_open(f->port); /* lingering at the close */
+    cli_send(c, big, sizeof big - 1);
+    cli_read(c, &r, false);
+    assert_int_equal(r.status, 413);
+    resp_free(&r);
+    gettimeofday(&t0, NULL);
+    fx_stop(f, NULL);
+    assert_true(ms_since(&t0) < 300);
+    cli_close(c);
+}
+
 /* curl sends "Expect: 100-continue" for bodies over 1 KiB. */
 static void test_expect_continue(void **state)
 {
@@ -1380,6 +1467,9 @@ static void *tests_main(void *arg)
         cmocka_unit_test_prestate_setup_teardown(test_keepalive, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_client_gone, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_limits, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_oversized_body_readable, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_oversized_body_slow_client, NULL, fx_teardown,
+                                                 r),
         cmocka_unit_test_prestate_setup_teardown(test_expect_continue, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_max_conns, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_request_timeout, NULL, fx_teardown, r),
