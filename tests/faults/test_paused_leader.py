@@ -141,7 +141,7 @@ def paused_leader_run(net_run, partition):
     old.resume()
     nem._event("sigcont", old.id, [old])
     if partition:
-        time.sleep(1.2)  # refused meanwhile: the old leader can reach nobody
+        time.sleep(1.2)  # meanwhile its reads wait for a read index: it reaches nobody
         nem.heal()
     answers = readers.join()
     by, stale = summarize(answers, "x", t_resume)
