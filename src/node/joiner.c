@@ -80,7 +80,7 @@ static void learn_members(struct node__joiner *j, const char *body)
         const char *id = json_string_value(json_object_get(m, "id"));
         const char *addr = json_string_value(json_object_get(m, "raft_addr"));
         if (id && addr && strcmp(id, j->n->id) != 0)
-            peer_set(j->n->peers, node_raft_id(id), addr);
+            peer_set(j->n->peers, node_raft_id(id), 0, addr);
     }
     json_decref(root);
 }

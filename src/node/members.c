@@ -85,7 +85,7 @@ void node__apply_conf(struct node *n, const struct raft_entry *e)
     }
     kv_member_set(n->kv, s[0], cc.node, s[1], s[2]);
     if (cc.node != n->raft_id && n->peers)
-        peer_set(n->peers, cc.node, s[1]);
+        peer_set(n->peers, cc.node, 0, s[1]);
     CRAFT_INFO(&n->log, "member %s (raft %s, http %s) added as %s", s[0],
                s[1], s[2][0] ? s[2] : "-", what);
 }
@@ -95,7 +95,7 @@ void node__peers_sync(struct node *n)
     for (size_t i = 0; i < kv_member_count(n->kv); i++) {
         const struct kv_member *m = kv_member_at(n->kv, i);
         if (m->raft_id != n->raft_id)
-            peer_set(n->peers, m->raft_id, m->raft_addr);
+            peer_set(n->peers, m->raft_id, 0, m->raft_addr);
     }
 }
 
@@ -110,7 +110,7 @@ void node__peers_from_log(struct node *n, const struct raft_entry *ents,
             cc.ctx_len == 0 || ctx_decode(cc.ctx, cc.ctx_len, s) != 0 ||
             cc.node == n->raft_id)
             continue;
-        peer_set(n->peers, cc.node, s[1]);
+        peer_set(n->peers, cc.node, 0, s[1]);
     }
 }
 
