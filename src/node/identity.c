@@ -297,7 +297,9 @@ static void enter_removed(struct node *n)
                         : 0;
     for (size_t i = 0; i < k && i < sizeof st / sizeof st[0]; i++)
         peer_remove(n->peers, st[i].id);
-    node__requests_fail_all(n, 410, "this node was removed from the cluster");
+    /* 503, not 410: a write already handed to the core may still apply
+     * (the answer says so); new requests get 410. */
+    node__requests_fail_all(n, 503, "this node was removed from the cluster");
 }
 
 bool node__refuse_request(struct node *n, struct http_req *req)
@@ -349,15 +351,24 @@ static void set_conflict(struct node *n, const struct peer_refusal *r)
         CRAFT_ERROR(&n->log, "out of memory storing the conflict");
 }
 
+/* A dialer that is none of our members addresses our name under another
+ * Raft id: its cluster still counts a member of this name at this address.
+ * That is a conflict if it is another cluster, or if this incarnation
+ * founded its own cluster (clusters from before cluster ids have none). */
+static bool is_conflict(const struct node *n, const struct peer_refusal *r)
+{
+    return r->inbound && r->target_tag == n->name_tag &&
+           !in_conf(n, r->peer_id) &&
+           (r->reason == PEER_REFUSED_CLUSTER ||
+            ((n->ident.flags & STOR_IDENT_FOUNDER) && !n->joining));
+}
+
 static void refused_inbound(struct node *n, const struct peer_refusal *r,
                             const char *more)
 {
     char c1[17], c2[17];
     bool named_us = r->target_tag == n->name_tag;
-    bool stranger = !in_conf(n, r->peer_id);
-    if (named_us && stranger &&
-        (r->reason == PEER_REFUSED_CLUSTER ||
-         ((n->ident.flags & STOR_IDENT_FOUNDER) && !n->joining))) {
+    if (is_conflict(n, r)) {
         set_conflict(n, r);
         CRAFT_ERROR(&n->log, "conflict: %s. This node refuses that cluster's "
                     "messages and all client requests (409). To repair: stop "
@@ -450,12 +461,15 @@ void node__on_refused(void *ud, const struct peer_refusal *r)
     struct node *n = ud;
     if (n->stopping)
         return;
-    uint64_t key = ((uint64_t)r->inbound << 63) ^ ((uint64_t)r->reason << 56) ^
-                   r->peer_id ^ (r->target << 1);
+    /* One line per kind and peer; a conflict is one kind whoever says it,
+     * and its first sign is always logged (and recorded). */
+    bool conflict = is_conflict(n, r);
+    uint64_t key = conflict ? 0xc0f11c7ull
+                            : ((uint64_t)r->inbound << 63) ^
+                                  ((uint64_t)r->reason << 56) ^ r->peer_id ^
+                                  (r->target << 1);
     unsigned suppressed = 0;
-    bool conflict_news = r->inbound && !n->conflict &&
-                         r->target_tag == n->name_tag;
-    if (!node__log_allowed(n, key, &suppressed) && !conflict_news)
+    if (!node__log_allowed(n, key, &suppressed) && !(conflict && !n->conflict))
         return;
     char more[64] = "";
     if (suppressed)
