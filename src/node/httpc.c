@@ -25,6 +25,8 @@ struct node__httpc {
     uv_write_t wreq;
     char host[PEER_HOST_MAX + 1];
     char port[8];
+    struct sockaddr_storage bind; /* source address, if bind_set */
+    bool bind_set;
     char *req;
     size_t req_len;
     char *resp;
@@ -157,7 +159,10 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *ai)
         c->tcp_open = true;
         c->refs++;
         c->creq.data = c;
-        rv = uv_tcp_connect(&c->creq, &c->tcp, ai->ai_addr, on_connect);
+        if (c->bind_set)
+            rv = uv_tcp_bind(&c->tcp, (const struct sockaddr *)&c->bind, 0);
+        if (rv == 0)
+            rv = uv_tcp_connect(&c->creq, &c->tcp, ai->ai_addr, on_connect);
     }
     uv_freeaddrinfo(ai);
     if (rv)
@@ -171,10 +176,10 @@ static void on_deadline(uv_timer_t *t)
     finish(c, 0, "timed out");
 }
 
-int node__httpc_start(uv_loop_t *loop, const char *addr, const char *method,
-                      const char *path, const char *json_body,
-                      unsigned timeout_ms, node__httpc_cb cb, void *ud,
-                      struct node__httpc **out)
+int node__httpc_start(uv_loop_t *loop, const char *bind_host,
+                      const char *addr, const char *method, const char *path,
+                      const char *json_body, unsigned timeout_ms,
+                      node__httpc_cb cb, void *ud, struct node__httpc **out)
 {
     *out = NULL;
     struct node__httpc *c = craft_calloc(1, sizeof *c);
@@ -190,6 +195,13 @@ int node__httpc_start(uv_loop_t *loop, const char *addr, const char *method,
     }
     if (c->host[0] == 0)
         strcpy(c->host, "127.0.0.1"); /* ":11000" means this host */
+    if (bind_host != NULL && bind_host[0] != 0) {
+        if (uv_ip4_addr(bind_host, 0, (struct sockaddr_in *)&c->bind) != 0) {
+            craft_free(c);
+            return CRAFT_EINVAL;
+        }
+        c->bind_set = true;
+    }
     snprintf(c->port, sizeof c->port, "%u", port);
     size_t blen = json_body ? strlen(json_body) : 0;
     size_t cap = strlen(method) + strlen(path) + strlen(c->host) + blen + 200;
@@ -227,6 +239,18 @@ int node__httpc_start(uv_loop_t *loop, const char *addr, const char *method,
     c->refs++;
     *out = c;
     return 0;
+}
+
+const char *node__bind_host(const struct node *n, char buf[64])
+{
+    char host[PEER_HOST_MAX + 1];
+    uint16_t port;
+    if (peer_parse_addr(n->raft_addr, host, sizeof host, &port) != 0 ||
+        host[0] == 0 || strlen(host) >= 64 ||
+        strspn(host, "0123456789.") != strlen(host))
+        return NULL;
+    memcpy(buf, host, strlen(host) + 1);
+    return buf;
 }
 
 void node__httpc_cancel(struct node__httpc *c)

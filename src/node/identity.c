@@ -579,6 +579,8 @@ static void start_probe(struct node *n)
         return;
     p->n = n;
     n->probe = p;
+    char bind[64];
+    const char *src = node__bind_host(n, bind);
     for (size_t i = 0; i < kv_member_count(n->kv) && p->n_reqs < RAFT_MAX_MEMBERS;
          i++) {
         const struct kv_member *m = kv_member_at(n->kv, i);
@@ -589,7 +591,7 @@ static void start_probe(struct node *n)
         pr->p = p;
         pr->i = p->n_reqs;
         snprintf(p->names[p->n_reqs], sizeof p->names[0], "%s", m->id);
-        if (node__httpc_start(n->loop, m->http_addr, "GET", "/status", NULL,
+        if (node__httpc_start(n->loop, src, m->http_addr, "GET", "/status", NULL,
                               PROBE_TIMEOUT_MS, on_probe_reply, pr,
                               &p->reqs[p->n_reqs]) != 0)
             continue;

@@ -213,13 +213,18 @@ int node__hex_field(const struct json_t *obj, const char *name,
  * body) runs once: status 0 when no valid reply came (body says why); the
  * body is valid during the call only. After cb, or node__httpc_cancel
  * (then cb never runs), the handle is gone. addr: "host:port" (empty
- * host: 127.0.0.1). json_body NULL: no body. */
+ * host: 127.0.0.1). json_body NULL: no body. bind_host: a numeric IPv4
+ * source address, or NULL. */
 struct node__httpc;
 typedef void (*node__httpc_cb)(void *ud, int status, const char *body);
-int node__httpc_start(uv_loop_t *loop, const char *addr, const char *method,
-                      const char *path, const char *json_body,
-                      unsigned timeout_ms, node__httpc_cb cb, void *ud,
-                      struct node__httpc **out);
+int node__httpc_start(uv_loop_t *loop, const char *bind_host,
+                      const char *addr, const char *method, const char *path,
+                      const char *json_body, unsigned timeout_ms,
+                      node__httpc_cb cb, void *ud, struct node__httpc **out);
+/* The numeric IPv4 host of -raddr, or NULL: the source address of the
+ * node's own connections, so that per-address firewall rules (the fault
+ * tests) see each node separately. */
+const char *node__bind_host(const struct node *n, char buf[64]);
 void node__httpc_cancel(struct node__httpc *c);
 
 /* joiner.c */

@@ -159,8 +159,10 @@ static void attempt(struct node__joiner *j)
 {
     struct node *n = j->n;
     int rv;
+    char bind[64];
+    const char *src = node__bind_host(n, bind);
     if (j->phase == 0) {
-        rv = node__httpc_start(n->loop, j->addr, "GET", "/status", NULL,
+        rv = node__httpc_start(n->loop, src, j->addr, "GET", "/status", NULL,
                                JOIN_TIMEOUT_MS, on_reply, j, &j->req);
     } else {
         char inc[17], rid[17], cid[17];
@@ -180,7 +182,7 @@ static void attempt(struct node__joiner *j)
             retry(j, "out of memory");
             return;
         }
-        rv = node__httpc_start(n->loop, j->addr, "POST", "/join", body,
+        rv = node__httpc_start(n->loop, src, j->addr, "POST", "/join", body,
                                JOIN_TIMEOUT_MS, on_reply, j, &j->req);
         free(body);
     }
