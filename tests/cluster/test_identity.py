@@ -294,3 +294,42 @@ def test_damaged_directory_repair(cluster, report):
     assert sorted((m["id"], m["voter"]) for m in st["members"]) == \
         [("node0", True), ("node1", True), ("node2", True)]
     report(f"{len(acked)} writes kept through two repairs")
+
+
+OLD_CRAFTD = os.environ.get("CRAFTD_OLD")
+
+
+@pytest.mark.skipif(not OLD_CRAFTD, reason="set CRAFTD_OLD to a craftd from before "
+                    "incarnations to test the upgrade of its data directories")
+def test_directories_from_before_incarnations(cluster, report):
+    """A cluster made by a craftd before incarnations (no IDENTITY, Raft ids
+    the hashes of the names) runs on after an upgrade with incarnation 0 and
+    no cluster id, and a wiped member is still re-added as a new
+    incarnation."""
+    import conftest
+    new = conftest.CRAFTD
+    conftest.CRAFTD = os.path.abspath(OLD_CRAFTD)
+    try:
+        n0, n1, n2 = cluster.start(3)
+        acked = write_keys(n0.haddr, "o", 30)
+        for n in (n0, n1, n2):
+            n.stop()
+    finally:
+        conftest.CRAFTD = new
+    for n in (n0, n1, n2):
+        assert not os.path.exists(os.path.join(n.dir, "IDENTITY"))
+        n.start()
+    cluster.wait_members([n0, n1, n2], timeout=20)
+    st = n0.status()
+    assert st["cluster_id"] == "" and st["incarnation"] == "0" * 16, st
+    assert_all_present(cluster, [n0, n1, n2], acked)
+    old_id = member(st, "node2")["raft_id"]
+    n2.stop()
+    wipe(n2)
+    n2.start()  # with -join (it joined at first)
+    wait_voter(cluster, [n0, n1, n2], "node2", not_raft_id=old_id)
+    acked.update(write_keys(n0.haddr, "u", 5))
+    assert_all_present(cluster, [n0, n1, n2], acked)
+    assert os.path.exists(os.path.join(n0.dir, "IDENTITY"))
+    report(f"upgraded cluster kept {len(acked)} writes; wiped node2 re-added "
+           f"as {member(n0.status(), 'node2')['raft_id']} (was {old_id})")
