@@ -47,11 +47,10 @@ int node__hex_field(const json_t *obj, const char *name, uint64_t *out)
         return CRAFT_EINVAL;
     if (*s == 0)
         return 0;
-    char *end;
     size_t len = strlen(s);
     if (len > 16 || strspn(s, "0123456789abcdefABCDEF") != len)
         return CRAFT_EINVAL;
-    *out = strtoull(s, &end, 16);
+    *out = strtoull(s, NULL, 16);
     return 0;
 }
 
