@@ -56,6 +56,15 @@ struct http_kv {
 struct http_req; /* one request handed to the node; opaque */
 struct http_server;
 
+/* Optional fields of POST /join that a craftd joiner adds; NULL when
+ * absent. Non-empty strings without NUL; the node checks their content
+ * (16 hex digits each). */
+struct http_join_ext {
+    const char *incarnation; /* the joiner's data directory incarnation */
+    const char *raft_id;     /* the Raft id it derives from it and the id */
+    const char *cluster_id;  /* the cluster it learned from the member */
+};
+
 /* What the node does with valid requests. Every pointer must be set (a NULL
  * one is answered 501). Each call must be followed, now or later, by exactly
  * one http_reply_* on req. */
@@ -68,10 +77,11 @@ struct http_handlers {
     void (*set)(void *ud, struct http_req *req, const struct http_kv *pairs, size_t n);
     /* DELETE /key/<k>; klen >= 1. */
     void (*del)(void *ud, struct http_req *req, const char *key, size_t klen);
-    /* POST /join {"id":..., "addr":..., "http_addr":... (optional)};
-     * id and addr are non-empty, http_addr is NULL when absent. */
+    /* POST /join {"id":..., "addr":..., "http_addr":... (optional), and the
+     * optional fields of struct http_join_ext}; id and addr are non-empty,
+     * http_addr is NULL when absent; ext is never NULL. */
     void (*join)(void *ud, struct http_req *req, const char *id, const char *addr,
-                 const char *http_addr);
+                 const char *http_addr, const struct http_join_ext *ext);
     /* GET /status. */
     void (*status)(void *ud, struct http_req *req);
     /* POST /remove {"id": ...}: take a member out of the cluster. */

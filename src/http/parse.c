@@ -223,7 +223,10 @@ static int parse_member_body(const char *body, size_t len, bool need_addr,
     }
     if (join_field(root, "id", true, &out->id, err, errcap) != 0 ||
         join_field(root, "addr", need_addr, &out->addr, err, errcap) != 0 ||
-        join_field(root, "http_addr", false, &out->http_addr, err, errcap) != 0)
+        join_field(root, "http_addr", false, &out->http_addr, err, errcap) != 0 ||
+        join_field(root, "incarnation", false, &out->ext.incarnation, err, errcap) != 0 ||
+        join_field(root, "raft_id", false, &out->ext.raft_id, err, errcap) != 0 ||
+        join_field(root, "cluster_id", false, &out->ext.cluster_id, err, errcap) != 0)
         goto fail;
     out->root = root;
     return 0;

@@ -42,6 +42,7 @@ void http__kvbody_free(struct http__kvbody *b);
 struct http__joinbody {
     json_t *root;
     const char *id, *addr, *http_addr; /* http_addr NULL when absent */
+    struct http_join_ext ext;          /* each NULL when absent */
 };
 int http__parse_join_body(const char *body, size_t len, struct http__joinbody *out, char *err,
                           size_t errcap);

@@ -161,7 +161,7 @@ static void route_join(struct http_server *srv, h2o_req_t *req)
     }
     struct http_req *r = hand_over(srv, req, srv->handlers.join != NULL);
     if (r != NULL)
-        srv->handlers.join(srv->ud, r, b.id, b.addr, b.http_addr);
+        srv->handlers.join(srv->ud, r, b.id, b.addr, b.http_addr, &b.ext);
     http__joinbody_free(&b);
 }
 

@@ -69,6 +69,8 @@ uint64_t node__ticks_now(const struct node *n)
 uint64_t node__catch_up(struct node *n)
 {
     uint64_t k = node__clock_catch_up(&n->clock, raft_now(n->raft), uv_hrtime());
+    if (!node__takes_part(n))
+        return k; /* removed: the core's time stands still, it never campaigns */
     if (k > 1)
         craft_log(&n->log, k > n->o.election_ticks / 2 ? CRAFT_LOG_WARN : CRAFT_LOG_DEBUG,
                   "the loop was away for %llu ticks (stopped, starved or blocked): "

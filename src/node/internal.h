@@ -6,6 +6,9 @@
  *   requests.c  HTTP handlers and the requests waiting on Raft
  *   members.c   member ids and addresses, joins, promotion of learners
  *   joiner.c    the client side of a join (GET /status, POST /join)
+ *   identity.c  cluster id, incarnation, refused handshakes, conflicts,
+ *               the removed state and the search for evidence of it
+ *   httpc.c     a one-shot HTTP client (joins, members' /status)
  */
 #ifndef CRAFT_NODE_INTERNAL_H
 #define CRAFT_NODE_INTERNAL_H
@@ -46,9 +49,21 @@ struct node__req {
     uint64_t target;               /* REMOVE, TRANSFER: the member */
     /* JOIN */
     char *jid, *jaddr, *jhttp;
+    uint64_t jrid;     /* the joiner's Raft id; 0: it did not say (hraftd) */
 };
 
 struct node__job;
+struct node__probe;
+struct json_t;
+
+#define NODE__RL_SLOTS 16
+/* A rate-limited kind of log line (identity.c). */
+struct node__ratelimit {
+    uint64_t key;
+    uint64_t last_ms;    /* when it was last logged */
+    unsigned suppressed; /* lines not logged since */
+    bool used;
+};
 
 /* The Raft clock (clock.c): tick k is due once k ticks have elapsed since
  * origin_ns on the monotonic clock (uv_hrtime). The ticks delivered are
@@ -117,6 +132,20 @@ struct node {
     struct node__req **heap;       /* by index, min first */
     size_t n_heap, cap_heap;
     struct raft_soft_state soft;
+
+    /* Identity (identity.c). */
+    struct stor_identity ident; /* as stored (or to be) in the directory */
+    uint64_t name_tag;        /* craft_member_id(id, 0): our name in handshakes */
+    bool joining;             /* this incarnation asked to be added, not yet 200 */
+    bool was_member;          /* an applied configuration listed raft_id */
+    bool removed;             /* removed from the cluster (durable) */
+    bool removed_entered;     /* ... and stopped taking part */
+    bool conflict;            /* another cluster counts our name here */
+    char removed_why[256], conflict_why[640];
+    uint64_t heard_leader_at; /* uv_now ms of the leader's last message */
+    uint64_t next_probe_at;   /* not before (uv_now ms) */
+    struct node__probe *probe; /* members' /status being asked, or NULL */
+    struct node__ratelimit rl[NODE__RL_SLOTS];
 };
 
 /* node.c */
@@ -185,9 +214,59 @@ void node__peers_sync(struct node *n);
 void node__peers_from_log(struct node *n, const struct raft_entry *ents,
                           size_t n_ents);
 void node__promote_learners(struct node *n);
+/* Check the optional fields of a POST /join: 0 and *rid (the joiner's Raft
+ * id, 0 when it gave none), or -1 with req answered (400). */
+int node__join_check(struct node *n, struct http_req *req, const char *id,
+                     const struct http_join_ext *ext, uint64_t *rid);
 void node__join_step(struct node *n, struct node__req *q);
 void node__join_applied(struct node *n, struct node__req *q, bool ok);
 void node__status(struct node *n, struct http_req *req);
+
+/* identity.c */
+/* Read or create the identity (before the core starts: it gives raft_id).
+ * fresh: the store holds nothing. *bootstrap: start a new cluster; *join:
+ * run the joiner (also for a removed node given -join). */
+int node__identity_open(struct node *n, bool fresh, bool *bootstrap,
+                        bool *join);
+int node__identity_learn_cluster(struct node *n, uint64_t cluster,
+                                 void (*done)(struct node *, int rc));
+void node__identity_joined(struct node *n);
+void node__identity_tick(struct node *n);
+void node__identity_stop(struct node *n);
+void node__identity_status(struct node *n, struct json_t *root);
+void node__on_refused(void *ud, const struct peer_refusal *r);
+void node__mark_removed(struct node *n, uint64_t index, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* False for a removed node (but a removed leader leads until it hands
+ * over): it neither ticks nor steps its core. */
+bool node__takes_part(const struct node *n);
+/* Answer 410 (removed) or 409 (conflict) and return true, else false. */
+bool node__refuse_request(struct node *n, struct http_req *req);
+/* True if a line of this kind may be logged now (*suppressed: how many
+ * were not since the last); at most one per kind every 10 s. */
+bool node__log_allowed(struct node *n, uint64_t key, unsigned *suppressed);
+/* A 64-bit id written as hex in a JSON field: 0 and *out (0 when absent,
+ * null or ""), or CRAFT_EINVAL. */
+int node__hex_field(const struct json_t *obj, const char *name,
+                    uint64_t *out);
+
+/* httpc.c: one HTTP/1.1 request on a fresh connection. cb(ud, status,
+ * body) runs once: status 0 when no valid reply came (body says why); the
+ * body is valid during the call only. After cb, or node__httpc_cancel
+ * (then cb never runs), the handle is gone. addr: "host:port" (empty
+ * host: 127.0.0.1). json_body NULL: no body. bind_host: a numeric IPv4
+ * source address, or NULL. */
+struct node__httpc;
+typedef void (*node__httpc_cb)(void *ud, int status, const char *body);
+int node__httpc_start(uv_loop_t *loop, const char *bind_host,
+                      const char *addr, const char *method, const char *path,
+                      const char *json_body, unsigned timeout_ms,
+                      node__httpc_cb cb, void *ud, struct node__httpc **out);
+/* The numeric IPv4 host of -raddr, or NULL: the source address of the
+ * node's own connections, so that per-address firewall rules (the fault
+ * tests) see each node separately. */
+const char *node__bind_host(const struct node *n, char buf[64]);
+void node__httpc_cancel(struct node__httpc *c);
 
 /* joiner.c */
 struct node__joiner;

@@ -1,50 +1,37 @@
 /* The client side of a join: a new node asks a member (-join, an HTTP
- * address) for /status to learn every member's Raft address, then POSTs
- * /join with its id and addresses, retrying with backoff until a member
- * accepts. A refusal (4xx) or too many failures is fatal: a node must never
- * sit silently outside the cluster it was told to join. */
+ * address) for /status to learn the cluster id (stored durably before the
+ * node takes part) and every member's Raft id and address, then POSTs
+ * /join with its name, addresses and incarnation, retrying with backoff
+ * until a member accepts. A refusal (4xx) or too many failures is fatal: a
+ * node must never sit silently outside the cluster it was told to join. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/member_id.h"
 #include "node/internal.h"
 
 #define JOIN_MAX_ATTEMPTS 60
 #define JOIN_BACKOFF_MAX_MS 5000
+#define JOIN_TIMEOUT_MS 30000 /* > the leader's deadline for a join (25 s) */
 
 struct node__joiner {
-    struct node *n; /* NULL once stopped */
-    char host[PEER_HOST_MAX + 1];
-    char port[8];
-    int phase; /* 0: GET /status, 1: POST /join */
+    struct node *n;
+    char addr[PEER_HOST_MAX + 8]; /* the member's HTTP address */
+    int phase; /* 0: GET /status, 1: storing the cluster id, 2: POST /join */
     unsigned attempt;
     unsigned backoff_ms;
-    unsigned refs; /* open handles and requests in flight */
     uv_timer_t timer;
-    uv_getaddrinfo_t gai;
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    uv_write_t wreq;
-    char req[2048];
-    char *resp;
-    size_t resp_len, resp_cap;
+    struct node__httpc *req; /* in flight, or NULL */
 };
 
 static void attempt(struct node__joiner *j);
 
-static void unref(struct node__joiner *j)
-{
-    if (--j->refs == 0 && j->n == NULL) {
-        craft_free(j->resp);
-        craft_free(j);
-    }
-}
-
 static void on_timer_closed(uv_handle_t *h)
 {
-    unref(h->data);
+    craft_free(h->data);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -55,49 +42,101 @@ static void on_timer(uv_timer_t *t)
 static void retry(struct node__joiner *j, const char *why)
 {
     struct node *n = j->n;
-    if (n == NULL)
-        return;
     if (++j->attempt >= JOIN_MAX_ATTEMPTS) {
-        CRAFT_ERROR(&n->log, "could not join via %s:%s after %u attempts "
-                    "(last: %s); giving up", j->host, j->port, j->attempt, why);
+        CRAFT_ERROR(&n->log, "could not join via %s after %u attempts "
+                    "(last: %s); giving up", j->addr, j->attempt, why);
         exit(1);
     }
-    CRAFT_WARN(&n->log, "join via %s:%s: %s; retrying in %u ms", j->host,
-               j->port, why, j->backoff_ms);
+    CRAFT_WARN(&n->log, "join via %s: %s; retrying in %u ms", j->addr, why,
+               j->backoff_ms);
     uv_timer_start(&j->timer, on_timer, j->backoff_ms, 0);
     j->backoff_ms = j->backoff_ms * 2 > JOIN_BACKOFF_MAX_MS
                         ? JOIN_BACKOFF_MAX_MS : j->backoff_ms * 2;
 }
 
-/* Learn every member's Raft address from a /status body. */
-static void learn_members(struct node__joiner *j, const char *body)
+/* Every member's Raft id and address from a /status document (members of
+ * a craftd from before incarnations carry no raft_id: their id is the hash
+ * of the name). Our own name is skipped: under it the cluster may still
+ * count an earlier incarnation of this node. */
+static void learn_members(struct node__joiner *j, json_t *root)
 {
-    json_t *root = json_loads(body, 0, NULL);
     json_t *members = json_object_get(root, "members");
     size_t i;
     json_t *m;
     json_array_foreach(members, i, m) {
         const char *id = json_string_value(json_object_get(m, "id"));
         const char *addr = json_string_value(json_object_get(m, "raft_addr"));
-        if (id && addr && strcmp(id, j->n->id) != 0)
-            peer_set(j->n->peers, node_raft_id(id), addr);
+        uint64_t rid;
+        if (id == NULL || addr == NULL || strcmp(id, j->n->id) == 0)
+            continue;
+        if (node__hex_field(m, "raft_id", &rid) != 0 || rid == 0)
+            rid = craft_member_id(id, 0);
+        peer_set(j->n->peers, rid, craft_member_id(id, 0), addr);
     }
-    json_decref(root);
 }
 
-static void handle_response(struct node__joiner *j)
+static void cluster_stored(struct node *n, int rc)
+{
+    struct node__joiner *j = n->joiner;
+    if (j == NULL)
+        return; /* stopped meanwhile */
+    if (rc) {
+        CRAFT_ERROR(&n->log, "cannot store the cluster id in %s: %s; "
+                    "stopping (nothing was sent)", n->dir, craft_strerror(rc));
+        exit(1);
+    }
+    j->phase = 2;
+    attempt(j);
+}
+
+/* The member's /status: check and store its cluster id, learn its members. */
+static void got_status(struct node__joiner *j, const char *body)
 {
     struct node *n = j->n;
-    int status = 0;
-    if (j->resp_len < 12 || sscanf(j->resp, "HTTP/1.%*d %d", &status) != 1) {
-        retry(j, "no valid HTTP response");
+    json_t *root = json_loads(body, 0, NULL);
+    uint64_t cid = 0;
+    if (root == NULL || node__hex_field(root, "cluster_id", &cid) != 0) {
+        json_decref(root);
+        retry(j, "GET /status: not a craftd status document");
         return;
     }
-    char *body = strstr(j->resp, "\r\n\r\n");
-    body = body ? body + 4 : j->resp + j->resp_len;
+    if (n->ident.cluster_id != 0 && cid != 0 && cid != n->ident.cluster_id) {
+        CRAFT_ERROR(&n->log, "refusing to join via %s: that member is of "
+                    "cluster %016llx, and this node's data directory %s is "
+                    "of cluster %016llx. Give -join a member of this node's "
+                    "own cluster, or move the directory aside to join the "
+                    "other one as a new node", j->addr,
+                    (unsigned long long)cid, n->dir,
+                    (unsigned long long)n->ident.cluster_id);
+        exit(1);
+    }
+    learn_members(j, root);
+    json_decref(root);
+    if (cid != 0 && n->ident.cluster_id == 0) {
+        /* Stored before we ask to be added, so before we take part. */
+        CRAFT_INFO(&n->log, "joining cluster %016llx", (unsigned long long)cid);
+        j->phase = 1;
+        int rv = node__identity_learn_cluster(n, cid, cluster_stored);
+        if (rv)
+            cluster_stored(n, rv);
+        return;
+    }
+    j->phase = 2;
+    attempt(j);
+}
+
+static void on_reply(void *ud, int status, const char *body)
+{
+    struct node__joiner *j = ud;
+    struct node *n = j->n;
+    j->req = NULL;
+    if (status == 0) {
+        retry(j, body);
+        return;
+    }
     if (status >= 400 && status < 500) {
-        CRAFT_ERROR(&n->log, "join refused by %s:%s (HTTP %d): %s", j->host,
-                    j->port, status, body);
+        CRAFT_ERROR(&n->log, "join refused by %s (HTTP %d): %s", j->addr,
+                    status, body);
         exit(1);
     }
     if (status != 200) {
@@ -107,134 +146,48 @@ static void handle_response(struct node__joiner *j)
         return;
     }
     if (j->phase == 0) {
-        learn_members(j, body);
-        j->phase = 1;
-        attempt(j);
+        got_status(j, body);
         return;
     }
-    CRAFT_INFO(&n->log, "joined the cluster via %s:%s", j->host, j->port);
+    CRAFT_INFO(&n->log, "joined the cluster via %s as Raft id %016llx",
+               j->addr, (unsigned long long)n->raft_id);
     node__joiner_stop(n);
-}
-
-static void on_tcp_closed(uv_handle_t *h)
-{
-    struct node__joiner *j = h->data;
-    if (j->n != NULL && j->resp_len > 0)
-        handle_response(j);
-    else if (j->n != NULL)
-        retry(j, "connection failed");
-    unref(j);
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-    struct node__joiner *j = h->data;
-    if (j->resp_cap - j->resp_len < 4096) {
-        size_t cap = j->resp_cap ? j->resp_cap * 2 : 8192;
-        char *p = craft_realloc(j->resp, cap + 1);
-        if (p == NULL) {
-            *buf = uv_buf_init(NULL, 0);
-            return;
-        }
-        j->resp = p;
-        j->resp_cap = cap;
-    }
-    *buf = uv_buf_init(j->resp + j->resp_len,
-                       (unsigned)(j->resp_cap - j->resp_len));
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    struct node__joiner *j = s->data;
-    if (nread > 0) {
-        j->resp_len += (size_t)nread;
-        j->resp[j->resp_len] = 0;
-        return;
-    }
-    if (nread < 0)
-        uv_close((uv_handle_t *)s, on_tcp_closed);
-}
-
-static void on_write(uv_write_t *w, int status)
-{
-    struct node__joiner *j = w->data;
-    if (status == 0 && j->n != NULL)
-        uv_read_start((uv_stream_t *)&j->tcp, on_alloc, on_read);
-    else
-        uv_close((uv_handle_t *)&j->tcp, on_tcp_closed);
-}
-
-static void on_connect(uv_connect_t *c, int status)
-{
-    struct node__joiner *j = c->data;
-    if (status != 0 || j->n == NULL) {
-        uv_close((uv_handle_t *)&j->tcp, on_tcp_closed);
-        return;
-    }
-    uv_buf_t b = uv_buf_init(j->req, (unsigned)strlen(j->req));
-    j->wreq.data = j;
-    if (uv_write(&j->wreq, (uv_stream_t *)&j->tcp, &b, 1, on_write) != 0)
-        uv_close((uv_handle_t *)&j->tcp, on_tcp_closed);
-}
-
-static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *ai)
-{
-    struct node__joiner *j = g->data;
-    if (status != 0 || j->n == NULL) {
-        if (j->n != NULL)
-            retry(j, status ? uv_strerror(status) : "stopped");
-        uv_freeaddrinfo(ai);
-        unref(j);
-        return;
-    }
-    uv_tcp_init(j->n->loop, &j->tcp);
-    j->tcp.data = j;
-    j->creq.data = j;
-    j->resp_len = 0;
-    int rv = uv_tcp_connect(&j->creq, &j->tcp, ai->ai_addr, on_connect);
-    uv_freeaddrinfo(ai);
-    if (rv != 0) {
-        j->refs++;
-        uv_close((uv_handle_t *)&j->tcp, on_tcp_closed);
-        unref(j);
-        return;
-    }
-    /* The gai reference passes to the tcp handle. */
+    node__identity_joined(n);
 }
 
 static void attempt(struct node__joiner *j)
 {
     struct node *n = j->n;
-    if (n == NULL)
-        return;
+    int rv;
+    char bind[64];
+    const char *src = node__bind_host(n, bind);
     if (j->phase == 0) {
-        snprintf(j->req, sizeof j->req,
-                 "GET /status HTTP/1.1\r\nHost: %s:%s\r\n"
-                 "Connection: close\r\n\r\n", j->host, j->port);
+        rv = node__httpc_start(n->loop, src, j->addr, "GET", "/status", NULL,
+                               JOIN_TIMEOUT_MS, on_reply, j, &j->req);
     } else {
-        json_t *o = json_pack("{s:s, s:s, s:s}", "id", n->id, "addr",
-                              n->raft_addr, "http_addr", n->http_addr);
-        char *body = json_dumps(o, JSON_COMPACT);
+        char inc[17], rid[17], cid[17];
+        snprintf(inc, sizeof inc, "%016llx",
+                 (unsigned long long)n->ident.incarnation);
+        snprintf(rid, sizeof rid, "%016llx", (unsigned long long)n->raft_id);
+        snprintf(cid, sizeof cid, "%016llx",
+                 (unsigned long long)n->ident.cluster_id);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", n->id,
+                              "addr", n->raft_addr, "http_addr", n->http_addr,
+                              "incarnation", inc, "raft_id", rid);
+        if (o && n->ident.cluster_id != 0)
+            json_object_set_new(o, "cluster_id", json_string(cid));
+        char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (body == NULL) {
             retry(j, "out of memory");
             return;
         }
-        snprintf(j->req, sizeof j->req,
-                 "POST /join HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: "
-                 "application/json\r\nContent-Length: %zu\r\nConnection: "
-                 "close\r\n\r\n%s", j->host, j->port, strlen(body), body);
+        rv = node__httpc_start(n->loop, src, j->addr, "POST", "/join", body,
+                               JOIN_TIMEOUT_MS, on_reply, j, &j->req);
         free(body);
     }
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
-    j->gai.data = j;
-    j->refs++;
-    int rv = uv_getaddrinfo(n->loop, &j->gai, on_resolved, j->host, j->port,
-                            &hints);
-    if (rv != 0) {
-        j->refs--;
-        retry(j, uv_strerror(rv));
-    }
+    if (rv)
+        retry(j, craft_strerror(rv));
 }
 
 int node__joiner_start(struct node *n)
@@ -242,22 +195,21 @@ int node__joiner_start(struct node *n)
     struct node__joiner *j = craft_calloc(1, sizeof *j);
     if (j == NULL)
         return CRAFT_ENOMEM;
+    char host[PEER_HOST_MAX + 1];
     uint16_t port;
-    int rv = peer_parse_addr(n->o.join, j->host, sizeof j->host, &port);
+    int rv = peer_parse_addr(n->o.join, host, sizeof host, &port);
     if (rv) {
         craft_free(j);
         return rv;
     }
-    if (j->host[0] == 0)
-        strcpy(j->host, "127.0.0.1"); /* ":11000" means this host */
-    snprintf(j->port, sizeof j->port, "%u", port);
+    snprintf(j->addr, sizeof j->addr, "%s", n->o.join);
     j->n = n;
     j->backoff_ms = 100;
     uv_timer_init(n->loop, &j->timer);
     j->timer.data = j;
-    j->refs = 1; /* the timer */
     n->joiner = j;
-    CRAFT_INFO(&n->log, "joining the cluster via %s", n->o.join);
+    CRAFT_INFO(&n->log, "joining the cluster via %s as %s (Raft id %016llx)",
+               n->o.join, n->id, (unsigned long long)n->raft_id);
     attempt(j);
     return 0;
 }
@@ -268,6 +220,6 @@ void node__joiner_stop(struct node *n)
     if (j == NULL)
         return;
     n->joiner = NULL;
-    j->n = NULL;
+    node__httpc_cancel(j->req);
     uv_close((uv_handle_t *)&j->timer, on_timer_closed);
 }

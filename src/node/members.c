@@ -4,10 +4,12 @@
  * Joins (POST /join on any node) add a learner, which the leader promotes
  * to voter once it has caught up; /status reports all of it. */
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
 #include "common/endian.h"
+#include "common/member_id.h"
 #include "node/internal.h"
 
 /* ctx = three strings, each [u16 length][bytes]: id, raft addr, http addr */
@@ -64,7 +66,10 @@ void node__apply_conf(struct node *n, const struct raft_entry *e)
             kv_member_del(n->kv, name);
         }
         if (cc.node == n->raft_id) {
-            CRAFT_WARN(&n->log, "this node was removed from the cluster");
+            /* The state follows at the next tick, once the requests that
+             * waited for this entry are answered. */
+            node__mark_removed(n, e->index, "the entry at index %llu removed "
+                               "it", (unsigned long long)e->index);
         } else {
             peer_remove(n->peers, cc.node);
             CRAFT_INFO(&n->log, "member %s removed", name);
@@ -84,18 +89,23 @@ void node__apply_conf(struct node *n, const struct raft_entry *e)
         return;
     }
     kv_member_set(n->kv, s[0], cc.node, s[1], s[2]);
-    if (cc.node != n->raft_id && n->peers)
-        peer_set(n->peers, cc.node, s[1]);
+    if (cc.node != n->raft_id && strcmp(s[0], n->id) != 0 && n->peers &&
+        !n->removed)
+        peer_set(n->peers, cc.node, craft_member_id(s[0], 0), s[1]);
     CRAFT_INFO(&n->log, "member %s (raft %s, http %s) added as %s", s[0],
                s[1], s[2][0] ? s[2] : "-", what);
 }
 
+/* Peers are the other members. Not one named like us: under our name the
+ * cluster may still count an earlier incarnation of this node, at our own
+ * address. */
 void node__peers_sync(struct node *n)
 {
     for (size_t i = 0; i < kv_member_count(n->kv); i++) {
         const struct kv_member *m = kv_member_at(n->kv, i);
-        if (m->raft_id != n->raft_id)
-            peer_set(n->peers, m->raft_id, m->raft_addr);
+        if (m->raft_id != n->raft_id && strcmp(m->id, n->id) != 0)
+            peer_set(n->peers, m->raft_id, craft_member_id(m->id, 0),
+                     m->raft_addr);
     }
 }
 
@@ -108,9 +118,9 @@ void node__peers_from_log(struct node *n, const struct raft_entry *ents,
         if (ents[i].type != RAFT_ENTRY_CONF ||
             raft_conf_change_decode(ents[i].data, ents[i].len, &cc) != 0 ||
             cc.ctx_len == 0 || ctx_decode(cc.ctx, cc.ctx_len, s) != 0 ||
-            cc.node == n->raft_id)
+            cc.node == n->raft_id || strcmp(s[0], n->id) == 0)
             continue;
-        peer_set(n->peers, cc.node, s[1]);
+        peer_set(n->peers, cc.node, craft_member_id(s[0], 0), s[1]);
     }
 }
 
@@ -141,6 +151,9 @@ static void join_propose(struct node *n, struct node__req *q, uint8_t op,
     struct raft_conf_change cc = {.op = op, .node = node,
                                   .ctx_len = (uint32_t)len, .ctx = ctx};
     int rv = raft_propose_conf(n->raft, q->id, &cc);
+    if (rv == CRAFT_EBUSY || rv == CRAFT_ENOLEADER || rv == CRAFT_ENOTLEADER ||
+        rv == CRAFT_ETRANSFER)
+        return; /* not issued: looked at again at the next tick */
     if (rv) {
         http_reply_error(q->http, 400, "cannot change membership: %s",
                          craft_strerror(rv));
@@ -150,13 +163,63 @@ static void join_propose(struct node *n, struct node__req *q, uint8_t op,
     q->issued = true;
 }
 
+static int parse_hex(const char *s, uint64_t *out)
+{
+    *out = 0;
+    if (s == NULL)
+        return 0;
+    size_t len = strlen(s);
+    if (len == 0 || len > 16 || strspn(s, "0123456789abcdefABCDEF") != len)
+        return CRAFT_EINVAL;
+    *out = strtoull(s, NULL, 16);
+    return 0;
+}
+
+int node__join_check(struct node *n, struct http_req *req, const char *id,
+                     const struct http_join_ext *ext, uint64_t *rid)
+{
+    uint64_t inc, claimed, cluster;
+    *rid = 0;
+    if (parse_hex(ext->incarnation, &inc) || parse_hex(ext->raft_id, &claimed) ||
+        parse_hex(ext->cluster_id, &cluster)) {
+        http_reply_error(req, 400, "incarnation, raft_id and cluster_id are "
+                         "hexadecimal numbers of up to 16 digits");
+        return -1;
+    }
+    if (ext->incarnation != NULL) {
+        *rid = craft_member_id(id, inc);
+        if (ext->raft_id != NULL && claimed != *rid) {
+            http_reply_error(req, 400, "raft_id %s is not the Raft id of %s "
+                             "with incarnation %s (%016llx)", ext->raft_id, id,
+                             ext->incarnation, (unsigned long long)*rid);
+            return -1;
+        }
+    } else if (ext->raft_id != NULL) {
+        http_reply_error(req, 400, "raft_id without its incarnation");
+        return -1;
+    }
+    if (cluster != 0 && n->ident.cluster_id != 0 &&
+        cluster != n->ident.cluster_id) {
+        http_reply_error(req, 400, "%s belongs to cluster %016llx; this is "
+                         "cluster %016llx", id, (unsigned long long)cluster,
+                         (unsigned long long)n->ident.cluster_id);
+        return -1;
+    }
+    return 0;
+}
+
 /* One step toward "q->jid is a voter at q->jaddr" (hraftd's rules: the same
- * id and address: done; an id or address clash: remove the old, then add). */
+ * id and address: done; an id or address clash: remove the old, then add).
+ * A join that names its Raft id (craftd's joiner does) and finds its name
+ * a member under another Raft id is a new incarnation of that member: the
+ * old one is removed, the new one added as a learner and promoted once it
+ * has caught up. A join without one (hraftd's) takes the member as it is. */
 void node__join_step(struct node *n, struct node__req *q)
 {
-    uint64_t rid = node_raft_id(q->jid);
     const struct raft_conf *c = raft_conf(n->raft);
     const struct kv_member *same = kv_member_get(n->kv, q->jid);
+    uint64_t rid = q->jrid ? q->jrid
+                           : same ? same->raft_id : craft_member_id(q->jid, 0);
     const struct kv_member *owner = kv_member_by_raft_id(n->kv, rid);
     if (owner && strcmp(owner->id, q->jid) != 0) {
         http_reply_error(q->http, 400, "node id %s collides with member %s",
@@ -172,7 +235,17 @@ void node__join_step(struct node *n, struct node__req *q)
         }
     }
     if (same && strcmp(same->raft_addr, q->jaddr) != 0) {
-        join_propose(n, q, RAFT_CONF_REMOVE, rid, NULL, 0);
+        join_propose(n, q, RAFT_CONF_REMOVE, same->raft_id, NULL, 0);
+        return;
+    }
+    if (same && same->raft_id != rid) {
+        unsigned more;
+        if (node__log_allowed(n, 0x3000 ^ rid, &more))
+            CRAFT_INFO(&n->log, "member %s rejoins as a new incarnation, Raft "
+                       "id %016llx: removing its earlier one, %016llx, first",
+                       q->jid, (unsigned long long)rid,
+                       (unsigned long long)same->raft_id);
+        join_propose(n, q, RAFT_CONF_REMOVE, same->raft_id, NULL, 0);
         return;
     }
     if (raft_conf_is_voter(c, rid) && same) {
@@ -217,9 +290,11 @@ void node__status(struct node *n, struct http_req *req)
     for (size_t i = 0; i < kv_member_count(n->kv); i++) {
         const struct kv_member *m = kv_member_at(n->kv, i);
         bool voter = raft_conf_is_voter(c, m->raft_id);
-        json_t *o = json_pack("{s:s, s:s, s:s, s:b}", "id", m->id, "raft_addr",
-                              m->raft_addr, "http_addr", m->http_addr,
-                              "voter", voter);
+        char rid[17];
+        snprintf(rid, sizeof rid, "%016llx", (unsigned long long)m->raft_id);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:s}", "id", m->id,
+                              "raft_addr", m->raft_addr, "http_addr",
+                              m->http_addr, "voter", voter, "raft_id", rid);
         if (s.role == RAFT_LEADER) {
             uint64_t match, next;
             if (raft_progress(n->raft, m->raft_id, &match, &next))
@@ -243,6 +318,8 @@ void node__status(struct node *n, struct http_req *req)
         "keys", (json_int_t)kv_count(n->kv),
         "members", members,
         "leader_http", lead ? lead->http_addr : "");
+    if (root)
+        node__identity_status(n, root);
     char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
     if (body)
         http_reply_json(req, 200, body, strlen(body));

@@ -13,27 +13,32 @@ uint64_t node__now(const struct node *n)
     return uv_now(n->loop);
 }
 
-uint64_t node_raft_id(const char *id)
-{
-    return craft_member_id(id, 0);
-}
-
 static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
 {
     struct node *n = ud;
     struct raft_msg m;
+    unsigned more;
+    if (!node__takes_part(n))
+        return; /* removed: the cluster goes on without us */
     int rv = raft_msg_decode(buf, len, &m);
     if (rv) {
-        CRAFT_WARN(&n->log, "dropping a malformed message from %016llx: %s",
-                   (unsigned long long)from, craft_strerror(rv));
+        if (node__log_allowed(n, 0x1000 ^ from, &more))
+            CRAFT_WARN(&n->log, "dropping a malformed message from %016llx: "
+                       "%s (%u more since the last line)",
+                       (unsigned long long)from, craft_strerror(rv), more);
         return;
     }
     if (m.from != from) {
-        CRAFT_WARN(&n->log, "dropping a message claiming to be from %016llx "
-                   "on the connection of %016llx",
-                   (unsigned long long)m.from, (unsigned long long)from);
+        /* The handshake named the sender; nobody speaks for another. */
+        if (node__log_allowed(n, 0x2000 ^ from, &more))
+            CRAFT_WARN(&n->log, "dropping a message claiming to be from "
+                       "%016llx on the connection of %016llx (%u more since "
+                       "the last line)", (unsigned long long)m.from,
+                       (unsigned long long)from, more);
     } else if (!n->stopping) {
         (void)raft_step(n->raft, &m);
+        if (m.from == raft_soft(n->raft).leader)
+            n->heard_leader_at = node__now(n);
     }
     raft_msg_decoded_free(&m);
 }
@@ -62,6 +67,7 @@ static void on_tick(uv_timer_t *t)
     uv_timer_start(&n->ticker, on_tick, node__ms_to_next_tick(n), 0);
     if (k == 0)
         return; /* woken early: armed again */
+    node__identity_tick(n);
     node__snapshot_poll(n);
     node__promote_learners(n);
     node__requests_tick(n);
@@ -93,6 +99,10 @@ static int start_core(struct node *n)
     /* Entries without a durable term are a torn first write (raft_new
      * ignores them): the node starts afresh. */
     bool fresh = p.hs.term == 0 && p.snap.index == 0;
+    bool bootstrap, join;
+    rv = node__identity_open(n, fresh, &bootstrap, &join);
+    if (rv)
+        return rv;
     struct raft_config cfg = {
         .id = n->raft_id,
         .seed = n->raft_id ^ (uint64_t)uv_hrtime(),
@@ -118,7 +128,7 @@ static int start_core(struct node *n)
         if (rv)
             return rv;
     }
-    if (fresh && n->join == NULL) {
+    if (bootstrap) {
         uint8_t *ctx;
         size_t len;
         rv = node__member_ctx(n->id, n->raft_addr, n->http_addr, &ctx, &len);
@@ -131,8 +141,9 @@ static int start_core(struct node *n)
         craft_free(ctx);
         if (rv)
             return rv;
-        CRAFT_INFO(&n->log, "bootstrapped a new cluster with %s as its only "
-                   "member", n->id);
+        CRAFT_INFO(&n->log, "bootstrapped a new cluster %016llx with %s as "
+                   "its only member", (unsigned long long)n->ident.cluster_id,
+                   n->id);
     } else if (fresh) {
         n->o.join = n->join; /* ask to be added once we serve */
     } else {
@@ -142,9 +153,9 @@ static int start_core(struct node *n)
                    (unsigned long long)raft_first_index(n->raft),
                    (unsigned long long)raft_last_index(n->raft),
                    (unsigned long long)raft_snapshot(n->raft)->index);
-        if (n->join)
+        if (n->join && !join)
             CRAFT_INFO(&n->log, "existing state: -join %s ignored", n->join);
-        n->o.join = NULL;
+        n->o.join = join ? n->join : NULL; /* a removed node rejoins */
     }
     return 0;
 }
@@ -163,6 +174,9 @@ static int start_services(struct node *n)
                            .listen_addr = n->raft_addr,
                            .bind_host = numeric ? host : NULL,
                            .self_id = n->raft_id,
+                           .self_tag = n->name_tag,
+                           .cluster_id = n->ident.cluster_id,
+                           .on_refused = node__on_refused,
                            .seed = n->raft_id,
                            .log = &n->log,
                            .on_frame = on_frame,
@@ -170,11 +184,13 @@ static int start_services(struct node *n)
     rv = peer_transport_start(&n->peers, &po);
     if (rv)
         return rv;
-    node__peers_sync(n);
-    /* Also every member named in the stored log, applied or not: a node
-     * restarting with a stale commit index learns the members only by
-     * applying entries, which takes answering the leader first. */
-    node__peers_from_log(n, n->boot.entries, n->boot.n_entries);
+    if (!n->removed) {
+        node__peers_sync(n);
+        /* Also every member named in the stored log, applied or not: a
+         * node restarting with a stale commit index learns the members
+         * only by applying entries, which takes answering the leader. */
+        node__peers_from_log(n, n->boot.entries, n->boot.n_entries);
+    }
     stor_release_persisted(n->stor);
     struct http_opts ho = {.loop = n->loop,
                            .listen = n->http_addr,
@@ -243,7 +259,6 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
         n->o.request_timeout_ms = 5000;
     if (n->o.snapshot_threshold == 0)
         n->o.snapshot_threshold = 8192;
-    n->raft_id = node_raft_id(o->id);
     n->next_req = 1;
     int rv = start_core(n);
     if (rv == 0)
@@ -321,6 +336,7 @@ static void stop_now(struct node *n)
     n->stopping = true;
     n->handing_over = false;
     node__joiner_stop(n);
+    node__identity_stop(n);
     node__snapshot_cancel(n);
     node__requests_fail_all(n, 503, "shutting down");
     if (n->ticker.data == n)

@@ -46,7 +46,4 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out);
  * Asynchronous; a second call while handing over does nothing. */
 void node_stop(struct node *n, void (*cb)(void *ud), void *ud);
 
-/* Stable numeric id of a node id string (FNV-1a 64; never 0). */
-uint64_t node_raft_id(const char *id);
-
 #endif

@@ -429,6 +429,8 @@ static struct node__req *new_or_fail(struct node *n, int kind,
         http_reply_error(req, 503, "shutting down");
         return NULL;
     }
+    if (node__refuse_request(n, req)) /* removed (410), conflict (409) */
+        return NULL;
     struct node__req *q = node__req_new(n, kind, req);
     if (q == NULL)
         http_reply_error(req, 503, "out of memory");
@@ -512,12 +514,17 @@ static void on_del(void *ud, struct http_req *req, const char *key,
 }
 
 static void on_join(void *ud, struct http_req *req, const char *id,
-                    const char *addr, const char *http_addr)
+                    const char *addr, const char *http_addr,
+                    const struct http_join_ext *ext)
 {
     struct node *n = ud;
+    uint64_t rid;
+    if (node__join_check(n, req, id, ext, &rid) != 0)
+        return; /* answered */
     struct node__req *q = new_or_fail(n, NODE__JOIN, req);
     if (q == NULL)
         return;
+    q->jrid = rid;
     q->jid = craft_memdup(id, strlen(id) + 1);
     q->jaddr = craft_memdup(addr, strlen(addr) + 1);
     q->jhttp = http_addr ? craft_memdup(http_addr, strlen(http_addr) + 1)

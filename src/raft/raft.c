@@ -410,6 +410,11 @@ const struct raft_conf *raft_conf_at(const struct raft *r, uint64_t index)
     return raft__conf_at(r, index);
 }
 
+uint64_t raft_conf_index(const struct raft *r)
+{
+    return r->n_confs > 0 ? r->confs[r->n_confs - 1].index : r->snap.index;
+}
+
 uint64_t raft_term_at(const struct raft *r, uint64_t index)
 {
     return raft__log_term(&r->log, index);

@@ -353,6 +353,9 @@ const struct raft_snap_meta *raft_snapshot(const struct raft *r);
 /* The configuration in force at index (snapshot index <= index <= commit),
  * for the meta of a snapshot taken there. */
 const struct raft_conf *raft_conf_at(const struct raft *r, uint64_t index);
+/* The index of the entry that made raft_conf() (committed or not), or the
+ * snapshot's index when that configuration came with the snapshot. */
+uint64_t raft_conf_index(const struct raft *r);
 /* The leader's lease: true while this node is leader and has heard from a
  * quorum within the last election timeout, measured from when it sent the
  * heartbeat round that quorum answered. Reads served under a valid lease

@@ -156,4 +156,48 @@ int stor_snap_open_read(struct stor *s, uint64_t index, int *fd,
  * is lost, as in a crash. NULL is fine. */
 void stor_close(struct stor *s);
 
+/* ---- the node's identity (identity.c; apart from the log) ----
+ * IDENTITY in the data directory holds who this directory is: the cluster
+ * id, the incarnation (drawn when a node starts with an empty directory:
+ * the node's Raft id derives from its name and this number) and what the
+ * node learned about its own membership. Layout and the atomic write are
+ * described at the top of identity.c and in docs/identity.md.
+ * These functions take the directory's path and a syscall table (NULL: the
+ * libc one); they keep nothing. Any thread; the caller holds the store's
+ * lock (stor_open) so that no other process writes the file. */
+#define STOR_IDENTITY_FILE "IDENTITY"
+#define STOR_IDENTITY_SIZE 56
+#define STOR_IDENT_REMOVED 1u  /* this incarnation was removed from its cluster */
+#define STOR_IDENT_CONFLICT 2u /* another cluster counts a member of this
+                                  name at this address (see docs/identity.md) */
+#define STOR_IDENT_FOUNDER 4u  /* this incarnation bootstrapped its cluster */
+
+struct stor_identity {
+    uint64_t cluster_id;       /* 0: not known (a directory from before
+                                  cluster ids, or a joiner not yet told) */
+    uint64_t incarnation;      /* 0: a directory from before incarnations */
+    uint32_t flags;            /* STOR_IDENT_* */
+    uint64_t removed_index;    /* REMOVED: the index that proved it, or 0 */
+    uint64_t conflict_cluster; /* CONFLICT: the other cluster's id, or 0 */
+};
+
+/* Read IDENTITY of dir. 0; CRAFT_ENOTFOUND (no file); CRAFT_ECORRUPT
+ * (wrong size, magic, CRC or flags); CRAFT_EVERSION; CRAFT_EIO, negative
+ * errno. *out is zeroed on error. */
+int stor_identity_load(const char *dir, const struct stor_sys *sys,
+                       struct stor_identity *out);
+/* Replace IDENTITY of dir with id, atomically and durably (temporary file,
+ * fdatasync, rename, directory fsync). 0 or an error: then the old file,
+ * if any, is still in place. */
+int stor_identity_save(const char *dir, const struct stor_sys *sys,
+                       const struct stor_identity *id);
+/* The file's bytes, and back (for tests and tools). decode: 0,
+ * CRAFT_ECORRUPT or CRAFT_EVERSION. */
+void stor_identity_encode(const struct stor_identity *id,
+                          uint8_t out[STOR_IDENTITY_SIZE]);
+int stor_identity_decode(const uint8_t *in, size_t len,
+                         struct stor_identity *id);
+/* A random nonzero 64-bit number from getrandom(2). 0 or an error. */
+int stor_random_id(const struct stor_sys *sys, uint64_t *out);
+
 #endif

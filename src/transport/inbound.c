@@ -80,26 +80,79 @@ static void close_older(struct peer__in *c)
             peer__in_close(o);
 }
 
+/* Refuse a dialer for who it is or whom it means to reach: tell it why
+ * (best effort: one small write into an empty socket buffer), report it,
+ * hang up. Frames it sent after its handshake are dropped unread. */
+static void refuse_dialer(struct peer__in *c, const struct peer__hello *h,
+                          int reason)
+{
+    struct peer_transport *t = c->t;
+    struct peer__refusal_rec rec = {.reason = (uint16_t)reason,
+                                    .id = t->self_id,
+                                    .cluster = t->cluster_id,
+                                    .tag = t->self_tag};
+    uint8_t out[PEER__REFUSAL_LEN];
+    peer__refusal_encode(out, &rec);
+    uv_buf_t b = uv_buf_init((char *)out, sizeof out);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    char name[80];
+    in_name(c, name, sizeof name);
+    t->st.conns_refused++;
+    CRAFT_DEBUG(t->log, "refusing peer %016llx from %s (cluster %016llx, "
+                "meant for %016llx): reason %d", (unsigned long long)h->sender,
+                name, (unsigned long long)h->cluster,
+                (unsigned long long)h->target, reason);
+    peer__in_close(c);
+    if (t->on_refused != NULL) {
+        struct peer_refusal r = {
+            .inbound = true,
+            .reason = reason,
+            .peer_id = h->sender,
+            .peer_cluster = h->cluster,
+            .target = h->target,
+            .target_tag = h->target_tag,
+            .addr = name,
+        };
+        t->on_refused(t->ud, &r);
+    }
+}
+
 /* Check the handshake once it is all there. Returns the bytes consumed (0:
  * wait for more) or a negative error (c is closed). */
 static int read_hello(struct peer__in *c)
 {
-    const uint8_t *d = c->rbuf.data;
-    if (c->rbuf.len >= 4 && craft_get32(d) != PEER__MAGIC) {
-        reject(c, CRAFT_ECORRUPT, "bad handshake magic");
-        return CRAFT_ECORRUPT;
-    }
-    if (c->rbuf.len < PEER__HELLO_LEN)
+    struct peer_transport *t = c->t;
+    struct peer__hello h;
+    unsigned version = 0;
+    int err = peer__hello_decode(c->rbuf.data, c->rbuf.len, &h, &version);
+    if (err == CRAFT_ETRUNCATED)
         return 0;
-    int err = peer__hello_decode(d, &c->from);
-    if (err) {
-        reject(c, err, "bad handshake");
+    if (err == CRAFT_EVERSION) {
+        char what[96];
+        snprintf(what, sizeof what, "handshake version %u (this node speaks "
+                 "%u: every node must run the same craftd)", version,
+                 PEER__VERSION);
+        reject(c, err, what);
         return err;
     }
+    if (err) {
+        reject(c, err, c->rbuf.len >= PEER__HELLO_LEN ? "bad handshake"
+                                                       : "bad handshake magic");
+        return err;
+    }
+    if (t->cluster_id != 0 && h.cluster != 0 && h.cluster != t->cluster_id) {
+        refuse_dialer(c, &h, PEER_REFUSED_CLUSTER);
+        return CRAFT_EINVAL;
+    }
+    if (h.target != t->self_id) {
+        refuse_dialer(c, &h, PEER_REFUSED_TARGET);
+        return CRAFT_EINVAL;
+    }
+    c->from = h.sender;
     c->hello_done = true;
     char name[80];
     in_name(c, name, sizeof name);
-    CRAFT_INFO(c->t->log, "peer %llu connected from %s",
+    CRAFT_INFO(t->log, "peer %llu connected from %s",
                (unsigned long long)c->from, name);
     close_older(c);
     return PEER__HELLO_LEN;

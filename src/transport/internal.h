@@ -17,13 +17,44 @@
 /* ---- wire format (wire.c) ---- */
 
 #define PEER__MAGIC 0x54465243u /* bytes "CRFT" */
-#define PEER__VERSION 1
-#define PEER__HELLO_LEN 20      /* magic, version, flags, sender, crc */
+#define PEER__VERSION 2
+#define PEER__HELLO_LEN 44      /* magic, version, flags, sender, cluster,
+                                   target, target tag, crc */
+#define PEER__REFUSAL_MAGIC 0x4f4e5243u /* bytes "CRNO" */
+#define PEER__REFUSAL_LEN 40    /* magic, version, reason, id, cluster, tag,
+                                   crc, zero */
 #define PEER__FRAME_HDR 8       /* length, crc */
 
-void peer__hello_encode(uint8_t out[PEER__HELLO_LEN], uint64_t sender);
-/* 0 and *sender; CRAFT_ECORRUPT (bad magic or CRC) or CRAFT_EVERSION. */
-int peer__hello_decode(const uint8_t in[PEER__HELLO_LEN], uint64_t *sender);
+/* What a dialer says about itself and about the node it means to reach. */
+struct peer__hello {
+    uint64_t sender;     /* the dialer's node id */
+    uint64_t cluster;    /* the dialer's cluster id, 0: none yet */
+    uint64_t target;     /* the node id the dialer means to reach */
+    uint64_t target_tag; /* the dialer's tag for that node */
+};
+
+void peer__hello_encode(uint8_t out[PEER__HELLO_LEN],
+                        const struct peer__hello *h);
+/* The first avail bytes of a connection. 0 and *h once all of the
+ * handshake is there; CRAFT_ETRUNCATED: not yet; CRAFT_ECORRUPT (bad magic,
+ * as soon as 4 bytes are there, or bad CRC); CRAFT_EVERSION (as soon as the
+ * version is there; *version_out, if not NULL, gets it). */
+int peer__hello_decode(const uint8_t *in, size_t avail, struct peer__hello *h,
+                       unsigned *version_out);
+
+/* What an acceptor sends back before it hangs up on a refused dialer. */
+struct peer__refusal_rec {
+    uint16_t reason;  /* enum peer_refusal_reason */
+    uint64_t id;      /* the acceptor's node id */
+    uint64_t cluster; /* the acceptor's cluster id (0: none) */
+    uint64_t tag;     /* the acceptor's own tag */
+};
+
+void peer__refusal_encode(uint8_t out[PEER__REFUSAL_LEN],
+                          const struct peer__refusal_rec *r);
+/* 0 and *r, or CRAFT_ECORRUPT. */
+int peer__refusal_decode(const uint8_t in[PEER__REFUSAL_LEN],
+                         struct peer__refusal_rec *r);
 void peer__frame_header(uint8_t out[PEER__FRAME_HDR], const uint8_t *payload,
                         uint32_t len);
 /* Look at the avail bytes at p. 0: a whole valid frame, payload at
@@ -59,6 +90,7 @@ struct peer__out {
     struct peer__out *next;   /* transport's list of peers */
     struct peer_transport *t;
     uint64_t id;
+    uint64_t tag;             /* sent in the handshake as the target's tag */
     char host[PEER_HOST_MAX + 1]; /* "" = 127.0.0.1 */
     uint16_t port;
     enum peer__state state;
@@ -82,12 +114,15 @@ struct peer__out {
     unsigned failures;        /* consecutive failed attempts (log volume) */
     uint64_t connected_at;    /* uv_now at connect */
     uint64_t rng;             /* xorshift state for jitter */
-    char sink[64];            /* read buffer: peers never write back */
+    bool refused;             /* this connection was refused (said why) */
+    uint8_t sink[64];         /* read buffer: peers write back only a
+                                 refusal (PEER__REFUSAL_LEN bytes) */
+    size_t sink_len;
     struct peer_stats st;
 };
 
 struct peer__out *peer__out_new(struct peer_transport *t, uint64_t id,
-                                const char *host, uint16_t port);
+                                uint64_t tag, const char *host, uint16_t port);
 /* The address changed: reconnect there, keeping the queue. */
 void peer__out_readdr(struct peer__out *p, const char *host, uint16_t port);
 /* Queue a frame (see peer_send); it goes out at the next flush. */
@@ -118,6 +153,9 @@ void peer__listener_close(struct peer_transport *t);
 struct peer_transport {
     uv_loop_t *loop;
     uint64_t self_id;
+    uint64_t self_tag;
+    uint64_t cluster_id;      /* 0: none yet (any dialer's cluster is fine) */
+    peer_refused_cb on_refused;
     size_t max_queue;
     size_t max_frame;
     unsigned backoff_min_ms, backoff_max_ms, connect_timeout_ms;

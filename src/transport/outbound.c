@@ -118,7 +118,11 @@ static void out_fail(struct peer__out *p, int err, const char *what)
 {
     const struct peer_transport *t = p->t;
     p->st.last_error = err;
-    if (p->state == PEER__CONNECTED) {
+    if (p->state == PEER__CONNECTED && p->refused) {
+        /* The caller heard why (on_refused); keep the log quiet. */
+        CRAFT_DEBUG(t->log, "peer %llu (%s:%u): refused; will retry",
+                    (unsigned long long)p->id, host_of(p), p->port);
+    } else if (p->state == PEER__CONNECTED) {
         CRAFT_WARN(t->log, "peer %llu (%s:%u): %s: %s; reconnecting",
                    (unsigned long long)p->id, host_of(p), p->port, what,
                    peer_strerror(err));
@@ -221,16 +225,56 @@ int peer__out_send(struct peer__out *p, const uint8_t *buf, size_t len)
 static void on_sink_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct peer__out *p = h->data;
-    *buf = uv_buf_init(p->sink, sizeof p->sink);
+    if (p->sink_len >= PEER__REFUSAL_LEN)
+        p->sink_len = 0; /* stray bytes after a refusal: ignored */
+    *buf = uv_buf_init((char *)p->sink + p->sink_len,
+                       (unsigned)(sizeof p->sink - p->sink_len));
 }
 
-/* Peers never write on our connection: any read result but data is the
- * connection's end (EOF or an error); stray data is ignored. */
+/* The peer refused our connection and said why. */
+static void got_refusal(struct peer__out *p)
+{
+    struct peer_transport *t = p->t;
+    struct peer__refusal_rec rec;
+    if (peer__refusal_decode(p->sink, &rec) != 0)
+        return; /* stray bytes: ignored, as ever */
+    p->refused = true;
+    p->st.refusals++;
+    char addr[PEER_HOST_MAX + 8];
+    snprintf(addr, sizeof addr, "%s:%u", host_of(p), p->port);
+    CRAFT_DEBUG(t->log, "peer %llu (%s): refused our connection (reason %u, "
+                "it is %016llx of cluster %016llx)", (unsigned long long)p->id,
+                addr, rec.reason, (unsigned long long)rec.id,
+                (unsigned long long)rec.cluster);
+    if (t->on_refused != NULL) {
+        struct peer_refusal r = {
+            .inbound = false,
+            .reason = rec.reason,
+            .peer_id = rec.id,
+            .peer_cluster = rec.cluster,
+            .peer_tag = rec.tag,
+            .target = p->id,
+            .target_tag = p->tag,
+            .addr = addr,
+        };
+        t->on_refused(t->ud, &r);
+    }
+}
+
+/* Peers write on our connection only to refuse it: any read result but
+ * data is the connection's end (EOF or an error). */
 static void on_sink_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct peer__out *p = s->data;
+    if (nread > 0) {
+        bool was_short = p->sink_len < PEER__REFUSAL_LEN;
+        p->sink_len += (size_t)nread;
+        if (was_short && p->sink_len >= PEER__REFUSAL_LEN && !p->refused)
+            got_refusal(p);
+        return;
+    }
     if (nread < 0 && p->state == PEER__CONNECTED)
-        out_fail(p, (int)nread, "connection");
+        out_fail(p, (int)nread, p->refused ? "refused" : "connection");
 }
 
 static void set_socket_options(struct peer__out *p)
@@ -263,14 +307,21 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     const struct peer_transport *t = p->t;
-    CRAFT_INFO(t->log, "peer %llu (%s:%u): connected", (unsigned long long)p->id,
-               host_of(p), p->port);
+    /* After a refusal, reconnects are not news: the refusal was. */
+    craft_log(t->log, p->refused ? CRAFT_LOG_DEBUG : CRAFT_LOG_INFO,
+              "peer %llu (%s:%u): connected", (unsigned long long)p->id,
+              host_of(p), p->port);
     p->state = PEER__CONNECTED;
     p->st.connected = true;
     p->st.connects++;
     p->connected_at = uv_now(t->loop);
     p->failures = 0;
     p->hello_sent = false;
+    p->refused = false;
+    p->sink_len = 0;
+    struct peer__hello h = {.sender = t->self_id, .cluster = t->cluster_id,
+                            .target = p->id, .target_tag = p->tag};
+    peer__hello_encode(p->hello, &h);
     peer__out_flush(p);
 }
 
@@ -363,19 +414,19 @@ static void on_timer(uv_timer_t *h)
 }
 
 struct peer__out *peer__out_new(struct peer_transport *t, uint64_t id,
-                                const char *host, uint16_t port)
+                                uint64_t tag, const char *host, uint16_t port)
 {
     struct peer__out *p = craft_calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
     p->t = t;
     p->id = id;
+    p->tag = tag;
     snprintf(p->host, sizeof p->host, "%s", host);
     p->port = port;
     p->backoff_ms = t->backoff_min_ms;
     p->rng = mix64(t->seed ^ id) | 1;
     p->st.id = id;
-    peer__hello_encode(p->hello, t->self_id);
     uv_timer_init(t->loop, &p->timer);
     p->timer.data = p;
     p->refs = 1;

@@ -23,6 +23,9 @@ static void set_options(struct peer_transport *t, const struct peer_opts *o)
 {
     t->loop = o->loop;
     t->self_id = o->self_id;
+    t->self_tag = o->self_tag;
+    t->cluster_id = o->cluster_id;
+    t->on_refused = o->on_refused;
     t->max_queue = o->max_queue_bytes ? o->max_queue_bytes
                                       : PEER_DEFAULT_MAX_QUEUE;
     if (t->max_queue > UINT32_MAX) /* one uv_buf_t holds the whole queue */
@@ -128,7 +131,8 @@ static struct peer__out *find_peer(const struct peer_transport *t,
     return NULL;
 }
 
-int peer_set(struct peer_transport *t, uint64_t id, const char *addr)
+int peer_set(struct peer_transport *t, uint64_t id, uint64_t tag,
+             const char *addr)
 {
     if (t->closing)
         return CRAFT_ESHUTDOWN;
@@ -141,17 +145,23 @@ int peer_set(struct peer_transport *t, uint64_t id, const char *addr)
         return CRAFT_EINVAL;
     struct peer__out *p = find_peer(t, id);
     if (p != NULL) {
+        p->tag = tag; /* used from the next handshake on */
         if (p->port != port || strcmp(p->host, host) != 0)
             peer__out_readdr(p, host, port);
         return 0;
     }
-    p = peer__out_new(t, id, host, port);
+    p = peer__out_new(t, id, tag, host, port);
     if (p == NULL)
         return CRAFT_ENOMEM;
     p->next = t->peers;
     t->peers = p;
     t->st.peers++;
     return 0;
+}
+
+void peer_set_cluster(struct peer_transport *t, uint64_t cluster_id)
+{
+    t->cluster_id = cluster_id;
 }
 
 int peer_remove(struct peer_transport *t, uint64_t id)

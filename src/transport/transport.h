@@ -7,6 +7,11 @@
  * (handshake, [u32 len][u32 crc32c][payload] frames) is described in wire.c
  * and docs/transport.md. The transport never looks inside a payload.
  *
+ * Identity checks: each handshake names the dialer (its id and cluster id)
+ * and the node it means to reach (an id and a tag). The acceptor refuses a
+ * dialer of another cluster and one that means to reach another id, tells
+ * the dialer why (best effort) and reports both sides through on_refused.
+ *
  * Threading: one thread. Every call, and every callback (on_frame, the close
  * callback), happens on the thread running opts.loop.
  *
@@ -50,13 +55,43 @@ struct peer_transport;
 typedef void (*peer_frame_cb)(void *ud, uint64_t from_id, const uint8_t *buf,
                               size_t len);
 
+enum peer_refusal_reason {
+    PEER_REFUSED_CLUSTER = 1, /* the dialer is of another cluster */
+    PEER_REFUSED_TARGET = 2,  /* the dialer means to reach another node id */
+};
+
+/* A connection refused for its identity, on either side. */
+struct peer_refusal {
+    bool inbound;          /* true: we refused a dialer; false: a peer
+                              refused our connection and said why */
+    int reason;            /* enum peer_refusal_reason */
+    uint64_t peer_id;      /* inbound: the dialer; outbound: the node that
+                              answered at the peer's address */
+    uint64_t peer_cluster; /* that node's cluster id (0: none) */
+    uint64_t peer_tag;     /* outbound: the answering node's own tag */
+    uint64_t target;       /* the id the dialer meant to reach */
+    uint64_t target_tag;   /* the tag the dialer gave for it */
+    const char *addr;      /* inbound: the dialer's "ip:port"; outbound: the
+                              peer's configured "host:port" */
+};
+/* r and its strings are valid only during the call. */
+typedef void (*peer_refused_cb)(void *ud, const struct peer_refusal *r);
+
 struct peer_opts {
     uv_loop_t *loop;          /* required */
     const char *listen_addr;  /* "host:port"; empty host = all interfaces;
                                  port 0 = ephemeral; NULL = do not listen */
     const char *bind_host;    /* numeric source address for outgoing
                                  connections (e.g. "127.0.0.2"); NULL/"" = any */
-    uint64_t self_id;         /* sent in the handshake of each connection */
+    uint64_t self_id;         /* sent in the handshake of each connection;
+                                 a dialer meaning to reach another id is
+                                 refused */
+    uint64_t self_tag;        /* this node's tag (told to refused dialers) */
+    uint64_t cluster_id;      /* sent in handshakes; dialers of another
+                                 cluster are refused. 0: none yet, any
+                                 dialer's cluster is accepted */
+    peer_refused_cb on_refused; /* may be NULL (refusals are then only
+                                   logged at debug level) */
     size_t max_queue_bytes;   /* per peer, header bytes included; 0 = default */
     size_t max_frame_bytes;   /* largest payload sent or accepted; 0 = default */
     unsigned backoff_min_ms;  /* first reconnect delay; 0 = default */
@@ -81,6 +116,7 @@ struct peer_stats {
     size_t queued_bytes;      /* waiting or being written, headers included */
     int last_error;           /* last connection error (negative errno,
                                  CRAFT_E* or UV_EAI_*), 0 if none */
+    uint64_t refusals;        /* connections the peer refused, saying why */
 };
 
 /* Counters for the receiving side. */
@@ -89,6 +125,7 @@ struct peer_transport_stats {
     uint64_t bytes_received;  /* payload bytes */
     uint64_t conns_accepted;
     uint64_t conns_rejected;  /* bad magic/version/length/CRC */
+    uint64_t conns_refused;   /* another cluster or another target */
     unsigned conns_open;      /* inbound connections open now */
     unsigned peers;           /* outgoing peers configured */
 };
@@ -115,9 +152,17 @@ uint16_t peer_transport_port(const struct peer_transport *t);
 
 /* Add peer id at addr ("host:port"; empty host = 127.0.0.1; names are
  * resolved at every connect), or change its address (the connection is
- * re-established; queued frames are kept). Returns 0, CRAFT_EINVAL,
+ * re-established; queued frames are kept). tag goes into the handshake as
+ * the target's tag (opaque here; craftd: a hash of the member's name); a
+ * new tag is used from the next connection on. Returns 0, CRAFT_EINVAL,
  * CRAFT_ENOMEM, CRAFT_ESHUTDOWN. */
-int peer_set(struct peer_transport *t, uint64_t id, const char *addr);
+int peer_set(struct peer_transport *t, uint64_t id, uint64_t tag,
+             const char *addr);
+
+/* This node learned its cluster id (0 forgets it): dialers of other
+ * clusters are refused from now on, and the next handshakes carry it.
+ * Connections already accepted are kept. */
+void peer_set_cluster(struct peer_transport *t, uint64_t cluster_id);
 
 /* Forget peer id: its connection is closed and its queue discarded.
  * Returns 0 or CRAFT_ENOTFOUND. */

@@ -8,9 +8,10 @@ node is stopped and its data directory wiped; it comes back only as a NEW
 node joining with -join) and POST /transfer (timed; see self.transfers).
 """
 import random
+import shutil
 import time
 
-from harness import HarnessError, request
+from harness import HarnessError, request, wait_until
 
 MEMBER_OP_TIMEOUT = 12.0  # one /remove or /transfer request (craftd answers within 2 s)
 MIN_VOTERS = 3
@@ -71,6 +72,42 @@ class Nemesis:
         time.sleep(down)
         for n in nodes:
             n.start()
+
+    def _raft_id(self, node_id):
+        ld = self.leader()
+        st = ld.status() if ld else None
+        for m in (st or {}).get("members", []):
+            if m.get("id") == node_id:
+                return m.get("raft_id"), bool(m.get("voter"))
+        return None, False
+
+    def wipe_rejoin(self, node=None, leader=False, down=0.5, timeout=40.0):
+        """kill -9 of node (a random member; the leader when leader=True),
+        its data directory wiped, then a restart under the same id and
+        addresses with -join via another live member: a new incarnation,
+        which the cluster re-adds (learner, then voter). Returns once the
+        leader lists it as a voter under a new Raft id."""
+        cl = self.cluster
+        ld = self.leader()
+        node = node or (ld if leader and ld else self.rng.choice(cl.live()))
+        old, _ = self._raft_id(node.id)
+        self._event("kill9-wipe", f"{node.id} (raft {old}{', leader' if node is ld else ''}), "
+                                  f"{node.dir} wiped", [node])
+        node.kill9()
+        shutil.rmtree(node.dir, ignore_errors=True)
+        time.sleep(down)
+        via = self.rng.choice([n for n in cl.live() if n is not node and not n.paused])
+        node.join = via.haddr
+        node.start()
+
+        def readded():
+            if not node.alive():
+                raise HarnessError(f"{node.id} exited while rejoining:\n{node.log_tail(30)}")
+            rid, voter = self._raft_id(node.id)
+            return voter and rid is not None and rid != old and rid
+        rid = wait_until(f"{node.id} re-added as a new incarnation", readded, timeout, 0.1)
+        self._event("rejoin", f"{node.id} re-added via {via.id} as raft {rid}", [node])
+        return node
 
     def join(self):
         node = self.cluster.join_new()
@@ -257,7 +294,7 @@ class Nemesis:
     def random_fault(self, hold):
         """One random fault held for about `hold` seconds, then undone."""
         kinds = ["kill9", "pause", "pause-leader", "kill-leader", "full-restart",
-                 "remove-readd", "remove-leader-readd", "transfer"]
+                 "remove-readd", "remove-leader-readd", "transfer", "wipe-rejoin"]
         if self.fw is not None and self.fw.active:
             kinds += ["split", "isolate-leader", "bridge", "one-way", "loss"]
         kind = self.rng.choice(kinds)
@@ -275,6 +312,8 @@ class Nemesis:
             old = self.remove(leader=kind == "remove-leader-readd")
             time.sleep(hold)  # one member short meanwhile
             self.readd(old)
+        elif kind == "wipe-rejoin":
+            self.wipe_rejoin(leader=self.rng.random() < 0.5, down=hold)
         elif kind == "transfer":
             end = time.monotonic() + hold
             while True:  # a few transfers in a row

@@ -184,6 +184,23 @@ def test_membership_churn(run, report):
     assert len(s["members"]) == 5, f"members at the end: {s['members']}"
 
 
+def test_wipe_rejoin(run, report):
+    """kill -9 of a voter (the leader every other round), its data directory
+    wiped, restarted with -join under the same id and addresses while the
+    clients run: each time a new incarnation, re-added as a learner and
+    promoted (docs/identity.md). Nothing acknowledged may be lost: before
+    incarnations the wiped voter counted with an empty log."""
+    run.start(3)
+    nem = run.nemesis
+    settle(1.5)
+    for rnd in range(4):
+        nem.wipe_rejoin(leader=rnd % 2 == 0)
+        settle(nem.rng.uniform(0.5, 1.5))
+    s = finish(run, report)
+    wiped = [e for e in s["faults"] if e["kind"] == "rejoin"]
+    assert len(wiped) == 4, s["faults"]
+
+
 @pytest.mark.parametrize("n", [3, 5])
 def test_transfer(run, report, n):
     """POST /transfer to random voters (the leader itself too) via random

@@ -152,7 +152,21 @@ static void test_parse_join_body(void **state)
     assert_int_equal(
         join("{\"id\":\"n\",\"addr\":\"a\",\"http_addr\":\"h:11001\",\"x\":[1]}", &b, err), 0);
     assert_string_equal(b.http_addr, "h:11001");
+    assert_null(b.ext.incarnation);
+    assert_null(b.ext.raft_id);
+    assert_null(b.ext.cluster_id);
     http__joinbody_free(&b);
+    /* What craftd's joiner adds. */
+    assert_int_equal(join("{\"id\":\"n\",\"addr\":\"a\",\"incarnation\":\"00000000000000ab\","
+                          "\"raft_id\":\"1234\",\"cluster_id\":\"c1\"}",
+                          &b, err),
+                     0);
+    assert_string_equal(b.ext.incarnation, "00000000000000ab");
+    assert_string_equal(b.ext.raft_id, "1234");
+    assert_string_equal(b.ext.cluster_id, "c1");
+    http__joinbody_free(&b);
+    assert_int_equal(join("{\"id\":\"n\",\"addr\":\"a\",\"incarnation\":5}", &b, err), -1);
+    assert_non_null(strstr(err, "incarnation"));
 
     assert_int_equal(join("{\"id\":\"n\"}", &b, err), -1);
     assert_non_null(strstr(err, "addr"));
@@ -386,7 +400,7 @@ static void fake_del(void *ud, struct http_req *req, const char *key, size_t kle
 
 /* Records the join in the store as "join:<id>" -> "<addr> <http_addr|->". */
 static void fake_join(void *ud, struct http_req *req, const char *id, const char *addr,
-                      const char *http_addr)
+                      const char *http_addr, const struct http_join_ext *ext)
 {
     struct fx *f = ud;
     char k[128], v[256];

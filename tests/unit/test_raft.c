@@ -734,6 +734,10 @@ static void test_membership_learner_promote(void **state)
     assert_true(raft_conf_is_learner(raft_conf(rnet_raft(net, l)), 4));
     assert_true(raft_conf_is_learner(raft_conf(r4), 4));
     assert_true(sm_has(net, 4, 22));
+    /* Both name the learner's entry as the one that made the conf. */
+    uint64_t ci = raft_conf_index(rnet_raft(net, l));
+    assert_int_equal(raft_conf_index(r4), ci);
+    assert_true(ci > 0 && ci < raft_last_index(r4));
 
     /* Not counted toward a commit. */
     rnet_cut(net, l, b);

@@ -168,6 +168,9 @@ struct rx {
     uint64_t bytes;
     unsigned bad;      /* wrong sender, content, or order */
     bool gaps_ok;      /* sequence must increase but may skip */
+    unsigned refused_in, refused_out; /* on_refused calls, by side */
+    struct peer_refusal last_in, last_out; /* (addr not kept) */
+    char last_in_addr[80];
 };
 
 struct node {
@@ -208,6 +211,21 @@ static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
     rx->bytes += len;
 }
 
+static void on_refused(void *ud, const struct peer_refusal *r)
+{
+    struct rx *rx = ud;
+    if (r->inbound) {
+        rx->refused_in++;
+        rx->last_in = *r;
+        snprintf(rx->last_in_addr, sizeof rx->last_in_addr, "%s", r->addr);
+        rx->last_in.addr = NULL;
+    } else {
+        rx->refused_out++;
+        rx->last_out = *r;
+        rx->last_out.addr = NULL;
+    }
+}
+
 static struct peer_opts node_opts(struct node *n, const char *listen)
 {
     struct peer_opts o;
@@ -221,6 +239,7 @@ static struct peer_opts node_opts(struct node *n, const char *listen)
     o.seed = 42;
     o.log = &n->e->log;
     o.on_frame = on_frame;
+    o.on_refused = on_refused;
     o.ud = &n->rx;
     return o;
 }
@@ -267,7 +286,7 @@ static void link_to(struct node *from, const struct node *to)
 {
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%u", to->port);
-    assert_int_equal(peer_set(from->t, to->id, addr), 0);
+    assert_int_equal(peer_set(from->t, to->id, 0, addr), 0);
 }
 
 struct want {
@@ -337,20 +356,59 @@ static void test_parse_addr(void **state)
 static void test_wire(void **state)
 {
     uint8_t hello[PEER__HELLO_LEN];
-    uint64_t id = 0;
-    peer__hello_encode(hello, 0x1122334455667788ull);
+    struct peer__hello h = {.sender = 0x1122334455667788ull,
+                            .cluster = 0xc1c1c1c1c1c1c1c1ull,
+                            .target = 0x99,
+                            .target_tag = 0x7a7a},
+                       got;
+    unsigned version = 0;
+    peer__hello_encode(hello, &h);
     assert_memory_equal(hello, "CRFT", 4);
-    assert_int_equal(peer__hello_decode(hello, &id), 0);
-    assert_true(id == 0x1122334455667788ull);
-    hello[9] ^= 1; /* sender bit flip: CRC catches it */
-    assert_int_equal(peer__hello_decode(hello, &id), CRAFT_ECORRUPT);
-    hello[9] ^= 1;
+    assert_int_equal(craft_get16(hello + 4), 2);
+    assert_int_equal(peer__hello_decode(hello, sizeof hello, &got, &version),
+                     0);
+    assert_true(got.sender == h.sender && got.cluster == h.cluster &&
+                got.target == h.target && got.target_tag == h.target_tag);
+    /* Every prefix is "not yet" (magic and version checked as they come). */
+    for (size_t n = 0; n < sizeof hello; n++)
+        assert_int_equal(peer__hello_decode(hello, n, &got, NULL),
+                         CRAFT_ETRUNCATED);
+    /* Every bit flip is caught: magic, version or CRC. */
+    for (size_t i = 0; i < sizeof hello * 8; i++) {
+        hello[i / 8] ^= (uint8_t)(1u << (i % 8));
+        int rv = peer__hello_decode(hello, sizeof hello, &got, NULL);
+        assert_true(rv == CRAFT_ECORRUPT || rv == CRAFT_EVERSION);
+        hello[i / 8] ^= (uint8_t)(1u << (i % 8));
+    }
     hello[0] = 'X';
-    assert_int_equal(peer__hello_decode(hello, &id), CRAFT_ECORRUPT);
+    assert_int_equal(peer__hello_decode(hello, 4, &got, NULL), CRAFT_ECORRUPT);
     hello[0] = 'C';
-    craft_put16(hello + 4, 2); /* a future version, valid CRC */
-    craft_put32(hello + 16, crc32c(0, hello, 16));
-    assert_int_equal(peer__hello_decode(hello, &id), CRAFT_EVERSION);
+    /* The handshake before identities (version 1, 20 bytes) is told
+     * apart as soon as its version is there. */
+    craft_put16(hello + 4, 1);
+    assert_int_equal(peer__hello_decode(hello, 6, &got, &version),
+                     CRAFT_EVERSION);
+    assert_int_equal(version, 1);
+    craft_put16(hello + 4, 3); /* a future version, valid CRC */
+    craft_put32(hello + 40, crc32c(0, hello, 40));
+    assert_int_equal(peer__hello_decode(hello, sizeof hello, &got, &version),
+                     CRAFT_EVERSION);
+    assert_int_equal(version, 3);
+
+    uint8_t no[PEER__REFUSAL_LEN];
+    struct peer__refusal_rec r = {.reason = PEER_REFUSED_TARGET, .id = 5,
+                                  .cluster = 6, .tag = 7},
+                             rg;
+    peer__refusal_encode(no, &r);
+    assert_memory_equal(no, "CRNO", 4);
+    assert_int_equal(peer__refusal_decode(no, &rg), 0);
+    assert_true(rg.reason == r.reason && rg.id == 5 && rg.cluster == 6 &&
+                rg.tag == 7);
+    for (size_t i = 0; i < sizeof no * 8; i++) {
+        no[i / 8] ^= (uint8_t)(1u << (i % 8));
+        assert_int_equal(peer__refusal_decode(no, &rg), CRAFT_ECORRUPT);
+        no[i / 8] ^= (uint8_t)(1u << (i % 8));
+    }
 
     uint8_t f[PEER__FRAME_HDR + 5];
     uint32_t len = 99;
@@ -524,10 +582,10 @@ static void test_unknown_peer_and_args(void **state)
     assert_int_equal(peer_remove(a.t, 7), CRAFT_ENOTFOUND);
     struct peer_stats st;
     assert_int_equal(peer_get_stats(a.t, 7, &st), CRAFT_ENOTFOUND);
-    assert_int_equal(peer_set(a.t, 7, "nohostport"), CRAFT_EINVAL);
-    assert_int_equal(peer_set(a.t, 7, "127.0.0.1:0"), CRAFT_EINVAL);
-    assert_int_equal(peer_set(a.t, 7, "127.0.0.1:99999"), CRAFT_EINVAL);
-    assert_int_equal(peer_set(a.t, 7, "127.0.0.1:1"), 0);
+    assert_int_equal(peer_set(a.t, 7, 0, "nohostport"), CRAFT_EINVAL);
+    assert_int_equal(peer_set(a.t, 7, 0, "127.0.0.1:0"), CRAFT_EINVAL);
+    assert_int_equal(peer_set(a.t, 7, 0, "127.0.0.1:99999"), CRAFT_EINVAL);
+    assert_int_equal(peer_set(a.t, 7, 0, "127.0.0.1:1"), 0);
     assert_int_equal(peer_send(a.t, 7, buf, sizeof buf), 0);
     assert_int_equal(peer_remove(a.t, 7), 0);
     assert_int_equal(peer_send(a.t, 7, buf, sizeof buf), CRAFT_ENOTFOUND);
@@ -580,8 +638,8 @@ static void test_alloc_failures(void **state)
 
     node_start(&a, e, 1, "127.0.0.1:0");
     fail_in = 0;
-    assert_int_equal(peer_set(a.t, 2, "127.0.0.1:1"), CRAFT_ENOMEM);
-    assert_int_equal(peer_set(a.t, 2, "127.0.0.1:1"), 0);
+    assert_int_equal(peer_set(a.t, 2, 0, "127.0.0.1:1"), CRAFT_ENOMEM);
+    assert_int_equal(peer_set(a.t, 2, 0, "127.0.0.1:1"), 0);
     uint8_t buf[32] = {0};
     fail_in = 0;
     assert_int_equal(peer_send(a.t, 2, buf, sizeof buf), CRAFT_ENOMEM);
@@ -635,7 +693,7 @@ static void test_queue_limit(void **state)
     o.max_queue_bytes = 1000;
     o.max_frame_bytes = 500;
     node_start_opts(&a, e, 1, &o);
-    assert_int_equal(peer_set(a.t, 2, listen), 0);
+    assert_int_equal(peer_set(a.t, 2, 0, listen), 0);
     uint8_t buf[501];
     unsigned queued = 0;
     int err = 0;
@@ -763,7 +821,8 @@ static void test_garbage_clients(void **state)
     /* 2. A good handshake, then a frame whose CRC is wrong. */
     uint8_t payload[32];
     make_frame(payload, sizeof payload, 0, 9);
-    peer__hello_encode(r.out, 9);
+    struct peer__hello h9 = {.sender = 9, .target = 2};
+    peer__hello_encode(r.out, &h9);
     size_t n = PEER__HELLO_LEN;
     n += put_frame(r.out + n, payload, sizeof payload);
     r.out[n - 1] ^= 0xff;
@@ -787,13 +846,15 @@ static void test_garbage_clients(void **state)
     assert_int_equal(ts.conns_rejected, 3);
     assert_non_null(strstr(e->lb.text, "frame length"));
 
-    /* 4. Another protocol version. */
-    craft_put16(r.out + 4, 2);
+    /* 4. The handshake of craftd before identities (version 1). */
+    craft_put16(r.out + 4, 1);
     craft_put32(r.out + 16, crc32c(0, r.out, 16));
-    r.out_len = PEER__HELLO_LEN;
+    r.out_len = 20;
     assert_true(raw_session(e, &r, b.port));
     peer_transport_get_stats(b.t, &ts);
     assert_int_equal(ts.conns_rejected, 4);
+    assert_non_null(strstr(e->lb.text, "handshake version 1 (this node "
+                                       "speaks 2"));
 
     /* The server still works for a real peer. */
     struct node a;
@@ -819,9 +880,9 @@ static void test_name_resolution_and_bind(void **state)
     node_start(&c, e, 3, ":0");
     char addr[64];
     snprintf(addr, sizeof addr, "localhost:%u", b.port);
-    assert_int_equal(peer_set(a.t, 2, addr), 0);
+    assert_int_equal(peer_set(a.t, 2, 0, addr), 0);
     snprintf(addr, sizeof addr, ":%u", c.port);
-    assert_int_equal(peer_set(a.t, 3, addr), 0);
+    assert_int_equal(peer_set(a.t, 3, 0, addr), 0);
     send_seq(&a, 2, 0, 50, 20);
     send_seq(&a, 3, 0, 50, 20);
     expect_frames(&b, 1, 50);
@@ -840,17 +901,18 @@ static void test_readdress(void **state)
     struct node a, b, c;
     node_start(&a, e, 1, NULL);
     node_start(&b, e, 2, "127.0.0.1:0");
-    node_start(&c, e, 3, "127.0.0.1:0");
+    /* c takes over as node 2 (a restart elsewhere): the same id */
+    node_start(&c, e, 2, "127.0.0.1:0");
     link_to(&a, &b);
-    assert_int_equal(peer_set(a.t, 2, "127.0.0.1:1"), 0); /* during resolve */
+    assert_int_equal(peer_set(a.t, 2, 0, "127.0.0.1:1"), 0); /* during resolve */
     link_to(&a, &b);
     send_seq(&a, 2, 0, 10, 20);
     expect_frames(&b, 1, 10);
     /* Peer 2 moves to c's address: frames follow it. */
     char addr[32];
     snprintf(addr, sizeof addr, "127.0.0.1:%u", c.port);
-    assert_int_equal(peer_set(a.t, 2, addr), 0);
-    assert_int_equal(peer_set(a.t, 2, addr), 0); /* same: no-op */
+    assert_int_equal(peer_set(a.t, 2, 0, addr), 0);
+    assert_int_equal(peer_set(a.t, 2, 0, addr), 0); /* same: no-op */
     send_seq(&a, 2, 10, 10, 20);
     c.rx.next_seq[1] = 10;
     expect_frames(&c, 1, 10);
@@ -876,10 +938,10 @@ static void test_close_frees_everything(void **state)
     link_to(&b, &a);
     send_seq(&a, 2, 0, 10, 100);
     expect_frames(&b, 1, 10);
-    assert_int_equal(peer_set(a.t, 3, refused), 0);   /* in backoff */
+    assert_int_equal(peer_set(a.t, 3, 0, refused), 0);   /* in backoff */
     send_seq(&a, 3, 0, 5, 100);
     run_for(e, 30);
-    assert_int_equal(peer_set(a.t, 4, "localhost:9"), 0); /* resolving */
+    assert_int_equal(peer_set(a.t, 4, 0, "localhost:9"), 0); /* resolving */
     send_seq(&a, 2, 10, 100, 1000);                       /* in flight */
     assert_int_equal(peer_remove(a.t, 3), 0);
     node_close(&a);
@@ -925,6 +987,135 @@ static void test_close_from_callback(void **state)
     node_close(&a);
 }
 
+
+/* ---- identity checks of the handshake ---- */
+
+struct seen {
+    const unsigned *count;
+    unsigned want;
+};
+
+static bool seen_enough(void *arg)
+{
+    const struct seen *s = arg;
+    return *s->count >= s->want;
+}
+
+static void wait_count(struct env *e, const unsigned *count, unsigned want)
+{
+    struct seen s = {count, want};
+    assert_true(run_until(e, seen_enough, &s, WAIT_MS));
+}
+
+static void node_start_cluster(struct node *n, struct env *e, uint64_t id,
+                               uint64_t cluster, const char *listen)
+{
+    memset(n, 0, sizeof *n);
+    n->e = e;
+    struct peer_opts o = node_opts(n, listen);
+    o.cluster_id = cluster;
+    o.self_tag = 0x100 + id;
+    node_start_opts(n, e, id, &o);
+}
+
+static void link_tagged(struct node *from, uint64_t id, uint64_t tag,
+                        const struct node *to)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", to->port);
+    assert_int_equal(peer_set(from->t, id, tag, addr), 0);
+}
+
+/* A dialer of another cluster, and one meaning to reach another id, are
+ * refused; both sides hear why, no frame of theirs is delivered, and the
+ * dialer keeps retrying quietly (no warning per attempt). Nodes without a
+ * cluster id accept any; one that learns its id refuses from then on. */
+static void test_identity_checks(void **state)
+{
+    struct env *e = *state;
+    struct node a, b, x, u;
+    node_start_cluster(&a, e, 1, 100, "127.0.0.1:0");
+    node_start_cluster(&b, e, 2, 100, "127.0.0.1:0");
+    node_start_cluster(&x, e, 3, 200, NULL);
+    node_start_cluster(&u, e, 4, 0, "127.0.0.1:0");
+
+    /* Same cluster, right target: frames flow. */
+    link_tagged(&a, 2, 0x102, &b);
+    send_seq(&a, 2, 0, 5, 32);
+    expect_frames(&b, 1, 5);
+
+    /* 1. Another cluster. */
+    link_tagged(&x, 2, 0x102, &b);
+    send_seq(&x, 2, 0, 5, 32);
+    wait_count(e, &b.rx.refused_in, 1);
+    wait_count(e, &x.rx.refused_out, 1);
+    assert_int_equal(b.rx.last_in.reason, PEER_REFUSED_CLUSTER);
+    assert_true(b.rx.last_in.peer_id == 3 && b.rx.last_in.peer_cluster == 200);
+    assert_true(b.rx.last_in.target == 2 && b.rx.last_in.target_tag == 0x102);
+    assert_non_null(strstr(b.rx.last_in_addr, "127.0.0.1:"));
+    assert_int_equal(x.rx.last_out.reason, PEER_REFUSED_CLUSTER);
+    assert_true(x.rx.last_out.peer_id == 2 &&
+                x.rx.last_out.peer_cluster == 100 &&
+                x.rx.last_out.peer_tag == 0x102);
+    assert_true(x.rx.last_out.target == 2);
+    assert_int_equal(b.rx.count[3], 0);
+    /* It retries, and is refused again each time, without a warning. */
+    wait_count(e, &b.rx.refused_in, 3);
+    struct peer_transport_stats ts;
+    peer_transport_get_stats(b.t, &ts);
+    assert_true(ts.conns_refused >= 3);
+    assert_int_equal(ts.conns_rejected, 0);
+    struct peer_stats ps;
+    assert_int_equal(peer_get_stats(x.t, 2, &ps), 0);
+    assert_true(ps.refusals >= 2);
+    assert_null(strstr(e->lb.text, "WARN"));
+    assert_int_equal(peer_remove(x.t, 2), 0);
+
+    /* 2. The right cluster, another target (a node that was 5 before). */
+    link_tagged(&a, 5, 0x777, &b);
+    send_seq(&a, 5, 0, 3, 32);
+    wait_count(e, &a.rx.refused_out, 1);
+    assert_int_equal(b.rx.last_in.reason, PEER_REFUSED_TARGET);
+    assert_true(b.rx.last_in.peer_id == 1 && b.rx.last_in.target == 5 &&
+                b.rx.last_in.target_tag == 0x777);
+    assert_int_equal(a.rx.last_out.reason, PEER_REFUSED_TARGET);
+    assert_true(a.rx.last_out.peer_id == 2 && a.rx.last_out.target == 5 &&
+                a.rx.last_out.target_tag == 0x777 &&
+                a.rx.last_out.peer_tag == 0x102);
+    assert_int_equal(peer_remove(a.t, 5), 0);
+    assert_int_equal(b.rx.count[1], 5); /* the good connection is unharmed */
+
+    /* 3. No cluster id: any cluster may talk to it, and it to any. */
+    link_tagged(&x, 4, 0, &u);
+    link_tagged(&u, 2, 0, &b);
+    send_seq(&x, 4, 0, 4, 32);
+    send_seq(&u, 2, 0, 4, 32);
+    expect_frames(&u, 3, 4);
+    expect_frames(&b, 4, 4);
+
+    /* 4. u learns it is of cluster 300: a new dialer of 100 is refused,
+     * and u's own next handshakes carry 300 (b refuses them). */
+    unsigned before = u.rx.refused_in;
+    peer_set_cluster(u.t, 300);
+    link_tagged(&a, 4, 0, &u);
+    send_seq(&a, 4, 0, 2, 32);
+    wait_count(e, &u.rx.refused_in, before + 1);
+    assert_int_equal(u.rx.last_in.reason, PEER_REFUSED_CLUSTER);
+    assert_int_equal(u.rx.count[1], 0);
+    char baddr[32];
+    snprintf(baddr, sizeof baddr, "127.0.0.1:%u", b.port);
+    before = b.rx.refused_in;
+    assert_int_equal(peer_set(u.t, 2, 0, "127.0.0.1:1"), 0);
+    assert_int_equal(peer_set(u.t, 2, 0, baddr), 0); /* reconnects */
+    wait_count(e, &b.rx.refused_in, before + 1);
+    assert_true(b.rx.last_in.peer_id == 4 && b.rx.last_in.peer_cluster == 300);
+
+    node_close(&a);
+    node_close(&b);
+    node_close(&x);
+    node_close(&u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -949,6 +1140,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_frees_everything, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_identity_checks, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
