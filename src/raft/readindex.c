@@ -190,6 +190,8 @@ bool raft_lease_valid(const struct raft *r, uint64_t now)
         return false;
     if (single_voter(r))
         return true;
+    if (r->cfg.disable_check_quorum)
+        return false; /* followers promise nothing (in_lease) */
     if (r->round_confirmed < r->lease_floor || r->round_confirmed == 0)
         return false;
     if (now < r->now)

@@ -679,6 +679,15 @@ static void test_lease_margin_boundary(void **state)
     c.lease_margin_ticks = 8;
     assert_int_equal(raft_new(&c, NULL, &r), 0);
     raft_free(r);
+    /* Without check-quorum, followers refuse no votes: no lease. */
+    c = base();
+    c.disable_check_quorum = true;
+    struct rnet *net = cluster(3, 3, &c);
+    r = rnet_raft(net, rnet_elect(net, 100));
+    rnet_tick(net, 2);
+    assert_int_equal(raft_soft(r).role, RAFT_LEADER);
+    assert_false(raft_lease_valid(r, raft_now(r)));
+    finish(net);
 }
 
 /* Holds back every TIMEOUT_NOW, keeping the last one. */
