@@ -188,8 +188,8 @@ void sim_event_format(const struct sim_event *e, char *out, size_t len)
         snprintf(buf, sizeof(buf), "final phase: %s", e->str);
         break;
     case EV_PAUSE:
-        snprintf(buf, sizeof(buf), "n%u PAUSED until step %" PRIu64 " (at tick %"
-                 PRIu64 ")", e->node, e->a, e->b);
+        snprintf(buf, sizeof(buf), "n%u PAUSED until step %" PRIu64
+                 " (at tick %" PRIu64 ")", e->node, e->a, e->b);
         break;
     case EV_WAKE:
         snprintf(buf, sizeof(buf), "n%u wakes: owes %" PRIu64 " ticks, %" PRIu64
