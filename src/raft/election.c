@@ -118,12 +118,21 @@ void raft__handle_vote_resp(struct raft *r, const struct raft_msg *m)
         raft__become_follower(r, r->term, RAFT_NONE);
 }
 
+/* Tell target to campaign now, in an election that ignores leases. The
+ * message may arrive at any later time (a transport keeps frames queued
+ * across a reconnect), so this leader gives up its lease for the rest of
+ * its term, even if the transfer is aborted (raft_lease_valid). */
+void raft__send_timeout_now(struct raft *r, uint64_t target)
+{
+    struct raft_msg *m = raft__send(r, RAFT_MSG_TIMEOUT_NOW, target);
+    m->commit = r->log.committed; /* it holds all of it */
+    r->timeout_now_sent = true;
+}
+
 void raft__maybe_timeout_now(struct raft *r, struct raft__progress *pr)
 {
-    if (r->transferee == pr->id && pr->match == raft__log_last(&r->log)) {
-        struct raft_msg *m = raft__send(r, RAFT_MSG_TIMEOUT_NOW, pr->id);
-        m->commit = r->log.committed; /* it holds all of it */
-    }
+    if (r->transferee == pr->id && pr->match == raft__log_last(&r->log))
+        raft__send_timeout_now(r, pr->id);
 }
 
 int raft__transfer(struct raft *r, uint64_t target)
@@ -150,10 +159,8 @@ int raft__transfer(struct raft *r, uint64_t target)
 
 void raft__abort_transfer(struct raft *r)
 {
+    /* If a TIMEOUT_NOW went out, the lease stays void for this term. */
     r->transferee = RAFT_NONE;
-    /* The target may have started an election that bypasses leases: only
-     * heartbeat rounds sent from now on can give this leader a lease. */
-    r->lease_floor = r->round + 1;
 }
 
 int raft_transfer_leader(struct raft *r, uint64_t target)

@@ -57,6 +57,11 @@ static int apply_defaults(struct raft_config *c)
         c->heartbeat_ticks = 1;
     if (c->heartbeat_ticks >= c->election_ticks)
         return CRAFT_EINVAL;
+    if (c->lease_margin_ticks == 0)
+        c->lease_margin_ticks = c->election_ticks / 10 > 1
+                                    ? c->election_ticks / 10 : 1;
+    if (c->lease_margin_ticks + 1 >= c->election_ticks)
+        return CRAFT_EINVAL; /* no lease would ever hold */
     if (c->max_inflight == 0)
         c->max_inflight = 64;
     if (c->max_inflight_bytes == 0)
@@ -253,6 +258,7 @@ void raft__become_leader(struct raft *r)
         }
     }
     r->transferee = RAFT_NONE;
+    r->timeout_now_sent = false;
     r->leaving = !raft_conf_is_voter(&r->conf, r->id);
     r->uncommitted_bytes = 0;
     r->round_confirmed = r->round;

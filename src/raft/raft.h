@@ -277,6 +277,10 @@ struct raft_config {
     uint64_t snapshot_threshold; /* entries since last snapshot; 0 = never */
     uint64_t snapshot_trailing;  /* entries kept behind a snapshot; default 1024 */
     uint32_t snap_chunk_bytes;   /* bytes per snapshot chunk; default 256 KiB */
+    /* Ticks the leader lease is shortened by, for clocks that run at
+     * different rates (docs/read-lease.md); default max(1, election_ticks
+     * / 10); must leave a lease: < election_ticks - 1. */
+    unsigned lease_margin_ticks;
     bool disable_pre_vote;       /* tests only */
     bool disable_check_quorum;   /* tests only */
 };
@@ -312,7 +316,11 @@ void raft_free(struct raft *r);
 int raft_bootstrap(struct raft *r, const uint64_t *voters, size_t n,
                    const struct raft_conf_change *ctxs);
 
-/* Inputs. */
+/* Inputs. Deliver every tick that is due before stepping a message: a
+ * follower refuses votes for election_ticks of its ticks after it stepped
+ * the leader's message, and ticks that elapsed before the step but are
+ * delivered after it would cut that promise short, and with it the
+ * leader's lease (docs/read-lease.md). */
 int raft_step(struct raft *r, const struct raft_msg *m);
 void raft_tick(struct raft *r);
 /* Propose bytes for the state machine. id is the caller's, reported back in
@@ -357,9 +365,13 @@ const struct raft_conf *raft_conf_at(const struct raft *r, uint64_t index);
  * snapshot's index when that configuration came with the snapshot. */
 uint64_t raft_conf_index(const struct raft *r);
 /* The leader's lease: true while this node is leader and has heard from a
- * quorum within the last election timeout, measured from when it sent the
+ * quorum within the last election timeout less a tick and less
+ * cfg.lease_margin_ticks, measured from the tick at which it sent the
  * heartbeat round that quorum answered. Reads served under a valid lease
- * need no round trip (level=weak). Never true during a transfer.
+ * need no round trip (level=weak). Never true during a transfer, nor for
+ * the rest of a term in which this leader sent a TIMEOUT_NOW (it may
+ * arrive late, after the transfer was aborted). The safety argument, and
+ * the bound on clock drift it assumes, are in docs/read-lease.md.
  *
  * now is the caller's clock in ticks, read at the moment of the check: the
  * ticks already given to raft_tick (raft_now) plus those that have elapsed

@@ -155,6 +155,7 @@ struct raft {
 
     /* Leader: transfer, flow control. */
     uint64_t transferee;
+    bool timeout_now_sent; /* in this term: no lease until it ends */
     bool leaving; /* our own removal committed: hand over, then go */
     uint64_t uncommitted_bytes;
 
@@ -162,7 +163,7 @@ struct raft {
     uint64_t round;           /* last heartbeat round sent */
     uint64_t round_confirmed; /* last round a quorum answered */
     bool round_wanted;        /* reads wait for a round not yet sent */
-    uint64_t lease_floor;     /* rounds below this don't give a lease */
+    uint64_t lease_floor;     /* rounds of an earlier leadership don't count */
     uint64_t lease_start;     /* tick at which round_confirmed was sent */
     uint64_t round_ticks[64]; /* send tick of round r at [r % 64] */
     struct raft__read *reads;
@@ -228,6 +229,7 @@ void raft__self_vote_durable(struct raft *r);
 int raft__transfer(struct raft *r, uint64_t target);
 void raft__abort_transfer(struct raft *r);
 void raft__maybe_timeout_now(struct raft *r, struct raft__progress *pr);
+void raft__send_timeout_now(struct raft *r, uint64_t target);
 
 /* replication.c */
 void raft__bcast_heartbeat(struct raft *r);

@@ -172,22 +172,32 @@ uint64_t raft_now(const struct raft *r)
     return r->now;
 }
 
+/* The lease, as argued in docs/read-lease.md. A follower that answered
+ * the round refuses votes for election_ticks of its own ticks after it
+ * heard it; the first of those may come at once, so it keeps its promise
+ * for at least election_ticks - 1 of its tick periods after the round was
+ * sent. A check at tick now covers real time up to the end of tick now:
+ * now + 1 - lease_start of our tick periods after the send. The margin
+ * covers clocks running at different rates:
+ *     now + 1 - lease_start <= election_ticks - 1 - lease_margin_ticks */
 bool raft_lease_valid(const struct raft *r, uint64_t now)
 {
-    /* A transfer or a hand-over (we removed ourselves) may have started an
-     * election that ignores the others' leases: ours is void. */
+    /* A transfer or a hand-over (we removed ourselves), or a TIMEOUT_NOW
+     * sent in this term that may still arrive, may start an election that
+     * ignores the others' leases: ours is void. */
     if (r->role != RAFT_LEADER || r->transferee != RAFT_NONE || r->leaving ||
-        !committed_in_term(r))
+        r->timeout_now_sent || !committed_in_term(r))
         return false;
     if (single_voter(r))
         return true;
+    if (r->cfg.disable_check_quorum)
+        return false; /* followers promise nothing (in_lease) */
     if (r->round_confirmed < r->lease_floor || r->round_confirmed == 0)
         return false;
-    /* Followers that answered the round ignore other candidates for an
-     * election timeout after they heard it; keep a tick of margin. */
     if (now < r->now)
-        now = r->now;
-    return now + 1 < r->lease_start + r->cfg.election_ticks;
+        now = r->now; /* a stale clock may shorten the lease, never extend it */
+    return now + r->cfg.lease_margin_ticks + 1 <
+           r->lease_start + r->cfg.election_ticks;
 }
 
 int raft_read_lease(const struct raft *r, uint64_t now, uint64_t *index)

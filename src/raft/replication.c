@@ -139,8 +139,7 @@ void raft__hand_over(struct raft *r)
     }
     if (best == NULL || best->match != raft__log_last(&r->log))
         return;
-    struct raft_msg *m = raft__send(r, RAFT_MSG_TIMEOUT_NOW, best->id);
-    m->commit = r->log.committed;
+    raft__send_timeout_now(r, best->id);
 }
 
 void raft__tick_snapshots(struct raft *r)

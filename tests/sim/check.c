@@ -56,6 +56,8 @@ void sim_check_leader(struct sim *s, uint64_t node, uint64_t term)
         sim_fail(s, "sim", "out of memory");
         return;
     }
+    if (term > c->max_leader_term)
+        c->max_leader_term = term;
     if (c->leader_of[term] == 0) {
         c->leader_of[term] = node;
         c->elections++;
@@ -179,17 +181,23 @@ void sim_check_pair(struct sim *s, uint64_t a, const struct sim_logview *va,
     }
 }
 
-void sim_check_leader_complete(struct sim *s, uint64_t node,
+void sim_check_leader_complete(struct sim *s, uint64_t node, uint64_t term,
                                const struct sim_logview *v)
 {
     const struct sim_check *c = &s->chk;
-    if (v->last < c->max_applied) {
-        sim_fail(s, "leader-completeness", "n%" PRIu64 " became leader with"
-                 " last index %" PRIu64 " but entry %" PRIu64 " is committed",
-                 node, v->last, c->max_applied);
+    /* seen_term grows with the index (a node applies in order): the
+     * entries this leader must hold are a prefix. */
+    uint64_t must = c->max_applied;
+    while (must > 0 && (!c->applied[must].set ||
+                        c->applied[must].seen_term >= term))
+        must--;
+    if (v->last < must) {
+        sim_fail(s, "leader-completeness", "n%" PRIu64 " became leader of term"
+                 " %" PRIu64 " with last index %" PRIu64 " but entry %" PRIu64
+                 " is committed", node, term, v->last, must);
         return;
     }
-    for (uint64_t i = v->first ? v->first : 1; i <= c->max_applied; i++) {
+    for (uint64_t i = v->first ? v->first : 1; i <= must; i++) {
         const struct sim_applied *ap = &c->applied[i];
         if (!ap->set)
             continue;
@@ -245,6 +253,7 @@ void sim_check_apply(struct sim *s, uint64_t node, uint64_t expect,
     }
     ap->set = true;
     ap->term = e->term;
+    ap->seen_term = c->max_leader_term;
     ap->type = e->type;
     ap->fp = fp;
     if (e->index > c->max_applied)

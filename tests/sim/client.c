@@ -1,6 +1,8 @@
 /* Simulated clients, one operation at a time each, and the history they
  * record for the linearizability check: writes through raft_propose, reads
- * through raft_read_index (served once applied) or the leader's lease. */
+ * through raft_read_index (served once applied) or the leader's lease. A
+ * lease read sent to a paused leader waits there, as a request waits in a
+ * frozen process's socket, and is judged when the node wakes. */
 #include "sim/sim.h"
 
 #include <inttypes.h>
@@ -114,6 +116,12 @@ int64_t sim_client_invoke(struct sim *s, struct sim_client *c, int kind,
                  ++c->seq);
     sim_ev(s, EV_INVOKE, kind, n->id, c->id, id, key, lease, 0,
            kind == SIM_OP_GET ? "" : op->value);
+    if (lease && n->paused_until) {
+        /* Its client waits long: the answer is what this is about. */
+        op->stage = SIM_ST_LEASE_WAIT;
+        op->deadline = s->now + 8 * sim_election_steps(s);
+        return idx;
+    }
     if (lease) {
         s->st.lease_reads++;
         read_value(op, &n->kv);
@@ -266,23 +274,45 @@ static struct sim_node *random_up(struct sim *s)
     struct sim_node *up[SIM_MAX_NODES];
     unsigned n = 0;
     for (unsigned id = 1; id <= s->p.n_nodes; id++)
-        if (s->nodes[id].state == SIM_UP)
+        if (sim_node_live(&s->nodes[id]))
             up[n++] = &s->nodes[id];
     return n ? up[sim_rng_below(&s->rng, n)] : NULL;
 }
 
 /* A lease read is served at once, and only when it is safe: the lease
- * holds, the leader has committed in its term and applied all it knows is
- * committed. Otherwise the client does not issue it. */
+ * holds at the node's clock as read now (ticks delivered or owed), the
+ * leader has committed in its term and applied all it knows is committed.
+ * Otherwise the client does not issue it. */
 static bool lease_ok(const struct sim_node *l)
 {
     uint64_t commit = raft_commit_index(l->r);
-    return raft_lease_valid(l->r, raft_now(l->r)) && !l->busy && l->kv.applied >= commit &&
-           raft_term_at(l->r, commit) == l->term;
+    return raft_lease_valid(l->r, sim_node_clock(l)) && !l->busy &&
+           l->kv.applied >= commit && raft_term_at(l->r, commit) == l->term;
+}
+
+void sim_client_serve_queued(struct sim *s, struct sim_node *n)
+{
+    for (unsigned i = 0; i < SIM_MAX_CLIENTS && !s->failed; i++) {
+        struct sim_client *c = &s->clients[i];
+        if (c->op < 0)
+            continue;
+        struct sim_op *op = &s->hist.ops[c->op];
+        if (op->stage != SIM_ST_LEASE_WAIT || op->node != n->id)
+            continue;
+        if (n->state == SIM_UP && n->role == RAFT_LEADER && lease_ok(n)) {
+            s->st.lease_reads++;
+            read_value(op, &n->kv);
+            op->index = n->kv.applied;
+            finish(s, c, SIM_OK);
+        } else {
+            drop(s, c); /* craftd would fall back to a read index */
+        }
+    }
 }
 
 /* A node that believes it leads, preferably not the newest leader: after a
- * partition, a deposed leader may not know it yet (and must not serve). */
+ * partition or a pause, a deposed leader may not know it yet (and must not
+ * serve). A paused one is asked too: the request waits for it. */
 static struct sim_node *any_leader(struct sim *s)
 {
     struct sim_node *newest = sim_leader(s), *l[SIM_MAX_NODES];
@@ -304,9 +334,14 @@ static void issue(struct sim *s, struct sim_client *c)
         return;
     unsigned key = (unsigned)sim_rng_below(&s->rng, s->p.n_keys);
     unsigned r = (unsigned)sim_rng_below(&s->rng, 100);
+    /* While a scenario shuns a cut-off leader, writes and read-index reads
+     * go to a newer leader or wait: a client stuck there would miss the
+     * moment the scenario is about. */
+    bool waits = s->sc.shun && (n != leader || n->id == s->sc.shun);
     if (r < 50) {
-        sim_client_invoke(s, c, r < 40 ? SIM_OP_PUT : SIM_OP_DELETE, key, n,
-                          false);
+        if (!waits)
+            sim_client_invoke(s, c, r < 40 ? SIM_OP_PUT : SIM_OP_DELETE, key,
+                              n, false);
         return;
     }
     /* Reads: some go to whichever node believes it leads. */
@@ -315,10 +350,13 @@ static void issue(struct sim *s, struct sim_client *c)
         n = a ? a : n;
         leader = a ? a : leader;
     }
-    if (r < 100 - s->p.lease_pct / 2 || !s->p.lease_reads)
-        sim_client_invoke(s, c, SIM_OP_GET, key, n, false);
-    else if (leader && lease_ok(leader))
+    if (r < 100 - s->p.lease_pct / 2 || !s->p.lease_reads) {
+        if (sim_node_live(n) && !(s->sc.shun && (n != sim_leader(s) ||
+                                                   n->id == s->sc.shun)))
+            sim_client_invoke(s, c, SIM_OP_GET, key, n, false);
+    } else if (leader && (leader->paused_until || lease_ok(leader))) {
         sim_client_invoke(s, c, SIM_OP_GET, key, leader, true);
+    }
 }
 
 void sim_clients_step(struct sim *s)
@@ -335,7 +373,8 @@ void sim_clients_step(struct sim *s)
             if (s->final_phase && !s->final_done && l)
                 sim_client_invoke(s, c, SIM_OP_PUT, 0, l, false);
         } else if (i < s->p.n_clients && !s->final_phase &&
-                   sim_rng_ppm(&s->rng, s->p.client_ppm)) {
+                   sim_rng_ppm(&s->rng, s->sc.client_ppm ? s->sc.client_ppm
+                                                         : s->p.client_ppm)) {
             issue(s, c);
         }
     }

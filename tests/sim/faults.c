@@ -1,6 +1,7 @@
 /* Fault injection and cluster operations for one run: crashes and restarts,
- * partitions and heals, membership changes (removed nodes are stopped for
- * good once their removal commits) and leadership transfers. */
+ * pauses (a frozen process), partitions and heals, membership changes
+ * (removed nodes are stopped for good once their removal commits) and
+ * leadership transfers. */
 #include "sim/sim.h"
 
 #include <inttypes.h>
@@ -8,12 +9,13 @@
 
 #define CONF_ID_BIT (1ull << 63)
 
+/* The running leader of the highest term (a paused one is not asked). */
 struct sim_node *sim_leader(struct sim *s)
 {
     struct sim_node *best = NULL;
     for (unsigned id = 1; id <= s->p.n_nodes; id++) {
         struct sim_node *n = &s->nodes[id];
-        if (n->state == SIM_UP && n->role == RAFT_LEADER &&
+        if (sim_node_live(n) && n->role == RAFT_LEADER &&
             (!best || n->term > best->term))
             best = n;
     }
@@ -28,7 +30,7 @@ static struct sim_node *pick_up(struct sim *s, bool prefer_leader)
     struct sim_node *up[SIM_MAX_NODES];
     unsigned n = 0;
     for (unsigned id = 1; id <= s->p.n_nodes; id++)
-        if (s->nodes[id].state == SIM_UP)
+        if (sim_node_live(&s->nodes[id]))
             up[n++] = &s->nodes[id];
     return n ? up[sim_rng_below(&s->rng, n)] : NULL;
 }
@@ -37,8 +39,25 @@ unsigned sim_n_down(const struct sim *s)
 {
     unsigned d = 0;
     for (unsigned id = 1; id <= s->p.n_nodes; id++)
-        d += s->nodes[id].state == SIM_DOWN;
+        d += s->nodes[id].state == SIM_DOWN ||
+             (s->nodes[id].state == SIM_UP && s->nodes[id].paused_until);
     return d;
+}
+
+/* Freeze a node (often the leader) for a few steps or for many election
+ * timeouts: SIGSTOP, a long GC or a VM migration. */
+static void pause_one(struct sim *s)
+{
+    if (sim_n_down(s) >= s->p.max_down)
+        return;
+    struct sim_node *n = pick_up(s, true);
+    if (!n)
+        return;
+    uint64_t e = sim_election_steps(s);
+    uint64_t len = sim_rng_below(&s->rng, 2)
+                       ? sim_rng_range(&s->rng, 1, e)
+                       : sim_rng_range(&s->rng, e, s->p.pause_max_steps);
+    sim_node_pause(s, n, len);
 }
 
 void sim_crash_for(struct sim *s, struct sim_node *n, uint64_t restart_after)
@@ -277,6 +296,10 @@ void sim_heal(struct sim *s)
     heal_partition(s, "everything for the final phase");
     s->net.drop_ppm = 0;
     s->net.dup_ppm = 0;
+    s->net.hold_timeout_now = false;
+    for (unsigned id = 1; id <= s->p.n_nodes && !s->failed; id++)
+        if (s->nodes[id].state == SIM_UP && s->nodes[id].paused_until)
+            sim_node_wake(s, &s->nodes[id]);
     if (s->net.lat_max > 3)
         s->net.lat_max = 3;
     if (s->net.lat_min > s->net.lat_max)
@@ -324,6 +347,8 @@ void sim_faults_step(struct sim *s)
         heal_partition(s, "");
     if (sim_rng_ppm(&s->rng, s->p.crash_ppm))
         crash_one(s);
+    if (sim_rng_ppm(&s->rng, s->p.pause_ppm))
+        pause_one(s);
     if (!s->net.partitioned && sim_rng_ppm(&s->rng, s->p.part_ppm))
         partition(s);
     if (sim_rng_ppm(&s->rng, s->p.conf_ppm))

@@ -48,7 +48,10 @@ static void usage(FILE *f)
             "       sim --selftest                         check the checkers\n"
             "options: --nodes N (cluster size), --steps N (main phase),\n"
             "         --trace N (events printed on failure), --no-lease,\n"
-            "         --scenario K (0 none, 1 figure8, 2 lease, 3 membership)\n");
+            "         --scenario K (0 none, 1 figure8, 2 lease, 3 membership,\n"
+            "                       4 pause, 5 drift, 6 transfer),\n"
+            "         --io-first (a woken node steps frames before its owed\n"
+            "                     ticks, against the core's contract)\n");
 }
 
 static int write_all(int fd, const void *p, size_t len)
@@ -316,13 +319,13 @@ static int replay(uint64_t seed, const struct sim_opts *o)
                PRIu64 " stops, %" PRIu64 " snapshots taken, %" PRIu64
                " installed, %" PRIu64 " conf changes, writes %" PRIu64 " ok %"
                PRIu64 " failed %" PRIu64 " unknown, reads %" PRIu64 " ok (%"
-               PRIu64 " lease) %" PRIu64 " dropped, converged in %" PRIu64
-               " ticks\n", seed, el * 1000, s->now, s->ticks,
-               s->chk.elections, st->msgs, st->dropped, st->dups,
-               st->crashes, st->stops, st->snaps_taken, st->snaps_installed,
-               st->confs_applied, st->ops_ok, st->ops_fail, st->ops_unknown,
-               st->reads_ok, st->lease_reads, st->reads_dropped,
-               st->final_ticks);
+               PRIu64 " lease) %" PRIu64 " dropped, %" PRIu64 " pauses, %"
+               PRIu64 " late msgs, converged in %" PRIu64 " ticks\n", seed,
+               el * 1000, s->now, s->ticks, s->chk.elections, st->msgs,
+               st->dropped, st->dups, st->crashes, st->stops, st->snaps_taken,
+               st->snaps_installed, st->confs_applied, st->ops_ok,
+               st->ops_fail, st->ops_unknown, st->reads_ok, st->lease_reads,
+               st->reads_dropped, st->pauses, st->late_msgs, st->final_ticks);
     }
     sim_destroy(s);
     free(s);
@@ -356,6 +359,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--no-lease")) {
             o.no_lease = true;
             takes = false;
+        } else if (!strcmp(a, "--io-first")) {
+            o.io_first = true;
+            takes = false;
         } else if (!strcmp(a, "--selftest")) {
             selftest = true;
             takes = false;
@@ -382,7 +388,7 @@ int main(int argc, char **argv)
             o.nodes = (unsigned)v;
         else if (!strcmp(a, "--steps"))
             o.steps = (unsigned)v;
-        else if (!strcmp(a, "--scenario") && v <= 3)
+        else if (!strcmp(a, "--scenario") && v < SIM_SC__COUNT)
             o.scenario = (unsigned)v + 1;
         else if (!strcmp(a, "--trace"))
             o.trace_lines = (unsigned)v;

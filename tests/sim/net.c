@@ -1,7 +1,10 @@
 /* The simulated network: every message is encoded with the real codec, kept
  * as bytes with a delivery step, and decoded on delivery. Faults: drops,
- * duplicates, random latency (hence reordering), partitions checked at
- * delivery (so they also cut messages already in flight). */
+ * duplicates, random latency (hence reordering), a small share of messages
+ * held back for many election timeouts (a frame queued across a redial),
+ * partitions checked at delivery (so they also cut messages already in
+ * flight). A message that reaches a paused node waits in its inbox until
+ * it wakes. */
 #include "sim/sim.h"
 
 #include <inttypes.h>
@@ -78,6 +81,17 @@ static int enqueue(struct sim *s, uint64_t from, uint64_t to, uint8_t type,
         .len = (uint32_t)len,
         .buf = buf,
     };
+    bool hold = type == RAFT_MSG_TIMEOUT_NOW && net->hold_timeout_now;
+    if (hold || (!s->final_phase && sim_rng_ppm(&s->rng, s->p.late_ppm))) {
+        uint64_t e = sim_election_steps(s);
+        p.at = s->now + (hold ? sim_rng_range(&s->rng, 2 * e, 5 * e)
+                              : sim_rng_range(&s->rng, s->p.late_min,
+                                              s->p.late_max));
+        p.late = true;
+        net->hold_timeout_now &= !hold;
+        s->st.late_msgs++;
+        sim_ev(s, EV_LATE, type, from, to, p.at, 0, 0, 0, NULL);
+    }
     int err = push(net, p);
     if (err)
         craft_free(buf);
@@ -165,6 +179,41 @@ static int decode_checked(struct sim *s, const struct sim_packet *p,
     return rc;
 }
 
+static void step_packet(struct sim *s, struct sim_node *to,
+                        const struct sim_packet *p, const struct raft_msg *m)
+{
+    s->st.delivered++;
+    ev_msg(s, EV_DELIVER, m, p->late ? "(late)" : NULL);
+    int rc = raft_step(to->r, m);
+    if (rc)
+        sim_ev(s, EV_STEP_ERR, m->type, p->to, p->from, (uint64_t)rc, 0, 0, 0,
+               NULL);
+    if (p->late && m->type == RAFT_MSG_TIMEOUT_NOW) {
+        s->net.late_tn.step = s->now;
+        s->net.late_tn.from = m->from;
+        s->net.late_tn.to = m->to;
+        s->net.late_tn.term = m->term;
+    }
+    sim_node_observe(s, to);
+}
+
+static int inbox_push(struct sim *s, struct sim_inbox *q,
+                      const struct sim_packet *p)
+{
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 64;
+        struct sim_packet *a = craft_realloc(q->p, cap * sizeof(*a));
+        if (!a) {
+            sim_fail(s, "sim", "out of memory");
+            return CRAFT_ENOMEM;
+        }
+        q->p = a;
+        q->cap = cap;
+    }
+    q->p[q->n++] = *p;
+    return 0;
+}
+
 void sim_net_deliver(struct sim *s)
 {
     struct sim_net *net = &s->net;
@@ -179,18 +228,48 @@ void sim_net_deliver(struct sim *s)
         if (net->blocked[p.from][p.to] || to->state != SIM_UP) {
             ev_msg(s, EV_LOST, &m,
                    net->blocked[p.from][p.to] ? "(partition)" : "(node down)");
+        } else if (to->paused_until) {
+            /* It arrived; the frozen process reads it when it wakes. */
+            raft_msg_decoded_free(&m);
+            if (inbox_push(s, &net->inbox[p.to], &p))
+                craft_free(p.buf);
+            continue;
         } else {
-            s->st.delivered++;
-            ev_msg(s, EV_DELIVER, &m, NULL);
-            int rc = raft_step(to->r, &m);
-            if (rc)
-                sim_ev(s, EV_STEP_ERR, m.type, p.to, p.from, (uint64_t)rc, 0,
-                       0, 0, NULL);
-            sim_node_observe(s, to);
+            step_packet(s, to, &p, &m);
         }
         raft_msg_decoded_free(&m);
         craft_free(p.buf);
     }
+}
+
+size_t sim_net_inbox_len(const struct sim *s, const struct sim_node *n)
+{
+    return s->net.inbox[n->id].n;
+}
+
+void sim_net_step_inbox(struct sim *s, struct sim_node *n, size_t k)
+{
+    struct sim_inbox *q = &s->net.inbox[n->id];
+    size_t i = 0;
+    for (; i < q->n && i < k && !s->failed && n->state == SIM_UP; i++) {
+        struct raft_msg m;
+        if (decode_checked(s, &q->p[i], &m) == 0) {
+            step_packet(s, n, &q->p[i], &m);
+            raft_msg_decoded_free(&m);
+        }
+        craft_free(q->p[i].buf);
+        q->p[i].buf = NULL;
+    }
+    memmove(q->p, q->p + i, (q->n - i) * sizeof(*q->p));
+    q->n -= i;
+}
+
+void sim_net_drop_inbox(struct sim *s, struct sim_node *n)
+{
+    struct sim_inbox *q = &s->net.inbox[n->id];
+    for (size_t i = 0; i < q->n; i++)
+        craft_free(q->p[i].buf);
+    q->n = 0;
 }
 
 void sim_net_free(struct sim_net *net)
@@ -200,4 +279,11 @@ void sim_net_free(struct sim_net *net)
     craft_free(net->heap);
     net->heap = NULL;
     net->n = net->cap = 0;
+    for (unsigned id = 0; id <= SIM_MAX_NODES; id++) {
+        struct sim_inbox *q = &net->inbox[id];
+        for (size_t i = 0; i < q->n; i++)
+            craft_free(q->p[i].buf);
+        craft_free(q->p);
+        memset(q, 0, sizeof(*q));
+    }
 }

@@ -1,7 +1,8 @@
 /* One simulated node: runs its core's ready batches by the contract in
  * raft.h (send, persist after a delay, send-after, apply, advance), takes
- * snapshots, and crashes (keeping a prefix of the in-flight write) and
- * restarts from what was durable. */
+ * snapshots, crashes (keeping a prefix of the in-flight write) and restarts
+ * from what was durable, and is paused (frozen while its clock runs on)
+ * and woken as craftd's loop would wake after a SIGSTOP. */
 #include "sim/sim.h"
 
 #include <inttypes.h>
@@ -36,10 +37,10 @@ void sim_node_observe(struct sim *s, struct sim_node *n)
     if (ss.role == RAFT_LEADER) {
         sim_check_leader(s, n->id, ss.term);
         if (n->role != RAFT_LEADER || n->term != ss.term) {
-            n->lead_tick = s->ticks;
+            n->lead_tick = raft_now(n->r);
             struct sim_logview v;
             sim_logview_of(&v, n->r);
-            sim_check_leader_complete(s, n->id, &v);
+            sim_check_leader_complete(s, n->id, ss.term, &v);
         }
     }
     n->role = ss.role;
@@ -79,6 +80,7 @@ void sim_node_boot(struct sim *s, struct sim_node *n, bool founder)
 {
     n->incarnation = 1;
     n->disk.log.first = 1;
+    n->boot_ticks = n->clock_ticks;
     struct raft_config cfg = node_config(s, n);
     int rc = raft_new(&cfg, NULL, &n->r);
     if (rc) {
@@ -443,8 +445,8 @@ static void take_snapshot(struct sim *s, struct sim_node *n)
 
 void sim_node_process(struct sim *s, struct sim_node *n)
 {
-    if (n->state != SIM_UP)
-        return;
+    if (!sim_node_live(n))
+        return; /* a paused node's disk writes do not complete either */
     for (int round = 0; round < 4 && !s->failed; round++) {
         if (n->busy) {
             if (s->now < n->rd_due)
@@ -478,6 +480,8 @@ void sim_node_crash(struct sim *s, struct sim_node *n, bool for_good)
         persist_prefix(s, n, kept);
     }
     sim_client_on_crash(s, n);
+    sim_net_drop_inbox(s, n);
+    n->paused_until = 0;
     raft_free(n->r);
     n->r = NULL;
     n->busy = false;
@@ -527,6 +531,7 @@ void sim_node_restart(struct sim *s, struct sim_node *n)
      * is a fresh node; entries without a term are a torn first write. */
     bool empty = !d->hs.term && !d->cur.meta.index;
     n->incarnation++;
+    n->boot_ticks = n->clock_ticks;
     struct raft_config cfg = node_config(s, n);
     int rc = raft_new(&cfg, empty && sim_rng_below(&s->rng, 2) ? NULL : &p,
                       &n->r);
@@ -563,6 +568,53 @@ void sim_node_restart(struct sim *s, struct sim_node *n)
     sim_ev(s, EV_RESTART, 0, n->id, 0, d->hs.term, d->hs.commit,
            d->cur.meta.index, d->log.n ? sim_log_last(&d->log) : 0, NULL);
     sim_node_observe(s, n);
+}
+
+void sim_node_catch_up(struct sim *s, struct sim_node *n)
+{
+    while (!s->failed && raft_now(n->r) < sim_node_clock(n)) {
+        raft_tick(n->r);
+        sim_node_observe(s, n);
+    }
+}
+
+void sim_node_pause(struct sim *s, struct sim_node *n, uint64_t steps)
+{
+    if (!sim_node_live(n) || steps == 0)
+        return;
+    n->paused_until = s->now + steps;
+    s->st.pauses++;
+    sim_ev(s, EV_PAUSE, 0, n->id, 0, n->paused_until, raft_now(n->r), 0, 0,
+           NULL);
+}
+
+/* As craftd's loop after a SIGCONT (or a long stall): the requests and
+ * frames that piled up and the timer are all ready at once. The timer
+ * delivers every tick the clock owes, and it does so before any frame is
+ * stepped (raft.h: ticks that are due come first; --io-first breaks that
+ * rule on purpose). Client requests may be handled before or after it:
+ * a lease check passes the clock read at that moment, not the ticks
+ * delivered so far. */
+void sim_node_wake(struct sim *s, struct sim_node *n)
+{
+    n->paused_until = 0;
+    size_t burst = sim_net_inbox_len(s, n);
+    sim_ev(s, EV_WAKE, 0, n->id, 0, sim_node_clock(n) - raft_now(n->r), burst,
+           0, 0, NULL);
+    unsigned reads_at = (unsigned)sim_rng_below(&s->rng, 3);
+    if (reads_at == 0)
+        sim_client_serve_queued(s, n);
+    if (s->p.io_first && burst && !s->failed)
+        sim_net_step_inbox(s, n, sim_rng_below(&s->rng, 2)
+                                     ? burst
+                                     : sim_rng_range(&s->rng, 1, burst));
+    sim_node_catch_up(s, n);
+    if (reads_at == 1 && !s->failed)
+        sim_client_serve_queued(s, n);
+    if (!s->failed)
+        sim_net_step_inbox(s, n, SIZE_MAX);
+    if (!s->failed)
+        sim_client_serve_queued(s, n);
 }
 
 void sim_node_free(struct sim_node *n)

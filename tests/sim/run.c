@@ -1,6 +1,8 @@
 /* One seed from start to verdict: draw the parameters, boot the cluster, run
  * the main phase (faults on), then the final phase (everything healed, the
- * cluster must converge), then the end-of-run checks. */
+ * cluster must converge), then the end-of-run checks. Also the clocks: each
+ * node's ticks come at its own rate and phase, and a paused node's clock
+ * runs on while its core hears nothing. */
 #include "sim/sim.h"
 
 #include <inttypes.h>
@@ -59,6 +61,13 @@ static void draw_params(struct sim *s)
     p->boot_ctx = sim_rng_below(g, 2);
     unsigned prof = (unsigned)sim_rng_below(g, 4);
     unsigned e = SIM_ELECTION_TICKS * p->spt; /* election timeout in steps */
+    /* Clock rates differ by a few percent: well inside the bound the lease
+     * margin allows (docs/read-lease.md: 12.5% with 10 election ticks). */
+    p->drift_ppm = PICK(g, 0, 10000, 20000, 30000);
+    p->pause_max_steps = (unsigned)sim_rng_range(g, e, 6 * e);
+    p->late_min = 2 * e;
+    p->late_max = (unsigned)sim_rng_range(g, 3 * e, 8 * e);
+    p->io_first = s->o.io_first;
     if (prof == 0) {
         p->profile = "calm";
         p->lat_min = 1;
@@ -74,6 +83,8 @@ static void draw_params(struct sim *s)
         p->lat_max = (unsigned)sim_rng_range(g, 1, 3 * p->spt);
         p->crash_ppm = 4000;
         p->part_ppm = 3000;
+        p->pause_ppm = (uint32_t)sim_rng_range(g, 0, 2000);
+        p->late_ppm = (uint32_t)sim_rng_range(g, 0, 3000);
         p->max_down = (p->n_nodes - 1) / 2;
     } else {
         p->profile = "hostile";
@@ -83,6 +94,8 @@ static void draw_params(struct sim *s)
         p->lat_max = (unsigned)sim_rng_range(g, 2, 10 * p->spt);
         p->crash_ppm = 12000;
         p->part_ppm = 10000;
+        p->pause_ppm = (uint32_t)sim_rng_range(g, 1000, 6000);
+        p->late_ppm = (uint32_t)sim_rng_range(g, 1000, 10000);
         p->max_down = sim_rng_below(g, 3) ? (p->n_nodes + 1) / 2 : p->n_nodes;
     }
     if (p->max_down == 0)
@@ -94,6 +107,27 @@ static void draw_params(struct sim *s)
     p->stale_ppm = 100000;
     p->lease_pct = 30;
     sim_scenario_params(s);
+}
+
+/* A clock whose ticks are off by up to drift_ppm from spt steps, starting
+ * at a random phase. */
+static void init_clock(struct sim *s, struct sim_node *n)
+{
+    int64_t d = s->p.drift_ppm;
+    int64_t off = d ? (int64_t)sim_rng_range(&s->rng, 0, (uint64_t)(2 * d)) - d
+                    : 0;
+    int64_t nominal = (int64_t)s->p.spt * SIM_CLOCK_STEP;
+    n->tick_len = (uint32_t)(nominal + nominal * off / 1000000);
+    n->clk = sim_rng_below(&s->rng, n->tick_len);
+}
+
+static void advance_clock(struct sim_node *n)
+{
+    n->clk += SIM_CLOCK_STEP;
+    while (n->clk >= n->tick_len) {
+        n->clk -= n->tick_len;
+        n->clock_ticks++;
+    }
 }
 
 void sim_init(struct sim *s, uint64_t seed, const struct sim_opts *o,
@@ -117,6 +151,8 @@ void sim_init(struct sim *s, uint64_t seed, const struct sim_opts *o,
     s->final_client = SIM_MAX_CLIENTS - 1;
     if (s->o.verbose)
         sim_print_params(s, out);
+    for (unsigned id = 1; id <= s->p.n_nodes; id++)
+        init_clock(s, &s->nodes[id]);
     for (unsigned id = 1; id <= s->p.n_nodes && !s->failed; id++) {
         s->nodes[id].id = id;
         sim_node_boot(s, &s->nodes[id], id <= s->p.n_founders);
@@ -148,20 +184,29 @@ static void check_pairs(struct sim *s)
                 sim_check_pair(s, a, &v[a], b, &v[b], 16);
 }
 
+/* Deliver what each clock owes, wake the nodes whose pause is over. */
+static void tick_nodes(struct sim *s)
+{
+    for (unsigned id = 1; id <= s->p.n_nodes; id++)
+        advance_clock(&s->nodes[id]);
+    if (s->now % s->p.spt == 0)
+        s->ticks++; /* nominal ticks, for the final phase's limits */
+    for (unsigned id = 1; id <= s->p.n_nodes && !s->failed; id++) {
+        struct sim_node *n = &s->nodes[id];
+        if (n->state != SIM_UP)
+            continue;
+        if (n->paused_until && s->now >= n->paused_until)
+            sim_node_wake(s, n);
+        else if (!n->paused_until)
+            sim_node_catch_up(s, n);
+    }
+}
+
 static void step(struct sim *s)
 {
     s->now++;
     sim_net_deliver(s);
-    if (s->now % s->p.spt == 0) {
-        s->ticks++;
-        for (unsigned id = 1; id <= s->p.n_nodes && !s->failed; id++) {
-            struct sim_node *n = &s->nodes[id];
-            if (n->state == SIM_UP) {
-                raft_tick(n->r);
-                sim_node_observe(s, n);
-            }
-        }
-    }
+    tick_nodes(s);
     if (!s->failed)
         sim_clients_step(s);
     if (!s->failed)
@@ -331,20 +376,45 @@ void sim_print_params(const struct sim *s, FILE *f)
             " hb %u, %u keys, %u clients, inflight %u, msg %zu B, uncommitted"
             " %zu B, snapshot every %" PRIu64 " (trail %" PRIu64 ", chunk %u B,"
             " pad %u), drop %.1f%%, dup %.1f%%, latency %u..%u, max down %u,"
-            " persist delay <= %u, lease reads %s\n",
+            " persist delay <= %u, lease reads %s, clock drift <= %.1f%%,"
+            " pauses %.2f%%/step (<= %u steps), late msgs %.2f%% (%u..%u"
+            " steps)%s\n",
             p->profile, p->n_nodes, p->n_founders, p->steps, p->spt,
             p->heartbeat_ticks, p->n_keys, p->n_clients, p->max_inflight,
             p->max_msg_bytes, p->max_uncommitted, p->snap_threshold,
             p->snap_trailing, p->snap_chunk, p->snap_pad, p->drop_ppm / 1e4,
             p->dup_ppm / 1e4, p->lat_min, p->lat_max, p->max_down,
-            p->persist_delay_max, p->lease_reads ? "on" : "off");
+            p->persist_delay_max, p->lease_reads ? "on" : "off",
+            p->drift_ppm / 1e4, p->pause_ppm / 1e4, p->pause_max_steps,
+            p->late_ppm / 1e4, p->late_min, p->late_max,
+            p->io_first ? ", frames before owed ticks (--io-first)" : "");
 }
 
 void sim_report(const struct sim *s, FILE *f)
 {
     fprintf(f, "sim: seed %" PRIu64 " FAILED at step %" PRIu64 ": invariant"
             " \"%s\": %s\n", s->seed, s->now, s->inv, s->why);
-    fprintf(f, "  replay: make sim SEED=%" PRIu64 "\n", s->seed);
+    /* The options that shaped the run, so that the replay is exact. */
+    char opts[96] = "";
+    size_t o = 0;
+    if (s->o.scenario)
+        o += (size_t)snprintf(opts + o, sizeof(opts) - o, " --scenario %u",
+                              s->o.scenario - 1);
+    if (s->o.nodes && o < sizeof(opts))
+        o += (size_t)snprintf(opts + o, sizeof(opts) - o, " --nodes %u",
+                              s->o.nodes);
+    if (s->o.steps && o < sizeof(opts))
+        o += (size_t)snprintf(opts + o, sizeof(opts) - o, " --steps %u",
+                              s->o.steps);
+    if (s->o.no_lease && o < sizeof(opts))
+        o += (size_t)snprintf(opts + o, sizeof(opts) - o, " --no-lease");
+    if (s->o.io_first && o < sizeof(opts))
+        snprintf(opts + o, sizeof(opts) - o, " --io-first");
+    if (opts[0])
+        fprintf(f, "  replay: build/sim --seed %" PRIu64 " --verbose%s\n",
+                s->seed, opts);
+    else
+        fprintf(f, "  replay: make sim SEED=%" PRIu64 "\n", s->seed);
     sim_print_params(s, f);
     if (s->detail)
         fprintf(f, "%s\n", s->detail);

@@ -1,9 +1,12 @@
 /* Scenario-shaped seeds: parameters and fault patterns aimed at the bugs a
  * uniform random schedule almost never reaches (an old-term entry committed
- * by counting replicas, a lease outliving its leader, two membership
- * changes in flight). Each scenario only adds faults a correct core must
- * survive; the invariants are the same as for every other seed. */
+ * by counting replicas, a lease outliving its leader through a partition, a
+ * pause, a slow clock or a late TIMEOUT_NOW, two membership changes in
+ * flight). Each scenario only adds faults a correct core must survive; the
+ * invariants are the same as for every other seed. */
 #include "sim/sim.h"
+
+#include <inttypes.h>
 
 /* Parameters of the scenarios, overriding what draw_params() drew. */
 static void figure8_params(struct sim *s)
@@ -29,6 +32,8 @@ static void figure8_params(struct sim *s)
     p->part_ppm = 0;
     p->conf_ppm = 0;
     p->transfer_ppm = 0;
+    p->pause_ppm = 0;
+    p->late_ppm = 0;
     p->max_down = 2;
     p->op_timeout = 1; /* clients keep writing to a cut-off leader */
     p->churn_ppm = (uint32_t)sim_rng_range(g, 100000, 400000);
@@ -55,9 +60,55 @@ static void lease_params(struct sim *s)
     p->part_ppm = 0;
     p->conf_ppm = 0;
     p->transfer_ppm = 0; /* a transfer restarts the quorum check */
+    p->pause_ppm = 0;
+    p->late_ppm = 0;
     p->lease_reads = !s->o.no_lease;
     p->churn_ppm = 500000;
     p->stale_ppm = 600000;
+}
+
+/* Like the lease scenario: leaseholders are paused instead of cut off. */
+static void pause_params(struct sim *s)
+{
+    lease_params(s);
+    s->p.profile = "pause";
+    s->p.steps = (unsigned)sim_rng_range(&s->rng, 900, 2000);
+    s->p.churn_ppm = 300000;
+    s->p.op_timeout = 1; /* writers give up on a frozen leader quickly */
+    s->p.pause_max_steps = 6 * sim_election_steps(s);
+}
+
+/* The leader's clock runs slow and every other clock fast, 5% each way
+ * (a rate ratio of 1.105, inside the 1.125 the margin allows), with ticks
+ * of 20 steps so that the difference adds up to steps. */
+#define DRIFT_SPT 20
+#define DRIFT_SLOW (21 * SIM_CLOCK_STEP)
+#define DRIFT_FAST (19 * SIM_CLOCK_STEP)
+
+static void drift_params(struct sim *s)
+{
+    lease_params(s);
+    struct sim_params *p = &s->p;
+    p->profile = "drift";
+    p->spt = DRIFT_SPT;
+    p->steps = (unsigned)sim_rng_range(&s->rng, 2500, 4500);
+    /* 20 steps a tick: clients are slower, but busy while it counts. */
+    p->client_ppm = (uint32_t)sim_rng_range(&s->rng, 30000, 100000);
+    p->lat_max = 1; /* one step: the whole window is the clocks' */
+    p->dup_ppm = 0;
+    p->heartbeat_ticks = 1;
+    p->drift_ppm = 50000;
+    p->churn_ppm = 300000;
+    p->n_clients = SIM_MAX_CLIENTS - 1;
+}
+
+/* Partial cuts, transfers and early elections around a leaseholder. */
+static void transfer_params(struct sim *s)
+{
+    lease_params(s);
+    s->p.profile = "transfer";
+    s->p.steps = (unsigned)sim_rng_range(&s->rng, 900, 2000);
+    s->p.churn_ppm = 300000;
 }
 
 static void membership_params(struct sim *s, unsigned e)
@@ -75,6 +126,8 @@ static void membership_params(struct sim *s, unsigned e)
     p->crash_ppm = 1000;
     p->part_ppm = 1000;
     p->max_down = 1;
+    p->pause_ppm = (uint32_t)sim_rng_range(g, 0, 1000);
+    p->late_ppm = (uint32_t)sim_rng_range(g, 0, 2000);
     p->conf_ppm = (uint32_t)sim_rng_range(g, 2000, 6000);
     p->burst_ppm = (uint32_t)(1000000 / (e * sim_rng_range(g, 2, 5)));
 }
@@ -85,11 +138,9 @@ void sim_scenario_params(struct sim *s)
         return; /* the command line asked for a shape */
     unsigned e = SIM_ELECTION_TICKS * s->p.spt;
     unsigned r = (unsigned)sim_rng_below(&s->rng, 100);
+    /* 6% of the seeds for each scenario, the first of them for each. */
     if (s->o.scenario)
-        r = s->o.scenario == SIM_SC_FIGURE8 + 1      ? 0
-            : s->o.scenario == SIM_SC_LEASE + 1      ? 6
-            : s->o.scenario == SIM_SC_MEMBERSHIP + 1 ? 12
-                                                     : 99;
+        r = s->o.scenario == SIM_SC_NONE + 1 ? 99 : (s->o.scenario - 2) * 6;
     if (r < 6) {
         s->p.scenario = SIM_SC_FIGURE8;
         figure8_params(s);
@@ -99,6 +150,15 @@ void sim_scenario_params(struct sim *s)
     } else if (r < 18) {
         s->p.scenario = SIM_SC_MEMBERSHIP;
         membership_params(s, e);
+    } else if (r < 24) {
+        s->p.scenario = SIM_SC_PAUSE;
+        pause_params(s);
+    } else if (r < 30) {
+        s->p.scenario = SIM_SC_DRIFT;
+        drift_params(s);
+    } else if (r < 36) {
+        s->p.scenario = SIM_SC_TRANSFER;
+        transfer_params(s);
     }
 }
 
@@ -143,7 +203,8 @@ static void figure8_step(struct sim *s)
     }
     switch (s->sc.phase) {
     case 0:
-        if (!l || s->now < s->sc.at || !raft_lease_valid(l->r, raft_now(l->r)) ||
+        if (!l || s->now < s->sc.at ||
+            !raft_lease_valid(l->r, sim_node_clock(l)) ||
             !sim_rng_ppm(&s->rng, s->p.churn_ppm))
             return;
         sim_partition_set(s, 1ull << l->id |
@@ -197,7 +258,8 @@ static void figure8_step(struct sim *s)
 static void lease_step(struct sim *s)
 {
     struct sim_node *l = sim_leader(s);
-    if (!l || s->net.partitioned || !raft_lease_valid(l->r, raft_now(l->r)))
+    if (!l || s->net.partitioned ||
+        !raft_lease_valid(l->r, sim_node_clock(l)))
         return;
     /* A leader that removed itself hands over (TIMEOUT_NOW, whose election
      * ignores leases): cut it off while it still believes it leads. */
@@ -214,7 +276,7 @@ static void lease_step(struct sim *s)
         retired += s->retiring[id];
     if (s->p.n_nodes - retired > 3 && sim_rng_ppm(&s->rng, s->p.churn_ppm / 50))
         (void)sim_conf_propose(s, l, RAFT_CONF_REMOVE, l->id);
-    uint64_t since = (s->ticks - l->lead_tick) % SIM_ELECTION_TICKS;
+    uint64_t since = (raft_now(l->r) - l->lead_tick) % SIM_ELECTION_TICKS;
     if (since < 1 || since > 2 || !sim_rng_ppm(&s->rng, s->p.churn_ppm))
         return;
     sim_partition_set(s, 1ull << l->id,
@@ -280,6 +342,353 @@ static void membership_step(struct sim *s)
     }
 }
 
+/* ---- pause: freeze the leaseholder while clients read from it ---- */
+
+/* The follower's side of a pause: cut the leader off from a minority of
+ * followers until their promises have run out, then pause the follower
+ * whose answers complete the leader's quorum, for less than an election
+ * timeout. It wakes to the leader's rounds and to the ticks it owes. A
+ * step later (its answers are in) cut the leader off, and make the others
+ * campaign: the woken follower must keep its promise for a full election
+ * timeout from when it stepped the leader's last round. That holds only if
+ * the owed ticks come first (raft.h); --io-first shows what happens if
+ * they do not. */
+static void pause_follower_step(struct sim *s, struct sim_node *l)
+{
+    uint64_t e = sim_election_steps(s);
+    unsigned nn = s->p.n_nodes;
+    struct sim_node *f = &s->nodes[s->sc.peer];
+    switch (s->sc.phase) {
+    case 1: {
+        uint64_t cut = 0; /* the minority it loses */
+        unsigned k = (nn - 1) / 2;
+        for (unsigned tries = 0; k && tries < 4 * nn; tries++) {
+            unsigned id = (unsigned)sim_rng_range(&s->rng, 1, nn);
+            if (id != l->id && !((cut >> id) & 1)) {
+                cut |= 1ull << id;
+                k--;
+            }
+        }
+        unsigned pick = 0;
+        for (unsigned id = 1; id <= nn; id++)
+            if (id != l->id && !((cut >> id) & 1))
+                pick = id;
+        uint64_t all = ((1ull << nn) - 1) << 1;
+        sim_partition_set(s, all & ~cut, s->now + 8 * e, "cut some followers");
+        for (unsigned i = 1; i <= nn; i++)
+            for (unsigned j = 1; j <= nn; j++)
+                if (i != l->id && j != l->id)
+                    s->net.blocked[i][j] = false; /* only the leader's links */
+        s->sc.leader = l->id;
+        s->sc.term = l->term;
+        s->sc.peer = pick;
+        s->sc.deadline = cut; /* who may campaign later */
+        s->sc.at = s->now + 2 * e;
+        s->sc.phase = 2;
+        return;
+    }
+    case 2:
+        if (s->now < s->sc.at)
+            return;
+        if (!l || l->id != s->sc.leader || !sim_node_live(f)) {
+            s->sc.phase = 5;
+            return;
+        }
+        sim_node_pause(s, f, sim_rng_range(&s->rng, e / 2, e - s->p.spt));
+        s->sc.phase = 3;
+        return;
+    case 3:
+        if (f->paused_until)
+            return;
+        s->sc.at = s->now + 1; /* its answers arrive */
+        s->sc.phase = 4;
+        return;
+    case 4:
+        if (s->now < s->sc.at)
+            return;
+        if (s->now == s->sc.at) {
+            sim_partition_add(s, 1ull << s->sc.leader,
+                              s->now + sim_rng_range(&s->rng, 3 * e, 4 * e),
+                              "cut the leader");
+            s->sc.shun = s->sc.leader;
+        }
+        if (!s->net.partitioned || (l && l->term > s->sc.term)) {
+            s->sc.phase = 5;
+            return;
+        }
+        /* Early elections among the followers it lost. */
+        for (unsigned id = 1; id <= nn; id++) {
+            struct sim_node *c = &s->nodes[id];
+            if (((s->sc.deadline >> id) & 1) && sim_node_live(c) &&
+                (c->role == RAFT_FOLLOWER || c->role == RAFT_PRE_CANDIDATE)) {
+                (void)raft_campaign(c->r);
+                sim_node_observe(s, c);
+                break;
+            }
+        }
+        return;
+    default:
+        if (!s->net.partitioned) {
+            s->sc.shun = 0;
+            s->sc.phase = 0;
+            s->sc.at = s->now + sim_rng_range(&s->rng, e, 3 * e);
+        }
+        return;
+    }
+}
+
+/* A long pause lets the others elect a new leader and write while the
+ * clients' lease reads queue up at the frozen one; a short one ends while
+ * its lease may still hold by the clock. Followers are paused too, one of
+ * them in the choreography above. */
+static void pause_step(struct sim *s)
+{
+    struct sim_node *l = sim_leader(s);
+    uint64_t e = sim_election_steps(s);
+    if (s->sc.phase) {
+        pause_follower_step(s, l);
+        return;
+    }
+    if (s->sc.shun && !s->nodes[s->sc.shun].paused_until) {
+        s->sc.shun = 0; /* it woke */
+        s->sc.client_ppm = 0;
+    }
+    if (!l || s->now < s->sc.at)
+        return;
+    if (raft_lease_valid(l->r, sim_node_clock(l)) && !s->net.partitioned &&
+        sim_rng_below(&s->rng, 3) == 0 &&
+        sim_rng_ppm(&s->rng, s->p.churn_ppm)) {
+        s->sc.phase = 1;
+        pause_follower_step(s, l);
+        return;
+    }
+    if (raft_lease_valid(l->r, sim_node_clock(l)) &&
+        sim_rng_ppm(&s->rng, s->p.churn_ppm)) {
+        uint64_t len = sim_rng_below(&s->rng, 4)
+                           ? sim_rng_range(&s->rng, 3 * e, s->p.pause_max_steps)
+                           : sim_rng_range(&s->rng, 1, e);
+        sim_node_pause(s, l, len);
+        s->sc.shun = l->id; /* writers stuck there would write nothing */
+        s->sc.at = s->now + len + sim_rng_range(&s->rng, e, 3 * e);
+        return;
+    }
+    if (sim_rng_ppm(&s->rng, s->p.churn_ppm / 20)) {
+        struct sim_node *f = &s->nodes[sim_rng_range(&s->rng, 1, s->p.n_nodes)];
+        if (f != l)
+            sim_node_pause(s, f, sim_rng_range(&s->rng, 1, 3 * e));
+    }
+}
+
+/* ---- drift: a slow leader clock against fast follower clocks ---- */
+
+/* The leader runs slow, everyone else fast. A follower's promise is worth
+ * least when the leader's round reaches it just before its own tick, right
+ * after the leader's tick that sent it: then stop everything the leader
+ * sends after that round, cut it off completely once the answers are in,
+ * and keep asking another follower to campaign (raft_campaign), so that a
+ * new leader is elected and writes the moment the promises run out.
+ * Clients keep reading from the old leader. */
+static void drift_step(struct sim *s)
+{
+    struct sim_node *l = sim_leader(s);
+    for (unsigned id = 1; id <= s->p.n_nodes; id++)
+        s->nodes[id].tick_len =
+            l && id == l->id && s->sc.phase < 2 ? DRIFT_SLOW : DRIFT_FAST;
+    if (s->sc.phase >= 2 && s->sc.leader &&
+        s->nodes[s->sc.leader].state == SIM_UP)
+        s->nodes[s->sc.leader].tick_len = DRIFT_SLOW; /* the cut-off one */
+    uint64_t e = sim_election_steps(s);
+    switch (s->sc.phase) {
+    case 0: {
+        if (!l || s->net.partitioned || s->now < s->sc.at ||
+            !raft_lease_valid(l->r, sim_node_clock(l)) ||
+            l->clk >= SIM_CLOCK_STEP /* it did not tick in this step */)
+            return;
+        unsigned f = 0;
+        for (unsigned id = 1; id <= s->p.n_nodes && !f; id++) {
+            const struct sim_node *n = &s->nodes[id];
+            if (id != l->id && sim_node_live(n) &&
+                n->clk + SIM_CLOCK_STEP >= n->tick_len)
+                f = id; /* it ticks in the next step */
+        }
+        if (!f || !sim_rng_ppm(&s->rng, s->p.churn_ppm))
+            return;
+        s->sc.leader = l->id;
+        s->sc.term = l->term;
+        s->sc.at = s->now + 1; /* the round has arrived */
+        s->sc.phase = 1;
+        return;
+    }
+    case 1:
+    case 2:
+        if (s->now < s->sc.at)
+            return;
+        if (!l || l->id != s->sc.leader || l->term != s->sc.term) {
+            s->sc.phase = 0;
+            return;
+        }
+        if (s->sc.phase == 1) {
+            /* Nothing it sends from now on arrives; the answers do. */
+            uint64_t heal = s->now + sim_rng_range(&s->rng, 3 * e, 5 * e);
+            sim_partition_set(s, 0, heal, "drift: leader sends");
+            for (unsigned j = 1; j <= s->p.n_nodes; j++)
+                s->net.blocked[l->id][j] = j != l->id;
+            s->sc.at = s->now + 1;
+            s->sc.phase = 2;
+            return;
+        }
+        s->sc.peer = random_other(s, (unsigned)l->id);
+        sim_partition_set(s, 1ull << l->id, s->net.heal_at,
+                          "drift: isolate leader");
+        s->sc.shun = l->id; /* a writer stuck there would miss the window */
+        s->sc.client_ppm = 500000;
+        s->sc.phase = 3;
+        return;
+    case 3: {
+        struct sim_node *c = &s->nodes[s->sc.peer];
+        if (!s->net.partitioned) {
+            s->sc.shun = 0;
+            s->sc.client_ppm = 0;
+            s->sc.phase = 0;
+            s->sc.at = s->now + sim_rng_range(&s->rng, e, 3 * e);
+            return;
+        }
+        if (l && l->term > s->sc.term)
+            return; /* elected: wait for the heal */
+        if (!sim_node_live(c) || c->role == RAFT_CANDIDATE ||
+            c->role == RAFT_LEADER)
+            return;
+        bool first = c->role == RAFT_FOLLOWER;
+        int rc = raft_campaign(c->r);
+        if (first || rc)
+            sim_ev(s, EV_CAMPAIGN, 0, c->id, 0, (uint64_t)(int64_t)rc, 0, 0,
+                   0, NULL);
+        sim_node_observe(s, c);
+        return;
+    }
+    }
+}
+
+/* ---- transfer: transfers and elections around a partial cut ---- */
+
+/* Cut a leaseholder off from some of its followers (it keeps a quorum),
+ * then (1) hand leadership to a follower it still reaches, or (2) make
+ * followers campaign early; or (3) start a transfer whose TIMEOUT_NOW is
+ * held back past the transfer's timeout, and cut the leader off the moment
+ * it finally arrives and its target campaigns. */
+static void transfer_step(struct sim *s)
+{
+    struct sim_node *l = sim_leader(s);
+    uint64_t e = sim_election_steps(s);
+    unsigned nn = s->p.n_nodes;
+    switch (s->sc.phase) {
+    case 0: {
+        if (!l || s->net.partitioned || s->now < s->sc.at ||
+            !raft_lease_valid(l->r, sim_node_clock(l)) ||
+            !sim_rng_ppm(&s->rng, s->p.churn_ppm))
+            return;
+        const struct raft_conf *conf = raft_conf(l->r);
+        if (conf->n_voters < 3 || !raft_conf_is_voter(conf, l->id))
+            return;
+        uint64_t t = conf->voters[sim_rng_below(&s->rng, conf->n_voters)];
+        if (t == l->id || t > nn || !sim_node_live(&s->nodes[t]))
+            return;
+        s->sc.leader = l->id;
+        s->sc.term = l->term;
+        s->sc.peer = t;
+        unsigned what = (unsigned)sim_rng_below(&s->rng, 3);
+        if (what == 2) {
+            s->net.hold_timeout_now = true;
+            int rc = raft_transfer_leader(l->r, t);
+            s->st.transfers++;
+            sim_ev(s, EV_TRANSFER, 0, l->id, t, (uint64_t)(int64_t)rc, 0, 0,
+                   0, "TIMEOUT_NOW held back");
+            sim_node_observe(s, l);
+            s->sc.deadline = s->now + 8 * e;
+            s->sc.phase = 1;
+            return;
+        }
+        /* Cut it off from a minority of the others, never from t. */
+        uint64_t cut = 1ull << l->id;
+        unsigned k = (unsigned)sim_rng_range(&s->rng, 1, (nn - 1) / 2);
+        for (unsigned tries = 0; k && tries < 4 * nn; tries++) {
+            unsigned id = (unsigned)sim_rng_range(&s->rng, 1, nn);
+            if (id != l->id && id != t && !((cut >> id) & 1)) {
+                cut |= 1ull << id;
+                k--;
+            }
+        }
+        /* side A: l and the followers it still reaches */
+        uint64_t all = ((1ull << nn) - 1) << 1;
+        sim_partition_set(s, all & ~(cut & ~(1ull << l->id)),
+                          s->now + sim_rng_range(&s->rng, 2 * e, 4 * e),
+                          "cut leader from some followers");
+        for (unsigned i = 1; i <= nn; i++)
+            for (unsigned j = 1; j <= nn; j++)
+                if (i != l->id && j != l->id)
+                    s->net.blocked[i][j] = false; /* only l's links */
+        if (what == 0) {
+            int rc = raft_transfer_leader(l->r, t);
+            s->st.transfers++;
+            sim_ev(s, EV_TRANSFER, 0, l->id, t, (uint64_t)(int64_t)rc, 0, 0,
+                   0, NULL);
+            sim_node_observe(s, l);
+            s->sc.phase = 3;
+        } else {
+            s->sc.phase = 2;
+        }
+        s->sc.deadline = s->net.heal_at;
+        return;
+    }
+    case 1:
+        /* Wait for the late TIMEOUT_NOW to reach its target. */
+        if (s->net.late_tn.step == s->now &&
+            s->net.late_tn.from == s->sc.leader) {
+            struct sim_node *old = &s->nodes[s->sc.leader];
+            if (sim_node_live(old) && old->role == RAFT_LEADER &&
+                old->term == s->net.late_tn.term) {
+                sim_partition_set(s, 1ull << old->id,
+                                  s->now + sim_rng_range(&s->rng, 3 * e, 5 * e),
+                                  "late TIMEOUT_NOW: cut leader");
+                s->sc.shun = old->id;
+                s->sc.client_ppm = 500000;
+            }
+            s->sc.phase = 3;
+            s->sc.deadline = s->now + 5 * e;
+        } else if (s->now >= s->sc.deadline) {
+            s->net.hold_timeout_now = false;
+            s->sc.phase = 0;
+        }
+        return;
+    case 2: {
+        /* Early elections, anywhere but at the leader. */
+        if (s->now >= s->sc.deadline || !s->net.partitioned) {
+            s->sc.phase = 0;
+            s->sc.at = s->now + sim_rng_range(&s->rng, e, 2 * e);
+            return;
+        }
+        if (!sim_rng_ppm(&s->rng, 1000000 / s->p.spt))
+            return;
+        struct sim_node *c = &s->nodes[random_other(s, (unsigned)s->sc.leader)];
+        if (!sim_node_live(c) || c->role != RAFT_FOLLOWER)
+            return;
+        int rc = raft_campaign(c->r);
+        sim_ev(s, EV_CAMPAIGN, 0, c->id, 0, (uint64_t)(int64_t)rc, 0, 0, 0,
+               NULL);
+        sim_node_observe(s, c);
+        return;
+    }
+    default:
+        if (s->now >= s->sc.deadline || !s->net.partitioned) {
+            s->sc.shun = 0;
+            s->sc.client_ppm = 0;
+            s->sc.phase = 0;
+            s->sc.at = s->now + sim_rng_range(&s->rng, e, 2 * e);
+        }
+        return;
+    }
+}
+
 void sim_scenario_step(struct sim *s)
 {
     switch (s->p.scenario) {
@@ -291,6 +700,15 @@ void sim_scenario_step(struct sim *s)
         break;
     case SIM_SC_MEMBERSHIP:
         membership_step(s);
+        break;
+    case SIM_SC_PAUSE:
+        pause_step(s);
+        break;
+    case SIM_SC_DRIFT:
+        drift_step(s);
+        break;
+    case SIM_SC_TRANSFER:
+        transfer_step(s);
         break;
     }
 }

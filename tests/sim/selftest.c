@@ -114,21 +114,29 @@ static void case_completeness(struct sim *s)
     struct fake_log bad = {1, 4, {0, 1, 1, 1, 3}};
     struct sim_logview v;
     view(&v, &good);
-    sim_check_leader_complete(s, 2, &v);
+    sim_check_leader_complete(s, 2, 3, &v);
     if (s->failed)
         return;
     view(&v, &bad);
-    sim_check_leader_complete(s, 3, &v);
+    sim_check_leader_complete(s, 3, 4, &v);
 }
 
 static void case_completeness_short(struct sim *s)
 {
     struct raft_entry e[3] = {ent(1, 1, "a"), ent(2, 1, "b"), ent(3, 2, "c")};
-    commit(s, 1, e, 3, 0);
+    sim_check_leader(s, 1, 2);
+    commit(s, 1, e, 3, 0); /* while term 2 has a leader */
     struct fake_log shortlog = {1, 2, {0, 1, 1}};
     struct sim_logview v;
     view(&v, &shortlog);
-    sim_check_leader_complete(s, 2, &v);
+    /* Control: a leader of term 2 or 1, elected late by old votes, need
+     * not hold entries committed in term 2. */
+    sim_check_leader_complete(s, 3, 1, &v);
+    if (s->failed) {
+        snprintf(s->inv, sizeof(s->inv), "control fired");
+        return;
+    }
+    sim_check_leader_complete(s, 2, 3, &v);
 }
 
 static void case_sm_safety(struct sim *s)

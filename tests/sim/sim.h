@@ -5,7 +5,9 @@
  * that carries every message as encoded bytes, clients, fault injection and
  * the invariant checkers. Every random choice comes from sim->rng, seeded by
  * the seed alone, so a seed replays exactly; nothing depends on time,
- * addresses or hash order.
+ * addresses or hash order. Time is a global step; each node has its own
+ * clock, ticking at its own rate, that keeps running while the node is
+ * paused (a frozen process).
  *
  * Ownership: a struct sim owns every buffer reachable from it and frees all
  * of it in sim_destroy(). Everything here is single-threaded; the parallel
@@ -14,8 +16,9 @@
  * Files: rng.c (PRNG), trace.c (event ring), net.c (network), disk.c (the
  * durable-state model), kv.c (state machine), node.c (ready processing,
  * crash, restart), client.c (clients, history), faults.c (crashes,
- * partitions, membership, transfers), scenario.c (scenario-shaped seeds:
- * figure8, lease, membership), check.c (invariants), lin.c (history
+ * partitions, membership, transfers, pauses), scenario.c (scenario-shaped
+ * seeds: figure8, lease, membership, pause, drift, transfer), check.c
+ * (invariants), lin.c (history
  * -> lincheck), run.c (one seed), selftest.c, main.c (CLI, workers).
  */
 #ifndef CRAFT_SIM_H
@@ -33,6 +36,7 @@
 #define SIM_MAX_KEYS 5
 #define SIM_VAL_MAX 24
 #define SIM_ELECTION_TICKS 10
+#define SIM_CLOCK_STEP 1000 /* clock units per step; a tick is ~spt of them */
 
 /* ---- PRNG (rng.c): xoshiro256** seeded through splitmix64 ---- */
 
@@ -90,6 +94,14 @@ struct sim_params {
     uint32_t stale_ppm;   /* share of reads sent to any self-styled leader */
     unsigned lease_pct;   /* share of reads served under the lease */
     unsigned op_timeout;  /* client timeout: 0: 2-4 election timeouts */
+    /* time faults */
+    uint32_t drift_ppm;   /* each node's tick period is off by up to this */
+    uint32_t pause_ppm;   /* chance per step to pause (freeze) a node */
+    unsigned pause_max_steps;
+    uint32_t late_ppm;    /* share of messages held back for long */
+    unsigned late_min, late_max; /* their delay, in steps */
+    bool io_first;        /* a woken node steps messages before its owed
+                             ticks (breaks the core's contract: --io-first) */
 };
 
 /* Scenario-shaped seeds: fault patterns aimed at one class of bug. */
@@ -98,6 +110,11 @@ enum sim_scenario {
     SIM_SC_FIGURE8,    /* leader churn, one entry per append (§5.4.2) */
     SIM_SC_LEASE,      /* isolated leaders, reads sent to stale leaders */
     SIM_SC_MEMBERSHIP, /* back-to-back changes, splits of old/new quorums */
+    SIM_SC_PAUSE,      /* paused leaseholders, reads queued to them */
+    SIM_SC_DRIFT,      /* slow leader clock, fast followers, early elections */
+    SIM_SC_TRANSFER,   /* transfers and elections around a partial cut,
+                          aborted transfers with a late TIMEOUT_NOW */
+    SIM_SC__COUNT
 };
 
 /* Options from the command line that override drawn parameters (0: draw). */
@@ -107,6 +124,7 @@ struct sim_opts {
     unsigned trace_lines; /* printed on failure */
     bool verbose;         /* print every event as it happens */
     bool no_lease;
+    bool io_first;        /* see sim_params.io_first */
     unsigned scenario;    /* force one (enum sim_scenario + 1); 0: draw */
     bool sabotage_final;  /* selftest: keep everything partitioned */
 };
@@ -118,7 +136,7 @@ enum sim_ev_kind {
     EV_ROLE, EV_HS, EV_PERSIST, EV_APPLY, EV_SNAP_TAKEN, EV_SNAP_INSTALL,
     EV_CRASH, EV_RESTART, EV_STOP, EV_PART, EV_HEAL, EV_INVOKE, EV_DONE,
     EV_PROP, EV_READ, EV_CONF, EV_CONF_APPLIED, EV_TRANSFER, EV_FINAL,
-    EV_NOTE,
+    EV_NOTE, EV_PAUSE, EV_WAKE, EV_CAMPAIGN, EV_LATE,
 };
 
 struct sim_event {
@@ -142,14 +160,28 @@ struct sim_packet {
     uint64_t at;  /* step to deliver */
     uint64_t seq; /* ties: send order */
     uint8_t from, to, type;
+    bool late; /* held back for long (a frame queued across a redial) */
     uint32_t len;
     uint8_t *buf; /* encoded message, owned */
+};
+
+/* Messages that reached a paused node, in arrival order: stepped when it
+ * wakes (a frozen process's socket buffers fill up). */
+struct sim_inbox {
+    struct sim_packet *p;
+    size_t n, cap;
 };
 
 struct sim_net {
     struct sim_packet *heap; /* min-heap on (at, seq) */
     size_t n, cap;
     uint64_t seq;
+    struct sim_inbox inbox[SIM_MAX_NODES + 1];
+    bool hold_timeout_now; /* the next TIMEOUT_NOW sent is held back long */
+    struct {
+        uint64_t step;     /* a held-back TIMEOUT_NOW was stepped then */
+        uint64_t from, to, term;
+    } late_tn;
     bool blocked[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1]; /* [from][to] */
     bool partitioned;
     uint64_t heal_at;
@@ -263,7 +295,15 @@ struct sim_node {
     enum raft_role role;
     uint64_t term;
     uint64_t leader;
-    uint64_t lead_tick; /* sim->ticks when it last became leader */
+    uint64_t lead_tick; /* its core's tick when it last became leader */
+    /* its clock: clk units accumulate SIM_CLOCK_STEP per step, a tick
+     * every tick_len of them; it runs whether the node is up, down or
+     * paused */
+    uint64_t clk;
+    uint32_t tick_len;
+    uint64_t clock_ticks; /* ticks of the clock so far */
+    uint64_t boot_ticks;  /* clock_ticks when its core was created */
+    uint64_t paused_until; /* step it wakes at; 0: not paused */
 };
 
 struct sim;
@@ -273,6 +313,22 @@ void sim_node_crash(struct sim *s, struct sim_node *n, bool for_good);
 void sim_node_restart(struct sim *s, struct sim_node *n);
 void sim_node_observe(struct sim *s, struct sim_node *n);
 void sim_node_free(struct sim_node *n);
+/* The node's clock as its caller would read it: ticks since its core was
+ * created, delivered or owed (a paused node owes some). */
+static inline uint64_t sim_node_clock(const struct sim_node *n)
+{
+    return n->clock_ticks - n->boot_ticks;
+}
+/* Up and not paused: it runs. */
+static inline bool sim_node_live(const struct sim_node *n)
+{
+    return n->state == SIM_UP && !n->paused_until;
+}
+/* Deliver every tick its clock owes its core. */
+void sim_node_catch_up(struct sim *s, struct sim_node *n);
+/* Freeze n for `steps` steps; sim_node_wake ends it (at that step). */
+void sim_node_pause(struct sim *s, struct sim_node *n, uint64_t steps);
+void sim_node_wake(struct sim *s, struct sim_node *n);
 /* The snapshot bytes for index, to fill an outgoing chunk; NULL if none. */
 const uint8_t *sim_node_snap_bytes(const struct sim_node *n, uint64_t index,
                                    uint64_t *size);
@@ -288,6 +344,7 @@ enum sim_stage {
     SIM_ST_READ_WAIT,    /* waiting for applied >= index */
     SIM_ST_DONE,
     SIM_ST_DROPPED,      /* a read that observed nothing */
+    SIM_ST_LEASE_WAIT,   /* a lease read queued at a paused node */
 };
 
 struct sim_op {
@@ -328,6 +385,9 @@ void sim_client_on_apply(struct sim *s, struct sim_node *n, uint64_t index,
 void sim_client_on_restore(struct sim *s, struct sim_node *n);
 void sim_client_serve_reads(struct sim *s, struct sim_node *n);
 void sim_client_on_crash(struct sim *s, struct sim_node *n);
+/* Lease reads queued at n while it was paused: serve them (by the lease,
+ * judged at n's current clock) or drop them. */
+void sim_client_serve_queued(struct sim *s, struct sim_node *n);
 /* Start an op; returns its hist index or -1. */
 int64_t sim_client_invoke(struct sim *s, struct sim_client *c, int kind,
                           unsigned key, struct sim_node *n, bool lease);
@@ -353,7 +413,7 @@ int sim_conf_change(struct sim *s, struct sim_node *at, bool voters_only);
 /* Propose that change at `at`; the core's return code. */
 int sim_conf_propose(struct sim *s, struct sim_node *at, int op,
                      uint64_t target);
-unsigned sim_n_down(const struct sim *s);
+unsigned sim_n_down(const struct sim *s); /* down or paused */
 
 /* ---- scenarios (scenario.c) ---- */
 
@@ -378,6 +438,8 @@ void sim_logview_of(struct sim_logview *v, const struct raft *r);
 
 struct sim_applied {
     uint64_t term;
+    uint64_t seen_term; /* highest leader term when first applied: it was
+                           committed in that term or before */
     uint64_t fp;
     uint8_t type;
     bool set;
@@ -391,6 +453,7 @@ struct sim_check {
     uint64_t max_applied;
     uint64_t *leader_of; /* by term */
     size_t cap_terms;
+    uint64_t max_leader_term;
     struct sim_itkey *it; /* open-addressing table */
     size_t it_cap, it_n;
     uint64_t elections;
@@ -409,8 +472,11 @@ void sim_check_entries(struct sim *s, uint64_t node,
 void sim_check_pair(struct sim *s, uint64_t a, const struct sim_logview *va,
                     uint64_t b, const struct sim_logview *vb,
                     unsigned window);
-/* 3. leader completeness, when node becomes leader */
-void sim_check_leader_complete(struct sim *s, uint64_t node,
+/* 3. leader completeness, when node becomes leader of term: it holds every
+ * entry committed in an earlier term (a leader of an old term, elected
+ * late by old votes, need not hold what a later term committed: it cannot
+ * commit anything itself) */
+void sim_check_leader_complete(struct sim *s, uint64_t node, uint64_t term,
                                const struct sim_logview *v);
 /* 4 + 6. state-machine safety, apply order; expect = applied + 1 */
 void sim_check_apply(struct sim *s, uint64_t node, uint64_t expect,
@@ -440,6 +506,7 @@ struct sim_stats {
     uint64_t ops_ok, ops_fail, ops_unknown, reads_ok, reads_dropped;
     uint64_t lease_reads;
     uint64_t final_ticks;
+    uint64_t pauses, late_msgs;
 };
 
 /* ---- one run (run.c) ---- */
@@ -468,6 +535,9 @@ struct sim {
         uint64_t leader, term; /* the leader the phase is about */
         uint64_t at;           /* step of the next planned move */
         uint64_t deadline;     /* give up the phase (heal) at this step */
+        uint64_t peer;         /* a node the phase is about (candidate) */
+        uint64_t shun;         /* clients send it lease reads only */
+        uint32_t client_ppm;   /* if set, overrides p.client_ppm */
     } sc;                      /* scenario state (scenario.c) */
     uint64_t conf_seq;
     uint64_t conf_applied_max; /* highest conf entry seen applied */
@@ -507,6 +577,10 @@ void sim_event_format(const struct sim_event *e, char *buf, size_t len);
 void sim_net_send(struct sim *s, struct sim_node *from,
                   const struct raft_msg *m);
 void sim_net_deliver(struct sim *s);
+/* Step the first k messages queued at n while it was paused (all: SIZE_MAX). */
+void sim_net_step_inbox(struct sim *s, struct sim_node *n, size_t k);
+size_t sim_net_inbox_len(const struct sim *s, const struct sim_node *n);
+void sim_net_drop_inbox(struct sim *s, struct sim_node *n);
 void sim_net_free(struct sim_net *n);
 
 /* selftest.c */

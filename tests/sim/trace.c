@@ -187,6 +187,22 @@ void sim_event_format(const struct sim_event *e, char *out, size_t len)
     case EV_FINAL:
         snprintf(buf, sizeof(buf), "final phase: %s", e->str);
         break;
+    case EV_PAUSE:
+        snprintf(buf, sizeof(buf), "n%u PAUSED until step %" PRIu64
+                 " (at tick %" PRIu64 ")", e->node, e->a, e->b);
+        break;
+    case EV_WAKE:
+        snprintf(buf, sizeof(buf), "n%u wakes: owes %" PRIu64 " ticks, %" PRIu64
+                 " messages queued", e->node, e->a, e->b);
+        break;
+    case EV_CAMPAIGN:
+        snprintf(buf, sizeof(buf), "n%u campaigns early (raft_campaign) -> %s",
+                 e->node, craft_errname((int)(int64_t)e->a));
+        break;
+    case EV_LATE:
+        snprintf(buf, sizeof(buf), "the %s n%u->n%u is held back until step %"
+                 PRIu64, msg_name(e->x), e->node, e->peer, e->a);
+        break;
     default:
         snprintf(buf, sizeof(buf), "note: %s %" PRIu64 " %" PRIu64, e->str,
                  e->a, e->b);

@@ -629,6 +629,136 @@ static void test_lease(void **state)
     finish(net);
 }
 
+/* Followers refuse votes for election_ticks of their ticks after they
+ * heard the leader, and the first of those ticks may come at once: the
+ * leader counts election_ticks - 1 from the tick at which it sent the round
+ * a quorum answered, less the drift margin (docs/read-lease.md). With 10
+ * ticks and the default margin of 1, a lease from a round sent at tick S
+ * is valid at S + 7 and void from S + 8. */
+static void lease_boundary(const struct raft_config *c, uint64_t last_valid)
+{
+    struct rnet *net = cluster(3, 3, c);
+    uint64_t l = rnet_elect(net, 100);
+    rnet_tick(net, 1); /* a round at this tick, answered by both */
+    struct raft *r = rnet_raft(net, l);
+    uint64_t start = raft_now(r);
+    rnet_isolate(net, l); /* no later round is answered */
+    assert_true(raft_lease_valid(r, start + last_valid));
+    assert_false(raft_lease_valid(r, start + last_valid + 1));
+    /* A clock behind the core's counts as the core's. */
+    assert_true(raft_lease_valid(r, 0));
+    /* The same boundary with the ticks delivered. */
+    while (raft_now(r) < start + last_valid) {
+        rnet_tick(net, 1);
+        assert_true(raft_lease_valid(r, raft_now(r)));
+    }
+    rnet_tick(net, 1);
+    assert_int_equal(raft_soft(r).role, RAFT_LEADER);
+    assert_false(raft_lease_valid(r, raft_now(r)));
+    uint64_t idx;
+    assert_int_equal(raft_read_lease(r, raft_now(r), &idx), CRAFT_ETIMEOUT);
+    finish(net);
+}
+
+static void test_lease_margin_boundary(void **state)
+{
+    (void)state;
+    lease_boundary(NULL, 7); /* default margin: max(1, 10 / 10) */
+    struct raft_config c = base();
+    c.lease_margin_ticks = 3;
+    lease_boundary(&c, 5);
+    c.election_ticks = 20; /* default margin 2 (craftd's timing) */
+    c.lease_margin_ticks = 0;
+    lease_boundary(&c, 16);
+    /* A margin that leaves no lease at all is a mistake. */
+    struct raft *r = NULL;
+    c = base();
+    c.id = 1;
+    c.lease_margin_ticks = 9;
+    assert_int_equal(raft_new(&c, NULL, &r), CRAFT_EINVAL);
+    c.lease_margin_ticks = 8;
+    assert_int_equal(raft_new(&c, NULL, &r), 0);
+    raft_free(r);
+    /* Without check-quorum, followers refuse no votes: no lease. */
+    c = base();
+    c.disable_check_quorum = true;
+    struct rnet *net = cluster(3, 3, &c);
+    r = rnet_raft(net, rnet_elect(net, 100));
+    rnet_tick(net, 2);
+    assert_int_equal(raft_soft(r).role, RAFT_LEADER);
+    assert_false(raft_lease_valid(r, raft_now(r)));
+    finish(net);
+}
+
+/* Holds back every TIMEOUT_NOW, keeping the last one. */
+struct held {
+    struct raft_msg m;
+    unsigned n;
+};
+
+static bool hold_timeout_now(void *arg, const struct raft_msg *m, bool after)
+{
+    (void)after;
+    struct held *h = arg;
+    if (m->type != RAFT_MSG_TIMEOUT_NOW)
+        return true;
+    h->m = *m; /* no entries, no snapshot data: a copy is whole */
+    h->n++;
+    return false;
+}
+
+/* A TIMEOUT_NOW, once sent, may arrive at any later time (a transport
+ * queues frames across a redial) and start an election that ignores the
+ * followers' leases. So a leader that sent one has no lease for the rest
+ * of that term, even after the transfer is aborted. */
+static void test_lease_void_after_timeout_now(void **state)
+{
+    (void)state;
+    struct rnet *net = cluster(3, 3, NULL);
+    uint64_t l = rnet_elect(net, 100);
+    rnet_tick(net, 2);
+    struct raft *r = rnet_raft(net, l);
+    uint64_t term = raft_soft(r).term, t = other(l, 1, 3);
+    assert_true(raft_lease_valid(r, raft_now(r)));
+
+    struct held h = {.n = 0};
+    net->watch = hold_timeout_now;
+    net->watch_arg = &h;
+    assert_int_equal(raft_transfer_leader(r, t), 0); /* t is up to date */
+    rnet_settle(net);
+    assert_int_equal(h.n, 1);
+    assert_int_equal(h.m.to, t);
+    net->watch = NULL;
+    rnet_tick(net, 12); /* the transfer is aborted */
+    assert_int_equal(rnet_leader(net), l);
+    assert_int_equal(raft_soft(r).term, term);
+    propose_ok(net, l, 1, 1); /* accepted again: no transfer under way */
+    rnet_tick(net, 3);        /* rounds sent after the abort, answered */
+    assert_int_equal(rnet_prop(net, l, 1)->err, 0);
+    assert_false(raft_lease_valid(r, raft_now(r)));
+    uint64_t idx;
+    assert_int_equal(raft_read_lease(r, raft_now(r), &idx), CRAFT_ETIMEOUT);
+
+    /* Why: the TIMEOUT_NOW arrives now, while l is cut off. t wins at
+     * once, with the vote of a follower that heard l a tick ago. */
+    rnet_isolate(net, l);
+    assert_int_equal(raft_step(rnet_raft(net, t), &h.m), 0);
+    rnet_settle(net);
+    assert_int_equal(raft_soft(rnet_raft(net, t)).role, RAFT_LEADER);
+    assert_int_equal(raft_soft(rnet_raft(net, t)).term, term + 1);
+    assert_int_equal(raft_soft(r).role, RAFT_LEADER); /* l does not know */
+    assert_false(raft_lease_valid(r, raft_now(r)));
+
+    /* The rule lasts one term: t sent no TIMEOUT_NOW in its own. */
+    rnet_heal(net);
+    rnet_tick(net, 2);
+    assert_int_equal(rnet_leader(net), t);
+    assert_int_equal(raft_soft(r).role, RAFT_FOLLOWER);
+    assert_true(raft_lease_valid(rnet_raft(net, t),
+                                 raft_now(rnet_raft(net, t))));
+    finish(net);
+}
+
 /* ---- leadership transfer ---- */
 
 static void test_transfer_up_to_date(void **state)
@@ -1232,6 +1362,8 @@ int main(void)
         cmocka_unit_test(test_read_index_new_leader_waits),
         cmocka_unit_test(test_read_index_fails_on_step_down),
         cmocka_unit_test(test_lease),
+        cmocka_unit_test(test_lease_margin_boundary),
+        cmocka_unit_test(test_lease_void_after_timeout_now),
         cmocka_unit_test(test_transfer_up_to_date),
         cmocka_unit_test(test_transfer_lagging),
         cmocka_unit_test(test_lost_appends_recovered_when_idle),
