@@ -36,6 +36,11 @@ static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
                        "the last line)", (unsigned long long)m.from,
                        (unsigned long long)from, more);
     } else if (!n->stopping) {
+        /* Owed ticks first (raft.h, above raft_step): after a stall libuv
+         * runs I/O callbacks before timers, and a follower that stepped a
+         * leader's round before its missing ticks would promise a lease
+         * and then, ticks delivered, vote at once. */
+        node__catch_up(n);
         (void)raft_step(n->raft, &m);
         if (m.from == raft_soft(n->raft).leader)
             n->heard_leader_at = node__now(n);
