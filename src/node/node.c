@@ -58,6 +58,7 @@ static void on_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
     raft_tick(n->raft);
+    node__commit_tick(n);
     node__snapshot_poll(n);
     node__promote_learners(n);
     node__requests_tick(n);

@@ -857,8 +857,17 @@ static void test_bitflips(void **state)
         assert_int_equal(e->cap.warns, 1);
         assert_int_equal(e->cap.errors, 0);
     }
+    /* A bit of the OPEN record (synced at creation): refused. */
+    for (size_t off = STOR__SEG_HDR; off < STOR__SEG_CREATE; off++) {
+        memcpy(b, orig, len);
+        b[off] ^= (uint8_t)(1u << (off % 8));
+        write_all(seg, b, len);
+        assert_int_equal(env_open(e), CRAFT_ECORRUPT);
+        assert_int_equal(e->cap.errors, 1);
+        assert_non_null(strstr(e->cap.last, "offset 48"));
+    }
     /* A bit of an earlier record, with valid ones after it: refused. */
-    for (size_t off = STOR__SEG_HDR; off < last_off; off += 3) {
+    for (size_t off = STOR__SEG_CREATE; off < last_off; off += 3) {
         memcpy(b, orig, len);
         b[off] ^= (uint8_t)(1u << (off % 8));
         write_all(seg, b, len);
@@ -899,25 +908,66 @@ static size_t put_rec_ents(uint8_t *out, uint64_t salt, uint64_t first,
     return STOR__REC_HDR + len;
 }
 
+/* The size of segment seq (any first index) in dir, 0 if there is none. */
+static uint64_t segment_size(const char *dir, uint64_t seq)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    uint64_t size = 0, q, f;
+    while (d && (de = readdir(d)) != NULL) {
+        char path[512];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (stor__seg_parse(de->d_name, &q, &f) && q == seq &&
+            stat(path, &st) == 0)
+            size = (uint64_t)st.st_size;
+    }
+    if (d)
+        closedir(d);
+    return size;
+}
+
+/* A segment of format 2: header, OPEN record (the previous segment's size
+ * as found in dir), then entries records. */
 static void write_segment(const char *dir, uint64_t seq, uint64_t first,
                           const uint64_t *firsts, const uint32_t *counts,
                           size_t n)
 {
     uint8_t buf[4096];
-    size_t off = STOR__SEG_HDR;
-    stor__seg_header_encode(buf, seq, 77 + seq, first);
+    uint64_t salt = 77 + seq;
+    stor__seg_header_encode(buf, seq, salt, first);
+    struct stor__open o = {.prev_size = seq > 1 ? segment_size(dir, seq - 1)
+                                                : 0};
+    stor__open_encode(buf + STOR__SEG_HDR + STOR__REC_HDR, &o);
+    stor__rec_seal(buf + STOR__SEG_HDR, STOR__REC_OPEN, STOR__OPEN_LEN, salt);
+    size_t off = STOR__SEG_CREATE;
     for (size_t i = 0; i < n; i++)
-        off += put_rec_ents(buf + off, 77 + seq, firsts[i], counts[i]);
+        off += put_rec_ents(buf + off, salt, firsts[i], counts[i]);
     char name[64], path[256];
     stor__seg_name(name, sizeof name, seq, first);
     snprintf(path, sizeof path, "%s/%s", dir, name);
     write_all(path, buf, off);
 }
 
+/* A state file holding st (gen >= 1) in its slot, and st with gen - 1 in
+ * the other. */
+static void write_state(const char *dir, const struct stor__state *st)
+{
+    uint8_t buf[STOR__STATE_BYTES];
+    struct stor__state older = *st;
+    older.gen--;
+    stor__state_encode(buf + (st->gen % 2) * STOR__STATE_SLOT, st);
+    stor__state_encode(buf + (older.gen % 2) * STOR__STATE_SLOT, &older);
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, STOR__STATE_NAME);
+    write_all(path, buf, sizeof buf);
+}
+
 static void test_corruption_refused(void **state)
 {
     struct env *e = *state;
     assert_int_equal(mkdir(e->dir, 0700), 0);
+    write_state(e->dir, &(struct stor__state){.gen = 1});
 
     /* A gap in indexes inside one segment. */
     uint64_t f1[] = {1, 5};
@@ -1274,9 +1324,8 @@ static void test_reset_batch_torn(void **state)
     last_segment(e->dir, seg, sizeof seg);
     uint8_t *b = read_all(seg, &len);
 
-    /* [header][hard state][RESET][ENTRIES 11..12][hard state] */
-    size_t ents_off = STOR__SEG_HDR + (STOR__REC_HDR + 24) +
-                      (STOR__REC_HDR + 16);
+    /* [header][OPEN][RESET][ENTRIES 11..12][hard state] */
+    size_t ents_off = STOR__SEG_CREATE + (STOR__REC_HDR + 16);
     size_t ents_end = len - (STOR__REC_HDR + 24);
     assert_true(ents_end > ents_off + STOR__REC_HDR);
     for (size_t gone = 0; gone < n_old; gone++) {
