@@ -189,7 +189,11 @@ static int seg_create(struct stor *s, uint64_t seq, uint64_t first)
     s->seg_size = STOR__SEG_CREATE;
     s->seg_salt = salt;
     CRAFT_DEBUG(s->log, "storage: %s: new segment %s", s->dir, name);
-    return 0;
+    /* The state file names the new segment before anything acknowledged
+     * is in it: should the whole file vanish later, recovery sees that
+     * segments are missing at the end of the log (one more fdatasync per
+     * segment). */
+    return stor__state_write(s);
 }
 
 int stor__seg_open_tail(struct stor *s, uint64_t next_seq)
