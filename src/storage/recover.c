@@ -300,15 +300,12 @@ static int check_open(struct replay *rp, const struct stor__seg *g,
         return corrupt(rp, STOR__SEG_HDR, why);
     struct stor__open o;
     stor__open_decode(r.payload, &o);
-    if (rp->have_prev && o.prev_size != rp->prev_size) {
-        char prev[64];
-        stor__seg_name(prev, sizeof prev, g->seq - 1, 0);
+    if (rp->have_prev && o.prev_size != rp->prev_size)
         return stor__refuse(rp->s, rp->file, STOR__SEG_HDR, "the segment "
                             "before it (seq %" PRIu64 ") is %" PRIu64 " bytes "
                             "long, but was %" PRIu64 " bytes when this one "
                             "was created: it was truncated or extended "
                             "since", g->seq - 1, rp->prev_size, o.prev_size);
-    }
     if (o.hs.term || o.hs.vote || o.hs.commit) {
         rp->s->hs = o.hs;
         rp->s->have_hs = true;
