@@ -38,15 +38,18 @@
  *
  * CREATION RULE. A version 2 segment is created by one write of its header
  * and its OPEN record (STOR__SEG_CREATE = 92 bytes), then fdatasync of the
- * file and fsync of the directory, and only then is any other record
- * written into it. So a segment whose header or OPEN record is invalid can
- * be the remains of a crash during its creation only if it is the last
- * segment and the file is no longer than 92 bytes: nothing in it was ever
- * acknowledged (it holds no entry; its hard state is the one of the segment
- * before), and it is removed. In a longer file, or in any other segment,
- * an invalid header or OPEN record is damage. The previous segment's length
- * in OPEN must equal that file's length, else it was truncated or extended
- * after it was closed: damage.
+ * file, fsync of the directory and a write of the state file naming it, and
+ * only then is any other record written into it. So a segment whose header
+ * or OPEN record is invalid can be the remains of a crash during its
+ * creation only if it is the last segment, the file is no longer than 92
+ * bytes, and the state file names neither it nor a later segment. Nothing
+ * in it was ever acknowledged: only synced bytes are, nothing is written
+ * into a segment before its creation is synced, and a file that short was
+ * never written to after that; it holds no entry, and its hard state is
+ * the one of the segment before. It is removed. Anywhere else an invalid
+ * header or OPEN record is damage. The previous segment's length in OPEN
+ * must equal that file's length, else it was truncated or extended after
+ * it was closed: damage.
  *
  * VALIDITY RULE. A record at offset o is valid iff its 12 header bytes are
  * within the file, type is 1..4, the 3 zero bytes are zero, o+12+len is
