@@ -2295,6 +2295,8 @@ static void test_crash_at_every_sync(void **state)
             break;
     }
     assert_true(runs > 60);
+    print_message("power loss at each of %d syncs: nothing acknowledged "
+                  "lost, nothing refused\n", runs - 1);
 }
 
 int main(void)
