@@ -116,19 +116,45 @@ run: deps
 	mkdir -p data
 	$(O)/craftd -id node0 -haddr localhost:11000 -raddr localhost:12000 data/node0
 
-# libFuzzer (clang): the wire codec target, built from just the files it
-# needs, then run for FUZZ_SECONDS on the corpus in build-fuzz/corpus.
+# libFuzzer (clang, ASan, UBSan): each target built from just the files it
+# needs, seed corpora made by build-fuzz/fuzz_seeds from valid inputs, then
+# each target run in turn on build-fuzz/corpus/<target> for FUZZ_SECONDS, or
+# for FUZZ_RUNS executions if set. FUZZ_TARGETS picks some (docs/testing.md).
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS    ?=
+FUZZ_TARGETS ?= msg recover snap kvcmd
 FUZZ_CC      ?= clang
-FUZZ_FLAGS    = -g -O1 -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
-                -D_GNU_SOURCE -Isrc -Itests -fno-omit-frame-pointer \
-                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_WARN     = -g -O1 -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
+                -D_GNU_SOURCE -Isrc -Itests -fno-omit-frame-pointer
+FUZZ_FLAGS    = $(FUZZ_WARN) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_LIMIT    = $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS))
+FUZZ_COMMON   = $(wildcard src/common/*.c)
+FUZZ_STORAGE  = tests/fuzz/memfs.c $(wildcard src/storage/*.c)
+FUZZ_KV       = $(wildcard src/kv/*.c)
+FUZZ_SRCS_msg     = src/raft/codec.c
+FUZZ_SRCS_recover = $(FUZZ_STORAGE)
+FUZZ_SRCS_snap    = $(FUZZ_STORAGE) $(FUZZ_KV)
+FUZZ_SRCS_kvcmd   = $(FUZZ_KV)
 fuzz:
 	@mkdir -p build-fuzz/corpus
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_msg tests/fuzz/fuzz_msg.c \
-	  src/raft/codec.c $(wildcard src/common/*.c)
-	build-fuzz/fuzz_msg -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  -artifact_prefix=build-fuzz/ build-fuzz/corpus
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "FUZZ build-fuzz/fuzz_$$t"; \
+	  case $$t in \
+	  msg) src="$(FUZZ_SRCS_msg)";; recover) src="$(FUZZ_SRCS_recover)";; \
+	  snap) src="$(FUZZ_SRCS_snap)";; kvcmd) src="$(FUZZ_SRCS_kvcmd)";; \
+	  *) echo "unknown fuzz target $$t"; exit 1;; esac; \
+	  $(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c \
+	    $$src $(FUZZ_COMMON) || exit 1; \
+	done
+	$(FUZZ_CC) $(FUZZ_WARN) -fsanitize=address,undefined -o build-fuzz/fuzz_seeds \
+	  tests/fuzz/fuzz_seeds.c $(FUZZ_STORAGE) $(FUZZ_KV) $(FUZZ_COMMON)
+	build-fuzz/fuzz_seeds build-fuzz/corpus
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t; \
+	  echo "FUZZ $$t: $(FUZZ_LIMIT)"; \
+	  build-fuzz/fuzz_$$t $(FUZZ_LIMIT) -print_final_stats=1 \
+	    -artifact_prefix=build-fuzz/$$t- build-fuzz/corpus/$$t || exit 1; \
+	done
 
 bench: all
 	@sh bench/run.sh

@@ -106,6 +106,9 @@ struct node {
     struct raft_ready rd;
     bool rd_out;
     uint64_t saved_term, saved_vote; /* last hard state made durable */
+    uint64_t commit_seen;   /* commit index of the last batch persisted */
+    uint64_t commit_saving; /* the one commit_job records */
+    bool commit_job;        /* a commit_job is queued or running */
     /* Disk jobs, one at a time, in order. */
     struct node__job *jobs_head, *jobs_tail;
     bool job_running;
@@ -180,6 +183,7 @@ uint64_t node__ms_to_next_tick(const struct node *n);
 
 /* pump.c */
 void node__pump(struct node *n);
+void node__commit_tick(struct node *n);
 void node__send(struct node *n, struct raft_msg *m);
 typedef int (*node__job_fn)(struct node *n, void *arg);
 typedef void (*node__job_done)(struct node *n, void *arg, int rc);

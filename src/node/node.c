@@ -73,6 +73,7 @@ static void on_tick(uv_timer_t *t)
     if (k == 0)
         return; /* woken early: armed again */
     node__identity_tick(n);
+    node__commit_tick(n);
     node__snapshot_poll(n);
     node__promote_learners(n);
     node__requests_tick(n);

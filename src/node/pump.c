@@ -153,6 +153,8 @@ static void finish_batch(struct node *n)
     }
     for (size_t i = 0; i < rd->n_msgs_after; i++)
         node__send(n, &rd->msgs_after[i]);
+    if (rd->hs_changed) /* every entry up to it is durable by now */
+        n->commit_seen = rd->hs.commit;
     raft_advance(n->raft, rd);
     n->rd_out = false;
     node__snapshot_maybe(n);
@@ -178,6 +180,37 @@ static void save_done(struct node *n, void *arg, int rc)
     }
     finish_batch(n);
     node__pump(n);
+}
+
+/* ---- the state file's commit index ----
+ * A save records it now and then by itself; a node whose commit index
+ * moved in batches with nothing to save (an idle follower learning the
+ * last commits from a heartbeat) records it here, once due (at most once a
+ * second, one fdatasync). */
+
+static int commit_job(struct node *n, void *arg)
+{
+    return stor_save_commit(n->stor, *(const uint64_t *)arg);
+}
+
+static void commit_done(struct node *n, void *arg, int rc)
+{
+    n->commit_job = false;
+    if (rc) {
+        /* As for a save: a failed fsync has poisoned the store. */
+        CRAFT_ERROR(&n->log, "cannot record the commit index: %s; stopping",
+                    craft_strerror(rc));
+        exit(1);
+    }
+}
+
+void node__commit_tick(struct node *n)
+{
+    if (n->commit_job || !stor_state_due(n->stor, n->commit_seen))
+        return;
+    n->commit_saving = n->commit_seen;
+    if (node__job(n, commit_job, commit_done, &n->commit_saving) == 0)
+        n->commit_job = true;
 }
 
 void node__pump(struct node *n)

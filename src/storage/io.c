@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
@@ -39,6 +40,7 @@ static const struct stor_sys stor_libc = {
     .closedir = closedir,
     .memfd_create = memfd_create,
     .getrandom = getrandom,
+    .clock_gettime = clock_gettime,
 };
 
 const struct stor_sys *stor_sys_default(void)

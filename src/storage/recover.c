@@ -1,8 +1,10 @@
 /* Reading the log back at start-up: segments in sequence order, records
  * replayed into the stored log and hard state, a torn tail cut off with a
- * WARN, any other damage refused with CRAFT_ECORRUPT and an ERROR line. */
+ * WARN (only where the torn tail rule of record.c allows), any other damage
+ * refused with CRAFT_ECORRUPT and an ERROR line saying what to do. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -16,18 +18,40 @@
 /* Replay state across all segments. */
 struct replay {
     struct stor *s;
-    const char *file; /* segment being read, for messages */
-    bool started;     /* an entries or reset record was seen */
-    uint64_t base;    /* last reset index (log restarts at base + 1) */
-    uint64_t seg_max; /* highest index written in the current segment */
+    struct stor__recovered *rec;
+    const char *file;   /* segment being read, for messages */
+    uint64_t file_off;  /* offset of the record being applied */
+    bool started;       /* an entries or reset record was seen */
+    uint64_t base;      /* last reset index (log restarts at base + 1) */
+    uint64_t seg_max;   /* highest index written in the current segment */
+    bool have_prev;     /* segment seq - 1 was read ... */
+    uint64_t prev_size; /* ... and is this long */
 };
 
-static int corrupt(struct replay *rp, size_t off, const char *why)
+int stor__refuse(struct stor *s, const char *file, uint64_t off,
+                 const char *fmt, ...)
 {
-    CRAFT_ERROR(rp->s->log, "storage: %s/%s: offset %zu: %s; refusing to "
-                "start (not a torn write: acknowledged data may be damaged)",
-                rp->s->dir, rp->file, off, why);
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (file)
+        CRAFT_ERROR(s->log, "storage: data directory %s: file %s, offset %"
+                    PRIu64 ": %s. Refusing to start: this is not a torn "
+                    "write, acknowledged data is damaged or missing. To "
+                    "repair, " STOR__REPAIR, s->dir, file, off, what);
+    else
+        CRAFT_ERROR(s->log, "storage: data directory %s: %s. Refusing to "
+                    "start: this is not a torn write, acknowledged data is "
+                    "damaged or missing. To repair, " STOR__REPAIR, s->dir,
+                    what);
     return CRAFT_ECORRUPT;
+}
+
+static int corrupt(struct replay *rp, uint64_t off, const char *why)
+{
+    return stor__refuse(rp->s, rp->file, off, "%s", why);
 }
 
 static int ents_reserve(struct stor *s, size_t n)
@@ -70,7 +94,7 @@ static bool ents_parse(const uint8_t *p, uint32_t len, struct raft_entry *out)
 }
 
 static int apply_entries(struct replay *rp, const struct stor__rec *r,
-                         size_t off)
+                         uint64_t off)
 {
     struct stor *s = rp->s;
     if (r->len < STOR__ENTS_HDR)
@@ -121,7 +145,7 @@ static void keep_after_reset(struct stor *s, uint64_t index, uint64_t term)
     s->n_ents = keep;
 }
 
-static int apply(struct replay *rp, const struct stor__rec *r, size_t off)
+static int apply(struct replay *rp, const struct stor__rec *r, uint64_t off)
 {
     const uint8_t *p = r->payload;
     switch (r->type) {
@@ -134,7 +158,12 @@ static int apply(struct replay *rp, const struct stor__rec *r, size_t off)
                                              craft_get64(p + 8),
                                              craft_get64(p + 16)};
         rp->s->have_hs = true;
+        snprintf(rp->rec->hs_file, sizeof rp->rec->hs_file, "%s", rp->file);
+        rp->rec->hs_off = off;
         return 0;
+    case STOR__REC_OPEN:
+        return corrupt(rp, off, "an OPEN record that is not the first record "
+                       "of its segment");
     default: /* STOR__REC_RESET: stor__rec_check admits no other type */
         if (r->len != 16)
             return corrupt(rp, off, "malformed log reset record");
@@ -153,7 +182,7 @@ static size_t valid_after(const uint8_t *buf, size_t size, size_t from,
 {
     struct stor__rec r;
     for (size_t o = from; o + STOR__REC_HDR <= size; o++)
-        if (stor__rec_check(buf + o, size - o, salt, &r) == NULL)
+        if (stor__rec_check(buf + o, size - o, salt, &r, NULL) == NULL)
             return o;
     return 0;
 }
@@ -204,12 +233,86 @@ static int read_file(struct stor *s, const char *name, uint8_t **buf,
     return err;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
+/* The last segment's creation write was torn (creation rule, record.c):
+ * remove the file, unless the state file names it or a later segment (then
+ * its creation had been synced, and this is damage). */
+static int drop_torn_creation(struct replay *rp, const struct stor__seg *g,
+                              size_t size, const char *why)
 {
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return false;
-    return true;
+    struct stor *s = rp->s;
+    if (s->st_present && s->st.seg_seq >= g->seq)
+        return stor__refuse(s, rp->file, 0, "%s, but the state file says "
+                            "segment %" PRIu64 " was durable up to offset %"
+                            PRIu64 ": its creation had been synced", why,
+                            s->st.seg_seq, s->st.seg_off);
+    CRAFT_WARN(s->log, "storage: %s/%s: %s in a file of %zu bytes (no longer "
+               "than its creation write of %d): a crash while the segment "
+               "was being created, nothing in it was acknowledged; removing "
+               "it", s->dir, rp->file, why, size, STOR__SEG_CREATE);
+    rp->rec->next_seq = g->seq;
+    int err = stor__unlink(s, rp->file);
+    return err ? err : stor__sync_dir(s, rp->file);
+}
+
+/* The first invalid record of the last segment, at off: a torn tail (cut
+ * it) or damage (refuse), by the torn tail rule of record.c. */
+static int torn_tail(struct replay *rp, const struct stor__seg *g,
+                     const uint8_t *buf, size_t size, size_t off,
+                     uint64_t salt, const char *why, uint64_t claimed)
+{
+    struct stor *s = rp->s;
+    size_t next = valid_after(buf, size, off + 1, salt);
+    if (next)
+        return stor__refuse(s, rp->file, off, "%s, followed by a valid record "
+                            "at offset %zu", why, next);
+    uint64_t bound = claimed > STOR__WRITE_MAX ? claimed : STOR__WRITE_MAX;
+    if (size - off > bound)
+        return stor__refuse(s, rp->file, off, "%s, and %zu invalid bytes from "
+                            "there to the end of the file: more than one "
+                            "write step (%" PRIu64 " bytes), so not the torn "
+                            "end of the last one", why, size - off, bound);
+    if (s->st_present && s->st.seg_seq == g->seq && off < s->st.seg_off)
+        return stor__refuse(s, rp->file, off, "%s, but the state file says "
+                            "this segment was durable up to offset %" PRIu64,
+                            why, s->st.seg_off);
+    CRAFT_WARN(s->log, "storage: %s/%s: torn tail: cutting %zu bytes at "
+               "offset %zu (%s); records before it are intact", s->dir,
+               rp->file, size - off, off, why);
+    return cut_tail(s, rp->file, off);
+}
+
+/* The OPEN record of a version 2 segment, at offset STOR__SEG_HDR. 1 if
+ * the segment is to be dropped as torn at creation. */
+static int check_open(struct replay *rp, const struct stor__seg *g,
+                      const uint8_t *buf, size_t size, uint64_t salt,
+                      bool is_last)
+{
+    struct stor__rec r;
+    const char *why = stor__rec_check(buf + STOR__SEG_HDR,
+                                      size - STOR__SEG_HDR, salt, &r, NULL);
+    if (why == NULL && (r.type != STOR__REC_OPEN || r.len != STOR__OPEN_LEN))
+        why = "the first record is not an OPEN record";
+    if (why && is_last && size <= STOR__SEG_CREATE) {
+        int err = drop_torn_creation(rp, g, size, why);
+        return err ? err : 1;
+    }
+    if (why)
+        return corrupt(rp, STOR__SEG_HDR, why);
+    struct stor__open o;
+    stor__open_decode(r.payload, &o);
+    if (rp->have_prev && o.prev_size != rp->prev_size)
+        return stor__refuse(rp->s, rp->file, STOR__SEG_HDR, "the segment "
+                            "before it (seq %" PRIu64 ") is %" PRIu64 " bytes "
+                            "long, but was %" PRIu64 " bytes when this one "
+                            "was created: it was truncated or extended "
+                            "since", g->seq - 1, rp->prev_size, o.prev_size);
+    if (o.hs.term || o.hs.vote || o.hs.commit) {
+        rp->s->hs = o.hs;
+        rp->s->have_hs = true;
+        snprintf(rp->rec->hs_file, sizeof rp->rec->hs_file, "%s", rp->file);
+        rp->rec->hs_off = STOR__SEG_HDR;
+    }
+    return 0;
 }
 
 /* Replay one segment; on a torn tail of the last one, cut it. */
@@ -227,53 +330,60 @@ static int replay_segment(struct replay *rp, const struct stor__seg *g,
     int err = read_file(s, name, &buf, &size);
     if (err)
         return err;
+    uint32_t version;
     uint64_t seq, salt, first;
-    const char *why = stor__seg_header_decode(buf, size, &seq, &salt, &first);
-    if (why && (!is_last || !all_zero(buf, size < STOR__SEG_HDR
-                                                ? size : STOR__SEG_HDR)))
+    const char *why = stor__seg_header_decode(buf, size, &version, &seq,
+                                              &salt, &first);
+    if (why && is_last && size <= STOR__SEG_CREATE)
+        return drop_torn_creation(rp, g, size, why);
+    if (why && size > STOR__SEG_CREATE)
+        return stor__refuse(s, name, 0, "%s in a file of %zu bytes: longer "
+                            "than the segment's creation write (%d bytes), "
+                            "which is synced before anything else is written "
+                            "into it", why, size, STOR__SEG_CREATE);
+    if (why)
         return corrupt(rp, 0, why);
-    if (why) {
-        /* Short or zero header: the crash hit while the segment was being
-         * created, and nothing in it was ever acknowledged (the header is
-         * synced together with the first records). A header with other
-         * bytes in it is damage, refused above. */
-        CRAFT_WARN(s->log, "storage: %s/%s: %s; removing the last segment "
-                   "(%zu bytes): torn at creation", s->dir, name, why, size);
-        err = stor__unlink(s, name);
-        return err ? err : stor__sync_dir(s, name);
-    }
     if (seq != g->seq || first != g->first)
         return corrupt(rp, 0, "segment header does not match its name");
 
     size_t off = STOR__SEG_HDR;
+    if (version == STOR__SEG_VERSION) {
+        err = check_open(rp, g, buf, size, salt, is_last);
+        if (err)
+            return err < 0 ? err : 0; /* 1: dropped */
+        rp->rec->v2 = true;
+        off = STOR__SEG_CREATE;
+    } else if (rp->rec->v2) {
+        return corrupt(rp, 0, "a segment of format 1 after one of format 2");
+    }
+
     struct stor__rec r;
-    while (off < size &&
-           (why = stor__rec_check(buf + off, size - off, salt, &r)) == NULL) {
+    uint64_t claimed = 0;
+    while (off < size && (why = stor__rec_check(buf + off, size - off, salt,
+                                                &r, &claimed)) == NULL) {
         err = apply(rp, &r, off);
         if (err)
             return err;
         off += STOR__REC_HDR + r.len;
     }
+    if (off < size && !is_last)
+        return corrupt(rp, off, why);
     if (off < size) {
-        if (!is_last)
-            return corrupt(rp, off, why);
-        size_t next = valid_after(buf, size, off + 1, salt);
-        if (next) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "%s, followed by a valid record at "
-                     "offset %zu", why, next);
-            return corrupt(rp, off, msg);
-        }
-        CRAFT_WARN(s->log, "storage: %s/%s: torn tail: cutting %zu bytes at "
-                   "offset %zu (%s); records before it are intact", s->dir,
-                   name, size - off, off, why);
-        err = cut_tail(s, name, off);
+        err = torn_tail(rp, g, buf, size, off, salt, why, claimed);
         if (err)
             return err;
     }
+    if (s->st_present && s->st.seg_seq == g->seq && off < s->st.seg_off)
+        return stor__refuse(s, name, off, "the segment ends here, but the "
+                            "state file says it was durable up to offset %"
+                            PRIu64 ": it was truncated", s->st.seg_off);
     /* Appends go to the last segment kept (earlier ones are whole). */
     s->seg_salt = salt;
     s->seg_size = off;
+    rp->have_prev = true;
+    rp->prev_size = off;
+    rp->rec->newest_seq = g->seq;
+    rp->rec->next_seq = g->seq + 1;
     return stor__seg_push(s, g->seq, g->first, rp->seg_max);
 }
 
@@ -297,12 +407,15 @@ static int list_segments(struct stor *s, char **names, size_t n_names,
     qsort(g, n, sizeof *g, seg_cmp);
     for (size_t i = 1; i < n; i++) {
         if (g[i].seq != g[i - 1].seq + 1) {
-            CRAFT_ERROR(s->log, "storage: %s: segment sequence jumps from %"
-                        PRIu64 " to %" PRIu64 " (a segment is missing or "
-                        "duplicated); refusing to start", s->dir,
-                        g[i - 1].seq, g[i].seq);
+            char a[64], b[64];
+            stor__seg_name(a, sizeof a, g[i - 1].seq, g[i - 1].first);
+            stor__seg_name(b, sizeof b, g[i].seq, g[i].first);
+            uint64_t from = g[i - 1].seq, to = g[i].seq;
             craft_free(g);
-            return CRAFT_ECORRUPT;
+            return stor__refuse(s, b, 0, "the segment before it is %s: the "
+                                "sequence jumps from %" PRIu64 " to %" PRIu64
+                                " (a segment is missing or duplicated)", a,
+                                from, to);
         }
     }
     *out = g;
@@ -311,17 +424,18 @@ static int list_segments(struct stor *s, char **names, size_t n_names,
 }
 
 int stor__recover_log(struct stor *s, char **names, size_t n_names,
-                      uint64_t *base)
+                      struct stor__recovered *rec)
 {
-    struct stor__seg *segs;
-    size_t n;
+    struct stor__seg *segs = NULL;
+    size_t n = 0;
+    *rec = (struct stor__recovered){.next_seq = 1};
     int err = list_segments(s, names, n_names, &segs, &n);
     if (err)
         return err;
-    struct replay rp = {.s = s};
+    struct replay rp = {.s = s, .rec = rec};
     for (size_t i = 0; i < n && err == 0; i++)
         err = replay_segment(&rp, &segs[i], i == n - 1);
     craft_free(segs);
-    *base = rp.started ? rp.base : 0;
+    rec->base = rp.started ? rp.base : 0;
     return err;
 }

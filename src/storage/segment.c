@@ -1,6 +1,7 @@
 /* Writing the log: encoding a save's records, appending them to the current
- * segment with one pwrite and one fdatasync, rolling over to new segments,
- * and deleting old segments (compaction, log reset). */
+ * segment (pwrite and fdatasync, in steps of at most STOR__WRITE_MAX bytes),
+ * creating new segments (header and OPEN record synced before anything
+ * else), and deleting old segments (compaction, log reset). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -144,39 +145,36 @@ static uint64_t new_salt(struct stor *s, uint64_t seq)
     return (s->seg_salt ^ seq) * 0x9e3779b97f4a7c15u + 1;
 }
 
-/* Create segment seq holding [header][current hard state][batch], make it
- * durable, and make it the current segment. */
-static int seg_roll(struct stor *s, const struct stor__batch *b, size_t len,
-                    uint64_t seq)
+/* Create segment seq, named for index first, as its creation write alone:
+ * the header and the OPEN record (the hard state of the moment, the length
+ * of the segment before it). Durable before it becomes the current segment,
+ * so that nothing acknowledged is ever written into a segment whose header
+ * could still be lost (the creation rule in record.c). */
+static int seg_create(struct stor *s, uint64_t seq, uint64_t first)
 {
-    uint64_t first = b->reset ? b->reset_index + 1
-                     : b->n   ? b->ents[0].index
-                              : s->last + 1;
+    uint8_t buf[STOR__SEG_CREATE];
     uint64_t salt = new_salt(s, seq);
-    size_t total = STOR__SEG_HDR + (s->have_hs ? HS_REC : 0) + len;
-    int err = stor__wbuf_reserve(s, total);
-    if (err)
-        return err;
-    uint8_t *p = s->wbuf;
-    stor__seg_header_encode(p, seq, salt, first);
-    p += STOR__SEG_HDR;
-    if (s->have_hs)
-        p += hs_encode(&s->hs, salt, p);
-    batch_encode(b, salt, p);
+    stor__seg_header_encode(buf, seq, salt, first);
+    struct stor__open o = {.hs = s->have_hs ? s->hs
+                                            : (struct raft_hard_state){0},
+                           .prev_size = s->n_segs ? s->seg_size : 0};
+    stor__open_encode(buf + STOR__SEG_HDR + STOR__REC_HDR, &o);
+    stor__rec_seal(buf + STOR__SEG_HDR, STOR__REC_OPEN, STOR__OPEN_LEN, salt);
 
     char name[64];
     int fd;
     stor__seg_name(name, sizeof name, seq, first);
-    err = stor__create(s, name, &fd);
+    int err = stor__create(s, name, &fd);
     if (err)
         return err;
-    err = stor__pwrite_all(s, fd, s->wbuf, total, 0);
-    /* fdatasync: the new segment's bytes (and its length) are on disk before
-     * we acknowledge anything in it. */
+    err = stor__pwrite_all(s, fd, buf, sizeof buf, 0);
+    /* fdatasync: the header and OPEN record (and the file's length) are on
+     * disk before any record goes in: an invalid header in a longer file is
+     * then damage, never a crash during creation. */
     if (err == 0)
         err = stor__sync(s, fd, name);
     /* Directory fsync: the segment's name survives a crash; without it the
-     * whole file, with acknowledged entries, could vanish. */
+     * whole file, with the acknowledged entries to come, could vanish. */
     if (err == 0)
         err = stor__sync_dir(s, name);
     if (err == 0)
@@ -188,19 +186,20 @@ static int seg_roll(struct stor *s, const struct stor__batch *b, size_t len,
     }
     stor__close_fd(s, &s->seg_fd);
     s->seg_fd = fd;
-    s->seg_size = total;
+    s->seg_size = STOR__SEG_CREATE;
     s->seg_salt = salt;
     CRAFT_DEBUG(s->log, "storage: %s: new segment %s", s->dir, name);
-    note_written(s, b);
-    return 0;
+    /* The state file names the new segment before anything acknowledged
+     * is in it: should the whole file vanish later, recovery sees that
+     * segments are missing at the end of the log (one more fdatasync per
+     * segment). */
+    return stor__state_write(s);
 }
 
 int stor__seg_open_tail(struct stor *s, uint64_t next_seq)
 {
-    if (s->n_segs == 0) {
-        struct stor__batch none = {0};
-        return seg_roll(s, &none, 0, next_seq);
-    }
+    if (s->n_segs == 0)
+        return seg_create(s, next_seq, s->last + 1);
     const struct stor__seg *g = &s->segs[s->n_segs - 1];
     char name[64];
     stor__seg_name(name, sizeof name, g->seq, g->first);
@@ -209,9 +208,11 @@ int stor__seg_open_tail(struct stor *s, uint64_t next_seq)
     return s->seg_fd < 0 ? stor__err(errno) : 0;
 }
 
-/* A failed append may have left part of the batch in the file: valid
- * records that were never acknowledged. Cut them off, or stop writing. */
-static int append_failed(struct stor *s, int err)
+/* A failed append may have left part of the save in the file: records that
+ * were never acknowledged (some maybe synced by an earlier step). Cut them
+ * off durably, or stop writing: the file must end where the save began, or
+ * the length the next segment records for this one would be wrong. */
+static int append_failed(struct stor *s, const char *name, int err)
 {
     errno = 0;
     if (s->sys.ftruncate(s->seg_fd, (off_t)s->seg_size) != 0) {
@@ -219,8 +220,49 @@ static int append_failed(struct stor *s, int err)
         CRAFT_ERROR(s->log, "storage: %s: cannot cut a failed append (%s); "
                     "refusing further writes", s->dir,
                     craft_strerror(stor__err(errno)));
+        return err;
     }
+    /* fdatasync: the cut is durable (a failure poisons the store). */
+    stor__sync(s, s->seg_fd, name);
     return err;
+}
+
+/* Bytes of the next step at buf (len left): whole records, at most
+ * STOR__WRITE_MAX of them, or one record alone if it is longer. */
+static size_t step_size(const uint8_t *buf, size_t len)
+{
+    size_t step = 0;
+    do
+        step += STOR__REC_HDR + craft_get32(buf + step + 4);
+    while (step < len &&
+           step + STOR__REC_HDR + craft_get32(buf + step + 4) <=
+               STOR__WRITE_MAX);
+    return step;
+}
+
+/* Append len encoded bytes at the end of the current segment. */
+static int append(struct stor *s, const uint8_t *buf, size_t len)
+{
+    char name[64];
+    stor__seg_name(name, sizeof name, s->segs[s->n_segs - 1].seq,
+                   s->segs[s->n_segs - 1].first);
+    for (size_t done = 0; done < len;) {
+        size_t step = step_size(buf + done, len - done);
+        int err = stor__pwrite_all(s, s->seg_fd, buf + done, step,
+                                   s->seg_size + done);
+        if (err)
+            return append_failed(s, name, err);
+        /* fdatasync: this step is on disk before the next is written (so a
+         * crash tears at most the last step: the torn tail rule) and the
+         * whole save is before stor_save returns, i.e. before any vote or
+         * append acknowledgement that depends on it is sent. */
+        err = stor__sync(s, s->seg_fd, name);
+        if (err)
+            return err;
+        done += step;
+    }
+    s->seg_size += len;
+    return 0;
 }
 
 int stor__seg_write(struct stor *s, const struct stor__batch *b)
@@ -232,27 +274,23 @@ int stor__seg_write(struct stor *s, const struct stor__batch *b)
     size_t len = batch_size(b);
     if (len == 0)
         return 0;
-    bool full = s->seg_size > STOR__SEG_HDR + HS_REC &&
+    bool full = s->seg_size > STOR__SEG_CREATE &&
                 s->seg_size + len > s->seg_bytes;
-    if (b->reset || full || s->seg_fd < 0)
-        return seg_roll(s, b, len, s->segs[s->n_segs - 1].seq + 1);
-
+    if (b->reset || full || s->seg_fd < 0) {
+        uint64_t first = b->reset ? b->reset_index + 1
+                         : b->n   ? b->ents[0].index
+                                  : s->last + 1;
+        int err = seg_create(s, s->segs[s->n_segs - 1].seq + 1, first);
+        if (err)
+            return err;
+    }
     int err = stor__wbuf_reserve(s, len);
     if (err)
         return err;
     batch_encode(b, s->seg_salt, s->wbuf);
-    err = stor__pwrite_all(s, s->seg_fd, s->wbuf, len, s->seg_size);
-    if (err)
-        return append_failed(s, err);
-    /* fdatasync: the batch is on disk before stor_save returns, i.e. before
-     * any vote or append acknowledgement that depends on it is sent. */
-    char name[64];
-    stor__seg_name(name, sizeof name, s->segs[s->n_segs - 1].seq,
-                   s->segs[s->n_segs - 1].first);
-    err = stor__sync(s, s->seg_fd, name);
+    err = append(s, s->wbuf, len);
     if (err)
         return err;
-    s->seg_size += len;
     note_written(s, b);
     return 0;
 }

@@ -83,26 +83,44 @@ static int remove_tmp(struct stor *s, char **names, size_t n)
  * entries are kept only where they continue the snapshot (Raft's rule for
  * installing one: keep the log if it holds the snapshot's last entry with
  * its term, else discard it). */
-static int settle(struct stor *s, uint64_t base, size_t n_bad,
-                  bool *discarded)
+static int settle(struct stor *s, const struct stor__recovered *rec,
+                  size_t n_bad, bool *discarded)
 {
     const struct raft_snap_meta *snap = &s->slots[0].meta;
     uint64_t si = s->slots[0].fd >= 0 ? snap->index : 0;
+    uint64_t base = rec->base;
     uint64_t start = s->n_ents ? s->ents[0].index : base + 1;
-    if (start > si + 1) {
-        CRAFT_ERROR(s->log, "storage: %s: the log starts at %" PRIu64 " but "
-                    "the newest valid snapshot covers up to %" PRIu64 ": "
-                    "entries %" PRIu64 "..%" PRIu64 " are lost; refusing "
-                    "to start", s->dir, start, si, si + 1, start - 1);
-        return CRAFT_ECORRUPT;
-    }
+    char seg[64] = "", sname[64] = "no snapshot";
+    if (s->n_segs)
+        stor__seg_name(seg, sizeof seg, s->segs[0].seq, s->segs[0].first);
+    if (si)
+        stor__snap_name(sname, sizeof sname, si);
+    if (start > si + 1)
+        return stor__refuse(s, seg[0] ? seg : NULL, 0, "the log starts at "
+                            "index %" PRIu64 " but the newest valid snapshot "
+                            "(%s%s) covers up to %" PRIu64 ": entries %"
+                            PRIu64 "..%" PRIu64 " are lost", start, sname,
+                            n_bad ? ", newer ones are corrupt" : "", si,
+                            si + 1, start - 1);
     if (n_bad)
         CRAFT_WARN(s->log, "storage: %s: using snapshot %" PRIu64 " instead "
                    "of %zu newer corrupt one(s); the log covers it from %"
                    PRIu64, s->dir, si, n_bad, start);
     if (si && s->n_ents && si >= s->ents[0].index) {
         uint64_t last = s->ents[s->n_ents - 1].index;
-        if (si > last || s->ents[si - s->ents[0].index].term != snap->term) {
+        uint64_t commit = s->hs.commit > s->st.hs.commit ? s->hs.commit
+                                                         : s->st.hs.commit;
+        uint64_t term = si > last ? 0 : s->ents[si - s->ents[0].index].term;
+        /* Entries up to the commit index are final: a snapshot that
+         * disagrees with one of them does not belong to this log. */
+        if (si <= last && term != snap->term && si <= commit)
+            return stor__refuse(s, sname, 0, "the snapshot ends at index %"
+                                PRIu64 " of term %" PRIu64 ", but the log "
+                                "holds that committed index (commit %" PRIu64
+                                ") with term %" PRIu64 ": the snapshot does "
+                                "not match the log", si, snap->term, commit,
+                                term);
+        if (si > last || term != snap->term) {
             CRAFT_INFO(s->log, "storage: %s: log (%" PRIu64 "..%" PRIu64 ") "
                        "does not continue snapshot %" PRIu64 "; discarding "
                        "it", s->dir, s->ents[0].index, last, si);
@@ -112,13 +130,12 @@ static int settle(struct stor *s, uint64_t base, size_t n_bad,
     }
     s->last = s->n_ents ? s->ents[s->n_ents - 1].index
                         : (base > si ? base : si);
-    if (s->hs.commit > s->last) {
-        CRAFT_ERROR(s->log, "storage: %s: hard state commit index %" PRIu64
-                    " is beyond the last stored index %" PRIu64 ": "
-                    "acknowledged entries are lost; refusing to start",
-                    s->dir, s->hs.commit, s->last);
-        return CRAFT_ECORRUPT;
-    }
+    if (s->hs.commit > s->last)
+        return stor__refuse(s, rec->hs_file[0] ? rec->hs_file : NULL,
+                            rec->hs_off, "the hard state's commit index %"
+                            PRIu64 " is beyond the last stored index %" PRIu64
+                            ": acknowledged entries are lost", s->hs.commit,
+                            s->last);
     return 0;
 }
 
@@ -126,7 +143,7 @@ static int recover(struct stor *s)
 {
     char **names;
     size_t n, n_bad = 0;
-    uint64_t base = 0;
+    struct stor__recovered rec = {0};
     int err = stor__list_dir(s, &names, &n);
     if (err)
         return err;
@@ -134,13 +151,23 @@ static int recover(struct stor *s)
     if (err == 0)
         err = stor__snap_load(s, names, n, &n_bad);
     if (err == 0)
-        err = stor__recover_log(s, names, n, &base);
+        err = stor__state_load(s);
+    if (err == 0)
+        err = stor__recover_log(s, names, n, &rec);
     stor__free_names(names, n);
     bool discarded = false;
     if (err == 0)
-        err = settle(s, base, n_bad, &discarded);
+        err = settle(s, &rec, n_bad, &discarded);
     if (err == 0)
-        err = stor__seg_open_tail(s, 1);
+        err = stor__state_check(s, &rec);
+    /* The state file exists before the first segment of format 2, and
+     * holds whatever term and vote the log has (a crash may have come
+     * between the two syncs of a save). */
+    if (err == 0 && (!s->st_present || s->hs.term != s->st.hs.term ||
+                     s->hs.vote != s->st.hs.vote))
+        err = stor__state_write(s);
+    if (err == 0)
+        err = stor__seg_open_tail(s, rec.next_seq);
     if (err == 0 && discarded) {
         /* A crash came between a received snapshot's rename and its log
          * reset: write the reset now, or entries saved from here on would
@@ -168,7 +195,8 @@ int stor_open(const struct stor_opts *o, struct stor **out,
     s->inmem = o->inmem;
     s->seg_bytes = o->segment_bytes ? o->segment_bytes
                                     : STOR_DEFAULT_SEGMENT_BYTES;
-    s->dirfd = s->lockfd = s->seg_fd = s->recv.fd = -1;
+    s->dirfd = s->lockfd = s->seg_fd = s->recv.fd = s->st_fd = -1;
+    s->refresh_ms = STOR_STATE_REFRESH_MS;
     s->slots[0].fd = s->slots[1].fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     const char *dir = o->inmem ? "(memory)" : o->dir;
@@ -256,7 +284,32 @@ int stor_save(struct stor *s, const struct raft_hard_state *hs,
     /* The reset record is durable: nothing before it is needed. */
     if (err == 0 && committed)
         err = stor__seg_drop_while_below(s, UINT64_MAX);
+    /* After the log: the state file is never ahead of what the log holds
+     * but of the commit index, and a new term or vote is in it before this
+     * returns (before any message depending on it is sent). */
+    if (err == 0)
+        err = stor__state_after_save(s);
     return err;
+}
+
+int stor_save_commit(struct stor *s, uint64_t commit)
+{
+    if (s->failed)
+        return s->failed;
+    if (s->inmem)
+        return 0;
+    uint64_t c = commit < s->last ? commit : s->last;
+    if (c <= s->st.hs.commit)
+        return 0;
+    if (c > s->hs.commit)
+        s->hs.commit = c;
+    return stor__state_write(s);
+}
+
+bool stor_state_due(const struct stor *s, uint64_t commit)
+{
+    return !s->inmem && !s->failed && commit > s->st_commit &&
+           stor__now_ms(s) >= s->st_next_ms;
 }
 
 int stor_compact(struct stor *s, uint64_t keep_from)
@@ -280,6 +333,7 @@ void stor_close(struct stor *s)
         return;
     stor__snap_close_all(s);
     stor__close_fd(s, &s->seg_fd);
+    stor__close_fd(s, &s->st_fd);
     stor__close_fd(s, &s->lockfd); /* releases the flock */
     stor__close_fd(s, &s->dirfd);
     stor_release_persisted(s);

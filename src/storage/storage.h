@@ -3,19 +3,32 @@
  * validity rule at the top of src/storage/record.c).
  *
  * What it owns: the data directory (a LOCK file held with flock for the
- * store's lifetime, log segments, snapshot files, temporary files), every
- * file descriptor on it, and the arrays handed out by stor_open.
+ * store's lifetime, log segments, the state file, snapshot files, temporary
+ * files), every file descriptor on it, and the arrays handed out by
+ * stor_open.
  *
- * Durability contract: when stor_save, stor_compact or stor_snap_commit
- * returns 0, what it wrote is on stable storage (fdatasync'd file, fsync'd
- * directory). When one returns an error, nothing may be acknowledged; after
- * a failed fsync the store is poisoned and every later write returns
- * CRAFT_EIO (the kernel may have dropped the dirty pages: a retried fsync
- * could falsely succeed). Reopen the store (restart) to recover.
+ * Durability contract: when stor_save, stor_save_commit, stor_compact or
+ * stor_snap_commit returns 0, what it wrote is on stable storage
+ * (fdatasync'd file, fsync'd directory). When one returns an error, nothing
+ * may be acknowledged; after a failed fsync the store is poisoned and every
+ * later write returns CRAFT_EIO (the kernel may have dropped the dirty
+ * pages: a retried fsync could falsely succeed). Reopen the store (restart)
+ * to recover.
  *
- * Threads. "Disk jobs" are stor_save, stor_compact and stor_snap_commit:
- * the caller runs them one at a time (any thread, e.g. a uv_queue_work
- * worker). stor_snap_begin, stor_snap_writer_fd, stor_snap_write and
+ * Never forgetting: besides the log, the store keeps the hard state in a
+ * small state file. A term or vote is written there (one more fdatasync)
+ * before the stor_save that carries it returns; the commit index and how
+ * far the log is durable are refreshed there at most once every
+ * STOR_STATE_REFRESH_MS, piggybacked on a save (or by stor_save_commit
+ * when the node is idle). stor_open refuses a log that is behind the state
+ * file: a disk that lost or zeroed synced writes is never mistaken for a
+ * crash, so a node never forgets a term, a vote or a commit index it had
+ * made durable.
+ *
+ * Threads. "Disk jobs" are stor_save, stor_save_commit, stor_compact and
+ * stor_snap_commit: the caller runs them one at a time (any thread, e.g. a
+ * uv_queue_work worker). stor_state_due may be called from any thread at
+ * any time. stor_snap_begin, stor_snap_writer_fd, stor_snap_write and
  * stor_snap_abort touch only the writer, so they may run on another thread
  * (the loop) while a disk job runs, but not while that writer is being
  * committed. The snapshot readers (stor_snap_newest, stor_snap_read,
@@ -35,6 +48,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "raft/raft.h"
@@ -63,12 +77,15 @@ struct stor_sys {
     int (*closedir)(DIR *d);
     int (*memfd_create)(const char *name, unsigned flags);
     ssize_t (*getrandom)(void *buf, size_t n, unsigned flags);
+    int (*clock_gettime)(clockid_t clk, struct timespec *ts); /* monotonic */
 };
 
 /* The libc table (static, read-only). */
 const struct stor_sys *stor_sys_default(void);
 
 #define STOR_DEFAULT_SEGMENT_BYTES (64u << 20)
+/* The state file's commit index is refreshed at most this often. */
+#define STOR_STATE_REFRESH_MS 1000
 
 struct stor_opts {
     const char *dir;       /* data directory, created (0700) if missing */
@@ -83,10 +100,13 @@ struct stor;
 /* Open (or create) the store and read back what it holds into *p: the last
  * valid hard state, the newest valid snapshot's meta (snap.index == 0: none)
  * and the log, contiguous, starting at or before snap.index + 1. A torn tail
- * of the last segment is cut off (WARN). Errors: CRAFT_ELOCKED (directory
- * in use), CRAFT_ECORRUPT (damage other than a torn tail, or acknowledged
- * data missing: ERROR log line names file and offset), CRAFT_EVERSION,
- * CRAFT_ENOMEM, CRAFT_EIO, negative errno.
+ * of the last segment (the unsynced end of the last write, never anything
+ * the state file says was durable) is cut off, and a last segment torn
+ * while it was being created is removed (WARN). Errors: CRAFT_ELOCKED
+ * (directory in use), CRAFT_ECORRUPT (damage other than a torn tail, or
+ * acknowledged data missing: the ERROR log line names the directory, the
+ * file, the offset, what is wrong and what to do), CRAFT_ENOMEM,
+ * CRAFT_EIO, negative errno.
  * p's arrays (entries and their data) are owned by the store and stay valid
  * until stor_release_persisted() or stor_close(). o is not kept. */
 int stor_open(const struct stor_opts *o, struct stor **out,
@@ -100,13 +120,26 @@ void stor_release_persisted(struct stor *s);
  * chunk->meta.index), the entries (ents[0].index <= last stored index + 1;
  * an index already stored truncates the log there first), then the hard
  * state. hs NULL: unchanged; chunk NULL: none. Returns once all of it is
- * fdatasync'd. Nothing is kept from the arguments.
+ * fdatasync'd, and, if hs changes the term or the vote, once the state
+ * file holds them too (a due commit refresh rides along). Nothing is kept
+ * from the arguments.
  * CRAFT_EINVAL: entries not contiguous, a gap after the log, a chunk that
  * does not continue the snapshot being received, or a last chunk whose size
  * differs from meta.size. A disk job. */
 int stor_save(struct stor *s, const struct raft_hard_state *hs,
               const struct raft_entry *ents, size_t n,
               const struct raft_snap_chunk *chunk);
+
+/* Record commit (capped at the last stored index) in the state file, if
+ * it is ahead of what the file holds: for a node whose commit index moved
+ * in batches with nothing to save. One slot write and one fdatasync, or
+ * nothing. A disk job. */
+int stor_save_commit(struct stor *s, uint64_t commit);
+
+/* True if a refresh of the state file's commit index is due: commit is
+ * ahead of it and the last write of the file is STOR_STATE_REFRESH_MS old.
+ * Never in memory or once poisoned. Any thread. */
+bool stor_state_due(const struct stor *s, uint64_t commit);
 
 /* Delete whole closed segments, oldest first, while every entry they hold
  * is below keep_from; never the segment being written. CRAFT_EINVAL if

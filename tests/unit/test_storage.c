@@ -15,11 +15,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "common/alloc.h"
+#include "common/crc32c.h"
 #include "common/endian.h"
 #include "common/error.h"
 #include "storage/internal.h"
@@ -72,6 +74,9 @@ static struct {
     bool nosync; /* fdatasync/fsync do nothing (fast loops) */
     bool half;   /* pwrite writes at most half of what it is asked */
     struct fault pwrite, fdatasync, fsync, pread, ftruncate;
+    struct fault anysync;  /* fdatasync or fsync, whichever comes */
+    uint64_t now_ms;       /* the store's clock: moves only when told */
+    unsigned n_pwrite, n_fdatasync, n_fsync; /* calls that succeeded */
     bool model;
     char dir[256];
     ino_t dir_ino;
@@ -97,7 +102,7 @@ static void faults_clear(void)
 {
     fx.nosync = fx.half = false;
     fx.pwrite = fx.fdatasync = fx.fsync = fx.pread = fx.ftruncate =
-        (struct fault){-1, 0};
+        fx.anysync = (struct fault){-1, 0};
 }
 
 static void model_file_synced(int fd)
@@ -197,7 +202,15 @@ static ssize_t t_pwrite(int fd, const void *buf, size_t n, off_t off)
         return -1;
     if (fx.half && n > 1)
         n /= 2;
+    fx.n_pwrite++;
     return pwrite(fd, buf, n, off);
+}
+
+static int t_clock_gettime(clockid_t clk, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(fx.now_ms / 1000);
+    ts->tv_nsec = (long)(fx.now_ms % 1000) * 1000000;
+    return 0;
 }
 
 static ssize_t t_pread(int fd, void *buf, size_t n, off_t off)
@@ -209,8 +222,9 @@ static ssize_t t_pread(int fd, void *buf, size_t n, off_t off)
 
 static int t_fdatasync(int fd)
 {
-    if (fault_hit(&fx.fdatasync))
+    if (fault_hit(&fx.fdatasync) || fault_hit(&fx.anysync))
         return -1;
+    fx.n_fdatasync++;
     if (fx.model)
         model_file_synced(fd);
     return fx.nosync ? 0 : fdatasync(fd);
@@ -218,8 +232,9 @@ static int t_fdatasync(int fd)
 
 static int t_fsync(int fd)
 {
-    if (fault_hit(&fx.fsync))
+    if (fault_hit(&fx.fsync) || fault_hit(&fx.anysync))
         return -1;
+    fx.n_fsync++;
     struct stat st;
     if (fx.model && fstat(fd, &st) == 0 && st.st_ino == fx.dir_ino)
         model_dir_synced();
@@ -261,6 +276,8 @@ static int setup(void **state)
     tsys.fdatasync = t_fdatasync;
     tsys.fsync = t_fsync;
     tsys.ftruncate = t_ftruncate;
+    tsys.clock_gettime = t_clock_gettime;
+    fx.now_ms = 1000000;
     e->o = (struct stor_opts){.dir = e->dir, .log = &e->lg, .sys = &tsys};
     faults_clear();
     *state = e;
@@ -390,6 +407,20 @@ static void write_all(const char *path, const uint8_t *b, size_t len)
     assert_true(fd >= 0);
     assert_int_equal(write(fd, b, len), (ssize_t)len);
     close(fd);
+}
+
+/* A state file holding st (gen >= 1) in its slot, and st with gen - 1 in
+ * the other. */
+static void write_state(const char *dir, const struct stor__state *st)
+{
+    uint8_t buf[STOR__STATE_BYTES];
+    struct stor__state older = *st;
+    older.gen--;
+    stor__state_encode(buf + (st->gen % 2) * STOR__STATE_SLOT, st);
+    stor__state_encode(buf + (older.gen % 2) * STOR__STATE_SLOT, &older);
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, STOR__STATE_NAME);
+    write_all(path, buf, sizeof buf);
 }
 
 /* ---- round trips ---- */
@@ -857,8 +888,17 @@ static void test_bitflips(void **state)
         assert_int_equal(e->cap.warns, 1);
         assert_int_equal(e->cap.errors, 0);
     }
+    /* A bit of the OPEN record (synced at creation): refused. */
+    for (size_t off = STOR__SEG_HDR; off < STOR__SEG_CREATE; off++) {
+        memcpy(b, orig, len);
+        b[off] ^= (uint8_t)(1u << (off % 8));
+        write_all(seg, b, len);
+        assert_int_equal(env_open(e), CRAFT_ECORRUPT);
+        assert_int_equal(e->cap.errors, 1);
+        assert_non_null(strstr(e->cap.last, "offset 48"));
+    }
     /* A bit of an earlier record, with valid ones after it: refused. */
-    for (size_t off = STOR__SEG_HDR; off < last_off; off += 3) {
+    for (size_t off = STOR__SEG_CREATE; off < last_off; off += 3) {
         memcpy(b, orig, len);
         b[off] ^= (uint8_t)(1u << (off % 8));
         write_all(seg, b, len);
@@ -871,9 +911,11 @@ static void test_bitflips(void **state)
     b[20] ^= 4;
     write_all(seg, b, len);
     assert_int_equal(env_open(e), CRAFT_ECORRUPT);
-    /* A header torn at creation (all zero): the segment is dropped. */
+    /* A header torn at creation (all zero), with the state file as it was
+     * before the segment existed: the segment is dropped. */
     memset(b, 0, len);
     write_all(seg, b, 30);
+    write_state(e->dir, &(struct stor__state){.gen = 1});
     env_reopen(e);
     assert_int_equal(e->p.n_entries, 0);
     assert_int_equal(e->cap.warns, 1);
@@ -899,15 +941,41 @@ static size_t put_rec_ents(uint8_t *out, uint64_t salt, uint64_t first,
     return STOR__REC_HDR + len;
 }
 
+/* The size of segment seq (any first index) in dir, 0 if there is none. */
+static uint64_t segment_size(const char *dir, uint64_t seq)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    uint64_t size = 0, q, f;
+    while (d && (de = readdir(d)) != NULL) {
+        char path[512];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (stor__seg_parse(de->d_name, &q, &f) && q == seq &&
+            stat(path, &st) == 0)
+            size = (uint64_t)st.st_size;
+    }
+    if (d)
+        closedir(d);
+    return size;
+}
+
+/* A segment of format 2: header, OPEN record (the previous segment's size
+ * as found in dir), then entries records. */
 static void write_segment(const char *dir, uint64_t seq, uint64_t first,
                           const uint64_t *firsts, const uint32_t *counts,
                           size_t n)
 {
     uint8_t buf[4096];
-    size_t off = STOR__SEG_HDR;
-    stor__seg_header_encode(buf, seq, 77 + seq, first);
+    uint64_t salt = 77 + seq;
+    stor__seg_header_encode(buf, seq, salt, first);
+    struct stor__open o = {.prev_size = seq > 1 ? segment_size(dir, seq - 1)
+                                                : 0};
+    stor__open_encode(buf + STOR__SEG_HDR + STOR__REC_HDR, &o);
+    stor__rec_seal(buf + STOR__SEG_HDR, STOR__REC_OPEN, STOR__OPEN_LEN, salt);
+    size_t off = STOR__SEG_CREATE;
     for (size_t i = 0; i < n; i++)
-        off += put_rec_ents(buf + off, 77 + seq, firsts[i], counts[i]);
+        off += put_rec_ents(buf + off, salt, firsts[i], counts[i]);
     char name[64], path[256];
     stor__seg_name(name, sizeof name, seq, first);
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -918,6 +986,7 @@ static void test_corruption_refused(void **state)
 {
     struct env *e = *state;
     assert_int_equal(mkdir(e->dir, 0700), 0);
+    write_state(e->dir, &(struct stor__state){.gen = 1});
 
     /* A gap in indexes inside one segment. */
     uint64_t f1[] = {1, 5};
@@ -1274,9 +1343,8 @@ static void test_reset_batch_torn(void **state)
     last_segment(e->dir, seg, sizeof seg);
     uint8_t *b = read_all(seg, &len);
 
-    /* [header][hard state][RESET][ENTRIES 11..12][hard state] */
-    size_t ents_off = STOR__SEG_HDR + (STOR__REC_HDR + 24) +
-                      (STOR__REC_HDR + 16);
+    /* [header][OPEN][RESET][ENTRIES 11..12][hard state] */
+    size_t ents_off = STOR__SEG_CREATE + (STOR__REC_HDR + 16);
     size_t ents_end = len - (STOR__REC_HDR + 24);
     assert_true(ents_end > ents_off + STOR__REC_HDR);
     for (size_t gone = 0; gone < n_old; gone++) {
@@ -1332,6 +1400,905 @@ static void test_lock(void **state)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* ---- disks that lie: damage that a crash cannot explain is refused ---- */
+
+static uint64_t path_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (uint64_t)st.st_size;
+}
+
+static void truncate_path(const char *path, uint64_t len)
+{
+    assert_int_equal(truncate(path, (off_t)len), 0);
+}
+
+/* Overwrite [from, to) of path with byte c. */
+static void fill_path(const char *path, uint64_t from, uint64_t to, int c)
+{
+    size_t len;
+    uint8_t *b = read_all(path, &len);
+    assert_true(from <= to && to <= len);
+    memset(b + from, c, to - from);
+    write_all(path, b, len);
+    free(b);
+}
+
+/* Append n bytes of c to path. */
+static void append_path(const char *path, size_t n, int c)
+{
+    uint8_t *z = malloc(n + 1);
+    memset(z, c, n);
+    int fd = open(path, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, z, n), (ssize_t)n);
+    close(fd);
+    free(z);
+}
+
+/* The state file's newest valid slot. */
+static struct stor__state read_state(const char *dir)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, STOR__STATE_NAME);
+    size_t len;
+    uint8_t *b = read_all(path, &len);
+    assert_int_equal(len, STOR__STATE_BYTES);
+    struct stor__state st[2];
+    const char *w0 = stor__state_decode(b, 0, &st[0]);
+    const char *w1 = stor__state_decode(b + STOR__STATE_SLOT, 1, &st[1]);
+    free(b);
+    assert_true(w0 == NULL || w1 == NULL);
+    if (w0)
+        return st[1];
+    if (w1)
+        return st[0];
+    return st[1].gen > st[0].gen ? st[1] : st[0];
+}
+
+/* The refusal names the data directory, the file and an offset, and says
+ * how to repair. */
+static void check_refusal(struct env *e, const char *file, const char *what)
+{
+    assert_int_equal(env_open(e), CRAFT_ECORRUPT);
+    assert_int_equal(e->cap.errors, 1);
+    const char *m = e->cap.last;
+    if (!strstr(m, e->dir) || !strstr(m, file) || !strstr(m, "offset ") ||
+        !strstr(m, what) || !strstr(m, "-join <a member>") ||
+        !strstr(m, "fresh incarnation"))
+        fail_msg("refusal lacks '%s' or '%s': %s", file, what, m);
+}
+
+static const char *base_name(const char *path)
+{
+    const char *p = strrchr(path, '/');
+    return p ? p + 1 : path;
+}
+
+/* The issue's case: the newest segment zero-filled, header and all (a write
+ * the disk acknowledged and lost). Its hard state is gone with it, so only
+ * the length of the file tells that its creation had been synced. */
+static void test_zeroed_newest_segment(void **state)
+{
+    struct env *e = *state;
+    for (int multi = 0; multi < 2; multi++) {
+        e->o.segment_bytes = multi ? 700 : 0;
+        env_reopen(e);
+        struct raft_hard_state hs = {1, 1, 0};
+        for (uint64_t i = 1; i <= 40; i++) {
+            hs.commit = i - 1;
+            assert_int_equal(save_range(e->s, i, i, 1, &hs), 0);
+        }
+        assert_true(multi ? count_files(e->dir, "log-") >= 3
+                          : count_files(e->dir, "log-") == 1);
+        stor_close(e->s);
+        e->s = NULL;
+        char seg[256];
+        last_segment(e->dir, seg, sizeof seg);
+        uint64_t len = path_size(seg);
+        assert_true(len > STOR__SEG_CREATE);
+        fill_path(seg, 0, len, 0);
+        check_refusal(e, base_name(seg), "longer than the segment's "
+                                         "creation write");
+        assert_non_null(strstr(e->cap.last, "offset 0"));
+        assert_int_equal(path_size(seg), len); /* nothing was cut */
+        nftw(e->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    }
+}
+
+/* The creation write of segment seq: header and OPEN record. */
+static void creation_bytes(uint8_t out[STOR__SEG_CREATE], uint64_t seq,
+                           uint64_t first, uint64_t prev_size)
+{
+    stor__seg_header_encode(out, seq, 1234, first);
+    struct stor__open o = {.hs = {1, 1, 3}, .prev_size = prev_size};
+    stor__open_encode(out + STOR__SEG_HDR + STOR__REC_HDR, &o);
+    stor__rec_seal(out + STOR__SEG_HDR, STOR__REC_OPEN, STOR__OPEN_LEN, 1234);
+}
+
+/* A crash while segment 2 was being created leaves a file no longer than
+ * its creation write, of any content: removed with a WARN, and the log goes
+ * on. A longer one, or one the state file names, is refused. */
+static void test_torn_creation(void **state)
+{
+    struct env *e = *state;
+    env_reopen(e);
+    struct raft_hard_state hs = {1, 1, 3};
+    assert_int_equal(save_range(e->s, 1, 5, 1, &hs), 0);
+    stor_close(e->s);
+    e->s = NULL;
+    char seg1[256], seg2[256], name2[64];
+    last_segment(e->dir, seg1, sizeof seg1);
+    stor__seg_name(name2, sizeof name2, 2, 6);
+    snprintf(seg2, sizeof seg2, "%s/%s", e->dir, name2);
+    uint8_t good[STOR__SEG_CREATE], b[STOR__SEG_CREATE + 1];
+    creation_bytes(good, 2, 6, path_size(seg1));
+
+    for (size_t k = 0; k <= STOR__SEG_CREATE; k++) {
+        for (int fill = 0; fill < 3; fill++) {
+            if (fill == 0)
+                memcpy(b, good, k);
+            else
+                memset(b, fill == 1 ? 0 : 0xff, k);
+            write_all(seg2, b, k);
+            if (fill == 0 && k == STOR__SEG_CREATE) {
+                env_reopen(e); /* complete: an empty segment, kept */
+                assert_int_equal(e->cap.warns, 0);
+                assert_int_equal(count_files(e->dir, "log-"), 2);
+                continue;
+            }
+            env_reopen(e);
+            assert_int_equal(e->cap.warns, 1);
+            assert_int_equal(e->cap.errors, 0);
+            assert_non_null(strstr(e->cap.last, "removing it"));
+            check_log(&e->p, 1, 5, term1);
+            assert_int_equal(e->p.hs.commit, 3);
+            assert_int_equal(access(seg2, F_OK), -1);
+        }
+    }
+    /* One byte more than the creation write: that write had been synced
+     * before anything else, so this is damage. */
+    memset(b, 0, sizeof b);
+    write_all(seg2, b, STOR__SEG_CREATE + 1);
+    check_refusal(e, name2, "longer than the segment's creation write");
+    /* No longer than it, but the state file names segment 2: refused. */
+    char stpath[256];
+    snprintf(stpath, sizeof stpath, "%s/%s", e->dir, STOR__STATE_NAME);
+    size_t stlen;
+    uint8_t *stsave = read_all(stpath, &stlen);
+    struct stor__state st = read_state(e->dir);
+    st.gen++;
+    st.seg_seq = 2;
+    st.seg_off = STOR__SEG_CREATE;
+    write_state(e->dir, &st);
+    write_all(seg2, b, 40);
+    check_refusal(e, name2, "its creation had been synced");
+    write_all(stpath, stsave, stlen);
+    free(stsave);
+    assert_int_equal(unlink(seg2), 0);
+
+    /* The log goes on, in a new segment 2. */
+    e->o.segment_bytes = 100;
+    env_reopen(e);
+    assert_int_equal(save_range(e->s, 6, 6, 1, NULL), 0);
+    assert_int_equal(count_files(e->dir, "log-"), 2);
+    env_reopen(e);
+    check_log(&e->p, 1, 6, term1);
+    assert_int_equal(e->cap.warns + e->cap.errors, 0);
+}
+
+/* Invalid bytes at the end of the last segment: a torn tail only if no
+ * longer than one write step (or than the record its header claims). */
+static void test_tail_bound(void **state)
+{
+    struct env *e = *state;
+    env_reopen(e);
+    struct raft_hard_state hs = {1, 1, 2};
+    assert_int_equal(save_range(e->s, 1, 4, 1, &hs), 0);
+    stor_close(e->s);
+    e->s = NULL;
+    char seg[256];
+    last_segment(e->dir, seg, sizeof seg);
+    uint64_t len = path_size(seg);
+
+    /* Zeroes of exactly one step: torn, cut. */
+    append_path(seg, STOR__WRITE_MAX, 0);
+    env_reopen(e);
+    check_log(&e->p, 1, 4, term1);
+    assert_int_equal(e->cap.warns, 1);
+    assert_non_null(strstr(e->cap.last, "torn tail"));
+    stor_close(e->s);
+    e->s = NULL;
+    assert_int_equal(path_size(seg), len);
+
+    /* One byte more: damage. */
+    append_path(seg, STOR__WRITE_MAX + 1, 0);
+    check_refusal(e, base_name(seg), "more than one write step");
+    assert_int_equal(path_size(seg), len + STOR__WRITE_MAX + 1);
+
+    /* A torn record longer than a step (one huge entry, written alone):
+     * its header claims the length, and the tail is within it. */
+    truncate_path(seg, len);
+    uint8_t h[STOR__REC_HDR] = {0};
+    craft_put32(h + 4, STOR__WRITE_MAX + 1000);
+    h[8] = STOR__REC_ENTRIES;
+    int fd = open(seg, O_WRONLY | O_APPEND);
+    assert_int_equal(write(fd, h, sizeof h), (ssize_t)sizeof h);
+    close(fd);
+    append_path(seg, STOR__WRITE_MAX + 500, 0x55);
+    env_reopen(e);
+    check_log(&e->p, 1, 4, term1);
+    assert_int_equal(e->cap.warns, 1);
+    stor_close(e->s);
+    e->s = NULL;
+    /* The same bytes under a header claiming a short record: damage. */
+    craft_put32(h + 4, 100);
+    fd = open(seg, O_WRONLY | O_APPEND);
+    assert_int_equal(write(fd, h, sizeof h), (ssize_t)sizeof h);
+    close(fd);
+    append_path(seg, STOR__WRITE_MAX + 500, 0x55);
+    check_refusal(e, base_name(seg), "more than one write step");
+}
+
+/* Zeroes or a cut below the length the state file says was durable: the
+ * disk lost synced writes, even if the rest looks like a torn tail. */
+static void test_state_position(void **state)
+{
+    struct env *e = *state;
+    env_reopen(e);
+    struct raft_hard_state hs = {1, 1, 0};
+    assert_int_equal(save_range(e->s, 1, 3, 1, &hs), 0);
+    char seg[256];
+    last_segment(e->dir, seg, sizeof seg);
+    uint64_t len3 = path_size(seg);
+    fx.now_ms += STOR_STATE_REFRESH_MS; /* the next save refreshes it */
+    hs.commit = 3;
+    assert_int_equal(save_range(e->s, 4, 6, 1, &hs), 0);
+    uint64_t len6 = path_size(seg);
+    assert_int_equal(read_state(e->dir).seg_off, len6);
+    assert_int_equal(read_state(e->dir).hs.commit, 3);
+    assert_int_equal(save_range(e->s, 7, 7, 1, NULL), 0);
+    stor_close(e->s);
+    e->s = NULL;
+    uint64_t len7 = path_size(seg);
+    size_t olen;
+    uint8_t *orig = read_all(seg, &olen);
+
+    /* The unsynced-looking end after the durable length: a torn tail. */
+    fill_path(seg, len6, len7, 0);
+    env_reopen(e);
+    check_log(&e->p, 1, 6, term1);
+    assert_int_equal(e->cap.warns, 1);
+    stor_close(e->s);
+    e->s = NULL;
+
+    /* Zeroes from before it: refused. */
+    write_all(seg, orig, olen);
+    fill_path(seg, len3, len7, 0);
+    check_refusal(e, base_name(seg), "durable up to offset");
+    /* Cut at a record boundary before it: refused. */
+    write_all(seg, orig, olen);
+    truncate_path(seg, len3);
+    check_refusal(e, base_name(seg), "it was truncated");
+    free(orig);
+}
+
+/* A save bigger than a write step goes in steps of whole records, each
+ * synced; a tear within the last step is cut, wherever it falls. */
+static void test_big_save_steps(void **state)
+{
+    struct env *e = *state;
+    env_reopen(e);
+    struct raft_hard_state hs = {1, 1, 0};
+    assert_int_equal(save_range(e->s, 1, 1, 1, &hs), 0);
+    char seg[256];
+    last_segment(e->dir, seg, sizeof seg);
+    uint64_t start = path_size(seg);
+
+    enum { N = 10, BIG = 1 << 20 };
+    uint8_t *data = malloc(BIG);
+    for (size_t k = 0; k < BIG; k++)
+        data[k] = (uint8_t)(k * 13);
+    struct raft_entry ents[N];
+    for (size_t i = 0; i < N; i++)
+        ents[i] = (struct raft_entry){1, 2 + i, RAFT_ENTRY_NORMAL, BIG, data};
+    unsigned w0 = fx.n_pwrite, s0 = fx.n_fdatasync;
+    assert_int_equal(stor_save(e->s, NULL, ents, N, NULL), 0);
+    /* Records of one entry each; three fit in 4 MiB: steps of 3, 3, 3, 1. */
+    assert_int_equal(fx.n_pwrite - w0, 4);
+    assert_int_equal(fx.n_fdatasync - s0, 4);
+    stor_close(e->s);
+    e->s = NULL;
+    size_t len;
+    uint8_t *orig = read_all(seg, &len);
+    uint64_t rec = STOR__REC_HDR + STOR__ENTS_HDR + STOR__ENT_HDR + BIG;
+    assert_int_equal(len, start + N * rec);
+    uint64_t last_step = start + 9 * rec;
+
+    /* Cut anywhere in the last step: in its record's header, in the
+     * entry header, every 65521st byte of the data, at the last byte. */
+    fx.nosync = true;
+    uint64_t cuts[64];
+    size_t n_cuts = 0;
+    for (uint64_t c = last_step; c <= last_step + 48; c++)
+        if (c % 4 == 0 || c - last_step >= 40)
+            cuts[n_cuts++] = c;
+    for (uint64_t c = last_step + 1000; c < len; c += 65521)
+        cuts[n_cuts++] = c;
+    cuts[n_cuts++] = len - 1;
+    assert_true(n_cuts <= 64);
+    for (size_t k = 0; k < n_cuts; k++) {
+        write_all(seg, orig, (size_t)cuts[k]);
+        env_reopen(e);
+        assert_int_equal(e->p.n_entries, 10);
+        assert_int_equal(e->cap.errors, 0);
+        assert_int_equal(e->cap.warns, cuts[k] > last_step);
+    }
+    fx.nosync = false;
+    /* The last step's bytes lost (zero) though the file kept its length. */
+    write_all(seg, orig, len);
+    fill_path(seg, last_step, len, 0);
+    env_reopen(e);
+    assert_int_equal(e->p.n_entries, 10);
+    assert_int_equal(e->p.entries[9].len, BIG);
+    assert_memory_equal(e->p.entries[9].data, data, BIG);
+    stor_close(e->s);
+    e->s = NULL;
+    /* Two steps' worth lost: more than the last write, damage. */
+    write_all(seg, orig, len);
+    fill_path(seg, start + 6 * rec, len, 0);
+    check_refusal(e, base_name(seg), "more than one write step");
+
+    /* One entry bigger than a step is a write of its own; a tear in it is
+     * within the length its (intact) header claims. */
+    write_all(seg, orig, start);
+    env_reopen(e);
+    uint8_t *huge = calloc(1, STOR__WRITE_MAX + 4096);
+    struct raft_entry he = {1, 2, RAFT_ENTRY_NORMAL, STOR__WRITE_MAX + 4096,
+                            huge};
+    w0 = fx.n_pwrite;
+    assert_int_equal(stor_save(e->s, NULL, &he, 1, NULL), 0);
+    assert_int_equal(fx.n_pwrite - w0, 1);
+    stor_close(e->s);
+    e->s = NULL;
+    size_t hlen;
+    uint8_t *hbuf = read_all(seg, &hlen);
+    write_all(seg, hbuf, hlen - 10);
+    env_reopen(e);
+    assert_int_equal(e->p.n_entries, 1);
+    assert_int_equal(e->cap.warns, 1);
+    stor_close(e->s);
+    e->s = NULL;
+    /* Known limit: with its header lost too, it is refused (safe side). */
+    memset(hbuf + start, 0, STOR__REC_HDR);
+    write_all(seg, hbuf, hlen - 10);
+    check_refusal(e, base_name(seg), "more than one write step");
+    free(hbuf);
+    free(huge);
+    free(data);
+    free(orig);
+}
+
+/* Older segments are closed: one that is truncated (even at a record
+ * boundary), extended or missing is refused, and so is a log missing its
+ * newest segment. */
+static void test_older_segment_damage(void **state)
+{
+    struct env *e = *state;
+    e->o.segment_bytes = 600;
+    env_reopen(e);
+    struct raft_hard_state hs = {1, 1, 0};
+    for (uint64_t i = 1; i <= 40; i++)
+        assert_int_equal(save_range(e->s, i, i, 1, &hs), 0);
+    stor_close(e->s);
+    e->s = NULL;
+    size_t n = (size_t)count_files(e->dir, "log-");
+    assert_true(n >= 4 && n <= 16);
+    struct seg_copy old[16];
+    copy_segments(e->dir, old, n);
+#define RESTORE()                                                            \
+    for (size_t k = 0; k < n; k++)                                           \
+    write_all(old[k].path, old[k].data, old[k].len)
+
+    /* Segment 2 cut at its last record boundary. */
+    size_t off = STOR__SEG_CREATE, prev = off;
+    while (off < old[1].len) {
+        prev = off;
+        off += STOR__REC_HDR + craft_get32(old[1].data + off + 4);
+    }
+    assert_int_equal(off, old[1].len);
+    truncate_path(old[1].path, prev);
+    check_refusal(e, base_name(old[2].path), "truncated or extended");
+    assert_non_null(strstr(e->cap.last, "offset 48"));
+    /* Cut inside a record. */
+    RESTORE();
+    truncate_path(old[1].path, old[1].len - 5);
+    check_refusal(e, base_name(old[1].path), "record");
+    /* Extended by zeroes. */
+    RESTORE();
+    append_path(old[1].path, 100, 0);
+    check_refusal(e, base_name(old[1].path), "bad record type");
+    /* Missing in the middle. */
+    RESTORE();
+    assert_int_equal(unlink(old[1].path), 0);
+    check_refusal(e, base_name(old[2].path), "jumps from 1 to 3");
+    /* The newest missing: the state file named it at its creation. */
+    RESTORE();
+    assert_int_equal(unlink(old[n - 1].path), 0);
+    check_refusal(e, STOR__STATE_NAME, "segments are missing at the end");
+    /* All of them missing: the term is gone with them. */
+    for (size_t k = 0; k < n - 1; k++)
+        assert_int_equal(unlink(old[k].path), 0);
+    check_refusal(e, STOR__STATE_NAME, "records term 1");
+    RESTORE();
+    env_reopen(e);
+    check_log(&e->p, 1, 40, term1);
+    for (size_t k = 0; k < n; k++)
+        free(old[k].data);
+#undef RESTORE
+}
+
+static uint64_t term_of_index(uint64_t i)
+{
+    return i;
+}
+
+/* Rewrite the state file with its newest slot changed by fn. */
+static void edit_state(const char *dir, void (*fn)(struct stor__state *))
+{
+    struct stor__state st = read_state(dir);
+    fn(&st);
+    st.gen++;
+    write_state(dir, &st);
+}
+
+static void st_term_up(struct stor__state *st) { st->hs.term++; }
+static void st_vote_other(struct stor__state *st) { st->hs.vote = 7; }
+static void st_commit_far(struct stor__state *st) { st->hs.commit = 99; }
+static void st_seq_up(struct stor__state *st) { st->seg_seq++; }
+static void st_term_down(struct stor__state *st)
+{
+    st->hs.term--;
+    st->hs.vote = 0;
+}
+static void st_vote_none(struct stor__state *st) { st->hs.vote = 0; }
+
+/* The state file ahead of the log: the log lost synced writes. */
+static void test_state_ahead(void **state)
+{
+    struct env *e = *state;
+    env_reopen(e);
+    struct raft_hard_state hs = {1, 1, 0};
+    assert_int_equal(save_range(e->s, 1, 5, 1, &hs), 0);
+    char seg[256];
+    last_segment(e->dir, seg, sizeof seg);
+    uint64_t len5 = path_size(seg);
+    /* A new term and vote: in the log, then in the state file. */
+    hs = (struct raft_hard_state){2, 2, 0};
+    assert_int_equal(save_range(e->s, 6, 6, 2, &hs), 0);
+    assert_int_equal(read_state(e->dir).hs.term, 2);
+    stor_close(e->s);
+    e->s = NULL;
+    size_t olen;
+    uint8_t *orig = read_all(seg, &olen);
+
+    /* The disk dropped the last save (a cut at a record boundary, which
+     * looks like a clean log): the state file, written with the new term,
+     * says how far the log was durable. */
+    truncate_path(seg, len5);
+    check_refusal(e, base_name(seg), "it was truncated");
+    write_all(seg, orig, olen);
+
+    char stpath[256];
+    snprintf(stpath, sizeof stpath, "%s/%s", e->dir, STOR__STATE_NAME);
+    size_t stlen;
+    uint8_t *stsave = read_all(stpath, &stlen);
+    struct {
+        void (*fn)(struct stor__state *);
+        const char *what;
+    } ahead[] = {
+        {st_term_up, "records term 3"},
+        {st_vote_other, "records a vote for 0000000000000007 in term 2"},
+        {st_commit_far, "records commit index 99, but the log ends at "
+                        "index 6"},
+        {st_seq_up, "segments are missing at the end"},
+    };
+    for (size_t i = 0; i < sizeof ahead / sizeof ahead[0]; i++) {
+        write_all(stpath, stsave, stlen);
+        edit_state(e->dir, ahead[i].fn);
+        check_refusal(e, STOR__STATE_NAME, ahead[i].what);
+    }
+    /* The log ahead of the state file (a crash between the two syncs of a
+     * save): accepted, and the state file catches up at once. */
+    void (*behind[])(struct stor__state *) = {st_term_down, st_vote_none};
+    for (size_t i = 0; i < 2; i++) {
+        write_all(stpath, stsave, stlen);
+        edit_state(e->dir, behind[i]);
+        env_reopen(e);
+        assert_int_equal(e->p.hs.term, 2);
+        assert_int_equal(e->p.hs.vote, 2);
+        assert_int_equal(e->cap.warns + e->cap.errors, 0);
+        struct stor__state st = read_state(e->dir);
+        assert_int_equal(st.hs.term, 2);
+        assert_int_equal(st.hs.vote, 2);
+        stor_close(e->s);
+        e->s = NULL;
+    }
+    /* A commit index the state file has and the log's hard state not
+     * (recorded by stor_save_commit): taken, it is within the log. */
+    write_all(stpath, stsave, stlen);
+    env_reopen(e);
+    assert_int_equal(stor_save_commit(e->s, 4), 0);
+    env_reopen(e);
+    assert_int_equal(e->p.hs.commit, 4);
+    free(stsave);
+    free(orig);
+}
+
+/* Two slots written alternately: a torn one leaves the other. */
+static void test_state_slots(void **state)
+{
+    struct env *e = *state;
+    env_reopen(e);
+    for (uint64_t t = 1; t <= 5; t++) {
+        struct raft_hard_state hs = {t, 1, 0};
+        assert_int_equal(save_range(e->s, t, t, t, &hs), 0);
+    }
+    stor_close(e->s);
+    e->s = NULL;
+    char stpath[256];
+    snprintf(stpath, sizeof stpath, "%s/%s", e->dir, STOR__STATE_NAME);
+    size_t len;
+    uint8_t *orig = read_all(stpath, &len);
+    assert_int_equal(len, STOR__STATE_BYTES);
+    struct stor__state st0, st1;
+    assert_null(stor__state_decode(orig, 0, &st0));
+    assert_null(stor__state_decode(orig + STOR__STATE_SLOT, 1, &st1));
+    assert_int_equal(st0.gen > st1.gen ? st0.gen - st1.gen
+                                       : st1.gen - st0.gen, 1);
+    unsigned newest = st1.gen > st0.gen;
+    assert_int_equal((newest ? st1 : st0).hs.term, 5);
+    assert_int_equal((newest ? st0 : st1).hs.term, 4);
+
+    /* Either slot torn (garbage, zeroes, one bit): the other is used. */
+    for (unsigned k = 0; k < 2; k++) {
+        for (int how = 0; how < 3; how++) {
+            uint8_t *b = read_all(stpath, &len);
+            memcpy(b, orig, len);
+            uint8_t *slot = b + k * STOR__STATE_SLOT;
+            if (how == 0)
+                memset(slot, 0xa5, STOR__STATE_SLOT);
+            else if (how == 1)
+                memset(slot, 0, STOR__STATE_SLOT);
+            else
+                slot[30] ^= 8;
+            write_all(stpath, b, len);
+            free(b);
+            env_reopen(e);
+            assert_int_equal(e->cap.errors, 0);
+            assert_int_equal(e->cap.warns, 1);
+            assert_non_null(strstr(e->cap.last, "was torn"));
+            assert_int_equal(e->p.hs.term, 5);
+            check_log(&e->p, 1, 5, term_of_index);
+            /* Torn newest slot: the older one had term 4, the log term 5;
+             * the file was brought up to date at open. */
+            assert_int_equal(read_state(e->dir).hs.term, 5);
+            stor_close(e->s);
+            e->s = NULL;
+        }
+    }
+    /* Both slots spoilt, or the file cut: refused. */
+    uint8_t *b = read_all(stpath, &len);
+    memcpy(b, orig, len);
+    b[3] ^= 1;
+    b[STOR__STATE_SLOT + 40] ^= 1;
+    write_all(stpath, b, len);
+    check_refusal(e, STOR__STATE_NAME, "neither slot of the state file is "
+                                       "valid");
+    write_all(stpath, orig, STOR__STATE_SLOT);
+    check_refusal(e, STOR__STATE_NAME, "512 bytes long instead of 1024");
+    write_all(stpath, orig, 0);
+    check_refusal(e, STOR__STATE_NAME, "0 bytes long");
+    write_all(stpath, orig, len);
+    env_reopen(e);
+    assert_int_equal(e->cap.warns + e->cap.errors, 0);
+    free(b);
+    free(orig);
+}
+
+/* A segment of format 1 (before the OPEN record): header version 1, an HS
+ * record, entries records. */
+static void write_segment_v1(const char *dir, uint64_t seq, uint64_t first,
+                             uint64_t from, uint32_t count, uint64_t commit)
+{
+    uint8_t buf[4096];
+    uint64_t salt = 55 + seq;
+    stor__seg_header_encode(buf, seq, salt, first);
+    craft_put32(buf + 8, STOR__SEG_VERSION_1);
+    craft_put32(buf + 40, crc32c(0, buf, 40));
+    size_t off = STOR__SEG_HDR;
+    craft_put64(buf + off + STOR__REC_HDR, 1);
+    craft_put64(buf + off + STOR__REC_HDR + 8, 1);
+    craft_put64(buf + off + STOR__REC_HDR + 16, commit);
+    stor__rec_seal(buf + off, STOR__REC_HS, 24, salt);
+    off += STOR__REC_HDR + 24;
+    off += put_rec_ents(buf + off, salt, from, count);
+    char name[64], path[256];
+    stor__seg_name(name, sizeof name, seq, first);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    write_all(path, buf, off);
+}
+
+/* A directory from before the state file (segments of format 1 only) is
+ * taken as it is, and gets one; a format 2 log without one is refused. */
+static void test_state_absent(void **state)
+{
+    struct env *e = *state;
+    assert_int_equal(mkdir(e->dir, 0700), 0);
+    write_segment_v1(e->dir, 1, 1, 1, 3, 2);
+    write_segment_v1(e->dir, 2, 4, 4, 2, 4);
+    env_reopen(e);
+    assert_int_equal(e->cap.warns + e->cap.errors, 0);
+    assert_int_equal(e->p.n_entries, 5);
+    assert_int_equal(e->p.hs.commit, 4);
+    struct stor__state st = read_state(e->dir);
+    assert_int_equal(st.hs.term, 1);
+    assert_int_equal(st.hs.commit, 4);
+    assert_int_equal(st.seg_seq, 2);
+    /* Appends go on in the format 1 segment, then a format 2 one. */
+    e->o.segment_bytes = 300;
+    env_reopen(e);
+    for (uint64_t i = 6; i <= 12; i++)
+        assert_int_equal(save_range(e->s, i, i, 1, NULL), 0);
+    assert_true(count_files(e->dir, "log-") >= 3);
+    env_reopen(e);
+    assert_int_equal(e->p.n_entries, 12);
+    assert_int_equal(e->cap.warns + e->cap.errors, 0);
+    stor_close(e->s);
+    e->s = NULL;
+
+    /* Format 2 segments and no state file: it was lost. */
+    char stpath[256];
+    snprintf(stpath, sizeof stpath, "%s/%s", e->dir, STOR__STATE_NAME);
+    assert_int_equal(unlink(stpath), 0);
+    check_refusal(e, STOR__STATE_NAME, "the state file is missing");
+}
+
+/* Errors on the new writes behave like the others: a failed write is
+ * returned (nothing may be acknowledged), a failed sync poisons. */
+static void test_state_errors(void **state)
+{
+    struct env *e = *state;
+    /* No space for the state file at the first open: nothing left. */
+    fx.pwrite = (struct fault){0, ENOSPC};
+    assert_int_equal(env_open(e), CRAFT_ENOSPACE);
+    faults_clear();
+    assert_int_equal(count_files(e->dir, "tmp-"), 0);
+    assert_int_equal(count_files(e->dir, STOR__STATE_NAME), 0);
+
+    env_reopen(e);
+    struct raft_hard_state hs = {1, 1, 0};
+    assert_int_equal(save_range(e->s, 1, 3, 1, &hs), 0);
+    /* A term change whose state slot write fails: an error, the store is
+     * not poisoned, and the next save writes the slot. */
+    hs = (struct raft_hard_state){2, 2, 0};
+    fx.pwrite = (struct fault){1, EIO}; /* the log append, then the slot */
+    assert_int_equal(stor_save(e->s, &hs, NULL, 0, NULL), CRAFT_EIO);
+    faults_clear();
+    assert_int_equal(read_state(e->dir).hs.term, 1);
+    assert_int_equal(stor_save(e->s, &hs, NULL, 0, NULL), 0);
+    assert_int_equal(read_state(e->dir).hs.term, 2);
+    /* Its fdatasync fails: poisoned. */
+    hs = (struct raft_hard_state){3, 1, 0};
+    fx.fdatasync = (struct fault){1, EIO};
+    assert_int_equal(stor_save(e->s, &hs, NULL, 0, NULL), CRAFT_EIO);
+    faults_clear();
+    assert_int_equal(e->cap.errors, 1);
+    assert_non_null(strstr(e->cap.last, "sync of state failed"));
+    assert_int_equal(save_range(e->s, 4, 4, 3, &hs), CRAFT_EIO);
+    assert_int_equal(stor_save_commit(e->s, 2), CRAFT_EIO);
+    assert_false(stor_state_due(e->s, 100));
+    env_reopen(e);
+    assert_int_equal(e->p.hs.term, 3); /* the log had it: ahead, fine */
+    assert_int_equal(read_state(e->dir).hs.term, 3);
+
+    /* A save of several steps whose second step fails: the file is cut
+     * back to where the save began, durably; no partial save remains. */
+    char seg[256];
+    last_segment(e->dir, seg, sizeof seg);
+    uint64_t before = path_size(seg);
+    enum { BIG = 3 << 20 };
+    uint8_t *data = calloc(1, BIG);
+    struct raft_entry ents[2] = {{3, 4, 0, BIG, data}, {3, 5, 0, BIG, data}};
+    fx.pwrite = (struct fault){1, ENOSPC};
+    unsigned s0 = fx.n_fdatasync;
+    assert_int_equal(stor_save(e->s, NULL, ents, 2, NULL), CRAFT_ENOSPACE);
+    faults_clear();
+    assert_int_equal(fx.n_fdatasync - s0, 2); /* step 1, then the cut */
+    assert_int_equal(path_size(seg), before);
+    assert_int_equal(save_range(e->s, 4, 4, 3, NULL), 0); /* not poisoned */
+    env_reopen(e);
+    assert_int_equal(e->p.entries[e->p.n_entries - 1].index, 4);
+    assert_int_equal(e->p.entries[e->p.n_entries - 1].len, 8);
+    /* The second step's fdatasync fails: poisoned. */
+    fx.fdatasync = (struct fault){1, EIO};
+    assert_int_equal(stor_save(e->s, NULL, ents, 2, NULL), CRAFT_EIO);
+    faults_clear();
+    assert_int_equal(save_range(e->s, 5, 5, 3, NULL), CRAFT_EIO);
+    free(data);
+
+    /* (The unacknowledged save may or may not be there after a restart.) */
+    env_reopen(e);
+    uint64_t last = stor_last_index(e->s);
+    assert_true(last == 4 || last == 5);
+
+    /* Creating a segment: its fdatasync fails, or the state write after
+     * it: poisoned either way, and the log reopens. */
+    for (int which = 0; which < 2; which++) {
+        e->o.segment_bytes = 100;
+        env_reopen(e);
+        fx.fdatasync = (struct fault){which ? 1 : 0, EIO};
+        assert_int_equal(save_range(e->s, last + 1, last + 1, 3, NULL),
+                         CRAFT_EIO);
+        faults_clear();
+        assert_int_equal(save_range(e->s, last + 1, last + 1, 3, NULL),
+                         CRAFT_EIO);
+        env_reopen(e);
+        assert_int_equal(stor_last_index(e->s), last);
+        assert_int_equal(e->cap.errors, 0);
+    }
+}
+
+/* Costs: one fdatasync per save, one more on a term or vote change, and
+ * the commit index refreshed at most once per STOR_STATE_REFRESH_MS. */
+static void test_state_refresh(void **state)
+{
+    struct env *e = *state;
+    env_reopen(e);
+    struct raft_hard_state hs = {1, 1, 0};
+    unsigned s0 = fx.n_fdatasync;
+    assert_int_equal(save_range(e->s, 1, 1, 1, &hs), 0);
+    assert_int_equal(fx.n_fdatasync - s0, 2);
+    s0 = fx.n_fdatasync;
+    for (uint64_t i = 2; i <= 20; i++) {
+        hs.commit = i - 1;
+        assert_int_equal(save_range(e->s, i, i, 1, &hs), 0);
+    }
+    assert_int_equal(fx.n_fdatasync - s0, 19);
+    assert_int_equal(read_state(e->dir).hs.commit, 0);
+    assert_false(stor_state_due(e->s, 19));
+    fx.now_ms += STOR_STATE_REFRESH_MS - 1;
+    assert_false(stor_state_due(e->s, 19));
+    fx.now_ms += 1;
+    assert_true(stor_state_due(e->s, 19));
+    assert_false(stor_state_due(e->s, 0)); /* nothing new */
+    /* The next save carries the refresh. */
+    s0 = fx.n_fdatasync;
+    hs.commit = 20;
+    assert_int_equal(save_range(e->s, 21, 21, 1, &hs), 0);
+    assert_int_equal(fx.n_fdatasync - s0, 2);
+    assert_int_equal(read_state(e->dir).hs.commit, 20);
+    assert_false(stor_state_due(e->s, 21));
+    /* A vote in the same term is written at once. */
+    s0 = fx.n_fdatasync;
+    hs.vote = 3;
+    assert_int_equal(stor_save(e->s, &hs, NULL, 0, NULL), 0);
+    assert_int_equal(fx.n_fdatasync - s0, 2);
+    assert_int_equal(read_state(e->dir).hs.vote, 3);
+    /* stor_save_commit: nothing if not ahead; capped at the last index. */
+    s0 = fx.n_fdatasync;
+    assert_int_equal(stor_save_commit(e->s, 20), 0);
+    assert_int_equal(fx.n_fdatasync - s0, 0);
+    assert_int_equal(stor_save_commit(e->s, 500), 0);
+    assert_int_equal(fx.n_fdatasync - s0, 1);
+    assert_int_equal(read_state(e->dir).hs.commit, 21);
+    env_reopen(e);
+    assert_int_equal(e->p.hs.commit, 21);
+    assert_int_equal(e->p.hs.vote, 3);
+    /* Never in memory. */
+    e->o.inmem = true;
+    e->o.dir = NULL;
+    env_reopen(e);
+    fx.now_ms += 10 * STOR_STATE_REFRESH_MS;
+    assert_false(stor_state_due(e->s, 5));
+    assert_int_equal(stor_save_commit(e->s, 5), 0);
+}
+
+/* A snapshot whose term differs from the log's at a committed index does
+ * not belong to this log; under an uncommitted one it is Raft's rule for
+ * an installed snapshot (the log is discarded). */
+static void test_snapshot_mismatch(void **state)
+{
+    struct env *e = *state;
+    env_reopen(e);
+    struct raft_hard_state hs = {1, 1, 8};
+    assert_int_equal(save_range(e->s, 1, 10, 1, &hs), 0);
+    take_snapshot(e, 5, 2, 100);
+    char name[64];
+    stor__snap_name(name, sizeof name, 5);
+    check_refusal(e, name, "the snapshot does not match the log");
+
+    nftw(e->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    env_reopen(e);
+    hs.commit = 3;
+    assert_int_equal(save_range(e->s, 1, 10, 1, &hs), 0);
+    take_snapshot(e, 5, 2, 100);
+    env_reopen(e);
+    assert_int_equal(e->p.n_entries, 0);
+    assert_int_equal(e->p.snap.index, 5);
+    assert_int_equal(e->cap.errors, 0);
+}
+
+/* Power loss at every sync of a run of saves (term changes, segment
+ * roll-overs, a snapshot and compaction): what was acknowledged survives,
+ * nothing is refused, and the state file agrees with the log. */
+static void crash_run(struct env *e, int fail_at, uint64_t *acked,
+                      uint64_t *acked_term)
+{
+    e->o.segment_bytes = 400;
+    fx.nosync = true;
+    env_reopen(e);
+    model_start(e->dir);
+    fx.anysync = (struct fault){fail_at, EIO};
+    *acked = 0;
+    *acked_term = 0;
+    for (uint64_t i = 1; i <= 30; i++) {
+        uint64_t t = 1 + i / 7;
+        struct raft_hard_state hs = {t, t % 3 + 1, i > 3 ? i - 3 : 0};
+        if (i % 5 == 0)
+            fx.now_ms += STOR_STATE_REFRESH_MS;
+        if (save_range(e->s, i, i, t, &hs) != 0)
+            break;
+        *acked = i;
+        *acked_term = t;
+        if (i == 20) {
+            struct raft_snap_meta m = {.index = 15, .term = 1 + 15 / 7};
+            struct stor_snap_writer *w;
+            if (stor_snap_begin(e->s, &m, &w) != 0)
+                break;
+            if (stor_snap_write(w, "snap", 4) != 0 ||
+                stor_snap_commit(w, NULL) != 0 || stor_compact(e->s, 12))
+                break;
+        }
+        if (i == 25 && stor_save_commit(e->s, 24) != 0)
+            break;
+    }
+    crash(e);
+    fx.nosync = false;
+}
+
+static uint64_t term_crash(uint64_t i)
+{
+    return 1 + i / 7;
+}
+
+static void test_crash_at_every_sync(void **state)
+{
+    struct env *e = *state;
+    int runs = 0;
+    for (int k = 0;; k++) {
+        uint64_t acked, term;
+        crash_run(e, k, &acked, &term);
+        env_reopen(e);
+        assert_int_equal(e->cap.errors, 0);
+        uint64_t last = stor_last_index(e->s);
+        assert_true(last >= acked);
+        assert_true(e->p.hs.term >= term);
+        if (e->p.n_entries)
+            check_log(&e->p, e->p.entries[0].index, last, term_crash);
+        struct stor__state st = read_state(e->dir);
+        assert_true(st.hs.term == e->p.hs.term);
+        runs++;
+        nftw(e->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        if (acked == 30)
+            break;
+    }
+    assert_true(runs > 60);
+    print_message("power loss at each of %d syncs: nothing acknowledged "
+                  "lost, nothing refused\n", runs - 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1366,6 +2333,19 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reset_batch_torn, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zeroed_newest_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_creation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tail_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_position, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_save_steps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_older_segment_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_ahead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_absent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_refresh, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_at_every_sync, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
