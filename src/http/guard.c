@@ -1,6 +1,7 @@
 /* What keeps outsiders from starving the HTTP server: the per-address cap on
- * open connections, the idle reaper (near the connection limit, connections
- * with no request in a handler for idle_reap_ms are shut, oldest first, so
+ * open connections, the idle reaper (above 7/8 of the connection limit,
+ * connections with no request in a handler for idle_reap_ms are shut,
+ * oldest first; at the limit itself, those idle for a quarter of it, so
  * that a new client is served rather than refused), and the detection of
  * clients gone while the node works on their request (a sweep of the
  * pending requests' sockets with poll(POLLRDHUP), which sees a FIN or RST
@@ -111,13 +112,13 @@ static void set_idle(struct http_server *s, struct http__conn *c)
 /* Shuts the oldest idle connections down while more than target are open
  * (not counting those already shut), taking only those idle for at least
  * idle_reap_ms. h2o sees EOF and closes them on its next read. */
-static void reap(struct http_server *s, unsigned target)
+static void reap(struct http_server *s, unsigned target, uint64_t min_idle)
 {
     uint64_t now = uv_now(s->loop);
     unsigned n = 0;
     while (s->nconns - s->ndoomed > target && !http__list_empty(&s->idle)) {
         struct http__conn *c = HTTP__CONTAINER(s->idle.next, struct http__conn, idle);
-        if (now - c->idle_since < s->idle_reap_ms)
+        if (now - c->idle_since < min_idle)
             break;
         http__list_unlink(&c->idle);
         if (c->fd < 0 || c->lingering || uv_is_closing((uv_handle_t *)&c->tcp))
@@ -130,9 +131,9 @@ static void reap(struct http_server *s, unsigned target)
     }
     uint64_t dropped;
     if (n > 0 && craft_ratelimit_allow(&s->rl_refuse, now, &dropped))
-        CRAFT_INFO(s->log, "http: %u connections open, closed %u idle for %u ms or more "
+        CRAFT_INFO(s->log, "http: %u connections open, closed %u idle for %" PRIu64 " ms or more "
                    "(%" PRIu64 " reaped in all; %" PRIu64 " similar lines suppressed)",
-                   s->nconns, n, s->idle_reap_ms, s->reaped_total, dropped);
+                   s->nconns, n, min_idle, s->reaped_total, dropped);
 }
 
 const char *http__guard_admit(struct http_server *s, struct http__conn *c)
@@ -148,7 +149,10 @@ const char *http__guard_admit(struct http_server *s, struct http__conn *c)
         return "too many connections from your address";
     unsigned high = s->max_conns - s->max_conns / 8;
     if (s->nconns - s->ndoomed > high)
-        reap(s, high);
+        reap(s, high, s->idle_reap_ms);
+    /* Full: rather than refusing, take an idle one sooner. */
+    if (s->nconns - s->ndoomed > s->max_conns)
+        reap(s, s->max_conns, s->idle_reap_ms / 4);
     if (s->nconns - s->ndoomed > s->max_conns)
         return "too many connections";
     return NULL;

@@ -99,8 +99,9 @@ struct http_opts {
                                 kept-alive connection; 0: 10000 */
     unsigned max_conns;     /* open connections; 0: 1024. Above 7/8 of it,
                                connections idle for idle_reap_ms are closed,
-                               oldest first; one that still finds the server
-                               full gets a 503 and is closed at once */
+                               oldest first (at the limit: idle for a quarter
+                               of that); one that still finds the server full
+                               gets a 503 and is closed at once */
     unsigned max_conns_per_ip; /* open connections of one peer address
                                (IPv6: per /128); 0: 256. Excess: 503 */
     unsigned idle_reap_ms;  /* see max_conns; 0: 1000 */

@@ -1625,12 +1625,12 @@ static void test_per_ip_cap(void **state)
     fx_stop(f, NULL);
 }
 
-/* At the connection limit, the oldest connection idle for idle_reap_ms is
- * closed so that a new client is served; busy ones are not touched, and
+/* At the connection limit, the oldest connection idle for idle_reap_ms / 4
+ * is closed so that a new client is served; busy ones are not touched, and
  * with nothing idle long enough the new one gets the 503. */
 static void test_idle_reaper(void **state)
 {
-    struct fx *f = fx_start_with(state, (struct http_opts){.max_conns = 4, .idle_reap_ms = 200});
+    struct fx *f = fx_start_with(state, (struct http_opts){.max_conns = 4, .idle_reap_ms = 800});
     struct cli *c[4];
     struct resp r;
     for (int i = 0; i < 4; i++) {
@@ -1644,7 +1644,7 @@ static void test_idle_reaper(void **state)
         }
         usleep(20 * 1000);
     }
-    struct cli *x = cli_open(f->port); /* nothing idle for 200 ms yet */
+    struct cli *x = cli_open(f->port); /* nothing idle for 800 / 4 ms yet */
     cli_read(x, &r, false);
     assert_int_equal(r.status, 503);
     resp_free(&r);
