@@ -1673,8 +1673,9 @@ static void test_slowloris(void **state)
     const char head[] = "POST /key HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     for (int body = 0; body < 2; body++) {
         struct cli *c = cli_open(f->port);
+        static const char clhead[] = "POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n";
         if (body)
-            cli_send(c, "POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n", 54);
+            cli_send(c, clhead, sizeof clhead - 1);
         struct timeval t0;
         gettimeofday(&t0, NULL);
         for (size_t i = 0;; i = (i + 1) % (sizeof head - 1)) {
