@@ -110,6 +110,7 @@ asan:
 	@$(MAKE) --no-print-directory O=build-asan unit
 	build-asan/sim --seeds 2000 --jobs $(JOBS)
 	CRAFTD=build-asan/craftd sh scripts/run-pytest.sh tests/cluster
+	CRAFTD=build-asan/craftd sh scripts/run-pytest.sh tests/security
 
 valgrind: all
 	@VALGRIND=1 sh scripts/run-unit.sh $(UNIT_BINS)
