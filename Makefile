@@ -34,7 +34,7 @@ LINCHECK  = $(if $(wildcard tests/lincheck/main.c),$(O)/lincheck)
 SIM       = $(if $(wildcard tests/sim/*.c),$(O)/sim)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: all test unit sim sim-teeth simtest cluster faults asan valgrind fuzz bench run deps clean
+.PHONY: all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -69,7 +69,7 @@ deps:
 
 test: deps
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory unit simtest cluster faults
+	@$(MAKE) --no-print-directory unit simtest cluster security faults
 
 unit: $(UNIT_BINS)
 	@sh scripts/run-unit.sh $(UNIT_BINS)
@@ -93,6 +93,10 @@ simtest: $(SIM)
 cluster: $(DAEMON) $(LINCHECK)
 	@sh scripts/run-pytest.sh tests/cluster
 
+# Attacks on the HTTP port of a real cluster (tests/security, docs/security.md).
+security: $(DAEMON)
+	@sh scripts/run-pytest.sh tests/security
+
 # Fault injection on real processes (tests/faults, docs/faults.md): the CI
 # subset (~5 min; partitions need root and iptables); `make faults LONG=1`
 # is the soak: random faults for FAULTS_DURATION seconds (default 7200).
@@ -106,6 +110,7 @@ asan:
 	@$(MAKE) --no-print-directory O=build-asan unit
 	build-asan/sim --seeds 2000 --jobs $(JOBS)
 	CRAFTD=build-asan/craftd sh scripts/run-pytest.sh tests/cluster
+	CRAFTD=build-asan/craftd sh scripts/run-pytest.sh tests/security
 
 valgrind: all
 	@VALGRIND=1 sh scripts/run-unit.sh $(UNIT_BINS)

@@ -145,6 +145,8 @@ int main(int argc, char **argv)
         .election_ticks = f.election_ticks,
         .request_timeout_ms = f.request_timeout_ms,
         .max_body = f.max_body,
+        .http_max_conns = f.http_max_conns,
+        .http_max_conns_per_ip = f.http_max_conns_per_ip,
         .log = &d.log,
     };
     CRAFT_INFO(&d.log, "craftd %s starting: http %s, raft %s, data %s%s%s%s", CRAFT_VERSION,

@@ -88,6 +88,12 @@ struct http_handlers {
     void (*remove)(void *ud, struct http_req *req, const char *id);
     /* POST /transfer {"id": ...}: hand leadership to that member. */
     void (*transfer)(void *ud, struct http_req *req, const char *id);
+    /* Optional (may be NULL, unlike the others): the client of req went
+     * away (closed, reset or shut down its end) before the reply. Called
+     * at most once per request, on the loop. The node may drop whatever it
+     * has not started for req; it must still reply to it (the reply is
+     * discarded or goes nowhere), now or later. */
+    void (*cancel)(void *ud, struct http_req *req);
 };
 
 struct http_opts {
@@ -101,8 +107,14 @@ struct http_opts {
     size_t max_value;       /* value limit in bytes, 0: max_body; above: 400 */
     uint32_t req_timeout_ms; /* to receive a whole request, and idle time of a
                                 kept-alive connection; 0: 10000 */
-    unsigned max_conns;     /* open connections; 0: 1024. Excess ones get a
-                               503 and are closed at once */
+    unsigned max_conns;     /* open connections; 0: 1024. Above 7/8 of it,
+                               connections idle for idle_reap_ms are closed,
+                               oldest first (at the limit: idle for a quarter
+                               of that); one that still finds the server full
+                               gets a 503 and is closed at once */
+    unsigned max_conns_per_ip; /* open connections of one peer address
+                               (IPv6: per /128); 0: 256. Excess: 503 */
+    unsigned idle_reap_ms;  /* see max_conns; 0: 1000 */
     unsigned linger_ms;     /* after a 413 (or a 400 for broken framing) the
                                rest of the body is read and thrown away so
                                that the client can read the answer: at most
@@ -142,9 +154,14 @@ void http_reply_error(struct http_req *req, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* True if no reply can reach the client any more: its connection is closed
- * or was reset, it shut down its side, or the server is closing. A node may
+ * or was reset, it shut down its side (even with requests of it still
+ * unread), or the server is closing. A node may
  * use it to skip work; it must still reply to req. */
 bool http_req_gone(struct http_req *req);
+
+/* A pointer the node keeps with req (for handlers.cancel); NULL at first. */
+void http_req_set_tag(struct http_req *req, void *tag);
+void *http_req_tag(const struct http_req *req);
 
 /* "linearizable", "weak", "none" ("?" for anything else). */
 const char *http_read_level_name(int level);

@@ -13,6 +13,7 @@
 
 #include "http/http.h"
 #include "http/parse.h"
+#include "common/ratelimit.h"
 
 /* Intrusive doubly-linked list; an anchor points at itself when empty. */
 struct http__link {
@@ -58,7 +59,16 @@ struct http__conn {
     unsigned linger_handles;   /* of those, still closing */
     size_t drained;            /* bytes thrown away while lingering */
     uv_timer_t linger_timer;   /* initialized only while lingering */
+    /* guard.c: limits and the idle reaper */
+    int fd;                    /* the accepted socket (h2o's), -1 once closed */
+    struct http__ip *ip;       /* its peer address entry, NULL if unknown */
+    struct http__link idle;    /* in srv->idle while no request is in a handler */
+    uint64_t idle_since;       /* uv_now() when it last became idle */
+    bool busy;                 /* a request reached http__on_req, not yet disposed */
+    bool reaped;               /* shut down by the reaper (counted in srv->ndoomed) */
 };
+
+struct http__ip; /* guard.c: open connections of one peer address */
 
 struct http_server {
     uv_loop_t *loop;
@@ -77,6 +87,18 @@ struct http_server {
     h2o_accept_ctx_t accept_ctx;
 
     unsigned nconns;           /* accepted and not yet closed (incl. refused) */
+    /* guard.c */
+    unsigned max_per_ip;       /* open connections of one address at most */
+    unsigned idle_reap_ms;     /* idle this long: may be reaped near the limit */
+    unsigned ndoomed;          /* reaped, not yet closed */
+    struct http__link idle;    /* struct http__conn by idle, oldest first */
+    struct http__ip **ip_tab;  /* hash of peer addresses, HTTP__IP_BUCKETS */
+    struct http__conn **by_fd; /* h2o's socket fd -> connection */
+    size_t by_fd_cap;
+    uv_timer_t sweep_timer;    /* looks for clients gone while the node works */
+    bool sweeping;
+    struct craft_ratelimit rl_refuse, rl_bad, rl_gone; /* outsider-made log lines */
+    uint64_t reaped_total, refused_total, cancelled_total, smuggle_total;
     struct http__link conns;   /* struct http__conn */
     struct http__link pending; /* struct http_req handed to the node, unanswered */
 
@@ -94,6 +116,9 @@ struct http_server {
  * h2o has disposed of its request (whichever comes last). */
 struct http_req {
     h2o_req_t *h2o;            /* NULL once h2o disposed of the request */
+    struct http_server *srv;
+    void *tag;                 /* the node's (http_req_set_tag) */
+    bool cancelled;            /* handlers.cancel was called */
     struct http__link link;    /* in srv->pending while h2o && !answered */
     bool replied;              /* the node has called http_reply_* */
     bool answered;             /* a response was started (by node or close) */
@@ -139,6 +164,26 @@ void http__linger_arm(struct http_server *s, h2o_req_t *req);
 bool http__linger_start(struct http__conn *c);
 /* Stops draining now; the connection is freed once its handles closed. */
 void http__linger_close(struct http__conn *c);
+
+/* --- guard.c: per-address cap, idle reaper, gone clients --- */
+#define HTTP__IP_BUCKETS 1024
+/* A fresh connection (counted in nconns, fd set): NULL to serve it, or the
+ * message of the 503 it gets (near the limit idle ones are reaped first). */
+const char *http__guard_admit(struct http_server *s, struct http__conn *c);
+/* h2o closed c's socket: forget its fd, address and idleness. */
+void http__guard_closed(struct http__conn *c);
+/* The connection a request of h2o came on (NULL if unknown). */
+struct http__conn *http__guard_conn_of(struct http_server *s, h2o_req_t *req);
+/* A request reached the handler: c is busy until req is disposed of. */
+void http__guard_busy(struct http_server *s, h2o_req_t *req);
+/* True if the client of req has closed, reset or shut down its end. */
+bool http__guard_req_gone(h2o_req_t *req);
+/* The node got a request: make sure gone clients are looked for. */
+void http__guard_sweep_start(struct http_server *s);
+/* The client of r is gone: no keep-alive, and tell the node (once). */
+void http__guard_cancel(struct http_req *r);
+/* Frees the tables (server closing, connections all gone). */
+void http__guard_free(struct http_server *s);
 
 /* --- addr.c: "host:port" to a listening socket --- */
 /* Parses addr ("host:port"), resolves it (blocking), binds and listens a non-blocking socket.

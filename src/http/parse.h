@@ -60,3 +60,14 @@ bool http__utf8_valid(const char *s, size_t len);
 size_t http__json_quote(char *dst, const char *s, size_t len);
 
 #endif
+
+/* --- framing.c: request smuggling guard --- */
+/* Checks the framing headers of one raw HTTP/1 request head (buf starts at
+ * the request line; it may run past the head, which ends at the first empty
+ * line): at most one Content-Length, at most one Transfer-Encoding, never
+ * both, and no obsolete line folding (a header line starting with a space
+ * or tab). h2o 2.2 uses the first Content-Length and ignores the others, and
+ * lets Transfer-Encoding override Content-Length, which a proxy in front may
+ * read differently. 0 if the head is fine (or has no end within len), -1
+ * with a message for a 400 in err otherwise. */
+int http__check_framing(const char *buf, size_t len, char *err, size_t errcap);

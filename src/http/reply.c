@@ -3,7 +3,6 @@
 #include "http/internal.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,6 +74,8 @@ static void on_h2o_dispose(void *p)
     http__list_unlink(&r->link);
     if (r->replied)
         craft_free(r);
+    else
+        http__guard_cancel(r); /* the connection closed first; r may be freed */
 }
 
 struct http_req *http__req_new(struct http_server *srv, h2o_req_t *req)
@@ -82,10 +83,11 @@ struct http_req *http__req_new(struct http_server *srv, h2o_req_t *req)
     struct http_req *r = craft_malloc(sizeof *r);
     if (r == NULL)
         return NULL;
-    *r = (struct http_req){.h2o = req};
+    *r = (struct http_req){.h2o = req, .srv = srv};
     struct http_req **hook = h2o_mem_alloc_shared(&req->pool, sizeof *hook, on_h2o_dispose);
     *hook = r;
     http__list_push(&srv->pending, &r->link);
+    http__guard_sweep_start(srv);
     return r;
 }
 
@@ -174,20 +176,22 @@ void http__send_errorv(h2o_req_t *req, int status, const char *allow, const char
 bool http_req_gone(struct http_req *req)
 {
     h2o_req_t *h = req->h2o;
-    if (h == NULL || req->answered)
-        return true;
-    h2o_socket_t *sock = h->conn->callbacks->get_socket(h->conn);
-    if (sock == NULL)
+    if (h == NULL || req->answered || req->cancelled)
         return true;
     /* h2o stops reading while a request is processed, so a peer's FIN or
-     * RST waits unread in the kernel: peek at it. */
-    char c;
-    ssize_t n = recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0)
-        return false; /* a pipelined request is waiting */
-    if (n == 0)
-        return true;
-    return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+     * RST waits unread in the kernel, maybe behind pipelined requests:
+     * poll(POLLRDHUP) sees it anyway. */
+    return http__guard_req_gone(h);
+}
+
+void http_req_set_tag(struct http_req *req, void *tag)
+{
+    req->tag = tag;
+}
+
+void *http_req_tag(const struct http_req *req)
+{
+    return req->tag;
 }
 
 const char *http_read_level_name(int level)

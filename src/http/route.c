@@ -3,6 +3,7 @@
  * (errors, empty writes) or handed to the node's handlers. */
 #include "http/internal.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +41,14 @@ static void method_not_allowed(h2o_req_t *req, const char *allow, const char *wh
  * (the node has no handler for it). */
 static struct http_req *hand_over(struct http_server *srv, h2o_req_t *req, bool have_handler)
 {
+    if (http__guard_req_gone(req)) {
+        /* The client left (e.g. after pipelining many requests): nothing of
+         * it is executed any more, and the connection closes after this. */
+        req->http1_is_persistent = 0;
+        srv->cancelled_total++;
+        fail(req, 400, NULL, "the client went away");
+        return NULL;
+    }
     if (!have_handler) {
         fail(req, 501, NULL, "not implemented");
         return NULL;
@@ -196,9 +205,41 @@ static void route_status(struct http_server *srv, h2o_req_t *req)
         srv->handlers.status(srv->ud, r);
 }
 
+/* h2o 2.2 takes the first of two Content-Length headers and lets
+ * Transfer-Encoding override Content-Length: a proxy in front that reads
+ * them otherwise would see another request boundary (request smuggling).
+ * The raw head is still at the start of the socket's input buffer (h2o
+ * consumes a request only after its response): checked there, and refused
+ * with 400 and no keep-alive, so that nothing after it is read as a
+ * request. */
+static bool framing_ok(struct http_server *srv, h2o_req_t *req)
+{
+    if (req->conn == NULL || req->conn->callbacks->get_socket == NULL)
+        return true;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->input == NULL)
+        return true;
+    char err[128];
+    if (http__check_framing(sock->input->bytes, sock->input->size, err, sizeof err) == 0)
+        return true;
+    srv->smuggle_total++;
+    uint64_t dropped;
+    if (craft_ratelimit_allow(&srv->rl_bad, uv_now(srv->loop), &dropped))
+        CRAFT_WARN(srv->log, "http: refused a request with ambiguous framing (%s); %" PRIu64
+                   " in all (%" PRIu64 " similar lines suppressed)", err, srv->smuggle_total,
+                   dropped);
+    req->http1_is_persistent = 0;
+    http__linger_arm(srv, req);
+    fail(req, 400, NULL, "%s", err);
+    return false;
+}
+
 int http__on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct http_server *srv = ((struct http__handler *)self)->srv;
+    http__guard_busy(srv, req);
+    if (!framing_ok(srv, req))
+        return 0;
     const char *path = req->path.base;
     size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
 

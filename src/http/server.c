@@ -1,8 +1,9 @@
 /* The server's life: h2o configuration, accepting (and refusing, above the
- * connection limit) TCP connections, and the asynchronous close that answers
+ * limits of guard.c) TCP connections, and the asynchronous close that answers
  * what is pending, shuts every connection and frees it all. */
 #include "http/internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,12 +18,17 @@
 #define HTTP__CLOSE_GRACE_MS 1000
 #define HTTP__DEFAULT_LINGER_MS 5000
 #define HTTP__DEFAULT_LINGER_BYTES (64u << 20)
+#define HTTP__DEFAULT_MAX_PER_IP 256
+#define HTTP__DEFAULT_IDLE_REAP_MS 1000
+#define HTTP__LOG_PERIOD_MS 5000 /* outsider-made log lines: 1 per 5 s ... */
+#define HTTP__LOG_BURST 5        /* ... after a burst of 5 */
 
 static void maybe_finish(struct http_server *s);
 
 void http__conn_free(struct http__conn *c)
 {
     struct http_server *s = c->srv;
+    http__guard_closed(c);
     if (c->linger_fd >= 0)
         close(c->linger_fd);
     http__list_unlink(&c->link);
@@ -35,25 +41,30 @@ void http__conn_free(struct http__conn *c)
 static void on_conn_closed(uv_handle_t *h)
 {
     struct http__conn *c = (struct http__conn *)h;
+    http__guard_closed(c); /* its fd may be reused from now on */
     if (c->linger_fd >= 0 && http__linger_start(c))
         return; /* freed once drained */
     http__conn_free(c);
 }
 
-/* Above the limit: a best-effort 503, then close. */
-#define REFUSE_BODY "{\"error\":\"too many connections\"}"
-static void refuse(struct http_server *s, struct http__conn *c)
+/* Above a limit: a best-effort 503 {"error": why}, then close. */
+static void refuse(struct http_server *s, struct http__conn *c, const char *why)
 {
     uv_buf_t b[2];
-    char head[160];
+    char head[160], body[128];
+    int bl = snprintf(body, sizeof body, "{\"error\":\"%s\"}", why);
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                     "Connection: close\r\nContent-Length: %zu\r\n\r\n",
-                     sizeof REFUSE_BODY - 1);
+                     "Connection: close\r\nContent-Length: %d\r\n\r\n", bl);
     b[0] = uv_buf_init(head, (unsigned)n);
-    b[1] = uv_buf_init((char *)REFUSE_BODY, sizeof REFUSE_BODY - 1);
+    b[1] = uv_buf_init(body, (unsigned)bl);
     (void)uv_try_write((uv_stream_t *)&c->tcp, b, 2); /* nothing to do if it fails */
-    CRAFT_WARN(s->log, "http: refused a connection: %u open (limit)", s->nconns - 1);
+    s->refused_total++;
+    uint64_t dropped;
+    if (craft_ratelimit_allow(&s->rl_refuse, uv_now(s->loop), &dropped))
+        CRAFT_WARN(s->log, "http: refused a connection (%s): %u open, %" PRIu64 " refused in "
+                   "all (%" PRIu64 " similar lines suppressed)", why, s->nconns - 1,
+                   s->refused_total, dropped);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
@@ -74,6 +85,10 @@ static void on_accept(uv_stream_t *listener, int status)
     c->lingering = false;
     c->linger_handles = 0;
     c->drained = 0;
+    c->fd = -1;
+    c->ip = NULL;
+    http__list_init(&c->idle);
+    c->busy = c->reaped = false;
     uv_tcp_init(s->loop, &c->tcp);
     http__list_push(&s->conns, &c->link);
     s->nconns++;
@@ -83,8 +98,9 @@ static void on_accept(uv_stream_t *listener, int status)
         uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
         return;
     }
-    if (s->nconns > s->max_conns) {
-        refuse(s, c);
+    const char *why = http__guard_admit(s, c);
+    if (why != NULL) {
+        refuse(s, c, why);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
@@ -135,10 +151,17 @@ int http_server_start(struct http_server **out, const struct http_opts *o)
     s->max_conns = o->max_conns ? o->max_conns : HTTP__DEFAULT_MAX_CONNS;
     s->linger_ms = o->linger_ms ? o->linger_ms : HTTP__DEFAULT_LINGER_MS;
     s->linger_max_bytes = o->linger_max_bytes ? o->linger_max_bytes : HTTP__DEFAULT_LINGER_BYTES;
+    s->max_per_ip = o->max_conns_per_ip ? o->max_conns_per_ip : HTTP__DEFAULT_MAX_PER_IP;
+    s->idle_reap_ms = o->idle_reap_ms ? o->idle_reap_ms : HTTP__DEFAULT_IDLE_REAP_MS;
+    http__list_init(&s->idle);
+    craft_ratelimit_init(&s->rl_refuse, HTTP__LOG_PERIOD_MS, HTTP__LOG_BURST);
+    craft_ratelimit_init(&s->rl_bad, HTTP__LOG_PERIOD_MS, HTTP__LOG_BURST);
+    craft_ratelimit_init(&s->rl_gone, HTTP__LOG_PERIOD_MS, HTTP__LOG_BURST);
     http__list_init(&s->conns);
     http__list_init(&s->pending);
     configure_h2o(s, o->req_timeout_ms ? o->req_timeout_ms : HTTP__DEFAULT_TIMEOUT_MS);
     uv_timer_init(s->loop, &s->grace_timer);
+    uv_timer_init(s->loop, &s->sweep_timer);
     uv_idle_init(s->loop, &s->final_handle);
     uv_tcp_init(s->loop, &s->listener);
     int err = uv_tcp_open(&s->listener, fd);
@@ -185,6 +208,7 @@ static void on_final_closed(uv_handle_t *h)
     struct http_server *s = HTTP__CONTAINER(h, struct http_server, final_handle);
     void (*cb)(void *) = s->close_cb;
     void *ud = s->close_ud;
+    http__guard_free(s);
     craft_free(s);
     if (cb != NULL)
         cb(ud);
@@ -212,6 +236,7 @@ static void maybe_finish(struct http_server *s)
     s->listener_closed = false; /* finish once */
     h2o_context_dispose(&s->ctx);
     h2o_config_dispose(&s->config);
+    uv_close((uv_handle_t *)&s->sweep_timer, NULL); /* freed a pass after grace_timer */
     uv_close((uv_handle_t *)&s->grace_timer, on_grace_closed);
 }
 

@@ -32,6 +32,10 @@ static const struct flag_def DEFS[] = {
     {"election-ticks", K_UINT, FIELD(election_ticks), 2, 1000000, "N",
      "ticks without a leader before an election (default 20)"},
     {"haddr", K_ADDR, FIELD(haddr), 0, 0, "addr", "HTTP bind address (default \"localhost:11000\")"},
+    {"http-max-conns", K_UINT, FIELD(http_max_conns), 1, 1000000, "N",
+     "open HTTP connections at most; idle ones are closed near it (default 1024)"},
+    {"http-max-conns-per-ip", K_UINT, FIELD(http_max_conns_per_ip), 1, 1000000, "N",
+     "open HTTP connections of one client address at most (default 256)"},
     {"id", K_STR, FIELD(id), 0, 0, "id", "node id (default: the -raddr string)"},
     {"inmem", K_BOOL, FIELD(inmem), 0, 0, NULL, "keep the Raft log in memory only"},
     {"join", K_STR, FIELD(join), 0, 0, "addr", "HTTP address of a cluster member to join"},
@@ -62,6 +66,8 @@ static void set_defaults(struct flags *f)
     f->election_ticks = 20;
     f->request_timeout_ms = 5000;
     f->max_body = 1024 * 1024;
+    f->http_max_conns = 1024;
+    f->http_max_conns_per_ip = 256;
 }
 
 __attribute__((format(printf, 3, 4))) static enum flags_outcome fail(char *err, size_t errcap,

@@ -46,6 +46,8 @@ struct flags {
     unsigned election_ticks;      /* -election-ticks, default 10, >= 2 */
     unsigned request_timeout_ms;  /* -request-timeout-ms, default 5000, >= 1 */
     size_t max_body;              /* -max-body (bytes), default 1 MiB, >= 1 */
+    unsigned http_max_conns;      /* -http-max-conns, default 1024, >= 1 */
+    unsigned http_max_conns_per_ip; /* -http-max-conns-per-ip, default 256, >= 1 */
 };
 
 /* Parses argv[1..argc-1] into *f (argv[0] is the program name). On

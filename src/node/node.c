@@ -201,6 +201,8 @@ static int start_services(struct node *n)
     struct http_opts ho = {.loop = n->loop,
                            .listen = n->http_addr,
                            .max_body = n->o.max_body,
+                           .max_conns = n->o.http_max_conns,
+                           .max_conns_per_ip = n->o.http_max_conns_per_ip,
                            .log = &n->log,
                            .handlers = &node__http_handlers,
                            .ud = n};

@@ -28,6 +28,8 @@ struct node_opts {
     unsigned heartbeat_ticks; /* 0: election_ticks / 10 */
     unsigned request_timeout_ms; /* 0: 5000 */
     size_t max_body;       /* HTTP body limit; 0: 1 MiB */
+    unsigned http_max_conns;        /* 0: 1024 (see http_opts.max_conns) */
+    unsigned http_max_conns_per_ip; /* 0: 256 */
     const struct craft_logger *log;
 };
 

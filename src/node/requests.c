@@ -50,6 +50,8 @@ struct node__req *node__req_new(struct node *n, int kind,
     q->kind = kind;
     q->http = http;
     q->deadline = node__now(n) + n->o.request_timeout_ms;
+    if (http != NULL)
+        http_req_set_tag(http, q);
     if (slot_insert(n, q) != 0) {
         craft_free(q);
         return NULL;
@@ -570,6 +572,23 @@ static void on_transfer(void *ud, struct http_req *req, const char *id)
     member_op(ud, req, id, NODE__TRANSFER);
 }
 
+/* The client of req went away. What has not been handed to Raft yet (a
+ * write or removal waiting to be retried, any read: reads change nothing)
+ * is dropped now; a proposal already made may still apply, and its answer
+ * then goes nowhere. */
+static void on_cancel(void *ud, struct http_req *req)
+{
+    struct node *n = ud;
+    struct node__req *q = http_req_tag(req);
+    if (q == NULL || q->http != req)
+        return;
+    bool placed = q->issued || q->index != 0;
+    if (q->kind == NODE__GET || ((q->kind == NODE__WRITE || q->kind == NODE__REMOVE) && !placed)) {
+        http_reply_error(req, 503, "the client went away");
+        node__req_done(n, q);
+    }
+}
+
 const struct http_handlers node__http_handlers = {
     .get = on_get,
     .set = on_set,
@@ -578,4 +597,5 @@ const struct http_handlers node__http_handlers = {
     .status = on_status,
     .remove = on_remove,
     .transfer = on_transfer,
+    .cancel = on_cancel,
 };

@@ -27,6 +27,7 @@
 #include "common/error.h"
 #include "http/http.h"
 #include "http/parse.h"
+#include "common/ratelimit.h"
 
 /* ------------------------------------------------------------------ */
 /* pure helpers                                                        */
@@ -240,6 +241,54 @@ static void test_split_hostport(void **state)
                      CRAFT_EINVAL);
 }
 
+static int framing(const char *head)
+{
+    char err[128];
+    return http__check_framing(head, strlen(head), err, sizeof err);
+}
+
+/* The smuggling guard on raw heads: one Content-Length or one
+ * Transfer-Encoding is fine; two, both, or folded lines are not. */
+static void test_check_framing(void **state)
+{
+    assert_int_equal(framing("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    assert_int_equal(framing("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nContent-Length: 7"), 0);
+    assert_int_equal(framing("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), 0);
+    assert_int_equal(framing("POST / HTTP/1.1\nContent-Length: 5\n\n"), 0); /* bare LF */
+    assert_int_equal(framing("POST / HTTP/1.1\r\nX-Content-Length: 5\r\nContent-Length: 5\r\n\r\n"), 0);
+    assert_int_equal(framing("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"), -1);
+    assert_int_equal(framing("POST / HTTP/1.1\r\ncontent-length: 5\r\nCONTENT-LENGTH: 40\r\n\r\n"), -1);
+    assert_int_equal(framing("POST / HTTP/1.1\r\nContent-Length : 5\r\nContent-Length: 4\r\n\r\n"), -1);
+    assert_int_equal(framing("POST / HTTP/1.1\nContent-Length: 5\nTransfer-Encoding: chunked\n\n"), -1);
+    assert_int_equal(framing("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n"), -1);
+    assert_int_equal(framing("POST / HTTP/1.1\r\nX: a\r\n Content-Length: 5\r\n\r\n"), -1);
+    assert_int_equal(framing("POST / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n"), -1);
+    assert_int_equal(framing("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Le"), 0); /* cut */
+}
+
+/* The log limiter: a burst, then one line per period, with the count of
+ * the lines held back meanwhile. */
+static void test_ratelimit(void **state)
+{
+    struct craft_ratelimit rl;
+    uint64_t d = 99;
+    craft_ratelimit_init(&rl, 1000, 2);
+    assert_true(craft_ratelimit_allow(&rl, 5000, &d));
+    assert_int_equal(d, 0);
+    assert_true(craft_ratelimit_allow(&rl, 5000, &d));
+    for (int i = 0; i < 10; i++)
+        assert_false(craft_ratelimit_allow(&rl, 5500, &d));
+    assert_true(craft_ratelimit_allow(&rl, 6000, &d));
+    assert_int_equal(d, 10);
+    assert_false(craft_ratelimit_allow(&rl, 6999, &d));
+    assert_false(craft_ratelimit_allow(&rl, 100, &d)); /* time going back: no tokens */
+    assert_true(craft_ratelimit_allow(&rl, 7000, &d));
+    assert_int_equal(d, 2);
+    assert_true(craft_ratelimit_allow(&rl, 100000, NULL)); /* a long pause: full again */
+    assert_true(craft_ratelimit_allow(&rl, 100000, NULL));
+    assert_false(craft_ratelimit_allow(&rl, 100000, NULL));
+}
+
 /* ------------------------------------------------------------------ */
 /* the fake node: runs on the loop thread                              */
 
@@ -274,6 +323,7 @@ struct fx {
     struct http_req *held[8]; /* never answered by the node before close */
     size_t nheld;
     int set_calls, get_calls, gone_seen, not_gone_seen, closed;
+    int cancels; /* fake_cancel calls */
 };
 
 struct later {
@@ -422,6 +472,24 @@ static const struct http_handlers fake_handlers = {fake_get, fake_set, fake_del,
                                                    fake_status};
 static const struct http_handlers no_handlers = {0};
 
+/* Answers a held request when its client goes away. */
+static void fake_cancel(void *ud, struct http_req *req)
+{
+    struct fx *f = ud;
+    f->cancels++;
+    for (size_t i = 0; i < f->nheld; i++) {
+        if (f->held[i] == req) {
+            f->held[i] = f->held[--f->nheld];
+            http_reply_error(req, 503, "gone");
+            return;
+        }
+    }
+}
+
+static const struct http_handlers cancel_handlers = {
+    .get = fake_get, .set = fake_set, .del = fake_del, .join = fake_join,
+    .status = fake_status, .cancel = fake_cancel};
+
 /* The servers run on one uv loop in the main thread, which lives as long as
  * the process: h2o keeps per-thread caches of memory chunks that a thread
  * exiting would leak (valgrind "definitely lost"). The tests (and cmocka's
@@ -553,7 +621,7 @@ static struct fx *fx_start(void **state)
 }
 
 struct counts {
-    int set_calls, get_calls, gone_seen, not_gone_seen;
+    int set_calls, get_calls, gone_seen, not_gone_seen, cancels;
 };
 
 /* Begins closing the server (fx_wait_stopped completes it). */
@@ -597,7 +665,8 @@ static void fx_wait_stopped(struct fx *f, struct counts *c)
     assert_int_equal(f->closed, 1);
     assert_int_equal(f->leftover_handles, 0);
     if (c != NULL)
-        *c = (struct counts){f->set_calls, f->get_calls, f->gone_seen, f->not_gone_seen};
+        *c = (struct counts){f->set_calls, f->get_calls, f->gone_seen, f->not_gone_seen,
+                             f->cancels};
     fx_free(f);
 }
 
@@ -1421,6 +1490,221 @@ static void test_not_implemented(void **state)
     fx_stop(f, NULL);
 }
 
+
+/* Request smuggling: two Content-Length headers (h2o alone would take the
+ * first), Content-Length with Transfer-Encoding, two Transfer-Encodings,
+ * folded lines: 400 with a JSON error, the connection closes, and the
+ * request hidden behind is never executed. h2o's own framing errors are
+ * JSON too. */
+static void test_smuggling(void **state)
+{
+    struct fx *f = fx_start(state);
+    const char *attacks[] = {
+        "POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\nContent-Length: 0\r\n\r\n"
+        "{\"a\":\"b\"}POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{\"s\":\"1\"}",
+        "POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 47\r\n\r\n"
+        "GET /key/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "0\r\n\r\nGET /key/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /key HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+        "0\r\n\r\nGET /key/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /key HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "0\r\n\r\nGET /key/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /key/a HTTP/1.1\r\nHost: x\r\nX: y\r\n Content-Length: 5\r\n\r\n"
+        "GET /key/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    };
+    const char *want[] = {"Content-Length", "Content-Length", "Transfer-Encoding",
+                          "Transfer-Encoding", "Transfer-Encoding", "folding"};
+    for (size_t i = 0; i < sizeof attacks / sizeof attacks[0]; i++) {
+        struct cli *c = cli_open(f->port);
+        cli_send(c, attacks[i], strlen(attacks[i]));
+        struct resp r;
+        cli_read(c, &r, false);
+        if (r.status != 400)
+            fail_msg("attack %zu: status %d", i, r.status);
+        assert_json_error(&r, want[i]);
+        assert_string_equal(header(&r, "connection"), "close");
+        resp_free(&r);
+        cli_read(c, &r, false); /* no second answer: closed */
+        assert_true(r.eof);
+        cli_close(c);
+    }
+    /* what h2o refuses by itself: JSON as well */
+    const char *h2o_own[] = {
+        "POST /key HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n",
+        "POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        "POST /key HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n",
+    };
+    int want_status[] = {400, 400, 400, 417};
+    for (size_t i = 0; i < 4; i++) {
+        struct cli *c = cli_open(f->port);
+        cli_send(c, h2o_own[i], strlen(h2o_own[i]));
+        struct resp r;
+        cli_read(c, &r, false);
+        assert_int_equal(r.status, want_status[i]);
+        assert_json_error(&r, NULL);
+        resp_free(&r);
+        cli_close(c);
+    }
+    check_error(f, "GET", "/key/smuggled", NULL, 404, NULL);
+    struct counts n;
+    fx_stop(f, &n);
+    assert_int_equal(n.set_calls, 0);
+    assert_int_equal(n.get_calls, 1); /* the check above only */
+}
+
+/* A client pipelines a held read and 200 writes, then disconnects: the
+ * node is told (cancel) and answers; none of the writes is executed. */
+static void test_cancel_pipelined(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.handlers = &cancel_handlers});
+    for (int mode = 0; mode < 2; mode++) { /* close, then reset */
+        struct cli *c = cli_open(f->port);
+        char *buf = malloc(200 * 80 + 64);
+        size_t n = (size_t)sprintf(buf, "GET /key/hold:%d HTTP/1.1\r\nHost: x\r\n\r\n", mode);
+        for (int i = 0; i < 200; i++)
+            n += (size_t)sprintf(buf + n, "POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 10"
+                                 "\r\n\r\n{\"p%02d\":\"v\"}", i % 100);
+        cli_send(c, buf, n);
+        free(buf);
+        usleep(50 * 1000); /* the read is held by the node */
+        if (mode == 1) {
+            struct linger lg = {1, 0};
+            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        cli_close(c);
+        usleep(400 * 1000); /* a few sweeps */
+    }
+    check_ok(f, "POST", "/key", "{\"after\":\"1\"}");
+    struct counts k;
+    fx_stop(f, &k);
+    assert_int_equal(k.cancels, 2);
+    assert_int_equal(k.set_calls, 1); /* only the one after */
+}
+
+/* A live client with pauses between requests is never cancelled; one that
+ * shuts down its end is, even behind a pipelined request not yet read, and
+ * that request never reaches the node. */
+static void test_cancel_not_for_live(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.handlers = &cancel_handlers});
+    struct cli *c = cli_open(f->port);
+    struct resp r;
+    for (int i = 0; i < 3; i++) {
+        cli_request(c, "GET", "/key/alive:x", NULL, 0, &r);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+        usleep(150 * 1000);
+    }
+    cli_close(c);
+    c = cli_open(f->port);
+    const char two[] = "GET /key/gone:1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /key/k HTTP/1.1\r\nHost: x\r\n\r\n";
+    cli_send(c, two, sizeof two - 1);
+    usleep(20 * 1000);
+    shutdown(c->fd, SHUT_WR);
+    usleep(300 * 1000);
+    cli_close(c);
+    struct counts k;
+    fx_stop(f, &k);
+    assert_int_equal(k.cancels, 1); /* gone:1, pending when its client shut down */
+    assert_int_equal(k.not_gone_seen, 3);
+    assert_int_equal(k.gone_seen, 1);
+    assert_int_equal(k.get_calls, 4); /* the pipelined GET /key/k never ran */
+}
+
+/* Past max_conns_per_ip, a connection from that address gets a 503. */
+static void test_per_ip_cap(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.max_conns_per_ip = 2});
+    struct cli *a = cli_open(f->port), *b = cli_open(f->port), *x = cli_open(f->port);
+    struct resp r;
+    cli_read(x, &r, false);
+    assert_int_equal(r.status, 503);
+    assert_json_error(&r, "from your address");
+    resp_free(&r);
+    cli_close(x);
+    cli_request(a, "GET", "/status", NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    cli_close(b);
+    usleep(50 * 1000);
+    x = cli_open(f->port);
+    cli_request(x, "GET", "/status", NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    cli_close(x);
+    cli_close(a);
+    fx_stop(f, NULL);
+}
+
+/* At the connection limit, the oldest connection idle for idle_reap_ms / 4
+ * is closed so that a new client is served; busy ones are not touched, and
+ * with nothing idle long enough the new one gets the 503. */
+static void test_idle_reaper(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.max_conns = 4, .idle_reap_ms = 800});
+    struct cli *c[4];
+    struct resp r;
+    for (int i = 0; i < 4; i++) {
+        c[i] = cli_open(f->port);
+        if (i == 0) {
+            const char h[] = "GET /key/hold:r HTTP/1.1\r\nHost: x\r\n\r\n"; /* busy */
+            cli_send(c[i], h, sizeof h - 1);
+        } else {
+            cli_request(c[i], "GET", "/status", NULL, 0, &r);
+            resp_free(&r);
+        }
+        usleep(20 * 1000);
+    }
+    struct cli *x = cli_open(f->port); /* nothing idle for 800 / 4 ms yet */
+    cli_read(x, &r, false);
+    assert_int_equal(r.status, 503);
+    resp_free(&r);
+    cli_close(x);
+    usleep(300 * 1000);
+    x = cli_open(f->port);
+    cli_request(x, "GET", "/status", NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    char ch;
+    assert_int_equal(recv(c[1]->fd, &ch, 1, 0), 0); /* the oldest idle one went */
+    cli_request(c[2], "GET", "/status", NULL, 0, &r); /* the others are still served */
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    for (int i = 0; i < 4; i++)
+        cli_close(c[i]);
+    cli_close(x);
+    fx_stop(f, NULL);
+}
+
+/* Slowloris: a head trickling in a byte at a time does not extend the
+ * request timeout (h2o's req_timeout is one deadline for head and body). */
+static void test_slowloris(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.req_timeout_ms = 300});
+    const char head[] = "POST /key HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for (int body = 0; body < 2; body++) {
+        struct cli *c = cli_open(f->port);
+        static const char clhead[] = "POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n";
+        if (body)
+            cli_send(c, clhead, sizeof clhead - 1);
+        struct timeval t0;
+        gettimeofday(&t0, NULL);
+        for (size_t i = 0;; i = (i + 1) % (sizeof head - 1)) {
+            assert_true(ms_since(&t0) < 3000);
+            if (send(c->fd, head + i, 1, MSG_NOSIGNAL) < 0)
+                break;
+            usleep(30 * 1000);
+        }
+        long ms = ms_since(&t0);
+        assert_true(ms >= 250 && ms < 1500);
+        cli_close(c);
+    }
+    fx_stop(f, NULL);
+}
+
 static void test_listen_addresses(void **state)
 {
     uv_loop_t loop;
@@ -1491,6 +1775,14 @@ static void *tests_main(void *arg)
         cmocka_unit_test_prestate_setup_teardown(test_close_stuck_client, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_not_implemented, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_listen_addresses, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_check_framing, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_ratelimit, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_smuggling, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_cancel_pipelined, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_cancel_not_for_live, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_per_ip_cap, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_idle_reaper, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_slowloris, NULL, fx_teardown, r),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     post(r, CMD_QUIT, NULL, NULL);
