@@ -251,6 +251,8 @@ static int drop_torn_creation(struct replay *rp, const struct stor__seg *g,
                "it", s->dir, rp->file, why, size, STOR__SEG_CREATE);
     rp->rec->next_seq = g->seq;
     int err = stor__unlink(s, rp->file);
+    /* Directory fsync: the removal is durable before a new segment of the
+     * same seq (under another name) is created, so two never coexist. */
     return err ? err : stor__sync_dir(s, rp->file);
 }
 

@@ -3,7 +3,8 @@
  * memfs_load's) opened by stor_open through the in-memory file system.
  * Whatever it accepts must be a consistent log that the store can go on
  * from: contiguous entries, a commit index within them, and a save after
- * it that reopens to exactly the same log plus the new entry, twice.
+ * it (into a new segment, for half the inputs) that reopens to exactly the
+ * same log plus the new entry, twice.
  * Built and run by `make fuzz`. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,9 +31,14 @@ struct seen {
     uint32_t *crcs;
 };
 
+/* Half the inputs run with tiny segments, so that the save after recovery
+ * creates a new segment behind whatever was recovered. */
+static uint64_t segment_bytes;
+
 static int open_store(struct stor **s, struct raft_persisted *p)
 {
-    struct stor_opts o = {.dir = MEMFS_DIR, .sys = memfs_sys()};
+    struct stor_opts o = {.dir = MEMFS_DIR, .sys = memfs_sys(),
+                          .segment_bytes = segment_bytes};
     return stor_open(&o, s, p);
 }
 
@@ -98,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     memfs_load(data, size);
+    segment_bytes = size % 2 ? 0 : 200;
     struct stor *s = NULL;
     struct raft_persisted p;
     int err = open_store(&s, &p);
