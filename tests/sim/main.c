@@ -48,7 +48,8 @@ static void usage(FILE *f)
             "       sim --selftest                         check the checkers\n"
             "options: --nodes N (cluster size), --steps N (main phase),\n"
             "         --trace N (events printed on failure), --no-lease,\n"
-            "         --scenario K (0 none, 1 figure8, 2 lease, 3 membership)\n");
+            "         --scenario K (0 none, 1 figure8, 2 lease, 3 membership,\n"
+            "         4 wipe)\n");
 }
 
 static int write_all(int fd, const void *p, size_t len)
@@ -314,13 +315,16 @@ static int replay(uint64_t seed, const struct sim_opts *o)
                PRIu64 " ticks, %" PRIu64 " elections, %" PRIu64 " msgs (%"
                PRIu64 " dropped, %" PRIu64 " dup), %" PRIu64 " crashes, %"
                PRIu64 " stops, %" PRIu64 " snapshots taken, %" PRIu64
-               " installed, %" PRIu64 " conf changes, writes %" PRIu64 " ok %"
+               " installed, %" PRIu64 " conf changes, %" PRIu64 " wipes (%"
+               PRIu64 " refused starts, %" PRIu64 " rejoins), writes %" PRIu64
+               " ok %"
                PRIu64 " failed %" PRIu64 " unknown, reads %" PRIu64 " ok (%"
                PRIu64 " lease) %" PRIu64 " dropped, converged in %" PRIu64
                " ticks\n", seed, el * 1000, s->now, s->ticks,
                s->chk.elections, st->msgs, st->dropped, st->dups,
                st->crashes, st->stops, st->snaps_taken, st->snaps_installed,
-               st->confs_applied, st->ops_ok, st->ops_fail, st->ops_unknown,
+               st->confs_applied, st->wipes, st->refusals, st->rejoins,
+               st->ops_ok, st->ops_fail, st->ops_unknown,
                st->reads_ok, st->lease_reads, st->reads_dropped,
                st->final_ticks);
     }
@@ -382,7 +386,7 @@ int main(int argc, char **argv)
             o.nodes = (unsigned)v;
         else if (!strcmp(a, "--steps"))
             o.steps = (unsigned)v;
-        else if (!strcmp(a, "--scenario") && v <= 3)
+        else if (!strcmp(a, "--scenario") && v <= SIM_SC_WIPE)
             o.scenario = (unsigned)v + 1;
         else if (!strcmp(a, "--trace"))
             o.trace_lines = (unsigned)v;

@@ -2,7 +2,8 @@
  * uniform random schedule almost never reaches (an old-term entry committed
  * by counting replicas, a lease outliving its leader, two membership
  * changes in flight). Each scenario only adds faults a correct core must
- * survive; the invariants are the same as for every other seed. */
+ * survive; the invariants are the same as for every other seed. The wipe
+ * scenario lives with the rest of the identity faults, in identity.c. */
 #include "sim/sim.h"
 
 /* Parameters of the scenarios, overriding what draw_params() drew. */
@@ -89,6 +90,7 @@ void sim_scenario_params(struct sim *s)
         r = s->o.scenario == SIM_SC_FIGURE8 + 1      ? 0
             : s->o.scenario == SIM_SC_LEASE + 1      ? 6
             : s->o.scenario == SIM_SC_MEMBERSHIP + 1 ? 12
+            : s->o.scenario == SIM_SC_WIPE + 1       ? 18
                                                      : 99;
     if (r < 6) {
         s->p.scenario = SIM_SC_FIGURE8;
@@ -99,6 +101,9 @@ void sim_scenario_params(struct sim *s)
     } else if (r < 18) {
         s->p.scenario = SIM_SC_MEMBERSHIP;
         membership_params(s, e);
+    } else if (r < 24) {
+        s->p.scenario = SIM_SC_WIPE; /* identity.c */
+        sim_wipe_params(s);
     }
 }
 
@@ -202,7 +207,7 @@ static void lease_step(struct sim *s)
     /* A leader that removed itself hands over (TIMEOUT_NOW, whose election
      * ignores leases): cut it off while it still believes it leads. */
     uint64_t e = sim_election_steps(s);
-    if (!raft_conf_is_voter(raft_conf(l->r), l->id)) {
+    if (!raft_conf_is_voter(raft_conf(l->r), l->rid)) {
         if (sim_rng_below(&s->rng, 4) == 0)
             sim_partition_set(s, 1ull << l->id,
                               s->now + sim_rng_range(&s->rng, 3 * e, 5 * e),
@@ -213,7 +218,7 @@ static void lease_step(struct sim *s)
     for (unsigned id = 1; id <= s->p.n_nodes; id++)
         retired += s->retiring[id];
     if (s->p.n_nodes - retired > 3 && sim_rng_ppm(&s->rng, s->p.churn_ppm / 50))
-        (void)sim_conf_propose(s, l, RAFT_CONF_REMOVE, l->id);
+        (void)sim_conf_propose(s, l, RAFT_CONF_REMOVE, l->rid);
     uint64_t since = (s->ticks - l->lead_tick) % SIM_ELECTION_TICKS;
     if (since < 1 || since > 2 || !sim_rng_ppm(&s->rng, s->p.churn_ppm))
         return;
@@ -227,20 +232,19 @@ static void lease_step(struct sim *s)
  * the core refuses the second change, as single-server changes keep every
  * quorum of the old configuration overlapping every quorum of the new) ---- */
 
-static unsigned count_in(const struct sim *s, const struct raft_conf *c,
+static unsigned count_in(struct sim *s, const struct raft_conf *c,
                          uint64_t mask)
 {
     unsigned n = 0;
     for (uint32_t i = 0; i < c->n_voters; i++) {
-        uint64_t id = c->voters[i];
-        if (id >= 1 && id <= s->p.n_nodes && ((mask >> id) & 1) &&
-            s->nodes[id].state == SIM_UP)
+        const struct sim_node *v = sim_node_by_rid(s, c->voters[i]);
+        if (v && ((mask >> v->id) & 1) && v->state == SIM_UP)
             n++;
     }
     return n;
 }
 
-static bool quorum_in(const struct sim *s, const struct raft_conf *c,
+static bool quorum_in(struct sim *s, const struct raft_conf *c,
                       uint64_t mask)
 {
     return c->n_voters && count_in(s, c, mask) > c->n_voters / 2;
@@ -291,6 +295,9 @@ void sim_scenario_step(struct sim *s)
         break;
     case SIM_SC_MEMBERSHIP:
         membership_step(s);
+        break;
+    case SIM_SC_WIPE:
+        sim_wipe_step(s);
         break;
     }
 }
