@@ -25,7 +25,9 @@ for m in "$@"; do
     fi
     out=$("$copy/b/sim" --seeds "$seeds" --jobs "$jobs" 2>/dev/null |
           grep -E "failing seeds|passed")
-    first=$(echo "$out" | sed -n 's/^sim: failing seeds: \([0-9]*\).*/\1/p')
+    # the smallest of the failing seeds listed (workers report out of order)
+    first=$(echo "$out" | sed -n 's/^sim: failing seeds: //p' | tr ' ' '\n' |
+            grep -E '^[0-9]+$' | sort -n | head -1)
     failed=$(echo "$out" | sed -n 's/.* passed, \([0-9]*\) failed.*/\1/p')
     echo "$name: first failing seed ${first:-none}, $failed of $seeds failed: $what"
     rm -rf "$copy"

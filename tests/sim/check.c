@@ -1,6 +1,7 @@
-/* The invariant checkers. Each takes plain data (entries, terms, a log view)
- * rather than a live cluster, so the selftest can feed them fabricated
- * violations; they record the first violation with sim_fail(). */
+/* The invariant checkers. Each takes plain data (entries, terms, a log view,
+ * a configuration) rather than a live cluster, so the selftest can feed them
+ * fabricated violations; they record the first violation with sim_fail().
+ * sim_check_observe and sim_check_delivered feed them from live nodes. */
 #include "sim/sim.h"
 
 #include <inttypes.h>
@@ -29,6 +30,7 @@ void sim_check_free(struct sim_check *c)
     craft_free(c->applied);
     craft_free(c->leader_of);
     craft_free(c->it);
+    craft_free(c->campaigned);
     memset(c, 0, sizeof(*c));
 }
 
@@ -62,8 +64,10 @@ void sim_check_leader(struct sim *s, uint64_t node, uint64_t term)
         c->leader_of[term] = node;
         c->elections++;
     } else if (c->leader_of[term] != node) {
-        sim_fail(s, "election-safety", "term %" PRIu64 " has two leaders: n%"
-                 PRIu64 " and n%" PRIu64, term, c->leader_of[term], node);
+        char a[16], b[16];
+        sim_fail(s, "election-safety", "term %" PRIu64 " has two leaders: %s"
+                 " and %s", term, sim_tag_str(c->leader_of[term], a, sizeof(a)),
+                 sim_tag_str(node, b, sizeof(b)));
     }
 }
 
@@ -310,4 +314,207 @@ void sim_logview_of(struct sim_logview *v, const struct raft *r)
     v->term_at = raft_view_term;
     v->first = raft_first_index(r);
     v->last = raft_last_index(r);
+}
+
+/* ---- availability: check-quorum ---- */
+
+/* The core (raft.c, tick_leader) checks once per election timeout E of its
+ * own ticks whether a quorum of voters (itself included, newcomers counted
+ * as heard when added) sent it an APP_RESP, HEARTBEAT_RESP or SNAP_RESP of
+ * its term since the previous check, and steps down if not. A check at
+ * tick c passed means that quorum was heard at ticks >= c - E; the last
+ * check is within E of now: so a leader is never more than 2E without a
+ * quorum heard. Only a transfer request restarts that timer (election.c,
+ * raft__transfer), and a check judges the voters of its moment: for 2E
+ * after a transfer request or a change of the voters, the monitor does not
+ * judge. */
+static struct sim_cq *cq_of(struct sim *s, unsigned slot)
+{
+    return slot <= SIM_MAX_NODES ? &s->chk.cq[slot] : NULL;
+}
+
+static long cq_find(const struct sim_cq *q, uint64_t id)
+{
+    for (unsigned i = 0; i < q->n; i++)
+        if (q->heard[i].id == id)
+            return (long)i;
+    return -1;
+}
+
+static void cq_add(struct sim_cq *q, uint64_t id, uint64_t now)
+{
+    if (cq_find(q, id) < 0 && q->n < sizeof(q->heard) / sizeof(q->heard[0])) {
+        q->heard[q->n].id = id;
+        q->heard[q->n].tick = now;
+        q->n++;
+    }
+}
+
+void sim_check_quorum(struct sim *s, unsigned slot, bool leader,
+                      uint64_t term, uint64_t self,
+                      const struct raft_conf *conf, uint64_t now)
+{
+    struct sim_cq *q = cq_of(s, slot);
+    if (!q)
+        return;
+    if (!leader) {
+        q->term = 0;
+        return;
+    }
+    /* Once per tick is enough: a member added or a voter set changed
+     * since is then seen a little late, which only makes the judgement
+     * more lenient. */
+    if (q->term == term && q->last == now)
+        return;
+    q->last = now;
+    uint64_t fp = 0;
+    for (uint32_t i = 0; i < conf->n_voters; i++)
+        fp += sim_mix(conf->voters[i], 1); /* independent of the order */
+    if (q->term != term) {
+        q->term = term;
+        q->reset = now;
+        q->n = 0;
+    } else if (q->voters != fp) {
+        q->reset = now;
+    }
+    q->voters = fp;
+    /* Members leave the table with the configuration, and come back
+     * fresh (the core counts a newcomer as heard). */
+    unsigned k = 0;
+    for (unsigned i = 0; i < q->n; i++)
+        if (sim_conf_has(conf, q->heard[i].id))
+            q->heard[k++] = q->heard[i];
+    q->n = k;
+    for (uint32_t i = 0; i < conf->n_voters; i++)
+        cq_add(q, conf->voters[i], now);
+    for (uint32_t i = 0; i < conf->n_learners; i++)
+        cq_add(q, conf->learners[i], now);
+    uint64_t w = 2 * (uint64_t)SIM_ELECTION_TICKS;
+    if (now < q->reset + w)
+        return;
+    unsigned heard = 0;
+    uint64_t oldest = now;
+    for (uint32_t i = 0; i < conf->n_voters; i++) {
+        uint64_t v = conf->voters[i];
+        long j = cq_find(q, v);
+        uint64_t t = v == self ? now : j >= 0 ? q->heard[j].tick : 0;
+        if (now - t < w)
+            heard++;
+        else if (t < oldest)
+            oldest = t;
+    }
+    if (heard < conf->n_voters / 2 + 1)
+        sim_fail(s, "check-quorum", "n%u still leads term %" PRIu64 " at its"
+                 " tick %" PRIu64 " but heard from only %u of its %u voters in"
+                 " the last %" PRIu64 " ticks (2 election timeouts; one it has"
+                 " not heard from since tick %" PRIu64 ")", slot, term, now,
+                 heard, conf->n_voters, w, oldest);
+}
+
+void sim_check_heard(struct sim *s, unsigned slot, uint64_t id, uint64_t now)
+{
+    struct sim_cq *q = cq_of(s, slot);
+    long j = q && q->term ? cq_find(q, id) : -1;
+    if (j >= 0 && q->heard[j].tick < now)
+        q->heard[j].tick = now;
+}
+
+void sim_check_quorum_reset(struct sim *s, unsigned slot, uint64_t now)
+{
+    struct sim_cq *q = cq_of(s, slot);
+    if (q && q->term && q->reset < now)
+        q->reset = now;
+}
+
+/* ---- availability: a pre-vote never moves a term ---- */
+
+static bool pre_vote_term(const struct raft_msg *m)
+{
+    /* The term a PRE_VOTE asks about, and a granted PRE_VOTE_RESP repeats,
+     * is nobody's yet; a rejected PRE_VOTE_RESP carries the responder's. */
+    return m->type == RAFT_MSG_PRE_VOTE ||
+           (m->type == RAFT_MSG_PRE_VOTE_RESP && !m->reject);
+}
+
+/* The core (step.c) moves its term up only: to the term of a message that
+ * carries a real one (anything but a PRE_VOTE or a granted PRE_VOTE_RESP),
+ * or by one, becoming a candidate (election.c: a real campaign, after a
+ * won pre-vote or on TIMEOUT_NOW). A pre-candidate keeps its term. So:
+ *  - over one message, a rise goes to m->term (real kind), or to one more
+ *    than before or than m->term as a candidate;
+ *  - a pre-candidate's term is the one it had;
+ *  - every term a node holds was campaigned in by some candidate (term 1:
+ *    the bootstrap's). */
+void sim_check_term(struct sim *s, uint64_t node, uint64_t prev_term,
+                    enum raft_role prev_role,
+                    const struct raft_soft_state *ss,
+                    const struct raft_msg *m)
+{
+    struct sim_check *c = &s->chk;
+    uint64_t t = ss->term;
+    if (t == prev_term)
+        return;
+    if (grow((void **)&c->campaigned, &c->cap_campaigned, t, sizeof(bool))) {
+        sim_fail(s, "sim", "out of memory");
+        return;
+    }
+    bool cand = ss->role == RAFT_CANDIDATE;
+    if (cand)
+        c->campaigned[t] = true;
+    if (ss->role == RAFT_PRE_CANDIDATE) {
+        sim_fail(s, "pre-vote", "n%" PRIu64 " is a pre-candidate in term %"
+                 PRIu64 " but was in term %" PRIu64 " (as %s): a pre-vote"
+                 " moved its own term", node, t, prev_term,
+                 raft_role_name(prev_role));
+        return;
+    }
+    if (m && t > prev_term) {
+        bool real = !pre_vote_term(m);
+        bool ok = (real && t == m->term) ||
+                  (cand && (t == prev_term + 1 || (real && t == m->term + 1)));
+        if (!ok) {
+            sim_fail(s, "pre-vote", "n%" PRIu64 "'s term rose from %" PRIu64
+                     " to %" PRIu64 " (now %s) on a %s%s of term %" PRIu64,
+                     node, prev_term, t, raft_role_name(ss->role),
+                     raft_msg_type_name(m->type),
+                     m->reject ? " (rejected)" : "", m->term);
+            return;
+        }
+    }
+    if (!cand && t > 1 && !c->campaigned[t])
+        sim_fail(s, "pre-vote", "n%" PRIu64 " is in term %" PRIu64 " (was %"
+                 PRIu64 "), a term no node ever campaigned in", node, t,
+                 prev_term);
+}
+
+/* ---- feeding the checkers from live nodes ---- */
+
+void sim_check_observe(struct sim *s, struct sim_node *n,
+                       const struct raft_soft_state *ss)
+{
+    sim_check_term(s, n->id, n->term, n->role, ss, s->chk.in_msg);
+    sim_check_quorum(s, (unsigned)n->id, ss->role == RAFT_LEADER, ss->term,
+                     n->rid, raft_conf(n->r), raft_now(n->r));
+}
+
+void sim_check_delivered(struct sim *s, struct sim_node *to,
+                         const struct raft_msg *m)
+{
+    struct raft_soft_state ss = raft_soft(to->r);
+    if (ss.role != RAFT_LEADER || m->to != to->rid)
+        return;
+    uint64_t now = raft_now(to->r);
+    switch (m->type) {
+    case RAFT_MSG_APP_RESP:
+    case RAFT_MSG_HEARTBEAT_RESP:
+    case RAFT_MSG_SNAP_RESP:
+        if (m->term == ss.term)
+            sim_check_heard(s, (unsigned)to->id, m->from, now);
+        break;
+    case RAFT_MSG_TRANSFER:
+        sim_check_quorum_reset(s, (unsigned)to->id, now);
+        break;
+    default:
+        break;
+    }
 }

@@ -1,5 +1,6 @@
 /* The durable state of a simulated node: hard state, the current and the
- * previous snapshot, and the stored log (entries copied in, freed here). */
+ * previous snapshot, and the stored log (entries copied in, freed here).
+ * sim_log_truncate_after models a disk that lost its last synced writes. */
 #include "sim/sim.h"
 
 #include <string.h>
@@ -94,6 +95,14 @@ void sim_log_compact(struct sim_log *l, uint64_t keep_from)
     memmove(l->e, l->e + k, (l->n - k) * sizeof(*l->e));
     l->n -= k;
     l->first += k;
+}
+
+void sim_log_truncate_after(struct sim_log *l, uint64_t last)
+{
+    if (last + 1 < l->first)
+        last = l->first - 1;
+    if (last < sim_log_last(l))
+        drop_from(l, (size_t)(last + 1 - l->first));
 }
 
 void sim_log_reset(struct sim_log *l, uint64_t first)

@@ -1,7 +1,8 @@
 /* Fault injection and cluster operations for one run: crashes and restarts,
  * pauses (a frozen process), partitions and heals, membership changes
- * (removed nodes are stopped for good once their removal commits) and
- * leadership transfers. */
+ * (removed nodes are stopped for good once their removal commits; some
+ * right after an election) and leadership transfers. Nodes are slots;
+ * configurations hold Raft ids. */
 #include "sim/sim.h"
 
 #include <inttypes.h>
@@ -167,6 +168,12 @@ static bool in_list(const uint64_t *l, uint32_t n, uint64_t id)
     return false;
 }
 
+bool sim_conf_has(const struct raft_conf *c, uint64_t id)
+{
+    return in_list(c->voters, c->n_voters, id) ||
+           in_list(c->learners, c->n_learners, id);
+}
+
 static void conf_change(struct sim *s)
 {
     struct sim_node *l = sim_leader(s);
@@ -191,17 +198,23 @@ int sim_conf_change(struct sim *s, struct sim_node *at, bool voters_only)
     unsigned what = (unsigned)sim_rng_below(&s->rng, 100);
     if (voters_only && what < 30)
         what += 30; /* no new learners */
+    /* Never a dead id (an old incarnation, a lost disk) as a voter, and
+     * no voter removed while an identity fault is under way: the wipes'
+     * fault budget counts on the voters that are there. */
+    bool busy = sim_ident_busy(s);
     if (what < 45) {
         op = what < 30 ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER;
-        for (unsigned id = 1; id <= s->p.n_nodes; id++)
-            if (!s->retiring[id] && s->nodes[id].state != SIM_STOPPED &&
-                !in_list(conf->voters, conf->n_voters, id) &&
-                !in_list(conf->learners, conf->n_learners, id))
-                cand[nc++] = id;
+        for (unsigned id = 1; id <= s->p.n_nodes; id++) {
+            const struct sim_node *n = &s->nodes[id];
+            if (!s->retiring[id] && n->state != SIM_STOPPED &&
+                n->disk_fault == SIM_DISK_OK && !sim_conf_has(conf, n->rid))
+                cand[nc++] = n->rid;
+        }
     } else if (what < 70) {
         op = RAFT_CONF_PROMOTE;
         for (uint32_t i = 0; i < conf->n_learners; i++)
-            if (!s->retiring[conf->learners[i]])
+            if (!s->retiring[sim_slot_of(s, conf->learners[i])] &&
+                !sim_rid_dead(s, conf->learners[i]))
                 cand[nc++] = conf->learners[i];
     } else {
         /* Ids are never reused, so removals are rationed: at least
@@ -216,13 +229,14 @@ int sim_conf_change(struct sim *s, struct sim_node *at, bool voters_only)
             cand[nc++] = conf->learners[i];
         if (conf->n_voters > 1)
             for (uint32_t i = 0; i < conf->n_voters; i++)
-                cand[nc++] = conf->voters[i];
+                if (!busy || sim_rid_dead(s, conf->voters[i]))
+                    cand[nc++] = conf->voters[i];
     }
     if (nc == 0)
         return 1;
     uint64_t target = cand[sim_rng_below(&s->rng, nc)];
-    if (target == 0 || target > s->p.n_nodes) {
-        sim_fail(s, "conf", "configuration holds unknown node %" PRIu64,
+    if (sim_slot_of(s, target) == 0) {
+        sim_fail(s, "conf", "configuration holds unknown Raft id %#" PRIx64,
                  target);
         return 1;
     }
@@ -233,7 +247,8 @@ int sim_conf_propose(struct sim *s, struct sim_node *at, int op,
                      uint64_t target)
 {
     char ctx[24];
-    snprintf(ctx, sizeof(ctx), "n%" PRIu64, target);
+    unsigned slot = sim_slot_of(s, target);
+    snprintf(ctx, sizeof(ctx), "n%u", slot);
     struct raft_conf_change cc = {
         .op = (uint8_t)op,
         .node = target,
@@ -241,11 +256,15 @@ int sim_conf_propose(struct sim *s, struct sim_node *at, int op,
         .ctx = (const uint8_t *)ctx,
     };
     uint64_t id = CONF_ID_BIT | ++s->conf_seq;
+    bool forwarded = at->role != RAFT_LEADER;
     int rc = raft_propose_conf(at->r, id, &cc);
-    if (rc == 0 && op == RAFT_CONF_REMOVE)
-        s->retiring[target] = true;
-    sim_ev(s, EV_CONF, (unsigned)op, at->id, 0, target, (uint64_t)(int64_t)rc,
-           id, 0, NULL);
+    if (rc == 0 && op == RAFT_CONF_REMOVE && slot &&
+        s->nodes[slot].rid == target)
+        s->retiring[slot] = true;
+    if (rc == 0 && forwarded)
+        s->conf_fwd_step = at->conf_fwd_step = s->now;
+    sim_ev(s, EV_CONF, (unsigned)op, at->id, 0, sim_tag(s, target),
+           (uint64_t)(int64_t)rc, id, 0, NULL);
     sim_node_observe(s, at);
     return rc;
 }
@@ -257,17 +276,20 @@ void sim_conf_applied(struct sim *s, const struct raft_conf_change *cc,
         return; /* already seen when another node applied it */
     s->conf_applied_max = index;
     s->st.confs_applied++;
-    sim_ev(s, EV_CONF_APPLIED, cc->op, 0, 0, cc->node, index, 0, 0, NULL);
-    if (cc->node == 0 || cc->node > s->p.n_nodes)
+    sim_ev(s, EV_CONF_APPLIED, cc->op, 0, 0, sim_tag(s, cc->node), index, 0, 0,
+           NULL);
+    /* Only the current incarnation of a node is stopped once removed: an
+     * old id's removal is the join of the new one. */
+    struct sim_node *n = sim_node_by_rid(s, cc->node);
+    if (!n)
         return;
     if (cc->op != RAFT_CONF_REMOVE) {
         /* Re-added (a forwarded proposal that was in flight): keep it. */
-        s->removed[cc->node] = false;
+        s->removed[n->id] = false;
         return;
     }
-    struct sim_node *n = &s->nodes[cc->node];
-    s->retiring[cc->node] = true;
-    s->removed[cc->node] = true;
+    s->retiring[n->id] = true;
+    s->removed[n->id] = true;
     if (n->state != SIM_STOPPED && !n->stop_at)
         n->stop_at = s->now + sim_rng_range(&s->rng, 1,
                                             3 * sim_election_steps(s));
@@ -283,11 +305,13 @@ static void transfer(struct sim *s)
     if (conf->n_voters && sim_rng_below(&s->rng, 10))
         target = conf->voters[sim_rng_below(&s->rng, conf->n_voters)];
     else
-        target = sim_rng_range(&s->rng, 1, s->p.n_nodes);
+        target = s->nodes[sim_rng_range(&s->rng, 1, s->p.n_nodes)].rid;
+    if (at->role == RAFT_LEADER) /* its check-quorum timer may restart */
+        sim_check_quorum_reset(s, (unsigned)at->id, raft_now(at->r));
     int rc = raft_transfer_leader(at->r, target);
     s->st.transfers++;
-    sim_ev(s, EV_TRANSFER, 0, at->id, target, (uint64_t)(int64_t)rc, 0, 0, 0,
-           NULL);
+    sim_ev(s, EV_TRANSFER, 0, at->id, sim_slot_of(s, target),
+           (uint64_t)(int64_t)rc, 0, 0, 0, NULL);
     sim_node_observe(s, at);
 }
 
@@ -309,19 +333,34 @@ void sim_heal(struct sim *s)
             sim_node_restart(s, &s->nodes[id]);
 }
 
-/* Does any live node's configuration (in force: appended) hold id? */
+/* Does any live node's configuration (in force: appended) hold the node
+ * in slot id (its current incarnation)? */
 static bool in_any_conf(struct sim *s, unsigned id)
 {
     for (unsigned i = 1; i <= s->p.n_nodes; i++) {
         const struct sim_node *n = &s->nodes[i];
         if (i == id || n->state != SIM_UP)
             continue;
-        const struct raft_conf *c = raft_conf(n->r);
-        if (in_list(c->voters, c->n_voters, id) ||
-            in_list(c->learners, c->n_learners, id))
+        if (sim_conf_has(raft_conf(n->r), s->nodes[id].rid))
             return true;
     }
     return false;
+}
+
+/* A membership change at a new leader, within a tick of its election (so
+ * within a tick of its no-op): the core must refuse it (CRAFT_EBUSY) until
+ * the no-op commits, as an earlier leader's change may still be pending. */
+static void post_election_change(struct sim *s)
+{
+    struct sim_node *l = sim_leader(s);
+    if (!l || l->term <= s->post_elect_term || s->ticks > l->lead_tick + 1)
+        return;
+    s->post_elect_term = l->term;
+    if (sim_rng_below(&s->rng, 100) >= s->p.post_elect_pct)
+        return;
+    (void)sim_conf_change(s, l, false);
+    if (!s->failed && l->state == SIM_UP && sim_rng_below(&s->rng, 4) == 0)
+        (void)sim_conf_change(s, l, false);
 }
 
 void sim_faults_step(struct sim *s)
@@ -341,6 +380,8 @@ void sim_faults_step(struct sim *s)
             sim_node_restart(s, n);
         }
     }
+    if (!s->failed)
+        sim_ident_step(s); /* joins run in the final phase too */
     if (s->final_phase || s->failed)
         return;
     if (s->net.partitioned && s->now >= s->net.heal_at)
@@ -353,6 +394,8 @@ void sim_faults_step(struct sim *s)
         partition(s);
     if (sim_rng_ppm(&s->rng, s->p.conf_ppm))
         conf_change(s);
+    if (s->p.conf_ppm && !s->failed)
+        post_election_change(s);
     if (sim_rng_ppm(&s->rng, s->p.transfer_ppm))
         transfer(s);
     if (s->p.scenario && !s->failed)

@@ -49,7 +49,7 @@ static void usage(FILE *f)
             "options: --nodes N (cluster size), --steps N (main phase),\n"
             "         --trace N (events printed on failure), --no-lease,\n"
             "         --scenario K (0 none, 1 figure8, 2 lease, 3 membership,\n"
-            "                       4 pause, 5 drift, 6 transfer),\n"
+            "                       4 pause, 5 drift, 6 transfer, 7 wipe),\n"
             "         --io-first (a woken node steps frames before its owed\n"
             "                     ticks, against the core's contract)\n");
 }
@@ -317,14 +317,17 @@ static int replay(uint64_t seed, const struct sim_opts *o)
                PRIu64 " ticks, %" PRIu64 " elections, %" PRIu64 " msgs (%"
                PRIu64 " dropped, %" PRIu64 " dup), %" PRIu64 " crashes, %"
                PRIu64 " stops, %" PRIu64 " snapshots taken, %" PRIu64
-               " installed, %" PRIu64 " conf changes, writes %" PRIu64 " ok %"
+               " installed, %" PRIu64 " conf changes, %" PRIu64 " wipes (%"
+               PRIu64 " refused starts, %" PRIu64 " rejoins), writes %" PRIu64
+               " ok %"
                PRIu64 " failed %" PRIu64 " unknown, reads %" PRIu64 " ok (%"
                PRIu64 " lease) %" PRIu64 " dropped, %" PRIu64 " pauses, %"
                PRIu64 " late msgs, converged in %" PRIu64 " ticks\n", seed,
                el * 1000, s->now, s->ticks, s->chk.elections, st->msgs,
                st->dropped, st->dups, st->crashes, st->stops, st->snaps_taken,
-               st->snaps_installed, st->confs_applied, st->ops_ok,
-               st->ops_fail, st->ops_unknown, st->reads_ok, st->lease_reads,
+               st->snaps_installed, st->confs_applied, st->wipes,
+               st->refusals, st->rejoins, st->ops_ok, st->ops_fail,
+               st->ops_unknown, st->reads_ok, st->lease_reads,
                st->reads_dropped, st->pauses, st->late_msgs, st->final_ticks);
     }
     sim_destroy(s);

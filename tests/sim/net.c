@@ -4,7 +4,9 @@
  * held back for many election timeouts (a frame queued across a redial),
  * partitions checked at delivery (so they also cut messages already in
  * flight). A message that reaches a paused node waits in its inbox until
- * it wakes. */
+ * it wakes. Packets go from slot to slot; a message for an earlier
+ * incarnation of a node reaches the node (same name, same address), whose
+ * core refuses it. */
 #include "sim/sim.h"
 
 #include <inttypes.h>
@@ -60,10 +62,11 @@ static struct sim_packet pop(struct sim_net *net)
     return top;
 }
 
+/* from, to: slots */
 static void ev_msg(struct sim *s, int kind, const struct raft_msg *m,
-                   const char *note)
+                   unsigned from, unsigned to, const char *note)
 {
-    sim_ev(s, kind, m->type, m->from, m->to, m->term, m->index,
+    sim_ev(s, kind, m->type, from, to, m->term, m->index,
            m->type == RAFT_MSG_SNAP ? m->snap.offset : m->commit,
            m->n_entries | ((uint64_t)m->reject << 32), note);
 }
@@ -101,11 +104,12 @@ static int enqueue(struct sim *s, uint64_t from, uint64_t to, uint8_t type,
 void sim_net_send(struct sim *s, struct sim_node *from,
                   const struct raft_msg *m)
 {
-    if (m->to == RAFT_NONE || m->to > s->p.n_nodes || m->to == from->id ||
-        m->from != from->id || m->type == 0 || m->type >= RAFT_MSG__COUNT) {
-        sim_fail(s, "message-address", "n%" PRIu64 " sends a %s from n%" PRIu64
-                 " to n%" PRIu64, from->id, raft_msg_type_name(m->type),
-                 m->from, m->to);
+    unsigned to = sim_slot_of(s, m->to);
+    if (to == 0 || m->to == from->rid || m->from != from->rid ||
+        m->type == 0 || m->type >= RAFT_MSG__COUNT) {
+        sim_fail(s, "message-address", "n%" PRIu64 " (Raft id %#" PRIx64 ")"
+                 " sends a %s from %#" PRIx64 " to %#" PRIx64, from->id,
+                 from->rid, raft_msg_type_name(m->type), m->from, m->to);
         return;
     }
     struct raft_msg c = *m;
@@ -133,21 +137,21 @@ void sim_net_send(struct sim *s, struct sim_node *from,
     s->st.msgs++;
     if (sim_rng_ppm(&s->rng, s->net.drop_ppm)) {
         s->st.dropped++;
-        ev_msg(s, EV_DROP, &c, NULL);
+        ev_msg(s, EV_DROP, &c, (unsigned)from->id, to, NULL);
         craft_free(buf);
         return;
     }
-    ev_msg(s, EV_SEND, &c, NULL);
+    ev_msg(s, EV_SEND, &c, (unsigned)from->id, to, NULL);
     /* A forwarded proposal is never duplicated: exactly-once needs client
      * sessions, which are not the core's job (TCP does not duplicate). */
     if (c.type != RAFT_MSG_PROP && sim_rng_ppm(&s->rng, s->net.dup_ppm)) {
         uint8_t *copy = craft_memdup(buf, len);
-        if (copy && !enqueue(s, c.from, c.to, c.type, copy, len)) {
+        if (copy && !enqueue(s, from->id, to, c.type, copy, len)) {
             s->st.dups++;
-            ev_msg(s, EV_DUP, &c, NULL);
+            ev_msg(s, EV_DUP, &c, (unsigned)from->id, to, NULL);
         }
     }
-    if (enqueue(s, c.from, c.to, c.type, buf, len))
+    if (enqueue(s, from->id, to, c.type, buf, len))
         sim_fail(s, "sim", "out of memory");
 }
 
@@ -166,8 +170,7 @@ static int decode_checked(struct sim *s, const struct sim_packet *p,
     uint8_t *again = len == p->len ? craft_malloc(len) : NULL;
     if (again)
         raft_msg_encode(m, again);
-    if (!again || memcmp(again, p->buf, len) != 0 || m->from != p->from ||
-        m->to != p->to || m->type != p->type) {
+    if (!again || memcmp(again, p->buf, len) != 0 || m->type != p->type) {
         sim_fail(s, "codec", "a %s n%u->n%u does not survive decode+encode"
                  " (%u bytes, re-encoded %zu)", raft_msg_type_name(p->type),
                  p->from, p->to, p->len, len);
@@ -179,22 +182,35 @@ static int decode_checked(struct sim *s, const struct sim_packet *p,
     return rc;
 }
 
+/* Every message a core steps goes through here (from the network, or from
+ * a woken node's inbox): the checkers see it (s->chk.in_msg, and the
+ * responses a leader counts) before the node is observed. */
 static void step_packet(struct sim *s, struct sim_node *to,
                         const struct sim_packet *p, const struct raft_msg *m)
 {
+    bool old = m->to != to->rid; /* for an earlier incarnation */
     s->st.delivered++;
-    ev_msg(s, EV_DELIVER, m, p->late ? "(late)" : NULL);
+    ev_msg(s, EV_DELIVER, m, p->from, p->to,
+           old ? (p->late ? "(late, old id)" : "(old id)")
+               : p->late ? "(late)" : NULL);
+    s->chk.in_msg = m;
     int rc = raft_step(to->r, m);
     if (rc)
         sim_ev(s, EV_STEP_ERR, m->type, p->to, p->from, (uint64_t)rc, 0, 0, 0,
                NULL);
+    if (old && rc == 0)
+        sim_fail(s, "message-address", "n%u takes a %s addressed to Raft id %#"
+                 PRIx64 ", not its own %#" PRIx64, p->to,
+                 raft_msg_type_name(m->type), m->to, to->rid);
     if (p->late && m->type == RAFT_MSG_TIMEOUT_NOW) {
         s->net.late_tn.step = s->now;
         s->net.late_tn.from = m->from;
         s->net.late_tn.to = m->to;
         s->net.late_tn.term = m->term;
     }
+    sim_check_delivered(s, to, m);
     sim_node_observe(s, to);
+    s->chk.in_msg = NULL;
 }
 
 static int inbox_push(struct sim *s, struct sim_inbox *q,
@@ -226,7 +242,7 @@ void sim_net_deliver(struct sim *s)
             return;
         }
         if (net->blocked[p.from][p.to] || to->state != SIM_UP) {
-            ev_msg(s, EV_LOST, &m,
+            ev_msg(s, EV_LOST, &m, p.from, p.to,
                    net->blocked[p.from][p.to] ? "(partition)" : "(node down)");
         } else if (to->paused_until) {
             /* It arrived; the frozen process reads it when it wakes. */

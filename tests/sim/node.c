@@ -15,7 +15,7 @@ static struct raft_config node_config(const struct sim *s,
 {
     struct raft_config cfg;
     memset(&cfg, 0, sizeof(cfg));
-    cfg.id = n->id;
+    cfg.id = n->rid;
     cfg.seed = sim_mix(s->seed, n->id * 1000 + n->incarnation);
     cfg.election_ticks = SIM_ELECTION_TICKS;
     cfg.heartbeat_ticks = s->p.heartbeat_ticks;
@@ -33,9 +33,11 @@ void sim_node_observe(struct sim *s, struct sim_node *n)
 {
     struct raft_soft_state ss = raft_soft(n->r);
     if (ss.role != n->role || ss.term != n->term || ss.leader != n->leader)
-        sim_ev(s, EV_ROLE, ss.role, n->id, 0, ss.term, ss.leader, 0, 0, NULL);
+        sim_ev(s, EV_ROLE, ss.role, n->id, 0, ss.term, sim_tag(s, ss.leader), 0,
+               0, NULL);
+    sim_check_observe(s, n, &ss);
     if (ss.role == RAFT_LEADER) {
-        sim_check_leader(s, n->id, ss.term);
+        sim_check_leader(s, n->id | (uint64_t)n->gen << 8, ss.term);
         if (n->role != RAFT_LEADER || n->term != ss.term) {
             n->lead_tick = raft_now(n->r);
             struct sim_logview v;
@@ -55,17 +57,18 @@ void sim_node_observe(struct sim *s, struct sim_node *n)
 }
 
 /* A founder bootstraps (again, after a crash that lost its bootstrap: as
- * craftd does when it finds no state; the entries are the same each time). */
+ * craftd does when it finds no state; the entries are the same each time,
+ * with the founders' first Raft ids). */
 static void bootstrap(struct sim *s, struct sim_node *n)
 {
     uint64_t voters[SIM_MAX_NODES];
     struct raft_conf_change ctxs[SIM_MAX_NODES];
     char names[SIM_MAX_NODES][16];
     for (unsigned i = 0; i < s->p.n_founders; i++) {
-        voters[i] = i + 1;
+        voters[i] = sim_rid_of(s, i + 1, 1);
         snprintf(names[i], sizeof(names[i]), "n%u", i + 1);
         ctxs[i].op = RAFT_CONF_ADD_VOTER;
-        ctxs[i].node = i + 1;
+        ctxs[i].node = voters[i];
         ctxs[i].ctx = (const uint8_t *)names[i];
         ctxs[i].ctx_len = (uint32_t)strlen(names[i]);
     }
@@ -117,16 +120,16 @@ static void check_send(struct sim *s, struct sim_node *n,
     if (m->type == RAFT_MSG_VOTE_RESP && !m->reject &&
         !(d->hs.term > m->term ||
           (d->hs.term == m->term && d->hs.vote == m->to)))
-        sim_fail(s, "persist-before-send", "n%" PRIu64 " grants its vote to n%"
-                 PRIu64 " in term %" PRIu64 " but its durable hard state is"
-                 " term %" PRIu64 " vote n%" PRIu64, n->id, m->to, m->term,
-                 d->hs.term, d->hs.vote);
+        sim_fail(s, "persist-before-send", "n%" PRIu64 " grants its vote to n%u"
+                 " in term %" PRIu64 " but its durable hard state is term %"
+                 PRIu64 " vote n%u", n->id, sim_slot_of(s, m->to), m->term,
+                 d->hs.term, sim_slot_of(s, d->hs.vote));
     if (m->type == RAFT_MSG_APP_RESP && !m->reject && m->index &&
         m->index > d->cur.meta.index && !sim_log_term(&d->log, m->index))
         sim_fail(s, "persist-before-send", "n%" PRIu64 " acknowledges entry %"
-                 PRIu64 " to n%" PRIu64 " before it is durable (disk log %"
-                 PRIu64 "..%" PRIu64 ")", n->id, m->index, m->to, d->log.first,
-                 sim_log_last(&d->log));
+                 PRIu64 " to n%u before it is durable (disk log %" PRIu64 "..%"
+                 PRIu64 ")", n->id, m->index, sim_slot_of(s, m->to),
+                 d->log.first, sim_log_last(&d->log));
 }
 
 static void send_all(struct sim *s, struct sim_node *n,
@@ -344,8 +347,8 @@ static void take_ready(struct sim *s, struct sim_node *n)
     if (rd->hs_changed) {
         sim_check_hs(s, n->id, &n->last_hs, &rd->hs);
         n->last_hs = rd->hs;
-        sim_ev(s, EV_HS, 0, n->id, 0, rd->hs.term, rd->hs.vote, rd->hs.commit, 0,
-               NULL);
+        sim_ev(s, EV_HS, 0, n->id, 0, rd->hs.term, sim_tag(s, rd->hs.vote),
+               rd->hs.commit, 0, NULL);
     }
     bool snap_last = rd->snap_chunk && rd->snap_chunk->last;
     if (rd->snap_chunk && !s->failed)
@@ -501,6 +504,8 @@ void sim_node_crash(struct sim *s, struct sim_node *n, bool for_good)
 
 void sim_node_restart(struct sim *s, struct sim_node *n)
 {
+    if (sim_ident_restart(s, n)) /* a damaged disk: it refuses to start */
+        return;
     struct sim_disk *d = &n->disk;
     if (d->log.n && d->log.first > d->cur.meta.index + 1) {
         sim_fail(s, "sim", "n%" PRIu64 " disk log starts at %" PRIu64
@@ -557,8 +562,8 @@ void sim_node_restart(struct sim *s, struct sim_node *n)
         }
     }
     n->state = SIM_UP;
-    if (empty && n->id <= s->p.n_founders)
-        bootstrap(s, n);
+    if (empty && n->id <= s->p.n_founders && n->gen == 1)
+        bootstrap(s, n); /* a new incarnation waits to be added */
     n->last_hs = d->hs;
     n->last_commit = 0;
     n->role = RAFT_FOLLOWER;
@@ -583,6 +588,7 @@ void sim_node_pause(struct sim *s, struct sim_node *n, uint64_t steps)
     if (!sim_node_live(n) || steps == 0)
         return;
     n->paused_until = s->now + steps;
+    n->paused_at = s->now;
     s->st.pauses++;
     sim_ev(s, EV_PAUSE, 0, n->id, 0, n->paused_until, raft_now(n->r), 0, 0,
            NULL);
@@ -598,6 +604,11 @@ void sim_node_pause(struct sim *s, struct sim_node *n, uint64_t steps)
 void sim_node_wake(struct sim *s, struct sim_node *n)
 {
     n->paused_until = 0;
+    /* A change it forwarded just before it froze leaves only now: the wipe
+     * gate's window (identity.c) starts again. */
+    uint64_t w = SIM_CONF_FWD_WINDOW * sim_election_steps(s);
+    if (n->conf_fwd_step && n->paused_at < n->conf_fwd_step + w)
+        s->conf_fwd_step = s->now;
     size_t burst = sim_net_inbox_len(s, n);
     sim_ev(s, EV_WAKE, 0, n->id, 0, sim_node_clock(n) - raft_now(n->r), burst,
            0, 0, NULL);

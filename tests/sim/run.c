@@ -149,6 +149,7 @@ void sim_init(struct sim *s, uint64_t seed, const struct sim_opts *o,
         s->clients[i].op = -1;
     }
     s->final_client = SIM_MAX_CLIENTS - 1;
+    sim_ident_init(s);
     if (s->o.verbose)
         sim_print_params(s, out);
     for (unsigned id = 1; id <= s->p.n_nodes; id++)
@@ -227,7 +228,7 @@ static bool converged(struct sim *s)
     if (!l || !s->final_done || !sim_clients_idle(s))
         return false;
     const struct raft_conf *conf = raft_conf(l->r);
-    if (!raft_conf_is_voter(conf, l->id))
+    if (!raft_conf_is_voter(conf, l->rid))
         return false;
     uint64_t commit = raft_commit_index(l->r);
     if (raft_last_index(l->r) != commit)
@@ -235,10 +236,8 @@ static bool converged(struct sim *s)
     for (uint32_t i = 0; i < conf->n_voters + conf->n_learners; i++) {
         uint64_t id = i < conf->n_voters ? conf->voters[i]
                                          : conf->learners[i - conf->n_voters];
-        if (id == 0 || id > s->p.n_nodes)
-            return false;
-        const struct sim_node *n = &s->nodes[id];
-        if (n->state != SIM_UP || n->kv.applied != commit)
+        const struct sim_node *n = sim_node_by_rid(s, id); /* NULL: old id */
+        if (!n || n->state != SIM_UP || n->kv.applied != commit)
             return false;
     }
     return true;
@@ -319,10 +318,11 @@ static void final_phase(struct sim *s)
     for (uint32_t i = 0; i < conf->n_voters + conf->n_learners; i++) {
         uint64_t id = i < conf->n_voters ? conf->voters[i]
                                          : conf->learners[i - conf->n_voters];
-        if (!sim_kv_equal(&s->nodes[id].kv, &l->kv))
+        const struct sim_node *n = sim_node_by_rid(s, id);
+        if (!sim_kv_equal(&n->kv, &l->kv))
             sim_fail(s, "state-machine-safety", "after convergence at index %"
                      PRIu64 " n%" PRIu64 " and leader n%" PRIu64 " hold"
-                     " different kv contents", l->kv.applied, id, l->id);
+                     " different kv contents", l->kv.applied, n->id, l->id);
     }
     /* Final reads: the converged leader's state, as of now. */
     for (unsigned k = 0; k < s->p.n_keys && !s->failed; k++) {
@@ -378,7 +378,7 @@ void sim_print_params(const struct sim *s, FILE *f)
             " pad %u), drop %.1f%%, dup %.1f%%, latency %u..%u, max down %u,"
             " persist delay <= %u, lease reads %s, clock drift <= %.1f%%,"
             " pauses %.2f%%/step (<= %u steps), late msgs %.2f%% (%u..%u"
-            " steps)%s\n",
+            " steps), wipes %u ppm (%u%% damaged)%s\n",
             p->profile, p->n_nodes, p->n_founders, p->steps, p->spt,
             p->heartbeat_ticks, p->n_keys, p->n_clients, p->max_inflight,
             p->max_msg_bytes, p->max_uncommitted, p->snap_threshold,
@@ -386,7 +386,8 @@ void sim_print_params(const struct sim *s, FILE *f)
             p->dup_ppm / 1e4, p->lat_min, p->lat_max, p->max_down,
             p->persist_delay_max, p->lease_reads ? "on" : "off",
             p->drift_ppm / 1e4, p->pause_ppm / 1e4, p->pause_max_steps,
-            p->late_ppm / 1e4, p->late_min, p->late_max,
+            p->late_ppm / 1e4, p->late_min, p->late_max, p->wipe_ppm,
+            p->damage_pct,
             p->io_first ? ", frames before owed ticks (--io-first)" : "");
 }
 

@@ -3,7 +3,8 @@
  * by counting replicas, a lease outliving its leader through a partition, a
  * pause, a slow clock or a late TIMEOUT_NOW, two membership changes in
  * flight). Each scenario only adds faults a correct core must survive; the
- * invariants are the same as for every other seed. */
+ * invariants are the same as for every other seed. The wipe scenario lives
+ * with the rest of the identity faults, in identity.c. */
 #include "sim/sim.h"
 
 #include <inttypes.h>
@@ -159,6 +160,9 @@ void sim_scenario_params(struct sim *s)
     } else if (r < 36) {
         s->p.scenario = SIM_SC_TRANSFER;
         transfer_params(s);
+    } else if (r < 42) {
+        s->p.scenario = SIM_SC_WIPE; /* identity.c */
+        sim_wipe_params(s);
     }
 }
 
@@ -264,7 +268,7 @@ static void lease_step(struct sim *s)
     /* A leader that removed itself hands over (TIMEOUT_NOW, whose election
      * ignores leases): cut it off while it still believes it leads. */
     uint64_t e = sim_election_steps(s);
-    if (!raft_conf_is_voter(raft_conf(l->r), l->id)) {
+    if (!raft_conf_is_voter(raft_conf(l->r), l->rid)) {
         if (sim_rng_below(&s->rng, 4) == 0)
             sim_partition_set(s, 1ull << l->id,
                               s->now + sim_rng_range(&s->rng, 3 * e, 5 * e),
@@ -275,7 +279,7 @@ static void lease_step(struct sim *s)
     for (unsigned id = 1; id <= s->p.n_nodes; id++)
         retired += s->retiring[id];
     if (s->p.n_nodes - retired > 3 && sim_rng_ppm(&s->rng, s->p.churn_ppm / 50))
-        (void)sim_conf_propose(s, l, RAFT_CONF_REMOVE, l->id);
+        (void)sim_conf_propose(s, l, RAFT_CONF_REMOVE, l->rid);
     uint64_t since = (raft_now(l->r) - l->lead_tick) % SIM_ELECTION_TICKS;
     if (since < 1 || since > 2 || !sim_rng_ppm(&s->rng, s->p.churn_ppm))
         return;
@@ -289,20 +293,19 @@ static void lease_step(struct sim *s)
  * the core refuses the second change, as single-server changes keep every
  * quorum of the old configuration overlapping every quorum of the new) ---- */
 
-static unsigned count_in(const struct sim *s, const struct raft_conf *c,
+static unsigned count_in(struct sim *s, const struct raft_conf *c,
                          uint64_t mask)
 {
     unsigned n = 0;
     for (uint32_t i = 0; i < c->n_voters; i++) {
-        uint64_t id = c->voters[i];
-        if (id >= 1 && id <= s->p.n_nodes && ((mask >> id) & 1) &&
-            s->nodes[id].state == SIM_UP)
+        const struct sim_node *v = sim_node_by_rid(s, c->voters[i]);
+        if (v && ((mask >> v->id) & 1) && v->state == SIM_UP)
             n++;
     }
     return n;
 }
 
-static bool quorum_in(const struct sim *s, const struct raft_conf *c,
+static bool quorum_in(struct sim *s, const struct raft_conf *c,
                       uint64_t mask)
 {
     return c->n_voters && count_in(s, c, mask) > c->n_voters / 2;
@@ -588,18 +591,22 @@ static void transfer_step(struct sim *s)
             !sim_rng_ppm(&s->rng, s->p.churn_ppm))
             return;
         const struct raft_conf *conf = raft_conf(l->r);
-        if (conf->n_voters < 3 || !raft_conf_is_voter(conf, l->id))
+        if (conf->n_voters < 3 || !raft_conf_is_voter(conf, l->rid))
             return;
-        uint64_t t = conf->voters[sim_rng_below(&s->rng, conf->n_voters)];
-        if (t == l->id || t > nn || !sim_node_live(&s->nodes[t]))
+        /* tr: the target's Raft id (the core's); t: its slot */
+        uint64_t tr = conf->voters[sim_rng_below(&s->rng, conf->n_voters)];
+        struct sim_node *tn = sim_node_by_rid(s, tr);
+        if (tr == l->rid || !tn || !sim_node_live(tn))
             return;
+        unsigned t = (unsigned)tn->id;
         s->sc.leader = l->id;
         s->sc.term = l->term;
         s->sc.peer = t;
         unsigned what = (unsigned)sim_rng_below(&s->rng, 3);
         if (what == 2) {
             s->net.hold_timeout_now = true;
-            int rc = raft_transfer_leader(l->r, t);
+            sim_check_quorum_reset(s, (unsigned)l->id, raft_now(l->r));
+            int rc = raft_transfer_leader(l->r, tr);
             s->st.transfers++;
             sim_ev(s, EV_TRANSFER, 0, l->id, t, (uint64_t)(int64_t)rc, 0, 0,
                    0, "TIMEOUT_NOW held back");
@@ -628,7 +635,8 @@ static void transfer_step(struct sim *s)
                 if (i != l->id && j != l->id)
                     s->net.blocked[i][j] = false; /* only l's links */
         if (what == 0) {
-            int rc = raft_transfer_leader(l->r, t);
+            sim_check_quorum_reset(s, (unsigned)l->id, raft_now(l->r));
+            int rc = raft_transfer_leader(l->r, tr);
             s->st.transfers++;
             sim_ev(s, EV_TRANSFER, 0, l->id, t, (uint64_t)(int64_t)rc, 0, 0,
                    0, NULL);
@@ -642,8 +650,9 @@ static void transfer_step(struct sim *s)
     }
     case 1:
         /* Wait for the late TIMEOUT_NOW to reach its target. */
+        /* late_tn holds Raft ids: the old leader's current one */
         if (s->net.late_tn.step == s->now &&
-            s->net.late_tn.from == s->sc.leader) {
+            s->net.late_tn.from == s->nodes[s->sc.leader].rid) {
             struct sim_node *old = &s->nodes[s->sc.leader];
             if (sim_node_live(old) && old->role == RAFT_LEADER &&
                 old->term == s->net.late_tn.term) {
@@ -709,6 +718,9 @@ void sim_scenario_step(struct sim *s)
         break;
     case SIM_SC_TRANSFER:
         transfer_step(s);
+        break;
+    case SIM_SC_WIPE:
+        sim_wipe_step(s);
         break;
     }
 }

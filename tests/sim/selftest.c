@@ -70,6 +70,18 @@ static void case_election(struct sim *s)
     sim_check_leader(s, 3, 5);
 }
 
+/* Two incarnations of one slot are two servers: they may not both lead
+ * one term (a wiped node that kept its old id could). */
+static void case_election_incarnations(struct sim *s)
+{
+    sim_check_leader(s, 3 | 1 << 8, 7);
+    sim_check_leader(s, 3 | 1 << 8, 7);
+    sim_check_leader(s, 3 | 2 << 8, 8);
+    if (s->failed)
+        return;
+    sim_check_leader(s, 3 | 2 << 8, 7);
+}
+
 static void case_log_content(struct sim *s)
 {
     struct raft_entry a[2] = {ent(1, 1, "x"), ent(2, 2, "y")};
@@ -242,6 +254,120 @@ static void case_linear(struct sim *s)
     sim_check_linear(s);
 }
 
+/* A leader of voters {1, 2, 3} (itself 1) that hears from 2 every tick
+ * keeps a quorum; once 2 falls silent it must step down within two
+ * election timeouts. */
+static void case_check_quorum(struct sim *s)
+{
+    struct raft_conf c = {.voters = {1, 2, 3}, .n_voters = 3};
+    uint64_t e = SIM_ELECTION_TICKS, t = 0;
+    for (; t <= 4 * e && !s->failed; t++) {
+        if (t)
+            sim_check_heard(s, 1, 2, t);
+        sim_check_quorum(s, 1, true, 5, 1, &c, t);
+    }
+    /* a transfer request may restart its timer: 2E of grace from then */
+    sim_check_quorum_reset(s, 1, t);
+    for (uint64_t end = t + 2 * e; t < end && !s->failed; t++)
+        sim_check_quorum(s, 1, true, 5, 1, &c, t);
+    if (s->failed)
+        return;
+    sim_check_quorum(s, 1, true, 5, 1, &c, t); /* 2 silent for 4E */
+}
+
+/* Stepping down clears the monitor; a new term starts with a grace of 2E;
+ * a new voter counts as heard when it is added. */
+static void case_check_quorum_conf(struct sim *s)
+{
+    struct raft_conf c = {.voters = {1, 2, 3}, .n_voters = 3};
+    uint64_t e = SIM_ELECTION_TICKS;
+    sim_check_quorum(s, 1, true, 5, 1, &c, 0);
+    sim_check_quorum(s, 1, false, 5, 1, &c, 1);
+    for (uint64_t t = 10; t < 10 + 2 * e; t++)
+        sim_check_quorum(s, 1, true, 6, 1, &c, t);
+    struct raft_conf d = {.voters = {1, 2, 3, 4}, .n_voters = 4};
+    for (uint64_t t = 10 + 2 * e; t < 10 + 4 * e && !s->failed; t++) {
+        sim_check_heard(s, 1, 2, t);
+        sim_check_quorum(s, 1, true, 6, 1, t < 10 + 3 * e ? &c : &d, t);
+    }
+    if (s->failed)
+        return;
+    /* 3 and 4 silent, 2 heard: 2 of 4 is no quorum, 2E after the change */
+    for (uint64_t t = 10 + 4 * e; t <= 10 + 5 * e && !s->failed; t++) {
+        sim_check_heard(s, 1, 2, t);
+        sim_check_quorum(s, 1, true, 6, 1, &d, t);
+    }
+}
+
+static struct raft_soft_state soft(enum raft_role role, uint64_t term)
+{
+    struct raft_soft_state ss = {.role = role, .term = term};
+    return ss;
+}
+
+static struct raft_msg msg(uint8_t type, uint64_t term, bool reject)
+{
+    struct raft_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = type;
+    m.term = term;
+    m.reject = reject;
+    return m;
+}
+
+/* Terms move on real campaigns and real terms only. */
+static void case_pre_vote(struct sim *s)
+{
+    struct raft_soft_state cand6 = soft(RAFT_CANDIDATE, 6);
+    struct raft_soft_state foll6 = soft(RAFT_FOLLOWER, 6);
+    struct raft_soft_state foll7 = soft(RAFT_FOLLOWER, 7);
+    struct raft_msg grant = msg(RAFT_MSG_PRE_VOTE_RESP, 6, false);
+    struct raft_msg app = msg(RAFT_MSG_APP, 6, false);
+    struct raft_msg rej = msg(RAFT_MSG_PRE_VOTE_RESP, 6, true);
+    struct raft_msg tn = msg(RAFT_MSG_TIMEOUT_NOW, 6, false);
+    struct raft_msg pv = msg(RAFT_MSG_PRE_VOTE, 6, false);
+    sim_check_term(s, 1, 5, RAFT_PRE_CANDIDATE, &cand6, &grant); /* won */
+    sim_check_term(s, 2, 5, RAFT_FOLLOWER, &foll6, &app);
+    sim_check_term(s, 3, 5, RAFT_PRE_CANDIDATE, &foll6, &rej);
+    struct raft_soft_state cand7 = soft(RAFT_CANDIDATE, 7);
+    sim_check_term(s, 4, 5, RAFT_FOLLOWER, &cand7, &tn); /* 6, then runs */
+    sim_check_term(s, 5, 6, RAFT_FOLLOWER, &foll7, NULL);
+    struct raft_soft_state pre6 = soft(RAFT_PRE_CANDIDATE, 6);
+    sim_check_term(s, 6, 6, RAFT_FOLLOWER, &pre6, NULL);
+    struct raft_soft_state foll5 = soft(RAFT_FOLLOWER, 5);
+    sim_check_term(s, 7, 5, RAFT_FOLLOWER, &foll5, &pv); /* no move */
+    if (s->failed)
+        return;
+    sim_check_term(s, 8, 5, RAFT_FOLLOWER, &foll6, &pv);
+}
+
+static void case_pre_candidate(struct sim *s)
+{
+    struct raft_soft_state pre6 = soft(RAFT_PRE_CANDIDATE, 6);
+    struct raft_soft_state cand6 = soft(RAFT_CANDIDATE, 6);
+    sim_check_term(s, 1, 5, RAFT_PRE_CANDIDATE, &cand6, NULL);
+    sim_check_term(s, 2, 6, RAFT_FOLLOWER, &pre6, NULL);
+    if (s->failed)
+        return;
+    sim_check_term(s, 3, 5, RAFT_FOLLOWER, &pre6, NULL);
+}
+
+/* A term nobody campaigned in, passed on by a real-looking message (the
+ * leak of a pre-vote's term elsewhere). */
+static void case_unreal_term(struct sim *s)
+{
+    struct raft_soft_state foll3 = soft(RAFT_FOLLOWER, 3);
+    struct raft_soft_state cand3 = soft(RAFT_CANDIDATE, 3);
+    struct raft_msg hb = msg(RAFT_MSG_HEARTBEAT, 3, false);
+    sim_check_term(s, 1, 2, RAFT_FOLLOWER, &cand3, NULL);
+    sim_check_term(s, 2, 2, RAFT_FOLLOWER, &foll3, &hb);
+    if (s->failed)
+        return;
+    struct raft_soft_state foll9 = soft(RAFT_FOLLOWER, 9);
+    struct raft_msg hb9 = msg(RAFT_MSG_HEARTBEAT, 9, false);
+    sim_check_term(s, 3, 3, RAFT_FOLLOWER, &foll9, &hb9);
+}
+
 static int run_case(FILE *out, const char *name, void (*fn)(struct sim *),
                     const char *expect)
 {
@@ -296,6 +422,8 @@ int sim_selftest(FILE *out)
 {
     int bad = 0;
     bad += run_case(out, "election safety", case_election, "election-safety");
+    bad += run_case(out, "election safety (incarnations)",
+                    case_election_incarnations, "election-safety");
     bad += run_case(out, "log matching (content)", case_log_content,
                     "log-matching");
     bad += run_case(out, "log matching (prefix)", case_log_prev,
@@ -313,6 +441,14 @@ int sim_selftest(FILE *out)
     bad += run_case(out, "term never decreases", case_term_back, "hard-state");
     bad += run_case(out, "durability", case_durability, "durability");
     bad += run_case(out, "linearizability", case_linear, "linearizability");
+    bad += run_case(out, "check-quorum", case_check_quorum, "check-quorum");
+    bad += run_case(out, "check-quorum (conf)", case_check_quorum_conf,
+                    "check-quorum");
+    bad += run_case(out, "pre-vote (term rise)", case_pre_vote, "pre-vote");
+    bad += run_case(out, "pre-vote (pre-candidate)", case_pre_candidate,
+                    "pre-vote");
+    bad += run_case(out, "pre-vote (unreal term)", case_unreal_term,
+                    "pre-vote");
     bad += case_liveness(out);
     fprintf(out, "selftest: %s\n", bad ? "FAILED" : "all checkers fire");
     return bad;

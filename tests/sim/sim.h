@@ -16,10 +16,18 @@
  * Files: rng.c (PRNG), trace.c (event ring), net.c (network), disk.c (the
  * durable-state model), kv.c (state machine), node.c (ready processing,
  * crash, restart), client.c (clients, history), faults.c (crashes,
- * partitions, membership, transfers, pauses), scenario.c (scenario-shaped
- * seeds: figure8, lease, membership, pause, drift, transfer), check.c
- * (invariants), lin.c (history
- * -> lincheck), run.c (one seed), selftest.c, main.c (CLI, workers).
+ * partitions, membership, transfers, pauses), identity.c (Raft ids and
+ * incarnations, wiped and damaged disks, the re-add of a new incarnation,
+ * the wipe scenario), scenario.c (scenario-shaped seeds: figure8, lease,
+ * membership, pause, drift, transfer), check.c (invariants), lin.c
+ * (history -> lincheck), run.c (one seed), selftest.c, main.c (CLI,
+ * workers).
+ *
+ * Node ids: a node is a slot 1..n_nodes (n<slot> in traces, s->nodes[slot],
+ * bitmasks and net.blocked by slot); its Raft id is craft_member_id("n<slot>",
+ * incarnation of its data directory), a new one after each wipe (n3.2 is the
+ * second incarnation of slot 3). Raft ids appear only at the boundary with
+ * the cores: configurations, messages, votes, leaders (sim_slot_of maps back).
  */
 #ifndef CRAFT_SIM_H
 #define CRAFT_SIM_H
@@ -31,7 +39,12 @@
 
 #include "raft/raft.h"
 
-#define SIM_MAX_NODES 9   /* ids 1..SIM_MAX_NODES */
+#define SIM_MAX_NODES 9   /* slots 1..SIM_MAX_NODES */
+/* Election timeouts after a change forwarded from a follower during which
+ * no disk is wiped (identity.c); the window restarts when a node that froze
+ * within it wakes. */
+#define SIM_CONF_FWD_WINDOW 10
+#define SIM_MAX_IDS 48    /* Raft ids (incarnations) one run may create */
 #define SIM_MAX_CLIENTS 6 /* the last slot is the final-phase client */
 #define SIM_MAX_KEYS 5
 #define SIM_VAL_MAX 24
@@ -102,6 +115,10 @@ struct sim_params {
     unsigned late_min, late_max; /* their delay, in steps */
     bool io_first;        /* a woken node steps messages before its owed
                              ticks (breaks the core's contract: --io-first) */
+    /* identity faults (identity.c), chance per step in ppm */
+    uint32_t wipe_ppm;    /* crash a node and restart it on an empty disk */
+    unsigned damage_pct;  /* share of those whose damage storage detects */
+    unsigned post_elect_pct; /* a new leader gets a change within a tick */
 };
 
 /* Scenario-shaped seeds: fault patterns aimed at one class of bug. */
@@ -114,6 +131,7 @@ enum sim_scenario {
     SIM_SC_DRIFT,      /* slow leader clock, fast followers, early elections */
     SIM_SC_TRANSFER,   /* transfers and elections around a partial cut,
                           aborted transfers with a late TIMEOUT_NOW */
+    SIM_SC_WIPE,       /* wipe the holders of recent commits, crash the leader */
     SIM_SC__COUNT
 };
 
@@ -136,7 +154,7 @@ enum sim_ev_kind {
     EV_ROLE, EV_HS, EV_PERSIST, EV_APPLY, EV_SNAP_TAKEN, EV_SNAP_INSTALL,
     EV_CRASH, EV_RESTART, EV_STOP, EV_PART, EV_HEAL, EV_INVOKE, EV_DONE,
     EV_PROP, EV_READ, EV_CONF, EV_CONF_APPLIED, EV_TRANSFER, EV_FINAL,
-    EV_NOTE, EV_PAUSE, EV_WAKE, EV_CAMPAIGN, EV_LATE,
+    EV_NOTE, EV_PAUSE, EV_WAKE, EV_CAMPAIGN, EV_LATE, EV_IDENT,
 };
 
 struct sim_event {
@@ -181,7 +199,7 @@ struct sim_net {
     struct {
         uint64_t step;     /* a held-back TIMEOUT_NOW was stepped then */
         uint64_t from, to, term;
-    } late_tn;
+    } late_tn; /* from, to: Raft ids */
     bool blocked[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1]; /* [from][to] */
     bool partitioned;
     uint64_t heal_at;
@@ -228,6 +246,8 @@ int sim_log_append(struct sim_log *l, const struct raft_entry *e, size_t n,
                    uint64_t covered);
 void sim_log_compact(struct sim_log *l, uint64_t keep_from);
 void sim_log_reset(struct sim_log *l, uint64_t first);
+/* Lose every entry after last (a disk that lost its last synced writes). */
+void sim_log_truncate_after(struct sim_log *l, uint64_t last);
 void sim_snap_free(struct sim_snap *s);
 void sim_disk_free(struct sim_disk *d);
 /* A snapshot with meta.index == index among cur and prev, or NULL. */
@@ -270,8 +290,15 @@ struct sim_rx {
     bool active, complete;
 };
 
+/* What the next restart of a node finds on its disk (identity.c). */
+enum sim_disk_fault {
+    SIM_DISK_OK = 0,
+    SIM_DISK_WIPED,   /* nothing: it starts as a new incarnation */
+    SIM_DISK_DAMAGED, /* damage recovery detects: it refuses to start */
+};
+
 struct sim_node {
-    uint64_t id;
+    uint64_t id; /* the slot */
     enum sim_node_state state;
     unsigned incarnation;
     struct raft *r;
@@ -304,6 +331,15 @@ struct sim_node {
     uint64_t clock_ticks; /* ticks of the clock so far */
     uint64_t boot_ticks;  /* clock_ticks when its core was created */
     uint64_t paused_until; /* step it wakes at; 0: not paused */
+    uint64_t paused_at;    /* step its last pause began */
+    uint64_t conf_fwd_step; /* last conf change forwarded from it */
+    /* identity (identity.c) */
+    uint64_t rid;       /* Raft id: craft_member_id(name, inc) */
+    uint64_t inc;       /* incarnation of its data directory */
+    unsigned gen;       /* 1: its first data directory; +1 per wipe */
+    uint8_t disk_fault; /* enum sim_disk_fault */
+    uint8_t rejoin;     /* re-add pending: 0 none, 1 as learner, 2 as voter */
+    uint64_t rejoin_at; /* step of the next re-add attempt */
 };
 
 struct sim;
@@ -414,6 +450,45 @@ int sim_conf_change(struct sim *s, struct sim_node *at, bool voters_only);
 int sim_conf_propose(struct sim *s, struct sim_node *at, int op,
                      uint64_t target);
 unsigned sim_n_down(const struct sim *s); /* down or paused */
+/* Is id in c, as a voter or a learner? */
+bool sim_conf_has(const struct raft_conf *c, uint64_t id);
+
+/* ---- identity (identity.c) ---- */
+
+struct sim_idrec {
+    uint64_t rid;
+    uint8_t slot, gen;
+};
+/* Draw the identity faults' parameters; give every node its first Raft id. */
+void sim_ident_init(struct sim *s);
+/* The slot a Raft id belongs to (any incarnation), 0 if none. */
+unsigned sim_slot_of(const struct sim *s, uint64_t rid);
+/* The node whose current Raft id is rid, or NULL. */
+struct sim_node *sim_node_by_rid(struct sim *s, uint64_t rid);
+/* A short number naming an incarnation for traces: slot | gen << 8 (0 for
+ * RAFT_NONE, 0xff for an id the run never created); see sim_tag_str. */
+uint64_t sim_tag(const struct sim *s, uint64_t rid);
+const char *sim_tag_str(uint64_t tag, char *buf, size_t len);
+/* The Raft id slot had in its gen-th incarnation, 0 if none. */
+uint64_t sim_rid_of(const struct sim *s, unsigned slot, unsigned gen);
+/* A voter rid that will never answer again: an old incarnation, a node
+ * stopped for good, or one whose disk is gone or damaged. */
+bool sim_rid_dead(const struct sim *s, uint64_t rid);
+/* An identity fault is under way: a disk fault waiting for its restart, or
+ * a dead rid in some live node's configuration. */
+bool sim_ident_busy(const struct sim *s);
+/* The restart hook: a damaged disk refuses (true: stays down); a wiped one
+ * becomes a new incarnation (false: start it, empty). */
+bool sim_ident_restart(struct sim *s, struct sim_node *n);
+/* The daemon's join (re-add), wipes, post-election changes: every step. */
+void sim_ident_step(struct sim *s);
+/* Wipe n (damaged: its damage is detected at restart) if the fault budget
+ * allows; restart after that many steps. True if done. */
+bool sim_wipe(struct sim *s, struct sim_node *n, bool damaged,
+              uint64_t restart_after);
+/* The wipe scenario (SIM_SC_WIPE). */
+void sim_wipe_params(struct sim *s);
+void sim_wipe_step(struct sim *s);
 
 /* ---- scenarios (scenario.c) ---- */
 
@@ -457,11 +532,22 @@ struct sim_check {
     struct sim_itkey *it; /* open-addressing table */
     size_t it_cap, it_n;
     uint64_t elections;
+    bool *campaigned; /* by term: some node was a candidate in it */
+    size_t cap_campaigned;
+    struct sim_cq {   /* check-quorum monitor of the leader in a slot */
+        uint64_t term;    /* 0: not leader */
+        uint64_t reset;   /* own tick of the last possible timer reset */
+        uint64_t voters;  /* fingerprint of the voter set judged */
+        uint64_t last;    /* own tick last judged */
+        unsigned n;
+        struct { uint64_t id, tick; } heard[2 * RAFT_MAX_MEMBERS];
+    } cq[SIM_MAX_NODES + 1];
+    const struct raft_msg *in_msg; /* the message being stepped, or NULL */
 };
 
 void sim_check_free(struct sim_check *c);
 uint64_t sim_entry_fp(uint8_t type, const void *data, size_t len);
-/* 1. election safety */
+/* 1. election safety; node: a sim_tag (one incarnation is one server) */
 void sim_check_leader(struct sim *s, uint64_t node, uint64_t term);
 /* 2. log matching, on entries being persisted; prev_term: term of the entry
  * before e[0] in the node's log (0: unknown) */
@@ -491,6 +577,30 @@ void sim_check_hs(struct sim *s, uint64_t node,
                   const struct raft_hard_state *prev,
                   const struct raft_hard_state *hs);
 const struct sim_applied *sim_applied_at(const struct sim *s, uint64_t index);
+/* check-quorum: a leader (self, of term, with conf) at its own tick now
+ * must have heard from a quorum of conf's voters within 2 election
+ * timeouts, unless its check timer may have been reset since now - 2E.
+ * Call on every observation (leader false clears the monitor). */
+void sim_check_quorum(struct sim *s, unsigned slot, bool leader,
+                      uint64_t term, uint64_t self,
+                      const struct raft_conf *conf, uint64_t now);
+/* The leader in slot counted a response from id at its own tick now. */
+void sim_check_heard(struct sim *s, unsigned slot, uint64_t id, uint64_t now);
+/* The leader in slot was asked for a transfer (its timer may restart). */
+void sim_check_quorum_reset(struct sim *s, unsigned slot, uint64_t now);
+/* pre-vote: a node's term went from prev to ss->term (role prev_role ->
+ * ss->role) over one call into its core; m is the message stepped, or NULL. */
+void sim_check_term(struct sim *s, uint64_t node, uint64_t prev_term,
+                    enum raft_role prev_role,
+                    const struct raft_soft_state *ss,
+                    const struct raft_msg *m);
+/* Everything checked on each observation of a live node (node.c). */
+void sim_check_observe(struct sim *s, struct sim_node *n,
+                       const struct raft_soft_state *ss);
+/* A message was stepped into node `to` (net.c): responses the leader
+ * counts, transfer requests. */
+void sim_check_delivered(struct sim *s, struct sim_node *to,
+                         const struct raft_msg *m);
 
 /* ---- linearizability (lin.c) ---- */
 
@@ -507,6 +617,7 @@ struct sim_stats {
     uint64_t lease_reads;
     uint64_t final_ticks;
     uint64_t pauses, late_msgs;
+    uint64_t wipes, refusals, rejoins;
 };
 
 /* ---- one run (run.c) ---- */
@@ -541,6 +652,10 @@ struct sim {
     } sc;                      /* scenario state (scenario.c) */
     uint64_t conf_seq;
     uint64_t conf_applied_max; /* highest conf entry seen applied */
+    struct sim_idrec ids[SIM_MAX_IDS]; /* every Raft id of the run */
+    unsigned n_ids;
+    uint64_t post_elect_term; /* last new leader drawn for a change */
+    uint64_t conf_fwd_step;   /* last conf change proposed at a follower */
     struct sim_stats st;
     FILE *out; /* where reports go */
     bool failed;

@@ -1,5 +1,7 @@
 /* The event trace of one run: a ring of fixed-size records, formatted only
- * when printed (on failure, or live with --verbose). */
+ * when printed (on failure, or live with --verbose). Nodes are slots; Raft
+ * ids in events are recorded as sim_tag()s (n3, or n3.2 for the second
+ * incarnation of slot 3). */
 #include "sim/sim.h"
 
 #include <inttypes.h>
@@ -95,9 +97,49 @@ static void fmt_msg(const struct sim_event *e, char *buf, size_t len,
         snprintf(buf + l, len - (size_t)l, " %s", e->str);
 }
 
+static const char *rejoin_name(uint64_t r)
+{
+    return r == 2 ? "a voter" : r == 1 ? "a learner" : "nothing: not a member";
+}
+
+static void fmt_ident(const struct sim_event *e, char *buf, size_t len)
+{
+    char t[16];
+    switch (e->x) {
+    case 1:
+    case 2:
+        snprintf(buf, len, "n%u %s (the join re-adds it as %s)", e->node,
+                 e->x == 1 ? "CRASH: its data directory is WIPED"
+                           : "CRASH: its disk loses its last synced writes",
+                 rejoin_name(e->a));
+        break;
+    case 3:
+        snprintf(buf, len, "n%u refuses to start: its log ends at %" PRIu64
+                 ", before its durable commit %" PRIu64 " (raft_new: %s);"
+                 " the operator moves the directory aside at step %" PRIu64,
+                 e->node, e->a, e->b, craft_errname((int)(int64_t)e->c), e->d);
+        break;
+    case 4:
+        snprintf(buf, len, "n%u refuses to start: storage finds a zeroed"
+                 " segment; the operator moves the directory aside at step %"
+                 PRIu64, e->node, e->d);
+        break;
+    case 5:
+        snprintf(buf, len, "n%u starts empty as %s (incarnation %#" PRIx64
+                 ", Raft id %#" PRIx64 "), to join as %s", e->node,
+                 sim_tag_str(e->a, t, sizeof(t)), e->b, e->c,
+                 rejoin_name(e->d));
+        break;
+    default:
+        snprintf(buf, len, "n%u has rejoined as %s", e->node,
+                 sim_tag_str(e->a, t, sizeof(t)));
+        break;
+    }
+}
+
 void sim_event_format(const struct sim_event *e, char *out, size_t len)
 {
-    char buf[160];
+    char buf[160], t[16];
     switch (e->kind) {
     case EV_SEND: fmt_msg(e, buf, sizeof(buf), "send"); break;
     case EV_DROP: fmt_msg(e, buf, sizeof(buf), "DROP"); break;
@@ -109,12 +151,14 @@ void sim_event_format(const struct sim_event *e, char *out, size_t len)
                  msg_name(e->x), e->peer, craft_errname((int)(int64_t)e->a));
         break;
     case EV_ROLE:
-        snprintf(buf, sizeof(buf), "n%u is %s term %" PRIu64 " leader n%" PRIu64,
-                 e->node, raft_role_name((enum raft_role)e->x), e->a, e->b);
+        snprintf(buf, sizeof(buf), "n%u is %s term %" PRIu64 " leader %s",
+                 e->node, raft_role_name((enum raft_role)e->x), e->a,
+                 sim_tag_str(e->b, t, sizeof(t)));
         break;
     case EV_HS:
-        snprintf(buf, sizeof(buf), "n%u hard state term %" PRIu64 " vote n%" PRIu64
-                 " commit %" PRIu64, e->node, e->a, e->b, e->c);
+        snprintf(buf, sizeof(buf), "n%u hard state term %" PRIu64 " vote %s"
+                 " commit %" PRIu64, e->node, e->a,
+                 sim_tag_str(e->b, t, sizeof(t)), e->c);
         break;
     case EV_PERSIST:
         snprintf(buf, sizeof(buf), "n%u persist entries %" PRIu64 "..%" PRIu64
@@ -173,12 +217,14 @@ void sim_event_format(const struct sim_event *e, char *out, size_t len)
                  craft_errname((int)(int64_t)e->d));
         break;
     case EV_CONF:
-        snprintf(buf, sizeof(buf), "n%u propose %s n%" PRIu64 " -> %s", e->node,
-                 conf_op_name(e->x), e->a, craft_errname((int)(int64_t)e->b));
+        snprintf(buf, sizeof(buf), "n%u propose %s %s -> %s", e->node,
+                 conf_op_name(e->x), sim_tag_str(e->a, t, sizeof(t)),
+                 craft_errname((int)(int64_t)e->b));
         break;
     case EV_CONF_APPLIED:
         snprintf(buf, sizeof(buf), "conf change committed at %" PRIu64
-                 ": %s n%" PRIu64, e->b, conf_op_name(e->x), e->a);
+                 ": %s %s", e->b, conf_op_name(e->x),
+                 sim_tag_str(e->a, t, sizeof(t)));
         break;
     case EV_TRANSFER:
         snprintf(buf, sizeof(buf), "n%u transfer leadership to n%u -> %s",
@@ -203,6 +249,7 @@ void sim_event_format(const struct sim_event *e, char *out, size_t len)
         snprintf(buf, sizeof(buf), "the %s n%u->n%u is held back until step %"
                  PRIu64, msg_name(e->x), e->node, e->peer, e->a);
         break;
+    case EV_IDENT: fmt_ident(e, buf, sizeof(buf)); break;
     default:
         snprintf(buf, sizeof(buf), "note: %s %" PRIu64 " %" PRIu64, e->str,
                  e->a, e->b);
