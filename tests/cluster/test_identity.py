@@ -372,3 +372,35 @@ def test_gone_join_does_not_evict_new_incarnation(cluster, report):
         time.sleep(0.2)
     assert_all_present(cluster, [n0, n1, n2], acked)
     report(f"node2 stayed a member as {new_id} after a gone client's join")
+
+
+def test_join_never_readds_a_removed_raft_id(cluster, report):
+    """Raft ids never come back. A join whose Raft id was added and then
+    removed while it still waited (here by POST /remove; also by a
+    concurrent join of another incarnation of the name) is answered with an
+    error; it must not add that Raft id again: a node that saw itself
+    removed stays out, and the cluster would count a member that never
+    answers."""
+    n0, n1, n2 = cluster.start(3)
+    write_keys(n0.haddr, "j", 100)  # the learner below is never promoted
+    n2.stop()
+    ld = cluster.leader(among=[n0, n1])
+    rid = None
+    body = json.dumps({"id": "node9", "addr": "127.0.0.1:9", "incarnation": "1"}).encode()
+    host, port = ld.haddr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=20)
+    s.sendall(b"POST /join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    wait_until("node9 a learner", lambda: member(ld.status(), "node9"), 10)
+    rid = member(ld.status(), "node9")["raft_id"]
+    r = http(ld.haddr, "POST", "/remove", body={"id": "node9"})
+    assert r.status == 200, r
+    t_end = time.monotonic() + 3
+    while time.monotonic() < t_end:
+        m = member(ld.status(), "node9")
+        assert m is None, f"Raft id {rid} was removed and added again: {m}"
+        time.sleep(0.1)
+    answer = s.recv(4096)
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 409"), answer
+    report(f"node9 ({rid}) removed while joining stays out; its join got 409")
