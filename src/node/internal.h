@@ -50,6 +50,7 @@ struct node__req {
     /* JOIN */
     char *jid, *jaddr, *jhttp;
     uint64_t jrid;     /* the joiner's Raft id; 0: it did not say (hraftd) */
+    bool jin;          /* the join's Raft id was seen in the configuration */
 };
 
 struct node__job;

@@ -221,6 +221,16 @@ void node__join_step(struct node *n, struct node__req *q)
     uint64_t rid = q->jrid ? q->jrid
                            : same ? same->raft_id : craft_member_id(q->jid, 0);
     const struct kv_member *owner = kv_member_by_raft_id(n->kv, rid);
+    if (q->jin && owner == NULL) {
+        /* Applied as a member, then removed while the join waited (POST
+         * /remove, or a join of another incarnation of the name). Raft ids
+         * never come back: the node may already know it was removed. */
+        http_reply_error(q->http, 409, "%s (Raft id %016llx) was removed while "
+                         "it joined; restart it with -join to join as a new "
+                         "incarnation", q->jid, (unsigned long long)rid);
+        node__req_done(n, q);
+        return;
+    }
     if (owner && strcmp(owner->id, q->jid) != 0) {
         http_reply_error(q->http, 400, "node id %s collides with member %s",
                          q->jid, owner->id);
@@ -248,6 +258,7 @@ void node__join_step(struct node *n, struct node__req *q)
         join_propose(n, q, RAFT_CONF_REMOVE, same->raft_id, NULL, 0);
         return;
     }
+    q->jin = q->jin || (same && same->raft_id == rid);
     if (raft_conf_is_voter(c, rid) && same) {
         http_reply_ok(q->http);
         node__req_done(n, q);

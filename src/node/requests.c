@@ -575,7 +575,10 @@ static void on_transfer(void *ud, struct http_req *req, const char *id)
 /* The client of req went away. What has not been handed to Raft yet (a
  * write or removal waiting to be retried, any read: reads change nothing)
  * is dropped now; a proposal already made may still apply, and its answer
- * then goes nowhere. */
+ * then goes nowhere. A join is dropped at any step: its next steps would
+ * work for a node that no longer waits for them, e.g. an incarnation that
+ * died, by removing the live incarnation of the same name to re-add it. A
+ * step already proposed may still apply. */
 static void on_cancel(void *ud, struct http_req *req)
 {
     struct node *n = ud;
@@ -583,7 +586,8 @@ static void on_cancel(void *ud, struct http_req *req)
     if (q == NULL || q->http != req)
         return;
     bool placed = q->issued || q->index != 0;
-    if (q->kind == NODE__GET || ((q->kind == NODE__WRITE || q->kind == NODE__REMOVE) && !placed)) {
+    if (q->kind == NODE__GET || q->kind == NODE__JOIN ||
+        ((q->kind == NODE__WRITE || q->kind == NODE__REMOVE) && !placed)) {
         http_reply_error(req, 503, "the client went away");
         node__req_done(n, q);
     }

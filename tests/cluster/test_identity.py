@@ -8,7 +8,9 @@ whole.
 test_wiped_voter_rejoins fails on craftd before incarnations: there the
 wiped node voted with an empty log for a node lacking acknowledged writes
 (run it with CRAFTD=<that binary> to see)."""
+import json
 import os
+import socket
 import shutil
 import time
 
@@ -333,3 +335,72 @@ def test_directories_from_before_incarnations(cluster, report):
     assert os.path.exists(os.path.join(n0.dir, "IDENTITY"))
     report(f"upgraded cluster kept {len(acked)} writes; wiped node2 re-added "
            f"as {member(n0.status(), 'node2')['raft_id']} (was {old_id})")
+
+
+def test_gone_join_does_not_evict_new_incarnation(cluster, report):
+    """A /join whose client went away is dropped. Here an earlier -inmem
+    incarnation of node2 asked to join and died before the answer; the
+    member that got the request must not keep working for it. Before the
+    fix it did, until the request's deadline: it removed node2's live
+    incarnation (to add the dead one), and node2, seeing itself removed,
+    left the cluster for good."""
+    n0, n1, n2 = cluster.start(3, extra=["-inmem", "-request-timeout-ms", "30000"])
+    acked = write_keys(n0.haddr, "g", 100)  # the dead learner is never promoted
+    old_id = n2.status()["raft_id"]
+    n2.kill9()
+    ld = cluster.leader(among=[n0, n1])
+    # The dead incarnation's join: sent in full, then the client is gone.
+    host, port = ld.haddr.rsplit(":", 1)
+    body = json.dumps({"id": n2.id, "addr": n2.raddr, "http_addr": n2.haddr,
+                       "incarnation": "1"}).encode()
+    s = socket.create_connection((host, int(port)), timeout=5)
+    s.sendall(b"POST /join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    time.sleep(0.3)
+    s.close()
+    time.sleep(1.0)  # the member notices the client is gone (100 ms sweeps)
+    n2.join = ld.haddr
+    n2.start()
+    wait_voter(cluster, [n0, n1, n2], "node2", not_raft_id=old_id)
+    new_id = n2.status()["raft_id"]
+    t_end = time.monotonic() + 8
+    while time.monotonic() < t_end:
+        st = n2.status()
+        assert st and st.get("role") != "removed", st
+        m = member(cluster.leader(among=[n0, n1, n2]).status(), "node2")
+        assert m and m.get("raft_id") == new_id, m
+        time.sleep(0.2)
+    assert_all_present(cluster, [n0, n1, n2], acked)
+    report(f"node2 stayed a member as {new_id} after a gone client's join")
+
+
+def test_join_never_readds_a_removed_raft_id(cluster, report):
+    """Raft ids never come back. A join whose Raft id was added and then
+    removed while it still waited (here by POST /remove; also by a
+    concurrent join of another incarnation of the name) is answered with an
+    error; it must not add that Raft id again: a node that saw itself
+    removed stays out, and the cluster would count a member that never
+    answers."""
+    n0, n1, n2 = cluster.start(3)
+    write_keys(n0.haddr, "j", 100)  # the learner below is never promoted
+    n2.stop()
+    ld = cluster.leader(among=[n0, n1])
+    rid = None
+    body = json.dumps({"id": "node9", "addr": "127.0.0.1:9", "incarnation": "1"}).encode()
+    host, port = ld.haddr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=20)
+    s.sendall(b"POST /join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    wait_until("node9 a learner", lambda: member(ld.status(), "node9"), 10)
+    rid = member(ld.status(), "node9")["raft_id"]
+    r = http(ld.haddr, "POST", "/remove", body={"id": "node9"})
+    assert r.status == 200, r
+    t_end = time.monotonic() + 3
+    while time.monotonic() < t_end:
+        m = member(ld.status(), "node9")
+        assert m is None, f"Raft id {rid} was removed and added again: {m}"
+        time.sleep(0.1)
+    answer = s.recv(4096)
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 409"), answer
+    report(f"node9 ({rid}) removed while joining stays out; its join got 409")
