@@ -49,7 +49,8 @@ static void usage(FILE *f)
             "options: --nodes N (cluster size), --steps N (main phase),\n"
             "         --trace N (events printed on failure), --no-lease,\n"
             "         --scenario K (0 none, 1 figure8, 2 lease, 3 membership,\n"
-            "                       4 pause, 5 drift, 6 transfer, 7 wipe),\n"
+            "                       4 pause, 5 drift, 6 transfer, 7 wipe,\n"
+            "                       8 early-conf),\n"
             "         --io-first (a woken node steps frames before its owed\n"
             "                     ticks, against the core's contract)\n");
 }

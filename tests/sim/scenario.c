@@ -133,13 +133,36 @@ static void membership_params(struct sim *s, unsigned e)
     p->burst_ppm = (uint32_t)(1000000 / (e * sim_rng_range(g, 2, 5)));
 }
 
+/* Four voters, no random faults: the scenario's own cuts are the point. */
+static void early_conf_params(struct sim *s)
+{
+    struct sim_params *p = &s->p;
+    struct sim_rng *g = &s->rng;
+    p->profile = "early-conf";
+    p->n_founders = p->n_nodes = 4;
+    p->steps = (unsigned)sim_rng_range(g, 500, 1000);
+    p->drop_ppm = 0;
+    p->dup_ppm = 0;
+    p->lat_min = 1;
+    p->lat_max = (unsigned)sim_rng_range(g, 1, p->spt);
+    p->crash_ppm = 0;
+    p->part_ppm = 0;
+    p->conf_ppm = 0;
+    p->transfer_ppm = 0;
+    p->pause_ppm = 0;
+    p->late_ppm = 0;
+    p->max_down = 1;
+    p->churn_ppm = 20000;
+}
+
 void sim_scenario_params(struct sim *s)
 {
     if (s->o.nodes || s->o.steps)
         return; /* the command line asked for a shape */
     unsigned e = SIM_ELECTION_TICKS * s->p.spt;
     unsigned r = (unsigned)sim_rng_below(&s->rng, 100);
-    /* 6% of the seeds for each scenario, the first of them for each. */
+    /* 6% of the seeds for each scenario (3% for early-conf), the first
+     * of them for each. */
     if (s->o.scenario)
         r = s->o.scenario == SIM_SC_NONE + 1 ? 99 : (s->o.scenario - 2) * 6;
     if (r < 6) {
@@ -163,6 +186,9 @@ void sim_scenario_params(struct sim *s)
     } else if (r < 42) {
         s->p.scenario = SIM_SC_WIPE; /* identity.c */
         sim_wipe_params(s);
+    } else if (r < 45) {
+        s->p.scenario = SIM_SC_EARLY_CONF;
+        early_conf_params(s);
     }
 }
 
@@ -698,6 +724,120 @@ static void transfer_step(struct sim *s)
     }
 }
 
+/* ---- early-conf: a change before the new leader's no-op commits ----
+ *
+ * Ongaro's single-server change bug (raft-dev, 2015), with voters
+ * {A, B, X, Y}:
+ * 1. cut the settled leader A off and have it remove X: C1 = {A, B, Y},
+ *    in A's log only;
+ * 2. make B campaign; X and Y vote for it (their logs are A's without C1);
+ * 3. the step B wins, cut Y off (B's no-op never reaches it) and propose
+ *    at B the removal of Y: C2 = {A, B, X}, whose quorum {B, X} is there;
+ * 4. once B has committed (or given up), let A back with Y only: A's log
+ *    is longer than Y's, so A wins {A, Y}, a quorum of C1, and commits C1
+ *    at the index where B committed its no-op;
+ * 5. heal.
+ * The core must refuse step 3's change until B's no-op commits, which
+ * needs Y or A: then either C2 never exists or Y holds B's term and does
+ * not vote for A. */
+static void early_conf_heal(struct sim *s, const char *why)
+{
+    sim_partition_set(s, 0, s->now, why);
+    s->sc.phase = 5; /* one round a seed: the cluster has lost a voter */
+}
+
+static void early_conf_step(struct sim *s)
+{
+    struct sim_node *l = sim_leader(s);
+    uint64_t e = sim_election_steps(s);
+    uint64_t hold = s->now + 20 * e; /* healed by the scenario */
+    if (s->sc.phase && s->sc.phase < 5 && s->now >= s->sc.deadline) {
+        early_conf_heal(s, "econf: give up");
+        return;
+    }
+    switch (s->sc.phase) {
+    case 0: {
+        if (!l || s->net.partitioned || s->now < s->sc.at ||
+            raft_conf(l->r)->n_voters != 4 ||
+            raft_commit_index(l->r) != raft_last_index(l->r) ||
+            !sim_rng_ppm(&s->rng, s->p.churn_ppm))
+            return;
+        for (unsigned id = 1; id <= s->p.n_nodes; id++) {
+            struct sim_node *n = &s->nodes[id];
+            if (!sim_node_live(n) ||
+                raft_last_index(n->r) != raft_last_index(l->r))
+                return; /* everybody settled on the same log */
+        }
+        unsigned x = random_other(s, (unsigned)l->id), b, y;
+        do
+            b = random_other(s, (unsigned)l->id);
+        while (b == x);
+        y = 10 - (unsigned)l->id - x - b; /* ids 1..4 */
+        sim_partition_set(s, 1ull << l->id, hold, "econf: cut leader");
+        if (sim_conf_propose(s, l, RAFT_CONF_REMOVE, s->nodes[x].rid) != 0) {
+            sim_partition_set(s, 0, s->now, "econf: no change");
+            s->sc.at = s->now + e;
+            return;
+        }
+        s->sc.leader = l->id;
+        s->sc.term = l->term;
+        s->sc.peer = b;
+        s->sc.aside = y;
+        s->sc.deadline = s->now + 6 * e;
+        s->sc.phase = 1;
+        return;
+    }
+    case 1: {
+        struct sim_node *b = &s->nodes[s->sc.peer];
+        if (l && l != b && l->id != s->sc.leader) {
+            early_conf_heal(s, "econf: other leader");
+            return;
+        }
+        if (b->role != RAFT_LEADER) {
+            if (sim_node_live(b) && (b->role == RAFT_FOLLOWER ||
+                                     b->role == RAFT_PRE_CANDIDATE)) {
+                (void)raft_campaign(b->r);
+                sim_node_observe(s, b);
+            }
+            return;
+        }
+        sim_partition_add(s, 1ull << s->sc.aside, hold,
+                          "econf: cut new voter");
+        (void)sim_conf_propose(s, b, RAFT_CONF_REMOVE,
+                               s->nodes[s->sc.aside].rid);
+        s->sc.term = b->term;
+        s->sc.at = raft_last_index(b->r);
+        s->sc.deadline = s->now + 3 * e;
+        s->sc.phase = 2;
+        return;
+    }
+    case 2: {
+        struct sim_node *b = &s->nodes[s->sc.peer];
+        if (raft_commit_index(b->r) < s->sc.at && s->now + e < s->sc.deadline)
+            return;
+        sim_partition_set(s, 1ull << s->sc.leader | 1ull << s->sc.aside, hold,
+                          "econf: A+Y back");
+        s->sc.deadline = s->now + 6 * e;
+        s->sc.phase = 3;
+        return;
+    }
+    case 3: {
+        struct sim_node *a = &s->nodes[s->sc.leader];
+        if (a->role != RAFT_LEADER || a->term <= s->sc.term)
+            return;
+        s->sc.at = s->now + sim_rng_range(&s->rng, e, 3 * e);
+        s->sc.phase = 4;
+        return;
+    }
+    case 4:
+        if (s->now >= s->sc.at)
+            early_conf_heal(s, "econf: heal");
+        return;
+    default:
+        return;
+    }
+}
+
 void sim_scenario_step(struct sim *s)
 {
     switch (s->p.scenario) {
@@ -721,6 +861,9 @@ void sim_scenario_step(struct sim *s)
         break;
     case SIM_SC_WIPE:
         sim_wipe_step(s);
+        break;
+    case SIM_SC_EARLY_CONF:
+        early_conf_step(s);
         break;
     }
 }

@@ -132,6 +132,8 @@ enum sim_scenario {
     SIM_SC_TRANSFER,   /* transfers and elections around a partial cut,
                           aborted transfers with a late TIMEOUT_NOW */
     SIM_SC_WIPE,       /* wipe the holders of recent commits, crash the leader */
+    SIM_SC_EARLY_CONF, /* a new leader's change before its no-op commits,
+                          against the old leader's uncommitted one */
     SIM_SC__COUNT
 };
 
@@ -647,6 +649,7 @@ struct sim {
         uint64_t at;           /* step of the next planned move */
         uint64_t deadline;     /* give up the phase (heal) at this step */
         uint64_t peer;         /* a node the phase is about (candidate) */
+        uint64_t aside;        /* another one (early-conf: kept from peer) */
         uint64_t shun;         /* clients send it lease reads only */
         uint32_t client_ppm;   /* if set, overrides p.client_ppm */
     } sc;                      /* scenario state (scenario.c) */
