@@ -61,6 +61,9 @@ $(O)/lincheck: $(O)/tests/lincheck/main.o $(LINCHECK_SRCS:%.c=$(O)/%.o)
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
+# Objects are never intermediate: keep them, so that a second make does not
+# rebuild (and relink) what is already built.
+.SECONDARY:
 
 # Install build and test dependencies (Debian packages) when run as root and
 # something is missing; a no-op otherwise.
@@ -103,11 +106,13 @@ security: $(DAEMON)
 faults: $(DAEMON) $(LINCHECK)
 	@$(if $(LONG),FAULTS_LONG=1 )sh scripts/run-pytest.sh tests/faults
 
+# Every sub-make gets the sanitizer flags, so that anything it relinks is
+# sanitized too.
+ASAN_MAKE = $(MAKE) --no-print-directory O=build-asan OPT=-O1 \
+  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 asan:
-	@$(MAKE) --no-print-directory O=build-asan OPT=-O1 \
-	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	  all
-	@$(MAKE) --no-print-directory O=build-asan unit
+	@$(ASAN_MAKE) all
+	@$(ASAN_MAKE) unit
 	build-asan/sim --seeds 2000 --jobs $(JOBS)
 	CRAFTD=build-asan/craftd sh scripts/run-pytest.sh tests/cluster
 	CRAFTD=build-asan/craftd sh scripts/run-pytest.sh tests/security

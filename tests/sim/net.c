@@ -276,6 +276,8 @@ void sim_net_step_inbox(struct sim *s, struct sim_node *n, size_t k)
         craft_free(q->p[i].buf);
         q->p[i].buf = NULL;
     }
+    if (i == 0)
+        return; /* q->p may be NULL: no memmove on it, even of 0 bytes */
     memmove(q->p, q->p + i, (q->n - i) * sizeof(*q->p));
     q->n -= i;
 }
