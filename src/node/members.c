@@ -134,12 +134,7 @@ void node__promote_learners(struct node *n)
         uint64_t match, next;
         if (!raft_progress(n->raft, c->learners[i], &match, &next))
             continue;
-        /* Caught up, from its own answers: it holds the entry that made
-         * the configuration we are in (so it has answered since it was
-         * added, however young the cluster) and is within 64 entries of
-         * the commit index. A learner that never answered has match 0. */
-        if (match < raft_conf_index(n->raft) ||
-            match + 64 < raft_commit_index(n->raft))
+        if (match + 64 < raft_commit_index(n->raft))
             continue;
         struct raft_conf_change cc = {.op = RAFT_CONF_PROMOTE,
                                       .node = c->learners[i]};
