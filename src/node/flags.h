@@ -1,5 +1,5 @@
 /* The craftd command line, parsed the way Go's `flag` package parses
- * hraftd's (see /work/shared/hraftd-compat.md):
+ * hraftd's (see docs/http-api.md):
  *  - `-name value`, `--name value`, `-name=value`, `--name=value`;
  *  - bool flags (-inmem, -version): `-inmem` alone, or `-inmem=true|false`
  *    (also 1/0, t/f, T/F, TRUE/FALSE, True/False, as Go's ParseBool);
