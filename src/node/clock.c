@@ -16,6 +16,7 @@ void node__clock_init(struct node__clock *c, uint64_t now_ns, unsigned tick_ms,
     c->origin_ns = now_ns;
     c->tick_ns = (uint64_t)tick_ms * 1000000u;
     c->max_burst = max_burst;
+    c->chores_due = false;
 }
 
 uint64_t node__clock_due(const struct node__clock *c, uint64_t now_ns)
@@ -69,6 +70,8 @@ uint64_t node__ticks_now(const struct node *n)
 uint64_t node__catch_up(struct node *n)
 {
     uint64_t k = node__clock_catch_up(&n->clock, raft_now(n->raft), uv_hrtime());
+    if (k > 0)
+        n->clock.chores_due = true;
     if (!node__takes_part(n))
         return k; /* removed: the core's time stands still, it never campaigns */
     if (k > 1)
@@ -78,6 +81,13 @@ uint64_t node__catch_up(struct node *n)
     for (uint64_t i = 0; i < k; i++)
         raft_tick(n->raft);
     return k;
+}
+
+bool node__take_chores(struct node *n)
+{
+    bool due = n->clock.chores_due;
+    n->clock.chores_due = false;
+    return due;
 }
 
 uint64_t node__ms_to_next_tick(const struct node *n)

@@ -74,6 +74,8 @@ struct node__clock {
                            catch-up drops (due - delivered <= max_burst) */
     uint64_t tick_ns;   /* one tick */
     uint64_t max_burst; /* most ticks one catch-up delivers */
+    bool chores_due;    /* ticks came (maybe caught up by a frame) since
+                           the node's per-tick chores last ran */
 };
 
 struct node {
@@ -178,6 +180,10 @@ void node__clock_start(struct node *n);
 uint64_t node__ticks_now(const struct node *n);
 /* Delivers to the core (raft_tick) every tick owed; returns how many. */
 uint64_t node__catch_up(struct node *n);
+/* Whether ticks came since the last call (then the per-tick chores run):
+ * the tick timer's own catch-up may find nothing owed when a peer frame
+ * caught the ticks up first, which under load is nearly always. */
+bool node__take_chores(struct node *n);
 /* Milliseconds to arm the tick timer with so that the next tick is due when
  * it fires. */
 uint64_t node__ms_to_next_tick(const struct node *n);

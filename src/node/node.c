@@ -68,10 +68,10 @@ static void log_soft(struct node *n)
 static void on_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
-    uint64_t k = node__catch_up(n);
+    (void)node__catch_up(n);
     uv_timer_start(&n->ticker, on_tick, node__ms_to_next_tick(n), 0);
-    if (k == 0)
-        return; /* woken early: armed again */
+    if (!node__take_chores(n))
+        return; /* woken early, no tick since the last chores: armed again */
     node__identity_tick(n);
     node__commit_tick(n);
     node__snapshot_poll(n);

@@ -4,7 +4,7 @@ import signal
 import threading
 import time
 
-from conftest import (assert_all_present, get_key, kill_leader, missing_keys, set_keys,
+from conftest import (assert_all_present, get_key, http, kill_leader, missing_keys, set_keys,
                       wait_until)
 
 FAILOVER_LIMIT = 3.5  # seconds ("within ~3 s")
@@ -150,3 +150,32 @@ def test_sigstop_follower_does_not_block_writes(cluster):
         frozen.signal(signal.SIGCONT)
     wait_until("the thawed follower caught up",
                lambda: get_key(frozen.haddr, "f19", level="none") == (200, "x"), timeout=10)
+
+
+def test_per_tick_chores_run_under_peer_traffic(cluster):
+    """Request deadlines, transfers and learner promotion are looked at
+    once per tick. Peer frames deliver the ticks owed before they are
+    stepped; the tick timer must still do its chores when a frame caught
+    the ticks up first, which under a steady write load is nearly always
+    (a transfer asked of a follower then waited forever)."""
+    nodes = cluster.start(3, extra=["-request-timeout-ms", "3000"])
+    writer = Writer(n.haddr for n in nodes)
+    writer.start()
+    try:
+        wait_until("writes flowing", lambda: len(writer.acked) >= 200, 10)
+        for round_ in range(4):
+            leader = cluster.leader()
+            follower = next(n for n in nodes if n is not leader)
+            other = next(n for n in nodes if n is not leader and n is not follower)
+            # To the leader itself, asked of a follower: done once that
+            # follower's tick sees the target lead (it already does).
+            r = http(follower.haddr, "POST", "/transfer", {"id": leader.id}, timeout=6)
+            assert r.status == 200, \
+                f"round {round_}: /transfer to the leader via {follower.name}: {r}"
+            # To another follower, asked of that follower.
+            r = http(other.haddr, "POST", "/transfer", {"id": other.id}, timeout=6)
+            assert r.status == 200, f"round {round_}: /transfer to {other.name}: {r}"
+            wait_until(f"{other.name} leads", lambda: other.is_leader(), 5)
+    finally:
+        writer.stop()
+    assert len(writer.acked) > 200

@@ -201,9 +201,7 @@ def test_wipe_rejoin(run, report):
     assert len(wiped) == 4, s["faults"]
 
 
-@pytest.mark.parametrize("n", [3, pytest.param(5, marks=pytest.mark.xfail(
-    reason="known regression, under investigation: on 5 nodes some transfers "
-           "time out (504) since the identity and hand-over changes", strict=False))])
+@pytest.mark.parametrize("n", [3, 5])
 def test_transfer(run, report, n):
     """POST /transfer to random voters (the leader itself too) via random
     members, one after the other while the clients run; each timed."""
