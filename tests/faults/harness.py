@@ -323,7 +323,9 @@ class FaultCluster:
     def join_new(self, timeout=20.0, via=None, like=None):
         """Start one more node (a fresh one, with like= a retired node's id and
         addresses) joining through a live member (via, or the first); returns
-        it once the leader lists it as a voter."""
+        it once the leader lists it as a voter and the node itself has had
+        the answer to its join (removed before that answer, a node stops
+        with an error, as it should: it never was a member)."""
         via = via or [n for n in self.nodes if n.alive() and not n.paused][0]
         node = self.add(join=via.haddr, like=like).start()
 
@@ -332,8 +334,11 @@ class FaultCluster:
                 raise HarnessError(f"{node.id} exited while joining:\n{node.log_tail(30)}")
             ld = self.leader_node()
             st = ld.status() if ld else None
-            return st and any(m.get("id") == node.id and m.get("voter")
-                              for m in st.get("members", []))
+            if not (st and any(m.get("id") == node.id and m.get("voter")
+                               for m in st.get("members", []))):
+                return False
+            own = node.status(timeout=0.5)
+            return own is not None and own.get("joining") is False
         wait_until(f"{node.id} a voter", member, timeout, interval=0.1)
         return node
 
