@@ -186,7 +186,11 @@ static int start_services(struct node *n)
                            .seed = n->raft_id,
                            .log = &n->log,
                            .on_frame = on_frame,
-                           .ud = n};
+                           .ud = n,
+                           .tls_cert = n->o.peer_tls_cert,
+                           .tls_key = n->o.peer_tls_key,
+                           .tls_ca = n->o.peer_tls_ca,
+                           .self_incarnation = n->ident.incarnation};
     rv = peer_transport_start(&n->peers, &po);
     if (rv)
         return rv;

@@ -101,6 +101,14 @@ struct peer_opts {
     const struct craft_logger *log; /* NULL = silent */
     peer_frame_cb on_frame;   /* required */
     void *ud;                 /* passed to on_frame */
+    /* Mutual TLS on every peer connection (docs/security.md): all three
+     * PEM files, or none (NULL: plain TCP). Each side's certificate must
+     * chain to tls_ca and name its node (a DNS subject alternative name or
+     * the CN): a dialer accepts only the node whose tag it dials, an
+     * acceptor only a dialer whose claimed id is craft_member_id(a name of
+     * its certificate, the incarnation it sends in the TLS handshake). */
+    const char *tls_cert, *tls_key, *tls_ca;
+    uint64_t self_incarnation; /* sent in the TLS handshake (with TLS) */
 };
 
 /* Counters for one outgoing peer (for /status). */
