@@ -303,11 +303,23 @@ static void on_tls_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     peer__tlsc_on_alloc(p->tls, buf);
 }
 
+/* A session the peer ended with a TLS alert (it refused our certificate,
+ * logged by the shim, rate-limited) is a refusal: reconnects stay quiet. */
+static void on_tls_plain_read(uv_stream_t *s, ssize_t nread,
+                              const uv_buf_t *buf)
+{
+    struct peer__out *p = s->data;
+    if (nread == UV_ECONNABORTED)
+        p->refused = true;
+    on_sink_read(s, nread, buf);
+}
+
 static void on_tls_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct peer__out *p = s->data;
     if (p->tls != NULL && p->state != PEER__CLOSING)
-        peer__tlsc_on_read(p->tls, nread, buf, on_sink_alloc, on_sink_read);
+        peer__tlsc_on_read(p->tls, nread, buf, on_sink_alloc,
+                           on_tls_plain_read);
 }
 
 static void on_tls_ready(void *ud, int status)
