@@ -231,6 +231,12 @@ static int check_own_cert(SSL_CTX *ssl, char *err, size_t errlen,
     return rc;
 }
 
+/* Never ask a terminal for a passphrase: an encrypted key fails. */
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+    return 0;
+}
+
 static int load(SSL_CTX *ssl, const char *cert, const char *key,
                 const char *ca, char *err, size_t errlen)
 {
@@ -248,13 +254,20 @@ static int load(SSL_CTX *ssl, const char *cert, const char *key,
                  "certificate (%s)", cert, why);
         return CRAFT_EINVAL;
     }
-    if (SSL_CTX_use_PrivateKey_file(ssl, key, SSL_FILETYPE_PEM) != 1) {
+    FILE *f = fopen(key, "r");
+    EVP_PKEY *pk = f ? PEM_read_PrivateKey(f, NULL, no_password, NULL)
+                     : NULL;
+    if (f != NULL)
+        fclose(f);
+    if (pk == NULL) {
         ssl_reason(why, sizeof why);
-        snprintf(err, errlen, "peer TLS key %s: not a PEM private key or "
-                 "not the key of certificate %s (%s)", key, cert, why);
+        snprintf(err, errlen, "peer TLS key %s: not a PEM private key (an "
+                 "encrypted key is not supported) (%s)", key, why);
         return CRAFT_EINVAL;
     }
-    if (SSL_CTX_check_private_key(ssl) != 1) {
+    int used = SSL_CTX_use_PrivateKey(ssl, pk);
+    EVP_PKEY_free(pk);
+    if (used != 1 || SSL_CTX_check_private_key(ssl) != 1) {
         ERR_clear_error();
         snprintf(err, errlen, "peer TLS key %s does not match certificate "
                  "%s", key, cert);
@@ -307,6 +320,12 @@ int peer__tls_ctx_new(struct peer__tls_ctx **out, const char *cert,
     }
     *out = c;
     return 0;
+}
+
+bool peer__tls_ctx_has_tag(const struct peer__tls_ctx *ctx, uint64_t tag)
+{
+    X509 *cert = SSL_CTX_get0_certificate(ctx->ssl);
+    return cert != NULL && cert_has_tag(cert, tag);
 }
 
 void peer__tls_ctx_free(struct peer__tls_ctx *ctx)

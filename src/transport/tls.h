@@ -43,6 +43,8 @@ int peer__tls_ctx_new(struct peer__tls_ctx **out, const char *cert,
                       const char *key, const char *ca, char *err,
                       size_t errlen);
 void peer__tls_ctx_free(struct peer__tls_ctx *ctx);
+/* Our own certificate names the node whose tag is tag. */
+bool peer__tls_ctx_has_tag(const struct peer__tls_ctx *ctx, uint64_t tag);
 
 /* A session. server: the acceptor's role. A client sends incarnation in
  * its ClientHello and accepts only a server certificate naming a node

@@ -1,10 +1,12 @@
 /* The transport object: start, the peer table, sending, stats, and the
  * asynchronous close that waits for every handle of every part. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/alloc.h"
 #include "common/error.h"
+#include "common/member_id.h"
 #include "transport/internal.h"
 #include "transport/tls.h"
 
@@ -69,6 +71,22 @@ static int start_tls(struct peer_transport *t, const struct peer_opts *o)
     CRAFT_INFO(t->log, "peer TLS on (certificate %s, CA %s)", o->tls_cert,
                o->tls_ca);
     return 0;
+}
+
+int peer_tls_check(const char *cert, const char *key, const char *ca,
+                   const char *name, char *err, size_t errlen)
+{
+    struct peer__tls_ctx *ctx = NULL;
+    int rc = peer__tls_ctx_new(&ctx, cert, key, ca, err, errlen);
+    if (rc == 0 && name != NULL &&
+        !peer__tls_ctx_has_tag(ctx, craft_member_id(name, 0))) {
+        snprintf(err, errlen, "peer TLS certificate %s does not name this "
+                 "node (-id %s) as a DNS subject alternative name or CN: "
+                 "every peer would refuse it", cert, name);
+        rc = CRAFT_EINVAL;
+    }
+    peer__tls_ctx_free(ctx);
+    return rc;
 }
 
 /* The flusher runs after each loop iteration's callbacks, so everything

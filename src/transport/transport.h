@@ -149,6 +149,14 @@ int peer_parse_addr(const char *addr, char *host, size_t hostlen,
  * plus libuv's resolver codes). Never NULL. */
 const char *peer_strerror(int err);
 
+/* Load the three peer TLS files as peer_transport_start would and say
+ * what is wrong with them, also a certificate that does not name this
+ * node (name: its -id; NULL: not checked): 0, or CRAFT_EINVAL with a
+ * one-line reason in err (CRAFT_ENOMEM). For a check at start, before
+ * anything else. */
+int peer_tls_check(const char *cert, const char *key, const char *ca,
+                   const char *name, char *err, size_t errlen);
+
 /* Create the transport and start listening. On success *out owns the
  * transport until peer_transport_close. Returns 0, CRAFT_EINVAL (bad opts or
  * address), CRAFT_ENOMEM, or a negative errno (e.g. -EADDRINUSE). */

@@ -204,3 +204,20 @@ def test_plain_tcp_forged_frame_refused(cluster, certs):
     assert 1 <= lines <= 8, f"{lines} log lines for 31 bad connections"
     r = set_keys(cluster.leader().haddr, {"still": "ok"})
     assert r.status == 200, r
+
+
+@pytest.mark.parametrize("cert,key,ca,says", [
+    ("node0", "node1", "ca", "does not match"),
+    ("missing", "node0", "ca", "No such file"),
+    ("node0", "node0", "other/other-ca", "does not verify against the CA"),
+    ("node1", "node1", "ca", "does not name this node (-id node0)"),
+])
+def test_bad_files_stop_the_node_before_its_directory(cluster, certs, cert, key, ca, says):
+    node = cluster.add("node0", extra=[
+        "-peer-tls-cert", f"{certs}/{cert}.pem", "-peer-tls-key", f"{certs}/{key}.key",
+        "-peer-tls-ca", f"{certs}/{ca}.pem"]).start()
+    wait_until("the node exits", lambda: not node.alive(), 10.0)
+    assert node.proc.returncode != 0
+    assert says in node.log_text(), node.log_tail()
+    assert not os.path.exists(os.path.join(node.dir, "IDENTITY")), \
+        "the node wrote its data directory before checking its TLS files"

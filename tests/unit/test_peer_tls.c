@@ -413,8 +413,10 @@ static void test_context_errors(void **state)
     assert_int_equal(ctx_of(&x, "n1.pem", "n2.key", "ca.pem", err,
                             sizeof err), CRAFT_EINVAL);
     assert_non_null(strstr(err, "n2.key"));
-    assert_non_null(strstr(err, "not the key of certificate") ||
-                    strstr(err, "does not match"));
+    assert_non_null(strstr(err, "does not match certificate"));
+    assert_int_equal(ctx_of(&x, "n1.pem", "junk.pem", "ca.pem", err,
+                            sizeof err), CRAFT_EINVAL);
+    assert_non_null(strstr(err, "not a PEM private key"));
     assert_int_equal(ctx_of(&x, "n1.pem", "n1.key", "junk.pem", err,
                             sizeof err), CRAFT_EINVAL);
     assert_non_null(strstr(err, "CA"));
