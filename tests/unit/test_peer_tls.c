@@ -461,6 +461,8 @@ struct node {
     uint64_t id;
     unsigned frames;
     uint64_t last_from;
+    unsigned refused_out;     /* refusal records read (through TLS) */
+    int last_reason;
     char cert[128], key[128], ca[128];
 };
 
@@ -469,6 +471,15 @@ static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
     struct node *n = ud;
     n->frames++;
     n->last_from = from;
+}
+
+static void on_refused(void *ud, const struct peer_refusal *r)
+{
+    struct node *n = ud;
+    if (!r->inbound) {
+        n->refused_out++;
+        n->last_reason = r->reason;
+    }
 }
 
 static void on_deadline(uv_timer_t *h)
@@ -506,8 +517,8 @@ static void start(struct env *e, struct node *n, const char *name,
                           .self_tag = craft_member_id(name, 0),
                           .backoff_min_ms = 20, .backoff_max_ms = 100,
                           .connect_timeout_ms = 1000, .log = &e->log,
-                          .on_frame = on_frame, .ud = n,
-                          .tls_cert = n->cert, .tls_key = n->key,
+                          .on_frame = on_frame, .on_refused = on_refused,
+                          .ud = n, .tls_cert = n->cert, .tls_key = n->key,
                           .tls_ca = n->ca, .self_incarnation = inc};
     assert_int_equal(peer_transport_start(&n->t, &o), 0);
 }
@@ -561,6 +572,18 @@ static void test_transports_over_tls(void **state)
     assert_int_equal(b.last_from, a.id);
     assert_int_equal(a.frames, 3);
     assert_int_equal(a.last_from, b.id);
+
+    /* The identity refusal record goes through TLS too: a dials n2's
+     * address for another incarnation of n2 (right name, wrong id). */
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", peer_transport_port(b.t));
+    assert_int_equal(peer_set(a.t, craft_member_id("n2", 99),
+                              craft_member_id("n2", 0), addr), 0);
+    send_frames(&a, craft_member_id("n2", 99), 1);
+    run_until(e, &a.refused_out, 1, WAIT_MS);
+    assert_true(a.refused_out >= 1);
+    assert_int_equal(a.last_reason, PEER_REFUSED_TARGET);
+    assert_int_equal(peer_remove(a.t, craft_member_id("n2", 99)), 0);
 
     /* A node of another CA cannot get a frame in. */
     start(e, &evil, "n3", 7, "evil-n2", "both-cas.pem");
