@@ -188,6 +188,8 @@ struct peer_transport {
     /* Peer TLS (tls.h): NULL when off. */
     struct peer__tls_ctx *tls;
     uint64_t self_incarnation; /* sent in the TLS handshake */
+    uint8_t *tls_in;          /* ciphertext read buffer, PEER__TLS_IN bytes,
+                                 shared by all connections (tlsconn.c) */
     struct craft_ratelimit tls_rl; /* failed sessions' log lines */
 };
 

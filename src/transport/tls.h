@@ -86,6 +86,8 @@ const char *peer__tls_error(const struct peer__tls *s);
 
 struct peer__tlsc;
 
+#define PEER__TLS_IN (64u << 10) /* ciphertext read per read call */
+
 /* Called once, when the handshake is done (status 0, the peer's chain and,
  * for a client, its name checked) or failed (a negative error, already
  * logged, rate-limited). The callee may close the stream. */

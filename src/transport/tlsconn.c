@@ -19,7 +19,6 @@
 #include "transport/internal.h"
 #include "transport/tls.h"
 
-#define CIPHER_CHUNK (64u << 10)  /* ciphertext read per read call */
 #define PLAIN_SUGGEST (64u << 10) /* suggested size when asking for room */
 #define KEEP_BLOCK (1u << 20)     /* bigger blocks are freed, not kept */
 
@@ -41,7 +40,6 @@ struct peer__tlsc {
     bool reported;          /* ready was called (or the failure handled) */
     bool failed;
     struct wblock *spare;   /* a spent block, kept for the next write */
-    uint8_t in[CIPHER_CHUNK];
 };
 
 static struct wblock *block_get(struct peer__tlsc *c, size_t need)
@@ -151,9 +149,13 @@ void peer__tlsc_free(struct peer__tlsc *c)
     craft_free(c);
 }
 
+/* Every connection reads its ciphertext into the transport's one buffer:
+ * libuv calls a stream's read callback right after its alloc callback, and
+ * the callback feeds all of it to the engine, so no bytes stay there. A
+ * connection waiting in its handshake thus holds no read buffer. */
 void peer__tlsc_on_alloc(struct peer__tlsc *c, uv_buf_t *buf)
 {
-    *buf = uv_buf_init((char *)c->in, sizeof c->in);
+    *buf = uv_buf_init((char *)c->t->tls_in, PEER__TLS_IN);
 }
 
 /* The session is over: say so once, as the handshake's result or as a

@@ -66,6 +66,9 @@ static int start_tls(struct peer_transport *t, const struct peer_opts *o)
         CRAFT_ERROR(t->log, "%s", why);
         return err;
     }
+    t->tls_in = craft_malloc(PEER__TLS_IN);
+    if (t->tls_in == NULL)
+        return CRAFT_ENOMEM;
     t->self_incarnation = o->self_incarnation;
     craft_ratelimit_init(&t->tls_rl, 10000, 5);
     CRAFT_INFO(t->log, "peer TLS on (certificate %s, CA %s)", o->tls_cert,
@@ -124,6 +127,7 @@ void peer__unref(struct peer_transport *t)
     void (*cb)(void *) = t->close_cb;
     void *ud = t->close_ud;
     peer__tls_ctx_free(t->tls);
+    craft_free(t->tls_in);
     craft_free(t);
     if (cb != NULL)
         cb(ud);
@@ -143,6 +147,7 @@ int peer_transport_start(struct peer_transport **out,
         err = start_tls(t, o);
     if (err) {
         peer__tls_ctx_free(t->tls);
+        craft_free(t->tls_in);
         craft_free(t);
         return err;
     }
