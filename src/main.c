@@ -147,6 +147,9 @@ int main(int argc, char **argv)
         .max_body = f.max_body,
         .http_max_conns = f.http_max_conns,
         .http_max_conns_per_ip = f.http_max_conns_per_ip,
+        .peer_tls_cert = f.peer_tls_cert,
+        .peer_tls_key = f.peer_tls_key,
+        .peer_tls_ca = f.peer_tls_ca,
         .log = &d.log,
     };
     CRAFT_INFO(&d.log, "craftd %s starting: http %s, raft %s, data %s%s%s%s", CRAFT_VERSION,

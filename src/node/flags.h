@@ -48,6 +48,9 @@ struct flags {
     size_t max_body;              /* -max-body (bytes), default 1 MiB, >= 1 */
     unsigned http_max_conns;      /* -http-max-conns, default 1024, >= 1 */
     unsigned http_max_conns_per_ip; /* -http-max-conns-per-ip, default 256, >= 1 */
+    /* -peer-tls-cert, -peer-tls-key, -peer-tls-ca: all three or none
+     * (flags_parse refuses some without the others), NULL when absent. */
+    const char *peer_tls_cert, *peer_tls_key, *peer_tls_ca;
 };
 
 /* Parses argv[1..argc-1] into *f (argv[0] is the program name). On

@@ -30,6 +30,8 @@ struct node_opts {
     size_t max_body;       /* HTTP body limit; 0: 1 MiB */
     unsigned http_max_conns;        /* 0: 1024 (see http_opts.max_conns) */
     unsigned http_max_conns_per_ip; /* 0: 256 */
+    const char *peer_tls_cert, *peer_tls_key, *peer_tls_ca; /* PEM files for
+                              mutual TLS between nodes; NULL: plain TCP */
     const struct craft_logger *log;
 };
 
