@@ -48,6 +48,10 @@ struct flags {
     size_t max_body;              /* -max-body (bytes), default 1 MiB, >= 1 */
     unsigned http_max_conns;      /* -http-max-conns, default 1024, >= 1 */
     unsigned http_max_conns_per_ip; /* -http-max-conns-per-ip, default 256, >= 1 */
+    const char *cluster_token;    /* -cluster-token, NULL when absent or empty (main
+                                     then reads $CRAFTD_CLUSTER_TOKEN) */
+    unsigned peer_max_conns;      /* -peer-max-conns, default 64, >= 1 */
+    unsigned peer_max_unauth_conns; /* -peer-max-unauth-conns, default 16, >= 1 */
 };
 
 /* Parses argv[1..argc-1] into *f (argv[0] is the program name). On

@@ -30,6 +30,11 @@ struct node_opts {
     size_t max_body;       /* HTTP body limit; 0: 1 MiB */
     unsigned http_max_conns;        /* 0: 1024 (see http_opts.max_conns) */
     unsigned http_max_conns_per_ip; /* 0: 256 */
+    const char *cluster_token; /* authenticates peer connections; NULL: none
+                                  (not copied: handed to the transport at
+                                  start, which keeps only a derived key) */
+    unsigned peer_max_conns;        /* 0: 64 (see peer_opts.max_conns) */
+    unsigned peer_max_unauth_conns; /* 0: 16 */
     const struct craft_logger *log;
 };
 

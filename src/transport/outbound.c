@@ -127,14 +127,21 @@ static void out_fail(struct peer__out *p, int err, const char *what)
         /* The caller heard why (on_refused); keep the log quiet. */
         CRAFT_DEBUG(t->log, "peer %llu (%s:%u): refused; will retry",
                     (unsigned long long)p->id, host_of(p), p->port);
-    } else if (p->state == PEER__CONNECTED) {
+    } else if (p->state == PEER__CONNECTED && !p->auth_wait &&
+               uv_now(t->loop) - p->connected_at >= t->backoff_max_ms) {
         CRAFT_WARN(t->log, "peer %llu (%s:%u): %s: %s; reconnecting",
                    (unsigned long long)p->id, host_of(p), p->port, what,
                    peer_strerror(err));
         /* A connection that lived long was healthy: retry at once. */
-        if (uv_now(t->loop) - p->connected_at >= t->backoff_max_ms)
-            p->backoff_ms = 0;
-    } else if (p->failures++ == 0) {
+        p->backoff_ms = 0;
+        p->failures = 0;
+    } else if (p->state == PEER__CONNECTED && p->failures++ == 0) {
+        /* Died in its handshake or soon after (e.g. the peer refuses our
+         * token, or has none): said once, then at debug level. */
+        CRAFT_WARN(t->log, "peer %llu (%s:%u): %s: %s; reconnecting (repeats "
+                   "are logged at debug level)", (unsigned long long)p->id,
+                   host_of(p), p->port, what, peer_strerror(err));
+    } else if (p->state != PEER__CONNECTED && p->failures++ == 0) {
         CRAFT_INFO(t->log, "peer %llu (%s:%u): %s failed: %s; will retry",
                    (unsigned long long)p->id, host_of(p), p->port, what,
                    peer_strerror(err));
@@ -380,7 +387,6 @@ static void on_connected(uv_connect_t *req, int status)
     p->st.connected = true;
     p->st.connects++;
     p->connected_at = uv_now(t->loop);
-    p->failures = 0;
     p->refused = false;
     p->sink_len = 0;
     struct peer__hello h = {.version = t->have_key ? PEER__VERSION_AUTH
