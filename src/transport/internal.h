@@ -164,6 +164,8 @@ struct peer__out {
     size_t pend_payload, flight_payload;
     unsigned backoff_ms;      /* next retry delay before jitter; 0 = now */
     unsigned failures;        /* consecutive failed attempts (log volume) */
+    unsigned short_lived;     /* connections in a row that died in their
+                                 handshake or soon after (log volume) */
     uint64_t connected_at;    /* uv_now at connect */
     uint64_t rng;             /* xorshift state for jitter */
     bool refused;             /* this connection was refused (said why) */

@@ -134,8 +134,8 @@ static void out_fail(struct peer__out *p, int err, const char *what)
                    peer_strerror(err));
         /* A connection that lived long was healthy: retry at once. */
         p->backoff_ms = 0;
-        p->failures = 0;
-    } else if (p->state == PEER__CONNECTED && p->failures++ == 0) {
+        p->short_lived = 0;
+    } else if (p->state == PEER__CONNECTED && p->short_lived++ == 0) {
         /* Died in its handshake or soon after (e.g. the peer refuses our
          * token, or has none): said once, then at debug level. */
         CRAFT_WARN(t->log, "peer %llu (%s:%u): %s: %s; reconnecting (repeats "
@@ -379,14 +379,17 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     const struct peer_transport *t = p->t;
-    /* After a refusal, reconnects are not news: the refusal was. */
-    craft_log(t->log, p->refused ? CRAFT_LOG_DEBUG : CRAFT_LOG_INFO,
+    /* After a refusal or a failed handshake, reconnects are not news: the
+     * refusal was. */
+    craft_log(t->log, p->refused || p->short_lived > 0 ? CRAFT_LOG_DEBUG
+                                                       : CRAFT_LOG_INFO,
               "peer %llu (%s:%u): connected", (unsigned long long)p->id,
               host_of(p), p->port);
     p->state = PEER__CONNECTED;
     p->st.connected = true;
     p->st.connects++;
     p->connected_at = uv_now(t->loop);
+    p->failures = 0;
     p->refused = false;
     p->sink_len = 0;
     struct peer__hello h = {.version = t->have_key ? PEER__VERSION_AUTH
@@ -530,6 +533,7 @@ void peer__out_readdr(struct peer__out *p, const char *host, uint16_t port)
     p->port = port;
     p->backoff_ms = 0;
     p->failures = 0;
+    p->short_lived = 0;
     switch (p->state) {
     case PEER__IDLE:
         uv_timer_stop(&p->timer);
