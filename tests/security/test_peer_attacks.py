@@ -203,7 +203,7 @@ def test_forged_frames_and_handshakes(cluster, nodes):
         assert len(peer_port_lines(n)) <= 12, f"{n.name}: peer-port log not bounded"
 
 
-def test_connection_flood_with_partial_huge_frames(cluster, nodes):
+def test_connection_flood_with_partial_huge_frames(cluster, nodes, report):
     ld = cluster.leader()
     f = [n for n in nodes if n is not ld][0]
     st = ld.status()
@@ -243,6 +243,10 @@ def test_connection_flood_with_partial_huge_frames(cluster, nodes):
             open_ = still
             time.sleep(0.2)
         assert not open_, f"{len(open_)} attacker connections still open"
+        cut_s = 12 - (deadline - time.monotonic())
+    report(f"200 attacker connections all cut {cut_s:.1f} s after the flood; follower RSS "
+           f"+{rss1 - rss0} KiB; {len(peer_port_lines(f))} peer-port log lines; "
+           f"{len(w.acked)} writes acknowledged meanwhile")
     assert rss1 - rss0 < 32 * 1024, f"RSS grew by {rss1 - rss0} KiB under the flood"
     assert cluster.leader() is ld
     assert w.acked and w.failed == 0, f"{w.failed} writes failed"
@@ -250,7 +254,7 @@ def test_connection_flood_with_partial_huge_frames(cluster, nodes):
     assert len(peer_port_lines(f)) <= 15, "peer-port log not bounded"
 
 
-def test_random_bytes(cluster, nodes):
+def test_random_bytes(cluster, nodes, report):
     rnd = random.Random(7)
     ld = cluster.leader()
     with Writer(cluster) as w:
@@ -267,9 +271,10 @@ def test_random_bytes(cluster, nodes):
     assert cluster.leader() is ld
     assert w.acked and w.failed == 0
     check_all_acked(cluster, w.acked)
-    for n in nodes:
-        lines = peer_port_lines(n)
-        assert 1 <= len(lines) <= 12, f"{n.name}: {len(lines)} peer-port lines"
+    counts = [len(peer_port_lines(n)) for n in nodes]
+    report(f"150 random-byte connections per node: peer-port log lines {counts}")
+    for n, c in zip(nodes, counts):
+        assert 1 <= c <= 12, f"{n.name}: {c} peer-port lines"
 
 
 def test_wrong_token_cannot_join_nor_connect(cluster, nodes):
