@@ -213,10 +213,15 @@ def test_connection_flood_with_partial_huge_frames(cluster, nodes, report):
     with Writer(cluster) as w:
         for i in range(200):
             s = socket.create_connection(split_addr(f.raddr), timeout=5)
-            if i % 2:
+            if i % 3 == 1:
                 # a v3 hello, then the header of a 4 MiB frame and some of it
+                # (read as the proof: it fails)
                 s.sendall(hello(3, 1000 + i, fid, cluster_id) +
                           struct.pack("<II", 4 << 20, 0) + b"\0" * 65536)
+            elif i % 3 == 2:
+                # a v3 hello, then silence: the limits or the handshake
+                # deadline cut it
+                s.sendall(hello(3, 1000 + i, fid, cluster_id))
             else:
                 # the header of a huge frame and the start of it, no handshake
                 s.sendall(struct.pack("<II", 16 << 20, 0) + b"\0" * 65536)
@@ -244,6 +249,7 @@ def test_connection_flood_with_partial_huge_frames(cluster, nodes, report):
             time.sleep(0.2)
         assert not open_, f"{len(open_)} attacker connections still open"
         cut_s = 12 - (deadline - time.monotonic())
+    assert cut_s < 8, "the handshake deadline did not cut the silent ones"
     report(f"200 attacker connections all cut {cut_s:.1f} s after the flood; follower RSS "
            f"+{rss1 - rss0} KiB; {len(peer_port_lines(f))} peer-port log lines; "
            f"{len(w.acked)} writes acknowledged meanwhile")
