@@ -51,6 +51,8 @@ struct node__req {
     char *jid, *jaddr, *jhttp;
     uint64_t jrid;     /* the joiner's Raft id; 0: it did not say (hraftd) */
     bool jin;          /* the join's Raft id was seen in the configuration */
+    struct node__resolve *resolve; /* its addresses' host names are being
+                                      resolved (joinaddr.c); not issued */
 };
 
 struct node__job;
@@ -230,7 +232,22 @@ void node__promote_learners(struct node *n);
 int node__join_check(struct node *n, struct http_req *req, const char *id,
                      const struct http_join_ext *ext, uint64_t *rid);
 void node__join_step(struct node *n, struct node__req *q);
+/* joinaddr.c: check a /join address ("addr" or "http_addr" in what) and
+ * split its host out; -1 with a message in err if it is malformed.
+ * *needs_dns: the host is a name to resolve. */
+int node__join_addr_check(const char *what, const char *addr, char *host,
+                          size_t hostlen, bool *needs_dns, char *err,
+                          size_t errlen);
+bool node__same_addr(const char *a, const char *b);
+/* Resolve q's host names: 0 (nothing to resolve), 1 (started:
+ * node__join_resolved(n, q) follows, or q is answered 400), or an error. */
+int node__join_resolve(struct node *n, struct node__req *q);
+void node__join_resolve_detach(struct node__req *q);
+void node__join_resolved(struct node *n, struct node__req *q);
 void node__join_applied(struct node *n, struct node__req *q, bool ok);
+/* The core refused the join's change (err): answered, or looked at again
+ * at the next tick. */
+void node__join_refused(struct node *n, struct node__req *q, int err);
 void node__status(struct node *n, struct http_req *req);
 
 /* identity.c */

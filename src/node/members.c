@@ -124,17 +124,22 @@ void node__peers_from_log(struct node *n, const struct raft_entry *ents,
     }
 }
 
-/* The leader promotes a learner once it has (nearly) caught up. */
+/* How far behind the commit index a learner may be when it is promoted. */
+#define NODE__PROMOTE_LAG 64
+
+/* The leader promotes a learner once it has answered and (nearly) caught
+ * up: a successful append response from it, and its match within
+ * NODE__PROMOTE_LAG of the commit index. The answer matters: in a young
+ * cluster (commit < 64) a learner at a bogus address, which never
+ * answered (match 0), would be "within 64" and be promoted, and a few of
+ * those leave the cluster without a quorum. */
 void node__promote_learners(struct node *n)
 {
     if (raft_soft(n->raft).role != RAFT_LEADER)
         return;
     const struct raft_conf *c = raft_conf(n->raft);
     for (uint32_t i = 0; i < c->n_learners; i++) {
-        uint64_t match, next;
-        if (!raft_progress(n->raft, c->learners[i], &match, &next))
-            continue;
-        if (match + 64 < raft_commit_index(n->raft))
+        if (!raft_caught_up(n->raft, c->learners[i], NODE__PROMOTE_LAG))
             continue;
         struct raft_conf_change cc = {.op = RAFT_CONF_PROMOTE,
                                       .node = c->learners[i]};
@@ -208,12 +213,63 @@ int node__join_check(struct node *n, struct http_req *req, const char *id,
     return 0;
 }
 
-/* One step toward "q->jid is a voter at q->jaddr" (hraftd's rules: the same
- * id and address: done; an id or address clash: remove the old, then add).
- * A join that names its Raft id (craftd's joiner does) and finds its name
- * a member under another Raft id is a new incarnation of that member: the
- * old one is removed, the new one added as a learner and promoted once it
- * has caught up. A join without one (hraftd's) takes the member as it is. */
+/* Does member m (of another name) hold one of the join's addresses? The
+ * message names the member and the address. */
+static bool addr_clash(const struct node__req *q, const struct kv_member *m,
+                       char *msg, size_t len)
+{
+    const char *mine[2] = {q->jaddr, q->jhttp};
+    const char *theirs[2] = {m->raft_addr, m->http_addr};
+    static const char *const name[2] = {"raft", "http"};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            if (node__same_addr(mine[i], theirs[j])) {
+                snprintf(msg, len, "%s address %s is the %s address of "
+                         "member %s (Raft id %016llx): to replace %s, POST "
+                         "/remove {\"id\":\"%s\"} first, then join",
+                         i ? "http_addr" : "addr", mine[i], name[j], m->id,
+                         (unsigned long long)m->raft_id, m->id, m->id);
+                return true;
+            }
+    return false;
+}
+
+/* Is the join's name a member at other addresses? */
+static bool id_clash(const struct node__req *q, const struct kv_member *m,
+                     char *msg, size_t len)
+{
+    bool raft_differs = !node__same_addr(q->jaddr, m->raft_addr);
+    bool http_differs = q->jhttp && q->jhttp[0] && m->http_addr[0] &&
+                        !node__same_addr(q->jhttp, m->http_addr);
+    if (!raft_differs && !http_differs)
+        return false;
+    snprintf(msg, len, "id %s is member %s (Raft id %016llx) at raft "
+             "address %s, http address %s, not at %s%s%s: to move or "
+             "replace it, POST /remove {\"id\":\"%s\"} first, then join",
+             q->jid, m->id, (unsigned long long)m->raft_id, m->raft_addr,
+             m->http_addr[0] ? m->http_addr : "-", q->jaddr,
+             q->jhttp && q->jhttp[0] ? ", " : "",
+             q->jhttp && q->jhttp[0] ? q->jhttp : "", m->id);
+    return true;
+}
+
+static void refuse(struct node *n, struct node__req *q, int status,
+                   const char *msg)
+{
+    http_reply_error(q->http, status, "%s", msg);
+    node__req_done(n, q);
+}
+
+/* One step toward "q->jid is a voter at q->jaddr". A name or an address
+ * that another member holds is refused (409, naming the member): taking
+ * them over (hraftd removed the holder) let any join demote or remove a
+ * voter. Replacing a member is an explicit POST /remove, then a join.
+ * The one exception: a join that names its Raft id (craftd's joiner does)
+ * and finds its name a member under another Raft id, at the same
+ * addresses, is a new incarnation of that member (a wiped directory, an
+ * -inmem restart, a removed node joined again): the old Raft id is
+ * removed, the new one added as a learner and promoted once it has caught
+ * up. A join without one (hraftd's) takes the member as it is. */
 void node__join_step(struct node *n, struct node__req *q)
 {
     const struct raft_conf *c = raft_conf(n->raft);
@@ -221,31 +277,32 @@ void node__join_step(struct node *n, struct node__req *q)
     uint64_t rid = q->jrid ? q->jrid
                            : same ? same->raft_id : craft_member_id(q->jid, 0);
     const struct kv_member *owner = kv_member_by_raft_id(n->kv, rid);
+    char msg[1024];
     if (q->jin && owner == NULL) {
         /* Applied as a member, then removed while the join waited (POST
          * /remove, or a join of another incarnation of the name). Raft ids
          * never come back: the node may already know it was removed. */
-        http_reply_error(q->http, 409, "%s (Raft id %016llx) was removed while "
-                         "it joined; restart it with -join to join as a new "
-                         "incarnation", q->jid, (unsigned long long)rid);
-        node__req_done(n, q);
+        snprintf(msg, sizeof msg, "%s (Raft id %016llx) was removed while "
+                 "it joined; restart it with -join to join as a new "
+                 "incarnation", q->jid, (unsigned long long)rid);
+        refuse(n, q, 409, msg);
         return;
     }
     if (owner && strcmp(owner->id, q->jid) != 0) {
-        http_reply_error(q->http, 400, "node id %s collides with member %s",
-                         q->jid, owner->id);
-        node__req_done(n, q);
+        snprintf(msg, sizeof msg, "Raft id %016llx of %s is member %s's",
+                 (unsigned long long)rid, q->jid, owner->id);
+        refuse(n, q, 409, msg);
         return;
     }
     for (size_t i = 0; i < kv_member_count(n->kv); i++) {
         const struct kv_member *m = kv_member_at(n->kv, i);
-        if (strcmp(m->raft_addr, q->jaddr) == 0 && strcmp(m->id, q->jid)) {
-            join_propose(n, q, RAFT_CONF_REMOVE, m->raft_id, NULL, 0);
+        if (strcmp(m->id, q->jid) != 0 && addr_clash(q, m, msg, sizeof msg)) {
+            refuse(n, q, 409, msg);
             return;
         }
     }
-    if (same && strcmp(same->raft_addr, q->jaddr) != 0) {
-        join_propose(n, q, RAFT_CONF_REMOVE, same->raft_id, NULL, 0);
+    if (same && id_clash(q, same, msg, sizeof msg)) {
+        refuse(n, q, 409, msg);
         return;
     }
     if (same && same->raft_id != rid) {
@@ -266,11 +323,18 @@ void node__join_step(struct node *n, struct node__req *q)
     }
     if (raft_conf_is_learner(c, rid) || raft_conf_is_voter(c, rid))
         return; /* the leader promotes it; look again at the next tick */
+    if (c->n_voters + c->n_learners >= RAFT_MAX_MEMBERS) {
+        snprintf(msg, sizeof msg, "the cluster is full: it has %u members "
+                 "(%u voters, %u learners), the most it may have; remove "
+                 "one first", (unsigned)(c->n_voters + c->n_learners),
+                 (unsigned)c->n_voters, (unsigned)c->n_learners);
+        refuse(n, q, 409, msg);
+        return;
+    }
     uint8_t *ctx;
     size_t len;
     if (node__member_ctx(q->jid, q->jaddr, q->jhttp, &ctx, &len) != 0) {
-        http_reply_error(q->http, 400, "member names too long");
-        node__req_done(n, q);
+        refuse(n, q, 400, "member names too long");
         return;
     }
     join_propose(n, q, RAFT_CONF_ADD_LEARNER, rid, ctx, len);
@@ -282,6 +346,31 @@ void node__join_applied(struct node *n, struct node__req *q, bool ok)
     (void)ok; /* either way, look at the membership as it is now */
     q->issued = false;
     node__join_step(n, q);
+}
+
+/* Never step again at once: on a leader a refusal comes with the next
+ * ready, and re-proposing the same change from here looped for good (the
+ * core refused a 33rd member with ETOOBIG, forever, and the loop starved
+ * everything else, SIGTERM included). */
+void node__join_refused(struct node *n, struct node__req *q, int err)
+{
+    q->issued = false;
+    char msg[256];
+    switch (err) {
+    case CRAFT_EEXISTS:
+    case CRAFT_ENOTFOUND:
+        return; /* the membership changed meanwhile: next tick */
+    case CRAFT_ETOOBIG:
+        snprintf(msg, sizeof msg, "the cluster is full: %d members is the "
+                 "most it may have; remove one first", RAFT_MAX_MEMBERS);
+        refuse(n, q, 409, msg);
+        return;
+    default:
+        snprintf(msg, sizeof msg, "cannot change membership: %s",
+                 craft_strerror(err));
+        refuse(n, q, 400, msg);
+        return;
+    }
 }
 
 /* ---- GET /status ---- */

@@ -117,6 +117,7 @@ static void heap_remove(struct node *n, struct node__req *q)
 void node__req_done(struct node *n, struct node__req *q)
 {
     heap_remove(n, q);
+    node__join_resolve_detach(q);
     if (n->slots[q->id & (n->n_slots - 1)] == q)
         n->slots[q->id & (n->n_slots - 1)] = NULL;
     if (q->prev)
@@ -245,7 +246,7 @@ void node__on_prop(struct node *n, const struct raft_prop_result *p)
             return;
         }
         if (q->kind == NODE__JOIN) {
-            node__join_applied(n, q, false);
+            node__join_refused(n, q, p->err);
             return;
         }
         http_reply_error(q->http, status_of(p->err), "%s",
@@ -374,8 +375,8 @@ void node__requests_tick(struct node *n)
             }
             continue;
         }
-        if (q->retry ||
-            (q->kind == NODE__JOIN && !q->issued && q->heap_pos == 0))
+        if (q->retry || (q->kind == NODE__JOIN && !q->issued &&
+                         q->heap_pos == 0 && q->resolve == NULL))
             issue(n, q);
     }
 }
@@ -523,6 +524,21 @@ static void on_join(void *ud, struct http_req *req, const char *id,
     uint64_t rid;
     if (node__join_check(n, req, id, ext, &rid) != 0)
         return; /* answered */
+    char host[PEER_HOST_MAX + 1], err[512];
+    bool dns;
+    if (node__join_addr_check("addr", addr, host, sizeof host, &dns, err,
+                              sizeof err) != 0 ||
+        (http_addr && http_addr[0] &&
+         node__join_addr_check("http_addr", http_addr, host, sizeof host,
+                               &dns, err, sizeof err) != 0)) {
+        http_reply_error(req, 400, "%s", err);
+        return;
+    }
+    if (http_addr && node__same_addr(addr, http_addr)) {
+        http_reply_error(req, 400, "addr and http_addr are both %s: they "
+                         "must be two ports", addr);
+        return;
+    }
     struct node__req *q = new_or_fail(n, NODE__JOIN, req);
     if (q == NULL)
         return;
@@ -531,8 +547,26 @@ static void on_join(void *ud, struct http_req *req, const char *id,
     q->jaddr = craft_memdup(addr, strlen(addr) + 1);
     q->jhttp = http_addr ? craft_memdup(http_addr, strlen(http_addr) + 1)
                          : NULL;
+    if (q->jid == NULL || q->jaddr == NULL || (http_addr && !q->jhttp)) {
+        http_reply_error(req, 503, "out of memory");
+        node__req_done(n, q);
+        return;
+    }
     /* A join may wait for a learner to catch up: give it longer. */
     q->deadline += 4 * (uint64_t)n->o.request_timeout_ms;
+    int rv = node__join_resolve(n, q);
+    if (rv == 0) {
+        issue(n, q);
+    } else if (rv != 1) {
+        http_reply_error(req, 503, "cannot resolve the join's addresses "
+                         "now: %s", craft_strerror(rv));
+        node__req_done(n, q);
+    }
+}
+
+/* Its host names resolved: go on with the join. */
+void node__join_resolved(struct node *n, struct node__req *q)
+{
     issue(n, q);
 }
 

@@ -12,6 +12,7 @@ void raft__pr_reset(struct raft *r, struct raft__progress *pr, uint64_t next)
     pr->commit_sent = 0;
     pr->acked_round = 0;
     pr->recent_active = false;
+    pr->answered = false;
     pr->vote = 0;
     pr->snap_index = 0;
     pr->snap_offset = 0;
@@ -59,10 +60,12 @@ void raft__pr_become_snapshot(struct raft__progress *pr, uint64_t index)
     infl_clear(pr);
 }
 
-/* An acknowledgement that the follower holds up to n. */
+/* An acknowledgement that the follower holds up to n (a successful append
+ * response; for the leader itself, its own stable log). */
 bool raft__pr_maybe_update(struct raft__progress *pr, uint64_t n)
 {
     bool updated = false;
+    pr->answered = true; /* its log matches ours up to n */
     if (pr->match < n) {
         pr->match = n;
         updated = true;
@@ -215,4 +218,20 @@ void raft__prs_free(struct raft *r)
     craft_free(r->infl_pool);
     r->infl_pool = NULL;
     r->n_prs = 0;
+}
+
+/* Has the leader heard a successful append response from this member, and
+ * is its log within max_lag entries of the commit index? A member that
+ * never answered has match 0 (or whatever a young log makes "close"): that
+ * says nothing about it, so it is never caught up. */
+bool raft_caught_up(const struct raft *r, uint64_t node, uint64_t max_lag)
+{
+    if (r->role != RAFT_LEADER || node == r->id)
+        return false;
+    for (unsigned i = 0; i < r->n_prs; i++) {
+        const struct raft__progress *pr = &r->prs[i];
+        if (pr->id == node)
+            return pr->answered && pr->match + max_lag >= r->log.committed;
+    }
+    return false;
 }

@@ -390,6 +390,12 @@ uint64_t raft_now(const struct raft *r);
  * Returns false if r is not leader or node is not a member. */
 bool raft_progress(const struct raft *r, uint64_t node, uint64_t *match,
                    uint64_t *next);
+/* For promotions: true iff r is leader, node is another member, the leader
+ * has had a successful append response from it since it took it on (as a
+ * new member, or at its election), and its match is within max_lag of the
+ * commit index. A member that never answered is never caught up, however
+ * young the log. */
+bool raft_caught_up(const struct raft *r, uint64_t node, uint64_t max_lag);
 /* Term of the entry at index, or 0 if it is not in the log (compacted or
  * beyond the end). */
 uint64_t raft_term_at(const struct raft *r, uint64_t index);

@@ -81,6 +81,9 @@ struct raft__progress {
     uint64_t id;
     bool learner;
     bool recent_active;  /* heard from since the last check-quorum */
+    bool answered;       /* a successful append response came from it
+                            since this leader took it on (a newcomer, or
+                            all members at election): match is real */
     uint8_t state;       /* enum raft__pr_state */
     bool probe_sent;     /* PROBE: an append is outstanding, wait */
     bool resync;         /* REPLICATE: it lags; send even an empty append

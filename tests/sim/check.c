@@ -489,12 +489,63 @@ void sim_check_term(struct sim *s, uint64_t node, uint64_t prev_term,
 
 /* ---- feeding the checkers from live nodes ---- */
 
+static void check_caught_up(struct sim *s, struct sim_node *n,
+                            const struct raft_soft_state *ss);
+
 void sim_check_observe(struct sim *s, struct sim_node *n,
                        const struct raft_soft_state *ss)
 {
     sim_check_term(s, n->id, n->term, n->role, ss, s->chk.in_msg);
     sim_check_quorum(s, (unsigned)n->id, ss->role == RAFT_LEADER, ss->term,
                      n->rid, raft_conf(n->r), raft_now(n->r));
+    if (ss->role == RAFT_LEADER)
+        check_caught_up(s, n, ss);
+}
+
+/* ---- promotions: a member is caught up only once it has answered ---- */
+
+static struct sim_cu *cu_of(struct sim *s, unsigned slot, uint64_t term)
+{
+    if (slot > SIM_MAX_NODES)
+        return NULL;
+    struct sim_cu *c = &s->chk.cu[slot];
+    if (c->term != term) {
+        c->term = term;
+        c->n = 0;
+    }
+    return c;
+}
+
+static bool cu_acked(const struct sim_cu *c, uint64_t id)
+{
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->acked[i] == id)
+            return true;
+    return false;
+}
+
+/* raft_caught_up() (what craftd's promotions and the sim's rejoins go by)
+ * may say yes for a member only if the leader, in its term, has stepped a
+ * successful append response from it: a member that never answered has
+ * match 0, which a young log would take for "close". Asked with an
+ * unbounded lag, so that only the answer decides. */
+static void check_caught_up(struct sim *s, struct sim_node *n,
+                            const struct raft_soft_state *ss)
+{
+    struct sim_cu *c = cu_of(s, (unsigned)n->id, ss->term);
+    if (!c)
+        return;
+    const struct raft_conf *conf = raft_conf(n->r);
+    for (uint32_t i = 0; i < conf->n_voters + conf->n_learners; i++) {
+        uint64_t id = i < conf->n_voters ? conf->voters[i]
+                                         : conf->learners[i - conf->n_voters];
+        if (id != n->rid && raft_caught_up(n->r, id, UINT64_MAX / 2) &&
+            !cu_acked(c, id))
+            sim_fail(s, "caught-up", "n%" PRIu64 ", leader of term %" PRIu64
+                     ", calls Raft id %#" PRIx64 " caught up, but it has "
+                     "stepped no successful append response from it in that "
+                     "term", n->id, ss->term, id);
+    }
 }
 
 void sim_check_delivered(struct sim *s, struct sim_node *to,
@@ -504,6 +555,12 @@ void sim_check_delivered(struct sim *s, struct sim_node *to,
     if (ss.role != RAFT_LEADER || m->to != to->rid)
         return;
     uint64_t now = raft_now(to->r);
+    if (m->type == RAFT_MSG_APP_RESP && !m->reject && m->term == ss.term) {
+        struct sim_cu *c = cu_of(s, (unsigned)to->id, ss.term);
+        if (c && !cu_acked(c, m->from) &&
+            c->n < sizeof(c->acked) / sizeof(c->acked[0]))
+            c->acked[c->n++] = m->from;
+    }
     switch (m->type) {
     case RAFT_MSG_APP_RESP:
     case RAFT_MSG_HEARTBEAT_RESP:

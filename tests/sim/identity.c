@@ -329,8 +329,8 @@ static uint64_t old_member(const struct sim *s, const struct sim_node *n,
 }
 
 /* One attempt of the join of n, a later incarnation, at the leader: remove
- * the old id, add the new one as a learner, promote it when its match is
- * close to the commit index. The core refuses while another change is
+ * the old id, add the new one as a learner, promote it once it has answered
+ * and its match is close to the commit index. The core refuses while another change is
  * pending; the join retries. */
 static void rejoin(struct sim *s, struct sim_node *n)
 {
@@ -356,9 +356,7 @@ static void rejoin(struct sim *s, struct sim_node *n)
         return;
     }
     if (n->rejoin == 2 && raft_conf_is_learner(conf, n->rid)) {
-        uint64_t match = 0, next = 0;
-        if (raft_progress(l->r, n->rid, &match, &next) &&
-            match + 8 >= raft_commit_index(l->r))
+        if (raft_caught_up(l->r, n->rid, 8))
             (void)sim_conf_propose(s, l, RAFT_CONF_PROMOTE, n->rid);
         else
             n->rejoin_at = s->now + s->p.spt;

@@ -544,6 +544,11 @@ struct sim_check {
         unsigned n;
         struct { uint64_t id, tick; } heard[2 * RAFT_MAX_MEMBERS];
     } cq[SIM_MAX_NODES + 1];
+    struct sim_cu {   /* the append acks the leader in a slot has had */
+        uint64_t term;    /* 0: not leader */
+        unsigned n;
+        uint64_t acked[2 * RAFT_MAX_MEMBERS]; /* ids that acked in term */
+    } cu[SIM_MAX_NODES + 1];
     const struct raft_msg *in_msg; /* the message being stepped, or NULL */
 };
 

@@ -925,6 +925,78 @@ static void test_membership_learner_promote(void **state)
     finish(net);
 }
 
+/* Drops 4's successful append responses; lets its rejections through. */
+static bool drop_acks_of_4(void *arg, const struct raft_msg *m, bool after)
+{
+    (void)arg;
+    (void)after;
+    return !(m->type == RAFT_MSG_APP_RESP && m->from == 4 && !m->reject);
+}
+
+/* A learner is caught up only once the leader has had a successful append
+ * response from it. In a young cluster (commit < 64) the rule "match + 64
+ * >= commit" alone holds for a learner that never answered (match 0), so
+ * a join with a bogus address was promoted at once; two or three of them
+ * left the cluster without a quorum. */
+static void test_caught_up_needs_an_answer(void **state)
+{
+    (void)state;
+    struct rnet *net = cluster(5, 3, NULL);
+    uint64_t l = rnet_elect(net, 100);
+    struct raft *rl = rnet_raft(net, l);
+    rnet_crash(net, 4); /* a bogus address: nobody there */
+    assert_int_equal(rnet_conf(net, l, 1, RAFT_CONF_ADD_LEARNER, 4), 0);
+    rnet_tick(net, 30);
+    assert_int_equal(rnet_prop(net, l, 1)->err, 0);
+    assert_true(raft_conf_is_learner(raft_conf(rl), 4));
+    uint64_t match = 1, next = 0;
+    assert_true(raft_progress(rl, 4, &match, &next));
+    assert_int_equal(match, 0);
+    assert_true(match + 64 >= raft_commit_index(rl)); /* the old rule */
+    assert_false(raft_caught_up(rl, 4, 64));
+    assert_false(raft_caught_up(rl, 4, UINT64_MAX / 2));
+
+    /* Heard from, but only refusals: still not caught up. */
+    assert_int_equal(rnet_restart(net, 4), 0);
+    net->watch = drop_acks_of_4;
+    rnet_tick(net, 30);
+    assert_false(raft_caught_up(rl, 4, 64));
+    /* Its first real acknowledgement makes it so. */
+    net->watch = NULL;
+    rnet_tick(net, 5);
+    assert_true(raft_caught_up(rl, 4, 64));
+    assert_true(raft_caught_up(rl, 4, 0));
+
+    /* Far behind: answered, but not within the bound. */
+    rnet_cut(net, l, 4);
+    for (uint64_t i = 0; i < 10; i++)
+        propose_ok(net, l, 10 + i, 100 + i);
+    rnet_tick(net, 3);
+    assert_false(raft_caught_up(rl, 4, 5));
+    assert_true(raft_caught_up(rl, 4, 64));
+    rnet_heal(net);
+    rnet_tick(net, 5);
+    assert_true(raft_caught_up(rl, 4, 0));
+
+    /* Only the leader knows; never itself, never a non-member. */
+    uint64_t f = other(l, 1, 3);
+    assert_false(raft_caught_up(rnet_raft(net, f), 4, 64));
+    assert_false(raft_caught_up(rl, l, 64));
+    assert_false(raft_caught_up(rl, 5, 64));
+
+    /* A new leader must hear from it itself. */
+    rnet_isolate(net, 4);
+    rnet_crash(net, l);
+    uint64_t l2 = wait_new_leader(net, l);
+    assert_false(raft_caught_up(rnet_raft(net, l2), 4, UINT64_MAX / 2));
+    rnet_heal(net);
+    rnet_tick(net, 5);
+    assert_true(raft_caught_up(rnet_raft(net, l2), 4, 0));
+    assert_int_equal(rnet_restart(net, l), 0);
+    rnet_tick(net, 3);
+    finish(net);
+}
+
 static void test_membership_add_voter_and_one_at_a_time(void **state)
 {
     (void)state;
@@ -1368,6 +1440,7 @@ int main(void)
         cmocka_unit_test(test_transfer_lagging),
         cmocka_unit_test(test_lost_appends_recovered_when_idle),
         cmocka_unit_test(test_membership_learner_promote),
+        cmocka_unit_test(test_caught_up_needs_an_answer),
         cmocka_unit_test(test_membership_add_voter_and_one_at_a_time),
         cmocka_unit_test(test_membership_remove),
         cmocka_unit_test(test_snapshot_taken_compacts),
