@@ -213,6 +213,34 @@ bool peer_transport_authenticated(const struct peer_transport *t)
     return t->have_key;
 }
 
+int peer_join_proof(const struct peer_transport *t, const void *body,
+                    size_t len, char out[PEER_JOIN_PROOF_LEN + 1])
+{
+    uint8_t mac[PEER__MAC_LEN];
+    if (!t->have_key || peer__join_mac(mac, t->key, body, len) != 0)
+        return CRAFT_EINVAL;
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < PEER__MAC_LEN; i++) {
+        out[2 * i] = hex[mac[i] >> 4];
+        out[2 * i + 1] = hex[mac[i] & 15];
+    }
+    out[PEER_JOIN_PROOF_LEN] = '\0';
+    OPENSSL_cleanse(mac, sizeof mac);
+    return 0;
+}
+
+bool peer_join_proof_ok(const struct peer_transport *t, const void *body,
+                        size_t len, const char *proof, size_t proof_len)
+{
+    char want[PEER_JOIN_PROOF_LEN + 1];
+    if (proof_len != PEER_JOIN_PROOF_LEN ||
+        peer_join_proof(t, body, len, want) != 0)
+        return false;
+    bool ok = CRYPTO_memcmp(want, proof, PEER_JOIN_PROOF_LEN) == 0;
+    OPENSSL_cleanse(want, sizeof want);
+    return ok;
+}
+
 bool peer_transport_loopback(const struct peer_transport *t)
 {
     struct sockaddr_storage ss;

@@ -202,6 +202,21 @@ uint16_t peer_transport_port(const struct peer_transport *t);
 
 /* True if peer connections are authenticated (a cluster token is set). */
 bool peer_transport_authenticated(const struct peer_transport *t);
+/* The proof of the cluster token that a /join request carries (it goes
+ * over HTTP, not over a peer connection): the lowercase hex HMAC-SHA256,
+ * under the transport's key, of a fixed label and the request body, so it
+ * vouches for exactly that body (the joiner's name, addresses and Raft id).
+ * The token itself is never sent. Unlike the peer handshake it has no
+ * nonce: a recorded join can be sent again, and adds again the same node,
+ * which still cannot take part without the token (the peer handshake).
+ * 0 and out, or CRAFT_EINVAL when the transport has no token. */
+#define PEER_JOIN_PROOF_LEN 64
+int peer_join_proof(const struct peer_transport *t, const void *body,
+                    size_t len, char out[PEER_JOIN_PROOF_LEN + 1]);
+/* Whether proof (proof_len bytes, not NUL-terminated) is the proof of
+ * body; compared in constant time. False without a token. */
+bool peer_join_proof_ok(const struct peer_transport *t, const void *body,
+                        size_t len, const char *proof, size_t proof_len);
 /* True if the listener is bound to a loopback address (127.0.0.0/8, ::1),
  * so that only local processes reach it; false when not listening. */
 bool peer_transport_loopback(const struct peer_transport *t);

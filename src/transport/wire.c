@@ -74,7 +74,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include "common/alloc.h"
@@ -137,6 +139,7 @@ int peer__hello_decode(const uint8_t *in, size_t avail, struct peer__hello *h,
 static const char KEY_LABEL[] = "craftd cluster token v1";
 static const char MAC_LABEL_A[] = "craftd peer v3 acceptor";
 static const char MAC_LABEL_D[] = "craftd peer v3 dialer";
+static const char JOIN_LABEL[] = "craftd join v1";
 
 int peer__derive_key(uint8_t key[PEER__KEY_LEN], const void *token,
                      size_t len)
@@ -172,6 +175,28 @@ int peer__mac(uint8_t out[PEER__MAC_LEN], const uint8_t key[PEER__KEY_LEN],
         n != PEER__MAC_LEN)
         return CRAFT_EIO;
     return 0;
+}
+
+int peer__join_mac(uint8_t out[PEER__MAC_LEN], const uint8_t key[PEER__KEY_LEN],
+                   const void *body, size_t len)
+{
+    /* label || body, without a copy of the body. */
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end()};
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *h = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    size_t n = 0;
+    int ok = h != NULL && EVP_MAC_init(h, key, PEER__KEY_LEN, params) == 1 &&
+             EVP_MAC_update(h, (const uint8_t *)JOIN_LABEL,
+                            sizeof JOIN_LABEL - 1) == 1 &&
+             EVP_MAC_update(h, body, len) == 1 &&
+             EVP_MAC_final(h, out, &n, PEER__MAC_LEN) == 1 &&
+             n == PEER__MAC_LEN;
+    EVP_MAC_CTX_free(h);
+    EVP_MAC_free(mac);
+    return ok ? 0 : CRAFT_EIO;
 }
 
 bool peer__mac_ok(const uint8_t key[PEER__KEY_LEN], bool acceptor,

@@ -420,6 +420,39 @@ static void test_token_peers_exchange(void **state)
     stop_node(&b);
 }
 
+/* The /join proof: HMAC-SHA256 under the derived key of "craftd join v1"
+ * and the body (the expected value computed apart, with Python's hmac);
+ * another body, token or a flipped digit is refused; none without a token. */
+static void test_join_proof(void **state)
+{
+    struct env *e = *state;
+    struct node a, b, c;
+    start_node(&a, e, 1, "secret-token");
+    start_node(&b, e, 2, "other-token");
+    start_node(&c, e, 3, NULL);
+    const char *body = "{\"id\":\"n4\",\"addr\":\"127.0.0.1:12004\"}";
+    size_t len = strlen(body);
+    char p[PEER_JOIN_PROOF_LEN + 1];
+    assert_int_equal(peer_join_proof(a.t, body, len, p), 0);
+    assert_string_equal(p, "283e6c8ebe6b0090526bc17f4f8bce27"
+                           "9088acd5d9f52c367bcf19a45e3beab9");
+    assert_true(peer_join_proof_ok(a.t, body, len, p, strlen(p)));
+    assert_false(peer_join_proof_ok(a.t, body, len - 1, p, strlen(p)));
+    assert_false(peer_join_proof_ok(b.t, body, len, p, strlen(p)));
+    assert_false(peer_join_proof_ok(a.t, body, len, p, strlen(p) - 1));
+    for (size_t i = 0; i < PEER_JOIN_PROOF_LEN; i += 7) {
+        char q[sizeof p];
+        memcpy(q, p, sizeof p);
+        q[i] = q[i] == '0' ? '1' : '0';
+        assert_false(peer_join_proof_ok(a.t, body, len, q, strlen(q)));
+    }
+    assert_int_equal(peer_join_proof(c.t, body, len, p), CRAFT_EINVAL);
+    assert_false(peer_join_proof_ok(c.t, body, len, p, PEER_JOIN_PROOF_LEN));
+    stop_node(&a);
+    stop_node(&b);
+    stop_node(&c);
+}
+
 static void test_wrong_or_missing_token_refused(void **state)
 {
     struct env *e = *state;
@@ -637,6 +670,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_or_missing_token_refused,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_clients, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_join_proof, setup, teardown),
         cmocka_unit_test_setup_teardown(test_impostor_does_not_evict, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_connection_limits, setup,
