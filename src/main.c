@@ -10,6 +10,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "auth/auth.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "node/flags.h"
@@ -133,6 +134,30 @@ int main(int argc, char **argv)
         CRAFT_ERROR(&d.log, "cannot create data directory %s: %s", f.dir, craft_strerror(rc));
         return 1;
     }
+    struct auth_db *auth = NULL;
+    if (f.auth_file != NULL) {
+        char aerr[320], awarn[200];
+        rc = auth_db_load(&auth, f.auth_file, aerr, sizeof aerr, awarn, sizeof awarn);
+        if (rc != 0) {
+            CRAFT_ERROR(&d.log, "-auth-file %s: %s", f.auth_file,
+                        aerr[0] ? aerr : craft_strerror(rc));
+            return 1;
+        }
+        if (awarn[0])
+            CRAFT_WARN(&d.log, "-auth-file %s: %s", f.auth_file, awarn);
+        CRAFT_INFO(&d.log, "-auth-file %s: %zu users; HTTP Basic authentication on",
+                   f.auth_file, auth_db_count(auth));
+    }
+    /* The environment keeps the password out of `ps`. */
+    const char *join_user = f.join_user;
+    const char *env_user = getenv("CRAFTD_JOIN_USER");
+    if (join_user == NULL && env_user != NULL && env_user[0] != 0)
+        join_user = env_user;
+    if (join_user != NULL && strchr(join_user, ':') == NULL) {
+        CRAFT_ERROR(&d.log, "-join-user (or CRAFTD_JOIN_USER) must be user:password");
+        auth_db_free(auth);
+        return 1;
+    }
     struct node_opts opts = {
         .id = f.id,
         .http_addr = f.haddr,
@@ -147,6 +172,12 @@ int main(int argc, char **argv)
         .max_body = f.max_body,
         .http_max_conns = f.http_max_conns,
         .http_max_conns_per_ip = f.http_max_conns_per_ip,
+        .auth = auth,
+        .join_user = join_user,
+        .tls_cert = f.tls_cert,
+        .tls_key = f.tls_key,
+        .tls_client_ca = f.tls_client_ca,
+        .join_ca = f.join_ca,
         .log = &d.log,
     };
     CRAFT_INFO(&d.log, "craftd %s starting: http %s, raft %s, data %s%s%s%s", CRAFT_VERSION,
@@ -157,6 +188,7 @@ int main(int argc, char **argv)
     rc = node_start(loop, &opts, &d.node);
     if (rc != 0) {
         CRAFT_ERROR(&d.log, "cannot start: %s", craft_strerror(rc));
+        auth_db_free(auth);
         return 1;
     }
     rc = watch_signals(loop, &d);
@@ -170,6 +202,7 @@ int main(int argc, char **argv)
         return 1;
     }
     rc = uv_loop_close(loop);
+    auth_db_free(auth); /* the node that used it is gone */
     if (rc != 0)
         CRAFT_WARN(&d.log, "loop closed with handles still open: %s", uv_strerror(rc));
     CRAFT_INFO(&d.log, "stopped");

@@ -54,6 +54,7 @@ struct http_kv {
 };
 
 struct http_req; /* one request handed to the node; opaque */
+struct auth_db;  /* auth/auth.h */
 struct http_server;
 
 /* Optional fields of POST /join that a craftd joiner adds; NULL when
@@ -120,13 +121,23 @@ struct http_opts {
                                that the client can read the answer: at most
                                this long (0: 5000) ... */
     size_t linger_max_bytes; /* ... and at most this many bytes (0: 64 MiB) */
+    struct auth_db *auth;   /* users and roles (HTTP Basic, docs/security.md);
+                               NULL: every route is open. Not owned: it must
+                               outlive the server */
+    const char *tls_cert;   /* PEM certificate chain; with tls_key: HTTPS
+                               only (TLS 1.2 and 1.3); NULL: plain HTTP */
+    const char *tls_key;    /* PEM private key matching tls_cert */
+    const char *tls_client_ca; /* PEM CAs: every client must present a
+                                  certificate one of them signed; NULL: none
+                                  asked for. Needs tls_cert */
     const struct craft_logger *log; /* NULL: silent */
     const struct http_handlers *handlers; /* required; copied */
     void *ud;               /* first argument of every handler */
 };
 
 /* Binds, listens and starts serving. On success *out is the server; on
- * error (negative code: CRAFT_EINVAL for a bad address, negative errno from
+ * error (negative code: CRAFT_EINVAL for a bad address, or for TLS files
+ * that are missing, do not load or do not match (logged), negative errno from
  * resolving, binding or listening) *out is NULL and nothing needs freeing. */
 int http_server_start(struct http_server **out, const struct http_opts *o);
 

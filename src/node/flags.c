@@ -29,6 +29,8 @@ struct flag_def {
 #define FIELD(m) offsetof(struct flags, m), sizeof(((struct flags *)0)->m)
 
 static const struct flag_def DEFS[] = {
+    {"auth-file", K_ADDR, FIELD(auth_file), 0, 0, "file",
+     "users and roles, user:crypt-hash:role a line (default: no authentication)"},
     {"election-ticks", K_UINT, FIELD(election_ticks), 2, 1000000, "N",
      "ticks without a leader before an election (default 20)"},
     {"haddr", K_ADDR, FIELD(haddr), 0, 0, "addr", "HTTP bind address (default \"localhost:11000\")"},
@@ -39,6 +41,10 @@ static const struct flag_def DEFS[] = {
     {"id", K_STR, FIELD(id), 0, 0, "id", "node id (default: the -raddr string)"},
     {"inmem", K_BOOL, FIELD(inmem), 0, 0, NULL, "keep the Raft log in memory only"},
     {"join", K_STR, FIELD(join), 0, 0, "addr", "HTTP address of a cluster member to join"},
+    {"join-ca", K_ADDR, FIELD(join_ca), 0, 0, "file",
+     "PEM CAs to trust for members' HTTPS (default: -tls-client-ca, else the system's)"},
+    {"join-user", K_ADDR, FIELD(join_user), 0, 0, "user:password",
+     "credentials for the node's own requests to members (or $CRAFTD_JOIN_USER)"},
     {"log-level", K_LEVEL, FIELD(log_level), 0, 0, "level",
      "debug, info, warn or error (default \"info\")"},
     {"max-body", K_UINT, FIELD(max_body), 1, SIZE_MAX, "bytes",
@@ -50,6 +56,11 @@ static const struct flag_def DEFS[] = {
     {"snapshot-threshold", K_UINT, FIELD(snapshot_threshold), 1, UINT64_MAX, "N",
      "log entries between snapshots (default 8192)"},
     {"tick-ms", K_UINT, FIELD(tick_ms), 1, 60000, "N", "milliseconds per Raft tick (default 50)"},
+    {"tls-cert", K_ADDR, FIELD(tls_cert), 0, 0, "file",
+     "PEM certificate chain: serve HTTPS (with -tls-key)"},
+    {"tls-client-ca", K_ADDR, FIELD(tls_client_ca), 0, 0, "file",
+     "PEM CA certificates: require client certificates they signed"},
+    {"tls-key", K_ADDR, FIELD(tls_key), 0, 0, "file", "PEM private key of -tls-cert"},
     {"version", K_BOOL, FIELD(version), 0, 0, NULL, "print the version and exit"},
 };
 

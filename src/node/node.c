@@ -203,6 +203,10 @@ static int start_services(struct node *n)
                            .max_body = n->o.max_body,
                            .max_conns = n->o.http_max_conns,
                            .max_conns_per_ip = n->o.http_max_conns_per_ip,
+                           .auth = n->o.auth,
+                           .tls_cert = n->o.tls_cert,
+                           .tls_key = n->o.tls_key,
+                           .tls_client_ca = n->o.tls_client_ca,
                            .log = &n->log,
                            .handlers = &node__http_handlers,
                            .ud = n};

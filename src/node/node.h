@@ -30,10 +30,19 @@ struct node_opts {
     size_t max_body;       /* HTTP body limit; 0: 1 MiB */
     unsigned http_max_conns;        /* 0: 1024 (see http_opts.max_conns) */
     unsigned http_max_conns_per_ip; /* 0: 256 */
+    struct auth_db *auth;  /* HTTP users and roles, or NULL (all open); not
+                              owned, must outlive the node */
+    const char *join_user; /* "user:password" the node sends with its own
+                              requests to members (join, /status), or NULL */
+    const char *tls_cert, *tls_key, *tls_client_ca; /* client TLS files, or
+                              NULL (see http_opts) */
+    const char *join_ca;   /* CAs trusted for members' HTTPS; NULL:
+                              tls_client_ca, else the system's */
     const struct craft_logger *log;
 };
 
 struct node;
+struct auth_db;
 
 /* Open the data directory, restore state, start serving. 0 or an error
  * (CRAFT_ELOCKED: another process has the directory; CRAFT_ECORRUPT: the
