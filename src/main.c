@@ -134,6 +134,12 @@ int main(int argc, char **argv)
         CRAFT_ERROR(&d.log, "cannot create data directory %s: %s", f.dir, craft_strerror(rc));
         return 1;
     }
+    if ((f.tls_cert != NULL) != (f.tls_key != NULL) ||
+        ((f.tls_client_ca != NULL || f.join_ca != NULL) && f.tls_cert == NULL)) {
+        CRAFT_ERROR(&d.log, "-tls-cert and -tls-key go together, and -tls-client-ca and "
+                            "-join-ca need them");
+        return 1;
+    }
     struct auth_db *auth = NULL;
     if (f.auth_file != NULL) {
         char aerr[320], awarn[200];

@@ -174,6 +174,40 @@ bool http_req_gone(struct http_req *req);
 void http_req_set_tag(struct http_req *req, void *tag);
 void *http_req_tag(const struct http_req *req);
 
+/* --- TLS for the node's own HTTPS requests to members (tlsclient.c) ---
+ * The node does the socket I/O; this module only turns bytes into TLS
+ * records and back over memory buffers, so that OpenSSL stays here. */
+struct http_tls_client; /* what every connection trusts and presents */
+struct http_tls_conn;   /* one connection's TLS state */
+
+/* ca_file: PEM CAs that must have signed the member's certificate (NULL:
+ * the system's CAs). cert and key (both or neither): PEM certificate and
+ * key presented when a member asks for a client certificate. 0, or
+ * CRAFT_EINVAL after logging why (a file that does not load or match). */
+int http_tls_client_new(struct http_tls_client **out, const char *ca_file, const char *cert,
+                        const char *key, const struct craft_logger *log);
+void http_tls_client_free(struct http_tls_client *c); /* NULL is fine */
+
+/* A client connection to host (a name, sent as SNI, or an IP address),
+ * whose certificate must name host and be signed by one of c's CAs.
+ * c must outlive it. 0 or CRAFT_ENOMEM. */
+int http_tls_conn_new(struct http_tls_conn **out, struct http_tls_client *c, const char *host);
+void http_tls_conn_free(struct http_tls_conn *t); /* NULL is fine */
+/* Plaintext to send once the handshake is done (copied). 0 or -1. */
+int http_tls_conn_write(struct http_tls_conn *t, const char *buf, size_t len);
+/* Advances the connection with in (ciphertext received, may be empty):
+ * handshake, sending, receiving. Decrypted bytes go to out (up to cap;
+ * *got says how many; call again with no input while *got == cap).
+ * Returns 0 (more to come), 1 (the server closed the TLS session), or -1
+ * (failed: http_tls_conn_error says why, e.g. an unverified certificate). */
+int http_tls_conn_pump(struct http_tls_conn *t, const char *in, size_t inlen, char *out,
+                       size_t cap, size_t *got);
+/* Ciphertext waiting to be sent, in a buffer the caller now owns (free
+ * with craft_free), or NULL with *len 0 when there is none (or no memory:
+ * then http_tls_conn_pump fails next). */
+char *http_tls_conn_output(struct http_tls_conn *t, size_t *len);
+const char *http_tls_conn_error(const struct http_tls_conn *t); /* never NULL */
+
 /* "linearizable", "weak", "none" ("?" for anything else). */
 const char *http_read_level_name(int level);
 

@@ -238,6 +238,7 @@ static void free_node(struct node *n)
     craft_free(n->raft_addr);
     craft_free(n->join);
     craft_free(n->dir);
+    node__httpc_teardown(n);
     craft_free(n);
 }
 
@@ -272,7 +273,9 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
     if (n->o.snapshot_threshold == 0)
         n->o.snapshot_threshold = 8192;
     n->next_req = 1;
-    int rv = start_core(n);
+    int rv = node__httpc_setup(n);
+    if (rv == 0)
+        rv = start_core(n);
     if (rv == 0)
         rv = start_services(n);
     if (rv) {
