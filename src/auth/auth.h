@@ -33,8 +33,9 @@ enum auth_role {
 
 struct auth_db;
 
-/* Parses an auth file's text: one `user:crypt-hash:role` a line; empty
- * lines and lines starting with '#' are skipped. Refuses (CRAFT_EINVAL, with
+/* Parses an auth file's text: one `user:crypt-hash:role` a line (LF or
+ * CRLF); blank lines and lines starting with '#' (after optional blanks)
+ * are skipped. Refuses (CRAFT_EINVAL, with
  * "line N: why" in err) a malformed line, an empty or duplicate user, a hash
  * crypt(3) does not accept or that uses a legacy method (DES, MD5), an
  * unknown role, and a file without users. */

@@ -129,7 +129,10 @@ static int parse_line(struct auth_db *db, const char *s, size_t len, unsigned li
 {
     if (len > 0 && s[len - 1] == '\r')
         len--;
-    if (len == 0 || s[0] == '#')
+    size_t lead = 0; /* blank lines and comments may be indented */
+    while (lead < len && (s[lead] == ' ' || s[lead] == '\t'))
+        lead++;
+    if (lead == len || s[lead] == '#')
         return 0;
     if (memchr(s, '\0', len) != NULL)
         return fail(err, cap, line, "NUL byte");
