@@ -288,22 +288,26 @@ static bool same_hash(const char *a, const char *b)
 }
 
 /* HMAC-SHA256(db->key, user NUL pass); all-zero if it cannot be computed
- * (such a check is then simply not cached). */
+ * (such a check is then simply not cached). Credentials of an HTTP Basic
+ * header (at most 1 KiB) fit on the stack: no allocation per request. */
 static void cred_mac(const struct auth_db *db, const char *user, size_t ulen, const char *pass,
                      size_t plen, unsigned char mac[32])
 {
     unsigned len = 32;
-    unsigned char *msg = craft_malloc(ulen + plen + 1);
+    unsigned char stack[1280];
+    size_t n = ulen + plen + 1;
+    unsigned char *msg = n <= sizeof stack ? stack : craft_malloc(n);
     memset(mac, 0, 32);
     if (msg == NULL)
         return;
     memcpy(msg, user, ulen);
     msg[ulen] = 0;
     memcpy(msg + ulen + 1, pass, plen);
-    if (HMAC(EVP_sha256(), db->key, sizeof db->key, msg, ulen + plen + 1, mac, &len) == NULL)
+    if (HMAC(EVP_sha256(), db->key, sizeof db->key, msg, n, mac, &len) == NULL)
         memset(mac, 0, 32);
-    OPENSSL_cleanse(msg, ulen + plen + 1);
-    craft_free(msg);
+    OPENSSL_cleanse(msg, n);
+    if (msg != stack)
+        craft_free(msg);
 }
 
 static bool mac_valid(const unsigned char mac[32])
