@@ -114,6 +114,7 @@ static void configure_h2o(struct http_server *s, uint32_t timeout_ms)
     s->config.server_name = h2o_iovec_init(H2O_STRLIT("craftd"));
     s->config.max_request_entity_size = s->max_body;
     s->config.http1.req_timeout = timeout_ms;
+    s->config.handshake_timeout = timeout_ms; /* a TLS client that never finishes it */
     s->config.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *host =
         h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);

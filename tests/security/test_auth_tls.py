@@ -9,8 +9,10 @@ import http.client as httpclient
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
+import time
 import warnings
 
 import pytest
@@ -323,6 +325,22 @@ def test_client_certificates_required(cluster, pki):
         with pytest.raises((ssl.SSLError, OSError, httpclient.HTTPException)):
             req(first.haddr, "GET", "/status", tls=bad, timeout=3.0)
     assert first.alive() and second.alive()
+
+
+def test_silent_tls_client_is_closed(cluster, pki):
+    """A client that connects to the HTTPS port and never sends its TLS
+    hello is closed after the request timeout (10 s), like a slowloris."""
+    node = cluster.add("node0", extra=tls_flags(pki)).start()
+    wait_voters(cluster, [node], user=None, tls=client_tls(pki))
+    host, port = split_addr(node.haddr)
+    s = socket.create_connection((host, port), timeout=20)
+    t0 = time.monotonic()
+    try:
+        assert s.recv(1) == b""  # EOF, no reply
+    finally:
+        s.close()
+    took = time.monotonic() - t0
+    assert 8.0 <= took <= 15.0, took
 
 
 @pytest.mark.parametrize("case", ["missing-cert", "key-mismatch", "cert-without-key",
