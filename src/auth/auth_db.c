@@ -242,7 +242,7 @@ int auth_db_load(struct auth_db **out, const char *path, char *err, size_t errca
         return fail(err, errcap, 0, "not a regular file of at most %u bytes", AUTH__MAX_FILE);
     }
     if ((st.st_mode & 077) && warncap > 0)
-        snprintf(warn, warncap, "mode %03o: group or others may read it, and it holds "
+        snprintf(warn, warncap, "mode %03o: group or others may read or change it, and it holds "
                  "password hashes (chmod 600 it)", (unsigned)(st.st_mode & 0777));
     size_t size = (size_t)st.st_size;
     char *buf = craft_malloc(size + 1);

@@ -377,4 +377,4 @@ def test_readable_auth_file_warns(cluster, auth_file, tmp_path):
     os.chmod(p, 0o644)
     node = cluster.add("node0", extra=["-auth-file", str(p)]).start()
     wait_until("node0 serving", lambda: node_status(node) is not None, 10)
-    assert "group or others may read it" in node.log_text()
+    assert "group or others may read or change it" in node.log_text()

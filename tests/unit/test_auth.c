@@ -236,7 +236,7 @@ static void test_load(void **state)
     /* readable by others: loaded, with a warning */
     assert_int_equal(chmod(path, 0644), 0);
     assert_int_equal(auth_db_load(&db, path, err, sizeof err, warn, sizeof warn), 0);
-    assert_non_null(strstr(warn, "group or others may read it"));
+    assert_non_null(strstr(warn, "group or others may read or change it"));
     auth_db_free(db);
     unlink(path);
     assert_int_equal(auth_db_load(&db, path, err, sizeof err, warn, sizeof warn), -ENOENT);
