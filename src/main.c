@@ -154,13 +154,21 @@ int main(int argc, char **argv)
         CRAFT_INFO(&d.log, "-auth-file %s: %zu users; HTTP Basic authentication on",
                    f.auth_file, auth_db_count(auth));
     }
-    /* The environment keeps the password out of `ps`. */
-    const char *join_user = f.join_user;
-    const char *env_user = getenv("CRAFTD_JOIN_USER");
-    if (join_user == NULL && env_user != NULL && env_user[0] != 0)
-        join_user = env_user;
+    /* The node's credentials: copied out of argv, whose copy is then
+     * overwritten so that the password does not show in ps or
+     * /proc/<pid>/cmdline (the environment keeps it out from the start). */
+    const char *usrc = f.join_user ? f.join_user : getenv("CRAFTD_JOIN_USER");
+    char *join_user = usrc != NULL && usrc[0] != 0 ? strdup(usrc) : NULL;
+    if (usrc != NULL && usrc[0] != 0 && join_user == NULL) {
+        CRAFT_ERROR(&d.log, "out of memory");
+        auth_db_free(auth);
+        return 1;
+    }
+    if (f.join_user != NULL)
+        memset((char *)f.join_user, 'x', strlen(f.join_user));
     if (join_user != NULL && strchr(join_user, ':') == NULL) {
         CRAFT_ERROR(&d.log, "-join-user (or CRAFTD_JOIN_USER) must be user:password");
+        free(join_user);
         auth_db_free(auth);
         return 1;
     }
@@ -192,6 +200,10 @@ int main(int argc, char **argv)
 
     uv_loop_t *loop = uv_default_loop();
     rc = node_start(loop, &opts, &d.node);
+    if (join_user != NULL) { /* the node keeps its own encoded copy */
+        explicit_bzero(join_user, strlen(join_user));
+        free(join_user);
+    }
     if (rc != 0) {
         CRAFT_ERROR(&d.log, "cannot start: %s", craft_strerror(rc));
         auth_db_free(auth);

@@ -404,6 +404,7 @@ int node__httpc_setup(struct node *n)
         }
         n->httpc_auth = craft_memdup(b, strlen(b) + 1);
         explicit_bzero(b, sizeof b);
+        n->o.join_user = NULL; /* the caller's; not kept */
         if (n->httpc_auth == NULL)
             return CRAFT_ENOMEM;
     }

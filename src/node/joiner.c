@@ -137,7 +137,7 @@ static void on_reply(void *ud, int status, const char *body)
     if (status >= 400 && status < 500 && status != 429) {
         const char *hint = "";
         if (status == 401)
-            hint = n->o.join_user ? " (check the -join-user credentials)"
+            hint = n->httpc_auth ? " (check the -join-user credentials)"
                                   : " (the cluster has users: give -join-user "
                                     "user:password of an admin, or set CRAFTD_JOIN_USER)";
         else if (status == 403)

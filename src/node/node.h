@@ -33,7 +33,8 @@ struct node_opts {
     struct auth_db *auth;  /* HTTP users and roles, or NULL (all open); not
                               owned, must outlive the node */
     const char *join_user; /* "user:password" the node sends with its own
-                              requests to members (join, /status), or NULL */
+                              requests to members (join, /status), or NULL;
+                              read (encoded and copied) by node_start */
     const char *tls_cert, *tls_key, *tls_client_ca; /* client TLS files, or
                               NULL (see http_opts) */
     const char *join_ca;   /* CAs trusted for members' HTTPS; NULL:

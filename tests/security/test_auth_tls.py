@@ -232,6 +232,11 @@ def test_users_and_roles(cluster, auth_file):
     assert r.status == 200, r
     assert other.id not in {m["id"] for m in node_status(follower)["members"]}
 
+    # the -join-user password does not show in ps
+    with open(f"/proc/{nodes[0].pid}/cmdline", "rb") as fh:
+        cmdline = fh.read()
+    assert b"-join-user" in cmdline and b"a-pass" not in cmdline, cmdline
+
     # a refused attempt is logged without the password
     assert "wrong user or password" in follower.log_text() + leader.log_text()
     for n in nodes:
