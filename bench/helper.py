@@ -48,6 +48,9 @@ class Client:
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             headers = dict(headers or {}, **{"Content-Type": "application/json"})
+        authz = os.environ.get("BENCH_AUTHZ")  # craftd's users (BENCH_AUTH=1)
+        if authz:
+            headers = dict(headers or {}, Authorization="Basic " + authz)
         for attempt in range(2):
             if self.conn is None:
                 if self.tls is not None:

@@ -9,7 +9,10 @@
 # BENCH_RESULTS (the report file, bench/RESULTS.md), BENCH_TLS=1 to run both
 # clusters' client side over HTTPS (certificates from a CA made with openssl;
 # craftd: -tls-cert/-tls-key/-join-ca, etcd: --cert-file/--key-file; peers stay
-# plain; report in bench/RESULTS-tls.md; the RSS part stays plain HTTP).
+# plain; report in bench/RESULTS-tls.md; the RSS part stays plain HTTP),
+# BENCH_AUTH=1 to give craftd users (-auth-file with one yescrypt user, every
+# request with HTTP Basic: the cost of the check cache; etcd runs without
+# users; report in bench/RESULTS-auth.md, or RESULTS-tls-auth.md with both).
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -28,6 +31,8 @@ PY="python3 $BENCH_DIR/helper.py"
 CFLAGS_EXTRA=${BENCH_CRAFTD_FLAGS:-}
 CFLAGS_PLAIN=$CFLAGS_EXTRA # for the RSS part
 TLS=${BENCH_TLS:-}
+AUTH=${BENCH_AUTH:-}
+AUTHZ=""                    # base64(user:password) of craftd requests
 S=http                      # the client scheme of both clusters
 ETCD_TLS=""
 CURL_TLS=""
@@ -116,6 +121,26 @@ if [ -n "$TLS" ]; then
     say "TLS: craftd and etcd serve HTTPS (TLS 1.2+, ECDSA P-256)"
 fi
 
+# ---- BENCH_AUTH=1: craftd users; every craftd request carries credentials
+if [ -n "$AUTH" ]; then
+    if command -v mkpasswd >/dev/null 2>&1; then
+        H=$(echo bench-pass | mkpasswd -m yescrypt -s)
+    else
+        H=$(openssl passwd -6 bench-pass)
+    fi
+    printf 'bench:%s:admin\n' "$H" >"$T/users"
+    chmod 600 "$T/users"
+    CFLAGS_EXTRA="$CFLAGS_EXTRA -auth-file $T/users -join-user bench:bench-pass"
+    AUTHZ=$(printf 'bench:bench-pass' | base64) # "Basic <this>"
+    if [ -n "$TLS" ]; then
+        RESULTS=${BENCH_RESULTS:-$BENCH_DIR/RESULTS-tls-auth.md}
+    else
+        RESULTS=${BENCH_RESULTS:-$BENCH_DIR/RESULTS-auth.md}
+    fi
+    say "users: craftd checks HTTP Basic on every request ($(echo "$H" | cut -c1-3) hash)"
+fi
+PYC="env BENCH_AUTHZ=$AUTHZ $PY" # helper commands against craftd
+
 start_bg() { # logfile argv...: starts argv in the background, remembers its PID
     log=$1; shift
     "$@" >"$log" 2>&1 &
@@ -126,12 +151,12 @@ start_bg() { # logfile argv...: starts argv in the background, remembers its PID
 C0=127.0.0.1:$P; C1=127.0.0.1:$((P+1)); C2=127.0.0.1:$((P+2))
 start_bg "$T/craftd0.log" "$CRAFTD" $CFLAGS_EXTRA -id node0 -haddr "$C0" -raddr 127.0.0.1:$((P+100)) "$T/c0"
 echo $! >"$T/craftd0.pid"
-$PY wait-craftd 1 "$C0" >/dev/null || die "craftd node0 did not start: $(tail -5 "$T/craftd0.log")"
+$PYC wait-craftd 1 "$C0" >/dev/null || die "craftd node0 did not start: $(tail -5 "$T/craftd0.log")"
 start_bg "$T/craftd1.log" "$CRAFTD" $CFLAGS_EXTRA -id node1 -haddr "$C1" -raddr 127.0.0.1:$((P+101)) -join "$C0" "$T/c1"
 echo $! >"$T/craftd1.pid"
 start_bg "$T/craftd2.log" "$CRAFTD" $CFLAGS_EXTRA -id node2 -haddr "$C2" -raddr 127.0.0.1:$((P+102)) -join "$C0" "$T/c2"
 echo $! >"$T/craftd2.pid"
-out=$($PY wait-craftd 3 "$C0" "$C1" "$C2") || die "craftd cluster not ready: $(tail -5 "$T/craftd1.log")"
+out=$($PYC wait-craftd 3 "$C0" "$C1" "$C2") || die "craftd cluster not ready: $(tail -5 "$T/craftd1.log")"
 eval "$(echo "$out" | sed 's/^/CRAFTD_/')"
 say "craftd: 3 voters, leader $CRAFTD_leader, reads on follower $CRAFTD_follower"
 
@@ -152,9 +177,9 @@ eval "$(echo "$out" | sed 's/^/ETCD_/')"
 say "etcd $ETCD_VERSION: healthy, leader $ETCD_leader, reads on follower $ETCD_follower"
 
 # ---- preload the read keys and check a sample of each workload
-$PY preload-craftd "$CRAFTD_leader" $NREAD || die "craftd preload failed"
+$PYC preload-craftd "$CRAFTD_leader" $NREAD || die "craftd preload failed"
 $PY preload-etcd "$ETCD_leader" $NREAD || die "etcd preload failed"
-$PY check-craftd "$CRAFTD_leader" "$CRAFTD_follower" $NREAD || die "craftd sample check failed"
+$PYC check-craftd "$CRAFTD_leader" "$CRAFTD_follower" $NREAD || die "craftd sample check failed"
 $PY check-etcd "$ETCD_leader" "$ETCD_follower" $NREAD || die "etcd sample check failed"
 
 # ---- wrk runs, interleaved
@@ -171,7 +196,7 @@ WRK="wrk -t$THREADS -c$CONNS -d${DUR}s --latency"
 run_wrk() { # name round url script [VAR=value...]
     name=$1; round=$2; url=$3; script=$4; shift 4
     say "round $round: $name"
-    env BENCH_RUN="$round" BENCH_NREAD=$NREAD "$@" \
+    env BENCH_RUN="$round" BENCH_NREAD=$NREAD BENCH_AUTHZ="$AUTHZ" "$@" \
         $WRK -s "$BENCH_DIR/$script" "$url" >"$OUT/$name.$round.txt" 2>&1 ||
         say "wrk failed for $name round $round: $(tail -3 "$OUT/$name.$round.txt")"
     grep '^BENCHJSON ' "$OUT/$name.$round.txt" | sed 's/^BENCHJSON //' >"$OUT/$name.$round.json" || true
@@ -208,9 +233,9 @@ while [ $r -le "$ROUNDS" ]; do
 done
 
 # were the clusters still whole after the load?
-$PY wait-craftd-quick 3 "$C0" "$C1" "$C2" >"$OUT/craftd_after.txt" 2>&1 ||
+$PYC wait-craftd-quick 3 "$C0" "$C1" "$C2" >"$OUT/craftd_after.txt" 2>&1 ||
     say "craftd cluster not healthy after the wrk runs"
-curl -s $CURL_TLS "$S://$C0/status" >"$OUT/craftd_status_after.json" 2>/dev/null || true
+curl -s $CURL_TLS ${AUTH:+-u bench:bench-pass} "$S://$C0/status" >"$OUT/craftd_status_after.json" 2>/dev/null || true
 for i in 0 1 2; do
     grep -E ' (WARN|ERROR) ' "$T/craftd$i.log" | head -20 >"$OUT/craftd$i.warn" || true
 done
@@ -235,6 +260,6 @@ if [ -z "${BENCH_SKIP_ETCD_RSS:-}" ]; then
 fi
 
 # ---- report
-python3 "$BENCH_DIR/report.py" "$OUT" "$RESULTS" "tls=${TLS:+1}" \
+python3 "$BENCH_DIR/report.py" "$OUT" "$RESULTS" "tls=${TLS:+1}" "auth=${AUTH:+1}" \
     "conns=$CONNS" "threads=$THREADS" "duration=$DUR" "rounds=$ROUNDS" "nread=$NREAD" \
-    "nkeys=$NKEYS" "craftd_flags=$CFLAGS_EXTRA" "etcd_version=$ETCD_VERSION" "craftd=$CRAFTD"
+    "nkeys=$NKEYS" "craftd_flags=$CFLAGS_PLAIN" "etcd_version=$ETCD_VERSION" "craftd=$CRAFTD"
