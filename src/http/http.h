@@ -5,8 +5,11 @@
  * of keys, read levels, JSON bodies, size limits) and hands valid ones to
  * the node through struct http_handlers. The node answers with one of the
  * http_reply_* calls, at once or later (after a Raft commit) on the same loop.
- * Only src/http includes h2o headers; nothing h2o leaks through this one.
- * The HTTP API as users see it is in docs/http-api.md.
+ * With an auth_db (auth/auth.h) every request is checked first (HTTP Basic,
+ * the route's role); with TLS files the port speaks HTTPS only. It also
+ * holds the TLS side of the node's own requests to members (http_tls_*).
+ * Only src/http includes h2o and OpenSSL headers; nothing of either leaks
+ * through this one. The HTTP API as users see it is in docs/http-api.md.
  *
  * Threading: every function here, and every handler, runs on the thread of
  * the uv loop given in http_opts (the node's loop). Nothing is locked. The
