@@ -383,3 +383,67 @@ def test_readable_auth_file_warns(cluster, auth_file, tmp_path):
     node = cluster.add("node0", extra=["-auth-file", str(p)]).start()
     wait_until("node0 serving", lambda: node_status(node) is not None, 10)
     assert "group or others may read or change it" in node.log_text()
+
+
+def test_wrong_password_flood_keeps_the_leader(cluster, tmp_path):
+    """Wrong passwords against a yescrypt user (about 20 ms a check) from 8
+    connections for 6 s: past the hash budget they get 429 without a check,
+    so the leader keeps leading (same term), writes with cached credentials
+    go on, and the log stays short."""
+    if shutil.which("mkpasswd") is None:
+        pytest.skip("needs mkpasswd (package whois) for a yescrypt hash")
+    h = subprocess.run(["mkpasswd", "-m", "yescrypt", "-s"], input="y-pass", check=True,
+                       capture_output=True, text=True).stdout.strip()
+    users = tmp_path / "users"
+    users.write_text(f"admin:{openssl_hash('a-pass')}:admin\n"
+                     f"reader:{openssl_hash('r-pass')}:read\nyes:{h}:write\n")
+    os.chmod(users, 0o600)
+    nodes = start_auth_cluster(cluster, str(users))
+    leader = leader_of(nodes)
+    term0 = node_status(leader, user="admin")["term"]
+    assert req(leader.haddr, "POST", "/key", {"w": "0"}, user="yes",
+               password="y-pass").status == 200  # cached from now on
+    import threading
+    stop = time.monotonic() + 6.0
+    counts = {401: 0, 429: 0, "other": 0}
+    lock = threading.Lock()
+
+    def flood():
+        host, port = split_addr(leader.haddr)
+        conn = httpclient.HTTPConnection(host, port, timeout=5)
+        hdr = {"Authorization": basic("yes", "not-it")}
+        while time.monotonic() < stop:
+            try:
+                conn.request("GET", "/key/w", headers=hdr)
+                r = conn.getresponse()
+                r.read()
+                k = r.status if r.status in (401, 429) else "other"
+            except (OSError, httpclient.HTTPException):
+                conn.close()
+                conn = httpclient.HTTPConnection(host, port, timeout=5)
+                k = "other"
+            with lock:
+                counts[k] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=flood) for _ in range(8)]
+    for t in threads:
+        t.start()
+    slowest, writes = 0.0, 0
+    while time.monotonic() < stop:
+        t0 = time.monotonic()
+        r = req(leader.haddr, "POST", "/key", {"w": str(writes)}, user="yes", password="y-pass")
+        assert r.status == 200, r
+        slowest = max(slowest, time.monotonic() - t0)
+        writes += 1
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    st = node_status(leader, user="admin")
+    assert leader_id(st) == leader.id and st["term"] == term0, st
+    assert counts[429] > 10 * counts[401], counts  # most never reached a hash
+    assert counts[401] <= 8 + 6 * 10 + 5, counts  # the budget: 8, then 10 a second
+    assert slowest < 1.0, slowest
+    refused = [ln for ln in leader.log_text().splitlines() if "http: " in ln and "refused" in ln]
+    assert len(refused) <= 10, refused[-3:]
+    print(f"flood: {counts}, {writes} writes meanwhile, slowest {slowest * 1000:.0f} ms")
