@@ -34,7 +34,7 @@ LINCHECK  = $(if $(wildcard tests/lincheck/main.c),$(O)/lincheck)
 SIM       = $(if $(wildcard tests/sim/*.c),$(O)/sim)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench run deps clean
+.PHONY: all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -168,6 +168,11 @@ fuzz:
 
 bench: all
 	@sh bench/run.sh
+	@sh bench/peer_tls.sh
+
+# Write throughput over plain TCP and over peer TLS (bench/PEER_TLS.md).
+bench-peer-tls: all
+	@sh bench/peer_tls.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

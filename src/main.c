@@ -192,6 +192,9 @@ int main(int argc, char **argv)
         .tls_key = f.tls_key,
         .tls_client_ca = f.tls_client_ca,
         .join_ca = f.join_ca,
+        .peer_tls_cert = f.peer_tls_cert,
+        .peer_tls_key = f.peer_tls_key,
+        .peer_tls_ca = f.peer_tls_ca,
         .log = &d.log,
     };
     CRAFT_INFO(&d.log, "craftd %s starting: http %s, raft %s, data %s%s%s%s", CRAFT_VERSION,

@@ -49,6 +49,12 @@ static const struct flag_def DEFS[] = {
      "debug, info, warn or error (default \"info\")"},
     {"max-body", K_UINT, FIELD(max_body), 1, SIZE_MAX, "bytes",
      "largest accepted HTTP request body (default 1048576)"},
+    {"peer-tls-ca", K_STR, FIELD(peer_tls_ca), 0, 0, "file",
+     "CA (PEM) that peers' certificates must chain to; with -peer-tls-cert and -peer-tls-key"},
+    {"peer-tls-cert", K_STR, FIELD(peer_tls_cert), 0, 0, "file",
+     "this node's certificate (PEM), naming its -id: mutual TLS between nodes"},
+    {"peer-tls-key", K_STR, FIELD(peer_tls_key), 0, 0, "file",
+     "the private key (PEM) of -peer-tls-cert"},
     {"raddr", K_ADDR, FIELD(raddr), 0, 0, "addr",
      "Raft bind address, announced to peers (default \"localhost:12000\")"},
     {"request-timeout-ms", K_UINT, FIELD(request_timeout_ms), 1, UINT32_MAX, "N",
@@ -241,6 +247,20 @@ enum flags_outcome flags_parse(int argc, char *const argv[], struct flags *f, ch
         f->id = f->raddr;
     if (f->join != NULL && f->join[0] == '\0')
         f->join = NULL;
+
+    /* Peer TLS takes all three files or none. */
+    const char **tls[3] = {&f->peer_tls_cert, &f->peer_tls_key, &f->peer_tls_ca};
+    static const char *const tls_names[3] = {"-peer-tls-cert", "-peer-tls-key",
+                                             "-peer-tls-ca"};
+    for (int k = 0; k < 3; k++)
+        if (*tls[k] != NULL && (*tls[k])[0] == '\0')
+            *tls[k] = NULL;
+    for (int k = 0; k < 3; k++) {
+        if (*tls[k] == NULL && (*tls[0] || *tls[1] || *tls[2]))
+            return fail(err, errcap, "peer TLS needs %s too (give "
+                        "-peer-tls-cert, -peer-tls-key and -peer-tls-ca together)",
+                        tls_names[k]);
+    }
 
     if (i >= argc || argv[i][0] == '\0') {
         snprintf(err, errcap, "no data directory specified");

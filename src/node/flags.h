@@ -54,6 +54,9 @@ struct flags {
     const char *tls_cert;         /* -tls-cert PEM; NULL: plain HTTP */
     const char *tls_key;          /* -tls-key PEM */
     const char *tls_client_ca;    /* -tls-client-ca PEM; NULL: no client certificates */
+    /* -peer-tls-cert, -peer-tls-key, -peer-tls-ca: all three or none
+     * (flags_parse refuses some without the others), NULL when absent. */
+    const char *peer_tls_cert, *peer_tls_key, *peer_tls_ca;
 };
 
 /* Parses argv[1..argc-1] into *f (argv[0] is the program name). On

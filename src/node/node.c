@@ -186,7 +186,11 @@ static int start_services(struct node *n)
                            .seed = n->raft_id,
                            .log = &n->log,
                            .on_frame = on_frame,
-                           .ud = n};
+                           .ud = n,
+                           .tls_cert = n->o.peer_tls_cert,
+                           .tls_key = n->o.peer_tls_key,
+                           .tls_ca = n->o.peer_tls_ca,
+                           .self_incarnation = n->ident.incarnation};
     rv = peer_transport_start(&n->peers, &po);
     if (rv)
         return rv;
@@ -273,7 +277,17 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
     if (n->o.snapshot_threshold == 0)
         n->o.snapshot_threshold = 8192;
     n->next_req = 1;
-    int rv = node__httpc_setup(n);
+    int rv = 0;
+    if (o->peer_tls_cert || o->peer_tls_key || o->peer_tls_ca) {
+        /* Before the data directory is touched: a bad file stops us here. */
+        char why[512];
+        rv = peer_tls_check(o->peer_tls_cert, o->peer_tls_key,
+                            o->peer_tls_ca, o->id, why, sizeof why);
+        if (rv)
+            CRAFT_ERROR(&n->log, "%s", why);
+    }
+    if (rv == 0)
+        rv = node__httpc_setup(n);
     if (rv == 0)
         rv = start_core(n);
     if (rv == 0)

@@ -39,6 +39,8 @@ struct node_opts {
                               NULL (see http_opts) */
     const char *join_ca;   /* CAs trusted for members' HTTPS; NULL:
                               tls_client_ca, else the system's */
+    const char *peer_tls_cert, *peer_tls_key, *peer_tls_ca; /* PEM files for
+                              mutual TLS between nodes; NULL: plain TCP */
     const struct craft_logger *log;
 };
 

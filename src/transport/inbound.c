@@ -8,6 +8,7 @@
 #include "common/endian.h"
 #include "common/error.h"
 #include "transport/internal.h"
+#include "transport/tls.h"
 
 /* Read at least this much per read call. */
 #define READ_CHUNK (64u << 10)
@@ -46,6 +47,7 @@ static void on_in_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     t->st.conns_open--;
     peer__buf_free(&c->rbuf);
+    peer__tlsc_free(c->tls);
     craft_free(c);
     peer__unref(t);
 }
@@ -94,7 +96,7 @@ static void refuse_dialer(struct peer__in *c, const struct peer__hello *h,
     uint8_t out[PEER__REFUSAL_LEN];
     peer__refusal_encode(out, &rec);
     uv_buf_t b = uv_buf_init((char *)out, sizeof out);
-    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    (void)peer__conn_try_write(c->tls, (uv_stream_t *)&c->tcp, &b, 1);
     char name[80];
     in_name(c, name, sizeof name);
     t->st.conns_refused++;
@@ -139,6 +141,16 @@ static int read_hello(struct peer__in *c)
         reject(c, err, c->rbuf.len >= PEER__HELLO_LEN ? "bad handshake"
                                                        : "bad handshake magic");
         return err;
+    }
+    /* peer TLS: the certificate must name the claimed sender. */
+    if (c->tls != NULL) {
+        char addr[80];
+        in_name(c, addr, sizeof addr);
+        if (!peer__tlsc_binds(c->tls, h.sender, addr)) {
+            t->st.conns_rejected++;
+            peer__in_close(c);
+            return CRAFT_EINVAL;
+        }
     }
     if (t->cluster_id != 0 && h.cluster != 0 && h.cluster != t->cluster_id) {
         refuse_dialer(c, &h, PEER_REFUSED_CLUSTER);
@@ -230,6 +242,33 @@ static void on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     dispatch(c);
 }
 
+/* peer TLS: ciphertext comes here and goes through the shim to the two
+ * callbacks above. */
+static void on_tls_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct peer__in *c = h->data;
+    peer__tlsc_on_alloc(c->tls, buf);
+}
+
+static void on_tls_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct peer__in *c = s->data;
+    if (!c->closing)
+        peer__tlsc_on_read(c->tls, nread, buf, on_in_alloc, on_in_read);
+}
+
+static int read_start(struct peer__in *c)
+{
+    if (c->t->tls == NULL)
+        return uv_read_start((uv_stream_t *)&c->tcp, on_in_alloc, on_in_read);
+    int err = peer__tlsc_new(&c->tls, c->t, (uv_stream_t *)&c->tcp, true, 0,
+                             NULL, NULL);
+    if (err == 0)
+        err = uv_read_start((uv_stream_t *)&c->tcp, on_tls_alloc,
+                            on_tls_read);
+    return err;
+}
+
 static void refuse(struct peer_transport *t);
 
 static void on_spare_closed(uv_handle_t *h)
@@ -283,7 +322,7 @@ static void on_connection(uv_stream_t *server, int status)
     t->st.conns_open++;
     int err = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (err == 0)
-        err = uv_read_start((uv_stream_t *)&c->tcp, on_in_alloc, on_in_read);
+        err = read_start(c);
     if (err) {
         CRAFT_WARN(t->log, "peer listener: accept: %s", peer_strerror(err));
         peer__in_close(c);

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "common/crc32c.h"
+#include "common/ratelimit.h"
 #include "transport/transport.h"
 
 /* ---- wire format (wire.c) ---- */
@@ -119,6 +120,8 @@ struct peer__out {
                                  refusal (PEER__REFUSAL_LEN bytes) */
     size_t sink_len;
     struct peer_stats st;
+    struct peer__tlsc *tls;   /* peer TLS of this connection, or NULL
+                                 (tls.h); set from connect to close */
 };
 
 struct peer__out *peer__out_new(struct peer_transport *t, uint64_t id,
@@ -142,6 +145,7 @@ struct peer__in {
     bool hello_done;
     bool closing;
     uint64_t from;            /* sender id, once hello_done */
+    struct peer__tlsc *tls;   /* peer TLS of this connection, or NULL */
 };
 
 int peer__listen(struct peer_transport *t, const char *addr);
@@ -181,6 +185,12 @@ struct peer_transport {
     void (*close_cb)(void *);
     void *close_ud;
     struct peer_transport_stats st;
+    /* Peer TLS (tls.h): NULL when off. */
+    struct peer__tls_ctx *tls;
+    uint64_t self_incarnation; /* sent in the TLS handshake */
+    uint8_t *tls_in;          /* ciphertext read buffer, PEER__TLS_IN bytes,
+                                 shared by all connections (tlsconn.c) */
+    struct craft_ratelimit tls_rl; /* failed sessions' log lines */
 };
 
 /* Run peer__out_flush on every peer at the end of this loop iteration. */

@@ -15,6 +15,7 @@
 #include "common/alloc.h"
 #include "common/error.h"
 #include "transport/internal.h"
+#include "transport/tls.h"
 
 /* Buffers bigger than this are freed once written, not kept for reuse. */
 #define KEEP_BYTES (4u << 20)
@@ -92,6 +93,8 @@ static void on_tcp_closed(uv_handle_t *h)
 {
     struct peer__out *p = h->data;
     p->tcp_open = false;
+    peer__tlsc_free(p->tls);
+    p->tls = NULL;
     p->refs--;
     if (p->removed) {
         maybe_free(p);
@@ -183,8 +186,8 @@ void peer__out_flush(struct peer__out *p)
         bufs[n++] = uv_buf_init((char *)p->flight.data,
                                 (unsigned)p->flight.len);
     p->wreq.data = p;
-    int err = uv_write(&p->wreq, (uv_stream_t *)&p->tcp, bufs, n,
-                       on_written);
+    int err = peer__conn_write(p->tls, &p->wreq, (uv_stream_t *)&p->tcp,
+                               bufs, n, on_written);
     if (err) {
         drop_flight(p);
         out_fail(p, err, "write");
@@ -289,6 +292,65 @@ static void set_socket_options(struct peer__out *p)
     }
 }
 
+static void connected(struct peer__out *p);
+
+/* ---- peer TLS: the handshake runs before the connection counts as
+ * connected (under the connect deadline); then the sink callbacks get the
+ * plaintext and writes go through the shim (tls.h). ---- */
+static void on_tls_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct peer__out *p = h->data;
+    peer__tlsc_on_alloc(p->tls, buf);
+}
+
+/* A session the peer ended with a TLS alert (it refused our certificate,
+ * logged by the shim, rate-limited) is a refusal: reconnects stay quiet. */
+static void on_tls_plain_read(uv_stream_t *s, ssize_t nread,
+                              const uv_buf_t *buf)
+{
+    struct peer__out *p = s->data;
+    if (nread == UV_ECONNABORTED)
+        p->refused = true;
+    on_sink_read(s, nread, buf);
+}
+
+static void on_tls_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct peer__out *p = s->data;
+    if (p->tls != NULL && p->state != PEER__CLOSING)
+        peer__tlsc_on_read(p->tls, nread, buf, on_sink_alloc,
+                           on_tls_plain_read);
+}
+
+static void on_tls_ready(void *ud, int status)
+{
+    struct peer__out *p = ud;
+    if (p->state != PEER__CONNECTING)
+        return;
+    if (status < 0) {
+        out_fail(p, status, "TLS handshake");
+        return;
+    }
+    uv_timer_stop(&p->timer);
+    connected(p);
+}
+
+static void tls_start(struct peer__out *p)
+{
+    struct peer_transport *t = p->t;
+    int err = peer__tlsc_new(&p->tls, t, (uv_stream_t *)&p->tcp, false,
+                             p->tag, on_tls_ready, p);
+    if (err == 0)
+        err = uv_read_start((uv_stream_t *)&p->tcp, on_tls_alloc,
+                            on_tls_read);
+    if (err) {
+        out_fail(p, err, "TLS start");
+        return;
+    }
+    uv_timer_start(&p->timer, on_timer, t->connect_timeout_ms, 0);
+}
+/* ---- */
+
 static void on_connected(uv_connect_t *req, int status)
 {
     struct peer__out *p = req->data;
@@ -300,12 +362,21 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     set_socket_options(p);
+    if (p->t->tls != NULL) {
+        tls_start(p); /* goes on in on_tls_ready */
+        return;
+    }
     int err = uv_read_start((uv_stream_t *)&p->tcp, on_sink_alloc,
                             on_sink_read);
     if (err) {
         out_fail(p, err, "read start");
         return;
     }
+    connected(p);
+}
+
+static void connected(struct peer__out *p)
+{
     const struct peer_transport *t = p->t;
     /* After a refusal, reconnects are not news: the refusal was. */
     craft_log(t->log, p->refused ? CRAFT_LOG_DEBUG : CRAFT_LOG_INFO,

@@ -1,11 +1,14 @@
 /* The transport object: start, the peer table, sending, stats, and the
  * asynchronous close that waits for every handle of every part. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/alloc.h"
 #include "common/error.h"
+#include "common/member_id.h"
 #include "transport/internal.h"
+#include "transport/tls.h"
 
 static int parse_bind_host(struct peer_transport *t, const char *host)
 {
@@ -49,6 +52,46 @@ static void set_options(struct peer_transport *t, const struct peer_opts *o)
     t->ud = o->ud;
 }
 
+/* Peer TLS, if all three files are given: load them now, so that a bad
+ * file stops the node at start with the reason. */
+static int start_tls(struct peer_transport *t, const struct peer_opts *o)
+{
+    bool any = o->tls_cert || o->tls_key || o->tls_ca;
+    if (!any)
+        return 0;
+    char why[512];
+    int err = peer__tls_ctx_new(&t->tls, o->tls_cert, o->tls_key, o->tls_ca,
+                                why, sizeof why);
+    if (err) {
+        CRAFT_ERROR(t->log, "%s", why);
+        return err;
+    }
+    t->tls_in = craft_malloc(PEER__TLS_IN);
+    if (t->tls_in == NULL)
+        return CRAFT_ENOMEM;
+    t->self_incarnation = o->self_incarnation;
+    craft_ratelimit_init(&t->tls_rl, 10000, 5);
+    CRAFT_INFO(t->log, "peer TLS on (certificate %s, CA %s)", o->tls_cert,
+               o->tls_ca);
+    return 0;
+}
+
+int peer_tls_check(const char *cert, const char *key, const char *ca,
+                   const char *name, char *err, size_t errlen)
+{
+    struct peer__tls_ctx *ctx = NULL;
+    int rc = peer__tls_ctx_new(&ctx, cert, key, ca, err, errlen);
+    if (rc == 0 && name != NULL &&
+        !peer__tls_ctx_has_tag(ctx, craft_member_id(name, 0))) {
+        snprintf(err, errlen, "peer TLS certificate %s does not name this "
+                 "node (-id %s) as a DNS subject alternative name or CN: "
+                 "every peer would refuse it", cert, name);
+        rc = CRAFT_EINVAL;
+    }
+    peer__tls_ctx_free(ctx);
+    return rc;
+}
+
 /* The flusher runs after each loop iteration's callbacks, so everything
  * sent during one iteration goes out in one write per peer. A caller that
  * sends from its own check handle flushes itself (peer_transport_flush):
@@ -83,6 +126,8 @@ void peer__unref(struct peer_transport *t)
         return;
     void (*cb)(void *) = t->close_cb;
     void *ud = t->close_ud;
+    peer__tls_ctx_free(t->tls);
+    craft_free(t->tls_in);
     craft_free(t);
     if (cb != NULL)
         cb(ud);
@@ -98,7 +143,11 @@ int peer_transport_start(struct peer_transport **out,
         return CRAFT_ENOMEM;
     set_options(t, o);
     int err = parse_bind_host(t, o->bind_host);
+    if (err == 0)
+        err = start_tls(t, o);
     if (err) {
+        peer__tls_ctx_free(t->tls);
+        craft_free(t->tls_in);
         craft_free(t);
         return err;
     }

@@ -101,6 +101,14 @@ struct peer_opts {
     const struct craft_logger *log; /* NULL = silent */
     peer_frame_cb on_frame;   /* required */
     void *ud;                 /* passed to on_frame */
+    /* Mutual TLS on every peer connection (docs/security.md): all three
+     * PEM files, or none (NULL: plain TCP). Each side's certificate must
+     * chain to tls_ca and name its node (a DNS subject alternative name or
+     * the CN): a dialer accepts only the node whose tag it dials, an
+     * acceptor only a dialer whose claimed id is craft_member_id(a name of
+     * its certificate, the incarnation it sends in the TLS handshake). */
+    const char *tls_cert, *tls_key, *tls_ca;
+    uint64_t self_incarnation; /* sent in the TLS handshake (with TLS) */
 };
 
 /* Counters for one outgoing peer (for /status). */
@@ -140,6 +148,14 @@ int peer_parse_addr(const char *addr, char *host, size_t hostlen,
 /* A message for any error this module returns or records (craft_strerror
  * plus libuv's resolver codes). Never NULL. */
 const char *peer_strerror(int err);
+
+/* Load the three peer TLS files as peer_transport_start would and say
+ * what is wrong with them, also a certificate that does not name this
+ * node (name: its -id; NULL: not checked): 0, or CRAFT_EINVAL with a
+ * one-line reason in err (CRAFT_ENOMEM). For a check at start, before
+ * anything else. */
+int peer_tls_check(const char *cert, const char *key, const char *ca,
+                   const char *name, char *err, size_t errlen);
 
 /* Create the transport and start listening. On success *out owns the
  * transport until peer_transport_close. Returns 0, CRAFT_EINVAL (bad opts or

@@ -225,6 +225,29 @@ static void test_addresses_not_empty(void **state)
     assert_bad(&f, parse(&f, "-raddr", "", "d", NULL), "-raddr");
 }
 
+/* Peer TLS takes its three files together, or none (empty = none). */
+static void test_peer_tls_all_or_none(void **state)
+{
+    struct flags f;
+    assert_int_equal(parse(&f, "d", NULL), FLAGS_RUN);
+    assert_null(f.peer_tls_cert);
+    assert_int_equal(parse(&f, "-peer-tls-cert", "c.pem", "-peer-tls-key", "k.pem",
+                           "-peer-tls-ca", "ca.pem", "d", NULL), FLAGS_RUN);
+    assert_string_equal(f.peer_tls_cert, "c.pem");
+    assert_string_equal(f.peer_tls_key, "k.pem");
+    assert_string_equal(f.peer_tls_ca, "ca.pem");
+    assert_bad(&f, parse(&f, "-peer-tls-cert", "c.pem", "-peer-tls-key", "k.pem", "d", NULL),
+               "needs -peer-tls-ca");
+    assert_bad(&f, parse(&f, "-peer-tls-ca", "ca.pem", "d", NULL), "needs -peer-tls-cert");
+    assert_bad(&f, parse(&f, "-peer-tls-cert=", "-peer-tls-key", "k.pem",
+                         "-peer-tls-ca", "ca.pem", "d", NULL), "needs -peer-tls-cert");
+    assert_int_equal(parse(&f, "-peer-tls-cert=", "-peer-tls-key=", "-peer-tls-ca=", "d",
+                           NULL), FLAGS_RUN);
+    assert_null(f.peer_tls_cert);
+    assert_null(f.peer_tls_key);
+    assert_null(f.peer_tls_ca);
+}
+
 static void test_log_level(void **state)
 {
     struct flags f;
@@ -352,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_exit_codes),
         cmocka_unit_test(test_small_err_buffer),
         cmocka_unit_test(test_usage_lists_every_flag),
+        cmocka_unit_test(test_peer_tls_all_or_none),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -409,6 +409,16 @@ static void write_all(const char *path, const uint8_t *b, size_t len)
     close(fd);
 }
 
+/* The segment file of (seq, first) in dir, holding len bytes of b. */
+static void write_segment_file(const char *dir, uint64_t seq, uint64_t first,
+                               const uint8_t *b, size_t len)
+{
+    char name[64], path[256];
+    stor__seg_name(name, sizeof name, seq, first);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    write_all(path, b, len);
+}
+
 /* A state file holding st (gen >= 1) in its slot, and st with gen - 1 in
  * the other. */
 static void write_state(const char *dir, const struct stor__state *st)
@@ -976,10 +986,7 @@ static void write_segment(const char *dir, uint64_t seq, uint64_t first,
     size_t off = STOR__SEG_CREATE;
     for (size_t i = 0; i < n; i++)
         off += put_rec_ents(buf + off, salt, firsts[i], counts[i]);
-    char name[64], path[256];
-    stor__seg_name(name, sizeof name, seq, first);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    write_all(path, buf, off);
+    write_segment_file(dir, seq, first, buf, off);
 }
 
 static void test_corruption_refused(void **state)
@@ -2024,10 +2031,7 @@ static void write_segment_v1(const char *dir, uint64_t seq, uint64_t first,
     stor__rec_seal(buf + off, STOR__REC_HS, 24, salt);
     off += STOR__REC_HDR + 24;
     off += put_rec_ents(buf + off, salt, from, count);
-    char name[64], path[256];
-    stor__seg_name(name, sizeof name, seq, first);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    write_all(path, buf, off);
+    write_segment_file(dir, seq, first, buf, off);
 }
 
 /* A directory from before the state file (segments of format 1 only) is
