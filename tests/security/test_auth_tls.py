@@ -447,3 +447,35 @@ def test_wrong_password_flood_keeps_the_leader(cluster, tmp_path):
     refused = [ln for ln in leader.log_text().splitlines() if "http: " in ln and "refused" in ln]
     assert len(refused) <= 10, refused[-3:]
     print(f"flood: {counts}, {writes} writes meanwhile, slowest {slowest * 1000:.0f} ms")
+
+
+def test_everything_on(cluster, pki, auth_file, tmp_path):
+    """Peer TLS, client TLS with client certificates, and users together:
+    three nodes join over HTTPS showing their node certificate and the admin
+    credentials, replicate over peer TLS, and roles still hold."""
+    peer = str(tmp_path / "peer")
+    subprocess.run(["sh", os.path.join(os.path.dirname(__file__), "peer_tls_certs.sh"), peer,
+                    "peer-ca", "node0", "node1", "node2"], check=True)
+
+    def flags(name):
+        return (["-peer-tls-cert", f"{peer}/{name}.pem", "-peer-tls-key", f"{peer}/{name}.key",
+                 "-peer-tls-ca", f"{peer}/peer-ca.pem"] + tls_flags(pki, client_ca=True))
+    common = ["-auth-file", auth_file, "-join-user", "admin:a-pass"]
+    tls = client_tls(pki, cert="client")
+    nodes = [cluster.add("node0", extra=common + flags("node0")).start()]
+    wait_voters(cluster, nodes, tls=tls)
+    for i in (1, 2):
+        nodes.append(cluster.add(f"node{i}", join=nodes[0].haddr,
+                                 extra=common + flags(f"node{i}")).start())
+        wait_voters(cluster, nodes, tls=tls)
+    follower = next(n for n in nodes if n is not leader_of(nodes, tls=tls))
+    r = req(follower.haddr, "POST", "/key", {"all": "on"}, user="writer", tls=tls)
+    assert r.status == 200, r
+    for n in nodes:
+        r = req(n.haddr, "GET", "/key/all?level=linearizable", user="reader", tls=tls)
+        assert r.status == 200 and r.json() == {"all": "on"}, (n.name, r)
+    assert_401(req(follower.haddr, "GET", "/key/all", tls=tls))
+    assert_403(req(follower.haddr, "POST", "/transfer", {"id": "node0"}, user="writer",
+                   tls=tls), "admin")
+    with pytest.raises((ssl.SSLError, OSError, httpclient.HTTPException)):
+        req(follower.haddr, "GET", "/status", user="reader", tls=client_tls(pki), timeout=3.0)
