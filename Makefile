@@ -132,7 +132,7 @@ run: deps
 # for FUZZ_RUNS executions if set. FUZZ_TARGETS picks some (docs/testing.md).
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS    ?=
-FUZZ_TARGETS ?= msg recover snap kvcmd
+FUZZ_TARGETS ?= msg recover snap kvcmd peer
 FUZZ_CC      ?= clang
 FUZZ_WARN     = -g -O1 -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
                 -D_GNU_SOURCE -Isrc -Itests -fno-omit-frame-pointer
@@ -145,6 +145,8 @@ FUZZ_SRCS_msg     = src/raft/codec.c
 FUZZ_SRCS_recover = $(FUZZ_STORAGE)
 FUZZ_SRCS_snap    = $(FUZZ_STORAGE) $(FUZZ_KV)
 FUZZ_SRCS_kvcmd   = $(FUZZ_KV)
+FUZZ_SRCS_peer    = src/transport/wire.c
+FUZZ_LIBS_peer    = -lcrypto -luv
 fuzz:
 	@mkdir -p build-fuzz/corpus
 	@for t in $(FUZZ_TARGETS); do \
@@ -152,15 +154,17 @@ fuzz:
 	  case $$t in \
 	  msg) src="$(FUZZ_SRCS_msg)";; recover) src="$(FUZZ_SRCS_recover)";; \
 	  snap) src="$(FUZZ_SRCS_snap)";; kvcmd) src="$(FUZZ_SRCS_kvcmd)";; \
+	  peer) src="$(FUZZ_SRCS_peer)"; libs="$(FUZZ_LIBS_peer)";; \
 	  *) echo "unknown fuzz target $$t"; exit 1;; esac; \
 	  $(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c \
-	    $$src $(FUZZ_COMMON) || exit 1; \
+	    $$src $(FUZZ_COMMON) $$libs || exit 1; libs=; \
 	done
 	$(FUZZ_CC) $(FUZZ_WARN) -fsanitize=address,undefined -o build-fuzz/fuzz_seeds \
 	  tests/fuzz/fuzz_seeds.c $(FUZZ_STORAGE) $(FUZZ_KV) $(FUZZ_COMMON)
 	build-fuzz/fuzz_seeds build-fuzz/corpus
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build-fuzz/corpus/$$t; \
+	  if [ $$t = peer ]; then python3 tests/fuzz/peer_seeds.py build-fuzz/corpus/peer; fi; \
 	  echo "FUZZ $$t: $(FUZZ_LIMIT)"; \
 	  build-fuzz/fuzz_$$t $(FUZZ_LIMIT) -print_final_stats=1 \
 	    -artifact_prefix=build-fuzz/$$t- build-fuzz/corpus/$$t || exit 1; \

@@ -125,6 +125,20 @@ int main(int argc, char **argv)
         return flags_exit_code(o);
     }
 
+    /* The token: copied out of argv, whose copy is then overwritten so
+     * that it does not show in ps or /proc/<pid>/cmdline. */
+    char *token = NULL;
+    const char *tsrc = f.cluster_token ? f.cluster_token : getenv("CRAFTD_CLUSTER_TOKEN");
+    if (tsrc != NULL && tsrc[0] != '\0') {
+        token = strdup(tsrc);
+        if (token == NULL) {
+            fprintf(stderr, "craftd: out of memory\n");
+            return 1;
+        }
+        if (f.cluster_token != NULL)
+            memset((char *)f.cluster_token, 'x', strlen(f.cluster_token));
+    }
+
     struct daemon d = {.id = f.id};
     d.log = (struct craft_logger){.fn = log_sink, .ud = &d, .min_level = f.log_level};
     signal(SIGPIPE, SIG_IGN);
@@ -195,17 +209,25 @@ int main(int argc, char **argv)
         .peer_tls_cert = f.peer_tls_cert,
         .peer_tls_key = f.peer_tls_key,
         .peer_tls_ca = f.peer_tls_ca,
+        .cluster_token = token,
+        .peer_max_conns = f.peer_max_conns,
+        .peer_max_unauth_conns = f.peer_max_unauth_conns,
         .log = &d.log,
     };
-    CRAFT_INFO(&d.log, "craftd %s starting: http %s, raft %s, data %s%s%s%s", CRAFT_VERSION,
+    CRAFT_INFO(&d.log, "craftd %s starting: http %s, raft %s, data %s%s%s%s%s", CRAFT_VERSION,
                f.haddr, f.raddr, f.dir, f.inmem ? " (log in memory)" : "",
-               f.join ? ", joining " : "", f.join ? f.join : "");
+               f.join ? ", joining " : "", f.join ? f.join : "",
+               token ? ", peers authenticated by the cluster token" : "");
 
     uv_loop_t *loop = uv_default_loop();
     rc = node_start(loop, &opts, &d.node);
     if (join_user != NULL) { /* the node keeps its own encoded copy */
         explicit_bzero(join_user, strlen(join_user));
         free(join_user);
+    }
+    if (token != NULL) { /* the transport keeps only a key derived from it */
+        explicit_bzero(token, strlen(token));
+        free(token);
     }
     if (rc != 0) {
         CRAFT_ERROR(&d.log, "cannot start: %s", craft_strerror(rc));

@@ -31,6 +31,9 @@ struct flag_def {
 static const struct flag_def DEFS[] = {
     {"auth-file", K_ADDR, FIELD(auth_file), 0, 0, "file",
      "users and roles, user:crypt-hash:role a line (default: no authentication)"},
+    {"cluster-token", K_STR, FIELD(cluster_token), 0, 0, "secret",
+     "shared secret that authenticates peer connections (default: "
+     "$CRAFTD_CLUSTER_TOKEN; none: the Raft port is open to anyone)"},
     {"election-ticks", K_UINT, FIELD(election_ticks), 2, 1000000, "N",
      "ticks without a leader before an election (default 20)"},
     {"haddr", K_ADDR, FIELD(haddr), 0, 0, "addr", "HTTP bind address (default \"localhost:11000\")"},
@@ -49,6 +52,11 @@ static const struct flag_def DEFS[] = {
      "debug, info, warn or error (default \"info\")"},
     {"max-body", K_UINT, FIELD(max_body), 1, SIZE_MAX, "bytes",
      "largest accepted HTTP request body (default 1048576)"},
+    {"peer-max-conns", K_UINT, FIELD(peer_max_conns), 1, 100000, "N",
+     "inbound peer connections at most (default 64)"},
+    {"peer-max-unauth-conns", K_UINT, FIELD(peer_max_unauth_conns), 1, 100000, "N",
+     "of them still in their handshake at most; the oldest is closed for a new one "
+     "(default 16)"},
     {"peer-tls-ca", K_STR, FIELD(peer_tls_ca), 0, 0, "file",
      "CA (PEM) that peers' certificates must chain to; with -peer-tls-cert and -peer-tls-key"},
     {"peer-tls-cert", K_STR, FIELD(peer_tls_cert), 0, 0, "file",
@@ -85,6 +93,8 @@ static void set_defaults(struct flags *f)
     f->max_body = 1024 * 1024;
     f->http_max_conns = 1024;
     f->http_max_conns_per_ip = 256;
+    f->peer_max_conns = 64;
+    f->peer_max_unauth_conns = 16;
 }
 
 __attribute__((format(printf, 3, 4))) static enum flags_outcome fail(char *err, size_t errcap,
@@ -247,6 +257,8 @@ enum flags_outcome flags_parse(int argc, char *const argv[], struct flags *f, ch
         f->id = f->raddr;
     if (f->join != NULL && f->join[0] == '\0')
         f->join = NULL;
+    if (f->cluster_token != NULL && f->cluster_token[0] == '\0')
+        f->cluster_token = NULL;
 
     /* Peer TLS takes all three files or none. */
     const char **tls[3] = {&f->peer_tls_cert, &f->peer_tls_key, &f->peer_tls_ca};

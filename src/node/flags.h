@@ -57,6 +57,10 @@ struct flags {
     /* -peer-tls-cert, -peer-tls-key, -peer-tls-ca: all three or none
      * (flags_parse refuses some without the others), NULL when absent. */
     const char *peer_tls_cert, *peer_tls_key, *peer_tls_ca;
+    const char *cluster_token;    /* -cluster-token, NULL when absent or empty (main
+                                     then reads $CRAFTD_CLUSTER_TOKEN) */
+    unsigned peer_max_conns;      /* -peer-max-conns, default 64, >= 1 */
+    unsigned peer_max_unauth_conns; /* -peer-max-unauth-conns, default 16, >= 1 */
 };
 
 /* Parses argv[1..argc-1] into *f (argv[0] is the program name). On

@@ -183,6 +183,11 @@ static int start_services(struct node *n)
                            .self_tag = n->name_tag,
                            .cluster_id = n->ident.cluster_id,
                            .on_refused = node__on_refused,
+                           .token = n->o.cluster_token,
+                           .token_len = n->o.cluster_token
+                                            ? strlen(n->o.cluster_token) : 0,
+                           .max_conns = n->o.peer_max_conns,
+                           .max_unauth_conns = n->o.peer_max_unauth_conns,
                            .seed = n->raft_id,
                            .log = &n->log,
                            .on_frame = on_frame,
@@ -192,8 +197,17 @@ static int start_services(struct node *n)
                            .tls_ca = n->o.peer_tls_ca,
                            .self_incarnation = n->ident.incarnation};
     rv = peer_transport_start(&n->peers, &po);
+    n->o.cluster_token = NULL; /* the caller's; the transport has a key */
     if (rv)
         return rv;
+    if (!peer_transport_authenticated(n->peers) &&
+        !peer_transport_loopback(n->peers))
+        CRAFT_WARN(&n->log, "the Raft port %s is not on loopback and peer "
+                   "connections are not authenticated: anyone who reaches it "
+                   "can take over the cluster (claim to be a member, depose "
+                   "the leader, rewrite the log). Set -cluster-token (or "
+                   "CRAFTD_CLUSTER_TOKEN) on every node, or keep the port on "
+                   "a private network", n->raft_addr);
     if (!n->removed) {
         node__peers_sync(n);
         /* Also every member named in the stored log, applied or not: a

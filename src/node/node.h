@@ -41,6 +41,11 @@ struct node_opts {
                               tls_client_ca, else the system's */
     const char *peer_tls_cert, *peer_tls_key, *peer_tls_ca; /* PEM files for
                               mutual TLS between nodes; NULL: plain TCP */
+    const char *cluster_token; /* authenticates peer connections; NULL: none
+                                  (not copied: handed to the transport at
+                                  start, which keeps only a derived key) */
+    unsigned peer_max_conns;        /* 0: 64 (see peer_opts.max_conns) */
+    unsigned peer_max_unauth_conns; /* 0: 16 */
     const struct craft_logger *log;
 };
 

@@ -1,6 +1,14 @@
-/* The listening socket and the connections accepted on it: check the
- * handshake, read into one growable buffer per connection, and hand each
- * complete, CRC-checked frame to on_frame in order. */
+/* The listening socket and the connections accepted on it: run the
+ * handshake (with a cluster token, the challenge-response of wire.c) before
+ * anything else is read, then read into one growable buffer per connection
+ * and hand each complete, CRC-checked frame to on_frame in order. Enforces
+ * the inbound limits: connection counts, deadlines, frame size.
+ *
+ * The handshake goes through hs_write() and the bytes on_in_read delivers,
+ * never through the socket otherwise, so that a stream layer (TLS) can sit
+ * under it: it would feed decrypted bytes to on_in_read and take hs_write's
+ * bytes to encrypt. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,6 +20,9 @@
 
 /* Read at least this much per read call. */
 #define READ_CHUNK (64u << 10)
+/* ... and at most this much more at once for one big frame, so that the
+ * buffer grows with the bytes that came, not with the length announced. */
+#define READ_MAX (1u << 20)
 /* Read buffers bigger than this are freed when emptied, not kept. */
 #define KEEP_BYTES (4u << 20)
 
@@ -57,18 +68,40 @@ void peer__in_close(struct peer__in *c)
     if (c->closing)
         return;
     c->closing = true;
+    c->t->n_live--;
+    if (!c->hello_done)
+        c->t->n_unauth--;
     uv_close((uv_handle_t *)&c->tcp, on_in_closed);
 }
 
-/* A protocol violation: count it, say why, hang up. */
+/* One warning an outsider can cause, through the rate limit. */
+__attribute__((format(printf, 2, 3))) static void bad_line(
+    struct peer_transport *t, const char *fmt, ...)
+{
+    uint64_t dropped;
+    if (!craft_ratelimit_allow(&t->rl_bad, uv_now(t->loop), &dropped))
+        return;
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (dropped > 0)
+        CRAFT_WARN(t->log, "%s (%llu similar lines suppressed)", msg,
+                   (unsigned long long)dropped);
+    else
+        CRAFT_WARN(t->log, "%s", msg);
+}
+
+/* A protocol violation: count it, say why (rate-limited), hang up. */
 static void reject(struct peer__in *c, int err, const char *what)
 {
     struct peer_transport *t = c->t;
     char name[80];
     in_name(c, name, sizeof name);
     t->st.conns_rejected++;
-    CRAFT_WARN(t->log, "closing peer connection from %s: %s: %s", name, what,
-               peer_strerror(err));
+    bad_line(t, "closing peer connection from %s: %s: %s", name, what,
+             peer_strerror(err));
     peer__in_close(c);
 }
 
@@ -119,9 +152,60 @@ static void refuse_dialer(struct peer__in *c, const struct peer__hello *h,
     }
 }
 
-/* Check the handshake once it is all there. Returns the bytes consumed (0:
- * wait for more) or a negative error (c is closed). */
-static int read_hello(struct peer__in *c)
+static void on_hs_written(uv_write_t *req, int status)
+{
+    struct peer__in *c = req->data;
+    if (status < 0 && !c->closing) {
+        CRAFT_DEBUG(c->t->log, "peer handshake write: %s",
+                    peer_strerror(status));
+        peer__in_close(c);
+    }
+}
+
+/* Send handshake bytes (c->out, len of them) to the dialer. 0 or an error
+ * (c is then closed). One write at most is in flight: the dialer answers
+ * only after it has read all of it. */
+static int hs_write(struct peer__in *c, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)c->out, (unsigned)len);
+    c->wreq.data = c;
+    int err = peer__conn_write(c->tls, &c->wreq, (uv_stream_t *)&c->tcp, &b, 1,
+                               on_hs_written);
+    if (err)
+        peer__in_close(c);
+    return err;
+}
+
+/* The dialer is who it says (proved, or no token): check whom it means to
+ * reach, then take its frames. 0, or an error (c is closed). */
+static int establish(struct peer__in *c, const struct peer__hello *h)
+{
+    struct peer_transport *t = c->t;
+    if (t->cluster_id != 0 && h->cluster != 0 && h->cluster != t->cluster_id) {
+        refuse_dialer(c, h, PEER_REFUSED_CLUSTER);
+        return CRAFT_EINVAL;
+    }
+    if (h->target != t->self_id) {
+        refuse_dialer(c, h, PEER_REFUSED_TARGET);
+        return CRAFT_EINVAL;
+    }
+    c->from = h->sender;
+    c->hello_done = true;
+    c->state = PEER__IN_OPEN;
+    t->n_unauth--;
+    char name[80];
+    in_name(c, name, sizeof name);
+    if (craft_ratelimit_allow(&t->rl_conn, uv_now(t->loop), NULL))
+        CRAFT_INFO(t->log, "peer %llu connected from %s%s",
+                   (unsigned long long)c->from, name,
+                   t->have_key ? " (cluster token proved)" : "");
+    close_older(c);
+    return 0;
+}
+
+/* The hello is all there (rbuf holds exactly it). Without a token, a v2
+ * hello is all it takes; with one, answer a v3 hello with the challenge. */
+static int take_hello(struct peer__in *c)
 {
     struct peer_transport *t = c->t;
     struct peer__hello h;
@@ -130,12 +214,24 @@ static int read_hello(struct peer__in *c)
     if (err == CRAFT_ETRUNCATED)
         return 0;
     if (err == CRAFT_EVERSION) {
-        char what[96];
+        char what[120];
         snprintf(what, sizeof what, "handshake version %u (this node speaks "
                  "%u: every node must run the same craftd)", version,
-                 PEER__VERSION);
+                 t->have_key ? PEER__VERSION_AUTH : PEER__VERSION);
         reject(c, err, what);
         return err;
+    }
+    if (err == 0 && t->have_key && h.version != PEER__VERSION_AUTH) {
+        t->st.conns_auth_failed++;
+        reject(c, CRAFT_EINVAL, "handshake without the cluster-token proof "
+               "(this node requires the cluster token)");
+        return CRAFT_EINVAL;
+    }
+    if (err == 0 && !t->have_key && h.version == PEER__VERSION_AUTH) {
+        t->st.conns_auth_failed++;
+        reject(c, CRAFT_EINVAL, "the dialer has a cluster token and this "
+               "node has none");
+        return CRAFT_EINVAL;
     }
     if (err) {
         reject(c, err, c->rbuf.len >= PEER__HELLO_LEN ? "bad handshake"
@@ -152,22 +248,70 @@ static int read_hello(struct peer__in *c)
             return CRAFT_EINVAL;
         }
     }
-    if (t->cluster_id != 0 && h.cluster != 0 && h.cluster != t->cluster_id) {
-        refuse_dialer(c, &h, PEER_REFUSED_CLUSTER);
+    if (!t->have_key) {
+        c->rbuf.len = 0;
+        return establish(c, &h) == 0 ? 1 : CRAFT_EINVAL;
+    }
+    memcpy(c->hello, c->rbuf.data, PEER__HELLO3_LEN);
+    c->rbuf.len = 0;
+    uint8_t mac[PEER__MAC_LEN];
+    err = peer__nonce(c->nonce_a);
+    if (err == 0)
+        err = peer__mac(mac, t->key, true, c->hello, c->nonce_a);
+    if (err) {
+        reject(c, err, "handshake (libcrypto)");
+        return err;
+    }
+    peer__challenge_encode(c->out, c->nonce_a, mac);
+    c->state = PEER__IN_PROOF;
+    err = hs_write(c, PEER__CHALLENGE_LEN);
+    return err ? err : 0;
+}
+
+/* The dialer's proof: it holds the token only if its MAC covers our fresh
+ * nonce and its hello under the key. */
+static int take_proof(struct peer__in *c)
+{
+    struct peer_transport *t = c->t;
+    if (c->rbuf.len < PEER__PROOF_LEN)
+        return 0;
+    uint8_t mac[PEER__MAC_LEN];
+    if (peer__proof_decode(c->rbuf.data, mac) != 0 ||
+        !peer__mac_ok(t->key, false, c->hello, c->nonce_a, mac)) {
+        t->st.conns_auth_failed++;
+        reject(c, CRAFT_EINVAL, "failed cluster-token proof (another token, "
+               "or not a craftd peer)");
         return CRAFT_EINVAL;
     }
-    if (h.target != t->self_id) {
-        refuse_dialer(c, &h, PEER_REFUSED_TARGET);
-        return CRAFT_EINVAL;
+    c->rbuf.len = 0;
+    struct peer__hello h;
+    if (peer__hello_decode(c->hello, PEER__HELLO3_LEN, &h, NULL) != 0) {
+        reject(c, CRAFT_ECORRUPT, "bad handshake");
+        return CRAFT_ECORRUPT;
     }
-    c->from = h.sender;
-    c->hello_done = true;
-    char name[80];
-    in_name(c, name, sizeof name);
-    CRAFT_INFO(t->log, "peer %llu connected from %s",
-               (unsigned long long)c->from, name);
-    close_older(c);
-    return PEER__HELLO_LEN;
+    return establish(c, &h) == 0 ? 1 : CRAFT_EINVAL;
+}
+
+/* Run the handshake on what came. 1: done (frames may follow), 0: wait for
+ * more, negative: c is closed. */
+static int handshake(struct peer__in *c)
+{
+    return c->state == PEER__IN_HELLO ? take_hello(c) : take_proof(c);
+}
+
+/* How many more handshake bytes to read: never past the current message,
+ * so that nothing after it is read before the dialer is proved. */
+static size_t hs_need(const struct peer__in *c)
+{
+    size_t want;
+    if (c->state == PEER__IN_PROOF)
+        want = PEER__PROOF_LEN;
+    else if (c->rbuf.len >= 6 && craft_get16(c->rbuf.data + 4) ==
+                                     PEER__VERSION_AUTH)
+        want = PEER__HELLO3_LEN;
+    else
+        want = PEER__HELLO_LEN;
+    return want > c->rbuf.len ? want - c->rbuf.len : 1;
 }
 
 static void dispatch(struct peer__in *c)
@@ -175,10 +319,10 @@ static void dispatch(struct peer__in *c)
     struct peer_transport *t = c->t;
     size_t off = 0;
     if (!c->hello_done) {
-        int n = read_hello(c);
-        if (n <= 0)
+        if (handshake(c) <= 0)
             return;
-        off = (size_t)n;
+        if (c->rbuf.len == 0)
+            return;
     }
     while (!c->closing) {
         const uint8_t *f = c->rbuf.data + off;
@@ -200,19 +344,65 @@ static void dispatch(struct peer__in *c)
     c->rbuf.len -= off;
     if (c->rbuf.len > 0 && off > 0)
         memmove(c->rbuf.data, c->rbuf.data + off, c->rbuf.len);
+    /* The frame deadline runs from the first byte of an unfinished frame. */
+    if (c->rbuf.len == 0)
+        c->partial = false;
+    else if (!c->partial || off > 0) {
+        c->partial = true;
+        c->partial_since = uv_now(t->loop);
+    }
     if (c->rbuf.len == 0 && c->rbuf.cap > KEEP_BYTES)
         peer__buf_free(&c->rbuf);
+}
+
+/* The frame deadline of c: the base plus 1 s per MiB announced. */
+static uint64_t frame_deadline_ms(const struct peer__in *c)
+{
+    uint64_t ms = c->t->frame_timeout_ms;
+    if (c->rbuf.len >= PEER__FRAME_HDR)
+        ms += (uint64_t)craft_get32(c->rbuf.data) * 1000 / (1u << 20);
+    return ms;
+}
+
+void peer__in_reap(struct peer_transport *t)
+{
+    uint64_t now = uv_now(t->loop);
+    for (struct peer__in *c = t->ins; c != NULL; c = c->next) {
+        if (c->closing)
+            continue;
+        if (!c->hello_done &&
+            now - c->accepted_at >= t->handshake_timeout_ms) {
+            t->st.conns_timed_out++;
+            reject(c, CRAFT_ETIMEOUT, "handshake deadline");
+        } else if (c->hello_done && c->partial &&
+                   now - c->partial_since >= frame_deadline_ms(c)) {
+            t->st.conns_timed_out++;
+            reject(c, CRAFT_ETIMEOUT, "frame deadline (a frame began and "
+                   "did not arrive whole)");
+        }
+    }
 }
 
 /* Room for a read: a chunk, or the rest of a big frame at once. */
 static void on_in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct peer__in *c = h->data;
+    if (!c->hello_done) {
+        size_t need = hs_need(c);
+        if (peer__buf_reserve(&c->rbuf, need) != 0) {
+            *buf = uv_buf_init(NULL, 0);
+            return;
+        }
+        *buf = uv_buf_init((char *)c->rbuf.data + c->rbuf.len, (unsigned)need);
+        return;
+    }
     size_t want = READ_CHUNK;
-    if (c->hello_done && c->rbuf.len >= PEER__FRAME_HDR) {
+    if (c->rbuf.len >= PEER__FRAME_HDR) {
         size_t n = craft_get32(c->rbuf.data);
         if (n <= c->t->max_frame && PEER__FRAME_HDR + n - c->rbuf.len > want)
             want = PEER__FRAME_HDR + n - c->rbuf.len;
+        if (want > READ_MAX)
+            want = READ_MAX;
     }
     if (peer__buf_reserve(&c->rbuf, want) != 0) {
         *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
@@ -298,16 +488,50 @@ static void refuse(struct peer_transport *t)
     uv_close((uv_handle_t *)&t->spare, on_spare_closed);
 }
 
+/* The oldest connection still in its handshake, or NULL. */
+static struct peer__in *oldest_unauth(struct peer_transport *t)
+{
+    struct peer__in *found = NULL;
+    for (struct peer__in *c = t->ins; c != NULL; c = c->next)
+        if (!c->closing && !c->hello_done)
+            found = c; /* the list is newest first */
+    return found;
+}
+
+/* Make room for one more connection: at a limit, the oldest connection
+ * still in its handshake goes (a dialer that holds one open without
+ * finishing cannot keep real peers out; a real peer's handshake takes one
+ * round trip). False: every connection is authenticated and the total is
+ * reached, so the new one is refused. */
+static bool make_room(struct peer_transport *t)
+{
+    if (t->n_live < t->max_conns && t->n_unauth < t->max_unauth)
+        return true;
+    struct peer__in *v = oldest_unauth(t);
+    if (v == NULL)
+        return false;
+    t->st.conns_limited++;
+    char name[80];
+    in_name(v, name, sizeof name);
+    bad_line(t, "closing peer connection from %s: too many connections "
+             "(%u open, %u in handshake; limits %u and %u): the oldest in "
+             "handshake goes", name, t->n_live, t->n_unauth, t->max_conns,
+             t->max_unauth);
+    peer__in_close(v);
+    return true;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct peer_transport *t = server->data;
     if (status < 0) {
-        CRAFT_WARN(t->log, "peer listener: %s", peer_strerror(status));
+        bad_line(t, "peer listener: %s", peer_strerror(status));
         return;
     }
+    bool room = make_room(t);
     struct peer__in *c = craft_calloc(1, sizeof *c);
     if (c == NULL) {
-        CRAFT_ERROR(t->log, "peer listener: out of memory; refusing");
+        bad_line(t, "peer listener: out of memory; refusing");
         refuse(t);
         return;
     }
@@ -320,11 +544,24 @@ static void on_connection(uv_stream_t *server, int status)
     t->ins = c;
     t->refs++;
     t->st.conns_open++;
+    t->n_live++;
+    t->n_unauth++;
+    c->accepted_at = uv_now(t->loop);
     int err = uv_accept(server, (uv_stream_t *)&c->tcp);
+    if (err == 0 && !room) {
+        t->st.conns_limited++;
+        char name[80];
+        in_name(c, name, sizeof name);
+        bad_line(t, "refusing peer connection from %s: %u connections open, "
+                 "all authenticated (limit %u)", name, t->n_live - 1,
+                 t->max_conns);
+        peer__in_close(c);
+        return;
+    }
     if (err == 0)
         err = read_start(c);
     if (err) {
-        CRAFT_WARN(t->log, "peer listener: accept: %s", peer_strerror(err));
+        bad_line(t, "peer listener: accept: %s", peer_strerror(err));
         peer__in_close(c);
         return;
     }

@@ -18,9 +18,18 @@
 /* ---- wire format (wire.c) ---- */
 
 #define PEER__MAGIC 0x54465243u /* bytes "CRFT" */
-#define PEER__VERSION 2
-#define PEER__HELLO_LEN 44      /* magic, version, flags, sender, cluster,
-                                   target, target tag, crc */
+#define PEER__VERSION 2         /* plain handshake (no cluster token) */
+#define PEER__VERSION_AUTH 3    /* challenge-response (cluster token) */
+#define PEER__HELLO_LEN 44      /* v2: magic, version, flags, sender,
+                                   cluster, target, target tag, crc */
+#define PEER__NONCE_LEN 32
+#define PEER__MAC_LEN 32        /* HMAC-SHA256 */
+#define PEER__KEY_LEN 32        /* the key derived from the token */
+#define PEER__HELLO3_LEN 76     /* v3: as v2 with a nonce before the crc */
+#define PEER__CHALLENGE_MAGIC 0x48435243u /* bytes "CRCH" */
+#define PEER__CHALLENGE_LEN 72  /* magic, version, zero, nonce, mac */
+#define PEER__PROOF_MAGIC 0x46505243u /* bytes "CRPF" */
+#define PEER__PROOF_LEN 40      /* magic, version, zero, mac */
 #define PEER__REFUSAL_MAGIC 0x4f4e5243u /* bytes "CRNO" */
 #define PEER__REFUSAL_LEN 40    /* magic, version, reason, id, cluster, tag,
                                    crc, zero */
@@ -28,20 +37,56 @@
 
 /* What a dialer says about itself and about the node it means to reach. */
 struct peer__hello {
+    unsigned version;    /* PEER__VERSION or PEER__VERSION_AUTH */
     uint64_t sender;     /* the dialer's node id */
     uint64_t cluster;    /* the dialer's cluster id, 0: none yet */
     uint64_t target;     /* the node id the dialer means to reach */
     uint64_t target_tag; /* the dialer's tag for that node */
+    uint8_t nonce[PEER__NONCE_LEN]; /* v3 only: the dialer's nonce */
 };
 
-void peer__hello_encode(uint8_t out[PEER__HELLO_LEN],
-                        const struct peer__hello *h);
+/* Bytes of the hello of version v (PEER__HELLO_LEN or PEER__HELLO3_LEN). */
+size_t peer__hello_len(unsigned version);
+/* Writes peer__hello_len(h->version) bytes; returns that length. */
+size_t peer__hello_encode(uint8_t *out, const struct peer__hello *h);
 /* The first avail bytes of a connection. 0 and *h once all of the
- * handshake is there; CRAFT_ETRUNCATED: not yet; CRAFT_ECORRUPT (bad magic,
- * as soon as 4 bytes are there, or bad CRC); CRAFT_EVERSION (as soon as the
- * version is there; *version_out, if not NULL, gets it). */
+ * handshake is there (both versions 2 and 3 are decoded; h->version says
+ * which); CRAFT_ETRUNCATED: not yet; CRAFT_ECORRUPT (bad magic, as soon as
+ * 4 bytes are there, or bad CRC); CRAFT_EVERSION (any other version, as
+ * soon as it is there; *version_out, if not NULL, gets it). */
 int peer__hello_decode(const uint8_t *in, size_t avail, struct peer__hello *h,
                        unsigned *version_out);
+
+/* ---- the cluster-token proof (wire.c; OpenSSL's libcrypto) ---- */
+
+/* key = HMAC-SHA256(token, "craftd cluster token v1"). 0 or CRAFT_EINVAL
+ * (empty token, or libcrypto failed). */
+int peer__derive_key(uint8_t key[PEER__KEY_LEN], const void *token,
+                     size_t len);
+/* Fresh random nonce (RAND_bytes). 0 or CRAFT_EIO. */
+int peer__nonce(uint8_t out[PEER__NONCE_LEN]);
+/* The acceptor's (acceptor = true) or the dialer's MAC over the dialer's
+ * hello bytes (hello, PEER__HELLO3_LEN of them, its nonce included) and the
+ * acceptor's nonce. 0 or CRAFT_EIO. */
+int peer__mac(uint8_t out[PEER__MAC_LEN], const uint8_t key[PEER__KEY_LEN],
+              bool acceptor, const uint8_t *hello,
+              const uint8_t nonce_a[PEER__NONCE_LEN]);
+void peer__challenge_encode(uint8_t out[PEER__CHALLENGE_LEN],
+                            const uint8_t nonce_a[PEER__NONCE_LEN],
+                            const uint8_t mac[PEER__MAC_LEN]);
+/* 0 (nonce_a and mac filled), CRAFT_ECORRUPT (not a challenge). */
+int peer__challenge_decode(const uint8_t in[PEER__CHALLENGE_LEN],
+                           uint8_t nonce_a[PEER__NONCE_LEN],
+                           uint8_t mac[PEER__MAC_LEN]);
+void peer__proof_encode(uint8_t out[PEER__PROOF_LEN],
+                        const uint8_t mac[PEER__MAC_LEN]);
+int peer__proof_decode(const uint8_t in[PEER__PROOF_LEN],
+                       uint8_t mac[PEER__MAC_LEN]);
+/* Constant-time: true if the MAC the other side sent is the expected one
+ * (computed here from key, hello and nonce_a). */
+bool peer__mac_ok(const uint8_t key[PEER__KEY_LEN], bool acceptor,
+                  const uint8_t *hello, const uint8_t nonce_a[PEER__NONCE_LEN],
+                  const uint8_t got[PEER__MAC_LEN]);
 
 /* What an acceptor sends back before it hangs up on a refused dialer. */
 struct peer__refusal_rec {
@@ -98,7 +143,8 @@ struct peer__out {
     bool removed;             /* freed once refs drops to 0 */
     bool redo_resolve;        /* address changed during a resolve */
     bool writing;             /* wreq in flight (flight holds its bytes) */
-    bool hello_sent;          /* handshake queued on this connection */
+    bool auth_wait;           /* hello v3 sent, waiting for the challenge:
+                                 no frames go out until it is answered */
     unsigned refs;            /* timer + tcp handle + gai request */
     uv_timer_t timer;         /* retry backoff, or connect deadline */
     uv_getaddrinfo_t gai;
@@ -106,18 +152,26 @@ struct peer__out {
     bool tcp_open;            /* tcp initialised and not yet closed */
     uv_connect_t creq;
     uv_write_t wreq;
-    uint8_t hello[PEER__HELLO_LEN];
+    uint8_t hello[PEER__HELLO3_LEN]; /* as sent (the MACs cover it) */
+    uint8_t nonce_d[PEER__NONCE_LEN];
+    uint8_t proof[PEER__PROOF_LEN];
+    const uint8_t *pre;       /* handshake bytes for the next write (hello
+                                 or proof), pre_len of them; 0: none */
+    size_t pre_len;
     struct peer__buf pend;    /* frames queued, not yet handed to libuv */
     struct peer__buf flight;  /* frames of the write in flight */
     uint64_t pend_frames, flight_frames;
     size_t pend_payload, flight_payload;
     unsigned backoff_ms;      /* next retry delay before jitter; 0 = now */
     unsigned failures;        /* consecutive failed attempts (log volume) */
+    unsigned short_lived;     /* connections in a row that died in their
+                                 handshake or soon after (log volume) */
     uint64_t connected_at;    /* uv_now at connect */
     uint64_t rng;             /* xorshift state for jitter */
     bool refused;             /* this connection was refused (said why) */
-    uint8_t sink[64];         /* read buffer: peers write back only a
-                                 refusal (PEER__REFUSAL_LEN bytes) */
+    uint8_t sink[128];        /* read buffer: peers write back only a
+                                 challenge (before our proof) or a refusal
+                                 (PEER__REFUSAL_LEN bytes) */
     size_t sink_len;
     struct peer_stats st;
     struct peer__tlsc *tls;   /* peer TLS of this connection, or NULL
@@ -137,18 +191,37 @@ void peer__out_remove(struct peer__out *p);
 
 /* ---- accepted connections (inbound.c) ---- */
 
+enum peer__in_state {
+    PEER__IN_HELLO = 0,       /* waiting for the hello */
+    PEER__IN_PROOF,           /* challenge sent, waiting for the proof */
+    PEER__IN_OPEN,            /* authenticated (or no token): frames */
+};
+
 struct peer__in {
-    struct peer__in *next, *prev; /* transport's list of inbound conns */
+    struct peer__in *next, *prev; /* transport's list of inbound conns,
+                                     newest first */
     struct peer_transport *t;
     uv_tcp_t tcp;
-    struct peer__buf rbuf;    /* bytes read, not yet dispatched */
-    bool hello_done;
+    struct peer__buf rbuf;    /* bytes read, not yet dispatched; before
+                                 hello_done only handshake bytes are read */
+    enum peer__in_state state;
+    bool hello_done;          /* state == PEER__IN_OPEN: from is proved */
     bool closing;
+    bool partial;             /* rbuf holds part of a frame since ... */
+    uint64_t partial_since;   /* ... this uv_now */
+    uint64_t accepted_at;     /* uv_now at accept (handshake deadline) */
     uint64_t from;            /* sender id, once hello_done */
     struct peer__tlsc *tls;   /* peer TLS of this connection, or NULL */
+    uint8_t hello[PEER__HELLO3_LEN]; /* the v3 hello (the MACs cover it) */
+    uint8_t nonce_a[PEER__NONCE_LEN];
+    uint8_t out[PEER__CHALLENGE_LEN]; /* the challenge being written */
+    uv_write_t wreq;
 };
 
 int peer__listen(struct peer_transport *t, const char *addr);
+/* Close connections past their handshake or frame deadline (the reaper
+ * timer runs it). */
+void peer__in_reap(struct peer_transport *t);
 void peer__in_close(struct peer__in *c);
 void peer__listener_close(struct peer_transport *t);
 
@@ -162,6 +235,15 @@ struct peer_transport {
     peer_refused_cb on_refused;
     size_t max_queue;
     size_t max_frame;
+    bool have_key;            /* a cluster token was given */
+    uint8_t key[PEER__KEY_LEN]; /* derived from it (wire.c) */
+    unsigned max_conns, max_unauth;
+    unsigned handshake_timeout_ms, frame_timeout_ms;
+    unsigned n_live;          /* inbound conns not closing */
+    unsigned n_unauth;        /* of them not yet hello_done */
+    uv_timer_t reaper;        /* deadlines of inbound connections */
+    struct craft_ratelimit rl_bad;  /* lines about bad or refused dialers */
+    struct craft_ratelimit rl_conn; /* "peer X connected" lines */
     unsigned backoff_min_ms, backoff_max_ms, connect_timeout_ms;
     uint64_t seed;
     bool have_bind;

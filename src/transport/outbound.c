@@ -1,5 +1,10 @@
 /* Outgoing peers: one TCP connection per peer that we write frames on, its
  * send queue, and the resolve -> connect -> write -> (fail -> backoff) cycle.
+ * With a cluster token, a new connection first sends the v3 hello, checks
+ * the acceptor's challenge and answers with its proof (wire.c); frames are
+ * held until then. Handshake bytes go out through the same write path as
+ * frames (peer__out_flush) and come in through the same read callback, so
+ * a stream layer under them sees one byte stream each way.
  *
  * The queue is two byte buffers: pend collects [header][payload] frames as
  * they are sent; when no write is in flight the two are swapped and all of
@@ -125,14 +130,21 @@ static void out_fail(struct peer__out *p, int err, const char *what)
         /* The caller heard why (on_refused); keep the log quiet. */
         CRAFT_DEBUG(t->log, "peer %llu (%s:%u): refused; will retry",
                     (unsigned long long)p->id, host_of(p), p->port);
-    } else if (p->state == PEER__CONNECTED) {
+    } else if (p->state == PEER__CONNECTED && !p->auth_wait &&
+               uv_now(t->loop) - p->connected_at >= t->backoff_max_ms) {
         CRAFT_WARN(t->log, "peer %llu (%s:%u): %s: %s; reconnecting",
                    (unsigned long long)p->id, host_of(p), p->port, what,
                    peer_strerror(err));
         /* A connection that lived long was healthy: retry at once. */
-        if (uv_now(t->loop) - p->connected_at >= t->backoff_max_ms)
-            p->backoff_ms = 0;
-    } else if (p->failures++ == 0) {
+        p->backoff_ms = 0;
+        p->short_lived = 0;
+    } else if (p->state == PEER__CONNECTED && p->short_lived++ == 0) {
+        /* Died in its handshake or soon after (e.g. the peer refuses our
+         * token, or has none): said once, then at debug level. */
+        CRAFT_WARN(t->log, "peer %llu (%s:%u): %s: %s; reconnecting (repeats "
+                   "are logged at debug level)", (unsigned long long)p->id,
+                   host_of(p), p->port, what, peer_strerror(err));
+    } else if (p->state != PEER__CONNECTED && p->failures++ == 0) {
         CRAFT_INFO(t->log, "peer %llu (%s:%u): %s failed: %s; will retry",
                    (unsigned long long)p->id, host_of(p), p->port, what,
                    peer_strerror(err));
@@ -168,7 +180,23 @@ void peer__out_flush(struct peer__out *p)
 {
     if (p->state != PEER__CONNECTED || p->writing)
         return;
-    if (p->hello_sent && p->pend.len == 0)
+    if (p->auth_wait) { /* only the hello until the challenge is answered */
+        if (p->pre_len == 0)
+            return;
+        uv_buf_t b = uv_buf_init((char *)p->pre, (unsigned)p->pre_len);
+        p->wreq.data = p;
+        int err = peer__conn_write(p->tls, &p->wreq, (uv_stream_t *)&p->tcp,
+                                   &b, 1, on_written);
+        if (err) {
+            out_fail(p, err, "write");
+            return;
+        }
+        p->pre_len = 0;
+        p->writing = true;
+        p->st.writes++;
+        return;
+    }
+    if (p->pre_len == 0 && p->pend.len == 0)
         return;
     struct peer__buf empty = p->flight; /* flight is empty: swap */
     p->flight = p->pend;
@@ -180,8 +208,8 @@ void peer__out_flush(struct peer__out *p)
 
     uv_buf_t bufs[2];
     unsigned n = 0;
-    if (!p->hello_sent)
-        bufs[n++] = uv_buf_init((char *)p->hello, PEER__HELLO_LEN);
+    if (p->pre_len > 0)
+        bufs[n++] = uv_buf_init((char *)p->pre, (unsigned)p->pre_len);
     if (p->flight.len > 0)
         bufs[n++] = uv_buf_init((char *)p->flight.data,
                                 (unsigned)p->flight.len);
@@ -193,7 +221,7 @@ void peer__out_flush(struct peer__out *p)
         out_fail(p, err, "write");
         return;
     }
-    p->hello_sent = true;
+    p->pre_len = 0;
     p->writing = true;
     p->st.writes++;
 }
@@ -228,6 +256,12 @@ int peer__out_send(struct peer__out *p, const uint8_t *buf, size_t len)
 static void on_sink_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct peer__out *p = h->data;
+    if (p->auth_wait) { /* the challenge, and nothing past it */
+        size_t need = p->sink_len < PEER__CHALLENGE_LEN
+                          ? PEER__CHALLENGE_LEN - p->sink_len : 1;
+        *buf = uv_buf_init((char *)p->sink + p->sink_len, (unsigned)need);
+        return;
+    }
     if (p->sink_len >= PEER__REFUSAL_LEN)
         p->sink_len = 0; /* stray bytes after a refusal: ignored */
     *buf = uv_buf_init((char *)p->sink + p->sink_len,
@@ -264,11 +298,49 @@ static void got_refusal(struct peer__out *p)
     }
 }
 
-/* Peers write on our connection only to refuse it: any read result but
- * data is the connection's end (EOF or an error). */
+/* The acceptor's challenge is all there: check that it holds the token,
+ * then send our proof and the frames queued. */
+static void got_challenge(struct peer__out *p)
+{
+    const struct peer_transport *t = p->t;
+    uint8_t nonce_a[PEER__NONCE_LEN], mac[PEER__MAC_LEN];
+    if (peer__challenge_decode(p->sink, nonce_a, mac) != 0) {
+        out_fail(p, CRAFT_ECORRUPT, "handshake (not a craftd challenge; "
+                 "does the peer run without a cluster token?)");
+        return;
+    }
+    if (!peer__mac_ok(t->key, true, p->hello, nonce_a, mac)) {
+        out_fail(p, CRAFT_EINVAL, "cluster-token proof of the peer (another "
+                 "token?)");
+        return;
+    }
+    uint8_t mine[PEER__MAC_LEN];
+    int err = peer__mac(mine, t->key, false, p->hello, nonce_a);
+    if (err) {
+        out_fail(p, err, "handshake (libcrypto)");
+        return;
+    }
+    peer__proof_encode(p->proof, mine);
+    uv_timer_stop(&p->timer);
+    p->auth_wait = false;
+    p->sink_len = 0;
+    p->pre = p->proof;
+    p->pre_len = PEER__PROOF_LEN;
+    peer__out_flush(p);
+}
+
+/* Peers write on our connection only to challenge it (with a token) or to
+ * refuse it: any read result but data is the connection's end (EOF or an
+ * error). */
 static void on_sink_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct peer__out *p = s->data;
+    if (nread > 0 && p->auth_wait) {
+        p->sink_len += (size_t)nread;
+        if (p->sink_len >= PEER__CHALLENGE_LEN)
+            got_challenge(p);
+        return;
+    }
     if (nread > 0) {
         bool was_short = p->sink_len < PEER__REFUSAL_LEN;
         p->sink_len += (size_t)nread;
@@ -378,8 +450,10 @@ static void on_connected(uv_connect_t *req, int status)
 static void connected(struct peer__out *p)
 {
     const struct peer_transport *t = p->t;
-    /* After a refusal, reconnects are not news: the refusal was. */
-    craft_log(t->log, p->refused ? CRAFT_LOG_DEBUG : CRAFT_LOG_INFO,
+    /* After a refusal or a failed handshake, reconnects are not news: the
+     * refusal was. */
+    craft_log(t->log, p->refused || p->short_lived > 0 ? CRAFT_LOG_DEBUG
+                                                       : CRAFT_LOG_INFO,
               "peer %llu (%s:%u): connected", (unsigned long long)p->id,
               host_of(p), p->port);
     p->state = PEER__CONNECTED;
@@ -387,12 +461,24 @@ static void connected(struct peer__out *p)
     p->st.connects++;
     p->connected_at = uv_now(t->loop);
     p->failures = 0;
-    p->hello_sent = false;
     p->refused = false;
     p->sink_len = 0;
-    struct peer__hello h = {.sender = t->self_id, .cluster = t->cluster_id,
+    struct peer__hello h = {.version = t->have_key ? PEER__VERSION_AUTH
+                                                   : PEER__VERSION,
+                            .sender = t->self_id, .cluster = t->cluster_id,
                             .target = p->id, .target_tag = p->tag};
-    peer__hello_encode(p->hello, &h);
+    if (t->have_key) {
+        int err = peer__nonce(h.nonce);
+        if (err) {
+            out_fail(p, err, "handshake (random nonce)");
+            return;
+        }
+        /* The acceptor must answer within the handshake deadline. */
+        uv_timer_start(&p->timer, on_timer, t->handshake_timeout_ms, 0);
+    }
+    p->auth_wait = t->have_key;
+    p->pre = p->hello;
+    p->pre_len = peer__hello_encode(p->hello, &h);
     peer__out_flush(p);
 }
 
@@ -480,6 +566,8 @@ static void on_timer(uv_timer_t *h)
     struct peer__out *p = h->data;
     if (p->state == PEER__CONNECTING)
         out_fail(p, UV_ETIMEDOUT, "connect");
+    else if (p->state == PEER__CONNECTED && p->auth_wait)
+        out_fail(p, UV_ETIMEDOUT, "handshake (no challenge from the peer)");
     else if (p->state == PEER__IDLE)
         out_resolve(p);
 }
@@ -516,6 +604,7 @@ void peer__out_readdr(struct peer__out *p, const char *host, uint16_t port)
     p->port = port;
     p->backoff_ms = 0;
     p->failures = 0;
+    p->short_lived = 0;
     switch (p->state) {
     case PEER__IDLE:
         uv_timer_stop(&p->timer);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "common/alloc.h"
 #include "common/error.h"
 #include "common/member_id.h"
@@ -20,6 +22,11 @@ static int parse_bind_host(struct peer_transport *t, const char *host)
         return CRAFT_EINVAL;
     t->have_bind = true;
     return 0;
+}
+
+static unsigned or_default(unsigned v, unsigned def)
+{
+    return v ? v : def;
 }
 
 static void set_options(struct peer_transport *t, const struct peer_opts *o)
@@ -46,6 +53,17 @@ static void set_options(struct peer_transport *t, const struct peer_opts *o)
     t->connect_timeout_ms = o->connect_timeout_ms
                                 ? o->connect_timeout_ms
                                 : PEER_DEFAULT_CONNECT_TIMEOUT_MS;
+    t->max_conns = or_default(o->max_conns, PEER_DEFAULT_MAX_CONNS);
+    t->max_unauth = or_default(o->max_unauth_conns, PEER_DEFAULT_MAX_UNAUTH);
+    if (t->max_unauth > t->max_conns)
+        t->max_unauth = t->max_conns;
+    t->handshake_timeout_ms = or_default(o->handshake_timeout_ms,
+                                         PEER_DEFAULT_HANDSHAKE_TIMEOUT_MS);
+    t->frame_timeout_ms = or_default(o->frame_timeout_ms,
+                                     PEER_DEFAULT_FRAME_TIMEOUT_MS);
+    /* A burst of 5 lines, then one per 5 s, as on the HTTP port. */
+    craft_ratelimit_init(&t->rl_bad, 5000, 5);
+    craft_ratelimit_init(&t->rl_conn, 1000, 20);
     t->seed = o->seed;
     t->log = o->log;
     t->on_frame = o->on_frame;
@@ -120,6 +138,11 @@ static void on_flusher_closed(uv_handle_t *h)
     peer__unref(h->data);
 }
 
+static void on_reap(uv_timer_t *h)
+{
+    peer__in_reap(h->data);
+}
+
 void peer__unref(struct peer_transport *t)
 {
     if (--t->refs > 0 || !t->closing)
@@ -128,6 +151,7 @@ void peer__unref(struct peer_transport *t)
     void *ud = t->close_ud;
     peer__tls_ctx_free(t->tls);
     craft_free(t->tls_in);
+    OPENSSL_cleanse(t->key, sizeof t->key);
     craft_free(t);
     if (cb != NULL)
         cb(ud);
@@ -145,15 +169,28 @@ int peer_transport_start(struct peer_transport **out,
     int err = parse_bind_host(t, o->bind_host);
     if (err == 0)
         err = start_tls(t, o);
+    if (err == 0 && o->token != NULL && o->token_len > 0) {
+        err = peer__derive_key(t->key, o->token, o->token_len);
+        t->have_key = err == 0;
+    }
     if (err) {
         peer__tls_ctx_free(t->tls);
         craft_free(t->tls_in);
+        OPENSSL_cleanse(t->key, sizeof t->key);
         craft_free(t);
         return err;
     }
     uv_check_init(t->loop, &t->flusher);
     t->flusher.data = t;
     t->refs = 1;
+    /* Deadlines are checked a few times per the shortest of them. */
+    unsigned period = t->handshake_timeout_ms < t->frame_timeout_ms
+                          ? t->handshake_timeout_ms : t->frame_timeout_ms;
+    period = period / 4 > 500 ? 500 : (period / 4 ? period / 4 : 1);
+    uv_timer_init(t->loop, &t->reaper);
+    t->reaper.data = t;
+    t->refs++;
+    uv_timer_start(&t->reaper, on_reap, period, period);
     if (o->listen_addr != NULL) {
         err = peer__listen(t, o->listen_addr);
         if (err) {
@@ -169,6 +206,29 @@ int peer_transport_start(struct peer_transport **out,
 uint16_t peer_transport_port(const struct peer_transport *t)
 {
     return t->port;
+}
+
+bool peer_transport_authenticated(const struct peer_transport *t)
+{
+    return t->have_key;
+}
+
+bool peer_transport_loopback(const struct peer_transport *t)
+{
+    struct sockaddr_storage ss;
+    int n = sizeof ss;
+    if (!t->listening ||
+        uv_tcp_getsockname(&t->listener, (struct sockaddr *)&ss, &n) != 0)
+        return false;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)&ss;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)&ss;
+        return IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+    }
+    return false;
 }
 
 static struct peer__out *find_peer(const struct peer_transport *t,
@@ -278,6 +338,7 @@ void peer_transport_close(struct peer_transport *t, void (*cb)(void *),
     t->close_cb = cb;
     t->close_ud = ud;
     uv_close((uv_handle_t *)&t->flusher, on_flusher_closed);
+    uv_close((uv_handle_t *)&t->reaper, on_flusher_closed);
     peer__listener_close(t);
     while (t->peers != NULL) {
         struct peer__out *p = t->peers;

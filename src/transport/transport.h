@@ -7,6 +7,19 @@
  * (handshake, [u32 len][u32 crc32c][payload] frames) is described in wire.c
  * and docs/transport.md. The transport never looks inside a payload.
  *
+ * Authentication (opts.token): with a cluster token, every connection
+ * proves both ways that its ends hold the same token (challenge-response
+ * with HMAC-SHA256, wire.c) before any frame on it is decoded, and a node
+ * refuses dialers that do not. The token is never sent nor logged; the
+ * transport keeps only a key derived from it. Without a token anybody who
+ * reaches the port can claim any id (docs/security.md).
+ *
+ * Limits on the listening side, all against outsiders: inbound connections
+ * in total and of them still in the handshake (a new one evicts the oldest
+ * unauthenticated), a handshake deadline, a deadline for a frame to arrive
+ * whole once it has begun, and max_frame_bytes. Every log line an outsider
+ * can cause there is rate-limited.
+ *
  * Identity checks: each handshake names the dialer (its id and cluster id)
  * and the node it means to reach (an id and a tag). The acceptor refuses a
  * dialer of another cluster and one that means to reach another id, tells
@@ -44,10 +57,19 @@
 #define PEER_HOST_MAX 255
 /* Defaults for the zero fields of struct peer_opts. */
 #define PEER_DEFAULT_MAX_QUEUE (64u << 20)   /* bytes queued per peer */
-#define PEER_DEFAULT_MAX_FRAME (16u << 20)   /* payload bytes per frame */
+/* Payload bytes per frame. The largest frame craftd sends is an append:
+ * at most 1 MiB of entry data (raft max_msg_bytes) plus 21 bytes per entry
+ * and a small header; a snapshot chunk is 256 KiB plus under 100 bytes of
+ * headers (raft snap_chunk_bytes). 4 MiB holds an append of entries of 8
+ * bytes or more, and bounds what a peer can make a connection hold. */
+#define PEER_DEFAULT_MAX_FRAME (4u << 20)
 #define PEER_DEFAULT_BACKOFF_MIN_MS 50
 #define PEER_DEFAULT_BACKOFF_MAX_MS 2000
 #define PEER_DEFAULT_CONNECT_TIMEOUT_MS 2000
+#define PEER_DEFAULT_MAX_CONNS 64          /* inbound connections at most */
+#define PEER_DEFAULT_MAX_UNAUTH 16         /* of them, still in handshake */
+#define PEER_DEFAULT_HANDSHAKE_TIMEOUT_MS 5000
+#define PEER_DEFAULT_FRAME_TIMEOUT_MS 10000 /* plus 1 s per MiB of the frame */
 
 struct peer_transport;
 
@@ -92,6 +114,15 @@ struct peer_opts {
                                  dialer's cluster is accepted */
     peer_refused_cb on_refused; /* may be NULL (refusals are then only
                                    logged at debug level) */
+    const void *token;        /* cluster token (token_len bytes, any bytes);
+                                 NULL or token_len 0: none. Not kept: only
+                                 a key derived from it */
+    size_t token_len;
+    unsigned max_conns;       /* inbound connections at most; 0 = default */
+    unsigned max_unauth_conns;/* of them in handshake at most; 0 = default */
+    unsigned handshake_timeout_ms; /* inbound handshake deadline; 0 = default */
+    unsigned frame_timeout_ms; /* a begun frame must be whole within this
+                                  plus 1 s per MiB; 0 = default */
     size_t max_queue_bytes;   /* per peer, header bytes included; 0 = default */
     size_t max_frame_bytes;   /* largest payload sent or accepted; 0 = default */
     unsigned backoff_min_ms;  /* first reconnect delay; 0 = default */
@@ -134,6 +165,9 @@ struct peer_transport_stats {
     uint64_t conns_accepted;
     uint64_t conns_rejected;  /* bad magic/version/length/CRC */
     uint64_t conns_refused;   /* another cluster or another target */
+    uint64_t conns_auth_failed; /* no or a wrong cluster-token proof */
+    uint64_t conns_limited;   /* closed for the connection limits */
+    uint64_t conns_timed_out; /* handshake or frame deadline passed */
     unsigned conns_open;      /* inbound connections open now */
     unsigned peers;           /* outgoing peers configured */
 };
@@ -165,6 +199,12 @@ int peer_transport_start(struct peer_transport **out,
 
 /* The port the transport listens on (useful with port 0), or 0. */
 uint16_t peer_transport_port(const struct peer_transport *t);
+
+/* True if peer connections are authenticated (a cluster token is set). */
+bool peer_transport_authenticated(const struct peer_transport *t);
+/* True if the listener is bound to a loopback address (127.0.0.0/8, ::1),
+ * so that only local processes reach it; false when not listening. */
+bool peer_transport_loopback(const struct peer_transport *t);
 
 /* Add peer id at addr ("host:port"; empty host = 127.0.0.1; names are
  * resolved at every connect), or change its address (the connection is

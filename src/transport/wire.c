@@ -1,8 +1,12 @@
-/* The transport's wire format and its byte buffers. Pure code, no I/O.
+/* The transport's wire format, the cluster-token proof and the byte
+ * buffers. Pure code, no I/O (randomness and HMAC come from libcrypto).
  *
- * Each connection carries, in one direction (dialer -> acceptor), all
- * little-endian:
- *   handshake, 44 bytes, once, first:
+ * A connection carries frames one way (dialer -> acceptor); the acceptor
+ * writes back only during the handshake (a challenge) or to refuse. All
+ * integers little-endian.
+ *
+ * Without a cluster token, the dialer sends the plain hello (v2), 44 bytes,
+ * once, first, and then frames at once:
  *     0  u32 magic   0x54465243 (the bytes "CRFT")
  *     4  u16 version 2 (1, the handshake before identities, is refused)
  *     6  u16 flags   0 (ignored; for later use)
@@ -13,15 +17,49 @@
  *                    member's name, so that a new incarnation of a node
  *                    knows it is the one meant)
  *    40  u32 crc32c  of bytes 0..39
- *   then frames, any number:
+ * Anybody who reaches the port can send this claiming any id: without a
+ * token the peer port is open (docs/security.md).
+ *
+ * With a cluster token (both sides must have the same one), the handshake
+ * is version 3, a mutual challenge-response; nothing the dialer sends is
+ * decoded as a frame before it has proved the token:
+ *   1. dialer -> acceptor, hello v3, 76 bytes: bytes 0..39 as in v2 with
+ *      version 3, then
+ *        40  u8[32] nonce_d  fresh random (RAND_bytes)
+ *        72  u32    crc32c   of bytes 0..71
+ *   2. acceptor -> dialer, challenge, 72 bytes:
+ *         0  u32    magic    0x48435243 (the bytes "CRCH")
+ *         4  u16    version  3
+ *         6  u16    zero
+ *         8  u8[32] nonce_a  fresh random
+ *        40  u8[32] mac_a    HMAC-SHA256(K, "craftd peer v3 acceptor" ||
+ *                            hello || nonce_a)
+ *   3. the dialer checks mac_a (so it knows the acceptor holds the token:
+ *      the hello carries its own fresh nonce_d, so no recorded answer
+ *      fits), then dialer -> acceptor, proof, 40 bytes:
+ *         0  u32    magic    0x46505243 (the bytes "CRPF")
+ *         4  u16    version  3
+ *         6  u16    zero
+ *         8  u8[32] mac_d    HMAC-SHA256(K, "craftd peer v3 dialer" ||
+ *                            hello || nonce_a)
+ *      and then frames. The acceptor checks mac_d (covering its own fresh
+ *      nonce_a, so a recorded proof does not fit a new connection).
+ * "hello" is the 76 bytes of step 1 as sent; labels are their ASCII bytes
+ * without a NUL; K = HMAC-SHA256(key = the token's bytes, "craftd cluster
+ * token v1"). MACs are compared with CRYPTO_memcmp. The token itself is
+ * never sent. A node with a token refuses a v2 hello; a node without one
+ * refuses a v3 hello (it cannot answer it).
+ *
+ * Frames, any number, after the handshake:
  *     0  u32 length  payload bytes, at most the acceptor's max frame size
  *     4  u32 crc32c  of the payload
  *     8  payload
- * The acceptor closes the connection (with a log line) on a bad magic,
- * version or CRC, or a length over its limit. It refuses a dialer of
- * another cluster (both cluster ids nonzero and different) or one whose
- * target is not the acceptor's own id: then it writes back, best effort,
- * the only bytes that ever go from acceptor to dialer, 40 of them:
+ * The acceptor closes the connection (with a rate-limited log line) on a
+ * bad magic, version, CRC or proof, or a length over its limit. Once the
+ * dialer is known (after the proof with a token, after the hello without),
+ * the acceptor refuses a dialer of another cluster (both cluster ids
+ * nonzero and different) or one whose target is not the acceptor's own
+ * id: then it writes back, best effort, 40 bytes:
  *     0  u32 magic   0x4f4e5243 (the bytes "CRNO")
  *     4  u16 version 2
  *     6  u16 reason  1: another cluster, 2: another target
@@ -31,24 +69,38 @@
  *    32  u32 crc32c  of bytes 0..31
  *    36  u32 zero
  * and hangs up. crc32c(0, buf, len) is the standard CRC-32C (Castagnoli). */
+#include <limits.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include "common/alloc.h"
 #include "common/endian.h"
 #include "common/error.h"
 #include "transport/internal.h"
 
-void peer__hello_encode(uint8_t out[PEER__HELLO_LEN],
-                        const struct peer__hello *h)
+size_t peer__hello_len(unsigned version)
 {
+    return version == PEER__VERSION_AUTH ? PEER__HELLO3_LEN : PEER__HELLO_LEN;
+}
+
+size_t peer__hello_encode(uint8_t *out, const struct peer__hello *h)
+{
+    size_t n = peer__hello_len(h->version);
     craft_put32(out, PEER__MAGIC);
-    craft_put16(out + 4, PEER__VERSION);
+    craft_put16(out + 4, (uint16_t)h->version);
     craft_put16(out + 6, 0);
     craft_put64(out + 8, h->sender);
     craft_put64(out + 16, h->cluster);
     craft_put64(out + 24, h->target);
     craft_put64(out + 32, h->target_tag);
-    craft_put32(out + 40, crc32c(0, out, 40));
+    if (n == PEER__HELLO3_LEN)
+        memcpy(out + 40, h->nonce, PEER__NONCE_LEN);
+    craft_put32(out + n - 4, crc32c(0, out, n - 4));
+    return n;
 }
 
 int peer__hello_decode(const uint8_t *in, size_t avail, struct peer__hello *h,
@@ -56,19 +108,123 @@ int peer__hello_decode(const uint8_t *in, size_t avail, struct peer__hello *h,
 {
     if (avail >= 4 && craft_get32(in) != PEER__MAGIC)
         return CRAFT_ECORRUPT;
-    if (avail >= 6 && craft_get16(in + 4) != PEER__VERSION) {
-        if (version_out != NULL)
-            *version_out = craft_get16(in + 4);
-        return CRAFT_EVERSION;
-    }
-    if (avail < PEER__HELLO_LEN)
+    if (avail < 6)
         return CRAFT_ETRUNCATED;
-    if (craft_get32(in + 40) != crc32c(0, in, 40))
+    unsigned v = craft_get16(in + 4);
+    if (version_out != NULL)
+        *version_out = v;
+    if (v != PEER__VERSION && v != PEER__VERSION_AUTH)
+        return CRAFT_EVERSION;
+    size_t n = peer__hello_len(v);
+    if (avail < n)
+        return CRAFT_ETRUNCATED;
+    if (craft_get32(in + n - 4) != crc32c(0, in, n - 4))
         return CRAFT_ECORRUPT;
+    h->version = v;
     h->sender = craft_get64(in + 8);
     h->cluster = craft_get64(in + 16);
     h->target = craft_get64(in + 24);
     h->target_tag = craft_get64(in + 32);
+    if (n == PEER__HELLO3_LEN)
+        memcpy(h->nonce, in + 40, PEER__NONCE_LEN);
+    else
+        memset(h->nonce, 0, PEER__NONCE_LEN);
+    return 0;
+}
+
+/* ---- the cluster-token proof ---- */
+
+static const char KEY_LABEL[] = "craftd cluster token v1";
+static const char MAC_LABEL_A[] = "craftd peer v3 acceptor";
+static const char MAC_LABEL_D[] = "craftd peer v3 dialer";
+
+int peer__derive_key(uint8_t key[PEER__KEY_LEN], const void *token,
+                     size_t len)
+{
+    unsigned out = 0;
+    if (len == 0 || len > INT_MAX)
+        return CRAFT_EINVAL;
+    if (HMAC(EVP_sha256(), token, (int)len, (const uint8_t *)KEY_LABEL,
+             sizeof KEY_LABEL - 1, key, &out) == NULL ||
+        out != PEER__KEY_LEN)
+        return CRAFT_EINVAL;
+    return 0;
+}
+
+int peer__nonce(uint8_t out[PEER__NONCE_LEN])
+{
+    return RAND_bytes(out, PEER__NONCE_LEN) == 1 ? 0 : CRAFT_EIO;
+}
+
+int peer__mac(uint8_t out[PEER__MAC_LEN], const uint8_t key[PEER__KEY_LEN],
+              bool acceptor, const uint8_t *hello,
+              const uint8_t nonce_a[PEER__NONCE_LEN])
+{
+    uint8_t msg[sizeof MAC_LABEL_A + PEER__HELLO3_LEN + PEER__NONCE_LEN];
+    const char *label = acceptor ? MAC_LABEL_A : MAC_LABEL_D;
+    size_t ll = acceptor ? sizeof MAC_LABEL_A - 1 : sizeof MAC_LABEL_D - 1;
+    memcpy(msg, label, ll);
+    memcpy(msg + ll, hello, PEER__HELLO3_LEN);
+    memcpy(msg + ll + PEER__HELLO3_LEN, nonce_a, PEER__NONCE_LEN);
+    unsigned n = 0;
+    if (HMAC(EVP_sha256(), key, PEER__KEY_LEN, msg,
+             ll + PEER__HELLO3_LEN + PEER__NONCE_LEN, out, &n) == NULL ||
+        n != PEER__MAC_LEN)
+        return CRAFT_EIO;
+    return 0;
+}
+
+bool peer__mac_ok(const uint8_t key[PEER__KEY_LEN], bool acceptor,
+                  const uint8_t *hello, const uint8_t nonce_a[PEER__NONCE_LEN],
+                  const uint8_t got[PEER__MAC_LEN])
+{
+    uint8_t want[PEER__MAC_LEN];
+    if (peer__mac(want, key, acceptor, hello, nonce_a) != 0)
+        return false;
+    bool ok = CRYPTO_memcmp(want, got, PEER__MAC_LEN) == 0;
+    OPENSSL_cleanse(want, sizeof want);
+    return ok;
+}
+
+void peer__challenge_encode(uint8_t out[PEER__CHALLENGE_LEN],
+                            const uint8_t nonce_a[PEER__NONCE_LEN],
+                            const uint8_t mac[PEER__MAC_LEN])
+{
+    craft_put32(out, PEER__CHALLENGE_MAGIC);
+    craft_put16(out + 4, PEER__VERSION_AUTH);
+    craft_put16(out + 6, 0);
+    memcpy(out + 8, nonce_a, PEER__NONCE_LEN);
+    memcpy(out + 40, mac, PEER__MAC_LEN);
+}
+
+int peer__challenge_decode(const uint8_t in[PEER__CHALLENGE_LEN],
+                           uint8_t nonce_a[PEER__NONCE_LEN],
+                           uint8_t mac[PEER__MAC_LEN])
+{
+    if (craft_get32(in) != PEER__CHALLENGE_MAGIC ||
+        craft_get16(in + 4) != PEER__VERSION_AUTH || craft_get16(in + 6) != 0)
+        return CRAFT_ECORRUPT;
+    memcpy(nonce_a, in + 8, PEER__NONCE_LEN);
+    memcpy(mac, in + 40, PEER__MAC_LEN);
+    return 0;
+}
+
+void peer__proof_encode(uint8_t out[PEER__PROOF_LEN],
+                        const uint8_t mac[PEER__MAC_LEN])
+{
+    craft_put32(out, PEER__PROOF_MAGIC);
+    craft_put16(out + 4, PEER__VERSION_AUTH);
+    craft_put16(out + 6, 0);
+    memcpy(out + 8, mac, PEER__MAC_LEN);
+}
+
+int peer__proof_decode(const uint8_t in[PEER__PROOF_LEN],
+                       uint8_t mac[PEER__MAC_LEN])
+{
+    if (craft_get32(in) != PEER__PROOF_MAGIC ||
+        craft_get16(in + 4) != PEER__VERSION_AUTH || craft_get16(in + 6) != 0)
+        return CRAFT_ECORRUPT;
+    memcpy(mac, in + 8, PEER__MAC_LEN);
     return 0;
 }
 

@@ -338,6 +338,27 @@ static void test_small_err_buffer(void **state)
     assert_int_equal(strlen(err), sizeof err - 1); /* cut, still terminated */
 }
 
+static void test_peer_auth_flags(void **state)
+{
+    struct flags f;
+    assert_int_equal(parse(&f, "d", NULL), FLAGS_RUN);
+    assert_null(f.cluster_token);
+    assert_int_equal(f.peer_max_conns, 64);
+    assert_int_equal(f.peer_max_unauth_conns, 16);
+    assert_int_equal(parse(&f, "-cluster-token", "s3cret", "-peer-max-conns=8",
+                           "-peer-max-unauth-conns", "2", "d", NULL),
+                     FLAGS_RUN);
+    assert_string_equal(f.cluster_token, "s3cret");
+    assert_int_equal(f.peer_max_conns, 8);
+    assert_int_equal(f.peer_max_unauth_conns, 2);
+    /* An empty token is no token (main then looks at the environment). */
+    assert_int_equal(parse(&f, "-cluster-token=", "d", NULL), FLAGS_RUN);
+    assert_null(f.cluster_token);
+    assert_bad(&f, parse(&f, "-peer-max-conns", "0", "d", NULL), "-peer-max-conns");
+    assert_bad(&f, parse(&f, "-peer-max-unauth-conns", "x", "d", NULL),
+               "-peer-max-unauth-conns");
+}
+
 static void test_usage_lists_every_flag(void **state)
 {
     char *buf = NULL;
@@ -376,6 +397,7 @@ int main(void)
         cmocka_unit_test(test_small_err_buffer),
         cmocka_unit_test(test_usage_lists_every_flag),
         cmocka_unit_test(test_peer_tls_all_or_none),
+        cmocka_unit_test(test_peer_auth_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -356,7 +356,8 @@ static void test_parse_addr(void **state)
 static void test_wire(void **state)
 {
     uint8_t hello[PEER__HELLO_LEN];
-    struct peer__hello h = {.sender = 0x1122334455667788ull,
+    struct peer__hello h = {.version = PEER__VERSION,
+                            .sender = 0x1122334455667788ull,
                             .cluster = 0xc1c1c1c1c1c1c1c1ull,
                             .target = 0x99,
                             .target_tag = 0x7a7a},
@@ -373,11 +374,13 @@ static void test_wire(void **state)
     for (size_t n = 0; n < sizeof hello; n++)
         assert_int_equal(peer__hello_decode(hello, n, &got, NULL),
                          CRAFT_ETRUNCATED);
-    /* Every bit flip is caught: magic, version or CRC. */
+    /* Every bit flip is caught: magic, version or CRC (2 -> 3 makes it
+     * the prefix of a longer v3 hello: not there yet). */
     for (size_t i = 0; i < sizeof hello * 8; i++) {
         hello[i / 8] ^= (uint8_t)(1u << (i % 8));
         int rv = peer__hello_decode(hello, sizeof hello, &got, NULL);
-        assert_true(rv == CRAFT_ECORRUPT || rv == CRAFT_EVERSION);
+        assert_true(rv == CRAFT_ECORRUPT || rv == CRAFT_EVERSION ||
+                    (i == 32 && rv == CRAFT_ETRUNCATED));
         hello[i / 8] ^= (uint8_t)(1u << (i % 8));
     }
     hello[0] = 'X';
@@ -389,11 +392,11 @@ static void test_wire(void **state)
     assert_int_equal(peer__hello_decode(hello, 6, &got, &version),
                      CRAFT_EVERSION);
     assert_int_equal(version, 1);
-    craft_put16(hello + 4, 3); /* a future version, valid CRC */
+    craft_put16(hello + 4, 4); /* a future version, valid CRC */
     craft_put32(hello + 40, crc32c(0, hello, 40));
     assert_int_equal(peer__hello_decode(hello, sizeof hello, &got, &version),
                      CRAFT_EVERSION);
-    assert_int_equal(version, 3);
+    assert_int_equal(version, 4);
 
     uint8_t no[PEER__REFUSAL_LEN];
     struct peer__refusal_rec r = {.reason = PEER_REFUSED_TARGET, .id = 5,
@@ -821,7 +824,7 @@ static void test_garbage_clients(void **state)
     /* 2. A good handshake, then a frame whose CRC is wrong. */
     uint8_t payload[32];
     make_frame(payload, sizeof payload, 0, 9);
-    struct peer__hello h9 = {.sender = 9, .target = 2};
+    struct peer__hello h9 = {.version = PEER__VERSION, .sender = 9, .target = 2};
     peer__hello_encode(r.out, &h9);
     size_t n = PEER__HELLO_LEN;
     n += put_frame(r.out + n, payload, sizeof payload);
