@@ -450,7 +450,8 @@ def test_wrong_password_flood_keeps_the_leader(cluster, tmp_path):
 
 
 def test_everything_on(cluster, pki, auth_file, tmp_path):
-    """Peer TLS, client TLS with client certificates, and users together:
+    """Peer TLS with a cluster token, client TLS with client certificates,
+    and users together:
     three nodes join over HTTPS showing their node certificate and the admin
     credentials, replicate over peer TLS, and roles still hold."""
     peer = str(tmp_path / "peer")
@@ -460,7 +461,8 @@ def test_everything_on(cluster, pki, auth_file, tmp_path):
     def flags(name):
         return (["-peer-tls-cert", f"{peer}/{name}.pem", "-peer-tls-key", f"{peer}/{name}.key",
                  "-peer-tls-ca", f"{peer}/peer-ca.pem"] + tls_flags(pki, client_ca=True))
-    common = ["-auth-file", auth_file, "-join-user", "admin:a-pass"]
+    common = ["-auth-file", auth_file, "-join-user", "admin:a-pass",
+              "-cluster-token", "all-on-token"]
     tls = client_tls(pki, cert="client")
     nodes = [cluster.add("node0", extra=common + flags("node0")).start()]
     wait_voters(cluster, nodes, tls=tls)
