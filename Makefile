@@ -16,7 +16,7 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 LDFLAGS  += $(SAN)
 PKGS      = libh2o libuv jansson
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lssl -lcrypto -lz
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lssl -lcrypto -lcrypt -lz
 LIBS      = $(PKG_LIBS) -lpthread -lm
 SEEDS    ?= 2000
 SEED     ?=

@@ -46,6 +46,15 @@ function write_value()
    return string.format("v%015d", counter)
 end
 
+-- Headers of a craftd request: h plus, when BENCH_AUTHZ (base64 of
+-- user:password) is set (BENCH_AUTH=1 in run.sh), HTTP Basic credentials.
+function craftd_headers(h)
+   h = h or {}
+   local authz = os.getenv("BENCH_AUTHZ")
+   if authz and authz ~= "" then h["Authorization"] = "Basic " .. authz end
+   return h
+end
+
 -- A random preloaded 16-byte key.
 function read_key()
    return string.format("r%015d", math.random(0, nread - 1))

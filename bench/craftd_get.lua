@@ -2,5 +2,5 @@
 dofile((os.getenv("BENCH_DIR") or "bench") .. "/common.lua")
 local level = os.getenv("BENCH_LEVEL") or "linearizable"
 function request()
-   return wrk.format("GET", "/key/" .. read_key() .. "?level=" .. level)
+   return wrk.format("GET", "/key/" .. read_key() .. "?level=" .. level, craftd_headers())
 end

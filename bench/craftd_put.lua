@@ -2,6 +2,6 @@
 dofile((os.getenv("BENCH_DIR") or "bench") .. "/common.lua")
 function request()
    local k = write_key()
-   return wrk.format("POST", "/key", {["Content-Type"] = "application/json"},
+   return wrk.format("POST", "/key", craftd_headers({["Content-Type"] = "application/json"}),
                      '{"' .. k .. '":"' .. write_value() .. '"}')
 end

@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -25,22 +26,38 @@ def split_addr(addr):
     return host, int(port)
 
 
+def tls_context():
+    """With BENCH_CA set (BENCH_TLS=1 in run.sh), every request is HTTPS
+    trusting that CA; None otherwise."""
+    ca = os.environ.get("BENCH_CA")
+    return ssl.create_default_context(cafile=ca) if ca else None
+
+
 class Client:
-    """A keep-alive HTTP/1.1 client for one host:port (reconnects on error)."""
+    """A keep-alive HTTP/1.1 client for one host:port (reconnects on error);
+    HTTPS when BENCH_CA is set."""
 
     def __init__(self, addr, timeout=10.0):
         self.addr = addr
         self.timeout = timeout
         self.conn = None
+        self.tls = tls_context()
 
     def request(self, method, path, body=None, headers=None):
         host, port = split_addr(self.addr)
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             headers = dict(headers or {}, **{"Content-Type": "application/json"})
+        authz = os.environ.get("BENCH_AUTHZ")  # craftd's users (BENCH_AUTH=1)
+        if authz:
+            headers = dict(headers or {}, Authorization="Basic " + authz)
         for attempt in range(2):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+                if self.tls is not None:
+                    self.conn = http.client.HTTPSConnection(host, port, timeout=self.timeout,
+                                                            context=self.tls)
+                else:
+                    self.conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
             try:
                 self.conn.request(method, path, body=body, headers=headers or {})
                 resp = self.conn.getresponse()

@@ -114,6 +114,15 @@ def main():
              % (params.get("etcd_version", "?"), params.get("craftd", "build/craftd")))
     if params.get("craftd_flags"):
         L.append("- craftd extra flags (BENCH_CRAFTD_FLAGS): `%s`" % params["craftd_flags"])
+    if params.get("auth") == "1":
+        L.append("- BENCH_AUTH=1: craftd has users (-auth-file, one yescrypt user) and every "
+                 "craftd request carries HTTP Basic credentials (checked once, then from the "
+                 "cache); etcd runs without users")
+    if params.get("tls") == "1":
+        L.append("- BENCH_TLS=1: clients talk HTTPS to both clusters (TLS 1.2+, one ECDSA "
+                 "P-256 certificate from a CA made by the run; wrk keeps its 64 "
+                 "connections open, so handshakes happen at the start); peer traffic "
+                 "stays plain; the memory and restart part runs without TLS")
     L.append("- Both clusters run on loopback on the same machine as wrk, data on the same disk. "
              "Runs are interleaved (craftd, etcd, craftd, etcd, ...), %s rounds, medians below."
              % params.get("rounds"))

@@ -2,9 +2,9 @@
 # Install the Debian packages craftd needs to build and test, if any is
 # missing. Runs apt-get only as root; otherwise says what to install.
 set -e
-PKGS="build-essential pkg-config libuv1-dev libh2o-dev libssl-dev zlib1g-dev
+PKGS="build-essential pkg-config libuv1-dev libh2o-dev libssl-dev libcrypt-dev zlib1g-dev
 libjansson-dev libcmocka-dev python3 python3-pytest iptables iproute2
-valgrind clang"
+valgrind clang openssl"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \

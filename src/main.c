@@ -10,6 +10,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "auth/auth.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "node/flags.h"
@@ -147,6 +148,44 @@ int main(int argc, char **argv)
         CRAFT_ERROR(&d.log, "cannot create data directory %s: %s", f.dir, craft_strerror(rc));
         return 1;
     }
+    if ((f.tls_cert != NULL) != (f.tls_key != NULL) ||
+        ((f.tls_client_ca != NULL || f.join_ca != NULL) && f.tls_cert == NULL)) {
+        CRAFT_ERROR(&d.log, "-tls-cert and -tls-key go together, and -tls-client-ca and "
+                            "-join-ca need them");
+        return 1;
+    }
+    struct auth_db *auth = NULL;
+    if (f.auth_file != NULL) {
+        char aerr[320], awarn[200];
+        rc = auth_db_load(&auth, f.auth_file, aerr, sizeof aerr, awarn, sizeof awarn);
+        if (rc != 0) {
+            CRAFT_ERROR(&d.log, "-auth-file %s: %s", f.auth_file,
+                        aerr[0] ? aerr : craft_strerror(rc));
+            return 1;
+        }
+        if (awarn[0])
+            CRAFT_WARN(&d.log, "-auth-file %s: %s", f.auth_file, awarn);
+        CRAFT_INFO(&d.log, "-auth-file %s: %zu users; HTTP Basic authentication on",
+                   f.auth_file, auth_db_count(auth));
+    }
+    /* The node's credentials: copied out of argv, whose copy is then
+     * overwritten so that the password does not show in ps or
+     * /proc/<pid>/cmdline (the environment keeps it out from the start). */
+    const char *usrc = f.join_user ? f.join_user : getenv("CRAFTD_JOIN_USER");
+    char *join_user = usrc != NULL && usrc[0] != 0 ? strdup(usrc) : NULL;
+    if (usrc != NULL && usrc[0] != 0 && join_user == NULL) {
+        CRAFT_ERROR(&d.log, "out of memory");
+        auth_db_free(auth);
+        return 1;
+    }
+    if (f.join_user != NULL)
+        memset((char *)f.join_user, 'x', strlen(f.join_user));
+    if (join_user != NULL && strchr(join_user, ':') == NULL) {
+        CRAFT_ERROR(&d.log, "-join-user (or CRAFTD_JOIN_USER) must be user:password");
+        free(join_user);
+        auth_db_free(auth);
+        return 1;
+    }
     struct node_opts opts = {
         .id = f.id,
         .http_addr = f.haddr,
@@ -161,6 +200,12 @@ int main(int argc, char **argv)
         .max_body = f.max_body,
         .http_max_conns = f.http_max_conns,
         .http_max_conns_per_ip = f.http_max_conns_per_ip,
+        .auth = auth,
+        .join_user = join_user,
+        .tls_cert = f.tls_cert,
+        .tls_key = f.tls_key,
+        .tls_client_ca = f.tls_client_ca,
+        .join_ca = f.join_ca,
         .peer_tls_cert = f.peer_tls_cert,
         .peer_tls_key = f.peer_tls_key,
         .peer_tls_ca = f.peer_tls_ca,
@@ -176,12 +221,17 @@ int main(int argc, char **argv)
 
     uv_loop_t *loop = uv_default_loop();
     rc = node_start(loop, &opts, &d.node);
+    if (join_user != NULL) { /* the node keeps its own encoded copy */
+        explicit_bzero(join_user, strlen(join_user));
+        free(join_user);
+    }
     if (token != NULL) { /* the transport keeps only a key derived from it */
         explicit_bzero(token, strlen(token));
         free(token);
     }
     if (rc != 0) {
         CRAFT_ERROR(&d.log, "cannot start: %s", craft_strerror(rc));
+        auth_db_free(auth);
         return 1;
     }
     rc = watch_signals(loop, &d);
@@ -195,6 +245,7 @@ int main(int argc, char **argv)
         return 1;
     }
     rc = uv_loop_close(loop);
+    auth_db_free(auth); /* the node that used it is gone */
     if (rc != 0)
         CRAFT_WARN(&d.log, "loop closed with handles still open: %s", uv_strerror(rc));
     CRAFT_INFO(&d.log, "stopped");

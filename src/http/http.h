@@ -5,8 +5,11 @@
  * of keys, read levels, JSON bodies, size limits) and hands valid ones to
  * the node through struct http_handlers. The node answers with one of the
  * http_reply_* calls, at once or later (after a Raft commit) on the same loop.
- * Only src/http includes h2o headers; nothing h2o leaks through this one.
- * The HTTP API as users see it is in docs/http-api.md.
+ * With an auth_db (auth/auth.h) every request is checked first (HTTP Basic,
+ * the route's role); with TLS files the port speaks HTTPS only. It also
+ * holds the TLS side of the node's own requests to members (http_tls_*).
+ * Only src/http includes h2o and OpenSSL headers; nothing of either leaks
+ * through this one. The HTTP API as users see it is in docs/http-api.md.
  *
  * Threading: every function here, and every handler, runs on the thread of
  * the uv loop given in http_opts (the node's loop). Nothing is locked. The
@@ -54,6 +57,7 @@ struct http_kv {
 };
 
 struct http_req; /* one request handed to the node; opaque */
+struct auth_db;  /* auth/auth.h */
 struct http_server;
 
 /* Optional fields of POST /join that a craftd joiner adds; NULL when
@@ -120,13 +124,23 @@ struct http_opts {
                                that the client can read the answer: at most
                                this long (0: 5000) ... */
     size_t linger_max_bytes; /* ... and at most this many bytes (0: 64 MiB) */
+    struct auth_db *auth;   /* users and roles (HTTP Basic, docs/security.md);
+                               NULL: every route is open. Not owned: it must
+                               outlive the server */
+    const char *tls_cert;   /* PEM certificate chain; with tls_key: HTTPS
+                               only (TLS 1.2 and 1.3); NULL: plain HTTP */
+    const char *tls_key;    /* PEM private key matching tls_cert */
+    const char *tls_client_ca; /* PEM CAs: every client must present a
+                                  certificate one of them signed; NULL: none
+                                  asked for. Needs tls_cert */
     const struct craft_logger *log; /* NULL: silent */
     const struct http_handlers *handlers; /* required; copied */
     void *ud;               /* first argument of every handler */
 };
 
 /* Binds, listens and starts serving. On success *out is the server; on
- * error (negative code: CRAFT_EINVAL for a bad address, negative errno from
+ * error (negative code: CRAFT_EINVAL for a bad address, or for TLS files
+ * that are missing, do not load or do not match (logged), negative errno from
  * resolving, binding or listening) *out is NULL and nothing needs freeing. */
 int http_server_start(struct http_server **out, const struct http_opts *o);
 
@@ -162,6 +176,40 @@ bool http_req_gone(struct http_req *req);
 /* A pointer the node keeps with req (for handlers.cancel); NULL at first. */
 void http_req_set_tag(struct http_req *req, void *tag);
 void *http_req_tag(const struct http_req *req);
+
+/* --- TLS for the node's own HTTPS requests to members (tlsclient.c) ---
+ * The node does the socket I/O; this module only turns bytes into TLS
+ * records and back over memory buffers, so that OpenSSL stays here. */
+struct http_tls_client; /* what every connection trusts and presents */
+struct http_tls_conn;   /* one connection's TLS state */
+
+/* ca_file: PEM CAs that must have signed the member's certificate (NULL:
+ * the system's CAs). cert and key (both or neither): PEM certificate and
+ * key presented when a member asks for a client certificate. 0, or
+ * CRAFT_EINVAL after logging why (a file that does not load or match). */
+int http_tls_client_new(struct http_tls_client **out, const char *ca_file, const char *cert,
+                        const char *key, const struct craft_logger *log);
+void http_tls_client_free(struct http_tls_client *c); /* NULL is fine */
+
+/* A client connection to host (a name, sent as SNI, or an IP address),
+ * whose certificate must name host and be signed by one of c's CAs.
+ * c must outlive it. 0 or CRAFT_ENOMEM. */
+int http_tls_conn_new(struct http_tls_conn **out, struct http_tls_client *c, const char *host);
+void http_tls_conn_free(struct http_tls_conn *t); /* NULL is fine */
+/* Plaintext to send once the handshake is done (copied). 0 or -1. */
+int http_tls_conn_write(struct http_tls_conn *t, const char *buf, size_t len);
+/* Advances the connection with in (ciphertext received, may be empty):
+ * handshake, sending, receiving. Decrypted bytes go to out (up to cap;
+ * *got says how many; call again with no input while *got == cap).
+ * Returns 0 (more to come), 1 (the server closed the TLS session), or -1
+ * (failed: http_tls_conn_error says why, e.g. an unverified certificate). */
+int http_tls_conn_pump(struct http_tls_conn *t, const char *in, size_t inlen, char *out,
+                       size_t cap, size_t *got);
+/* Ciphertext waiting to be sent, in a buffer the caller now owns (free
+ * with craft_free), or NULL with *len 0 when there is none (or no memory:
+ * then http_tls_conn_pump fails next). */
+char *http_tls_conn_output(struct http_tls_conn *t, size_t *len);
+const char *http_tls_conn_error(const struct http_tls_conn *t); /* never NULL */
 
 /* "linearizable", "weak", "none" ("?" for anything else). */
 const char *http_read_level_name(int level);

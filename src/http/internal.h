@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <h2o.h>
+#include <openssl/ssl.h>
 
 #include "http/http.h"
 #include "http/parse.h"
@@ -80,6 +81,10 @@ struct http_server {
     unsigned linger_ms;        /* a refused client is drained this long at most */
     size_t linger_max_bytes;   /* ... and this many bytes */
     int port;
+    struct auth_db *auth;      /* NULL: no users, all open (authz.c) */
+    SSL_CTX *ssl;              /* NULL: plain HTTP (tls.c) */
+    struct craft_ratelimit rl_auth; /* log lines of refused credentials */
+    uint64_t auth_refused_total;
 
     uv_tcp_t listener;
     h2o_globalconf_t config;
@@ -184,6 +189,18 @@ void http__guard_sweep_start(struct http_server *s);
 void http__guard_cancel(struct http_req *r);
 /* Frees the tables (server closing, connections all gone). */
 void http__guard_free(struct http_server *s);
+
+/* --- authz.c: HTTP Basic against srv->auth --- */
+/* True if req may go on to its route; false after answering it (401 with
+ * WWW-Authenticate, 403 naming the role needed, 429 when password checks
+ * are over their budget). */
+bool http__authorize(struct http_server *srv, h2o_req_t *req);
+
+/* --- tls.c: client TLS --- */
+/* The server's SSL_CTX from PEM files (client_ca may be NULL), TLS 1.2+;
+ * NULL after logging why. */
+SSL_CTX *http__tls_ctx(const char *cert, const char *key, const char *client_ca,
+                       const struct craft_logger *log);
 
 /* --- addr.c: "host:port" to a listening socket --- */
 /* Parses addr ("host:port"), resolves it (blocking), binds and listens a non-blocking socket.

@@ -242,6 +242,8 @@ int http__on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     const char *path = req->path.base;
     size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    if (srv->auth != NULL && !http__authorize(srv, req))
+        return 0;
 
     if (plen >= 4 && memcmp(path, "/key", 4) == 0 && (plen == 4 || path[4] == '/'))
         route_key(srv, req, path + 4, plen - 4);

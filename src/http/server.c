@@ -114,6 +114,7 @@ static void configure_h2o(struct http_server *s, uint32_t timeout_ms)
     s->config.server_name = h2o_iovec_init(H2O_STRLIT("craftd"));
     s->config.max_request_entity_size = s->max_body;
     s->config.http1.req_timeout = timeout_ms;
+    s->config.handshake_timeout = timeout_ms; /* a TLS client that never finishes it */
     s->config.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *host =
         h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -123,7 +124,8 @@ static void configure_h2o(struct http_server *s, uint32_t timeout_ms)
     h->srv = s;
     http__errfilter_register(s, &host->fallback_path);
     h2o_context_init(&s->ctx, s->loop, &s->config);
-    s->accept_ctx = (h2o_accept_ctx_t){.ctx = &s->ctx, .hosts = s->config.hosts};
+    s->accept_ctx =
+        (h2o_accept_ctx_t){.ctx = &s->ctx, .hosts = s->config.hosts, .ssl_ctx = s->ssl};
 }
 
 int http_server_start(struct http_server **out, const struct http_opts *o)
@@ -131,15 +133,31 @@ int http_server_start(struct http_server **out, const struct http_opts *o)
     *out = NULL;
     if (o == NULL || o->loop == NULL || o->handlers == NULL)
         return CRAFT_EINVAL;
+    if ((o->tls_cert != NULL) != (o->tls_key != NULL) ||
+        (o->tls_client_ca != NULL && o->tls_cert == NULL)) {
+        CRAFT_ERROR(o->log, "http: tls: -tls-cert and -tls-key go together, and "
+                            "-tls-client-ca needs them");
+        return CRAFT_EINVAL;
+    }
+    SSL_CTX *ssl = NULL;
+    if (o->tls_cert != NULL &&
+        (ssl = http__tls_ctx(o->tls_cert, o->tls_key, o->tls_client_ca, o->log)) == NULL)
+        return CRAFT_EINVAL;
     int port;
     int fd = http__listen_fd(o->listen, o->log, &port);
-    if (fd < 0)
+    if (fd < 0) {
+        SSL_CTX_free(ssl);
         return fd;
+    }
     struct http_server *s = craft_calloc(1, sizeof *s);
     if (s == NULL) {
+        SSL_CTX_free(ssl);
         close(fd);
         return CRAFT_ENOMEM;
     }
+    s->ssl = ssl;
+    s->auth = o->auth;
+    craft_ratelimit_init(&s->rl_auth, HTTP__LOG_PERIOD_MS, HTTP__LOG_BURST);
     s->loop = o->loop;
     s->handlers = *o->handlers;
     s->ud = o->ud;
@@ -174,7 +192,9 @@ int http_server_start(struct http_server **out, const struct http_opts *o)
         http_server_close(s, NULL, NULL); /* frees s on a later loop turn */
         return err;
     }
-    CRAFT_INFO(s->log, "http: listening on %s (port %d)", o->listen, port);
+    CRAFT_INFO(s->log, "http: listening on %s (port %d)%s%s%s", o->listen, port,
+               ssl ? ", HTTPS" : "", o->tls_client_ca ? " with client certificates" : "",
+               o->auth ? ", users and roles" : "");
     *out = s;
     return 0;
 }
@@ -209,6 +229,7 @@ static void on_final_closed(uv_handle_t *h)
     void (*cb)(void *) = s->close_cb;
     void *ud = s->close_ud;
     http__guard_free(s);
+    SSL_CTX_free(s->ssl);
     craft_free(s);
     if (cb != NULL)
         cb(ud);

@@ -29,6 +29,8 @@ struct flag_def {
 #define FIELD(m) offsetof(struct flags, m), sizeof(((struct flags *)0)->m)
 
 static const struct flag_def DEFS[] = {
+    {"auth-file", K_ADDR, FIELD(auth_file), 0, 0, "file",
+     "users and roles, user:crypt-hash:role a line (default: no authentication)"},
     {"cluster-token", K_STR, FIELD(cluster_token), 0, 0, "secret",
      "shared secret that authenticates peer connections (default: "
      "$CRAFTD_CLUSTER_TOKEN; none: the Raft port is open to anyone)"},
@@ -42,6 +44,10 @@ static const struct flag_def DEFS[] = {
     {"id", K_STR, FIELD(id), 0, 0, "id", "node id (default: the -raddr string)"},
     {"inmem", K_BOOL, FIELD(inmem), 0, 0, NULL, "keep the Raft log in memory only"},
     {"join", K_STR, FIELD(join), 0, 0, "addr", "HTTP address of a cluster member to join"},
+    {"join-ca", K_ADDR, FIELD(join_ca), 0, 0, "file",
+     "PEM CAs to trust for members' HTTPS (default: -tls-client-ca, else the system's)"},
+    {"join-user", K_ADDR, FIELD(join_user), 0, 0, "user:password",
+     "credentials for the node's own requests to members (or $CRAFTD_JOIN_USER)"},
     {"log-level", K_LEVEL, FIELD(log_level), 0, 0, "level",
      "debug, info, warn or error (default \"info\")"},
     {"max-body", K_UINT, FIELD(max_body), 1, SIZE_MAX, "bytes",
@@ -64,6 +70,11 @@ static const struct flag_def DEFS[] = {
     {"snapshot-threshold", K_UINT, FIELD(snapshot_threshold), 1, UINT64_MAX, "N",
      "log entries between snapshots (default 8192)"},
     {"tick-ms", K_UINT, FIELD(tick_ms), 1, 60000, "N", "milliseconds per Raft tick (default 50)"},
+    {"tls-cert", K_ADDR, FIELD(tls_cert), 0, 0, "file",
+     "PEM certificate chain: serve HTTPS (with -tls-key)"},
+    {"tls-client-ca", K_ADDR, FIELD(tls_client_ca), 0, 0, "file",
+     "PEM CA certificates: require client certificates they signed"},
+    {"tls-key", K_ADDR, FIELD(tls_key), 0, 0, "file", "PEM private key of -tls-cert"},
     {"version", K_BOOL, FIELD(version), 0, 0, NULL, "print the version and exit"},
 };
 

@@ -48,6 +48,12 @@ struct flags {
     size_t max_body;              /* -max-body (bytes), default 1 MiB, >= 1 */
     unsigned http_max_conns;      /* -http-max-conns, default 1024, >= 1 */
     unsigned http_max_conns_per_ip; /* -http-max-conns-per-ip, default 256, >= 1 */
+    const char *auth_file;        /* -auth-file: users and roles; NULL: open */
+    const char *join_user;        /* -join-user user:password; NULL */
+    const char *join_ca;          /* -join-ca PEM; NULL: -tls-client-ca or the system's */
+    const char *tls_cert;         /* -tls-cert PEM; NULL: plain HTTP */
+    const char *tls_key;          /* -tls-key PEM */
+    const char *tls_client_ca;    /* -tls-client-ca PEM; NULL: no client certificates */
     /* -peer-tls-cert, -peer-tls-key, -peer-tls-ca: all three or none
      * (flags_parse refuses some without the others), NULL when absent. */
     const char *peer_tls_cert, *peer_tls_key, *peer_tls_ca;

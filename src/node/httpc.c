@@ -2,11 +2,15 @@
  * makes itself (a join's GET /status and POST /join, /status of members
  * when it looks for evidence of its own removal): resolve, connect, send one
  * request with "Connection: close", read to the end, parse the status line.
- * Every request has a deadline. */
+ * Every request has a deadline. With -join-user each request carries HTTP
+ * Basic credentials; when the node serves HTTPS it speaks HTTPS (through
+ * http_tls_conn: the TLS records pass through here, OpenSSL stays in
+ * src/http). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/auth.h"
 #include "common/alloc.h"
 #include "node/internal.h"
 
@@ -31,6 +35,16 @@ struct node__httpc {
     size_t req_len;
     char *resp;
     size_t resp_len, resp_cap;
+    struct http_tls_conn *tls; /* NULL: plain HTTP */
+    struct http_tls_client *n_tls; /* the node's, or NULL: plain HTTP */
+    char *cipher;              /* TLS: a received chunk of ciphertext */
+    size_t cipher_cap;
+};
+
+/* One write of TLS records; frees itself. */
+struct tls_write {
+    uv_write_t w;
+    char *buf;
 };
 
 static void unref(struct node__httpc *c)
@@ -39,6 +53,8 @@ static void unref(struct node__httpc *c)
         return;
     craft_free(c->req);
     craft_free(c->resp);
+    craft_free(c->cipher);
+    http_tls_conn_free(c->tls);
     craft_free(c);
 }
 
@@ -114,6 +130,113 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         finish(c, 0, uv_strerror((int)nread));
 }
 
+/* --- HTTPS: ciphertext in from the socket, plaintext into resp --- */
+
+static void on_tls_written(uv_write_t *w, int status)
+{
+    struct tls_write *tw = (struct tls_write *)w;
+    struct node__httpc *c = w->data;
+    craft_free(tw->buf);
+    craft_free(tw);
+    if (status != 0 && status != UV_ECANCELED && c->cb != NULL)
+        finish(c, 0, uv_strerror(status));
+}
+
+/* Sends whatever TLS records are waiting. */
+static int tls_flush(struct node__httpc *c)
+{
+    size_t len;
+    char *buf = http_tls_conn_output(c->tls, &len);
+    if (buf == NULL)
+        return 0;
+    struct tls_write *tw = craft_malloc(sizeof *tw);
+    if (tw == NULL) {
+        craft_free(buf);
+        return UV_ENOMEM;
+    }
+    tw->buf = buf;
+    tw->w.data = c;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    int rv = uv_write(&tw->w, (uv_stream_t *)&c->tcp, &b, 1, on_tls_written);
+    if (rv) {
+        craft_free(buf);
+        craft_free(tw);
+    }
+    return rv;
+}
+
+/* Feeds in (may be empty) to TLS, appends what it decrypts to resp. */
+static void tls_pump(struct node__httpc *c, const char *in, size_t inlen)
+{
+    int r;
+    size_t got;
+    do {
+        uv_buf_t room;
+        on_alloc((uv_handle_t *)&c->tcp, 0, &room);
+        if (room.len == 0) {
+            finish(c, 0, c->resp_len >= RESP_MAX ? "reply too large" : "out of memory");
+            return;
+        }
+        r = http_tls_conn_pump(c->tls, in, inlen, room.base, room.len, &got);
+        in = NULL;
+        inlen = 0;
+        c->resp_len += got;
+        c->resp[c->resp_len] = 0;
+        if (r == 0 && got == room.len && c->resp_len >= RESP_MAX) {
+            finish(c, 0, "reply too large");
+            return;
+        }
+    } while (r == 0 && got > 0);
+    int rv = tls_flush(c);
+    if (r < 0)
+        finish(c, 0, http_tls_conn_error(c->tls));
+    else if (rv)
+        finish(c, 0, uv_strerror(rv));
+    else if (r == 1)
+        parse_reply(c); /* the server closed the session */
+}
+
+static void on_tls_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct node__httpc *c = h->data;
+    if (c->cipher == NULL) {
+        c->cipher = craft_malloc(16384);
+        c->cipher_cap = c->cipher ? 16384 : 0;
+    }
+    *buf = uv_buf_init(c->cipher, (unsigned)c->cipher_cap);
+}
+
+static void on_tls_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct node__httpc *c = s->data;
+    if (c->cb == NULL)
+        return;
+    if (nread > 0)
+        tls_pump(c, buf->base, (size_t)nread);
+    else if (nread == UV_EOF)
+        parse_reply(c); /* closed without close_notify: the reply as it came */
+    else if (nread < 0)
+        finish(c, 0, uv_strerror((int)nread));
+}
+
+/* Connected over HTTPS: queue the request, start the handshake. */
+static void tls_start(struct node__httpc *c)
+{
+    int rv = http_tls_conn_new(&c->tls, c->n_tls, c->host);
+    if (rv == 0 && http_tls_conn_write(c->tls, c->req, c->req_len) != 0)
+        rv = CRAFT_ENOMEM;
+    if (rv) {
+        finish(c, 0, craft_strerror(rv));
+        return;
+    }
+    rv = uv_read_start((uv_stream_t *)&c->tcp, on_tls_alloc, on_tls_read);
+    if (rv) {
+        finish(c, 0, uv_strerror(rv));
+        return;
+    }
+    tls_pump(c, NULL, 0);
+}
+
 static void on_write(uv_write_t *w, int status)
 {
     struct node__httpc *c = w->data;
@@ -133,6 +256,10 @@ static void on_connect(uv_connect_t *r, int status)
         return;
     if (status) {
         finish(c, 0, uv_strerror(status));
+        return;
+    }
+    if (c->n_tls != NULL) {
+        tls_start(c);
         return;
     }
     uv_buf_t b = uv_buf_init(c->req, (unsigned)c->req_len);
@@ -176,7 +303,7 @@ static void on_deadline(uv_timer_t *t)
     finish(c, 0, "timed out");
 }
 
-int node__httpc_start(uv_loop_t *loop, const char *bind_host,
+int node__httpc_start(struct node *n, const char *bind_host,
                       const char *addr, const char *method, const char *path,
                       const char *json_body, unsigned timeout_ms,
                       node__httpc_cb cb, void *ud, struct node__httpc **out)
@@ -203,8 +330,13 @@ int node__httpc_start(uv_loop_t *loop, const char *bind_host,
         c->bind_set = true;
     }
     snprintf(c->port, sizeof c->port, "%u", port);
+    uv_loop_t *loop = n->loop;
+    c->n_tls = n->httpc_tls;
+    char auth[640] = "";
+    if (n->httpc_auth != NULL)
+        snprintf(auth, sizeof auth, "Authorization: %s\r\n", n->httpc_auth);
     size_t blen = json_body ? strlen(json_body) : 0;
-    size_t cap = strlen(method) + strlen(path) + strlen(c->host) + blen + 200;
+    size_t cap = strlen(method) + strlen(path) + strlen(c->host) + strlen(auth) + blen + 200;
     c->req = craft_malloc(cap);
     if (c->req == NULL) {
         craft_free(c);
@@ -213,14 +345,14 @@ int node__httpc_start(uv_loop_t *loop, const char *bind_host,
     if (json_body)
         c->req_len = (size_t)snprintf(
             c->req, cap,
-            "%s %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json"
+            "%s %s HTTP/1.1\r\nHost: %s:%s\r\n%sContent-Type: application/json"
             "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-            method, path, c->host, c->port, blen, json_body);
+            method, path, c->host, c->port, auth, blen, json_body);
     else
         c->req_len = (size_t)snprintf(c->req, cap,
-                                      "%s %s HTTP/1.1\r\nHost: %s:%s\r\n"
+                                      "%s %s HTTP/1.1\r\nHost: %s:%s\r\n%s"
                                       "Connection: close\r\n\r\n",
-                                      method, path, c->host, c->port);
+                                      method, path, c->host, c->port, auth);
     c->cb = cb;
     c->ud = ud;
     uv_timer_init(loop, &c->timer);
@@ -259,4 +391,39 @@ void node__httpc_cancel(struct node__httpc *c)
         return;
     c->cb = NULL;
     teardown(c);
+}
+
+int node__httpc_setup(struct node *n)
+{
+    const char *cred = n->o.join_user;
+    if (cred != NULL) {
+        char b[512];
+        if (strchr(cred, ':') == NULL || auth_basic_header(cred, b, sizeof b) != 0) {
+            CRAFT_ERROR(&n->log, "-join-user must be user:password (at most 370 bytes)");
+            return CRAFT_EINVAL;
+        }
+        n->httpc_auth = craft_memdup(b, strlen(b) + 1);
+        explicit_bzero(b, sizeof b);
+        n->o.join_user = NULL; /* the caller's; not kept */
+        if (n->httpc_auth == NULL)
+            return CRAFT_ENOMEM;
+    }
+    if (n->o.tls_cert != NULL) {
+        const char *ca = n->o.join_ca ? n->o.join_ca : n->o.tls_client_ca;
+        int rv = http_tls_client_new(&n->httpc_tls, ca, n->o.tls_cert, n->o.tls_key, &n->log);
+        if (rv)
+            return rv;
+    }
+    return 0;
+}
+
+void node__httpc_teardown(struct node *n)
+{
+    if (n->httpc_auth != NULL) {
+        explicit_bzero(n->httpc_auth, strlen(n->httpc_auth));
+        craft_free(n->httpc_auth);
+        n->httpc_auth = NULL;
+    }
+    http_tls_client_free(n->httpc_tls);
+    n->httpc_tls = NULL;
 }

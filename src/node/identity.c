@@ -590,7 +590,7 @@ static void start_probe(struct node *n)
         pr->p = p;
         pr->i = p->n_reqs;
         snprintf(p->names[p->n_reqs], sizeof p->names[0], "%s", m->id);
-        if (node__httpc_start(n->loop, src, m->http_addr, "GET", "/status", NULL,
+        if (node__httpc_start(n, src, m->http_addr, "GET", "/status", NULL,
                               PROBE_TIMEOUT_MS, on_probe_reply, pr,
                               &p->reqs[p->n_reqs]) != 0)
             continue;

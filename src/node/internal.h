@@ -96,6 +96,9 @@ struct node {
     struct peer_transport *peers;
     struct http_server *http;
     struct node__joiner *joiner;
+    char *httpc_auth;        /* "Basic ..." sent with the node's own requests
+                                (httpc.c, -join-user), or NULL */
+    struct http_tls_client *httpc_tls; /* HTTPS to members, or NULL: HTTP */
 
     uv_timer_t ticker; /* one-shot, armed for the next tick at each tick */
     struct node__clock clock;
@@ -286,7 +289,7 @@ int node__hex_field(const struct json_t *obj, const char *name,
  * source address, or NULL. */
 struct node__httpc;
 typedef void (*node__httpc_cb)(void *ud, int status, const char *body);
-int node__httpc_start(uv_loop_t *loop, const char *bind_host,
+int node__httpc_start(struct node *n, const char *bind_host,
                       const char *addr, const char *method, const char *path,
                       const char *json_body, unsigned timeout_ms,
                       node__httpc_cb cb, void *ud, struct node__httpc **out);
@@ -295,6 +298,12 @@ int node__httpc_start(uv_loop_t *loop, const char *bind_host,
  * tests) see each node separately. */
 const char *node__bind_host(const struct node *n, char buf[64]);
 void node__httpc_cancel(struct node__httpc *c);
+/* What every such request carries: -join-user credentials, and HTTPS
+ * (trusting -join-ca, else -tls-client-ca, else the system's CAs; showing
+ * -tls-cert when asked) when the node itself serves HTTPS: members of one
+ * cluster share one scheme. 0 or an error (logged). */
+int node__httpc_setup(struct node *n);
+void node__httpc_teardown(struct node *n);
 
 /* joiner.c */
 struct node__joiner;

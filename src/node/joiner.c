@@ -134,9 +134,16 @@ static void on_reply(void *ud, int status, const char *body)
         retry(j, body);
         return;
     }
-    if (status >= 400 && status < 500) {
-        CRAFT_ERROR(&n->log, "join refused by %s (HTTP %d): %s", j->addr,
-                    status, body);
+    if (status >= 400 && status < 500 && status != 429) {
+        const char *hint = "";
+        if (status == 401)
+            hint = n->httpc_auth ? " (check the -join-user credentials)"
+                                  : " (the cluster has users: give -join-user "
+                                    "user:password of an admin, or set CRAFTD_JOIN_USER)";
+        else if (status == 403)
+            hint = " (-join-user must be a user with the admin role)";
+        CRAFT_ERROR(&n->log, "join refused by %s (HTTP %d): %s%s", j->addr,
+                    status, body, hint);
         exit(1);
     }
     if (status != 200) {
@@ -162,7 +169,7 @@ static void attempt(struct node__joiner *j)
     char bind[64];
     const char *src = node__bind_host(n, bind);
     if (j->phase == 0) {
-        rv = node__httpc_start(n->loop, src, j->addr, "GET", "/status", NULL,
+        rv = node__httpc_start(n, src, j->addr, "GET", "/status", NULL,
                                JOIN_TIMEOUT_MS, on_reply, j, &j->req);
     } else {
         char inc[17], rid[17], cid[17];
@@ -182,7 +189,7 @@ static void attempt(struct node__joiner *j)
             retry(j, "out of memory");
             return;
         }
-        rv = node__httpc_start(n->loop, src, j->addr, "POST", "/join", body,
+        rv = node__httpc_start(n, src, j->addr, "POST", "/join", body,
                                JOIN_TIMEOUT_MS, on_reply, j, &j->req);
         free(body);
     }

@@ -221,6 +221,10 @@ static int start_services(struct node *n)
                            .max_body = n->o.max_body,
                            .max_conns = n->o.http_max_conns,
                            .max_conns_per_ip = n->o.http_max_conns_per_ip,
+                           .auth = n->o.auth,
+                           .tls_cert = n->o.tls_cert,
+                           .tls_key = n->o.tls_key,
+                           .tls_client_ca = n->o.tls_client_ca,
                            .log = &n->log,
                            .handlers = &node__http_handlers,
                            .ud = n};
@@ -252,6 +256,7 @@ static void free_node(struct node *n)
     craft_free(n->raft_addr);
     craft_free(n->join);
     craft_free(n->dir);
+    node__httpc_teardown(n);
     craft_free(n);
 }
 
@@ -295,6 +300,8 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
         if (rv)
             CRAFT_ERROR(&n->log, "%s", why);
     }
+    if (rv == 0)
+        rv = node__httpc_setup(n);
     if (rv == 0)
         rv = start_core(n);
     if (rv == 0)

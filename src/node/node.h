@@ -30,6 +30,15 @@ struct node_opts {
     size_t max_body;       /* HTTP body limit; 0: 1 MiB */
     unsigned http_max_conns;        /* 0: 1024 (see http_opts.max_conns) */
     unsigned http_max_conns_per_ip; /* 0: 256 */
+    struct auth_db *auth;  /* HTTP users and roles, or NULL (all open); not
+                              owned, must outlive the node */
+    const char *join_user; /* "user:password" the node sends with its own
+                              requests to members (join, /status), or NULL;
+                              read (encoded and copied) by node_start */
+    const char *tls_cert, *tls_key, *tls_client_ca; /* client TLS files, or
+                              NULL (see http_opts) */
+    const char *join_ca;   /* CAs trusted for members' HTTPS; NULL:
+                              tls_client_ca, else the system's */
     const char *peer_tls_cert, *peer_tls_key, *peer_tls_ca; /* PEM files for
                               mutual TLS between nodes; NULL: plain TCP */
     const char *cluster_token; /* authenticates peer connections; NULL: none
@@ -41,6 +50,7 @@ struct node_opts {
 };
 
 struct node;
+struct auth_db;
 
 /* Open the data directory, restore state, start serving. 0 or an error
  * (CRAFT_ELOCKED: another process has the directory; CRAFT_ECORRUPT: the

@@ -71,6 +71,30 @@ static void test_defaults(void **state)
     assert_int_equal(f.max_body, 1024 * 1024);
 }
 
+static void test_security_flags(void **state)
+{
+    struct flags f;
+    assert_int_equal(parse(&f, "data", NULL), FLAGS_RUN);
+    assert_null(f.auth_file);
+    assert_null(f.join_user);
+    assert_null(f.join_ca);
+    assert_null(f.tls_cert);
+    assert_null(f.tls_key);
+    assert_null(f.tls_client_ca);
+    assert_int_equal(parse(&f, "-auth-file", "users", "-join-user=admin:pw", "--join-ca", "ca.pem",
+                           "-tls-cert", "c.pem", "-tls-key", "k.pem", "-tls-client-ca=cca.pem",
+                           "data", NULL),
+                     FLAGS_RUN);
+    assert_string_equal(f.auth_file, "users");
+    assert_string_equal(f.join_user, "admin:pw");
+    assert_string_equal(f.join_ca, "ca.pem");
+    assert_string_equal(f.tls_cert, "c.pem");
+    assert_string_equal(f.tls_key, "k.pem");
+    assert_string_equal(f.tls_client_ca, "cca.pem");
+    assert_bad(&f, parse(&f, "-auth-file", "", "data", NULL), "auth-file");
+    assert_bad(&f, parse(&f, "-tls-cert", NULL), "tls-cert");
+}
+
 static void test_readme_lines(void **state)
 {
     struct flags f;
@@ -356,6 +380,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_security_flags),
         cmocka_unit_test(test_readme_lines),
         cmocka_unit_test(test_id_defaults_to_given_raddr),
         cmocka_unit_test(test_dash_forms),

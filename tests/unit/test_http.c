@@ -20,9 +20,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <crypt.h>
 #include <jansson.h>
 #include <uv.h>
 
+#include "auth/auth.h"
 #include "common/alloc.h"
 #include "common/error.h"
 #include "http/http.h"
@@ -827,6 +829,99 @@ static bool is_json_type(const struct resp *r)
     const char *t = header(r, "content-type");
     return t != NULL && strncmp(t, "application/json", 16) == 0;
 }
+
+/* One request with an Authorization header (NULL: none) on connection c. */
+static int auth_req(struct cli *c, const char *method, const char *path, const char *body,
+                    const char *authz, struct resp *r)
+{
+    char head[4096];
+    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: localhost\r\n", method, path);
+    if (authz != NULL)
+        n += snprintf(head + n, sizeof head - (size_t)n, "Authorization: %s\r\n", authz);
+    if (body != NULL)
+        n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n",
+                      strlen(body));
+    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+    cli_send(c, head, (size_t)n);
+    if (body != NULL)
+        cli_send(c, body, strlen(body));
+    cli_read(c, r, false);
+    assert_false(r->eof);
+    return r->status;
+}
+
+/* -auth-file on the server: 401 with WWW-Authenticate (the connection
+ * stays usable), 403 naming the role, the route reached with a good user,
+ * 429 past the hash budget while cached users go on. */
+static void test_auth(void **state)
+{
+    char text[512], hr[200], ha[200];
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof cd);
+    snprintf(hr, sizeof hr, "%s", crypt_r("rp", "$6$rounds=1000$r$", &cd));
+    snprintf(ha, sizeof ha, "%s", crypt_r("ap", "$6$rounds=1000$a$", &cd));
+    snprintf(text, sizeof text, "r:%s:read\na:%s:admin\n", hr, ha);
+    struct auth_db *db;
+    char err[256];
+    assert_int_equal(auth_db_parse(&db, text, strlen(text), err, sizeof err), 0);
+    struct fx *f = fx_start_with(state, (struct http_opts){.auth = db});
+    char rcred[64], acred[64], bad[64];
+    assert_int_equal(auth_basic_header("r:rp", rcred, sizeof rcred), 0);
+    assert_int_equal(auth_basic_header("a:ap", acred, sizeof acred), 0);
+    assert_int_equal(auth_basic_header("r:wrong", bad, sizeof bad), 0);
+    struct resp r;
+    struct cli *c = cli_open(f->port);
+    assert_int_equal(auth_req(c, "GET", "/key/x", NULL, NULL, &r), 401);
+    assert_string_equal(header(&r, "www-authenticate"), "Basic realm=\"craftd\"");
+    assert_true(is_json_type(&r));
+    assert_non_null(strstr(r.body, "\"error\":\"authentication required"));
+    resp_free(&r);
+    assert_int_equal(auth_req(c, "GET", "/key/x", NULL, "Basic !!", &r), 401);
+    assert_non_null(strstr(r.body, "malformed"));
+    resp_free(&r);
+    assert_int_equal(auth_req(c, "GET", "/nowhere", NULL, NULL, &r), 401);
+    resp_free(&r);
+    /* the same connection, now with a user: the route answers */
+    assert_int_equal(auth_req(c, "GET", "/key/x", NULL, rcred, &r), 404);
+    assert_non_null(strstr(r.body, "key not found"));
+    resp_free(&r);
+    assert_int_equal(auth_req(c, "POST", "/key", "{\"x\":\"1\"}", rcred, &r), 403);
+    assert_true(is_json_type(&r));
+    assert_non_null(strstr(r.body, "\"role\":\"write\""));
+    resp_free(&r);
+    assert_int_equal(auth_req(c, "POST", "/transfer", "{\"id\":\"n\"}", rcred, &r), 403);
+    assert_non_null(strstr(r.body, "admin"));
+    resp_free(&r);
+    assert_int_equal(auth_req(c, "POST", "/key", "{\"x\":\"1\"}", acred, &r), 200);
+    resp_free(&r);
+    assert_int_equal(auth_req(c, "GET", "/key/x", NULL, rcred, &r), 200);
+    resp_free(&r);
+    assert_int_equal(f->set_calls, 1);
+    /* wrong passwords spend the budget (2 hashes were spent above) */
+    int n401 = 0, n429 = 0;
+    for (int i = 0; i < AUTH_HASH_BURST + 4; i++) {
+        int st = auth_req(c, "GET", "/key/x", NULL, bad, &r);
+        if (st == 429) {
+            n429++;
+            assert_string_equal(header(&r, "retry-after"), "1");
+            assert_true(is_json_type(&r));
+        } else {
+            assert_int_equal(st, 401);
+            n401++;
+        }
+        resp_free(&r);
+    }
+    assert_true(n401 >= AUTH_HASH_BURST - 2 && n401 <= AUTH_HASH_BURST);
+    assert_true(n429 >= 4);
+    /* cached credentials still go through */
+    assert_int_equal(auth_req(c, "GET", "/key/x", NULL, rcred, &r), 200);
+    resp_free(&r);
+    cli_close(c);
+    struct counts cnt;
+    fx_stop(f, &cnt);
+    auth_db_free(db);
+}
+
 
 /* The response is {"error":"<non-empty message>"} as application/json. */
 static void assert_json_error(const struct resp *r, const char *contains)
@@ -1747,6 +1842,7 @@ static void *tests_main(void *arg)
     struct runner *r = arg;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_prestate_setup_teardown(test_pct_decode, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_auth, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_parse_level, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_parse_kv_body, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_parse_join_body, NULL, fx_teardown, r),
