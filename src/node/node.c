@@ -64,7 +64,7 @@ static void log_soft(struct node *n)
     unsigned more;
     if (s.term + 1 >= RAFT_TERM_MAX && node__log_allowed(n, 0x5000, &more))
         CRAFT_ERROR(&n->log, "term %llu is at the bound: this node will not "
-                    "campaign again (docs/raft-core.md) (%u more)",
+                    "campaign again (docs/architecture.md) (%u more)",
                     (unsigned long long)s.term, more);
     if (s.role == n->soft.role && s.leader == n->soft.leader &&
         s.term == n->soft.term)

@@ -62,7 +62,7 @@
 /* No node has this id; "no leader", "no vote". */
 #define RAFT_NONE 0
 
-/* Bounds on what a message may carry (docs/raft-core.md). A term or an
+/* Bounds on what a message may carry (docs/architecture.md). A term or an
  * index is a counter that grows by one per election or per entry, so no
  * real cluster comes near 2^62; a message with a larger term, index,
  * commit or hint, or a range (an append's index + entries, a snapshot
