@@ -44,7 +44,7 @@ static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
         rv = raft_step(n->raft, &m);
         if (rv && node__log_allowed(n, 0x4000 ^ from, &more)) {
             struct raft_stats st = raft_stats(n->raft);
-            CRAFT_WARN(&n->log, "refused a %s from %016llx (absurd values "
+            CRAFT_WARN(&n->log, "refused %s from %016llx (absurd values "
                        "%llu, not the term's leader %llu, term jumps capped "
                        "%llu so far; %u more since the last line)",
                        raft_msg_type_name(m.type), (unsigned long long)from,
