@@ -1481,10 +1481,19 @@ static void test_second_sender_for_term_refused(void **state)
     struct raft_msg tn = {.type = RAFT_MSG_TIMEOUT_NOW, .from = g, .to = f,
                           .term = term};
     assert_int_equal(raft_step(rf, &tn), CRAFT_EINVAL);
+    struct raft_msg sn = {.type = RAFT_MSG_SNAP, .from = g, .to = f,
+                          .term = term};
+    sn.snap.meta.index = last + 5;
+    sn.snap.meta.term = term;
+    sn.snap.meta.size = 4;
+    sn.snap.len = 4;
+    sn.snap.last = true;
+    sn.snap.data = (const uint8_t *)"snap";
+    assert_int_equal(raft_step(rf, &sn), CRAFT_EINVAL);
     /* The leader itself refuses another leader of its term. */
     app.to = l;
     assert_int_equal(raft_step(rl, &app), CRAFT_EINVAL);
-    assert_int_equal(raft_stats(rf).not_term_leader, 3);
+    assert_int_equal(raft_stats(rf).not_term_leader, 4);
     assert_int_equal(raft_stats(rl).not_term_leader, 1);
     assert_int_equal(raft_last_index(rf), last);
     assert_int_equal(raft_soft(rf).leader, l);
