@@ -410,7 +410,7 @@ void node__status(struct node *n, struct http_req *req)
         "leader", server(lead ? lead->id : "", lead ? lead->raft_addr : ""),
         "followers", followers,
         "role", raft_role_name(s.role),
-        "term", (json_int_t)s.term,
+        "term", (json_int_t)s.term, /* <= RAFT_TERM_MAX < 2^63 */
         "commit_index", (json_int_t)raft_commit_index(n->raft),
         "applied_index", (json_int_t)n->applied,
         "last_index", (json_int_t)raft_last_index(n->raft),

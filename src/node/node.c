@@ -41,7 +41,17 @@ static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
          * leader's round before its missing ticks would promise a lease
          * and then, ticks delivered, vote at once. */
         node__catch_up(n);
-        (void)raft_step(n->raft, &m);
+        rv = raft_step(n->raft, &m);
+        if (rv && node__log_allowed(n, 0x4000 ^ from, &more)) {
+            struct raft_stats st = raft_stats(n->raft);
+            CRAFT_WARN(&n->log, "refused %s from %016llx (absurd values "
+                       "%llu, not the term's leader %llu, term jumps capped "
+                       "%llu so far; %u more since the last line)",
+                       raft_msg_type_name(m.type), (unsigned long long)from,
+                       (unsigned long long)st.absurd,
+                       (unsigned long long)st.not_term_leader,
+                       (unsigned long long)st.jumps_capped, more);
+        }
         if (m.from == raft_soft(n->raft).leader)
             n->heard_leader_at = node__now(n);
     }
@@ -51,6 +61,11 @@ static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
 static void log_soft(struct node *n)
 {
     struct raft_soft_state s = raft_soft(n->raft);
+    unsigned more;
+    if (s.term + 1 >= RAFT_TERM_MAX && node__log_allowed(n, 0x5000, &more))
+        CRAFT_ERROR(&n->log, "term %llu is at the bound: this node will not "
+                    "campaign again (docs/architecture.md) (%u more)",
+                    (unsigned long long)s.term, more);
     if (s.role == n->soft.role && s.leader == n->soft.leader &&
         s.term == n->soft.term)
         return;

@@ -34,6 +34,12 @@ void raft__campaign(struct raft *r, bool pre, bool transfer)
 {
     if (!raft__promotable(r))
         return;
+    if (r->term + 1 >= RAFT_TERM_MAX) {
+        /* The term space is used up (only a term taken from a message gets
+         * here): stay a follower rather than wrap or reach the bound. */
+        r->stats.campaigns_refused++;
+        return;
+    }
     if (pre)
         raft__become_pre_candidate(r);
     else

@@ -122,6 +122,9 @@ int raft_new(const struct raft_config *cfg, const struct raft_persisted *p,
     rv = raft__prs_init(r);
     if (rv == 0)
         rv = raft__log_init(&r->log, p);
+    if (rv == 0 && p != NULL &&
+        p->hs.term > RAFT_TERM_MAX)
+        rv = CRAFT_ECORRUPT; /* no term we would have taken */
     if (rv == 0 && p != NULL) {
         r->term = p->hs.term;
         r->vote = p->hs.vote;
@@ -205,12 +208,16 @@ int raft_bootstrap(struct raft *r, const uint64_t *voters, size_t n,
 void raft__become_follower(struct raft *r, uint64_t term, uint64_t lead)
 {
     bool was_leader = r->role == RAFT_LEADER;
+    assert(term >= r->term && term <= RAFT_TERM_MAX);
     if (term != r->term) {
         r->term = term;
         r->vote = RAFT_NONE;
+        r->term_lead = RAFT_NONE;
     }
     r->role = RAFT_FOLLOWER;
     r->lead = lead;
+    if (lead != RAFT_NONE)
+        r->term_lead = lead;
     r->leaving = false;
     raft__reset_timeout(r);
     if (was_leader) {
@@ -232,8 +239,10 @@ void raft__become_pre_candidate(struct raft *r)
 void raft__become_candidate(struct raft *r)
 {
     assert(r->role != RAFT_LEADER);
+    assert(r->term + 1 < RAFT_TERM_MAX);
     r->term++;
     r->vote = r->id;
+    r->term_lead = RAFT_NONE;
     r->role = RAFT_CANDIDATE;
     r->lead = RAFT_NONE;
     raft__reset_timeout(r);
@@ -246,6 +255,7 @@ void raft__become_leader(struct raft *r)
     assert(r->role == RAFT_CANDIDATE);
     r->role = RAFT_LEADER;
     r->lead = r->id;
+    r->term_lead = r->id;
     raft__reset_timeout(r);
     uint64_t last = raft__log_last(&r->log);
     for (unsigned i = 0; i < r->n_prs; i++) {
@@ -327,12 +337,21 @@ void raft_tick(struct raft *r)
     }
 }
 
+struct raft_stats raft_stats(const struct raft *r)
+{
+    return r->stats;
+}
+
 int raft_campaign(struct raft *r)
 {
     if (r->role == RAFT_LEADER)
         return 0;
     if (!raft__promotable(r))
         return CRAFT_EINVAL;
+    if (r->term + 1 >= RAFT_TERM_MAX) {
+        r->stats.campaigns_refused++;
+        return CRAFT_EINVAL;
+    }
     raft__campaign(r, !r->cfg.disable_pre_vote, false);
     return 0;
 }

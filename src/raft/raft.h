@@ -62,6 +62,28 @@
 /* No node has this id; "no leader", "no vote". */
 #define RAFT_NONE 0
 
+/* Bounds on what a message may carry (docs/architecture.md). A term or an
+ * index is a counter that grows by one per election or per entry, so no
+ * real cluster comes near 2^62; a message with a larger term, index,
+ * commit or hint, or a range (an append's index + entries, a snapshot
+ * chunk's offset + length) beyond it, is dropped and counted, never
+ * adopted: one forged or corrupted value could otherwise end every future
+ * election (terms that can no longer grow) or wrap an index. The bound
+ * also keeps every term and index below 2^63, so they fit a signed 64-bit
+ * integer (JSON, jansson's json_int_t). A node never campaigns into the
+ * last term below the bound (raft_campaign: CRAFT_EINVAL, counted). */
+#define RAFT_TERM_MAX (UINT64_C(1) << 62)
+#define RAFT_INDEX_MAX (UINT64_C(1) << 62)
+_Static_assert(RAFT_TERM_MAX < INT64_MAX && RAFT_INDEX_MAX < INT64_MAX,
+               "terms and indexes must fit a signed 64-bit integer");
+/* Most a single message may raise our term by. A legitimate jump is the
+ * number of elections a node missed while it was away; a bigger one is
+ * taken in steps: the term moves up by this much (as if that many
+ * elections had passed unseen: no vote, no leader) and the message is
+ * dropped and counted; the sender's next message moves it further. A
+ * forged term can then cost an election, never the term space. */
+#define RAFT_TERM_JUMP_MAX (UINT64_C(1) << 20)
+
 enum raft_role {
     RAFT_FOLLOWER = 0,
     RAFT_PRE_CANDIDATE,
@@ -265,6 +287,25 @@ struct raft_ready {
     bool want_snapshot;
 };
 
+/* Messages refused by the core, and campaigns it would not start: the
+ * caller may log these (rate-limited) or export them. Counted since
+ * raft_new. */
+struct raft_stats {
+    /* A term, index, commit or hint beyond RAFT_TERM_MAX/RAFT_INDEX_MAX, a
+     * range that overflows them, or a previous-entry term above the
+     * message's own term: raft_step returned CRAFT_EINVAL. */
+    uint64_t absurd;
+    /* A term raised by RAFT_TERM_JUMP_MAX instead of the message's term. */
+    uint64_t jumps_capped;
+    /* An APP, HEARTBEAT, SNAP or TIMEOUT_NOW of our term from another node
+     * than the leader we know for that term (at most one node leads a
+     * term: it is forged, or a bug): refused, CRAFT_EINVAL. */
+    uint64_t not_term_leader;
+    /* Elections not started because the next term would reach
+     * RAFT_TERM_MAX. */
+    uint64_t campaigns_refused;
+};
+
 struct raft_config {
     uint64_t id;                 /* this node; never RAFT_NONE */
     uint64_t seed;               /* for randomized election timeouts */
@@ -303,7 +344,8 @@ struct raft;
  * without a snapshot counts as none: entries without a hard state are the
  * remains of a torn first write. Returns 0 and sets *out, or an error: CRAFT_EINVAL for a
  * bad config, CRAFT_ECORRUPT for persisted state that contradicts itself
- * (e.g. a commit index beyond the last entry: an acknowledged write lost). */
+ * (e.g. a commit index beyond the last entry: an acknowledged write lost;
+ * a term beyond RAFT_TERM_MAX). */
 int raft_new(const struct raft_config *cfg, const struct raft_persisted *p,
              struct raft **out);
 void raft_free(struct raft *r);
@@ -321,6 +363,11 @@ int raft_bootstrap(struct raft *r, const uint64_t *voters, size_t n,
  * the leader's message, and ticks that elapsed before the step but are
  * delivered after it would cut that promise short, and with it the
  * leader's lease (docs/read-lease.md). */
+/* Returns 0, or CRAFT_EINVAL for a message the core refuses (not for us,
+ * malformed, absurd values, a leader's message for our term from another
+ * than its leader: struct raft_stats); a refused message changes nothing
+ * else than the counters, except that a term jump beyond
+ * RAFT_TERM_JUMP_MAX still moves the term by that much. */
 int raft_step(struct raft *r, const struct raft_msg *m);
 void raft_tick(struct raft *r);
 /* Propose bytes for the state machine. id is the caller's, reported back in
@@ -384,6 +431,8 @@ bool raft_lease_valid(const struct raft *r, uint64_t now);
  * linearizable; otherwise CRAFT_ENOTLEADER (not leader) or CRAFT_ETIMEOUT
  * (no lease). */
 int raft_read_lease(const struct raft *r, uint64_t now, uint64_t *index);
+/* What the core refused so far (struct raft_stats). */
+struct raft_stats raft_stats(const struct raft *r);
 /* Ticks delivered by raft_tick since raft_new. */
 uint64_t raft_now(const struct raft *r);
 /* For status pages: a follower's replication progress as seen by the leader.

@@ -132,6 +132,12 @@ struct raft {
 
     enum raft_role role;
     uint64_t lead;
+    /* The leader of `term` once known (volatile; RAFT_NONE after a restart
+     * or a new term): no other node's APP, HEARTBEAT, SNAP or TIMEOUT_NOW
+     * of this term is taken. Unlike lead it survives a pre-vote or a lost
+     * campaign in the same term. */
+    uint64_t term_lead;
+    struct raft_stats stats;
     struct raft__log log;
 
     /* Membership: conf is in force: the snapshot's, changed by every

@@ -75,13 +75,54 @@ static bool entries_valid(const struct raft_msg *m)
     return true;
 }
 
+/* Every term and index a message carries is within the bounds (raft.h),
+ * and so is every range it spans: nothing a real node sends is beyond
+ * them, and nothing beyond them may be adopted (a term that cannot grow
+ * ends all elections; an index near 2^64 wraps). */
+static bool within_bounds(const struct raft_msg *m)
+{
+    if (m->term > RAFT_TERM_MAX || m->log_term > RAFT_TERM_MAX ||
+        m->index > RAFT_INDEX_MAX || m->commit > RAFT_INDEX_MAX ||
+        m->hint > RAFT_INDEX_MAX)
+        return false;
+    switch (m->type) {
+    case RAFT_MSG_APP:
+    case RAFT_MSG_VOTE:
+    case RAFT_MSG_PRE_VOTE:
+        /* The sender's previous / last entry is of its term or older. */
+        if (m->log_term > m->term)
+            return false;
+        return m->index + m->n_entries <= RAFT_INDEX_MAX; /* no overflow:
+                                            index <= 2^62, n_entries < 2^32 */
+    case RAFT_MSG_SNAP: {
+        const struct raft_snap_chunk *c = &m->snap;
+        return c->meta.index <= RAFT_INDEX_MAX && c->meta.term <= m->term &&
+               c->meta.size <= RAFT_INDEX_MAX && c->offset <= c->meta.size &&
+               c->len <= c->meta.size - c->offset;
+    }
+    case RAFT_MSG_SNAP_RESP:
+        return m->snap.meta.index <= RAFT_INDEX_MAX &&
+               m->snap.offset <= RAFT_INDEX_MAX;
+    default:
+        return true;
+    }
+}
+
+static bool from_leader(uint8_t type)
+{
+    return type == RAFT_MSG_APP || type == RAFT_MSG_HEARTBEAT ||
+           type == RAFT_MSG_SNAP || type == RAFT_MSG_TIMEOUT_NOW;
+}
+
 int raft_step(struct raft *r, const struct raft_msg *m)
 {
     if (m->type == 0 || m->type >= RAFT_MSG__COUNT || m->to != r->id ||
         m->from == RAFT_NONE || m->from == r->id)
         return CRAFT_EINVAL;
-    if (m->type == RAFT_MSG_APP && !entries_valid(m))
+    if (!within_bounds(m) || (m->type == RAFT_MSG_APP && !entries_valid(m))) {
+        r->stats.absurd++;
         return CRAFT_EINVAL;
+    }
     if (termless(m->type)) {
         step_termless(r, m);
         return 0;
@@ -93,13 +134,25 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         if (m->type == RAFT_MSG_PRE_VOTE ||
             (m->type == RAFT_MSG_PRE_VOTE_RESP && !m->reject)) {
             /* Pre-votes are about a future term: ours stays. */
+        } else if (m->term - r->term > RAFT_TERM_JUMP_MAX) {
+            /* Move up by the most one message may, as if that many
+             * elections had gone by unseen, and drop the message: a real
+             * sender says it again (raft.h, RAFT_TERM_JUMP_MAX). */
+            r->stats.jumps_capped++;
+            raft__become_follower(r, r->term + RAFT_TERM_JUMP_MAX, RAFT_NONE);
+            return CRAFT_EINVAL;
         } else {
-            bool from_leader = m->type == RAFT_MSG_APP ||
-                               m->type == RAFT_MSG_HEARTBEAT ||
-                               m->type == RAFT_MSG_SNAP;
-            raft__become_follower(r, m->term,
-                                  from_leader ? m->from : RAFT_NONE);
+            bool lead = m->type == RAFT_MSG_APP ||
+                        m->type == RAFT_MSG_HEARTBEAT ||
+                        m->type == RAFT_MSG_SNAP;
+            raft__become_follower(r, m->term, lead ? m->from : RAFT_NONE);
         }
+    } else if (m->term == r->term && from_leader(m->type) &&
+               r->term_lead != RAFT_NONE && m->from != r->term_lead) {
+        /* At most one node leads a term, and we know which one: this is
+         * forged (or a bug elsewhere). No step down, no timer reset. */
+        r->stats.not_term_leader++;
+        return CRAFT_EINVAL;
     } else if (m->term < r->term) {
         if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT ||
             m->type == RAFT_MSG_SNAP) {
@@ -172,17 +225,17 @@ void raft__step_follower(struct raft *r, const struct raft_msg *m)
     switch (m->type) {
     case RAFT_MSG_APP:
         r->election_elapsed = 0;
-        r->lead = m->from;
+        r->lead = r->term_lead = m->from;
         raft__handle_append(r, m);
         break;
     case RAFT_MSG_HEARTBEAT:
         r->election_elapsed = 0;
-        r->lead = m->from;
+        r->lead = r->term_lead = m->from;
         raft__handle_heartbeat(r, m);
         break;
     case RAFT_MSG_SNAP:
         r->election_elapsed = 0;
-        r->lead = m->from;
+        r->lead = r->term_lead = m->from;
         raft__handle_snap(r, m);
         break;
     case RAFT_MSG_TIMEOUT_NOW: {

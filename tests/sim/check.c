@@ -454,6 +454,12 @@ void sim_check_term(struct sim *s, uint64_t node, uint64_t prev_term,
     uint64_t t = ss->term;
     if (t == prev_term)
         return;
+    if (t >= RAFT_TERM_MAX) {
+        sim_fail(s, "term-bound", "n%" PRIu64 " is in term %" PRIu64 " (was %"
+                 PRIu64 "): at or beyond RAFT_TERM_MAX, no election can follow",
+                 node, t, prev_term);
+        return;
+    }
     if (grow((void **)&c->campaigned, &c->cap_campaigned, t, sizeof(bool))) {
         sim_fail(s, "sim", "out of memory");
         return;

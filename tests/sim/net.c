@@ -198,6 +198,11 @@ static void step_packet(struct sim *s, struct sim_node *to,
     if (rc)
         sim_ev(s, EV_STEP_ERR, m->type, p->to, p->from, (uint64_t)rc, 0, 0, 0,
                NULL);
+    if (!old && rc != 0)
+        sim_fail(s, "message-checks", "n%u refuses a %s from n%u that a real"
+                 " core sent: %s (term %" PRIu64 ", its term %" PRIu64 ")",
+                 p->to, raft_msg_type_name(m->type), p->from,
+                 craft_errname(rc), m->term, raft_soft(to->r).term);
     if (old && rc == 0)
         sim_fail(s, "message-address", "n%u takes a %s addressed to Raft id %#"
                  PRIx64 ", not its own %#" PRIx64, p->to,

@@ -138,7 +138,13 @@ void sim_init(struct sim *s, uint64_t seed, const struct sim_opts *o,
     s->o = *o;
     s->out = out;
     sim_rng_seed(&s->rng, seed);
+    sim_rng_seed(&s->forge_rng, sim_mix(seed, 0xf0763d));
     draw_params(s);
+    /* A quarter of the seeds without forgeries, the rest up to 0.5% a
+     * step (a few to a few dozen per seed). */
+    s->p.forge_ppm = sim_rng_below(&s->forge_rng, 4)
+                         ? (uint32_t)sim_rng_range(&s->forge_rng, 500, 5000)
+                         : 0;
     s->net.drop_ppm = s->p.drop_ppm;
     s->net.dup_ppm = s->p.dup_ppm;
     s->net.lat_min = s->p.lat_min;
@@ -212,6 +218,8 @@ static void step(struct sim *s)
         sim_clients_step(s);
     if (!s->failed)
         sim_faults_step(s);
+    if (!s->failed)
+        sim_forge_step(s);
     for (unsigned id = 1; id <= s->p.n_nodes && !s->failed; id++)
         sim_node_process(s, &s->nodes[id]);
     if (!s->failed && s->now % s->p.spt == 0)
@@ -378,7 +386,7 @@ void sim_print_params(const struct sim *s, FILE *f)
             " pad %u), drop %.1f%%, dup %.1f%%, latency %u..%u, max down %u,"
             " persist delay <= %u, lease reads %s, clock drift <= %.1f%%,"
             " pauses %.2f%%/step (<= %u steps), late msgs %.2f%% (%u..%u"
-            " steps), wipes %u ppm (%u%% damaged)%s\n",
+            " steps), wipes %u ppm (%u%% damaged), forgeries %.2f%%/step%s\n",
             p->profile, p->n_nodes, p->n_founders, p->steps, p->spt,
             p->heartbeat_ticks, p->n_keys, p->n_clients, p->max_inflight,
             p->max_msg_bytes, p->max_uncommitted, p->snap_threshold,
@@ -387,7 +395,7 @@ void sim_print_params(const struct sim *s, FILE *f)
             p->persist_delay_max, p->lease_reads ? "on" : "off",
             p->drift_ppm / 1e4, p->pause_ppm / 1e4, p->pause_max_steps,
             p->late_ppm / 1e4, p->late_min, p->late_max, p->wipe_ppm,
-            p->damage_pct,
+            p->damage_pct, p->forge_ppm / 1e4,
             p->io_first ? ", frames before owed ticks (--io-first)" : "");
 }
 

@@ -368,6 +368,19 @@ static void case_unreal_term(struct sim *s)
     sim_check_term(s, 3, 3, RAFT_FOLLOWER, &foll9, &hb9);
 }
 
+/* A term at the bound, taken from a message claiming it: no election can
+ * follow (the forged-heartbeat attack). */
+static void case_term_bound(struct sim *s)
+{
+    struct raft_soft_state cand = soft(RAFT_CANDIDATE, 6);
+    sim_check_term(s, 1, 5, RAFT_FOLLOWER, &cand, NULL);
+    if (s->failed)
+        return;
+    struct raft_soft_state top = soft(RAFT_FOLLOWER, UINT64_MAX);
+    struct raft_msg hb = msg(RAFT_MSG_HEARTBEAT, UINT64_MAX, false);
+    sim_check_term(s, 3, 5, RAFT_FOLLOWER, &top, &hb);
+}
+
 static int run_case(FILE *out, const char *name, void (*fn)(struct sim *),
                     const char *expect)
 {
@@ -449,6 +462,7 @@ int sim_selftest(FILE *out)
                     "pre-vote");
     bad += run_case(out, "pre-vote (unreal term)", case_unreal_term,
                     "pre-vote");
+    bad += run_case(out, "term bound", case_term_bound, "term-bound");
     bad += case_liveness(out);
     fprintf(out, "selftest: %s\n", bad ? "FAILED" : "all checkers fire");
     return bad;

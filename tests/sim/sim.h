@@ -119,6 +119,9 @@ struct sim_params {
     uint32_t wipe_ppm;    /* crash a node and restart it on an empty disk */
     unsigned damage_pct;  /* share of those whose damage storage detects */
     unsigned post_elect_pct; /* a new leader gets a change within a tick */
+    /* forged messages (forge.c), chance per step in ppm; drawn from
+     * sim.forge_rng */
+    uint32_t forge_ppm;
 };
 
 /* Scenario-shaped seeds: fault patterns aimed at one class of bug. */
@@ -156,7 +159,7 @@ enum sim_ev_kind {
     EV_ROLE, EV_HS, EV_PERSIST, EV_APPLY, EV_SNAP_TAKEN, EV_SNAP_INSTALL,
     EV_CRASH, EV_RESTART, EV_STOP, EV_PART, EV_HEAL, EV_INVOKE, EV_DONE,
     EV_PROP, EV_READ, EV_CONF, EV_CONF_APPLIED, EV_TRANSFER, EV_FINAL,
-    EV_NOTE, EV_PAUSE, EV_WAKE, EV_CAMPAIGN, EV_LATE, EV_IDENT,
+    EV_NOTE, EV_PAUSE, EV_WAKE, EV_CAMPAIGN, EV_LATE, EV_IDENT, EV_FORGE,
 };
 
 struct sim_event {
@@ -625,6 +628,7 @@ struct sim_stats {
     uint64_t final_ticks;
     uint64_t pauses, late_msgs;
     uint64_t wipes, refusals, rejoins;
+    uint64_t forged;
 };
 
 /* ---- one run (run.c) ---- */
@@ -634,6 +638,9 @@ struct sim {
     struct sim_params p;
     struct sim_opts o;
     struct sim_rng rng;
+    /* Forged messages draw from this one, so that a seed's other faults
+     * are the same with or without them (forge.c). */
+    struct sim_rng forge_rng;
     uint64_t now;   /* step */
     uint64_t ticks;
     uint64_t clock; /* logical clock of client invoke/complete events */
@@ -705,6 +712,9 @@ void sim_net_step_inbox(struct sim *s, struct sim_node *n, size_t k);
 size_t sim_net_inbox_len(const struct sim *s, const struct sim_node *n);
 void sim_net_drop_inbox(struct sim *s, struct sim_node *n);
 void sim_net_free(struct sim_net *n);
+
+/* forge.c: now and then, step a forged message into a running node. */
+void sim_forge_step(struct sim *s);
 
 /* selftest.c */
 int sim_selftest(FILE *out);

@@ -250,6 +250,12 @@ void sim_event_format(const struct sim_event *e, char *out, size_t len)
                  PRIu64, msg_name(e->x), e->node, e->peer, e->a);
         break;
     case EV_IDENT: fmt_ident(e, buf, sizeof(buf)); break;
+    case EV_FORGE:
+        snprintf(buf, sizeof(buf), "n%u is handed a forged %s (%s) as from"
+                 " n%u: term %" PRIu64 " index %" PRIu64 " commit %" PRIu64
+                 " -> %s", e->node, msg_name(e->x), e->str, e->peer, e->a,
+                 e->b, e->c, craft_errname((int)(int64_t)e->d));
+        break;
     default:
         snprintf(buf, sizeof(buf), "note: %s %" PRIu64 " %" PRIu64, e->str,
                  e->a, e->b);

@@ -2,7 +2,8 @@
  * network of tests/unit/raft_net.c: elections, the commit rule, log
  * conflicts, pre-vote and check-quorum, durability of votes and acks, read
  * index and lease, leadership transfer, membership, snapshots, restarts, and
- * raft_step's validation of messages. */
+ * raft_step's validation of messages (malformed, absurd values, a second
+ * sender for a term's leadership). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1366,6 +1367,256 @@ static void test_step_rejects_malformed(void **state)
     raft_free(r);
 }
 
+/* ---- messages are checked, not believed (bounds, the term's leader) ---- */
+
+/* A forged term beyond the bound is dropped by every role; one within it
+ * but far ahead moves the term by RAFT_TERM_JUMP_MAX only; the cluster
+ * elects and commits afterwards as usual. */
+static void test_forged_huge_term_dropped(void **state)
+{
+    (void)state;
+    struct rnet *net = cluster(3, 3, NULL);
+    uint64_t l = rnet_elect(net, 100);
+    uint64_t f = other(l, 1, 3), g = other(l, 2, 3);
+    struct raft *rl = rnet_raft(net, l), *rf = rnet_raft(net, f);
+    uint64_t term = raft_soft(rl).term;
+
+    uint64_t huge[3] = {UINT64_MAX, UINT64_MAX - 1, RAFT_TERM_MAX + 1};
+    for (int i = 0; i < 3; i++) {
+        struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .from = f, .to = l,
+                              .term = huge[i]};
+        assert_int_equal(raft_step(rl, &hb), CRAFT_EINVAL);
+        struct raft_msg resp = {.type = RAFT_MSG_APP_RESP, .from = f, .to = l,
+                                .term = huge[i], .reject = true};
+        assert_int_equal(raft_step(rl, &resp), CRAFT_EINVAL);
+        struct raft_msg vote = {.type = RAFT_MSG_VOTE, .from = g, .to = f,
+                                .term = huge[i], .transfer = true,
+                                .index = raft_last_index(rf),
+                                .log_term = huge[i]};
+        assert_int_equal(raft_step(rf, &vote), CRAFT_EINVAL);
+    }
+    assert_int_equal(raft_stats(rl).absurd, 6);
+    assert_int_equal(raft_stats(rf).absurd, 3);
+    rnet_settle(net);
+    assert_int_equal(raft_soft(rl).term, term);
+    assert_int_equal(raft_soft(rl).role, RAFT_LEADER);
+    assert_int_equal(raft_hard(rf).term, term);
+    assert_int_equal(raft_hard(rf).vote, raft_hard(rl).vote);
+    propose_ok(net, l, 1, 11);
+    rnet_settle(net);
+    for (uint64_t id = 1; id <= 3; id++)
+        assert_true(sm_has(net, id, 11));
+
+    /* Within the bound, but further ahead than a node can fall behind in
+     * one go: the leader steps down by RAFT_TERM_JUMP_MAX terms, no more. */
+    struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .from = f, .to = l,
+                          .term = RAFT_TERM_MAX - 5};
+    assert_int_equal(raft_step(rl, &hb), CRAFT_EINVAL);
+    assert_int_equal(raft_stats(rl).jumps_capped, 1);
+    assert_int_equal(raft_soft(rl).term, term + RAFT_TERM_JUMP_MAX);
+    assert_int_equal(raft_soft(rl).role, RAFT_FOLLOWER);
+    assert_int_equal(raft_hard(rl).vote, RAFT_NONE);
+    uint64_t l2 = rnet_elect(net, 300);
+    uint64_t term2 = raft_soft(rnet_raft(net, l2)).term;
+    assert_true(term2 > term + RAFT_TERM_JUMP_MAX);
+    assert_true(term2 < term + RAFT_TERM_JUMP_MAX + 10);
+    propose_ok(net, l2, 2, 22);
+    rnet_settle(net);
+    for (uint64_t id = 1; id <= 3; id++) {
+        assert_true(sm_has(net, id, 22));
+        assert_true(rnet_sm_consistent(net, id, l2));
+    }
+    finish(net);
+}
+
+/* A node never campaigns into the bound, and refuses to start from a term
+ * beyond it. */
+static void test_term_bound_campaign_refused(void **state)
+{
+    (void)state;
+    struct rnet *net = cluster(3, 3, NULL);
+    uint64_t l = rnet_elect(net, 100);
+    rnet_settle(net);
+    uint64_t f = other(l, 1, 3);
+    struct rnet_node *nd = rnet_node(net, f);
+    rnet_crash(net, f);
+    nd->hs.term = RAFT_TERM_MAX + 1;
+    nd->hs.vote = RAFT_NONE;
+    assert_int_equal(rnet_restart(net, f), CRAFT_ECORRUPT);
+    nd->hs.term = RAFT_TERM_MAX - 1;
+    assert_int_equal(rnet_restart(net, f), 0);
+    struct raft *rf = rnet_raft(net, f);
+    assert_int_equal(raft_campaign(rf), CRAFT_EINVAL);
+    assert_int_equal(raft_stats(rf).campaigns_refused, 1);
+    /* Nor by its own timeout (the others are cut off: nobody to follow). */
+    rnet_isolate(net, f);
+    rnet_tick(net, 50);
+    assert_int_equal(raft_soft(rf).term, RAFT_TERM_MAX - 1);
+    assert_int_equal(raft_soft(rf).role, RAFT_FOLLOWER);
+    assert_true(raft_stats(rf).campaigns_refused > 1);
+    finish(net);
+}
+
+/* Indexes and ranges that wrap or that no log could reach are dropped,
+ * even from the leader of the term. */
+static void test_forged_indexes_dropped(void **state)
+{
+    (void)state;
+    struct rnet *net = cluster(3, 3, NULL);
+    uint64_t l = rnet_elect(net, 100);
+    rnet_settle(net);
+    uint64_t f = other(l, 1, 3);
+    struct raft *rf = rnet_raft(net, f), *rl = rnet_raft(net, l);
+    uint64_t term = raft_soft(rf).term, last = raft_last_index(rf);
+    uint64_t commit = raft_commit_index(rf);
+
+    /* index + 1 wraps to 0: the entry would "continue" the index. */
+    struct raft_entry e = {.term = term, .index = 0};
+    struct raft_msg app = {.type = RAFT_MSG_APP, .from = l, .to = f,
+                           .term = term, .index = UINT64_MAX,
+                           .log_term = term, .n_entries = 1, .entries = &e};
+    assert_int_equal(raft_step(rf, &app), CRAFT_EINVAL);
+    /* The last entry would land beyond the bound. */
+    app.index = RAFT_INDEX_MAX;
+    e.index = RAFT_INDEX_MAX + 1;
+    assert_int_equal(raft_step(rf, &app), CRAFT_EINVAL);
+    /* A commit no log reaches, in an append and in a heartbeat. */
+    e.index = last + 1;
+    app.index = last;
+    app.commit = UINT64_MAX;
+    assert_int_equal(raft_step(rf, &app), CRAFT_EINVAL);
+    struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .from = l, .to = f,
+                          .term = term, .commit = RAFT_INDEX_MAX + 1};
+    assert_int_equal(raft_step(rf, &hb), CRAFT_EINVAL);
+    /* A previous entry newer than the sender's own term. */
+    app.commit = 0;
+    app.log_term = term + 1;
+    assert_int_equal(raft_step(rf, &app), CRAFT_EINVAL);
+    /* A snapshot chunk whose offset + length wraps. */
+    struct raft_msg snap = {.type = RAFT_MSG_SNAP, .from = l, .to = f,
+                            .term = term};
+    snap.snap.meta.index = last + 10;
+    snap.snap.meta.term = term;
+    snap.snap.meta.size = 100;
+    snap.snap.offset = UINT64_MAX - 3;
+    snap.snap.len = 10;
+    assert_int_equal(raft_step(rf, &snap), CRAFT_EINVAL);
+    snap.snap.offset = 95;
+    assert_int_equal(raft_step(rf, &snap), CRAFT_EINVAL);
+    /* Answers to the leader claiming a match no log has. */
+    struct raft_msg ar = {.type = RAFT_MSG_APP_RESP, .from = f, .to = l,
+                          .term = term, .index = UINT64_MAX};
+    assert_int_equal(raft_step(rl, &ar), CRAFT_EINVAL);
+    struct raft_msg sr = {.type = RAFT_MSG_SNAP_RESP, .from = f, .to = l,
+                          .term = term};
+    sr.snap.meta.index = UINT64_MAX;
+    assert_int_equal(raft_step(rl, &sr), CRAFT_EINVAL);
+    assert_int_equal(raft_stats(rf).absurd, 7);
+    assert_int_equal(raft_stats(rl).absurd, 2);
+    rnet_settle(net);
+    assert_int_equal(raft_last_index(rf), last);
+    assert_int_equal(raft_commit_index(rf), commit);
+    uint64_t match, next;
+    assert_true(raft_progress(rl, f, &match, &next));
+    assert_true(match <= raft_last_index(rl));
+    /* A well-formed append still goes through. */
+    propose_ok(net, l, 1, 33);
+    rnet_settle(net);
+    assert_true(sm_has(net, f, 33));
+    finish(net);
+}
+
+/* A follower that knows the leader of its term refuses a leader's message
+ * of that term from anyone else: no entry kept, no step down, no timer
+ * reset; the real leader's entry at that index is then taken. */
+static void test_second_sender_for_term_refused(void **state)
+{
+    (void)state;
+    struct rnet *net = cluster(3, 3, NULL);
+    uint64_t l = rnet_elect(net, 100);
+    rnet_settle(net);
+    uint64_t f = other(l, 1, 3), g = other(l, 2, 3);
+    struct raft *rf = rnet_raft(net, f), *rl = rnet_raft(net, l);
+    uint64_t term = raft_soft(rf).term, last = raft_last_index(rf);
+
+    /* g claims to lead our term, appending at the next index. */
+    struct raft_entry e = {.term = term, .index = last + 1,
+                           .type = RAFT_ENTRY_NOOP};
+    struct raft_msg app = {.type = RAFT_MSG_APP, .from = g, .to = f,
+                           .term = term, .index = last,
+                           .log_term = raft_term_at(rf, last),
+                           .commit = last + 1, .n_entries = 1, .entries = &e};
+    assert_int_equal(raft_step(rf, &app), CRAFT_EINVAL);
+    struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .from = g, .to = f,
+                          .term = term};
+    assert_int_equal(raft_step(rf, &hb), CRAFT_EINVAL);
+    struct raft_msg tn = {.type = RAFT_MSG_TIMEOUT_NOW, .from = g, .to = f,
+                          .term = term};
+    assert_int_equal(raft_step(rf, &tn), CRAFT_EINVAL);
+    struct raft_msg sn = {.type = RAFT_MSG_SNAP, .from = g, .to = f,
+                          .term = term};
+    sn.snap.meta.index = last + 5;
+    sn.snap.meta.term = term;
+    sn.snap.meta.size = 4;
+    sn.snap.len = 4;
+    sn.snap.last = true;
+    sn.snap.data = (const uint8_t *)"snap";
+    assert_int_equal(raft_step(rf, &sn), CRAFT_EINVAL);
+    /* The leader itself refuses another leader of its term. */
+    app.to = l;
+    assert_int_equal(raft_step(rl, &app), CRAFT_EINVAL);
+    assert_int_equal(raft_stats(rf).not_term_leader, 4);
+    assert_int_equal(raft_stats(rl).not_term_leader, 1);
+    assert_int_equal(raft_last_index(rf), last);
+    assert_int_equal(raft_soft(rf).leader, l);
+    assert_int_equal(raft_soft(rf).role, RAFT_FOLLOWER);
+    assert_int_equal(raft_soft(rl).role, RAFT_LEADER);
+    assert_int_equal(raft_soft(rl).term, term);
+
+    /* The real leader's entry at that index is taken. */
+    propose_ok(net, l, 1, 44);
+    rnet_settle(net);
+    assert_int_equal(raft_term_at(rf, last + 1), term);
+    assert_true(sm_has(net, f, 44));
+    assert_true(rnet_sm_consistent(net, f, l));
+
+    /* Still refused by a pre-candidate of the same term (it knows who led
+     * it), and forged heartbeats do not hold its election timer back: cut
+     * off from the leader, f still campaigns. */
+    rnet_isolate(net, l);
+    rnet_cut(net, f, g);
+    app.to = f;
+    app.index = raft_last_index(rf);
+    app.log_term = raft_term_at(rf, app.index);
+    e.index = app.index + 1;
+    bool campaigned = false;
+    for (unsigned t = 0; t < 40 && !campaigned; t++) {
+        hb.term = raft_soft(rf).term;
+        int rv = raft_step(rf, &hb);
+        if (raft_soft(rf).term == term)
+            assert_int_equal(rv, CRAFT_EINVAL);
+        raft_tick(rf);
+        rnet_settle(net);
+        campaigned = raft_soft(rf).role != RAFT_FOLLOWER;
+    }
+    assert_true(campaigned);
+    if (raft_soft(rf).role == RAFT_PRE_CANDIDATE) {
+        assert_int_equal(raft_soft(rf).term, term);
+        assert_int_equal(raft_step(rf, &app), CRAFT_EINVAL);
+        assert_int_equal(raft_soft(rf).role, RAFT_PRE_CANDIDATE);
+    }
+    assert_true(raft_last_index(rf) < e.index);
+    rnet_heal(net);
+    uint64_t l2 = rnet_elect(net, 300);
+    propose_ok(net, l2, 2, 55);
+    rnet_settle(net);
+    for (uint64_t id = 1; id <= 3; id++) {
+        assert_true(sm_has(net, id, 55));
+        assert_true(rnet_sm_consistent(net, id, l2));
+    }
+    finish(net);
+}
+
 /* ---- calls made while a ready batch is out ---- */
 
 static void test_step_while_ready_out(void **state)
@@ -1450,6 +1701,10 @@ int main(void)
         cmocka_unit_test(test_restart_corrupt),
         cmocka_unit_test_teardown(test_bootstrap_errors, free_core),
         cmocka_unit_test(test_step_rejects_malformed),
+        cmocka_unit_test(test_forged_huge_term_dropped),
+        cmocka_unit_test(test_term_bound_campaign_refused),
+        cmocka_unit_test(test_forged_indexes_dropped),
+        cmocka_unit_test(test_second_sender_for_term_refused),
         cmocka_unit_test(test_step_while_ready_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
