@@ -67,7 +67,18 @@ struct http_join_ext {
     const char *incarnation; /* the joiner's data directory incarnation */
     const char *raft_id;     /* the Raft id it derives from it and the id */
     const char *cluster_id;  /* the cluster it learned from the member */
+    /* For the cluster-token check of a join (docs/security.md): */
+    const char *body;        /* the request body as received ... */
+    size_t body_len;
+    const char *proof;       /* ... and its X-Craftd-Join-Proof header, */
+    size_t proof_len;        /* NULL and 0 when absent */
+    bool by_user;            /* the caller passed the admin role check of
+                                the server's users (with -auth-file) */
 };
+
+/* The header a joining node vouches for its /join body with, under the
+ * cluster token (peer_join_proof). */
+#define HTTP_JOIN_PROOF_HEADER "x-craftd-join-proof"
 
 /* What the node does with valid requests. Every pointer must be set (a NULL
  * one is answered 501). Each call must be followed, now or later, by exactly

@@ -168,6 +168,14 @@ static void route_join(struct http_server *srv, h2o_req_t *req)
         fail(req, 400, NULL, "%s", err);
         return;
     }
+    b.ext.body = req->entity.base;
+    b.ext.body_len = req->entity.len;
+    ssize_t h = h2o_find_header_by_str(&req->headers, H2O_STRLIT(HTTP_JOIN_PROOF_HEADER), -1);
+    if (h >= 0) {
+        b.ext.proof = req->headers.entries[h].value.base;
+        b.ext.proof_len = req->headers.entries[h].value.len;
+    }
+    b.ext.by_user = srv->auth != NULL; /* it got here: it had the role */
     struct http_req *r = hand_over(srv, req, srv->handlers.join != NULL);
     if (r != NULL)
         srv->handlers.join(srv->ud, r, b.id, b.addr, b.http_addr, &b.ext);

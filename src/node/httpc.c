@@ -332,10 +332,19 @@ int node__httpc_start(struct node *n, const char *bind_host,
     snprintf(c->port, sizeof c->port, "%u", port);
     uv_loop_t *loop = n->loop;
     c->n_tls = n->httpc_tls;
-    char auth[640] = "";
+    char auth[768] = "";
     if (n->httpc_auth != NULL)
         snprintf(auth, sizeof auth, "Authorization: %s\r\n", n->httpc_auth);
     size_t blen = json_body ? strlen(json_body) : 0;
+    char proof[PEER_JOIN_PROOF_LEN + 1];
+    /* A body the node sends is vouched for by the cluster token (members
+     * require it of a /join). */
+    if (json_body != NULL && n->peers != NULL &&
+        peer_join_proof(n->peers, json_body, blen, proof) == 0) {
+        size_t used = strlen(auth);
+        snprintf(auth + used, sizeof auth - used, "%s: %s\r\n",
+                 HTTP_JOIN_PROOF_HEADER, proof);
+    }
     size_t cap = strlen(method) + strlen(path) + strlen(c->host) + strlen(auth) + blen + 200;
     c->req = craft_malloc(cap);
     if (c->req == NULL) {

@@ -522,6 +522,25 @@ static void on_join(void *ud, struct http_req *req, const char *id,
 {
     struct node *n = ud;
     uint64_t rid;
+    /* With a cluster token, a join proves it (or comes from a user who
+     * had the admin role): else anyone reaching the HTTP port could add
+     * members, seats that count toward the limit and, once voters, the
+     * quorum. */
+    if (peer_transport_authenticated(n->peers) && !ext->by_user &&
+        !peer_join_proof_ok(n->peers, ext->body, ext->body_len, ext->proof,
+                            ext->proof_len)) {
+        unsigned sup = 0;
+        if (node__log_allowed(n, 0x6000, &sup))
+            CRAFT_WARN(&n->log, "refused a /join of %s: %s cluster-token "
+                       "proof (%u more refused since the last line)", id,
+                       ext->proof ? "a wrong" : "no", sup);
+        http_reply_error(req, 403, "%s: this cluster requires the cluster "
+                         "token for /join (start the joining node with the "
+                         "same -cluster-token or CRAFTD_CLUSTER_TOKEN)",
+                         ext->proof ? "the join's cluster-token proof is wrong"
+                                    : "no cluster-token proof");
+        return;
+    }
     if (node__join_check(n, req, id, ext, &rid) != 0)
         return; /* answered */
     char host[PEER_HOST_MAX + 1], err[512];
