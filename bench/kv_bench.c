@@ -126,7 +126,9 @@ int main(int argc, char **argv)
         struct kv_range rg;
         kv_range_prefix(&rg, p, sizeof p);
         bool more;
-        if (kv_list(kv, &rg, NULL, 0, 10000, count_cb, &ud, &more) < 0)
+        size_t got;
+        if (kv_list(kv, &rg, NULL, 0, 10000, count_cb, &ud, &got, &more) ||
+            got != 1000 || more)
             exit(1);
     }
     printf("list: %.1f us per 1,000-key prefix listing (%zu keys seen)\n",

@@ -1,0 +1,613 @@
+/* The B+tree under the map: records in slotted leaf pages, seek, insert with
+ * splits from the reserved pool, removal, and the pool itself. Layout and
+ * invariants: kv_internal.h. */
+#include "kv/kv_internal.h"
+
+#include <assert.h>
+#include <string.h>
+
+#include "common/alloc.h"
+
+#define REC_MAX (1 + 10 + KV__INLINE_MAX + 5 * 10) /* an inline record */
+#define MIN_SEP 64
+
+int kv__cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+/* A trusted varint (written by this file). */
+static inline const uint8_t *uvar(const uint8_t *p, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int s = 0;; s += 7) {
+        uint8_t b = *p++;
+        x |= (uint64_t)(b & 0x7f) << s;
+        if (!(b & 0x80))
+            break;
+    }
+    *v = x;
+    return p;
+}
+
+static inline void set_slot(struct kv__leaf *l, uint32_t i, uint16_t off)
+{
+    memcpy(l->data + 2 * i, &off, 2);
+}
+
+/* Key of record i, the fast path of the searches. */
+static inline void rec_key(const struct kv__leaf *l, uint32_t i,
+                           const uint8_t **key, size_t *klen)
+{
+    const uint8_t *p = l->data + kv__slot(l, i);
+    if (*p++ & KV__REC_BLOB) {
+        struct kv__blob *b;
+        memcpy(&b, p, sizeof b);
+        *key = b->data;
+        *klen = b->klen;
+        return;
+    }
+    uint64_t n;
+    p = uvar(p, &n);
+    *key = p;
+    *klen = (size_t)n;
+}
+
+void kv__rec_decode(const struct kv__leaf *l, uint32_t i, struct kv__rec *r)
+{
+    const uint8_t *start = l->data + kv__slot(l, i), *p = start;
+    uint64_t n;
+    uint8_t flags = *p++;
+    r->blob = NULL;
+    if (flags & KV__REC_BLOB) {
+        memcpy(&r->blob, p, sizeof r->blob);
+        p += sizeof r->blob;
+        r->key = r->blob->data;
+        r->klen = r->blob->klen;
+        r->val = r->blob->data + r->blob->klen;
+        r->vlen = r->blob->vlen;
+    } else {
+        p = uvar(p, &n);
+        r->key = p;
+        r->klen = (size_t)n;
+        p += n;
+    }
+    p = uvar(p, &r->create);
+    p = uvar(p, &r->mod);
+    p = uvar(p, &r->version);
+    p = uvar(p, &r->lease);
+    if (!(flags & KV__REC_BLOB)) {
+        p = uvar(p, &n);
+        r->val = p;
+        r->vlen = (size_t)n;
+        p += n;
+    }
+    r->size = (size_t)(p - start);
+}
+
+/* First slot whose key is >= key; *found if equal. */
+static uint32_t lower_bound(const struct kv__leaf *l, const void *key,
+                            size_t klen, bool *found)
+{
+    uint32_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        const uint8_t *k;
+        size_t kl;
+        rec_key(l, mid, &k, &kl);
+        if (kv__cmp(k, kl, key, klen) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    if (lo < l->n) {
+        const uint8_t *k;
+        size_t kl;
+        rec_key(l, lo, &k, &kl);
+        *found = kl == klen && (klen == 0 || memcmp(k, key, klen) == 0);
+    }
+    return lo;
+}
+
+/* Child of node for key: the first i with key < sep[i]. */
+static uint32_t child_for(const struct kv__inode *node, const void *key,
+                          size_t klen)
+{
+    uint32_t lo = 0, hi = node->n - 1;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (kv__cmp(key, klen, node->sep[mid].key, node->sep[mid].len) < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+void kv__seek(const struct kv *kv, const void *key, size_t klen,
+              struct kv__path *p)
+{
+    void *n = kv->root;
+    p->depth = kv->height;
+    for (unsigned d = 0; d < kv->height; d++) {
+        struct kv__inode *in = n;
+        uint32_t i = child_for(in, key, klen);
+        p->node[d] = in;
+        p->idx[d] = i;
+        n = in->child[i];
+    }
+    p->leaf = n;
+    p->pos = lower_bound(p->leaf, key, klen, &p->found);
+}
+
+/* ---- the pool -------------------------------------------------------------- */
+
+static void leaf_reset(struct kv__leaf *l)
+{
+    l->prev = l->next = NULL;
+    l->n = 0;
+    l->top = KV__LEAF_DATA;
+    l->garbage = 0;
+    l->pad = 0;
+}
+
+static void free_seps(struct kv *kv)
+{
+    for (size_t i = 0; i < kv->n_free_seps; i++)
+        craft_free(kv->free_seps[i]);
+    kv->n_free_seps = 0;
+}
+
+int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen)
+{
+    size_t need_inodes = n_puts ? n_puts * (kv->height + 1) + 1 : 0;
+    if (n_puts > SIZE_MAX / (KV__MAX_DEPTH + 2))
+        return CRAFT_ENOMEM;
+    while (kv->n_free_leaves < n_puts) {
+        struct kv__leaf *l = craft_malloc(KV__PAGE);
+        if (l == NULL)
+            return CRAFT_ENOMEM;
+        l->next = kv->free_leaves;
+        kv->free_leaves = l;
+        kv->n_free_leaves++;
+    }
+    while (kv->n_free_inodes < need_inodes) {
+        struct kv__inode *in = craft_malloc(sizeof *in);
+        if (in == NULL)
+            return CRAFT_ENOMEM;
+        in->child[0] = kv->free_inodes;
+        kv->free_inodes = in;
+        kv->n_free_inodes++;
+    }
+    size_t cap = max_klen > kv->max_klen ? max_klen : kv->max_klen;
+    cap = cap < MIN_SEP ? MIN_SEP : cap;
+    if (cap > kv->sep_cap) {
+        free_seps(kv);
+        kv->sep_cap = cap;
+    }
+    if (n_puts > kv->seps_cap) {
+        uint8_t **s = craft_realloc(kv->free_seps, n_puts * sizeof *s);
+        if (s == NULL)
+            return CRAFT_ENOMEM;
+        kv->free_seps = s;
+        kv->seps_cap = n_puts;
+    }
+    while (kv->n_free_seps < n_puts) {
+        uint8_t *b = craft_malloc(kv->sep_cap);
+        if (b == NULL)
+            return CRAFT_ENOMEM;
+        kv->free_seps[kv->n_free_seps++] = b;
+    }
+    return 0;
+}
+
+void kv__trim(struct kv *kv)
+{
+    size_t keep = kv->height + 2;
+    while (kv->n_free_leaves > 1) {
+        struct kv__leaf *l = kv->free_leaves;
+        kv->free_leaves = l->next;
+        kv->n_free_leaves--;
+        craft_free(l);
+    }
+    while (kv->n_free_inodes > keep) {
+        struct kv__inode *in = kv->free_inodes;
+        kv->free_inodes = in->child[0];
+        kv->n_free_inodes--;
+        craft_free(in);
+    }
+    while (kv->n_free_seps > 1)
+        craft_free(kv->free_seps[--kv->n_free_seps]);
+}
+
+static struct kv__leaf *take_leaf(struct kv *kv)
+{
+    struct kv__leaf *l = kv->free_leaves;
+    assert(l != NULL);
+    kv->free_leaves = l->next;
+    kv->n_free_leaves--;
+    leaf_reset(l);
+    return l;
+}
+
+static struct kv__inode *take_inode(struct kv *kv)
+{
+    struct kv__inode *in = kv->free_inodes;
+    assert(in != NULL);
+    kv->free_inodes = in->child[0];
+    kv->n_free_inodes--;
+    in->n = 0;
+    return in;
+}
+
+static struct kv__sep take_sep(struct kv *kv, const uint8_t *key, size_t len)
+{
+    assert(kv->n_free_seps > 0 && len <= kv->sep_cap);
+    struct kv__sep s = {kv->free_seps[--kv->n_free_seps], (uint32_t)len};
+    if (len)
+        memcpy(s.key, key, len);
+    return s;
+}
+
+int kv__tree_init(struct kv *kv)
+{
+    kv->root = craft_malloc(KV__PAGE);
+    if (kv->root == NULL)
+        return CRAFT_ENOMEM;
+    leaf_reset(kv->root);
+    kv->height = 0;
+    return 0;
+}
+
+static void free_node(void *n, unsigned height)
+{
+    if (height == 0) {
+        struct kv__leaf *l = n;
+        for (uint32_t i = 0; i < l->n; i++) {
+            struct kv__rec r;
+            kv__rec_decode(l, i, &r);
+            craft_free(r.blob);
+        }
+        craft_free(l);
+        return;
+    }
+    struct kv__inode *in = n;
+    for (uint32_t i = 0; i < in->n; i++) {
+        free_node(in->child[i], height - 1);
+        if (i + 1 < in->n)
+            craft_free(in->sep[i].key);
+    }
+    craft_free(in);
+}
+
+void kv__tree_free(struct kv *kv)
+{
+    if (kv->root)
+        free_node(kv->root, kv->height);
+    kv->root = NULL;
+    while (kv->free_leaves) {
+        struct kv__leaf *l = kv->free_leaves;
+        kv->free_leaves = l->next;
+        craft_free(l);
+    }
+    while (kv->free_inodes) {
+        struct kv__inode *in = kv->free_inodes;
+        kv->free_inodes = in->child[0];
+        craft_free(in);
+    }
+    free_seps(kv);
+    craft_free(kv->free_seps);
+    kv->free_seps = NULL;
+    kv->n_free_leaves = kv->n_free_inodes = kv->seps_cap = 0;
+}
+
+/* ---- records and leaves ------------------------------------------------------ */
+
+bool kv__needs_blob(size_t klen, size_t vlen)
+{
+    return klen + vlen > KV__INLINE_MAX;
+}
+
+struct kv__blob *kv__blob_for(const void *key, size_t klen, const void *val,
+                              size_t vlen, int *err)
+{
+    *err = 0;
+    if (!kv__needs_blob(klen, vlen))
+        return NULL;
+    struct kv__blob *b = craft_malloc(sizeof *b + klen + vlen);
+    if (b == NULL) {
+        *err = CRAFT_ENOMEM;
+        return NULL;
+    }
+    b->klen = (uint32_t)klen;
+    b->vlen = (uint32_t)vlen;
+    memcpy(b->data, key, klen);
+    if (vlen)
+        memcpy(b->data + klen, val, vlen);
+    return b;
+}
+
+static size_t encode_rec(uint8_t *p, const void *key, size_t klen,
+                         const void *val, size_t vlen, uint64_t create,
+                         uint64_t mod, uint64_t version, uint64_t lease,
+                         struct kv__blob *blob)
+{
+    size_t n = 0;
+    p[n++] = blob ? KV__REC_BLOB : 0;
+    if (blob) {
+        memcpy(p + n, &blob, sizeof blob);
+        n += sizeof blob;
+    } else {
+        n += kv__put_uvar(p + n, klen);
+        if (klen)
+            memcpy(p + n, key, klen);
+        n += klen;
+    }
+    n += kv__put_uvar(p + n, create);
+    n += kv__put_uvar(p + n, mod);
+    n += kv__put_uvar(p + n, version);
+    n += kv__put_uvar(p + n, lease);
+    if (!blob) {
+        n += kv__put_uvar(p + n, vlen);
+        if (vlen)
+            memcpy(p + n, val, vlen);
+        n += vlen;
+    }
+    return n;
+}
+
+static size_t leaf_free(const struct kv__leaf *l)
+{
+    return (size_t)l->top - 2u * l->n;
+}
+
+/* Put a record of size bytes in at slot pos; the room is there. */
+static void leaf_put(struct kv__leaf *l, uint32_t pos, const uint8_t *rec,
+                     size_t size)
+{
+    assert(leaf_free(l) >= size + 2);
+    l->top = (uint16_t)(l->top - size);
+    memcpy(l->data + l->top, rec, size);
+    memmove(l->data + 2 * (pos + 1), l->data + 2 * pos, 2u * (l->n - pos));
+    set_slot(l, pos, l->top);
+    l->n++;
+}
+
+/* Append to a leaf being rebuilt. */
+static void leaf_append(struct kv__leaf *l, const uint8_t *rec, size_t size)
+{
+    leaf_put(l, l->n, rec, size);
+}
+
+/* Drop slot pos (the record's bytes become garbage unless at the top). */
+static void leaf_drop(struct kv__leaf *l, uint32_t pos, size_t size)
+{
+    uint16_t off = kv__slot(l, pos);
+    if (off == l->top)
+        l->top = (uint16_t)(l->top + size);
+    else
+        l->garbage = (uint16_t)(l->garbage + size);
+    memmove(l->data + 2 * pos, l->data + 2 * (pos + 1), 2u * (l->n - pos - 1));
+    l->n--;
+}
+
+static void leaf_compact(struct kv__leaf *l)
+{
+    uint8_t tmp[KV__PAGE];
+    struct kv__leaf *t = (struct kv__leaf *)tmp;
+    memcpy(tmp, l, KV__PAGE);
+    l->n = 0;
+    l->top = KV__LEAF_DATA;
+    l->garbage = 0;
+    for (uint32_t i = 0; i < t->n; i++) {
+        struct kv__rec r;
+        kv__rec_decode(t, i, &r);
+        leaf_append(l, t->data + kv__slot(t, i), r.size);
+    }
+}
+
+/* ---- insertion -------------------------------------------------------------- */
+
+/* Put child c (keys >= s) right after child i of node[d] on path p. */
+static void inode_insert(struct kv *kv, struct kv__path *p, unsigned d,
+                         void *c, struct kv__sep s)
+{
+    struct kv__inode *in = p->node[d];
+    uint32_t i = p->idx[d];
+    if (in->n < KV__FAN) {
+        memmove(&in->child[i + 2], &in->child[i + 1],
+                (in->n - i - 1) * sizeof in->child[0]);
+        memmove(&in->sep[i + 1], &in->sep[i], (in->n - 1 - i) * sizeof s);
+        in->child[i + 1] = c;
+        in->sep[i] = s;
+        in->n++;
+        return;
+    }
+    void *ch[KV__FAN + 1];
+    struct kv__sep sp[KV__FAN];
+    memcpy(ch, in->child, (i + 1) * sizeof ch[0]);
+    ch[i + 1] = c;
+    memcpy(&ch[i + 2], &in->child[i + 1], (KV__FAN - i - 1) * sizeof ch[0]);
+    memcpy(sp, in->sep, i * sizeof s);
+    sp[i] = s;
+    memcpy(&sp[i + 1], &in->sep[i], (KV__FAN - 1 - i) * sizeof s);
+    uint32_t h = (KV__FAN + 1) / 2; /* children kept on the left */
+    struct kv__inode *right = take_inode(kv);
+    memcpy(in->child, ch, h * sizeof ch[0]);
+    memcpy(in->sep, sp, (h - 1) * sizeof s);
+    in->n = h;
+    right->n = KV__FAN + 1 - h;
+    memcpy(right->child, &ch[h], right->n * sizeof ch[0]);
+    memcpy(right->sep, &sp[h], (right->n - 1) * sizeof s);
+    struct kv__sep up = sp[h - 1];
+    if (d == 0) {
+        assert(kv->height + 1 < KV__MAX_DEPTH);
+        struct kv__inode *root = take_inode(kv);
+        root->n = 2;
+        root->child[0] = in;
+        root->child[1] = right;
+        root->sep[0] = up;
+        kv->root = root;
+        kv->height++;
+        return;
+    }
+    inode_insert(kv, p, d - 1, right, up);
+}
+
+struct item {
+    const uint8_t *rec;
+    size_t size;
+};
+
+/* Split p->leaf while putting rec in at p->pos. */
+static void leaf_split(struct kv *kv, struct kv__path *p, const uint8_t *rec,
+                       size_t size)
+{
+    uint8_t tmp[KV__PAGE];
+    struct kv__leaf *l = p->leaf, *t = (struct kv__leaf *)tmp;
+    memcpy(tmp, l, KV__PAGE);
+    uint32_t n = t->n + 1, pos = p->pos;
+    struct item items[KV__LEAF_DATA / 9 + 2]; /* records are >= 7 bytes */
+    size_t total = 0;
+    for (uint32_t i = 0, j = 0; i < n; i++) {
+        if (i == pos) {
+            items[i] = (struct item){rec, size};
+        } else {
+            struct kv__rec r;
+            kv__rec_decode(t, j, &r);
+            items[i] = (struct item){t->data + kv__slot(t, j), r.size};
+            j++;
+        }
+        total += items[i].size + 2;
+    }
+    uint32_t s; /* items kept on the left */
+    if (pos == n - 1) {
+        s = n - 1; /* appending: keep the left full */
+    } else if (pos == 0) {
+        s = 1; /* prepending: keep the right full */
+    } else {
+        size_t cum = 0;
+        for (s = 0; s < n - 1 && cum < total / 2; s++)
+            cum += items[s].size + 2;
+        s = s == 0 ? 1 : s;
+    }
+    struct kv__leaf *right = take_leaf(kv);
+    l->n = 0;
+    l->top = KV__LEAF_DATA;
+    l->garbage = 0;
+    for (uint32_t i = 0; i < s; i++)
+        leaf_append(l, items[i].rec, items[i].size);
+    for (uint32_t i = s; i < n; i++)
+        leaf_append(right, items[i].rec, items[i].size);
+    right->prev = l;
+    right->next = l->next;
+    if (l->next)
+        l->next->prev = right;
+    l->next = right;
+    const uint8_t *k;
+    size_t kl;
+    rec_key(right, 0, &k, &kl);
+    struct kv__sep sep = take_sep(kv, k, kl);
+    if (p->depth == 0) {
+        struct kv__inode *root = take_inode(kv);
+        root->n = 2;
+        root->child[0] = l;
+        root->child[1] = right;
+        root->sep[0] = sep;
+        kv->root = root;
+        kv->height = 1;
+        return;
+    }
+    inode_insert(kv, p, p->depth - 1, right, sep);
+}
+
+void kv__store(struct kv *kv, struct kv__path *p, const void *key,
+               size_t klen, const void *val, size_t vlen, uint64_t create,
+               uint64_t mod, uint64_t version, uint64_t lease,
+               struct kv__blob *blob)
+{
+    uint8_t rec[REC_MAX];
+    size_t size = encode_rec(rec, key, klen, val, vlen, create, mod, version,
+                             lease, blob);
+    struct kv__leaf *l = p->leaf;
+    if (p->found) {
+        struct kv__rec old;
+        kv__rec_decode(l, p->pos, &old);
+        kv->bytes -= old.klen + old.vlen;
+        craft_free(old.blob);
+        if (old.size == size) { /* same size: in place */
+            memcpy(l->data + kv__slot(l, p->pos), rec, size);
+            kv->bytes += klen + vlen;
+            return;
+        }
+        leaf_drop(l, p->pos, old.size);
+    } else {
+        kv->count++;
+        if (klen > kv->max_klen)
+            kv->max_klen = klen;
+    }
+    kv->bytes += klen + vlen;
+    if (leaf_free(l) < size + 2 && leaf_free(l) + l->garbage >= size + 2)
+        leaf_compact(l);
+    if (leaf_free(l) >= size + 2)
+        leaf_put(l, p->pos, rec, size);
+    else
+        leaf_split(kv, p, rec, size);
+}
+
+/* ---- removal ---------------------------------------------------------------- */
+
+/* Remove child p->idx[d] from node[d]; an emptied node goes too. */
+static void inode_remove(struct kv *kv, struct kv__path *p, unsigned d)
+{
+    struct kv__inode *in = p->node[d];
+    uint32_t i = p->idx[d];
+    if (in->n > 1) {
+        uint32_t si = i > 0 ? i - 1 : 0;
+        craft_free(in->sep[si].key);
+        memmove(&in->sep[si], &in->sep[si + 1],
+                (in->n - 2 - si) * sizeof in->sep[0]);
+    }
+    memmove(&in->child[i], &in->child[i + 1],
+            (in->n - i - 1) * sizeof in->child[0]);
+    in->n--;
+    if (in->n == 0) {
+        assert(d > 0); /* the root keeps the last leaf */
+        craft_free(in);
+        inode_remove(kv, p, d - 1);
+    }
+}
+
+void kv__remove(struct kv *kv, struct kv__path *p)
+{
+    struct kv__leaf *l = p->leaf;
+    struct kv__rec r;
+    assert(p->found);
+    kv__rec_decode(l, p->pos, &r);
+    kv->count--;
+    kv->bytes -= r.klen + r.vlen;
+    craft_free(r.blob);
+    leaf_drop(l, p->pos, r.size);
+    p->found = false;
+    if (l->n > 0 || (l->prev == NULL && l->next == NULL))
+        return;
+    /* an empty leaf leaves the tree (nodes are merged only when empty) */
+    if (l->prev)
+        l->prev->next = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    craft_free(l);
+    p->leaf = NULL;
+    inode_remove(kv, p, p->depth - 1);
+    while (kv->height > 0 && ((struct kv__inode *)kv->root)->n == 1) {
+        struct kv__inode *root = kv->root;
+        kv->root = root->child[0];
+        kv->height--;
+        craft_free(root);
+    }
+}
