@@ -43,14 +43,29 @@ struct kv__leaf {
     uint16_t top;                 /* records occupy data[top, KV__LEAF_DATA) */
     uint16_t garbage;             /* dead record bytes inside that range */
     uint16_t pad;
+    uint32_t id;                  /* its number in kv->leaf_ids */
+    uint32_t pad2;
     uint8_t data[];               /* u16 slot[n] at the start */
 };
 #define KV__LEAF_DATA (KV__PAGE - (uint16_t)sizeof(struct kv__leaf))
 
+/* A separator key: inline up to KV__SEP_INLINE bytes (most are short: a
+ * separator is cut to the shortest prefix that still separates), else an
+ * owned pointer to it stored in b. */
+#define KV__SEP_INLINE 20
 struct kv__sep {
-    uint8_t *key; /* owned; NULL when len is 0 */
     uint32_t len;
+    uint8_t b[KV__SEP_INLINE];
 };
+
+static inline const uint8_t *kv__sep_key(const struct kv__sep *s)
+{
+    if (s->len <= KV__SEP_INLINE)
+        return s->b;
+    const uint8_t *p;
+    __builtin_memcpy(&p, s->b, sizeof p);
+    return p;
+}
 
 struct kv__inode {
     uint32_t n;                       /* children, >= 1 */
@@ -93,7 +108,23 @@ struct kv__results {
     size_t blen, bcap;
 };
 
+/* A slot of the point index: where a record lies; leaf 0 = empty. */
+struct kv__hslot {
+    uint32_t leaf;
+    uint16_t off; /* of the record in the leaf's data */
+    uint16_t tag; /* high bits of the key's hash */
+};
+#define KV__HASH_MIN 16
+
 struct kv {
+    uint64_t k0, k1;            /* hash key (SipHash-1-3) */
+    struct kv__hslot *hs;       /* [hcap], count <= hcap * 3 / 4 */
+    size_t hcap;                /* power of two */
+    struct kv__leaf **leaf_ids; /* [ids_cap], by leaf id; [0] unused */
+    size_t n_ids;               /* ids ever handed out, + 1 */
+    size_t ids_cap;
+    uint32_t *free_ids;         /* [n_free_ids] ids to hand out again */
+    size_t n_free_ids;
     void *root;                 /* a leaf if height is 0 */
     unsigned height;            /* internal levels */
     size_t count;               /* keys */
@@ -159,8 +190,30 @@ static inline size_t kv__get_uvar(const uint8_t *p, size_t avail,
     return 0;
 }
 
+/* ---- kv_hash.c ---- */
+uint64_t kv__siphash(uint64_t k0, uint64_t k1, const void *buf, size_t len);
+uint64_t kv__hkey(const struct kv *kv, const void *key, size_t klen);
+int kv__hash_init(struct kv *kv, uint64_t seed);
+void kv__hash_free(struct kv *kv);
+/* Room for n_more keys and leaves without allocating: 0/CRAFT_ENOMEM. */
+int kv__hash_reserve(struct kv *kv, size_t n_more);
+void kv__hash_maybe_shrink(struct kv *kv);
+uint32_t kv__leaf_id_new(struct kv *kv, struct kv__leaf *l);
+void kv__leaf_id_free(struct kv *kv, uint32_t id);
+void kv__hash_add(struct kv *kv, uint64_t h, uint32_t id, uint16_t off);
+/* The slot pointing at exactly (id, off) for a key of hash h. */
+size_t kv__hash_slot_of(const struct kv *kv, uint64_t h, uint32_t id,
+                        uint16_t off);
+void kv__hash_del_slot(struct kv *kv, size_t i);
+bool kv__hash_find(const struct kv *kv, const void *key, size_t klen,
+                   struct kv__leaf **leaf, uint16_t *off);
+
 /* ---- kv_tree.c ---- */
 void kv__rec_decode(const struct kv__leaf *l, uint32_t i, struct kv__rec *r);
+void kv__rec_decode_at(const struct kv__leaf *l, uint16_t off,
+                       struct kv__rec *r);
+bool kv__rec_key_is(const struct kv__leaf *l, uint16_t off, const void *key,
+                    size_t klen);
 /* Byte-wise order: negative, 0 or positive as a < b. */
 int kv__cmp(const void *a, size_t alen, const void *b, size_t blen);
 void kv__seek(const struct kv *kv, const void *key, size_t klen,
@@ -177,6 +230,12 @@ void kv__store(struct kv *kv, struct kv__path *p, const void *key,
                size_t klen, const void *val, size_t vlen, uint64_t create,
                uint64_t mod, uint64_t version, uint64_t lease,
                struct kv__blob *blob);
+/* Replace the record at (l, off) in place if the new one has its size:
+ * true; false (nothing done) otherwise. */
+bool kv__overwrite(struct kv *kv, struct kv__leaf *l, uint16_t off,
+                   const void *key, size_t klen, const void *val, size_t vlen,
+                   uint64_t create, uint64_t mod, uint64_t version,
+                   uint64_t lease, struct kv__blob *blob);
 /* Remove the record at p (found). Never allocates. */
 void kv__remove(struct kv *kv, struct kv__path *p);
 /* A blob for a key + value too big to inline, or NULL if they fit inline

@@ -9,11 +9,15 @@
 
 struct kv *kv_new(uint64_t hash_seed)
 {
-    (void)hash_seed;
     struct kv *kv = craft_calloc(1, sizeof *kv);
     if (kv == NULL)
         return NULL;
+    if (kv__hash_init(kv, hash_seed) != 0) {
+        craft_free(kv);
+        return NULL;
+    }
     if (kv__tree_init(kv) != 0) {
+        kv__hash_free(kv);
         craft_free(kv);
         return NULL;
     }
@@ -27,6 +31,7 @@ void kv_free(struct kv *kv)
     if (kv == NULL)
         return;
     kv__tree_free(kv);
+    kv__hash_free(kv);
     craft_free(kv->res.ops);
     craft_free(kv->res.buf);
     kv__members_free(kv);
@@ -63,14 +68,14 @@ static void to_meta(const struct kv__rec *r, struct kv_meta *m)
 int kv_get_meta(const struct kv *kv, const void *key, size_t klen,
                 struct kv_meta *m)
 {
-    struct kv__path p;
-    kv__seek(kv, key, klen, &p);
-    if (!p.found) {
+    struct kv__leaf *l;
+    uint16_t off;
+    if (!kv__hash_find(kv, key, klen, &l, &off)) {
         memset(m, 0, sizeof *m);
         return CRAFT_ENOTFOUND;
     }
     struct kv__rec r;
-    kv__rec_decode(p.leaf, p.pos, &r);
+    kv__rec_decode_at(l, off, &r);
     to_meta(&r, m);
     return 0;
 }
@@ -93,17 +98,23 @@ void kv__put_rev(struct kv *kv, const void *key, size_t klen, const void *val,
                  size_t vlen, uint64_t lease, uint64_t index,
                  struct kv__blob *blob, bool *created)
 {
-    struct kv__path p;
-    kv__seek(kv, key, klen, &p);
+    struct kv__leaf *l;
+    uint16_t off;
+    bool found = kv__hash_find(kv, key, klen, &l, &off);
     uint64_t create = index, version = 1;
-    if (p.found) {
+    if (found) {
         struct kv__rec r;
-        kv__rec_decode(p.leaf, p.pos, &r);
+        kv__rec_decode_at(l, off, &r);
         create = r.create;
         version = r.version + 1;
     }
     if (created)
-        *created = !p.found;
+        *created = !found;
+    if (found && kv__overwrite(kv, l, off, key, klen, val, vlen, create,
+                               index, version, lease, blob))
+        return; /* the same size: no need to find its place */
+    struct kv__path p;
+    kv__seek(kv, key, klen, &p);
     kv__store(kv, &p, key, klen, val, vlen, create, index, version, lease,
               blob);
 }
@@ -126,11 +137,14 @@ int kv_put(struct kv *kv, const void *key, size_t klen, const void *val,
 
 int kv_del(struct kv *kv, const void *key, size_t klen)
 {
+    struct kv__leaf *l;
+    uint16_t off;
+    if (!kv__hash_find(kv, key, klen, &l, &off))
+        return CRAFT_ENOTFOUND;
     struct kv__path p;
     kv__seek(kv, key, klen, &p);
-    if (!p.found)
-        return CRAFT_ENOTFOUND;
     kv__remove(kv, &p);
+    kv__hash_maybe_shrink(kv);
     return 0;
 }
 

@@ -39,11 +39,11 @@ static inline void set_slot(struct kv__leaf *l, uint32_t i, uint16_t off)
     memcpy(l->data + 2 * i, &off, 2);
 }
 
-/* Key of record i, the fast path of the searches. */
-static inline void rec_key(const struct kv__leaf *l, uint32_t i,
-                           const uint8_t **key, size_t *klen)
+/* Key of the record at off, the fast path of the searches. */
+static inline void rec_key_at(const struct kv__leaf *l, uint16_t off,
+                              const uint8_t **key, size_t *klen)
 {
-    const uint8_t *p = l->data + kv__slot(l, i);
+    const uint8_t *p = l->data + off;
     if (*p++ & KV__REC_BLOB) {
         struct kv__blob *b;
         memcpy(&b, p, sizeof b);
@@ -57,9 +57,30 @@ static inline void rec_key(const struct kv__leaf *l, uint32_t i,
     *klen = (size_t)n;
 }
 
+static inline void rec_key(const struct kv__leaf *l, uint32_t i,
+                           const uint8_t **key, size_t *klen)
+{
+    rec_key_at(l, kv__slot(l, i), key, klen);
+}
+
+bool kv__rec_key_is(const struct kv__leaf *l, uint16_t off, const void *key,
+                    size_t klen)
+{
+    const uint8_t *k;
+    size_t kl;
+    rec_key_at(l, off, &k, &kl);
+    return kl == klen && (klen == 0 || memcmp(k, key, klen) == 0);
+}
+
 void kv__rec_decode(const struct kv__leaf *l, uint32_t i, struct kv__rec *r)
 {
-    const uint8_t *start = l->data + kv__slot(l, i), *p = start;
+    kv__rec_decode_at(l, kv__slot(l, i), r);
+}
+
+void kv__rec_decode_at(const struct kv__leaf *l, uint16_t off,
+                       struct kv__rec *r)
+{
+    const uint8_t *start = l->data + off, *p = start;
     uint64_t n;
     uint8_t flags = *p++;
     r->blob = NULL;
@@ -121,7 +142,8 @@ static uint32_t child_for(const struct kv__inode *node, const void *key,
     uint32_t lo = 0, hi = node->n - 1;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        if (kv__cmp(key, klen, node->sep[mid].key, node->sep[mid].len) < 0)
+        if (kv__cmp(key, klen, kv__sep_key(&node->sep[mid]),
+                   node->sep[mid].len) < 0)
             hi = mid;
         else
             lo = mid + 1;
@@ -154,6 +176,8 @@ static void leaf_reset(struct kv__leaf *l)
     l->top = KV__LEAF_DATA;
     l->garbage = 0;
     l->pad = 0;
+    l->id = 0;
+    l->pad2 = 0;
 }
 
 static void free_seps(struct kv *kv)
@@ -168,6 +192,9 @@ int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen)
     size_t need_inodes = n_puts ? n_puts * (kv->height + 1) + 1 : 0;
     if (n_puts > SIZE_MAX / (KV__MAX_DEPTH + 2))
         return CRAFT_ENOMEM;
+    int err = kv__hash_reserve(kv, n_puts);
+    if (err)
+        return err;
     while (kv->n_free_leaves < n_puts) {
         struct kv__leaf *l = craft_malloc(KV__PAGE);
         if (l == NULL)
@@ -185,6 +212,8 @@ int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen)
         kv->n_free_inodes++;
     }
     size_t cap = max_klen > kv->max_klen ? max_klen : kv->max_klen;
+    if (cap <= KV__SEP_INLINE)
+        return 0; /* separators will all be inline */
     cap = cap < MIN_SEP ? MIN_SEP : cap;
     if (cap > kv->sep_cap) {
         free_seps(kv);
@@ -223,6 +252,7 @@ void kv__trim(struct kv *kv)
     }
     while (kv->n_free_seps > 1)
         craft_free(kv->free_seps[--kv->n_free_seps]);
+    kv__hash_maybe_shrink(kv);
 }
 
 static struct kv__leaf *take_leaf(struct kv *kv)
@@ -232,6 +262,7 @@ static struct kv__leaf *take_leaf(struct kv *kv)
     kv->free_leaves = l->next;
     kv->n_free_leaves--;
     leaf_reset(l);
+    kv__leaf_id_new(kv, l);
     return l;
 }
 
@@ -247,11 +278,23 @@ static struct kv__inode *take_inode(struct kv *kv)
 
 static struct kv__sep take_sep(struct kv *kv, const uint8_t *key, size_t len)
 {
+    struct kv__sep s = {(uint32_t)len, {0}};
+    if (len <= KV__SEP_INLINE) {
+        if (len)
+            memcpy(s.b, key, len);
+        return s;
+    }
     assert(kv->n_free_seps > 0 && len <= kv->sep_cap);
-    struct kv__sep s = {kv->free_seps[--kv->n_free_seps], (uint32_t)len};
-    if (len)
-        memcpy(s.key, key, len);
+    uint8_t *p = kv->free_seps[--kv->n_free_seps];
+    memcpy(p, key, len);
+    memcpy(s.b, &p, sizeof p);
     return s;
+}
+
+static void sep_free(struct kv__sep *s)
+{
+    if (s->len > KV__SEP_INLINE)
+        craft_free((void *)kv__sep_key(s));
 }
 
 int kv__tree_init(struct kv *kv)
@@ -260,6 +303,7 @@ int kv__tree_init(struct kv *kv)
     if (kv->root == NULL)
         return CRAFT_ENOMEM;
     leaf_reset(kv->root);
+    kv__leaf_id_new(kv, kv->root);
     kv->height = 0;
     return 0;
 }
@@ -280,7 +324,7 @@ static void free_node(void *n, unsigned height)
     for (uint32_t i = 0; i < in->n; i++) {
         free_node(in->child[i], height - 1);
         if (i + 1 < in->n)
-            craft_free(in->sep[i].key);
+            sep_free(&in->sep[i]);
     }
     craft_free(in);
 }
@@ -396,11 +440,30 @@ static void leaf_drop(struct kv__leaf *l, uint32_t pos, size_t size)
     l->n--;
 }
 
-static void leaf_compact(struct kv__leaf *l)
+#define MAX_RECS (KV__LEAF_DATA / 9 + 2) /* records are >= 7 bytes */
+
+/* The point-index slots of the records of t (a copy of leaf id), skipping
+ * slot `skip` (UINT32_MAX: none), all found before anything moves. */
+static void find_slots(const struct kv *kv, const struct kv__leaf *t,
+                       uint32_t id, size_t *slots)
+{
+    for (uint32_t i = 0; i < t->n; i++) {
+        const uint8_t *k;
+        size_t kl;
+        rec_key(t, i, &k, &kl);
+        slots[i] = kv__hash_slot_of(kv, kv__hkey(kv, k, kl), id,
+                                    kv__slot(t, i));
+        assert(slots[i] != SIZE_MAX);
+    }
+}
+
+static void leaf_compact(struct kv *kv, struct kv__leaf *l)
 {
     uint8_t tmp[KV__PAGE];
+    size_t slots[MAX_RECS];
     struct kv__leaf *t = (struct kv__leaf *)tmp;
     memcpy(tmp, l, KV__PAGE);
+    find_slots(kv, t, l->id, slots);
     l->n = 0;
     l->top = KV__LEAF_DATA;
     l->garbage = 0;
@@ -408,6 +471,7 @@ static void leaf_compact(struct kv__leaf *l)
         struct kv__rec r;
         kv__rec_decode(t, i, &r);
         leaf_append(l, t->data + kv__slot(t, i), r.size);
+        kv->hs[slots[i]].off = l->top;
     }
 }
 
@@ -464,15 +528,17 @@ struct item {
     size_t size;
 };
 
-/* Split p->leaf while putting rec in at p->pos. */
+/* Split p->leaf while putting rec in at p->pos; where rec went. */
 static void leaf_split(struct kv *kv, struct kv__path *p, const uint8_t *rec,
-                       size_t size)
+                       size_t size, uint32_t *rec_id, uint16_t *rec_off)
 {
     uint8_t tmp[KV__PAGE];
+    size_t slots[MAX_RECS];
     struct kv__leaf *l = p->leaf, *t = (struct kv__leaf *)tmp;
     memcpy(tmp, l, KV__PAGE);
+    find_slots(kv, t, l->id, slots);
     uint32_t n = t->n + 1, pos = p->pos;
-    struct item items[KV__LEAF_DATA / 9 + 2]; /* records are >= 7 bytes */
+    struct item items[MAX_RECS];
     size_t total = 0;
     for (uint32_t i = 0, j = 0; i < n; i++) {
         if (i == pos) {
@@ -500,19 +566,33 @@ static void leaf_split(struct kv *kv, struct kv__path *p, const uint8_t *rec,
     l->n = 0;
     l->top = KV__LEAF_DATA;
     l->garbage = 0;
-    for (uint32_t i = 0; i < s; i++)
-        leaf_append(l, items[i].rec, items[i].size);
-    for (uint32_t i = s; i < n; i++)
-        leaf_append(right, items[i].rec, items[i].size);
+    for (uint32_t i = 0; i < n; i++) {
+        struct kv__leaf *to = i < s ? l : right;
+        leaf_append(to, items[i].rec, items[i].size);
+        if (i == pos) {
+            *rec_id = to->id;
+            *rec_off = to->top;
+        } else {
+            struct kv__hslot *hs = &kv->hs[slots[i - (i > pos)]];
+            hs->leaf = to->id;
+            hs->off = to->top;
+        }
+    }
     right->prev = l;
     right->next = l->next;
     if (l->next)
         l->next->prev = right;
     l->next = right;
-    const uint8_t *k;
-    size_t kl;
+    /* the separator: the shortest prefix of right's first key that is
+     * still greater than left's last */
+    const uint8_t *k, *lk;
+    size_t kl, lkl, cp = 0;
     rec_key(right, 0, &k, &kl);
-    struct kv__sep sep = take_sep(kv, k, kl);
+    rec_key(l, l->n - 1, &lk, &lkl);
+    while (cp < lkl && cp < kl && lk[cp] == k[cp])
+        cp++;
+    assert(cp < kl);
+    struct kv__sep sep = take_sep(kv, k, cp + 1);
     if (p->depth == 0) {
         struct kv__inode *root = take_inode(kv);
         root->n = 2;
@@ -535,6 +615,8 @@ void kv__store(struct kv *kv, struct kv__path *p, const void *key,
     size_t size = encode_rec(rec, key, klen, val, vlen, create, mod, version,
                              lease, blob);
     struct kv__leaf *l = p->leaf;
+    uint64_t h = kv__hkey(kv, key, klen);
+    size_t old_slot = SIZE_MAX;
     if (p->found) {
         struct kv__rec old;
         kv__rec_decode(l, p->pos, &old);
@@ -545,6 +627,8 @@ void kv__store(struct kv *kv, struct kv__path *p, const void *key,
             kv->bytes += klen + vlen;
             return;
         }
+        old_slot = kv__hash_slot_of(kv, h, l->id, kv__slot(l, p->pos));
+        assert(old_slot != SIZE_MAX);
         leaf_drop(l, p->pos, old.size);
     } else {
         kv->count++;
@@ -553,11 +637,40 @@ void kv__store(struct kv *kv, struct kv__path *p, const void *key,
     }
     kv->bytes += klen + vlen;
     if (leaf_free(l) < size + 2 && leaf_free(l) + l->garbage >= size + 2)
-        leaf_compact(l);
-    if (leaf_free(l) >= size + 2)
+        leaf_compact(kv, l);
+    uint32_t id = l->id;
+    uint16_t off;
+    if (leaf_free(l) >= size + 2) {
         leaf_put(l, p->pos, rec, size);
-    else
-        leaf_split(kv, p, rec, size);
+        off = l->top;
+    } else {
+        leaf_split(kv, p, rec, size, &id, &off);
+    }
+    if (old_slot != SIZE_MAX) {
+        kv->hs[old_slot].leaf = id;
+        kv->hs[old_slot].off = off;
+    } else {
+        kv__hash_add(kv, h, id, off);
+    }
+}
+
+bool kv__overwrite(struct kv *kv, struct kv__leaf *l, uint16_t off,
+                   const void *key, size_t klen, const void *val, size_t vlen,
+                   uint64_t create, uint64_t mod, uint64_t version,
+                   uint64_t lease, struct kv__blob *blob)
+{
+    uint8_t rec[REC_MAX];
+    size_t size = encode_rec(rec, key, klen, val, vlen, create, mod, version,
+                             lease, blob);
+    struct kv__rec old;
+    kv__rec_decode_at(l, off, &old);
+    if (old.size != size)
+        return false;
+    kv->bytes -= old.klen + old.vlen;
+    kv->bytes += klen + vlen;
+    craft_free(old.blob);
+    memcpy(l->data + off, rec, size);
+    return true;
 }
 
 /* ---- removal ---------------------------------------------------------------- */
@@ -569,7 +682,7 @@ static void inode_remove(struct kv *kv, struct kv__path *p, unsigned d)
     uint32_t i = p->idx[d];
     if (in->n > 1) {
         uint32_t si = i > 0 ? i - 1 : 0;
-        craft_free(in->sep[si].key);
+        sep_free(&in->sep[si]);
         memmove(&in->sep[si], &in->sep[si + 1],
                 (in->n - 2 - si) * sizeof in->sep[0]);
     }
@@ -589,6 +702,10 @@ void kv__remove(struct kv *kv, struct kv__path *p)
     struct kv__rec r;
     assert(p->found);
     kv__rec_decode(l, p->pos, &r);
+    size_t slot = kv__hash_slot_of(kv, kv__hkey(kv, r.key, r.klen), l->id,
+                                   kv__slot(l, p->pos));
+    assert(slot != SIZE_MAX);
+    kv__hash_del_slot(kv, slot);
     kv->count--;
     kv->bytes -= r.klen + r.vlen;
     craft_free(r.blob);
@@ -601,6 +718,7 @@ void kv__remove(struct kv *kv, struct kv__path *p)
         l->prev->next = l->next;
     if (l->next)
         l->next->prev = l->prev;
+    kv__leaf_id_free(kv, l->id);
     craft_free(l);
     p->leaf = NULL;
     inode_remove(kv, p, p->depth - 1);

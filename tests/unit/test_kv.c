@@ -983,6 +983,7 @@ static void test_snapshot_errors(void **state)
 /* ---- the tree's invariants ------------------------------------------------ */
 
 struct walk {
+    const struct kv *kv;
     const struct kv__leaf *prev_leaf; /* the leaf before, in walk order */
     const uint8_t *last;              /* the last key seen, and its length */
     size_t last_len;
@@ -1016,6 +1017,12 @@ static void walk_node(const void *node, unsigned height, const uint8_t *lo,
             if (w->any)
                 assert_true(kv__cmp(w->last, w->last_len, r.key, r.klen) < 0);
             assert_true(r.version >= 1 && r.create <= r.mod);
+            struct kv__leaf *hl;
+            uint16_t hoff;
+            assert_true(kv__hash_find(w->kv, r.key, r.klen, &hl, &hoff));
+            assert_ptr_equal(hl, l);
+            assert_int_equal(hoff, kv__slot(l, i));
+            assert_ptr_equal(w->kv->leaf_ids[l->id], l);
             w->last = r.key;
             w->last_len = r.klen;
             w->any = true;
@@ -1028,12 +1035,10 @@ static void walk_node(const void *node, unsigned height, const uint8_t *lo,
     const struct kv__inode *in = node;
     assert_true(in->n >= 1 && in->n <= KV__FAN);
     for (uint32_t i = 0; i < in->n; i++) {
-        const uint8_t *clo = i ? in->sep[i - 1].key : lo;
+        const uint8_t *clo = i ? kv__sep_key(&in->sep[i - 1]) : lo;
         size_t clolen = i ? in->sep[i - 1].len : lolen;
-        const uint8_t *chi = i + 1 < in->n ? in->sep[i].key : hi;
+        const uint8_t *chi = i + 1 < in->n ? kv__sep_key(&in->sep[i]) : hi;
         size_t chilen = i + 1 < in->n ? in->sep[i].len : hilen;
-        if (i + 1 < in->n && chi == NULL)
-            chi = (const uint8_t *)""; /* an empty separator */
         walk_node(in->child[i], height - 1, clo, clolen, chi, chilen, w);
     }
 }
@@ -1041,9 +1046,14 @@ static void walk_node(const void *node, unsigned height, const uint8_t *lo,
 static void check_tree(const struct kv *kv)
 {
     struct walk w = {0};
+    w.kv = kv;
     walk_node(kv->root, kv->height, NULL, 0, NULL, 0, &w);
     assert_null(w.prev_leaf->next);
     assert_int_equal(w.count, kv_count(kv));
+    size_t used = 0;
+    for (size_t i = 0; i < kv->hcap; i++)
+        used += kv->hs[i].leaf != 0;
+    assert_int_equal(used, kv_count(kv)); /* nothing in it twice */
     assert_int_equal(w.bytes, kv_bytes(kv));
 }
 
@@ -1722,6 +1732,45 @@ static void test_model_walk(void **state)
     free(m);
 }
 
+/* Keys longer than an inline separator, with a long shared prefix, in a
+ * scrambled order: separators out of line, splits, deletes, a snapshot. */
+static void test_long_keys(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    const unsigned n = slow_env() ? 2000 : 20000;
+    char k[48];
+    memset(k, 'p', sizeof k);
+    for (unsigned i = 0; i < n; i++) {
+        unsigned j = (i * 7919u) % n;
+        snprintf(k + 30, sizeof k - 30, "%08u-%08u", j, j * 3);
+        assert_int_equal(kv_put(kv, k, 47, k, 10 + j % 50), 0);
+    }
+    check_tree(kv);
+    for (unsigned j = 0; j < n; j += 3) {
+        snprintf(k + 30, sizeof k - 30, "%08u-%08u", j, j * 3);
+        assert_int_equal(kv_del(kv, k, 47), 0);
+    }
+    check_tree(kv);
+    struct kv_range r;
+    kv_range_prefix(&r, k, 30);
+    size_t cnt;
+    bool more;
+    struct kv_meta last;
+    kv_count_range(kv, &r, NULL, 0, SIZE_MAX, &cnt, &more, &last);
+    assert_int_equal(cnt, n - (n + 2) / 3);
+    size_t len;
+    uint8_t *buf = snapshot(kv, 1, &len);
+    struct kv *back;
+    uint64_t applied;
+    assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied), 0);
+    check_tree(back);
+    assert_same(kv, back);
+    craft_free(buf);
+    kv_free(back);
+    kv_free(kv);
+}
+
 /* ---- snapshots with revisions --------------------------------------------- */
 
 #include "unit/kv_snap_v1.h"
@@ -1844,6 +1893,7 @@ int main(void)
         T(test_list_binary_order),
         T(test_list_paging),
         T(test_model_walk),
+        T(test_long_keys),
         T(test_snapshot_revisions),
         T(test_snapshot_v1),
 #undef T
