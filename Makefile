@@ -34,7 +34,7 @@ LINCHECK  = $(if $(wildcard tests/lincheck/main.c),$(O)/lincheck)
 SIM       = $(if $(wildcard tests/sim/*.c),$(O)/sim)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench run deps clean
+.PHONY: all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-kv run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -168,6 +168,11 @@ fuzz:
 
 bench: all
 	@sh bench/run.sh
+
+# The map alone: RSS, point get/put, listing (bench/kv_bench.c).
+bench-kv: $(LIB_OBJS)
+	@$(CC) $(CFLAGS) -o $(O)/kv_bench bench/kv_bench.c $(LIB_OBJS) $(LIBS)
+	@$(O)/kv_bench && $(O)/kv_bench 1000000 random
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -1,7 +1,8 @@
 /* The point-lookup index beside the tree: an open-addressing table (linear
  * probing, backward-shift deletion, keyed SipHash-1-3 so that clients cannot
- * pick colliding keys) from a key to where its record lies, as (leaf id,
- * offset in the leaf); and the table of leaf ids. The tree tells it about
+ * pick colliding keys) from a key to where its record lies, as (28 hash
+ * bits, leaf id, offset in the leaf) in one u64 (kv_internal.h); and the
+ * table of leaf ids. The tree tells it about
  * every record that appears, moves or goes (kv_tree.c). */
 #include "kv/kv_internal.h"
 
@@ -86,9 +87,9 @@ uint64_t kv__hkey(const struct kv *kv, const void *key, size_t klen)
     return kv__siphash(kv->k0, kv->k1, key, klen);
 }
 
-static uint16_t tag_of(uint64_t h)
+static uint32_t h28(uint64_t h)
 {
-    return (uint16_t)(h >> 48);
+    return (uint32_t)(h >> 36);
 }
 
 int kv__hash_init(struct kv *kv, uint64_t seed)
@@ -118,32 +119,23 @@ void kv__hash_free(struct kv *kv)
     kv->free_ids = NULL;
 }
 
-static void put_slot(struct kv__hslot *hs, size_t mask, uint64_t h,
-                     uint32_t id, uint16_t off)
+static void put_slot(uint64_t *hs, size_t mask, uint64_t slot)
 {
-    size_t i = h & mask;
-    while (hs[i].leaf != 0)
+    size_t i = kv__hslot_h(slot) & mask;
+    while (hs[i] != 0)
         i = (i + 1) & mask;
-    hs[i] = (struct kv__hslot){id, off, tag_of(h)};
+    hs[i] = slot;
 }
 
-/* Rebuild with cap slots from the records themselves (in leaf order). */
+/* Rebuild with cap slots (the slots carry the hash bits needed). */
 static int rehash(struct kv *kv, size_t cap)
 {
-    struct kv__hslot *hs = craft_calloc(cap, sizeof *hs);
+    uint64_t *hs = craft_calloc(cap, sizeof *hs);
     if (hs == NULL)
         return CRAFT_ENOMEM;
-    const void *n = kv->root;
-    for (unsigned d = 0; d < kv->height; d++)
-        n = ((const struct kv__inode *)n)->child[0];
-    for (const struct kv__leaf *l = n; l; l = l->next) {
-        for (uint32_t i = 0; i < l->n; i++) {
-            struct kv__rec r;
-            kv__rec_decode(l, i, &r);
-            put_slot(hs, cap - 1, kv__hkey(kv, r.key, r.klen), l->id,
-                     kv__slot(l, i));
-        }
-    }
+    for (size_t i = 0; i < kv->hcap; i++)
+        if (kv->hs[i] != 0)
+            put_slot(hs, cap - 1, kv->hs[i]);
     craft_free(kv->hs);
     kv->hs = hs;
     kv->hcap = cap;
@@ -170,8 +162,8 @@ int kv__hash_reserve(struct kv *kv, size_t n_more)
     }
     /* leaf ids: each new leaf takes a free one or the next unused one */
     size_t fresh = n_more > kv->n_free_ids ? n_more - kv->n_free_ids : 0;
-    if (fresh > UINT32_MAX - kv->n_ids)
-        return CRAFT_ENOMEM;
+    if (fresh > KV__MAX_LEAVES + 1 - kv->n_ids)
+        return CRAFT_ENOMEM; /* the map is full */
     if (kv->n_ids + fresh > kv->ids_cap) {
         size_t icap = kv->ids_cap;
         while (kv->n_ids + fresh > icap)
@@ -213,60 +205,56 @@ void kv__leaf_id_free(struct kv *kv, uint32_t id)
 
 void kv__hash_add(struct kv *kv, uint64_t h, uint32_t id, uint16_t off)
 {
-    put_slot(kv->hs, kv->hcap - 1, h, id, off);
+    put_slot(kv->hs, kv->hcap - 1, kv__hslot(h28(h), id, off));
 }
 
 size_t kv__hash_slot_of(const struct kv *kv, uint64_t h, uint32_t id,
                         uint16_t off)
 {
     size_t mask = kv->hcap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        const struct kv__hslot *s = &kv->hs[i];
-        if (s->leaf == id && s->off == off)
+    uint64_t want = kv__hslot(h28(h), id, off);
+    for (size_t i = h28(h) & mask;; i = (i + 1) & mask) {
+        if (kv->hs[i] == want)
             return i;
-        if (s->leaf == 0)
+        if (kv->hs[i] == 0)
             return SIZE_MAX; /* a bug: every record is in the table */
     }
-}
-
-/* The home slot of the record slot i points at. */
-static size_t home_of(const struct kv *kv, size_t i)
-{
-    const struct kv__hslot *s = &kv->hs[i];
-    struct kv__rec r;
-    kv__rec_decode_at(kv->leaf_ids[s->leaf], s->off, &r);
-    return kv__hkey(kv, r.key, r.klen) & (kv->hcap - 1);
 }
 
 void kv__hash_del_slot(struct kv *kv, size_t i)
 {
     size_t mask = kv->hcap - 1;
-    for (size_t j = (i + 1) & mask; kv->hs[j].leaf != 0; j = (j + 1) & mask) {
-        size_t home = home_of(kv, j);
+    for (size_t j = (i + 1) & mask; kv->hs[j] != 0; j = (j + 1) & mask) {
+        size_t home = kv__hslot_h(kv->hs[j]) & mask;
         if (((j - home) & mask) >= ((j - i) & mask)) {
             kv->hs[i] = kv->hs[j];
             i = j;
         }
     }
-    kv->hs[i].leaf = 0;
+    kv->hs[i] = 0;
 }
 
 bool kv__hash_find(const struct kv *kv, const void *key, size_t klen,
                    struct kv__leaf **leaf, uint16_t *off)
 {
-    uint64_t h = kv__hkey(kv, key, klen);
-    uint16_t tag = tag_of(h);
+    return kv__hash_find_h(kv, kv__hkey(kv, key, klen), key, klen, leaf, off);
+}
+
+bool kv__hash_find_h(const struct kv *kv, uint64_t hfull, const void *key,
+                     size_t klen, struct kv__leaf **leaf, uint16_t *off)
+{
+    uint32_t h = h28(hfull);
     size_t mask = kv->hcap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-        const struct kv__hslot *s = &kv->hs[i];
-        if (s->leaf == 0)
+        uint64_t s = kv->hs[i];
+        if (s == 0)
             return false;
-        if (s->tag != tag)
+        if (kv__hslot_h(s) != h)
             continue;
-        struct kv__leaf *l = kv->leaf_ids[s->leaf];
-        if (kv__rec_key_is(l, s->off, key, klen)) {
+        struct kv__leaf *l = kv->leaf_ids[kv__hslot_id(s)];
+        if (kv__rec_key_is(l, kv__hslot_off(s), key, klen)) {
             *leaf = l;
-            *off = s->off;
+            *off = kv__hslot_off(s);
             return true;
         }
     }

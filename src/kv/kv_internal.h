@@ -108,17 +108,32 @@ struct kv__results {
     size_t blen, bcap;
 };
 
-/* A slot of the point index: where a record lies; leaf 0 = empty. */
-struct kv__hslot {
-    uint32_t leaf;
-    uint16_t off; /* of the record in the leaf's data */
-    uint16_t tag; /* high bits of the key's hash */
-};
+/* A slot of the point index, one u64: the key's hash (28 bits, enough for
+ * the home slot of tables up to 2^28 slots, so growing and deleting need no
+ * record), the leaf id (24 bits: at most 2^24 - 1 leaves, 64 GiB) and the
+ * record's offset in the leaf (12 bits). 0 = empty (no leaf has id 0). */
 #define KV__HASH_MIN 16
+#define KV__MAX_LEAVES ((1u << 24) - 1)
+static inline uint64_t kv__hslot(uint32_t h28, uint32_t id, uint16_t off)
+{
+    return (uint64_t)h28 << 36 | (uint64_t)id << 12 | off;
+}
+static inline uint32_t kv__hslot_h(uint64_t s) { return (uint32_t)(s >> 36); }
+static inline uint32_t kv__hslot_id(uint64_t s)
+{
+    return (uint32_t)(s >> 12) & KV__MAX_LEAVES;
+}
+static inline uint16_t kv__hslot_off(uint64_t s) { return s & 0xfff; }
+/* Point slot i at a new place for the same key. */
+static inline void kv__hslot_move(uint64_t *hs, size_t i, uint32_t id,
+                                  uint16_t off)
+{
+    hs[i] = kv__hslot(kv__hslot_h(hs[i]), id, off);
+}
 
 struct kv {
     uint64_t k0, k1;            /* hash key (SipHash-1-3) */
-    struct kv__hslot *hs;       /* [hcap], count <= hcap * 3 / 4 */
+    uint64_t *hs;               /* [hcap], count <= hcap * 3 / 4 */
     size_t hcap;                /* power of two */
     struct kv__leaf **leaf_ids; /* [ids_cap], by leaf id; [0] unused */
     size_t n_ids;               /* ids ever handed out, + 1 */
@@ -207,6 +222,9 @@ size_t kv__hash_slot_of(const struct kv *kv, uint64_t h, uint32_t id,
 void kv__hash_del_slot(struct kv *kv, size_t i);
 bool kv__hash_find(const struct kv *kv, const void *key, size_t klen,
                    struct kv__leaf **leaf, uint16_t *off);
+/* The same with the key's kv__hkey already computed. */
+bool kv__hash_find_h(const struct kv *kv, uint64_t h, const void *key,
+                     size_t klen, struct kv__leaf **leaf, uint16_t *off);
 
 /* ---- kv_tree.c ---- */
 void kv__rec_decode(const struct kv__leaf *l, uint32_t i, struct kv__rec *r);
@@ -224,10 +242,12 @@ int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen);
 /* Give the pool back down to what one put needs. */
 void kv__trim(struct kv *kv);
 /* Insert or replace key with a record built from the arguments, at p (a
- * kv__seek for key, no change since). blob: NULL, or key and value out of
+ * kv__seek for key, no change since; h its kv__hkey). blob: NULL, or key
+ * and value out of
  * line (ownership passes to the map). Never fails once reserved. */
-void kv__store(struct kv *kv, struct kv__path *p, const void *key,
-               size_t klen, const void *val, size_t vlen, uint64_t create,
+void kv__store(struct kv *kv, struct kv__path *p, uint64_t h,
+               const void *key, size_t klen, const void *val, size_t vlen,
+               uint64_t create,
                uint64_t mod, uint64_t version, uint64_t lease,
                struct kv__blob *blob);
 /* Replace the record at (l, off) in place if the new one has its size:

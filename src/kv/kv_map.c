@@ -100,7 +100,8 @@ void kv__put_rev(struct kv *kv, const void *key, size_t klen, const void *val,
 {
     struct kv__leaf *l;
     uint16_t off;
-    bool found = kv__hash_find(kv, key, klen, &l, &off);
+    uint64_t h = kv__hkey(kv, key, klen);
+    bool found = kv__hash_find_h(kv, h, key, klen, &l, &off);
     uint64_t create = index, version = 1;
     if (found) {
         struct kv__rec r;
@@ -115,7 +116,7 @@ void kv__put_rev(struct kv *kv, const void *key, size_t klen, const void *val,
         return; /* the same size: no need to find its place */
     struct kv__path p;
     kv__seek(kv, key, klen, &p);
-    kv__store(kv, &p, key, klen, val, vlen, create, index, version, lease,
+    kv__store(kv, &p, h, key, klen, val, vlen, create, index, version, lease,
               blob);
 }
 

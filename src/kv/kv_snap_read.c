@@ -144,8 +144,8 @@ static int get_entry(struct in *in, struct kv *kv, uint32_t version,
     bool big = kv__needs_blob(klen, vlen);
     b->klen = klen;
     b->vlen = vlen;
-    kv__store(kv, &path, key, klen, val, vlen, create, mod, ver, lease,
-              big ? b : NULL);
+    kv__store(kv, &path, kv__hkey(kv, key, klen), key, klen, val, vlen,
+              create, mod, ver, lease, big ? b : NULL);
     if (!big)
         craft_free(p);
     return 0;

@@ -471,7 +471,7 @@ static void leaf_compact(struct kv *kv, struct kv__leaf *l)
         struct kv__rec r;
         kv__rec_decode(t, i, &r);
         leaf_append(l, t->data + kv__slot(t, i), r.size);
-        kv->hs[slots[i]].off = l->top;
+        kv__hslot_move(kv->hs, slots[i], l->id, l->top);
     }
 }
 
@@ -573,9 +573,7 @@ static void leaf_split(struct kv *kv, struct kv__path *p, const uint8_t *rec,
             *rec_id = to->id;
             *rec_off = to->top;
         } else {
-            struct kv__hslot *hs = &kv->hs[slots[i - (i > pos)]];
-            hs->leaf = to->id;
-            hs->off = to->top;
+            kv__hslot_move(kv->hs, slots[i - (i > pos)], to->id, to->top);
         }
     }
     right->prev = l;
@@ -606,8 +604,9 @@ static void leaf_split(struct kv *kv, struct kv__path *p, const uint8_t *rec,
     inode_insert(kv, p, p->depth - 1, right, sep);
 }
 
-void kv__store(struct kv *kv, struct kv__path *p, const void *key,
-               size_t klen, const void *val, size_t vlen, uint64_t create,
+void kv__store(struct kv *kv, struct kv__path *p, uint64_t h,
+               const void *key, size_t klen, const void *val, size_t vlen,
+               uint64_t create,
                uint64_t mod, uint64_t version, uint64_t lease,
                struct kv__blob *blob)
 {
@@ -615,7 +614,6 @@ void kv__store(struct kv *kv, struct kv__path *p, const void *key,
     size_t size = encode_rec(rec, key, klen, val, vlen, create, mod, version,
                              lease, blob);
     struct kv__leaf *l = p->leaf;
-    uint64_t h = kv__hkey(kv, key, klen);
     size_t old_slot = SIZE_MAX;
     if (p->found) {
         struct kv__rec old;
@@ -647,8 +645,7 @@ void kv__store(struct kv *kv, struct kv__path *p, const void *key,
         leaf_split(kv, p, rec, size, &id, &off);
     }
     if (old_slot != SIZE_MAX) {
-        kv->hs[old_slot].leaf = id;
-        kv->hs[old_slot].off = off;
+        kv__hslot_move(kv->hs, old_slot, id, off);
     } else {
         kv__hash_add(kv, h, id, off);
     }

@@ -1052,7 +1052,7 @@ static void check_tree(const struct kv *kv)
     assert_int_equal(w.count, kv_count(kv));
     size_t used = 0;
     for (size_t i = 0; i < kv->hcap; i++)
-        used += kv->hs[i].leaf != 0;
+        used += kv->hs[i] != 0;
     assert_int_equal(used, kv_count(kv)); /* nothing in it twice */
     assert_int_equal(w.bytes, kv_bytes(kv));
 }
