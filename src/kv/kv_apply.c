@@ -43,7 +43,7 @@ static int result_reserve(struct kv *kv, size_t n)
 static size_t result_copy(struct kv *kv, const uint8_t *p, size_t len)
 {
     struct kv__results *r = &kv->res;
-    if (len > r->bcap - r->blen) {
+    if (r->buf == NULL || len > r->bcap - r->blen) { /* never NULL after */
         size_t cap = r->bcap ? r->bcap : 256;
         while (len > cap - r->blen) {
             if (cap > SIZE_MAX / 2)
