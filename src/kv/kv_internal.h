@@ -14,8 +14,11 @@
  *   up to 10 bytes. So a 16-byte key with a 16-byte value costs about 42
  *   bytes plus a 2-byte slot.
  * - An internal node holds up to KV__FAN children and one separator key
- *   (an allocated copy) between each two: child i holds the keys k with
+ *   between each two (struct kv__sep): child i holds the keys k with
  *   sep[i-1] <= k < sep[i]. Every leaf is at the same depth.
+ * - Beside the tree, a point index (kv_hash.c) maps each key to its
+ *   record's leaf id and offset, so that gets and same-size updates skip
+ *   the descent; every record that appears, moves or goes updates it.
  *
  * Changes that may split nodes take their new nodes and separators from a
  * pool filled beforehand (kv__reserve), so a batch or transaction, once
