@@ -45,10 +45,10 @@ struct kv__leaf {
     uint16_t n;                   /* records */
     uint16_t top;                 /* records occupy data[top, KV__LEAF_DATA) */
     uint16_t garbage;             /* dead record bytes inside that range */
-    uint16_t pad;
+    uint16_t cp;                  /* every key here shares its first cp bytes */
     uint32_t id;                  /* its number in kv->leaf_ids */
     uint32_t pad2;
-    uint8_t data[];               /* u16 slot[n] at the start */
+    uint8_t data[];               /* slot[n] at the start (KV__SLOT each) */
 };
 #define KV__LEAF_DATA (KV__PAGE - (uint16_t)sizeof(struct kv__leaf))
 
@@ -162,11 +162,30 @@ struct kv {
     size_t members_cap;
 };
 
+/* A leaf slot: u16 offset of the record, u16 hint = the two key bytes
+ * after the leaf's common prefix (missing bytes as 0), so that a search
+ * compares hints, in a few cache lines, before it reads any record. Hints
+ * never decrease along the slots. */
+#define KV__SLOT 4
+
 static inline uint16_t kv__slot(const struct kv__leaf *l, uint32_t i)
 {
     uint16_t s;
-    __builtin_memcpy(&s, l->data + 2 * i, 2);
+    __builtin_memcpy(&s, l->data + KV__SLOT * i, 2);
     return s;
+}
+
+static inline uint16_t kv__hint(const struct kv__leaf *l, uint32_t i)
+{
+    uint16_t h;
+    __builtin_memcpy(&h, l->data + KV__SLOT * i + 2, 2);
+    return h;
+}
+
+static inline uint16_t kv__hint_of(const uint8_t *key, size_t klen, size_t cp)
+{
+    uint16_t a = cp < klen ? key[cp] : 0, b = cp + 1 < klen ? key[cp + 1] : 0;
+    return (uint16_t)(a << 8 | b);
 }
 
 /* LEB128 of a u64: 7 bits a byte, low first, high bit = more follows. */

@@ -36,7 +36,12 @@ static inline const uint8_t *uvar(const uint8_t *p, uint64_t *v)
 
 static inline void set_slot(struct kv__leaf *l, uint32_t i, uint16_t off)
 {
-    memcpy(l->data + 2 * i, &off, 2);
+    memcpy(l->data + KV__SLOT * i, &off, 2);
+}
+
+static inline void set_hint(struct kv__leaf *l, uint32_t i, uint16_t h)
+{
+    memcpy(l->data + KV__SLOT * i + 2, &h, 2);
 }
 
 /* Key of the record at off, the fast path of the searches. */
@@ -110,11 +115,45 @@ void kv__rec_decode_at(const struct kv__leaf *l, uint16_t off,
     r->size = (size_t)(p - start);
 }
 
-/* First slot whose key is >= key; *found if equal. */
+static size_t common_prefix(const uint8_t *a, size_t alen, const uint8_t *b,
+                            size_t blen)
+{
+    size_t n = alen < blen ? alen : blen, i = 0;
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+}
+
+/* First slot whose key is >= key; *found if equal. The leaf's common
+ * prefix places key before or after all of it, or else the hints narrow
+ * the search to the few records with key's hint. */
 static uint32_t lower_bound(const struct kv__leaf *l, const void *key,
                             size_t klen, bool *found)
 {
+    *found = false;
+    if (l->n == 0)
+        return 0;
+    const uint8_t *k0;
+    size_t k0l;
+    rec_key(l, 0, &k0, &k0l);
+    size_t cp = l->cp, m = klen < cp ? klen : cp;
+    int c = m ? memcmp(key, k0, m) : 0;
+    if (c < 0 || (c == 0 && klen < cp))
+        return 0;
+    if (c > 0)
+        return l->n;
+    uint16_t h = kv__hint_of(key, klen, cp);
     uint32_t lo = 0, hi = l->n;
+    while (lo < hi) { /* first hint >= h */
+        uint32_t mid = (lo + hi) / 2;
+        if (kv__hint(l, mid) < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    hi = lo;
+    while (hi < l->n && kv__hint(l, hi) == h) /* a few at most, usually */
+        hi++;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
         const uint8_t *k;
@@ -125,14 +164,33 @@ static uint32_t lower_bound(const struct kv__leaf *l, const void *key,
         else
             hi = mid;
     }
-    *found = false;
-    if (lo < l->n) {
+    if (lo < l->n && kv__hint(l, lo) == h) {
         const uint8_t *k;
         size_t kl;
         rec_key(l, lo, &k, &kl);
         *found = kl == klen && (klen == 0 || memcmp(k, key, klen) == 0);
     }
     return lo;
+}
+
+/* Recompute the common prefix (of the first and the last key: the keys are
+ * in order) and every hint. */
+static void rehint(struct kv__leaf *l)
+{
+    if (l->n == 0) {
+        l->cp = 0;
+        return;
+    }
+    const uint8_t *a, *b;
+    size_t al, bl;
+    rec_key(l, 0, &a, &al);
+    rec_key(l, l->n - 1, &b, &bl);
+    size_t cp = common_prefix(a, al, b, bl);
+    l->cp = (uint16_t)(cp > UINT16_MAX ? UINT16_MAX : cp);
+    for (uint32_t i = 0; i < l->n; i++) {
+        rec_key(l, i, &a, &al);
+        set_hint(l, i, kv__hint_of(a, al, l->cp));
+    }
 }
 
 /* Child of node for key: the first i with key < sep[i]. */
@@ -175,7 +233,7 @@ static void leaf_reset(struct kv__leaf *l)
     l->n = 0;
     l->top = KV__LEAF_DATA;
     l->garbage = 0;
-    l->pad = 0;
+    l->cp = 0;
     l->id = 0;
     l->pad2 = 0;
 }
@@ -407,25 +465,48 @@ static size_t encode_rec(uint8_t *p, const void *key, size_t klen,
 
 static size_t leaf_free(const struct kv__leaf *l)
 {
-    return (size_t)l->top - 2u * l->n;
+    return (size_t)l->top - (size_t)KV__SLOT * l->n;
 }
 
-/* Put a record of size bytes in at slot pos; the room is there. */
-static void leaf_put(struct kv__leaf *l, uint32_t pos, const uint8_t *rec,
-                     size_t size)
+/* Put a record of size bytes in at slot pos (the room is there), its hint
+ * left to the caller. */
+static void leaf_put_raw(struct kv__leaf *l, uint32_t pos, const uint8_t *rec,
+                         size_t size)
 {
-    assert(leaf_free(l) >= size + 2);
+    assert(leaf_free(l) >= size + KV__SLOT);
     l->top = (uint16_t)(l->top - size);
     memcpy(l->data + l->top, rec, size);
-    memmove(l->data + 2 * (pos + 1), l->data + 2 * pos, 2u * (l->n - pos));
+    memmove(l->data + KV__SLOT * (pos + 1), l->data + KV__SLOT * pos,
+            (size_t)KV__SLOT * (l->n - pos));
     set_slot(l, pos, l->top);
     l->n++;
 }
 
-/* Append to a leaf being rebuilt. */
+/* The same with the hint, or all hints again if the key does not share
+ * the leaf's common prefix. */
+static void leaf_put(struct kv__leaf *l, uint32_t pos, const uint8_t *rec,
+                     size_t size)
+{
+    leaf_put_raw(l, pos, rec, size);
+    const uint8_t *k, *o;
+    size_t kl, ol;
+    rec_key(l, pos, &k, &kl);
+    if (l->n == 1) {
+        l->cp = (uint16_t)(kl > UINT16_MAX ? UINT16_MAX : kl);
+    } else {
+        rec_key(l, pos == 0 ? 1 : 0, &o, &ol);
+        if (common_prefix(k, kl, o, ol) < l->cp) {
+            rehint(l);
+            return;
+        }
+    }
+    set_hint(l, pos, kv__hint_of(k, kl, l->cp));
+}
+
+/* Append to a leaf being rebuilt (rehint it after). */
 static void leaf_append(struct kv__leaf *l, const uint8_t *rec, size_t size)
 {
-    leaf_put(l, l->n, rec, size);
+    leaf_put_raw(l, l->n, rec, size);
 }
 
 /* Drop slot pos (the record's bytes become garbage unless at the top). */
@@ -436,11 +517,12 @@ static void leaf_drop(struct kv__leaf *l, uint32_t pos, size_t size)
         l->top = (uint16_t)(l->top + size);
     else
         l->garbage = (uint16_t)(l->garbage + size);
-    memmove(l->data + 2 * pos, l->data + 2 * (pos + 1), 2u * (l->n - pos - 1));
+    memmove(l->data + KV__SLOT * pos, l->data + KV__SLOT * (pos + 1),
+            (size_t)KV__SLOT * (l->n - pos - 1));
     l->n--;
 }
 
-#define MAX_RECS (KV__LEAF_DATA / 9 + 2) /* records are >= 7 bytes */
+#define MAX_RECS (KV__LEAF_DATA / (7 + KV__SLOT) + 2) /* records >= 7 bytes */
 
 /* The point-index slots of the records of t (a copy of leaf id), skipping
  * slot `skip` (UINT32_MAX: none), all found before anything moves. */
@@ -473,6 +555,7 @@ static void leaf_compact(struct kv *kv, struct kv__leaf *l)
         leaf_append(l, t->data + kv__slot(t, i), r.size);
         kv__hslot_move(kv->hs, slots[i], l->id, l->top);
     }
+    rehint(l);
 }
 
 /* ---- insertion -------------------------------------------------------------- */
@@ -549,7 +632,7 @@ static void leaf_split(struct kv *kv, struct kv__path *p, const uint8_t *rec,
             items[i] = (struct item){t->data + kv__slot(t, j), r.size};
             j++;
         }
-        total += items[i].size + 2;
+        total += items[i].size + KV__SLOT;
     }
     uint32_t s; /* items kept on the left */
     if (pos == n - 1) {
@@ -559,7 +642,7 @@ static void leaf_split(struct kv *kv, struct kv__path *p, const uint8_t *rec,
     } else {
         size_t cum = 0;
         for (s = 0; s < n - 1 && cum < total / 2; s++)
-            cum += items[s].size + 2;
+            cum += items[s].size + KV__SLOT;
         s = s == 0 ? 1 : s;
     }
     struct kv__leaf *right = take_leaf(kv);
@@ -576,6 +659,8 @@ static void leaf_split(struct kv *kv, struct kv__path *p, const uint8_t *rec,
             kv__hslot_move(kv->hs, slots[i - (i > pos)], to->id, to->top);
         }
     }
+    rehint(l);
+    rehint(right);
     right->prev = l;
     right->next = l->next;
     if (l->next)
@@ -634,11 +719,12 @@ void kv__store(struct kv *kv, struct kv__path *p, uint64_t h,
             kv->max_klen = klen;
     }
     kv->bytes += klen + vlen;
-    if (leaf_free(l) < size + 2 && leaf_free(l) + l->garbage >= size + 2)
+    if (leaf_free(l) < size + KV__SLOT &&
+        leaf_free(l) + l->garbage >= size + KV__SLOT)
         leaf_compact(kv, l);
     uint32_t id = l->id;
     uint16_t off;
-    if (leaf_free(l) >= size + 2) {
+    if (leaf_free(l) >= size + KV__SLOT) {
         leaf_put(l, p->pos, rec, size);
         off = l->top;
     } else {

@@ -1005,9 +1005,17 @@ static void walk_node(const void *node, unsigned height, const uint8_t *lo,
             assert_ptr_equal(w->prev_leaf->next, l);
         w->prev_leaf = l;
         size_t used = 0;
+        struct kv__rec r0;
+        if (l->n)
+            kv__rec_decode(l, 0, &r0);
         for (uint32_t i = 0; i < l->n; i++) {
             struct kv__rec r;
             kv__rec_decode(l, i, &r);
+            /* the common prefix and the hints */
+            assert_true(r.klen >= l->cp || l->n == 1);
+            if (l->n > 1)
+                assert_memory_equal(r.key, r0.key, l->cp);
+            assert_int_equal(kv__hint(l, i), kv__hint_of(r.key, r.klen, l->cp));
             used += r.size;
             assert_true(kv__slot(l, i) >= l->top);
             if (lo)
