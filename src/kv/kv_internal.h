@@ -2,7 +2,8 @@
  * modules. The map is a B+tree ordered byte-wise by key (kv_tree.c):
  *
  * - A leaf is one KV__PAGE-byte block, a slotted page: a header, then an
- *   array of u16 record offsets in key order growing up, and the records
+ *   array of slots (record offset, key hint) in key order growing up, and
+ *   the records
  *   themselves packed at the end growing down. Leaves are doubly linked in
  *   key order. A record holds its key, value and revisions INLINE:
  *     u8 flags | inline: uvar klen, key | uvar create, uvar mod,
@@ -12,7 +13,7 @@
  *   "uvar klen, key" would be, and there is no "uvar vlen, value"), which a
  *   record whose key + value exceed KV__INLINE_MAX uses. uvar is LEB128,
  *   up to 10 bytes. So a 16-byte key with a 16-byte value costs about 42
- *   bytes plus a 2-byte slot.
+ *   bytes plus a 4-byte slot.
  * - An internal node holds up to KV__FAN children and one separator key
  *   between each two (struct kv__sep): child i holds the keys k with
  *   sep[i-1] <= k < sep[i]. Every leaf is at the same depth.
