@@ -203,6 +203,11 @@ void kv__leaf_id_free(struct kv *kv, uint32_t id)
     kv->free_ids[kv->n_free_ids++] = id;
 }
 
+size_t kv__hash_home(const struct kv *kv, uint64_t h)
+{
+    return h28(h) & (kv->hcap - 1);
+}
+
 void kv__hash_add(struct kv *kv, uint64_t h, uint32_t id, uint16_t off)
 {
     put_slot(kv->hs, kv->hcap - 1, kv__hslot(h28(h), id, off));

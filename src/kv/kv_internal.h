@@ -41,6 +41,7 @@
 #define KV__INLINE_MAX 1000
 #define KV__REC_BLOB 1
 
+#define KV__PFX 16
 struct kv__leaf {
     struct kv__leaf *prev, *next; /* neighbours in key order, NULL at ends */
     uint16_t n;                   /* records */
@@ -49,6 +50,7 @@ struct kv__leaf {
     uint16_t cp;                  /* every key here shares its first cp bytes */
     uint32_t id;                  /* its number in kv->leaf_ids */
     uint32_t pad2;
+    uint8_t pfx[KV__PFX];         /* the common prefix, if cp <= KV__PFX */
     uint8_t data[];               /* slot[n] at the start (KV__SLOT each) */
 };
 #define KV__LEAF_DATA (KV__PAGE - (uint16_t)sizeof(struct kv__leaf))
@@ -243,6 +245,8 @@ void kv__hash_add(struct kv *kv, uint64_t h, uint32_t id, uint16_t off);
 size_t kv__hash_slot_of(const struct kv *kv, uint64_t h, uint32_t id,
                         uint16_t off);
 void kv__hash_del_slot(struct kv *kv, size_t i);
+/* The home slot of a key of hash h. */
+size_t kv__hash_home(const struct kv *kv, uint64_t h);
 bool kv__hash_find(const struct kv *kv, const void *key, size_t klen,
                    struct kv__leaf **leaf, uint16_t *off);
 /* The same with the key's kv__hkey already computed. */

@@ -133,9 +133,10 @@ static uint32_t lower_bound(const struct kv__leaf *l, const void *key,
     *found = false;
     if (l->n == 0)
         return 0;
-    const uint8_t *k0;
+    const uint8_t *k0 = l->pfx; /* a short prefix is in the header */
     size_t k0l;
-    rec_key(l, 0, &k0, &k0l);
+    if (l->cp > KV__PFX)
+        rec_key(l, 0, &k0, &k0l);
     size_t cp = l->cp, m = klen < cp ? klen : cp;
     int c = m ? memcmp(key, k0, m) : 0;
     if (c < 0 || (c == 0 && klen < cp))
@@ -173,6 +174,13 @@ static uint32_t lower_bound(const struct kv__leaf *l, const void *key,
     return lo;
 }
 
+static void set_cp(struct kv__leaf *l, const uint8_t *key, size_t cp)
+{
+    l->cp = (uint16_t)(cp > UINT16_MAX ? UINT16_MAX : cp);
+    if (cp <= KV__PFX && cp)
+        memcpy(l->pfx, key, cp);
+}
+
 /* Recompute the common prefix (of the first and the last key: the keys are
  * in order) and every hint. */
 static void rehint(struct kv__leaf *l)
@@ -185,8 +193,7 @@ static void rehint(struct kv__leaf *l)
     size_t al, bl;
     rec_key(l, 0, &a, &al);
     rec_key(l, l->n - 1, &b, &bl);
-    size_t cp = common_prefix(a, al, b, bl);
-    l->cp = (uint16_t)(cp > UINT16_MAX ? UINT16_MAX : cp);
+    set_cp(l, a, common_prefix(a, al, b, bl));
     for (uint32_t i = 0; i < l->n; i++) {
         rec_key(l, i, &a, &al);
         set_hint(l, i, kv__hint_of(a, al, l->cp));
@@ -492,7 +499,7 @@ static void leaf_put(struct kv__leaf *l, uint32_t pos, const uint8_t *rec,
     size_t kl, ol;
     rec_key(l, pos, &k, &kl);
     if (l->n == 1) {
-        l->cp = (uint16_t)(kl > UINT16_MAX ? UINT16_MAX : kl);
+        set_cp(l, k, kl);
     } else {
         rec_key(l, pos == 0 ? 1 : 0, &o, &ol);
         if (common_prefix(k, kl, o, ol) < l->cp) {
@@ -524,17 +531,23 @@ static void leaf_drop(struct kv__leaf *l, uint32_t pos, size_t size)
 
 #define MAX_RECS (KV__LEAF_DATA / (7 + KV__SLOT) + 2) /* records >= 7 bytes */
 
-/* The point-index slots of the records of t (a copy of leaf id), skipping
- * slot `skip` (UINT32_MAX: none), all found before anything moves. */
+/* The point-index slots of the records of t (a copy of leaf id), all found
+ * before anything moves. */
 static void find_slots(const struct kv *kv, const struct kv__leaf *t,
                        uint32_t id, size_t *slots)
 {
+    /* hash every key and prefetch its home slot first, so that the cache
+     * misses of the searches overlap instead of following one another */
+    uint64_t hs[MAX_RECS];
     for (uint32_t i = 0; i < t->n; i++) {
         const uint8_t *k;
         size_t kl;
         rec_key(t, i, &k, &kl);
-        slots[i] = kv__hash_slot_of(kv, kv__hkey(kv, k, kl), id,
-                                    kv__slot(t, i));
+        hs[i] = kv__hkey(kv, k, kl);
+        __builtin_prefetch(&kv->hs[kv__hash_home(kv, hs[i])]);
+    }
+    for (uint32_t i = 0; i < t->n; i++) {
+        slots[i] = kv__hash_slot_of(kv, hs[i], id, kv__slot(t, i));
         assert(slots[i] != SIZE_MAX);
     }
 }
