@@ -17,6 +17,8 @@
  * - An internal node holds up to KV__FAN children and one separator key
  *   between each two (struct kv__sep): child i holds the keys k with
  *   sep[i-1] <= k < sep[i]. Every leaf is at the same depth.
+ * - Deleting frees an emptied leaf, and merges a leaf left under a quarter
+ *   full with its right sibling (same parent) when both fit in 3/4 of one.
  * - Beside the tree, a point index (kv_hash.c) maps each key to its
  *   record's leaf id and offset, so that gets and same-size updates skip
  *   the descent; every record that appears, moves or goes updates it.
@@ -283,8 +285,10 @@ bool kv__overwrite(struct kv *kv, struct kv__leaf *l, uint16_t off,
                    const void *key, size_t klen, const void *val, size_t vlen,
                    uint64_t create, uint64_t mod, uint64_t version,
                    uint64_t lease, struct kv__blob *blob);
-/* Remove the record at p (found). Never allocates. */
-void kv__remove(struct kv *kv, struct kv__path *p);
+/* Remove the record at p (found). Never allocates. True if the tree's
+ * shape changed (a leaf went or took in its right sibling): p is stale
+ * then, seek again. */
+bool kv__remove(struct kv *kv, struct kv__path *p);
 /* A blob for a key + value too big to inline, or NULL if they fit inline
  * (*err 0) or memory ran out (*err CRAFT_ENOMEM). */
 struct kv__blob *kv__blob_for(const void *key, size_t klen, const void *val,

@@ -355,11 +355,10 @@ uint64_t kv__del_range(struct kv *kv, const struct kv_range *r)
             if (!before_end(r, rec.key, rec.klen))
                 return deleted;
             p.found = true;
-            bool last = l->n == 1;
-            kv__remove(kv, &p);
+            bool changed = kv__remove(kv, &p);
             deleted++;
-            if (last || p.pos >= l->n)
-                break; /* leaf gone or done: seek again */
+            if (changed || p.pos >= l->n)
+                break; /* the tree changed, or this leaf is done: seek again */
         }
     }
 }

@@ -792,7 +792,72 @@ static void inode_remove(struct kv *kv, struct kv__path *p, unsigned d)
     }
 }
 
-void kv__remove(struct kv *kv, struct kv__path *p)
+static size_t leaf_used(const struct kv__leaf *l)
+{
+    return (size_t)(KV__LEAF_DATA - l->top - l->garbage) +
+           (size_t)KV__SLOT * l->n;
+}
+
+static void collapse_root(struct kv *kv)
+{
+    while (kv->height > 0 && ((struct kv__inode *)kv->root)->n == 1) {
+        struct kv__inode *root = kv->root;
+        kv->root = root->child[0];
+        kv->height--;
+        craft_free(root);
+    }
+}
+
+/* Merge p->leaf's right sibling into it if that leaf is mostly empty and
+ * both fit well in one (so that deleting most keys gives memory back):
+ * true if it did. Never allocates. */
+static bool maybe_merge(struct kv *kv, struct kv__path *p)
+{
+    struct kv__leaf *l = p->leaf;
+    if (p->depth == 0 || leaf_used(l) > KV__LEAF_DATA / 4)
+        return false;
+    struct kv__inode *par = p->node[p->depth - 1];
+    uint32_t i = p->idx[p->depth - 1];
+    if (i + 1 >= par->n)
+        return false; /* no right sibling under the same parent */
+    struct kv__leaf *r = par->child[i + 1];
+    assert(r == l->next);
+    if (leaf_used(l) + leaf_used(r) > KV__LEAF_DATA / 4 * 3)
+        return false;
+    uint8_t tl[KV__PAGE], tr[KV__PAGE];
+    size_t sl[MAX_RECS], sr[MAX_RECS];
+    struct kv__leaf *a = (struct kv__leaf *)tl, *b = (struct kv__leaf *)tr;
+    memcpy(tl, l, KV__PAGE);
+    memcpy(tr, r, KV__PAGE);
+    find_slots(kv, a, l->id, sl);
+    find_slots(kv, b, r->id, sr);
+    l->n = 0;
+    l->top = KV__LEAF_DATA;
+    l->garbage = 0;
+    for (int side = 0; side < 2; side++) {
+        struct kv__leaf *t = side ? b : a;
+        size_t *slots = side ? sr : sl;
+        for (uint32_t j = 0; j < t->n; j++) {
+            struct kv__rec rec;
+            kv__rec_decode(t, j, &rec);
+            leaf_append(l, t->data + kv__slot(t, j), rec.size);
+            kv__hslot_move(kv->hs, slots[j], l->id, l->top);
+        }
+    }
+    rehint(l);
+    l->next = r->next;
+    if (r->next)
+        r->next->prev = l;
+    kv__leaf_id_free(kv, r->id);
+    craft_free(r);
+    p->idx[p->depth - 1] = i + 1;
+    inode_remove(kv, p, p->depth - 1); /* r and the separator before it */
+    p->idx[p->depth - 1] = i;
+    collapse_root(kv);
+    return true;
+}
+
+bool kv__remove(struct kv *kv, struct kv__path *p)
 {
     struct kv__leaf *l = p->leaf;
     struct kv__rec r;
@@ -807,9 +872,11 @@ void kv__remove(struct kv *kv, struct kv__path *p)
     craft_free(r.blob);
     leaf_drop(l, p->pos, r.size);
     p->found = false;
-    if (l->n > 0 || (l->prev == NULL && l->next == NULL))
-        return;
-    /* an empty leaf leaves the tree (nodes are merged only when empty) */
+    if (l->prev == NULL && l->next == NULL)
+        return false; /* the only leaf stays, even empty */
+    if (l->n > 0)
+        return maybe_merge(kv, p);
+    /* an empty leaf leaves the tree */
     if (l->prev)
         l->prev->next = l->next;
     if (l->next)
@@ -818,10 +885,6 @@ void kv__remove(struct kv *kv, struct kv__path *p)
     craft_free(l);
     p->leaf = NULL;
     inode_remove(kv, p, p->depth - 1);
-    while (kv->height > 0 && ((struct kv__inode *)kv->root)->n == 1) {
-        struct kv__inode *root = kv->root;
-        kv->root = root->child[0];
-        kv->height--;
-        craft_free(root);
-    }
+    collapse_root(kv);
+    return true;
 }

@@ -988,6 +988,7 @@ struct walk {
     const uint8_t *last;              /* the last key seen, and its length */
     size_t last_len;
     bool any;
+    size_t leaves;
     size_t count;
     uint64_t bytes;
 };
@@ -1004,6 +1005,7 @@ static void walk_node(const void *node, unsigned height, const uint8_t *lo,
         if (w->prev_leaf)
             assert_ptr_equal(w->prev_leaf->next, l);
         w->prev_leaf = l;
+        w->leaves++;
         size_t used = 0;
         struct kv__rec r0;
         if (l->n)
@@ -1053,7 +1055,7 @@ static void walk_node(const void *node, unsigned height, const uint8_t *lo,
     }
 }
 
-static void check_tree(const struct kv *kv)
+static size_t check_tree(const struct kv *kv)
 {
     struct walk w = {0};
     w.kv = kv;
@@ -1064,6 +1066,7 @@ static void check_tree(const struct kv *kv)
     for (size_t i = 0; i < kv->hcap; i++)
         used += kv->hs[i] != 0;
     assert_int_equal(used, kv_count(kv)); /* nothing in it twice */
+    return w.leaves;
     assert_int_equal(w.bytes, kv_bytes(kv));
 }
 
@@ -1742,6 +1745,40 @@ static void test_model_walk(void **state)
     free(m);
 }
 
+/* Deleting most keys gives leaves back: sparse neighbours merge. */
+static void test_delete_merges(void **state)
+{
+    (void)state;
+    const unsigned n = 50000;
+    struct kv *kv = fill(n, SEED);
+    size_t before = check_tree(kv);
+    char k[16];
+    for (unsigned i = 0; i < n; i++) { /* a scrambled order */
+        unsigned j = (i * 7919u) % n;
+        key16(k, j, "key");
+        if (j % 10 != 3)
+            assert_int_equal(kv_del(kv, k, 16), 0);
+    }
+    size_t after = check_tree(kv);
+    assert_int_equal(kv_count(kv), n / 10);
+    printf("kv: %zu leaves, %zu after deleting 90%% of the keys\n", before,
+           after);
+    assert_true(after * 2 < before); /* a tenth of the keys, < 1/2 leaves */
+    for (unsigned i = 3; i < n; i += 10) {
+        char v[16];
+        key16(k, i, "key");
+        key16(v, i, "val");
+        assert_val(kv, k, 16, v, 16);
+    }
+    /* a prefix delete across many leaves merges too */
+    struct kv_txn_op op = OP_DELP("key-00000000"); /* keys 0..9999 */
+    struct kv_txn t = {NULL, 0, &op, 1, NULL, 0};
+    apply_ok(kv, 1, &t);
+    assert_int_equal(kv_last_result(kv)->ops[0].deleted, 1000);
+    check_tree(kv);
+    kv_free(kv);
+}
+
 /* Keys longer than an inline separator, with a long shared prefix, in a
  * scrambled order: separators out of line, splits, deletes, a snapshot. */
 static void test_long_keys(void **state)
@@ -1905,6 +1942,7 @@ int main(void)
         T(test_list_paging),
         T(test_model_walk),
         T(test_long_keys),
+        T(test_delete_merges),
         T(test_snapshot_revisions),
         T(test_snapshot_v1),
 #undef T
