@@ -36,9 +36,10 @@ struct kv;
 
 /* ---- the map ------------------------------------------------------------ */
 
-/* A new empty state machine. hash_seed is unused since the map became an
- * ordered tree (no hash to flood, iteration is in key order); kept so that
- * callers need not change. NULL if out of memory. */
+/* A new empty state machine. hash_seed keys the hash of the point index
+ * (so clients cannot choose colliding keys); 0 picks a random seed. Nothing
+ * observable depends on it: iteration, listing and snapshots go in key
+ * order. NULL if out of memory. */
 struct kv *kv_new(uint64_t hash_seed);
 void kv_free(struct kv *kv); /* NULL is fine */
 

@@ -66,8 +66,15 @@ struct ment {
     uint64_t create, mod, version, lease;
 };
 
+/* The transactions' base map: "a", "b" and BIG_N keys "k000".. with
+ * 30-byte values, enough for a few leaves (so that puts split them and
+ * deletes merge them). */
+#define BIG_N 400
+static char big_keys[BIG_N][4];
+static char big_val[30] = "value-value-value-value-value";
+
 struct model {
-    struct ment e[2 + KV_TXN_MAX];
+    struct ment e[2 + BIG_N + KV_TXN_MAX];
     size_t n;
 };
 
@@ -142,10 +149,17 @@ static void fuzz_txn(const uint8_t *data, size_t size)
     static struct kv_compare cmp[KV_TXN_MAX];
     static struct kv_txn_op succ[KV_TXN_MAX], fail[KV_TXN_MAX];
     struct kv *kv = base_map();
+    for (int i = 0; i < BIG_N; i++) {
+        big_keys[i][0] = 'k';
+        big_keys[i][1] = (char)('0' + i / 100);
+        big_keys[i][2] = (char)('0' + i / 10 % 10);
+        big_keys[i][3] = (char)('0' + i % 10);
+        CHECK(kv_put(kv, big_keys[i], 4, big_val, sizeof big_val) == 0);
+    }
     struct kv_txn t;
     if (kv_txn_decode(data, size, &t, cmp, succ, fail) != 0) {
         CHECK(kv_apply_at(kv, 7, data, size) == CRAFT_ECORRUPT);
-        CHECK(kv_count(kv) == 2 && kv_bytes(kv) == 3 && kv_index(kv) == 0);
+        CHECK(kv_count(kv) == 2 + BIG_N && kv_index(kv) == 0);
         kv_free(kv);
         return;
     }
@@ -161,6 +175,10 @@ static void fuzz_txn(const uint8_t *data, size_t size)
                            0, 0, 1, 0};
     m.e[1] = (struct ment){(const uint8_t *)"b", (const uint8_t *)"", 1, 0,
                            0, 0, 1, 0};
+    for (int i = 0; i < BIG_N; i++)
+        m.e[m.n++] = (struct ment){(const uint8_t *)big_keys[i],
+                                   (const uint8_t *)big_val, 4,
+                                   sizeof big_val, 0, 0, 1, 0};
     bool ok = true;
     for (size_t i = 0; i < t.n_cmp && ok; i++)
         ok = m_cmp(&m, &cmp[i]);
