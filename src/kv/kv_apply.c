@@ -87,12 +87,13 @@ static int apply_batch(struct kv *kv, uint64_t index, const uint8_t *data,
         return CRAFT_ENOMEM;
     struct kv_cmd_iter it;
     struct kv_op op;
-    size_t k = 0, max_klen = 0;
+    size_t k = 0, max_klen = 0, rec_bytes = 0;
     kv__cmd_iter_start(&it, data, len, n_ops);
     while (kv_cmd_iter_next(&it, &op)) {
         if (op.type != KV_OP_SET)
             continue;
         max_klen = op.klen > max_klen ? op.klen : max_klen;
+        rec_bytes += kv__rec_bound(op.klen, op.vlen);
         blobs[k] = kv__blob_for(op.key, op.klen, op.val, op.vlen, &err);
         if (err) {
             free_blobs(blobs, k, stack);
@@ -100,7 +101,7 @@ static int apply_batch(struct kv *kv, uint64_t index, const uint8_t *data,
         }
         k++;
     }
-    err = kv__reserve(kv, n_sets, max_klen);
+    err = kv__reserve(kv, n_sets, max_klen, rec_bytes);
     if (err) {
         free_blobs(blobs, k, stack);
         return err;
@@ -206,12 +207,13 @@ static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
 
     /* everything that may fail, before the first change */
     struct kv__blob *blobs[KV_TXN_MAX];
-    size_t n_puts = 0, max_klen = 0;
+    size_t n_puts = 0, max_klen = 0, rec_bytes = 0;
     for (size_t i = 0; i < n; i++) {
         blobs[i] = NULL;
         if (ops[i].type != KV_TOP_PUT)
             continue;
         n_puts++;
+        rec_bytes += kv__rec_bound(ops[i].klen, ops[i].vlen);
         max_klen = ops[i].klen > max_klen ? ops[i].klen : max_klen;
         blobs[i] = kv__blob_for(ops[i].key, ops[i].klen, ops[i].val,
                                 ops[i].vlen, &err);
@@ -220,7 +222,7 @@ static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
             return err;
         }
     }
-    err = kv__reserve(kv, n_puts, max_klen);
+    err = kv__reserve(kv, n_puts, max_klen, rec_bytes);
     err = err ? err : result_reserve(kv, n);
     if (err) {
         free_blobs(blobs, n, blobs);

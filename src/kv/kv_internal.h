@@ -154,6 +154,7 @@ struct kv {
     uint64_t bytes;             /* sum of klen + vlen */
     uint64_t index;             /* index of the last applied command */
     size_t max_klen;            /* longest key ever stored (separator size) */
+    size_t n_leaves, n_inodes;  /* in the tree (not the pool) */
     /* the pool (kv__reserve): singly linked via next / child[0] */
     struct kv__leaf *free_leaves;
     size_t n_free_leaves;
@@ -265,9 +266,17 @@ bool kv__rec_key_is(const struct kv__leaf *l, uint16_t off, const void *key,
 int kv__cmp(const void *a, size_t alen, const void *b, size_t blen);
 void kv__seek(const struct kv *kv, const void *key, size_t klen,
               struct kv__path *p);
-/* Room for n_puts inserts (of keys up to max_klen bytes) without
- * allocating: 0 or CRAFT_ENOMEM (the map is unchanged either way). */
-int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen);
+/* Room for n_puts inserts (of keys up to max_klen bytes, rec_bytes the sum
+ * of their kv__rec_bound) without allocating: 0 or CRAFT_ENOMEM (the map is
+ * unchanged either way). */
+int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen,
+                size_t rec_bytes);
+/* At most the bytes a record of this key and value takes in a leaf. */
+static inline size_t kv__rec_bound(size_t klen, size_t vlen)
+{
+    return KV__SLOT + 1 + 4 * 10 +
+           (klen + vlen > KV__INLINE_MAX ? 8 : 10 + klen + vlen);
+}
 /* Give the pool back down to what one put needs. */
 void kv__trim(struct kv *kv);
 /* Insert or replace key with a record built from the arguments, at p (a

@@ -127,7 +127,7 @@ int kv_put(struct kv *kv, const void *key, size_t klen, const void *val,
         return CRAFT_ETOOBIG;
     int err;
     struct kv__blob *blob = kv__blob_for(key, klen, val, vlen, &err);
-    err = err ? err : kv__reserve(kv, 1, klen);
+    err = err ? err : kv__reserve(kv, 1, klen, kv__rec_bound(klen, vlen));
     if (err) {
         craft_free(blob);
         return err;

@@ -126,7 +126,7 @@ static int get_entry(struct in *in, struct kv *kv, uint32_t version,
     err = get_alloc(in, sizeof(struct kv__blob), (size_t)klen + vlen, 0, &p);
     if (err)
         return err;
-    err = kv__reserve(kv, 1, klen);
+    err = kv__reserve(kv, 1, klen, kv__rec_bound(klen, vlen));
     if (err) {
         craft_free(p);
         return err;

@@ -252,14 +252,48 @@ static void free_seps(struct kv *kv)
     kv->n_free_seps = 0;
 }
 
-int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen)
+/* How many leaf splits n_puts puts of rec_bytes bytes may cause, at most.
+ * Each put splits at most one leaf. Past that: a leaf that was there can
+ * split once without growing; a middle split leaves both halves at most
+ * HALF_MAX bytes full, so a half splits again only after GROW more bytes
+ * came in; an edge split (appending to the last leaf, or prepending to the
+ * first) leaves its old leaf full (one more free split) and a new edge leaf
+ * of one record, which splits only once it is full again. */
+#define ITEM_MAX (REC_MAX + KV__SLOT)
+#define HALF_MAX ((KV__LEAF_DATA + ITEM_MAX) / 2 + ITEM_MAX)
+#define GROW (KV__LEAF_DATA - HALF_MAX)
+static size_t max_splits(const struct kv *kv, size_t n_puts,
+                         size_t rec_bytes)
 {
-    size_t need_inodes = n_puts ? n_puts * (kv->height + 1) + 1 : 0;
-    if (n_puts > SIZE_MAX / (KV__MAX_DEPTH + 2))
-        return CRAFT_ENOMEM;
+    size_t edge = 2 * (1 + rec_bytes / (KV__LEAF_DATA - ITEM_MAX));
+    size_t bound = kv->n_leaves + 2 * edge + rec_bytes / GROW + 1;
+    return n_puts < bound ? n_puts : bound;
+}
+
+/* Internal nodes that splits may need: at each level, a node that was
+ * there can split once when a child is added, and any further split of
+ * one needs 31 more children (its halves have 32 or 33); + a new root. */
+static size_t max_inodes(const struct kv *kv, size_t splits)
+{
+    if (splits == 0)
+        return 0;
+    size_t total = 2, s = splits;
+    for (unsigned d = 0; d < kv->height + 2; d++) {
+        s = (s < kv->n_inodes ? s : kv->n_inodes) + s / (KV__FAN / 2 - 1) + 1;
+        total += s;
+    }
+    return total;
+}
+
+int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen,
+                size_t rec_bytes)
+{
+    size_t splits = max_splits(kv, n_puts, rec_bytes);
+    size_t need_inodes = max_inodes(kv, splits);
     int err = kv__hash_reserve(kv, n_puts);
     if (err)
         return err;
+    n_puts = splits; /* leaves and separators: one per split */
     while (kv->n_free_leaves < n_puts) {
         struct kv__leaf *l = craft_malloc(KV__PAGE);
         if (l == NULL)
@@ -302,7 +336,7 @@ int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen)
 
 void kv__trim(struct kv *kv)
 {
-    size_t keep = kv->height + 2;
+    size_t keep = max_inodes(kv, 1);
     while (kv->n_free_leaves > 1) {
         struct kv__leaf *l = kv->free_leaves;
         kv->free_leaves = l->next;
@@ -326,6 +360,7 @@ static struct kv__leaf *take_leaf(struct kv *kv)
     assert(l != NULL);
     kv->free_leaves = l->next;
     kv->n_free_leaves--;
+    kv->n_leaves++;
     leaf_reset(l);
     kv__leaf_id_new(kv, l);
     return l;
@@ -337,6 +372,7 @@ static struct kv__inode *take_inode(struct kv *kv)
     assert(in != NULL);
     kv->free_inodes = in->child[0];
     kv->n_free_inodes--;
+    kv->n_inodes++;
     in->n = 0;
     return in;
 }
@@ -370,6 +406,8 @@ int kv__tree_init(struct kv *kv)
     leaf_reset(kv->root);
     kv__leaf_id_new(kv, kv->root);
     kv->height = 0;
+    kv->n_leaves = 1;
+    kv->n_inodes = 0;
     return 0;
 }
 
@@ -648,10 +686,10 @@ static void leaf_split(struct kv *kv, struct kv__path *p, const uint8_t *rec,
         total += items[i].size + KV__SLOT;
     }
     uint32_t s; /* items kept on the left */
-    if (pos == n - 1) {
-        s = n - 1; /* appending: keep the left full */
-    } else if (pos == 0) {
-        s = 1; /* prepending: keep the right full */
+    if (pos == n - 1 && l->next == NULL) {
+        s = n - 1; /* appending to the last leaf: keep the left full */
+    } else if (pos == 0 && l->prev == NULL) {
+        s = 1; /* prepending to the first leaf: keep the right full */
     } else {
         size_t cum = 0;
         for (s = 0; s < n - 1 && cum < total / 2; s++)
@@ -788,6 +826,7 @@ static void inode_remove(struct kv *kv, struct kv__path *p, unsigned d)
     if (in->n == 0) {
         assert(d > 0); /* the root keeps the last leaf */
         craft_free(in);
+        kv->n_inodes--;
         inode_remove(kv, p, d - 1);
     }
 }
@@ -805,6 +844,7 @@ static void collapse_root(struct kv *kv)
         kv->root = root->child[0];
         kv->height--;
         craft_free(root);
+        kv->n_inodes--;
     }
 }
 
@@ -850,6 +890,7 @@ static bool maybe_merge(struct kv *kv, struct kv__path *p)
         r->next->prev = l;
     kv__leaf_id_free(kv, r->id);
     craft_free(r);
+    kv->n_leaves--;
     p->idx[p->depth - 1] = i + 1;
     inode_remove(kv, p, p->depth - 1); /* r and the separator before it */
     p->idx[p->depth - 1] = i;
@@ -883,6 +924,7 @@ bool kv__remove(struct kv *kv, struct kv__path *p)
         l->next->prev = l->prev;
     kv__leaf_id_free(kv, l->id);
     craft_free(l);
+    kv->n_leaves--;
     p->leaf = NULL;
     inode_remove(kv, p, p->depth - 1);
     collapse_root(kv);
