@@ -34,7 +34,7 @@ LINCHECK  = $(if $(wildcard tests/lincheck/main.c),$(O)/lincheck)
 SIM       = $(if $(wildcard tests/sim/*.c),$(O)/sim)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls run deps clean
+.PHONY: all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -177,6 +177,11 @@ bench: all
 # Write throughput over plain TCP and over peer TLS (bench/PEER_TLS.md).
 bench-peer-tls: all
 	@sh bench/peer_tls.sh
+
+# The map alone: RSS, point get/put, listing (bench/kv_bench.c).
+bench-kv: $(LIB_OBJS)
+	@$(CC) $(CFLAGS) -o $(O)/kv_bench bench/kv_bench.c $(LIB_OBJS) $(LIBS)
+	@$(O)/kv_bench && $(O)/kv_bench 1000000 random
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -1,10 +1,13 @@
 /* The replicated state machine: craftd's key-value map and member directory.
  *
- * It owns a hash map of binary-safe keys to binary-safe values (any bytes,
- * NUL included; lengths are explicit) and a small directory of cluster
- * members (node id string -> raft id, raft address, http address). The map
- * changes through commands (the bytes of Raft log entries, see kv_apply): a
- * command is an atomic batch of SET/DELETE operations. The whole state can be
+ * It owns an ordered map (byte-wise key order) of binary-safe keys to
+ * binary-safe values (any bytes, NUL included; lengths are explicit), each
+ * key with its revisions (create_index, mod_index, version), and a small
+ * directory of cluster members (node id string -> raft id, raft address,
+ * http address). The map changes through commands (the bytes of Raft log
+ * entries, see kv_apply_at): an atomic batch of SET/DELETE operations
+ * (version 1) or a transaction (version 2: compares, then one of two
+ * branches of put/delete/delete_prefix/get). The whole state can be
  * written as a checksummed snapshot and restored into a NEW struct kv.
  * Formats are specified in docs/kv.md and at the top of kv_cmd.c and
  * kv_snap_write.c.
@@ -33,30 +36,56 @@ struct kv;
 
 /* ---- the map ------------------------------------------------------------ */
 
-/* A new empty state machine. hash_seed keys the hash function (so clients
- * cannot choose colliding keys); 0 picks a random seed. A fixed seed gives a
- * fixed iteration order (for deterministic tests). NULL if out of memory. */
+/* A new empty state machine. hash_seed keys the hash of the point index
+ * (so clients cannot choose colliding keys); 0 picks a random seed. Nothing
+ * observable depends on it: iteration, listing and snapshots go in key
+ * order. NULL if out of memory. */
 struct kv *kv_new(uint64_t hash_seed);
 void kv_free(struct kv *kv); /* NULL is fine */
 
 size_t kv_count(const struct kv *kv);    /* number of keys */
 uint64_t kv_bytes(const struct kv *kv);  /* sum of key and value lengths */
 
+/* The log index of the last command applied (kv_apply_at), or the applied
+ * index of the snapshot the map was restored from; 0 for a new map. */
+uint64_t kv_index(const struct kv *kv);
+
 /* Look key up. 0 and *val, *vlen set (the value is not NUL-terminated), or
  * CRAFT_ENOTFOUND. val may be NULL to test presence only. */
 int kv_get(const struct kv *kv, const void *key, size_t klen,
            const uint8_t **val, size_t *vlen);
+
+/* A key with its value and revisions. create_index: log index of the write
+ * that created the key; mod_index: of its last write; version: 1 at
+ * creation, +1 per write (a deleted and re-created key starts at 1 again);
+ * lease: the lease id given with the last put, 0 for none. */
+struct kv_meta {
+    const uint8_t *key;
+    size_t klen;
+    const uint8_t *val;
+    size_t vlen;
+    uint64_t create_index;
+    uint64_t mod_index;
+    uint64_t version;
+    uint64_t lease;
+};
+/* 0 and *m filled, or CRAFT_ENOTFOUND (*m zeroed). */
+int kv_get_meta(const struct kv *kv, const void *key, size_t klen,
+                struct kv_meta *m);
+
 /* Direct changes, outside the replicated log: for tests and tools. The node
- * changes the map only through kv_apply. put: 0, CRAFT_ENOMEM (map
- * unchanged) or CRAFT_ETOOBIG (key or value longer than UINT32_MAX).
- * del: 0, or CRAFT_ENOTFOUND if the key was absent. */
+ * changes the map only through kv_apply_at. A put takes kv_index() as its
+ * revision. put: 0, CRAFT_ENOMEM (map unchanged) or CRAFT_ETOOBIG (key or
+ * value longer than UINT32_MAX). del: 0, or CRAFT_ENOTFOUND if absent. */
 int kv_put(struct kv *kv, const void *key, size_t klen, const void *val,
            size_t vlen);
 int kv_del(struct kv *kv, const void *key, size_t klen);
 
-/* Iteration in table order. The map must not change while iterating. */
+/* Iteration in key order. The map must not change while iterating. */
 struct kv_iter {
-    size_t pos; /* private */
+    const void *leaf; /* private */
+    uint32_t pos;     /* private */
+    bool started;     /* private */
 };
 void kv_iter_init(struct kv_iter *it);
 bool kv_iter_next(const struct kv *kv, struct kv_iter *it, const uint8_t **key,
@@ -66,6 +95,41 @@ bool kv_iter_next(const struct kv *kv, struct kv_iter *it, const uint8_t **key,
 typedef int (*kv_visit_fn)(void *ud, const uint8_t *key, size_t klen,
                            const uint8_t *val, size_t vlen);
 int kv_foreach(const struct kv *kv, kv_visit_fn fn, void *ud);
+
+/* ---- ordered listing ----------------------------------------------------- */
+
+/* A set of keys in byte-wise order: those under a prefix, or the half-open
+ * [start, end) (has_end false: no end). Pointers are the caller's. */
+struct kv_range {
+    const uint8_t *start; /* the prefix when is_prefix */
+    size_t slen;
+    const uint8_t *end;
+    size_t elen;
+    bool has_end;
+    bool is_prefix;
+};
+void kv_range_prefix(struct kv_range *r, const void *prefix, size_t len);
+void kv_range_span(struct kv_range *r, const void *start, size_t slen,
+                   const void *end, size_t elen); /* end NULL: no end */
+
+/* Called per key listed; a non-zero return stops the listing. The meta's
+ * pointers are valid until the map changes. fn must not change the map. */
+typedef int (*kv_list_fn)(void *ud, const struct kv_meta *m);
+/* One page: the keys of r in order, after the key `after` (NULL: from the
+ * start of r), at most limit of them (the cap on work per call; 0 lists
+ * nothing). *n: keys passed to fn; *more: whether r holds keys past the
+ * last one passed (continue with after = that key). Returns 0, or fn's
+ * non-zero return (then *more is true). O(log n + limit). */
+int kv_list(const struct kv *kv, const struct kv_range *r, const void *after,
+            size_t alen, size_t limit, kv_list_fn fn, void *ud, size_t *n,
+            bool *more);
+/* Count the keys of r after `after`, stopping past limit keys (the cap on
+ * work; whole leaves inside r count without visiting their keys): *count,
+ * and *more with *last the last key counted when r holds more (pointers
+ * valid until the map changes). */
+void kv_count_range(const struct kv *kv, const struct kv_range *r,
+                    const void *after, size_t alen, size_t limit,
+                    size_t *count, bool *more, struct kv_meta *last);
 
 /* ---- commands (the payload of RAFT_ENTRY_NORMAL entries) ------------------ */
 
@@ -120,10 +184,97 @@ struct kv_cmd_iter {
 int kv_cmd_iter_init(struct kv_cmd_iter *it, const uint8_t *data, size_t len);
 bool kv_cmd_iter_next(struct kv_cmd_iter *it, struct kv_op *op);
 
-/* Apply one command atomically: all of it or nothing. 0; CRAFT_ECORRUPT if
- * it is malformed (nothing changed); CRAFT_ENOMEM (nothing changed: all
- * memory is reserved before the first change). Deleting an absent key is
- * not an error. Ops apply in order: the last SET of a key in a batch wins. */
+/* ---- transactions (command version 2) ------------------------------------ */
+
+#define KV_TXN_VERSION 2
+#define KV_TXN_MAX 128 /* compares, and ops per branch */
+
+enum kv_cmp_target {
+    KV_CMP_MOD = 1,     /* mod_index (0 if absent) vs num */
+    KV_CMP_VERSION = 2, /* version (0 if absent) vs num */
+    KV_CMP_CREATE = 3,  /* create_index (0 if absent) vs num */
+    KV_CMP_VALUE = 4,   /* value vs val: = and != only; false if absent */
+    KV_CMP_EXISTS = 5,  /* presence vs num (0 or 1): = and != only */
+};
+enum kv_cmp_op { KV_CMP_EQ = 0, KV_CMP_NE = 1, KV_CMP_LT = 2, KV_CMP_GT = 3 };
+
+struct kv_compare {
+    uint8_t target; /* enum kv_cmp_target */
+    uint8_t op;     /* enum kv_cmp_op */
+    const uint8_t *key;
+    size_t klen;
+    uint64_t num;       /* all but KV_CMP_VALUE */
+    const uint8_t *val; /* KV_CMP_VALUE */
+    size_t vlen;
+};
+
+enum kv_txn_op_type {
+    KV_TOP_PUT = 1,
+    KV_TOP_DEL = 2,
+    KV_TOP_DEL_PREFIX = 3, /* every key starting with key */
+    KV_TOP_GET = 4,
+};
+struct kv_txn_op {
+    uint8_t type; /* enum kv_txn_op_type */
+    const uint8_t *key;
+    size_t klen;
+    const uint8_t *val; /* put */
+    size_t vlen;
+    uint64_t lease; /* put; 0 for none */
+};
+
+/* All compares hold: success runs, else failure; in one command. */
+struct kv_txn {
+    const struct kv_compare *cmp;
+    size_t n_cmp;
+    const struct kv_txn_op *success;
+    size_t n_success;
+    const struct kv_txn_op *failure;
+    size_t n_failure;
+};
+
+/* Exact encoded size, 0 if the txn is invalid (counts over KV_TXN_MAX, a
+ * bad type or op, a length over UINT32_MAX); encode writes that many. */
+size_t kv_txn_size(const struct kv_txn *t);
+size_t kv_txn_encode(const struct kv_txn *t, uint8_t *buf);
+/* Decode a version-2 command into the caller's arrays (KV_TXN_MAX each);
+ * pointers into data. 0 or CRAFT_ECORRUPT. */
+int kv_txn_decode(const uint8_t *data, size_t len, struct kv_txn *t,
+                  struct kv_compare *cmp, struct kv_txn_op *success,
+                  struct kv_txn_op *failure);
+
+/* ---- applying --------------------------------------------------------------- */
+
+/* What one executed op did. */
+struct kv_op_result {
+    uint8_t type;       /* enum kv_txn_op_type */
+    bool created;       /* put: the key was new */
+    bool found;         /* get: the key exists (then meta is set) */
+    uint64_t deleted;   /* delete, delete_prefix: keys removed */
+    struct kv_meta meta; /* get: copies owned by the map */
+};
+/* What the last command applied did; owned by the map, valid until the
+ * next kv_apply* or kv_free. A version-1 batch: succeeded, no ops. */
+struct kv_result {
+    uint64_t index;            /* the command's log index */
+    bool succeeded;            /* every compare held */
+    int failed_cmp;            /* the first compare that failed, or -1 */
+    uint64_t failed_mod_index; /* that compare's key's mod_index, 0: absent */
+    size_t n_ops;              /* results of the executed branch */
+    const struct kv_op_result *ops;
+    int err; /* 0, or CRAFT_ENOMEM: the command applied but ops incomplete */
+};
+const struct kv_result *kv_last_result(const struct kv *kv);
+
+/* Apply the command of log entry `index` atomically: all of it or nothing.
+ * Writes take index as their revision and kv_index() becomes index. 0;
+ * CRAFT_ECORRUPT if it is malformed (nothing changed); CRAFT_ENOMEM
+ * (nothing changed: all memory the change needs is reserved first). A
+ * failed compare is not an error (see kv_last_result). Deleting an absent
+ * key is not an error. Ops apply in order: the last SET of a key wins. */
+int kv_apply_at(struct kv *kv, uint64_t index, const uint8_t *data,
+                size_t len);
+/* The same at index kv_index() + 1 (tests and tools). */
 int kv_apply(struct kv *kv, const uint8_t *data, size_t len);
 
 /* ---- member directory (changed by the node when it applies a membership
@@ -159,7 +310,8 @@ typedef int (*kv_read_fn)(void *ud, void *buf, size_t len);
 
 /* Exact byte size of the snapshot kv_snapshot_write would produce now. */
 uint64_t kv_snapshot_size(const struct kv *kv);
-/* Write the whole state (map, members, applied_index) as one snapshot.
+/* Write the whole state (map with revisions, members, applied_index) as one
+ * snapshot (version 2; the reader also reads version 1).
  * Returns 0 or the sink's error. Allocates nothing (a 32 KiB stack buffer). */
 int kv_snapshot_write(const struct kv *kv, uint64_t applied_index,
                       kv_write_fn write_fn, void *ud);
@@ -172,7 +324,9 @@ int kv_snapshot_write_fd(const struct kv *kv, int fd, uint64_t applied_index);
 int kv_snapshot_write_mem(const struct kv *kv, uint64_t applied_index,
                           uint8_t **buf, size_t *len);
 
-/* Read one snapshot into a NEW struct kv (hash_seed as in kv_new). On
+/* Read one snapshot into a NEW struct kv (hash_seed as in kv_new); its
+ * kv_index() is the applied index. A version-1 snapshot has no revisions:
+ * every key gets create_index = mod_index = the applied index, version 1. On
  * success *out is the caller's and *applied_index is the index the
  * snapshot covers. On any failure nothing is returned and nothing else is
  * touched: CRAFT_ECORRUPT (bad magic, version, checksum or structure, or

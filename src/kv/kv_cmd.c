@@ -1,5 +1,6 @@
-/* Commands: the binary encoding of an atomic batch of SET/DELETE operations
- * (the payload of a Raft log entry), its builder, decoder and kv_apply.
+/* Commands, version 1: the binary encoding of an atomic batch of SET/DELETE
+ * operations (the payload of a Raft log entry), its builder and decoder.
+ * Version 2 (transactions) is in kv_txn.c, applying both in kv_apply.c.
  *
  * Format, version 1 (integers little-endian):
  *   offset 0   u8    version, 1
@@ -21,52 +22,17 @@
 #include "common/endian.h"
 
 #define HDR 5       /* version + n_ops */
-#define MAX_UVAR 5  /* bytes of a uvar holding a uint32 */
-#define STACK_ENTS 8
 
-static size_t uvar_size(uint32_t v)
-{
-    size_t n = 1;
-    for (; v >= 0x80; v >>= 7)
-        n++;
-    return n;
-}
 
-static size_t put_uvar(uint8_t *p, uint32_t v)
+bool kv__get_bytes(const uint8_t **pp, const uint8_t *end, const uint8_t **s,
+                   size_t *len)
 {
-    size_t n = 0;
-    for (; v >= 0x80; v >>= 7)
-        p[n++] = (uint8_t)(v | 0x80);
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-/* Bytes read at p (avail of them), or 0 if malformed or cut short. */
-static size_t get_uvar(const uint8_t *p, size_t avail, uint32_t *v)
-{
-    uint64_t x = 0;
-    for (size_t i = 0; i < MAX_UVAR && i < avail; i++) {
-        x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
-        if (p[i] & 0x80)
-            continue;
-        if ((i > 0 && p[i] == 0) || x > UINT32_MAX)
-            return 0;
-        *v = (uint32_t)x;
-        return i + 1;
-    }
-    return 0;
-}
-
-/* A length-prefixed byte string at *pp; advances past it. */
-static bool get_bytes(const uint8_t **pp, const uint8_t *end,
-                      const uint8_t **s, size_t *len)
-{
-    uint32_t n;
-    size_t used = get_uvar(*pp, (size_t)(end - *pp), &n);
+    uint64_t n;
+    size_t used = kv__get_uvar(*pp, (size_t)(end - *pp), UINT32_MAX, &n);
     if (used == 0 || n > (size_t)(end - *pp) - used)
         return false;
     *s = *pp + used;
-    *len = n;
+    *len = (size_t)n;
     *pp += used + n;
     return true;
 }
@@ -81,17 +47,17 @@ static bool parse_op(const uint8_t **pp, const uint8_t *end, struct kv_op *op)
     op->vlen = 0;
     switch (op->type) {
     case KV_OP_SET:
-        return get_bytes(pp, end, &op->key, &op->klen) &&
-               get_bytes(pp, end, &op->val, &op->vlen);
+        return kv__get_bytes(pp, end, &op->key, &op->klen) &&
+               kv__get_bytes(pp, end, &op->val, &op->vlen);
     case KV_OP_DEL:
-        return get_bytes(pp, end, &op->key, &op->klen);
+        return kv__get_bytes(pp, end, &op->key, &op->klen);
     default:
         return false;
     }
 }
 
 /* Check the whole command; count its operations and its SETs. */
-static int validate(const uint8_t *data, size_t len, uint32_t *n_ops,
+int kv__cmd_validate(const uint8_t *data, size_t len, uint32_t *n_ops,
                     size_t *n_sets)
 {
     if (data == NULL || len < HDR || data[0] != KV_CMD_VERSION)
@@ -117,10 +83,10 @@ static size_t op_size(const struct kv_op *op)
 {
     if (op->klen > UINT32_MAX || op->vlen > UINT32_MAX)
         return 0;
-    size_t n = 1 + uvar_size((uint32_t)op->klen) + op->klen;
+    size_t n = 1 + kv__uvar_size((uint32_t)op->klen) + op->klen;
     switch (op->type) {
     case KV_OP_SET:
-        return n + uvar_size((uint32_t)op->vlen) + op->vlen;
+        return n + kv__uvar_size((uint32_t)op->vlen) + op->vlen;
     case KV_OP_DEL:
         return n;
     default:
@@ -132,12 +98,12 @@ static size_t put_op(uint8_t *p, const struct kv_op *op)
 {
     size_t n = 0;
     p[n++] = op->type;
-    n += put_uvar(p + n, (uint32_t)op->klen);
+    n += kv__put_uvar(p + n, (uint32_t)op->klen);
     if (op->klen)
         memcpy(p + n, op->key, op->klen);
     n += op->klen;
     if (op->type == KV_OP_SET) {
-        n += put_uvar(p + n, (uint32_t)op->vlen);
+        n += kv__put_uvar(p + n, (uint32_t)op->vlen);
         if (op->vlen)
             memcpy(p + n, op->val, op->vlen);
         n += op->vlen;
@@ -235,7 +201,7 @@ int kv_cmd_del(struct kv_cmd *c, const void *key, size_t klen)
 /* ---- decoding and applying ----------------------------------------------- */
 
 /* Start at the first op of a command already validated. */
-static void iter_start(struct kv_cmd_iter *it, const uint8_t *data, size_t len,
+void kv__cmd_iter_start(struct kv_cmd_iter *it, const uint8_t *data, size_t len,
                        uint32_t n_ops)
 {
     it->p = data + HDR;
@@ -247,13 +213,13 @@ int kv_cmd_iter_init(struct kv_cmd_iter *it, const uint8_t *data, size_t len)
 {
     uint32_t n_ops;
     size_t n_sets;
-    int err = validate(data, len, &n_ops, &n_sets);
+    int err = kv__cmd_validate(data, len, &n_ops, &n_sets);
     if (err) {
         it->p = it->end = NULL;
         it->left = 0;
         return err;
     }
-    iter_start(it, data, len, n_ops);
+    kv__cmd_iter_start(it, data, len, n_ops);
     return 0;
 }
 
@@ -265,60 +231,3 @@ bool kv_cmd_iter_next(struct kv_cmd_iter *it, struct kv_op *op)
     return parse_op(&it->p, it->end, op); /* validated: always true */
 }
 
-static void free_ents(struct kv__ent **ents, size_t n, struct kv__ent **stack)
-{
-    for (size_t i = 0; i < n; i++)
-        craft_free(ents[i]);
-    if (ents != stack)
-        craft_free(ents);
-}
-
-/* Allocate every SET's entry and the table room before changing anything,
- * so that the changes themselves cannot fail. */
-int kv_apply(struct kv *kv, const uint8_t *data, size_t len)
-{
-    uint32_t n_ops;
-    size_t n_sets;
-    int err = validate(data, len, &n_ops, &n_sets);
-    if (err)
-        return err;
-
-    struct kv__ent *stack[STACK_ENTS];
-    struct kv__ent **ents = stack;
-    if (n_sets > STACK_ENTS && !(ents = craft_calloc(n_sets, sizeof *ents)))
-        return CRAFT_ENOMEM;
-    struct kv_cmd_iter it;
-    struct kv_op op;
-    size_t k = 0;
-    iter_start(&it, data, len, n_ops);
-    while (kv_cmd_iter_next(&it, &op)) {
-        if (op.type != KV_OP_SET)
-            continue;
-        ents[k] = kv__ent_new(op.key, op.klen, op.val, op.vlen);
-        if (ents[k] == NULL) {
-            free_ents(ents, k, stack);
-            return CRAFT_ENOMEM;
-        }
-        k++;
-    }
-    err = kv__reserve(kv, kv->count + n_sets);
-    if (err) {
-        free_ents(ents, k, stack);
-        return err;
-    }
-
-    bool deleted = false;
-    k = 0;
-    iter_start(&it, data, len, n_ops);
-    while (kv_cmd_iter_next(&it, &op)) {
-        uint32_t h = kv__hash(kv, op.key, op.klen);
-        if (op.type == KV_OP_SET)
-            kv__insert(kv, h, ents[k++]);
-        else
-            deleted |= kv__remove(kv, h, op.key, op.klen) == 0;
-    }
-    free_ents(ents, 0, stack);
-    if (deleted)
-        kv__maybe_shrink(kv);
-    return 0;
-}

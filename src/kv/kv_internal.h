@@ -1,68 +1,340 @@
 /* Internals of src/kv shared across its files (kv__ prefix); not for other
- * modules. The map is open addressing with linear probing over two parallel
- * arrays (32-bit hash, entry pointer); an entry is ONE allocation holding its
- * key and value, so the per-key overhead is 8 bytes of header plus 12 bytes
- * per table slot. Deletion shifts later entries back (no tombstones). */
+ * modules. The map is a B+tree ordered byte-wise by key (kv_tree.c):
+ *
+ * - A leaf is one KV__PAGE-byte block, a slotted page: a header, then an
+ *   array of slots (record offset, key hint) in key order growing up, and
+ *   the records
+ *   themselves packed at the end growing down. Leaves are doubly linked in
+ *   key order. A record holds its key, value and revisions INLINE:
+ *     u8 flags | inline: uvar klen, key | uvar create, uvar mod,
+ *     uvar version, uvar lease | inline: uvar vlen, value
+ *   with flags bit 0 (KV__REC_BLOB) meaning that key and value live out of
+ *   line in one struct kv__blob (an 8-byte pointer stands where
+ *   "uvar klen, key" would be, and there is no "uvar vlen, value"), which a
+ *   record whose key + value exceed KV__INLINE_MAX uses. uvar is LEB128,
+ *   up to 10 bytes. So a 16-byte key with a 16-byte value costs about 42
+ *   bytes plus a 4-byte slot.
+ * - An internal node holds up to KV__FAN children and one separator key
+ *   between each two (struct kv__sep): child i holds the keys k with
+ *   sep[i-1] <= k < sep[i]. Every leaf is at the same depth.
+ * - Deleting frees an emptied leaf, and merges a leaf left under a quarter
+ *   full with its right sibling (same parent) when both fit in 3/4 of one.
+ * - Beside the tree, a point index (kv_hash.c) maps each key to its
+ *   record's leaf id and offset, so that gets and same-size updates skip
+ *   the descent; every record that appears, moves or goes updates it.
+ *
+ * Changes that may split nodes take their new nodes and separators from a
+ * pool filled beforehand (kv__reserve), so a batch or transaction, once
+ * checked and reserved for, applies without any allocation that could fail
+ * half-way. */
 #ifndef CRAFT_KV_INTERNAL_H
 #define CRAFT_KV_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "kv/kv.h"
 
-/* One key-value pair: key bytes then value bytes in data. */
-struct kv__ent {
-    uint32_t klen;
-    uint32_t vlen;
+#define KV__PAGE 4096
+#define KV__FAN 64
+#define KV__MAX_DEPTH 32
+/* key + value bytes above which a record keeps them in a blob */
+#define KV__INLINE_MAX 1000
+#define KV__REC_BLOB 1
+
+#define KV__PFX 16
+struct kv__leaf {
+    struct kv__leaf *prev, *next; /* neighbours in key order, NULL at ends */
+    uint16_t n;                   /* records */
+    uint16_t top;                 /* records occupy data[top, KV__LEAF_DATA) */
+    uint16_t garbage;             /* dead record bytes inside that range */
+    uint16_t cp;                  /* every key here shares its first cp bytes */
+    uint32_t id;                  /* its number in kv->leaf_ids */
+    uint32_t pad2;
+    uint8_t pfx[KV__PFX];         /* the common prefix, if cp <= KV__PFX */
+    uint8_t data[];               /* slot[n] at the start (KV__SLOT each) */
+};
+#define KV__LEAF_DATA (KV__PAGE - (uint16_t)sizeof(struct kv__leaf))
+
+/* A separator key: inline up to KV__SEP_INLINE bytes (most are short: a
+ * separator is cut to the shortest prefix that still separates), else an
+ * owned pointer to it stored in b. */
+#define KV__SEP_INLINE 20
+struct kv__sep {
+    uint32_t len;
+    uint8_t b[KV__SEP_INLINE];
+};
+
+static inline const uint8_t *kv__sep_key(const struct kv__sep *s)
+{
+    if (s->len <= KV__SEP_INLINE)
+        return s->b;
+    const uint8_t *p;
+    __builtin_memcpy(&p, s->b, sizeof p);
+    return p;
+}
+
+struct kv__inode {
+    uint32_t n;                       /* children, >= 1 */
+    struct kv__sep sep[KV__FAN - 1];  /* sep[i] separates child i and i+1 */
+    void *child[KV__FAN];             /* leaves if height is 1 below */
+};
+
+/* Key and value of a big record, one allocation. */
+struct kv__blob {
+    uint32_t klen, vlen;
     uint8_t data[];
 };
 
+/* A decoded record; pointers into the leaf or its blob. */
+struct kv__rec {
+    const uint8_t *key, *val;
+    size_t klen, vlen;
+    uint64_t create, mod, version, lease;
+    struct kv__blob *blob; /* NULL if inline */
+    size_t size;           /* encoded bytes in the leaf */
+};
+
+/* A position found by kv__seek: the leaf, the first slot whose key is >=
+ * the key sought (pos may be n), whether it is equal, and the way down. */
+struct kv__path {
+    struct kv__inode *node[KV__MAX_DEPTH];
+    uint32_t idx[KV__MAX_DEPTH]; /* child taken in node[d] */
+    unsigned depth;              /* internal levels above the leaf */
+    struct kv__leaf *leaf;
+    uint32_t pos;
+    bool found;
+};
+
+/* Results of the last kv_apply*: owned by the map, see kv_last_result. */
+struct kv__results {
+    struct kv_result pub;
+    struct kv_op_result *ops; /* [cap] */
+    size_t cap;
+    uint8_t *buf; /* copied keys and values of get results */
+    size_t blen, bcap;
+};
+
+/* A slot of the point index, one u64: the key's hash (28 bits, enough for
+ * the home slot of tables up to 2^28 slots, so growing and deleting need no
+ * record), the leaf id (24 bits: at most 2^24 - 1 leaves, 64 GiB) and the
+ * record's offset in the leaf (12 bits). 0 = empty (no leaf has id 0). */
+#define KV__HASH_MIN 16
+#define KV__MAX_LEAVES ((1u << 24) - 1)
+static inline uint64_t kv__hslot(uint32_t h28, uint32_t id, uint16_t off)
+{
+    return (uint64_t)h28 << 36 | (uint64_t)id << 12 | off;
+}
+static inline uint32_t kv__hslot_h(uint64_t s) { return (uint32_t)(s >> 36); }
+static inline uint32_t kv__hslot_id(uint64_t s)
+{
+    return (uint32_t)(s >> 12) & KV__MAX_LEAVES;
+}
+static inline uint16_t kv__hslot_off(uint64_t s) { return s & 0xfff; }
+/* Point slot i at a new place for the same key. */
+static inline void kv__hslot_move(uint64_t *hs, size_t i, uint32_t id,
+                                  uint16_t off)
+{
+    hs[i] = kv__hslot(kv__hslot_h(hs[i]), id, off);
+}
+
 struct kv {
-    uint64_t k0, k1;          /* hash key (SipHash-1-3) */
-    uint32_t *hashes;         /* [cap] hash of the entry in the slot */
-    struct kv__ent **ents;    /* [cap] NULL = empty slot */
-    size_t cap;               /* power of two */
-    size_t count;             /* entries; count <= cap * 3 / 4 */
-    uint64_t bytes;           /* sum of klen + vlen */
-    struct kv_member *members; /* [n_members], insertion order */
+    uint64_t k0, k1;            /* hash key (SipHash-1-3) */
+    uint64_t *hs;               /* [hcap], count <= hcap * 3 / 4 */
+    size_t hcap;                /* power of two */
+    struct kv__leaf **leaf_ids; /* [ids_cap], by leaf id; [0] unused */
+    size_t n_ids;               /* ids ever handed out, + 1 */
+    size_t ids_cap;
+    uint32_t *free_ids;         /* [n_free_ids] ids to hand out again */
+    size_t n_free_ids;
+    void *root;                 /* a leaf if height is 0 */
+    unsigned height;            /* internal levels */
+    size_t count;               /* keys */
+    uint64_t bytes;             /* sum of klen + vlen */
+    uint64_t index;             /* index of the last applied command */
+    size_t max_klen;            /* longest key ever stored (separator size) */
+    size_t n_leaves, n_inodes;  /* in the tree (not the pool) */
+    /* the pool (kv__reserve): singly linked via next / child[0] */
+    struct kv__leaf *free_leaves;
+    size_t n_free_leaves;
+    struct kv__inode *free_inodes;
+    size_t n_free_inodes;
+    uint8_t **free_seps;        /* [n_free_seps] buffers of sep_cap bytes */
+    size_t n_free_seps, seps_cap, sep_cap;
+    struct kv__results res;
+    struct kv_member *members;  /* [n_members], insertion order */
     size_t n_members;
     size_t members_cap;
 };
 
-#define KV__MIN_CAP 16
+/* A leaf slot: u16 offset of the record, u16 hint = the two key bytes
+ * after the leaf's common prefix (missing bytes as 0), so that a search
+ * compares hints, in a few cache lines, before it reads any record. Hints
+ * never decrease along the slots. */
+#define KV__SLOT 4
 
-static inline const uint8_t *kv__ent_val(const struct kv__ent *e)
+static inline uint16_t kv__slot(const struct kv__leaf *l, uint32_t i)
 {
-    return e->data + e->klen;
+    uint16_t s;
+    __builtin_memcpy(&s, l->data + KV__SLOT * i, 2);
+    return s;
 }
 
-/* SipHash-1-3 of buf under (k0, k1) (kv_hash.c). */
-uint64_t kv__siphash(uint64_t k0, uint64_t k1, const void *buf, size_t len);
-uint32_t kv__hash(const struct kv *kv, const void *key, size_t klen);
+static inline uint16_t kv__hint(const struct kv__leaf *l, uint32_t i)
+{
+    uint16_t h;
+    __builtin_memcpy(&h, l->data + KV__SLOT * i + 2, 2);
+    return h;
+}
 
-/* A new entry holding key and value, or NULL (out of memory or a length
- * over UINT32_MAX). Freed with craft_free. */
-struct kv__ent *kv__ent_new(const void *key, size_t klen, const void *val,
-                            size_t vlen);
-/* Make room for n entries without any further allocation: 0/CRAFT_ENOMEM. */
-int kv__reserve(struct kv *kv, size_t n);
-/* Put e (hash h) into the map, replacing and freeing an entry with the same
- * key. The caller has reserved room: this never allocates or fails. */
-void kv__insert(struct kv *kv, uint32_t h, struct kv__ent *e);
-/* Remove and free the entry for key; 0 or CRAFT_ENOTFOUND. Never shrinks. */
-int kv__remove(struct kv *kv, uint32_t h, const void *key, size_t klen);
-/* Halve the table while it is mostly empty (a failed shrink is harmless:
- * the table just stays larger). */
-void kv__maybe_shrink(struct kv *kv);
+static inline uint16_t kv__hint_of(const uint8_t *key, size_t klen, size_t cp)
+{
+    uint16_t a = cp < klen ? key[cp] : 0, b = cp + 1 < klen ? key[cp + 1] : 0;
+    return (uint16_t)(a << 8 | b);
+}
+
+/* LEB128 of a u64: 7 bits a byte, low first, high bit = more follows. */
+static inline size_t kv__uvar_size(uint64_t v)
+{
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7)
+        n++;
+    return n;
+}
+
+static inline size_t kv__put_uvar(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    for (; v >= 0x80; v >>= 7)
+        p[n++] = (uint8_t)(v | 0x80);
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Bytes read at p (avail of them), or 0 if malformed (over 10 bytes, over
+ * max, not canonical: a multi-byte varint ending in a zero byte) or cut. */
+static inline size_t kv__get_uvar(const uint8_t *p, size_t avail,
+                                  uint64_t max, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (size_t i = 0; i < 10 && i < avail; i++) {
+        uint64_t b = p[i] & 0x7f;
+        if (i == 9 && b > 1)
+            return 0;
+        x |= b << (7 * i);
+        if (p[i] & 0x80)
+            continue;
+        if ((i > 0 && p[i] == 0) || x > max)
+            return 0;
+        *v = x;
+        return i + 1;
+    }
+    return 0;
+}
+
+/* ---- kv_hash.c ---- */
+uint64_t kv__siphash(uint64_t k0, uint64_t k1, const void *buf, size_t len);
+uint64_t kv__hkey(const struct kv *kv, const void *key, size_t klen);
+int kv__hash_init(struct kv *kv, uint64_t seed);
+void kv__hash_free(struct kv *kv);
+/* Room for n_more keys and leaves without allocating: 0/CRAFT_ENOMEM. */
+int kv__hash_reserve(struct kv *kv, size_t n_more);
+void kv__hash_maybe_shrink(struct kv *kv);
+uint32_t kv__leaf_id_new(struct kv *kv, struct kv__leaf *l);
+void kv__leaf_id_free(struct kv *kv, uint32_t id);
+void kv__hash_add(struct kv *kv, uint64_t h, uint32_t id, uint16_t off);
+/* The slot pointing at exactly (id, off) for a key of hash h. */
+size_t kv__hash_slot_of(const struct kv *kv, uint64_t h, uint32_t id,
+                        uint16_t off);
+void kv__hash_del_slot(struct kv *kv, size_t i);
+/* The home slot of a key of hash h. */
+size_t kv__hash_home(const struct kv *kv, uint64_t h);
+bool kv__hash_find(const struct kv *kv, const void *key, size_t klen,
+                   struct kv__leaf **leaf, uint16_t *off);
+/* The same with the key's kv__hkey already computed. */
+bool kv__hash_find_h(const struct kv *kv, uint64_t h, const void *key,
+                     size_t klen, struct kv__leaf **leaf, uint16_t *off);
+
+/* ---- kv_tree.c ---- */
+void kv__rec_decode(const struct kv__leaf *l, uint32_t i, struct kv__rec *r);
+void kv__rec_decode_at(const struct kv__leaf *l, uint16_t off,
+                       struct kv__rec *r);
+bool kv__rec_key_is(const struct kv__leaf *l, uint16_t off, const void *key,
+                    size_t klen);
+/* Byte-wise order: negative, 0 or positive as a < b. */
+int kv__cmp(const void *a, size_t alen, const void *b, size_t blen);
+void kv__seek(const struct kv *kv, const void *key, size_t klen,
+              struct kv__path *p);
+/* Room for n_puts inserts (of keys up to max_klen bytes, rec_bytes the sum
+ * of their kv__rec_bound) without allocating: 0 or CRAFT_ENOMEM (the map is
+ * unchanged either way). */
+int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen,
+                size_t rec_bytes);
+/* At most the bytes a record of this key and value takes in a leaf. */
+static inline size_t kv__rec_bound(size_t klen, size_t vlen)
+{
+    return KV__SLOT + 1 + 4 * 10 +
+           (klen + vlen > KV__INLINE_MAX ? 8 : 10 + klen + vlen);
+}
+/* Give the pool back down to what one put needs. */
+void kv__trim(struct kv *kv);
+/* Insert or replace key with a record built from the arguments, at p (a
+ * kv__seek for key, no change since; h its kv__hkey). blob: NULL, or key
+ * and value out of
+ * line (ownership passes to the map). Never fails once reserved. */
+void kv__store(struct kv *kv, struct kv__path *p, uint64_t h,
+               const void *key, size_t klen, const void *val, size_t vlen,
+               uint64_t create,
+               uint64_t mod, uint64_t version, uint64_t lease,
+               struct kv__blob *blob);
+/* Replace the record at (l, off) in place if the new one has its size:
+ * true; false (nothing done) otherwise. */
+bool kv__overwrite(struct kv *kv, struct kv__leaf *l, uint16_t off,
+                   const void *key, size_t klen, const void *val, size_t vlen,
+                   uint64_t create, uint64_t mod, uint64_t version,
+                   uint64_t lease, struct kv__blob *blob);
+/* Remove the record at p (found). Never allocates. True if the tree's
+ * shape changed (a leaf went or took in its right sibling): p is stale
+ * then, seek again. */
+bool kv__remove(struct kv *kv, struct kv__path *p);
+/* A blob for a key + value too big to inline, or NULL if they fit inline
+ * (*err 0) or memory ran out (*err CRAFT_ENOMEM). */
+struct kv__blob *kv__blob_for(const void *key, size_t klen, const void *val,
+                              size_t vlen, int *err);
+bool kv__needs_blob(size_t klen, size_t vlen);
+int kv__tree_init(struct kv *kv);
+void kv__tree_free(struct kv *kv);
+
+/* ---- kv_map.c ---- */
+/* Put at revision index with the usual create/version rules; blob as for
+ * kv__store. *created tells whether the key was new. Reserved: no failure. */
+void kv__put_rev(struct kv *kv, const void *key, size_t klen, const void *val,
+                 size_t vlen, uint64_t lease, uint64_t index,
+                 struct kv__blob *blob, bool *created);
+/* Delete every key in [start, end) (end NULL: no end); the count. */
+uint64_t kv__del_range(struct kv *kv, const struct kv_range *r);
+
+/* ---- kv_cmd.c ---- */
+/* A uvar length (<= UINT32_MAX) and that many bytes at *pp; advances. */
+bool kv__get_bytes(const uint8_t **pp, const uint8_t *end, const uint8_t **s,
+                   size_t *len);
+/* Check a whole version-1 command; count its operations and SETs. */
+int kv__cmd_validate(const uint8_t *data, size_t len, uint32_t *n_ops,
+                     size_t *n_sets);
+/* An iterator at the first op of a command already validated. */
+void kv__cmd_iter_start(struct kv_cmd_iter *it, const uint8_t *data,
+                        size_t len, uint32_t n_ops);
 
 void kv__members_free(struct kv *kv);
 
 /* Snapshot format constants, shared by writer and reader. */
 #define KV__SNAP_MAGIC "CRAFTKVS"
-#define KV__SNAP_VERSION 1
+#define KV__SNAP_VERSION 2
 /* magic 8, version 4, flags 4, applied 8, n_members 4, n_keys 8 */
 #define KV__SNAP_HDR 36
 #define KV__SNAP_TRAILER 4
+#define KV__SNAP_REC 40    /* version 2 key record header */
+#define KV__SNAP_REC_V1 8
 
 #endif

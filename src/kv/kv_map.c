@@ -1,65 +1,28 @@
-/* The hash map itself: creation, lookup, insert, delete (backward shift),
- * growth and shrinking, iteration. See kv_internal.h for the layout. */
+/* The map's API over the tree (kv_tree.c): creation, point lookup with
+ * revisions, direct put/delete, iteration in key order, ranges, paged
+ * listing and counting. */
 #include "kv/kv_internal.h"
 
-#include <assert.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include "common/alloc.h"
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* 0 asks for a random key; a failed getrandom falls back on the clock and
- * an address, which is still unknown to clients. */
-static void seed_hash(struct kv *kv, uint64_t seed)
-{
-    if (seed == 0) {
-        uint64_t r[2];
-        if (getrandom(r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r) {
-            kv->k0 = r[0];
-            kv->k1 = r[1];
-            return;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^
-               (uint64_t)(uintptr_t)kv;
-    }
-    kv->k0 = splitmix64(&seed);
-    kv->k1 = splitmix64(&seed);
-}
-
-static int alloc_table(size_t cap, uint32_t **hashes, struct kv__ent ***ents)
-{
-    *hashes = craft_malloc(cap * sizeof **hashes);
-    *ents = craft_calloc(cap, sizeof **ents);
-    if (*hashes == NULL || *ents == NULL) {
-        craft_free(*hashes);
-        craft_free(*ents);
-        return CRAFT_ENOMEM;
-    }
-    return 0;
-}
 
 struct kv *kv_new(uint64_t hash_seed)
 {
     struct kv *kv = craft_calloc(1, sizeof *kv);
     if (kv == NULL)
         return NULL;
-    if (alloc_table(KV__MIN_CAP, &kv->hashes, &kv->ents) != 0) {
+    if (kv__hash_init(kv, hash_seed) != 0) {
         craft_free(kv);
         return NULL;
     }
-    kv->cap = KV__MIN_CAP;
-    seed_hash(kv, hash_seed);
+    if (kv__tree_init(kv) != 0) {
+        kv__hash_free(kv);
+        craft_free(kv);
+        return NULL;
+    }
+    kv->res.pub.failed_cmp = -1;
+    kv->res.pub.succeeded = true;
     return kv;
 }
 
@@ -67,10 +30,10 @@ void kv_free(struct kv *kv)
 {
     if (kv == NULL)
         return;
-    for (size_t i = 0; i < kv->cap; i++)
-        craft_free(kv->ents[i]);
-    craft_free(kv->ents);
-    craft_free(kv->hashes);
+    kv__tree_free(kv);
+    kv__hash_free(kv);
+    craft_free(kv->res.ops);
+    craft_free(kv->res.buf);
     kv__members_free(kv);
     craft_free(kv);
 }
@@ -85,143 +48,76 @@ uint64_t kv_bytes(const struct kv *kv)
     return kv->bytes;
 }
 
-struct kv__ent *kv__ent_new(const void *key, size_t klen, const void *val,
-                            size_t vlen)
+uint64_t kv_index(const struct kv *kv)
 {
-    if (klen > UINT32_MAX || vlen > UINT32_MAX)
-        return NULL;
-    struct kv__ent *e = craft_malloc(sizeof *e + klen + vlen);
-    if (e == NULL)
-        return NULL;
-    e->klen = (uint32_t)klen;
-    e->vlen = (uint32_t)vlen;
-    if (klen)
-        memcpy(e->data, key, klen);
-    if (vlen)
-        memcpy(e->data + klen, val, vlen);
-    return e;
+    return kv->index;
 }
 
-/* Rebuild the table with new_cap slots (>= the entries it must hold). */
-static int resize(struct kv *kv, size_t new_cap)
+static void to_meta(const struct kv__rec *r, struct kv_meta *m)
 {
-    uint32_t *hashes;
-    struct kv__ent **ents;
-    int err = alloc_table(new_cap, &hashes, &ents);
-    if (err)
-        return err;
-    size_t mask = new_cap - 1;
-    for (size_t i = 0; i < kv->cap; i++) {
-        if (kv->ents[i] == NULL)
-            continue;
-        size_t j = kv->hashes[i] & mask;
-        while (ents[j] != NULL)
-            j = (j + 1) & mask;
-        ents[j] = kv->ents[i];
-        hashes[j] = kv->hashes[i];
-    }
-    craft_free(kv->hashes);
-    craft_free(kv->ents);
-    kv->hashes = hashes;
-    kv->ents = ents;
-    kv->cap = new_cap;
-    return 0;
+    m->key = r->key;
+    m->klen = r->klen;
+    m->val = r->val;
+    m->vlen = r->vlen;
+    m->create_index = r->create;
+    m->mod_index = r->mod;
+    m->version = r->version;
+    m->lease = r->lease;
 }
 
-static bool fits(size_t n, size_t cap)
+int kv_get_meta(const struct kv *kv, const void *key, size_t klen,
+                struct kv_meta *m)
 {
-    return n <= cap / 4 * 3;
-}
-
-int kv__reserve(struct kv *kv, size_t n)
-{
-    size_t cap = kv->cap;
-    while (!fits(n, cap)) {
-        if (cap > SIZE_MAX / 2 / sizeof(struct kv__ent *))
-            return CRAFT_ENOMEM;
-        cap *= 2;
-    }
-    return cap == kv->cap ? 0 : resize(kv, cap);
-}
-
-void kv__maybe_shrink(struct kv *kv)
-{
-    if (kv->cap > KV__MIN_CAP && kv->count < kv->cap / 8)
-        (void)resize(kv, kv->cap / 2); /* failure: stays larger, still valid */
-}
-
-/* The slot holding key, or SIZE_MAX. */
-static size_t find(const struct kv *kv, uint32_t h, const void *key,
-                   size_t klen)
-{
-    size_t mask = kv->cap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        const struct kv__ent *e = kv->ents[i];
-        if (e == NULL)
-            return SIZE_MAX;
-        if (kv->hashes[i] == h && e->klen == klen &&
-            (klen == 0 || memcmp(e->data, key, klen) == 0))
-            return i;
-    }
-}
-
-void kv__insert(struct kv *kv, uint32_t h, struct kv__ent *e)
-{
-    size_t mask = kv->cap - 1;
-    size_t i = h & mask;
-    for (; kv->ents[i] != NULL; i = (i + 1) & mask) {
-        struct kv__ent *old = kv->ents[i];
-        if (kv->hashes[i] == h && old->klen == e->klen &&
-            memcmp(old->data, e->data, e->klen) == 0) {
-            kv->bytes -= (uint64_t)old->klen + old->vlen;
-            kv->bytes += (uint64_t)e->klen + e->vlen;
-            craft_free(old);
-            kv->ents[i] = e;
-            return;
-        }
-    }
-    assert(fits(kv->count + 1, kv->cap));
-    kv->ents[i] = e;
-    kv->hashes[i] = h;
-    kv->count++;
-    kv->bytes += (uint64_t)e->klen + e->vlen;
-}
-
-int kv__remove(struct kv *kv, uint32_t h, const void *key, size_t klen)
-{
-    size_t i = find(kv, h, key, klen);
-    if (i == SIZE_MAX)
+    struct kv__leaf *l;
+    uint16_t off;
+    if (!kv__hash_find(kv, key, klen, &l, &off)) {
+        memset(m, 0, sizeof *m);
         return CRAFT_ENOTFOUND;
-    struct kv__ent *e = kv->ents[i];
-    kv->bytes -= (uint64_t)e->klen + e->vlen;
-    kv->count--;
-    craft_free(e);
-    /* Backward shift: move each later entry of the run into the hole unless
-     * its home slot lies cyclically in (hole, its slot]. */
-    size_t mask = kv->cap - 1;
-    for (size_t j = (i + 1) & mask; kv->ents[j] != NULL; j = (j + 1) & mask) {
-        size_t home = kv->hashes[j] & mask;
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            kv->ents[i] = kv->ents[j];
-            kv->hashes[i] = kv->hashes[j];
-            i = j;
-        }
     }
-    kv->ents[i] = NULL;
+    struct kv__rec r;
+    kv__rec_decode_at(l, off, &r);
+    to_meta(&r, m);
     return 0;
 }
 
 int kv_get(const struct kv *kv, const void *key, size_t klen,
            const uint8_t **val, size_t *vlen)
 {
-    size_t i = find(kv, kv__hash(kv, key, klen), key, klen);
-    if (i == SIZE_MAX)
-        return CRAFT_ENOTFOUND;
+    struct kv_meta m;
+    int err = kv_get_meta(kv, key, klen, &m);
+    if (err)
+        return err;
     if (val)
-        *val = kv__ent_val(kv->ents[i]);
+        *val = m.val;
     if (vlen)
-        *vlen = kv->ents[i]->vlen;
+        *vlen = m.vlen;
     return 0;
+}
+
+void kv__put_rev(struct kv *kv, const void *key, size_t klen, const void *val,
+                 size_t vlen, uint64_t lease, uint64_t index,
+                 struct kv__blob *blob, bool *created)
+{
+    struct kv__leaf *l;
+    uint16_t off;
+    uint64_t h = kv__hkey(kv, key, klen);
+    bool found = kv__hash_find_h(kv, h, key, klen, &l, &off);
+    uint64_t create = index, version = 1;
+    if (found) {
+        struct kv__rec r;
+        kv__rec_decode_at(l, off, &r);
+        create = r.create;
+        version = r.version + 1;
+    }
+    if (created)
+        *created = !found;
+    if (found && kv__overwrite(kv, l, off, key, klen, val, vlen, create,
+                               index, version, lease, blob))
+        return; /* the same size: no need to find its place */
+    struct kv__path p;
+    kv__seek(kv, key, klen, &p);
+    kv__store(kv, &p, h, key, klen, val, vlen, create, index, version, lease,
+              blob);
 }
 
 int kv_put(struct kv *kv, const void *key, size_t klen, const void *val,
@@ -229,64 +125,240 @@ int kv_put(struct kv *kv, const void *key, size_t klen, const void *val,
 {
     if (klen > UINT32_MAX || vlen > UINT32_MAX)
         return CRAFT_ETOOBIG;
-    uint32_t h = kv__hash(kv, key, klen);
-    size_t i = find(kv, h, key, klen);
-    if (i != SIZE_MAX && kv->ents[i]->vlen == vlen) {
-        if (vlen) /* same size: overwrite in place, nothing to allocate */
-            memcpy(kv->ents[i]->data + klen, val, vlen);
-        return 0;
-    }
-    struct kv__ent *e = kv__ent_new(key, klen, val, vlen);
-    if (e == NULL)
-        return CRAFT_ENOMEM;
-    int err = i == SIZE_MAX ? kv__reserve(kv, kv->count + 1) : 0;
+    int err;
+    struct kv__blob *blob = kv__blob_for(key, klen, val, vlen, &err);
+    err = err ? err : kv__reserve(kv, 1, klen, kv__rec_bound(klen, vlen));
     if (err) {
-        craft_free(e);
+        craft_free(blob);
         return err;
     }
-    kv__insert(kv, h, e);
+    kv__put_rev(kv, key, klen, val, vlen, 0, kv->index, blob, NULL);
     return 0;
 }
 
 int kv_del(struct kv *kv, const void *key, size_t klen)
 {
-    int err = kv__remove(kv, kv__hash(kv, key, klen), key, klen);
-    if (err)
-        return err;
-    kv__maybe_shrink(kv);
+    struct kv__leaf *l;
+    uint16_t off;
+    if (!kv__hash_find(kv, key, klen, &l, &off))
+        return CRAFT_ENOTFOUND;
+    struct kv__path p;
+    kv__seek(kv, key, klen, &p);
+    kv__remove(kv, &p);
+    kv__hash_maybe_shrink(kv);
     return 0;
+}
+
+/* ---- iteration -------------------------------------------------------------- */
+
+static const struct kv__leaf *first_leaf(const struct kv *kv)
+{
+    const void *n = kv->root;
+    for (unsigned d = 0; d < kv->height; d++)
+        n = ((const struct kv__inode *)n)->child[0];
+    return n;
 }
 
 void kv_iter_init(struct kv_iter *it)
 {
+    it->leaf = NULL;
     it->pos = 0;
+    it->started = false;
 }
 
 bool kv_iter_next(const struct kv *kv, struct kv_iter *it, const uint8_t **key,
                   size_t *klen, const uint8_t **val, size_t *vlen)
 {
-    while (it->pos < kv->cap) {
-        const struct kv__ent *e = kv->ents[it->pos++];
-        if (e == NULL)
-            continue;
-        *key = e->data;
-        *klen = e->klen;
-        *val = kv__ent_val(e);
-        *vlen = e->vlen;
-        return true;
+    if (!it->started) {
+        it->leaf = first_leaf(kv);
+        it->started = true;
     }
-    return false;
+    const struct kv__leaf *l = it->leaf;
+    while (l != NULL && it->pos >= l->n) {
+        l = it->leaf = l->next;
+        it->pos = 0;
+    }
+    if (l == NULL)
+        return false;
+    struct kv__rec r;
+    kv__rec_decode(l, it->pos++, &r);
+    *key = r.key;
+    *klen = r.klen;
+    *val = r.val;
+    *vlen = r.vlen;
+    return true;
 }
 
 int kv_foreach(const struct kv *kv, kv_visit_fn fn, void *ud)
 {
-    for (size_t i = 0; i < kv->cap; i++) {
-        const struct kv__ent *e = kv->ents[i];
-        if (e == NULL)
-            continue;
-        int rc = fn(ud, e->data, e->klen, kv__ent_val(e), e->vlen);
-        if (rc)
-            return rc;
+    for (const struct kv__leaf *l = first_leaf(kv); l; l = l->next) {
+        for (uint32_t i = 0; i < l->n; i++) {
+            struct kv__rec r;
+            kv__rec_decode(l, i, &r);
+            int rc = fn(ud, r.key, r.klen, r.val, r.vlen);
+            if (rc)
+                return rc;
+        }
     }
     return 0;
+}
+
+/* ---- ranges ------------------------------------------------------------------ */
+
+void kv_range_prefix(struct kv_range *r, const void *prefix, size_t len)
+{
+    memset(r, 0, sizeof *r);
+    r->start = prefix;
+    r->slen = len;
+    r->is_prefix = true;
+}
+
+void kv_range_span(struct kv_range *r, const void *start, size_t slen,
+                   const void *end, size_t elen)
+{
+    memset(r, 0, sizeof *r);
+    r->start = start;
+    r->slen = slen;
+    r->end = end;
+    r->elen = elen;
+    r->has_end = end != NULL;
+}
+
+/* Whether key, >= the range's start, is still inside it. */
+static bool before_end(const struct kv_range *r, const uint8_t *key,
+                       size_t klen)
+{
+    if (r->is_prefix)
+        return klen >= r->slen &&
+               (r->slen == 0 || memcmp(key, r->start, r->slen) == 0);
+    return !r->has_end || kv__cmp(key, klen, r->end, r->elen) < 0;
+}
+
+/* A cursor at the first key of r after `after`: leaf and slot, leaf NULL at
+ * the end of the map. */
+struct cursor {
+    const struct kv__leaf *leaf;
+    uint32_t pos;
+};
+
+static void normalize(struct cursor *c)
+{
+    while (c->leaf && c->pos >= c->leaf->n) {
+        c->leaf = c->leaf->next;
+        c->pos = 0;
+    }
+}
+
+static void range_start(const struct kv *kv, const struct kv_range *r,
+                        const void *after, size_t alen, struct cursor *c)
+{
+    struct kv__path p;
+    if (after && kv__cmp(after, alen, r->start, r->slen) >= 0) {
+        kv__seek(kv, after, alen, &p);
+        c->pos = p.pos + p.found;
+    } else {
+        kv__seek(kv, r->start, r->slen, &p);
+        c->pos = p.pos;
+    }
+    c->leaf = p.leaf;
+    normalize(c);
+}
+
+int kv_list(const struct kv *kv, const struct kv_range *r, const void *after,
+            size_t alen, size_t limit, kv_list_fn fn, void *ud, size_t *n,
+            bool *more)
+{
+    struct cursor c;
+    range_start(kv, r, after, alen, &c);
+    *n = 0;
+    for (; c.leaf; c.pos++, normalize(&c)) {
+        struct kv__rec rec;
+        kv__rec_decode(c.leaf, c.pos, &rec);
+        if (!before_end(r, rec.key, rec.klen))
+            break;
+        if (*n == limit) {
+            *more = true;
+            return 0;
+        }
+        struct kv_meta m;
+        to_meta(&rec, &m);
+        ++*n;
+        int rc = fn(ud, &m);
+        if (rc) {
+            *more = true;
+            return rc;
+        }
+    }
+    *more = false;
+    return 0;
+}
+
+void kv_count_range(const struct kv *kv, const struct kv_range *r,
+                    const void *after, size_t alen, size_t limit,
+                    size_t *count, bool *more, struct kv_meta *last)
+{
+    struct cursor c;
+    range_start(kv, r, after, alen, &c);
+    size_t k = 0;
+    struct kv__rec rec;
+    memset(last, 0, sizeof *last);
+    *more = false;
+    while (c.leaf) {
+        uint32_t n = c.leaf->n;
+        kv__rec_decode(c.leaf, n - 1, &rec);
+        if (before_end(r, rec.key, rec.klen) && n - c.pos <= limit - k) {
+            k += n - c.pos; /* the whole rest of the leaf is inside */
+            to_meta(&rec, last);
+            c.pos = n;
+            normalize(&c);
+            continue;
+        }
+        kv__rec_decode(c.leaf, c.pos, &rec);
+        if (!before_end(r, rec.key, rec.klen))
+            break;
+        if (k == limit) {
+            *more = true;
+            break;
+        }
+        k++;
+        to_meta(&rec, last);
+        c.pos++;
+        normalize(&c);
+    }
+    *count = k;
+}
+
+uint64_t kv__del_range(struct kv *kv, const struct kv_range *r)
+{
+    uint64_t deleted = 0;
+    for (;;) {
+        struct kv__path p;
+        kv__seek(kv, r->start, r->slen, &p);
+        if (p.pos == p.leaf->n) {
+            /* the lower bound is in a later leaf: find the way to it */
+            const struct kv__leaf *next = p.leaf->next;
+            while (next && next->n == 0)
+                next = next->next;
+            if (next == NULL)
+                return deleted;
+            struct kv__rec first;
+            kv__rec_decode(next, 0, &first);
+            if (!before_end(r, first.key, first.klen))
+                return deleted;
+            kv__seek(kv, first.key, first.klen, &p);
+        }
+        /* delete from p.pos while inside r, within this leaf */
+        struct kv__leaf *l = p.leaf;
+        for (;;) {
+            struct kv__rec rec;
+            kv__rec_decode(l, p.pos, &rec);
+            if (!before_end(r, rec.key, rec.klen))
+                return deleted;
+            p.found = true;
+            bool changed = kv__remove(kv, &p);
+            deleted++;
+            if (changed || p.pos >= l->n)
+                break; /* the tree changed, or this leaf is done: seek again */
+        }
+    }
 }

@@ -15,8 +15,6 @@
  * time: a corrupt length fails as a truncated stream after allocating at
  * most about twice what the stream really holds. */
 #define ALLOC_STEP (1024 * 1024)
-/* Table room reserved up front from the header's (unverified) key count. */
-#define RESERVE_MAX (1024 * 1024)
 #define FD_BUF (64 * 1024)
 
 struct in {
@@ -105,56 +103,85 @@ static int get_member(struct in *in, struct kv *kv)
     return err;
 }
 
-static int get_entry(struct in *in, struct kv *kv)
+/* One key record of a snapshot of the given version. */
+static int get_entry(struct in *in, struct kv *kv, uint32_t version,
+                     uint64_t applied)
 {
-    uint8_t h[8];
-    int err = get(in, h, sizeof h);
+    uint8_t h[KV__SNAP_REC];
+    size_t hlen = version == 1 ? KV__SNAP_REC_V1 : KV__SNAP_REC;
+    int err = get(in, h, hlen);
     if (err)
         return err;
     uint32_t klen = craft_get32(h), vlen = craft_get32(h + 4);
+    uint64_t create = applied, mod = applied, ver = 1, lease = 0;
+    if (version != 1) {
+        create = craft_get64(h + 8);
+        mod = craft_get64(h + 16);
+        ver = craft_get64(h + 24);
+        lease = craft_get64(h + 32);
+        if (ver == 0 || create > mod || mod > applied)
+            return CRAFT_ECORRUPT;
+    }
     uint8_t *p;
-    err = get_alloc(in, sizeof(struct kv__ent), (size_t)klen + vlen, 0, &p);
+    err = get_alloc(in, sizeof(struct kv__blob), (size_t)klen + vlen, 0, &p);
     if (err)
         return err;
-    err = kv__reserve(kv, kv->count + 1);
+    err = kv__reserve(kv, 1, klen, kv__rec_bound(klen, vlen));
     if (err) {
         craft_free(p);
         return err;
     }
-    struct kv__ent *e = (struct kv__ent *)p;
-    e->klen = klen;
-    e->vlen = vlen;
-    kv__insert(kv, kv__hash(kv, e->data, klen), e);
+    struct kv__blob *b = (struct kv__blob *)p;
+    const uint8_t *key = b->data, *val = b->data + klen;
+    struct kv__path path;
+    kv__seek(kv, key, klen, &path);
+    /* no key twice; version 2 keys in increasing order */
+    if (path.found ||
+        (version != 1 && (path.pos != path.leaf->n || path.leaf->next))) {
+        craft_free(p);
+        return CRAFT_ECORRUPT;
+    }
+    bool big = kv__needs_blob(klen, vlen);
+    b->klen = klen;
+    b->vlen = vlen;
+    kv__store(kv, &path, kv__hkey(kv, key, klen), key, klen, val, vlen,
+              create, mod, ver, lease, big ? b : NULL);
+    if (!big)
+        craft_free(p);
     return 0;
 }
 
 /* Everything after the header and before the trailer. */
-static int get_body(struct in *in, struct kv *kv, uint32_t n_members,
-                    uint64_t n_keys)
+static int get_body(struct in *in, struct kv *kv, uint32_t version,
+                    uint64_t applied, uint32_t n_members, uint64_t n_keys)
 {
-    int err = kv__reserve(kv, n_keys < RESERVE_MAX ? n_keys : RESERVE_MAX);
+    int err = 0;
     for (uint32_t i = 0; i < n_members && !err; i++)
         err = get_member(in, kv);
     for (uint64_t i = 0; i < n_keys && !err; i++)
-        err = get_entry(in, kv);
+        err = get_entry(in, kv, version, applied);
     if (err)
         return err;
-    /* a repeated key or member id would have replaced an earlier one */
+    /* a repeated member id would have replaced an earlier one */
     if (kv->n_members != n_members || kv->count != n_keys)
         return CRAFT_ECORRUPT;
     return 0;
 }
 
-static int get_snapshot(struct in *in, struct kv *kv, uint64_t *applied)
+static int get_snapshot(struct in *in, struct kv *kv, uint64_t *applied_out)
 {
     uint8_t h[KV__SNAP_HDR];
     int err = get(in, h, sizeof h);
     if (err)
         return err;
+    uint32_t version = craft_get32(h + 8);
     if (memcmp(h, KV__SNAP_MAGIC, 8) != 0 ||
-        craft_get32(h + 8) != KV__SNAP_VERSION || craft_get32(h + 12) != 0)
+        (version != 1 && version != KV__SNAP_VERSION) ||
+        craft_get32(h + 12) != 0)
         return CRAFT_ECORRUPT;
-    err = get_body(in, kv, craft_get32(h + 24), craft_get64(h + 28));
+    uint64_t applied = craft_get64(h + 16);
+    err = get_body(in, kv, version, applied, craft_get32(h + 24),
+                   craft_get64(h + 28));
     if (err)
         return err;
     uint32_t computed = in->crc, stored;
@@ -163,7 +190,9 @@ static int get_snapshot(struct in *in, struct kv *kv, uint64_t *applied)
         return err;
     if (stored != computed)
         return CRAFT_ECORRUPT;
-    *applied = craft_get64(h + 16);
+    *applied_out = applied;
+    kv->index = applied;
+    kv__trim(kv);
     return 0;
 }
 

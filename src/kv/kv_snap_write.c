@@ -1,10 +1,10 @@
 /* Snapshot writing: the whole state as one checksummed byte stream, to any
  * sink, to a file descriptor (write(2) only, fork-safe) or to memory.
  *
- * Format, version 1 (integers little-endian):
+ * Format, version 2 (integers little-endian):
  *   header, 36 bytes:
  *     0   8   magic "CRAFTKVS"
- *     8   u32 version, 1
+ *     8   u32 version, 2 (the reader also takes 1)
  *     12  u32 flags, 0 (a reader rejects anything else)
  *     16  u64 applied index (the last log entry the state includes)
  *     24  u32 n_members
@@ -12,8 +12,11 @@
  *   n_members member records:
  *     u64 raft_id, then three strings (id, raft_addr, http_addr), each a
  *     u32 length and that many bytes (no NUL byte inside, none stored)
- *   n_keys key records, in no particular order, no key twice:
- *     u32 klen, u32 vlen, klen bytes of key, vlen bytes of value
+ *   n_keys key records, in strictly increasing byte-wise key order:
+ *     u32 klen, u32 vlen, u64 create_index, u64 mod_index, u64 version,
+ *     u64 lease, klen bytes of key, vlen bytes of value
+ *   (version 1: records "u32 klen, u32 vlen, key, value" in any order, no
+ *   key twice; read with create_index = mod_index = applied, version 1.)
  *   trailer: u32 CRC32C of every byte before it.
  * A snapshot is valid only if all of it is present and the CRC matches;
  * the reader (kv_snap_read.c) builds a new map and drops it otherwise. */
@@ -115,20 +118,33 @@ static int put_members(struct out *o, const struct kv *kv)
     return err;
 }
 
+static const struct kv__leaf *first_leaf(const struct kv *kv)
+{
+    const void *n = kv->root;
+    for (unsigned d = 0; d < kv->height; d++)
+        n = ((const struct kv__inode *)n)->child[0];
+    return n;
+}
+
 static int put_entries(struct out *o, const struct kv *kv)
 {
-    for (size_t i = 0; i < kv->cap; i++) {
-        const struct kv__ent *e = kv->ents[i];
-        if (e == NULL)
-            continue;
-        /* the 8-byte record header is exactly the entry's header */
-        uint8_t h[8];
-        craft_put32(h, e->klen);
-        craft_put32(h + 4, e->vlen);
-        int err = put_bytes(o, h, sizeof h);
-        err = err ? err : put_bytes(o, e->data, (size_t)e->klen + e->vlen);
-        if (err)
-            return err;
+    for (const struct kv__leaf *l = first_leaf(kv); l; l = l->next) {
+        for (uint32_t i = 0; i < l->n; i++) {
+            struct kv__rec r;
+            kv__rec_decode(l, i, &r);
+            uint8_t h[KV__SNAP_REC];
+            craft_put32(h, (uint32_t)r.klen);
+            craft_put32(h + 4, (uint32_t)r.vlen);
+            craft_put64(h + 8, r.create);
+            craft_put64(h + 16, r.mod);
+            craft_put64(h + 24, r.version);
+            craft_put64(h + 32, r.lease);
+            int err = put_bytes(o, h, sizeof h);
+            err = err ? err : put_bytes(o, r.key, r.klen);
+            err = err ? err : put_bytes(o, r.val, r.vlen);
+            if (err)
+                return err;
+        }
     }
     return 0;
 }
@@ -141,7 +157,7 @@ uint64_t kv_snapshot_size(const struct kv *kv)
         n += 8 + 12 + strlen(m->id) + strlen(m->raft_addr) +
              strlen(m->http_addr);
     }
-    return n + 8 * (uint64_t)kv->count + kv->bytes;
+    return n + KV__SNAP_REC * (uint64_t)kv->count + kv->bytes;
 }
 
 int kv_snapshot_write(const struct kv *kv, uint64_t applied_index,

@@ -125,7 +125,7 @@ static void apply_committed(struct node *n, const struct raft_ready *rd)
         if (e->index <= n->applied)
             continue;
         if (e->type == RAFT_ENTRY_NORMAL) {
-            int rv = kv_apply(n->kv, e->data, e->len);
+            int rv = kv_apply_at(n->kv, e->index, e->data, e->len);
             if (rv)
                 CRAFT_ERROR(&n->log, "entry %llu does not apply: %s",
                             (unsigned long long)e->index, craft_strerror(rv));

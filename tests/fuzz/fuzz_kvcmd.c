@@ -1,7 +1,9 @@
-/* libFuzzer target for the kv command decoder (src/kv/kv_cmd.c): a command
- * that decodes must re-encode to exactly its bytes, through kv_cmd_encode
- * and through the builder, and apply atomically to what its operations say
- * (the last operation on a key wins); one that does not decode must be
+/* libFuzzer target for the kv command decoders (src/kv/kv_cmd.c and
+ * kv_txn.c): a command that decodes must re-encode to exactly its bytes and
+ * apply to what its operations say: a version-1 batch atomically, the last
+ * operation on a key winning; a version-2 transaction like a plain model
+ * of it here (compares, one branch, per-op results, revisions), the map
+ * then listed in order against the model. One that does not decode must be
  * refused by kv_apply, leaving the map as it was. Built and run by
  * `make fuzz`. */
 #include <stdint.h>
@@ -56,10 +58,200 @@ static void check_key(const struct kv *kv, const struct kv_op *ops, size_t n,
     }
 }
 
+/* ---- the transaction model ---- */
+
+struct ment {
+    const uint8_t *key, *val;
+    size_t klen, vlen;
+    uint64_t create, mod, version, lease;
+};
+
+/* The transactions' base map: "a", "b" and BIG_N keys "k000".. with
+ * 30-byte values, enough for a few leaves (so that puts split them and
+ * deletes merge them). */
+#define BIG_N 400
+static char big_keys[BIG_N][4];
+static char big_val[30] = "value-value-value-value-value";
+
+struct model {
+    struct ment e[2 + BIG_N + KV_TXN_MAX];
+    size_t n;
+};
+
+static struct ment *m_find(struct model *m, const uint8_t *k, size_t kl)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (bytes_eq(m->e[i].key, m->e[i].klen, k, kl))
+            return &m->e[i];
+    return NULL;
+}
+
+static bool m_cmp(struct model *m, const struct kv_compare *c)
+{
+    struct ment *e = m_find(m, c->key, c->klen);
+    uint64_t x = 0;
+    switch (c->target) {
+    case KV_CMP_VALUE:
+        if (e == NULL)
+            return false;
+        return (c->op == KV_CMP_EQ) ==
+               bytes_eq(e->val, e->vlen, c->val, c->vlen);
+    case KV_CMP_EXISTS:
+        return (c->op == KV_CMP_EQ) == ((e != NULL) == (c->num == 1));
+    case KV_CMP_MOD:
+        x = e ? e->mod : 0;
+        break;
+    case KV_CMP_VERSION:
+        x = e ? e->version : 0;
+        break;
+    default:
+        x = e ? e->create : 0;
+    }
+    switch (c->op) {
+    case KV_CMP_EQ:
+        return x == c->num;
+    case KV_CMP_NE:
+        return x != c->num;
+    case KV_CMP_LT:
+        return x < c->num;
+    default:
+        return x > c->num;
+    }
+}
+
+static int ment_cmp(const void *a, const void *b)
+{
+    const struct ment *x = a, *y = b;
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = n ? memcmp(x->key, y->key, n) : 0;
+    return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+struct lister {
+    const struct model *m;
+    size_t i;
+};
+
+static int list_cb(void *ud, const struct kv_meta *km)
+{
+    struct lister *l = ud;
+    CHECK(l->i < l->m->n);
+    const struct ment *e = &l->m->e[l->i++];
+    CHECK(bytes_eq(km->key, km->klen, e->key, e->klen));
+    CHECK(bytes_eq(km->val, km->vlen, e->val, e->vlen));
+    CHECK(km->create_index == e->create && km->mod_index == e->mod &&
+          km->version == e->version && km->lease == e->lease);
+    return 0;
+}
+
+static void fuzz_txn(const uint8_t *data, size_t size)
+{
+    static struct kv_compare cmp[KV_TXN_MAX];
+    static struct kv_txn_op succ[KV_TXN_MAX], fail[KV_TXN_MAX];
+    struct kv *kv = base_map();
+    for (int i = 0; i < BIG_N; i++) {
+        big_keys[i][0] = 'k';
+        big_keys[i][1] = (char)('0' + i / 100);
+        big_keys[i][2] = (char)('0' + i / 10 % 10);
+        big_keys[i][3] = (char)('0' + i % 10);
+        CHECK(kv_put(kv, big_keys[i], 4, big_val, sizeof big_val) == 0);
+    }
+    struct kv_txn t;
+    if (kv_txn_decode(data, size, &t, cmp, succ, fail) != 0) {
+        CHECK(kv_apply_at(kv, 7, data, size) == CRAFT_ECORRUPT);
+        CHECK(kv_count(kv) == 2 + BIG_N && kv_index(kv) == 0);
+        kv_free(kv);
+        return;
+    }
+    CHECK(kv_txn_size(&t) == size);
+    uint8_t *buf = malloc(size);
+    CHECK(buf != NULL);
+    CHECK(kv_txn_encode(&t, buf) == size && memcmp(buf, data, size) == 0);
+    free(buf);
+
+    static struct model m;
+    m.n = 2;
+    m.e[0] = (struct ment){(const uint8_t *)"a", (const uint8_t *)"1", 1, 1,
+                           0, 0, 1, 0};
+    m.e[1] = (struct ment){(const uint8_t *)"b", (const uint8_t *)"", 1, 0,
+                           0, 0, 1, 0};
+    for (int i = 0; i < BIG_N; i++)
+        m.e[m.n++] = (struct ment){(const uint8_t *)big_keys[i],
+                                   (const uint8_t *)big_val, 4,
+                                   sizeof big_val, 0, 0, 1, 0};
+    bool ok = true;
+    for (size_t i = 0; i < t.n_cmp && ok; i++)
+        ok = m_cmp(&m, &cmp[i]);
+    const struct kv_txn_op *ops = ok ? t.success : t.failure;
+    size_t n = ok ? t.n_success : t.n_failure;
+
+    CHECK(kv_apply_at(kv, 7, data, size) == 0);
+    CHECK(kv_index(kv) == 7);
+    const struct kv_result *r = kv_last_result(kv);
+    CHECK(r->succeeded == ok && r->n_ops == n && r->err == 0);
+    for (size_t i = 0; i < n; i++) {
+        const struct kv_txn_op *o = &ops[i];
+        const struct kv_op_result *res = &r->ops[i];
+        CHECK(res->type == o->type);
+        struct ment *e = m_find(&m, o->key, o->klen);
+        if (o->type == KV_TOP_PUT) {
+            CHECK(res->created == (e == NULL));
+            if (e == NULL) {
+                e = &m.e[m.n++];
+                *e = (struct ment){o->key, NULL, o->klen, 0, 7, 7, 0, 0};
+            }
+            e->val = o->val;
+            e->vlen = o->vlen;
+            e->mod = 7;
+            e->version++;
+            e->lease = o->lease;
+        } else if (o->type == KV_TOP_DEL) {
+            CHECK(res->deleted == (e != NULL));
+            if (e)
+                *e = m.e[--m.n];
+        } else if (o->type == KV_TOP_DEL_PREFIX) {
+            uint64_t del = 0;
+            for (size_t j = 0; j < m.n;) {
+                if (m.e[j].klen >= o->klen &&
+                    (o->klen == 0 || memcmp(m.e[j].key, o->key, o->klen) == 0)) {
+                    m.e[j] = m.e[--m.n];
+                    del++;
+                } else {
+                    j++;
+                }
+            }
+            CHECK(res->deleted == del);
+        } else {
+            CHECK(res->found == (e != NULL));
+            if (e)
+                CHECK(bytes_eq(res->meta.val, res->meta.vlen, e->val,
+                               e->vlen) &&
+                      bytes_eq(res->meta.key, res->meta.klen, e->key,
+                               e->klen) &&
+                      res->meta.mod_index == e->mod &&
+                      res->meta.version == e->version);
+        }
+    }
+    qsort(m.e, m.n, sizeof m.e[0], ment_cmp);
+    CHECK(kv_count(kv) == m.n);
+    struct kv_range all;
+    kv_range_span(&all, NULL, 0, NULL, 0);
+    struct lister l = {&m, 0};
+    size_t got;
+    bool more;
+    CHECK(kv_list(kv, &all, NULL, 0, SIZE_MAX, list_cb, &l, &got, &more) == 0);
+    CHECK(got == m.n && !more);
+    kv_free(kv);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size > 0 && data[0] == KV_TXN_VERSION) {
+        fuzz_txn(data, size);
+        return 0;
+    }
     struct kv *kv = base_map();
     struct kv_cmd_iter it;
     if (kv_cmd_iter_init(&it, data, size) != 0) {

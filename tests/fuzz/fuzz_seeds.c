@@ -230,6 +230,34 @@ static void kvcmd_seeds(void)
         put_seed("kvcmd", (int)i, NULL, 0, buf, len);
         free(buf);
     }
+    /* version 2: transactions */
+    struct kv_compare cmps[] = {
+        {KV_CMP_MOD, KV_CMP_EQ, (const uint8_t *)"a", 1, 0, NULL, 0},
+        {KV_CMP_EXISTS, KV_CMP_NE, (const uint8_t *)"c", 1, 1, NULL, 0},
+        {KV_CMP_VALUE, KV_CMP_EQ, (const uint8_t *)"b", 1, 0,
+         (const uint8_t *)"", 0},
+        {KV_CMP_VERSION, KV_CMP_GT, (const uint8_t *)"a", 1, 0, NULL, 0},
+    };
+    struct kv_txn_op tops[] = {
+        {KV_TOP_PUT, (const uint8_t *)"a", 1, (const uint8_t *)"x", 1, 5},
+        {KV_TOP_GET, (const uint8_t *)"a", 1, NULL, 0, 0},
+        {KV_TOP_DEL, (const uint8_t *)"b", 1, NULL, 0, 0},
+        {KV_TOP_DEL_PREFIX, (const uint8_t *)"", 0, NULL, 0, 0},
+        {KV_TOP_PUT, (const uint8_t *)"c\0", 2, big, sizeof big, 0},
+    };
+    struct kv_txn txns[] = {
+        {cmps, 4, tops, 5, tops + 1, 1},
+        {cmps, 1, tops, 1, NULL, 0},
+        {cmps + 1, 1, tops + 2, 3, tops, 2},
+        {NULL, 0, tops + 4, 1, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof txns / sizeof txns[0]; i++) {
+        size_t len = kv_txn_size(&txns[i]);
+        uint8_t *buf = malloc(len);
+        kv_txn_encode(&txns[i], buf);
+        put_seed("kvcmd", 100 + (int)i, NULL, 0, buf, len);
+        free(buf);
+    }
 }
 
 int main(int argc, char **argv)

@@ -1,4 +1,5 @@
-/* Tests of the replicated state machine (src/kv): the map, commands and
+/* Tests of the replicated state machine (src/kv): the map and its tree
+ * invariants, revisions, ordered listing, commands, transactions and
  * their atomicity, the member directory, snapshots and their corruption,
  * allocation failure, and the 1M-key memory budget. */
 #include <setjmp.h>
@@ -218,13 +219,13 @@ static void test_grow_delete_iterate(void **state)
     assert_int_equal(kv_foreach(kv, stop_at_third, &calls), 77);
     assert_int_equal(calls, 3);
 
-    /* delete everything: the table shrinks back */
+    /* delete everything: the tree shrinks back */
     for (unsigned i = 1; i < n; i += 2) {
         key16(k, i, "key");
         assert_int_equal(kv_del(kv, k, 16), 0);
     }
     assert_int_equal(kv_count(kv), 0);
-    assert_true(kv->cap <= 64);
+    assert_int_equal(kv->height, 0); /* back to one leaf */
     kv_free(kv);
 }
 
@@ -276,12 +277,12 @@ static void test_million_keys(void **state)
     double per_key = (double)(rss1 - rss0) / n;
     printf("kv: %u keys: put %.0f ns/key (slowest put, a table doubling: "
            "%.1f ms), get %.0f ns/key, RSS +%.1f MB = %.1f bytes/key "
-           "(table %zu slots)\n",
+           "(tree height %u)\n",
            n, (t1 - t0) / n * 1e9, worst * 1e3, (t2 - t1) / n * 1e9,
-           (rss1 - rss0) / 1e6, per_key, kv->cap);
+           (rss1 - rss0) / 1e6, per_key, kv->height);
 #if !defined(__SANITIZE_ADDRESS__)
     if (!slow_env())
-        assert_true(rss1 - rss0 < 200L * 1000 * 1000);
+        assert_true(rss1 - rss0 < 80L * 1024 * 1024); /* the budget */
 #endif
 
     /* snapshot and restore of the whole map */
@@ -556,14 +557,22 @@ static void test_apply_nomem(void **state)
         assert_memory_equal(snap0, snap1, len0);
         craft_free(snap1);
     }
-    assert_int_equal(fails, 15); /* array, 12 entries, table (2 blocks) */
+    assert_true(fails >= 3); /* blocks array, leaves, index */
     assert_int_equal(kv_count(kv), 11 + 12 - 1);
     craft_free(snap0);
 
-    /* kv_put and the builder fail cleanly too */
+    /* kv_put and the builder fail cleanly too (a small put takes its room
+     * from the pool kept after the last change; a big value needs its own
+     * block) */
+    static uint8_t bigv[2 * KV__INLINE_MAX];
     count_alloc_countdown = 1;
-    assert_int_equal(kv_put(kv, "p", 1, "q", 1), CRAFT_ENOMEM);
+    assert_int_equal(kv_put(kv, "p", 1, bigv, sizeof bigv), CRAFT_ENOMEM);
     assert_absent(kv, "p", 1);
+    count_alloc_countdown = 1;
+    assert_int_equal(kv_put(kv, "p", 1, "q", 1), 0);
+    assert_int_equal(count_alloc_countdown, 1); /* allocated nothing */
+    count_alloc_countdown = 0;
+    assert_val(kv, "p", 1, "q", 1);
     for (unsigned i = 0; i < 10; i++) { /* fill up the builder's buffer */
         key16(k, i, "more");
         assert_int_equal(kv_cmd_set(&c, k, 16, k, 16), 0);
@@ -826,25 +835,48 @@ static void test_snapshot_structure(void **state)
     struct kv *back = NULL;
     uint64_t applied;
 
-    craft_put32(buf + 8, 2); /* version 2 */
+    craft_put32(buf + 8, 3); /* version 3 */
     reseal(buf, len);
     assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied),
                      CRAFT_ECORRUPT);
-    craft_put32(buf + 8, 1);
+    craft_put32(buf + 8, 2);
     craft_put32(buf + 12, 1); /* unknown flag */
     reseal(buf, len);
     assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied),
                      CRAFT_ECORRUPT);
     craft_put32(buf + 12, 0);
-    /* the same key twice: the two records are k1/k2, make both k1 */
-    uint8_t *rec2 = buf + 36 + 8 + 2 + 1 + 8;
-    assert_true(rec2[0] == 'k');
-    uint8_t other = rec2[1];
-    rec2[1] = buf[36 + 8 + 1];
+    /* the same key twice: the two records are k1/k2, make both k1; then
+     * out of order: k1, k0 */
+    uint8_t *rec2 = buf + 36 + 40 + 2 + 1 + 40;
+    assert_true(rec2[0] == 'k' && rec2[1] == '2');
+    rec2[1] = '1';
     reseal(buf, len);
     assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied),
                      CRAFT_ECORRUPT);
-    rec2[1] = other;
+    rec2[1] = '0';
+    reseal(buf, len);
+    assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied),
+                     CRAFT_ECORRUPT);
+    rec2[1] = '2';
+    /* impossible revisions: version 0, create after mod, mod after the
+     * snapshot's applied index */
+    uint8_t *rev = buf + 36 + 8;
+    uint64_t create = craft_get64(rev), mod = craft_get64(rev + 8);
+    craft_put64(rev + 16, 0);
+    reseal(buf, len);
+    assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied),
+                     CRAFT_ECORRUPT);
+    craft_put64(rev + 16, 1);
+    craft_put64(rev, mod + 1);
+    reseal(buf, len);
+    assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied),
+                     CRAFT_ECORRUPT);
+    craft_put64(rev, create);
+    craft_put64(rev + 8, 2); /* applied is 1 */
+    reseal(buf, len);
+    assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied),
+                     CRAFT_ECORRUPT);
+    craft_put64(rev + 8, mod);
     /* a key length claiming far more than the stream holds */
     craft_put32(buf + 36, 0x7fffffff);
     reseal(buf, len);
@@ -948,6 +980,961 @@ static void test_snapshot_errors(void **state)
     kv_free(kv);
 }
 
+/* ---- the tree's invariants ------------------------------------------------ */
+
+struct walk {
+    const struct kv *kv;
+    const struct kv__leaf *prev_leaf; /* the leaf before, in walk order */
+    const uint8_t *last;              /* the last key seen, and its length */
+    size_t last_len;
+    bool any;
+    size_t leaves;
+    size_t count;
+    uint64_t bytes;
+};
+
+/* Every key of node lies in [lo, hi) (NULL: unbounded); every leaf is at
+ * depth height; keys increase along the leaf chain. */
+static void walk_node(const void *node, unsigned height, const uint8_t *lo,
+                      size_t lolen, const uint8_t *hi, size_t hilen,
+                      struct walk *w)
+{
+    if (height == 0) {
+        const struct kv__leaf *l = node;
+        assert_ptr_equal(l->prev, w->prev_leaf);
+        if (w->prev_leaf)
+            assert_ptr_equal(w->prev_leaf->next, l);
+        w->prev_leaf = l;
+        w->leaves++;
+        size_t used = 0;
+        struct kv__rec r0;
+        if (l->n)
+            kv__rec_decode(l, 0, &r0);
+        for (uint32_t i = 0; i < l->n; i++) {
+            struct kv__rec r;
+            kv__rec_decode(l, i, &r);
+            /* the common prefix and the hints */
+            assert_true(r.klen >= l->cp || l->n == 1);
+            if (l->n > 1)
+                assert_memory_equal(r.key, r0.key, l->cp);
+            if (l->cp <= KV__PFX && l->cp)
+                assert_memory_equal(r.key, l->pfx, l->cp);
+            assert_int_equal(kv__hint(l, i), kv__hint_of(r.key, r.klen, l->cp));
+            used += r.size;
+            assert_true(kv__slot(l, i) >= l->top);
+            if (lo)
+                assert_true(kv__cmp(r.key, r.klen, lo, lolen) >= 0);
+            if (hi)
+                assert_true(kv__cmp(r.key, r.klen, hi, hilen) < 0);
+            if (w->any)
+                assert_true(kv__cmp(w->last, w->last_len, r.key, r.klen) < 0);
+            assert_true(r.version >= 1 && r.create <= r.mod);
+            struct kv__leaf *hl;
+            uint16_t hoff;
+            assert_true(kv__hash_find(w->kv, r.key, r.klen, &hl, &hoff));
+            assert_ptr_equal(hl, l);
+            assert_int_equal(hoff, kv__slot(l, i));
+            assert_ptr_equal(w->kv->leaf_ids[l->id], l);
+            w->last = r.key;
+            w->last_len = r.klen;
+            w->any = true;
+            w->count++;
+            w->bytes += r.klen + r.vlen;
+        }
+        assert_int_equal(used + l->garbage, KV__LEAF_DATA - l->top);
+        return;
+    }
+    const struct kv__inode *in = node;
+    assert_true(in->n >= 1 && in->n <= KV__FAN);
+    for (uint32_t i = 0; i < in->n; i++) {
+        const uint8_t *clo = i ? kv__sep_key(&in->sep[i - 1]) : lo;
+        size_t clolen = i ? in->sep[i - 1].len : lolen;
+        const uint8_t *chi = i + 1 < in->n ? kv__sep_key(&in->sep[i]) : hi;
+        size_t chilen = i + 1 < in->n ? in->sep[i].len : hilen;
+        walk_node(in->child[i], height - 1, clo, clolen, chi, chilen, w);
+    }
+}
+
+static size_t check_tree(const struct kv *kv)
+{
+    struct walk w = {0};
+    w.kv = kv;
+    walk_node(kv->root, kv->height, NULL, 0, NULL, 0, &w);
+    assert_null(w.prev_leaf->next);
+    assert_int_equal(w.count, kv_count(kv));
+    size_t used = 0;
+    for (size_t i = 0; i < kv->hcap; i++)
+        used += kv->hs[i] != 0;
+    assert_int_equal(used, kv_count(kv)); /* nothing in it twice */
+    return w.leaves;
+    assert_int_equal(w.bytes, kv_bytes(kv));
+}
+
+/* ---- revisions, transactions ---------------------------------------------- */
+
+static void apply_ok(struct kv *kv, uint64_t index, const struct kv_txn *t)
+{
+    size_t len = kv_txn_size(t);
+    assert_true(len > 0);
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    assert_int_equal(kv_txn_encode(t, buf), len);
+    assert_int_equal(kv_apply_at(kv, index, buf, len), 0);
+    free(buf);
+}
+
+static void batch_set(struct kv *kv, uint64_t index, const char *k,
+                      const char *v)
+{
+    struct kv_op op = {KV_OP_SET, (const uint8_t *)k, strlen(k),
+                       (const uint8_t *)v, strlen(v)};
+    uint8_t buf[256];
+    size_t len = kv_cmd_encode(&op, 1, buf);
+    assert_int_equal(kv_apply_at(kv, index, buf, len), 0);
+}
+
+static void batch_del(struct kv *kv, uint64_t index, const char *k)
+{
+    struct kv_op op = {KV_OP_DEL, (const uint8_t *)k, strlen(k), NULL, 0};
+    uint8_t buf[256];
+    size_t len = kv_cmd_encode(&op, 1, buf);
+    assert_int_equal(kv_apply_at(kv, index, buf, len), 0);
+}
+
+static void assert_meta(const struct kv *kv, const char *k, uint64_t create,
+                        uint64_t mod, uint64_t version)
+{
+    struct kv_meta m;
+    assert_int_equal(kv_get_meta(kv, k, strlen(k), &m), 0);
+    assert_int_equal(m.create_index, create);
+    assert_int_equal(m.mod_index, mod);
+    assert_int_equal(m.version, version);
+}
+
+#define OP_PUT(k, v) {KV_TOP_PUT, (const uint8_t *)(k), sizeof(k) - 1, \
+                      (const uint8_t *)(v), sizeof(v) - 1, 0}
+#define OP_DEL(k) {KV_TOP_DEL, (const uint8_t *)(k), sizeof(k) - 1, NULL, 0, 0}
+#define OP_DELP(k) {KV_TOP_DEL_PREFIX, (const uint8_t *)(k), sizeof(k) - 1, \
+                    NULL, 0, 0}
+#define OP_GET(k) {KV_TOP_GET, (const uint8_t *)(k), sizeof(k) - 1, NULL, 0, 0}
+#define CMP_NUM(t, o, k, n) {t, o, (const uint8_t *)(k), sizeof(k) - 1, n, \
+                             NULL, 0}
+
+static void test_revisions(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    assert_int_equal(kv_index(kv), 0);
+    batch_set(kv, 5, "a", "1");
+    assert_meta(kv, "a", 5, 5, 1);
+    assert_int_equal(kv_index(kv), 5);
+    batch_set(kv, 7, "a", "22");
+    batch_set(kv, 7 + 1, "b", "x");
+    assert_meta(kv, "a", 5, 7, 2);
+    assert_meta(kv, "b", 8, 8, 1);
+    batch_set(kv, 9, "a", "22"); /* same value: still a write */
+    assert_meta(kv, "a", 5, 9, 3);
+    /* deleted and re-created: starts over */
+    batch_del(kv, 10, "a");
+    struct kv_meta m;
+    assert_int_equal(kv_get_meta(kv, "a", 1, &m), CRAFT_ENOTFOUND);
+    assert_int_equal(m.mod_index, 0);
+    batch_set(kv, 11, "a", "3");
+    assert_meta(kv, "a", 11, 11, 1);
+    assert_int_equal(kv_index(kv), 11);
+    /* a malformed command changes nothing, not even the index */
+    uint8_t junk[] = {1, 9, 0, 0, 0};
+    assert_int_equal(kv_apply_at(kv, 12, junk, sizeof junk), CRAFT_ECORRUPT);
+    assert_int_equal(kv_index(kv), 11);
+    /* the lease given with a put is kept */
+    struct kv_txn_op put = {KV_TOP_PUT, (const uint8_t *)"l", 1,
+                            (const uint8_t *)"v", 1, 0x1234567890ULL};
+    struct kv_txn t = {.success = &put, .n_success = 1};
+    apply_ok(kv, 13, &t);
+    assert_int_equal(kv_get_meta(kv, "l", 1, &m), 0);
+    assert_int_equal(m.lease, 0x1234567890ULL);
+    const struct kv_result *r = kv_last_result(kv);
+    assert_true(r->succeeded && r->n_ops == 1 && r->ops[0].created);
+    assert_int_equal(r->index, 13);
+    check_tree(kv);
+    kv_free(kv);
+}
+
+/* Two puts conditioned on the same mod_index: exactly one wins. */
+static void test_cas_race(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    batch_set(kv, 5, "a", "0");
+    struct kv_compare c = CMP_NUM(KV_CMP_MOD, KV_CMP_EQ, "a", 5);
+    struct kv_txn_op px = OP_PUT("a", "x"), py = OP_PUT("a", "y");
+    struct kv_txn tx = {&c, 1, &px, 1, NULL, 0};
+    struct kv_txn ty = {&c, 1, &py, 1, NULL, 0};
+    apply_ok(kv, 6, &tx);
+    const struct kv_result *r = kv_last_result(kv);
+    assert_true(r->succeeded);
+    assert_int_equal(r->failed_cmp, -1);
+    assert_false(r->ops[0].created);
+    apply_ok(kv, 7, &ty);
+    r = kv_last_result(kv);
+    assert_false(r->succeeded);
+    assert_int_equal(r->failed_cmp, 0);
+    assert_int_equal(r->failed_mod_index, 6); /* the winner's write */
+    assert_int_equal(r->n_ops, 0);
+    assert_val(kv, "a", 1, "x", 1);
+    assert_meta(kv, "a", 5, 6, 2);
+    assert_int_equal(kv_index(kv), 7);
+
+    /* If-None-Match: * twice: the second finds it */
+    struct kv_compare absent = CMP_NUM(KV_CMP_EXISTS, KV_CMP_EQ, "b", 0);
+    struct kv_txn_op pb = OP_PUT("b", "1");
+    struct kv_txn tb = {&absent, 1, &pb, 1, NULL, 0};
+    apply_ok(kv, 8, &tb);
+    assert_true(kv_last_result(kv)->succeeded);
+    assert_true(kv_last_result(kv)->ops[0].created);
+    apply_ok(kv, 9, &tb);
+    assert_false(kv_last_result(kv)->succeeded);
+    assert_int_equal(kv_last_result(kv)->failed_mod_index, 8);
+    assert_meta(kv, "b", 8, 8, 1);
+    /* If-Match: * on an absent key fails with mod_index 0 */
+    struct kv_compare exists = CMP_NUM(KV_CMP_EXISTS, KV_CMP_EQ, "c", 1);
+    struct kv_txn_op dc = OP_DEL("c");
+    struct kv_txn td = {&exists, 1, &dc, 1, NULL, 0};
+    apply_ok(kv, 10, &td);
+    assert_false(kv_last_result(kv)->succeeded);
+    assert_int_equal(kv_last_result(kv)->failed_mod_index, 0);
+    /* a delete conditioned on the right mod_index goes through */
+    struct kv_compare mb = CMP_NUM(KV_CMP_MOD, KV_CMP_EQ, "b", 8);
+    struct kv_txn_op db = OP_DEL("b");
+    struct kv_txn tdb = {&mb, 1, &db, 1, NULL, 0};
+    apply_ok(kv, 11, &tdb);
+    assert_true(kv_last_result(kv)->succeeded);
+    assert_int_equal(kv_last_result(kv)->ops[0].deleted, 1);
+    assert_absent(kv, "b", 1);
+    kv_free(kv);
+}
+
+static void test_txn_compares(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    batch_set(kv, 3, "k", "val");
+    batch_set(kv, 4, "k", "val2"); /* create 3, mod 4, version 2 */
+    struct {
+        struct kv_compare c;
+        bool holds;
+    } cases[] = {
+        {CMP_NUM(KV_CMP_MOD, KV_CMP_EQ, "k", 4), true},
+        {CMP_NUM(KV_CMP_MOD, KV_CMP_NE, "k", 4), false},
+        {CMP_NUM(KV_CMP_MOD, KV_CMP_LT, "k", 5), true},
+        {CMP_NUM(KV_CMP_MOD, KV_CMP_GT, "k", 4), false},
+        {CMP_NUM(KV_CMP_VERSION, KV_CMP_EQ, "k", 2), true},
+        {CMP_NUM(KV_CMP_VERSION, KV_CMP_GT, "k", 1), true},
+        {CMP_NUM(KV_CMP_CREATE, KV_CMP_EQ, "k", 3), true},
+        {CMP_NUM(KV_CMP_CREATE, KV_CMP_LT, "k", 3), false},
+        {CMP_NUM(KV_CMP_EXISTS, KV_CMP_EQ, "k", 1), true},
+        {CMP_NUM(KV_CMP_EXISTS, KV_CMP_NE, "k", 1), false},
+        {CMP_NUM(KV_CMP_MOD, KV_CMP_EQ, "nope", 0), true},
+        {CMP_NUM(KV_CMP_VERSION, KV_CMP_LT, "nope", 1), true},
+        {{KV_CMP_VALUE, KV_CMP_EQ, (const uint8_t *)"k", 1, 0,
+          (const uint8_t *)"val2", 4}, true},
+        {{KV_CMP_VALUE, KV_CMP_NE, (const uint8_t *)"k", 1, 0,
+          (const uint8_t *)"val", 3}, true},
+        {{KV_CMP_VALUE, KV_CMP_EQ, (const uint8_t *)"k", 1, 0,
+          (const uint8_t *)"val", 3}, false},
+        {{KV_CMP_VALUE, KV_CMP_NE, (const uint8_t *)"nope", 4, 0,
+          (const uint8_t *)"x", 1}, false}, /* absent: false */
+    };
+    uint64_t index = 10;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct kv_txn t = {&cases[i].c, 1, NULL, 0, NULL, 0};
+        apply_ok(kv, index++, &t);
+        assert_int_equal(kv_last_result(kv)->succeeded, cases[i].holds);
+    }
+    /* the first failing compare is reported, later ones not evaluated */
+    struct kv_compare three[] = {
+        CMP_NUM(KV_CMP_EXISTS, KV_CMP_EQ, "k", 1),
+        CMP_NUM(KV_CMP_MOD, KV_CMP_EQ, "k", 99),
+        CMP_NUM(KV_CMP_MOD, KV_CMP_EQ, "k", 98),
+    };
+    struct kv_txn t = {three, 3, NULL, 0, NULL, 0};
+    apply_ok(kv, index++, &t);
+    assert_int_equal(kv_last_result(kv)->failed_cmp, 1);
+    assert_int_equal(kv_last_result(kv)->failed_mod_index, 4);
+    kv_free(kv);
+}
+
+/* One branch runs entirely, the other not at all; results per op. */
+static void test_txn_branches(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    batch_set(kv, 1, "a", "1");
+    batch_set(kv, 2, "tmp/x", "x");
+    batch_set(kv, 3, "tmp/y", "y");
+    batch_set(kv, 4, "tmq", "q");
+    struct kv_compare c = CMP_NUM(KV_CMP_MOD, KV_CMP_EQ, "a", 1);
+    struct kv_txn_op succ[] = {
+        OP_PUT("a", "2"), OP_GET("a"), OP_DEL("a"), OP_GET("a"),
+        OP_PUT("a", "3"), OP_DELP("tmp/"), OP_DEL("never"), OP_GET("tmq"),
+    };
+    struct kv_txn_op fail[] = {OP_PUT("failed", "1"), OP_GET("a")};
+    struct kv_txn t = {&c, 1, succ, 8, fail, 2};
+    apply_ok(kv, 5, &t);
+    const struct kv_result *r = kv_last_result(kv);
+    assert_true(r->succeeded);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->n_ops, 8);
+    assert_false(r->ops[0].created);
+    assert_true(r->ops[1].found); /* sees the put before it */
+    assert_int_equal(r->ops[1].meta.vlen, 1);
+    assert_memory_equal(r->ops[1].meta.val, "2", 1);
+    assert_memory_equal(r->ops[1].meta.key, "a", 1);
+    assert_int_equal(r->ops[1].meta.mod_index, 5);
+    assert_int_equal(r->ops[1].meta.version, 2);
+    assert_int_equal(r->ops[2].deleted, 1);
+    assert_false(r->ops[3].found);
+    assert_true(r->ops[4].created); /* re-created */
+    assert_int_equal(r->ops[5].deleted, 2);
+    assert_int_equal(r->ops[6].deleted, 0);
+    assert_true(r->ops[7].found);
+    assert_memory_equal(r->ops[7].meta.val, "q", 1);
+    assert_meta(kv, "a", 5, 5, 1);
+    assert_absent(kv, "tmp/x", 5);
+    assert_absent(kv, "tmp/y", 5);
+    assert_absent(kv, "failed", 6);
+    assert_int_equal(kv_count(kv), 2);
+
+    /* now the compare fails: only the failure branch runs */
+    apply_ok(kv, 6, &t);
+    r = kv_last_result(kv);
+    assert_false(r->succeeded);
+    assert_int_equal(r->n_ops, 2);
+    assert_true(r->ops[0].created);
+    assert_true(r->ops[1].found);
+    assert_memory_equal(r->ops[1].meta.val, "3", 1);
+    assert_meta(kv, "a", 5, 5, 1);
+    assert_meta(kv, "failed", 6, 6, 1);
+    check_tree(kv);
+    kv_free(kv);
+}
+
+/* Every allocation a transaction makes, failed in turn: ENOMEM and the map
+ * unchanged, until it succeeds. */
+static void test_txn_nomem(void **state)
+{
+    (void)state;
+    struct kv *kv = fill(2000, SEED); /* a few leaves */
+    static uint8_t big[3 * KV__INLINE_MAX];
+    struct kv_txn_op ops[KV_TXN_MAX];
+    char keys[KV_TXN_MAX][16];
+    for (unsigned i = 0; i < KV_TXN_MAX; i++) {
+        key16(keys[i], i * 15, i % 3 ? "key" : "new");
+        ops[i] = (struct kv_txn_op){KV_TOP_PUT, (const uint8_t *)keys[i], 16,
+                                    big, i % 7 ? 100 : sizeof big, 0};
+    }
+    ops[5].type = KV_TOP_GET;
+    ops[9].type = KV_TOP_DEL_PREFIX;
+    ops[9].klen = 8;
+    struct kv_txn t = {NULL, 0, ops, KV_TXN_MAX, NULL, 0};
+    size_t len = kv_txn_size(&t);
+    uint8_t *cmd = malloc(len);
+    kv_txn_encode(&t, cmd);
+    size_t len0;
+    uint8_t *snap0 = snapshot(kv, 0, &len0);
+    int err, fails = 0;
+    for (long at = 1;; at++) {
+        count_alloc_countdown = at;
+        err = kv_apply_at(kv, 9, cmd, len);
+        count_alloc_countdown = 0;
+        if (err == 0)
+            break;
+        assert_int_equal(err, CRAFT_ENOMEM);
+        fails++;
+        size_t len1;
+        uint8_t *snap1 = snapshot(kv, 0, &len1);
+        assert_int_equal(len0, len1);
+        assert_memory_equal(snap0, snap1, len0);
+        craft_free(snap1);
+        check_tree(kv);
+    }
+    assert_true(fails > 19); /* at least the 19 big values */
+    check_tree(kv);
+    assert_int_equal(kv_index(kv), 9);
+    craft_free(snap0);
+    free(cmd);
+    kv_free(kv);
+}
+
+static void test_txn_encoding(void **state)
+{
+    (void)state;
+    struct kv_compare c[] = {
+        CMP_NUM(KV_CMP_MOD, KV_CMP_GT, "a\0b", 1ULL << 63),
+        {KV_CMP_VALUE, KV_CMP_NE, (const uint8_t *)"", 0, 0,
+         (const uint8_t *)"\0\xff", 2},
+    };
+    struct kv_txn_op s[] = {OP_PUT("k\0", "\0v"), OP_DELP("")};
+    struct kv_txn_op f[] = {OP_GET("g")};
+    struct kv_txn t = {c, 2, s, 2, f, 1};
+    size_t len = kv_txn_size(&t);
+    uint8_t buf[128];
+    assert_true(len > 0 && len <= sizeof buf);
+    assert_int_equal(kv_txn_encode(&t, buf), len);
+    struct kv_compare dc[KV_TXN_MAX];
+    struct kv_txn_op ds[KV_TXN_MAX], df[KV_TXN_MAX];
+    struct kv_txn d;
+    assert_int_equal(kv_txn_decode(buf, len, &d, dc, ds, df), 0);
+    assert_int_equal(d.n_cmp, 2);
+    assert_int_equal(dc[0].num, 1ULL << 63);
+    assert_int_equal(dc[0].klen, 3);
+    assert_memory_equal(dc[1].val, "\0\xff", 2);
+    assert_int_equal(d.n_success, 2);
+    assert_int_equal(ds[0].vlen, 2);
+    assert_int_equal(d.n_failure, 1);
+    assert_int_equal(df[0].type, KV_TOP_GET);
+    /* every strict prefix is malformed, and so is a byte more */
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(kv_txn_decode(buf, i, &d, dc, ds, df),
+                         CRAFT_ECORRUPT);
+    buf[len] = 0;
+    assert_int_equal(kv_txn_decode(buf, len + 1, &d, dc, ds, df),
+                     CRAFT_ECORRUPT);
+    struct kv *kv = kv_new(SEED);
+    assert_int_equal(kv_apply_at(kv, 1, buf, len - 1), CRAFT_ECORRUPT);
+    /* invalid compares and ops do not encode */
+    struct kv_compare bad[] = {
+        CMP_NUM(KV_CMP_EXISTS, KV_CMP_EQ, "a", 2),
+        CMP_NUM(KV_CMP_EXISTS, KV_CMP_LT, "a", 1),
+        {KV_CMP_VALUE, KV_CMP_GT, (const uint8_t *)"a", 1, 0, NULL, 0},
+        CMP_NUM(9, KV_CMP_EQ, "a", 1),
+        CMP_NUM(KV_CMP_MOD, 4, "a", 1),
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct kv_txn b = {&bad[i], 1, NULL, 0, NULL, 0};
+        assert_int_equal(kv_txn_size(&b), 0);
+    }
+    struct kv_txn_op badop = {7, (const uint8_t *)"a", 1, NULL, 0, 0};
+    struct kv_txn b = {NULL, 0, &badop, 1, NULL, 0};
+    assert_int_equal(kv_txn_size(&b), 0);
+    /* the limits: 128 of each, not 129 */
+    static struct kv_compare many[KV_TXN_MAX + 1];
+    static struct kv_txn_op mops[KV_TXN_MAX + 1];
+    for (size_t i = 0; i <= KV_TXN_MAX; i++) {
+        many[i] = (struct kv_compare)CMP_NUM(KV_CMP_MOD, KV_CMP_EQ, "m", 0);
+        mops[i] = (struct kv_txn_op)OP_GET("m");
+    }
+    struct kv_txn lim = {many, KV_TXN_MAX, mops, KV_TXN_MAX, mops, KV_TXN_MAX};
+    len = kv_txn_size(&lim);
+    assert_true(len > 0);
+    uint8_t *lb = malloc(len + 16);
+    kv_txn_encode(&lim, lb);
+    assert_int_equal(kv_apply_at(kv, 2, lb, len), 0);
+    assert_true(kv_last_result(kv)->succeeded);
+    assert_int_equal(kv_last_result(kv)->n_ops, KV_TXN_MAX);
+    lim.n_cmp = KV_TXN_MAX + 1;
+    assert_int_equal(kv_txn_size(&lim), 0);
+    lim.n_cmp = 0;
+    lim.n_failure = KV_TXN_MAX + 1;
+    assert_int_equal(kv_txn_size(&lim), 0);
+    /* a hand-made count of 129 is refused by the decoder */
+    uint8_t over[] = {KV_TXN_VERSION, 0x81, 0x01};
+    assert_int_equal(kv_apply_at(kv, 3, over, sizeof over), CRAFT_ECORRUPT);
+    free(lb);
+    kv_free(kv);
+}
+
+/* ---- ordered listing -------------------------------------------------------- */
+
+struct collect {
+    char keys[64][8];
+    size_t lens[64];
+    size_t n;
+    size_t stop_at; /* non-zero: return -1 at that many */
+};
+
+static int collect_cb(void *ud, const struct kv_meta *m)
+{
+    struct collect *c = ud;
+    assert_true(m->klen < 8 && c->n < 64);
+    memcpy(c->keys[c->n], m->key, m->klen);
+    c->lens[c->n++] = m->klen;
+    return c->stop_at && c->n == c->stop_at ? -1 : 0;
+}
+
+static void test_list_binary_order(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    /* byte-wise order, shortest first on a shared prefix */
+    static const struct {
+        const char *k;
+        size_t len;
+    } order[] = {
+        {"", 0},        {"\x00", 1},  {"\x00\x00", 2}, {"\x00\x01", 2},
+        {"a", 1},       {"a\x00", 2}, {"ab", 2},        {"a\xff", 2},
+        {"\x7f", 1},    {"\x80", 1},  {"\xff", 1},     {"\xff\x00", 2},
+        {"\xff\xff", 2}, {"\xff\xff\xff", 3},
+    };
+    size_t n = sizeof order / sizeof order[0];
+    for (size_t i = n; i-- > 0;) /* inserted backwards */
+        assert_int_equal(kv_put(kv, order[i].k, order[i].len, "v", 1), 0);
+    struct kv_range all;
+    kv_range_span(&all, NULL, 0, NULL, 0);
+    struct collect c = {0};
+    size_t got;
+    bool more;
+    assert_int_equal(kv_list(kv, &all, NULL, 0, 100, collect_cb, &c, &got,
+                             &more), 0);
+    assert_int_equal(got, n);
+    assert_false(more);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(c.lens[i], order[i].len);
+        assert_memory_equal(c.keys[i], order[i].k, order[i].len);
+    }
+    /* prefixes: 0xff, 0x00, "a", "" */
+    struct {
+        const char *p;
+        size_t plen, first, count;
+    } pre[] = {
+        {"\xff", 1, 10, 4}, {"\xff\xff", 2, 12, 2}, {"\x00", 1, 1, 3},
+        {"a", 1, 4, 4},     {"", 0, 0, n},          {"b", 1, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++) {
+        struct kv_range r;
+        kv_range_prefix(&r, pre[i].p, pre[i].plen);
+        memset(&c, 0, sizeof c);
+        assert_int_equal(kv_list(kv, &r, NULL, 0, 100, collect_cb, &c, &got,
+                                 &more), 0);
+        assert_int_equal(got, pre[i].count);
+        for (size_t j = 0; j < got; j++)
+            assert_memory_equal(c.keys[j], order[pre[i].first + j].k,
+                                order[pre[i].first + j].len);
+        size_t cnt;
+        struct kv_meta last;
+        kv_count_range(kv, &r, NULL, 0, 1000, &cnt, &more, &last);
+        assert_int_equal(cnt, pre[i].count);
+        assert_false(more);
+    }
+    /* half-open [a, a\xff\xff): a, a\0, ab, a\xff; [a, ab): a, a\0 */
+    struct kv_range span;
+    kv_range_span(&span, "a", 1, "a\xff\xff", 3);
+    memset(&c, 0, sizeof c);
+    kv_list(kv, &span, NULL, 0, 100, collect_cb, &c, &got, &more);
+    assert_int_equal(got, 4);
+    assert_false(more);
+    assert_memory_equal(c.keys[3], "a\xff", 2);
+    struct kv_range span2;
+    kv_range_span(&span2, "a", 1, "ab", 2);
+    memset(&c, 0, sizeof c);
+    kv_list(kv, &span2, NULL, 0, 100, collect_cb, &c, &got, &more);
+    assert_int_equal(got, 2);
+    assert_memory_equal(c.keys[1], "a\x00", 2);
+    /* after: continue strictly after that key, even if it is absent */
+    memset(&c, 0, sizeof c);
+    kv_list(kv, &span, "a\x00\x00", 3, 100, collect_cb, &c, &got, &more);
+    assert_int_equal(got, 2);
+    assert_memory_equal(c.keys[0], "ab", 2);
+    memset(&c, 0, sizeof c);
+    kv_list(kv, &span, "ab", 2, 100, collect_cb, &c, &got, &more);
+    assert_int_equal(got, 1);
+    assert_memory_equal(c.keys[0], "a\xff", 2);
+    /* after before start: from the start */
+    memset(&c, 0, sizeof c);
+    kv_list(kv, &span, "\x00", 1, 100, collect_cb, &c, &got, &more);
+    assert_int_equal(got, 4);
+    /* limit and a callback that stops */
+    memset(&c, 0, sizeof c);
+    kv_list(kv, &all, NULL, 0, 2, collect_cb, &c, &got, &more);
+    assert_int_equal(got, 2);
+    assert_true(more);
+    memset(&c, 0, sizeof c);
+    kv_list(kv, &all, NULL, 0, 0, collect_cb, &c, &got, &more);
+    assert_int_equal(got, 0);
+    assert_true(more);
+    memset(&c, 0, sizeof c);
+    c.stop_at = 3;
+    assert_int_equal(kv_list(kv, &all, NULL, 0, 100, collect_cb, &c, &got,
+                             &more), -1);
+    assert_int_equal(got, 3);
+    /* the iterator goes in the same order */
+    struct kv_iter it;
+    const uint8_t *k, *v;
+    size_t kl, vl, i = 0;
+    kv_iter_init(&it);
+    while (kv_iter_next(kv, &it, &k, &kl, &v, &vl)) {
+        assert_int_equal(kl, order[i].len);
+        assert_memory_equal(k, order[i].k, kl);
+        i++;
+    }
+    assert_int_equal(i, n);
+    kv_free(kv);
+}
+
+struct page_ud {
+    unsigned next; /* the key number expected next */
+    char last[16];
+};
+
+static int page_cb(void *ud, const struct kv_meta *m)
+{
+    struct page_ud *p = ud;
+    char want[16];
+    key16(want, p->next, "key");
+    assert_int_equal(m->klen, 16);
+    assert_memory_equal(m->key, want, 16);
+    memcpy(p->last, m->key, 16);
+    p->next++;
+    return 0;
+}
+
+/* Pages of 100 with `after` walk a prefix exactly once; counting with a cap
+ * comes back in bounded steps and adds up. */
+static void test_list_paging(void **state)
+{
+    (void)state;
+    const unsigned n = 30000;
+    struct kv *kv = fill(n, SEED);
+    check_tree(kv);
+    /* "key-0000000012" holds keys 1200..1299, "key-000000001" 1000..1999 */
+    struct kv_range r;
+    kv_range_prefix(&r, "key-000000001", 13);
+    struct page_ud p = {1000, {0}};
+    bool more = true;
+    size_t got, pages = 0;
+    const char *after = NULL;
+    while (more) {
+        assert_int_equal(kv_list(kv, &r, after, 16, 100, page_cb, &p, &got,
+                                 &more), 0);
+        assert_true(got == 100 || (!more && got == 0));
+        after = p.last;
+        pages++;
+    }
+    assert_int_equal(p.next, 2000);
+    assert_true(pages == 10 || pages == 11);
+    /* count with a cap of 150 keys a call */
+    size_t total = 0, cnt, calls = 0;
+    struct kv_meta last;
+    char cursor[16];
+    const void *ca = NULL;
+    do {
+        kv_count_range(kv, &r, ca, 16, 150, &cnt, &more, &last);
+        assert_true(cnt <= 150);
+        total += cnt;
+        calls++;
+        if (more) {
+            assert_int_equal(last.klen, 16);
+            memcpy(cursor, last.key, 16);
+            ca = cursor;
+        }
+    } while (more);
+    assert_int_equal(total, 1000);
+    assert_true(calls >= 7 && calls <= 8);
+    /* the whole map under "key-" */
+    kv_range_prefix(&r, "key-", 4);
+    kv_count_range(kv, &r, NULL, 0, SIZE_MAX, &cnt, &more, &last);
+    assert_int_equal(cnt, n);
+    assert_false(more);
+    kv_free(kv);
+}
+
+/* ---- a random walk against a plain model ------------------------------------ */
+
+struct model_ent {
+    char key[4];
+    size_t klen;
+    size_t vlen;
+    uint8_t vbyte;
+    uint64_t create, mod, version;
+};
+
+static int model_find(const struct model_ent *m, size_t n, const char *k,
+                      size_t kl)
+{
+    for (size_t i = 0; i < n; i++)
+        if (kv__cmp(m[i].key, m[i].klen, k, kl) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int model_cmp(const void *a, const void *b)
+{
+    const struct model_ent *x = a, *y = b;
+    return kv__cmp(x->key, x->klen, y->key, y->klen);
+}
+
+/* Random puts (values of 0 to 3x the inline limit), deletes and prefix
+ * deletes on 3-byte keys over a small alphabet, through kv_apply_at;
+ * after each step some checks, and the whole tree and listing often. */
+static void test_model_walk(void **state)
+{
+    (void)state;
+    const size_t cap = 4 * 4 * 4 + 4 * 4 + 4 + 1;
+    struct model_ent *m = calloc(cap, sizeof *m);
+    size_t n = 0;
+    struct kv *kv = kv_new(SEED);
+    static uint8_t val[3 * KV__INLINE_MAX];
+    uint64_t x = 12345;
+    const unsigned steps = slow_env() ? 3000 : 30000;
+    for (unsigned step = 1; step <= steps; step++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        char k[3];
+        size_t kl = 1 + x % 3;
+        for (size_t i = 0; i < kl; i++)
+            k[i] = "\x00\x01\x7f\xff"[(x >> (8 + 2 * i)) & 3];
+        unsigned what = (x >> 20) % 10;
+        int at = model_find(m, n, k, kl);
+        struct kv_txn_op op = {KV_TOP_PUT, (const uint8_t *)k, kl, val, 0, 0};
+        if (what < 6) {
+            op.vlen = (x >> 24) % 8 == 0 ? (x >> 28) % sizeof val
+                                         : (x >> 28) % 300;
+            memset(val, (uint8_t)step, op.vlen);
+            if (at < 0) {
+                at = (int)n++;
+                memcpy(m[at].key, k, kl);
+                m[at].klen = kl;
+                m[at].create = step;
+                m[at].version = 0;
+            }
+            m[at].vlen = op.vlen;
+            m[at].vbyte = (uint8_t)step;
+            m[at].mod = step;
+            m[at].version++;
+        } else if (what < 9) {
+            op.type = KV_TOP_DEL;
+            if (at >= 0)
+                m[at] = m[--n];
+        } else {
+            op.type = KV_TOP_DEL_PREFIX;
+            op.klen = kl - 1;
+            for (size_t i = 0; i < n;)
+                if (m[i].klen >= op.klen &&
+                    memcmp(m[i].key, k, op.klen) == 0)
+                    m[i] = m[--n];
+                else
+                    i++;
+        }
+        struct kv_txn t = {NULL, 0, &op, 1, NULL, 0};
+        apply_ok(kv, step, &t);
+        assert_int_equal(kv_count(kv), n);
+        if (step % 97 != 0 && step != steps)
+            continue;
+        check_tree(kv);
+        qsort(m, n, sizeof *m, model_cmp);
+        struct kv_iter it;
+        const uint8_t *ik, *iv;
+        size_t ikl, ivl, i = 0;
+        kv_iter_init(&it);
+        while (kv_iter_next(kv, &it, &ik, &ikl, &iv, &ivl)) {
+            assert_true(i < n);
+            assert_int_equal(ikl, m[i].klen);
+            assert_memory_equal(ik, m[i].key, ikl);
+            assert_int_equal(ivl, m[i].vlen);
+            for (size_t j = 0; j < ivl; j++)
+                assert_int_equal(iv[j], m[i].vbyte);
+            struct kv_meta meta;
+            assert_int_equal(kv_get_meta(kv, ik, ikl, &meta), 0);
+            assert_int_equal(meta.create_index, m[i].create);
+            assert_int_equal(meta.mod_index, m[i].mod);
+            assert_int_equal(meta.version, m[i].version);
+            i++;
+        }
+        assert_int_equal(i, n);
+    }
+    kv_free(kv);
+    free(m);
+}
+
+/* A big batch reserves room by its bytes, not a leaf per key, and applies. */
+static void test_big_batch(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    struct kv_cmd c;
+    assert_int_equal(kv_cmd_init(&c), 0);
+    const unsigned n = 20000;
+    char k[16];
+    for (unsigned i = 0; i < n; i++) {
+        key16(k, (i * 7919u) % n, "key");
+        assert_int_equal(kv_cmd_set(&c, k, 16, k, 16), 0);
+    }
+    assert_int_equal(kv__reserve(kv, n, 16, n * kv__rec_bound(16, 16)), 0);
+    assert_true(kv->n_free_leaves < n / 2); /* a pessimistic bound still */
+    assert_int_equal(kv_apply_at(kv, 3, c.data, c.len), 0);
+    assert_int_equal(kv_count(kv), n);
+    size_t leaves = check_tree(kv);
+    printf("kv: a batch of %u keys: %zu leaves, %zu reserved\n", n, leaves,
+           kv->n_free_leaves);
+    kv_cmd_free(&c);
+    kv_free(kv);
+}
+
+/* Deleting most keys gives leaves back: sparse neighbours merge. */
+static void test_delete_merges(void **state)
+{
+    (void)state;
+    const unsigned n = 50000;
+    struct kv *kv = fill(n, SEED);
+    size_t before = check_tree(kv);
+    char k[16];
+    for (unsigned i = 0; i < n; i++) { /* a scrambled order */
+        unsigned j = (i * 7919u) % n;
+        key16(k, j, "key");
+        if (j % 10 != 3)
+            assert_int_equal(kv_del(kv, k, 16), 0);
+    }
+    size_t after = check_tree(kv);
+    assert_int_equal(kv_count(kv), n / 10);
+    printf("kv: %zu leaves, %zu after deleting 90%% of the keys\n", before,
+           after);
+    assert_true(after * 2 < before); /* a tenth of the keys, < 1/2 leaves */
+    for (unsigned i = 3; i < n; i += 10) {
+        char v[16];
+        key16(k, i, "key");
+        key16(v, i, "val");
+        assert_val(kv, k, 16, v, 16);
+    }
+    /* a prefix delete across many leaves merges too */
+    struct kv_txn_op op = OP_DELP("key-00000000"); /* keys 0..9999 */
+    struct kv_txn t = {NULL, 0, &op, 1, NULL, 0};
+    apply_ok(kv, 1, &t);
+    assert_int_equal(kv_last_result(kv)->ops[0].deleted, 1000);
+    check_tree(kv);
+    kv_free(kv);
+}
+
+/* Keys longer than an inline separator, with a long shared prefix, in a
+ * scrambled order: separators out of line, splits, deletes, a snapshot. */
+static void test_long_keys(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    const unsigned n = slow_env() ? 2000 : 20000;
+    char k[48];
+    memset(k, 'p', sizeof k);
+    for (unsigned i = 0; i < n; i++) {
+        unsigned j = (i * 7919u) % n;
+        snprintf(k + 30, sizeof k - 30, "%08u-%08u", j, j * 3);
+        static const char val[64] = "value";
+        assert_int_equal(kv_put(kv, k, 47, val, 10 + j % 50), 0);
+    }
+    check_tree(kv);
+    for (unsigned j = 0; j < n; j += 3) {
+        snprintf(k + 30, sizeof k - 30, "%08u-%08u", j, j * 3);
+        assert_int_equal(kv_del(kv, k, 47), 0);
+    }
+    check_tree(kv);
+    struct kv_range r;
+    kv_range_prefix(&r, k, 30);
+    size_t cnt;
+    bool more;
+    struct kv_meta last;
+    kv_count_range(kv, &r, NULL, 0, SIZE_MAX, &cnt, &more, &last);
+    assert_int_equal(cnt, n - (n + 2) / 3);
+    size_t len;
+    uint8_t *buf = snapshot(kv, 1, &len);
+    struct kv *back;
+    uint64_t applied;
+    assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied), 0);
+    check_tree(back);
+    assert_same(kv, back);
+    craft_free(buf);
+    kv_free(back);
+    kv_free(kv);
+}
+
+/* ---- snapshots with revisions --------------------------------------------- */
+
+#include "unit/kv_snap_v1.h"
+
+static void test_snapshot_revisions(void **state)
+{
+    (void)state;
+    struct kv *kv = fill(5000, SEED);
+    batch_set(kv, 40, "key-000000000007", "new");
+    batch_set(kv, 41, "key-000000000007", "newer");
+    batch_del(kv, 42, "key-000000000008");
+    batch_set(kv, 43, "key-000000000008", "again");
+    static uint8_t big[5000];
+    assert_int_equal(kv_put(kv, "big", 3, big, sizeof big), 0);
+    size_t len;
+    uint8_t *buf = snapshot(kv, 50, &len);
+    struct kv *back;
+    uint64_t applied;
+    assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied), 0);
+    assert_int_equal(applied, 50);
+    assert_int_equal(kv_index(back), 50);
+    check_tree(back);
+    assert_same(kv, back);
+    assert_meta(back, "key-000000000007", 0, 41, 3);
+    assert_meta(back, "key-000000000008", 43, 43, 1);
+    assert_meta(back, "big", 43, 43, 1); /* kv_put takes kv_index() */
+    /* every key's revisions came back */
+    struct kv_range all;
+    kv_range_span(&all, NULL, 0, NULL, 0);
+    struct kv_iter it;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+    kv_iter_init(&it);
+    while (kv_iter_next(kv, &it, &k, &kl, &v, &vl)) {
+        struct kv_meta a, b;
+        assert_int_equal(kv_get_meta(kv, k, kl, &a), 0);
+        assert_int_equal(kv_get_meta(back, k, kl, &b), 0);
+        assert_int_equal(a.create_index, b.create_index);
+        assert_int_equal(a.mod_index, b.mod_index);
+        assert_int_equal(a.version, b.version);
+        assert_int_equal(a.lease, b.lease);
+    }
+    /* written again, the same bytes */
+    size_t len2;
+    uint8_t *buf2 = snapshot(back, 50, &len2);
+    assert_int_equal(len, len2);
+    assert_memory_equal(buf, buf2, len);
+    craft_free(buf2);
+    craft_free(buf);
+    kv_free(back);
+    kv_free(kv);
+}
+
+/* A snapshot from the version-1 writer loads, with revisions at its index. */
+static void test_snapshot_v1(void **state)
+{
+    (void)state;
+    struct kv *kv;
+    uint64_t applied;
+    assert_int_equal(kv_restore_mem(kv_snap_v1, sizeof kv_snap_v1, SEED, &kv,
+                                    &applied), 0);
+    assert_int_equal(applied, 77);
+    assert_int_equal(kv_index(kv), 77);
+    assert_int_equal(kv_count(kv), 6);
+    check_tree(kv);
+    assert_val(kv, "alpha", 5, "1", 1);
+    assert_val(kv, "", 0, "empty key", 9);
+    assert_val(kv, "k\0bin", 5, "v\0\xff", 3);
+    assert_val(kv, "\xff\xff", 2, "", 0);
+    assert_meta(kv, "dir/a", 77, 77, 1);
+    assert_meta(kv, "alpha", 77, 77, 1);
+    assert_non_null(kv_member_get(kv, "n1"));
+    assert_int_equal(kv_member_get(kv, "n1")->raft_id, 11);
+    /* listing works on what was loaded in hash order */
+    struct kv_range r;
+    kv_range_prefix(&r, "dir/", 4);
+    size_t cnt;
+    bool more;
+    struct kv_meta last;
+    kv_count_range(kv, &r, NULL, 0, 10, &cnt, &more, &last);
+    assert_int_equal(cnt, 2);
+    /* the next write goes on from the snapshot's index */
+    batch_set(kv, 78, "alpha", "2");
+    assert_meta(kv, "alpha", 77, 78, 2);
+    /* and it is written back as version 2 */
+    size_t len;
+    uint8_t *buf = snapshot(kv, 78, &len);
+    assert_int_equal(craft_get32(buf + 8), 2);
+    craft_free(buf);
+    kv_free(kv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -969,6 +1956,20 @@ int main(void)
         T(test_snapshot_corruption),
         T(test_snapshot_structure),
         T(test_snapshot_errors),
+        T(test_revisions),
+        T(test_cas_race),
+        T(test_txn_compares),
+        T(test_txn_branches),
+        T(test_txn_nomem),
+        T(test_txn_encoding),
+        T(test_list_binary_order),
+        T(test_list_paging),
+        T(test_model_walk),
+        T(test_long_keys),
+        T(test_delete_merges),
+        T(test_big_batch),
+        T(test_snapshot_revisions),
+        T(test_snapshot_v1),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,295 @@
+/* Applying commands to the map: a version-1 batch or a version-2
+ * transaction, atomically (everything that may fail is done before the
+ * first change) and deterministically, at a log index that becomes the
+ * revision of every write; and the result kept for the node to read. */
+#include "kv/kv_internal.h"
+
+#include <string.h>
+
+#include "common/alloc.h"
+
+#define STACK_BLOBS 8
+
+const struct kv_result *kv_last_result(const struct kv *kv)
+{
+    return &kv->res.pub;
+}
+
+static void result_reset(struct kv *kv, uint64_t index)
+{
+    struct kv_result *r = &kv->res.pub;
+    memset(r, 0, sizeof *r);
+    r->index = index;
+    r->succeeded = true;
+    r->failed_cmp = -1;
+    r->ops = kv->res.ops;
+    kv->res.blen = 0;
+}
+
+/* Room for n op results (before any change). */
+static int result_reserve(struct kv *kv, size_t n)
+{
+    if (n <= kv->res.cap)
+        return 0;
+    struct kv_op_result *p = craft_realloc(kv->res.ops, n * sizeof *p);
+    if (p == NULL)
+        return CRAFT_ENOMEM;
+    kv->res.ops = p;
+    kv->res.cap = n;
+    return 0;
+}
+
+/* Copy bytes into the result buffer: their offset, or SIZE_MAX. */
+static size_t result_copy(struct kv *kv, const uint8_t *p, size_t len)
+{
+    struct kv__results *r = &kv->res;
+    if (r->buf == NULL || len > r->bcap - r->blen) { /* never NULL after */
+        size_t cap = r->bcap ? r->bcap : 256;
+        while (len > cap - r->blen) {
+            if (cap > SIZE_MAX / 2)
+                return SIZE_MAX;
+            cap *= 2;
+        }
+        uint8_t *b = craft_realloc(r->buf, cap);
+        if (b == NULL)
+            return SIZE_MAX;
+        r->buf = b;
+        r->bcap = cap;
+    }
+    size_t off = r->blen;
+    if (len)
+        memcpy(r->buf + off, p, len);
+    r->blen += len;
+    return off;
+}
+
+static void free_blobs(struct kv__blob **b, size_t n, struct kv__blob **stack)
+{
+    for (size_t i = 0; i < n; i++)
+        craft_free(b[i]);
+    if (b != stack)
+        craft_free(b);
+}
+
+/* ---- version 1 ---- */
+
+static int apply_batch(struct kv *kv, uint64_t index, const uint8_t *data,
+                       size_t len)
+{
+    uint32_t n_ops;
+    size_t n_sets;
+    int err = kv__cmd_validate(data, len, &n_ops, &n_sets);
+    if (err)
+        return err;
+    struct kv__blob *stack[STACK_BLOBS];
+    struct kv__blob **blobs = stack;
+    if (n_sets > STACK_BLOBS && !(blobs = craft_calloc(n_sets, sizeof *blobs)))
+        return CRAFT_ENOMEM;
+    struct kv_cmd_iter it;
+    struct kv_op op;
+    size_t k = 0, max_klen = 0, rec_bytes = 0;
+    kv__cmd_iter_start(&it, data, len, n_ops);
+    while (kv_cmd_iter_next(&it, &op)) {
+        if (op.type != KV_OP_SET)
+            continue;
+        max_klen = op.klen > max_klen ? op.klen : max_klen;
+        rec_bytes += kv__rec_bound(op.klen, op.vlen);
+        blobs[k] = kv__blob_for(op.key, op.klen, op.val, op.vlen, &err);
+        if (err) {
+            free_blobs(blobs, k, stack);
+            return err;
+        }
+        k++;
+    }
+    err = kv__reserve(kv, n_sets, max_klen, rec_bytes);
+    if (err) {
+        free_blobs(blobs, k, stack);
+        return err;
+    }
+    result_reset(kv, index);
+    k = 0;
+    kv__cmd_iter_start(&it, data, len, n_ops);
+    while (kv_cmd_iter_next(&it, &op)) {
+        if (op.type == KV_OP_SET) {
+            kv__put_rev(kv, op.key, op.klen, op.val, op.vlen, 0, index,
+                        blobs[k++], NULL);
+            continue;
+        }
+        struct kv__path p;
+        kv__seek(kv, op.key, op.klen, &p);
+        if (p.found)
+            kv__remove(kv, &p);
+    }
+    free_blobs(blobs, 0, stack);
+    return 0;
+}
+
+/* ---- version 2 ---- */
+
+static bool compare(const struct kv *kv, const struct kv_compare *c,
+                    uint64_t *mod)
+{
+    struct kv_meta m;
+    bool exists = kv_get_meta(kv, c->key, c->klen, &m) == 0;
+    *mod = m.mod_index;
+    uint64_t x;
+    switch (c->target) {
+    case KV_CMP_MOD:
+        x = m.mod_index;
+        break;
+    case KV_CMP_VERSION:
+        x = m.version;
+        break;
+    case KV_CMP_CREATE:
+        x = m.create_index;
+        break;
+    case KV_CMP_VALUE: {
+        if (!exists)
+            return false;
+        bool eq = m.vlen == c->vlen &&
+                  (c->vlen == 0 || memcmp(m.val, c->val, c->vlen) == 0);
+        return c->op == KV_CMP_EQ ? eq : !eq;
+    }
+    default: /* KV_CMP_EXISTS */
+        return c->op == KV_CMP_EQ ? exists == (c->num == 1)
+                                  : exists != (c->num == 1);
+    }
+    switch (c->op) {
+    case KV_CMP_EQ:
+        return x == c->num;
+    case KV_CMP_NE:
+        return x != c->num;
+    case KV_CMP_LT:
+        return x < c->num;
+    default:
+        return x > c->num;
+    }
+}
+
+/* A get's result: copies of key and value (offsets until fixed up). */
+static void txn_get(struct kv *kv, const struct kv_txn_op *o,
+                    struct kv_op_result *r)
+{
+    struct kv_meta m;
+    if (kv_get_meta(kv, o->key, o->klen, &m) != 0)
+        return;
+    size_t ko = result_copy(kv, m.key, m.klen);
+    size_t vo = ko == SIZE_MAX ? SIZE_MAX : result_copy(kv, m.val, m.vlen);
+    if (vo == SIZE_MAX) {
+        kv->res.pub.err = CRAFT_ENOMEM;
+        return;
+    }
+    r->found = true;
+    r->meta = m;
+    r->meta.key = (const uint8_t *)(uintptr_t)ko;
+    r->meta.val = (const uint8_t *)(uintptr_t)vo;
+}
+
+static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
+                     size_t len)
+{
+    struct kv_compare cmp[KV_TXN_MAX];
+    struct kv_txn_op succ[KV_TXN_MAX], fail[KV_TXN_MAX];
+    struct kv_txn t;
+    int err = kv_txn_decode(data, len, &t, cmp, succ, fail);
+    if (err)
+        return err;
+
+    bool ok = true;
+    int failed = -1;
+    uint64_t failed_mod = 0;
+    for (size_t i = 0; i < t.n_cmp && ok; i++) {
+        ok = compare(kv, &cmp[i], &failed_mod);
+        failed = ok ? -1 : (int)i;
+    }
+    const struct kv_txn_op *ops = ok ? t.success : t.failure;
+    size_t n = ok ? t.n_success : t.n_failure;
+
+    /* everything that may fail, before the first change */
+    struct kv__blob *blobs[KV_TXN_MAX];
+    size_t n_puts = 0, max_klen = 0, rec_bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        blobs[i] = NULL;
+        if (ops[i].type != KV_TOP_PUT)
+            continue;
+        n_puts++;
+        rec_bytes += kv__rec_bound(ops[i].klen, ops[i].vlen);
+        max_klen = ops[i].klen > max_klen ? ops[i].klen : max_klen;
+        blobs[i] = kv__blob_for(ops[i].key, ops[i].klen, ops[i].val,
+                                ops[i].vlen, &err);
+        if (err) {
+            free_blobs(blobs, i, blobs);
+            return err;
+        }
+    }
+    err = kv__reserve(kv, n_puts, max_klen, rec_bytes);
+    err = err ? err : result_reserve(kv, n);
+    if (err) {
+        free_blobs(blobs, n, blobs);
+        return err;
+    }
+
+    result_reset(kv, index);
+    struct kv_result *res = &kv->res.pub;
+    res->succeeded = ok;
+    res->failed_cmp = failed;
+    res->failed_mod_index = ok ? 0 : failed_mod;
+    for (size_t i = 0; i < n; i++) {
+        const struct kv_txn_op *o = &ops[i];
+        struct kv_op_result *r = &kv->res.ops[i];
+        memset(r, 0, sizeof *r);
+        r->type = o->type;
+        switch (o->type) {
+        case KV_TOP_PUT:
+            kv__put_rev(kv, o->key, o->klen, o->val, o->vlen, o->lease,
+                        index, blobs[i], &r->created);
+            break;
+        case KV_TOP_DEL: {
+            struct kv__path p;
+            kv__seek(kv, o->key, o->klen, &p);
+            if (p.found) {
+                kv__remove(kv, &p);
+                r->deleted = 1;
+            }
+            break;
+        }
+        case KV_TOP_DEL_PREFIX: {
+            struct kv_range rg;
+            kv_range_prefix(&rg, o->key, o->klen);
+            r->deleted = kv__del_range(kv, &rg);
+            break;
+        }
+        default:
+            txn_get(kv, o, r);
+        }
+    }
+    res->n_ops = n;
+    for (size_t i = 0; i < n; i++) { /* the buffer moved no more: point */
+        struct kv_op_result *r = &kv->res.ops[i];
+        if (!r->found)
+            continue;
+        r->meta.key = kv->res.buf + (uintptr_t)r->meta.key;
+        r->meta.val = kv->res.buf + (uintptr_t)r->meta.val;
+    }
+    res->ops = kv->res.ops;
+    return 0;
+}
+
+int kv_apply_at(struct kv *kv, uint64_t index, const uint8_t *data,
+                size_t len)
+{
+    if (data == NULL || len == 0)
+        return CRAFT_ECORRUPT;
+    int err = data[0] == KV_TXN_VERSION ? apply_txn(kv, index, data, len)
+                                        : apply_batch(kv, index, data, len);
+    kv__trim(kv);
+    if (err)
+        return err;
+    kv->index = index;
+    return 0;
+}
+
+int kv_apply(struct kv *kv, const uint8_t *data, size_t len)
+{
+    return kv_apply_at(kv, kv->index + 1, data, len);
+}
