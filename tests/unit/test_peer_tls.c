@@ -465,25 +465,6 @@ static void on_refused(void *ud, const struct peer_refusal *r)
     }
 }
 
-struct reached {
-    const unsigned *count;
-    unsigned want;
-};
-
-static bool count_reached(void *arg)
-{
-    const struct reached *r = arg;
-    return *r->count >= r->want;
-}
-
-/* Run the loop until *count reaches want, or ms pass. */
-static void wait_count(struct uvenv *e, const unsigned *count, unsigned want,
-                      unsigned ms)
-{
-    struct reached r = {count, want};
-    uvenv_run_until(e, count_reached, &r, ms);
-}
-
 static void start(struct uvenv *e, struct node *n, const char *name,
                   uint64_t inc, const char *cert, const char *ca)
 {
@@ -547,8 +528,8 @@ static void test_transports_over_tls(void **state)
     dial(&b, &a, "n1");
     send_frames(&a, b.id, 200);
     send_frames(&b, a.id, 3);
-    wait_count(e, &b.frames, 200, WAIT_MS);
-    wait_count(e, &a.frames, 3, WAIT_MS);
+    uvenv_run_until_count(e, &b.frames, 200, WAIT_MS);
+    uvenv_run_until_count(e, &a.frames, 3, WAIT_MS);
     assert_int_equal(b.frames, 200);
     assert_int_equal(b.last_from, a.id);
     assert_int_equal(a.frames, 3);
@@ -561,7 +542,7 @@ static void test_transports_over_tls(void **state)
     assert_int_equal(peer_set(a.t, craft_member_id("n2", 99),
                               craft_member_id("n2", 0), addr), 0);
     send_frames(&a, craft_member_id("n2", 99), 1);
-    wait_count(e, &a.refused_out, 1, WAIT_MS);
+    uvenv_run_until_count(e, &a.refused_out, 1, WAIT_MS);
     assert_true(a.refused_out >= 1);
     assert_int_equal(a.last_reason, PEER_REFUSED_TARGET);
     assert_int_equal(peer_remove(a.t, craft_member_id("n2", 99)), 0);

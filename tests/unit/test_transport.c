@@ -916,21 +916,9 @@ static void test_close_from_callback(void **state)
 
 /* ---- identity checks of the handshake ---- */
 
-struct seen {
-    const unsigned *count;
-    unsigned want;
-};
-
-static bool seen_enough(void *arg)
-{
-    const struct seen *s = arg;
-    return *s->count >= s->want;
-}
-
 static void wait_count(struct uvenv *e, const unsigned *count, unsigned want)
 {
-    struct seen s = {count, want};
-    assert_true(uvenv_run_until(e, seen_enough, &s, WAIT_MS));
+    assert_true(uvenv_run_until_count(e, count, want, WAIT_MS));
 }
 
 static void node_start_cluster(struct node *n, struct uvenv *e, uint64_t id,

@@ -89,6 +89,24 @@ bool uvenv_run_until(struct uvenv *e, bool (*cond)(void *), void *arg,
     return cond(arg);
 }
 
+struct reached {
+    const unsigned *count;
+    unsigned want;
+};
+
+static bool count_reached(void *arg)
+{
+    const struct reached *r = arg;
+    return *r->count >= r->want;
+}
+
+bool uvenv_run_until_count(struct uvenv *e, const unsigned *count,
+                           unsigned want, unsigned ms)
+{
+    struct reached r = {count, want};
+    return uvenv_run_until(e, count_reached, &r, ms);
+}
+
 static bool never(void *arg)
 {
     return false;

@@ -39,6 +39,9 @@ int uvenv_teardown(void **state);
 /* Run the loop until cond(arg) holds or ms pass; true if cond held. */
 bool uvenv_run_until(struct uvenv *e, bool (*cond)(void *), void *arg,
                      unsigned ms);
+/* Run the loop until *count >= want or ms pass; true if it got there. */
+bool uvenv_run_until_count(struct uvenv *e, const unsigned *count,
+                           unsigned want, unsigned ms);
 /* Let the loop run for ms (to show that something does NOT happen). */
 void uvenv_run_for(struct uvenv *e, unsigned ms);
 /* A cond for uvenv_run_until: *(bool *)arg. */
