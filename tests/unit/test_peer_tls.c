@@ -570,7 +570,7 @@ static void test_transports_over_tls(void **state)
     assert_int_equal(b.last_from, a.id);
     assert_non_null(strstr(e->lb.text, "peer TLS with 127.0.0.1 failed"));
     assert_non_null(strstr(e->lb.text, "which its certificate (n3) does not "
-                                    "name"));
+                                       "name"));
     struct peer_transport_stats st;
     peer_transport_get_stats(b.t, &st);
     assert_true(st.conns_rejected >= 1);
