@@ -5,25 +5,15 @@ import os
 import struct
 import sys
 
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
+# The wire helpers are the security tests' (tests/security/peerwire.py), so
+# that the seeds and the attacks write the same bytes.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "security"))
+from peerwire import frame, hello as _hello  # noqa: E402
 
 
 def hello(version):
-    b = struct.pack("<IHHQQQQ", 0x54465243, version, 0, 7, 0xC1, 9, 3)
-    if version == 3:
-        b += bytes(range(32))
-    return b + struct.pack("<I", crc32c(b))
-
-
-def frame(payload):
-    return struct.pack("<II", len(payload), crc32c(payload)) + payload
+    return _hello(version, 7, 9, cluster=0xC1, tag=3, nonce=bytes(range(32)))
 
 
 PROOF = struct.pack("<IHH", 0x46505243, 3, 0) + bytes(32)

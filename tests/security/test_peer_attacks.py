@@ -12,39 +12,17 @@ import socket
 import struct
 import threading
 import time
-import zlib
 
 import pytest
 
 from conftest import get_key, http, set_keys, split_addr, wait_until
+from peerwire import MAGIC, closed_soon, frame, hello
 
 TOKEN = "peer-attack-test-token-8c1f"
 EXTRA = ("-cluster-token", TOKEN)
 
-# ---- the wire, as an attacker writes it (docs/wire-format.md) ----
-
-MAGIC = 0x54465243  # "CRFT"
-
-
-def crc32c(data):
-    """CRC-32C (Castagnoli), bitwise: small inputs only."""
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-
-def hello(version, sender, target, cluster=0, tag=0, nonce=None):
-    b = struct.pack("<IHHQQQQ", MAGIC, version, 0, sender, cluster, target, tag)
-    if version == 3:
-        b += nonce if nonce is not None else os.urandom(32)
-    return b + struct.pack("<I", crc32c(b))
-
-
-def frame(payload):
-    return struct.pack("<II", len(payload), crc32c(payload)) + payload
+# ---- the wire, as an attacker writes it (docs/wire-format.md; the
+# handshake and frame are in peerwire.py) ----
 
 
 def raft_msg(mtype, frm, to, term, commit=0):
@@ -64,16 +42,7 @@ def send_raw(addr, data, wait=0.3):
     s = socket.create_connection(split_addr(addr), timeout=5)
     try:
         s.sendall(data)
-        s.settimeout(wait)
-        try:
-            while True:
-                got = s.recv(4096)
-                if not got:
-                    return True
-        except socket.timeout:
-            return False
-        except ConnectionResetError:
-            return True
+        return closed_soon(s, wait)
     finally:
         s.close()
 

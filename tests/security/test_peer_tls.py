@@ -8,13 +8,14 @@ See docs/security.md ("Peer TLS")."""
 import os
 import socket
 import ssl
-import struct
 import subprocess
 import time
 
 import pytest
 
-from conftest import get_key, kill_leader, set_keys, wait_until, assert_all_present
+from conftest import (get_key, kill_leader, set_keys, split_addr, wait_until,
+                      assert_all_present)
+from peerwire import closed_soon, frame, hello
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -55,50 +56,11 @@ def raft_ids(node):
     return {m["id"]: int(m["raft_id"], 16) for m in st["members"]}
 
 
-# CRC-32C (Castagnoli), as src/common/crc32c.c
-def crc32c(data, crc=0):
-    crc ^= 0xFFFFFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-
 def fnv_name(name):
     h = 0xcbf29ce484222325
     for b in name.encode():
         h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
     return h
-
-
-def hello(sender, cluster_id, target, tag):
-    """A valid craftd handshake (src/transport/wire.c)."""
-    b = struct.pack("<IHHQQQQ", 0x54465243, 2, 0, sender, cluster_id, target, tag)
-    return b + struct.pack("<I", crc32c(b))
-
-
-def frame(payload):
-    return struct.pack("<II", len(payload), crc32c(payload)) + payload
-
-
-def host_port(addr):
-    h, p = addr.rsplit(":", 1)
-    return h, int(p)
-
-
-def closed_soon(sock, timeout=5.0):
-    """True once the peer has closed the connection (EOF or reset)."""
-    sock.settimeout(timeout)
-    try:
-        while True:
-            data = sock.recv(4096)
-            if not data:
-                return True
-    except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
-        return True
-    except socket.timeout:
-        return False
 
 
 def test_tls_cluster_replicates_and_survives_leader_kill(cluster, certs):
@@ -167,9 +129,9 @@ def test_valid_certificate_cannot_pose_as_another_node(cluster, certs):
     ctx.load_cert_chain(f"{certs}/node2.pem", f"{certs}/node2.key")
     ctx.load_verify_locations(f"{certs}/ca.pem")
     ctx.check_hostname = False
-    raw = socket.create_connection(host_port(target.raddr), timeout=5)
+    raw = socket.create_connection(split_addr(target.raddr), timeout=5)
     s = ctx.wrap_socket(raw)
-    s.sendall(hello(ids["node1"], cid, ids["node0"], fnv_name("node0")) +
+    s.sendall(hello(2, ids["node1"], ids["node0"], cid, fnv_name("node0")) +
               frame(b"\x00" * 32))
     assert closed_soon(s), "a connection posing as another node stays open"
     s.close()
@@ -186,8 +148,8 @@ def test_plain_tcp_forged_frame_refused(cluster, certs):
     ids = raft_ids(target)
     cid = int(target.status().get("cluster_id", "0"), 16)
     before = target.log_text().count("peer TLS with")
-    s = socket.create_connection(host_port(target.raddr), timeout=5)
-    s.sendall(hello(ids["node1"], cid, ids["node0"], fnv_name("node0")) +
+    s = socket.create_connection(split_addr(target.raddr), timeout=5)
+    s.sendall(hello(2, ids["node1"], ids["node0"], cid, fnv_name("node0")) +
               frame(b"\x01" * 64))
     assert closed_soon(s), "a plain-TCP peer connection stays open"
     s.close()
@@ -195,7 +157,7 @@ def test_plain_tcp_forged_frame_refused(cluster, certs):
                lambda: target.log_text().count("peer TLS with") > before, 5.0)
     # many of them: the log line is rate-limited
     for _ in range(30):
-        s = socket.create_connection(host_port(target.raddr), timeout=5)
+        s = socket.create_connection(split_addr(target.raddr), timeout=5)
         s.sendall(b"GET / HTTP/1.0\r\n\r\n")
         closed_soon(s, 2.0)
         s.close()

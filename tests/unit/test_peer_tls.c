@@ -23,6 +23,7 @@
 #include "common/member_id.h"
 #include "transport/internal.h"
 #include "transport/tls.h"
+#include "unit/uv_env.h"
 
 #define WAIT_MS 10000
 
@@ -438,24 +439,6 @@ static void test_context_errors(void **state)
 
 /* ---- two transports on a loop ---- */
 
-struct env {
-    uv_loop_t loop;
-    struct craft_logger log;
-    char text[32768];
-    size_t len;
-};
-
-static void log_sink(void *ud, int level, const char *msg)
-{
-    struct env *e = ud;
-    int n = snprintf(e->text + e->len, sizeof e->text - e->len, "%s %s\n",
-                     craft_log_level_name(level), msg);
-    if (n > 0 && e->len + (size_t)n < sizeof e->text)
-        e->len += (size_t)n;
-    if (getenv("TRANSPORT_VERBOSE"))
-        fprintf(stderr, "%s %s\n", craft_log_level_name(level), msg);
-}
-
 struct node {
     struct peer_transport *t;
     uint64_t id;
@@ -482,26 +465,7 @@ static void on_refused(void *ud, const struct peer_refusal *r)
     }
 }
 
-static void on_deadline(uv_timer_t *h)
-{
-    *(bool *)h->data = true;
-}
-
-static void run_until(struct env *e, const unsigned *count, unsigned want,
-                      unsigned ms)
-{
-    uv_timer_t deadline;
-    bool expired = false;
-    uv_timer_init(&e->loop, &deadline);
-    deadline.data = &expired;
-    uv_timer_start(&deadline, on_deadline, ms, 0);
-    while ((count == NULL || *count < want) && !expired)
-        uv_run(&e->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&deadline, NULL);
-    uv_run(&e->loop, UV_RUN_NOWAIT);
-}
-
-static void start(struct env *e, struct node *n, const char *name,
+static void start(struct uvenv *e, struct node *n, const char *name,
                   uint64_t inc, const char *cert, const char *ca)
 {
     memset(n, 0, sizeof *n);
@@ -528,7 +492,7 @@ static void set_flag(void *ud)
     *(bool *)ud = true;
 }
 
-static void stop(struct env *e, struct node *n)
+static void stop(struct uvenv *e, struct node *n)
 {
     bool done = false;
     peer_transport_close(n->t, set_flag, &done);
@@ -554,10 +518,8 @@ static void send_frames(struct node *from, uint64_t to, unsigned n)
 
 static void test_transports_over_tls(void **state)
 {
-    struct env *e = calloc(1, sizeof *e);
+    struct uvenv *e = uvenv_new();
     assert_non_null(e);
-    assert_int_equal(uv_loop_init(&e->loop), 0);
-    e->log = (struct craft_logger){log_sink, e, CRAFT_LOG_DEBUG};
     struct node a, b, evil, liar;
     start(e, &a, "n1", 5, "n1", "ca.pem");
     start(e, &b, "n2", 6, "n2", "ca.pem");
@@ -566,8 +528,8 @@ static void test_transports_over_tls(void **state)
     dial(&b, &a, "n1");
     send_frames(&a, b.id, 200);
     send_frames(&b, a.id, 3);
-    run_until(e, &b.frames, 200, WAIT_MS);
-    run_until(e, &a.frames, 3, WAIT_MS);
+    uvenv_run_until_count(e, &b.frames, 200, WAIT_MS);
+    uvenv_run_until_count(e, &a.frames, 3, WAIT_MS);
     assert_int_equal(b.frames, 200);
     assert_int_equal(b.last_from, a.id);
     assert_int_equal(a.frames, 3);
@@ -580,7 +542,7 @@ static void test_transports_over_tls(void **state)
     assert_int_equal(peer_set(a.t, craft_member_id("n2", 99),
                               craft_member_id("n2", 0), addr), 0);
     send_frames(&a, craft_member_id("n2", 99), 1);
-    run_until(e, &a.refused_out, 1, WAIT_MS);
+    uvenv_run_until_count(e, &a.refused_out, 1, WAIT_MS);
     assert_true(a.refused_out >= 1);
     assert_int_equal(a.last_reason, PEER_REFUSED_TARGET);
     assert_int_equal(peer_remove(a.t, craft_member_id("n2", 99)), 0);
@@ -603,12 +565,12 @@ static void test_transports_over_tls(void **state)
     dial(&liar, &b, "n2");
     send_frames(&liar, b.id, 5);
     uint64_t before = b.frames;
-    run_until(e, NULL, 0, 1500);
+    uvenv_run_for(e, 1500);
     assert_int_equal(b.frames, before);
     assert_int_equal(b.last_from, a.id);
-    assert_non_null(strstr(e->text, "peer TLS with 127.0.0.1 failed"));
-    assert_non_null(strstr(e->text, "which its certificate (n3) does not "
-                                    "name"));
+    assert_non_null(strstr(e->lb.text, "peer TLS with 127.0.0.1 failed"));
+    assert_non_null(strstr(e->lb.text, "which its certificate (n3) does not "
+                                       "name"));
     struct peer_transport_stats st;
     peer_transport_get_stats(b.t, &st);
     assert_true(st.conns_rejected >= 1);
@@ -616,8 +578,7 @@ static void test_transports_over_tls(void **state)
     stop(e, &evil);
     stop(e, &b);
     stop(e, &a);
-    assert_int_equal(uv_loop_close(&e->loop), 0);
-    free(e);
+    assert_int_equal(uvenv_free(e), 0);
 }
 
 int main(void)

@@ -17,6 +17,7 @@
 #include "common/endian.h"
 #include "common/error.h"
 #include "transport/internal.h"
+#include "unit/uv_env.h"
 
 #define WAIT_MS 10000
 
@@ -60,99 +61,21 @@ static void t_free(void *p)
 
 static const struct craft_allocator counting = {t_malloc, t_realloc, t_free};
 
-/* ---- log capture ---- */
-
-struct logbuf {
-    char text[16384];
-    size_t len;
-};
-
-static void log_sink(void *ud, int level, const char *msg)
-{
-    struct logbuf *lb = ud;
-    int n = snprintf(lb->text + lb->len, sizeof lb->text - lb->len, "%s %s\n",
-                     craft_log_level_name(level), msg);
-    if (n > 0 && lb->len + (size_t)n < sizeof lb->text)
-        lb->len += (size_t)n;
-    if (getenv("TRANSPORT_VERBOSE"))
-        fprintf(stderr, "%s %s\n", craft_log_level_name(level), msg);
-}
-
-/* ---- loop helpers ---- */
-
-struct env {
-    uv_loop_t loop;
-    struct logbuf lb;
-    struct craft_logger log;
-};
-
-static void on_deadline(uv_timer_t *h)
-{
-    *(bool *)h->data = true;
-}
-
-/* Run the loop until cond(arg) holds or ms pass; true if cond held. */
-static bool run_until(struct env *e, bool (*cond)(void *), void *arg,
-                      unsigned ms)
-{
-    uv_timer_t deadline;
-    bool expired = false;
-    uv_timer_init(&e->loop, &deadline);
-    deadline.data = &expired;
-    uv_timer_start(&deadline, on_deadline, ms, 0);
-    while (!cond(arg) && !expired)
-        uv_run(&e->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&deadline, NULL);
-    uv_run(&e->loop, UV_RUN_NOWAIT);
-    return cond(arg);
-}
-
-static bool is_true(void *arg)
-{
-    return *(bool *)arg;
-}
-
-static bool never(void *arg)
-{
-    return false;
-}
-
-/* Let the loop run for ms (to show that something does NOT happen). */
-static void run_for(struct env *e, unsigned ms)
-{
-    run_until(e, never, NULL, ms);
-}
+/* ---- the loop (uv_env.h), with the allocator installed ---- */
 
 static int setup(void **state)
 {
     craft_set_allocator(&counting);
     live_blocks = 0;
     fail_in = -1;
-    struct env *e = calloc(1, sizeof *e);
-    assert_non_null(e);
-    assert_int_equal(uv_loop_init(&e->loop), 0);
-    e->log.fn = log_sink;
-    e->log.ud = &e->lb;
-    e->log.min_level = CRAFT_LOG_DEBUG;
-    *state = e;
-    return 0;
-}
-
-static void walk_cb(uv_handle_t *h, void *arg)
-{
-    fprintf(stderr, "leftover handle type %d\n", (int)h->type);
+    return uvenv_setup(state);
 }
 
 static int teardown(void **state)
 {
-    struct env *e = *state;
-    uv_run(&e->loop, UV_RUN_NOWAIT);
-    int rc = uv_loop_close(&e->loop);
-    if (rc != 0)
-        uv_walk(&e->loop, walk_cb, NULL);
+    int rc = uvenv_free(*state);
     long live = live_blocks;
     craft_set_allocator(NULL);
-    free(e);
     assert_int_equal(rc, 0);    /* every handle closed */
     assert_int_equal(live, 0);  /* every block freed */
     return 0;
@@ -174,7 +97,7 @@ struct rx {
 };
 
 struct node {
-    struct env *e;
+    struct uvenv *e;
     struct peer_transport *t;
     uint64_t id;
     uint16_t port;
@@ -244,7 +167,7 @@ static struct peer_opts node_opts(struct node *n, const char *listen)
     return o;
 }
 
-static void node_start_opts(struct node *n, struct env *e, uint64_t id,
+static void node_start_opts(struct node *n, struct uvenv *e, uint64_t id,
                             struct peer_opts *o)
 {
     n->e = e;
@@ -259,7 +182,7 @@ static void node_start_opts(struct node *n, struct env *e, uint64_t id,
         assert_int_not_equal(n->port, 0);
 }
 
-static void node_start(struct node *n, struct env *e, uint64_t id,
+static void node_start(struct node *n, struct uvenv *e, uint64_t id,
                        const char *listen)
 {
     memset(n, 0, sizeof *n);
@@ -278,7 +201,7 @@ static void node_close(struct node *n)
 {
     bool done = false;
     peer_transport_close(n->t, set_flag, &done);
-    assert_true(run_until(n->e, is_true, &done, WAIT_MS));
+    assert_true(uvenv_run_until(n->e, uvenv_is_true, &done, WAIT_MS));
     n->t = NULL;
 }
 
@@ -304,7 +227,7 @@ static bool got_count(void *arg)
 static void expect_frames(struct node *to, uint64_t from, uint64_t count)
 {
     struct want w = {&to->rx, from, count};
-    assert_true(run_until(to->e, got_count, &w, WAIT_MS));
+    assert_true(uvenv_run_until(to->e, got_count, &w, WAIT_MS));
     assert_int_equal(to->rx.count[from], count);
 }
 
@@ -438,7 +361,7 @@ static void test_wire(void **state)
 
 static void test_two_nodes_exchange(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b;
     node_start(&a, e, 1, "127.0.0.1:0");
     node_start(&b, e, 2, "127.0.0.1:0");
@@ -490,7 +413,7 @@ static void test_two_nodes_exchange(void **state)
 
 static void test_three_nodes(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node n[3];
     for (int i = 0; i < 3; i++)
         node_start(&n[i], e, (uint64_t)i + 1, "127.0.0.1:0");
@@ -517,7 +440,7 @@ static void test_three_nodes(void **state)
 
 static void test_large_frames(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b;
     node_start(&a, e, 1, "127.0.0.1:0");
     node_start(&b, e, 2, "127.0.0.1:0");
@@ -539,7 +462,7 @@ static bool disconnected(void *arg)
 
 static void test_peer_restart(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b;
     node_start(&a, e, 1, "127.0.0.1:0");
     node_start(&b, e, 2, "127.0.0.1:0");
@@ -550,10 +473,10 @@ static void test_peer_restart(void **state)
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", b.port);
     node_close(&b);
-    assert_true(run_until(e, disconnected, &a, WAIT_MS));
+    assert_true(uvenv_run_until(e, disconnected, &a, WAIT_MS));
     /* Queued while the peer is down; kept, then delivered in order. */
     send_seq(&a, 2, 100, 100, 100);
-    run_for(e, 50); /* a few refused reconnects */
+    uvenv_run_for(e, 50); /* a few refused reconnects */
     struct peer_stats st;
     assert_int_equal(peer_get_stats(a.t, 2, &st), 0);
     assert_int_equal(st.queued_bytes, 100 * (PEER__FRAME_HDR + 100));
@@ -576,7 +499,7 @@ static void test_peer_restart(void **state)
 
 static void test_unknown_peer_and_args(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a;
     node_start(&a, e, 1, NULL); /* no listener: send-only */
     assert_int_equal(peer_transport_port(a.t), 0);
@@ -622,13 +545,13 @@ static void test_unknown_peer_and_args(void **state)
     o.listen_addr = listen;
     assert_int_equal(peer_transport_start(&t, &o), -EADDRINUSE);
     assert_null(t);
-    run_for(e, 10);
+    uvenv_run_for(e, 10);
     node_close(&b);
 }
 
 static void test_alloc_failures(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a;
     memset(&a, 0, sizeof a);
     a.e = e;
@@ -665,13 +588,13 @@ static bool reconnected(void *arg)
  * working and the dialer's retry gets through. */
 static void test_accept_out_of_memory(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b;
     node_start(&a, e, 1, NULL);
     node_start(&b, e, 2, "127.0.0.1:0");
     link_to(&a, &b);
     fail_in = 0; /* the next allocation is b's for the connection */
-    assert_true(run_until(e, reconnected, &a, WAIT_MS));
+    assert_true(uvenv_run_until(e, reconnected, &a, WAIT_MS));
     assert_non_null(strstr(e->lb.text, "out of memory; refusing"));
     send_seq(&a, 2, 0, 10, 30);
     expect_frames(&b, 1, 10);
@@ -681,7 +604,7 @@ static void test_accept_out_of_memory(void **state)
 
 static void test_queue_limit(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     /* A port nobody listens on (yet). */
     struct node b;
     node_start(&b, e, 2, "127.0.0.1:0");
@@ -710,7 +633,7 @@ static void test_queue_limit(void **state)
     assert_int_equal(err, -ENOBUFS);
     assert_int_equal(queued, 1000 / (PEER__FRAME_HDR + 100));
     assert_int_equal(peer_send(a.t, 2, buf, 501), CRAFT_ETOOBIG);
-    run_for(e, 60); /* refused connects; nothing lost meanwhile */
+    uvenv_run_for(e, 60); /* refused connects; nothing lost meanwhile */
     struct peer_stats st;
     assert_int_equal(peer_get_stats(a.t, 2, &st), 0);
     assert_false(st.connected);
@@ -722,7 +645,7 @@ static void test_queue_limit(void **state)
     node_start(&b, e, 2, listen);
     expect_frames(&b, 1, queued);
     assert_int_equal(b.rx.bad, 0);
-    run_for(e, 20);
+    uvenv_run_for(e, 20);
     assert_int_equal(peer_get_stats(a.t, 2, &st), 0);
     assert_int_equal(st.queued_bytes, 0);
     assert_int_equal(st.frames_sent, queued);
@@ -775,7 +698,7 @@ static void raw_connected(uv_connect_t *req, int status)
 }
 
 /* Send r->out to port; true if the server closed the connection. */
-static bool raw_session(struct env *e, struct raw *r, uint16_t port)
+static bool raw_session(struct uvenv *e, struct raw *r, uint16_t port)
 {
     struct sockaddr_in sa;
     uv_ip4_addr("127.0.0.1", port, &sa);
@@ -785,10 +708,10 @@ static bool raw_session(struct env *e, struct raw *r, uint16_t port)
     assert_int_equal(uv_tcp_connect(&r->creq, &r->tcp,
                                      (const struct sockaddr *)&sa,
                                      raw_connected), 0);
-    bool ok = run_until(e, is_true, &r->hung_up, 3000);
+    bool ok = uvenv_run_until(e, uvenv_is_true, &r->hung_up, 3000);
     if (!ok) {
         uv_close((uv_handle_t *)&r->tcp, raw_closed);
-        run_until(e, is_true, &r->hung_up, WAIT_MS);
+        uvenv_run_until(e, uvenv_is_true, &r->hung_up, WAIT_MS);
     }
     return ok;
 }
@@ -802,7 +725,7 @@ static size_t put_frame(uint8_t *p, const uint8_t *payload, uint32_t len)
 
 static void test_garbage_clients(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node b;
     memset(&b, 0, sizeof b);
     b.e = e;
@@ -872,7 +795,7 @@ static void test_garbage_clients(void **state)
 
 static void test_name_resolution_and_bind(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b, c;
     memset(&a, 0, sizeof a);
     a.e = e;
@@ -900,7 +823,7 @@ static void test_name_resolution_and_bind(void **state)
 
 static void test_readdress(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b, c;
     node_start(&a, e, 1, NULL);
     node_start(&b, e, 2, "127.0.0.1:0");
@@ -928,7 +851,7 @@ static void test_readdress(void **state)
 
 static void test_close_frees_everything(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b, dead;
     node_start(&dead, e, 9, "127.0.0.1:0");
     char refused[32];
@@ -943,7 +866,7 @@ static void test_close_frees_everything(void **state)
     expect_frames(&b, 1, 10);
     assert_int_equal(peer_set(a.t, 3, 0, refused), 0);   /* in backoff */
     send_seq(&a, 3, 0, 5, 100);
-    run_for(e, 30);
+    uvenv_run_for(e, 30);
     assert_int_equal(peer_set(a.t, 4, 0, "localhost:9"), 0); /* resolving */
     send_seq(&a, 2, 10, 100, 1000);                       /* in flight */
     assert_int_equal(peer_remove(a.t, 3), 0);
@@ -970,7 +893,7 @@ static void on_frame_close(void *ud, uint64_t from, const uint8_t *buf,
 
 static void test_close_from_callback(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b;
     struct closer cl = {&b, 0, false};
     memset(&b, 0, sizeof b);
@@ -985,7 +908,7 @@ static void test_close_from_callback(void **state)
     node_start(&a, e, 1, NULL);
     link_to(&a, &b);
     send_seq(&a, 2, 0, 50, 16);
-    assert_true(run_until(e, is_true, &cl.closed, WAIT_MS));
+    assert_true(uvenv_run_until(e, uvenv_is_true, &cl.closed, WAIT_MS));
     assert_int_equal(cl.frames, 3);
     node_close(&a);
 }
@@ -993,24 +916,12 @@ static void test_close_from_callback(void **state)
 
 /* ---- identity checks of the handshake ---- */
 
-struct seen {
-    const unsigned *count;
-    unsigned want;
-};
-
-static bool seen_enough(void *arg)
+static void wait_count(struct uvenv *e, const unsigned *count, unsigned want)
 {
-    const struct seen *s = arg;
-    return *s->count >= s->want;
+    assert_true(uvenv_run_until_count(e, count, want, WAIT_MS));
 }
 
-static void wait_count(struct env *e, const unsigned *count, unsigned want)
-{
-    struct seen s = {count, want};
-    assert_true(run_until(e, seen_enough, &s, WAIT_MS));
-}
-
-static void node_start_cluster(struct node *n, struct env *e, uint64_t id,
+static void node_start_cluster(struct node *n, struct uvenv *e, uint64_t id,
                                uint64_t cluster, const char *listen)
 {
     memset(n, 0, sizeof *n);
@@ -1035,7 +946,7 @@ static void link_tagged(struct node *from, uint64_t id, uint64_t tag,
  * cluster id accept any; one that learns its id refuses from then on. */
 static void test_identity_checks(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b, x, u;
     node_start_cluster(&a, e, 1, 100, "127.0.0.1:0");
     node_start_cluster(&b, e, 2, 100, "127.0.0.1:0");

@@ -22,6 +22,7 @@
 #include "common/endian.h"
 #include "common/error.h"
 #include "transport/internal.h"
+#include "unit/uv_env.h"
 
 #define WAIT_MS 10000
 
@@ -173,98 +174,8 @@ static void test_proof_refused(void **state)
 
 /* ---- live: transports and hostile clients ---- */
 
-struct logbuf {
-    char text[65536];
-    size_t len;
-    unsigned warns;
-};
-
-static void log_sink(void *ud, int level, const char *msg)
-{
-    struct logbuf *lb = ud;
-    if (level >= CRAFT_LOG_WARN)
-        lb->warns++;
-    int n = snprintf(lb->text + lb->len, sizeof lb->text - lb->len, "%s %s\n",
-                     craft_log_level_name(level), msg);
-    if (n > 0 && lb->len + (size_t)n < sizeof lb->text)
-        lb->len += (size_t)n;
-    if (getenv("TRANSPORT_VERBOSE"))
-        fprintf(stderr, "%s %s\n", craft_log_level_name(level), msg);
-}
-
-static unsigned count_of(const struct logbuf *lb, const char *what)
-{
-    unsigned n = 0;
-    for (const char *p = lb->text; (p = strstr(p, what)) != NULL; p++)
-        n++;
-    return n;
-}
-
-struct env {
-    uv_loop_t loop;
-    struct logbuf lb;
-    struct craft_logger log;
-};
-
-static void on_deadline(uv_timer_t *h)
-{
-    *(bool *)h->data = true;
-}
-
-static bool run_until(struct env *e, bool (*cond)(void *), void *arg,
-                      unsigned ms)
-{
-    uv_timer_t deadline;
-    bool expired = false;
-    uv_timer_init(&e->loop, &deadline);
-    deadline.data = &expired;
-    uv_timer_start(&deadline, on_deadline, ms, 0);
-    while (!cond(arg) && !expired)
-        uv_run(&e->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&deadline, NULL);
-    uv_run(&e->loop, UV_RUN_NOWAIT);
-    return cond(arg);
-}
-
-static bool never(void *arg)
-{
-    return false;
-}
-
-static bool is_true(void *arg)
-{
-    return *(bool *)arg;
-}
-
-static void run_for(struct env *e, unsigned ms)
-{
-    run_until(e, never, NULL, ms);
-}
-
-static int setup(void **state)
-{
-    struct env *e = calloc(1, sizeof *e);
-    assert_non_null(e);
-    assert_int_equal(uv_loop_init(&e->loop), 0);
-    e->log.fn = log_sink;
-    e->log.ud = &e->lb;
-    e->log.min_level = CRAFT_LOG_DEBUG;
-    *state = e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct env *e = *state;
-    uv_run(&e->loop, UV_RUN_NOWAIT);
-    int rc = uv_loop_close(&e->loop);
-    free(e);
-    assert_int_equal(rc, 0);
-    return 0;
-}
-
 struct node {
-    struct env *e;
+    struct uvenv *e;
     struct peer_transport *t;
     uint64_t id;
     uint16_t port;
@@ -277,7 +188,7 @@ static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
     n->got[from < 8 ? from : 7]++;
 }
 
-static struct peer_opts opts_for(struct node *n, struct env *e, uint64_t id,
+static struct peer_opts opts_for(struct node *n, struct uvenv *e, uint64_t id,
                                  const char *token)
 {
     memset(n, 0, sizeof *n);
@@ -304,7 +215,7 @@ static void start(struct node *n, const struct peer_opts *o)
     n->port = peer_transport_port(n->t);
 }
 
-static void start_node(struct node *n, struct env *e, uint64_t id,
+static void start_node(struct node *n, struct uvenv *e, uint64_t id,
                        const char *token)
 {
     struct peer_opts o = opts_for(n, e, id, token);
@@ -320,7 +231,7 @@ static void stop_node(struct node *n)
 {
     bool done = false;
     peer_transport_close(n->t, set_flag, &done);
-    assert_true(run_until(n->e, is_true, &done, WAIT_MS));
+    assert_true(uvenv_run_until(n->e, uvenv_is_true, &done, WAIT_MS));
 }
 
 static void link_to(struct node *from, const struct node *to)
@@ -351,7 +262,7 @@ static bool got_enough(void *arg)
 static bool wait_frames(struct node *n, uint64_t from, uint64_t count)
 {
     struct want w = {n, from, count};
-    return run_until(n->e, got_enough, &w, 3000);
+    return uvenv_run_until(n->e, got_enough, &w, 3000);
 }
 
 /* A blocking client socket connected to port (the kernel completes the
@@ -402,7 +313,7 @@ static size_t frame_bytes(uint8_t *out, uint32_t len)
 
 static void test_token_peers_exchange(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b;
     start_node(&a, e, 1, "sesame");
     start_node(&b, e, 2, "sesame");
@@ -425,7 +336,7 @@ static void test_token_peers_exchange(void **state)
  * another body, token or a flipped digit is refused; none without a token. */
 static void test_join_proof(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b, c;
     start_node(&a, e, 1, "secret-token");
     start_node(&b, e, 2, "other-token");
@@ -455,7 +366,7 @@ static void test_join_proof(void **state)
 
 static void test_wrong_or_missing_token_refused(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b, c, d;
     start_node(&b, e, 2, "right");
     start_node(&a, e, 1, "wrong"); /* another token */
@@ -467,7 +378,7 @@ static void test_wrong_or_missing_token_refused(void **state)
     send_n(&a, 2, 5);
     send_n(&c, 2, 5);
     send_n(&b, 4, 5);
-    run_for(e, 600);
+    uvenv_run_for(e, 600);
     assert_int_equal(b.got[1], 0);
     assert_int_equal(b.got[3], 0);
     assert_int_equal(d.got[2], 0);
@@ -483,8 +394,8 @@ static void test_wrong_or_missing_token_refused(void **state)
     /* Refusals on b and d are rate-limited (a burst of 5 each, then one
      * per 5 s), although the dialers retry every <= 100 ms; so are the
      * dialers' own lines about connections that die in the handshake. */
-    assert_true(count_of(&e->lb, "closing peer connection") <= 10);
-    assert_true(count_of(&e->lb, "warn peer ") <= 4);
+    assert_true(uvenv_count(e, "closing peer connection") <= 10);
+    assert_true(uvenv_count(e, "warn peer ") <= 4);
     stop_node(&a);
     stop_node(&b);
     stop_node(&c);
@@ -495,7 +406,7 @@ static void test_wrong_or_missing_token_refused(void **state)
  * is closed, and the log stays short. */
 static void test_hostile_clients(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node b;
     start_node(&b, e, 2, "sesame");
     uint8_t buf[512];
@@ -531,7 +442,7 @@ static void test_hostile_clients(void **state)
     raw_send(fds[4], buf, n - 10);
     fds[5] = raw_connect(b.port);
     raw_send(fds[5], buf, n);
-    run_for(e, 300);
+    uvenv_run_for(e, 300);
     for (int i = 0; i < 4; i++)
         assert_true(raw_closed(fds[i]));
     assert_int_equal(b.got[1], 0);
@@ -552,7 +463,7 @@ static void test_hostile_clients(void **state)
     fds[0] = raw_connect(b.port);
     raw_send(fds[0], buf, n);
     fds[1] = raw_connect(b.port); /* sends nothing */
-    run_for(e, 500);
+    uvenv_run_for(e, 500);
     assert_true(raw_closed(fds[0]));
     assert_true(raw_closed(fds[1]));
     peer_transport_get_stats(b.t, &st);
@@ -565,7 +476,7 @@ static void test_hostile_clients(void **state)
 /* An impostor claiming the id of a connected peer does not evict it. */
 static void test_impostor_does_not_evict(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b;
     start_node(&a, e, 1, "sesame");
     start_node(&b, e, 2, "sesame");
@@ -577,9 +488,9 @@ static void test_impostor_does_not_evict(void **state)
     memset(buf + n, 0, PEER__PROOF_LEN); /* not a proof */
     int fd = raw_connect(b.port);
     raw_send(fd, buf, n);
-    run_for(e, 100);
+    uvenv_run_for(e, 100);
     raw_send(fd, buf + n, PEER__PROOF_LEN);
-    run_for(e, 100);
+    uvenv_run_for(e, 100);
     assert_true(raw_closed(fd));
     close(fd);
     /* a's connection is the same one and still delivers. */
@@ -596,7 +507,7 @@ static void test_impostor_does_not_evict(void **state)
  * out (the oldest goes), and the total is capped. */
 static void test_connection_limits(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node a, b;
     struct peer_opts o = opts_for(&b, e, 2, "sesame");
     o.max_conns = 8;
@@ -605,12 +516,12 @@ static void test_connection_limits(void **state)
     int fds[20];
     for (int i = 0; i < 20; i++)
         fds[i] = raw_connect(b.port);
-    run_for(e, 200);
+    uvenv_run_for(e, 200);
     struct peer_transport_stats st;
     peer_transport_get_stats(b.t, &st);
     assert_int_equal(st.conns_open, 4);
     assert_int_equal(st.conns_limited, 16);
-    assert_true(count_of(&e->lb, "too many connections") <= 6);
+    assert_true(uvenv_count(e, "too many connections") <= 6);
     start_node(&a, e, 1, "sesame");
     link_to(&a, &b);
     send_n(&a, 2, 10);
@@ -625,7 +536,7 @@ static void test_connection_limits(void **state)
  * a frame over the maximum is refused at once, before its bytes come. */
 static void test_frame_deadline_and_size(void **state)
 {
-    struct env *e = *state;
+    struct uvenv *e = *state;
     struct node b;
     struct peer_opts o = opts_for(&b, e, 2, NULL);
     o.frame_timeout_ms = 200;
@@ -643,10 +554,10 @@ static void test_frame_deadline_and_size(void **state)
     craft_put32(buf + n + 4, 0);
     int big = raw_connect(b.port);
     raw_send(big, buf, n + 18);
-    run_for(e, 100);
+    uvenv_run_for(e, 100);
     assert_true(raw_closed(big));
     assert_false(raw_closed(slow));
-    run_for(e, 500);
+    uvenv_run_for(e, 500);
     assert_true(raw_closed(slow));
     struct peer_transport_stats st;
     peer_transport_get_stats(b.t, &st);
@@ -665,18 +576,20 @@ int main(void)
         cmocka_unit_test(test_key_derivation),
         cmocka_unit_test(test_proof_accepted),
         cmocka_unit_test(test_proof_refused),
-        cmocka_unit_test_setup_teardown(test_token_peers_exchange, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_token_peers_exchange,
+                                        uvenv_setup, uvenv_teardown),
         cmocka_unit_test_setup_teardown(test_wrong_or_missing_token_refused,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hostile_clients, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_join_proof, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_impostor_does_not_evict, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_connection_limits, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_frame_deadline_and_size, setup,
-                                        teardown),
+                                        uvenv_setup, uvenv_teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_clients,
+                                        uvenv_setup, uvenv_teardown),
+        cmocka_unit_test_setup_teardown(test_join_proof,
+                                        uvenv_setup, uvenv_teardown),
+        cmocka_unit_test_setup_teardown(test_impostor_does_not_evict,
+                                        uvenv_setup, uvenv_teardown),
+        cmocka_unit_test_setup_teardown(test_connection_limits,
+                                        uvenv_setup, uvenv_teardown),
+        cmocka_unit_test_setup_teardown(test_frame_deadline_and_size,
+                                        uvenv_setup, uvenv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
