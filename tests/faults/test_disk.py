@@ -6,7 +6,7 @@ acknowledged write. Repairing the node (a fresh incarnation) is not tested
 here, only the refusal.
 
 Run under the shared lock:
-  flock /tmp/craftd-proc.lock /usr/bin/python3 -m pytest -q tests/faults/test_disk.py
+  python3 -m pytest -q tests/faults/test_disk.py
 """
 import json
 import os
