@@ -590,6 +590,26 @@ static void find_slots(const struct kv *kv, const struct kv__leaf *t,
     }
 }
 
+static void leaf_clear(struct kv__leaf *l)
+{
+    l->n = 0;
+    l->top = KV__LEAF_DATA;
+    l->garbage = 0;
+}
+
+/* Append every record of t (a copy of a leaf, whose records' key-table
+ * slots are slots[]) to l, moving each slot to the record's new place. */
+static void leaf_take_all(struct kv *kv, struct kv__leaf *l,
+                          const struct kv__leaf *t, const size_t *slots)
+{
+    for (uint32_t i = 0; i < t->n; i++) {
+        struct kv__rec r;
+        kv__rec_decode(t, i, &r);
+        leaf_append(l, t->data + kv__slot(t, i), r.size);
+        kv__hslot_move(kv->hs, slots[i], l->id, l->top);
+    }
+}
+
 static void leaf_compact(struct kv *kv, struct kv__leaf *l)
 {
     uint8_t tmp[KV__PAGE];
@@ -597,15 +617,8 @@ static void leaf_compact(struct kv *kv, struct kv__leaf *l)
     struct kv__leaf *t = (struct kv__leaf *)tmp;
     memcpy(tmp, l, KV__PAGE);
     find_slots(kv, t, l->id, slots);
-    l->n = 0;
-    l->top = KV__LEAF_DATA;
-    l->garbage = 0;
-    for (uint32_t i = 0; i < t->n; i++) {
-        struct kv__rec r;
-        kv__rec_decode(t, i, &r);
-        leaf_append(l, t->data + kv__slot(t, i), r.size);
-        kv__hslot_move(kv->hs, slots[i], l->id, l->top);
-    }
+    leaf_clear(l);
+    leaf_take_all(kv, l, t, slots);
     rehint(l);
 }
 
@@ -871,19 +884,9 @@ static bool maybe_merge(struct kv *kv, struct kv__path *p)
     memcpy(tr, r, KV__PAGE);
     find_slots(kv, a, l->id, sl);
     find_slots(kv, b, r->id, sr);
-    l->n = 0;
-    l->top = KV__LEAF_DATA;
-    l->garbage = 0;
-    for (int side = 0; side < 2; side++) {
-        struct kv__leaf *t = side ? b : a;
-        size_t *slots = side ? sr : sl;
-        for (uint32_t j = 0; j < t->n; j++) {
-            struct kv__rec rec;
-            kv__rec_decode(t, j, &rec);
-            leaf_append(l, t->data + kv__slot(t, j), rec.size);
-            kv__hslot_move(kv->hs, slots[j], l->id, l->top);
-        }
-    }
+    leaf_clear(l);
+    leaf_take_all(kv, l, a, sl);
+    leaf_take_all(kv, l, b, sr);
     rehint(l);
     l->next = r->next;
     if (r->next)

@@ -528,6 +528,9 @@ static void test_apply_semantics(void **state)
 
 /* Every allocation kv_apply makes, failed in turn: CRAFT_ENOMEM and the map
  * unchanged, until it succeeds. */
+static int apply_failing_each_allocation(struct kv *kv, uint64_t index,
+                                         const uint8_t *cmd, size_t len);
+
 static void test_apply_nomem(void **state)
 {
     (void)state;
@@ -540,26 +543,9 @@ static void test_apply_nomem(void **state)
         assert_int_equal(kv_cmd_set(&c, k, 16, "v", 1), 0);
     }
     assert_int_equal(kv_cmd_del(&c, "key-000000000000", 16), 0);
-    size_t len0;
-    uint8_t *snap0 = snapshot(kv, 0, &len0);
-    int err, fails = 0;
-    for (long at = 1;; at++) {
-        count_alloc_countdown = at;
-        err = kv_apply(kv, c.data, c.len);
-        count_alloc_countdown = 0;
-        if (err == 0)
-            break;
-        assert_int_equal(err, CRAFT_ENOMEM);
-        fails++;
-        size_t len1;
-        uint8_t *snap1 = snapshot(kv, 0, &len1);
-        assert_int_equal(len0, len1);
-        assert_memory_equal(snap0, snap1, len0);
-        craft_free(snap1);
-    }
+    int fails = apply_failing_each_allocation(kv, kv_index(kv) + 1, c.data, c.len);
     assert_true(fails >= 3); /* blocks array, leaves, index */
     assert_int_equal(kv_count(kv), 11 + 12 - 1);
-    craft_free(snap0);
 
     /* kv_put and the builder fail cleanly too (a small put takes its room
      * from the pool kept after the last change; a big value needs its own
@@ -1070,6 +1056,34 @@ static size_t check_tree(const struct kv *kv)
     assert_int_equal(w.bytes, kv_bytes(kv));
 }
 
+/* Apply cmd at index with the first, second, ... allocation failing until
+ * it succeeds: each failure must be CRAFT_ENOMEM and leave the map as it
+ * was (the same snapshot, a sound tree). Returns how many failed. */
+static int apply_failing_each_allocation(struct kv *kv, uint64_t index,
+                                         const uint8_t *cmd, size_t len)
+{
+    size_t len0;
+    uint8_t *snap0 = snapshot(kv, 0, &len0);
+    int fails = 0;
+    for (long at = 1;; at++) {
+        count_alloc_countdown = at;
+        int err = kv_apply_at(kv, index, cmd, len);
+        count_alloc_countdown = 0;
+        if (err == 0)
+            break;
+        assert_int_equal(err, CRAFT_ENOMEM);
+        fails++;
+        size_t len1;
+        uint8_t *snap1 = snapshot(kv, 0, &len1);
+        assert_int_equal(len0, len1);
+        assert_memory_equal(snap0, snap1, len0);
+        craft_free(snap1);
+        check_tree(kv);
+    }
+    craft_free(snap0);
+    return fails;
+}
+
 /* ---- revisions, transactions ---------------------------------------------- */
 
 static void apply_ok(struct kv *kv, uint64_t index, const struct kv_txn *t)
@@ -1340,28 +1354,10 @@ static void test_txn_nomem(void **state)
     size_t len = kv_txn_size(&t);
     uint8_t *cmd = malloc(len);
     kv_txn_encode(&t, cmd);
-    size_t len0;
-    uint8_t *snap0 = snapshot(kv, 0, &len0);
-    int err, fails = 0;
-    for (long at = 1;; at++) {
-        count_alloc_countdown = at;
-        err = kv_apply_at(kv, 9, cmd, len);
-        count_alloc_countdown = 0;
-        if (err == 0)
-            break;
-        assert_int_equal(err, CRAFT_ENOMEM);
-        fails++;
-        size_t len1;
-        uint8_t *snap1 = snapshot(kv, 0, &len1);
-        assert_int_equal(len0, len1);
-        assert_memory_equal(snap0, snap1, len0);
-        craft_free(snap1);
-        check_tree(kv);
-    }
+    int fails = apply_failing_each_allocation(kv, 9, cmd, len);
     assert_true(fails > 19); /* at least the 19 big values */
     check_tree(kv);
     assert_int_equal(kv_index(kv), 9);
-    craft_free(snap0);
     free(cmd);
     kv_free(kv);
 }
