@@ -271,7 +271,6 @@ static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
         r->meta.key = kv->res.buf + (uintptr_t)r->meta.key;
         r->meta.val = kv->res.buf + (uintptr_t)r->meta.val;
     }
-    res->ops = kv->res.ops;
     return 0;
 }
 

@@ -126,9 +126,18 @@ static void apply_committed(struct node *n, const struct raft_ready *rd)
             continue;
         if (e->type == RAFT_ENTRY_NORMAL) {
             int rv = kv_apply_at(n->kv, e->index, e->data, e->len);
-            if (rv)
+            if (rv == CRAFT_ECORRUPT) /* the same on every node: skipped */
                 CRAFT_ERROR(&n->log, "entry %llu does not apply: %s",
                             (unsigned long long)e->index, craft_strerror(rv));
+            else if (rv) {
+                /* Out of memory here only: skipping the entry would leave
+                 * this node's map unlike every other's for good. Stop as a
+                 * crash would; a restart applies it again from the log. */
+                CRAFT_ERROR(&n->log, "cannot apply committed entry %llu: %s; "
+                            "stopping rather than diverge from the cluster",
+                            (unsigned long long)e->index, craft_strerror(rv));
+                exit(1);
+            }
         } else if (e->type == RAFT_ENTRY_CONF) {
             node__apply_conf(n, e);
         }
