@@ -135,8 +135,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "craftd: out of memory\n");
             return 1;
         }
-        if (f.cluster_token != NULL)
-            memset((char *)f.cluster_token, 'x', strlen(f.cluster_token));
+        /* The source is overwritten where it lies: argv, or the
+         * environment block (which /proc/<pid>/environ shows), then the
+         * variable is dropped so that no child inherits it. */
+        memset((char *)tsrc, 'x', strlen(tsrc));
+        if (f.cluster_token == NULL)
+            unsetenv("CRAFTD_CLUSTER_TOKEN");
     }
 
     struct daemon d = {.id = f.id};

@@ -231,7 +231,8 @@ bool raft_caught_up(const struct raft *r, uint64_t node, uint64_t max_lag)
     for (unsigned i = 0; i < r->n_prs; i++) {
         const struct raft__progress *pr = &r->prs[i];
         if (pr->id == node)
-            return pr->answered && pr->match + max_lag >= r->log.committed;
+            return pr->answered && (pr->match >= r->log.committed ||
+                                    r->log.committed - pr->match <= max_lag);
     }
     return false;
 }

@@ -308,3 +308,20 @@ def test_wrong_token_cannot_join_nor_connect(cluster, nodes):
     for n in nodes:
         assert len([ln for ln in craftd_lines(n) if "refused a /join" in ln]) <= 3
         assert len(peer_port_lines(n)) <= 12
+
+
+def test_token_from_environment_is_wiped(cluster):
+    """A token given by CRAFTD_CLUSTER_TOKEN is used, then overwritten in
+    the process's environment block (/proc/<pid>/environ) and dropped."""
+    secret = "env-token-5f2e91"
+    os.environ["CRAFTD_CLUSTER_TOKEN"] = secret
+    try:
+        node = cluster.add("envtok").start()
+    finally:
+        del os.environ["CRAFTD_CLUSTER_TOKEN"]
+    node.wait_ready()
+    assert any("cluster token" in ln for ln in craftd_lines(node)), node.log_tail(10)
+    with open(f"/proc/{node.pid}/environ", "rb") as f:
+        env = f.read()
+    assert secret.encode() not in env, "the token stays readable in /proc/<pid>/environ"
+    assert secret not in node.log_text()
