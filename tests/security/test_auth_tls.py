@@ -348,6 +348,28 @@ def test_silent_tls_client_is_closed(cluster, pki):
     assert 8.0 <= took <= 15.0, took
 
 
+def test_unparsable_head_over_tls_is_json(cluster, pki):
+    """Garbage inside a good TLS session gets the JSON 400 too: h2o's own
+    plain-text answer is replaced before it is encrypted."""
+    node = cluster.add("node0", extra=tls_flags(pki)).start()
+    tls = client_tls(pki)
+    wait_voters(cluster, [node], user=None, tls=tls)
+    host, port = split_addr(node.haddr)
+    with socket.create_connection((host, port), timeout=5) as raw:
+        with tls.wrap_socket(raw, server_hostname=host) as s:
+            s.sendall(b"GARBAGE\x01\r\n\r\n")
+            out = b""
+            while True:
+                b = s.recv(4096)
+                if not b:
+                    break
+                out += b
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), out
+    assert b"content-type: application/json" in head.lower(), out
+    assert json.loads(body)["error"], out
+
+
 @pytest.mark.parametrize("case", ["missing-cert", "key-mismatch", "cert-without-key",
                                   "ca-without-cert", "join-ca-without-cert", "bad-client-ca", "missing-auth-file",
                                   "bad-auth-line", "bad-join-user"])

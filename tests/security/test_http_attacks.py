@@ -228,14 +228,36 @@ def test_errors_are_json(nodes, cluster):
         assert_json_error(*r[0], want)
 
 
-@pytest.mark.xfail(strict=True, reason="h2o 2.2 writes its 400 for an unparsable request "
-                   "head straight to the socket, past every filter (docs/security.md)")
-def test_unparsable_head_is_json(nodes, cluster):
+BAD_HEADS = [
+    b"GARBAGE\x01\r\n\r\n",
+    b"GET /key/a HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
+    b"GET /key/a HTTP/1.1\r\nHost: x\r\nX: " + b"y" * 420000 + b"\r\n\r\n",  # > H2O_MAX_REQLEN
+    b"GET /key/a HTTP/1.1\r\n" + b"".join(b"X%d: y\r\n" % i for i in range(200)) + b"\r\n",
+]
+
+
+@pytest.mark.parametrize("head", BAD_HEADS, ids=["garbage", "no-colon", "huge", "200-headers"])
+def test_unparsable_head_is_json(nodes, cluster, head):
+    """A head h2o cannot parse (or will not: too large, too many headers)
+    gets a JSON 400, and the connection closes."""
     ld = leader_of(cluster)
-    out, _ = raw(ld.haddr, b"GARBAGE\x01\r\n\r\n", timeout=2.0)
+    out, closed = raw(ld.haddr, head, timeout=2.0)
     r = responses(out)
-    assert r
+    assert len(r) == 1, out[:300]
     assert_json_error(*r[0], 400)
+    assert r[0][1].get("connection") == "close"
+    assert closed
+
+
+def test_unparsable_head_after_a_good_one(nodes, cluster):
+    """The same on a kept-alive connection, after a request that was served."""
+    ld = leader_of(cluster)
+    out, closed = raw(ld.haddr, b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n" + BAD_HEADS[0],
+                      timeout=2.0)
+    r = responses(out)
+    assert [x[0] for x in r] == [200, 400], out[:300]
+    assert_json_error(*r[1], 400)
+    assert closed
 
 
 def test_logs_bounded_under_bad_requests(nodes, cluster, report):
