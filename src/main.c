@@ -118,7 +118,9 @@ int main(int argc, char **argv)
     if (o != FLAGS_RUN) {
         if (err[0])
             fprintf(stderr, "craftd: %s\n", err);
-        if (o != FLAGS_NO_DIR)
+        if (o == FLAGS_HELP) /* asked for: on stdout, so that | less works */
+            flags_usage(stdout, "craftd");
+        else if (o != FLAGS_NO_DIR)
             flags_usage(stderr, "craftd");
         else
             fprintf(stderr, "usage: craftd [flags] <data-directory> (craftd -h for help)\n");

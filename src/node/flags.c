@@ -42,7 +42,7 @@ static const struct flag_def DEFS[] = {
     {"http-max-conns-per-ip", K_UINT, FIELD(http_max_conns_per_ip), 1, 1000000, "N",
      "open HTTP connections of one client address at most (default 256)"},
     {"id", K_STR, FIELD(id), 0, 0, "id", "node id (default: the -raddr string)"},
-    {"inmem", K_BOOL, FIELD(inmem), 0, 0, NULL, "keep the Raft log in memory only"},
+    {"inmem", K_BOOL, FIELD(inmem), 0, 0, NULL, "keep the log, snapshots and identity in memory only (nothing is written to the data directory)"},
     {"join", K_STR, FIELD(join), 0, 0, "addr", "HTTP address of a cluster member to join"},
     {"join-ca", K_ADDR, FIELD(join_ca), 0, 0, "file",
      "PEM CAs to trust for members' HTTPS (default: -tls-client-ca, else the system's)"},

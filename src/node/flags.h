@@ -26,7 +26,7 @@
 /* What main() should do after flags_parse. */
 enum flags_outcome {
     FLAGS_RUN = 0, /* start the daemon with the parsed flags */
-    FLAGS_HELP,    /* -h / -help: print the usage on stderr, exit 0 */
+    FLAGS_HELP,    /* -h / -help: print the usage on stdout, exit 0 */
     FLAGS_VERSION, /* -version: print "craftd <version>", exit 0 */
     FLAGS_BAD,     /* unknown flag, bad value, extra argument: message + usage, exit 2 */
     FLAGS_NO_DIR,  /* no data directory given: message, exit 1 */

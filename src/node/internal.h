@@ -103,6 +103,9 @@ struct node {
     uv_timer_t ticker; /* one-shot, armed for the next tick at each tick */
     struct node__clock clock;
     uv_check_t pumper;
+    bool bootstrapped; /* this start made a new cluster (logged once serving) */
+    uint64_t replayed_upto; /* the commit index persisted before a restart:
+                               entries up to it are replays (members.c) */
     bool stopping;
     bool handing_over;           /* a stopping leader waits for another to lead */
     uint64_t hand_over_deadline; /* ... until then at most (uv_now ms) */

@@ -55,6 +55,10 @@ static int ctx_decode(const uint8_t *p, size_t len, char out[3][512])
 
 void node__apply_conf(struct node *n, const struct raft_entry *e)
 {
+    /* An entry this node had applied before it restarted is no news: it
+     * is logged at debug level, so that a restart does not list the
+     * cluster's history as if it happened now. */
+    int lvl = e->index <= n->replayed_upto ? CRAFT_LOG_DEBUG : CRAFT_LOG_INFO;
     struct raft_conf_change cc;
     if (raft_conf_change_decode(e->data, e->len, &cc) != 0)
         return;
@@ -72,14 +76,14 @@ void node__apply_conf(struct node *n, const struct raft_entry *e)
                                "it", (unsigned long long)e->index);
         } else {
             peer_remove(n->peers, cc.node);
-            CRAFT_INFO(&n->log, "member %s removed", name);
+            craft_log(&n->log, lvl, "member %s removed", name);
         }
         return;
     }
     const char *what = cc.op == RAFT_CONF_ADD_LEARNER ? "learner" : "voter";
     if (cc.ctx_len == 0) {
         const struct kv_member *m = kv_member_by_raft_id(n->kv, cc.node);
-        CRAFT_INFO(&n->log, "member %s is now a %s", m ? m->id : "?", what);
+        craft_log(&n->log, lvl, "member %s is now a %s", m ? m->id : "?", what);
         return;
     }
     char s[3][512];
@@ -92,8 +96,8 @@ void node__apply_conf(struct node *n, const struct raft_entry *e)
     if (cc.node != n->raft_id && strcmp(s[0], n->id) != 0 && n->peers &&
         !n->removed)
         peer_set(n->peers, cc.node, craft_member_id(s[0], 0), s[1]);
-    CRAFT_INFO(&n->log, "member %s (raft %s, http %s) added as %s", s[0],
-               s[1], s[2][0] ? s[2] : "-", what);
+    craft_log(&n->log, lvl, "member %s (raft %s, http %s) added as %s", s[0],
+              s[1], s[2][0] ? s[2] : "-", what);
 }
 
 /* Peers are the other members. Not one named like us: under our name the

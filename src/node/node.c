@@ -162,9 +162,7 @@ static int start_core(struct node *n)
         craft_free(ctx);
         if (rv)
             return rv;
-        CRAFT_INFO(&n->log, "bootstrapped a new cluster %016llx with %s as "
-                   "its only member", (unsigned long long)n->ident.cluster_id,
-                   n->id);
+        n->bootstrapped = true; /* said once the ports are bound */
     } else if (fresh) {
         n->o.join = n->join; /* ask to be added once we serve */
     } else {
@@ -174,6 +172,7 @@ static int start_core(struct node *n)
                    (unsigned long long)raft_first_index(n->raft),
                    (unsigned long long)raft_last_index(n->raft),
                    (unsigned long long)raft_snapshot(n->raft)->index);
+        n->replayed_upto = raft_hard(n->raft).commit;
         if (n->join && !join)
             CRAFT_INFO(&n->log, "existing state: -join %s ignored", n->join);
         n->o.join = join ? n->join : NULL; /* a removed node rejoins */
@@ -331,6 +330,10 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
         free_node(n);
         return rv;
     }
+    if (n->bootstrapped)
+        CRAFT_INFO(&n->log, "bootstrapped a new cluster %016llx with %s as "
+                   "its only member", (unsigned long long)n->ident.cluster_id,
+                   n->id);
     CRAFT_INFO(&n->log, "serving HTTP on %s, Raft on %s", n->http_addr,
                n->raft_addr);
     *out = n;

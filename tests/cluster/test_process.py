@@ -18,7 +18,9 @@ def test_cli(tmp_path):
     for h in ("-h", "-help", "--help"):
         r = run_cli(h)
         assert r.returncode == 0, (h, r)
-        assert "-haddr" in r.stderr and "-raddr" in r.stderr and "-join" in r.stderr, r.stderr
+        # asked for: on stdout (craftd -h | less), nothing on stderr
+        assert "-haddr" in r.stdout and "-raddr" in r.stdout and "-join" in r.stdout, r
+        assert r.stderr == "", r
     r = run_cli("-version")
     assert r.returncode == 0 and r.stdout.startswith("craftd "), r
 
@@ -45,6 +47,22 @@ def test_cli(tmp_path):
     r = run_cli("-haddr", f"127.0.0.1:{hp}", "-raddr", f"127.0.0.1:{rp}", str(f))
     assert r.returncode != 0, r
     assert r.stderr.strip(), r
+    assert str(f) in r.stderr, r  # the message names the path
+
+
+def test_busy_port_does_not_claim_a_cluster(tmp_path):
+    """A start that fails on a busy HTTP port says so, and does not first
+    log that it bootstrapped a cluster."""
+    import socket
+    hp, rp = free_ports(2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", hp))
+        s.listen()
+        r = run_cli("-haddr", f"127.0.0.1:{hp}", "-raddr", f"127.0.0.1:{rp}",
+                    str(tmp_path / "data"))
+    assert r.returncode != 0, r
+    assert "in use" in r.stderr, r.stderr
+    assert "bootstrapped" not in r.stderr, r.stderr
 
 
 def test_data_dir_created_0700(cluster, tmp_path):
@@ -109,8 +127,13 @@ def test_sigterm_single_node_clean_and_restart(cluster):
     assert len(acked) == 200
     assert n.stop() == 0, "SIGTERM must exit 0"
     assert "shutting down" in n.log_text()
+    before = len(n.log_text())
     n.start()
     n.wait_ready()
+    # the membership entries replayed at restart are not news
+    restarted = n.log_text()[before:]
+    assert "restarting from" in restarted, restarted
+    assert "added as" not in restarted, restarted
     lost = missing_keys(n.haddr, acked)
     assert not lost, f"lost {len(lost)} acknowledged writes over a restart, e.g. {lost[:5]}"
     # SIGINT is a clean stop as well
