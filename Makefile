@@ -32,10 +32,13 @@ SIM_SRCS  = $(wildcard tests/sim/*.c) $(LINCHECK_SRCS)
 DAEMON    = $(if $(wildcard src/main.c),$(O)/craftd)
 LINCHECK  = $(if $(wildcard tests/lincheck/main.c),$(O)/lincheck)
 SIM       = $(if $(wildcard tests/sim/*.c),$(O)/sim)
+# craftctl, the client: cli/*.c on libcurl and jansson only (docs/craftctl.md)
+CTL_SRCS  = $(wildcard cli/*.c)
+CTL       = $(if $(CTL_SRCS),$(O)/craftctl)
 PYTEST    = /usr/bin/python3 -m pytest
 
 .PHONY: all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv run deps clean
-all: $(LIB_OBJS) $(DAEMON) $(UNIT_BINS) $(SIM) $(LINCHECK)
+all: $(LIB_OBJS) $(DAEMON) $(CTL) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -45,6 +48,10 @@ $(O)/%.o: %.c
 $(O)/craftd: $(O)/src/main.o $(LIB_OBJS)
 	@echo "LINK $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(O)/craftctl: $(CTL_SRCS:%.c=$(O)/%.o)
+	@echo "LINK $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ -lcurl $(shell pkg-config --libs jansson 2>/dev/null)
 
 $(O)/tests/test_%: $(O)/tests/unit/test_%.o $(UNIT_HELP:%.c=$(O)/%.o) \
                    $(LINCHECK_SRCS:%.c=$(O)/%.o) $(LIB_OBJS)

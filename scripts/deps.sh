@@ -3,7 +3,7 @@
 # missing. Runs apt-get only as root; otherwise says what to install.
 set -e
 PKGS="build-essential pkg-config libuv1-dev libh2o-dev libssl-dev libcrypt-dev zlib1g-dev
-libjansson-dev libcmocka-dev python3 python3-pytest iptables iproute2
+libjansson-dev libcmocka-dev libcurl4-openssl-dev python3 python3-pytest iptables iproute2
 valgrind clang openssl"
 missing=""
 for p in $PKGS; do
