@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "auth/auth.h"
@@ -110,7 +111,7 @@ int main(int argc, char **argv)
 {
     struct flags f;
     char err[512];
-    enum flags_outcome o = flags_parse(argc, argv, &f, err, sizeof err);
+    enum flags_outcome o = flags_parse(argc, argv, environ, &f, err, sizeof err);
     if (o == FLAGS_VERSION) {
         printf("craftd %s\n", CRAFT_VERSION);
         return 0;
@@ -174,9 +175,10 @@ int main(int argc, char **argv)
         CRAFT_INFO(&d.log, "-auth-file %s: %zu users; HTTP Basic authentication on",
                    f.auth_file, auth_db_count(auth));
     }
-    /* The node's credentials: copied out of argv, whose copy is then
-     * overwritten so that the password does not show in ps or
-     * /proc/<pid>/cmdline (the environment keeps it out from the start). */
+    /* The node's credentials: copied out, and the source overwritten where
+     * it lies (argv, shown by ps and /proc/<pid>/cmdline, or the
+     * environment block, shown by /proc/<pid>/environ) and the variable
+     * dropped, as for the token. */
     const char *usrc = f.join_user ? f.join_user : getenv("CRAFTD_JOIN_USER");
     char *join_user = usrc != NULL && usrc[0] != 0 ? strdup(usrc) : NULL;
     if (usrc != NULL && usrc[0] != 0 && join_user == NULL) {
@@ -184,8 +186,11 @@ int main(int argc, char **argv)
         auth_db_free(auth);
         return 1;
     }
-    if (f.join_user != NULL)
-        memset((char *)f.join_user, 'x', strlen(f.join_user));
+    if (usrc != NULL) {
+        memset((char *)usrc, 'x', strlen(usrc));
+        if (f.join_user == NULL)
+            unsetenv("CRAFTD_JOIN_USER");
+    }
     if (join_user != NULL && strchr(join_user, ':') == NULL) {
         CRAFT_ERROR(&d.log, "-join-user (or CRAFTD_JOIN_USER) must be user:password");
         free(join_user);

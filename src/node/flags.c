@@ -204,6 +204,40 @@ static enum flags_outcome store(const struct flag_def *d, const char *value, str
     return fail(err, errcap, "internal error: flag -%s", d->name);
 }
 
+/* The value of the variable name in envp, or NULL (also when empty). */
+static const char *env_get(char *const envp[], const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; envp != NULL && envp[i] != NULL; i++)
+        if (strncmp(envp[i], name, len) == 0 && envp[i][len] == '=')
+            return envp[i][len + 1] ? envp[i] + len + 1 : NULL;
+    return NULL;
+}
+
+/* CRAFTD_<FLAG> for every flag that may come from the environment. */
+static enum flags_outcome parse_env(char *const envp[], struct flags *f, char *err,
+                                    size_t errcap)
+{
+    for (size_t i = 0; i < NDEFS; i++) {
+        const struct flag_def *d = &DEFS[i];
+        if (strcmp(d->name, "version") == 0 || strcmp(d->name, "cluster-token") == 0 ||
+            strcmp(d->name, "join-user") == 0)
+            continue;
+        char name[64] = "CRAFTD_";
+        size_t n = strlen(name);
+        for (const char *c = d->name; *c && n + 1 < sizeof name; c++)
+            name[n++] = *c == '-' ? '_' : (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+        name[n] = '\0';
+        const char *v = env_get(envp, name);
+        if (v != NULL && store(d, v, f, err, errcap) != FLAGS_RUN) {
+            size_t len = strlen(err);
+            snprintf(err + len, errcap - len, " (from the environment: %s)", name);
+            return FLAGS_BAD;
+        }
+    }
+    return FLAGS_RUN;
+}
+
 /* Parses the flag argv[*i] (which starts with '-' and is not "-" or "--"),
  * taking its value from argv[*i + 1] when needed. */
 static enum flags_outcome parse_one(int argc, char *const argv[], int *i, struct flags *f,
@@ -232,11 +266,13 @@ static enum flags_outcome parse_one(int argc, char *const argv[], int *i, struct
     return store(d, argv[*i], f, err, errcap);
 }
 
-enum flags_outcome flags_parse(int argc, char *const argv[], struct flags *f, char *err,
-                               size_t errcap)
+enum flags_outcome flags_parse(int argc, char *const argv[], char *const envp[],
+                               struct flags *f, char *err, size_t errcap)
 {
     set_defaults(f);
     err[0] = '\0';
+    if (parse_env(envp, f, err, errcap) != FLAGS_RUN)
+        return FLAGS_BAD;
 
     int i = 1;
     for (; i < argc; i++) {
@@ -274,11 +310,12 @@ enum flags_outcome flags_parse(int argc, char *const argv[], struct flags *f, ch
                         tls_names[k]);
     }
 
-    if (i >= argc || argv[i][0] == '\0') {
+    const char *env_dir = env_get(envp, "CRAFTD_DATA_DIR");
+    if ((i >= argc || argv[i][0] == '\0') && env_dir == NULL) {
         snprintf(err, errcap, "no data directory specified");
         return FLAGS_NO_DIR;
     }
-    f->dir = argv[i];
+    f->dir = i < argc && argv[i][0] != '\0' ? argv[i] : env_dir;
     if (i + 1 < argc)
         return fail(err, errcap,
                     "unexpected argument \"%s\" after the data directory \"%s\" "
@@ -311,4 +348,8 @@ void flags_usage(FILE *out, const char *prog)
         fprintf(out, "    \t%s\n", d->help);
     }
     fprintf(out, "  -h, -help\n    \tprint this help and exit\n");
+    fprintf(out, "Every flag but -version, -cluster-token and -join-user may also be set in\n"
+                 "the environment as CRAFTD_<FLAG> (CRAFTD_TICK_MS=20, CRAFTD_INMEM=true), the\n"
+                 "data directory as CRAFTD_DATA_DIR; the command line wins. The two secrets\n"
+                 "come from CRAFTD_CLUSTER_TOKEN and CRAFTD_JOIN_USER.\n");
 }

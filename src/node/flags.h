@@ -63,12 +63,17 @@ struct flags {
     unsigned peer_max_unauth_conns; /* -peer-max-unauth-conns, default 16, >= 1 */
 };
 
-/* Parses argv[1..argc-1] into *f (argv[0] is the program name). On
- * FLAGS_BAD and FLAGS_NO_DIR a one-line message (no newline) is written to
- * err (errcap > 0); err is "" otherwise. *f always holds the defaults
- * overridden by whatever was parsed before a failure. */
-enum flags_outcome flags_parse(int argc, char *const argv[], struct flags *f, char *err,
-                               size_t errcap);
+/* Parses argv[1..argc-1] into *f (argv[0] is the program name). Every
+ * flag but -version, -cluster-token and -join-user (main reads and wipes
+ * those two secrets itself) may also come from the environment envp
+ * ("NAME=value" strings, NULL-terminated; NULL: none) as CRAFTD_<FLAG>,
+ * upper case with '_' for '-' (CRAFTD_TICK_MS=20), and the data directory
+ * as CRAFTD_DATA_DIR; the command line wins, an empty variable counts as
+ * unset. On FLAGS_BAD and FLAGS_NO_DIR a one-line message (no newline) is
+ * written to err (errcap > 0); err is "" otherwise. *f always holds the
+ * defaults overridden by whatever was parsed before a failure. */
+enum flags_outcome flags_parse(int argc, char *const argv[], char *const envp[],
+                               struct flags *f, char *err, size_t errcap);
 
 /* The process exit code main() uses for an outcome other than FLAGS_RUN
  * (0 for help and version, 2 for FLAGS_BAD, 1 for FLAGS_NO_DIR). */

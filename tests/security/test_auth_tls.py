@@ -168,6 +168,10 @@ def start_auth_cluster(cluster, auth_file, n=3, extra=(), tls=None):
                                extra=common + ["-join-user", "admin:a-pass"]).start()
         nodes.append(node)
         wait_voters(cluster, nodes, tls=tls)
+        if i == 2:  # the password is not left readable in /proc/<pid>/environ
+            with open(f"/proc/{node.pid}/environ", "rb") as f:
+                env = f.read()
+            assert b"a-pass" not in env and b"CRAFTD_JOIN_USER=admin" not in env
     return nodes
 
 

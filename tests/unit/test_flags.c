@@ -27,7 +27,7 @@ static enum flags_outcome parse_list(struct flags *f, char *err, size_t errcap, 
         argv[argc++] = (char *)a;
     }
     argv[argc] = NULL;
-    return flags_parse(argc, argv, f, err, errcap);
+    return flags_parse(argc, argv, NULL, f, err, errcap);
 }
 
 static char last_err[256];
@@ -334,7 +334,7 @@ static void test_small_err_buffer(void **state)
     struct flags f;
     char err[8];
     char *argv[] = {"craftd", "-a-very-long-unknown-flag-name", "d", NULL};
-    assert_int_equal(flags_parse(3, argv, &f, err, sizeof err), FLAGS_BAD);
+    assert_int_equal(flags_parse(3, argv, NULL, &f, err, sizeof err), FLAGS_BAD);
     assert_int_equal(strlen(err), sizeof err - 1); /* cut, still terminated */
 }
 
@@ -376,6 +376,46 @@ static void test_usage_lists_every_flag(void **state)
     free(buf);
 }
 
+/* CRAFTD_<FLAG> in the environment: every kind of flag, the command line
+ * winning, empty as unset, errors naming the variable, the two secrets
+ * and -version never taken from it, the data directory. */
+static void test_environment(void **state)
+{
+    (void)state;
+    struct flags f;
+    char err[256];
+    char *env[] = {"PATH=/bin", "CRAFTD_TICK_MS=20", "CRAFTD_INMEM=true",
+                   "CRAFTD_HADDR=127.0.0.1:9", "CRAFTD_LOG_LEVEL=debug",
+                   "CRAFTD_HTTP_MAX_CONNS_PER_IP=7", "CRAFTD_JOIN=", "CRAFTD_VERSION=true",
+                   "CRAFTD_CLUSTER_TOKEN=secret", "CRAFTD_JOIN_USER=a:b",
+                   "CRAFTD_DATA_DIR=/var/lib/craftd", "CRAFTD_TICK_MSX=1", NULL};
+    char *argv[] = {"craftd", "-haddr", "127.0.0.1:8", NULL};
+    assert_int_equal(flags_parse(3, argv, env, &f, err, sizeof err), FLAGS_RUN);
+    assert_int_equal(f.tick_ms, 20);
+    assert_true(f.inmem);
+    assert_string_equal(f.haddr, "127.0.0.1:8"); /* the command line wins */
+    assert_int_equal(f.log_level, CRAFT_LOG_DEBUG);
+    assert_int_equal(f.http_max_conns_per_ip, 7);
+    assert_null(f.join);          /* empty: unset */
+    assert_false(f.version);      /* never from the environment */
+    assert_null(f.cluster_token); /* main reads (and wipes) it */
+    assert_null(f.join_user);
+    assert_string_equal(f.dir, "/var/lib/craftd");
+    char *argv2[] = {"craftd", "/data", NULL};
+    assert_int_equal(flags_parse(2, argv2, env, &f, err, sizeof err), FLAGS_RUN);
+    assert_string_equal(f.dir, "/data"); /* the positional wins */
+
+    char *bad[] = {"CRAFTD_TICK_MS=fast", NULL};
+    assert_int_equal(flags_parse(2, argv2, bad, &f, err, sizeof err), FLAGS_BAD);
+    assert_non_null(strstr(err, "CRAFTD_TICK_MS"));
+    char *bad_bool[] = {"CRAFTD_INMEM=yes", NULL};
+    assert_int_equal(flags_parse(2, argv2, bad_bool, &f, err, sizeof err), FLAGS_BAD);
+    assert_non_null(strstr(err, "CRAFTD_INMEM"));
+    char *none[] = {NULL};
+    char *argv3[] = {"craftd", NULL};
+    assert_int_equal(flags_parse(1, argv3, none, &f, err, sizeof err), FLAGS_NO_DIR);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_usage_lists_every_flag),
         cmocka_unit_test(test_peer_tls_all_or_none),
         cmocka_unit_test(test_peer_auth_flags),
+        cmocka_unit_test(test_environment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
