@@ -37,7 +37,7 @@ CTL_SRCS  = $(wildcard cli/*.c)
 CTL       = $(if $(CTL_SRCS),$(O)/craftctl)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv run deps clean
+.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(CTL) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -128,7 +128,8 @@ valgrind: all
 	@VALGRIND=1 sh scripts/run-unit.sh $(UNIT_BINS)
 	valgrind -q --error-exitcode=1 --leak-check=full $(O)/sim --seeds 20 --jobs 1
 
-run: deps
+run:
+	@sh scripts/deps.sh run
 	@$(MAKE) --no-print-directory $(O)/craftd
 	mkdir -p data
 	$(O)/craftd -id node0 -haddr localhost:11000 -raddr localhost:12000 data/node0
@@ -189,6 +190,29 @@ bench-peer-tls: all
 bench-kv: $(LIB_OBJS)
 	@$(CC) $(CFLAGS) -o $(O)/kv_bench bench/kv_bench.c $(LIB_OBJS) $(LIBS)
 	@$(O)/kv_bench && $(O)/kv_bench 1000000 random
+
+# Installs both programs, their man pages (made from their --help by
+# help2man, when it is there) and the systemd unit (docs/operations.md).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR   = $(PREFIX)/bin
+MANDIR   = $(PREFIX)/share/man/man1
+UNITDIR  = $(PREFIX)/lib/systemd/system
+install: $(O)/craftd $(O)/craftctl
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(O)/craftd $(O)/craftctl $(DESTDIR)$(BINDIR)/
+	sed 's|@BINDIR@|$(BINDIR)|g' contrib/craftd.service > $(O)/craftd.service
+	install -m 0644 $(O)/craftd.service $(DESTDIR)$(UNITDIR)/craftd.service
+	@if command -v help2man >/dev/null; then \
+	  help2man -N -n "a replicated key-value store on Raft" -o $(O)/craftd.1 $(O)/craftd && \
+	  help2man -N -n "the command-line client of craftd" -o $(O)/craftctl.1 $(O)/craftctl && \
+	  install -m 0644 $(O)/craftd.1 $(O)/craftctl.1 $(DESTDIR)$(MANDIR)/; \
+	else echo "install: no help2man: man pages skipped (apt-get install help2man)"; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/craftd $(DESTDIR)$(BINDIR)/craftctl \
+	  $(DESTDIR)$(MANDIR)/craftd.1 $(DESTDIR)$(MANDIR)/craftctl.1 \
+	  $(DESTDIR)$(UNITDIR)/craftd.service
 
 clean:
 	rm -rf build build-asan build-fuzz

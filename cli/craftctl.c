@@ -2,6 +2,8 @@
  * owns the global options, the endpoint list and the command table. */
 #include "ctl.h"
 
+#include "common/version.h"
+
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,7 @@ static void help(FILE *out)
             "  --cert file --key file   a client certificate for HTTPS\n"
             "  --timeout ms        per request (default 10000)\n"
             "  -o table|json       output (default table)\n"
+            "  --version           print the version and exit\n"
             "\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(out, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].what);
@@ -119,6 +122,7 @@ int main(int argc, char **argv)
                                          {"key", required_argument, 0, 'k'},
                                          {"timeout", required_argument, 0, 't'},
                                          {"help", no_argument, 0, 'h'},
+                                         {"version", no_argument, 0, 'V'},
                                          {0, 0, 0, 0}};
     struct ctl c = {.timeout_ms = 10000, .output = CTL_OUT_TABLE};
     const char *endpoints = getenv("CRAFTCTL_ENDPOINTS");
@@ -147,6 +151,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'h': help(stdout); return CTL_OK;
+        case 'V': printf("craftctl %s\n", CRAFT_VERSION); return CTL_OK;
         default: help(stderr); return CTL_USAGE;
         }
     }

@@ -1,10 +1,14 @@
 #!/bin/sh
-# Install the Debian packages craftd needs to build and test, if any is
-# missing. Runs apt-get only as root; otherwise says what to install.
+# Install the Debian packages craftd needs, if any is missing: `deps.sh run`
+# what building and running the daemon needs (make run), `deps.sh` all that
+# building everything and testing it needs (make test). Runs apt-get only
+# as root; otherwise says what to install.
 set -e
-PKGS="build-essential pkg-config libuv1-dev libh2o-dev libssl-dev libcrypt-dev zlib1g-dev
-libjansson-dev libcmocka-dev libcurl4-openssl-dev python3 python3-pytest iptables iproute2
-valgrind clang openssl"
+RUN_PKGS="build-essential pkg-config libuv1-dev libh2o-dev libssl-dev libcrypt-dev zlib1g-dev
+libjansson-dev"
+PKGS="$RUN_PKGS libcmocka-dev libcurl4-openssl-dev python3 python3-pytest iptables iproute2
+valgrind clang openssl help2man"
+[ "${1:-}" = run ] && PKGS=$RUN_PKGS
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \

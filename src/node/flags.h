@@ -19,9 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#ifndef CRAFT_VERSION
-#define CRAFT_VERSION "0.1.0"
-#endif
+#include "common/version.h"
 
 /* What main() should do after flags_parse. */
 enum flags_outcome {
