@@ -3,7 +3,9 @@
  * A precondition (If-Match, If-None-Match) becomes the compare of a
  * transaction (kv command version 2), so the state machine decides it when
  * the entry applies; nothing is checked at request time. hraftd's POST and
- * DELETE without a precondition stay version-1 batches. */
+ * DELETE without a precondition stay version-1 batches. Every answer to a
+ * key request carries X-Craftd-Index: this node's applied index, or the
+ * write's own entry index once it applied. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,6 +60,7 @@ void node__key_get(void *ud, struct http_req *req, const char *key,
                    size_t klen, const struct http_get_opts *o)
 {
     struct node *n = ud;
+    http_reply_set_index(req, n->applied); /* until a later index */
     struct node__req *q = node__req_open(n, NODE__GET, req);
     if (q == NULL)
         return;
@@ -219,6 +222,7 @@ void node__key_set(void *ud, struct http_req *req, const struct http_kv *kvs,
                    size_t nkv, const struct http_precond *pre)
 {
     struct node *n = ud;
+    http_reply_set_index(req, n->applied); /* until a later index */
     if (pre->kind != HTTP_PRE_NONE) { /* one pair (checked by src/http) */
         struct kv_txn_op op = {.type = KV_TOP_PUT,
                                .key = (const uint8_t *)kvs[0].key,
@@ -249,6 +253,7 @@ void node__key_del(void *ud, struct http_req *req, const char *key,
                    size_t klen, const struct http_precond *pre)
 {
     struct node *n = ud;
+    http_reply_set_index(req, n->applied); /* until a later index */
     if (pre->kind != HTTP_PRE_NONE) {
         struct kv_txn_op op = {.type = KV_TOP_DEL,
                                .key = (const uint8_t *)key, .klen = klen};
@@ -271,10 +276,10 @@ void node__key_put(void *ud, struct http_req *req, const char *key,
                    const struct http_put_opts *o)
 {
     struct node *n = ud;
+    http_reply_set_index(req, n->applied); /* until a later index */
     if (o->lease != 0) {
         /* No lease exists yet (leases come with POST /lease): every id is
          * unknown. Once they exist, this is decided when the entry applies. */
-        http_reply_set_index(req, n->applied);
         http_reply_error(req, 404, "lease not found");
         return;
     }
