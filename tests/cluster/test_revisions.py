@@ -299,3 +299,23 @@ def test_bad_headers_and_leases(cluster):
     assert get(leader.haddr, "leased").status == 404
     r = put(a, "leased", "v", query="?lease=0")  # 0: no lease
     assert r.status == 201 and meta(a, "leased")["lease"] == "0", r
+
+
+def test_cluster_errors_carry_the_index(cluster):
+    """Without a quorum a write and a linearizable read fail with 503, and
+    still say how far the answering node had applied."""
+    leader, follower = three(cluster)
+    r = put(leader.haddr, "q", "v")
+    assert r.status == 201, r
+    n = r.json()["mod_index"]
+    for node in cluster.nodes:
+        if node is not leader:
+            node.stop()
+    r = put(leader.haddr, "q", "w", {"If-Match": f'"{n}"'})
+    assert r.status == 503, r
+    assert r.error() and index_of(r) >= n, r
+    r = get(leader.haddr, "q")
+    assert r.status in (503, 504), r
+    assert r.error() and index_of(r) >= n, r
+    r = get(leader.haddr, "q", "?level=none")  # its own state: still there
+    assert r.status == 200 and r.json() == {"q": "v"} and etag_of(r) == n, r
