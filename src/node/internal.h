@@ -62,8 +62,8 @@ struct node__req {
     size_t len;
     int level;                     /* GET */
     bool precond;                  /* WRITE: its command has compares */
-    node__answer_fn answer;        /* GET, WRITE: the answer (WRITE: NULL
-                                      answers 200 with an empty body) */
+    node__answer_fn answer;        /* GET (required), WRITE (NULL: 200
+                                      with an empty body) */
     void *arg;                     /* the answer's own data, owned by q */
     void (*arg_free)(void *arg);   /* frees arg in node__req_done; NULL:
                                       craft_free */

@@ -205,6 +205,7 @@ void node__req_error(struct node *n, struct node__req *q, int status,
 
 void node__req_serve(struct node *n, struct node__req *q)
 {
+    assert(q->answer != NULL && "a read says how it is answered");
     q->answer(n, q, NULL);
     node__req_done(n, q);
 }
