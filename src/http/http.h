@@ -40,6 +40,7 @@
 #include <uv.h>
 
 #include "common/log.h"
+#include "kv/kv.h"
 
 /* Read levels of GET /key/<k>?level=... (names as in rqlite). */
 enum http_read_level {
@@ -224,5 +225,73 @@ const char *http_tls_conn_error(const struct http_tls_conn *t); /* never NULL */
 
 /* "linearizable", "weak", "none" ("?" for anything else). */
 const char *http_read_level_name(int level);
+
+
+/* --- transactions, ordered listing, prefix deletes (docs/http-api.md,
+ *     "Transactions and listing"): the parsed requests handed to the node
+ *     and the JSON encoders of their answers (kvjson.c) ---
+ * The parsed structures use the plain struct types of kv/kv.h; src/http
+ * itself never calls a kv function. */
+/* The most keys one GET /keys page holds (limit=), its default, and the
+ * most keys one count_only request counts (its limit=, default the same). */
+#define HTTP_LIST_MAX 10000
+#define HTTP_LIST_DEFAULT 1000
+#define HTTP_COUNT_MAX 1000000
+/* A listing page stops after the key that takes its JSON past this many
+ * bytes (a page holds at least one key), with "more":true. */
+#define HTTP_LIST_MAX_BYTES (4u << 20)
+
+/* GET /keys?... (and DELETE /keys?prefix=..., which uses prefix only).
+ * All strings are percent-decoded bytes (any bytes, NUL included), owned
+ * by the request, valid during the handler call only. */
+struct http_keys_query {
+    struct kv_range range;  /* prefix, or [start, end); pointers into the
+                               request (the whole key space when no
+                               parameter is given) */
+    const uint8_t *after;   /* list strictly after this key; NULL: from the
+                               start of range */
+    size_t alen;
+    size_t limit;           /* keys per page (count_only: keys counted) */
+    bool keys_only;         /* no values */
+    bool count_only;        /* {"index","count"} only */
+    int level;              /* enum http_read_level */
+};
+
+/* A growable JSON text owned by its user: init, append, take data/len,
+ * http_json_free. An allocation failure makes every later append a no-op
+ * and sets failed: check it before sending. */
+struct http_json {
+    char *data;  /* not NUL-terminated; len bytes */
+    size_t len;
+    size_t cap;  /* private */
+    bool failed; /* out of memory: data is incomplete */
+};
+void http_json_init(struct http_json *j);
+void http_json_free(struct http_json *j);
+
+/* {"key"|"key_b64","value"|"value_b64","create_index","mod_index",
+ *  "version","lease"} (lease as a decimal string, "0" for none): the ?meta
+ * object, also a txn get's result. Non-UTF-8 bytes go as base64 under the
+ * _b64 name. */
+void http_json_meta(struct http_json *j, const struct kv_meta *m);
+/* {"succeeded":bool,"index":N,"results":[...]}: one result per executed
+ * op ({} put, {"deleted":n} deletes, the meta object or {"found":false}
+ * for a get). */
+void http_json_txn(struct http_json *j, const struct kv_result *r);
+/* {"deleted":n,"index":N} */
+void http_json_deleted(struct http_json *j, uint64_t deleted, uint64_t index);
+
+/* A listing page, in three steps: begin ({"index":N,"keys":[), one key
+ * per kv_list callback ({"key","value","mod_index"}, no value with
+ * keys_only), end (],"more":bool and "next":<the last key of the page>
+ * when it holds any). */
+void http_json_list_begin(struct http_json *j, uint64_t index);
+void http_json_list_key(struct http_json *j, const struct kv_meta *m, bool keys_only);
+void http_json_list_end(struct http_json *j, bool more, const struct kv_meta *last);
+/* count_only: {"index":N,"count":n}, and "more":true,"next":<last key
+ * counted> when the count stopped at its cap (continue with after=next
+ * and add up). */
+void http_json_count(struct http_json *j, uint64_t index, size_t count, bool more,
+                     const struct kv_meta *last);
 
 #endif
