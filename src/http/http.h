@@ -258,40 +258,40 @@ struct http_keys_query {
 };
 
 /* A growable JSON text owned by its user: init, append, take data/len,
- * http_json_free. An allocation failure makes every later append a no-op
+ * http_jbuf_free. An allocation failure makes every later append a no-op
  * and sets failed: check it before sending. */
-struct http_json {
+struct http_jbuf {
     char *data;  /* not NUL-terminated; len bytes */
     size_t len;
     size_t cap;  /* private */
     bool failed; /* out of memory: data is incomplete */
 };
-void http_json_init(struct http_json *j);
-void http_json_free(struct http_json *j);
+void http_jbuf_init(struct http_jbuf *j);
+void http_jbuf_free(struct http_jbuf *j);
 
 /* {"key"|"key_b64","value"|"value_b64","create_index","mod_index",
  *  "version","lease"} (lease as a decimal string, "0" for none): the ?meta
  * object, also a txn get's result. Non-UTF-8 bytes go as base64 under the
  * _b64 name. */
-void http_json_meta(struct http_json *j, const struct kv_meta *m);
+void http_jbuf_meta(struct http_jbuf *j, const struct kv_meta *m);
 /* {"succeeded":bool,"index":N,"results":[...]}: one result per executed
  * op ({} put, {"deleted":n} deletes, the meta object or {"found":false}
  * for a get). */
-void http_json_txn(struct http_json *j, const struct kv_result *r);
+void http_jbuf_txn(struct http_jbuf *j, const struct kv_result *r);
 /* {"deleted":n,"index":N} */
-void http_json_deleted(struct http_json *j, uint64_t deleted, uint64_t index);
+void http_jbuf_deleted(struct http_jbuf *j, uint64_t deleted, uint64_t index);
 
 /* A listing page, in three steps: begin ({"index":N,"keys":[), one key
  * per kv_list callback ({"key","value","mod_index"}, no value with
  * keys_only), end (],"more":bool and "next":<the last key of the page>
  * when it holds any). */
-void http_json_list_begin(struct http_json *j, uint64_t index);
-void http_json_list_key(struct http_json *j, const struct kv_meta *m, bool keys_only);
-void http_json_list_end(struct http_json *j, bool more, const struct kv_meta *last);
+void http_jbuf_list_begin(struct http_jbuf *j, uint64_t index);
+void http_jbuf_list_key(struct http_jbuf *j, const struct kv_meta *m, bool keys_only);
+void http_jbuf_list_end(struct http_jbuf *j, bool more, const struct kv_meta *last);
 /* count_only: {"index":N,"count":n}, and "more":true,"next":<last key
  * counted> when the count stopped at its cap (continue with after=next
  * and add up). */
-void http_json_count(struct http_json *j, uint64_t index, size_t count, bool more,
+void http_jbuf_count(struct http_jbuf *j, uint64_t index, size_t count, bool more,
                      const struct kv_meta *last);
 
 #endif

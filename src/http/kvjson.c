@@ -13,19 +13,19 @@
 
 #include "common/alloc.h"
 
-void http_json_init(struct http_json *j)
+void http_jbuf_init(struct http_jbuf *j)
 {
-    *j = (struct http_json){0};
+    *j = (struct http_jbuf){0};
 }
 
-void http_json_free(struct http_json *j)
+void http_jbuf_free(struct http_jbuf *j)
 {
     craft_free(j->data);
-    *j = (struct http_json){0};
+    *j = (struct http_jbuf){0};
 }
 
 /* Room for n more bytes at data + len, or NULL (failed is then set). */
-static char *room(struct http_json *j, size_t n)
+static char *room(struct http_jbuf *j, size_t n)
 {
     if (j->failed)
         return NULL;
@@ -49,7 +49,7 @@ static char *room(struct http_json *j, size_t n)
     return j->data + j->len;
 }
 
-static void raw(struct http_json *j, const char *s, size_t n)
+static void raw(struct http_jbuf *j, const char *s, size_t n)
 {
     char *o = room(j, n);
     if (o != NULL) {
@@ -58,12 +58,12 @@ static void raw(struct http_json *j, const char *s, size_t n)
     }
 }
 
-static void lit(struct http_json *j, const char *s)
+static void lit(struct http_jbuf *j, const char *s)
 {
     raw(j, s, strlen(s));
 }
 
-static void u64(struct http_json *j, uint64_t v)
+static void u64(struct http_jbuf *j, uint64_t v)
 {
     char b[24];
     int n = snprintf(b, sizeof b, "%" PRIu64, v);
@@ -71,14 +71,14 @@ static void u64(struct http_json *j, uint64_t v)
 }
 
 /* ,"name":"<bytes>" or ,"name_b64":"<base64>" (no comma when first). */
-static void bytes_field(struct http_json *j, bool first, const char *name, const uint8_t *p,
+static void bytes_field(struct http_jbuf *j, bool first, const char *name, const uint8_t *p,
                         size_t n)
 {
     bool text = http__utf8_valid((const char *)p, n);
     lit(j, first ? "\"" : ",\"");
     lit(j, name);
     lit(j, text ? "\":" : "_b64\":\"");
-    char *o = room(j, text ? HTTP__QUOTED_MAX(n) : HTTP__B64_LEN(n) + 1);
+    char *o = room(j, text ? HTTP__QUOTED_MAX(n) : HTTP__B64_MAX(n) + 1);
     if (o == NULL)
         return;
     if (text) {
@@ -89,7 +89,7 @@ static void bytes_field(struct http_json *j, bool first, const char *name, const
     }
 }
 
-static void num_field(struct http_json *j, const char *name, uint64_t v)
+static void num_field(struct http_jbuf *j, const char *name, uint64_t v)
 {
     raw(j, ",\"", 2);
     lit(j, name);
@@ -97,7 +97,7 @@ static void num_field(struct http_json *j, const char *name, uint64_t v)
     u64(j, v);
 }
 
-void http_json_meta(struct http_json *j, const struct kv_meta *m)
+void http_jbuf_meta(struct http_jbuf *j, const struct kv_meta *m)
 {
     raw(j, "{", 1);
     bytes_field(j, true, "key", m->key, m->klen);
@@ -110,7 +110,7 @@ void http_json_meta(struct http_json *j, const struct kv_meta *m)
     raw(j, "\"}", 2);
 }
 
-static void op_result(struct http_json *j, const struct kv_op_result *o)
+static void op_result(struct http_jbuf *j, const struct kv_op_result *o)
 {
     switch (o->type) {
     case KV_TOP_PUT:
@@ -124,13 +124,13 @@ static void op_result(struct http_json *j, const struct kv_op_result *o)
         break;
     default:
         if (o->found)
-            http_json_meta(j, &o->meta);
+            http_jbuf_meta(j, &o->meta);
         else
             lit(j, "{\"found\":false}");
     }
 }
 
-void http_json_txn(struct http_json *j, const struct kv_result *r)
+void http_jbuf_txn(struct http_jbuf *j, const struct kv_result *r)
 {
     lit(j, r->succeeded ? "{\"succeeded\":true" : "{\"succeeded\":false");
     num_field(j, "index", r->index);
@@ -143,7 +143,7 @@ void http_json_txn(struct http_json *j, const struct kv_result *r)
     raw(j, "]}", 2);
 }
 
-void http_json_deleted(struct http_json *j, uint64_t deleted, uint64_t index)
+void http_jbuf_deleted(struct http_jbuf *j, uint64_t deleted, uint64_t index)
 {
     lit(j, "{\"deleted\":");
     u64(j, deleted);
@@ -151,14 +151,14 @@ void http_json_deleted(struct http_json *j, uint64_t deleted, uint64_t index)
     raw(j, "}", 1);
 }
 
-void http_json_list_begin(struct http_json *j, uint64_t index)
+void http_jbuf_list_begin(struct http_jbuf *j, uint64_t index)
 {
     lit(j, "{\"index\":");
     u64(j, index);
     lit(j, ",\"keys\":[");
 }
 
-void http_json_list_key(struct http_json *j, const struct kv_meta *m, bool keys_only)
+void http_jbuf_list_key(struct http_jbuf *j, const struct kv_meta *m, bool keys_only)
 {
     if (j->len > 0 && j->data[j->len - 1] == '}')
         raw(j, ",", 1);
@@ -170,7 +170,7 @@ void http_json_list_key(struct http_json *j, const struct kv_meta *m, bool keys_
     raw(j, "}", 1);
 }
 
-void http_json_list_end(struct http_json *j, bool more, const struct kv_meta *last)
+void http_jbuf_list_end(struct http_jbuf *j, bool more, const struct kv_meta *last)
 {
     lit(j, more ? "],\"more\":true" : "],\"more\":false");
     if (last != NULL && last->key != NULL)
@@ -178,7 +178,7 @@ void http_json_list_end(struct http_json *j, bool more, const struct kv_meta *la
     raw(j, "}", 1);
 }
 
-void http_json_count(struct http_json *j, uint64_t index, size_t count, bool more,
+void http_jbuf_count(struct http_jbuf *j, uint64_t index, size_t count, bool more,
                      const struct kv_meta *last)
 {
     lit(j, "{\"index\":");

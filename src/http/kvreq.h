@@ -16,9 +16,9 @@
 #include "http/parse.h"
 
 /* --- b64.c: standard base64 (RFC 4648, with padding) --- */
-#define HTTP__B64_LEN(n) (((n) + 2) / 3 * 4)
-/* Writes HTTP__B64_LEN(len) bytes to dst; returns that count. */
-size_t http__b64_encode(char *dst, const uint8_t *src, size_t len);
+#define HTTP__B64_MAX(len) (((len) + 2) / 3 * 4)
+/* Writes HTTP__B64_MAX(len) bytes to dst; returns that count. */
+size_t http__b64_encode(char *dst, const void *src, size_t len);
 /* Decodes src (strict: the standard alphabet, padding to a multiple of 4,
  * no whitespace, zero unused bits) into dst (room for len / 4 * 3 bytes).
  * Returns the decoded length, or -1 if src is not canonical base64. */

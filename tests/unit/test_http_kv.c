@@ -304,7 +304,7 @@ static void test_keys_query(void **state)
 
 /* ---- encoders ---- */
 
-static json_t *decode(struct http_json *j)
+static json_t *decode(struct http_jbuf *j)
 {
     assert_false(j->failed);
     json_error_t je;
@@ -323,11 +323,11 @@ static struct kv_meta meta(const char *k, size_t kl, const char *v, size_t vl, u
 
 static void test_json_meta_and_txn(void **state)
 {
-    struct http_json j;
-    http_json_init(&j);
+    struct http_jbuf j;
+    http_jbuf_init(&j);
     struct kv_meta m = meta("k\"1", 3, "v\0x", 3, 9);
     m.lease = 12345678901234567890u;
-    http_json_meta(&j, &m);
+    http_jbuf_meta(&j, &m);
     json_t *v = decode(&j);
     assert_string_equal(json_string_value(json_object_get(v, "key")), "k\"1");
     assert_int_equal(json_string_length(json_object_get(v, "value")), 3);
@@ -337,19 +337,19 @@ static void test_json_meta_and_txn(void **state)
     assert_string_equal(json_string_value(json_object_get(v, "lease")), "12345678901234567890");
     assert_int_equal(json_object_size(v), 6);
     json_decref(v);
-    http_json_free(&j);
+    http_jbuf_free(&j);
 
     /* not UTF-8: base64 under *_b64, and no plain field */
-    http_json_init(&j);
+    http_jbuf_init(&j);
     m = meta("\xff\x00", 2, "\xc3", 1, 1);
-    http_json_meta(&j, &m);
+    http_jbuf_meta(&j, &m);
     v = decode(&j);
     assert_string_equal(json_string_value(json_object_get(v, "key_b64")), "/wA=");
     assert_string_equal(json_string_value(json_object_get(v, "value_b64")), "ww==");
     assert_null(json_object_get(v, "key"));
     assert_null(json_object_get(v, "value"));
     json_decref(v);
-    http_json_free(&j);
+    http_jbuf_free(&j);
 
     struct kv_op_result ops[5] = {
         {.type = KV_TOP_PUT, .created = true},
@@ -360,8 +360,8 @@ static void test_json_meta_and_txn(void **state)
     };
     struct kv_result r = {.index = 77, .succeeded = true, .failed_cmp = -1, .n_ops = 5,
                           .ops = ops};
-    http_json_init(&j);
-    http_json_txn(&j, &r);
+    http_jbuf_init(&j);
+    http_jbuf_txn(&j, &r);
     v = decode(&j);
     assert_true(json_is_true(json_object_get(v, "succeeded")));
     assert_int_equal(json_integer_value(json_object_get(v, "index")), 77);
@@ -374,30 +374,30 @@ static void test_json_meta_and_txn(void **state)
     assert_int_equal(json_object_size(json_array_get(res, 3)), 1);
     assert_string_equal(json_string_value(json_object_get(json_array_get(res, 4), "value")), "b");
     json_decref(v);
-    http_json_free(&j);
+    http_jbuf_free(&j);
 
     r = (struct kv_result){.index = 78, .succeeded = false, .failed_cmp = 0};
-    http_json_init(&j);
-    http_json_txn(&j, &r);
+    http_jbuf_init(&j);
+    http_jbuf_txn(&j, &r);
     assert_int_equal(j.len, strlen("{\"succeeded\":false,\"index\":78,\"results\":[]}"));
     assert_memory_equal(j.data, "{\"succeeded\":false,\"index\":78,\"results\":[]}", j.len);
-    http_json_free(&j);
+    http_jbuf_free(&j);
 
-    http_json_init(&j);
-    http_json_deleted(&j, 2500, 9007199254740993u);
+    http_jbuf_init(&j);
+    http_jbuf_deleted(&j, 2500, 9007199254740993u);
     assert_memory_equal(j.data, "{\"deleted\":2500,\"index\":9007199254740993}", j.len);
-    http_json_free(&j);
+    http_jbuf_free(&j);
 }
 
 static void test_json_list(void **state)
 {
-    struct http_json j;
-    http_json_init(&j);
-    http_json_list_begin(&j, 12);
+    struct http_jbuf j;
+    http_jbuf_init(&j);
+    http_jbuf_list_begin(&j, 12);
     struct kv_meta a = meta("a", 1, "1", 1, 4), b = meta("\x80", 1, "2", 1, 5);
-    http_json_list_key(&j, &a, false);
-    http_json_list_key(&j, &b, false);
-    http_json_list_end(&j, true, &b);
+    http_jbuf_list_key(&j, &a, false);
+    http_jbuf_list_key(&j, &b, false);
+    http_jbuf_list_end(&j, true, &b);
     json_t *v = decode(&j);
     assert_int_equal(json_integer_value(json_object_get(v, "index")), 12);
     json_t *keys = json_object_get(v, "keys");
@@ -411,13 +411,13 @@ static void test_json_list(void **state)
     assert_true(json_is_true(json_object_get(v, "more")));
     assert_string_equal(json_string_value(json_object_get(v, "next_b64")), "gA==");
     json_decref(v);
-    http_json_free(&j);
+    http_jbuf_free(&j);
 
     /* keys_only, last page; an empty page has no "next" */
-    http_json_init(&j);
-    http_json_list_begin(&j, 3);
-    http_json_list_key(&j, &a, true);
-    http_json_list_end(&j, false, &a);
+    http_jbuf_init(&j);
+    http_jbuf_list_begin(&j, 3);
+    http_jbuf_list_key(&j, &a, true);
+    http_jbuf_list_end(&j, false, &a);
     v = decode(&j);
     k0 = json_array_get(json_object_get(v, "keys"), 0);
     assert_null(json_object_get(k0, "value"));
@@ -425,22 +425,22 @@ static void test_json_list(void **state)
     assert_true(json_is_false(json_object_get(v, "more")));
     assert_string_equal(json_string_value(json_object_get(v, "next")), "a");
     json_decref(v);
-    http_json_free(&j);
-    http_json_init(&j);
-    http_json_list_begin(&j, 3);
-    http_json_list_end(&j, false, NULL);
+    http_jbuf_free(&j);
+    http_jbuf_init(&j);
+    http_jbuf_list_begin(&j, 3);
+    http_jbuf_list_end(&j, false, NULL);
     assert_memory_equal(j.data, "{\"index\":3,\"keys\":[],\"more\":false}", j.len);
-    http_json_free(&j);
+    http_jbuf_free(&j);
 
-    http_json_init(&j);
-    http_json_count(&j, 8, 2500, false, NULL);
+    http_jbuf_init(&j);
+    http_jbuf_count(&j, 8, 2500, false, NULL);
     assert_memory_equal(j.data, "{\"index\":8,\"count\":2500}", j.len);
-    http_json_free(&j);
-    http_json_init(&j);
-    http_json_count(&j, 8, 1000, true, &a);
+    http_jbuf_free(&j);
+    http_jbuf_init(&j);
+    http_jbuf_count(&j, 8, 1000, true, &a);
     assert_memory_equal(j.data, "{\"index\":8,\"count\":1000,\"more\":true,\"next\":\"a\"}",
                         j.len);
-    http_json_free(&j);
+    http_jbuf_free(&j);
 }
 
 /* An allocator that fails from the nth call on. */
@@ -461,14 +461,14 @@ static void test_json_oom(void **state)
     struct kv_meta m = meta("k", 1, "v", 1, 1);
     for (int i = 0; i < 3; i++) {
         alloc_left = i;
-        struct http_json j;
-        http_json_init(&j);
-        http_json_list_begin(&j, 1);
+        struct http_jbuf j;
+        http_jbuf_init(&j);
+        http_jbuf_list_begin(&j, 1);
         for (int k = 0; k < 200; k++) /* grows past 256 bytes more than once */
-            http_json_list_key(&j, &m, false);
-        http_json_list_end(&j, false, &m);
+            http_jbuf_list_key(&j, &m, false);
+        http_jbuf_list_end(&j, false, &m);
         assert_true(j.failed);
-        http_json_free(&j);
+        http_jbuf_free(&j);
     }
     alloc_left = -1;
     craft_set_allocator(NULL);
