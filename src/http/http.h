@@ -58,6 +58,7 @@ struct http_kv {
 };
 
 struct http_req; /* one request handed to the node; opaque */
+struct http_keys_query; /* below */
 struct auth_db;  /* auth/auth.h */
 struct http_server;
 
@@ -110,6 +111,15 @@ struct http_handlers {
      * has not started for req; it must still reply to it (the reply is
      * discarded or goes nowhere), now or later. */
     void (*cancel)(void *ud, struct http_req *req);
+    /* POST /txn: the parsed transaction (docs/http-api.md), valid during
+     * the call (copy or encode it); at most KV_TXN_MAX compares and ops
+     * per branch, keys non-empty. */
+    void (*txn)(void *ud, struct http_req *req, const struct kv_txn *t);
+    /* GET /keys?...: q valid during the call. */
+    void (*list)(void *ud, struct http_req *req, const struct http_keys_query *q);
+    /* DELETE /keys?prefix=<p>: every key starting with prefix, in one
+     * entry; plen >= 1. */
+    void (*del_prefix)(void *ud, struct http_req *req, const uint8_t *prefix, size_t plen);
 };
 
 struct http_opts {
