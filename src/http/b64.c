@@ -1,31 +1,6 @@
-/* Base64 (RFC 4648, standard alphabet, padded), for keys and values that
- * are not valid UTF-8 in JSON ("key_b64", "value_b64"). */
+/* Base64 decoding (RFC 4648, standard alphabet, padded) of the "key_b64"
+ * and "value_b64" fields of request bodies; keyjson.c encodes. */
 #include "http/kvreq.h"
-
-static const char ALPHABET[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-size_t http__b64_encode(char *dst, const void *src, size_t len)
-{
-    const uint8_t *in = src;
-    char *o = dst;
-    size_t i = 0;
-    for (; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        *o++ = ALPHABET[v >> 18];
-        *o++ = ALPHABET[(v >> 12) & 63];
-        *o++ = ALPHABET[(v >> 6) & 63];
-        *o++ = ALPHABET[v & 63];
-    }
-    if (i < len) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
-        *o++ = ALPHABET[v >> 18];
-        *o++ = ALPHABET[(v >> 12) & 63];
-        *o++ = i + 1 < len ? ALPHABET[(v >> 6) & 63] : '=';
-        *o++ = '=';
-    }
-    return (size_t)(o - dst);
-}
 
 static int sextet(char c)
 {

@@ -15,10 +15,7 @@
 #include "http/http.h"
 #include "http/parse.h"
 
-/* --- b64.c: standard base64 (RFC 4648, with padding) --- */
-#define HTTP__B64_MAX(len) (((len) + 2) / 3 * 4)
-/* Writes HTTP__B64_MAX(len) bytes to dst; returns that count. */
-size_t http__b64_encode(char *dst, const void *src, size_t len);
+/* --- b64.c: base64 decoding (encoding: http__b64_encode, parse.h) --- */
 /* Decodes src (strict: the standard alphabet, padding to a multiple of 4,
  * no whitespace, zero unused bits) into dst (room for len / 4 * 3 bytes).
  * Returns the decoded length, or -1 if src is not canonical base64. */

@@ -3,6 +3,7 @@
  * by a blocking HTTP/1.1 client in the test thread. Each server test checks
  * rows of docs/http-api.md (the craftd column of hraftd-compat.md). */
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -396,14 +397,35 @@ static bool has_prefix(const char *k, size_t kl, const char *p)
     return kl >= strlen(p) && memcmp(k, p, strlen(p)) == 0;
 }
 
-static void fake_get(void *ud, struct http_req *req, const char *key, size_t klen, int level)
+/* "__opts": what the route made of the request's options, as text. */
+static void reply_get_opts(struct http_req *req, const struct http_get_opts *o)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "%s meta=%d raw=%d any=%d tags=",
+                     http_read_level_name(o->level), o->meta, o->raw, o->inm_any);
+    for (size_t i = 0; i < o->n_inm; i++)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "%s%" PRIu64, i ? "," : "", o->inm[i]);
+    http_reply_set_index(req, 42);
+    http_reply_set_etag(req, 7);
+    http_reply_value(req, "__opts", 6, buf, (size_t)n);
+}
+
+static void fake_get(void *ud, struct http_req *req, const char *key, size_t klen,
+                     const struct http_get_opts *o)
 {
     struct fx *f = ud;
     f->get_calls++;
     LOOP_CHECK(!http_req_gone(req));
     if (klen == 7 && memcmp(key, "__level", 7) == 0) {
-        const char *n = http_read_level_name(level);
+        const char *n = http_read_level_name(o->level);
         http_reply_value(req, key, klen, n, strlen(n));
+    } else if (klen == 6 && memcmp(key, "__opts", 6) == 0) {
+        reply_get_opts(req, o);
+    } else if (klen == 5 && memcmp(key, "__304", 5) == 0) {
+        http_reply_set_etag(req, 9);
+        http_reply_not_modified(req);
+    } else if (has_prefix(key, klen, "bytes:")) {
+        http_reply_body(req, 200, "application/octet-stream", "a\0\xff", 3);
     } else if (has_prefix(key, klen, "slow:")) {
         answer_later(f, req, 1, 30);
     } else if (has_prefix(key, klen, "gone:")) {
@@ -425,11 +447,23 @@ static void fake_get(void *ud, struct http_req *req, const char *key, size_t kle
     }
 }
 
-static void fake_set(void *ud, struct http_req *req, const struct http_kv *pairs, size_t n)
+static const char *precond_text(const struct http_precond *pre, char *buf, size_t cap)
+{
+    static const char *const kinds[] = {"none", "mod", "exists", "absent"};
+    snprintf(buf, cap, "%s:%" PRIu64, kinds[pre->kind], pre->mod_index);
+    return buf;
+}
+
+static void fake_set(void *ud, struct http_req *req, const struct http_kv *pairs, size_t n,
+                     const struct http_precond *pre)
 {
     struct fx *f = ud;
     f->set_calls++;
     LOOP_CHECK(n >= 1);
+    LOOP_CHECK(pre->kind == HTTP_PRE_NONE || n == 1);
+    char pb[64];
+    precond_text(pre, pb, sizeof pb);
+    put(f, "__pre", 5, pb, strlen(pb));
     for (size_t i = 0; i < n; i++)
         put(f, pairs[i].key, pairs[i].klen, pairs[i].val, pairs[i].vlen);
     if (has_prefix(pairs[0].key, pairs[0].klen, "later:"))
@@ -438,9 +472,13 @@ static void fake_set(void *ud, struct http_req *req, const struct http_kv *pairs
         http_reply_ok(req);
 }
 
-static void fake_del(void *ud, struct http_req *req, const char *key, size_t klen)
+static void fake_del(void *ud, struct http_req *req, const char *key, size_t klen,
+                     const struct http_precond *pre)
 {
     struct fx *f = ud;
+    char pb[64];
+    precond_text(pre, pb, sizeof pb);
+    put(f, "__pre", 5, pb, strlen(pb));
     struct entry *e = find(f, key, klen);
     if (e != NULL) {
         craft_free(e->k);
@@ -470,8 +508,24 @@ static void fake_status(void *ud, struct http_req *req)
     http_reply_json(req, 200, json, sizeof json - 1);
 }
 
-static const struct http_handlers fake_handlers = {fake_get, fake_set, fake_del, fake_join,
-                                                   fake_status};
+/* Stores the value; {"pre":"<kind>:<n>","lease":N,"len":N} 201, with
+ * X-Craftd-Index 5 and ETag "5". */
+static void fake_put(void *ud, struct http_req *req, const char *key, size_t klen,
+                     const char *val, size_t vlen, const struct http_put_opts *o)
+{
+    struct fx *f = ud;
+    put(f, key, klen, val, vlen);
+    char pb[64], body[160];
+    int n = snprintf(body, sizeof body, "{\"pre\":\"%s\",\"lease\":%" PRIu64 ",\"len\":%zu}",
+                     precond_text(&o->pre, pb, sizeof pb), o->lease, vlen);
+    http_reply_set_index(req, 5);
+    http_reply_set_etag(req, 5);
+    http_reply_json(req, 201, body, (size_t)n);
+}
+
+static const struct http_handlers fake_handlers = {
+    .get = fake_get, .set = fake_set, .del = fake_del, .join = fake_join,
+    .status = fake_status, .put = fake_put};
 static const struct http_handlers no_handlers = {0};
 
 /* Answers a held request when its client goes away. */
@@ -1143,20 +1197,22 @@ static void test_methods(void **state)
 {
     struct fx *f = fx_start(state);
     struct resp r;
-    const char *m[] = {"PUT", "PATCH", "OPTIONS", "FOO"};
-    for (size_t i = 0; i < 4; i++) {
+    const char *m[] = {"PATCH", "OPTIONS", "FOO"};
+    for (size_t i = 0; i < 3; i++) {
         assert_int_equal(req(f, m[i], "/key/a", NULL, &r), 405);
-        assert_string_equal(header(&r, "allow"), "GET, POST, DELETE");
+        assert_string_equal(header(&r, "allow"), "GET, PUT, POST, DELETE");
         assert_json_error(&r, "not allowed");
         resp_free(&r);
     }
-    assert_int_equal(req(f, "PUT", "/key", "{\"a\":\"1\"}", &r), 405);
+    /* PUT needs a key in the path, unlike POST */
+    assert_int_equal(req(f, "PUT", "/key", "{\"a\":\"1\"}", &r), 400);
+    assert_json_error(&r, "missing key");
     resp_free(&r);
     /* HEAD: 405 with Allow, headers only */
     struct cli *c = cli_open(f->port);
     cli_request(c, "HEAD", "/key/a", NULL, 0, &r);
     assert_int_equal(r.status, 405);
-    assert_string_equal(header(&r, "allow"), "GET, POST, DELETE");
+    assert_string_equal(header(&r, "allow"), "GET, PUT, POST, DELETE");
     resp_free(&r);
     cli_request(c, "GET", "/status", NULL, 0, &r); /* same connection still in sync */
     assert_int_equal(r.status, 200);
