@@ -211,13 +211,17 @@ def test_txn_bad_requests(nodes, who):
     p = f"bad-{who}/"
 
     def body(n_cmp=0, n_ops=0, branch="success"):
-        return {"compare": [{"key": p + "c", "exists": False}] * n_cmp,
-                branch: [{"op": "put", "key": p + f"k{i}", "value": "v"} for i in range(n_ops)]}
+        # the compares hold (p + "c" is absent) for success, fail for failure
+        return {"compare": [{"key": p + "c", "exists": branch == "failure"}] * n_cmp,
+                branch: [{"op": "put", "key": p + f"{branch}{i}", "value": "v"}
+                         for i in range(n_ops)]}
 
-    assert txn(n, body(128, 128))["succeeded"] is True
-    assert txn(n, body(0, 128, "failure"))["succeeded"] is True
+    doc = txn(n, body(128, 128))
+    assert doc["succeeded"] is True and len(doc["results"]) == 128, doc
+    doc = txn(n, body(128, 128, "failure"))
+    assert doc["succeeded"] is False and len(doc["results"]) == 128, doc
     for b, why in ((body(129, 1), "at most 128"), (body(1, 129), "at most 128"),
-                   (body(0, 129, "failure"), "at most 128")):
+                   (body(1, 129, "failure"), "at most 128")):
         r = http(n.haddr, "POST", "/txn", body=b)
         assert r.status == 400 and why in r.error(), r
     bad = ['', '{', '{"compare":[}', '[]', '"x"', '{"success":[{"op":"put","key":"k"}]}',
@@ -293,8 +297,11 @@ def test_listing_order_and_paging(nodes, listed, who):
     doc = list_keys(n, f"start={q(b'ls/a')}&end={q(b'ls/b')}&keys_only")
     assert [key_bytes(k) for k in doc["keys"]] == [b"ls/a", b"ls/a\x00", b"ls/a\xff"]
     high = b"ls/\xf0"
-    doc = list_keys(n, f"start={q(high)}&keys_only")  # no end
-    assert [key_bytes(k) for k in doc["keys"]] == [k for k in listed if k >= high]
+    doc = list_keys(n, f"start={q(high)}&keys_only")  # no end: other tests' keys follow
+    got = [key_bytes(k) for k in doc["keys"]]
+    want = [k for k in listed if k >= high]
+    assert got[:len(want)] == want and got == sorted(got), got
+    assert all(not k.startswith(b"ls/") for k in got[len(want):]), got
     doc = list_keys(n, f"start={q(b'ls/k02499')}&end={q(b'ls/k02499')}")
     assert doc["keys"] == [] and doc["more"] is False and "next" not in doc, doc
     # after: strictly after, also with a key that does not exist
@@ -327,15 +334,22 @@ def test_count_only(nodes, listed, who):
 @VIA
 def test_listing_is_linearizable(nodes, who):
     leader, n = nodes[0], node_of(nodes, who)
+    p = f"lin-{who}/"
     for i in range(5):
-        assert set_keys(leader.haddr, {f"lin/{i}": "x"}).status == 200
-        doc = list_keys(n, "prefix=lin%2F&keys_only")  # linearizable by default
-        assert len(doc["keys"]) == i + 1, (i, doc)
-        doc = list_keys(n, "prefix=lin%2F&count_only&level=linearizable")
-        assert doc["count"] == i + 1
+        w = txn(leader, {"success": [{"op": "put", "key": p + f"{i}", "value": "x"},
+                                     {"op": "put", "key": p + "last", "value": str(i)}]})
+        # linearizable by default: the write the leader just answered is seen
+        doc = list_keys(n, f"prefix={q(p.encode())}")
+        assert doc["index"] >= w["index"], (doc, w)
+        assert len(doc["keys"]) == i + 2, (i, doc)
+        last = doc["keys"][-1]
+        assert last["key"] == p + "last" and last["value"] == str(i), doc
+        assert last["mod_index"] == w["index"], (doc, w)
+        doc = list_keys(n, f"prefix={q(p.encode())}&count_only&level=linearizable")
+        assert doc["count"] == i + 2 and doc["index"] >= w["index"], doc
     # weak and none are served too (none: this node's state, maybe stale)
-    assert list_keys(n, "prefix=lin%2F&count_only&level=weak")["count"] == 5
-    assert list_keys(n, "prefix=lin%2F&count_only&level=none")["count"] in range(6)
+    assert list_keys(n, f"prefix={q(p.encode())}&count_only&level=weak")["count"] == 6
+    assert list_keys(n, f"prefix={q(p.encode())}&count_only&level=none")["count"] in range(7)
 
 
 @VIA
