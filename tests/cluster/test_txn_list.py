@@ -352,6 +352,31 @@ def test_listing_is_linearizable(nodes, who):
     assert list_keys(n, f"prefix={q(p.encode())}&count_only&level=none")["count"] in range(7)
 
 
+def test_listing_page_capped_by_bytes(nodes):
+    leader, follower = nodes
+    big = "x" * 100_000
+    for b in range(6):
+        assert set_keys(leader.haddr, {f"big/{b}{i}": big for i in range(8)}).status == 200
+    sizes, total, after = [], 0, None
+    while True:
+        qs = "prefix=big%2F&limit=10000" + (f"&after={q(after)}" if after else "")
+        r = http(follower.haddr, "GET", "/keys?" + qs)
+        assert r.status == 200, r
+        doc = r.json()
+        sizes.append(len(doc["keys"]))
+        # a page ends after the key that takes it past 4 MiB
+        assert len(r.body) < 4 * 1024 * 1024 + 2 * len(big), len(r.body)
+        assert all(k["value"] == big for k in doc["keys"])
+        total += len(doc["keys"])
+        if not doc["more"]:
+            break
+        after = key_bytes(doc, "next")
+    assert total == 48 and len(sizes) == 2 and 1 < sizes[0] < 48, sizes
+    # without values the same keys fit one page
+    doc = list_keys(follower, "prefix=big%2F&keys_only")
+    assert len(doc["keys"]) == 48 and doc["more"] is False
+
+
 @VIA
 def test_listing_bad_requests(nodes, who):
     n = node_of(nodes, who)
