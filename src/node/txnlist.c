@@ -74,12 +74,14 @@ static void propose_txn(struct node *n, struct http_req *req,
 {
     size_t len = kv_txn_size(t);
     if (len == 0) {
+        http_reply_set_index(req, n->applied);
         http_reply_error(req, 400, "the transaction cannot be encoded (a "
                          "key or value over 4 GiB, or too many ops)");
         return;
     }
     uint8_t *buf = craft_malloc(len);
     if (buf == NULL) {
+        http_reply_set_index(req, n->applied);
         http_reply_error(req, 503, "out of memory");
         return;
     }
