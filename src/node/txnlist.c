@@ -5,7 +5,8 @@
  * applied). A listing is a read: served from this node's applied state
  * once it has reached the read index (level as for GET /key), with the
  * work of one answer capped (limit keys, HTTP_LIST_MAX_BYTES of JSON,
- * HTTP_COUNT_MAX keys counted). */
+ * HTTP_COUNT_MAX keys counted). Every answer carries X-Craftd-Index: this
+ * node's applied index, or the entry's own index once it applied. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -74,14 +75,12 @@ static void propose_txn(struct node *n, struct http_req *req,
 {
     size_t len = kv_txn_size(t);
     if (len == 0) {
-        http_reply_set_index(req, n->applied);
         http_reply_error(req, 400, "the transaction cannot be encoded (a "
                          "key or value over 4 GiB, or too many ops)");
         return;
     }
     uint8_t *buf = craft_malloc(len);
     if (buf == NULL) {
-        http_reply_set_index(req, n->applied);
         http_reply_error(req, 503, "out of memory");
         return;
     }
@@ -101,9 +100,9 @@ static bool names_lease(const struct kv_txn_op *ops, size_t n)
 void node__txn(void *ud, struct http_req *req, const struct kv_txn *t)
 {
     struct node *n = ud;
+    http_reply_set_index(req, n->applied); /* until a later index */
     if (names_lease(t->success, t->n_success) ||
         names_lease(t->failure, t->n_failure)) {
-        http_reply_set_index(req, n->applied);
         http_reply_error(req, 404, "lease not found");
         return;
     }
@@ -113,10 +112,12 @@ void node__txn(void *ud, struct http_req *req, const struct kv_txn *t)
 void node__del_prefix(void *ud, struct http_req *req, const uint8_t *prefix,
                       size_t plen)
 {
+    struct node *n = ud;
+    http_reply_set_index(req, n->applied); /* until a later index */
     struct kv_txn_op op = {.type = KV_TOP_DEL_PREFIX, .key = prefix,
                            .klen = plen};
     struct kv_txn t = {.success = &op, .n_success = 1};
-    propose_txn(ud, req, &t, answer_deleted);
+    propose_txn(n, req, &t, answer_deleted);
 }
 
 /* ---- listing ---- */
@@ -204,6 +205,7 @@ void node__list(void *ud, struct http_req *req,
                 const struct http_keys_query *k)
 {
     struct node *n = ud;
+    http_reply_set_index(req, n->applied); /* until a later index */
     struct node__req *q = node__req_open(n, NODE__GET, req);
     if (q == NULL)
         return;
