@@ -46,7 +46,8 @@ static void answer_txn(struct node *n, struct node__req *q,
     if (res->err != 0) {
         http_reply_error(q->http, 503, "the transaction applied at index %"
                          PRIu64 " (succeeded: %s), but its results did not fit "
-                         "in memory", q->index, res->succeeded ? "true" : "false");
+                         "in memory", q->index,
+                         res->succeeded ? "true" : "false");
         return;
     }
     struct http_jbuf j;
