@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import Cluster, get_key, http, key_path, set_keys
+from conftest import Cluster, get_key, http, kill_leader, set_keys
 
 
 @pytest.fixture(scope="module")
@@ -422,3 +422,27 @@ def test_delete_prefix(nodes, who):
         assert r.status == 400, (qs, r)
         r.error()
     assert get_key(n.haddr, p[:-1]) == (200, "sibling")
+
+
+# ---- across a leader change -------------------------------------------------
+
+def test_txn_and_listing_across_failover(cluster):
+    nodes = cluster.start(3)
+    leader = cluster.leader()
+    doc = txn(leader, {"success": [{"op": "put", "key": f"fo/{i:03d}", "value": "1"}
+                                   for i in range(100)]})
+    assert doc["succeeded"], doc
+    new, _ = kill_leader(cluster, leader)
+    other = next(n for n in nodes if n is not leader and n is not new)
+    # the survivors answer from the new term: what committed before is there
+    for n in (new, other):
+        page = list_keys(n, "prefix=fo%2F&keys_only")
+        assert len(page["keys"]) == 100 and page["index"] >= doc["index"], page
+    doc2 = txn(other, {"compare": [{"key": "fo/000", "version": 1}],
+                       "success": [{"op": "delete_prefix", "key": "fo/0"},
+                                   {"op": "put", "key": "fo/new", "value": "2"}]})
+    assert doc2["succeeded"] and doc2["results"][0] == {"deleted": 100}, doc2
+    assert doc2["index"] > doc["index"]
+    page = list_keys(new, "prefix=fo%2F")
+    assert [k["key"] for k in page["keys"]] == ["fo/new"], page
+    assert page["keys"][0]["mod_index"] == doc2["index"]
