@@ -27,8 +27,9 @@ static void outcome_unknown(struct node__req *q)
 static void reply_jbuf(struct node__req *q, struct http_jbuf *j)
 {
     if (j->failed)
-        http_reply_error(q->http, 503, "out of memory writing the answer (the "
-                         "request itself was done)");
+        http_reply_error(q->http, 503, "out of memory writing the answer%s",
+                         q->kind == NODE__WRITE ? " (the write itself applied)"
+                                                : "");
     else
         http_reply_json(q->http, 200, j->data, j->len);
     http_jbuf_free(j);
