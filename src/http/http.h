@@ -43,6 +43,7 @@
 #include <uv.h>
 
 #include "common/log.h"
+#include "kv/kv.h"
 
 /* Read levels of GET /key/<k>?level=... (names as in rqlite). */
 enum http_read_level {
@@ -98,6 +99,7 @@ struct http_put_opts {
 
 struct http_req; /* one request handed to the node; opaque */
 struct json_t;   /* jansson's json_t */
+struct http_keys_query; /* below */
 struct auth_db;  /* auth/auth.h */
 struct http_server;
 
@@ -159,6 +161,15 @@ struct http_handlers {
      * 0, at most max_value); klen >= 1; o is valid during the call. */
     void (*put)(void *ud, struct http_req *req, const char *key, size_t klen, const char *val,
                 size_t vlen, const struct http_put_opts *o);
+    /* POST /txn: the parsed transaction (docs/http-api.md), valid during
+     * the call (copy or encode it); at most KV_TXN_MAX compares and ops
+     * per branch, keys non-empty. */
+    void (*txn)(void *ud, struct http_req *req, const struct kv_txn *t);
+    /* GET /keys?...: q valid during the call. */
+    void (*list)(void *ud, struct http_req *req, const struct http_keys_query *q);
+    /* DELETE /keys?prefix=<p>: every key starting with prefix, in one
+     * entry; plen >= 1. */
+    void (*del_prefix)(void *ud, struct http_req *req, const uint8_t *prefix, size_t plen);
 };
 
 struct http_opts {
@@ -317,5 +328,70 @@ struct http_key_meta {
  * value_b64 for bytes that are not UTF-8): a new object the caller owns,
  * or NULL when out of memory. */
 struct json_t *http_json_meta(const struct http_key_meta *m);
+
+/* --- transactions, ordered listing, prefix deletes (docs/http-api.md,
+ *     "Transactions and listing"): the parsed requests handed to the node
+ *     and the JSON encoders of their answers (kvjson.c) ---
+ * The parsed structures use the plain struct types of kv/kv.h; src/http
+ * itself never calls a kv function. */
+/* The most keys one GET /keys page holds (limit=), its default, and the
+ * most keys one count_only request counts (its limit=, default the same). */
+#define HTTP_LIST_MAX 10000
+#define HTTP_LIST_DEFAULT 1000
+#define HTTP_COUNT_MAX 1000000
+/* A listing page stops after the key that takes its JSON past this many
+ * bytes (a page holds at least one key), with "more":true. */
+#define HTTP_LIST_MAX_BYTES (4u << 20)
+
+/* GET /keys?... (and DELETE /keys?prefix=..., which uses prefix only).
+ * All strings are percent-decoded bytes (any bytes, NUL included), owned
+ * by the request, valid during the handler call only. */
+struct http_keys_query {
+    struct kv_range range;  /* prefix, or [start, end); pointers into the
+                               request (the whole key space when no
+                               parameter is given) */
+    const uint8_t *after;   /* list strictly after this key; NULL: from the
+                               start of range */
+    size_t alen;
+    size_t limit;           /* keys per page (count_only: keys counted) */
+    bool keys_only;         /* no values */
+    bool count_only;        /* {"index","count"} only */
+    int level;              /* enum http_read_level */
+};
+
+/* A growable JSON text owned by its user: init, append, take data/len,
+ * http_jbuf_free. An allocation failure makes every later append a no-op
+ * and sets failed: check it before sending. */
+struct http_jbuf {
+    char *data;  /* not NUL-terminated; len bytes */
+    size_t len;
+    size_t cap;  /* private */
+    bool failed; /* out of memory: data is incomplete */
+};
+void http_jbuf_init(struct http_jbuf *j);
+void http_jbuf_free(struct http_jbuf *j);
+
+/* The text of the same object as http_json_meta (a txn get's result),
+ * written into j. */
+void http_jbuf_meta(struct http_jbuf *j, const struct kv_meta *m);
+/* {"succeeded":bool,"index":N,"results":[...]}: one result per executed
+ * op ({} put, {"deleted":n} deletes, the meta object or {"found":false}
+ * for a get). */
+void http_jbuf_txn(struct http_jbuf *j, const struct kv_result *r);
+/* {"deleted":n,"index":N} */
+void http_jbuf_deleted(struct http_jbuf *j, uint64_t deleted, uint64_t index);
+
+/* A listing page, in three steps: begin ({"index":N,"keys":[), one key
+ * per kv_list callback ({"key","value","mod_index"}, no value with
+ * keys_only), end (],"more":bool and "next":<the last key of the page>
+ * when it holds any). */
+void http_jbuf_list_begin(struct http_jbuf *j, uint64_t index);
+void http_jbuf_list_key(struct http_jbuf *j, const struct kv_meta *m, bool keys_only);
+void http_jbuf_list_end(struct http_jbuf *j, bool more, const struct kv_meta *last);
+/* count_only: {"index":N,"count":n}, and "more":true,"next":<last key
+ * counted> when the count stopped at its cap (continue with after=next
+ * and add up). */
+void http_jbuf_count(struct http_jbuf *j, uint64_t index, size_t count, bool more,
+                     const struct kv_meta *last);
 
 #endif

@@ -138,6 +138,13 @@ struct http__handler {
     struct http_server *srv;
 };
 int http__on_req(h2o_handler_t *self, h2o_req_t *req);
+/* A request for the node, or NULL after answering 500 (out of memory), 501
+ * (no handler) or 400 (the client went away). */
+struct http_req *http__hand_over(struct http_server *srv, h2o_req_t *req, bool have_handler);
+
+/* --- route_kv.c: POST /txn, GET and DELETE /keys --- */
+void http__route_txn(struct http_server *srv, h2o_req_t *req);
+void http__route_keys(struct http_server *srv, h2o_req_t *req);
 
 /* --- reply.c: sending --- */
 /* Starts and finishes a response: status, optional Content-Type and Allow

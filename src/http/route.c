@@ -59,6 +59,11 @@ static struct http_req *hand_over(struct http_server *srv, h2o_req_t *req, bool 
     return r;
 }
 
+struct http_req *http__hand_over(struct http_server *srv, h2o_req_t *req, bool have_handler)
+{
+    return hand_over(srv, req, have_handler);
+}
+
 /* The key of GET/PUT/DELETE /key/<k>: the rest of the path, percent-decoded.
  * Returns its length (>= 1) with *key in the request's pool, or 0 after
  * answering 400. */
@@ -377,6 +382,10 @@ int http__on_req(h2o_handler_t *self, h2o_req_t *req)
 
     if (plen >= 4 && memcmp(path, "/key", 4) == 0 && (plen == 4 || path[4] == '/'))
         route_key(srv, req, path + 4, plen - 4);
+    else if (path_is(path, plen, "/keys"))
+        http__route_keys(srv, req);
+    else if (path_is(path, plen, "/txn"))
+        http__route_txn(srv, req);
     else if (path_is(path, plen, "/join"))
         route_join(srv, req);
     else if (path_is(path, plen, "/status"))
@@ -386,6 +395,6 @@ int http__on_req(h2o_handler_t *self, h2o_req_t *req)
     else if (path_is(path, plen, "/transfer"))
         route_member_op(srv, req, "/transfer", srv->handlers.transfer);
     else
-        fail(req, 404, NULL, "not found: use /key/<key>, /join, /remove, /transfer or /status");
+        fail(req, 404, NULL, "not found: use /key/<key>, /keys, /txn, /join, /remove, /transfer or /status");
     return 0;
 }

@@ -5,6 +5,7 @@
  *   snapshot.c  taking snapshots in a forked child, installing received ones
  *   requests.c  the requests waiting on Raft, the HTTP handler table
  *   keys.c      GET/PUT/POST/DELETE /key: commands built, answers made
+ *   txnlist.c   POST /txn, GET /keys, DELETE /keys?prefix=
  *   members.c   member ids and addresses, joins, promotion of learners
  *   joiner.c    the client side of a join (GET /status, POST /join)
  *   identity.c  cluster id, incarnation, refused handshakes, conflicts,
@@ -276,6 +277,13 @@ void node__key_del(void *ud, struct http_req *req, const char *key,
 void node__key_put(void *ud, struct http_req *req, const char *key,
                    size_t klen, const char *val, size_t vlen,
                    const struct http_put_opts *o);
+
+/* txnlist.c: the handlers of POST /txn, GET /keys, DELETE /keys */
+void node__txn(void *ud, struct http_req *req, const struct kv_txn *t);
+void node__list(void *ud, struct http_req *req,
+                const struct http_keys_query *k);
+void node__del_prefix(void *ud, struct http_req *req, const uint8_t *prefix,
+                      size_t plen);
 
 /* members.c */
 int node__member_ctx(const char *id, const char *raft_addr,

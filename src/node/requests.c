@@ -640,4 +640,7 @@ const struct http_handlers node__http_handlers = {
     .remove = on_remove,
     .transfer = on_transfer,
     .cancel = on_cancel,
+    .txn = node__txn,
+    .list = node__list,
+    .del_prefix = node__del_prefix,
 };

@@ -140,8 +140,10 @@ def test_bad_inputs(cluster):
     r = call("GET", "/key/a%2fb")
     assert r.status == 200 and r.json() == {"a/b": "slash"}, r
 
-    # /keyfoo is not /key
-    for method, path in (("GET", "/keyfoo/a"), ("GET", "/keyfoo"), ("POST", "/keys")):
+    # /keyfoo is not /key, and /keysx or /keys/a is not /keys (POST /keys itself
+    # is a 405: test_txn_list.py)
+    for method, path in (("GET", "/keyfoo/a"), ("GET", "/keyfoo"), ("POST", "/keysx"),
+                         ("GET", "/keys/a")):
         json_error(call(method, path, "{}" if method == "POST" else None), 404)
 
     # other methods on /key: 405 with Allow (PUT /key/<k> is a write, see

@@ -218,12 +218,21 @@ def test_users_and_roles(cluster, auth_file):
     assert_403(req(follower.haddr, "DELETE", "/key/a", user="reader"), "write")
     assert_403(req(follower.haddr, "PUT", "/key/p", b"v", user="reader"), "write")
     assert req(follower.haddr, "GET", "/key/p", user="writer").status == 404  # not written
+    txn = {"success": [{"op": "put", "key": "t", "value": "1"}]}
+    assert_403(req(follower.haddr, "POST", "/txn", txn, user="reader"), "write")
+    assert_403(req(follower.haddr, "DELETE", "/keys?prefix=a", user="reader"), "write")
+    r = req(follower.haddr, "GET", "/keys?count_only", user="reader")
+    assert r.status == 200 and r.json()["count"] == 0, r  # nothing written
 
     # write: writes (a follower forwards them to the leader over Raft)
     r = req(follower.haddr, "POST", "/key", {"a": "1"}, user="writer")
     assert r.status == 200, r
     r = req(follower.haddr, "PUT", "/key/p", b"v", user="writer")
     assert r.status == 201, r
+    r = req(follower.haddr, "POST", "/txn", txn, user="writer")
+    assert r.status == 200 and r.json()["succeeded"] is True, r
+    r = req(follower.haddr, "DELETE", "/keys?prefix=t", user="writer")
+    assert r.status == 200 and r.json()["deleted"] == 1, r
     r = req(leader.haddr, "GET", "/key/a", user="reader")
     assert r.status == 200 and r.json() == {"a": "1"}
     for path, body in (("/remove", {"id": follower.id}), ("/transfer", {"id": follower.id}),

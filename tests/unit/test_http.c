@@ -1971,6 +1971,126 @@ static void test_not_implemented(void **state)
 }
 
 
+/* ---- POST /txn, GET and DELETE /keys: what the node receives ---- */
+
+/* Answers {"cmp":n,"success":n,"failure":n,"key0":<first compare's key>}. */
+static void fake_txn(void *ud, struct http_req *req, const struct kv_txn *t)
+{
+    char body[256];
+    int n = snprintf(body, sizeof body,
+                     "{\"cmp\":%zu,\"success\":%zu,\"failure\":%zu,\"key0\":\"%.*s\"}",
+                     t->n_cmp, t->n_success, t->n_failure,
+                     t->n_cmp ? (int)t->cmp[0].klen : 0,
+                     t->n_cmp ? (const char *)t->cmp[0].key : "");
+    http_reply_json(req, 200, body, (size_t)n);
+}
+
+/* Answers the query as the node got it (bounds are plain ASCII here). */
+static void fake_list(void *ud, struct http_req *req, const struct http_keys_query *k)
+{
+    char body[512];
+    const struct kv_range *r = &k->range;
+    int n = snprintf(body, sizeof body,
+                     "{\"prefix\":%s,\"start\":\"%.*s\",\"end\":\"%.*s\",\"has_end\":%s,"
+                     "\"after\":\"%.*s\",\"has_after\":%s,\"limit\":%zu,\"keys_only\":%s,"
+                     "\"count_only\":%s,\"level\":%d}",
+                     r->is_prefix ? "true" : "false", (int)r->slen, (const char *)r->start,
+                     r->has_end ? (int)r->elen : 0, r->has_end ? (const char *)r->end : "",
+                     r->has_end ? "true" : "false", (int)k->alen,
+                     k->after ? (const char *)k->after : "", k->after ? "true" : "false",
+                     k->limit, k->keys_only ? "true" : "false",
+                     k->count_only ? "true" : "false", k->level);
+    http_reply_json(req, 200, body, (size_t)n);
+}
+
+static void fake_del_prefix(void *ud, struct http_req *req, const uint8_t *prefix, size_t plen)
+{
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"prefix\":\"%.*s\"}", (int)plen,
+                     (const char *)prefix);
+    http_reply_json(req, 200, body, (size_t)n);
+}
+
+static const struct http_handlers kv_handlers = {
+    .txn = fake_txn, .list = fake_list, .del_prefix = fake_del_prefix};
+
+/* 200 with a JSON object: returned (the caller decrefs). */
+static json_t *json_ok(struct fx *f, const char *method, const char *path, const char *body)
+{
+    struct resp r;
+    int got = req(f, method, path, body, &r);
+    if (got != 200)
+        fail_msg("%s %s: status %d (%s)", method, path, got, r.body);
+    json_t *v = json_loadb(r.body, r.blen, 0, NULL);
+    assert_non_null(v);
+    resp_free(&r);
+    return v;
+}
+
+static void test_txn_and_keys_routes(void **state)
+{
+    struct fx *f = fx_start_with(state, (struct http_opts){.handlers = &kv_handlers});
+    json_t *v = json_ok(f, "POST", "/txn",
+                        "{\"compare\":[{\"key\":\"a\",\"version\":2,\"cmp\":\">\"}],"
+                        "\"success\":[{\"op\":\"get\",\"key\":\"a\"}],"
+                        "\"failure\":[{\"op\":\"put\",\"key\":\"a\",\"value\":\"1\"},"
+                        "{\"op\":\"delete\",\"key\":\"b\"}]}");
+    assert_int_equal(json_integer_value(json_object_get(v, "cmp")), 1);
+    assert_int_equal(json_integer_value(json_object_get(v, "success")), 1);
+    assert_int_equal(json_integer_value(json_object_get(v, "failure")), 2);
+    assert_string_equal(json_string_value(json_object_get(v, "key0")), "a");
+    json_decref(v);
+    check_error(f, "POST", "/txn", "{\"compare\":[{\"key\":\"a\"}]}", 400, "exactly one of");
+    check_error(f, "POST", "/txn", "{", 400, "invalid JSON");
+    check_error(f, "POST", "/txn", NULL, 400, "empty body");
+    struct resp r;
+    assert_int_equal(req(f, "GET", "/txn", NULL, &r), 405);
+    assert_string_equal(header(&r, "allow"), "POST");
+    assert_json_error(&r, "not allowed");
+    resp_free(&r);
+
+    v = json_ok(f, "GET", "/keys?prefix=a%2F&limit=5&after=a%2Fb&keys_only&level=weak", NULL);
+    assert_true(json_is_true(json_object_get(v, "prefix")));
+    assert_string_equal(json_string_value(json_object_get(v, "start")), "a/");
+    assert_string_equal(json_string_value(json_object_get(v, "after")), "a/b");
+    assert_int_equal(json_integer_value(json_object_get(v, "limit")), 5);
+    assert_true(json_is_true(json_object_get(v, "keys_only")));
+    assert_int_equal(json_integer_value(json_object_get(v, "level")), HTTP_READ_WEAK);
+    json_decref(v);
+    v = json_ok(f, "GET", "/keys?start=b&end=d&count_only", NULL);
+    assert_true(json_is_false(json_object_get(v, "prefix")));
+    assert_string_equal(json_string_value(json_object_get(v, "end")), "d");
+    assert_true(json_is_true(json_object_get(v, "has_end")));
+    assert_true(json_is_false(json_object_get(v, "has_after")));
+    assert_int_equal(json_integer_value(json_object_get(v, "limit")), HTTP_COUNT_MAX);
+    json_decref(v);
+    v = json_ok(f, "GET", "/keys", NULL); /* every key, 1000 a page */
+    assert_true(json_is_true(json_object_get(v, "prefix")));
+    assert_string_equal(json_string_value(json_object_get(v, "start")), "");
+    assert_int_equal(json_integer_value(json_object_get(v, "limit")), HTTP_LIST_DEFAULT);
+    json_decref(v);
+    check_error(f, "GET", "/keys?prefx=a", NULL, 400, "unknown parameter");
+    check_error(f, "GET", "/keys?limit=10001", NULL, 400, "from 1 to 10000");
+
+    v = json_ok(f, "DELETE", "/keys?prefix=tmp%2F", NULL);
+    assert_string_equal(json_string_value(json_object_get(v, "prefix")), "tmp/");
+    json_decref(v);
+    check_error(f, "DELETE", "/keys", NULL, 400, "non-empty prefix");
+    check_error(f, "DELETE", "/keys?prefix=", NULL, 400, "non-empty prefix");
+    check_error(f, "DELETE", "/keys?start=a", NULL, 400, "prefix= only");
+    assert_int_equal(req(f, "PUT", "/keys", "x", &r), 405);
+    assert_string_equal(header(&r, "allow"), "GET, DELETE");
+    resp_free(&r);
+    check_error(f, "GET", "/keys/a", NULL, 404, "not found");
+    fx_stop(f, NULL);
+
+    f = fx_start_with(state, (struct http_opts){.handlers = &no_handlers});
+    check_error(f, "POST", "/txn", "{}", 501, "not implemented");
+    check_error(f, "GET", "/keys", NULL, 501, NULL);
+    check_error(f, "DELETE", "/keys?prefix=a", NULL, 501, NULL);
+    fx_stop(f, NULL);
+}
+
 /* Request smuggling: two Content-Length headers (h2o alone would take the
  * first), Content-Length with Transfer-Encoding, two Transfer-Encodings,
  * folded lines: 400 with a JSON error, the connection closes, and the
@@ -2245,6 +2365,7 @@ static void *tests_main(void *arg)
         cmocka_unit_test_prestate_setup_teardown(test_value_roundtrip, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_read_levels, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_methods, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_txn_and_keys_routes, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_get_options, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_put_and_preconditions, NULL, fx_teardown,
                                                  r),
