@@ -231,7 +231,9 @@ void raft__step_candidate(struct raft *r, const struct raft_msg *m);
 void raft__step_follower(struct raft *r, const struct raft_msg *m);
 
 /* election.c */
-void raft__campaign(struct raft *r, bool pre, bool transfer);
+/* Starts a (pre-)election. 0, or CRAFT_EINVAL (nothing done) if r may not
+ * lead or the term space is used up (counted in campaigns_refused). */
+int raft__campaign(struct raft *r, bool pre, bool transfer);
 void raft__handle_vote(struct raft *r, const struct raft_msg *m);
 void raft__handle_vote_resp(struct raft *r, const struct raft_msg *m);
 void raft__self_vote_durable(struct raft *r);
