@@ -1088,6 +1088,28 @@ static int apply_failing_each_allocation(struct kv *kv, uint64_t index,
     return fails;
 }
 
+/* A record whose key and value both claim 4 GiB - 1 (their sum does not
+ * fit 32 bits, nor a 32-bit size_t: it is summed in 64 bits) fails as a
+ * short stream, having allocated no more than what the stream holds. */
+static void test_snapshot_huge_lengths(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    assert_int_equal(kv_put(kv, "k", 1, "v", 1), 0);
+    size_t len;
+    uint8_t *buf = snapshot(kv, 5, &len);
+    craft_put32(buf + KV__SNAP_HDR, UINT32_MAX);     /* klen */
+    craft_put32(buf + KV__SNAP_HDR + 4, UINT32_MAX); /* vlen */
+    struct kv *back = NULL;
+    uint64_t applied = 0;
+    long live = count_alloc_live;
+    assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied), CRAFT_ECORRUPT);
+    assert_null(back);
+    assert_int_equal(count_alloc_live, live);
+    craft_free(buf);
+    kv_free(kv);
+}
+
 /* ---- revisions, transactions ---------------------------------------------- */
 
 static void apply_ok(struct kv *kv, uint64_t index, const struct kv_txn *t)
@@ -1994,6 +2016,7 @@ int main(void)
         T(test_snapshot_corruption),
         T(test_snapshot_structure),
         T(test_snapshot_errors),
+        T(test_snapshot_huge_lengths),
         T(test_revisions),
         T(test_cas_race),
         T(test_txn_compares),
