@@ -8,10 +8,13 @@
  * header; OpenSSL is used inside for HMAC-SHA256 only.
  *
  * Threading: an auth_db is used from one thread (the node's loop); nothing
- * is locked. auth_db_check may take milliseconds (yescrypt: ~20 ms) on a
- * cache miss, on the caller's thread; the budget (AUTH_HASH_BURST, then one
- * per AUTH_HASH_PERIOD_MS) bounds how much of the loop wrong passwords can
- * take.
+ * is locked. A check that misses the cache needs a crypt(3) computation
+ * that takes milliseconds (yescrypt: ~20 ms): auth_db_begin hands it out as
+ * a job that auth_job_run computes on any thread (it reads and writes only
+ * the job), and auth_db_finish takes back on the db's thread. auth_db_check
+ * does all three on the caller's thread. The budget (AUTH_HASH_BURST, then
+ * one per AUTH_HASH_PERIOD_MS) bounds how many computations wrong passwords
+ * can cause.
  *
  * Ownership: auth_db_parse/auth_db_load return a db the caller frees with
  * auth_db_free. Strings passed in are copied or only read during the call.
@@ -71,6 +74,22 @@ size_t auth_db_count(const struct auth_db *db);
 #define AUTH_HASH_PERIOD_MS 100    /* ... then one per 100 ms */
 int auth_db_check(struct auth_db *db, const char *user, size_t ulen, const char *pass,
                   size_t plen, uint64_t now_ms);
+
+/* The same check in three steps, so that the hash can be computed off the
+ * db's thread. auth_db_begin returns the cached role, AUTH_BUSY, AUTH_BAD
+ * (out of memory), or AUTH_PENDING with *job set (the budget is then spent):
+ * the caller runs auth_job_run(*job) on any thread, then, back on the db's
+ * thread, auth_db_finish(db, job, now_ms) returns the role or AUTH_BAD,
+ * caches a good check, counts the hash and frees the job. auth_job_free
+ * drops a job instead (run or not; the check then counts for nothing). A
+ * job holds a copy of the password, wiped when it is hashed or freed. */
+#define AUTH_PENDING (-3)
+struct auth_job;
+int auth_db_begin(struct auth_db *db, const char *user, size_t ulen, const char *pass,
+                  size_t plen, uint64_t now_ms, struct auth_job **job);
+void auth_job_run(struct auth_job *job);
+int auth_db_finish(struct auth_db *db, struct auth_job *job, uint64_t now_ms);
+void auth_job_free(struct auth_job *job);
 
 /* How many checks computed a crypt(3) hash (cache misses); for tests. */
 uint64_t auth_db_hash_count(const struct auth_db *db);

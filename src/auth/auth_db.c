@@ -332,13 +332,38 @@ static struct auth__cached *cache_slot(struct auth_db *db, uint64_t now_ms)
     return best;
 }
 
-int auth_db_check(struct auth_db *db, const char *user, size_t ulen, const char *pass,
-                  size_t plen, uint64_t now_ms)
+/* A check that needs a crypt(3) computation: what the worker reads and
+ * writes, all owned by the job (nothing points into the db, which the loop
+ * may change or free meanwhile). */
+struct auth_job {
+    unsigned char mac[32];  /* cache key; all-zero: not cacheable */
+    int role;               /* the user's, or AUTH_BAD for an unknown user */
+    bool has_nul;           /* the password had a NUL byte: never matches */
+    bool ran;               /* auth_job_run was called */
+    char *pass;             /* NUL-terminated copy */
+    size_t plen;
+    char setting[AUTH__MAX_HASH + 1]; /* the user's hash, or the dummy */
+    bool ok;                /* after auth_job_run: the password matched */
+    struct crypt_data cd;   /* crypt_r's scratch (large: kept off the stack) */
+};
+
+void auth_job_free(struct auth_job *job)
 {
+    if (job == NULL)
+        return;
+    OPENSSL_cleanse(job->pass, job->plen);
+    craft_free(job->pass);
+    OPENSSL_cleanse(job, sizeof *job);
+    craft_free(job);
+}
+
+int auth_db_begin(struct auth_db *db, const char *user, size_t ulen, const char *pass,
+                  size_t plen, uint64_t now_ms, struct auth_job **out)
+{
+    *out = NULL;
     unsigned char mac[32];
     cred_mac(db, user, ulen, pass, plen, mac);
-    bool cacheable = mac_valid(mac);
-    if (cacheable) {
+    if (mac_valid(mac)) {
         for (unsigned i = 0; i < AUTH_CACHE_SLOTS; i++) {
             struct auth__cached *c = &db->cache[i];
             if (c->expires_ms > now_ms && CRYPTO_memcmp(c->mac, mac, 32) == 0)
@@ -351,30 +376,61 @@ int auth_db_check(struct auth_db *db, const char *user, size_t ulen, const char 
     for (size_t i = 0; i < db->n; i++)
         if (strlen(db->users[i].name) == ulen && memcmp(db->users[i].name, user, ulen) == 0)
             u = &db->users[i];
+    struct auth_job *job = craft_calloc(1, sizeof *job);
     /* crypt_r takes a C string: a password with a NUL byte never matches
      * (it is still hashed, up to the NUL, so that it costs the same). */
     char *p = craft_malloc(plen + 1);
-    if (p == NULL)
+    if (job == NULL || p == NULL) {
+        craft_free(job);
+        craft_free(p);
         return AUTH_BAD;
+    }
     memcpy(p, pass, plen);
     p[plen] = 0;
-    bool has_nul = memchr(pass, 0, plen) != NULL;
+    memcpy(job->mac, mac, 32);
+    job->role = u ? u->role : AUTH_BAD;
+    job->has_nul = memchr(pass, 0, plen) != NULL;
+    job->pass = p;
+    job->plen = plen;
     const char *setting = u ? u->hash : db->dummy;
-    struct crypt_data cd;
-    memset(&cd, 0, sizeof cd);
-    const char *got = crypt_r(p, setting, &cd);
-    db->hashes++;
-    OPENSSL_cleanse(p, plen);
-    craft_free(p);
-    bool ok = u != NULL && !has_nul && got != NULL && got[0] != '*' && same_hash(got, u->hash);
-    OPENSSL_cleanse(&cd, sizeof cd);
-    if (!ok)
-        return AUTH_BAD;
-    if (cacheable) {
+    memcpy(job->setting, setting, strlen(setting) + 1); /* at most AUTH__MAX_HASH */
+    *out = job;
+    return AUTH_PENDING;
+}
+
+void auth_job_run(struct auth_job *job)
+{
+    const char *got = crypt_r(job->pass, job->setting, &job->cd);
+    job->ok = job->role != AUTH_BAD && !job->has_nul && got != NULL && got[0] != '*' &&
+              same_hash(got, job->setting);
+    OPENSSL_cleanse(job->pass, job->plen);
+    OPENSSL_cleanse(&job->cd, sizeof job->cd);
+    job->ran = true;
+}
+
+int auth_db_finish(struct auth_db *db, struct auth_job *job, uint64_t now_ms)
+{
+    if (job->ran)
+        db->hashes++;
+    bool ok = job->ran && job->ok;
+    int role = job->role;
+    if (ok && mac_valid(job->mac)) {
         struct auth__cached *c = cache_slot(db, now_ms);
-        memcpy(c->mac, mac, 32);
-        c->role = u->role;
+        memcpy(c->mac, job->mac, 32);
+        c->role = role;
         c->expires_ms = now_ms + AUTH_CACHE_MS;
     }
-    return u->role;
+    auth_job_free(job);
+    return ok ? role : AUTH_BAD;
+}
+
+int auth_db_check(struct auth_db *db, const char *user, size_t ulen, const char *pass,
+                  size_t plen, uint64_t now_ms)
+{
+    struct auth_job *job;
+    int rv = auth_db_begin(db, user, ulen, pass, plen, now_ms, &job);
+    if (rv != AUTH_PENDING)
+        return rv;
+    auth_job_run(job);
+    return auth_db_finish(db, job, now_ms);
 }

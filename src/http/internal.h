@@ -82,6 +82,7 @@ struct http_server {
     size_t linger_max_bytes;   /* ... and this many bytes */
     int port;
     struct auth_db *auth;      /* NULL: no users, all open (authz.c) */
+    h2o_req_t *authz_passed;   /* authz.c: routing this one after its check */
     SSL_CTX *ssl;              /* NULL: plain HTTP (tls.c) */
     struct craft_ratelimit rl_auth; /* log lines of refused credentials */
     uint64_t auth_refused_total;
@@ -203,7 +204,9 @@ void http__guard_free(struct http_server *s);
 /* --- authz.c: HTTP Basic against srv->auth --- */
 /* True if req may go on to its route; false after answering it (401 with
  * WWW-Authenticate, 403 naming the role needed, 429 when password checks
- * are over their budget). */
+ * are over their budget), or when its password is being checked on a
+ * worker thread: the request is then answered, or routed by calling its
+ * handler again, when the check is done. */
 bool http__authorize(struct http_server *srv, h2o_req_t *req);
 
 /* --- tls.c: client TLS --- */

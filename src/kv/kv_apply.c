@@ -39,23 +39,33 @@ static int result_reserve(struct kv *kv, size_t n)
     return 0;
 }
 
+/* Room for bytes more bytes in the result buffer after what it holds (the
+ * buffer exists afterwards, even for 0). 0 or CRAFT_ENOMEM. */
+static int result_room(struct kv *kv, size_t bytes)
+{
+    struct kv__results *r = &kv->res;
+    if (r->buf != NULL && bytes <= r->bcap - r->blen)
+        return 0;
+    size_t cap = r->bcap ? r->bcap : 256;
+    while (bytes > cap - r->blen) {
+        if (cap > SIZE_MAX / 2)
+            return CRAFT_ENOMEM;
+        cap *= 2;
+    }
+    uint8_t *b = craft_realloc(r->buf, cap);
+    if (b == NULL)
+        return CRAFT_ENOMEM;
+    r->buf = b;
+    r->bcap = cap;
+    return 0;
+}
+
 /* Copy bytes into the result buffer: their offset, or SIZE_MAX. */
 static size_t result_copy(struct kv *kv, const uint8_t *p, size_t len)
 {
     struct kv__results *r = &kv->res;
-    if (r->buf == NULL || len > r->bcap - r->blen) { /* never NULL after */
-        size_t cap = r->bcap ? r->bcap : 256;
-        while (len > cap - r->blen) {
-            if (cap > SIZE_MAX / 2)
-                return SIZE_MAX;
-            cap *= 2;
-        }
-        uint8_t *b = craft_realloc(r->buf, cap);
-        if (b == NULL)
-            return SIZE_MAX;
-        r->buf = b;
-        r->bcap = cap;
-    }
+    if (result_room(kv, len) != 0)
+        return SIZE_MAX;
     size_t off = r->blen;
     if (len)
         memcpy(r->buf + off, p, len);
@@ -166,7 +176,67 @@ static bool compare(const struct kv *kv, const struct kv_compare *c,
     }
 }
 
-/* A get's result: copies of key and value (offsets until fixed up). */
+/* An upper bound on the bytes the gets among ops[0..n) copy into the
+ * result: each get's key, and the longest value its key may have when the
+ * get runs (the one before the branch, or one an earlier put of the branch
+ * writes; deletes only shorten). SIZE_MAX if the sum does not fit; 0 and
+ * *any false if there is no get. */
+static size_t gets_bound(const struct kv *kv, const struct kv_txn_op *ops, size_t n,
+                         bool *any)
+{
+    size_t total = 0;
+    *any = false;
+    for (size_t i = 0; i < n; i++) {
+        const struct kv_txn_op *o = &ops[i];
+        if (o->type != KV_TOP_GET)
+            continue;
+        *any = true;
+        struct kv_meta m;
+        size_t vmax = kv_get_meta(kv, o->key, o->klen, &m) == 0 ? m.vlen : 0;
+        for (size_t j = 0; j < i; j++)
+            if (ops[j].type == KV_TOP_PUT && ops[j].klen == o->klen && ops[j].vlen > vmax &&
+                (o->klen == 0 || memcmp(ops[j].key, o->key, o->klen) == 0))
+                vmax = ops[j].vlen;
+        if (o->klen > SIZE_MAX - total || vmax > SIZE_MAX - total - o->klen)
+            return SIZE_MAX;
+        total += o->klen + vmax;
+    }
+    return total;
+}
+
+/* Room for the result of the transaction branch ops[0..n) before any
+ * change: n op results and the copies its gets make. Until the result is
+ * reset, the previous one stays readable (a failed command leaves it): it
+ * follows the arrays if they move. 0 or CRAFT_ENOMEM. */
+static int result_reserve_txn(struct kv *kv, const struct kv_txn_op *ops, size_t n)
+{
+    struct kv__results *r = &kv->res;
+    uintptr_t old_buf = (uintptr_t)r->buf;
+    bool any_get;
+    size_t bytes = gets_bound(kv, ops, n, &any_get);
+    int err = result_reserve(kv, n);
+    if (err == 0 && bytes == SIZE_MAX)
+        err = CRAFT_ENOMEM;
+    /* result_reset empties the buffer: room from its start */
+    if (err == 0 && any_get)
+        err = result_room(kv, bytes > r->blen ? bytes - r->blen : 0);
+    struct kv_result *prev = &r->pub;
+    if (prev->ops != NULL)
+        prev->ops = r->ops;
+    if ((uintptr_t)r->buf != old_buf && old_buf != 0) {
+        for (size_t i = 0; i < prev->n_ops; i++) {
+            struct kv_op_result *o = &r->ops[i];
+            if (!o->found)
+                continue;
+            o->meta.key = r->buf + ((uintptr_t)o->meta.key - old_buf);
+            o->meta.val = r->buf + ((uintptr_t)o->meta.val - old_buf);
+        }
+    }
+    return err;
+}
+
+/* A get's result: copies of key and value (offsets until fixed up; the
+ * room was reserved by apply_txn, so the copies cannot fail). */
 static void txn_get(struct kv *kv, const struct kv_txn_op *o,
                     struct kv_op_result *r)
 {
@@ -223,7 +293,7 @@ static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
         }
     }
     err = kv__reserve(kv, n_puts, max_klen, rec_bytes);
-    err = err ? err : result_reserve(kv, n);
+    err = err ? err : result_reserve_txn(kv, ops, n);
     if (err) {
         free_blobs(blobs, n, blobs);
         return err;

@@ -44,10 +44,17 @@ static int get_u32(struct in *in, uint32_t *v)
 }
 
 /* A new block of hdr + len + extra bytes with len bytes read at offset
- * hdr; grown step by step (see ALLOC_STEP). */
-static int get_alloc(struct in *in, size_t hdr, size_t len, size_t extra,
+ * hdr; grown step by step (see ALLOC_STEP). The lengths come from the
+ * stream (up to 2^33 for a record's key and value together): their sum is
+ * taken in 64 bits, and a block that a size_t cannot hold (32-bit) is
+ * CRAFT_ENOMEM rather than a short block. */
+static int get_alloc(struct in *in, size_t hdr, uint64_t len64, size_t extra,
                      uint8_t **out)
 {
+    if (len64 > SIZE_MAX || (uint64_t)hdr + len64 + extra > SIZE_MAX)
+        return CRAFT_ENOMEM;
+    size_t len = (size_t)len64; /* and hdr + len + extra fits: so does every
+                                   hdr + want + extra below */
     size_t have = 0, want = len < ALLOC_STEP ? len : ALLOC_STEP;
     uint8_t *p = craft_malloc(hdr + want + extra);
     for (;;) {
@@ -123,7 +130,7 @@ static int get_entry(struct in *in, struct kv *kv, uint32_t version,
             return CRAFT_ECORRUPT;
     }
     uint8_t *p;
-    err = get_alloc(in, sizeof(struct kv__blob), (size_t)klen + vlen, 0, &p);
+    err = get_alloc(in, sizeof(struct kv__blob), (uint64_t)klen + vlen, 0, &p);
     if (err)
         return err;
     err = kv__reserve(kv, 1, klen, kv__rec_bound(klen, vlen));

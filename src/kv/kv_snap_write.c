@@ -152,12 +152,12 @@ static int put_entries(struct out *o, const struct kv *kv)
 uint64_t kv_snapshot_size(const struct kv *kv)
 {
     uint64_t n = KV__SNAP_HDR + KV__SNAP_TRAILER;
-    for (size_t i = 0; i < kv->n_members; i++) {
+    for (size_t i = 0; i < kv->n_members; i++) { /* each term in 64 bits */
         const struct kv_member *m = &kv->members[i];
-        n += 8 + 12 + strlen(m->id) + strlen(m->raft_addr) +
-             strlen(m->http_addr);
+        n += 8 + 12 + (uint64_t)strlen(m->id) + (uint64_t)strlen(m->raft_addr) +
+             (uint64_t)strlen(m->http_addr);
     }
-    return n + KV__SNAP_REC * (uint64_t)kv->count + kv->bytes;
+    return n + KV__SNAP_REC * (uint64_t)kv->count + (uint64_t)kv->bytes;
 }
 
 int kv_snapshot_write(const struct kv *kv, uint64_t applied_index,

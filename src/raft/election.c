@@ -30,15 +30,15 @@ static void won(struct raft *r, bool pre)
         raft__become_leader(r);
 }
 
-void raft__campaign(struct raft *r, bool pre, bool transfer)
+int raft__campaign(struct raft *r, bool pre, bool transfer)
 {
     if (!raft__promotable(r))
-        return;
+        return CRAFT_EINVAL;
     if (r->term + 1 >= RAFT_TERM_MAX) {
         /* The term space is used up (only a term taken from a message gets
          * here): stay a follower rather than wrap or reach the bound. */
         r->stats.campaigns_refused++;
-        return;
+        return CRAFT_EINVAL;
     }
     if (pre)
         raft__become_pre_candidate(r);
@@ -53,7 +53,7 @@ void raft__campaign(struct raft *r, bool pre, bool transfer)
             self->vote = 1; /* else we are leaving: only others count */
         if (tally(r) > 0) {
             won(r, pre);
-            return;
+            return 0;
         }
     }
     uint64_t last = raft__log_last(&r->log);
@@ -71,6 +71,7 @@ void raft__campaign(struct raft *r, bool pre, bool transfer)
         if (!pre)
             raft__send_after(r, m); /* our own vote must be durable */
     }
+    return 0;
 }
 
 void raft__handle_vote(struct raft *r, const struct raft_msg *m)

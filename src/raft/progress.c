@@ -7,6 +7,7 @@
 
 void raft__pr_reset(struct raft *r, struct raft__progress *pr, uint64_t next)
 {
+    pr->stamp = ++r->stamps;
     pr->match = 0;
     pr->next = next;
     pr->commit_sent = 0;
@@ -218,6 +219,16 @@ void raft__prs_free(struct raft *r)
     craft_free(r->infl_pool);
     r->infl_pool = NULL;
     r->n_prs = 0;
+}
+
+/* Does m (an answer to an append or a snapshot chunk) answer one sent to
+ * pr as it is now? A remove and re-add of the same id in one term makes a
+ * new progress; an answer sent to the old one (its match, its "answered")
+ * says nothing about the new member. ctx 0: a sender that does not echo
+ * the stamp (an older version), taken as before. */
+bool raft__pr_current(const struct raft__progress *pr, const struct raft_msg *m)
+{
+    return m->ctx == 0 || m->ctx == pr->stamp;
 }
 
 /* Has the leader heard a successful append response from this member, and

@@ -346,14 +346,7 @@ int raft_campaign(struct raft *r)
 {
     if (r->role == RAFT_LEADER)
         return 0;
-    if (!raft__promotable(r))
-        return CRAFT_EINVAL;
-    if (r->term + 1 >= RAFT_TERM_MAX) {
-        r->stats.campaigns_refused++;
-        return CRAFT_EINVAL;
-    }
-    raft__campaign(r, !r->cfg.disable_pre_vote, false);
-    return 0;
+    return raft__campaign(r, !r->cfg.disable_pre_vote, false);
 }
 
 int raft_snapshot_taken(struct raft *r, uint64_t index, uint64_t size,

@@ -199,7 +199,10 @@ const char *raft_msg_type_name(int type);
  * commit     APP, HEARTBEAT: leader's commit index
  * hint       APP_RESP (reject): follower's suggested next probe index
  * ctx        HEARTBEAT(_RESP): read round; PROP(_RESP), READ_INDEX(_RESP):
- *            the requester's id for the request; TRANSFER: target node
+ *            the requester's id for the request; TRANSFER: target node;
+ *            APP, SNAP: the leader's stamp of the member's progress, echoed
+ *            by the answers (APP_RESP, SNAP_RESP; 0 from a sender that does
+ *            not echo it): an answer to another stamp is ignored
  * reject     *_RESP: refused
  * err        PROP_RESP, READ_INDEX_RESP: why refused (craft error code)
  * transfer   VOTE: campaign caused by a leadership transfer (bypasses leases)

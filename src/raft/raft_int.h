@@ -84,6 +84,11 @@ struct raft__progress {
     bool answered;       /* a successful append response came from it
                             since this leader took it on (a newcomer, or
                             all members at election): match is real */
+    uint64_t stamp;      /* nonzero, new at each reset (election, (re)add):
+                            appends and snapshot chunks carry it in ctx,
+                            the answers echo it, and an answer with another
+                            stamp (sent before a remove and re-add of this
+                            id) does not count */
     uint8_t state;       /* enum raft__pr_state */
     bool probe_sent;     /* PROBE: an append is outstanding, wait */
     bool resync;         /* REPLICATE: it lags; send even an empty append
@@ -168,6 +173,8 @@ struct raft {
     bool leaving; /* our own removal committed: hand over, then go */
     uint64_t uncommitted_bytes;
 
+    uint64_t stamps;          /* progress stamps handed out */
+
     /* Leader: read rounds and lease. */
     uint64_t round;           /* last heartbeat round sent */
     uint64_t round_confirmed; /* last round a quorum answered */
@@ -231,7 +238,9 @@ void raft__step_candidate(struct raft *r, const struct raft_msg *m);
 void raft__step_follower(struct raft *r, const struct raft_msg *m);
 
 /* election.c */
-void raft__campaign(struct raft *r, bool pre, bool transfer);
+/* Starts a (pre-)election. 0, or CRAFT_EINVAL (nothing done) if r may not
+ * lead or the term space is used up (counted in campaigns_refused). */
+int raft__campaign(struct raft *r, bool pre, bool transfer);
 void raft__handle_vote(struct raft *r, const struct raft_msg *m);
 void raft__handle_vote_resp(struct raft *r, const struct raft_msg *m);
 void raft__self_vote_durable(struct raft *r);
@@ -291,6 +300,8 @@ void raft__pr_become_probe(struct raft__progress *pr);
 void raft__pr_become_replicate(struct raft__progress *pr);
 void raft__pr_become_snapshot(struct raft__progress *pr, uint64_t index);
 bool raft__pr_maybe_update(struct raft__progress *pr, uint64_t n);
+/* m (APP_RESP, SNAP_RESP) answers a message sent under pr's stamp. */
+bool raft__pr_current(const struct raft__progress *pr, const struct raft_msg *m);
 bool raft__pr_maybe_decr(struct raft__progress *pr, uint64_t rejected,
                          uint64_t hint);
 bool raft__pr_paused(const struct raft *r, const struct raft__progress *pr);

@@ -21,6 +21,7 @@ static void send_snap_chunk(struct raft *r, struct raft__progress *pr)
     m->snap.len = len;
     m->snap.data = NULL; /* filled by the caller, see raft.h */
     m->snap.last = pr->snap_offset + len == r->snap.size;
+    m->ctx = pr->stamp;
     pr->snap_wait = 0;
 }
 
@@ -56,6 +57,7 @@ static bool send_append(struct raft *r, struct raft__progress *pr)
     m->index = pr->next - 1;
     m->log_term = raft__log_term(l, m->index);
     m->commit = l->committed;
+    m->ctx = pr->stamp;
     m->n_entries = (uint32_t)n;
     if (n > 0) {
         m->entries = raft__arena_alloc(&r->arena, n * sizeof *m->entries);
@@ -209,7 +211,7 @@ bool raft__maybe_commit(struct raft *r)
 void raft__handle_append_resp(struct raft *r, const struct raft_msg *m)
 {
     struct raft__progress *pr = raft__pr(r, m->from);
-    if (pr == NULL)
+    if (pr == NULL || !raft__pr_current(pr, m))
         return;
     pr->recent_active = true;
     if (m->reject) {
@@ -264,7 +266,7 @@ void raft__handle_heartbeat_resp(struct raft *r, const struct raft_msg *m)
 void raft__handle_snap_resp(struct raft *r, const struct raft_msg *m)
 {
     struct raft__progress *pr = raft__pr(r, m->from);
-    if (pr == NULL)
+    if (pr == NULL || !raft__pr_current(pr, m))
         return;
     pr->recent_active = true;
     if (pr->state != RAFT__SNAPSHOT || m->snap.meta.index != pr->snap_index)
@@ -291,6 +293,7 @@ void raft__handle_append(struct raft *r, const struct raft_msg *m)
         /* All of that is committed here already. */
         resp = raft__send(r, RAFT_MSG_APP_RESP, m->from);
         resp->index = l->committed;
+        resp->ctx = m->ctx;
         raft__send_after(r, resp);
         return;
     }
@@ -312,6 +315,7 @@ void raft__handle_append(struct raft *r, const struct raft_msg *m)
         raft__commit_to(r, m->commit < last_new ? m->commit : last_new);
         resp = raft__send(r, RAFT_MSG_APP_RESP, m->from);
         resp->index = last_new;
+        resp->ctx = m->ctx;
         raft__send_after(r, resp); /* acknowledges durable entries */
         return;
     }
@@ -320,6 +324,7 @@ void raft__handle_append(struct raft *r, const struct raft_msg *m)
     resp = raft__send(r, RAFT_MSG_APP_RESP, m->from);
     resp->reject = true;
     resp->index = m->index;
+    resp->ctx = m->ctx;
     resp->hint = hint;
     resp->log_term = raft__log_term(l, hint);
 }
@@ -332,11 +337,13 @@ void raft__handle_heartbeat(struct raft *r, const struct raft_msg *m)
     resp->ctx = m->ctx;
 }
 
-static struct raft_msg *snap_resp(struct raft *r, uint64_t to,
-                                  uint64_t index, uint64_t offset, bool reject)
+/* An answer to the chunk m: which snapshot, the next offset wanted. */
+static struct raft_msg *snap_resp(struct raft *r, const struct raft_msg *m,
+                                  uint64_t offset, bool reject)
 {
-    struct raft_msg *resp = raft__send(r, RAFT_MSG_SNAP_RESP, to);
-    resp->snap.meta.index = index;
+    struct raft_msg *resp = raft__send(r, RAFT_MSG_SNAP_RESP, m->from);
+    resp->ctx = m->ctx;
+    resp->snap.meta.index = m->snap.meta.index;
     resp->snap.offset = offset;
     resp->reject = reject;
     return resp;
@@ -350,6 +357,7 @@ void raft__handle_snap(struct raft *r, const struct raft_msg *m)
         /* We have all of it already: say how far we are. */
         struct raft_msg *resp = raft__send(r, RAFT_MSG_APP_RESP, m->from);
         resp->index = l->committed;
+        resp->ctx = m->ctx;
         raft__send_after(r, resp);
         return;
     }
@@ -358,11 +366,11 @@ void raft__handle_snap(struct raft *r, const struct raft_msg *m)
         r->recv_next = 0;
     }
     if (r->recv.index != c->meta.index || r->recv.term != c->meta.term) {
-        snap_resp(r, m->from, c->meta.index, 0, true);
+        snap_resp(r, m, 0, true);
         return;
     }
     if (c->offset != r->recv_next) {
-        snap_resp(r, m->from, c->meta.index, r->recv_next, false);
+        snap_resp(r, m, r->recv_next, false);
         return;
     }
     if (r->pending_chunk != NULL)
@@ -380,8 +388,7 @@ void raft__handle_snap(struct raft *r, const struct raft_msg *m)
     r->recv_next += c->len;
     if (!c->last) {
         /* Acknowledges a durable chunk. */
-        raft__send_after(r, snap_resp(r, m->from, c->meta.index,
-                                      r->recv_next, false));
+        raft__send_after(r, snap_resp(r, m, r->recv_next, false));
         return;
     }
     /* Complete: the snapshot replaces our log and state machine. */
@@ -392,5 +399,6 @@ void raft__handle_snap(struct raft *r, const struct raft_msg *m)
     r->recv_next = 0;
     struct raft_msg *resp = raft__send(r, RAFT_MSG_APP_RESP, m->from);
     resp->index = c->meta.index;
+    resp->ctx = m->ctx;
     raft__send_after(r, resp);
 }

@@ -8,6 +8,7 @@
  * never through the socket otherwise, so that a stream layer (TLS) can sit
  * under it: it would feed decrypted bytes to on_in_read and take hs_write's
  * bytes to encrypt. */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -488,26 +489,40 @@ static void refuse(struct peer_transport *t)
     uv_close((uv_handle_t *)&t->spare, on_spare_closed);
 }
 
-/* The oldest connection still in its handshake, or NULL. */
-static struct peer__in *oldest_unauth(struct peer_transport *t)
+/* A connection in its handshake may be evicted only once it is this old:
+ * long enough for an honest dialer's round trip, so that strangers who
+ * open connections quickly cannot push out a real peer mid-handshake. */
+static uint64_t evict_age_ms(const struct peer_transport *t)
+{
+    return t->handshake_timeout_ms / 5;
+}
+
+/* The oldest connection still in its handshake, if it is old enough to
+ * be evicted; else NULL. */
+static struct peer__in *evictable_unauth(struct peer_transport *t)
 {
     struct peer__in *found = NULL;
     for (struct peer__in *c = t->ins; c != NULL; c = c->next)
         if (!c->closing && !c->hello_done)
             found = c; /* the list is newest first */
+    uint64_t now = uv_now(t->loop);
+    if (found != NULL && now - found->accepted_at < evict_age_ms(t))
+        return NULL;
     return found;
 }
 
 /* Make room for one more connection: at a limit, the oldest connection
- * still in its handshake goes (a dialer that holds one open without
- * finishing cannot keep real peers out; a real peer's handshake takes one
- * round trip). False: every connection is authenticated and the total is
- * reached, so the new one is refused. */
+ * still in its handshake goes if it has had the time for a round trip (a
+ * dialer that holds one open without finishing cannot keep real peers out
+ * for longer than that; a real peer's handshake takes one round trip, and
+ * newer strangers cannot cut it short). False: no connection may go (all
+ * authenticated, or those in handshake all too young), so the new one is
+ * refused. */
 static bool make_room(struct peer_transport *t)
 {
     if (t->n_live < t->max_conns && t->n_unauth < t->max_unauth)
         return true;
-    struct peer__in *v = oldest_unauth(t);
+    struct peer__in *v = evictable_unauth(t);
     if (v == NULL)
         return false;
     t->st.conns_limited++;
@@ -552,9 +567,10 @@ static void on_connection(uv_stream_t *server, int status)
         t->st.conns_limited++;
         char name[80];
         in_name(c, name, sizeof name);
-        bad_line(t, "refusing peer connection from %s: %u connections open, "
-                 "all authenticated (limit %u)", name, t->n_live - 1,
-                 t->max_conns);
+        bad_line(t, "refusing peer connection from %s: too many connections "
+                 "(%u open, %u in handshake; limits %u and %u), none in "
+                 "handshake for %" PRIu64 " ms yet", name, t->n_live - 1,
+                 t->n_unauth - 1, t->max_conns, t->max_unauth, evict_age_ms(t));
         peer__in_close(c);
         return;
     }

@@ -82,11 +82,11 @@ void peer__proof_encode(uint8_t out[PEER__PROOF_LEN],
                         const uint8_t mac[PEER__MAC_LEN]);
 int peer__proof_decode(const uint8_t in[PEER__PROOF_LEN],
                        uint8_t mac[PEER__MAC_LEN]);
-/* Constant-time: true if the MAC the other side sent is the expected one
- * (computed here from key, hello and nonce_a). */
 /* The MAC of a /join body (label "craftd join v1"). 0 or CRAFT_EIO. */
 int peer__join_mac(uint8_t out[PEER__MAC_LEN], const uint8_t key[PEER__KEY_LEN],
                    const void *body, size_t len);
+/* Constant-time: true if the MAC the other side sent is the expected one
+ * (computed here from key, hello and nonce_a). */
 bool peer__mac_ok(const uint8_t key[PEER__KEY_LEN], bool acceptor,
                   const uint8_t *hello, const uint8_t nonce_a[PEER__NONCE_LEN],
                   const uint8_t got[PEER__MAC_LEN]);

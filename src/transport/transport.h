@@ -16,7 +16,9 @@
  *
  * Limits on the listening side, all against outsiders: inbound connections
  * in total and of them still in the handshake (a new one evicts the oldest
- * unauthenticated), a handshake deadline, a deadline for a frame to arrive
+ * unauthenticated if that one has been in its handshake for a fifth of the
+ * handshake deadline, else is refused: strangers cannot cut a real peer's
+ * handshake short), a handshake deadline, a deadline for a frame to arrive
  * whole once it has begun, and max_frame_bytes. Every log line an outsider
  * can cause there is rate-limited.
  *

@@ -69,13 +69,11 @@
  *    32  u32 crc32c  of bytes 0..31
  *    36  u32 zero
  * and hangs up. crc32c(0, buf, len) is the standard CRC-32C (Castagnoli). */
-#include <limits.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
-#include <openssl/hmac.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
@@ -141,17 +139,40 @@ static const char MAC_LABEL_A[] = "craftd peer v3 acceptor";
 static const char MAC_LABEL_D[] = "craftd peer v3 dialer";
 static const char JOIN_LABEL[] = "craftd join v1";
 
+/* One piece of an HMAC's message. */
+struct hmac_part {
+    const void *p;
+    size_t len;
+};
+
+/* The one HMAC-SHA256 of this file: out = HMAC(key, parts concatenated),
+ * fed piece by piece (no copy of the message). 0 or CRAFT_EIO. */
+static int hmac_sha256(uint8_t out[PEER__MAC_LEN], const void *key, size_t klen,
+                       const struct hmac_part *parts, size_t nparts)
+{
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end()};
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *h = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    int ok = h != NULL && EVP_MAC_init(h, key, klen, params) == 1;
+    for (size_t i = 0; ok && i < nparts; i++)
+        ok = EVP_MAC_update(h, parts[i].p, parts[i].len) == 1;
+    size_t n = 0;
+    ok = ok && EVP_MAC_final(h, out, &n, PEER__MAC_LEN) == 1 && n == PEER__MAC_LEN;
+    EVP_MAC_CTX_free(h);
+    EVP_MAC_free(mac);
+    return ok ? 0 : CRAFT_EIO;
+}
+
 int peer__derive_key(uint8_t key[PEER__KEY_LEN], const void *token,
                      size_t len)
 {
-    unsigned out = 0;
-    if (len == 0 || len > INT_MAX)
+    if (len == 0)
         return CRAFT_EINVAL;
-    if (HMAC(EVP_sha256(), token, (int)len, (const uint8_t *)KEY_LABEL,
-             sizeof KEY_LABEL - 1, key, &out) == NULL ||
-        out != PEER__KEY_LEN)
-        return CRAFT_EINVAL;
-    return 0;
+    const struct hmac_part label = {KEY_LABEL, sizeof KEY_LABEL - 1};
+    return hmac_sha256(key, token, len, &label, 1) == 0 ? 0 : CRAFT_EINVAL;
 }
 
 int peer__nonce(uint8_t out[PEER__NONCE_LEN])
@@ -163,40 +184,19 @@ int peer__mac(uint8_t out[PEER__MAC_LEN], const uint8_t key[PEER__KEY_LEN],
               bool acceptor, const uint8_t *hello,
               const uint8_t nonce_a[PEER__NONCE_LEN])
 {
-    uint8_t msg[sizeof MAC_LABEL_A + PEER__HELLO3_LEN + PEER__NONCE_LEN];
-    const char *label = acceptor ? MAC_LABEL_A : MAC_LABEL_D;
-    size_t ll = acceptor ? sizeof MAC_LABEL_A - 1 : sizeof MAC_LABEL_D - 1;
-    memcpy(msg, label, ll);
-    memcpy(msg + ll, hello, PEER__HELLO3_LEN);
-    memcpy(msg + ll + PEER__HELLO3_LEN, nonce_a, PEER__NONCE_LEN);
-    unsigned n = 0;
-    if (HMAC(EVP_sha256(), key, PEER__KEY_LEN, msg,
-             ll + PEER__HELLO3_LEN + PEER__NONCE_LEN, out, &n) == NULL ||
-        n != PEER__MAC_LEN)
-        return CRAFT_EIO;
-    return 0;
+    const struct hmac_part parts[] = {
+        acceptor ? (struct hmac_part){MAC_LABEL_A, sizeof MAC_LABEL_A - 1}
+                 : (struct hmac_part){MAC_LABEL_D, sizeof MAC_LABEL_D - 1},
+        {hello, PEER__HELLO3_LEN},
+        {nonce_a, PEER__NONCE_LEN}};
+    return hmac_sha256(out, key, PEER__KEY_LEN, parts, 3);
 }
 
 int peer__join_mac(uint8_t out[PEER__MAC_LEN], const uint8_t key[PEER__KEY_LEN],
                    const void *body, size_t len)
 {
-    /* label || body, without a copy of the body. */
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-        OSSL_PARAM_construct_end()};
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *h = mac ? EVP_MAC_CTX_new(mac) : NULL;
-    size_t n = 0;
-    int ok = h != NULL && EVP_MAC_init(h, key, PEER__KEY_LEN, params) == 1 &&
-             EVP_MAC_update(h, (const uint8_t *)JOIN_LABEL,
-                            sizeof JOIN_LABEL - 1) == 1 &&
-             EVP_MAC_update(h, body, len) == 1 &&
-             EVP_MAC_final(h, out, &n, PEER__MAC_LEN) == 1 &&
-             n == PEER__MAC_LEN;
-    EVP_MAC_CTX_free(h);
-    EVP_MAC_free(mac);
-    return ok ? 0 : CRAFT_EIO;
+    const struct hmac_part parts[] = {{JOIN_LABEL, sizeof JOIN_LABEL - 1}, {body, len}};
+    return hmac_sha256(out, key, PEER__KEY_LEN, parts, 2);
 }
 
 bool peer__mac_ok(const uint8_t key[PEER__KEY_LEN], bool acceptor,

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1199,6 +1200,98 @@ static void assert_json_error(const struct resp *r, const char *contains)
     json_decref(v);
 }
 
+/* Sends one request with an Authorization header on c, without reading. */
+static void auth_send(struct cli *c, const char *method, const char *path, const char *body,
+                      const char *authz)
+{
+    char head[4096];
+    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: localhost\r\n"
+                     "Authorization: %s\r\n", method, path, authz);
+    if (body != NULL)
+        n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n",
+                      strlen(body));
+    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+    cli_send(c, head, (size_t)n);
+    if (body != NULL)
+        cli_send(c, body, strlen(body));
+}
+
+static bool readable_now(const struct cli *c)
+{
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* A password check that needs a (slow) hash runs off the loop: a request
+ * with cached credentials sent while it runs is answered first; a client
+ * that left during its check gets nothing done (its write never reaches
+ * the node); a check still running when the server closes is answered 503
+ * and the close completes. The worker pool has one thread (main), so
+ * checks finish in the order they were sent. */
+static void test_auth_off_loop(void **state)
+{
+    char text[1024], hf[200], hs[200], ht[200], hu[200];
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof cd);
+    /* ~0.3 s a check; the first user (fast) sets the dummy's cost */
+    snprintf(hf, sizeof hf, "%s", crypt_r("fp", "$6$rounds=1000$f$", &cd));
+    snprintf(hs, sizeof hs, "%s", crypt_r("sp", "$6$rounds=600000$s$", &cd));
+    snprintf(ht, sizeof ht, "%s", crypt_r("tp", "$6$rounds=600000$t$", &cd));
+    snprintf(hu, sizeof hu, "%s", crypt_r("up", "$6$rounds=600000$u$", &cd));
+    snprintf(text, sizeof text, "f:%s:read\ns:%s:admin\nt:%s:admin\nu:%s:read\n", hf, hs,
+             ht, hu);
+    struct auth_db *db;
+    char err[256];
+    assert_int_equal(auth_db_parse(&db, text, strlen(text), err, sizeof err), 0);
+    struct fx *f = fx_start_with(state, (struct http_opts){.auth = db});
+    char fcred[64], scred[64], tcred[64], ucred[64];
+    assert_int_equal(auth_basic_header("f:fp", fcred, sizeof fcred), 0);
+    assert_int_equal(auth_basic_header("u:up", ucred, sizeof ucred), 0);
+    assert_int_equal(auth_basic_header("s:sp", scred, sizeof scred), 0);
+    assert_int_equal(auth_basic_header("t:tp", tcred, sizeof tcred), 0);
+    struct cli *fast = cli_open(f->port), *slow = cli_open(f->port), *gone = cli_open(f->port);
+    struct resp r;
+    assert_int_equal(auth_req(fast, "GET", "/key/x", NULL, fcred, &r), 404); /* now cached */
+    resp_free(&r);
+
+    /* a write whose client leaves during the check, then a slow read */
+    auth_send(gone, "POST", "/key", "{\"left\":\"1\"}", tcred);
+    usleep(50 * 1000);
+    cli_close(gone);
+    auth_send(slow, "GET", "/key/x", NULL, scred);
+    usleep(50 * 1000); /* the server has both: the first check is running */
+    assert_int_equal(auth_req(fast, "GET", "/key/x", NULL, fcred, &r), 404);
+    resp_free(&r);
+    assert_false(readable_now(slow)); /* the cached one was not held up */
+    cli_read(slow, &r, false);
+    assert_int_equal(r.status, 404); /* routed after its check */
+    resp_free(&r);
+    /* its check ran first (one worker): the write was dropped */
+    assert_int_equal(auth_req(fast, "GET", "/key/left", NULL, fcred, &r), 404);
+    resp_free(&r);
+    assert_int_equal(f->set_calls, 0);
+    /* the slow user is cached now */
+    assert_int_equal(auth_req(slow, "POST", "/key", "{\"k\":\"v\"}", scred, &r), 200);
+    resp_free(&r);
+
+    /* the server closes while a check runs */
+    struct cli *late = cli_open(f->port);
+    auth_send(late, "GET", "/key/k", NULL, ucred);
+    usleep(50 * 1000);
+    fx_post_stop(f);
+    cli_read(late, &r, false);
+    assert_int_equal(r.status, 503);
+    assert_json_error(&r, "shutting down");
+    resp_free(&r);
+    cli_close(late);
+    cli_close(slow);
+    cli_close(fast);
+    struct counts cnt;
+    fx_wait_stopped(f, &cnt);
+    assert_int_equal(cnt.set_calls, 1);
+    auth_db_free(db);
+}
+
 /* expect status with a JSON error body */
 static void check_error(struct fx *f, const char *method, const char *path, const char *body,
                          int status, const char *contains)
@@ -2348,6 +2441,7 @@ static void *tests_main(void *arg)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_prestate_setup_teardown(test_pct_decode, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_auth, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_auth_off_loop, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_parse_level, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_query_params, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_parse_etags, NULL, fx_teardown, r),
@@ -2401,6 +2495,7 @@ static void *tests_main(void *arg)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the daemon does: h2o writes to dead peers */
+    setenv("UV_THREADPOOL_SIZE", "1", 1); /* password checks run in order */
     struct runner r = {0};
     pthread_t tests;
     void *failed;

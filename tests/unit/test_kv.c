@@ -1069,8 +1069,12 @@ static int apply_failing_each_allocation(struct kv *kv, uint64_t index,
         count_alloc_countdown = at;
         int err = kv_apply_at(kv, index, cmd, len);
         count_alloc_countdown = 0;
-        if (err == 0)
+        if (err == 0) {
+            /* applied: every result is there too (a get's copy is reserved
+             * before the first change, never made short after it) */
+            assert_int_equal(kv_last_result(kv)->err, 0);
             break;
+        }
         assert_int_equal(err, CRAFT_ENOMEM);
         fails++;
         size_t len1;
@@ -1082,6 +1086,28 @@ static int apply_failing_each_allocation(struct kv *kv, uint64_t index,
     }
     craft_free(snap0);
     return fails;
+}
+
+/* A record whose key and value both claim 4 GiB - 1 (their sum does not
+ * fit 32 bits, nor a 32-bit size_t: it is summed in 64 bits) fails as a
+ * short stream, having allocated no more than what the stream holds. */
+static void test_snapshot_huge_lengths(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    assert_int_equal(kv_put(kv, "k", 1, "v", 1), 0);
+    size_t len;
+    uint8_t *buf = snapshot(kv, 5, &len);
+    craft_put32(buf + KV__SNAP_HDR, UINT32_MAX);     /* klen */
+    craft_put32(buf + KV__SNAP_HDR + 4, UINT32_MAX); /* vlen */
+    struct kv *back = NULL;
+    uint64_t applied = 0;
+    long live = count_alloc_live;
+    assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied), CRAFT_ECORRUPT);
+    assert_null(back);
+    assert_int_equal(count_alloc_live, live);
+    craft_free(buf);
+    kv_free(kv);
 }
 
 /* ---- revisions, transactions ---------------------------------------------- */
@@ -1350,6 +1376,8 @@ static void test_txn_nomem(void **state)
     ops[5].type = KV_TOP_GET;
     ops[9].type = KV_TOP_DEL_PREFIX;
     ops[9].klen = 8;
+    /* the get reads a key an earlier put of the branch made longer */
+    ops[5].key = ops[0].key;
     struct kv_txn t = {NULL, 0, ops, KV_TXN_MAX, NULL, 0};
     size_t len = kv_txn_size(&t);
     uint8_t *cmd = malloc(len);
@@ -1358,6 +1386,42 @@ static void test_txn_nomem(void **state)
     assert_true(fails > 19); /* at least the 19 big values */
     check_tree(kv);
     assert_int_equal(kv_index(kv), 9);
+    const struct kv_result *r = kv_last_result(kv);
+    assert_int_equal(r->index, 9);
+    assert_int_equal(r->n_ops, KV_TXN_MAX);
+    assert_true(r->ops[5].found);
+    assert_int_equal(r->ops[5].meta.vlen, sizeof big);
+    assert_memory_equal(r->ops[5].meta.key, keys[0], 16);
+
+    /* a failed command leaves the previous result readable, even when the
+     * room for its own result moved the buffers */
+    struct kv_txn_op get1[KV_TXN_MAX];
+    for (unsigned i = 0; i < KV_TXN_MAX; i++)
+        get1[i] = (struct kv_txn_op){KV_TOP_GET, (const uint8_t *)"fresh", 5, NULL, 0, 0};
+    get1[0] = (struct kv_txn_op){KV_TOP_PUT, (const uint8_t *)"fresh", 5, big, sizeof big, 0};
+    struct kv_txn t2 = {NULL, 0, get1, KV_TXN_MAX, NULL, 0};
+    size_t len2 = kv_txn_size(&t2);
+    uint8_t *cmd2 = malloc(len2);
+    kv_txn_encode(&t2, cmd2);
+    for (long at = 1;; at++) {
+        count_alloc_countdown = at;
+        int err = kv_apply_at(kv, 10, cmd2, len2);
+        count_alloc_countdown = 0;
+        if (err == 0)
+            break;
+        assert_int_equal(err, CRAFT_ENOMEM);
+        r = kv_last_result(kv);
+        assert_int_equal(r->index, 9);
+        assert_true(r->ops[5].found);
+        assert_memory_equal(r->ops[5].meta.key, keys[0], 16);
+        assert_memory_equal(r->ops[5].meta.val, big, sizeof big);
+    }
+    r = kv_last_result(kv);
+    assert_int_equal(r->index, 10);
+    assert_int_equal(r->err, 0);
+    for (unsigned i = 1; i < KV_TXN_MAX; i++)
+        assert_true(r->ops[i].found && r->ops[i].meta.vlen == sizeof big);
+    free(cmd2);
     free(cmd);
     kv_free(kv);
 }
@@ -1952,6 +2016,7 @@ int main(void)
         T(test_snapshot_corruption),
         T(test_snapshot_structure),
         T(test_snapshot_errors),
+        T(test_snapshot_huge_lengths),
         T(test_revisions),
         T(test_cas_race),
         T(test_txn_compares),

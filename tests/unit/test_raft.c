@@ -926,6 +926,70 @@ static void test_membership_learner_promote(void **state)
     finish(net);
 }
 
+/* Keeps (and drops) the first successful append response of 4. */
+struct keep_ack {
+    bool armed, kept;
+    struct raft_msg m;
+};
+
+static bool keep_ack_of_4(void *arg, const struct raft_msg *m, bool after)
+{
+    (void)after;
+    struct keep_ack *k = arg;
+    if (!k->armed || k->kept || m->type != RAFT_MSG_APP_RESP || m->from != 4 || m->reject)
+        return true;
+    k->m = *m;
+    k->kept = true;
+    return false;
+}
+
+/* A remove and a re-add of the same id in one term: an append response the
+ * old member sent (delayed in the network) does not make the new one
+ * "answered" nor give it a match: the new member may be another process
+ * with an empty log, and caught up it could be promoted at once. */
+static void test_stale_ack_after_readd(void **state)
+{
+    (void)state;
+    struct rnet *net = cluster(5, 3, NULL);
+    uint64_t l = rnet_elect(net, 100);
+    struct raft *rl = rnet_raft(net, l);
+    uint64_t term = raft_soft(rl).term;
+    assert_int_equal(rnet_conf(net, l, 1, RAFT_CONF_ADD_LEARNER, 4), 0);
+    rnet_tick(net, 10);
+    assert_true(raft_caught_up(rl, 4, 0));
+    struct keep_ack k = {.armed = true};
+    net->watch = keep_ack_of_4;
+    net->watch_arg = &k;
+    propose_ok(net, l, 2, 42);
+    rnet_tick(net, 3);
+    assert_true(k.kept);
+    net->watch = NULL;
+    assert_true(k.m.index >= 3);
+    assert_int_equal(rnet_conf(net, l, 3, RAFT_CONF_REMOVE, 4), 0);
+    rnet_tick(net, 5);
+    assert_int_equal(rnet_prop(net, l, 3)->err, 0);
+    assert_false(raft_conf_is_learner(raft_conf(rl), 4));
+    /* back, but nobody answers at its address yet */
+    rnet_crash(net, 4);
+    assert_int_equal(rnet_conf(net, l, 4, RAFT_CONF_ADD_LEARNER, 4), 0);
+    rnet_tick(net, 5);
+    assert_int_equal(rnet_prop(net, l, 4)->err, 0);
+    assert_true(raft_conf_is_learner(raft_conf(rl), 4));
+    assert_int_equal(raft_soft(rl).term, term);
+    assert_false(raft_caught_up(rl, 4, UINT64_MAX / 2));
+    /* the old member's acknowledgement arrives now */
+    assert_int_equal(raft_step(rl, &k.m), 0);
+    uint64_t match = 1, next = 0;
+    assert_true(raft_progress(rl, 4, &match, &next));
+    assert_int_equal(match, 0);
+    assert_false(raft_caught_up(rl, 4, UINT64_MAX / 2));
+    /* the new member's own answers count */
+    assert_int_equal(rnet_restart(net, 4), 0);
+    rnet_tick(net, 10);
+    assert_true(raft_caught_up(rl, 4, 0));
+    finish(net);
+}
+
 /* Drops 4's successful append responses; lets its rejections through. */
 static bool drop_acks_of_4(void *arg, const struct raft_msg *m, bool after)
 {
@@ -1692,6 +1756,7 @@ int main(void)
         cmocka_unit_test(test_lost_appends_recovered_when_idle),
         cmocka_unit_test(test_membership_learner_promote),
         cmocka_unit_test(test_caught_up_needs_an_answer),
+        cmocka_unit_test(test_stale_ack_after_readd),
         cmocka_unit_test(test_membership_add_voter_and_one_at_a_time),
         cmocka_unit_test(test_membership_remove),
         cmocka_unit_test(test_snapshot_taken_compacts),

@@ -89,6 +89,40 @@ static void test_key_derivation(void **state)
     assert_int_equal(peer__derive_key(k1, "", 0), CRAFT_EINVAL);
 }
 
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+/* The wire format's MACs against values computed elsewhere (Python's hmac
+ * module) from the definitions in wire.c's top comment: the key, both
+ * handshake MACs and the /join MAC go through one HMAC routine, and a
+ * change to it that alters any of them breaks the handshake with older
+ * nodes. */
+static void test_mac_known_answers(void **state)
+{
+    (void)state;
+    uint8_t key[PEER__KEY_LEN], hello[PEER__HELLO3_LEN], nonce[PEER__NONCE_LEN], m[PEER__MAC_LEN];
+    char h[2 * PEER__MAC_LEN + 1];
+    for (unsigned i = 0; i < sizeof hello; i++)
+        hello[i] = (uint8_t)i;
+    for (unsigned i = 0; i < sizeof nonce; i++)
+        nonce[i] = (uint8_t)(100 + i);
+    assert_int_equal(peer__derive_key(key, "secret", 6), 0);
+    hex(key, sizeof key, h);
+    assert_string_equal(h, "a7800b95598fd3e2d02edd155e82e750de0642cb1420f44270bd8a222982edc1");
+    assert_int_equal(peer__mac(m, key, true, hello, nonce), 0);
+    hex(m, sizeof m, h);
+    assert_string_equal(h, "fd73c7ef9f4a84aba5b054732f2a3fc1375031efbc062a6ff00447e75ab74341");
+    assert_int_equal(peer__mac(m, key, false, hello, nonce), 0);
+    hex(m, sizeof m, h);
+    assert_string_equal(h, "5584e511ffebf435e9aa515ffac88853158d2fdc335619651cbde0366d25fd58");
+    assert_int_equal(peer__join_mac(m, key, "{\"id\":\"n\"}", 10), 0);
+    hex(m, sizeof m, h);
+    assert_string_equal(h, "ba6552ee3ff7c47903ed159de21ca12c357d3388bae00e06445a0d0baa41cc89");
+}
+
 static void test_proof_accepted(void **state)
 {
     struct session s;
@@ -532,6 +566,64 @@ static void test_connection_limits(void **state)
     stop_node(&b);
 }
 
+/* A real dialer mid-handshake (it has its challenge, its proof is yet to
+ * come) is not evicted by strangers that connect after it while the
+ * handshake slots are full: they are refused until the ones in handshake
+ * have had the time for a round trip; then the oldest goes. */
+static void test_strangers_do_not_evict_a_young_handshake(void **state)
+{
+    struct uvenv *e = *state;
+    struct node b;
+    struct peer_opts o = opts_for(&b, e, 2, "sesame");
+    o.max_conns = 8;
+    o.max_unauth_conns = 2;
+    start(&b, &o); /* default deadline 5 s: eviction after 1 s */
+    struct session s;
+    assert_int_equal(peer__derive_key(s.key, "sesame", 6), 0);
+    struct peer__hello h = {.version = PEER__VERSION_AUTH, .sender = 1, .target = 2};
+    assert_int_equal(peer__nonce(h.nonce), 0);
+    assert_int_equal(peer__hello_encode(s.hello, &h), PEER__HELLO3_LEN);
+    int honest = raw_connect(b.port);
+    raw_send(honest, s.hello, sizeof s.hello);
+    uvenv_run_for(e, 100);
+    uint8_t ch[PEER__CHALLENGE_LEN], mac[PEER__MAC_LEN];
+    assert_int_equal(recv(honest, ch, sizeof ch, MSG_DONTWAIT), (ssize_t)sizeof ch);
+    assert_int_equal(peer__challenge_decode(ch, s.nonce_a, mac), 0);
+    assert_true(peer__mac_ok(s.key, true, s.hello, s.nonce_a, mac));
+    int strangers[4];
+    for (int i = 0; i < 4; i++)
+        strangers[i] = raw_connect(b.port);
+    uvenv_run_for(e, 100);
+    /* the honest one finishes: proof, then a frame */
+    uint8_t buf[PEER__PROOF_LEN + PEER__FRAME_HDR + 16];
+    assert_int_equal(peer__mac(mac, s.key, false, s.hello, s.nonce_a), 0);
+    peer__proof_encode(buf, mac);
+    size_t n = PEER__PROOF_LEN + frame_bytes(buf + PEER__PROOF_LEN, 16);
+    raw_send(honest, buf, n);
+    assert_true(wait_frames(&b, 1, 1));
+    assert_false(raw_closed(honest));
+    /* one stranger got the other slot; three were refused */
+    struct peer_transport_stats st;
+    peer_transport_get_stats(b.t, &st);
+    assert_int_equal(st.conns_limited, 3);
+    assert_true(raw_closed(strangers[1]) && raw_closed(strangers[2]) &&
+                raw_closed(strangers[3]));
+    assert_false(raw_closed(strangers[0]));
+    /* past the age, new strangers (one takes the honest one's slot) evict
+     * the oldest one in handshake */
+    uvenv_run_for(e, 1100);
+    int late[2] = {raw_connect(b.port), raw_connect(b.port)};
+    uvenv_run_for(e, 100);
+    assert_true(raw_closed(strangers[0]));
+    assert_false(raw_closed(late[0]) || raw_closed(late[1]));
+    close(late[0]);
+    close(late[1]);
+    for (int i = 0; i < 4; i++)
+        close(strangers[i]);
+    close(honest);
+    stop_node(&b);
+}
+
 /* Once a frame has begun it must arrive whole within the frame deadline;
  * a frame over the maximum is refused at once, before its bytes come. */
 static void test_frame_deadline_and_size(void **state)
@@ -574,6 +666,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hello_v3_codec),
         cmocka_unit_test(test_key_derivation),
+        cmocka_unit_test(test_mac_known_answers),
         cmocka_unit_test(test_proof_accepted),
         cmocka_unit_test(test_proof_refused),
         cmocka_unit_test_setup_teardown(test_token_peers_exchange,
@@ -589,6 +682,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connection_limits,
                                         uvenv_setup, uvenv_teardown),
         cmocka_unit_test_setup_teardown(test_frame_deadline_and_size,
+                                        uvenv_setup, uvenv_teardown),
+        cmocka_unit_test_setup_teardown(test_strangers_do_not_evict_a_young_handshake,
                                         uvenv_setup, uvenv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
