@@ -7,7 +7,7 @@ set -e
 RUN_PKGS="build-essential pkg-config libuv1-dev libh2o-dev libssl-dev libcrypt-dev zlib1g-dev
 libjansson-dev"
 PKGS="$RUN_PKGS libcmocka-dev libcurl4-openssl-dev python3 python3-pytest iptables iproute2
-valgrind clang openssl help2man"
+valgrind clang openssl help2man whois"
 [ "${1:-}" = run ] && PKGS=$RUN_PKGS
 missing=""
 for p in $PKGS; do
