@@ -289,6 +289,10 @@ void node__del_prefix(void *ud, struct http_req *req, const uint8_t *prefix,
 int node__member_ctx(const char *id, const char *raft_addr,
                      const char *http_addr, uint8_t **out, size_t *len);
 void node__apply_conf(struct node *n, const struct raft_entry *e);
+/* peer_set and peer_set_name for a member: its name is its handshake tag
+ * and its name in logs. */
+int node__peer_set(struct node *n, uint64_t raft_id, const char *name,
+                   const char *addr);
 void node__peers_sync(struct node *n);
 void node__peers_from_log(struct node *n, const struct raft_entry *ents,
                           size_t n_ents);

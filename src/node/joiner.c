@@ -71,7 +71,7 @@ static void learn_members(struct node__joiner *j, json_t *root)
             continue;
         if (node__hex_field(m, "raft_id", &rid) != 0 || rid == 0)
             rid = craft_member_id(id, 0);
-        peer_set(j->n->peers, rid, craft_member_id(id, 0), addr);
+        node__peer_set(j->n, rid, id, addr);
     }
 }
 

@@ -95,9 +95,20 @@ void node__apply_conf(struct node *n, const struct raft_entry *e)
     kv_member_set(n->kv, s[0], cc.node, s[1], s[2]);
     if (cc.node != n->raft_id && strcmp(s[0], n->id) != 0 && n->peers &&
         !n->removed)
-        peer_set(n->peers, cc.node, craft_member_id(s[0], 0), s[1]);
+        node__peer_set(n, cc.node, s[0], s[1]);
     craft_log(&n->log, lvl, "member %s (raft %s, http %s) added as %s", s[0],
               s[1], s[2][0] ? s[2] : "-", what);
+}
+
+/* The member name (its id string) is the peer's tag in the handshake and
+ * its name in the transport's logs. */
+int node__peer_set(struct node *n, uint64_t raft_id, const char *name,
+                   const char *addr)
+{
+    int rv = peer_set(n->peers, raft_id, craft_member_id(name, 0), addr);
+    if (rv == 0)
+        peer_set_name(n->peers, raft_id, name);
+    return rv;
 }
 
 /* Peers are the other members. Not one named like us: under our name the
@@ -108,8 +119,7 @@ void node__peers_sync(struct node *n)
     for (size_t i = 0; i < kv_member_count(n->kv); i++) {
         const struct kv_member *m = kv_member_at(n->kv, i);
         if (m->raft_id != n->raft_id && strcmp(m->id, n->id) != 0)
-            peer_set(n->peers, m->raft_id, craft_member_id(m->id, 0),
-                     m->raft_addr);
+            node__peer_set(n, m->raft_id, m->id, m->raft_addr);
     }
 }
 
@@ -124,7 +134,7 @@ void node__peers_from_log(struct node *n, const struct raft_entry *ents,
             cc.ctx_len == 0 || ctx_decode(cc.ctx, cc.ctx_len, s) != 0 ||
             cc.node == n->raft_id || strcmp(s[0], n->id) == 0)
             continue;
-        peer_set(n->peers, cc.node, craft_member_id(s[0], 0), s[1]);
+        node__peer_set(n, cc.node, s[0], s[1]);
     }
 }
 

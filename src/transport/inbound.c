@@ -194,11 +194,11 @@ static int establish(struct peer__in *c, const struct peer__hello *h)
     c->hello_done = true;
     c->state = PEER__IN_OPEN;
     t->n_unauth--;
-    char name[80];
+    char name[80], who[PEER_NAME_MAX + 1];
     in_name(c, name, sizeof name);
     if (craft_ratelimit_allow(&t->rl_conn, uv_now(t->loop), NULL))
-        CRAFT_INFO(t->log, "peer %llu connected from %s%s",
-                   (unsigned long long)c->from, name,
+        CRAFT_INFO(t->log, "peer %s connected from %s%s",
+                   peer__name(t, c->from, who, sizeof who), name,
                    t->have_key ? " (cluster token proved)" : "");
     close_older(c);
     return 0;
@@ -422,8 +422,9 @@ static void on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (nread == UV_ENOBUFS)
             reject(c, CRAFT_ENOMEM, "read buffer");
         else {
-            CRAFT_DEBUG(c->t->log, "peer %llu: inbound connection ended: %s",
-                        (unsigned long long)c->from,
+            char who[PEER_NAME_MAX + 1];
+            CRAFT_DEBUG(c->t->log, "peer %s: inbound connection ended: %s",
+                        peer__name(c->t, c->from, who, sizeof who),
                         peer_strerror((int)nread));
             peer__in_close(c);
         }

@@ -140,6 +140,7 @@ struct peer__out {
     struct peer_transport *t;
     uint64_t id;
     uint64_t tag;             /* sent in the handshake as the target's tag */
+    char name[PEER_NAME_MAX + 1]; /* for logs (peer_set_name); "" = none */
     char host[PEER_HOST_MAX + 1]; /* "" = 127.0.0.1 */
     uint16_t port;
     enum peer__state state;
@@ -181,6 +182,9 @@ struct peer__out {
                                  (tls.h); set from connect to close */
 };
 
+/* What logs call peer id: its name, else its id in hex; in buf. */
+const char *peer__name(const struct peer_transport *t, uint64_t id, char *buf,
+                       size_t cap);
 struct peer__out *peer__out_new(struct peer_transport *t, uint64_t id,
                                 uint64_t tag, const char *host, uint16_t port);
 /* The address changed: reconnect there, keeping the queue. */

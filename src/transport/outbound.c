@@ -122,18 +122,22 @@ static void disconnect(struct peer__out *p)
         uv_close((uv_handle_t *)&p->tcp, on_tcp_closed);
 }
 
+/* What logs call p: its name, else its id in hex (a static buffer per
+ * call site is not needed: each log line formats it at once). */
+#define name_of(p) peer__name((p)->t, (p)->id, (char[PEER_NAME_MAX + 1]){0}, PEER_NAME_MAX + 1)
+
 static void out_fail(struct peer__out *p, int err, const char *what)
 {
     const struct peer_transport *t = p->t;
     p->st.last_error = err;
     if (p->state == PEER__CONNECTED && p->refused) {
         /* The caller heard why (on_refused); keep the log quiet. */
-        CRAFT_DEBUG(t->log, "peer %llu (%s:%u): refused; will retry",
-                    (unsigned long long)p->id, host_of(p), p->port);
+        CRAFT_DEBUG(t->log, "peer %s (%s:%u): refused; will retry",
+                    name_of(p), host_of(p), p->port);
     } else if (p->state == PEER__CONNECTED && !p->auth_wait &&
                uv_now(t->loop) - p->connected_at >= t->backoff_max_ms) {
-        CRAFT_WARN(t->log, "peer %llu (%s:%u): %s: %s; reconnecting",
-                   (unsigned long long)p->id, host_of(p), p->port, what,
+        CRAFT_WARN(t->log, "peer %s (%s:%u): %s: %s; reconnecting",
+                   name_of(p), host_of(p), p->port, what,
                    peer_strerror(err));
         /* A connection that lived long was healthy: retry at once. */
         p->backoff_ms = 0;
@@ -141,16 +145,16 @@ static void out_fail(struct peer__out *p, int err, const char *what)
     } else if (p->state == PEER__CONNECTED && p->short_lived++ == 0) {
         /* Died in its handshake or soon after (e.g. the peer refuses our
          * token, or has none): said once, then at debug level. */
-        CRAFT_WARN(t->log, "peer %llu (%s:%u): %s: %s; reconnecting (repeats "
-                   "are logged at debug level)", (unsigned long long)p->id,
+        CRAFT_WARN(t->log, "peer %s (%s:%u): %s: %s; reconnecting (repeats "
+                   "are logged at debug level)", name_of(p),
                    host_of(p), p->port, what, peer_strerror(err));
     } else if (p->state != PEER__CONNECTED && p->failures++ == 0) {
-        CRAFT_INFO(t->log, "peer %llu (%s:%u): %s failed: %s; will retry",
-                   (unsigned long long)p->id, host_of(p), p->port, what,
+        CRAFT_INFO(t->log, "peer %s (%s:%u): %s failed: %s; will retry",
+                   name_of(p), host_of(p), p->port, what,
                    peer_strerror(err));
     } else {
-        CRAFT_DEBUG(t->log, "peer %llu (%s:%u): %s failed: %s (%u times)",
-                    (unsigned long long)p->id, host_of(p), p->port, what,
+        CRAFT_DEBUG(t->log, "peer %s (%s:%u): %s failed: %s (%u times)",
+                    name_of(p), host_of(p), p->port, what,
                     peer_strerror(err), p->failures);
     }
     disconnect(p);
@@ -279,8 +283,8 @@ static void got_refusal(struct peer__out *p)
     p->st.refusals++;
     char addr[PEER_HOST_MAX + 8];
     snprintf(addr, sizeof addr, "%s:%u", host_of(p), p->port);
-    CRAFT_DEBUG(t->log, "peer %llu (%s): refused our connection (reason %u, "
-                "it is %016llx of cluster %016llx)", (unsigned long long)p->id,
+    CRAFT_DEBUG(t->log, "peer %s (%s): refused our connection (reason %u, "
+                "it is %016llx of cluster %016llx)", name_of(p),
                 addr, rec.reason, (unsigned long long)rec.id,
                 (unsigned long long)rec.cluster);
     if (t->on_refused != NULL) {
@@ -454,7 +458,7 @@ static void connected(struct peer__out *p)
      * refusal was. */
     craft_log(t->log, p->refused || p->short_lived > 0 ? CRAFT_LOG_DEBUG
                                                        : CRAFT_LOG_INFO,
-              "peer %llu (%s:%u): connected", (unsigned long long)p->id,
+              "peer %s (%s:%u): connected", name_of(p),
               host_of(p), p->port);
     p->state = PEER__CONNECTED;
     p->st.connected = true;
@@ -597,8 +601,8 @@ struct peer__out *peer__out_new(struct peer_transport *t, uint64_t id,
 void peer__out_readdr(struct peer__out *p, const char *host, uint16_t port)
 {
     const struct peer_transport *t = p->t;
-    CRAFT_INFO(t->log, "peer %llu: address %s:%u -> %s:%u",
-               (unsigned long long)p->id, host_of(p), p->port,
+    CRAFT_INFO(t->log, "peer %s: address %s:%u -> %s:%u",
+               name_of(p), host_of(p), p->port,
                host[0] ? host : "127.0.0.1", port);
     snprintf(p->host, sizeof p->host, "%s", host);
     p->port = port;

@@ -296,6 +296,26 @@ int peer_set(struct peer_transport *t, uint64_t id, uint64_t tag,
     return 0;
 }
 
+int peer_set_name(struct peer_transport *t, uint64_t id, const char *name)
+{
+    struct peer__out *p = find_peer(t, id);
+    if (p == NULL)
+        return CRAFT_ENOTFOUND;
+    snprintf(p->name, sizeof p->name, "%s", name ? name : "");
+    return 0;
+}
+
+const char *peer__name(const struct peer_transport *t, uint64_t id, char *buf,
+                       size_t cap)
+{
+    const struct peer__out *p = find_peer(t, id);
+    if (p != NULL && p->name[0])
+        snprintf(buf, cap, "%s", p->name);
+    else
+        snprintf(buf, cap, "%016llx", (unsigned long long)id);
+    return buf;
+}
+
 void peer_set_cluster(struct peer_transport *t, uint64_t cluster_id)
 {
     t->cluster_id = cluster_id;

@@ -232,6 +232,12 @@ bool peer_transport_loopback(const struct peer_transport *t);
 int peer_set(struct peer_transport *t, uint64_t id, uint64_t tag,
              const char *addr);
 
+/* The name logs call peer id by (craftd: the member's id string; at most
+ * PEER_NAME_MAX bytes are kept); until one is given, its id in hex.
+ * 0, or CRAFT_ENOTFOUND when id is not a peer. */
+#define PEER_NAME_MAX 63
+int peer_set_name(struct peer_transport *t, uint64_t id, const char *name);
+
 /* This node learned its cluster id (0 forgets it): dialers of other
  * clusters are refused from now on, and the next handshakes carry it.
  * Connections already accepted are kept. */

@@ -472,6 +472,9 @@ static void test_peer_restart(void **state)
 
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", b.port);
+    /* Logs call a peer by its name once it has one. */
+    assert_int_equal(peer_set_name(a.t, 2, "bravo"), 0);
+    assert_int_equal(peer_set_name(a.t, 99, "nobody"), CRAFT_ENOTFOUND);
     node_close(&b);
     assert_true(uvenv_run_until(e, disconnected, &a, WAIT_MS));
     /* Queued while the peer is down; kept, then delivered in order. */
@@ -493,6 +496,7 @@ static void test_peer_restart(void **state)
     assert_int_equal(st.frames_sent, 200);
     assert_int_equal(st.frames_dropped, 0);
     assert_non_null(strstr(e->lb.text, "reconnecting"));
+    assert_non_null(strstr(e->lb.text, "peer bravo (127.0.0.1:"));
     node_close(&a);
     node_close(&b2);
 }
@@ -815,7 +819,7 @@ static void test_name_resolution_and_bind(void **state)
     expect_frames(&c, 1, 50);
     assert_int_equal(b.rx.bad + c.rx.bad, 0);
     /* Outgoing connections came from the bind address. */
-    assert_non_null(strstr(e->lb.text, "peer 1 connected from 127.0.0.2:"));
+    assert_non_null(strstr(e->lb.text, "peer 0000000000000001 connected from 127.0.0.2:"));
     node_close(&a);
     node_close(&b);
     node_close(&c);
