@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "auth/auth.h"
+#include "common/jsonstr.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "node/flags.h"
@@ -25,22 +26,42 @@ struct daemon {
     uv_signal_t sigint, sigterm;
     bool stopping;          /* a first signal arrived */
     bool stopped;           /* node_stop finished */
+    bool log_json;          /* -log-format json */
 };
 
 /* "2026-11-26T10:00:00.123Z INFO node0 message" on stderr, in one write. */
+/* One log line on stderr: "<time> <LEVEL> <node> <message>", or with
+ * -log-format json {"ts":"<time>","level":"info","node":"<id>","msg":"..."}. */
 static void log_sink(void *ud, int level, const char *msg)
 {
     static const char *const names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    static const char *const lower[] = {"debug", "info", "warn", "error"};
     const struct daemon *d = ud;
     struct timespec ts;
     struct tm tm;
-    char stamp[32], line[1400];
+    char stamp[40], line[1400];
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    const char *lv = level >= CRAFT_LOG_DEBUG && level <= CRAFT_LOG_ERROR ? names[level] : "?";
-    int n = snprintf(line, sizeof line, "%s.%03ldZ %s %s %s\n", stamp, ts.tv_nsec / 1000000, lv,
-                     d->id, msg);
+    size_t sl = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(stamp + sl, sizeof stamp - sl, ".%03ldZ", ts.tv_nsec / 1000000);
+    bool known = level >= CRAFT_LOG_DEBUG && level <= CRAFT_LOG_ERROR;
+    int n;
+    if (d->log_json) {
+        /* Quoted with room for the worst case; a message is cut at 1000
+         * bytes before quoting so that the line stays one object. */
+        char q[CRAFT_JSON_QUOTED_MAX(1000)], qid[CRAFT_JSON_QUOTED_MAX(64)];
+        size_t mlen = strlen(msg), ilen = strlen(d->id);
+        q[craft_json_quote(q, msg, mlen > 1000 ? 1000 : mlen)] = 0;
+        qid[craft_json_quote(qid, d->id, ilen > 64 ? 64 : ilen)] = 0;
+        char out[sizeof q + sizeof qid + 96];
+        n = snprintf(out, sizeof out,
+                     "{\"ts\":\"%s\",\"level\":\"%s\",\"node\":%s,\"msg\":%s}\n", stamp,
+                     known ? lower[level] : "?", qid, q);
+        fwrite(out, 1, (size_t)n, stderr);
+        return;
+    }
+    n = snprintf(line, sizeof line, "%s %s %s %s\n", stamp, known ? names[level] : "?", d->id,
+                 msg);
     if (n > (int)sizeof line - 1) { /* cut: keep the newline */
         n = (int)sizeof line - 1;
         line[n - 1] = '\n';
@@ -146,7 +167,7 @@ int main(int argc, char **argv)
             unsetenv("CRAFTD_CLUSTER_TOKEN");
     }
 
-    struct daemon d = {.id = f.id};
+    struct daemon d = {.id = f.id, .log_json = f.log_json};
     d.log = (struct craft_logger){.fn = log_sink, .ud = &d, .min_level = f.log_level};
     signal(SIGPIPE, SIG_IGN);
 

@@ -44,10 +44,10 @@ static void errostream_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bu
             len--;
     }
     static const char pre[] = "{\"error\":";
-    char *json = h2o_mem_alloc_pool(&req->pool, sizeof pre + HTTP__QUOTED_MAX(len) + 1);
+    char *json = h2o_mem_alloc_pool(&req->pool, sizeof pre + CRAFT_JSON_QUOTED_MAX(len) + 1);
     size_t n = sizeof pre - 1;
     memcpy(json, pre, n);
-    n += http__json_quote(json + n, msg, len);
+    n += craft_json_quote(json + n, msg, len);
     json[n++] = '}';
     req->res.content_length = n; /* the headers are written after this */
     h2o_iovec_t out = h2o_iovec_init(json, n);

@@ -32,7 +32,7 @@ int http_json_set_bytes(json_t *obj, const char *name, const void *bytes, size_t
 {
     json_t *v;
     char field[64];
-    if (http__utf8_valid(bytes, len)) {
+    if (craft_utf8_valid(bytes, len)) {
         /* jansson takes NUL inside a string and writes it as \u0000 */
         v = json_stringn(len ? bytes : "", len);
         snprintf(field, sizeof field, "%s", name);

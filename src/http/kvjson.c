@@ -74,15 +74,15 @@ static void u64(struct http_jbuf *j, uint64_t v)
 static void bytes_field(struct http_jbuf *j, bool first, const char *name, const uint8_t *p,
                         size_t n)
 {
-    bool text = http__utf8_valid((const char *)p, n);
+    bool text = craft_utf8_valid((const char *)p, n);
     lit(j, first ? "\"" : ",\"");
     lit(j, name);
     lit(j, text ? "\":" : "_b64\":\"");
-    char *o = room(j, text ? HTTP__QUOTED_MAX(n) : HTTP__B64_MAX(n) + 1);
+    char *o = room(j, text ? CRAFT_JSON_QUOTED_MAX(n) : HTTP__B64_MAX(n) + 1);
     if (o == NULL)
         return;
     if (text) {
-        j->len += http__json_quote(o, (const char *)p, n);
+        j->len += craft_json_quote(o, (const char *)p, n);
     } else {
         j->len += http__b64_encode(o, p, n);
         j->data[j->len++] = '"';

@@ -4,6 +4,8 @@
 #ifndef CRAFT_HTTP_PARSE_H
 #define CRAFT_HTTP_PARSE_H
 
+#include "common/jsonstr.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -92,13 +94,7 @@ int http__parse_id_body(const char *body, size_t len, struct http__joinbody *out
                         size_t errcap);
 void http__joinbody_free(struct http__joinbody *b);
 
-/* --- json.c: JSON text output --- */
-bool http__utf8_valid(const char *s, size_t len);
-/* The most bytes http__json_quote writes for len input bytes. */
-#define HTTP__QUOTED_MAX(len) (6 * (len) + 2)
-/* Writes s as a quoted JSON string to dst (room for HTTP__QUOTED_MAX(len));
- * control characters escaped, invalid UTF-8 as \ufffd. Returns bytes written. */
-size_t http__json_quote(char *dst, const char *s, size_t len);
+/* JSON text output: common/jsonstr.h (craft_utf8_valid, craft_json_quote). */
 
 #endif
 

@@ -64,10 +64,10 @@ void http__send_error(h2o_req_t *req, int status, const char *allow, const char 
                       size_t len)
 {
     static const char pre[] = "{\"error\":";
-    char *buf = h2o_mem_alloc_pool(&req->pool, sizeof pre + HTTP__QUOTED_MAX(len) + 1);
+    char *buf = h2o_mem_alloc_pool(&req->pool, sizeof pre + CRAFT_JSON_QUOTED_MAX(len) + 1);
     size_t n = sizeof pre - 1;
     memcpy(buf, pre, n);
-    n += http__json_quote(buf + n, msg, len);
+    n += craft_json_quote(buf + n, msg, len);
     buf[n++] = '}';
     http__send(req, status, JSON_TYPE, allow, buf, n);
 }
@@ -164,12 +164,12 @@ void http_reply_value(struct http_req *req, const char *key, size_t klen, const 
     h2o_req_t *h = claim(req);
     if (h == NULL)
         return;
-    char *buf = h2o_mem_alloc_pool(&h->pool, HTTP__QUOTED_MAX(klen) + HTTP__QUOTED_MAX(vlen) + 3);
+    char *buf = h2o_mem_alloc_pool(&h->pool, CRAFT_JSON_QUOTED_MAX(klen) + CRAFT_JSON_QUOTED_MAX(vlen) + 3);
     size_t n = 0;
     buf[n++] = '{';
-    n += http__json_quote(buf + n, key, klen);
+    n += craft_json_quote(buf + n, key, klen);
     buf[n++] = ':';
-    n += http__json_quote(buf + n, val, vlen);
+    n += craft_json_quote(buf + n, val, vlen);
     buf[n++] = '}';
     http__send(h, 200, JSON_TYPE, NULL, buf, n);
 }

@@ -90,7 +90,7 @@ static size_t decode_key(struct http_server *srv, h2o_req_t *req, const char *re
         fail(req, 400, NULL, "key too long: %zd bytes, the limit is %zu", klen, srv->max_key);
         return 0;
     }
-    if (!http__utf8_valid(*key, (size_t)klen)) {
+    if (!craft_utf8_valid(*key, (size_t)klen)) {
         fail(req, 400, NULL, "the key is not valid UTF-8");
         return 0;
     }

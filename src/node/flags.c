@@ -14,6 +14,7 @@ enum kind {
     K_BOOL,  /* Go ParseBool; a lone -name means true */
     K_UINT,  /* decimal, within [min, max] */
     K_LEVEL, /* debug|info|warn|error */
+    K_LOGFMT, /* text|json: a bool, true for json */
 };
 
 struct flag_def {
@@ -48,6 +49,8 @@ static const struct flag_def DEFS[] = {
      "PEM CAs to trust for members' HTTPS (default: -tls-client-ca, else the system's)"},
     {"join-user", K_ADDR, FIELD(join_user), 0, 0, "user:password",
      "credentials for the node's own requests to members (or $CRAFTD_JOIN_USER)"},
+    {"log-format", K_LOGFMT, FIELD(log_json), 0, 0, "format",
+     "text, or json: one object a line, {\"ts\",\"level\",\"node\",\"msg\"} (default \"text\")"},
     {"log-level", K_LEVEL, FIELD(log_level), 0, 0, "level",
      "debug, info, warn or error (default \"info\")"},
     {"max-body", K_UINT, FIELD(max_body), 1, SIZE_MAX, "bytes",
@@ -188,6 +191,12 @@ static enum flags_outcome store(const struct flag_def *d, const char *value, str
             return fail(err, errcap,
                         "invalid value \"%s\" for flag -%s: use debug, info, warn or error",
                         value, d->name);
+        return FLAGS_RUN;
+    case K_LOGFMT:
+        if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0)
+            return fail(err, errcap, "invalid value \"%s\" for flag -%s: use text or json",
+                        value, d->name);
+        *(bool *)field = strcmp(value, "json") == 0;
         return FLAGS_RUN;
     case K_UINT:
         if (parse_uint(value, &n) != 0 || n < d->min || n > d->max)

@@ -39,6 +39,7 @@ struct flags {
     bool inmem;        /* -inmem */
     bool version;      /* -version (flags_parse then returns FLAGS_VERSION) */
     int log_level;     /* -log-level debug|info|warn|error: CRAFT_LOG_*, default info */
+    bool log_json;     /* -log-format json (default text) */
     uint64_t snapshot_threshold;  /* -snapshot-threshold, default 8192, >= 1 */
     unsigned tick_ms;             /* -tick-ms, default 100, >= 1 */
     unsigned election_ticks;      /* -election-ticks, default 10, >= 2 */

@@ -84,6 +84,25 @@ def files_under(path):
     return out
 
 
+def test_json_log_format(cluster):
+    """-log-format json: every line of the log is one JSON object with the
+    time, the level, the node and the message, quotes in the id escaped."""
+    n = cluster.add('j"son', extra=["-log-format", "json"]).start()
+    n.wait_ready()
+    assert set_keys(n.haddr, {"k": "v"}).status == 200
+    assert n.stop() == 0
+    import json
+    lines = [ln for ln in n.log_text().splitlines()
+             if ln.strip() and not ln.startswith("==== start:")]  # the harness's line
+    assert len(lines) >= 5, lines
+    for ln in lines:
+        doc = json.loads(ln)
+        assert sorted(doc) == ["level", "msg", "node", "ts"], doc
+        assert doc["node"] == 'j"son' and doc["level"] in ("debug", "info", "warn", "error")
+        assert doc["ts"].endswith("Z") and len(doc["ts"]) == 24, doc
+    assert any("shutting down" in json.loads(ln)["msg"] for ln in lines)
+
+
 def test_inmem(cluster, report):
     n = cluster.add("mem", extra=["-inmem"]).start()
     n.wait_ready()

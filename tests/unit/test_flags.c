@@ -260,6 +260,13 @@ static void test_log_level(void **state)
     assert_int_equal(f.log_level, CRAFT_LOG_DEBUG);
     assert_bad(&f, parse(&f, "-log-level", "trace", "d", NULL), "\"trace\" for flag -log-level");
     assert_bad(&f, parse(&f, "-log-level=", "d", NULL), "-log-level");
+    assert_int_equal(parse(&f, "d", NULL), FLAGS_RUN);
+    assert_false(f.log_json);
+    assert_int_equal(parse(&f, "-log-format", "json", "d", NULL), FLAGS_RUN);
+    assert_true(f.log_json);
+    assert_int_equal(parse(&f, "-log-format=text", "d", NULL), FLAGS_RUN);
+    assert_false(f.log_json);
+    assert_bad(&f, parse(&f, "-log-format", "xml", "d", NULL), "\"xml\" for flag -log-format");
 }
 
 static void test_numbers(void **state)

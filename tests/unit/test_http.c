@@ -375,9 +375,9 @@ static void test_parse_join_body(void **state)
 /* Quotes s, decodes the result with jansson, returns the decoded bytes. */
 static void quote_roundtrip(const char *s, size_t len, const char *expect, size_t elen)
 {
-    char *q = malloc(HTTP__QUOTED_MAX(len));
-    size_t n = http__json_quote(q, s, len);
-    assert_true(n <= HTTP__QUOTED_MAX(len));
+    char *q = malloc(CRAFT_JSON_QUOTED_MAX(len));
+    size_t n = craft_json_quote(q, s, len);
+    assert_true(n <= CRAFT_JSON_QUOTED_MAX(len));
     json_error_t je;
     json_t *v = json_loadb(q, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     assert_non_null(v);
@@ -399,11 +399,11 @@ static void test_json_quote(void **state)
     quote_roundtrip("\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 9); /* surrogate */
     quote_roundtrip("\xe2\x82", 2, "\xef\xbf\xbd\xef\xbf\xbd", 6);         /* truncated */
     char worst[4] = {1, 1, 1, 1};
-    char q[HTTP__QUOTED_MAX(4)];
-    assert_int_equal(http__json_quote(q, worst, 4), HTTP__QUOTED_MAX(4));
-    assert_true(http__utf8_valid("caf\xc3\xa9", 5));
-    assert_false(http__utf8_valid("\xf5\x80\x80\x80", 4));
-    assert_false(http__utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    char q[CRAFT_JSON_QUOTED_MAX(4)];
+    assert_int_equal(craft_json_quote(q, worst, 4), CRAFT_JSON_QUOTED_MAX(4));
+    assert_true(craft_utf8_valid("caf\xc3\xa9", 5));
+    assert_false(craft_utf8_valid("\xf5\x80\x80\x80", 4));
+    assert_false(craft_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
 }
 
 static void test_split_hostport(void **state)

@@ -1,6 +1,7 @@
-/* JSON text output for replies: UTF-8 validation and string quoting, so any
- * key or value (NUL bytes included) round-trips through a JSON decoder. */
-#include "http/parse.h"
+/* JSON strings as text: UTF-8 validation and quoting, so that any bytes
+ * (NUL included) round-trip through a JSON decoder. Used by the HTTP
+ * replies and the JSON log format. Pure. */
+#include "common/jsonstr.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -40,7 +41,7 @@ static size_t utf8_seq(const unsigned char *s, size_t len)
     return n;
 }
 
-bool http__utf8_valid(const char *s, size_t len)
+bool craft_utf8_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
@@ -53,7 +54,7 @@ bool http__utf8_valid(const char *s, size_t len)
     return true;
 }
 
-size_t http__json_quote(char *dst, const char *s, size_t len)
+size_t craft_json_quote(char *dst, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
