@@ -126,6 +126,7 @@ struct node {
     struct node__clock clock;
     uv_check_t pumper;
     bool bootstrapped; /* this start made a new cluster (logged once serving) */
+    uint64_t started_ms; /* uv_now() at node_start, for /status's uptime */
     uint64_t replayed_upto; /* the commit index persisted before a restart:
                                entries up to it are replays (members.c) */
     bool stopping;

@@ -9,6 +9,7 @@
 
 #include "common/alloc.h"
 #include "common/endian.h"
+#include "common/version.h"
 #include "common/member_id.h"
 #include "node/internal.h"
 
@@ -432,8 +433,12 @@ void node__status(struct node *n, struct http_req *req)
         "keys", (json_int_t)kv_count(n->kv),
         "members", members,
         "leader_http", lead ? lead->http_addr : "");
-    if (root)
+    if (root) {
         node__identity_status(n, root);
+        json_object_set_new(root, "version", json_string(CRAFT_VERSION));
+        json_object_set_new(root, "uptime_s",
+                            json_integer((json_int_t)((node__now(n) - n->started_ms) / 1000)));
+    }
     char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
     if (body)
         http_reply_json(req, 200, body, strlen(body));

@@ -281,6 +281,7 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
     if (n == NULL)
         return CRAFT_ENOMEM;
     n->loop = loop;
+    n->started_ms = uv_now(loop);
     n->o = *o;
     if (o->log)
         n->log = *o->log;

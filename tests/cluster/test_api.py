@@ -1,11 +1,12 @@
 """The HTTP API as hraftd-compat.md describes it: forwarding from followers,
 read levels, atomic multi-key writes, and every bad-input row."""
 import json
+import subprocess
 import time
 
 import pytest
 
-from conftest import get_key, http, key_path, set_keys, wait_until
+from conftest import CRAFTD, get_key, http, key_path, set_keys, wait_until
 
 
 def test_follower_writes_joins_and_read_levels(cluster, report):
@@ -197,9 +198,14 @@ def test_status_document(cluster):
         assert st["me"]["address"] == n.raddr
         assert st["leader"] == {**st["leader"], "id": leader.id, "address": leader.raddr}
         assert isinstance(st.get("followers"), list)
-        for field in ("role", "term", "commit_index", "applied_index", "members"):
+        for field in ("role", "term", "commit_index", "applied_index", "members",
+                      "version", "uptime_s", "cluster_id"):
             if field not in st:
                 pytest.fail(f"/status of {n.name} lacks {field!r}: {json.dumps(st)}")
+        version = subprocess.run([CRAFTD, "-version"], capture_output=True, text=True).stdout
+        assert version == f"craftd {st['version']}\n", (version, st["version"])
+        assert isinstance(st["uptime_s"], int) and 0 <= st["uptime_s"] < 600, st
+        assert len(st["cluster_id"]) == 16, st
         ids = sorted(m["id"] for m in st["members"])
         assert ids == sorted(x.id for x in nodes), st["members"]
         for m in st["members"]:
