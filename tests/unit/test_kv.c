@@ -1005,7 +1005,8 @@ static void walk_node(const void *node, unsigned height, const uint8_t *lo,
                 assert_memory_equal(r.key, r0.key, l->cp);
             if (l->cp <= KV__PFX && l->cp)
                 assert_memory_equal(r.key, l->pfx, l->cp);
-            assert_int_equal(kv__hint(l, i), kv__hint_of(r.key, r.klen, l->cp));
+            assert_int_equal(kv__hint(l, i),
+                             kv__hint_of(r.key, r.klen, l->cp, l->hbase));
             used += r.size;
             assert_true(kv__slot(l, i) >= l->top);
             if (lo)
