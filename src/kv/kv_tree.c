@@ -60,11 +60,10 @@ static inline void set_hint(struct kv__leaf *l, uint32_t i, uint32_t h)
     set_word(l, i, h << 12 | kv__slot(l, i));
 }
 
-/* Key of the record at off, the fast path of the searches. */
-static inline void rec_key_at(const struct kv__leaf *l, uint16_t off,
-                              const uint8_t **key, size_t *klen)
+/* Key of the encoded record at p. */
+static inline void buf_key(const uint8_t *p, const uint8_t **key,
+                           size_t *klen)
 {
-    const uint8_t *p = l->data + off;
     if (*p++ & KV__REC_BLOB) {
         struct kv__blob *b;
         memcpy(&b, p, sizeof b);
@@ -76,6 +75,13 @@ static inline void rec_key_at(const struct kv__leaf *l, uint16_t off,
     p = uvar(p, &n);
     *key = p;
     *klen = (size_t)n;
+}
+
+/* Key of the record at off, the fast path of the searches. */
+static inline void rec_key_at(const struct kv__leaf *l, uint16_t off,
+                              const uint8_t **key, size_t *klen)
+{
+    buf_key(l->data + off, key, klen);
 }
 
 static inline void rec_key(const struct kv__leaf *l, uint32_t i,
@@ -614,7 +620,9 @@ static void leaf_put(struct kv__leaf *l, uint32_t pos, const uint8_t *rec,
     leaf_put_raw(l, pos, rec, size);
     const uint8_t *k, *o;
     size_t kl, ol;
-    rec_key(l, pos, &k, &kl);
+    /* the key from rec, not from the copy just written: reading that back
+     * would wait for the write's cache miss */
+    buf_key(rec, &k, &kl);
     if (l->n == 1) {
         set_cp(l, k, kl);
     } else {
