@@ -10,7 +10,7 @@
 
 #define REC_MAX (1 + 10 + KV__INLINE_MAX + 5 * 10) /* an inline record */
 #define MIN_SEP 64
-#define COMPACT_MIN (KV__LEAF_DATA / 8) /* garbage worth a compaction */
+#define COMPACT_MIN (KV__LEAF_DATA / 32) /* garbage worth a compaction */
 
 /* Byte-wise order, eight bytes at a time (keys are short: a call to
  * memcmp would cost more than the comparison). */
