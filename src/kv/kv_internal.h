@@ -185,6 +185,7 @@ struct kv {
  * function of the key, so hints never decrease along the slots. */
 #define KV__SLOT 4
 #define KV__OFF_MASK 0xfffu
+_Static_assert(KV__LEAF_DATA <= KV__OFF_MASK, "a record offset fits 12 bits");
 
 static inline uint32_t kv__slot_word(const struct kv__leaf *l, uint32_t i)
 {
