@@ -79,6 +79,7 @@ struct node__req {
 
 struct node__job;
 struct node__probe;
+struct node__metrics;
 struct json_t;
 
 #define NODE__RL_SLOTS 16
@@ -117,6 +118,7 @@ struct node {
     uint64_t applied; /* last index applied to kv */
     struct peer_transport *peers;
     struct http_server *http;
+    struct node__metrics *metrics; /* metrics.c: what /metrics counts */
     struct node__joiner *joiner;
     char *httpc_auth;        /* "Basic ..." sent with the node's own requests
                                 (httpc.c, -join-user), or NULL */
