@@ -361,3 +361,19 @@ def test_metrics_needs_admin(cluster, tmp_path):
                  code="401") == 2
     assert value(fams, "craftd_http_requests_total", route="/metrics", method="GET",
                  code="403") == 2
+
+
+def test_snapshot_duration_is_observed(cluster):
+    node = cluster.add("node0", extra=["-snapshot-threshold", "16"]).start()
+    node.wait_ready()
+    before, _ = scrape(node.haddr)
+    hist = "craftd_snapshot_duration_seconds"
+    assert value(before, hist, hist + "_count") == 0
+    for i in range(100):
+        assert set_keys(node.haddr, {f"s{i}": "x" * 100}).status == 200
+    # The writer's end is noticed at a tick: wait for it.
+    after = wait_until("a snapshot taken", lambda: (lambda f: f if value(
+        f, hist, hist + "_count") >= 1 else None)(scrape(node.haddr)[0]), 15)
+    n = value(after, hist, hist + "_count")
+    assert 0 < value(after, hist, hist + "_sum") < 60 * n
+    assert value(after, "craftd_keys") == 100
