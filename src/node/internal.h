@@ -11,6 +11,8 @@
  *   identity.c  cluster id, incarnation, refused handshakes, conflicts,
  *               the removed state and the search for evidence of it
  *   httpc.c     a one-shot HTTP client (joins, members' /status)
+ *   metrics.c   what /metrics reports, health.c /livez and /readyz: their
+ *               own header, node/metrics.h
  */
 #ifndef CRAFT_NODE_INTERNAL_H
 #define CRAFT_NODE_INTERNAL_H

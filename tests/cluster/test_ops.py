@@ -248,6 +248,10 @@ def test_health_and_metrics(cluster):
     for i in range(5):
         assert set_keys(follower.haddr, {f"f{i}": "v"}).status == 200
     assert http(leader.haddr, "GET", "/key/nope").status == 404
+    r = http(leader.haddr, "PUT", "/key/p", body=b"raw")
+    assert r.status == 201, r
+    r = http(leader.haddr, "GET", "/key/p", headers={"If-None-Match": r.headers["etag"]})
+    assert r.status == 304, r
 
     after, text = scrape(leader.haddr)
     fafter, _ = scrape(follower.haddr)
@@ -262,19 +266,23 @@ def test_health_and_metrics(cluster):
     # The scrape before this one was counted once its answer started.
     assert moved(before, after, "craftd_http_requests_total",
                  route="/metrics", method="GET", code="200") == 1
+    assert moved(before, after, "craftd_http_requests_total",
+                 route="/key", method="PUT", code="201") == 1
+    assert moved(before, after, "craftd_http_requests_total",
+                 route="/key", method="GET", code="304") == 1
     assert moved(before, after, "craftd_http_request_duration_seconds",
-                 "craftd_http_request_duration_seconds_count", route="/key") == 21
-    assert moved(before, after, "craftd_raft_proposals_total", outcome="placed") == 20
+                 "craftd_http_request_duration_seconds_count", route="/key") == 23
+    assert moved(before, after, "craftd_raft_proposals_total", outcome="placed") == 21
     assert moved(fbefore, fafter, "craftd_raft_proposals_total", outcome="placed") == 5
-    assert moved(before, after, "craftd_raft_applied_index") >= 25
+    assert moved(before, after, "craftd_raft_applied_index") >= 26
     assert moved(before, after, "craftd_storage_fsync_duration_seconds",
                  "craftd_storage_fsync_duration_seconds_count") >= 1
     assert value(after, "craftd_raft_commit_index") >= value(after, "craftd_raft_applied_index")
-    assert value(after, "craftd_keys") == 25
+    assert value(after, "craftd_keys") == 26
     for n in nodes:
-        # Every node applies the same 25 keys.
-        wait_until(f"{n.name} holds 25 keys",
-                   lambda n=n: value(scrape(n.haddr)[0], "craftd_keys") == 25, 10)
+        # Every node applies the same 26 keys.
+        wait_until(f"{n.name} holds 26 keys",
+                   lambda n=n: value(scrape(n.haddr)[0], "craftd_keys") == 26, 10)
     # Bytes to and from each follower, labelled by its member id.
     for n in nodes:
         if n is leader:
