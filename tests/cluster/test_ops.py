@@ -369,6 +369,13 @@ def test_metrics_needs_admin(cluster, tmp_path):
                  code="401") == 2
     assert value(fams, "craftd_http_requests_total", route="/metrics", method="GET",
                  code="403") == 2
+    # Password checks run on a worker and route the request afterwards:
+    # each request is still counted once, its duration included.
+    fams, _ = scrape(node.haddr, headers=auth("admin", "a-pass"))
+    assert value(fams, "craftd_http_requests_total", route="/metrics", method="GET",
+                 code="200") == 1
+    hist = "craftd_http_request_duration_seconds"
+    assert value(fams, hist, hist + "_count", route="/metrics") == 5
 
 
 def test_snapshot_duration_is_observed(cluster):
