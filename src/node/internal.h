@@ -261,6 +261,8 @@ void node__req_serve(struct node *n, struct node__req *q);
  * freed. */
 void node__propose(struct node *n, struct http_req *req, uint8_t *buf,
                    size_t len, bool precond, node__answer_fn answer);
+/* The HTTP status of an error code: 413 too big, 400 invalid, else 503. */
+int node__status_of(int err);
 /* status with an error for q's client; a key request (GET, WRITE) also
  * gets X-Craftd-Index: this node's applied index now. q stays (the caller
  * calls node__req_done). */

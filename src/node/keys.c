@@ -213,11 +213,6 @@ static void propose_batch(struct node *n, struct http_req *req,
     node__propose(n, req, cmd->data, cmd->len, false, answer_plain);
 }
 
-static int status_of(int err)
-{
-    return err == CRAFT_ETOOBIG ? 413 : err == CRAFT_ENOMEM ? 503 : 400;
-}
-
 void node__key_set(void *ud, struct http_req *req, const struct http_kv *kvs,
                    size_t nkv, const struct http_precond *pre)
 {
@@ -242,7 +237,8 @@ void node__key_set(void *ud, struct http_req *req, const struct http_kv *kvs,
                             kvs[i].vlen);
         if (rv) {
             kv_cmd_free(&cmd);
-            http_reply_error(req, status_of(rv), "%s", craft_strerror(rv));
+            http_reply_error(req, node__status_of(rv), "%s",
+                             craft_strerror(rv));
             return;
         }
     }

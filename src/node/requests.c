@@ -169,7 +169,7 @@ void node__req_wait_index(struct node *n, struct node__req *q)
 
 /* ---- answers ---- */
 
-static int status_of(int err)
+int node__status_of(int err)
 {
     switch (err) {
     case CRAFT_ETOOBIG:
@@ -263,7 +263,7 @@ static void issue(struct node *n, struct node__req *q)
         break;
     }
     if (rv) {
-        node__req_error(n, q, status_of(rv), "%s", craft_strerror(rv));
+        node__req_error(n, q, node__status_of(rv), "%s", craft_strerror(rv));
         node__req_done(n, q);
     }
 }
@@ -290,7 +290,7 @@ void node__on_prop(struct node *n, const struct raft_prop_result *p)
             node__join_refused(n, q, p->err);
             return;
         }
-        node__req_error(n, q, status_of(p->err), "%s",
+        node__req_error(n, q, node__status_of(p->err), "%s",
                         craft_strerror(p->err));
         node__req_done(n, q);
         return;
