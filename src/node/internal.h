@@ -255,6 +255,11 @@ struct node__req *node__req_open(struct node *n, int kind,
 void node__req_issue(struct node *n, struct node__req *q);
 /* Answers the read q now (q->answer, from the state as it is) and frees q. */
 void node__req_serve(struct node *n, struct node__req *q);
+/* Starts the read q (a NODE__GET with answer, and arg if it needs one, set)
+ * at its read level q->level: none is served now, weak once the leader's
+ * lease index is applied (else as linearizable), linearizable once a read
+ * index is. */
+void node__req_read(struct node *n, struct node__req *q);
 /* Proposes the command buf/len (q takes buf: craft_malloc'd) for req: a
  * NODE__WRITE answered by answer (NULL: 200, empty body) once applied;
  * precond: the command has compares. On failure req is answered and buf

@@ -74,18 +74,7 @@ void node__key_get(void *ud, struct http_req *req, const char *key,
         node__req_done(n, q);
         return;
     }
-    uint64_t index;
-    if (o->level == HTTP_READ_NONE) {
-        node__req_serve(n, q);
-    } else if (o->level == HTTP_READ_WEAK &&
-               raft_read_lease(n->raft, node__ticks_now(n), &index) == 0) {
-        q->index = index;
-        node__req_wait_index(n, q);
-    } else {
-        /* Linearizable, or weak without a lease here (a follower, or a
-         * leader whose lease lapsed): a read index is at least as strong. */
-        node__req_issue(n, q);
-    }
+    node__req_read(n, q);
 }
 
 /* ---- writes: the answers ---- */

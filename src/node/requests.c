@@ -273,6 +273,22 @@ void node__req_issue(struct node *n, struct node__req *q)
     issue(n, q);
 }
 
+void node__req_read(struct node *n, struct node__req *q)
+{
+    uint64_t index;
+    if (q->level == HTTP_READ_NONE) {
+        node__req_serve(n, q);
+    } else if (q->level == HTTP_READ_WEAK &&
+               raft_read_lease(n->raft, node__ticks_now(n), &index) == 0) {
+        q->index = index;
+        node__req_wait_index(n, q);
+    } else {
+        /* Linearizable, or weak without a lease here (a follower, or a
+         * leader whose lease lapsed): a read index is at least as strong. */
+        issue(n, q);
+    }
+}
+
 void node__on_prop(struct node *n, const struct raft_prop_result *p)
 {
     struct node__req *q = lookup(n, p->id);

@@ -219,14 +219,5 @@ void node__list(void *ud, struct http_req *req,
         node__req_done(n, q);
         return;
     }
-    uint64_t index;
-    if (k->level == HTTP_READ_NONE) {
-        node__req_serve(n, q);
-    } else if (k->level == HTTP_READ_WEAK &&
-               raft_read_lease(n->raft, node__ticks_now(n), &index) == 0) {
-        q->index = index;
-        node__req_wait_index(n, q);
-    } else {
-        node__req_issue(n, q); /* a read index, as GET /key does */
-    }
+    node__req_read(n, q); /* at q->level, as GET /key */
 }
