@@ -45,11 +45,14 @@ static void answer_get(struct node *n, struct node__req *q,
     } else if (o->raw) {
         http_reply_body(q->http, 200, OCTETS, m.val, m.vlen);
     } else if (o->meta) {
-        struct http_key_meta hm = {
-            .key = m.key, .klen = m.klen, .val = m.val, .vlen = m.vlen,
-            .create_index = m.create_index, .mod_index = m.mod_index,
-            .version = m.version, .lease = m.lease};
-        http_reply_jobj(q->http, 200, http_json_meta(&hm));
+        struct http_jbuf j;
+        http_jbuf_init(&j);
+        http_jbuf_meta(&j, &m);
+        if (j.failed)
+            http_reply_error(q->http, 503, "out of memory");
+        else
+            http_reply_json(q->http, 200, j.data, j.len);
+        http_jbuf_free(&j);
     } else {
         http_reply_value(q->http, (const char *)q->buf, q->len,
                          (const char *)m.val, m.vlen);
