@@ -266,6 +266,10 @@ void node__req_read(struct node *n, struct node__req *q);
  * freed. */
 void node__propose(struct node *n, struct http_req *req, uint8_t *buf,
                    size_t len, bool precond, node__answer_fn answer);
+/* The same for the transaction t (encoded here: kv command version 2). */
+void node__propose_txn(struct node *n, struct http_req *req,
+                       const struct kv_txn *t, bool precond,
+                       node__answer_fn answer);
 /* The HTTP status of an error code: 413 too big, 400 invalid, else 503. */
 int node__status_of(int err);
 /* status with an error for q's client; a key request (GET, WRITE) also

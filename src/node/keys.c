@@ -174,7 +174,7 @@ static size_t compares_of(const struct http_precond *pre, const char *key,
 }
 
 /* A transaction of one op under pre, proposed for req. */
-static void propose_txn(struct node *n, struct http_req *req,
+static void propose_one(struct node *n, struct http_req *req,
                         const struct http_precond *pre,
                         const struct kv_txn_op *op, node__answer_fn answer)
 {
@@ -184,18 +184,7 @@ static void propose_txn(struct node *n, struct http_req *req,
                                             op->klen, cmp),
                        .success = op,
                        .n_success = 1};
-    size_t len = kv_txn_size(&t);
-    if (len == 0) {
-        http_reply_error(req, 413, "key or value too large for a command");
-        return;
-    }
-    uint8_t *buf = craft_malloc(len);
-    if (buf == NULL) {
-        http_reply_error(req, 503, "out of memory");
-        return;
-    }
-    kv_txn_encode(&t, buf);
-    node__propose(n, req, buf, len, t.n_cmp > 0, answer);
+    node__propose_txn(n, req, &t, t.n_cmp > 0, answer);
 }
 
 /* A version-1 batch (hraftd's writes) in cmd, proposed for req. */
@@ -216,7 +205,7 @@ void node__key_set(void *ud, struct http_req *req, const struct http_kv *kvs,
                                .klen = kvs[0].klen,
                                .val = (const uint8_t *)kvs[0].val,
                                .vlen = kvs[0].vlen};
-        propose_txn(n, req, pre, &op, answer_plain);
+        propose_one(n, req, pre, &op, answer_plain);
         return;
     }
     struct kv_cmd cmd;
@@ -245,7 +234,7 @@ void node__key_del(void *ud, struct http_req *req, const char *key,
     if (pre->kind != HTTP_PRE_NONE) {
         struct kv_txn_op op = {.type = KV_TOP_DEL,
                                .key = (const uint8_t *)key, .klen = klen};
-        propose_txn(n, req, pre, &op, answer_plain);
+        propose_one(n, req, pre, &op, answer_plain);
         return;
     }
     struct kv_cmd cmd;
@@ -274,5 +263,5 @@ void node__key_put(void *ud, struct http_req *req, const char *key,
     struct kv_txn_op op = {.type = KV_TOP_PUT, .key = (const uint8_t *)key,
                            .klen = klen, .val = (const uint8_t *)val,
                            .vlen = vlen, .lease = 0};
-    propose_txn(n, req, &o->pre, &op, answer_put);
+    propose_one(n, req, &o->pre, &op, answer_put);
 }

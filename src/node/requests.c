@@ -516,6 +516,25 @@ void node__propose(struct node *n, struct http_req *req, uint8_t *buf,
     issue(n, q);
 }
 
+void node__propose_txn(struct node *n, struct http_req *req,
+                       const struct kv_txn *t, bool precond,
+                       node__answer_fn answer)
+{
+    size_t len = kv_txn_size(t);
+    if (len == 0) {
+        http_reply_error(req, 400, "the transaction cannot be encoded (a "
+                         "key or value over 4 GiB, or too many ops)");
+        return;
+    }
+    uint8_t *buf = craft_malloc(len);
+    if (buf == NULL) {
+        http_reply_error(req, 503, "out of memory");
+        return;
+    }
+    kv_txn_encode(t, buf);
+    node__propose(n, req, buf, len, precond, answer);
+}
+
 static void on_join(void *ud, struct http_req *req, const char *id,
                     const char *addr, const char *http_addr,
                     const struct http_join_ext *ext)
