@@ -1,6 +1,25 @@
-/* Base64 decoding (RFC 4648, standard alphabet, padded) of the "key_b64"
- * and "value_b64" fields of request bodies; keyjson.c encodes. */
+/* Base64 (RFC 4648, standard alphabet, padded): decoding the "key_b64"
+ * and "value_b64" fields of request bodies, encoding those of answers. */
 #include "http/kvreq.h"
+
+size_t http__b64_encode(char *dst, const void *src, size_t len)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = src;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t g = (uint32_t)p[i] << 16;
+        if (i + 1 < len)
+            g |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < len)
+            g |= p[i + 2];
+        dst[o++] = tab[g >> 18 & 63];
+        dst[o++] = tab[g >> 12 & 63];
+        dst[o++] = i + 1 < len ? tab[g >> 6 & 63] : '=';
+        dst[o++] = i + 2 < len ? tab[g & 63] : '=';
+    }
+    return o;
+}
 
 static int sextet(char c)
 {

@@ -98,7 +98,6 @@ struct http_put_opts {
 };
 
 struct http_req; /* one request handed to the node; opaque */
-struct json_t;   /* jansson's json_t */
 struct http_keys_query; /* below */
 struct auth_db;  /* auth/auth.h */
 struct http_server;
@@ -258,10 +257,6 @@ void http_reply_json(struct http_req *req, int status, const char *json, size_t 
  * "application/octet-stream"); ctype NULL: no Content-Type. */
 void http_reply_body(struct http_req *req, int status, const char *ctype, const void *body,
                      size_t len);
-/* status with the JSON text of obj (compact); takes obj's reference (it is
- * decref'd here, NULL is fine). A NULL obj, or no memory to write it: 503
- * {"error":"out of memory"}. */
-void http_reply_jobj(struct http_req *req, int status, struct json_t *obj);
 /* 304 Not Modified: no body, no Content-Type (the headers set before it,
  * such as ETag, are sent). */
 void http_reply_not_modified(struct http_req *req);
@@ -340,31 +335,6 @@ const char *http_method_name(int method);
 /* "linearizable", "weak", "none" ("?" for anything else). */
 const char *http_read_level_name(int level);
 
-/* --- JSON of key answers (keyjson.c), shared by every route that shows
- * keys: keys and values are strings when they are valid UTF-8, else
- * base64 (RFC 4648, padded) under the name with "_b64" appended. Indexes
- * are JSON integers: exact up to 2^63 - 1 here, but a client that reads
- * numbers as doubles (JavaScript) is exact only up to 2^53. --- */
-/* obj[name] = bytes as a string, or obj[name "_b64"] = their base64 when
- * they are not valid UTF-8. name is at most 60 bytes. 0 or CRAFT_ENOMEM. */
-int http_json_set_bytes(struct json_t *obj, const char *name, const void *bytes, size_t len);
-
-/* One key with its revisions, as GET /key/<k>?meta shows it. */
-struct http_key_meta {
-    const void *key;
-    size_t klen;
-    const void *val;
-    size_t vlen;
-    uint64_t create_index;
-    uint64_t mod_index;
-    uint64_t version;
-    uint64_t lease; /* shown as a decimal string, "0" for none */
-};
-/* {"key","value","create_index","mod_index","version","lease"} (key_b64 /
- * value_b64 for bytes that are not UTF-8): a new object the caller owns,
- * or NULL when out of memory. */
-struct json_t *http_json_meta(const struct http_key_meta *m);
-
 /* --- transactions, ordered listing, prefix deletes (docs/http-api.md,
  *     "Transactions and listing"): the parsed requests handed to the node
  *     and the JSON encoders of their answers (kvjson.c) ---
@@ -407,8 +377,10 @@ struct http_jbuf {
 void http_jbuf_init(struct http_jbuf *j);
 void http_jbuf_free(struct http_jbuf *j);
 
-/* The text of the same object as http_json_meta (a txn get's result),
- * written into j. */
+/* A key with its revisions, as GET /key/<k>?meta and a txn get show it:
+ * {"key","value","create_index","mod_index","version","lease"} (key_b64 /
+ * value_b64 for bytes that are not valid UTF-8; lease as a decimal
+ * string, "0" for none), written into j. */
 void http_jbuf_meta(struct http_jbuf *j, const struct kv_meta *m);
 /* {"succeeded":bool,"index":N,"results":[...]}: one result per executed
  * op ({} put, {"deleted":n} deletes, the meta object or {"found":false}

@@ -15,7 +15,8 @@
 #include "http/http.h"
 #include "http/parse.h"
 
-/* --- b64.c: base64 decoding (encoding: http__b64_encode, parse.h) --- */
+/* --- b64.c: base64 decoding (encoding: http__b64_encode, parse.h, also
+ * in b64.c) --- */
 /* Decodes src (strict: the standard alphabet, padding to a multiple of 4,
  * no whitespace, zero unused bits) into dst (room for len / 4 * 3 bytes).
  * Returns the decoded length, or -1 if src is not canonical base64. */

@@ -62,7 +62,7 @@ int http__parse_etags(const char *v, size_t len, bool weak_ok, struct http__etag
 int http__parse_precond(const char *im, size_t imlen, const char *inm, size_t inmlen,
                         struct http_precond *out, char *err, size_t errcap);
 
-/* --- keyjson.c --- */
+/* --- b64.c --- */
 /* The most bytes http__b64_encode writes for len input bytes (no NUL). */
 #define HTTP__B64_MAX(len) (((len) + 2) / 3 * 4)
 /* RFC 4648 base64 with padding into dst; returns the length written. */

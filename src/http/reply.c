@@ -6,7 +6,6 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -198,18 +197,6 @@ void http_reply_body(struct http_req *req, int status, const char *ctype, const 
     h2o_req_t *h = claim(req);
     if (h != NULL)
         http__send(h, status, ctype, NULL, body, len);
-}
-
-void http_reply_jobj(struct http_req *req, int status, json_t *obj)
-{
-    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    json_decref(obj);
-    if (text == NULL) {
-        http_reply_error(req, 503, "out of memory");
-        return;
-    }
-    http_reply_json(req, status, text, strlen(text));
-    free(text); /* jansson's allocator: malloc */
 }
 
 void http_reply_not_modified(struct http_req *req)

@@ -259,12 +259,23 @@ struct node__req *node__req_open(struct node *n, int kind,
 void node__req_issue(struct node *n, struct node__req *q);
 /* Answers the read q now (q->answer, from the state as it is) and frees q. */
 void node__req_serve(struct node *n, struct node__req *q);
+/* Starts the read q (a NODE__GET with answer, and arg if it needs one, set)
+ * at its read level q->level: none is served now, weak once the leader's
+ * lease index is applied (else as linearizable), linearizable once a read
+ * index is. */
+void node__req_read(struct node *n, struct node__req *q);
 /* Proposes the command buf/len (q takes buf: craft_malloc'd) for req: a
  * NODE__WRITE answered by answer (NULL: 200, empty body) once applied;
  * precond: the command has compares. On failure req is answered and buf
  * freed. */
 void node__propose(struct node *n, struct http_req *req, uint8_t *buf,
                    size_t len, bool precond, node__answer_fn answer);
+/* The same for the transaction t (encoded here: kv command version 2). */
+void node__propose_txn(struct node *n, struct http_req *req,
+                       const struct kv_txn *t, bool precond,
+                       node__answer_fn answer);
+/* The HTTP status of an error code: 413 too big, 400 invalid, else 503. */
+int node__status_of(int err);
 /* status with an error for q's client; a key request (GET, WRITE) also
  * gets X-Craftd-Index: this node's applied index now. q stays (the caller
  * calls node__req_done). */

@@ -45,11 +45,14 @@ static void answer_get(struct node *n, struct node__req *q,
     } else if (o->raw) {
         http_reply_body(q->http, 200, OCTETS, m.val, m.vlen);
     } else if (o->meta) {
-        struct http_key_meta hm = {
-            .key = m.key, .klen = m.klen, .val = m.val, .vlen = m.vlen,
-            .create_index = m.create_index, .mod_index = m.mod_index,
-            .version = m.version, .lease = m.lease};
-        http_reply_jobj(q->http, 200, http_json_meta(&hm));
+        struct http_jbuf j;
+        http_jbuf_init(&j);
+        http_jbuf_meta(&j, &m);
+        if (j.failed)
+            http_reply_error(q->http, 503, "out of memory");
+        else
+            http_reply_json(q->http, 200, j.data, j.len);
+        http_jbuf_free(&j);
     } else {
         http_reply_value(q->http, (const char *)q->buf, q->len,
                          (const char *)m.val, m.vlen);
@@ -74,18 +77,7 @@ void node__key_get(void *ud, struct http_req *req, const char *key,
         node__req_done(n, q);
         return;
     }
-    uint64_t index;
-    if (o->level == HTTP_READ_NONE) {
-        node__req_serve(n, q);
-    } else if (o->level == HTTP_READ_WEAK &&
-               raft_read_lease(n->raft, node__ticks_now(n), &index) == 0) {
-        q->index = index;
-        node__req_wait_index(n, q);
-    } else {
-        /* Linearizable, or weak without a lease here (a follower, or a
-         * leader whose lease lapsed): a read index is at least as strong. */
-        node__req_issue(n, q);
-    }
+    node__req_read(n, q);
 }
 
 /* ---- writes: the answers ---- */
@@ -182,7 +174,7 @@ static size_t compares_of(const struct http_precond *pre, const char *key,
 }
 
 /* A transaction of one op under pre, proposed for req. */
-static void propose_txn(struct node *n, struct http_req *req,
+static void propose_one(struct node *n, struct http_req *req,
                         const struct http_precond *pre,
                         const struct kv_txn_op *op, node__answer_fn answer)
 {
@@ -192,18 +184,7 @@ static void propose_txn(struct node *n, struct http_req *req,
                                             op->klen, cmp),
                        .success = op,
                        .n_success = 1};
-    size_t len = kv_txn_size(&t);
-    if (len == 0) {
-        http_reply_error(req, 413, "key or value too large for a command");
-        return;
-    }
-    uint8_t *buf = craft_malloc(len);
-    if (buf == NULL) {
-        http_reply_error(req, 503, "out of memory");
-        return;
-    }
-    kv_txn_encode(&t, buf);
-    node__propose(n, req, buf, len, t.n_cmp > 0, answer);
+    node__propose_txn(n, req, &t, t.n_cmp > 0, answer);
 }
 
 /* A version-1 batch (hraftd's writes) in cmd, proposed for req. */
@@ -211,11 +192,6 @@ static void propose_batch(struct node *n, struct http_req *req,
                           struct kv_cmd *cmd)
 {
     node__propose(n, req, cmd->data, cmd->len, false, answer_plain);
-}
-
-static int status_of(int err)
-{
-    return err == CRAFT_ETOOBIG ? 413 : err == CRAFT_ENOMEM ? 503 : 400;
 }
 
 void node__key_set(void *ud, struct http_req *req, const struct http_kv *kvs,
@@ -229,7 +205,7 @@ void node__key_set(void *ud, struct http_req *req, const struct http_kv *kvs,
                                .klen = kvs[0].klen,
                                .val = (const uint8_t *)kvs[0].val,
                                .vlen = kvs[0].vlen};
-        propose_txn(n, req, pre, &op, answer_plain);
+        propose_one(n, req, pre, &op, answer_plain);
         return;
     }
     struct kv_cmd cmd;
@@ -242,7 +218,8 @@ void node__key_set(void *ud, struct http_req *req, const struct http_kv *kvs,
                             kvs[i].vlen);
         if (rv) {
             kv_cmd_free(&cmd);
-            http_reply_error(req, status_of(rv), "%s", craft_strerror(rv));
+            http_reply_error(req, node__status_of(rv), "%s",
+                             craft_strerror(rv));
             return;
         }
     }
@@ -257,7 +234,7 @@ void node__key_del(void *ud, struct http_req *req, const char *key,
     if (pre->kind != HTTP_PRE_NONE) {
         struct kv_txn_op op = {.type = KV_TOP_DEL,
                                .key = (const uint8_t *)key, .klen = klen};
-        propose_txn(n, req, pre, &op, answer_plain);
+        propose_one(n, req, pre, &op, answer_plain);
         return;
     }
     struct kv_cmd cmd;
@@ -286,5 +263,5 @@ void node__key_put(void *ud, struct http_req *req, const char *key,
     struct kv_txn_op op = {.type = KV_TOP_PUT, .key = (const uint8_t *)key,
                            .klen = klen, .val = (const uint8_t *)val,
                            .vlen = vlen, .lease = 0};
-    propose_txn(n, req, &o->pre, &op, answer_put);
+    propose_one(n, req, &o->pre, &op, answer_put);
 }

@@ -169,7 +169,7 @@ void node__req_wait_index(struct node *n, struct node__req *q)
 
 /* ---- answers ---- */
 
-static int status_of(int err)
+int node__status_of(int err)
 {
     switch (err) {
     case CRAFT_ETOOBIG:
@@ -263,7 +263,7 @@ static void issue(struct node *n, struct node__req *q)
         break;
     }
     if (rv) {
-        node__req_error(n, q, status_of(rv), "%s", craft_strerror(rv));
+        node__req_error(n, q, node__status_of(rv), "%s", craft_strerror(rv));
         node__req_done(n, q);
     }
 }
@@ -271,6 +271,22 @@ static void issue(struct node *n, struct node__req *q)
 void node__req_issue(struct node *n, struct node__req *q)
 {
     issue(n, q);
+}
+
+void node__req_read(struct node *n, struct node__req *q)
+{
+    uint64_t index;
+    if (q->level == HTTP_READ_NONE) {
+        node__req_serve(n, q);
+    } else if (q->level == HTTP_READ_WEAK &&
+               raft_read_lease(n->raft, node__ticks_now(n), &index) == 0) {
+        q->index = index;
+        node__req_wait_index(n, q);
+    } else {
+        /* Linearizable, or weak without a lease here (a follower, or a
+         * leader whose lease lapsed): a read index is at least as strong. */
+        issue(n, q);
+    }
 }
 
 void node__on_prop(struct node *n, const struct raft_prop_result *p)
@@ -290,7 +306,7 @@ void node__on_prop(struct node *n, const struct raft_prop_result *p)
             node__join_refused(n, q, p->err);
             return;
         }
-        node__req_error(n, q, status_of(p->err), "%s",
+        node__req_error(n, q, node__status_of(p->err), "%s",
                         craft_strerror(p->err));
         node__req_done(n, q);
         return;
@@ -498,6 +514,25 @@ void node__propose(struct node *n, struct http_req *req, uint8_t *buf,
     q->precond = precond;
     q->answer = answer;
     issue(n, q);
+}
+
+void node__propose_txn(struct node *n, struct http_req *req,
+                       const struct kv_txn *t, bool precond,
+                       node__answer_fn answer)
+{
+    size_t len = kv_txn_size(t);
+    if (len == 0) {
+        http_reply_error(req, 400, "the transaction cannot be encoded (a "
+                         "key or value over 4 GiB, or too many ops)");
+        return;
+    }
+    uint8_t *buf = craft_malloc(len);
+    if (buf == NULL) {
+        http_reply_error(req, 503, "out of memory");
+        return;
+    }
+    kv_txn_encode(t, buf);
+    node__propose(n, req, buf, len, precond, answer);
 }
 
 static void on_join(void *ud, struct http_req *req, const char *id,

@@ -72,24 +72,6 @@ static void answer_deleted(struct node *n, struct node__req *q,
     reply_jbuf(q, &j);
 }
 
-static void propose_txn(struct node *n, struct http_req *req,
-                        const struct kv_txn *t, node__answer_fn answer)
-{
-    size_t len = kv_txn_size(t);
-    if (len == 0) {
-        http_reply_error(req, 400, "the transaction cannot be encoded (a "
-                         "key or value over 4 GiB, or too many ops)");
-        return;
-    }
-    uint8_t *buf = craft_malloc(len);
-    if (buf == NULL) {
-        http_reply_error(req, 503, "out of memory");
-        return;
-    }
-    kv_txn_encode(t, buf);
-    node__propose(n, req, buf, len, true, answer);
-}
-
 /* Leases do not exist yet: a put naming one names an unknown lease. */
 static bool names_lease(const struct kv_txn_op *ops, size_t n)
 {
@@ -108,7 +90,7 @@ void node__txn(void *ud, struct http_req *req, const struct kv_txn *t)
         http_reply_error(req, 404, "lease not found");
         return;
     }
-    propose_txn(n, req, t, answer_txn);
+    node__propose_txn(n, req, t, true, answer_txn);
 }
 
 void node__del_prefix(void *ud, struct http_req *req, const uint8_t *prefix,
@@ -119,7 +101,7 @@ void node__del_prefix(void *ud, struct http_req *req, const uint8_t *prefix,
     struct kv_txn_op op = {.type = KV_TOP_DEL_PREFIX, .key = prefix,
                            .klen = plen};
     struct kv_txn t = {.success = &op, .n_success = 1};
-    propose_txn(n, req, &t, answer_deleted);
+    node__propose_txn(n, req, &t, true, answer_deleted);
 }
 
 /* ---- listing ---- */
@@ -219,14 +201,5 @@ void node__list(void *ud, struct http_req *req,
         node__req_done(n, q);
         return;
     }
-    uint64_t index;
-    if (k->level == HTTP_READ_NONE) {
-        node__req_serve(n, q);
-    } else if (k->level == HTTP_READ_WEAK &&
-               raft_read_lease(n->raft, node__ticks_now(n), &index) == 0) {
-        q->index = index;
-        node__req_wait_index(n, q);
-    } else {
-        node__req_issue(n, q); /* a read index, as GET /key does */
-    }
+    node__req_read(n, q); /* at q->level, as GET /key */
 }

@@ -239,26 +239,33 @@ static void test_key_json(void **state)
     assert_int_equal(http__b64_encode(out, "\0\xff\xfe", 3), 4);
     assert_memory_equal(out, "AP/+", 4);
 
-    json_t *o = json_object();
-    assert_int_equal(http_json_set_bytes(o, "value", "a\0b", 3), 0); /* NUL is UTF-8 */
-    assert_int_equal(json_string_length(json_object_get(o, "value")), 3);
-    assert_memory_equal(json_string_value(json_object_get(o, "value")), "a\0b", 3);
-    assert_int_equal(http_json_set_bytes(o, "key", "\xff", 1), 0);
-    assert_null(json_object_get(o, "key"));
-    assert_string_equal(json_string_value(json_object_get(o, "key_b64")), "/w==");
-    json_decref(o);
-
-    struct http_key_meta m = {.key = "k\xc3\xa9", .klen = 3, .val = "\x00\xff", .vlen = 2,
-                              .create_index = 3, .mod_index = 9, .version = 4,
-                              .lease = UINT64_MAX};
-    o = http_json_meta(&m);
-    assert_non_null(o);
-    char *text = json_dumps(o, JSON_COMPACT);
-    assert_string_equal(text, "{\"key\":\"k\xc3\xa9\",\"value_b64\":\"AP8=\","
-                              "\"create_index\":3,\"mod_index\":9,\"version\":4,"
-                              "\"lease\":\"18446744073709551615\"}");
-    free(text);
-    json_decref(o);
+    /* the ?meta object: a string for UTF-8 (NUL included), base64 else */
+    struct kv_meta m = {.key = (const uint8_t *)"k\xc3\xa9", .klen = 3,
+                        .val = (const uint8_t *)"\x00\xff", .vlen = 2, .create_index = 3,
+                        .mod_index = 9, .version = 4, .lease = UINT64_MAX};
+    static const char want[] = "{\"key\":\"k\xc3\xa9\",\"value_b64\":\"AP8=\","
+                               "\"create_index\":3,\"mod_index\":9,\"version\":4,"
+                               "\"lease\":\"18446744073709551615\"}";
+    struct http_jbuf j;
+    http_jbuf_init(&j);
+    http_jbuf_meta(&j, &m);
+    assert_false(j.failed);
+    assert_int_equal(j.len, sizeof want - 1);
+    assert_memory_equal(j.data, want, j.len);
+    http_jbuf_free(&j);
+    m.key = (const uint8_t *)"\xff";
+    m.klen = 1;
+    m.val = (const uint8_t *)"a\0b";
+    m.vlen = 3;
+    m.lease = 0;
+    static const char want2[] = "{\"key_b64\":\"/w==\",\"value\":\"a\\u0000b\","
+                                "\"create_index\":3,\"mod_index\":9,\"version\":4,"
+                                "\"lease\":\"0\"}";
+    http_jbuf_init(&j);
+    http_jbuf_meta(&j, &m);
+    assert_int_equal(j.len, sizeof want2 - 1);
+    assert_memory_equal(j.data, want2, j.len);
+    http_jbuf_free(&j);
 }
 
 static int kv(const char *body, struct http__kvbody *b, char *err)
