@@ -3,8 +3,11 @@
  * Owns the listening socket, the client connections and everything h2o
  * allocates. It parses and validates each request (routing, percent-decoding
  * of keys, read levels, JSON bodies, size limits) and hands valid ones to
- * the node through struct http_handlers. The node answers with one of the
- * http_reply_* calls, at once or later (after a Raft commit) on the same loop.
+ * the node through struct http_handlers: with the options of a key request
+ * (read level, ?meta, ?raw, If-None-Match) and the precondition of a write
+ * (If-Match, If-None-Match) already parsed. The node answers with one of the
+ * http_reply_* calls, at once or later (after a Raft commit) on the same
+ * loop, after http_reply_set_index / _etag for the headers it wants.
  * With an auth_db (auth/auth.h) every request is checked first (HTTP Basic,
  * the route's role); with TLS files the port speaks HTTPS only. It also
  * holds the TLS side of the node's own requests to members (http_tls_*).
@@ -22,7 +25,7 @@
  *    is then discarded) and even after http_server_close() (the server then
  *    has already answered 503; the node's reply only frees the handle).
  *    After the reply the handle is invalid.
- *  - The strings given to a handler (key, pairs, id, addr, http_addr) belong
+ *  - The strings given to a handler (key, pairs, val, id, addr, http_addr) belong
  *    to the request and are valid only during the handler call: copy them.
  *    Keys and values may contain NUL bytes (use the lengths); id, addr and
  *    http_addr are NUL-terminated and contain no NUL.
@@ -56,7 +59,45 @@ struct http_kv {
     size_t vlen; /* may be 0 */
 };
 
+/* Preconditions of a single-key write (RFC 9110 conditional requests),
+ * from If-Match / If-None-Match. They are never checked here nor by the
+ * node at request time: the node compiles them into the compare of a
+ * transaction (kv command version 2) that the state machine checks when
+ * the entry applies. */
+enum http_precond_kind {
+    HTTP_PRE_NONE = 0,  /* no precondition */
+    HTTP_PRE_MOD_INDEX, /* If-Match: "<n>": the key exists with mod_index n */
+    HTTP_PRE_EXISTS,    /* If-Match: *: the key exists */
+    HTTP_PRE_ABSENT,    /* If-None-Match: *: the key does not exist */
+};
+struct http_precond {
+    int kind;           /* enum http_precond_kind */
+    uint64_t mod_index; /* HTTP_PRE_MOD_INDEX only */
+};
+
+/* Entity tags one If-None-Match of a GET may list (more: 400). */
+#define HTTP_INM_MAX 16
+
+/* What a GET /key/<k> asks for. */
+struct http_get_opts {
+    int level; /* enum http_read_level (?level=) */
+    bool meta; /* ?meta: the meta object instead of {"k":"v"} */
+    bool raw;  /* ?raw: the value's bytes; never together with meta */
+    /* If-None-Match: answer 304 when the key exists and inm_any is set
+     * (If-None-Match: *), or its mod_index is one of inm[0..n_inm). */
+    bool inm_any;
+    size_t n_inm;
+    uint64_t inm[HTTP_INM_MAX];
+};
+
+/* What a PUT /key/<k> asks for besides the value. */
+struct http_put_opts {
+    struct http_precond pre;
+    uint64_t lease; /* ?lease=<id>; 0: none */
+};
+
 struct http_req; /* one request handed to the node; opaque */
+struct json_t;   /* jansson's json_t */
 struct auth_db;  /* auth/auth.h */
 struct http_server;
 
@@ -84,14 +125,19 @@ struct http_join_ext {
  * one is answered 501). Each call must be followed, now or later, by exactly
  * one http_reply_* on req. */
 struct http_handlers {
-    /* GET /key/<k>[?level=linearizable|weak|none]; klen >= 1. */
-    void (*get)(void *ud, struct http_req *req, const char *key, size_t klen, int level);
+    /* GET /key/<k>[?level=linearizable|weak|none][&meta|&raw], with
+     * If-None-Match; klen >= 1; o is valid during the call. */
+    void (*get)(void *ud, struct http_req *req, const char *key, size_t klen,
+                const struct http_get_opts *o);
     /* POST /key with a JSON object of strings: all pairs (n >= 1, keys
      * unique, last duplicate won), to be written atomically. {} and null
-     * are answered 200 here without calling. */
-    void (*set)(void *ud, struct http_req *req, const struct http_kv *pairs, size_t n);
-    /* DELETE /key/<k>; klen >= 1. */
-    void (*del)(void *ud, struct http_req *req, const char *key, size_t klen);
+     * are answered 200 here without calling. pre is never NULL; a
+     * precondition comes only with one pair (with several: 400 here). */
+    void (*set)(void *ud, struct http_req *req, const struct http_kv *pairs, size_t n,
+                const struct http_precond *pre);
+    /* DELETE /key/<k>; klen >= 1; pre never NULL. */
+    void (*del)(void *ud, struct http_req *req, const char *key, size_t klen,
+                const struct http_precond *pre);
     /* POST /join {"id":..., "addr":..., "http_addr":... (optional), and the
      * optional fields of struct http_join_ext}; id and addr are non-empty,
      * http_addr is NULL when absent; ext is never NULL. */
@@ -109,6 +155,10 @@ struct http_handlers {
      * has not started for req; it must still reply to it (the reply is
      * discarded or goes nowhere), now or later. */
     void (*cancel)(void *ud, struct http_req *req);
+    /* PUT /key/<k> with the value as the raw body (any bytes, vlen may be
+     * 0, at most max_value); klen >= 1; o is valid during the call. */
+    void (*put)(void *ud, struct http_req *req, const char *key, size_t klen, const char *val,
+                size_t vlen, const struct http_put_opts *o);
 };
 
 struct http_opts {
@@ -165,6 +215,13 @@ int http_server_port(const struct http_server *s);
  * loop must keep running until then. s is invalid after the call. */
 void http_server_close(struct http_server *s, void (*cb)(void *), void *ud);
 
+/* Headers of the reply to come: call them before the http_reply_* of req
+ * (they apply to whichever reply follows, errors included; a second call
+ * replaces the first). X-Craftd-Index: <index> (decimal) and ETag:
+ * "<mod_index>" (a strong entity tag). */
+void http_reply_set_index(struct http_req *req, uint64_t index);
+void http_reply_set_etag(struct http_req *req, uint64_t mod_index);
+
 /* 200 {"<key>":"<val>"} (Content-Type: application/json). key and val may
  * hold any bytes; invalid UTF-8 is sent as U+FFFD. */
 void http_reply_value(struct http_req *req, const char *key, size_t klen, const char *val,
@@ -173,6 +230,17 @@ void http_reply_value(struct http_req *req, const char *key, size_t klen, const 
 void http_reply_ok(struct http_req *req);
 /* status with json (len bytes, sent as is) as an application/json body. */
 void http_reply_json(struct http_req *req, int status, const char *json, size_t len);
+/* status with body (len bytes, any) and Content-Type ctype (e.g.
+ * "application/octet-stream"); ctype NULL: no Content-Type. */
+void http_reply_body(struct http_req *req, int status, const char *ctype, const void *body,
+                     size_t len);
+/* status with the JSON text of obj (compact); takes obj's reference (it is
+ * decref'd here, NULL is fine). A NULL obj, or no memory to write it: 503
+ * {"error":"out of memory"}. */
+void http_reply_jobj(struct http_req *req, int status, struct json_t *obj);
+/* 304 Not Modified: no body, no Content-Type (the headers set before it,
+ * such as ETag, are sent). */
+void http_reply_not_modified(struct http_req *req);
 /* status with {"error":"<message>"}; the message is printf-formatted (at
  * most 1023 bytes) and JSON-escaped. */
 void http_reply_error(struct http_req *req, int status, const char *fmt, ...)
@@ -224,5 +292,30 @@ const char *http_tls_conn_error(const struct http_tls_conn *t); /* never NULL */
 
 /* "linearizable", "weak", "none" ("?" for anything else). */
 const char *http_read_level_name(int level);
+
+/* --- JSON of key answers (keyjson.c), shared by every route that shows
+ * keys: keys and values are strings when they are valid UTF-8, else
+ * base64 (RFC 4648, padded) under the name with "_b64" appended. Indexes
+ * are JSON integers: exact up to 2^63 - 1 here, but a client that reads
+ * numbers as doubles (JavaScript) is exact only up to 2^53. --- */
+/* obj[name] = bytes as a string, or obj[name "_b64"] = their base64 when
+ * they are not valid UTF-8. name is at most 60 bytes. 0 or CRAFT_ENOMEM. */
+int http_json_set_bytes(struct json_t *obj, const char *name, const void *bytes, size_t len);
+
+/* One key with its revisions, as GET /key/<k>?meta shows it. */
+struct http_key_meta {
+    const void *key;
+    size_t klen;
+    const void *val;
+    size_t vlen;
+    uint64_t create_index;
+    uint64_t mod_index;
+    uint64_t version;
+    uint64_t lease; /* shown as a decimal string, "0" for none */
+};
+/* {"key","value","create_index","mod_index","version","lease"} (key_b64 /
+ * value_b64 for bytes that are not UTF-8): a new object the caller owns,
+ * or NULL when out of memory. */
+struct json_t *http_json_meta(const struct http_key_meta *m);
 
 #endif

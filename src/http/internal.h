@@ -127,6 +127,9 @@ struct http_req {
     struct http__link link;    /* in srv->pending while h2o && !answered */
     bool replied;              /* the node has called http_reply_* */
     bool answered;             /* a response was started (by node or close) */
+    bool has_index, has_etag;  /* headers for the node's reply: */
+    uint64_t index;            /* X-Craftd-Index */
+    uint64_t etag;             /* ETag: "<etag>" */
 };
 
 /* --- route.c: the h2o handler for every path --- */

@@ -1,7 +1,9 @@
-/* Pure request parsing: percent-decoding, the read level of a query string,
- * and the JSON bodies of POST /key and POST /join (jansson, strict). */
+/* Pure request parsing: percent-decoding, query parameters (read level,
+ * flags, numbers), entity tags and the preconditions of writes, and the
+ * JSON bodies of POST /key and POST /join (jansson, strict). */
 #include "http/parse.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -58,9 +60,13 @@ static int level_from_name(const char *v, size_t len, int *level)
 }
 
 /* Query parameters are name[=value] separated by '&'; both halves are
- * percent-decoded. The last level= wins, as the last duplicate key does. */
-int http__parse_level(const char *q, size_t len, int *level)
+ * percent-decoded. The last one of a name wins, as the last duplicate key
+ * does. */
+int http__query_param(const char *q, size_t len, const char *name, char *val, size_t cap,
+                      size_t *vlen)
 {
+    size_t want = strlen(name);
+    int found = 0;
     size_t i = 0;
     while (i < len) {
         size_t end = i;
@@ -68,19 +74,182 @@ int http__parse_level(const char *q, size_t len, int *level)
             end++;
         const char *eq = memchr(q + i, '=', end - i);
         size_t nlen = eq ? (size_t)(eq - (q + i)) : end - i;
-        char name[16], val[32];
-        if (nlen <= sizeof name) {
-            ssize_t dn = http__pct_decode(q + i, nlen, name);
-            if (dn == 5 && memcmp(name, "level", 5) == 0) {
-                size_t vlen = eq ? (size_t)(q + end - (eq + 1)) : 0;
-                if (vlen > sizeof val)
+        char nb[64];
+        if (nlen <= sizeof nb) {
+            ssize_t dn = http__pct_decode(q + i, nlen, nb);
+            if (dn >= 0 && (size_t)dn == want && memcmp(nb, name, want) == 0) {
+                size_t enc = eq ? (size_t)(q + end - (eq + 1)) : 0;
+                if (enc > cap)
                     return -1;
-                ssize_t dv = http__pct_decode(eq ? eq + 1 : "", vlen, val);
-                if (dv < 0 || level_from_name(val, (size_t)dv, level) != 0)
+                ssize_t dv = http__pct_decode(eq ? eq + 1 : "", enc, val);
+                if (dv < 0)
                     return -1;
+                *vlen = (size_t)dv;
+                found = 1;
             }
         }
         i = end + 1;
+    }
+    return found;
+}
+
+int http__parse_level(const char *q, size_t len, int *level)
+{
+    char val[32];
+    size_t vlen;
+    int rv = http__query_param(q, len, "level", val, sizeof val, &vlen);
+    if (rv <= 0)
+        return rv;
+    return level_from_name(val, vlen, level);
+}
+
+int http__query_flag(const char *q, size_t len, const char *name, bool *on)
+{
+    char val[8];
+    size_t vlen;
+    int rv = http__query_param(q, len, name, val, sizeof val, &vlen);
+    *on = false;
+    if (rv < 0)
+        return -1;
+    if (rv == 0 || (vlen == 1 && val[0] == '0') ||
+        (vlen == 5 && strncasecmp(val, "false", 5) == 0))
+        return 0;
+    if (vlen == 0 || (vlen == 1 && val[0] == '1') ||
+        (vlen == 4 && strncasecmp(val, "true", 4) == 0)) {
+        *on = true;
+        return 0;
+    }
+    return -1;
+}
+
+int http__parse_u64(const char *s, size_t len, uint64_t *out)
+{
+    if (len == 0 || len > 20 || (s[0] == '0' && len > 1))
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static bool ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* One entity tag at v[*i..len): W/ (when weak_ok) then "<n>". */
+static int parse_one_etag(const char *v, size_t len, size_t *i, bool weak_ok, uint64_t *tag,
+                          char *err, size_t errcap)
+{
+    size_t p = *i;
+    if (len - p >= 2 && v[p] == 'W' && v[p + 1] == '/') {
+        if (!weak_ok) {
+            snprintf(err, errcap, "If-Match compares strongly: a weak entity tag (W/...) "
+                     "never matches; send \"<mod_index>\"");
+            return -1;
+        }
+        p += 2;
+    }
+    if (p >= len || v[p] != '"')
+        goto bad;
+    const char *close = memchr(v + p + 1, '"', len - p - 1);
+    if (close == NULL || http__parse_u64(v + p + 1, (size_t)(close - (v + p + 1)), tag) != 0)
+        goto bad;
+    *i = (size_t)(close - v) + 1;
+    return 0;
+bad:
+    snprintf(err, errcap, "malformed entity tag: craftd's ETags are \"<mod_index>\", a "
+             "decimal number in double quotes, or *");
+    return -1;
+}
+
+int http__parse_etags(const char *v, size_t len, bool weak_ok, struct http__etags *out,
+                      char *err, size_t errcap)
+{
+    size_t i = 0;
+    while (i < len && ows(v[i]))
+        i++;
+    while (len > i && ows(v[len - 1]))
+        len--;
+    if (i == len) {
+        snprintf(err, errcap, "empty entity tag list: use \"<mod_index>\" or *");
+        return -1;
+    }
+    if (len - i == 1 && v[i] == '*') {
+        if (out->n > 0)
+            goto mixed;
+        out->any = true;
+        return 0;
+    }
+    if (out->any)
+        goto mixed;
+    for (;;) {
+        uint64_t tag;
+        if (parse_one_etag(v, len, &i, weak_ok, &tag, err, errcap) != 0)
+            return -1;
+        if (out->n == HTTP_INM_MAX) {
+            snprintf(err, errcap, "more than %d entity tags", HTTP_INM_MAX);
+            return -1;
+        }
+        out->tag[out->n++] = tag;
+        while (i < len && ows(v[i]))
+            i++;
+        if (i == len)
+            return 0;
+        if (v[i] != ',') {
+            snprintf(err, errcap, "entity tags are separated by commas");
+            return -1;
+        }
+        i++;
+        while (i < len && ows(v[i]))
+            i++;
+    }
+mixed:
+    snprintf(err, errcap, "* cannot be combined with entity tags");
+    return -1;
+}
+
+int http__parse_precond(const char *im, size_t imlen, const char *inm, size_t inmlen,
+                        struct http_precond *out, char *err, size_t errcap)
+{
+    *out = (struct http_precond){.kind = HTTP_PRE_NONE};
+    if (im != NULL && inm != NULL) {
+        snprintf(err, errcap, "a write takes one precondition: If-Match or If-None-Match, "
+                 "not both");
+        return -1;
+    }
+    struct http__etags t = {0};
+    if (im != NULL) {
+        if (http__parse_etags(im, imlen, false, &t, err, errcap) != 0)
+            return -1;
+        if (t.n > 1) {
+            snprintf(err, errcap, "If-Match on a write takes one entity tag (\"<mod_index>\") "
+                     "or *");
+            return -1;
+        }
+        out->kind = t.any ? HTTP_PRE_EXISTS : HTTP_PRE_MOD_INDEX;
+        out->mod_index = t.any ? 0 : t.tag[0];
+        return 0;
+    }
+    if (inm != NULL) {
+        size_t i = 0;
+        while (i < inmlen && ows(inm[i]))
+            i++;
+        while (inmlen > i && ows(inm[inmlen - 1]))
+            inmlen--;
+        if (inmlen - i != 1 || inm[i] != '*') {
+            snprintf(err, errcap, "If-None-Match on a write takes only * (the key must not "
+                     "exist); use If-Match: \"<mod_index>\" to compare a revision");
+            return -1;
+        }
+        out->kind = HTTP_PRE_ABSENT;
     }
     return 0;
 }

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -25,6 +26,46 @@ ssize_t http__pct_decode(const char *src, size_t len, char *dst);
 /* Finds level=... in a query string (without '?'); *level unchanged if the
  * parameter is absent. 0, or -1 if the value is unknown/malformed. */
 int http__parse_level(const char *q, size_t len, int *level);
+/* The last parameter name of query string q (without '?'): 1 if present,
+ * with its value percent-decoded into val (room for cap bytes; *vlen; an
+ * absent "=value" is empty); 0 if absent; -1 if its value is malformed or
+ * longer than cap. Names are compared after percent-decoding. */
+int http__query_param(const char *q, size_t len, const char *name, char *val, size_t cap,
+                      size_t *vlen);
+/* A flag parameter (?meta, ?raw): absent, no value, "", "1" or "true": 0
+ * and *on (false only when absent, "0" or "false"); anything else: -1. */
+int http__query_flag(const char *q, size_t len, const char *name, bool *on);
+/* A decimal uint64 without sign, spaces or leading zeros ("0" itself is
+ * fine): 0 and *out, or -1 (also past UINT64_MAX). */
+int http__parse_u64(const char *s, size_t len, uint64_t *out);
+
+/* Entity tags of one If-Match / If-None-Match header line: "*" or a
+ * comma-separated list of "<n>" (W/"<n>" too when weak_ok), n as for
+ * http__parse_u64: craftd's ETags are mod_index values, so any other tag
+ * is refused as malformed. Appends to out (several header lines add up):
+ * 0, or -1 with a message for a 400 in err (malformed, "*" mixed with
+ * tags, more than HTTP_INM_MAX tags). */
+struct http__etags {
+    bool any;                  /* "*" */
+    size_t n;
+    uint64_t tag[HTTP_INM_MAX];
+};
+int http__parse_etags(const char *v, size_t len, bool weak_ok, struct http__etags *out,
+                      char *err, size_t errcap);
+/* The precondition of a write from its If-Match (im, NULL when absent) and
+ * If-None-Match (inm) header values (each the only line of its name: the
+ * caller refuses repeats): If-Match "<n>" or *, If-None-Match *, at most
+ * one of them. 0 and *out (HTTP_PRE_NONE when neither), or -1 with a
+ * message for a 400 in err. */
+int http__parse_precond(const char *im, size_t imlen, const char *inm, size_t inmlen,
+                        struct http_precond *out, char *err, size_t errcap);
+
+/* --- keyjson.c --- */
+/* The most bytes http__b64_encode writes for len input bytes (no NUL). */
+#define HTTP__B64_MAX(len) (((len) + 2) / 3 * 4)
+/* RFC 4648 base64 with padding into dst; returns the length written. */
+size_t http__b64_encode(char *dst, const void *src, size_t len);
+
 /* The parsed body of POST /key. root owns the strings pairs point into. */
 struct http__kvbody {
     json_t *root;

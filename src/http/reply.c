@@ -3,8 +3,10 @@
 #include "http/internal.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -16,7 +18,9 @@ const char *http__reason(int status)
     switch (status) {
     case 200: return "OK";
     case 204: return "No Content";
+    case 201: return "Created";
     case 301: return "Moved Permanently";
+    case 304: return "Not Modified";
     case 307: return "Temporary Redirect";
     case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
@@ -26,6 +30,8 @@ const char *http__reason(int status)
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 409: return "Conflict";
+    case 410: return "Gone";
+    case 412: return "Precondition Failed";
     case 413: return "Payload Too Large";
     case 417: return "Expectation Failed";
     case 429: return "Too Many Requests";
@@ -104,8 +110,37 @@ void http__answer_pending(struct http_server *srv)
     }
 }
 
-/* Marks the node's one reply. Returns the h2o request to answer, or NULL
- * when the reply is to be discarded (r is freed here if h2o is done). */
+void http_reply_set_index(struct http_req *req, uint64_t index)
+{
+    req->has_index = true;
+    req->index = index;
+}
+
+void http_reply_set_etag(struct http_req *req, uint64_t mod_index)
+{
+    req->has_etag = true;
+    req->etag = mod_index;
+}
+
+/* The headers the node set for its reply, added to h's response. */
+static void add_node_headers(const struct http_req *r, h2o_req_t *h)
+{
+    if (r->has_index) {
+        char *v = h2o_mem_alloc_pool(&h->pool, 24);
+        int n = snprintf(v, 24, "%" PRIu64, r->index);
+        h2o_add_header_by_str(&h->pool, &h->res.headers, H2O_STRLIT("x-craftd-index"), 0,
+                              "X-Craftd-Index", v, (size_t)n);
+    }
+    if (r->has_etag) {
+        char *v = h2o_mem_alloc_pool(&h->pool, 24);
+        int n = snprintf(v, 24, "\"%" PRIu64 "\"", r->etag);
+        h2o_add_header(&h->pool, &h->res.headers, H2O_TOKEN_ETAG, NULL, v, (size_t)n);
+    }
+}
+
+/* Marks the node's one reply. Returns the h2o request to answer, with the
+ * node's headers added, or NULL when the reply is to be discarded (r is
+ * freed here if h2o is done). */
 static h2o_req_t *claim(struct http_req *r)
 {
     assert(!r->replied && "a request was answered twice");
@@ -119,6 +154,7 @@ static h2o_req_t *claim(struct http_req *r)
         return NULL;
     r->answered = true;
     http__list_unlink(&r->link);
+    add_node_headers(r, h);
     return h; /* r may be freed as soon as a response starts: not used again */
 }
 
@@ -150,6 +186,36 @@ void http_reply_json(struct http_req *req, int status, const char *json, size_t 
     h2o_req_t *h = claim(req);
     if (h != NULL)
         http__send(h, status, JSON_TYPE, NULL, json, len);
+}
+
+void http_reply_body(struct http_req *req, int status, const char *ctype, const void *body,
+                     size_t len)
+{
+    h2o_req_t *h = claim(req);
+    if (h != NULL)
+        http__send(h, status, ctype, NULL, body, len);
+}
+
+void http_reply_jobj(struct http_req *req, int status, json_t *obj)
+{
+    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(obj);
+    if (text == NULL) {
+        http_reply_error(req, 503, "out of memory");
+        return;
+    }
+    http_reply_json(req, status, text, strlen(text));
+    free(text); /* jansson's allocator: malloc */
+}
+
+void http_reply_not_modified(struct http_req *req)
+{
+    h2o_req_t *h = claim(req);
+    if (h == NULL)
+        return;
+    h->res.status = 304;
+    h->res.reason = "Not Modified";
+    h2o_send_inline(h, "", 0);
 }
 
 void http_reply_error(struct http_req *req, int status, const char *fmt, ...)

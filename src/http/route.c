@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char KEY_ALLOW[] = "GET, POST, DELETE";
+static const char KEY_ALLOW[] = "GET, PUT, POST, DELETE";
 
 static bool method_is(const h2o_req_t *req, const char *m)
 {
@@ -59,7 +59,7 @@ static struct http_req *hand_over(struct http_server *srv, h2o_req_t *req, bool 
     return r;
 }
 
-/* The key of GET/DELETE /key/<k>: the rest of the path, percent-decoded.
+/* The key of GET/PUT/DELETE /key/<k>: the rest of the path, percent-decoded.
  * Returns its length (>= 1) with *key in the request's pool, or 0 after
  * answering 400. */
 static size_t decode_key(struct http_server *srv, h2o_req_t *req, const char *rest, size_t rlen,
@@ -92,24 +92,102 @@ static size_t decode_key(struct http_server *srv, h2o_req_t *req, const char *re
     return (size_t)klen;
 }
 
+/* The query string of req (without '?'), empty when there is none. */
+static const char *query_of(const h2o_req_t *req, size_t *len)
+{
+    if (req->query_at == SIZE_MAX) {
+        *len = 0;
+        return "";
+    }
+    *len = req->path.len - req->query_at - 1;
+    return req->path.base + req->query_at + 1;
+}
+
+/* The value of the one header line tok of req: 1 and *v, *vlen; 0 when
+ * absent; -1 after answering 400 when it appears more than once. */
+static int one_header(h2o_req_t *req, const h2o_token_t *tok, const char *what,
+                      const char **v, size_t *vlen)
+{
+    ssize_t h = h2o_find_header(&req->headers, tok, -1);
+    if (h < 0)
+        return 0;
+    if (h2o_find_header(&req->headers, tok, h) >= 0) {
+        fail(req, 400, NULL, "%s given twice: a write takes one precondition", what);
+        return -1;
+    }
+    *v = req->headers.entries[h].value.base;
+    *vlen = req->headers.entries[h].value.len;
+    return 1;
+}
+
+/* The precondition of a write (If-Match / If-None-Match): 0, or -1 after
+ * answering 400. */
+static int write_precond(h2o_req_t *req, struct http_precond *pre)
+{
+    const char *im = NULL, *inm = NULL;
+    size_t imlen = 0, inmlen = 0;
+    if (one_header(req, H2O_TOKEN_IF_MATCH, "If-Match", &im, &imlen) < 0 ||
+        one_header(req, H2O_TOKEN_IF_NONE_MATCH, "If-None-Match", &inm, &inmlen) < 0)
+        return -1;
+    char err[256];
+    if (http__parse_precond(im, imlen, inm, inmlen, pre, err, sizeof err) != 0) {
+        fail(req, 400, NULL, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* The options of GET /key/<k>: 0, or -1 after answering 400. */
+static int get_opts(h2o_req_t *req, struct http_get_opts *o)
+{
+    size_t qlen;
+    const char *q = query_of(req, &qlen);
+    *o = (struct http_get_opts){.level = HTTP_READ_LINEARIZABLE};
+    if (http__parse_level(q, qlen, &o->level) != 0) {
+        fail(req, 400, NULL, "unknown read level: use level=linearizable, weak or none");
+        return -1;
+    }
+    if (http__query_flag(q, qlen, "meta", &o->meta) != 0 ||
+        http__query_flag(q, qlen, "raw", &o->raw) != 0) {
+        fail(req, 400, NULL, "meta and raw take no value (or 1, true, 0, false)");
+        return -1;
+    }
+    if (o->meta && o->raw) {
+        fail(req, 400, NULL, "meta and raw exclude each other: ask for one");
+        return -1;
+    }
+    struct http__etags t = {0};
+    char err[256];
+    for (ssize_t h = -1; (h = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, h)) >= 0;) {
+        const h2o_iovec_t *v = &req->headers.entries[h].value;
+        if (http__parse_etags(v->base, v->len, true, &t, err, sizeof err) != 0) {
+            fail(req, 400, NULL, "If-None-Match: %s", err);
+            return -1;
+        }
+    }
+    if (h2o_find_header(&req->headers, H2O_TOKEN_IF_MATCH, -1) >= 0) {
+        fail(req, 400, NULL, "If-Match is for writes (PUT, DELETE, POST); a read takes "
+             "If-None-Match");
+        return -1;
+    }
+    o->inm_any = t.any;
+    o->n_inm = t.n;
+    memcpy(o->inm, t.tag, t.n * sizeof t.tag[0]);
+    return 0;
+}
+
 static void route_get(struct http_server *srv, h2o_req_t *req, const char *rest, size_t rlen)
 {
     char *key;
     size_t klen = decode_key(srv, req, rest, rlen, &key);
     if (klen == 0)
         return;
-    int level = HTTP_READ_LINEARIZABLE;
-    if (req->query_at != SIZE_MAX) {
-        const char *q = req->path.base + req->query_at + 1;
-        size_t qlen = req->path.len - req->query_at - 1;
-        if (http__parse_level(q, qlen, &level) != 0) {
-            fail(req, 400, NULL, "unknown read level: use level=linearizable, weak or none");
-            return;
-        }
-    }
+    struct http_get_opts o;
+    if (get_opts(req, &o) != 0)
+        return;
     struct http_req *r = hand_over(srv, req, srv->handlers.get != NULL);
     if (r != NULL)
-        srv->handlers.get(srv->ud, r, key, klen, level);
+        srv->handlers.get(srv->ud, r, key, klen, &o);
 }
 
 static void route_del(struct http_server *srv, h2o_req_t *req, const char *rest, size_t rlen)
@@ -118,20 +196,62 @@ static void route_del(struct http_server *srv, h2o_req_t *req, const char *rest,
     size_t klen = decode_key(srv, req, rest, rlen, &key);
     if (klen == 0)
         return;
+    struct http_precond pre;
+    if (write_precond(req, &pre) != 0)
+        return;
     struct http_req *r = hand_over(srv, req, srv->handlers.del != NULL);
     if (r != NULL)
-        srv->handlers.del(srv->ud, r, key, klen);
+        srv->handlers.del(srv->ud, r, key, klen, &pre);
+}
+
+/* PUT /key/<k>[?lease=<id>]: the body is the value, as it is. */
+static void route_put(struct http_server *srv, h2o_req_t *req, const char *rest, size_t rlen)
+{
+    char *key;
+    size_t klen = decode_key(srv, req, rest, rlen, &key);
+    if (klen == 0)
+        return;
+    struct http_put_opts o = {0};
+    if (write_precond(req, &o.pre) != 0)
+        return;
+    size_t qlen;
+    const char *q = query_of(req, &qlen);
+    char val[24];
+    size_t vlen;
+    int rv = http__query_param(q, qlen, "lease", val, sizeof val, &vlen);
+    if (rv < 0 || (rv == 1 && http__parse_u64(val, vlen, &o.lease) != 0)) {
+        fail(req, 400, NULL, "lease takes a lease id: a decimal number (0: none)");
+        return;
+    }
+    if (req->entity.len > srv->max_value) {
+        fail(req, 400, NULL, "value too long: %zu bytes, the limit is %zu", req->entity.len,
+             srv->max_value);
+        return;
+    }
+    struct http_req *r = hand_over(srv, req, srv->handlers.put != NULL);
+    if (r != NULL)
+        srv->handlers.put(srv->ud, r, key, klen, req->entity.base ? req->entity.base : "",
+                          req->entity.len, &o);
 }
 
 /* POST /key (like hraftd, whatever follows /key is ignored: the pairs are
- * in the body). */
+ * in the body). A precondition needs exactly one pair. */
 static void route_set(struct http_server *srv, h2o_req_t *req)
 {
+    struct http_precond pre;
+    if (write_precond(req, &pre) != 0)
+        return;
     struct http__kvbody b;
     char err[256];
     if (http__parse_kv_body(req->entity.base, req->entity.len, srv->max_key, srv->max_value, &b,
                             err, sizeof err) != 0) {
         fail(req, 400, NULL, "%s", err);
+        return;
+    }
+    if (pre.kind != HTTP_PRE_NONE && b.n != 1) {
+        fail(req, 400, NULL, "a precondition (If-Match, If-None-Match) applies to one key: "
+             "this body holds %zu; send one pair, or use POST /txn", b.n);
+        http__kvbody_free(&b);
         return;
     }
     if (b.n == 0) { /* {} or null: nothing to do, as hraftd */
@@ -140,7 +260,7 @@ static void route_set(struct http_server *srv, h2o_req_t *req)
     }
     struct http_req *r = hand_over(srv, req, srv->handlers.set != NULL);
     if (r != NULL)
-        srv->handlers.set(srv->ud, r, b.pairs, b.n);
+        srv->handlers.set(srv->ud, r, b.pairs, b.n, &pre);
     http__kvbody_free(&b);
 }
 
@@ -150,6 +270,8 @@ static void route_key(struct http_server *srv, h2o_req_t *req, const char *rest,
         route_get(srv, req, rest, rlen);
     else if (method_is(req, "POST"))
         route_set(srv, req);
+    else if (method_is(req, "PUT"))
+        route_put(srv, req, rest, rlen);
     else if (method_is(req, "DELETE"))
         route_del(srv, req, rest, rlen);
     else

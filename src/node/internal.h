@@ -3,7 +3,8 @@
  *   clock.c     the Raft clock: ticks from the monotonic clock, catch-up
  *   pump.c      the ready loop: persist (disk jobs), send, apply, advance
  *   snapshot.c  taking snapshots in a forked child, installing received ones
- *   requests.c  HTTP handlers and the requests waiting on Raft
+ *   requests.c  the requests waiting on Raft, the HTTP handler table
+ *   keys.c      GET/PUT/POST/DELETE /key: commands built, answers made
  *   members.c   member ids and addresses, joins, promotion of learners
  *   joiner.c    the client side of a join (GET /status, POST /join)
  *   identity.c  cluster id, incarnation, refused handshakes, conflicts,
@@ -32,6 +33,20 @@ enum node__req_kind {
     NODE__TRANSFER /* POST /transfer */
 };
 
+struct node__req;
+struct node;
+
+/* Answers q (replies to q->http) once this node has applied up to q->index;
+ * the caller frees q afterwards (node__req_done). For a read, res is NULL:
+ * the state to read is n->kv as it is now (n->applied >= q->index). For a
+ * write, res is the result of q's own entry, read with kv_last_result right
+ * after that entry applied (matched by index and term: it is valid only
+ * until the next apply), or NULL when it is no longer known: the entry was
+ * applied before the leader's placement of it came back, or it did not
+ * apply (malformed). The write is committed either way. */
+typedef void (*node__answer_fn)(struct node *n, struct node__req *q,
+                                const struct kv_result *res);
+
 struct node__req {
     uint64_t id;
     int kind;
@@ -46,6 +61,12 @@ struct node__req {
     uint8_t *buf;                  /* WRITE: the command; GET: the key */
     size_t len;
     int level;                     /* GET */
+    bool precond;                  /* WRITE: its command has compares */
+    node__answer_fn answer;        /* GET (required), WRITE (NULL: 200
+                                      with an empty body) */
+    void *arg;                     /* the answer's own data, owned by q */
+    void (*arg_free)(void *arg);   /* frees arg in node__req_done; NULL:
+                                      craft_free */
     uint64_t target;               /* REMOVE, TRANSFER: the member */
     /* JOIN */
     char *jid, *jaddr, *jhttp;
@@ -221,6 +242,37 @@ struct node__req *node__req_new(struct node *n, int kind,
                                 struct http_req *http);
 void node__req_done(struct node *n, struct node__req *q);
 void node__req_wait_index(struct node *n, struct node__req *q);
+/* A request for an HTTP one, or NULL after answering it (503 while
+ * stopping or out of memory, 410/409 for a removed or conflicting node). */
+struct node__req *node__req_open(struct node *n, int kind,
+                                 struct http_req *req);
+/* Hands q to the core (again): a read index, a proposal, ... */
+void node__req_issue(struct node *n, struct node__req *q);
+/* Answers the read q now (q->answer, from the state as it is) and frees q. */
+void node__req_serve(struct node *n, struct node__req *q);
+/* Proposes the command buf/len (q takes buf: craft_malloc'd) for req: a
+ * NODE__WRITE answered by answer (NULL: 200, empty body) once applied;
+ * precond: the command has compares. On failure req is answered and buf
+ * freed. */
+void node__propose(struct node *n, struct http_req *req, uint8_t *buf,
+                   size_t len, bool precond, node__answer_fn answer);
+/* status with an error for q's client; a key request (GET, WRITE) also
+ * gets X-Craftd-Index: this node's applied index now. q stays (the caller
+ * calls node__req_done). */
+void node__req_error(struct node *n, struct node__req *q, int status,
+                     const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* keys.c: the /key handlers */
+void node__key_get(void *ud, struct http_req *req, const char *key,
+                   size_t klen, const struct http_get_opts *o);
+void node__key_set(void *ud, struct http_req *req, const struct http_kv *kvs,
+                   size_t nkv, const struct http_precond *pre);
+void node__key_del(void *ud, struct http_req *req, const char *key,
+                   size_t klen, const struct http_precond *pre);
+void node__key_put(void *ud, struct http_req *req, const char *key,
+                   size_t klen, const char *val, size_t vlen,
+                   const struct http_put_opts *o);
 
 /* members.c */
 int node__member_ctx(const char *id, const char *raft_addr,

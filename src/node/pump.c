@@ -235,11 +235,15 @@ static void pump_batches(struct node *n)
         struct raft_ready *rd = &n->rd;
         raft_ready(n->raft, rd);
         n->rd_out = true;
+        /* Placements first: a follower may learn where the leader put its
+         * write and that it committed in one batch, and the write's answer
+         * needs the entry's result, which lasts only until the next entry
+         * applies (node__on_apply reads it). */
+        for (size_t i = 0; i < rd->n_props; i++)
+            node__on_prop(n, &rd->props[i]);
         apply_committed(n, rd);
         for (size_t i = 0; i < rd->n_msgs; i++)
             node__send(n, &rd->msgs[i]);
-        for (size_t i = 0; i < rd->n_props; i++)
-            node__on_prop(n, &rd->props[i]);
         for (size_t i = 0; i < rd->n_reads; i++)
             node__on_read(n, &rd->reads[i]);
         /* A commit index alone is not worth an fsync: it is only a hint

@@ -4,8 +4,12 @@
  * leader gave it. A linearizable read gets a read index (from the leader)
  * and is answered once this node has applied up to it. Every request has a
  * deadline; errors that mean "certainly not done" (no leader, transfer in
- * progress) are retried at each tick until then. */
+ * progress) are retried at each tick until then. What a key request reads
+ * or writes, and its answer, is in keys.c (node__answer_fn): a write's
+ * answer is made from its own entry's result, right after it applied. */
 #include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,27 +133,29 @@ void node__req_done(struct node *n, struct node__req *q)
     else
         n->tail = q->prev;
     craft_free(q->buf);
+    if (q->arg_free)
+        q->arg_free(q->arg);
+    else
+        craft_free(q->arg);
     craft_free(q->jid);
     craft_free(q->jaddr);
     craft_free(q->jhttp);
     craft_free(q);
 }
 
-static void serve_get(struct node *n, struct node__req *q);
-
 /* q waits until the map has applied q->index. */
 void node__req_wait_index(struct node *n, struct node__req *q)
 {
     assert(q->heap_pos == 0 && "a request waits only once");
     if (q->kind == NODE__GET && n->applied >= q->index) {
-        serve_get(n, q);
+        node__req_serve(n, q);
         return;
     }
     if (n->n_heap == n->cap_heap) {
         size_t cap = n->cap_heap ? n->cap_heap * 2 : 256;
         struct node__req **h = craft_realloc(n->heap, cap * sizeof *h);
         if (h == NULL) {
-            http_reply_error(q->http, 503, "out of memory");
+            node__req_error(n, q, 503, "out of memory");
             node__req_done(n, q);
             return;
         }
@@ -184,16 +190,46 @@ static bool retryable(int err)
            err == CRAFT_EBUSY || err == CRAFT_EOVERLOAD;
 }
 
-static void serve_get(struct node *n, struct node__req *q)
+void node__req_error(struct node *n, struct node__req *q, int status,
+                     const char *fmt, ...)
 {
-    const uint8_t *val;
-    size_t vlen;
-    if (kv_get(n->kv, q->buf, q->len, &val, &vlen) == 0)
-        http_reply_value(q->http, (const char *)q->buf, q->len,
-                         (const char *)val, vlen);
-    else
-        http_reply_error(q->http, 404, "key not found");
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (q->kind == NODE__GET || q->kind == NODE__WRITE)
+        http_reply_set_index(q->http, n->applied);
+    http_reply_error(q->http, status, "%s", msg);
+}
+
+void node__req_serve(struct node *n, struct node__req *q)
+{
+    assert(q->answer != NULL && "a read says how it is answered");
+    q->answer(n, q, NULL);
     node__req_done(n, q);
+}
+
+/* The write q's entry applied with result res (NULL: not known): answer. */
+static void answer_write(struct node *n, struct node__req *q,
+                         const struct kv_result *res)
+{
+    if (q->answer != NULL) {
+        q->answer(n, q, res);
+    } else {
+        if (q->kind == NODE__WRITE)
+            http_reply_set_index(q->http, q->index);
+        http_reply_ok(q->http);
+    }
+    node__req_done(n, q);
+}
+
+/* The result of the entry at index, if it is still the map's last one. The
+ * caller has checked that the entry there has the request's term. */
+static const struct kv_result *result_at(const struct node *n, uint64_t index)
+{
+    const struct kv_result *res = kv_last_result(n->kv);
+    return res != NULL && res->index == index ? res : NULL;
 }
 
 /* Hand q to the core (again). */
@@ -227,9 +263,14 @@ static void issue(struct node *n, struct node__req *q)
         break;
     }
     if (rv) {
-        http_reply_error(q->http, status_of(rv), "%s", craft_strerror(rv));
+        node__req_error(n, q, status_of(rv), "%s", craft_strerror(rv));
         node__req_done(n, q);
     }
+}
+
+void node__req_issue(struct node *n, struct node__req *q)
+{
+    issue(n, q);
 }
 
 void node__on_prop(struct node *n, const struct raft_prop_result *p)
@@ -249,8 +290,8 @@ void node__on_prop(struct node *n, const struct raft_prop_result *p)
             node__join_refused(n, q, p->err);
             return;
         }
-        http_reply_error(q->http, status_of(p->err), "%s",
-                         craft_strerror(p->err));
+        node__req_error(n, q, status_of(p->err), "%s",
+                        craft_strerror(p->err));
         node__req_done(n, q);
         return;
     }
@@ -260,21 +301,20 @@ void node__on_prop(struct node *n, const struct raft_prop_result *p)
         /* Already applied: the term tells, while the entry is in the log. */
         uint64_t term = raft_term_at(n->raft, p->index);
         if (term == 0 && q->kind != NODE__JOIN) {
-            http_reply_error(q->http, 504, "outcome unknown (the entry was "
-                             "compacted before its result came); retry to "
-                             "make sure");
+            node__req_error(n, q, 504, "outcome unknown (the entry was "
+                            "compacted before its result came); retry to "
+                            "make sure");
             node__req_done(n, q);
             return;
         }
         bool ok = term == p->term;
         if (q->kind == NODE__JOIN) {
             node__join_applied(n, q, ok);
+        } else if (ok) {
+            answer_write(n, q, result_at(n, p->index));
         } else {
-            if (ok)
-                http_reply_ok(q->http);
-            else
-                http_reply_error(q->http, 503, "write lost in a leader "
-                                 "change; not applied");
+            node__req_error(n, q, 503, "write lost in a leader change; not "
+                            "applied");
             node__req_done(n, q);
         }
         return;
@@ -292,7 +332,7 @@ void node__on_read(struct node *n, const struct raft_read_result *r)
             q->retry = true;
             return;
         }
-        http_reply_error(q->http, 503, "%s", craft_strerror(r->err));
+        node__req_error(n, q, 503, "%s", craft_strerror(r->err));
         node__req_done(n, q);
         return;
     }
@@ -300,14 +340,18 @@ void node__on_read(struct node *n, const struct raft_read_result *r)
     node__req_wait_index(n, q);
 }
 
-/* Entry e was applied: answer what waited for it. */
+/* Entry e was applied: answer what waited for it. A write's answer is
+ * made from kv_last_result now, before the next entry applies and
+ * replaces it. */
 void node__on_apply(struct node *n, const struct raft_entry *e)
 {
+    const struct kv_result *res =
+        e->type == RAFT_ENTRY_NORMAL ? result_at(n, e->index) : NULL;
     while (n->n_heap > 0 && n->heap[0]->index <= e->index) {
         struct node__req *q = n->heap[0];
         heap_remove(n, q);
         if (q->kind == NODE__GET) {
-            serve_get(n, q);
+            node__req_serve(n, q);
             continue;
         }
         bool ok = q->index == e->index && q->term == e->term;
@@ -315,12 +359,13 @@ void node__on_apply(struct node *n, const struct raft_entry *e)
             node__join_applied(n, q, ok);
             continue;
         }
-        if (ok)
-            http_reply_ok(q->http);
-        else
-            http_reply_error(q->http, 503, "write lost in a leader change; "
-                             "not applied");
-        node__req_done(n, q);
+        if (ok) {
+            answer_write(n, q, q->kind == NODE__WRITE ? res : NULL);
+        } else {
+            node__req_error(n, q, 503, "write lost in a leader change; not "
+                            "applied");
+            node__req_done(n, q);
+        }
     }
 }
 
@@ -332,12 +377,12 @@ void node__on_snapshot_installed(struct node *n)
         struct node__req *q = n->heap[0];
         heap_remove(n, q);
         if (q->kind == NODE__GET) {
-            serve_get(n, q);
+            node__req_serve(n, q);
         } else if (q->kind == NODE__JOIN) {
             node__join_applied(n, q, false); /* re-examines membership */
         } else {
-            http_reply_error(q->http, 504, "outcome unknown (state replaced "
-                             "by a snapshot); retry to make sure");
+            node__req_error(n, q, 504, "outcome unknown (state replaced by "
+                            "a snapshot); retry to make sure");
             node__req_done(n, q);
         }
     }
@@ -353,14 +398,14 @@ void node__requests_tick(struct node *n)
         bool placed = q->index != 0 || q->issued; /* or maybe placed */
         bool no_leader = raft_soft(n->raft).leader == RAFT_NONE;
         if ((q->kind == NODE__WRITE || q->kind == NODE__REMOVE) && placed)
-            http_reply_error(q->http, 503,
-                             "not committed in time (%s); it may or may "
-                             "not have been applied",
-                             no_leader ? "no leader" : "no quorum?");
+            node__req_error(n, q, 503,
+                            "not committed in time (%s); it may or may "
+                            "not have been applied",
+                            no_leader ? "no leader" : "no quorum?");
         else if (no_leader)
-            http_reply_error(q->http, 503, "no leader");
+            node__req_error(n, q, 503, "no leader");
         else
-            http_reply_error(q->http, 504, "timed out");
+            node__req_error(n, q, 504, "timed out");
         node__req_done(n, q);
     }
     uint64_t leader = raft_soft(n->raft).leader;
@@ -395,9 +440,9 @@ void node__requests_leader_changed(struct node *n)
         if (q->kind == NODE__GET) {
             q->retry = true;
         } else if (q->kind == NODE__WRITE) {
-            http_reply_error(q->http, 503, "the leader changed before the "
-                             "write was placed; it may or may not have been "
-                             "applied");
+            node__req_error(n, q, 503, "the leader changed before the "
+                            "write was placed; it may or may not have been "
+                            "applied");
             node__req_done(n, q);
         } else if (q->kind != NODE__TRANSFER) {
             q->issued = false; /* membership: looked at again */
@@ -415,18 +460,18 @@ void node__requests_fail_all(struct node *n, int status, const char *why)
         bool placed = q->kind != NODE__GET && q->kind != NODE__TRANSFER &&
                       (q->issued || q->index != 0);
         if (placed)
-            http_reply_error(q->http, status, "%s; it may or may not have "
-                             "been applied", why);
+            node__req_error(n, q, status, "%s; it may or may not have "
+                            "been applied", why);
         else
-            http_reply_error(q->http, status, "%s", why);
+            node__req_error(n, q, status, "%s", why);
         node__req_done(n, q);
     }
 }
 
 /* ---- HTTP handlers ---- */
 
-static struct node__req *new_or_fail(struct node *n, int kind,
-                                     struct http_req *req)
+struct node__req *node__req_open(struct node *n, int kind,
+                                 struct http_req *req)
 {
     if (n->stopping || n->handing_over) {
         http_reply_error(req, 503, "shutting down");
@@ -440,80 +485,19 @@ static struct node__req *new_or_fail(struct node *n, int kind,
     return q;
 }
 
-static void on_get(void *ud, struct http_req *req, const char *key,
-                   size_t klen, int level)
+void node__propose(struct node *n, struct http_req *req, uint8_t *buf,
+                   size_t len, bool precond, node__answer_fn answer)
 {
-    struct node *n = ud;
-    struct node__req *q = new_or_fail(n, NODE__GET, req);
-    if (q == NULL)
-        return;
-    q->buf = craft_memdup(key, klen);
-    q->len = klen;
-    q->level = level;
-    if (q->buf == NULL) {
-        http_reply_error(req, 503, "out of memory");
-        node__req_done(n, q);
-        return;
-    }
-    uint64_t index;
-    if (level == HTTP_READ_NONE) {
-        serve_get(n, q);
-    } else if (level == HTTP_READ_WEAK &&
-               raft_read_lease(n->raft, node__ticks_now(n), &index) == 0) {
-        q->index = index;
-        node__req_wait_index(n, q);
-    } else {
-        /* Linearizable, or weak without a lease here (a follower, or a
-         * leader whose lease lapsed): a read index is at least as strong. */
-        issue(n, q);
-    }
-}
-
-static void propose_cmd(struct node *n, struct http_req *req,
-                        struct kv_cmd *cmd)
-{
-    struct node__req *q = new_or_fail(n, NODE__WRITE, req);
+    struct node__req *q = node__req_open(n, NODE__WRITE, req);
     if (q == NULL) {
-        kv_cmd_free(cmd);
+        craft_free(buf);
         return;
     }
-    q->buf = cmd->data; /* q owns the command now */
-    q->len = cmd->len;
+    q->buf = buf;
+    q->len = len;
+    q->precond = precond;
+    q->answer = answer;
     issue(n, q);
-}
-
-static void on_set(void *ud, struct http_req *req, const struct http_kv *kvs,
-                   size_t nkv)
-{
-    struct node *n = ud;
-    struct kv_cmd cmd;
-    if (kv_cmd_init(&cmd) != 0) {
-        http_reply_error(req, 503, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < nkv; i++) {
-        int rv = kv_cmd_set(&cmd, kvs[i].key, kvs[i].klen, kvs[i].val,
-                            kvs[i].vlen);
-        if (rv) {
-            kv_cmd_free(&cmd);
-            http_reply_error(req, status_of(rv), "%s", craft_strerror(rv));
-            return;
-        }
-    }
-    propose_cmd(n, req, &cmd);
-}
-
-static void on_del(void *ud, struct http_req *req, const char *key,
-                   size_t klen)
-{
-    struct node *n = ud;
-    struct kv_cmd cmd;
-    if (kv_cmd_init(&cmd) != 0 || kv_cmd_del(&cmd, key, klen) != 0) {
-        kv_cmd_free(&cmd);
-        http_reply_error(req, 503, "out of memory");
-        return;
-    }
-    propose_cmd(n, req, &cmd);
 }
 
 static void on_join(void *ud, struct http_req *req, const char *id,
@@ -558,7 +542,7 @@ static void on_join(void *ud, struct http_req *req, const char *id,
                          "must be two ports", addr);
         return;
     }
-    struct node__req *q = new_or_fail(n, NODE__JOIN, req);
+    struct node__req *q = node__req_open(n, NODE__JOIN, req);
     if (q == NULL)
         return;
     q->jrid = rid;
@@ -608,7 +592,7 @@ static void member_op(struct node *n, struct http_req *req, const char *id,
         http_reply_error(req, 400, "member %s is not a voter", id);
         return;
     }
-    struct node__req *q = new_or_fail(n, kind, req);
+    struct node__req *q = node__req_open(n, kind, req);
     if (q == NULL)
         return;
     q->target = m->raft_id;
@@ -641,15 +625,16 @@ static void on_cancel(void *ud, struct http_req *req)
     bool placed = q->issued || q->index != 0;
     if (q->kind == NODE__GET || q->kind == NODE__JOIN ||
         ((q->kind == NODE__WRITE || q->kind == NODE__REMOVE) && !placed)) {
-        http_reply_error(req, 503, "the client went away");
+        node__req_error(n, q, 503, "the client went away");
         node__req_done(n, q);
     }
 }
 
 const struct http_handlers node__http_handlers = {
-    .get = on_get,
-    .set = on_set,
-    .del = on_del,
+    .get = node__key_get,
+    .set = node__key_set,
+    .del = node__key_del,
+    .put = node__key_put,
     .join = on_join,
     .status = on_status,
     .remove = on_remove,

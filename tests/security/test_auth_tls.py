@@ -212,10 +212,14 @@ def test_users_and_roles(cluster, auth_file):
     assert req(follower.haddr, "GET", "/status", user="reader").status == 200
     assert_403(req(follower.haddr, "POST", "/key", {"a": "1"}, user="reader"), "write")
     assert_403(req(follower.haddr, "DELETE", "/key/a", user="reader"), "write")
+    assert_403(req(follower.haddr, "PUT", "/key/p", b"v", user="reader"), "write")
+    assert req(follower.haddr, "GET", "/key/p", user="writer").status == 404  # not written
 
     # write: writes (a follower forwards them to the leader over Raft)
     r = req(follower.haddr, "POST", "/key", {"a": "1"}, user="writer")
     assert r.status == 200, r
+    r = req(follower.haddr, "PUT", "/key/p", b"v", user="writer")
+    assert r.status == 201, r
     r = req(leader.haddr, "GET", "/key/a", user="reader")
     assert r.status == 200 and r.json() == {"a": "1"}
     for path, body in (("/remove", {"id": follower.id}), ("/transfer", {"id": follower.id}),

@@ -211,7 +211,7 @@ ERRORS = [
     (b"POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n", 400),
     (b"POST /key HTTP/1.1\r\nHost: x\r\nExpect: nothing\r\nContent-Length: 2\r\n\r\n{}", 417),
     (b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404),
-    (b"PUT /key/a HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+    (b"PATCH /key/a HTTP/1.1\r\nHost: x\r\n\r\n", 405),
     (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 404),
     (b"GET /key/a HTTP/1.1\r\n\r\n", 404),  # no Host
     (b"GET /key/a HTTP/1.0\r\n\r\n", 404),

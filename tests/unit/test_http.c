@@ -3,6 +3,7 @@
  * by a blocking HTTP/1.1 client in the test thread. Each server test checks
  * rows of docs/http-api.md (the craftd column of hraftd-compat.md). */
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -72,6 +73,191 @@ static void test_parse_level(void **state)
     assert_int_equal(http__parse_level("level=weakweakweakweakweakweakweakweak", 38, &l), -1);
     assert_string_equal(http_read_level_name(HTTP_READ_WEAK), "weak");
     assert_string_equal(http_read_level_name(42), "?");
+}
+
+static int qparam(const char *q, const char *name, char *val, size_t cap, size_t *vlen)
+{
+    return http__query_param(q, strlen(q), name, val, cap, vlen);
+}
+
+static int qflag(const char *q, const char *name)
+{
+    bool on = true;
+    int rv = http__query_flag(q, strlen(q), name, &on);
+    return rv < 0 ? -1 : on;
+}
+
+/* Query parameters: the last one wins, names and values are decoded, flags
+ * take no value or a boolean one, numbers are plain decimals. */
+static void test_query_params(void **state)
+{
+    char v[8];
+    size_t vl = 99;
+    assert_int_equal(qparam("", "lease", v, sizeof v, &vl), 0);
+    assert_int_equal(qparam("leasex=1&xlease=2", "lease", v, sizeof v, &vl), 0);
+    assert_int_equal(qparam("lease=12&a", "lease", v, sizeof v, &vl), 1);
+    assert_int_equal(vl, 2);
+    assert_memory_equal(v, "12", 2);
+    assert_int_equal(qparam("lease=1&l%65ase=%33", "lease", v, sizeof v, &vl), 1);
+    assert_int_equal(vl, 1);
+    assert_int_equal(v[0], '3'); /* the last one, decoded */
+    assert_int_equal(qparam("raw", "raw", v, sizeof v, &vl), 1);
+    assert_int_equal(vl, 0);
+    assert_int_equal(qparam("lease=123456789", "lease", v, sizeof v, &vl), -1); /* > cap */
+    assert_int_equal(qparam("lease=%g1", "lease", v, sizeof v, &vl), -1);
+
+    assert_int_equal(qflag("", "meta"), 0);
+    assert_int_equal(qflag("meta", "meta"), 1);
+    assert_int_equal(qflag("meta=", "meta"), 1);
+    assert_int_equal(qflag("a=1&meta=true", "meta"), 1);
+    assert_int_equal(qflag("meta=1", "meta"), 1);
+    assert_int_equal(qflag("meta=0", "meta"), 0);
+    assert_int_equal(qflag("meta=FALSE", "meta"), 0);
+    assert_int_equal(qflag("meta=1&meta=false", "meta"), 0);
+    assert_int_equal(qflag("meta=yes", "meta"), -1);
+    assert_int_equal(qflag("metadata", "meta"), 0);
+
+    uint64_t n = 7;
+    assert_int_equal(http__parse_u64("0", 1, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(http__parse_u64("18446744073709551615", 20, &n), 0);
+    assert_true(n == UINT64_MAX);
+    assert_int_equal(http__parse_u64("18446744073709551616", 20, &n), -1);
+    assert_int_equal(http__parse_u64("99999999999999999999", 20, &n), -1);
+    assert_int_equal(http__parse_u64("", 0, &n), -1);
+    assert_int_equal(http__parse_u64("012", 3, &n), -1);
+    assert_int_equal(http__parse_u64("-1", 2, &n), -1);
+    assert_int_equal(http__parse_u64("+1", 2, &n), -1);
+    assert_int_equal(http__parse_u64("1 ", 2, &n), -1);
+    assert_int_equal(http__parse_u64("0x10", 4, &n), -1);
+}
+
+static int etags(const char *v, bool weak_ok, struct http__etags *t)
+{
+    char err[256];
+    err[0] = '\0';
+    int rv = http__parse_etags(v, strlen(v), weak_ok, t, err, sizeof err);
+    if (rv != 0)
+        assert_true(strlen(err) > 5); /* says why */
+    return rv;
+}
+
+/* Entity tags: "*", or a list of "<decimal>" (W/ only where weak
+ * comparison applies); anything else is malformed. */
+static void test_parse_etags(void **state)
+{
+    struct http__etags t = {0};
+    assert_int_equal(etags("\"5\"", false, &t), 0);
+    assert_int_equal(t.n, 1);
+    assert_true(t.tag[0] == 5 && !t.any);
+    t = (struct http__etags){0};
+    assert_int_equal(etags("  *  ", false, &t), 0);
+    assert_true(t.any && t.n == 0);
+    t = (struct http__etags){0};
+    assert_int_equal(etags("\"1\", W/\"2\",\"3\"", true, &t), 0);
+    assert_int_equal(t.n, 3);
+    assert_true(t.tag[0] == 1 && t.tag[1] == 2 && t.tag[2] == 3);
+    /* a second header line adds to the first */
+    assert_int_equal(etags("\"4\"", true, &t), 0);
+    assert_int_equal(t.n, 4);
+    assert_int_equal(etags("*", true, &t), -1); /* * with tags */
+    t = (struct http__etags){.any = true};
+    assert_int_equal(etags("\"1\"", true, &t), -1);
+
+    const char *bad[] = {"", " ", "5", "\"\"", "\"abc\"", "\"05\"", "\"-1\"", "\"5",
+                         "5\"", "\"5\" \"6\"", "\"5\",", ",\"5\"", "\"5\",,\"6\"",
+                         "W/5", "w/\"5\"", "**", "* ,", "\"18446744073709551616\"",
+                         "\"1 \"", "\" 1\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        t = (struct http__etags){0};
+        if (etags(bad[i], true, &t) != -1)
+            fail_msg("entity tag list '%s' accepted", bad[i]);
+    }
+    t = (struct http__etags){0};
+    assert_int_equal(etags("W/\"5\"", false, &t), -1); /* If-Match is strong */
+    /* at most HTTP_INM_MAX tags */
+    char many[512] = "";
+    for (int i = 0; i <= HTTP_INM_MAX; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"%d\"", i ? "," : "",
+                 i + 1);
+    t = (struct http__etags){0};
+    assert_int_equal(etags(many, true, &t), -1);
+}
+
+static int precond(const char *im, const char *inm, struct http_precond *p, char *err)
+{
+    return http__parse_precond(im, im ? strlen(im) : 0, inm, inm ? strlen(inm) : 0, p, err,
+                               256);
+}
+
+/* A write's precondition: If-Match "n" or *, If-None-Match *, one at most. */
+static void test_parse_precond(void **state)
+{
+    struct http_precond p;
+    char err[256];
+    assert_int_equal(precond(NULL, NULL, &p, err), 0);
+    assert_int_equal(p.kind, HTTP_PRE_NONE);
+    assert_int_equal(precond("\"42\"", NULL, &p, err), 0);
+    assert_int_equal(p.kind, HTTP_PRE_MOD_INDEX);
+    assert_int_equal(p.mod_index, 42);
+    assert_int_equal(precond("*", NULL, &p, err), 0);
+    assert_int_equal(p.kind, HTTP_PRE_EXISTS);
+    assert_int_equal(precond(NULL, " * ", &p, err), 0);
+    assert_int_equal(p.kind, HTTP_PRE_ABSENT);
+    assert_int_equal(precond("\"0\"", NULL, &p, err), 0); /* never matches: 412 */
+    assert_int_equal(p.kind, HTTP_PRE_MOD_INDEX);
+    assert_int_equal(p.mod_index, 0);
+
+    assert_int_equal(precond("\"1\"", "*", &p, err), -1);
+    assert_non_null(strstr(err, "not both"));
+    assert_int_equal(precond("\"1\", \"2\"", NULL, &p, err), -1);
+    assert_non_null(strstr(err, "one entity tag"));
+    assert_int_equal(precond("W/\"1\"", NULL, &p, err), -1);
+    assert_int_equal(precond("1", NULL, &p, err), -1);
+    assert_int_equal(precond("", NULL, &p, err), -1);
+    assert_int_equal(precond(NULL, "\"1\"", &p, err), -1);
+    assert_non_null(strstr(err, "only *"));
+    assert_int_equal(precond(NULL, "", &p, err), -1);
+}
+
+/* Base64 (RFC 4648 test vectors) and the JSON of key answers: strings for
+ * UTF-8, *_b64 for anything else. */
+static void test_key_json(void **state)
+{
+    static const struct {
+        const char *in, *out;
+    } vec[] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
+               {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
+    char out[32];
+    for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++) {
+        size_t n = http__b64_encode(out, vec[i].in, strlen(vec[i].in));
+        assert_int_equal(n, strlen(vec[i].out));
+        assert_true(n <= HTTP__B64_MAX(strlen(vec[i].in)));
+        assert_memory_equal(out, vec[i].out, n);
+    }
+    assert_int_equal(http__b64_encode(out, "\0\xff\xfe", 3), 4);
+    assert_memory_equal(out, "AP/+", 4);
+
+    json_t *o = json_object();
+    assert_int_equal(http_json_set_bytes(o, "value", "a\0b", 3), 0); /* NUL is UTF-8 */
+    assert_int_equal(json_string_length(json_object_get(o, "value")), 3);
+    assert_memory_equal(json_string_value(json_object_get(o, "value")), "a\0b", 3);
+    assert_int_equal(http_json_set_bytes(o, "key", "\xff", 1), 0);
+    assert_null(json_object_get(o, "key"));
+    assert_string_equal(json_string_value(json_object_get(o, "key_b64")), "/w==");
+    json_decref(o);
+
+    struct http_key_meta m = {.key = "k\xc3\xa9", .klen = 3, .val = "\x00\xff", .vlen = 2,
+                              .create_index = 3, .mod_index = 9, .version = 4,
+                              .lease = UINT64_MAX};
+    o = http_json_meta(&m);
+    assert_non_null(o);
+    char *text = json_dumps(o, JSON_COMPACT);
+    assert_string_equal(text, "{\"key\":\"k\xc3\xa9\",\"value_b64\":\"AP8=\","
+                              "\"create_index\":3,\"mod_index\":9,\"version\":4,"
+                              "\"lease\":\"18446744073709551615\"}");
+    free(text);
+    json_decref(o);
 }
 
 static int kv(const char *body, struct http__kvbody *b, char *err)
@@ -396,14 +582,35 @@ static bool has_prefix(const char *k, size_t kl, const char *p)
     return kl >= strlen(p) && memcmp(k, p, strlen(p)) == 0;
 }
 
-static void fake_get(void *ud, struct http_req *req, const char *key, size_t klen, int level)
+/* "__opts": what the route made of the request's options, as text. */
+static void reply_get_opts(struct http_req *req, const struct http_get_opts *o)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "%s meta=%d raw=%d any=%d tags=",
+                     http_read_level_name(o->level), o->meta, o->raw, o->inm_any);
+    for (size_t i = 0; i < o->n_inm; i++)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "%s%" PRIu64, i ? "," : "", o->inm[i]);
+    http_reply_set_index(req, 42);
+    http_reply_set_etag(req, 7);
+    http_reply_value(req, "__opts", 6, buf, (size_t)n);
+}
+
+static void fake_get(void *ud, struct http_req *req, const char *key, size_t klen,
+                     const struct http_get_opts *o)
 {
     struct fx *f = ud;
     f->get_calls++;
     LOOP_CHECK(!http_req_gone(req));
     if (klen == 7 && memcmp(key, "__level", 7) == 0) {
-        const char *n = http_read_level_name(level);
+        const char *n = http_read_level_name(o->level);
         http_reply_value(req, key, klen, n, strlen(n));
+    } else if (klen == 6 && memcmp(key, "__opts", 6) == 0) {
+        reply_get_opts(req, o);
+    } else if (klen == 5 && memcmp(key, "__304", 5) == 0) {
+        http_reply_set_etag(req, 9);
+        http_reply_not_modified(req);
+    } else if (has_prefix(key, klen, "bytes:")) {
+        http_reply_body(req, 200, "application/octet-stream", "a\0\xff", 3);
     } else if (has_prefix(key, klen, "slow:")) {
         answer_later(f, req, 1, 30);
     } else if (has_prefix(key, klen, "gone:")) {
@@ -420,16 +627,30 @@ static void fake_get(void *ud, struct http_req *req, const char *key, size_t kle
         struct entry *e = find(f, key, klen);
         if (e == NULL)
             http_reply_error(req, 404, "key not found (%zu bytes)", klen);
+        else if (o->raw)
+            http_reply_body(req, 200, "application/octet-stream", e->v, e->vl);
         else
             http_reply_value(req, e->k, e->kl, e->v, e->vl);
     }
 }
 
-static void fake_set(void *ud, struct http_req *req, const struct http_kv *pairs, size_t n)
+static const char *precond_text(const struct http_precond *pre, char *buf, size_t cap)
+{
+    static const char *const kinds[] = {"none", "mod", "exists", "absent"};
+    snprintf(buf, cap, "%s:%" PRIu64, kinds[pre->kind], pre->mod_index);
+    return buf;
+}
+
+static void fake_set(void *ud, struct http_req *req, const struct http_kv *pairs, size_t n,
+                     const struct http_precond *pre)
 {
     struct fx *f = ud;
     f->set_calls++;
     LOOP_CHECK(n >= 1);
+    LOOP_CHECK(pre->kind == HTTP_PRE_NONE || n == 1);
+    char pb[64];
+    precond_text(pre, pb, sizeof pb);
+    put(f, "__pre", 5, pb, strlen(pb));
     for (size_t i = 0; i < n; i++)
         put(f, pairs[i].key, pairs[i].klen, pairs[i].val, pairs[i].vlen);
     if (has_prefix(pairs[0].key, pairs[0].klen, "later:"))
@@ -438,9 +659,13 @@ static void fake_set(void *ud, struct http_req *req, const struct http_kv *pairs
         http_reply_ok(req);
 }
 
-static void fake_del(void *ud, struct http_req *req, const char *key, size_t klen)
+static void fake_del(void *ud, struct http_req *req, const char *key, size_t klen,
+                     const struct http_precond *pre)
 {
     struct fx *f = ud;
+    char pb[64];
+    precond_text(pre, pb, sizeof pb);
+    put(f, "__pre", 5, pb, strlen(pb));
     struct entry *e = find(f, key, klen);
     if (e != NULL) {
         craft_free(e->k);
@@ -470,8 +695,24 @@ static void fake_status(void *ud, struct http_req *req)
     http_reply_json(req, 200, json, sizeof json - 1);
 }
 
-static const struct http_handlers fake_handlers = {fake_get, fake_set, fake_del, fake_join,
-                                                   fake_status};
+/* Stores the value; {"pre":"<kind>:<n>","lease":N,"len":N} 201, with
+ * X-Craftd-Index 5 and ETag "5". */
+static void fake_put(void *ud, struct http_req *req, const char *key, size_t klen,
+                     const char *val, size_t vlen, const struct http_put_opts *o)
+{
+    struct fx *f = ud;
+    put(f, key, klen, val, vlen);
+    char pb[64], body[160];
+    int n = snprintf(body, sizeof body, "{\"pre\":\"%s\",\"lease\":%" PRIu64 ",\"len\":%zu}",
+                     precond_text(&o->pre, pb, sizeof pb), o->lease, vlen);
+    http_reply_set_index(req, 5);
+    http_reply_set_etag(req, 5);
+    http_reply_json(req, 201, body, (size_t)n);
+}
+
+static const struct http_handlers fake_handlers = {
+    .get = fake_get, .set = fake_set, .del = fake_del, .join = fake_join,
+    .status = fake_status, .put = fake_put};
 static const struct http_handlers no_handlers = {0};
 
 /* Answers a held request when its client goes away. */
@@ -781,8 +1022,9 @@ static void cli_read(struct cli *c, struct resp *r, bool head_only)
             break;
     }
     const char *cl = header(r, "content-length");
-    assert_non_null(cl); /* always set */
-    size_t want = head_only ? 0 : strtoul(cl, NULL, 10);
+    if (r->status != 304)
+        assert_non_null(cl); /* always set, but for a 304 (no body) */
+    size_t want = head_only || cl == NULL ? 0 : strtoul(cl, NULL, 10);
     while (c->len < want)
         assert_true(cli_fill(c));
     r->body = malloc(want + 1);
@@ -793,11 +1035,13 @@ static void cli_read(struct cli *c, struct resp *r, bool head_only)
     c->len -= want;
 }
 
-static void cli_request(struct cli *c, const char *method, const char *path, const char *body,
-                        size_t blen, struct resp *r)
+/* A request with extra header lines (each ending in \r\n; "" for none). */
+static void cli_request_h(struct cli *c, const char *method, const char *path, const char *extra,
+                          const char *body, size_t blen, struct resp *r)
 {
     char head[1024];
-    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: localhost\r\n", method, path);
+    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: localhost\r\n%s", method, path,
+                     extra);
     if (body != NULL)
         n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", blen);
     n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
@@ -805,6 +1049,12 @@ static void cli_request(struct cli *c, const char *method, const char *path, con
     if (body != NULL)
         cli_send(c, body, blen);
     cli_read(c, r, strcmp(method, "HEAD") == 0);
+}
+
+static void cli_request(struct cli *c, const char *method, const char *path, const char *body,
+                        size_t blen, struct resp *r)
+{
+    cli_request_h(c, method, path, "", body, blen, r);
 }
 
 static void resp_free(struct resp *r)
@@ -819,6 +1069,17 @@ static int req(struct fx *f, const char *method, const char *path, const char *b
 {
     struct cli *c = cli_open(f->port);
     cli_request(c, method, path, body, body ? strlen(body) : 0, r);
+    cli_close(c);
+    assert_false(r->eof);
+    return r->status;
+}
+
+/* req with extra header lines and a body of blen bytes (NULL: none). */
+static int req_h(struct fx *f, const char *method, const char *path, const char *extra,
+                 const char *body, size_t blen, struct resp *r)
+{
+    struct cli *c = cli_open(f->port);
+    cli_request_h(c, method, path, extra, body, blen, r);
     cli_close(c);
     assert_false(r->eof);
     return r->status;
@@ -1143,20 +1404,22 @@ static void test_methods(void **state)
 {
     struct fx *f = fx_start(state);
     struct resp r;
-    const char *m[] = {"PUT", "PATCH", "OPTIONS", "FOO"};
-    for (size_t i = 0; i < 4; i++) {
+    const char *m[] = {"PATCH", "OPTIONS", "FOO"};
+    for (size_t i = 0; i < 3; i++) {
         assert_int_equal(req(f, m[i], "/key/a", NULL, &r), 405);
-        assert_string_equal(header(&r, "allow"), "GET, POST, DELETE");
+        assert_string_equal(header(&r, "allow"), "GET, PUT, POST, DELETE");
         assert_json_error(&r, "not allowed");
         resp_free(&r);
     }
-    assert_int_equal(req(f, "PUT", "/key", "{\"a\":\"1\"}", &r), 405);
+    /* PUT needs a key in the path, unlike POST */
+    assert_int_equal(req(f, "PUT", "/key", "{\"a\":\"1\"}", &r), 400);
+    assert_json_error(&r, "missing key");
     resp_free(&r);
     /* HEAD: 405 with Allow, headers only */
     struct cli *c = cli_open(f->port);
     cli_request(c, "HEAD", "/key/a", NULL, 0, &r);
     assert_int_equal(r.status, 405);
-    assert_string_equal(header(&r, "allow"), "GET, POST, DELETE");
+    assert_string_equal(header(&r, "allow"), "GET, PUT, POST, DELETE");
     resp_free(&r);
     cli_request(c, "GET", "/status", NULL, 0, &r); /* same connection still in sync */
     assert_int_equal(r.status, 200);
@@ -1172,6 +1435,128 @@ static void test_methods(void **state)
     resp_free(&r);
     assert_int_equal(req(f, "DELETE", "/status", NULL, &r), 405);
     assert_int_equal(r.blen, 0);
+    resp_free(&r);
+    fx_stop(f, NULL);
+}
+
+/* GET options reach the node parsed; bad ones are 400 before it; the
+ * node's X-Craftd-Index and ETag headers, raw bodies and 304 go out. */
+static void test_get_options(void **state)
+{
+    struct fx *f = fx_start(state);
+    struct resp r;
+    assert_int_equal(req_h(f, "GET", "/key/__opts?meta&level=weak",
+                           "If-None-Match: \"3\", W/\"4\"\r\nIf-None-Match: \"5\"\r\n", NULL, 0,
+                           &r), 200);
+    assert_non_null(strstr(r.body, "weak meta=1 raw=0 any=0 tags=3,4,5"));
+    assert_string_equal(header(&r, "x-craftd-index"), "42");
+    assert_string_equal(header(&r, "etag"), "\"7\"");
+    resp_free(&r);
+    assert_int_equal(req_h(f, "GET", "/key/__opts?raw=true", "If-None-Match: *\r\n", NULL, 0,
+                           &r), 200);
+    assert_non_null(strstr(r.body, "linearizable meta=0 raw=1 any=1 tags="));
+    resp_free(&r);
+
+    const char *bad[][2] = {
+        {"/key/__opts?meta&raw", ""},         {"/key/__opts?meta=yes", ""},
+        {"/key/__opts?raw=2", ""},            {"/key/__opts", "If-None-Match: 5\r\n"},
+        {"/key/__opts", "If-None-Match: \"x\"\r\n"}, {"/key/__opts", "If-None-Match: *, \"1\"\r\n"},
+        {"/key/__opts", "If-Match: \"1\"\r\n"}, {"/key/__opts", "If-None-Match: \r\n"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (req_h(f, "GET", bad[i][0], bad[i][1], NULL, 0, &r) != 400)
+            fail_msg("GET %s with %s: %d, want 400", bad[i][0], bad[i][1], r.status);
+        assert_json_error(&r, NULL);
+        assert_null(header(&r, "x-craftd-index")); /* the node never saw it */
+        resp_free(&r);
+    }
+
+    /* 304: no body, no Content-Type, the ETag; then the connection goes on */
+    struct cli *c = cli_open(f->port);
+    cli_request(c, "GET", "/key/__304", NULL, 0, &r);
+    assert_int_equal(r.status, 304);
+    assert_int_equal(r.blen, 0);
+    assert_null(header(&r, "content-type"));
+    assert_string_equal(header(&r, "etag"), "\"9\"");
+    resp_free(&r);
+    cli_request(c, "GET", "/key/bytes:x", NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(&r, "content-type"), "application/octet-stream");
+    assert_int_equal(r.blen, 3);
+    assert_memory_equal(r.body, "a\0\xff", 3);
+    resp_free(&r);
+    cli_close(c);
+    fx_stop(f, NULL);
+}
+
+/* PUT /key/<k>: the raw body, any bytes, with its precondition and lease;
+ * preconditions of DELETE and one-pair POST; malformed ones are 400 and
+ * never reach the node. */
+static void test_put_and_preconditions(void **state)
+{
+    struct fx *f = fx_start(state);
+    struct resp r;
+    static const char bin[] = "\0{\"not\":json}\xff\r\n";
+    assert_int_equal(req_h(f, "PUT", "/key/b%20in?lease=0", "If-Match: \"12\"\r\n", bin,
+                           sizeof bin - 1, &r), 201);
+    assert_non_null(strstr(r.body, "\"pre\":\"mod:12\",\"lease\":0,\"len\":16"));
+    assert_string_equal(header(&r, "x-craftd-index"), "5");
+    assert_string_equal(header(&r, "etag"), "\"5\"");
+    resp_free(&r);
+    assert_int_equal(req(f, "GET", "/key/b%20in?raw", NULL, &r), 200); /* as sent */
+    assert_int_equal(r.blen, sizeof bin - 1);
+    assert_memory_equal(r.body, bin, sizeof bin - 1);
+    resp_free(&r);
+    assert_int_equal(req_h(f, "PUT", "/key/e?lease=77", "If-None-Match: *\r\n", "", 0, &r), 201);
+    assert_non_null(strstr(r.body, "\"pre\":\"absent:0\",\"lease\":77,\"len\":0"));
+    resp_free(&r);
+    assert_int_equal(req_h(f, "PUT", "/key/e", "If-Match: *\r\n", "v", 1, &r), 201);
+    assert_non_null(strstr(r.body, "\"pre\":\"exists:0\""));
+    resp_free(&r);
+
+    /* DELETE and one-pair POST carry their precondition */
+    assert_int_equal(req_h(f, "DELETE", "/key/e", "If-Match: \"8\"\r\n", NULL, 0, &r), 200);
+    resp_free(&r);
+    check_value(f, "/key/__pre", "__pre", 5, "mod:8", 5);
+    assert_int_equal(req_h(f, "POST", "/key", "If-None-Match: *\r\n", "{\"p\":\"1\"}", 9, &r),
+                     200);
+    resp_free(&r);
+    check_value(f, "/key/__pre", "__pre", 5, "absent:0", 8);
+    assert_int_equal(req_h(f, "POST", "/key", "", "{\"p\":\"1\",\"q\":\"2\"}", 17, &r), 200);
+    resp_free(&r);
+    check_value(f, "/key/__pre", "__pre", 5, "none:0", 6);
+
+    struct {
+        const char *method, *path, *hdrs, *body, *contains;
+    } bad[] = {
+        {"PUT", "/key/k", "If-Match: 5\r\n", "v", "entity tag"},
+        {"PUT", "/key/k", "If-Match: \"5\", \"6\"\r\n", "v", "one entity tag"},
+        {"PUT", "/key/k", "If-Match: W/\"5\"\r\n", "v", "weak"},
+        {"PUT", "/key/k", "If-Match: \"5\"\r\nIf-Match: \"6\"\r\n", "v", "twice"},
+        {"PUT", "/key/k", "If-Match: *\r\nIf-None-Match: *\r\n", "v", "not both"},
+        {"PUT", "/key/k", "If-None-Match: \"5\"\r\n", "v", "only *"},
+        {"PUT", "/key/k?lease=x", "", "v", "lease"},
+        {"PUT", "/key/k?lease=-1", "", "v", "lease"},
+        {"PUT", "/key/k?lease=99999999999999999999", "", "v", "lease"},
+        {"PUT", "/key/", "", "v", "missing key"},
+        {"PUT", "/key/a/b", "", "v", "one path segment"},
+        {"DELETE", "/key/k", "If-Match: \"\"\r\n", NULL, "entity tag"},
+        {"POST", "/key", "If-Match: \"1\"\r\n", "{\"a\":\"1\",\"b\":\"2\"}", "one key"},
+        {"POST", "/key", "If-Match: \"1\"\r\n", "{}", "one key"},
+        {"POST", "/key", "If-Match: nope\r\n", "{\"a\":\"1\"}", "entity tag"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int st = req_h(f, bad[i].method, bad[i].path, bad[i].hdrs, bad[i].body,
+                       bad[i].body ? strlen(bad[i].body) : 0, &r);
+        if (st != 400)
+            fail_msg("%s %s with %s: %d, want 400", bad[i].method, bad[i].path, bad[i].hdrs, st);
+        assert_json_error(&r, bad[i].contains);
+        resp_free(&r);
+    }
+    /* none of them was written */
+    assert_int_equal(req(f, "GET", "/key/k", NULL, &r), 404);
+    resp_free(&r);
+    assert_int_equal(req(f, "GET", "/key/a", NULL, &r), 404);
     resp_free(&r);
     fx_stop(f, NULL);
 }
@@ -1844,6 +2229,10 @@ static void *tests_main(void *arg)
         cmocka_unit_test_prestate_setup_teardown(test_pct_decode, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_auth, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_parse_level, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_query_params, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_parse_etags, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_parse_precond, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_key_json, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_parse_kv_body, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_parse_join_body, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_json_quote, NULL, fx_teardown, r),
@@ -1856,6 +2245,9 @@ static void *tests_main(void *arg)
         cmocka_unit_test_prestate_setup_teardown(test_value_roundtrip, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_read_levels, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_methods, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_get_options, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_put_and_preconditions, NULL, fx_teardown,
+                                                 r),
         cmocka_unit_test_prestate_setup_teardown(test_join, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_status, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_keepalive, NULL, fx_teardown, r),
