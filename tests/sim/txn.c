@@ -311,8 +311,7 @@ void sim_txn_issue(struct sim *s, struct sim_client *c, struct sim_node *n)
 void sim_txn_cas(struct sim *s, struct sim_client *c, struct sim_node *n)
 {
     c->cas_next = false;
-    int64_t i = sim_client_invoke(s, c, SIM_OP_CAS, c->cas_key, n, false);
-    (void)i;
+    sim_client_invoke(s, c, SIM_OP_CAS, c->cas_key, n, false);
 }
 
 static void key_of(unsigned id, const uint8_t **k, size_t *klen)
@@ -416,11 +415,10 @@ void sim_txn_read(struct sim *s, const struct sim_node *n, struct sim_op *op)
         s->st.lists++;
         const struct sim_model *m = &s->model;
         uint64_t at = n->kv.applied;
-        uint64_t want = at == 0 ? model_fp(&(struct sim_model){0}, LIST_PREFIX)
-                        : at <= m->index ? m->at[at].fp_list
-                                         : 0;
         if (at > m->index)
             return; /* the model failed already */
+        /* an empty listing's fingerprint is the initial value */
+        uint64_t want = at ? m->at[at].fp_list : SIM_FNV_INIT;
         if (sim_map_fp(n->kv.map, LIST_PREFIX) != want)
             sim_fail(s, "txn-list", "n%" PRIu64 " lists " LIST_PREFIX " at"
                      " index %" PRIu64 " otherwise than the model", n->id, at);
