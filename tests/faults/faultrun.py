@@ -6,7 +6,8 @@ import time
 
 from harness import NODE_FLAGS, RESULTS, SNAPSHOT_FLAGS, FaultCluster
 from nemesis import Nemesis
-from workload import History, Workload, check_set, counts, lincheck, never_written
+from workload import (History, Workload, check_cas, check_set, counts, lincheck,
+                      never_written)
 
 LONG = os.environ.get("FAULTS_LONG") == "1"
 DURATION = float(os.environ.get("FAULTS_DURATION", "7200" if LONG else "0"))
@@ -77,6 +78,9 @@ class Run:
         s["not_converged"] = converged
         if set_check and not converged:
             s["set"] = check_set(self.cluster, ops)
+        if not converged and any(o["kind"] == "cas" for o in ops):
+            s["cas"] = check_cas(self.cluster, self.history, self.workload.cas_keys,
+                                 os.path.join(self.dir, "lincheck-input-cas.jsonl"))
         s["unexpected_exits"] = {n.id: n.exits for n in self.cluster.all_nodes() if n.exits}
         s["cores"] = sorted({os.path.join(n.core_dir, f) for n in self.cluster.all_nodes()
                              if os.path.isdir(n.core_dir) for f in os.listdir(n.core_dir)})
@@ -106,6 +110,14 @@ class Run:
             assert not s["set"]["present_failed"], \
                 f"writes answered as failed are present {where}: " \
                 f"{ {k: v[:5] for k, v in s['set']['present_failed'].items()} }"
+        if "cas" in s:
+            c = s["cas"]
+            assert c["lincheck"]["exit"] == 0, \
+                f"CAS linearizability: {c['lincheck']['verdict']} {where}\n" \
+                f"{c['lincheck']['output']}"
+            bad = {k: v for k, v in c["keys"].items() if not v["in_range"]}
+            assert not bad, f"CAS counters not the number of applied CAS {where}: {bad}"
+            assert sum(v["ok"] for v in c["keys"].values()) > 0, f"no CAS succeeded {where}"
         assert not s["unexpected_exits"], \
             f"craftd exited by itself (exit codes) {where}: {s['unexpected_exits']}; " \
             f"cores: {s['cores']} (gdb -batch -ex bt build/craftd CORE)"
@@ -153,6 +165,13 @@ def summary_text(s):
         w = s["lincheck_with_weak"]
         lines.append(f"  lincheck (+ {s['reads_by_level']['weak']} weak reads): "
                      f"{w['verdict']} in {w['seconds']} s")
+    if "cas" in s:
+        for k, c in sorted(s["cas"]["keys"].items()):
+            lines.append(f"  cas {k}: {c['ok']} ok, {c['refused']} refused (412), "
+                         f"{c['fail']} not applied, {c['unknown']} unknown; final value "
+                         f"{c['final']} ({'in' if c['in_range'] else 'OUT OF'} [ok, ok+unknown])")
+        lc = s["cas"]["lincheck"]
+        lines.append(f"  lincheck (CAS model): {lc['verdict']} in {lc['seconds']} s")
     if s["unexpected_exits"]:
         lines.append(f"  CRASHES (exit codes): {s['unexpected_exits']}, cores: {s['cores']}")
     if s["not_converged"]:

@@ -83,6 +83,28 @@ def request(addr, method, path, body=None, timeout=CLIENT_TIMEOUT):
     return r.status, doc
 
 
+def request_raw(addr, method, path, body=None, headers=None, timeout=CLIENT_TIMEOUT):
+    """As request(), with body as raw bytes (PUT /key/<k>) and request
+    headers: (status, parsed JSON body or None, response headers as a dict
+    with lower-case names)."""
+    host, _, port = addr.rpartition(":")
+    conn = httpclient.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        raw = r.read()
+        hdrs = {k.lower(): v for k, v in r.getheaders()}
+    except httpclient.HTTPException as e:
+        raise ConnectionResetError(f"{method} {addr}{path}: {type(e).__name__}: {e}") from e
+    finally:
+        conn.close()
+    try:
+        doc = json.loads(raw.decode("utf-8")) if raw else None
+    except ValueError:
+        doc = {"error": f"unparsable body {raw[:100]!r}"}
+    return r.status, doc, hdrs
+
+
 def key_path(key, level=None):
     p = "/key/" + urllib.parse.quote(key, safe="")
     return p + (f"?level={level}" if level else "")

@@ -1,7 +1,9 @@
 """The checks themselves: build/lincheck (through the same path the fault
 runs use) must reject a stale read and accept a valid concurrent history;
-the never-written check and the outcome classification must be right."""
-from workload import classify_write, lincheck, never_written
+the never-written check and the outcome classification must be right; the
+CAS counter's history goes through lincheck's CAS model."""
+from workload import (cas_lincheck_ops, classify_cas, classify_write, lincheck,
+                      never_written, run_lincheck)
 
 
 def op(client, kind, key, value, inv, comp, outcome="ok", level="linearizable"):
@@ -81,3 +83,42 @@ def test_classify_write():
     assert classify_write(503, {"error": "write lost in a leader change; not applied"}) == "fail"
     assert classify_write(400, {"error": "bad json"}) == "fail"
     assert classify_write(500, None) == "unknown"
+
+
+def cas(client, kind, key, value, inv, comp, outcome="ok", mod=None, expect=None):
+    """A CAS-counter op as workload.cas_read / cas_write record it."""
+    return {"client": client, "key": key, "op": kind, "value": value, "invoke": inv,
+            "complete": comp if outcome != "unknown" else None, "outcome": outcome,
+            "mod": mod, "expect": expect, "kind": "cas", "level": "linearizable"}
+
+
+def test_cas_race_is_linearizable(tmp_path):
+    h = [cas(1, "get", "c", None, 0, 5, mod=0),
+         cas(1, "cas", "c", "1", 6, 10, mod=7, expect=0),           # If-None-Match: *
+         cas(2, "get", "c", "1", 11, 15, mod=7), cas(3, "get", "c", "1", 11, 15, mod=7),
+         cas(2, "cas", "c", "2", 16, 20, mod=9, expect=7),
+         cas(3, "cas", "c", "2", 16, 22, "refused", mod=9, expect=7),  # 412, current 9
+         cas(3, "cas", "c", "3", 30, None, "unknown", expect=9),    # a 504: it applied...
+         cas(4, "cas", "c", "3", 31, 32, "fail", expect=9),         # refused conn.: dropped
+         cas(1, "get", "c", "3", 40, 45, mod=12)]                   # ...as the final read shows
+    lines = cas_lincheck_ops(h)
+    assert len(lines) == 8 and all("kind" not in o for o in lines)
+    verdict, rc, out, _ = run_lincheck(lines, str(tmp_path / "h.jsonl"))
+    assert (verdict, rc) == ("linearizable", 0), out
+
+
+def test_cas_double_success_is_a_violation(tmp_path):
+    h = [cas(1, "get", "c", "4", 0, 5, mod=7), cas(2, "get", "c", "4", 0, 5, mod=7),
+         cas(1, "cas", "c", "5", 6, 10, mod=9, expect=7),
+         cas(2, "cas", "c", "5", 6, 11, mod=10, expect=7)]  # both from mod 7: a lost update
+    verdict, rc, out, _ = run_lincheck(cas_lincheck_ops(h), str(tmp_path / "h.jsonl"))
+    assert (verdict, rc) == ("VIOLATION", 1), out
+    assert "cas if mod 7" in out
+
+
+def test_classify_cas():
+    assert classify_cas(200, {"mod_index": 5}) == "ok"
+    assert classify_cas(201, {"mod_index": 5}) == "ok"
+    assert classify_cas(412, {"error": "precondition failed", "mod_index": 4}) == "refused"
+    assert classify_cas(504, {"error": "timed out"}) == "unknown"
+    assert classify_cas(503, {"error": "no leader"}) == "fail"

@@ -223,6 +223,51 @@ def test_transfer(run, report, n):
         f"/transfer answered 200 but the target does not lead: {t['not_leading_after_200'][:3]}"
 
 
+def test_cas_counter(run, report):
+    """Compare-and-set counters: clients read a key's value and mod_index
+    (GET ?meta) and PUT value + 1 with If-Match on that mod_index, while the
+    leader is killed and paused. The final value must be the number of CAS
+    that applied (2xx, plus any of the unknown ones), and the CAS history
+    must pass lincheck's CAS model."""
+    run.start(3, reg_clients=1, set_clients=0, cas_clients=4, cas_keys=2)
+    nem = run.nemesis
+    settle(2)
+    nem.kill_restart(nem.leader_or_random(), down=1.0)
+    settle(3)
+    nem.pause(nem.leader_or_random(), secs=2.0)
+    settle(3)
+    s = finish(run, report)
+    refused = sum(c["refused"] for c in s["cas"]["keys"].values())
+    assert refused > 0, f"no CAS was refused: the clients never raced {s['cas']['keys']}"
+
+
+CAS_SOAK_SECONDS = float(os.environ.get("FAULTS_CAS_SECONDS", "300"))
+
+
+@pytest.mark.skipif(not LONG, reason="the CAS soak runs with FAULTS_LONG=1 (make faults LONG=1)")
+def test_cas_soak(request, tmp_path, report):
+    """The CAS counters on 5 nodes under random faults of every kind (the
+    network ones when iptables is usable) for FAULTS_CAS_SECONDS (default
+    300), snapshots every 300 entries, checked as in test_cas_counter."""
+    fw = None
+    if iptables_usable() is None:
+        fw = Firewall()
+        _FIREWALLS.append(fw)
+        fw.setup()
+    run = Run(request.node.name, tmp_path, fw)
+    request.node._fault_run = run
+    try:
+        run.start(5, snapshots=True, reg_clients=1, set_clients=1, cas_clients=6,
+                  cas_keys=2)
+        end = time.monotonic() + CAS_SOAK_SECONDS
+        while time.monotonic() < end:
+            run.nemesis.random_fault(hold=run.nemesis.rng.uniform(0.5, 5.0))
+            time.sleep(run.nemesis.rng.uniform(1.0, 4.0))
+        finish(run, report)
+    finally:
+        run.close()
+
+
 ROUND_SECONDS = float(os.environ.get("FAULTS_ROUND", "60"))
 
 

@@ -71,6 +71,23 @@ static void sb_value(struct sbuf *b, const struct lincheck__key_report *kr,
         sb_quote(b, kr->values[v]);
 }
 
+/* " (mod n)" when the op carries a mod_index. */
+static void sb_mod(struct sbuf *b, const struct lincheck_op *op)
+{
+    if (op->has_mod)
+        sb_appendf(b, " (mod %llu)", (unsigned long long)op->mod);
+}
+
+static void sb_state(struct sbuf *b, const struct lincheck__key_report *kr,
+                     struct lincheck__state st)
+{
+    sb_value(b, kr, st.val);
+    if (st.mod == LINCHECK__MOD_ANY)
+        sb_appendf(b, " (mod not known)");
+    else if (st.val != 0)
+        sb_appendf(b, " (mod %llu)", (unsigned long long)st.mod);
+}
+
 static void sb_time(struct sbuf *b, uint64_t t)
 {
     if (t == LINCHECK_INF)
@@ -96,6 +113,20 @@ static void sb_op(struct sbuf *b, const struct lincheck__key_report *kr,
     case LINCHECK_PUT:
         sb_appendf(b, "put ");
         sb_value(b, kr, k->val);
+        sb_mod(b, k->op);
+        break;
+    case LINCHECK_CAS:
+        sb_appendf(b, "cas if mod %llu: put ",
+                   (unsigned long long)k->op->expect);
+        sb_value(b, kr, k->val);
+        sb_mod(b, k->op);
+        break;
+    case LINCHECK__CAS_FAILED:
+        sb_appendf(b, "cas if mod %llu: refused",
+                   (unsigned long long)k->op->expect);
+        if (k->op->has_mod)
+            sb_appendf(b, ", current mod %llu",
+                       (unsigned long long)k->op->mod);
         break;
     case LINCHECK_DELETE:
         sb_appendf(b, "delete");
@@ -103,9 +134,10 @@ static void sb_op(struct sbuf *b, const struct lincheck__key_report *kr,
     default:
         sb_appendf(b, "get -> ");
         sb_value(b, kr, k->val);
+        sb_mod(b, k->op);
         break;
     }
-    if (k->op->outcome != LINCHECK_OUTCOME_OK)
+    if (k->op->outcome == LINCHECK_OUTCOME_UNKNOWN)
         sb_appendf(b, "  (unknown)");
     if (k->kind == LINCHECK_GET && k->val != 0 && !kr->written[k->val])
         sb_appendf(b, "  <- no put of this key writes this value");
@@ -127,7 +159,7 @@ static void sb_header(struct sbuf *b, const struct lincheck__key_report *kr)
     sb_appendf(b, "longest linearizable prefix found: %zu of %zu ops, marked "
                   "L1.. in that order; the key then holds ",
                so->best_len, kr->n);
-    sb_value(b, kr, so->best_state);
+    sb_state(b, kr, so->best_state);
     sb_appendf(b, "\nops sorted by invoke time, [invoke, complete]:\n");
 }
 

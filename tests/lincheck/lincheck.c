@@ -13,14 +13,22 @@ static bool op_valid(const struct lincheck_op *op)
 {
     if (op->key == NULL || op->invoke == LINCHECK_INF)
         return false;
-    if (op->kind < LINCHECK_PUT || op->kind > LINCHECK_GET)
+    if (op->kind < LINCHECK_PUT || op->kind > LINCHECK_CAS)
         return false;
     if (op->outcome < LINCHECK_OUTCOME_OK ||
         op->outcome > LINCHECK_OUTCOME_UNKNOWN)
         return false;
     if (op->has_value && op->value == NULL)
         return false;
-    if (op->kind == LINCHECK_PUT && !op->has_value)
+    if ((op->kind == LINCHECK_PUT || op->kind == LINCHECK_CAS) &&
+        !op->has_value)
+        return false;
+    if (op->kind == LINCHECK_DELETE && op->has_mod)
+        return false;
+    if (op->has_mod && op->mod == LINCHECK__MOD_ANY)
+        return false;
+    if (op->kind == LINCHECK_CAS && op->outcome == LINCHECK_OUTCOME_FAIL &&
+        op->has_mod && op->mod == op->expect)
         return false;
     if (op->outcome == LINCHECK_OUTCOME_OK &&
         (op->complete == LINCHECK_INF || op->complete < op->invoke))
@@ -28,11 +36,14 @@ static bool op_valid(const struct lincheck_op *op)
     return true;
 }
 
-/* Failed writes did not happen; gets without an answer observed nothing. */
+/* Failed writes did not happen; gets without an answer observed nothing. A
+ * failed cas that got its answer is kept: it observed a mod_index. */
 static bool op_dropped(const struct lincheck_op *op)
 {
     if (op->kind == LINCHECK_GET)
         return op->outcome != LINCHECK_OUTCOME_OK;
+    if (op->kind == LINCHECK_CAS && op->outcome == LINCHECK_OUTCOME_FAIL)
+        return op->complete == LINCHECK_INF || op->complete < op->invoke;
     return op->outcome == LINCHECK_OUTCOME_FAIL;
 }
 
@@ -69,7 +80,7 @@ struct work {
     struct lincheck__kop *kops; /* the current key's ops */
     struct vref *vrefs;         /* its values, to intern */
     const char **values;        /* values[v], v >= 1 */
-    bool *written;              /* written[v]: some put writes v */
+    bool *written;              /* written[v]: some put/cas writes v */
     const struct craft_allocator *a;
 };
 
@@ -116,6 +127,8 @@ static size_t load_key(struct work *w, const struct lincheck_op *ops,
         *k = (struct lincheck__kop){op, op->kind, 0, op->invoke, op->complete};
         if (op->outcome == LINCHECK_OUTCOME_UNKNOWN)
             k->complete = LINCHECK_INF;
+        if (op->kind == LINCHECK_CAS && op->outcome == LINCHECK_OUTCOME_FAIL)
+            k->kind = LINCHECK__CAS_FAILED;
         if (op->kind != LINCHECK_DELETE && op->has_value)
             w->vrefs[nv++] = (struct vref){op->value, (uint32_t)n};
         n++;
@@ -130,7 +143,7 @@ static size_t load_key(struct work *w, const struct lincheck_op *ops,
         }
         struct lincheck__kop *k = &w->kops[w->vrefs[i].kop];
         k->val = v;
-        if (k->kind == LINCHECK_PUT)
+        if (k->kind == LINCHECK_PUT || k->kind == LINCHECK_CAS)
             w->written[v] = true;
     }
     return n;

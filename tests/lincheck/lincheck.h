@@ -10,6 +10,20 @@
  * Model: every key is an independent register whose initial state is
  * "absent". put(k, v) sets it, delete(k) makes it absent, get(k) returns its
  * value or absent. Values are NUL-terminated strings compared by bytes.
+ *
+ * Revisions and compare-and-set: the register also holds the mod_index of
+ * the write that set it (0 while absent; deletes make it 0). An op may carry
+ * one (has_mod): an ok put or cas the mod_index it was given, a get the one
+ * it read, a failed cas the current one the store reported. cas(k, expect,
+ * v) writes v iff the key's mod_index equals expect (0: the key is absent);
+ * an ok cas took effect, a failed one did not but observed a mod_index other
+ * than expect (and equal to mod when has_mod): unlike other failed writes it
+ * is checked as a read, so a cas refused although nothing had changed is a
+ * violation. A write whose mod_index is not known (an unknown outcome, or
+ * has_mod false) leaves the mod_index undetermined: the first later op that
+ * observes one fixes it (a value-only model would accept a reused index; an
+ * undetermined one is not checked against other writes' indexes: accepted
+ * limitation). Ops without has_mod check values only, as before.
  * Linearizability is compositional, so the history is split by key and each
  * key is checked on its own. An atomic multi-key batch may be recorded as one
  * put/delete per key with the same times and outcome: the checker then
@@ -53,6 +67,7 @@ enum lincheck_kind {
     LINCHECK_PUT = 1, /* value required */
     LINCHECK_DELETE,  /* value ignored */
     LINCHECK_GET,     /* value = what it read; has_value false = absent */
+    LINCHECK_CAS,     /* value required: written iff mod_index == expect */
 };
 
 enum lincheck_outcome {
@@ -77,6 +92,11 @@ struct lincheck_op {
     uint64_t invoke;    /* when the client sent it */
     uint64_t complete;  /* when it got the answer; >= invoke if outcome ok */
     int outcome;        /* enum lincheck_outcome */
+    /* Revisions (see Model above). has_mod false: not recorded. */
+    uint64_t mod;       /* ok put/cas: its mod_index; get: read; failed cas:
+                           the current one reported (0: absent) */
+    bool has_mod;
+    uint64_t expect;    /* cas: the mod_index it requires (0: absent) */
 };
 
 struct lincheck_opts {
@@ -108,8 +128,9 @@ struct lincheck_result {
 /* Check ops[0..n) (n may be 0; ops may then be NULL). On success returns 0
  * and fills *res, which the caller releases with lincheck_result_free().
  * Returns CRAFT_EINVAL for a malformed op (NULL key, unknown kind or outcome,
- * put without a value, has_value with a NULL value, ok op completing before
- * its invocation or never) and CRAFT_ENOMEM when allocation fails; *res then
+ * put or cas without a value, has_value with a NULL value, ok op completing
+ * before its invocation or never, a delete with a mod, a failed cas reporting
+ * the mod_index it expected) and CRAFT_ENOMEM when allocation fails; *res then
  * holds nothing to free (freeing it is harmless). opts may be NULL
  * (defaults). */
 int lincheck_check(const struct lincheck_op *ops, size_t n,

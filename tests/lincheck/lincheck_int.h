@@ -48,11 +48,23 @@ static inline void lincheck__free(const struct craft_allocator *a, void *p)
 /* Register state / interned value: 0 is "absent", 1.. are distinct values. */
 typedef int32_t lincheck__val;
 
+/* The mod_index of a register set by a write whose index is not known. */
+#define LINCHECK__MOD_ANY UINT64_MAX
+
+/* The register: its value and the mod_index of the write that set it. */
+struct lincheck__state {
+    lincheck__val val;
+    uint64_t mod; /* 0 when absent; LINCHECK__MOD_ANY: not known yet */
+};
+
+/* A failed cas, kept as an observation (a kind of its own for the search). */
+#define LINCHECK__CAS_FAILED 100
+
 /* One op of a key after filtering, as the search sees it. */
 struct lincheck__kop {
     const struct lincheck_op *op; /* the caller's op; valid during the call */
-    int kind;                     /* enum lincheck_kind */
-    lincheck__val val;            /* put: written; get: read; delete: 0 */
+    int kind;                     /* enum lincheck_kind or CAS_FAILED */
+    lincheck__val val;            /* put, cas: written; get: read; delete: 0 */
     uint64_t invoke;
     uint64_t complete;            /* LINCHECK_INF when the outcome is unknown */
 };
@@ -63,7 +75,7 @@ struct lincheck__search_out {
     uint64_t steps;       /* loop iterations spent */
     uint32_t *best;       /* longest linearizable prefix: kop indexes */
     size_t best_len;
-    lincheck__val best_state; /* register state after that prefix */
+    struct lincheck__state best_state; /* register after that prefix */
 };
 
 /* Search kops[0..n) (sorted by invoke). Fills *out; out->best is allocated
@@ -82,7 +94,7 @@ struct lincheck__key_report {
     size_t n;
     size_t n_dropped;                 /* failed ops and gets not ok */
     const char *const *values;        /* values[v] for interned v >= 1 */
-    const bool *written;              /* written[v]: some put writes v */
+    const bool *written;              /* written[v]: some put/cas writes v */
     const struct lincheck__search_out *search;
     size_t max_ops;                   /* ops to list at most */
 };

@@ -14,15 +14,22 @@
  *    "complete":456,"outcome":"ok"}
  *   client    integer >= 0, only used in reports
  *   key       string
- *   op        "put" | "delete" | "get"
- *   value     put: the string written (required); get: the string read, or
- *             null / missing when the key was absent; delete: null / missing
+ *   op        "put" | "delete" | "get" | "cas"
+ *   value     put, cas: the string written (required); get: the string
+ *             read, or null / missing when the key was absent; delete:
+ *             null / missing
+ *   mod       optional integer >= 0: an ok put's or cas's mod_index, the one
+ *             a get read (0: absent), the current one a failed cas reported
+ *   expect    cas: the mod_index it requires (0: the key is absent); the
+ *             cas writes value iff the key's mod_index is that
  *   invoke    integer >= 0, when the request was sent (any unit)
  *   complete  integer >= invoke, when the answer came; required for "ok";
  *             null / missing otherwise (ignored for "unknown": such an op
  *             may take effect at any time after invoke)
  *   outcome   "ok" | "fail" (definitely not applied; gets that failed are
- *             dropped) | "unknown" (timed out: may or may not have applied)
+ *             dropped; a failed cas is checked as a read: its mod_index
+ *             was not expect) | "unknown" (timed out: may or may not have
+ *             applied)
  * An atomic multi-key batch is recorded as one put/delete line per key with
  * the same times and outcome; it is then checked key by key only.
  *
@@ -85,7 +92,7 @@ static int name_index(const char *s, const char *const *names, int n)
  * it copies belong to op even when it fails. */
 static const char *parse_op(json_t *obj, struct lincheck_op *op)
 {
-    static const char *const kinds[] = {"put", "delete", "get"};
+    static const char *const kinds[] = {"put", "delete", "get", "cas"};
     static const char *const outcomes[] = {"ok", "fail", "unknown"};
 
     memset(op, 0, sizeof(*op));
@@ -97,9 +104,9 @@ static const char *parse_op(json_t *obj, struct lincheck_op *op)
     if (key == NULL)
         return "\"key\" must be a string";
     const char *name = json_string_value(json_object_get(obj, "op"));
-    int kind = name_index(name, kinds, 3);
+    int kind = name_index(name, kinds, 4);
     if (kind < 0)
-        return "\"op\" must be \"put\", \"delete\" or \"get\"";
+        return "\"op\" must be \"put\", \"delete\", \"get\" or \"cas\"";
     op->kind = LINCHECK_PUT + kind;
     name = json_string_value(json_object_get(obj, "outcome"));
     int outcome = name_index(name, outcomes, 3);
@@ -122,6 +129,19 @@ static const char *parse_op(json_t *obj, struct lincheck_op *op)
         return "a delete has no \"value\"";
     if (op->kind == LINCHECK_PUT && !json_is_string(value))
         return "a put needs a string \"value\"";
+    if (op->kind == LINCHECK_CAS && !json_is_string(value))
+        return "a cas needs a string \"value\"";
+    rc = get_uint(obj, "mod", &op->mod);
+    if (rc < 0 || (rc == 0 && op->mod == LINCHECK_INF))
+        return "\"mod\" must be null or an integer >= 0";
+    op->has_mod = rc == 0;
+    if (op->has_mod && op->kind == LINCHECK_DELETE)
+        return "a delete has no \"mod\"";
+    if (op->kind == LINCHECK_CAS && get_uint(obj, "expect", &op->expect) != 0)
+        return "a cas needs an integer \"expect\" >= 0";
+    if (op->kind == LINCHECK_CAS && op->outcome == LINCHECK_OUTCOME_FAIL &&
+        op->has_mod && op->mod == op->expect)
+        return "a failed cas cannot report the mod_index it expected";
     op->key = strdup(key);
     if (op->key == NULL)
         return "out of memory";

@@ -15,7 +15,7 @@ struct event {
 /* A linearized call, to undo on backtrack. */
 struct frame {
     struct event *call;
-    lincheck__val state; /* register state before the call */
+    struct lincheck__state state; /* register state before the call */
 };
 
 /* The memo cache: (linearized set, state) pairs already explored. An open
@@ -26,7 +26,7 @@ struct cache {
     uint32_t *slots;     /* record number + 1; 0 = empty */
     size_t mask;         /* slots has mask + 1 entries, a power of two */
     uint64_t *hashes;    /* per record */
-    lincheck__val *states;
+    struct lincheck__state *states;
     uint64_t *bits;      /* per record, `words` words */
     size_t len, cap;     /* records */
     size_t words;
@@ -43,10 +43,15 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-static uint64_t cache_key(uint64_t set_hash, lincheck__val state)
+static uint64_t cache_key(uint64_t set_hash, struct lincheck__state state)
 {
-    uint64_t s = (uint64_t)(uint32_t)state * 0xff51afd7ed558ccdULL;
-    return mix64(set_hash ^ s);
+    uint64_t s = (uint64_t)(uint32_t)state.val * 0xff51afd7ed558ccdULL;
+    return mix64(set_hash ^ s ^ mix64(state.mod));
+}
+
+static bool state_eq(struct lincheck__state a, struct lincheck__state b)
+{
+    return a.val == b.val && a.mod == b.mod;
 }
 
 /* Idempotent: a freed cache may be freed again. */
@@ -62,7 +67,8 @@ static void cache_free(struct cache *c)
     c->bits = NULL;
 }
 
-static bool cache_has(const struct cache *c, uint64_t h, lincheck__val state,
+static bool cache_has(const struct cache *c, uint64_t h,
+                      struct lincheck__state state,
                       const uint64_t *bits)
 {
     for (size_t i = h & c->mask;; i = (i + 1) & c->mask) {
@@ -70,7 +76,7 @@ static bool cache_has(const struct cache *c, uint64_t h, lincheck__val state,
         if (s == 0)
             return false;
         size_t r = s - 1;
-        if (c->hashes[r] == h && c->states[r] == state &&
+        if (c->hashes[r] == h && state_eq(c->states[r], state) &&
             memcmp(c->bits + r * c->words, bits, c->words * 8) == 0)
             return true;
     }
@@ -90,14 +96,15 @@ static int cache_reserve(struct cache *c)
 {
     if (c->len == c->cap) {
         size_t cap = c->cap * 2;
-        size_t grow = (c->cap) * (16 + c->words * 8);
+        size_t grow = (c->cap) * (8 + sizeof(*c->states) + c->words * 8);
         if (cap > UINT32_MAX - 1 || c->bytes + grow > c->max_bytes)
             return CRAFT_ETOOBIG;
         uint64_t *h = lincheck__realloc(c->a, c->hashes, cap * 8);
         if (h == NULL)
             return CRAFT_ENOMEM;
         c->hashes = h;
-        lincheck__val *s = lincheck__realloc(c->a, c->states, cap * 4);
+        struct lincheck__state *s =
+            lincheck__realloc(c->a, c->states, cap * sizeof(*s));
         if (s == NULL)
             return CRAFT_ENOMEM;
         c->states = s;
@@ -145,12 +152,13 @@ static int cache_init(struct cache *c, size_t words, size_t max_bytes,
         return CRAFT_ENOMEM;
     }
     memset(c->slots, 0, (c->mask + 1) * sizeof(*c->slots));
-    c->bytes = (c->mask + 1) * 4 + c->cap * (12 + words * 8);
+    c->bytes = (c->mask + 1) * 4 +
+               c->cap * (8 + sizeof(*c->states) + words * 8);
     return 0;
 }
 
 /* Insert a record known to be absent. 0, CRAFT_ENOMEM or CRAFT_ETOOBIG. */
-static int cache_add(struct cache *c, uint64_t h, lincheck__val state,
+static int cache_add(struct cache *c, uint64_t h, struct lincheck__state state,
                      const uint64_t *bits)
 {
     int err = cache_reserve(c);
@@ -164,20 +172,59 @@ static int cache_add(struct cache *c, uint64_t h, lincheck__val state,
     return 0;
 }
 
-/* The register model: apply kop to state. False if a get disagrees. */
-static bool model_step(const struct lincheck__kop *k, lincheck__val state,
-                       lincheck__val *next)
+/* The mod_index the register holds is m, or is not known and may be m. An
+ * absent key's is 0, and a present key's never is. */
+static bool mod_may_be(struct lincheck__state st, uint64_t m)
 {
+    if (st.mod != LINCHECK__MOD_ANY)
+        return st.mod == m;
+    return m != 0; /* MOD_ANY only follows a write: the key is present */
+}
+
+/* The mod_index a write gives the register. */
+static uint64_t written_mod(const struct lincheck__kop *k)
+{
+    return k->op->has_mod ? k->op->mod : LINCHECK__MOD_ANY;
+}
+
+/* The register model: apply kop to state. False if what the op observed
+ * (a value, a mod_index, a compare's result) disagrees. An observed
+ * mod_index fixes one that was not known. */
+static bool model_step(const struct lincheck__kop *k,
+                       struct lincheck__state state,
+                       struct lincheck__state *next)
+{
+    const struct lincheck_op *op = k->op;
     switch (k->kind) {
     case LINCHECK_PUT:
-        *next = k->val;
+        *next = (struct lincheck__state){k->val, written_mod(k)};
         return true;
     case LINCHECK_DELETE:
-        *next = 0;
+        *next = (struct lincheck__state){0, 0};
+        return true;
+    case LINCHECK_CAS:
+        if (!mod_may_be(state, op->expect))
+            return false;
+        *next = (struct lincheck__state){k->val, written_mod(k)};
+        return true;
+    case LINCHECK__CAS_FAILED:
+        if (state.mod == op->expect)
+            return false;
+        if (op->has_mod && !mod_may_be(state, op->mod))
+            return false;
+        *next = state;
+        if (op->has_mod)
+            next->mod = op->mod;
         return true;
     default: /* LINCHECK_GET */
+        if (state.val != k->val)
+            return false;
+        if (op->has_mod && !mod_may_be(state, op->mod))
+            return false;
         *next = state;
-        return state == k->val;
+        if (op->has_mod)
+            next->mod = op->mod;
+        return true;
     }
 }
 
@@ -306,7 +353,8 @@ static int search_init(struct search *s, const struct lincheck__kop *kops,
 
 /* Remember the linearization on the stack if it is the longest so far. The
  * length only grows, so the copies cost O(n^2) over a search at worst. */
-static void note_best(const struct search *s, size_t depth, lincheck__val state,
+static void note_best(const struct search *s, size_t depth,
+                      struct lincheck__state state,
                       struct lincheck__search_out *out)
 {
     if (depth <= out->best_len)
@@ -323,7 +371,7 @@ static int search_run(struct search *s, uint64_t max_steps,
 {
     struct event *head = &s->ev[0];
     struct event *e = head->next;
-    lincheck__val state = 0;
+    struct lincheck__state state = {0, 0};
     uint64_t set_hash = 0;
     size_t depth = 0;
     size_t finite = 0; /* ops with a finite return still to linearize */
@@ -355,7 +403,7 @@ static int search_run(struct search *s, uint64_t max_steps,
             continue;
         }
         uint32_t id = e->id;
-        lincheck__val next;
+        struct lincheck__state next;
         if (!model_step(&s->kops[id], state, &next)) {
             e = e->next;
             continue;

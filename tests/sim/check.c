@@ -291,7 +291,7 @@ void sim_check_durable_writes(struct sim *s)
 {
     for (size_t i = 0; i < s->hist.n && !s->failed; i++) {
         const struct sim_op *op = &s->hist.ops[i];
-        if (op->kind == SIM_OP_GET || op->outcome != SIM_OK)
+        if (sim_op_is_read(op->kind) || op->outcome != SIM_OK)
             continue;
         const struct sim_applied *ap = sim_applied_at(s, op->index);
         if (!ap || ap->term != op->term || ap->fp != op->fp)

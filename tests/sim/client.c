@@ -2,7 +2,8 @@
  * record for the linearizability check: writes through raft_propose, reads
  * through raft_read_index (served once applied) or the leader's lease. A
  * lease read sent to a paused leader waits there, as a request waits in a
- * frozen process's socket, and is judged when the node wakes. */
+ * frozen process's socket, and is judged when the node wakes. Operations on
+ * src/kv's keys (CAS, txn, listing) are built and judged in txn.c. */
 #include "sim/sim.h"
 
 #include <inttypes.h>
@@ -48,7 +49,16 @@ static void finish(struct sim *s, struct sim_client *c, int outcome)
     op->outcome = (uint8_t)outcome;
     op->stage = SIM_ST_DONE;
     op->complete = ++s->clock;
-    if (op->kind == SIM_OP_GET)
+    if (c->cas_reading) {
+        c->cas_reading = false;
+        c->cas_next = op->kind == SIM_OP_GET && outcome == SIM_OK;
+        c->cas_expect = op->mod;
+    }
+    if (op->kind == SIM_OP_CAS && outcome == SIM_OK)
+        s->st.cas_ok++;
+    if (op->kind == SIM_OP_CAS && outcome == SIM_FAIL && op->refused)
+        s->st.cas_refused++;
+    if (sim_op_is_read(op->kind))
         s->st.reads_ok++;
     else if (outcome == SIM_OK)
         s->st.ops_ok++;
@@ -60,9 +70,9 @@ static void finish(struct sim *s, struct sim_client *c, int outcome)
         s->final_done = true;
     sim_ev(s, EV_DONE, outcome, op->node, c->id, (uint64_t)c->op + 1,
            op->index, op->term, 0,
-           op->kind != SIM_OP_GET ? op->value
-           : op->has_value        ? op->value
-                                  : "(absent)");
+           !sim_op_is_read(op->kind) ? op->value
+           : op->has_value            ? op->value
+                                      : "(absent)");
     c->op = -1;
 }
 
@@ -71,6 +81,7 @@ static void drop(struct sim *s, struct sim_client *c)
     struct sim_op *op = &s->hist.ops[c->op];
     op->stage = SIM_ST_DROPPED;
     s->st.reads_dropped++;
+    c->cas_reading = false;
     sim_ev(s, EV_DONE, SIM_FAIL, op->node, c->id, (uint64_t)c->op + 1,
            op->index, 0, 0, "read dropped");
     c->op = -1;
@@ -80,16 +91,21 @@ static void drop(struct sim *s, struct sim_client *c)
  * observed nothing. */
 static void abandon(struct sim *s, struct sim_client *c)
 {
-    if (s->hist.ops[c->op].kind == SIM_OP_GET)
+    if (sim_op_is_read(s->hist.ops[c->op].kind))
         drop(s, c);
     else
         finish(s, c, SIM_UNKNOWN);
 }
 
-static void read_value(struct sim_op *op, const struct sim_kv *kv)
+static void read_value(struct sim *s, const struct sim_node *n,
+                       struct sim_op *op)
 {
-    op->has_value = kv->present[op->key];
-    strcpy(op->value, op->has_value ? kv->val[op->key] : "");
+    if (op->key >= SIM_TKEY) {
+        sim_txn_read(s, n, op);
+        return;
+    }
+    op->has_value = n->kv.present[op->key];
+    strcpy(op->value, op->has_value ? n->kv.val[op->key] : "");
 }
 
 int64_t sim_client_invoke(struct sim *s, struct sim_client *c, int kind,
@@ -111,11 +127,15 @@ int64_t sim_client_invoke(struct sim *s, struct sim_client *c, int kind,
                                              : sim_rng_range(&s->rng, 2, 4)) *
                                 sim_election_steps(s);
     c->op = idx;
-    if (kind != SIM_OP_GET)
+    if (!sim_op_is_read(kind))
         snprintf(op->value, sizeof(op->value), "c%" PRIu64 "-%u", c->id,
                  ++c->seq);
+    if (kind == SIM_OP_CAS)
+        op->expect = c->cas_expect;
+    if (kind == SIM_OP_TXN)
+        op->expect = n->kv.applied; /* for its compares on indexes */
     sim_ev(s, EV_INVOKE, kind, n->id, c->id, id, key, lease, 0,
-           kind == SIM_OP_GET ? "" : op->value);
+           sim_op_is_read(kind) ? "" : op->value);
     if (lease && n->paused_until) {
         /* Its client waits long: the answer is what this is about. */
         op->stage = SIM_ST_LEASE_WAIT;
@@ -124,29 +144,35 @@ int64_t sim_client_invoke(struct sim *s, struct sim_client *c, int kind,
     }
     if (lease) {
         s->st.lease_reads++;
-        read_value(op, &n->kv);
+        read_value(s, n, op);
         op->index = n->kv.applied;
         finish(s, c, SIM_OK);
         return idx;
     }
     int rc;
-    if (kind == SIM_OP_GET) {
+    if (sim_op_is_read(kind)) {
         op->stage = SIM_ST_READ_ASKED;
         rc = raft_read_index(n->r, id);
     } else {
-        uint8_t cmd[SIM_VAL_MAX + 8];
-        size_t len = sim_kv_encode(cmd, kind == SIM_OP_PUT ? SIM_CMD_PUT
-                                                            : SIM_CMD_DEL,
-                                   key, op->value);
+        uint8_t cmd[256];
+        size_t len = kind == SIM_OP_CAS || kind == SIM_OP_TXN
+                         ? sim_txn_encode(s, op, cmd, sizeof(cmd))
+                         : sim_kv_encode(cmd, kind == SIM_OP_PUT ? SIM_CMD_PUT
+                                                                 : SIM_CMD_DEL,
+                                         key, op->value);
+        if (len == 0) {
+            sim_fail(s, "sim", "a txn does not fit its buffer");
+            return -1;
+        }
         op->fp = sim_entry_fp(RAFT_ENTRY_NORMAL, cmd, len);
         op->stage = SIM_ST_PROPOSED;
         rc = raft_propose(n->r, id, cmd, len);
     }
     sim_node_observe(s, n);
     if (rc) {
-        sim_ev(s, kind == SIM_OP_GET ? EV_READ : EV_PROP, 0, n->id, 0, id, 0,
-               0, (uint64_t)(int64_t)rc, "(at once)");
-        if (kind == SIM_OP_GET)
+        sim_ev(s, sim_op_is_read(kind) ? EV_READ : EV_PROP, 0, n->id, 0, id,
+               0, 0, (uint64_t)(int64_t)rc, "(at once)");
+        if (sim_op_is_read(kind))
             drop(s, c);
         else
             finish(s, c, SIM_FAIL);
@@ -170,12 +196,16 @@ static struct sim_client *waiting(struct sim *s, const struct sim_node *n,
     return NULL;
 }
 
-/* The write's entry was applied somewhere: ok iff the same term is there. */
+/* The write's entry was applied somewhere: ok iff the same term is there.
+ * A CAS learnt from a snapshot applied, but whether its compare held is not
+ * known: unknown. */
 static void resolve(struct sim *s, struct sim_client *c)
 {
     const struct sim_op *op = &s->hist.ops[c->op];
     const struct sim_applied *ap = sim_applied_at(s, op->index);
-    if (ap)
+    if (ap && ap->term == op->term && op->kind == SIM_OP_CAS)
+        finish(s, c, SIM_UNKNOWN);
+    else if (ap)
         finish(s, c, ap->term == op->term ? SIM_OK : SIM_FAIL);
 }
 
@@ -233,8 +263,12 @@ void sim_client_on_apply(struct sim *s, struct sim_node *n, uint64_t index,
     for (unsigned i = 0; i < SIM_MAX_CLIENTS; i++) {
         struct sim_client *c = &s->clients[i];
         struct sim_op *op = op_on(s, c, n, SIM_ST_APPENDED);
-        if (op && op->index == index)
-            finish(s, c, op->term == term ? SIM_OK : SIM_FAIL);
+        if (!op || op->index != index)
+            continue;
+        if (op->term == term)
+            sim_txn_result(n, op);
+        /* a refused CAS applied, and definitely did not write */
+        finish(s, c, op->term == term && !op->refused ? SIM_OK : SIM_FAIL);
     }
 }
 
@@ -254,7 +288,7 @@ void sim_client_serve_reads(struct sim *s, struct sim_node *n)
         struct sim_client *c = &s->clients[i];
         struct sim_op *op = op_on(s, c, n, SIM_ST_READ_WAIT);
         if (op && n->kv.applied >= op->index) {
-            read_value(op, &n->kv);
+            read_value(s, n, op);
             finish(s, c, SIM_OK);
         }
     }
@@ -301,7 +335,7 @@ void sim_client_serve_queued(struct sim *s, struct sim_node *n)
             continue;
         if (n->state == SIM_UP && n->role == RAFT_LEADER && lease_ok(n)) {
             s->st.lease_reads++;
-            read_value(op, &n->kv);
+            read_value(s, n, op);
             op->index = n->kv.applied;
             finish(s, c, SIM_OK);
         } else {
@@ -338,6 +372,11 @@ static void issue(struct sim *s, struct sim_client *c)
      * go to a newer leader or wait: a client stuck there would miss the
      * moment the scenario is about. */
     bool waits = s->sc.shun && (n != leader || n->id == s->sc.shun);
+    if (s->p.txn_pct && sim_rng_below(&s->rng, 100) < s->p.txn_pct) {
+        if (!waits && sim_node_live(n))
+            sim_txn_issue(s, c, n);
+        return;
+    }
     if (r < 50) {
         if (!waits)
             sim_client_invoke(s, c, r < 40 ? SIM_OP_PUT : SIM_OP_DELETE, key,
@@ -368,7 +407,12 @@ void sim_clients_step(struct sim *s)
                 abandon(s, c);
             continue;
         }
-        if (i == s->final_client) {
+        if (c->cas_next && !s->final_phase && i != s->final_client) {
+            struct sim_node *l = sim_leader(s);
+            c->cas_next = false;
+            if (l && !(s->sc.shun && l->id == s->sc.shun))
+                sim_txn_cas(s, c, l);
+        } else if (i == s->final_client) {
             struct sim_node *l = sim_leader(s);
             if (s->final_phase && !s->final_done && l)
                 sim_client_invoke(s, c, SIM_OP_PUT, 0, l, false);

@@ -1,12 +1,15 @@
 /* The simulated state machine: a few keys of short string values, the
  * command codec, and the snapshot format (with filler bytes and a checksum so
- * chunked transfers are long and any corruption shows). */
+ * chunked transfers are long and any corruption shows). Commands tagged
+ * SIM_CMD_KV go to src/kv's real state machine (kv->map, see txn.c), whose
+ * own snapshot rides inside this one. */
 #include "sim/sim.h"
 
 #include <string.h>
 
 #include "common/alloc.h"
 #include "common/endian.h"
+#include "kv/kv.h"
 
 #define KV_VERSION 1
 #define SNAP_MAGIC 0x534e4150u /* "SNAP" */
@@ -22,9 +25,28 @@ size_t sim_kv_encode(uint8_t *buf, int op, unsigned key, const char *value)
     return 4 + vlen;
 }
 
-int sim_kv_apply(struct sim_kv *kv, unsigned n_keys, const uint8_t *p,
-                 size_t len)
+void sim_kv_reset(struct sim_kv *kv)
 {
+    kv_free(kv->map);
+    memset(kv, 0, sizeof(*kv));
+}
+
+static int apply_map(struct sim_kv *kv, uint64_t index, const uint8_t *p,
+                     size_t len)
+{
+    if (kv->map == NULL) {
+        kv->map = kv_new(1);
+        if (kv->map == NULL)
+            return CRAFT_ENOMEM;
+    }
+    return kv_apply_at(kv->map, index, p, len);
+}
+
+int sim_kv_apply(struct sim_kv *kv, unsigned n_keys, uint64_t index,
+                 const uint8_t *p, size_t len)
+{
+    if (len > 1 && p[0] == SIM_CMD_KV)
+        return apply_map(kv, index, p + 1, len - 1);
     if (len < 4 || p[0] != KV_VERSION || p[2] >= n_keys ||
         (size_t)p[3] + 4 != len || p[3] >= SIM_VAL_MAX)
         return CRAFT_ECORRUPT;
@@ -43,14 +65,21 @@ int sim_kv_apply(struct sim_kv *kv, unsigned n_keys, const uint8_t *p,
 }
 
 /* Layout: magic u32, index u64, term u64, pad u32, then per key: present u8,
- * len u8, bytes; then pad filler bytes; then FNV-1a of all before, u64. */
+ * len u8, bytes; then the map's snapshot: length u32 (0: no map), bytes;
+ * then pad filler bytes; then FNV-1a of all before, u64. */
 int sim_kv_serialize(const struct sim_kv *kv, unsigned pad, uint8_t **out,
                      size_t *len)
 {
-    size_t n = 24 + SIM_MAX_KEYS * (2 + SIM_VAL_MAX) + pad + 8;
-    uint8_t *b = craft_malloc(n);
-    if (!b)
+    uint8_t *map = NULL;
+    size_t mlen = 0;
+    if (kv->map && kv_snapshot_write_mem(kv->map, kv->applied, &map, &mlen))
         return CRAFT_ENOMEM;
+    size_t n = 24 + SIM_MAX_KEYS * (2 + SIM_VAL_MAX) + 4 + mlen + pad + 8;
+    uint8_t *b = craft_malloc(n);
+    if (!b) {
+        craft_free(map);
+        return CRAFT_ENOMEM;
+    }
     size_t o = 0;
     craft_put32(b, SNAP_MAGIC);
     craft_put64(b + 4, kv->applied);
@@ -64,6 +93,10 @@ int sim_kv_serialize(const struct sim_kv *kv, unsigned pad, uint8_t **out,
         memcpy(b + o, kv->val[k], vl);
         o += vl;
     }
+    craft_put32(b + o, (uint32_t)mlen);
+    memcpy(b + o + 4, map, mlen);
+    o += 4 + mlen;
+    craft_free(map);
     for (unsigned i = 0; i < pad; i++)
         b[o++] = (uint8_t)(kv->applied * 31 + i * 7);
     craft_put64(b + o, sim_fnv(SIM_FNV_INIT, b, o));
@@ -100,8 +133,23 @@ int sim_kv_restore(struct sim_kv *kv, const uint8_t *p, size_t len,
         t.val[k][vl] = 0;
         o += vl;
     }
-    if (o + pad + 8 != len)
+    if (o + 4 > len - 8)
         return CRAFT_ECORRUPT;
+    size_t mlen = craft_get32(p + o);
+    o += 4;
+    if (mlen > len - 8 - o || o + mlen + pad + 8 != len)
+        return CRAFT_ECORRUPT;
+    if (mlen) {
+        uint64_t at;
+        int err = kv_restore_mem(p + o, mlen, 1, &t.map, &at);
+        if (err)
+            return err;
+        if (at != meta->index) {
+            kv_free(t.map);
+            return CRAFT_ECORRUPT;
+        }
+    }
+    kv_free(kv->map);
     *kv = t;
     return 0;
 }
@@ -114,7 +162,7 @@ bool sim_kv_equal(const struct sim_kv *a, const struct sim_kv *b)
         if (a->present[k] && strcmp(a->val[k], b->val[k]) != 0)
             return false;
     }
-    return true;
+    return sim_map_fp(a->map, "t/") == sim_map_fp(b->map, "t/");
 }
 
 static bool same_set(const uint64_t *a, uint32_t na, const uint64_t *b,

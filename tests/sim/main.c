@@ -323,15 +323,16 @@ static int replay(uint64_t seed, const struct sim_opts *o)
                " ok %"
                PRIu64 " failed %" PRIu64 " unknown, reads %" PRIu64 " ok (%"
                PRIu64 " lease) %" PRIu64 " dropped, %" PRIu64 " pauses, %"
-               PRIu64 " late msgs, %" PRIu64 " forged, converged in %" PRIu64
-               " ticks\n", seed,
+               PRIu64 " late msgs, %" PRIu64 " forged, CAS %" PRIu64
+               " ok %" PRIu64 " refused, %" PRIu64 " listings, converged in %"
+               PRIu64 " ticks\n", seed,
                el * 1000, s->now, s->ticks, s->chk.elections, st->msgs,
                st->dropped, st->dups, st->crashes, st->stops, st->snaps_taken,
                st->snaps_installed, st->confs_applied, st->wipes,
                st->refusals, st->rejoins, st->ops_ok, st->ops_fail,
                st->ops_unknown, st->reads_ok, st->lease_reads,
                st->reads_dropped, st->pauses, st->late_msgs, st->forged,
-               st->final_ticks);
+               st->cas_ok, st->cas_refused, st->lists, st->final_ticks);
     }
     sim_destroy(s);
     free(s);

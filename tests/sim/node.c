@@ -266,13 +266,14 @@ static void apply_one(struct sim *s, struct sim_node *n,
                       const struct raft_entry *e)
 {
     sim_check_apply(s, n->id, n->kv.applied + 1, e);
+    sim_model_step(s, e);
     if (s->failed)
         return;
     int err = 0;
     struct raft_conf_change cc;
     switch (e->type) {
     case RAFT_ENTRY_NORMAL:
-        err = sim_kv_apply(&n->kv, s->p.n_keys, e->data, e->len);
+        err = sim_kv_apply(&n->kv, s->p.n_keys, e->index, e->data, e->len);
         break;
     case RAFT_ENTRY_NOOP:
         break;
@@ -298,6 +299,9 @@ static void apply_one(struct sim *s, struct sim_node *n,
                  e->term, e->type, e->len, craft_errname(err));
         return;
     }
+    if (e->type == RAFT_ENTRY_NORMAL && e->len > 0 &&
+        ((const uint8_t *)e->data)[0] == SIM_CMD_KV)
+        sim_txn_check_apply(s, n, e);
     n->kv.applied = e->index;
     n->kv.applied_term = e->term;
     sim_client_on_apply(s, n, e->index, e->term);
@@ -491,7 +495,7 @@ void sim_node_crash(struct sim *s, struct sim_node *n, bool for_good)
     n->snap_pending = false;
     craft_free(n->rx.buf);
     memset(&n->rx, 0, sizeof(n->rx));
-    memset(&n->kv, 0, sizeof(n->kv));
+    sim_kv_reset(&n->kv);
     n->state = for_good ? SIM_STOPPED : SIM_DOWN;
     n->role = RAFT_FOLLOWER;
     if (for_good)
@@ -550,7 +554,7 @@ void sim_node_restart(struct sim *s, struct sim_node *n)
                  sim_log_last(&d->log), craft_errname(rc));
         return;
     }
-    memset(&n->kv, 0, sizeof(n->kv));
+    sim_kv_reset(&n->kv);
     if (d->cur.meta.index) {
         rc = sim_kv_restore(&n->kv, d->cur.data, d->cur.meta.size,
                             &d->cur.meta);
@@ -636,4 +640,5 @@ void sim_node_free(struct sim_node *n)
     sim_disk_free(&n->disk);
     craft_free(n->rx.buf);
     memset(&n->rx, 0, sizeof(n->rx));
+    sim_kv_reset(&n->kv);
 }

@@ -106,6 +106,7 @@ static void draw_params(struct sim *s)
     p->client_ppm = (uint32_t)sim_rng_range(g, 50000, 400000);
     p->stale_ppm = 100000;
     p->lease_pct = 30;
+    p->txn_pct = 20;
     sim_scenario_params(s);
 }
 
@@ -349,6 +350,22 @@ static void final_phase(struct sim *s)
         op->stage = SIM_ST_DONE;
         op->index = l->kv.applied;
     }
+    /* and of the CAS registers, with their mod_index */
+    for (unsigned k = 0; k < SIM_CAS_KEYS && !s->failed; k++) {
+        struct sim_op *op = sim_hist_add(s);
+        if (!op)
+            return;
+        op->client = s->clients[s->final_client].id;
+        op->key = (uint8_t)(SIM_TKEY + k);
+        op->kind = SIM_OP_GET;
+        op->node = l->id;
+        sim_txn_read(s, l, op);
+        op->invoke = ++s->clock;
+        op->complete = ++s->clock;
+        op->outcome = SIM_OK;
+        op->stage = SIM_ST_DONE;
+        op->index = l->kv.applied;
+    }
     sim_ev(s, EV_FINAL, 0, l->id, 0, l->kv.applied, 0, 0, 0, "converged");
 }
 
@@ -372,6 +389,7 @@ void sim_destroy(struct sim *s)
     sim_net_free(&s->net);
     sim_hist_free(&s->hist);
     sim_check_free(&s->chk);
+    sim_model_free(&s->model);
     sim_trace_free(&s->trace);
     craft_free(s->detail);
     s->detail = NULL;

@@ -15,7 +15,9 @@
  *
  * Files: rng.c (PRNG), trace.c (event ring), net.c (network), disk.c (the
  * durable-state model), kv.c (state machine), node.c (ready processing,
- * crash, restart), client.c (clients, history), faults.c (crashes,
+ * crash, restart), client.c (clients, history), txn.c (the keys kept in
+ * src/kv's state machine: CAS, multi-key transactions, listing, and the
+ * model they are checked against), faults.c (crashes,
  * partitions, membership, transfers, pauses), identity.c (Raft ids and
  * incarnations, wiped and damaged disks, the re-add of a new incarnation,
  * the wipe scenario), scenario.c (scenario-shaped seeds: figure8, lease,
@@ -48,6 +50,11 @@
 #define SIM_MAX_CLIENTS 6 /* the last slot is the final-phase client */
 #define SIM_MAX_KEYS 5
 #define SIM_VAL_MAX 24
+/* Keys of src/kv's state machine (txn.c): op->key ids from SIM_TKEY. */
+#define SIM_TKEY 8
+#define SIM_CAS_KEYS 2   /* t/c0, t/c1: CAS registers, checked by lincheck */
+#define SIM_MKEYS 3      /* t/m/a..t/m/c: multi-key txns, listed */
+#define SIM_MODEL_KEYS (SIM_CAS_KEYS + SIM_MKEYS)
 #define SIM_ELECTION_TICKS 10
 #define SIM_CLOCK_STEP 1000 /* clock units per step; a tick is ~spt of them */
 
@@ -106,6 +113,7 @@ struct sim_params {
     uint32_t burst_ppm;   /* two membership changes back to back */
     uint32_t stale_ppm;   /* share of reads sent to any self-styled leader */
     unsigned lease_pct;   /* share of reads served under the lease */
+    unsigned txn_pct;     /* share of client ops on src/kv keys (txn.c) */
     unsigned op_timeout;  /* client timeout: 0: 2-4 election timeouts */
     /* time faults */
     uint32_t drift_ppm;   /* each node's tick period is off by up to this */
@@ -261,19 +269,24 @@ const struct sim_snap *sim_disk_find_snap(const struct sim_disk *d,
 
 /* ---- the state machine (kv.c) ---- */
 
+struct kv;
 struct sim_kv {
     uint64_t applied, applied_term;
     struct raft_conf conf; /* membership as of applied */
     bool present[SIM_MAX_KEYS];
     char val[SIM_MAX_KEYS][SIM_VAL_MAX];
+    struct kv *map; /* keys under "t/" (src/kv), owned; NULL while empty */
 };
 
-enum sim_cmd_op { SIM_CMD_PUT = 'P', SIM_CMD_DEL = 'D' };
+enum sim_cmd_op { SIM_CMD_PUT = 'P', SIM_CMD_DEL = 'D', SIM_CMD_KV = 'K' };
 /* Encode a command into buf (at least SIM_VAL_MAX + 4 bytes); its length. */
 size_t sim_kv_encode(uint8_t *buf, int op, unsigned key, const char *value);
-/* Apply one command; CRAFT_ECORRUPT if it does not parse. */
-int sim_kv_apply(struct sim_kv *kv, unsigned n_keys, const uint8_t *p,
-                 size_t len);
+/* Apply the command of entry index; CRAFT_ECORRUPT if it does not parse.
+ * A command starting with SIM_CMD_KV is src/kv's, for kv->map. */
+int sim_kv_apply(struct sim_kv *kv, unsigned n_keys, uint64_t index,
+                 const uint8_t *p, size_t len);
+/* Free what kv owns and zero it (a crash loses the state machine). */
+void sim_kv_reset(struct sim_kv *kv);
 /* Serialize at kv->applied; *out is craft_malloc'd, the caller frees it. */
 int sim_kv_serialize(const struct sim_kv *kv, unsigned pad, uint8_t **out,
                      size_t *len);
@@ -376,7 +389,18 @@ const uint8_t *sim_node_snap_bytes(const struct sim_node *n, uint64_t index,
 
 /* ---- clients and history (client.c) ---- */
 
-enum sim_op_kind { SIM_OP_PUT = 1, SIM_OP_DELETE, SIM_OP_GET };
+enum sim_op_kind {
+    SIM_OP_PUT = 1,
+    SIM_OP_DELETE,
+    SIM_OP_GET,
+    SIM_OP_CAS,  /* txn: mod_index of key == expect, then put (txn.c) */
+    SIM_OP_TXN,  /* a random multi-key txn on t/m/ (txn.c) */
+    SIM_OP_LIST, /* a read: t/m/ listed and compared with the model */
+};
+static inline bool sim_op_is_read(int kind)
+{
+    return kind == SIM_OP_GET || kind == SIM_OP_LIST;
+}
 enum sim_outcome { SIM_OK = 0, SIM_FAIL, SIM_UNKNOWN };
 enum sim_stage {
     SIM_ST_PROPOSED = 1, /* waiting for rd.props */
@@ -403,12 +427,21 @@ struct sim_op {
     uint64_t index, term; /* writes: where it was appended; reads: index */
     uint64_t fp;          /* writes: fingerprint of the command */
     uint64_t deadline;    /* step */
+    /* src/kv keys: a get's mod_index read (0: absent); a cas's expected
+     * one, and the one it was given (ok) or reported (refused) */
+    uint64_t mod, expect;
+    bool has_mod;
+    bool refused; /* a cas that applied with its compare failing */
 };
 
 struct sim_client {
     uint64_t id;
     int64_t op; /* index in hist, or -1 when idle */
     unsigned seq;
+    /* a CAS is a read of the key, then a txn from the mod_index read */
+    bool cas_reading, cas_next;
+    uint8_t cas_key;
+    uint64_t cas_expect;
 };
 
 struct sim_hist {
@@ -629,7 +662,51 @@ struct sim_stats {
     uint64_t pauses, late_msgs;
     uint64_t wipes, refusals, rejoins;
     uint64_t forged;
+    uint64_t cas_ok, cas_refused, lists; /* txn.c */
 };
+
+/* ---- src/kv's keys: CAS, transactions, listing (txn.c) ---- */
+
+/* The model: an independent sequential map of the t/ keys, advanced over
+ * the applied entries in index order, with what each index left. */
+struct sim_mrec {
+    char key[8];
+    char val[SIM_VAL_MAX];
+    uint64_t create, mod, version;
+};
+struct sim_mstep {
+    uint64_t fp_all, fp_list; /* the map, and its t/m/ listing */
+    int8_t succeeded;         /* a txn's compares held: 1, 0; else -1 */
+};
+struct sim_model {
+    struct sim_mrec rec[SIM_MODEL_KEYS]; /* sorted by key */
+    unsigned n;
+    uint64_t index;
+    struct sim_mstep *at; /* by index, up to index */
+    size_t cap;
+};
+
+const char *sim_tkey_name(unsigned id); /* for op->key >= SIM_TKEY */
+void sim_model_free(struct sim_model *m);
+/* Advance the model over entry e when it is the next index. */
+void sim_model_step(struct sim *s, const struct raft_entry *e);
+/* n applied SIM_CMD_KV entry e: its result and map must match the model. */
+void sim_txn_check_apply(struct sim *s, const struct sim_node *n,
+                         const struct raft_entry *e);
+/* A client starts a CAS (its read), a multi-key txn or a listing at n. */
+void sim_txn_issue(struct sim *s, struct sim_client *c, struct sim_node *n);
+/* The CAS a client's read prepared, at n. */
+void sim_txn_cas(struct sim *s, struct sim_client *c, struct sim_node *n);
+/* The command of a CAS or TXN op into buf (cap bytes); its length, 0 if it
+ * does not fit. */
+size_t sim_txn_encode(struct sim *s, const struct sim_op *op, uint8_t *buf,
+                      size_t cap);
+/* A read of a t/ key or a listing, served at n's applied state. */
+void sim_txn_read(struct sim *s, const struct sim_node *n, struct sim_op *op);
+/* n applied op's entry in op's term: what the txn did (kv_last_result). */
+void sim_txn_result(const struct sim_node *n, struct sim_op *op);
+/* Fingerprint of the t/ keys of map under prefix (NULL map: empty). */
+uint64_t sim_map_fp(const struct kv *map, const char *prefix);
 
 /* ---- one run (run.c) ---- */
 
@@ -652,6 +729,7 @@ struct sim {
     bool final_done;
     struct sim_hist hist;
     struct sim_check chk;
+    struct sim_model model;
     struct sim_trace trace;
     bool retiring[SIM_MAX_NODES + 1]; /* proposed for removal: never re-added */
     bool removed[SIM_MAX_NODES + 1];  /* its removal is the last change applied */

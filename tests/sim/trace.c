@@ -65,7 +65,9 @@ static const char *msg_name(uint64_t type)
 
 static const char *op_name(uint64_t kind)
 {
-    return kind == SIM_OP_PUT ? "put" : kind == SIM_OP_DELETE ? "del" : "get";
+    static const char *const names[] = {"?",   "put", "del", "get",
+                                        "cas", "txn", "list"};
+    return kind >= 1 && kind <= SIM_OP_LIST ? names[kind] : "?";
 }
 
 static const char *outcome_name(uint64_t o)

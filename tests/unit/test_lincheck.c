@@ -38,6 +38,28 @@
      .has_value = (v) != NULL, .invoke = (i), .complete = (r), .outcome = (o)}
 #define GET(c, k, v, i, r) GETX(c, k, v, i, r, OK_)
 
+/* Revisions: a put given mod_index m, a get that read v at mod m, a cas
+ * from expected mod e writing v (ok: given mod m; fail: current mod m
+ * reported), one of unknown outcome. */
+#define PUTM(c, k, v, m, i, r)                                               \
+    {.client = (c), .key = (k), .kind = LINCHECK_PUT, .value = (v),          \
+     .has_value = true, .invoke = (i), .complete = (r), .outcome = OK_,      \
+     .mod = (m), .has_mod = true}
+#define GETM(c, k, v, m, i, r)                                               \
+    {.client = (c), .key = (k), .kind = LINCHECK_GET, .value = (v),          \
+     .has_value = (v) != NULL, .invoke = (i), .complete = (r),               \
+     .outcome = OK_, .mod = (m), .has_mod = true}
+#define CASX(c, k, e, v, m, i, r, o)                                         \
+    {.client = (c), .key = (k), .kind = LINCHECK_CAS, .value = (v),          \
+     .has_value = true, .invoke = (i), .complete = (r), .outcome = (o),      \
+     .mod = (m), .has_mod = true, .expect = (e)}
+#define CAS(c, k, e, v, m, i, r) CASX(c, k, e, v, m, i, r, OK_)
+#define CASF(c, k, e, m, i, r) CASX(c, k, e, "-", m, i, r, FAIL_)
+#define CASU(c, k, e, v, i)                                                  \
+    {.client = (c), .key = (k), .kind = LINCHECK_CAS, .value = (v),          \
+     .has_value = true, .invoke = (i), .complete = INF, .outcome = UNK_,     \
+     .expect = (e)}
+
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Check a history and return its verdict (the call itself must succeed). */
@@ -321,7 +343,7 @@ static void test_bad_input(void **state)
     expect_einval(&op);
     op = good, op.kind = 0;
     expect_einval(&op);
-    op = good, op.kind = LINCHECK_GET + 1;
+    op = good, op.kind = LINCHECK_CAS + 1;
     expect_einval(&op);
     op = good, op.outcome = 7;
     expect_einval(&op);
@@ -344,6 +366,150 @@ static void test_bad_input(void **state)
     op = good, op.outcome = FAIL_, op.complete = INF;
     struct lincheck_op ops[] = {op};
     ACCEPT(ops);
+}
+
+/* ---- compare-and-set ---- */
+
+/* Clients race to increment a counter from the same read: one wins, the
+ * other is refused and told the new mod_index; then it retries. */
+static void test_cas_race_accepted(void **state)
+{
+    struct lincheck_op ops[] = {
+        PUTM(1, "x", "0", 5, 0, 1),
+        GETM(2, "x", "0", 5, 2, 3),    GETM(3, "x", "0", 5, 2, 3),
+        CAS(2, "x", 5, "1", 7, 4, 8),  CASF(3, "x", 5, 7, 4, 9),
+        GETM(3, "x", "1", 7, 10, 11),  CAS(3, "x", 7, "2", 12, 12, 13),
+        /* creation: expected mod 0 is "absent" */
+        CAS(1, "y", 0, "a", 6, 0, 20), GETM(2, "y", "a", 6, 21, 22),
+    };
+    ACCEPT(ops);
+}
+
+/* Two CAS from the same expected mod_index both succeed: a lost update. */
+static void test_cas_double_success_rejected(void **state)
+{
+    struct lincheck_op ops[] = {
+        PUTM(1, "x", "0", 5, 0, 1),
+        CAS(2, "x", 5, "1", 7, 4, 8),
+        CAS(3, "x", 5, "1", 9, 4, 9),
+    };
+    struct lincheck_result res;
+    assert_int_equal(lincheck_check(ops, N(ops), NULL, &res), 0);
+    assert_int_equal(res.verdict, LINCHECK_VIOLATION);
+    assert_string_equal(res.bad_key, "x");
+    /* The report shows the two compares and where the search got stuck. */
+    assert_non_null(strstr(res.explanation, "cas if mod 5: put \"1\" (mod 7)"));
+    assert_non_null(strstr(res.explanation, "cas if mod 5: put \"1\" (mod 9)"));
+    assert_non_null(strstr(res.explanation, "2 of 3 ops"));
+    lincheck_result_free(&res);
+    /* Sequential, it is just as wrong. */
+    struct lincheck_op seq[] = {
+        PUTM(1, "x", "0", 5, 0, 1),
+        CAS(2, "x", 5, "1", 7, 2, 3),
+        CAS(3, "x", 5, "2", 9, 4, 5),
+    };
+    REJECT(seq);
+}
+
+/* A refusal when nothing changed, or one reporting an index nobody wrote
+ * at that time, is a violation; a compare against a key's mod_index. */
+static void test_cas_refusals(void **state)
+{
+    struct lincheck_op spurious[] = {
+        PUTM(1, "x", "0", 5, 0, 1), CASF(2, "x", 5, 0, 2, 3),
+    };
+    REJECT(spurious);
+    struct lincheck_op spurious_any[] = { /* no mod reported */
+        PUTM(1, "x", "0", 5, 0, 1),
+        {.client = 2, .key = "x", .kind = LINCHECK_CAS, .value = "1",
+         .has_value = true, .invoke = 2, .complete = 3, .outcome = FAIL_,
+         .expect = 5},
+    };
+    REJECT(spurious_any);
+    struct lincheck_op stale_mod[] = { /* current is 7 by then, not 5 */
+        PUTM(1, "x", "0", 5, 0, 1), PUTM(1, "x", "1", 7, 2, 3),
+        CASF(2, "x", 9, 5, 4, 5),
+    };
+    REJECT(stale_mod);
+    struct lincheck_op absent[] = { /* absent: mod 0 */
+        CASF(2, "x", 3, 0, 0, 1), CAS(2, "x", 0, "a", 4, 2, 3),
+        CASF(3, "x", 0, 4, 5, 6),
+    };
+    ACCEPT(absent);
+    struct lincheck_op wrong_mod[] = { /* a get at an index never written */
+        PUTM(1, "x", "0", 5, 0, 1), GETM(2, "x", "0", 6, 2, 3),
+    };
+    REJECT(wrong_mod);
+}
+
+/* A CAS of unknown outcome may have applied: its mod_index is fixed by the
+ * first op that observes one, and must then stay that. */
+static void test_cas_unknown(void **state)
+{
+    struct lincheck_op applied[] = {
+        PUTM(1, "x", "0", 5, 0, 1), CASU(2, "x", 5, "1", 2),
+        GETM(3, "x", "1", 8, 10, 11), CAS(3, "x", 8, "2", 9, 12, 13),
+    };
+    ACCEPT(applied);
+    struct lincheck_op not_applied[] = {
+        PUTM(1, "x", "0", 5, 0, 1), CASU(2, "x", 5, "1", 2),
+        CAS(3, "x", 5, "2", 9, 12, 13),
+    };
+    ACCEPT(not_applied);
+    struct lincheck_op two_mods[] = { /* one write, two indexes */
+        PUTM(1, "x", "0", 5, 0, 1), CASU(2, "x", 5, "1", 2),
+        GETM(3, "x", "1", 8, 10, 11), GETM(3, "x", "1", 9, 12, 13),
+    };
+    REJECT(two_mods);
+    struct lincheck_op both[] = { /* an unknown one cannot apply after an
+                                     ok one from the same expected index */
+        PUTM(1, "x", "0", 5, 0, 1), CASU(2, "x", 5, "1", 2),
+        CAS(3, "x", 5, "2", 9, 3, 4), GETM(3, "x", "1", 10, 12, 13),
+    };
+    REJECT(both);
+}
+
+/* Random CAS histories from a real register, the ops overlapping their
+ * neighbours (always linearizable: in the order they were generated), and
+ * the same with one refused CAS turned into a success (never linearizable:
+ * its expected index is one the key never had). */
+static void test_cas_random(void **state)
+{
+    srand(7);
+    for (int round = 0; round < 200; round++) {
+        struct lincheck_op ops[40];
+        char vals[40][8];
+        uint64_t mod = 0, t = 0, index = 0;
+        size_t n = 0, refused = SIZE_MAX;
+        while (n < N(ops)) {
+            /* each client reads, then tries to write from what it read */
+            uint64_t seen = mod;
+            uint64_t start = t++;
+            snprintf(vals[n], sizeof(vals[n]), "%zu", n);
+            index += 1 + (uint64_t)(rand() % 3);
+            if (rand() % 3 == 0)
+                seen = mod + 500; /* never a mod_index: refused */
+            if (seen == mod) {
+                ops[n] = (struct lincheck_op)CAS(n % 4, "c", seen, vals[n],
+                                                 index, start,
+                                                 t + (uint64_t)(rand() % 4));
+                mod = index;
+            } else {
+                ops[n] = (struct lincheck_op)CASF(n % 4, "c", seen, mod,
+                                                  start,
+                                                  t + (uint64_t)(rand() % 4));
+                if (refused == SIZE_MAX && n > 0)
+                    refused = n;
+            }
+            n++;
+        }
+        ACCEPT(ops);
+        if (refused == SIZE_MAX)
+            continue;
+        ops[refused].outcome = OK_;
+        ops[refused].mod = ++index + 1000;
+        REJECT(ops);
+    }
 }
 
 /* ---- allocation failure ---- */
@@ -824,6 +990,11 @@ int main(void)
         cmocka_unit_test(test_result_owns_its_strings),
         cmocka_unit_test(test_verdict_names),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_cas_race_accepted),
+        cmocka_unit_test(test_cas_double_success_rejected),
+        cmocka_unit_test(test_cas_refusals),
+        cmocka_unit_test(test_cas_unknown),
+        cmocka_unit_test(test_cas_random),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_step_budget),
         cmocka_unit_test(test_cache_budget),
