@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "node/flags.h"
+#include "kv/kv.h"
 #include "node/node.h"
 
 /* Everything main() shares with its callbacks; lives on main's stack. */
@@ -171,6 +172,19 @@ int main(int argc, char **argv)
     d.log = (struct craft_logger){.fn = log_sink, .ud = &d, .min_level = f.log_level};
     signal(SIGPIPE, SIG_IGN);
 
+    /* -restore: the whole file is checked, and the directory found empty,
+     * before anything is written. */
+    struct kv *restored = NULL;
+    if (f.restore != NULL) {
+        char why[640];
+        if (node_backup_load(f.restore, &restored, why, sizeof why) != 0 ||
+            node_restore_dir_check(f.dir, why, sizeof why) != 0) {
+            CRAFT_ERROR(&d.log, "-restore: %s; nothing was written", why);
+            kv_free(restored);
+            return 1;
+        }
+    }
+
     int rc = make_dirs(f.dir);
     if (rc != 0) {
         CRAFT_ERROR(&d.log, "cannot create data directory %s: %s", f.dir, craft_strerror(rc));
@@ -244,6 +258,7 @@ int main(int argc, char **argv)
         .cluster_token = token,
         .peer_max_conns = f.peer_max_conns,
         .peer_max_unauth_conns = f.peer_max_unauth_conns,
+        .restore = restored,
         .log = &d.log,
     };
     CRAFT_INFO(&d.log, "craftd %s starting: http %s, raft %s, data %s%s%s%s%s", CRAFT_VERSION,

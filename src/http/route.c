@@ -340,6 +340,18 @@ static void route_status(struct http_server *srv, h2o_req_t *req)
         srv->handlers.status(srv->ud, r);
 }
 
+/* GET /backup: the node streams a snapshot (http_reply_stream). */
+static void route_backup(struct http_server *srv, h2o_req_t *req)
+{
+    if (!method_is(req, "GET")) {
+        method_not_allowed(req, "GET", "/backup");
+        return;
+    }
+    struct http_req *r = hand_over(srv, req, srv->handlers.backup != NULL);
+    if (r != NULL)
+        srv->handlers.backup(srv->ud, r);
+}
+
 /* h2o 2.2 takes the first of two Content-Length headers and lets
  * Transfer-Encoding override Content-Length: a proxy in front that reads
  * them otherwise would see another request boundary (request smuggling).
@@ -394,7 +406,10 @@ int http__on_req(h2o_handler_t *self, h2o_req_t *req)
         route_member_op(srv, req, "/remove", srv->handlers.remove);
     else if (path_is(path, plen, "/transfer"))
         route_member_op(srv, req, "/transfer", srv->handlers.transfer);
+    else if (path_is(path, plen, "/backup"))
+        route_backup(srv, req);
     else
-        fail(req, 404, NULL, "not found: use /key/<key>, /keys, /txn, /join, /remove, /transfer or /status");
+        fail(req, 404, NULL, "not found: use /key/<key>, /keys, /txn, /join, /remove, /transfer, "
+             "/status or /backup");
     return 0;
 }
