@@ -149,11 +149,12 @@ static int start_core(struct node *n)
     rv = node__identity_open(n, fresh, &bootstrap, &join);
     if (rv)
         return rv;
-    if (n->o.restore != NULL) {
+    bool restored = n->o.restore != NULL;
+    if (restored) {
         rv = restore(n, fresh, bootstrap, &p);
         if (rv)
             return rv;
-        fresh = bootstrap = false;
+        fresh = bootstrap = false; /* read back as at a restart */
     }
     struct raft_config cfg = {
         .id = n->raft_id,
@@ -196,6 +197,8 @@ static int start_core(struct node *n)
         n->bootstrapped = true; /* said once the ports are bound */
     } else if (fresh) {
         n->o.join = n->join; /* ask to be added once we serve */
+    } else if (restored) {
+        n->bootstrapped = true; /* a new cluster, said once serving */
     } else {
         CRAFT_INFO(&n->log, "restarting from %s: term %llu, log %llu..%llu, "
                    "snapshot at %llu", n->o.inmem ? "memory" : n->dir,

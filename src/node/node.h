@@ -2,7 +2,8 @@
  * peer transport, the HTTP front end and the replicated map.
  *
  * Owns everything it starts: the core, the store (and its data directory
- * lock), the transport, the HTTP server, timers, a forked snapshot writer.
+ * lock), the transport, the HTTP server, timers, a forked snapshot writer,
+ * a backup being written or sent.
  * Threading: every call on the loop's thread; disk jobs run on libuv's
  * thread pool one at a time, their results come back on the loop.
  * Ownership: node_start copies the strings of opts. */

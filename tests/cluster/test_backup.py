@@ -188,6 +188,14 @@ def test_backup_from_follower_restores_every_key_and_revision(cluster, tmp_path)
     new.extra = []
     new.start().wait_ready()
     assert meta(new.haddr, updated[0]) == keys[updated[0]][:4]
+    # and the new cluster grows as any other: a joiner gets the keys
+    grown = cluster.add("grown", join=new.haddr).start()
+    grown.wait_ready(timeout=60.0)
+    cluster.wait_members([new, grown], timeout=60.0)
+    k = updated[-1]
+    assert wait_until("the joiner has the restored keys", lambda: http(
+        grown.haddr, "GET", key_path(k) + "?level=none").status == 200, 30)
+    assert meta(grown.haddr, k) == keys[k][:4]
 
 
 def test_restore_refuses_bad_files_and_directories_with_state(cluster, tmp_path):
