@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Helpers for bench/run.sh (stdlib only): wait for the craftd and etcd
 clusters, find leaders and followers, preload keys, check sample answers, and
-measure RSS and restart-to-serving time of a single node holding 10^6 keys.
+measure RSS, the time to list 1,000 keys under a prefix, and restart-to-serving
+time of a single node holding 10^6 keys.
 Every subcommand prints its results as `key=value` lines or JSON on stdout;
 progress and errors go to stderr; a failure exits non-zero."""
 
@@ -315,8 +316,35 @@ def wait_serving(probe, proc, deadline_s=120):
     raise RuntimeError("not serving after %ds" % deadline_s)
 
 
+LIST_N = 200  # listings timed per run
+
+
+def time_listing(list_once, nkeys):
+    """Times LIST_N listings of the 1,000 keys under a prefix among the
+    loaded ones ("m%015d": "m%012d" holds 1,000), one after the other on one
+    keep-alive connection; list_once(prefix) -> (status, keys returned).
+    A 404 on the first one (a server without listing) skips the part."""
+    blocks = nkeys // 1000
+    if blocks == 0:
+        return {"list_skipped": "fewer than 1000 keys loaded"}
+    lat = []
+    for i in range(LIST_N):
+        prefix = "m%012d" % ((i * 7919) % blocks)
+        t = time.monotonic()
+        st, got = list_once(prefix)
+        lat.append(time.monotonic() - t)
+        if st == 404 and i == 0:
+            return {"list_skipped": "GET /keys answered 404: this build serves no listing"}
+        assert st == 200 and got == 1000, ("listing", prefix, st, got)
+    lat.sort()
+    return {"list_n": LIST_N,
+            "list_p50_ms": round(lat[len(lat) // 2] * 1000, 2),
+            "list_p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2),
+            "list_per_s": round(len(lat) / sum(lat), 1)}
+
+
 def rss_phase(kind, make_argv, addr, nkeys, batch, nthreads, load_path, make_body, probe,
-              datadir, logpath, pidfile):
+              datadir, logpath, pidfile, list_once=None):
     res = {"kind": kind, "keys": nkeys}
     proc = Proc(make_argv(), logpath, pidfile)
     try:
@@ -330,6 +358,10 @@ def rss_phase(kind, make_argv, addr, nkeys, batch, nthreads, load_path, make_bod
         res["rss_mib"] = round(r["VmRSS"] / 1024, 1)
         res["hwm_mib"] = round(r["VmHWM"] / 1024, 1)
         res["disk_mib"] = round(dir_kib(datadir) / 1024, 1)
+        if list_once is not None:  # after the RSS: its buffers are not counted
+            res.update(time_listing(list_once, nkeys))
+            if "list_skipped" in res:
+                log("%s listing skipped: %s" % (kind, res["list_skipped"]))
         proc.kill9()
         proc.logf.close()
         proc = Proc(make_argv(), logpath, pidfile)
@@ -357,8 +389,15 @@ def rss_craftd(binary, port, datadir, logpath, pidfile, nkeys, extra):
         c.close()
         return st == 200 and json.loads(data) == {key: expect}
 
+    lister = Client(haddr, timeout=10)
+
+    def list_once(prefix):  # GET /keys (the HTTP contract's ordered listing)
+        st, data = lister.request("GET", "/keys?prefix=%s&limit=1000" % prefix)
+        return st, (len(json.loads(data)["keys"]) if st == 200 else None)
+
     res = rss_phase("craftd", lambda: argv, haddr, nkeys, 1000, 4, "/key", lambda b: b, probe,
-                    datadir, logpath, pidfile)
+                    datadir, logpath, pidfile, list_once)
+    lister.close()
     res["argv"] = " ".join(argv)
     return res
 
@@ -382,8 +421,17 @@ def rss_etcd(binary, port, datadir, logpath, pidfile, nkeys):
         c.close()
         return st == 200 and val == expect
 
+    lister = Client(caddr, timeout=10)
+
+    def list_once(prefix):  # a range [prefix, prefix with its last byte + 1)
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        st, data = lister.request("POST", "/v3/kv/range", body={
+            "key": b64(prefix), "range_end": b64(end), "limit": 1000})
+        return st, (len(json.loads(data).get("kvs") or []) if st == 200 else None)
+
     res = rss_phase("etcd", lambda: argv, caddr, nkeys, 1000, 4, "/v3/kv/txn", etcd_txn, probe,
-                    datadir, logpath, pidfile)
+                    datadir, logpath, pidfile, list_once)
+    lister.close()
     res["argv"] = " ".join(argv)
     return res
 

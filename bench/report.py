@@ -129,6 +129,7 @@ def main():
     L.append("- Keys and values: 16 bytes each; writes use a new key per request, reads pick "
              "one of %s preloaded keys at random." % params.get("nread"))
     L.append("")
+    summary_at = len(L)  # the summary goes here once every figure is known
     L.append("## Commands")
     L.append("")
     L.append("```")
@@ -223,6 +224,30 @@ def main():
         if d:
             L.append("")
             L.append("%s command: `%s`" % (kind, d["argv"]))
+    L.append("")
+    L.append("## Listing 1,000 keys among %s (single node)" % params.get("nkeys"))
+    L.append("")
+    L.append("On the loaded node above, before the restart: 200 listings of the 1,000 keys under "
+             "a prefix (`m000000000123` holds m000000000123000..999), one after the other on one "
+             "keep-alive connection; craftd `GET /keys?prefix=<p>&limit=1000`, etcd "
+             "`/v3/kv/range` from the prefix to its end with `limit` 1000, both at their default "
+             "(linearizable) level. A craftd answering 404 (a build without listing) is "
+             "skipped.")
+    L.append("")
+    L.append("| | listings | p50 ms | p99 ms | listings/s |")
+    L.append("|---|---|---|---|---|")
+    for kind in ("craftd", "etcd"):
+        d = read_json(os.path.join(out, "rss_%s.json" % kind))
+        if d is None:
+            continue
+        if "list_skipped" in d:
+            L.append("| %s | skipped: %s | | | |" % (kind, d["list_skipped"]))
+            S.append("%-6s listing 1,000 of 10^6: skipped (%s)" % (kind, d["list_skipped"]))
+        elif "list_n" in d:
+            L.append("| %s | %d | %s | %s | %s |" % (kind, d["list_n"], d["list_p50_ms"],
+                                                   d["list_p99_ms"], d["list_per_s"]))
+            S.append("%-6s listing 1,000 of 10^6: p50 %s ms, %s listings/s"
+                     % (kind, d["list_p50_ms"], d["list_per_s"]))
     deaths = read_text(os.path.join(out, "craftd_deaths.txt"))
     if deaths:
         problems.append("craftd nodes died during the runs:\n\n```\n%s\n```" % deaths)
@@ -245,6 +270,10 @@ def main():
         L.append("```")
         L.extend(warn)
         L.append("```")
+    L[summary_at:summary_at] = (["## Summary", "",
+                                  "Point writes and reads (medians, 200s/s), RSS and restart "
+                                  "with %s keys, listing 1,000 keys among them:" % params.get("nkeys"),
+                                  "", "```"] + S + ["```", ""])
     with open(dest, "w") as f:
         f.write("\n".join(L) + "\n")
     print("==== craftd vs etcd %s (medians of %s interleaved runs; full table in %s)"

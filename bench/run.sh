@@ -246,7 +246,8 @@ for pid in $(cat "$PIDS"); do
     i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 done
 
-# ---- RSS with 10^6 keys and restart-to-serving time (single node)
+# ---- RSS with 10^6 keys, listing 1,000 of them (GET /keys; skipped if the
+# node answers 404) and restart-to-serving time (single node)
 say "craftd: loading $NKEYS keys into a single node"
 env -u BENCH_CA $PY rss-craftd "$CRAFTD" $((P+10)) "$T/rc" "$T/rss-craftd.log" "$PIDS" "$NKEYS" $CFLAGS_PLAIN \
     >"$OUT/rss_craftd.json" || say "craftd RSS part failed: $(tail -5 "$T/rss-craftd.log")"

@@ -2,12 +2,14 @@
 # Install the Debian packages craftd needs, if any is missing: `deps.sh run`
 # what building and running the daemon needs (make run), `deps.sh` all that
 # building everything and testing it needs (make test). Runs apt-get only
-# as root; otherwise says what to install.
+# as root; otherwise says what to install. prometheus is there for promtool
+# (tests/cluster/test_ops.py checks the /metrics text with `promtool check
+# metrics`).
 set -e
 RUN_PKGS="build-essential pkg-config libuv1-dev libh2o-dev libssl-dev libcrypt-dev zlib1g-dev
 libjansson-dev"
 PKGS="$RUN_PKGS libcmocka-dev libcurl4-openssl-dev python3 python3-pytest iptables iproute2
-valgrind clang openssl help2man whois"
+valgrind clang openssl help2man whois prometheus"
 [ "${1:-}" = run ] && PKGS=$RUN_PKGS
 missing=""
 for p in $PKGS; do

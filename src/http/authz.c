@@ -93,6 +93,7 @@ struct authz_check {
     int need;
     char user[65];             /* for the log line (at most 64 bytes kept) */
     size_t ulen;
+    struct http__obs obs;      /* ops.c: req's count waits with it */
 };
 
 static void on_req_disposed(void *p)
@@ -119,6 +120,7 @@ static void check_done(uv_work_t *w, int status)
     }
     *ck->hook = NULL;
     struct http_server *srv = ck->srv;
+    http__observe_resume(srv, &ck->obs); /* counted from its arrival */
     int role = AUTH_BAD;
     if (status == 0)
         role = auth_db_finish(srv->auth, ck->job, uv_now(srv->loop));
@@ -173,6 +175,7 @@ static bool check_later(struct http_server *srv, h2o_req_t *req, struct auth_job
     }
     ck->hook = h2o_mem_alloc_shared(&req->pool, sizeof *ck->hook, on_req_disposed);
     *ck->hook = ck;
+    http__observe_park(srv, req, &ck->obs);
     return true;
 }
 

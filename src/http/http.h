@@ -171,6 +171,19 @@ struct http_handlers {
     /* DELETE /keys?prefix=<p>: every key starting with prefix, in one
      * entry; plen >= 1. */
     void (*del_prefix)(void *ud, struct http_req *req, const uint8_t *prefix, size_t plen);
+    /* --- operations (docs/operations.md); NULL ones are answered 501 --- */
+    void (*livez)(void *ud, struct http_req *req);   /* GET /livez */
+    void (*readyz)(void *ud, struct http_req *req);  /* GET /readyz */
+    void (*metrics)(void *ud, struct http_req *req); /* GET /metrics */
+    /* Optional (may be NULL): one call per request that reached routing,
+     * when its answer starts (whoever gives it: this module, or the node
+     * through http_reply_*): its enum http_route, enum http_method, the
+     * status, and the nanoseconds from the moment the whole request was
+     * in to that answer. Not called for what h2o refuses before routing
+     * (a head it cannot parse, a body over max_body), for connections
+     * refused at the limits, nor for a request whose client left before
+     * its answer. Runs on the loop; must not reply to anything. */
+    void (*observe)(void *ud, int route, int method, int status, uint64_t ns);
     /* GET /backup: a snapshot of the whole store, answered with
      * http_reply_stream (or an error). */
     void (*backup)(void *ud, struct http_req *req);
@@ -330,6 +343,29 @@ int http_tls_conn_pump(struct http_tls_conn *t, const char *in, size_t inlen, ch
  * then http_tls_conn_pump fails next). */
 char *http_tls_conn_output(struct http_tls_conn *t, size_t *len);
 const char *http_tls_conn_error(const struct http_tls_conn *t); /* never NULL */
+
+/* The routes and methods requests are counted by (observe above). A route
+ * is a path (its family, for /key/<k> and /lease/<id>); anything else is
+ * HTTP_ROUTE_OTHER. */
+enum http_route {
+    HTTP_ROUTE_KEY = 0, HTTP_ROUTE_KEYS, HTTP_ROUTE_TXN, HTTP_ROUTE_WATCH, HTTP_ROUTE_LEASE,
+    HTTP_ROUTE_LEASES, HTTP_ROUTE_JOIN, HTTP_ROUTE_REMOVE, HTTP_ROUTE_TRANSFER,
+    HTTP_ROUTE_STATUS, HTTP_ROUTE_BACKUP, HTTP_ROUTE_LIVEZ, HTTP_ROUTE_READYZ,
+    HTTP_ROUTE_METRICS, HTTP_ROUTE_OTHER,
+    HTTP_ROUTE_COUNT
+};
+enum http_method {
+    HTTP_METHOD_GET = 0, HTTP_METHOD_HEAD, HTTP_METHOD_POST, HTTP_METHOD_PUT,
+    HTTP_METHOD_DELETE, HTTP_METHOD_OTHER,
+    HTTP_METHOD_COUNT
+};
+/* The route of a path (without its query) and the method of a request
+ * line's method; pure. */
+int http_route_of(const char *path, size_t len);
+int http_method_of(const char *method, size_t len);
+/* "/key", "/keys", ... "other"; "GET", ... "other" (never NULL). */
+const char *http_route_name(int route);
+const char *http_method_name(int method);
 
 /* "linearizable", "weak", "none" ("?" for anything else). */
 const char *http_read_level_name(int level);

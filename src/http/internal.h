@@ -71,6 +71,13 @@ struct http__conn {
 
 struct http__ip; /* guard.c: open connections of one peer address */
 
+/* ops.c: what observe is told about a request once its answer starts. */
+struct http__obs {
+    h2o_req_t *req;            /* the request; NULL: nothing to count */
+    int route, method;         /* enum http_route, enum http_method */
+    uint64_t t0;               /* uv_hrtime() when it reached routing */
+};
+
 struct http_server {
     uv_loop_t *loop;
     struct http_handlers handlers;
@@ -105,6 +112,7 @@ struct http_server {
     bool sweeping;
     struct craft_ratelimit rl_refuse, rl_bad, rl_gone; /* outsider-made log lines */
     uint64_t reaped_total, refused_total, cancelled_total, smuggle_total;
+    struct http__obs obs;      /* ops.c: the request whose answer is counted next */
     struct http__link conns;   /* struct http__conn */
     struct http__link pending; /* struct http_req handed to the node, unanswered */
 
@@ -131,6 +139,7 @@ struct http_req {
     bool has_index, has_etag;  /* headers for the node's reply: */
     uint64_t index;            /* X-Craftd-Index */
     uint64_t etag;             /* ETag: "<etag>" */
+    struct http__obs obs;      /* ops.c: for observe when the node answers */
 };
 
 /* --- route.c: the h2o handler for every path --- */
@@ -204,6 +213,23 @@ void http__guard_sweep_start(struct http_server *s);
 void http__guard_cancel(struct http_req *r);
 /* Frees the tables (server closing, connections all gone). */
 void http__guard_free(struct http_server *s);
+
+/* --- ops.c: /livez, /readyz, /metrics, and counting answers --- */
+/* A request reached routing: it is counted when its answer starts (a
+ * request routed again after its password check keeps its first start). */
+void http__observe_start(struct http_server *srv, h2o_req_t *req, const char *path,
+                         size_t plen);
+/* req waits for its password check on a worker (authz.c): what is observed
+ * of it waits in *o, and is back in the server from resume on. */
+void http__observe_park(struct http_server *srv, h2o_req_t *req, struct http__obs *o);
+void http__observe_resume(struct http_server *srv, const struct http__obs *o);
+/* The node got req (http__req_new): its answer comes through r. */
+void http__observe_handed(struct http_server *srv, struct http_req *r);
+/* r's answer is about to be sent (it is counted then). */
+void http__observe_reply(struct http_req *r);
+/* An answer to req starts now (http__send): counts it if it is the one
+ * being observed. */
+void http__observe_sent(h2o_req_t *req, int status);
 
 /* --- authz.c: HTTP Basic against srv->auth --- */
 /* True if req may go on to its route; false after answering it (401 with

@@ -47,6 +47,7 @@ const char *http__reason(int status)
 void http__send(h2o_req_t *req, int status, const char *ctype, const char *allow,
                 const char *body, size_t len)
 {
+    http__observe_sent(req, status);
     req->res.status = status;
     req->res.reason = http__reason(status);
     req->res.content_length = len; /* h2o_send_inline does not set it */
@@ -95,6 +96,7 @@ struct http_req *http__req_new(struct http_server *srv, h2o_req_t *req)
     *hook = r;
     http__list_push(&srv->pending, &r->link);
     http__guard_sweep_start(srv);
+    http__observe_handed(srv, r);
     return r;
 }
 
@@ -106,6 +108,7 @@ void http__answer_pending(struct http_server *srv)
         http__list_unlink(&r->link);
         r->answered = true;
         r->h2o->http1_is_persistent = 0;
+        http__observe_reply(r);
         http__send_error(r->h2o, 503, NULL, msg, sizeof msg - 1);
     }
 }
@@ -155,6 +158,7 @@ h2o_req_t *http__claim(struct http_req *r)
     r->answered = true;
     http__list_unlink(&r->link);
     add_node_headers(r, h);
+    http__observe_reply(r);
     return h; /* r may be freed as soon as a response starts: not used again */
 }
 
@@ -213,6 +217,7 @@ void http_reply_not_modified(struct http_req *req)
     h2o_req_t *h = http__claim(req);
     if (h == NULL)
         return;
+    http__observe_sent(h, 304);
     h->res.status = 304;
     h->res.reason = "Not Modified";
     h2o_send_inline(h, "", 0);

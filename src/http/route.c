@@ -340,16 +340,17 @@ static void route_status(struct http_server *srv, h2o_req_t *req)
         srv->handlers.status(srv->ud, r);
 }
 
-/* GET /backup: the node streams a snapshot (http_reply_stream). */
-static void route_backup(struct http_server *srv, h2o_req_t *req)
+/* GET /livez, /readyz, /metrics and /backup (docs/operations.md). */
+static void route_ops(struct http_server *srv, h2o_req_t *req, const char *path,
+                      void (*fn)(void *, struct http_req *))
 {
     if (!method_is(req, "GET")) {
-        method_not_allowed(req, "GET", "/backup");
+        method_not_allowed(req, "GET", path);
         return;
     }
-    struct http_req *r = hand_over(srv, req, srv->handlers.backup != NULL);
+    struct http_req *r = hand_over(srv, req, fn != NULL);
     if (r != NULL)
-        srv->handlers.backup(srv->ud, r);
+        fn(srv->ud, r);
 }
 
 /* h2o 2.2 takes the first of two Content-Length headers and lets
@@ -384,11 +385,12 @@ static bool framing_ok(struct http_server *srv, h2o_req_t *req)
 int http__on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct http_server *srv = ((struct http__handler *)self)->srv;
+    const char *path = req->path.base;
+    size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    http__observe_start(srv, req, path, plen);
     http__guard_busy(srv, req);
     if (!framing_ok(srv, req))
         return 0;
-    const char *path = req->path.base;
-    size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     if (srv->auth != NULL && !http__authorize(srv, req))
         return 0;
 
@@ -406,10 +408,17 @@ int http__on_req(h2o_handler_t *self, h2o_req_t *req)
         route_member_op(srv, req, "/remove", srv->handlers.remove);
     else if (path_is(path, plen, "/transfer"))
         route_member_op(srv, req, "/transfer", srv->handlers.transfer);
+    else if (path_is(path, plen, "/livez"))
+        route_ops(srv, req, "/livez", srv->handlers.livez);
+    else if (path_is(path, plen, "/readyz"))
+        route_ops(srv, req, "/readyz", srv->handlers.readyz);
+    else if (path_is(path, plen, "/metrics"))
+        route_ops(srv, req, "/metrics", srv->handlers.metrics);
     else if (path_is(path, plen, "/backup"))
-        route_backup(srv, req);
+        route_ops(srv, req, "/backup", srv->handlers.backup);
     else
         fail(req, 404, NULL, "not found: use /key/<key>, /keys, /txn, /join, /remove, /transfer, "
              "/status or /backup");
+    srv->obs.req = NULL; /* answered, or handed to the node */
     return 0;
 }

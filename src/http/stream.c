@@ -118,6 +118,7 @@ int http_reply_stream(struct http_req *req, const char *ctype, uint64_t len, uns
         h2o_add_header(&h->pool, &h->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype,
                        strlen(ctype));
     h2o_start_response(h, &s->gen);
+    http__observe_sent(h, 200); /* the answer starts */
     /* The headers alone; the body follows from on_proceed. */
     uv_timer_start(&s->stall, on_stall, s->stall_ms, 0);
     h2o_send(h, NULL, 0, H2O_SEND_STATE_IN_PROGRESS);

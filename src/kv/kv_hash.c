@@ -6,12 +6,12 @@
  * every record that appears, moves or goes (kv_tree.c). */
 #include "kv/kv_internal.h"
 
+#include <endian.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
 #include "common/alloc.h"
-#include "common/endian.h"
 
 static inline uint64_t rotl(uint64_t x, int b)
 {
@@ -36,7 +36,9 @@ uint64_t kv__siphash(uint64_t k0, uint64_t k1, const void *buf, size_t len)
     size_t whole = len & ~(size_t)7;
 
     for (size_t i = 0; i < whole; i += 8) {
-        uint64_t m = craft_get64(p + i);
+        uint64_t m; /* one load, not eight (the byte loop stays a loop) */
+        memcpy(&m, p + i, 8);
+        m = le64toh(m);
         v3 ^= m;
         SIPROUND();
         v0 ^= m;

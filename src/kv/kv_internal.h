@@ -7,13 +7,17 @@
  *   themselves packed at the end growing down. Leaves are doubly linked in
  *   key order. A record holds its key, value and revisions INLINE:
  *     u8 flags | inline: uvar klen, key | uvar create, uvar mod,
- *     uvar version, uvar lease | inline: uvar vlen, value
+ *     uvar version, [uvar lease] | inline: uvar vlen, value
  *   with flags bit 0 (KV__REC_BLOB) meaning that key and value live out of
  *   line in one struct kv__blob (an 8-byte pointer stands where
  *   "uvar klen, key" would be, and there is no "uvar vlen, value"), which a
- *   record whose key + value exceed KV__INLINE_MAX uses. uvar is LEB128,
- *   up to 10 bytes. So a 16-byte key with a 16-byte value costs about 42
- *   bytes plus a 4-byte slot.
+ *   record whose key + value exceed KV__INLINE_MAX uses; bit 3
+ *   (KV__REC_NO_LEASE) means lease 0, left out. (Leaving out a mod equal to
+ *   create or a version 1 as well would save 2-4 bytes a key, but a key's
+ *   first rewrite would then grow its record, and rewrites that fit in
+ *   place are what keeps updates as cheap as gets.) uvar is LEB128, up to
+ *   10 bytes. So a 16-byte key with a 16-byte value costs about 41 bytes
+ *   plus a 4-byte slot.
  * - An internal node holds up to KV__FAN children and one separator key
  *   between each two (struct kv__sep): child i holds the keys k with
  *   sep[i-1] <= k < sep[i]. Every leaf is at the same depth.
@@ -42,6 +46,7 @@
 /* key + value bytes above which a record keeps them in a blob */
 #define KV__INLINE_MAX 1000
 #define KV__REC_BLOB 1
+#define KV__REC_NO_LEASE 8
 
 #define KV__PFX 16
 struct kv__leaf {
@@ -51,7 +56,8 @@ struct kv__leaf {
     uint16_t garbage;             /* dead record bytes inside that range */
     uint16_t cp;                  /* every key here shares its first cp bytes */
     uint32_t id;                  /* its number in kv->leaf_ids */
-    uint32_t pad2;
+    uint8_t hbase;                /* the third hint byte's base, see below */
+    uint8_t pad2[3];
     uint8_t pfx[KV__PFX];         /* the common prefix, if cp <= KV__PFX */
     uint8_t data[];               /* slot[n] at the start (KV__SLOT each) */
 };
@@ -162,36 +168,49 @@ struct kv {
     size_t n_free_inodes;
     uint8_t **free_seps;        /* [n_free_seps] buffers of sep_cap bytes */
     size_t n_free_seps, seps_cap, sep_cap;
+    bool split_each;            /* the pool holds a split for every put */
     struct kv__results res;
     struct kv_member *members;  /* [n_members], insertion order */
     size_t n_members;
     size_t members_cap;
 };
 
-/* A leaf slot: u16 offset of the record, u16 hint = the two key bytes
- * after the leaf's common prefix (missing bytes as 0), so that a search
- * compares hints, in a few cache lines, before it reads any record. Hints
- * never decrease along the slots. */
+/* A leaf slot, one u32: the record's offset in its low 12 bits (the data
+ * area is under 4 KiB), and above them a 20-bit hint of the key after the
+ * leaf's common prefix (cp): its next two bytes, then 4 bits of the third
+ * byte b as min(max(b - hbase, 0), 15) (missing bytes as 0), so that a
+ * search compares hints, in a few cache lines, before it reads any record.
+ * hbase is the leaf's smallest third byte when the hints were last all
+ * computed (10 decimal digits fit the 4 bits). The hint is a non-decreasing
+ * function of the key, so hints never decrease along the slots. */
 #define KV__SLOT 4
+#define KV__OFF_MASK 0xfffu
+_Static_assert(KV__LEAF_DATA <= KV__OFF_MASK, "a record offset fits 12 bits");
 
-static inline uint16_t kv__slot(const struct kv__leaf *l, uint32_t i)
+static inline uint32_t kv__slot_word(const struct kv__leaf *l, uint32_t i)
 {
-    uint16_t s;
-    __builtin_memcpy(&s, l->data + KV__SLOT * i, 2);
+    uint32_t s;
+    __builtin_memcpy(&s, l->data + KV__SLOT * i, 4);
     return s;
 }
 
-static inline uint16_t kv__hint(const struct kv__leaf *l, uint32_t i)
+static inline uint16_t kv__slot(const struct kv__leaf *l, uint32_t i)
 {
-    uint16_t h;
-    __builtin_memcpy(&h, l->data + KV__SLOT * i + 2, 2);
-    return h;
+    return (uint16_t)(kv__slot_word(l, i) & KV__OFF_MASK);
 }
 
-static inline uint16_t kv__hint_of(const uint8_t *key, size_t klen, size_t cp)
+static inline uint32_t kv__hint(const struct kv__leaf *l, uint32_t i)
 {
-    uint16_t a = cp < klen ? key[cp] : 0, b = cp + 1 < klen ? key[cp + 1] : 0;
-    return (uint16_t)(a << 8 | b);
+    return kv__slot_word(l, i) >> 12;
+}
+
+static inline uint32_t kv__hint_of(const uint8_t *key, size_t klen, size_t cp,
+                                   uint8_t hbase)
+{
+    uint32_t a = cp < klen ? key[cp] : 0, b = cp + 1 < klen ? key[cp + 1] : 0;
+    uint32_t c = cp + 2 < klen ? key[cp + 2] : 0;
+    c = c < hbase ? 0 : c - hbase > 15 ? 15 : c - hbase;
+    return a << 12 | b << 4 | c;
 }
 
 /* LEB128 of a u64: 7 bits a byte, low first, high bit = more follows. */
@@ -266,6 +285,16 @@ bool kv__rec_key_is(const struct kv__leaf *l, uint16_t off, const void *key,
 int kv__cmp(const void *a, size_t alen, const void *b, size_t blen);
 void kv__seek(const struct kv *kv, const void *key, size_t klen,
               struct kv__path *p);
+/* kv__seek in two steps: down to the leaf (fetching its slots into the
+ * cache), then the search in it; other work may go between the two. */
+void kv__descend(const struct kv *kv, const void *key, size_t klen,
+                 struct kv__path *p);
+void kv__seek_leaf(struct kv__path *p, const void *key, size_t klen);
+/* Part of kv__descend: from node n at level d (0 = the root) down to level
+ * stop (kv->height = the leaf), that node fetched into the cache and
+ * returned; p->leaf is set once stop is the leaf's level. */
+void *kv__descend_part(const struct kv *kv, const void *key, size_t klen,
+                       struct kv__path *p, void *n, unsigned d, unsigned stop);
 /* Room for n_puts inserts (of keys up to max_klen bytes, rec_bytes the sum
  * of their kv__rec_bound) without allocating: 0 or CRAFT_ENOMEM (the map is
  * unchanged either way). */
@@ -288,12 +317,13 @@ void kv__store(struct kv *kv, struct kv__path *p, uint64_t h,
                uint64_t create,
                uint64_t mod, uint64_t version, uint64_t lease,
                struct kv__blob *blob);
-/* Replace the record at (l, off) in place if the new one has its size:
- * true; false (nothing done) otherwise. */
+/* Replace the record at (l, off) (of key, hash h) without moving any
+ * other: in place if the new one has its size, else in the leaf's free
+ * space: true; false (nothing done) if it does not fit there. */
 bool kv__overwrite(struct kv *kv, struct kv__leaf *l, uint16_t off,
-                   const void *key, size_t klen, const void *val, size_t vlen,
-                   uint64_t create, uint64_t mod, uint64_t version,
-                   uint64_t lease, struct kv__blob *blob);
+                   uint64_t h, const void *key, size_t klen, const void *val,
+                   size_t vlen, uint64_t create, uint64_t mod,
+                   uint64_t version, uint64_t lease, struct kv__blob *blob);
 /* Remove the record at p (found). Never allocates. True if the tree's
  * shape changed (a leaf went or took in its right sibling): p is stale
  * then, seek again. */

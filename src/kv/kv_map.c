@@ -100,7 +100,15 @@ void kv__put_rev(struct kv *kv, const void *key, size_t klen, const void *val,
 {
     struct kv__leaf *l;
     uint16_t off;
+    struct kv__path p;
     uint64_t h = kv__hkey(kv, key, klen);
+    /* the index slot and the lowest internal node on the way are fetched
+     * together (the levels above stay in the cache): the descent, only
+     * needed for a key that is new or does not fit in its leaf, finishes
+     * after the index is read */
+    __builtin_prefetch(&kv->hs[kv__hash_home(kv, h)]);
+    unsigned up = kv->height ? kv->height - 1 : 0;
+    void *n = kv__descend_part(kv, key, klen, &p, kv->root, 0, up);
     bool found = kv__hash_find_h(kv, h, key, klen, &l, &off);
     uint64_t create = index, version = 1;
     if (found) {
@@ -111,11 +119,11 @@ void kv__put_rev(struct kv *kv, const void *key, size_t klen, const void *val,
     }
     if (created)
         *created = !found;
-    if (found && kv__overwrite(kv, l, off, key, klen, val, vlen, create,
+    if (found && kv__overwrite(kv, l, off, h, key, klen, val, vlen, create,
                                index, version, lease, blob))
-        return; /* the same size: no need to find its place */
-    struct kv__path p;
-    kv__seek(kv, key, klen, &p);
+        return; /* it fit in its leaf: no need to find its place */
+    kv__descend_part(kv, key, klen, &p, n, up, kv->height);
+    kv__seek_leaf(&p, key, klen);
     kv__store(kv, &p, h, key, klen, val, vlen, create, index, version, lease,
               blob);
 }

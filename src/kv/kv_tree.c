@@ -10,14 +10,30 @@
 
 #define REC_MAX (1 + 10 + KV__INLINE_MAX + 5 * 10) /* an inline record */
 #define MIN_SEP 64
+#define COMPACT_MIN (KV__LEAF_DATA / 32) /* garbage worth a compaction */
+
+/* Byte-wise order, eight bytes at a time (keys are short: a call to
+ * memcmp would cost more than the comparison). */
+static inline int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
+                          size_t blen)
+{
+    size_t n = alen < blen ? alen : blen, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y)
+            return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+    }
+    for (; i < n; i++)
+        if (a[i] != b[i])
+            return a[i] < b[i] ? -1 : 1;
+    return alen < blen ? -1 : alen > blen;
+}
 
 int kv__cmp(const void *a, size_t alen, const void *b, size_t blen)
 {
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c)
-        return c;
-    return alen < blen ? -1 : alen > blen;
+    return key_cmp(a, alen, b, blen);
 }
 
 /* A trusted varint (written by this file). */
@@ -34,21 +50,20 @@ static inline const uint8_t *uvar(const uint8_t *p, uint64_t *v)
     return p;
 }
 
-static inline void set_slot(struct kv__leaf *l, uint32_t i, uint16_t off)
+static inline void set_word(struct kv__leaf *l, uint32_t i, uint32_t w)
 {
-    memcpy(l->data + KV__SLOT * i, &off, 2);
+    memcpy(l->data + KV__SLOT * i, &w, 4);
 }
 
-static inline void set_hint(struct kv__leaf *l, uint32_t i, uint16_t h)
+static inline void set_hint(struct kv__leaf *l, uint32_t i, uint32_t h)
 {
-    memcpy(l->data + KV__SLOT * i + 2, &h, 2);
+    set_word(l, i, h << 12 | kv__slot(l, i));
 }
 
-/* Key of the record at off, the fast path of the searches. */
-static inline void rec_key_at(const struct kv__leaf *l, uint16_t off,
-                              const uint8_t **key, size_t *klen)
+/* Key of the encoded record at p. */
+static inline void buf_key(const uint8_t *p, const uint8_t **key,
+                           size_t *klen)
 {
-    const uint8_t *p = l->data + off;
     if (*p++ & KV__REC_BLOB) {
         struct kv__blob *b;
         memcpy(&b, p, sizeof b);
@@ -60,6 +75,13 @@ static inline void rec_key_at(const struct kv__leaf *l, uint16_t off,
     p = uvar(p, &n);
     *key = p;
     *klen = (size_t)n;
+}
+
+/* Key of the record at off, the fast path of the searches. */
+static inline void rec_key_at(const struct kv__leaf *l, uint16_t off,
+                              const uint8_t **key, size_t *klen)
+{
+    buf_key(l->data + off, key, klen);
 }
 
 static inline void rec_key(const struct kv__leaf *l, uint32_t i,
@@ -105,7 +127,9 @@ void kv__rec_decode_at(const struct kv__leaf *l, uint16_t off,
     p = uvar(p, &r->create);
     p = uvar(p, &r->mod);
     p = uvar(p, &r->version);
-    p = uvar(p, &r->lease);
+    r->lease = 0;
+    if (!(flags & KV__REC_NO_LEASE))
+        p = uvar(p, &r->lease);
     if (!(flags & KV__REC_BLOB)) {
         p = uvar(p, &n);
         r->val = p;
@@ -143,7 +167,7 @@ static uint32_t lower_bound(const struct kv__leaf *l, const void *key,
         return 0;
     if (c > 0)
         return l->n;
-    uint16_t h = kv__hint_of(key, klen, cp);
+    uint32_t h = kv__hint_of(key, klen, cp, l->hbase);
     uint32_t lo = 0, hi = l->n;
     while (lo < hi) { /* first hint >= h */
         uint32_t mid = (lo + hi) / 2;
@@ -160,7 +184,7 @@ static uint32_t lower_bound(const struct kv__leaf *l, const void *key,
         const uint8_t *k;
         size_t kl;
         rec_key(l, mid, &k, &kl);
-        if (kv__cmp(k, kl, key, klen) < 0)
+        if (key_cmp(k, kl, key, klen) < 0)
             lo = mid + 1;
         else
             hi = mid;
@@ -194,9 +218,17 @@ static void rehint(struct kv__leaf *l)
     rec_key(l, 0, &a, &al);
     rec_key(l, l->n - 1, &b, &bl);
     set_cp(l, a, common_prefix(a, al, b, bl));
+    size_t cp = l->cp;
+    uint8_t base = UINT8_MAX;
     for (uint32_t i = 0; i < l->n; i++) {
         rec_key(l, i, &a, &al);
-        set_hint(l, i, kv__hint_of(a, al, l->cp));
+        if (cp + 2 < al && a[cp + 2] < base)
+            base = a[cp + 2];
+    }
+    l->hbase = base;
+    for (uint32_t i = 0; i < l->n; i++) {
+        rec_key(l, i, &a, &al);
+        set_hint(l, i, kv__hint_of(a, al, cp, base));
     }
 }
 
@@ -207,8 +239,8 @@ static uint32_t child_for(const struct kv__inode *node, const void *key,
     uint32_t lo = 0, hi = node->n - 1;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        if (kv__cmp(key, klen, kv__sep_key(&node->sep[mid]),
-                   node->sep[mid].len) < 0)
+        if (key_cmp(key, klen, kv__sep_key(&node->sep[mid]),
+                    node->sep[mid].len) < 0)
             hi = mid;
         else
             lo = mid + 1;
@@ -216,20 +248,64 @@ static uint32_t child_for(const struct kv__inode *node, const void *key,
     return lo;
 }
 
-void kv__seek(const struct kv *kv, const void *key, size_t klen,
-              struct kv__path *p)
+/* Lines of a leaf fetched at once when the descent reaches it: the header
+ * and the slots of up to ~110 records, so that their cache misses overlap
+ * instead of following one another in the search. */
+#define LEAF_PREFETCH 8
+
+/* Every line of an internal node's separators and children that the search
+ * may read, asked for at once (the binary search's reads depend on one
+ * another; their misses would add up). */
+static inline void prefetch_inode(const struct kv__inode *in)
 {
-    void *n = kv->root;
+    const uint8_t *s = (const uint8_t *)in->sep;
+    const uint8_t *se = (const uint8_t *)&in->sep[in->n - 1];
+    for (; s < se; s += 64)
+        __builtin_prefetch(s);
+    const uint8_t *c = (const uint8_t *)in->child;
+    const uint8_t *ce = (const uint8_t *)&in->child[in->n];
+    for (; c < ce; c += 64)
+        __builtin_prefetch(c);
+}
+
+void *kv__descend_part(const struct kv *kv, const void *key, size_t klen,
+                       struct kv__path *p, void *n, unsigned d, unsigned stop)
+{
     p->depth = kv->height;
-    for (unsigned d = 0; d < kv->height; d++) {
+    for (; d < stop; d++) {
         struct kv__inode *in = n;
+        prefetch_inode(in);
         uint32_t i = child_for(in, key, klen);
         p->node[d] = in;
         p->idx[d] = i;
         n = in->child[i];
     }
+    if (stop < kv->height) {
+        prefetch_inode(n);
+        return n;
+    }
     p->leaf = n;
+    for (int i = 0; i < LEAF_PREFETCH; i++)
+        __builtin_prefetch((const uint8_t *)n + 64 * i);
+    return n;
+}
+
+void kv__descend(const struct kv *kv, const void *key, size_t klen,
+                 struct kv__path *p)
+{
+    kv__descend_part(kv, key, klen, p, kv->root, 0, kv->height);
+}
+
+void kv__seek_leaf(struct kv__path *p, const void *key, size_t klen)
+{
     p->pos = lower_bound(p->leaf, key, klen, &p->found);
+}
+
+void kv__seek(const struct kv *kv, const void *key, size_t klen,
+              struct kv__path *p)
+{
+    kv__descend(kv, key, klen, p);
+    kv__seek_leaf(p, key, klen);
 }
 
 /* ---- the pool -------------------------------------------------------------- */
@@ -242,7 +318,8 @@ static void leaf_reset(struct kv__leaf *l)
     l->garbage = 0;
     l->cp = 0;
     l->id = 0;
-    l->pad2 = 0;
+    l->hbase = 0;
+    memset(l->pad2, 0, sizeof l->pad2);
 }
 
 static void free_seps(struct kv *kv)
@@ -293,6 +370,9 @@ int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen,
     int err = kv__hash_reserve(kv, n_puts);
     if (err)
         return err;
+    /* a split for every put: kv__store may then split rather than compact */
+    bool each = splits >= n_puts;
+    kv->split_each = false; /* until the pool has all it needs */
     n_puts = splits; /* leaves and separators: one per split */
     while (kv->n_free_leaves < n_puts) {
         struct kv__leaf *l = craft_malloc(KV__PAGE);
@@ -311,8 +391,10 @@ int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen,
         kv->n_free_inodes++;
     }
     size_t cap = max_klen > kv->max_klen ? max_klen : kv->max_klen;
-    if (cap <= KV__SEP_INLINE)
+    if (cap <= KV__SEP_INLINE) {
+        kv->split_each = each;
         return 0; /* separators will all be inline */
+    }
     cap = cap < MIN_SEP ? MIN_SEP : cap;
     if (cap > kv->sep_cap) {
         free_seps(kv);
@@ -331,6 +413,7 @@ int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen,
             return CRAFT_ENOMEM;
         kv->free_seps[kv->n_free_seps++] = b;
     }
+    kv->split_each = each;
     return 0;
 }
 
@@ -485,7 +568,8 @@ static size_t encode_rec(uint8_t *p, const void *key, size_t klen,
                          struct kv__blob *blob)
 {
     size_t n = 0;
-    p[n++] = blob ? KV__REC_BLOB : 0;
+    p[n++] = (uint8_t)((blob ? KV__REC_BLOB : 0) |
+                       (lease == 0 ? KV__REC_NO_LEASE : 0));
     if (blob) {
         memcpy(p + n, &blob, sizeof blob);
         n += sizeof blob;
@@ -498,7 +582,8 @@ static size_t encode_rec(uint8_t *p, const void *key, size_t klen,
     n += kv__put_uvar(p + n, create);
     n += kv__put_uvar(p + n, mod);
     n += kv__put_uvar(p + n, version);
-    n += kv__put_uvar(p + n, lease);
+    if (lease != 0)
+        n += kv__put_uvar(p + n, lease);
     if (!blob) {
         n += kv__put_uvar(p + n, vlen);
         if (vlen)
@@ -523,7 +608,7 @@ static void leaf_put_raw(struct kv__leaf *l, uint32_t pos, const uint8_t *rec,
     memcpy(l->data + l->top, rec, size);
     memmove(l->data + KV__SLOT * (pos + 1), l->data + KV__SLOT * pos,
             (size_t)KV__SLOT * (l->n - pos));
-    set_slot(l, pos, l->top);
+    set_word(l, pos, l->top); /* hint 0 until set */
     l->n++;
 }
 
@@ -535,17 +620,25 @@ static void leaf_put(struct kv__leaf *l, uint32_t pos, const uint8_t *rec,
     leaf_put_raw(l, pos, rec, size);
     const uint8_t *k, *o;
     size_t kl, ol;
-    rec_key(l, pos, &k, &kl);
+    /* the key from rec, not from the copy just written: reading that back
+     * would wait for the write's cache miss */
+    buf_key(rec, &k, &kl);
     if (l->n == 1) {
         set_cp(l, k, kl);
     } else {
-        rec_key(l, pos == 0 ? 1 : 0, &o, &ol);
+        /* a short prefix is in the header: no other record to read */
+        if (l->cp <= KV__PFX) {
+            o = l->pfx;
+            ol = l->cp;
+        } else {
+            rec_key(l, pos == 0 ? 1 : 0, &o, &ol);
+        }
         if (common_prefix(k, kl, o, ol) < l->cp) {
             rehint(l);
             return;
         }
     }
-    set_hint(l, pos, kv__hint_of(k, kl, l->cp));
+    set_hint(l, pos, kv__hint_of(k, kl, l->cp, l->hbase));
 }
 
 /* Append to a leaf being rebuilt (rehint it after). */
@@ -783,8 +876,13 @@ void kv__store(struct kv *kv, struct kv__path *p, uint64_t h,
             kv->max_klen = klen;
     }
     kv->bytes += klen + vlen;
+    /* compacting re-finds every record's index slot: when it would win
+     * little room, and the pool has a leaf for every put, split instead
+     * (else a full leaf whose records are rewritten one by one would be
+     * compacted at each) */
     if (leaf_free(l) < size + KV__SLOT &&
-        leaf_free(l) + l->garbage >= size + KV__SLOT)
+        leaf_free(l) + l->garbage >= size + KV__SLOT &&
+        (l->garbage >= COMPACT_MIN || !kv->split_each))
         leaf_compact(kv, l);
     uint32_t id = l->id;
     uint16_t off;
@@ -801,22 +899,48 @@ void kv__store(struct kv *kv, struct kv__path *p, uint64_t h,
     }
 }
 
+/* The slot of the record at off (there is one). */
+static uint32_t slot_at(const struct kv__leaf *l, uint16_t off)
+{
+    uint32_t i = 0;
+    while (kv__slot(l, i) != off)
+        i++;
+    return i;
+}
+
 bool kv__overwrite(struct kv *kv, struct kv__leaf *l, uint16_t off,
-                   const void *key, size_t klen, const void *val, size_t vlen,
-                   uint64_t create, uint64_t mod, uint64_t version,
-                   uint64_t lease, struct kv__blob *blob)
+                   uint64_t h, const void *key, size_t klen, const void *val,
+                   size_t vlen, uint64_t create, uint64_t mod,
+                   uint64_t version, uint64_t lease, struct kv__blob *blob)
 {
     uint8_t rec[REC_MAX];
     size_t size = encode_rec(rec, key, klen, val, vlen, create, mod, version,
                              lease, blob);
     struct kv__rec old;
     kv__rec_decode_at(l, off, &old);
-    if (old.size != size)
-        return false;
+    if (old.size == size) {
+        memcpy(l->data + off, rec, size);
+    } else {
+        /* another size (a key's first rewrite stores its revisions): the
+         * new record goes to the free space, its slot stays where it is */
+        bool at_top = off == l->top;
+        if (leaf_free(l) + (at_top ? old.size : 0) < size)
+            return false;
+        uint32_t i = slot_at(l, off);
+        size_t hi = kv__hash_slot_of(kv, h, l->id, off);
+        assert(hi != SIZE_MAX);
+        if (at_top)
+            l->top = (uint16_t)(l->top + old.size);
+        else
+            l->garbage = (uint16_t)(l->garbage + old.size);
+        l->top = (uint16_t)(l->top - size);
+        memcpy(l->data + l->top, rec, size);
+        set_word(l, i, kv__hint(l, i) << 12 | l->top);
+        kv__hslot_move(kv->hs, hi, l->id, l->top);
+    }
     kv->bytes -= old.klen + old.vlen;
     kv->bytes += klen + vlen;
     craft_free(old.blob);
-    memcpy(l->data + off, rec, size);
     return true;
 }
 

@@ -12,6 +12,8 @@
  *   identity.c  cluster id, incarnation, refused handshakes, conflicts,
  *               the removed state and the search for evidence of it
  *   httpc.c     a one-shot HTTP client (joins, members' /status)
+ *   metrics.c   what /metrics reports, health.c /livez and /readyz: their
+ *               own header, node/metrics.h
  */
 #ifndef CRAFT_NODE_INTERNAL_H
 #define CRAFT_NODE_INTERNAL_H
@@ -80,6 +82,7 @@ struct node__req {
 
 struct node__job;
 struct node__probe;
+struct node__metrics;
 struct node__backup;
 struct json_t;
 
@@ -119,6 +122,7 @@ struct node {
     uint64_t applied; /* last index applied to kv */
     struct peer_transport *peers;
     struct http_server *http;
+    struct node__metrics *metrics; /* metrics.c: what /metrics counts */
     struct node__joiner *joiner;
     char *httpc_auth;        /* "Basic ..." sent with the node's own requests
                                 (httpc.c, -join-user), or NULL */

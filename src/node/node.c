@@ -7,6 +7,7 @@
 #include "common/alloc.h"
 #include "common/member_id.h"
 #include "node/internal.h"
+#include "node/metrics.h"
 
 uint64_t node__now(const struct node *n)
 {
@@ -18,6 +19,7 @@ static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
     struct node *n = ud;
     struct raft_msg m;
     unsigned more;
+    node__metrics_frame_in(n, from, len);
     if (!node__takes_part(n))
         return; /* removed: the cluster goes on without us */
     int rv = raft_msg_decode(buf, len, &m);
@@ -52,8 +54,10 @@ static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
                        (unsigned long long)st.not_term_leader,
                        (unsigned long long)st.jumps_capped, more);
         }
-        if (m.from == raft_soft(n->raft).leader)
+        if (m.from == raft_soft(n->raft).leader) {
             n->heard_leader_at = node__now(n);
+            node__metrics_from_leader(n, &m);
+        }
     }
     raft_msg_decoded_free(&m);
 }
@@ -70,8 +74,10 @@ static void log_soft(struct node *n)
         s.term == n->soft.term)
         return;
     const struct kv_member *m = kv_member_by_raft_id(n->kv, s.leader);
-    if (s.leader != n->soft.leader)
+    if (s.leader != n->soft.leader) {
+        node__metrics_leader(n, n->soft.leader, s.leader);
         node__requests_leader_changed(n);
+    }
     if (s.role != n->soft.role || s.leader != n->soft.leader)
         CRAFT_INFO(&n->log, "%s in term %llu, leader %s", raft_role_name(s.role),
                    (unsigned long long)s.term,
@@ -264,6 +270,8 @@ static int start_services(struct node *n)
         node__peers_from_log(n, n->boot.entries, n->boot.n_entries);
     }
     stor_release_persisted(n->stor);
+    struct http_handlers handlers = node__http_handlers;
+    node__ops_handlers(&handlers); /* /livez, /readyz, /metrics, counting */
     struct http_opts ho = {.loop = n->loop,
                            .listen = n->http_addr,
                            .max_body = n->o.max_body,
@@ -274,9 +282,9 @@ static int start_services(struct node *n)
                            .tls_key = n->o.tls_key,
                            .tls_client_ca = n->o.tls_client_ca,
                            .log = &n->log,
-                           .handlers = &node__http_handlers,
+                           .handlers = &handlers,
                            .ud = n};
-    rv = http_server_start(&n->http, &ho);
+    rv = http_server_start(&n->http, &ho); /* copies handlers */
     if (rv)
         return rv;
     uv_timer_init(n->loop, &n->ticker);
@@ -306,6 +314,7 @@ static void free_node(struct node *n)
     craft_free(n->join);
     craft_free(n->dir);
     node__httpc_teardown(n);
+    node__metrics_free(n);
     craft_free(n);
 }
 
@@ -350,6 +359,8 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
         if (rv)
             CRAFT_ERROR(&n->log, "%s", why);
     }
+    if (rv == 0)
+        rv = node__metrics_new(n);
     if (rv == 0)
         rv = node__httpc_setup(n);
     if (rv == 0)

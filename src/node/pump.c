@@ -10,6 +10,7 @@
 
 #include "common/alloc.h"
 #include "node/internal.h"
+#include "node/metrics.h"
 
 struct node__job {
     struct node__job *next;
@@ -17,6 +18,7 @@ struct node__job {
     node__job_done done;
     void *arg;
     int rc;
+    struct stor_sync_log syncs; /* what the job's syncs took */
 };
 
 static void job_start(struct node *n);
@@ -26,6 +28,7 @@ static void job_work(uv_work_t *w)
     struct node *n = w->data;
     struct node__job *j = n->jobs_head;
     j->rc = j->fn(n, j->arg);
+    stor_sync_take(n->stor, &j->syncs); /* on this thread, like the job */
 }
 
 static void job_after(uv_work_t *w, int status)
@@ -37,6 +40,8 @@ static void job_after(uv_work_t *w, int status)
         n->jobs_tail = NULL;
     n->job_running = false;
     int rc = status ? status : j->rc;
+    if (status == 0)
+        node__metrics_syncs(n, &j->syncs);
     node__job_done done = j->done;
     void *arg = j->arg;
     craft_free(j);
@@ -239,8 +244,10 @@ static void pump_batches(struct node *n)
          * write and that it committed in one batch, and the write's answer
          * needs the entry's result, which lasts only until the next entry
          * applies (node__on_apply reads it). */
-        for (size_t i = 0; i < rd->n_props; i++)
+        for (size_t i = 0; i < rd->n_props; i++) {
+            node__metrics_prop(n, &rd->props[i]);
             node__on_prop(n, &rd->props[i]);
+        }
         apply_committed(n, rd);
         for (size_t i = 0; i < rd->n_msgs; i++)
             node__send(n, &rd->msgs[i]);

@@ -14,6 +14,7 @@
 
 #include "common/alloc.h"
 #include "node/internal.h"
+#include "node/metrics.h"
 
 struct snap_commit {
     struct stor_snap_writer *w;
@@ -50,6 +51,7 @@ static void commit_done(struct node *n, void *arg, int rc)
 {
     struct snap_commit *c = arg;
     n->snap_busy = false;
+    node__metrics_snapshot_end(n, rc == 0);
     if (rc) {
         CRAFT_ERROR(&n->log, "snapshot at %llu not committed: %s",
                     (unsigned long long)n->snap_index, craft_strerror(rc));
@@ -137,6 +139,7 @@ void node__snapshot_maybe(struct node *n)
     n->snap_pid = pid;
     n->snap_index = index;
     n->snap_busy = true;
+    node__metrics_snapshot_begin(n);
 }
 
 /* At each tick: has the child finished? */

@@ -179,6 +179,8 @@ struct stor {
     struct stor__snap slots[2];
     struct stor_snap_writer *writer;
     struct stor__recv recv;
+
+    struct stor_sync_log synclog; /* io.c: durations of syncs, not yet taken */
 };
 
 /* ---- syscall helpers (io.c): every error is a negative code ---- */

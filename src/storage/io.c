@@ -118,12 +118,48 @@ static int sync_failed(struct stor *s, const char *what)
     return err;
 }
 
+static uint64_t now_ns(const struct stor *s)
+{
+    struct timespec ts = {0};
+    s->sys.clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One sync took from t0 until now (a clock that went back: 0). */
+static void log_sync(struct stor *s, uint64_t t0)
+{
+    uint64_t t1 = now_ns(s);
+    uint64_t d = t1 > t0 ? t1 - t0 : 0;
+    struct stor_sync_log *l = &s->synclog;
+    if (l->n < STOR_SYNC_LOG) {
+        l->ns[l->n++] = d;
+    } else {
+        l->lost++;
+        l->lost_ns += d;
+    }
+}
+
+void stor_sync_take(struct stor *s, struct stor_sync_log *out)
+{
+    out->n = s->synclog.n;
+    memcpy(out->ns, s->synclog.ns, s->synclog.n * sizeof out->ns[0]);
+    out->lost = s->synclog.lost;
+    out->lost_ns = s->synclog.lost_ns;
+    s->synclog.n = 0;
+    s->synclog.lost = s->synclog.lost_ns = 0;
+}
+
 int stor__sync(struct stor *s, int fd, const char *what)
 {
     if (s->inmem)
         return 0;
     errno = 0;
-    if (s->sys.fdatasync(fd) != 0)
+    uint64_t t0 = now_ns(s);
+    int rc = s->sys.fdatasync(fd);
+    int err = errno; /* for sync_failed, whatever the clock does */
+    log_sync(s, t0);
+    errno = err;
+    if (rc != 0)
         return sync_failed(s, what);
     return 0;
 }
@@ -133,7 +169,12 @@ int stor__sync_dir(struct stor *s, const char *what)
     if (s->inmem)
         return 0;
     errno = 0;
-    if (s->sys.fsync(s->dirfd) != 0)
+    uint64_t t0 = now_ns(s);
+    int rc = s->sys.fsync(s->dirfd);
+    int err = errno; /* for sync_failed, whatever the clock does */
+    log_sync(s, t0);
+    errno = err;
+    if (rc != 0)
         return sync_failed(s, what);
     return 0;
 }

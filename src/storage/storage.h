@@ -184,6 +184,24 @@ int stor_snap_read(struct stor *s, uint64_t index, uint64_t off, void *buf,
 int stor_snap_open_read(struct stor *s, uint64_t index, int *fd,
                         uint64_t *data_off, struct raft_snap_meta *meta);
 
+/* ---- fsync timings ----
+ * Every fdatasync and directory fsync the store makes (none in memory) is
+ * timed on the syscall table's monotonic clock and its duration kept here
+ * until taken, for the node's fsync histogram: the store does the I/O and
+ * only hands numbers over. Past STOR_SYNC_LOG durations not yet taken, only
+ * how many and their total are kept. Same thread as the disk jobs (the node
+ * takes them at the end of each job, on the job's thread). */
+#define STOR_SYNC_LOG 64
+struct stor_sync_log {
+    uint32_t n;                 /* durations in ns[] */
+    uint64_t ns[STOR_SYNC_LOG]; /* one per sync, in nanoseconds, oldest first */
+    uint64_t lost;              /* syncs past the array ... */
+    uint64_t lost_ns;           /* ... and their total duration */
+};
+/* Moves the durations logged since the last call into *out (overwritten)
+ * and empties the log. */
+void stor_sync_take(struct stor *s, struct stor_sync_log *out);
+
 /* Close every descriptor, release the lock, free everything (including an
  * unfinished writer's temporary file). Writes nothing: what was not saved
  * is lost, as in a crash. NULL is fine. */

@@ -205,6 +205,9 @@ def test_restore_refuses_bad_files_and_directories_with_state(cluster, tmp_path)
     index, data = get_backup(node.haddr)
     r = http(node.haddr, "POST", "/backup")
     assert r.status == 405 and r.headers.get("allow") == "GET" and r.error(), r
+    m = http(node.haddr, "GET", "/metrics").body.decode()
+    assert 'craftd_http_requests_total{route="/backup",method="GET",code="200"} 1' in m, m
+    assert 'craftd_http_requests_total{route="/backup",method="POST",code="405"} 1' in m, m
     good = str(tmp_path / "good.snap")
     with open(good, "wb") as f:
         f.write(data)

@@ -1005,7 +1005,8 @@ static void walk_node(const void *node, unsigned height, const uint8_t *lo,
                 assert_memory_equal(r.key, r0.key, l->cp);
             if (l->cp <= KV__PFX && l->cp)
                 assert_memory_equal(r.key, l->pfx, l->cp);
-            assert_int_equal(kv__hint(l, i), kv__hint_of(r.key, r.klen, l->cp));
+            assert_int_equal(kv__hint(l, i),
+                             kv__hint_of(r.key, r.klen, l->cp, l->hbase));
             used += r.size;
             assert_true(kv__slot(l, i) >= l->top);
             if (lo)
@@ -1052,8 +1053,8 @@ static size_t check_tree(const struct kv *kv)
     for (size_t i = 0; i < kv->hcap; i++)
         used += kv->hs[i] != 0;
     assert_int_equal(used, kv_count(kv)); /* nothing in it twice */
-    return w.leaves;
     assert_int_equal(w.bytes, kv_bytes(kv));
+    return w.leaves;
 }
 
 /* Apply cmd at index with the first, second, ... allocation failing until
@@ -1829,6 +1830,48 @@ static void test_big_batch(void **state)
     kv_free(kv);
 }
 
+/* Rewrites whose records grow (a log index as mod_index, a longer value)
+ * go to their leaf's free space, or compact or split it: the map stays
+ * sound and whole under failing allocations, and a full leaf splits once
+ * when its records grow (they no longer fit in one), not again. */
+static void test_rewrites_grow(void **state)
+{
+    (void)state;
+    const unsigned n = 20000, batch = 300;
+    struct kv *kv = fill(n, SEED); /* in order: full leaves */
+    size_t before = check_tree(kv);
+    struct kv_cmd c;
+    assert_int_equal(kv_cmd_init(&c), 0);
+    char k[17] = {0}, v[24];
+    for (unsigned i = 0; i < batch; i++) { /* scattered keys, longer values */
+        key16(k, (i * 7919u) % n, "key");
+        memset(v, 'a' + i % 26, sizeof v);
+        assert_int_equal(kv_cmd_set(&c, k, 16, v, sizeof v), 0);
+    }
+    assert_true(apply_failing_each_allocation(kv, 1000000, c.data, c.len) > 0);
+    kv_cmd_free(&c);
+    check_tree(kv);
+    for (unsigned i = 0; i < n; i++) { /* every key once more, one by one */
+        key16(k, (i * 7919u) % n, "key");
+        batch_set(kv, 1000001 + i, k, "0123456789abcdef");
+    }
+    size_t after = check_tree(kv);
+    printf("kv: %zu leaves, %zu after rewriting every key once\n", before,
+           after);
+    assert_int_equal(kv_count(kv), n);
+    assert_true(after <= 2 * before + 2);
+    for (unsigned i = 0; i < n; i++) {
+        key16(k, (i * 7919u) % n, "key");
+        assert_meta(kv, k, 0, 1000001 + i, 2 + (i < batch));
+        const uint8_t *got;
+        size_t glen;
+        assert_int_equal(kv_get(kv, k, 16, &got, &glen), 0);
+        assert_int_equal(glen, 16);
+        assert_memory_equal(got, "0123456789abcdef", 16);
+    }
+    kv_free(kv);
+}
+
 /* Deleting most keys gives leaves back: sparse neighbours merge. */
 static void test_delete_merges(void **state)
 {
@@ -2027,6 +2070,7 @@ int main(void)
         T(test_list_paging),
         T(test_model_walk),
         T(test_long_keys),
+        T(test_rewrites_grow),
         T(test_delete_merges),
         T(test_big_batch),
         T(test_snapshot_revisions),
