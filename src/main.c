@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "node/flags.h"
+#include "kv/kv.h"
 #include "node/node.h"
 
 /* Everything main() shares with its callbacks; lives on main's stack. */
@@ -171,17 +172,13 @@ int main(int argc, char **argv)
     d.log = (struct craft_logger){.fn = log_sink, .ud = &d, .min_level = f.log_level};
     signal(SIGPIPE, SIG_IGN);
 
-    int rc = make_dirs(f.dir);
-    if (rc != 0) {
-        CRAFT_ERROR(&d.log, "cannot create data directory %s: %s", f.dir, craft_strerror(rc));
-        return 1;
-    }
     if ((f.tls_cert != NULL) != (f.tls_key != NULL) ||
         ((f.tls_client_ca != NULL || f.join_ca != NULL) && f.tls_cert == NULL)) {
         CRAFT_ERROR(&d.log, "-tls-cert and -tls-key go together, and -tls-client-ca and "
                             "-join-ca need them");
         return 1;
     }
+    int rc;
     struct auth_db *auth = NULL;
     if (f.auth_file != NULL) {
         char aerr[320], awarn[200];
@@ -218,6 +215,29 @@ int main(int argc, char **argv)
         auth_db_free(auth);
         return 1;
     }
+    /* -restore: the whole file is checked, and the directory found empty,
+     * before anything is written. */
+    struct kv *restored = NULL;
+    if (f.restore != NULL) {
+        char why[640];
+        if (node_backup_load(f.restore, &restored, why, sizeof why) != 0 ||
+            node_restore_dir_check(f.dir, why, sizeof why) != 0) {
+            CRAFT_ERROR(&d.log, "-restore: %s; nothing was written", why);
+            kv_free(restored);
+            free(join_user);
+            auth_db_free(auth);
+            return 1;
+        }
+    }
+
+    rc = make_dirs(f.dir);
+    if (rc != 0) {
+        CRAFT_ERROR(&d.log, "cannot create data directory %s: %s", f.dir, craft_strerror(rc));
+        kv_free(restored);
+        free(join_user);
+        auth_db_free(auth);
+        return 1;
+    }
     struct node_opts opts = {
         .id = f.id,
         .http_addr = f.haddr,
@@ -244,6 +264,7 @@ int main(int argc, char **argv)
         .cluster_token = token,
         .peer_max_conns = f.peer_max_conns,
         .peer_max_unauth_conns = f.peer_max_unauth_conns,
+        .restore = restored,
         .log = &d.log,
     };
     CRAFT_INFO(&d.log, "craftd %s starting: http %s, raft %s, data %s%s%s%s%s", CRAFT_VERSION,

@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <uv.h>
 
@@ -182,6 +183,9 @@ struct http_handlers {
      * refused at the limits, nor for a request whose client left before
      * its answer. Runs on the loop; must not reply to anything. */
     void (*observe)(void *ud, int route, int method, int status, uint64_t ns);
+    /* GET /backup: a snapshot of the whole store, answered with
+     * http_reply_stream (or an error). */
+    void (*backup)(void *ud, struct http_req *req);
 };
 
 struct http_opts {
@@ -264,6 +268,32 @@ void http_reply_not_modified(struct http_req *req);
  * most 1023 bytes) and JSON-escaped. */
 void http_reply_error(struct http_req *req, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* --- streamed replies (stream.c) ---
+ * A 200 body of a length known in advance that is too large to hold in
+ * memory: this module pulls it from the node piece by piece, each piece
+ * only once the client has taken the previous one (one buffer per stream,
+ * whatever the client's speed). */
+struct http_stream_src {
+    /* Fill buf with 1..cap bytes of the body, in order, and return how many;
+     * 0 or a negative error cuts the response (the client sees a short body
+     * and a closed connection). Called on the loop: keep it quick (e.g. a
+     * pread of a local file). */
+    ssize_t (*read)(void *ud, void *buf, size_t cap);
+    /* The stream is over, called exactly once and never from within
+     * http_reply_stream: ok true when every byte was handed to the
+     * connection; false when the client went away, was cut for stalling,
+     * the server closed, or read failed. ud is not used after it. */
+    void (*done)(void *ud, bool ok);
+};
+/* Answers req 200 with Content-Type ctype (NULL: none), Content-Length
+ * len and the headers set before (http_reply_set_index), and a body pulled
+ * from src. A client that takes nothing for stall_ms (0: 30000) while a
+ * piece waits for it is disconnected. 0: src->done follows. Else req is
+ * answered all the same (503 when out of memory, or discarded: the client
+ * had gone) and src is never called. src is copied. */
+int http_reply_stream(struct http_req *req, const char *ctype, uint64_t len, unsigned stall_ms,
+                      const struct http_stream_src *src, void *ud);
 
 /* True if no reply can reach the client any more: its connection is closed
  * or was reset, it shut down its side (even with requests of it still

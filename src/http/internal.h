@@ -168,6 +168,10 @@ void http__send_errorv(h2o_req_t *req, int status, const char *allow, const char
                        va_list ap);
 /* Wraps req for the node: registers the dispose hook, links it as pending. */
 struct http_req *http__req_new(struct http_server *srv, h2o_req_t *req);
+/* Marks the node's one reply to r: the h2o request to answer, with the
+ * node's headers added, or NULL when the reply is to be discarded (r is
+ * freed then if h2o is done). r may be freed once a response starts. */
+h2o_req_t *http__claim(struct http_req *r);
 /* Answers every pending request 503 (server closing). */
 void http__answer_pending(struct http_server *srv);
 const char *http__reason(int status);

@@ -143,7 +143,7 @@ static void add_node_headers(const struct http_req *r, h2o_req_t *h)
 /* Marks the node's one reply. Returns the h2o request to answer, with the
  * node's headers added, or NULL when the reply is to be discarded (r is
  * freed here if h2o is done). */
-static h2o_req_t *claim(struct http_req *r)
+h2o_req_t *http__claim(struct http_req *r)
 {
     assert(!r->replied && "a request was answered twice");
     r->replied = true;
@@ -164,7 +164,7 @@ static h2o_req_t *claim(struct http_req *r)
 void http_reply_value(struct http_req *req, const char *key, size_t klen, const char *val,
                       size_t vlen)
 {
-    h2o_req_t *h = claim(req);
+    h2o_req_t *h = http__claim(req);
     if (h == NULL)
         return;
     char *buf = h2o_mem_alloc_pool(&h->pool, CRAFT_JSON_QUOTED_MAX(klen) + CRAFT_JSON_QUOTED_MAX(vlen) + 3);
@@ -179,14 +179,14 @@ void http_reply_value(struct http_req *req, const char *key, size_t klen, const 
 
 void http_reply_ok(struct http_req *req)
 {
-    h2o_req_t *h = claim(req);
+    h2o_req_t *h = http__claim(req);
     if (h != NULL)
         http__send(h, 200, NULL, NULL, "", 0);
 }
 
 void http_reply_json(struct http_req *req, int status, const char *json, size_t len)
 {
-    h2o_req_t *h = claim(req);
+    h2o_req_t *h = http__claim(req);
     if (h != NULL)
         http__send(h, status, JSON_TYPE, NULL, json, len);
 }
@@ -194,14 +194,14 @@ void http_reply_json(struct http_req *req, int status, const char *json, size_t 
 void http_reply_body(struct http_req *req, int status, const char *ctype, const void *body,
                      size_t len)
 {
-    h2o_req_t *h = claim(req);
+    h2o_req_t *h = http__claim(req);
     if (h != NULL)
         http__send(h, status, ctype, NULL, body, len);
 }
 
 void http_reply_not_modified(struct http_req *req)
 {
-    h2o_req_t *h = claim(req);
+    h2o_req_t *h = http__claim(req);
     if (h == NULL)
         return;
     http__observe_sent(h, 304);
@@ -212,7 +212,7 @@ void http_reply_not_modified(struct http_req *req)
 
 void http_reply_error(struct http_req *req, int status, const char *fmt, ...)
 {
-    h2o_req_t *h = claim(req);
+    h2o_req_t *h = http__claim(req);
     if (h == NULL)
         return;
     va_list ap;

@@ -340,7 +340,7 @@ static void route_status(struct http_server *srv, h2o_req_t *req)
         srv->handlers.status(srv->ud, r);
 }
 
-/* GET /livez, /readyz and /metrics (docs/operations.md). */
+/* GET /livez, /readyz, /metrics and /backup (docs/operations.md). */
 static void route_ops(struct http_server *srv, h2o_req_t *req, const char *path,
                       void (*fn)(void *, struct http_req *))
 {
@@ -414,8 +414,11 @@ int http__on_req(h2o_handler_t *self, h2o_req_t *req)
         route_ops(srv, req, "/readyz", srv->handlers.readyz);
     else if (path_is(path, plen, "/metrics"))
         route_ops(srv, req, "/metrics", srv->handlers.metrics);
+    else if (path_is(path, plen, "/backup"))
+        route_ops(srv, req, "/backup", srv->handlers.backup);
     else
-        fail(req, 404, NULL, "not found: use /key/<key>, /keys, /txn, /join, /remove, /transfer or /status");
+        fail(req, 404, NULL, "not found: use /key/<key>, /keys, /txn, /join, /remove, /transfer, "
+             "/status or /backup");
     srv->obs.req = NULL; /* answered, or handed to the node */
     return 0;
 }

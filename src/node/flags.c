@@ -70,6 +70,9 @@ static const struct flag_def DEFS[] = {
      "Raft bind address, announced to peers (default \"localhost:12000\")"},
     {"request-timeout-ms", K_UINT, FIELD(request_timeout_ms), 1, UINT32_MAX, "N",
      "how long a write or read may wait for the cluster (default 5000)"},
+    {"restore", K_ADDR, FIELD(restore), 0, 0, "file",
+     "make a new one-member cluster from this backup (GET /backup) in the empty data "
+     "directory, then serve it"},
     {"snapshot-threshold", K_UINT, FIELD(snapshot_threshold), 1, UINT64_MAX, "N",
      "log entries between snapshots (default 8192)"},
     {"tick-ms", K_UINT, FIELD(tick_ms), 1, 60000, "N", "milliseconds per Raft tick (default 50)"},
@@ -229,8 +232,10 @@ static enum flags_outcome parse_env(char *const envp[], struct flags *f, char *e
 {
     for (size_t i = 0; i < NDEFS; i++) {
         const struct flag_def *d = &DEFS[i];
+        /* -restore is a one-off: a variable left set would make every
+         * restart refuse the directory it restored. */
         if (strcmp(d->name, "version") == 0 || strcmp(d->name, "cluster-token") == 0 ||
-            strcmp(d->name, "join-user") == 0)
+            strcmp(d->name, "join-user") == 0 || strcmp(d->name, "restore") == 0)
             continue;
         char name[64] = "CRAFTD_";
         size_t n = strlen(name);
@@ -319,6 +324,10 @@ enum flags_outcome flags_parse(int argc, char *const argv[], char *const envp[],
                         tls_names[k]);
     }
 
+    if (f->restore != NULL && (f->join != NULL || f->inmem))
+        return fail(err, errcap, "-restore makes a new cluster in the data directory: it "
+                    "takes neither %s", f->join != NULL ? "-join" : "-inmem");
+
     const char *env_dir = env_get(envp, "CRAFTD_DATA_DIR");
     if ((i >= argc || argv[i][0] == '\0') && env_dir == NULL) {
         snprintf(err, errcap, "no data directory specified");
@@ -357,7 +366,7 @@ void flags_usage(FILE *out, const char *prog)
         fprintf(out, "    \t%s\n", d->help);
     }
     fprintf(out, "  -h, -help\n    \tprint this help and exit\n");
-    fprintf(out, "Every flag but -version, -cluster-token and -join-user may also be set in\n"
+    fprintf(out, "Every flag but -version, -restore, -cluster-token and -join-user may be set in\n"
                  "the environment as CRAFTD_<FLAG> (CRAFTD_TICK_MS=20, CRAFTD_INMEM=true), the\n"
                  "data directory as CRAFTD_DATA_DIR; the command line wins. The two secrets\n"
                  "come from CRAFTD_CLUSTER_TOKEN and CRAFTD_JOIN_USER.\n");

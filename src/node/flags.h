@@ -60,11 +60,14 @@ struct flags {
                                      then reads $CRAFTD_CLUSTER_TOKEN) */
     unsigned peer_max_conns;      /* -peer-max-conns, default 64, >= 1 */
     unsigned peer_max_unauth_conns; /* -peer-max-unauth-conns, default 16, >= 1 */
+    const char *restore;          /* -restore <backup file>: make a new one-member
+                                     cluster from it in the (empty) data directory;
+                                     never with -join or -inmem. NULL when absent */
 };
 
 /* Parses argv[1..argc-1] into *f (argv[0] is the program name). Every
- * flag but -version, -cluster-token and -join-user (main reads and wipes
- * those two secrets itself) may also come from the environment envp
+ * flag but -version, -restore (a one-off), -cluster-token and -join-user
+ * (main reads and wipes those two secrets itself) may also come from the environment envp
  * ("NAME=value" strings, NULL-terminated; NULL: none) as CRAFTD_<FLAG>,
  * upper case with '_' for '-' (CRAFTD_TICK_MS=20), and the data directory
  * as CRAFTD_DATA_DIR; the command line wins, an empty variable counts as

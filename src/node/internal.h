@@ -3,6 +3,7 @@
  *   clock.c     the Raft clock: ticks from the monotonic clock, catch-up
  *   pump.c      the ready loop: persist (disk jobs), send, apply, advance
  *   snapshot.c  taking snapshots in a forked child, installing received ones
+ *   backup.c    GET /backup (the same forked writer, streamed), -restore
  *   requests.c  the requests waiting on Raft, the HTTP handler table
  *   keys.c      GET/PUT/POST/DELETE /key: commands built, answers made
  *   txnlist.c   POST /txn, GET /keys, DELETE /keys?prefix=
@@ -82,6 +83,7 @@ struct node__req {
 struct node__job;
 struct node__probe;
 struct node__metrics;
+struct node__backup;
 struct json_t;
 
 #define NODE__RL_SLOTS 16
@@ -164,6 +166,7 @@ struct node {
     uint64_t snap_retry_at; /* after a failure, not before (uv_now ms) */
     uint64_t snap_size;     /* bytes of the latest snapshot */
     uint64_t applied_bytes; /* entry bytes applied since it was taken */
+    struct node__backup *backup; /* GET /backup in progress, or NULL */
 
     /* Requests. */
     uint64_t next_req;
@@ -233,10 +236,28 @@ int node__job(struct node *n, node__job_fn fn, node__job_done done,
               void *arg);
 
 /* snapshot.c */
+/* Forks a child that writes the map as it is now (copy-on-write: a frozen
+ * view) into fd as snapshot `index` with kv_snapshot_write_fd (then
+ * fdatasync when sync) and exits 0, or 1 on failure; it dies with this
+ * process. The child's pid, or -1 (errno set). Reap it with waitpid. */
+pid_t node__fork_writer(struct node *n, int fd, uint64_t index, bool sync);
 void node__snapshot_maybe(struct node *n);
 void node__snapshot_poll(struct node *n);
 int node__snapshot_restore(struct node *n, uint64_t index);
 void node__snapshot_cancel(struct node *n);
+
+/* backup.c */
+void node__backup(void *ud, struct http_req *req);
+/* The client of req went away: true if req was the backup's (its writer
+ * is killed, req answered); false if it is not a backup. */
+bool node__backup_cancel(struct node *n, struct http_req *req);
+/* At each tick: has the backup's writer finished? Then stream it. */
+void node__backup_poll(struct node *n);
+/* The node stops: kill the writer, answer a backup not yet streaming. */
+void node__backup_stop(struct node *n);
+/* -restore: the store of a fresh directory becomes snapshot kv (taken),
+ * with this node as the only voter; 0 or an error (logged). */
+int node__restore_into(struct node *n, struct kv *kv);
 
 /* requests.c */
 extern const struct http_handlers node__http_handlers;

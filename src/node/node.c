@@ -96,6 +96,7 @@ static void on_tick(uv_timer_t *t)
     node__identity_tick(n);
     node__commit_tick(n);
     node__snapshot_poll(n);
+    node__backup_poll(n);
     node__promote_learners(n);
     node__requests_tick(n);
     log_soft(n);
@@ -115,6 +116,30 @@ static char *dup_str(const char *s)
     return s ? craft_memdup(s, strlen(s) + 1) : NULL;
 }
 
+/* -restore: the fresh store gets the backup as its first snapshot, and is
+ * read back (p) as at a restart. */
+static int restore(struct node *n, bool fresh, bool bootstrap, struct raft_persisted *p)
+{
+    struct kv *kv = n->o.restore;
+    n->o.restore = NULL;
+    int rv = CRAFT_EINVAL;
+    if (!fresh || !bootstrap || n->o.inmem)
+        CRAFT_ERROR(&n->log, "-restore needs an empty data directory, and neither -join "
+                    "nor -inmem");
+    else
+        rv = node__restore_into(n, kv);
+    kv_free(kv);
+    if (rv) {
+        CRAFT_ERROR(&n->log, "cannot restore the backup into %s: %s", n->dir,
+                    craft_strerror(rv));
+        return rv;
+    }
+    stor_close(n->stor);
+    n->stor = NULL;
+    struct stor_opts so = {.dir = n->dir, .log = &n->log};
+    return stor_open(&so, &n->stor, p);
+}
+
 static int start_core(struct node *n)
 {
     struct stor_opts so = {.dir = n->dir, .inmem = n->o.inmem,
@@ -130,6 +155,13 @@ static int start_core(struct node *n)
     rv = node__identity_open(n, fresh, &bootstrap, &join);
     if (rv)
         return rv;
+    bool restored = n->o.restore != NULL;
+    if (restored) {
+        rv = restore(n, fresh, bootstrap, &p);
+        if (rv)
+            return rv;
+        fresh = bootstrap = false; /* read back as at a restart */
+    }
     struct raft_config cfg = {
         .id = n->raft_id,
         .seed = n->raft_id ^ (uint64_t)uv_hrtime(),
@@ -171,6 +203,8 @@ static int start_core(struct node *n)
         n->bootstrapped = true; /* said once the ports are bound */
     } else if (fresh) {
         n->o.join = n->join; /* ask to be added once we serve */
+    } else if (restored) {
+        n->bootstrapped = true; /* a new cluster, said once serving */
     } else {
         CRAFT_INFO(&n->log, "restarting from %s: term %llu, log %llu..%llu, "
                    "snapshot at %llu", n->o.inmem ? "memory" : n->dir,
@@ -267,6 +301,7 @@ static int start_services(struct node *n)
 
 static void free_node(struct node *n)
 {
+    kv_free(n->o.restore);
     raft_free(n->raft);
     kv_free(n->kv);
     stor_close(n->stor);
@@ -411,6 +446,7 @@ static void stop_now(struct node *n)
     node__joiner_stop(n);
     node__identity_stop(n);
     node__snapshot_cancel(n);
+    node__backup_stop(n);
     node__requests_fail_all(n, 503, "shutting down");
     if (n->ticker.data == n)
         uv_timer_stop(&n->ticker);

@@ -2,7 +2,8 @@
  * peer transport, the HTTP front end and the replicated map.
  *
  * Owns everything it starts: the core, the store (and its data directory
- * lock), the transport, the HTTP server, timers, a forked snapshot writer.
+ * lock), the transport, the HTTP server, timers, a forked snapshot writer,
+ * a backup being written or sent.
  * Threading: every call on the loop's thread; disk jobs run on libuv's
  * thread pool one at a time, their results come back on the loop.
  * Ownership: node_start copies the strings of opts. */
@@ -10,6 +11,7 @@
 #define CRAFT_NODE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -46,11 +48,16 @@ struct node_opts {
                                   start, which keeps only a derived key) */
     unsigned peer_max_conns;        /* 0: 64 (see peer_opts.max_conns) */
     unsigned peer_max_unauth_conns; /* 0: 16 */
+    /* -restore: the map of a backup file (node_backup_load), taken by
+     * node_start (freed, also on error): the empty data directory becomes
+     * a new one-member cluster whose first snapshot it is. NULL: none. */
+    struct kv *restore;
     const struct craft_logger *log;
 };
 
 struct node;
 struct auth_db;
+struct kv;
 
 /* Open the data directory, restore state, start serving. 0 or an error
  * (CRAFT_ELOCKED: another process has the directory; CRAFT_ECORRUPT: the
@@ -64,5 +71,14 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out);
  * peers and the store cleanly, free the node, and call cb(ud).
  * Asynchronous; a second call while handing over does nothing. */
 void node_stop(struct node *n, void (*cb)(void *ud), void *ud);
+
+/* -restore (backup.c): reads and checks the whole backup file at path (a
+ * kv snapshot as GET /backup sends it) into a new map: 0 and *kv (the
+ * caller's), or an error with a one-line message in why naming the file
+ * and what is wrong (missing, not a backup, truncated, corrupt). Writes
+ * nothing. */
+int node_backup_load(const char *path, struct kv **kv, char *why, size_t cap);
+/* 0 if dir is missing or empty; else an error with why (it holds state). */
+int node_restore_dir_check(const char *dir, char *why, size_t cap);
 
 #endif

@@ -654,6 +654,8 @@ static void on_transfer(void *ud, struct http_req *req, const char *id)
 static void on_cancel(void *ud, struct http_req *req)
 {
     struct node *n = ud;
+    if (node__backup_cancel(n, req))
+        return;
     struct node__req *q = http_req_tag(req);
     if (q == NULL || q->http != req)
         return;
@@ -678,4 +680,5 @@ const struct http_handlers node__http_handlers = {
     .txn = node__txn,
     .list = node__list,
     .del_prefix = node__del_prefix,
+    .backup = node__backup,
 };

@@ -3,7 +3,8 @@
  * file (copy-on-write gives it a frozen view, as Redis does); the parent
  * polls for the child's exit at each tick, commits the file in a disk job,
  * tells the core, and compacts the log behind it. Installing one received
- * from the leader replaces the map. */
+ * from the leader replaces the map. GET /backup (backup.c) forks the same
+ * writer into a file of its own. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -83,6 +84,25 @@ static void commit_done(struct node *n, void *arg, int rc)
     craft_free(c);
 }
 
+pid_t node__fork_writer(struct node *n, int fd, uint64_t index, bool sync)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* The child: only write(2) and _exit; it dies with its parent, so an
+     * orphan never holds the data directory's lock nor a backup's file. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        _exit(1);
+    int err = kv_snapshot_write_fd(n->kv, fd, index);
+    /* A snapshot flushes its data here, off the loop and outside the
+     * disk-job queue: the commit's own fdatasync then has little left to
+     * do, and log writes queued behind it are not held up. */
+    if (err == 0 && sync && fdatasync(fd) != 0)
+        err = -1;
+    _exit(err ? 1 : 0);
+}
+
 /* Start a snapshot if the core wants one and none is being taken. */
 void node__snapshot_maybe(struct node *n)
 {
@@ -108,28 +128,13 @@ void node__snapshot_maybe(struct node *n)
         CRAFT_WARN(&n->log, "cannot start a snapshot: %s", craft_strerror(rv));
         return;
     }
-    pid_t pid = fork();
+    pid_t pid = node__fork_writer(n, stor_snap_writer_fd(n->snap_w), index, true);
     if (pid < 0) {
         CRAFT_WARN(&n->log, "cannot fork the snapshot writer: %s",
                    craft_strerror(-errno));
         stor_snap_abort(n->snap_w);
         n->snap_w = NULL;
         return;
-    }
-    if (pid == 0) {
-        /* The child: only write(2) and _exit; it dies with its parent, so
-         * an orphan never holds the data directory's lock. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() == 1)
-            _exit(1);
-        int fd = stor_snap_writer_fd(n->snap_w);
-        int err = kv_snapshot_write_fd(n->kv, fd, index);
-        /* Flush the data here, off the loop and outside the disk-job
-         * queue: the commit's own fdatasync then has little left to do,
-         * and log writes queued behind it are not held up. */
-        if (err == 0 && fdatasync(fd) != 0)
-            err = -1;
-        _exit(err ? 1 : 0);
     }
     n->snap_pid = pid;
     n->snap_index = index;

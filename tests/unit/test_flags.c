@@ -248,6 +248,31 @@ static void test_peer_tls_all_or_none(void **state)
     assert_null(f.peer_tls_ca);
 }
 
+/* -restore <file>: a file name, never with -join or -inmem, never from
+ * the environment. */
+static void test_restore(void **state)
+{
+    (void)state;
+    struct flags f;
+    assert_int_equal(parse(&f, "d", NULL), FLAGS_RUN);
+    assert_null(f.restore);
+    assert_int_equal(parse(&f, "-restore", "b.snap", "-id", "n1", "d", NULL), FLAGS_RUN);
+    assert_string_equal(f.restore, "b.snap");
+    assert_string_equal(f.dir, "d");
+    assert_int_equal(parse(&f, "--restore=b.snap", "d", NULL), FLAGS_RUN);
+    assert_string_equal(f.restore, "b.snap");
+    assert_bad(&f, parse(&f, "-restore=", "d", NULL), "must not be empty");
+    assert_bad(&f, parse(&f, "-restore", "b.snap", "-join", "h:1", "d", NULL), "-join");
+    assert_bad(&f, parse(&f, "-restore", "b.snap", "-inmem", "d", NULL), "-inmem");
+    assert_int_equal(parse(&f, "-restore", "b.snap", "-join=", "d", NULL), FLAGS_RUN);
+    assert_bad(&f, parse(&f, "-restore", NULL), "needs an argument");
+    char err[256];
+    char *env[] = {"CRAFTD_RESTORE=b.snap", NULL};
+    char *argv[] = {"craftd", "d", NULL};
+    assert_int_equal(flags_parse(2, argv, env, &f, err, sizeof err), FLAGS_RUN);
+    assert_null(f.restore);
+}
+
 static void test_log_level(void **state)
 {
     struct flags f;
@@ -376,7 +401,7 @@ static void test_usage_lists_every_flag(void **state)
     fclose(out);
     const char *names[] = {"Usage: craftd", "-id", "-haddr", "-raddr", "-join", "-inmem",
                            "-log-level", "-snapshot-threshold", "-tick-ms", "-election-ticks",
-                           "-request-timeout-ms", "-max-body", "-version", "-help",
+                           "-request-timeout-ms", "-max-body", "-version", "-help", "-restore",
                            "localhost:11000", "localhost:12000", "8192"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_non_null(strstr(buf, names[i]));
@@ -446,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_peer_tls_all_or_none),
         cmocka_unit_test(test_peer_auth_flags),
         cmocka_unit_test(test_environment),
+        cmocka_unit_test(test_restore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
