@@ -47,7 +47,7 @@ $(O)/%.o: %.c
 
 $(O)/craftd: $(O)/src/main.o $(LIB_OBJS)
 	@echo "LINK $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lsystemd
 
 $(O)/craftctl: $(CTL_SRCS:%.c=$(O)/%.o)
 	@echo "LINK $@"

@@ -7,7 +7,7 @@
 # metrics`).
 set -e
 RUN_PKGS="build-essential pkg-config libuv1-dev libh2o-dev libssl-dev libcrypt-dev zlib1g-dev
-libjansson-dev"
+libjansson-dev libsystemd-dev"
 PKGS="$RUN_PKGS libcmocka-dev libcurl4-openssl-dev python3 python3-pytest iptables iproute2
 valgrind clang openssl help2man whois prometheus"
 [ "${1:-}" = run ] && PKGS=$RUN_PKGS

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <systemd/sd-daemon.h>
 #include <uv.h>
 
 #include "auth/auth.h"
@@ -25,6 +26,8 @@ struct daemon {
     const char *id;         /* node id, printed on every log line */
     struct node *node;
     uv_signal_t sigint, sigterm;
+    uv_timer_t notify;      /* under systemd (Type=notify): polls readiness */
+    bool notifying;         /* notify runs */
     bool stopping;          /* a first signal arrived */
     bool stopped;           /* node_stop finished */
     bool log_json;          /* -log-format json */
@@ -95,11 +98,45 @@ static int make_dirs(const char *path)
 
 static void on_closed(uv_handle_t *h) { (void)h; }
 
+/* systemd's readiness protocol (sd_notify; a no-op outside a unit with
+ * Type=notify): READY=1 once the node is ready as /readyz says, checked
+ * every 200 ms until then; STOPPING=1 when a shutdown begins. */
+static void stop_notify(struct daemon *d)
+{
+    if (d->notifying) {
+        d->notifying = false;
+        uv_close((uv_handle_t *)&d->notify, on_closed);
+    }
+}
+
+static void on_notify_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    if (d->node == NULL || !node_ready(d->node))
+        return;
+    sd_notify(0, "READY=1\nSTATUS=serving: a member that knows its leader");
+    CRAFT_INFO(&d->log, "told systemd the node is ready");
+    stop_notify(d);
+}
+
+static int start_notify(uv_loop_t *loop, struct daemon *d)
+{
+    if (getenv("NOTIFY_SOCKET") == NULL)
+        return 0;
+    int err = uv_timer_init(loop, &d->notify);
+    if (err)
+        return err;
+    d->notify.data = d;
+    d->notifying = true;
+    return uv_timer_start(&d->notify, on_notify_timer, 0, 200);
+}
+
 static void on_stopped(void *ud)
 {
     struct daemon *d = ud;
     d->node = NULL;
     d->stopped = true;
+    stop_notify(d);
     uv_close((uv_handle_t *)&d->sigint, on_closed);
     uv_close((uv_handle_t *)&d->sigterm, on_closed);
 }
@@ -113,6 +150,7 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     d->stopping = true;
     CRAFT_INFO(&d->log, "shutting down (%s)", strsignal(signum));
+    sd_notify(0, "STOPPING=1");
     node_stop(d->node, on_stopped, d);
 }
 
@@ -288,6 +326,8 @@ int main(int argc, char **argv)
         return 1;
     }
     rc = watch_signals(loop, &d);
+    if (rc == 0)
+        rc = start_notify(loop, &d);
     if (rc != 0) {
         CRAFT_ERROR(&d.log, "cannot watch signals: %s", uv_strerror(rc));
         return 1;

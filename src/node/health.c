@@ -62,9 +62,9 @@ void node__on_livez(void *ud, struct http_req *req)
     reply_json(req, 200, json_pack("{s:s}", "status", "alive"));
 }
 
-void node__on_readyz(void *ud, struct http_req *req)
+/* The readiness rule applied to n now. */
+static void ready_now(struct node *n, struct node__ready_in *inp, struct node__ready *r)
 {
-    struct node *n = ud;
     struct raft_soft_state s = raft_soft(n->raft);
     const struct raft_conf *c = raft_conf_at(n->raft, n->applied);
     uint64_t now = node__now(n);
@@ -81,8 +81,25 @@ void node__on_readyz(void *ud, struct http_req *req)
         .leader_commit = node__leader_commit(n),
         .max_lag = NODE_READY_MAX_LAG,
     };
+    *inp = in;
+    node__ready_eval(&in, r);
+}
+
+bool node_ready(struct node *n)
+{
+    struct node__ready_in in;
     struct node__ready r;
-    node__ready_eval(&in, &r);
+    ready_now(n, &in, &r);
+    return r.ready;
+}
+
+void node__on_readyz(void *ud, struct http_req *req)
+{
+    struct node *n = ud;
+    struct raft_soft_state s = raft_soft(n->raft);
+    struct node__ready_in in;
+    struct node__ready r;
+    ready_now(n, &in, &r);
     const struct kv_member *lead = kv_member_by_raft_id(n->kv, s.leader);
     json_t *root = json_pack("{s:b, s:b, s:b, s:b, s:s, s:I, s:I, s:I, s:I}",
                              "ready", r.ready, "member", r.member, "has_leader", r.has_leader,

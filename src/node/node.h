@@ -65,6 +65,10 @@ struct kv;
  * started is stopped again and *out is NULL. */
 int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out);
 
+/* What GET /readyz says: a member that knows a leader and has applied
+ * close to its commit index, and is not stopping (docs/operations.md). */
+bool node_ready(struct node *n);
+
 /* Stop: refuse new requests (503); a leader first hands leadership to the
  * voter with the most of the log and waits until another node leads (at
  * most an election timeout); then answer pending requests with 503, close

@@ -103,6 +103,31 @@ def test_json_log_format(cluster):
     assert any("shutting down" in json.loads(ln)["msg"] for ln in lines)
 
 
+def test_systemd_readiness(cluster, tmp_path):
+    """Under systemd (Type=notify) the node sends READY=1 once it is ready
+    (as /readyz says) and STOPPING=1 when SIGTERM starts its shutdown; here
+    a datagram socket stands in for systemd's NOTIFY_SOCKET."""
+    import socket
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(15)
+    os.environ["NOTIFY_SOCKET"] = path
+    try:
+        n = cluster.add("notified").start()
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+    msg = sock.recv(4096).decode()
+    assert "READY=1" in msg.split("\n"), msg
+    r = get_key(n.haddr, "nothing")  # it serves by then
+    assert r[0] == 404, r
+    n.signal(signal.SIGTERM)
+    msg = sock.recv(4096).decode()
+    assert msg == "STOPPING=1", msg
+    assert n.proc.wait(timeout=10) == 0
+    sock.close()
+
+
 def test_inmem(cluster, report):
     n = cluster.add("mem", extra=["-inmem"]).start()
     n.wait_ready()
