@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char KEY_ALLOW[] = "GET, PUT, POST, DELETE";
+static const char KEY_ALLOW[] = "GET, HEAD, PUT, POST, DELETE";
 
 static bool method_is(const h2o_req_t *req, const char *m)
 {
@@ -271,7 +271,7 @@ static void route_set(struct http_server *srv, h2o_req_t *req)
 
 static void route_key(struct http_server *srv, h2o_req_t *req, const char *rest, size_t rlen)
 {
-    if (method_is(req, "GET"))
+    if (method_is(req, "GET") || method_is(req, "HEAD")) /* HEAD: h2o drops the body */
         route_get(srv, req, rest, rlen);
     else if (method_is(req, "POST"))
         route_set(srv, req);
@@ -332,7 +332,9 @@ static void route_member_op(struct http_server *srv, h2o_req_t *req, const char 
 static void route_status(struct http_server *srv, h2o_req_t *req)
 {
     if (!method_is(req, "GET")) {
-        http__send(req, 405, NULL, "GET", "", 0); /* no body, as hraftd */
+        /* hraftd sends no body; every error here has the JSON one (a
+         * client of hraftd reads only the status). */
+        method_not_allowed(req, "GET", "/status");
         return;
     }
     struct http_req *r = hand_over(srv, req, srv->handlers.status != NULL);

@@ -157,14 +157,17 @@ def test_bad_inputs(cluster):
             allowed = {m.strip() for m in r.headers["allow"].split(",")}
             assert {"GET", "PUT", "POST", "DELETE"} <= allowed, r.headers["allow"]
     json_error(call("PUT", "/key", "{}"), 400)
-    r = call("HEAD", "/key/a")
-    assert r.status == 405 and "allow" in r.headers, r
+    # HEAD is GET without the body: same status and length, same ETag
+    assert set_keys(a, {"hd": "hello"}).status == 200
+    g, h = call("GET", "/key/hd"), call("HEAD", "/key/hd")
+    assert h.status == g.status == 200 and h.body == b"", h
+    assert h.headers["content-length"] == g.headers["content-length"], (g.headers, h.headers)
+    assert h.headers.get("etag") == g.headers.get("etag"), (g.headers, h.headers)
+    assert call("HEAD", "/key/none-such").status == 404
 
-    # /status: non-GET is 405 without a body
+    # /status: non-GET is 405 with Allow and a JSON error (hraftd: no body)
     for method in ("POST", "PUT", "DELETE"):
-        r = call(method, "/status", "{}" if method != "DELETE" else None)
-        assert r.status == 405, (method, r)
-        assert r.body == b"", (method, r)
+        r = json_error(call(method, "/status", "{}" if method != "DELETE" else None), 405)
 
     # anything else: 404 with a JSON error
     for p in ("/", "/nope", "/status/x", "/joinx", "/KEY/a"):
