@@ -94,7 +94,8 @@ int sim_kv_serialize(const struct sim_kv *kv, unsigned pad, uint8_t **out,
         o += vl;
     }
     craft_put32(b + o, (uint32_t)mlen);
-    memcpy(b + o + 4, map, mlen);
+    if (mlen > 0) /* map is NULL without a state machine */
+        memcpy(b + o + 4, map, mlen);
     o += 4 + mlen;
     craft_free(map);
     for (unsigned i = 0; i < pad; i++)
