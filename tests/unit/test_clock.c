@@ -121,7 +121,9 @@ static void test_node_catches_up(void **state)
     assert_int_equal(uv_loop_close(&f.loop), 0);
 
     /* 300 ms at 10 ms a tick: about 30 ticks delivered, none early. */
-    assert_in_range(f.before, 20, 30); /* (a busy machine delays timers) */
+    /* (a busy machine delays timers; valgrind slows the loop itself, so
+     * only "none early" holds there) */
+    assert_in_range(f.before, getenv("VALGRIND") ? 1 : 20, 30);
     /* Right after the 200 ms stall, the lease clock counts the 20 ticks. */
     assert_in_range(f.owed, 19, 21);
     /* The first tick after it delivered them all (plus those of the 30 ms
