@@ -65,6 +65,12 @@ int ctl_help(const char *text)
     return CTL_OK;
 }
 
+int ctl_usage(const char *text)
+{
+    fputs(text, stderr);
+    return CTL_USAGE;
+}
+
 /* Splits list at commas into base URLs (":p" = localhost:p). 0, or -1
  * after saying why. */
 static int set_endpoints(struct ctl *c, const char *list, bool tls)

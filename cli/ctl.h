@@ -98,7 +98,9 @@ int ctl_cmd_health(struct ctl *c, int argc, char **argv);
 
 /* True when an argument before any "--" is -h or --help. */
 bool ctl_wants_help(int argc, char **argv);
-/* Prints a command's help text on stdout: CTL_OK. */
+/* Prints a command's help text on stdout: CTL_OK (asked for help). */
 int ctl_help(const char *text);
+/* Prints it on stderr: CTL_USAGE (a bad command line). */
+int ctl_usage(const char *text);
 
 #endif

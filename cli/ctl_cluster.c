@@ -8,12 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int usage(const char *text)
-{
-    fprintf(stderr, "%s", text);
-    return CTL_USAGE;
-}
-
 /* GET /status of the first endpoint that answers: the parsed document or
  * NULL (*rv says why). */
 static json_t *get_status(struct ctl *c, int *rv)
@@ -94,7 +88,7 @@ int ctl_cmd_member(struct ctl *c, int argc, char **argv)
     if (ctl_wants_help(argc, argv))
         return ctl_help(MEMBER_HELP);
     if (argc < 2)
-        return usage(MEMBER_HELP);
+        return ctl_usage(MEMBER_HELP);
     const char *sub = argv[1];
     if (strcmp(sub, "list") == 0 && argc == 2)
         return member_list(c);
@@ -108,7 +102,7 @@ int ctl_cmd_member(struct ctl *c, int argc, char **argv)
         json_t *b = json_pack("{s:s}", "id", argv[2]);
         return b ? post_member(c, "/remove", b, "member remove") : CTL_UNAVAILABLE;
     }
-    return usage(MEMBER_HELP);
+    return ctl_usage(MEMBER_HELP);
 }
 
 static const char TRANSFER_HELP[] =
@@ -120,7 +114,7 @@ int ctl_cmd_transfer(struct ctl *c, int argc, char **argv)
     if (ctl_wants_help(argc, argv))
         return ctl_help(TRANSFER_HELP);
     if (argc != 2)
-        return usage(TRANSFER_HELP);
+        return ctl_usage(TRANSFER_HELP);
     json_t *b = json_pack("{s:s}", "id", argv[1]);
     return b ? post_member(c, "/transfer", b, "transfer") : CTL_UNAVAILABLE;
 }
@@ -134,7 +128,7 @@ int ctl_cmd_status(struct ctl *c, int argc, char **argv)
     if (ctl_wants_help(argc, argv))
         return ctl_help(STATUS_HELP);
     if (argc != 1)
-        return usage(STATUS_HELP);
+        return ctl_usage(STATUS_HELP);
     int rv;
     json_t *st = get_status(c, &rv);
     if (st == NULL)
@@ -171,7 +165,7 @@ int ctl_cmd_health(struct ctl *c, int argc, char **argv)
     if (ctl_wants_help(argc, argv))
         return ctl_help(HEALTH_HELP);
     if (argc != 1)
-        return usage(HEALTH_HELP);
+        return ctl_usage(HEALTH_HELP);
     int worst = CTL_OK;
     json_t *all = json_array();
     char **eps = c->endpoints;

@@ -43,12 +43,6 @@ static char *read_all(FILE *f, const char *name, size_t *len)
     return buf;
 }
 
-static int usage(const char *text)
-{
-    fprintf(stderr, "%s", text);
-    return CTL_USAGE;
-}
-
 static bool parse_u64(const char *s, uint64_t *v)
 {
     char *end;
@@ -93,10 +87,10 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
         else if (ch == 'l' && level_ok(optarg))
             level = optarg;
         else
-            return usage(GET_HELP);
+            return ctl_usage(GET_HELP);
     }
     if (optind != argc - 1 || argv[optind][0] == 0)
-        return usage(GET_HELP);
+        return ctl_usage(GET_HELP);
     const char *key = argv[optind];
     char *k = ctl_pct(key, strlen(key));
     char path[16384];
@@ -175,10 +169,10 @@ int ctl_cmd_put(struct ctl *c, int argc, char **argv)
         else if (ch == 'l' && parse_u64(optarg, &lease))
             ;
         else
-            return usage(PUT_HELP);
+            return ctl_usage(PUT_HELP);
     }
     if (nconds > 1 || optind >= argc || argc - optind > 2 || argv[optind][0] == 0)
-        return usage(PUT_HELP);
+        return ctl_usage(PUT_HELP);
     const char *key = argv[optind];
     size_t vlen;
     char *val;
@@ -252,10 +246,10 @@ int ctl_cmd_del(struct ctl *c, int argc, char **argv)
         else if (ch == 'p')
             prefix = true;
         else
-            return usage(DEL_HELP);
+            return ctl_usage(DEL_HELP);
     }
     if (optind != argc - 1 || (prefix && cond[0]) || (!prefix && argv[optind][0] == 0))
-        return usage(DEL_HELP);
+        return ctl_usage(DEL_HELP);
     char *k = ctl_pct(argv[optind], strlen(argv[optind]));
     char path[16384];
     if (k == NULL || strlen(k) > sizeof path - 64) {
@@ -404,10 +398,10 @@ int ctl_cmd_list(struct ctl *c, int argc, char **argv)
         else if (ch == 'l' && level_ok(optarg))
             a.level = optarg;
         else
-            return usage(LIST_HELP);
+            return ctl_usage(LIST_HELP);
     }
     if (argc - optind > 1 || (optind < argc && (a.start || a.end)))
-        return usage(LIST_HELP);
+        return ctl_usage(LIST_HELP);
     if (optind < argc)
         a.prefix = argv[optind];
     else if (!a.start && !a.end)
@@ -483,7 +477,7 @@ int ctl_cmd_txn(struct ctl *c, int argc, char **argv)
     if (ctl_wants_help(argc, argv))
         return ctl_help(TXN_HELP);
     if (argc > 2)
-        return usage(TXN_HELP);
+        return ctl_usage(TXN_HELP);
     FILE *f = argc == 2 ? fopen(argv[1], "rb") : stdin;
     const char *name = argc == 2 ? argv[1] : "standard input";
     if (f == NULL) {
