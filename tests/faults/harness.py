@@ -65,22 +65,9 @@ def wait_until(what, fn, timeout, interval=0.05):
 def request(addr, method, path, body=None, timeout=CLIENT_TIMEOUT):
     """(status, parsed JSON body or None). Raises OSError (ConnectionRefused,
     timeout, reset) when no answer came."""
-    host, _, port = addr.rpartition(":")
-    conn = httpclient.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        data = json.dumps(body).encode() if body is not None else None
-        conn.request(method, path, body=data)
-        r = conn.getresponse()
-        raw = r.read()
-    except httpclient.HTTPException as e:
-        raise ConnectionResetError(f"{method} {addr}{path}: {type(e).__name__}: {e}") from e
-    finally:
-        conn.close()
-    try:
-        doc = json.loads(raw.decode("utf-8")) if raw else None
-    except ValueError:
-        doc = {"error": f"unparsable body {raw[:100]!r}"}
-    return r.status, doc
+    data = json.dumps(body).encode() if body is not None else None
+    status, doc, _ = request_raw(addr, method, path, data, timeout=timeout)
+    return status, doc
 
 
 def request_raw(addr, method, path, body=None, headers=None, timeout=CLIENT_TIMEOUT):
