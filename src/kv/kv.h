@@ -277,6 +277,27 @@ int kv_apply_at(struct kv *kv, uint64_t index, const uint8_t *data,
 /* The same at index kv_index() + 1 (tests and tools). */
 int kv_apply(struct kv *kv, const uint8_t *data, size_t len);
 
+/* ---- change events (what watches and blocking queries are fed) ---------- */
+
+enum kv_event_type { KV_EV_PUT = 1, KV_EV_DELETE = 2 };
+/* One key changed by a command. PUT: meta is the key as the write left it
+ * (value and every revision field). DELETE: meta.key/klen, mod_index = the
+ * deleting command's index, lease = the lease the key was attached to; the
+ * other fields are 0. */
+struct kv_event {
+    uint8_t type; /* enum kv_event_type */
+    struct kv_meta meta;
+};
+/* Called for every key a command changes, in the order of the changes,
+ * while kv_apply_at runs and only once nothing can fail any more (a call
+ * means the change is made: a failed or malformed command calls nothing).
+ * index is the command's. A put is told right after it is made, a delete
+ * right before. Pointers in ev are valid during the call only; fn must not
+ * change the map. kv_put, kv_del and kv_restore tell nothing. */
+typedef void (*kv_event_fn)(void *ud, uint64_t index, const struct kv_event *ev);
+/* Set (fn NULL: clear) the one observer of kv. A restored map has none. */
+void kv_set_observer(struct kv *kv, kv_event_fn fn, void *ud);
+
 /* ---- member directory (changed by the node when it applies a membership
  *      change; part of the snapshot) ------------------------------------- */
 

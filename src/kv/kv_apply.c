@@ -81,6 +81,22 @@ static void free_blobs(struct kv__blob **b, size_t n, struct kv__blob **stack)
         craft_free(b);
 }
 
+/* Delete key if present, at revision index (told to the observer): 1 if
+ * it was there, else 0. */
+static uint64_t del_key(struct kv *kv, uint64_t index, const uint8_t *key,
+                        size_t klen)
+{
+    struct kv__path p;
+    kv__seek(kv, key, klen, &p);
+    if (!p.found)
+        return 0;
+    struct kv__rec rec;
+    kv__rec_decode(p.leaf, p.pos, &rec);
+    kv__emit_del(kv, index, key, klen, rec.lease);
+    kv__remove(kv, &p);
+    return 1;
+}
+
 /* ---- version 1 ---- */
 
 static int apply_batch(struct kv *kv, uint64_t index, const uint8_t *data,
@@ -123,12 +139,10 @@ static int apply_batch(struct kv *kv, uint64_t index, const uint8_t *data,
         if (op.type == KV_OP_SET) {
             kv__put_rev(kv, op.key, op.klen, op.val, op.vlen, 0, index,
                         blobs[k++], NULL);
+            kv__emit_put(kv, index, op.key, op.klen);
             continue;
         }
-        struct kv__path p;
-        kv__seek(kv, op.key, op.klen, &p);
-        if (p.found)
-            kv__remove(kv, &p);
+        del_key(kv, index, op.key, op.klen);
     }
     free_blobs(blobs, 0, stack);
     return 0;
@@ -313,20 +327,15 @@ static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
         case KV_TOP_PUT:
             kv__put_rev(kv, o->key, o->klen, o->val, o->vlen, o->lease,
                         index, blobs[i], &r->created);
+            kv__emit_put(kv, index, o->key, o->klen);
             break;
-        case KV_TOP_DEL: {
-            struct kv__path p;
-            kv__seek(kv, o->key, o->klen, &p);
-            if (p.found) {
-                kv__remove(kv, &p);
-                r->deleted = 1;
-            }
+        case KV_TOP_DEL:
+            r->deleted = del_key(kv, index, o->key, o->klen);
             break;
-        }
         case KV_TOP_DEL_PREFIX: {
             struct kv_range rg;
             kv_range_prefix(&rg, o->key, o->klen);
-            r->deleted = kv__del_range(kv, &rg);
+            r->deleted = kv__del_range(kv, &rg, index);
             break;
         }
         default:

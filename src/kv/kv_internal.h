@@ -173,6 +173,8 @@ struct kv {
     struct kv_member *members;  /* [n_members], insertion order */
     size_t n_members;
     size_t members_cap;
+    kv_event_fn obs;            /* kv_set_observer, or NULL */
+    void *obs_ud;
 };
 
 /* A leaf slot, one u32: the record's offset in its low 12 bits (the data
@@ -342,8 +344,14 @@ void kv__tree_free(struct kv *kv);
 void kv__put_rev(struct kv *kv, const void *key, size_t klen, const void *val,
                  size_t vlen, uint64_t lease, uint64_t index,
                  struct kv__blob *blob, bool *created);
-/* Delete every key in [start, end) (end NULL: no end); the count. */
-uint64_t kv__del_range(struct kv *kv, const struct kv_range *r);
+/* Delete every key in [start, end) (end NULL: no end); the count. Each
+ * removal is told to the observer (as at revision index). */
+uint64_t kv__del_range(struct kv *kv, const struct kv_range *r, uint64_t index);
+/* Tell the observer (if any) of the put of key just done at index, or of
+ * the delete of key (its record rec, still in the map) about to be done. */
+void kv__emit_put(struct kv *kv, uint64_t index, const void *key, size_t klen);
+void kv__emit_del(struct kv *kv, uint64_t index, const void *key, size_t klen,
+                  uint64_t lease);
 
 /* ---- kv_cmd.c ---- */
 /* A uvar length (<= UINT32_MAX) and that many bytes at *pp; advances. */

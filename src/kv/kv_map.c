@@ -336,7 +336,35 @@ void kv_count_range(const struct kv *kv, const struct kv_range *r,
     *count = k;
 }
 
-uint64_t kv__del_range(struct kv *kv, const struct kv_range *r)
+void kv_set_observer(struct kv *kv, kv_event_fn fn, void *ud)
+{
+    kv->obs = fn;
+    kv->obs_ud = ud;
+}
+
+void kv__emit_put(struct kv *kv, uint64_t index, const void *key, size_t klen)
+{
+    if (kv->obs == NULL)
+        return;
+    struct kv_event ev = {.type = KV_EV_PUT};
+    if (kv_get_meta(kv, key, klen, &ev.meta) == 0)
+        kv->obs(kv->obs_ud, index, &ev);
+}
+
+void kv__emit_del(struct kv *kv, uint64_t index, const void *key, size_t klen,
+                  uint64_t lease)
+{
+    if (kv->obs == NULL)
+        return;
+    struct kv_event ev = {.type = KV_EV_DELETE};
+    ev.meta.key = key;
+    ev.meta.klen = klen;
+    ev.meta.mod_index = index;
+    ev.meta.lease = lease;
+    kv->obs(kv->obs_ud, index, &ev);
+}
+
+uint64_t kv__del_range(struct kv *kv, const struct kv_range *r, uint64_t index)
 {
     uint64_t deleted = 0;
     for (;;) {
@@ -363,6 +391,7 @@ uint64_t kv__del_range(struct kv *kv, const struct kv_range *r)
             if (!before_end(r, rec.key, rec.klen))
                 return deleted;
             p.found = true;
+            kv__emit_del(kv, index, rec.key, rec.klen, rec.lease);
             bool changed = kv__remove(kv, &p);
             deleted++;
             if (changed || p.pos >= l->n)

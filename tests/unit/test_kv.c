@@ -2038,6 +2038,83 @@ static void test_snapshot_v1(void **state)
     kv_free(kv);
 }
 
+/* ---- change events -------------------------------------------------------- */
+
+struct ev_log {
+    char text[4096]; /* "index:P|D:key:value:create:mod:version;" per event */
+    size_t len;
+};
+
+static void ev_record(void *ud, uint64_t index, const struct kv_event *ev)
+{
+    struct ev_log *log = ud;
+    const struct kv_meta *m = &ev->meta;
+    int n = snprintf(log->text + log->len, sizeof log->text - log->len,
+                     "%llu:%c:%.*s:%.*s:%llu:%llu:%llu;", (unsigned long long)index,
+                     ev->type == KV_EV_PUT ? 'P' : 'D', (int)m->klen,
+                     (const char *)m->key, (int)m->vlen,
+                     m->vlen ? (const char *)m->val : "",
+                     (unsigned long long)m->create_index,
+                     (unsigned long long)m->mod_index, (unsigned long long)m->version);
+    assert_true(n > 0 && (size_t)n < sizeof log->text - log->len);
+    log->len += (size_t)n;
+}
+
+static void test_events(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    assert_non_null(kv);
+    struct ev_log log = {.len = 0};
+    kv_set_observer(kv, ev_record, &log);
+    batch_set(kv, 1, "a", "1");
+    batch_set(kv, 2, "a", "2");
+    batch_del(kv, 3, "zz"); /* absent: no event */
+    struct kv_txn_op ops[] = {OP_PUT("p/1", "x"), OP_PUT("p/2", "y"), OP_GET("a")};
+    struct kv_txn t = {.success = ops, .n_success = 3};
+    apply_ok(kv, 4, &t);
+    /* a compare that fails runs the (empty) failure branch: no event */
+    struct kv_compare c[] = {CMP_NUM(KV_CMP_MOD, KV_CMP_EQ, "a", 99)};
+    struct kv_txn f = {.cmp = c, .n_cmp = 1, .success = ops, .n_success = 2};
+    apply_ok(kv, 5, &f);
+    struct kv_txn_op dp[] = {OP_DELP("p/"), OP_DEL("a"), OP_PUT("a", "3")};
+    struct kv_txn d = {.success = dp, .n_success = 3};
+    apply_ok(kv, 6, &d);
+    assert_string_equal(log.text,
+                        "1:P:a:1:1:1:1;2:P:a:2:1:2:2;4:P:p/1:x:4:4:1;4:P:p/2:y:4:4:1;"
+                        "6:D:p/1::0:6:0;6:D:p/2::0:6:0;6:D:a::0:6:0;6:P:a:3:6:6:1;");
+
+    /* a malformed command and one that runs out of memory tell nothing */
+    log.len = 0;
+    log.text[0] = 0;
+    uint8_t bad[] = {KV_TXN_VERSION, 0xff};
+    assert_int_equal(kv_apply_at(kv, 7, bad, sizeof bad), CRAFT_ECORRUPT);
+    struct kv_cmd cmd;
+    assert_int_equal(kv_cmd_init(&cmd), 0);
+    char k[16];
+    for (unsigned i = 0; i < 40; i++) {
+        key16(k, i, "ev");
+        assert_int_equal(kv_cmd_set(&cmd, k, 16, "v", 1), 0);
+    }
+    int fails = apply_failing_each_allocation(kv, 7, cmd.data, cmd.len);
+    assert_true(fails >= 1);
+    /* only the apply that succeeded told its 40 puts, once each */
+    size_t puts = 0;
+    for (const char *p = log.text; (p = strstr(p, ":P:")) != NULL; p++)
+        puts++;
+    assert_int_equal(puts, 40);
+    kv_cmd_free(&cmd);
+
+    /* direct changes and a cleared observer tell nothing */
+    log.len = 0;
+    log.text[0] = 0;
+    assert_int_equal(kv_put(kv, "q", 1, "1", 1), 0);
+    kv_set_observer(kv, NULL, NULL);
+    batch_set(kv, 8, "q", "2");
+    assert_int_equal(log.len, 0);
+    kv_free(kv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2075,6 +2152,7 @@ int main(void)
         T(test_big_batch),
         T(test_snapshot_revisions),
         T(test_snapshot_v1),
+        T(test_events),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
