@@ -182,10 +182,17 @@ static int start_core(struct node *n)
     n->kv = kv_new(0);
     if (n->kv == NULL)
         return CRAFT_ENOMEM;
-    if (raft_snapshot(n->raft)->index > 0) {
-        rv = node__snapshot_restore(n, raft_snapshot(n->raft)->index);
+    const struct raft_snap_meta *sm = raft_snapshot(n->raft);
+    if (sm->index > 0) {
+        rv = node__snapshot_restore(n, sm->index);
         if (rv)
             return rv;
+        /* The store hands back every entry it holds, those the snapshot
+         * covers too (a segment is deleted only once all of it is): keep
+         * in memory only the window a new snapshot keeps behind it. */
+        uint64_t keep;
+        if (sm->index <= raft_applied_index(n->raft))
+            (void)raft_snapshot_taken(n->raft, sm->index, sm->size, &keep);
     }
     if (bootstrap) {
         uint8_t *ctx;

@@ -104,21 +104,34 @@ pid_t node__fork_writer(struct node *n, int fd, uint64_t index, bool sync)
 }
 
 /* Start a snapshot if the core wants one and none is being taken. */
+/* Whether the log since the last snapshot calls for a new one. The core's
+ * threshold counts entries; a snapshot writes the whole map, so wait also
+ * until the log since the last one is as large as that snapshot (as Redis
+ * rewrites its AOF when it has doubled): snapshots then cost no more than
+ * the log they replace, however large the map (else a large map is
+ * rewritten every few thousand small writes, and each fork and
+ * copy-on-write burst shows in the latency of writes). But that log is
+ * also held in memory until the snapshot: past NODE__SNAP_LOG_MIN bytes
+ * and a quarter of the snapshot, take one whatever the entry count, so
+ * that large entries cannot keep a second copy of the map in memory (the
+ * snapshot then costs at most four times the log it replaces). */
+#define NODE__SNAP_LOG_MIN (4u << 20)
+static bool snapshot_due(const struct node *n)
+{
+    uint64_t cap = n->snap_size / 4 > NODE__SNAP_LOG_MIN ? n->snap_size / 4
+                                                         : NODE__SNAP_LOG_MIN;
+    if (n->rd.want_snapshot)
+        return n->applied_bytes >= (n->snap_size < cap ? n->snap_size : cap);
+    return n->applied_bytes >= cap;
+}
+
 void node__snapshot_maybe(struct node *n)
 {
-    if (!n->rd.want_snapshot || n->snap_busy || n->stopping ||
-        node__now(n) < n->snap_retry_at)
+    if (n->snap_busy || n->stopping || node__now(n) < n->snap_retry_at ||
+        !snapshot_due(n))
         return;
     uint64_t index = n->applied;
     if (index <= raft_snapshot(n->raft)->index)
-        return;
-    /* A snapshot writes the whole map; the threshold counts entries. Wait
-     * also until the log since the last one is as large as that snapshot
-     * (as Redis rewrites its AOF when it has doubled), so that snapshots
-     * cost no more than the log they replace, however large the map (else
-     * a large map is rewritten every few thousand small writes, and each
-     * fork and copy-on-write burst shows in the latency of writes). */
-    if (n->applied_bytes < n->snap_size)
         return;
     struct raft_snap_meta meta = {.index = index,
                                   .term = raft_term_at(n->raft, index),

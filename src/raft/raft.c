@@ -72,6 +72,8 @@ static int apply_defaults(struct raft_config *c)
         c->max_uncommitted_bytes = 64u << 20;
     if (c->snapshot_trailing == 0)
         c->snapshot_trailing = 1024;
+    if (c->snapshot_trailing_bytes == 0)
+        c->snapshot_trailing_bytes = 4u << 20;
     if (c->snap_chunk_bytes == 0)
         c->snap_chunk_bytes = 256u << 10;
     return 0;
@@ -349,6 +351,26 @@ int raft_campaign(struct raft *r)
     return raft__campaign(r, !r->cfg.disable_pre_vote, false);
 }
 
+/* The last index to forget behind a snapshot at index: the window kept
+ * after it holds at most snapshot_trailing entries and at most
+ * snapshot_trailing_bytes of entry data (large entries would otherwise
+ * keep tens of MiB in memory that the snapshot already covers). */
+static uint64_t trailing_start(const struct raft *r, uint64_t index)
+{
+    const struct raft__log *l = &r->log;
+    uint64_t trail = r->cfg.snapshot_trailing;
+    uint64_t to = index > trail ? index - trail : 0;
+    if (to < l->offset)
+        to = l->offset;
+    size_t bytes = 0;
+    for (uint64_t i = index; i > to; i--) {
+        bytes += l->ents[i - l->offset - 1].len;
+        if (bytes > r->cfg.snapshot_trailing_bytes)
+            return i;
+    }
+    return to;
+}
+
 int raft_snapshot_taken(struct raft *r, uint64_t index, uint64_t size,
                         uint64_t *compact_to)
 {
@@ -364,8 +386,7 @@ int raft_snapshot_taken(struct raft *r, uint64_t index, uint64_t size,
     } else if (index < r->snap.index) {
         return CRAFT_EINVAL;
     }
-    uint64_t trail = r->cfg.snapshot_trailing;
-    uint64_t to = index > trail ? index - trail : 0;
+    uint64_t to = trailing_start(r, index);
     if (to > r->log.stabled)
         to = r->log.stabled;
     raft__log_compact(r, to);

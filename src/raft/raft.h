@@ -320,6 +320,8 @@ struct raft_config {
     size_t max_uncommitted_bytes;/* refuse proposals past this; default 64 MiB */
     uint64_t snapshot_threshold; /* entries since last snapshot; 0 = never */
     uint64_t snapshot_trailing;  /* entries kept behind a snapshot; default 1024 */
+    size_t snapshot_trailing_bytes; /* ... and at most this many bytes of
+                                    them; default 4 MiB */
     uint32_t snap_chunk_bytes;   /* bytes per snapshot chunk; default 256 KiB */
     /* Ticks the leader lease is shortened by, for clocks that run at
      * different rates (docs/read-lease.md); default max(1, election_ticks
@@ -388,7 +390,8 @@ int raft_campaign(struct raft *r);
 /* The caller has taken a snapshot of its state machine at index (<= the
  * applied index it has reached), size bytes long. The core records it as
  * the snapshot to send lagging followers and compacts its log behind it,
- * keeping snapshot_trailing entries. *compact_to, if not NULL, is set to the
+ * keeping snapshot_trailing entries (at most snapshot_trailing_bytes of
+ * them: a follower further behind gets the snapshot). *compact_to, if not NULL, is set to the
  * first index the caller still has to keep in its own log storage. */
 int raft_snapshot_taken(struct raft *r, uint64_t index, uint64_t size,
                         uint64_t *compact_to);

@@ -1187,6 +1187,26 @@ static void test_snapshot_taken_compacts(void **state)
     finish(net);
 }
 
+/* The window kept behind a snapshot is bounded in bytes as well as in
+ * entries. */
+static void test_snapshot_trailing_bytes(void **state)
+{
+    (void)state;
+    struct raft_config c = snap_cfg();
+    c.snapshot_trailing = 100;
+    c.snapshot_trailing_bytes = 20; /* two 8-byte values, not three */
+    struct rnet *net = cluster(3, 3, &c);
+    uint64_t l = rnet_elect(net, 100);
+    for (uint64_t i = 0; i < 10; i++)
+        propose_ok(net, l, 1 + i, i);
+    rnet_settle(net);
+    struct rnet_node *nd = rnet_node(net, l);
+    uint64_t applied = raft_applied_index(nd->r);
+    assert_int_equal(rnet_snapshot(net, l), 0);
+    assert_int_equal(raft_first_index(nd->r), applied - 2 + 1);
+    finish(net);
+}
+
 struct dropper {
     uint8_t type;
     uint64_t offset;
@@ -1760,6 +1780,7 @@ int main(void)
         cmocka_unit_test(test_membership_add_voter_and_one_at_a_time),
         cmocka_unit_test(test_membership_remove),
         cmocka_unit_test(test_snapshot_taken_compacts),
+        cmocka_unit_test(test_snapshot_trailing_bytes),
         cmocka_unit_test(test_snapshot_chunks),
         cmocka_unit_test(test_snapshot_chunks_lossy),
         cmocka_unit_test(test_restart_keeps_state),
