@@ -27,6 +27,7 @@ static const struct command COMMANDS[] = {
     {"transfer", ctl_cmd_transfer, "hand leadership to a voter"},
     {"status", ctl_cmd_status, "the answering node's view of the cluster"},
     {"health", ctl_cmd_health, "whether every endpoint is ready"},
+    {"backup", ctl_cmd_backup, "save a consistent snapshot of the whole store to a file"},
 };
 
 static void help(FILE *out)
@@ -130,7 +131,7 @@ int main(int argc, char **argv)
                                          {"help", no_argument, 0, 'h'},
                                          {"version", no_argument, 0, 'V'},
                                          {0, 0, 0, 0}};
-    struct ctl c = {.timeout_ms = 10000, .output = CTL_OUT_TABLE};
+    struct ctl c = {.timeout_ms = 10000, .output = CTL_OUT_TABLE, .body_fd = -1};
     const char *endpoints = getenv("CRAFTCTL_ENDPOINTS");
     c.user = getenv("CRAFTCTL_USER");
     int ch;

@@ -38,6 +38,11 @@ struct ctl {
     long timeout_ms;
     int output; /* enum ctl_output */
     CURL *curl;
+    /* >= 0: the body of a 2xx answer is written to this file (rewound and
+     * emptied at each attempt) instead of memory, and the request's time
+     * limit is a stall of timeout_ms, not its whole length (a large
+     * download); the descriptor is the caller's. -1: kept in memory. */
+    int body_fd;
 };
 
 /* One answer. body is NUL-terminated (not counted in len), owned by the
@@ -95,6 +100,7 @@ int ctl_cmd_member(struct ctl *c, int argc, char **argv);
 int ctl_cmd_transfer(struct ctl *c, int argc, char **argv);
 int ctl_cmd_status(struct ctl *c, int argc, char **argv);
 int ctl_cmd_health(struct ctl *c, int argc, char **argv);
+int ctl_cmd_backup(struct ctl *c, int argc, char **argv);
 
 /* True when an argument before any "--" is -h or --help. */
 bool ctl_wants_help(int argc, char **argv);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
+#include <unistd.h>
 
 void ctl_resp_free(struct ctl_resp *r)
 {
@@ -19,12 +21,35 @@ struct sink {
     char *buf;
     size_t len, cap;
     bool oom;
+    int fd;        /* struct ctl's body_fd */
+    CURL *h;       /* to ask the status of the answer being received */
+    bool io_error; /* writing to fd failed */
 };
+
+/* A 2xx body to the file, all of it (short writes and EINTR retried). */
+static size_t to_file(struct sink *s, const char *p, size_t add)
+{
+    for (size_t done = 0; done < add;) {
+        ssize_t w = write(s->fd, p + done, add - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            s->io_error = true;
+            return 0; /* curl stops with CURLE_WRITE_ERROR */
+        }
+        done += (size_t)w;
+    }
+    return add;
+}
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     struct sink *s = ud;
     size_t add = size * n;
+    long status = 0;
+    if (s->fd >= 0 && curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+        status >= 200 && status < 300)
+        return to_file(s, p, add);
     if (s->len + add + 1 > s->cap) {
         size_t cap = s->cap ? s->cap : 4096;
         while (cap < s->len + add + 1)
@@ -91,7 +116,12 @@ static CURLcode perform(struct ctl *c, const char *base, const char *method, con
     curl_easy_setopt(h, CURLOPT_WRITEDATA, sink);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, index);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    if (c->body_fd >= 0) { /* a download of any length: only a stall ends it */
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (c->timeout_ms + 999) / 1000);
+    } else {
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    }
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms < 3000 ? c->timeout_ms : 3000L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     if (c->user != NULL) {
@@ -131,7 +161,12 @@ int ctl_request(struct ctl *c, const char *method, const char *path, const void 
     for (size_t k = 0; k < c->n_endpoints; k++) {
         size_t i = (c->current + k) % c->n_endpoints;
         const char *base = c->endpoints[i];
-        struct sink sink = {0};
+        struct sink sink = {.fd = c->body_fd, .h = c->curl};
+        if (c->body_fd >= 0 &&
+            (ftruncate(c->body_fd, 0) != 0 || lseek(c->body_fd, 0, SEEK_SET) != 0)) {
+            fprintf(stderr, "craftctl: cannot empty the output file: %s\n", strerror(errno));
+            break;
+        }
         uint64_t index = 0;
         long status = 0;
         CURLcode e = perform(c, base, method, path, body, blen, hdrs, &sink, &index, &status);
@@ -147,9 +182,10 @@ int ctl_request(struct ctl *c, const char *method, const char *path, const void 
             break;
         }
         free(sink.buf);
-        const char *why = e == CURLE_OK ? "503"
-                          : sink.oom    ? "out of memory"
-                                        : curl_easy_strerror(e);
+        const char *why = e == CURLE_OK    ? "503"
+                          : sink.oom       ? "out of memory"
+                          : sink.io_error  ? "cannot write the output file"
+                                           : curl_easy_strerror(e);
         if (e == CURLE_OK || not_sent(e) || (idempotent && e == CURLE_OPERATION_TIMEDOUT)) {
             if (wlen < sizeof why_all)
                 wlen += (size_t)snprintf(why_all + wlen, sizeof why_all - wlen,

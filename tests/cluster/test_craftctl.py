@@ -136,3 +136,46 @@ def test_usage_and_help():
     for cmd in ("get", "put", "del", "list", "txn", "member", "transfer", "status", "health"):
         rc, out, err = ctl(["127.0.0.1:1"], cmd, "--help")
         assert rc == 0 and out.startswith(b"usage: craftctl " + cmd.encode()), (cmd, out, err)
+
+
+def test_backup_to_a_file_restores(cluster, tmp_path):
+    """craftctl backup streams GET /backup to a file that appears whole or
+    not at all; craftd -restore takes it."""
+    nodes = cluster.start(3)
+    follower = [n.haddr for n in nodes if n is not cluster.leader()][:1]
+    txn = {"compare": [], "success": [
+        {"op": "put", "key": f"b/{i:05d}", "value": "v" * 100} for i in range(100)]}
+    for _ in range(30):  # 3,000 puts of 100 keys: a backup of a few hundred KB
+        rc, out, err = ctl(follower, "txn", stdin=json.dumps(txn).encode())
+        assert rc == 0, (rc, out, err)
+    path = tmp_path / "store.backup"
+    rc, out, err = ctl(follower, "backup", str(path))
+    assert rc == 0 and out.startswith(f"backup: {path}: ".encode()), (rc, out, err)
+    size = int(out.split()[2])
+    assert path.stat().st_size == size > 100 * 100
+    assert not (tmp_path / "store.backup.part").exists()
+    rc, out, err = ctl(follower, "-o", "json", "backup", str(path))  # replaces it
+    doc = json.loads(out)
+    assert rc == 0 and doc["file"] == str(path) and doc["index"] > 0, (rc, out, err)
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+    new = cluster.add("fromctl", extra=["-restore", str(path)]).start()
+    new.wait_ready(timeout=60.0)
+    rc, out, _ = ctl([new.haddr], "list", "--count", "b/")
+    assert (rc, out) == (0, b"100\n")
+
+    # nobody answers: exit 4, neither the file nor a part file
+    gone = tmp_path / "none.backup"
+    port = free_ports(1)[0]
+    rc, out, err = ctl([f"127.0.0.1:{port}"], "backup", str(gone))
+    assert rc == 4 and not gone.exists() and not (tmp_path / "none.backup.part").exists(), \
+        (rc, out, err)
+    # a part file in the way (another backup, or a crash): refused, left alone
+    (tmp_path / "busy.backup.part").write_bytes(b"x")
+    rc, out, err = ctl(follower, "backup", str(tmp_path / "busy.backup"))
+    assert rc == 2 and "remove it" in err and not (tmp_path / "busy.backup").exists(), \
+        (rc, err)
+    assert (tmp_path / "busy.backup.part").read_bytes() == b"x"
+    # a directory it cannot write to: exit 2
+    rc, _, err = ctl(follower, "backup", str(tmp_path / "no" / "such" / "dir" / "f"))
+    assert rc == 2 and "cannot create" in err, err
