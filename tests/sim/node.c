@@ -25,6 +25,7 @@ static struct raft_config node_config(const struct sim *s,
     cfg.max_uncommitted_bytes = s->p.max_uncommitted;
     cfg.snapshot_threshold = s->p.snap_threshold;
     cfg.snapshot_trailing = s->p.snap_trailing;
+    cfg.snapshot_trailing_bytes = s->p.snap_trailing_bytes;
     cfg.snap_chunk_bytes = s->p.snap_chunk;
     return cfg;
 }

@@ -90,6 +90,7 @@ struct sim_params {
     size_t max_uncommitted;
     uint64_t snap_threshold;
     uint64_t snap_trailing;
+    uint64_t snap_trailing_bytes; /* 0: the core's default (4 MiB) */
     uint32_t snap_chunk;
     unsigned snap_pad; /* filler bytes in each kv snapshot */
     /* network, in steps */
