@@ -344,6 +344,8 @@ static void restore_sm(struct sim *s, struct sim_node *n)
     sim_client_on_restore(s, n);
 }
 
+static void begin_snapshot(struct sim *s, struct sim_node *n);
+
 static void take_ready(struct sim *s, struct sim_node *n)
 {
     struct raft_ready *rd = &n->rd;
@@ -376,6 +378,12 @@ static void take_ready(struct sim *s, struct sim_node *n)
         n->snap_pending = true;
         n->snap_due = s->now + sim_rng_below(&s->rng,
                                              s->p.snapshot_delay_max + 1);
+        /* written out once this batch's entries are applied, as the
+         * daemon forks its writer after applying a batch */
+        if (n->rd_apply_later)
+            n->snap_begin = true;
+        else
+            begin_snapshot(s, n);
     }
     uint64_t delay = sim_rng_below(&s->rng, s->p.persist_delay_max + 1);
     n->rd_due = s->now + delay;
@@ -401,6 +409,10 @@ static void finish_ready(struct sim *s, struct sim_node *n)
         if (!s->failed)
             apply_committed(s, n);
     }
+    if (n->snap_begin && !s->failed) {
+        n->snap_begin = false;
+        begin_snapshot(s, n);
+    }
     if (s->failed)
         return;
     raft_advance(n->r, rd);
@@ -408,35 +420,53 @@ static void finish_ready(struct sim *s, struct sim_node *n)
     sim_node_observe(s, n);
 }
 
-static void take_snapshot(struct sim *s, struct sim_node *n)
+/* The state machine as it is now, written out for the snapshot asked for
+ * (the daemon forks its writer here); reported by take_snapshot later. */
+static void begin_snapshot(struct sim *s, struct sim_node *n)
 {
-    n->snap_pending = false;
     struct sim_kv *kv = &n->kv;
-    struct sim_disk *d = &n->disk;
-    /* The core may already hold a newer snapshot (one received, whose
-     * restore into the state machine is still pending). */
-    if (kv->applied == 0 || kv->applied <= d->cur.meta.index ||
-        kv->applied <= raft_snapshot(n->r)->index)
+    craft_free(n->snap_data);
+    n->snap_data = NULL;
+    if (kv->applied == 0)
         return;
-    uint8_t *data;
-    size_t len;
-    if (sim_kv_serialize(kv, s->p.snap_pad, &data, &len)) {
+    if (sim_kv_serialize(kv, s->p.snap_pad, &n->snap_data, &n->snap_len)) {
         sim_fail(s, "sim", "out of memory");
         return;
     }
+    n->snap_index = kv->applied;
+    n->snap_term = kv->applied_term;
+    n->snap_conf = kv->conf;
+}
+
+static void take_snapshot(struct sim *s, struct sim_node *n)
+{
+    n->snap_pending = false;
+    struct sim_disk *d = &n->disk;
+    uint8_t *data = n->snap_data;
+    size_t len = n->snap_len;
+    uint64_t index = n->snap_index;
+    n->snap_data = NULL;
+    /* The core may already hold a newer snapshot (one received, whose
+     * restore into the state machine is still pending, or installed while
+     * this one was being written). */
+    if (data == NULL || index <= d->cur.meta.index ||
+        index <= raft_snapshot(n->r)->index) {
+        craft_free(data);
+        return;
+    }
     uint64_t compact_to = 0;
-    int rc = raft_snapshot_taken(n->r, kv->applied, len, &compact_to);
+    int rc = raft_snapshot_taken(n->r, index, len, &compact_to);
     const struct raft_snap_meta *m = raft_snapshot(n->r);
-    if (rc || m->index != kv->applied || m->size != len ||
-        m->term != kv->applied_term || !sim_conf_equal(&m->conf, &kv->conf) ||
-        compact_to > kv->applied + 1) {
+    if (rc || m->index != index || m->size != len ||
+        m->term != n->snap_term || !sim_conf_equal(&m->conf, &n->snap_conf) ||
+        compact_to > index + 1) {
         sim_fail(s, "snapshot-meta", "n%" PRIu64 " raft_snapshot_taken(%" PRIu64
                  ", %zu) = %s; core reports snapshot %" PRIu64 " term %" PRIu64
                  " size %" PRIu64 " (%u voters), compact_to %" PRIu64
-                 "; expected term %" PRIu64 " (%u voters)", n->id, kv->applied,
+                 "; expected term %" PRIu64 " (%u voters)", n->id, index,
                  len, craft_errname(rc), m->index, m->term, m->size,
-                 m->conf.n_voters, compact_to, kv->applied_term,
-                 kv->conf.n_voters);
+                 m->conf.n_voters, compact_to, n->snap_term,
+                 n->snap_conf.n_voters);
         craft_free(data);
         return;
     }
@@ -494,6 +524,9 @@ void sim_node_crash(struct sim *s, struct sim_node *n, bool for_good)
     n->r = NULL;
     n->busy = false;
     n->snap_pending = false;
+    n->snap_begin = false;
+    craft_free(n->snap_data);
+    n->snap_data = NULL;
     craft_free(n->rx.buf);
     memset(&n->rx, 0, sizeof(n->rx));
     sim_kv_reset(&n->kv);
@@ -639,6 +672,8 @@ void sim_node_free(struct sim_node *n)
         raft_free(n->r);
     n->r = NULL;
     sim_disk_free(&n->disk);
+    craft_free(n->snap_data);
+    n->snap_data = NULL;
     craft_free(n->rx.buf);
     memset(&n->rx, 0, sizeof(n->rx));
     sim_kv_reset(&n->kv);

@@ -330,9 +330,16 @@ struct sim_node {
     uint64_t rd_due;
     bool rd_apply_later;
     uint64_t rd_prev_term; /* term before rd.entries[0] when handed out */
-    /* snapshot asked for by want_snapshot */
+    /* snapshot asked for by want_snapshot: the state machine is written
+     * out when it is asked for (as the daemon's forked writer sees it)
+     * and reported to the core at snap_due, while applying goes on */
     bool snap_pending;
     uint64_t snap_due;
+    bool snap_begin;    /* write it out once the batch is applied */
+    uint8_t *snap_data; /* owned; NULL: nothing written yet */
+    size_t snap_len;
+    uint64_t snap_index, snap_term;
+    struct raft_conf snap_conf;
     uint64_t restart_at; /* DOWN: when to restart */
     uint64_t stop_at;    /* removed: when to stop for good (0: never) */
     /* last observed, for the checkers */
