@@ -345,8 +345,12 @@ void node__leases_close(struct node *n);
 void node__leases_rebuild(struct node *n);
 /* The entry whose result is res applied (res NULL: not a known result). */
 void node__leases_applied(struct node *n, const struct kv_result *res);
-/* Per tick: a leader gives every lease its full TTL when its term starts,
- * then proposes KV_LEASE_EXPIRE for those past their deadline. */
+/* Whether this node leads (and takes part); the first call in a term it
+ * leads gives every lease its full TTL from now. Called after each pump,
+ * so before any request sees the new role, and by node__leases_tick. */
+bool node__leases_leading(struct node *n);
+/* Per tick: while leading, proposes KV_LEASE_EXPIRE for the leases past
+ * their deadline. */
 void node__leases_tick(struct node *n);
 /* The shortest TTL granted, in seconds: ceil(1.5 x the election timeout). */
 uint64_t node__lease_min_ttl_s(const struct node *n);

@@ -86,24 +86,31 @@ static void propose_expire(struct node *n, uint64_t id)
                     (unsigned long long)id);
 }
 
-void node__leases_tick(struct node *n)
+bool node__leases_leading(struct node *n)
 {
     struct raft_soft_state s = raft_soft(n->raft);
     if (s.role != RAFT_LEADER || n->stopping || !node__takes_part(n)) {
         n->lease_term = 0;
-        return;
+        return false;
     }
-    uint64_t now = node__now(n);
     if (n->lease_term != s.term) {
         /* Another node may have led meanwhile, and its keepalives were
          * timed by its clock, not ours: every lease gets its full TTL. */
-        lease_clock_became_leader(n->leases, now);
+        lease_clock_became_leader(n->leases, node__now(n));
         n->lease_term = s.term;
         if (lease_clock_count(n->leases) > 0)
             CRAFT_INFO(&n->log, "leading in term %llu: %zu leases get their "
                        "full TTL from now", (unsigned long long)s.term,
                        lease_clock_count(n->leases));
     }
+    return true;
+}
+
+void node__leases_tick(struct node *n)
+{
+    if (!node__leases_leading(n))
+        return;
+    uint64_t now = node__now(n);
     uint64_t ids[EXPIRE_PER_TICK];
     size_t got = lease_clock_due(n->leases, now, ids, EXPIRE_PER_TICK);
     for (size_t i = 0; i < got; i++)

@@ -108,6 +108,7 @@ static void on_check(uv_check_t *c)
 {
     struct node *n = c->data;
     node__pump(n);
+    (void)node__leases_leading(n); /* a new leader's full TTL, at once */
     log_soft(n);
     (void)node__hand_over_check(n); /* last: it may stop the node */
 }
