@@ -278,3 +278,34 @@ def test_leader_kill_gives_full_ttl_then_expires(tmp_path):
             assert lease_info(n, lid).status == 404
     finally:
         c.stop_all()
+
+
+def test_restart_keeps_leases(tmp_path):
+    """Every node stopped and started again: the lease comes back from the
+    log (and snapshot) with its keys, gets its full TTL from the restart,
+    and still expires when nobody keeps it alive."""
+    c = Cluster(str(tmp_path))
+    try:
+        nodes = c.start(3)
+        lid, ttl = grant(nodes[1], 3)
+        assert put(nodes[2], "restarted", "v", lid).status == 201
+        for n in nodes:
+            assert n.stop() == 0, n
+        t_stopped = time.monotonic()
+        for n in nodes:
+            n.start()
+        for n in nodes:
+            n.wait_ready()
+        for n in nodes:
+            r = wait_until(f"the lease back on {n.name}",
+                           lambda n=n: (lambda x: x if x.status == 200 else None)(
+                               lease_info(n, lid, level="none")), 10)
+            assert r.json()["keys"] == ["restarted"], r
+            assert get_key(n.haddr, "restarted", level="none") == (200, "v"), n
+        wait_until("the lease expires after the restart",
+                   lambda: absent_everywhere(nodes, ["restarted"]), ttl + EXPIRY_SLACK + 5)
+        assert time.monotonic() - t_stopped >= ttl
+        for n in nodes:
+            assert lease_info(n, lid).status == 404
+    finally:
+        c.stop_all()
