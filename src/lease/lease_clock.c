@@ -4,7 +4,6 @@
  * deadline, or, once named by lease_clock_due, the time it is named again. */
 #include "lease/lease.h"
 
-#include <assert.h>
 
 #include "common/alloc.h"
 #include "common/error.h"
