@@ -2,9 +2,11 @@
  * kv_txn.c): a command that decodes must re-encode to exactly its bytes and
  * apply to what its operations say: a version-1 batch atomically, the last
  * operation on a key winning; a version-2 transaction like a plain model
- * of it here (compares, one branch, per-op results, revisions), the map
- * then listed in order against the model. One that does not decode must be
- * refused by kv_apply, leaving the map as it was. Built and run by
+ * of it here (compares, one branch, per-op results, revisions, lease 5
+ * existing and any other lease missing), the map then listed in order
+ * against the model; a version-3 lease command by what it says (grant,
+ * revoke/expire of lease 5 deleting its key, keepalive). One that does not
+ * decode must be refused by kv_apply, leaving the map as it was. Built and run by
  * `make fuzz`. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -156,10 +158,14 @@ static void fuzz_txn(const uint8_t *data, size_t size)
         big_keys[i][3] = (char)('0' + i % 10);
         CHECK(kv_put(kv, big_keys[i], 4, big_val, sizeof big_val) == 0);
     }
+    /* lease 5, granted after the direct puts (they take kv_index) */
+    uint8_t grant[KV_LEASE_CMD_MAX];
+    size_t glen = kv_lease_cmd_encode(KV_LEASE_GRANT, 0, 1000, grant);
+    CHECK(kv_apply_at(kv, 5, grant, glen) == 0);
     struct kv_txn t;
     if (kv_txn_decode(data, size, &t, cmp, succ, fail) != 0) {
         CHECK(kv_apply_at(kv, 7, data, size) == CRAFT_ECORRUPT);
-        CHECK(kv_count(kv) == 2 + BIG_N && kv_index(kv) == 0);
+        CHECK(kv_count(kv) == 2 + BIG_N && kv_index(kv) == 5);
         kv_free(kv);
         return;
     }
@@ -184,11 +190,22 @@ static void fuzz_txn(const uint8_t *data, size_t size)
         ok = m_cmp(&m, &cmp[i]);
     const struct kv_txn_op *ops = ok ? t.success : t.failure;
     size_t n = ok ? t.n_success : t.n_failure;
+    uint64_t missing = 0;
+    for (size_t i = 0; i < n && !missing; i++)
+        if (ops[i].type == KV_TOP_PUT && ops[i].lease != 0 && ops[i].lease != 5)
+            missing = ops[i].lease;
 
     CHECK(kv_apply_at(kv, 7, data, size) == 0);
     CHECK(kv_index(kv) == 7);
     const struct kv_result *r = kv_last_result(kv);
+    CHECK(r->missing_lease == missing);
+    if (missing) { /* nothing changed */
+        CHECK(!r->succeeded && r->failed_cmp == -1 && r->n_ops == 0);
+        n = 0;
+        ok = false;
+    }
     CHECK(r->succeeded == ok && r->n_ops == n && r->err == 0);
+    CHECK(r->lease_op == 0);
     for (size_t i = 0; i < n; i++) {
         const struct kv_txn_op *o = &ops[i];
         const struct kv_op_result *res = &r->ops[i];
@@ -241,6 +258,59 @@ static void fuzz_txn(const uint8_t *data, size_t size)
     bool more;
     CHECK(kv_list(kv, &all, NULL, 0, SIZE_MAX, list_cb, &l, &got, &more) == 0);
     CHECK(got == m.n && !more);
+    uint64_t on5 = 0;
+    for (size_t i = 0; i < m.n; i++)
+        on5 += m.e[i].lease == 5;
+    struct kv_lease ls;
+    CHECK(kv_lease_get(kv, 5, &ls) == 0 && ls.n_keys == on5);
+    kv_free(kv);
+}
+
+/* A version-3 command against a map with lease 5 holding key "a". */
+static void fuzz_lease(const uint8_t *data, size_t size)
+{
+    struct kv *kv = base_map();
+    uint8_t cmd[KV_LEASE_CMD_MAX];
+    size_t clen = kv_lease_cmd_encode(KV_LEASE_GRANT, 0, 1000, cmd);
+    CHECK(kv_apply_at(kv, 5, cmd, clen) == 0);
+    struct kv_txn_op put = {KV_TOP_PUT, (const uint8_t *)"a", 1,
+                            (const uint8_t *)"1", 1, 5};
+    struct kv_txn t = {.success = &put, .n_success = 1};
+    uint8_t tb[64];
+    size_t tlen = kv_txn_encode(&t, tb);
+    CHECK(tlen > 0 && kv_apply_at(kv, 6, tb, tlen) == 0);
+
+    int err = kv_apply_at(kv, 7, data, size);
+    if (err) {
+        CHECK(err == CRAFT_ECORRUPT && kv_index(kv) == 6);
+        CHECK(kv_count(kv) == 2 && kv_lease_count(kv) == 1);
+        kv_free(kv);
+        return;
+    }
+    const struct kv_result *r = kv_last_result(kv);
+    uint8_t op = r->lease_op;
+    bool grant = op == KV_LEASE_GRANT;
+    /* one encoding per command */
+    clen = kv_lease_cmd_encode(op, grant ? 0 : r->lease_id,
+                               grant ? r->lease_ttl_ms : 0, cmd);
+    CHECK(clen == size && memcmp(cmd, data, size) == 0);
+    CHECK(kv_index(kv) == 7 && r->succeeded && r->missing_lease == 0);
+    struct kv_lease l;
+    bool on5 = !grant && r->lease_id == 5;
+    if (grant) {
+        CHECK(r->lease_id == 7 && r->lease_found);
+        CHECK(kv_lease_get(kv, 7, &l) == 0 && l.ttl_ms == r->lease_ttl_ms &&
+              l.n_keys == 0);
+        CHECK(kv_lease_count(kv) == 2 && kv_count(kv) == 2);
+    } else if (op == KV_LEASE_KEEPALIVE || !on5) {
+        CHECK(r->lease_found == on5 && r->lease_deleted == 0);
+        CHECK(r->lease_ttl_ms == (on5 ? 1000u : 0u));
+        CHECK(kv_lease_count(kv) == 1 && kv_count(kv) == 2);
+    } else { /* revoke or expire of lease 5 */
+        CHECK(r->lease_found && r->lease_deleted == 1);
+        CHECK(kv_lease_count(kv) == 0 && kv_count(kv) == 1);
+        CHECK(kv_get(kv, "a", 1, NULL, NULL) == CRAFT_ENOTFOUND);
+    }
     kv_free(kv);
 }
 
@@ -250,6 +320,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 0 && data[0] == KV_TXN_VERSION) {
         fuzz_txn(data, size);
+        return 0;
+    }
+    if (size > 0 && data[0] == KV_LEASE_VERSION) {
+        fuzz_lease(data, size);
         return 0;
     }
     struct kv *kv = base_map();

@@ -177,6 +177,20 @@ static uint8_t *kv_seed(int which, size_t *len)
         }
         must(kv_member_set(kv, "node1", 43, "h1:12001", "h1:11001"), "m");
     }
+    if (which >= 3) { /* leases: one holding two keys, one empty */
+        uint8_t cmd[KV_LEASE_CMD_MAX];
+        size_t len = kv_lease_cmd_encode(KV_LEASE_GRANT, 0, 5000, cmd);
+        must(kv_apply_at(kv, 90, cmd, len), "grant");
+        must(kv_apply_at(kv, 91, cmd, len), "grant");
+        struct kv_txn_op ops[] = {
+            {KV_TOP_PUT, (const uint8_t *)"l1", 2, (const uint8_t *)"x", 1, 90},
+            {KV_TOP_PUT, (const uint8_t *)"l2", 2, (const uint8_t *)"y", 1, 90},
+        };
+        struct kv_txn t = {.success = ops, .n_success = 2};
+        uint8_t tb[64];
+        size_t tlen = kv_txn_encode(&t, tb);
+        must(kv_apply_at(kv, 92, tb, tlen), "txn");
+    }
     uint8_t *buf;
     must(kv_snapshot_write_mem(kv, 100 + (uint64_t)which, &buf, len),
          "kv_snapshot_write_mem");
@@ -187,7 +201,7 @@ static uint8_t *kv_seed(int which, size_t *len)
 static void snap_seeds(void)
 {
     int n = 0;
-    for (int which = 0; which < 3; which++) {
+    for (int which = 0; which < 4; which++) {
         size_t len;
         uint8_t *kvs = kv_seed(which, &len);
         for (uint8_t mode = 1; mode <= 2; mode++)
@@ -256,6 +270,31 @@ static void kvcmd_seeds(void)
         uint8_t *buf = malloc(len);
         kv_txn_encode(&txns[i], buf);
         put_seed("kvcmd", 100 + (int)i, NULL, 0, buf, len);
+        free(buf);
+    }
+    /* version 3: lease commands (lease 5 exists in the target's map) */
+    struct {
+        uint8_t op;
+        uint64_t id, ttl;
+    } lc[] = {{KV_LEASE_GRANT, 0, 30000}, {KV_LEASE_REVOKE, 5, 0},
+              {KV_LEASE_EXPIRE, 5, 0}, {KV_LEASE_KEEPALIVE, 5, 0},
+              {KV_LEASE_REVOKE, 6, 0}};
+    for (size_t i = 0; i < sizeof lc / sizeof lc[0]; i++) {
+        uint8_t buf[KV_LEASE_CMD_MAX];
+        size_t len = kv_lease_cmd_encode(lc[i].op, lc[i].id, lc[i].ttl, buf);
+        put_seed("kvcmd", 200 + (int)i, NULL, 0, buf, len);
+    }
+    /* a transaction putting with lease 5 and one naming a missing lease */
+    struct kv_txn_op lput[] = {
+        {KV_TOP_PUT, (const uint8_t *)"a", 1, (const uint8_t *)"v", 1, 5},
+        {KV_TOP_PUT, (const uint8_t *)"n", 1, (const uint8_t *)"v", 1, 77},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        struct kv_txn lt = {.success = lput, .n_success = i + 1};
+        size_t len = kv_txn_size(&lt);
+        uint8_t *buf = malloc(len);
+        kv_txn_encode(&lt, buf);
+        put_seed("kvcmd", 210 + (int)i, NULL, 0, buf, len);
         free(buf);
     }
 }
