@@ -6,11 +6,12 @@
  * directory of cluster members (node id string -> raft id, raft address,
  * http address). The map changes through commands (the bytes of Raft log
  * entries, see kv_apply_at): an atomic batch of SET/DELETE operations
- * (version 1) or a transaction (version 2: compares, then one of two
- * branches of put/delete/delete_prefix/get). The whole state can be
+ * (version 1), a transaction (version 2: compares, then one of two
+ * branches of put/delete/delete_prefix/get) or a lease command (version 3;
+ * the lease table is part of the state). The whole state can be
  * written as a checksummed snapshot and restored into a NEW struct kv.
- * Formats are specified in docs/kv.md and at the top of kv_cmd.c and
- * kv_snap_write.c.
+ * Formats are specified in docs/kv.md and at the top of kv_cmd.c,
+ * kv_lease.c and kv_snap_write.c.
  *
  * Threading: a struct kv belongs to one thread (the node's loop thread); no
  * call locks anything. kv_snapshot_write_fd may also run in a fork()ed child
@@ -330,7 +331,8 @@ typedef int (*kv_lease_fn)(void *ud, const struct kv_lease *l);
 int kv_lease_list(const struct kv *kv, uint64_t after, size_t limit,
                   kv_lease_fn fn, void *ud, bool *more);
 /* The keys attached to lease id, in key order, after `after` (NULL: from
- * the first), at most limit; as kv_list. CRAFT_ENOTFOUND: no such lease. */
+ * the first), at most limit; as kv_list. CRAFT_ENOTFOUND: no such lease;
+ * CRAFT_ENOMEM (it sorts the lease's keys, O(k log k) for k keys). */
 int kv_lease_keys(const struct kv *kv, uint64_t id, const void *after,
                   size_t alen, size_t limit, kv_list_fn fn, void *ud,
                   size_t *n, bool *more);
@@ -390,7 +392,7 @@ typedef int (*kv_read_fn)(void *ud, void *buf, size_t len);
 /* Exact byte size of the snapshot kv_snapshot_write would produce now. */
 uint64_t kv_snapshot_size(const struct kv *kv);
 /* Write the whole state (map with revisions, members, applied_index) as one
- * snapshot (version 2; the reader also reads version 1).
+ * snapshot (version 3; the reader also reads versions 1 and 2).
  * Returns 0 or the sink's error. Allocates nothing (a 32 KiB stack buffer). */
 int kv_snapshot_write(const struct kv *kv, uint64_t applied_index,
                       kv_write_fn write_fn, void *ud);

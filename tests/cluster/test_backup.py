@@ -26,7 +26,7 @@ NKEYS = int(os.environ.get("CRAFTD_BACKUP_KEYS", "100000"))
 BATCH = 5000
 
 
-# ---- the snapshot format (docs/kv.md, "Snapshot, version 2") ---------------
+# ---- the snapshot format (docs/kv.md, "Snapshot, version 3") ---------------
 
 def parse_backup(data):
     """(applied index, [member ids], {key: (value, create, mod, version,
@@ -34,7 +34,7 @@ def parse_backup(data):
     check)."""
     assert data[:8] == b"CRAFTKVS", data[:16]
     version, flags, applied, n_members, n_keys = struct.unpack_from("<IIQIQ", data, 8)
-    assert version == 2 and flags == 0
+    assert version == 3 and flags == 0
     off = 8 + 4 + 4 + 8 + 4 + 8
     members = []
     for _ in range(n_members):
@@ -47,6 +47,13 @@ def parse_backup(data):
             strs.append(data[off:off + ln].decode())
             off += ln
         members.append(strs[0])
+    (n_leases,) = struct.unpack_from("<Q", data, off)
+    off += 8
+    leases = set()
+    for _ in range(n_leases):
+        lease_id, _ttl = struct.unpack_from("<QQ", data, off)
+        off += 16
+        leases.add(lease_id)
     keys = {}
     for _ in range(n_keys):
         klen, vlen, create, mod, ver, lease = struct.unpack_from("<IIQQQQ", data, off)
@@ -55,6 +62,7 @@ def parse_backup(data):
         off += klen
         v = data[off:off + vlen]
         off += vlen
+        assert lease == 0 or lease in leases, (k, lease)
         keys[k.decode()] = (v.decode(), create, mod, ver, lease)
     assert off + 4 == len(data), f"{len(data) - off} bytes after the keys"
     return applied, members, keys

@@ -2480,9 +2480,9 @@ static void test_lease_nomem(void **state)
     assert_int_equal(kv_lease_count(kv), 10);
     /* puts attaching 20 keys to one lease (its set grows), moving one */
     struct kv_txn_op ops[20];
-    char keys[20][8];
+    char keys[20][16];
     for (int i = 0; i < 20; i++) {
-        snprintf(keys[i], sizeof keys[i], "lk%02d", i);
+        snprintf(keys[i], sizeof keys[i], "lk%02u", (unsigned)i % 100);
         ops[i] = (struct kv_txn_op){KV_TOP_PUT, (const uint8_t *)keys[i], 4,
                                     (const uint8_t *)"v", 1, i < 19 ? 20 : 21};
     }
