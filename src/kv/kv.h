@@ -277,6 +277,12 @@ struct kv_result {
     bool lease_found;
     uint64_t lease_deleted;
     uint64_t lease_ttl_ms;
+    /* The lease's refresh index after the command (GRANT, KEEPALIVE: the
+     * command's index; REVOKE, EXPIRE: the one it had), 0 if not found;
+     * and whether an EXPIRE was stale (it named an older refresh: the
+     * lease and its keys are kept, nothing changed). */
+    uint64_t lease_refreshed;
+    bool lease_stale;
 };
 const struct kv_result *kv_last_result(const struct kv *kv);
 
@@ -305,21 +311,29 @@ enum kv_lease_op {
     KV_LEASE_GRANT = 1,  /* a new lease; its id is the command's log index */
     KV_LEASE_REVOKE = 2, /* a client revoked lease id */
     KV_LEASE_EXPIRE = 3, /* the leader's clock ran out for lease id */
-    KV_LEASE_KEEPALIVE = 4, /* a client kept lease id alive: changes
-                               nothing; the nodes' lease clocks restart it
-                               when it applies (src/lease) */
+    KV_LEASE_KEEPALIVE = 4, /* a client kept lease id alive: its refresh
+                               index becomes the command's; the nodes'
+                               lease clocks restart it when it applies
+                               (src/lease) */
 };
 /* The encoded size of a lease command (fixed), and its encoding into buf:
- * GRANT takes ttl_ms (>= 1) and id 0; REVOKE, EXPIRE and KEEPALIVE take
- * id (>= 1) and ttl_ms 0. Returns the bytes written, 0 for invalid arguments. */
+ * GRANT takes id 0 and arg = the TTL in ms (>= 1); REVOKE and KEEPALIVE
+ * take id (>= 1) and arg 0; EXPIRE takes id and arg = the lease's
+ * `refreshed` index its clock counted from (>= 1): it applies only while
+ * that is still the lease's last refresh, so a keepalive that commits
+ * between the leader's decision and the expiry keeps the lease (the
+ * expiry is then stale: it changes nothing). Returns the bytes written,
+ * 0 for invalid arguments. */
 #define KV_LEASE_CMD_MAX 32
-size_t kv_lease_cmd_encode(uint8_t op, uint64_t id, uint64_t ttl_ms,
+size_t kv_lease_cmd_encode(uint8_t op, uint64_t id, uint64_t arg,
                            uint8_t buf[KV_LEASE_CMD_MAX]);
 
 struct kv_lease {
     uint64_t id;            /* the index of its GRANT */
     uint64_t ttl_ms;
     uint64_t n_keys;        /* keys attached now */
+    uint64_t refreshed;     /* the index of its GRANT or last KEEPALIVE: an
+                               EXPIRE names it (see kv_lease_cmd_encode) */
 };
 /* 0 and *l, or CRAFT_ENOTFOUND. */
 int kv_lease_get(const struct kv *kv, uint64_t id, struct kv_lease *l);

@@ -464,18 +464,26 @@ static int apply_lease(struct kv *kv, uint64_t index, const uint8_t *data,
     struct kv__lease *l = kv__lease_find(kv, r.lease_id);
     switch (op) {
     case KV_LEASE_GRANT:
-        err = kv__lease_grant(kv, index, ttl);
+        err = kv__lease_grant(kv, index, ttl, index);
         r.lease_found = true;
         r.lease_ttl_ms = ttl;
+        r.lease_refreshed = index;
         break;
     case KV_LEASE_KEEPALIVE:
         r.lease_found = l != NULL;
         r.lease_ttl_ms = l ? l->ttl_ms : 0;
+        if (l != NULL)
+            l->refreshed = index;
+        r.lease_refreshed = l ? index : 0;
         break;
     default: /* REVOKE, EXPIRE */
         r.lease_found = l != NULL;
         r.lease_ttl_ms = l ? l->ttl_ms : 0;
-        if (l != NULL)
+        r.lease_refreshed = l ? l->refreshed : 0;
+        /* An expiry counted from a refresh that is no longer the last
+         * one (a keepalive applied after the leader decided) is stale. */
+        r.lease_stale = l != NULL && op == KV_LEASE_EXPIRE && l->refreshed != ttl;
+        if (l != NULL && !r.lease_stale)
             err = lease_delete_all(kv, index, l, &r.lease_deleted);
     }
     if (err)

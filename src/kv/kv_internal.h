@@ -122,6 +122,7 @@ struct kv__lkey {
 /* A lease: id, TTL and the hash set of its keys (kv_lease.c). */
 struct kv__lease {
     uint64_t id, ttl_ms;
+    uint64_t refreshed; /* index of its GRANT or of its last KEEPALIVE */
     struct kv__lkey **slots; /* [cap], NULL = empty; cap a power of two */
     size_t cap, n;
 };
@@ -387,7 +388,8 @@ int kv__lease_cmd_decode(const uint8_t *data, size_t len, uint8_t *op,
                          uint64_t *id, uint64_t *ttl_ms);
 struct kv__lease *kv__lease_find(const struct kv *kv, uint64_t id);
 /* Add lease id (0 or CRAFT_ENOMEM, table unchanged). */
-int kv__lease_grant(struct kv *kv, uint64_t id, uint64_t ttl_ms);
+int kv__lease_grant(struct kv *kv, uint64_t id, uint64_t ttl_ms,
+                    uint64_t refreshed);
 /* Remove lease id and its key set (not the keys of the map). */
 void kv__lease_drop(struct kv *kv, uint64_t id);
 void kv__leases_free(struct kv *kv);

@@ -4,8 +4,9 @@
  * kv_apply.c; attach/detach are called from there and from kv_map.c.
  *
  * Command format, version 3 (KV_LEASE_VERSION):
- *   u8 version 3, u8 op (enum kv_lease_op), uvar id, uvar ttl_ms
- *   GRANT: id 0, ttl_ms >= 1; REVOKE, EXPIRE, KEEPALIVE: id >= 1, ttl_ms 0;
+ *   u8 version 3, u8 op (enum kv_lease_op), uvar id, uvar arg
+ *   GRANT: id 0, arg = ttl_ms >= 1; EXPIRE: id >= 1, arg = the refresh
+ *   index it counted from (>= 1); REVOKE, KEEPALIVE: id >= 1, arg 0;
  *   nothing after. uvar as elsewhere (LEB128, canonical, up to 10 bytes).
  *
  * Structure, and why:
@@ -35,19 +36,32 @@
 
 /* ---- commands ---------------------------------------------------------- */
 
-size_t kv_lease_cmd_encode(uint8_t op, uint64_t id, uint64_t ttl_ms,
+/* Whether (op, id, arg) is a lease command as the format above says. */
+static bool cmd_valid(uint8_t op, uint64_t id, uint64_t arg)
+{
+    switch (op) {
+    case KV_LEASE_GRANT:
+        return id == 0 && arg != 0;
+    case KV_LEASE_EXPIRE:
+        return id != 0 && arg != 0;
+    case KV_LEASE_REVOKE:
+    case KV_LEASE_KEEPALIVE:
+        return id != 0 && arg == 0;
+    default:
+        return false;
+    }
+}
+
+size_t kv_lease_cmd_encode(uint8_t op, uint64_t id, uint64_t arg,
                            uint8_t buf[KV_LEASE_CMD_MAX])
 {
-    bool grant = op == KV_LEASE_GRANT;
-    if (op < KV_LEASE_GRANT || op > KV_LEASE_KEEPALIVE)
-        return 0;
-    if (grant ? (id != 0 || ttl_ms == 0) : (id == 0 || ttl_ms != 0))
+    if (!cmd_valid(op, id, arg))
         return 0;
     size_t n = 0;
     buf[n++] = KV_LEASE_VERSION;
     buf[n++] = op;
     n += kv__put_uvar(buf + n, id);
-    n += kv__put_uvar(buf + n, ttl_ms);
+    n += kv__put_uvar(buf + n, arg);
     return n;
 }
 
@@ -65,12 +79,7 @@ int kv__lease_cmd_decode(const uint8_t *data, size_t len, uint8_t *op,
     used = kv__get_uvar(data + p, len - p, UINT64_MAX, ttl_ms);
     if (used == 0 || p + used != len)
         return CRAFT_ECORRUPT;
-    if (*op < KV_LEASE_GRANT || *op > KV_LEASE_KEEPALIVE)
-        return CRAFT_ECORRUPT;
-    bool grant = *op == KV_LEASE_GRANT;
-    if (grant ? (*id != 0 || *ttl_ms == 0) : (*id == 0 || *ttl_ms != 0))
-        return CRAFT_ECORRUPT;
-    return 0;
+    return cmd_valid(*op, *id, *ttl_ms) ? 0 : CRAFT_ECORRUPT;
 }
 
 /* ---- the table ----------------------------------------------------------- */
@@ -103,11 +112,13 @@ static void lease_free(struct kv__lease *l)
     craft_free(l);
 }
 
-int kv__lease_grant(struct kv *kv, uint64_t id, uint64_t ttl_ms)
+int kv__lease_grant(struct kv *kv, uint64_t id, uint64_t ttl_ms,
+                    uint64_t refreshed)
 {
     struct kv__lease *old = kv__lease_find(kv, id);
     if (old != NULL) { /* only if indexes went back (tests): a new TTL */
         old->ttl_ms = ttl_ms;
+        old->refreshed = refreshed;
         return 0;
     }
     if (kv->n_leases == kv->leases_cap) {
@@ -123,6 +134,7 @@ int kv__lease_grant(struct kv *kv, uint64_t id, uint64_t ttl_ms)
         return CRAFT_ENOMEM;
     l->id = id;
     l->ttl_ms = ttl_ms;
+    l->refreshed = refreshed;
     size_t i = lower_bound(kv, id);
     memmove(&kv->leases[i + 1], &kv->leases[i],
             (kv->n_leases - i) * sizeof *kv->leases);
@@ -292,6 +304,7 @@ static void to_pub(const struct kv__lease *l, struct kv_lease *out)
     out->id = l->id;
     out->ttl_ms = l->ttl_ms;
     out->n_keys = l->n;
+    out->refreshed = l->refreshed;
 }
 
 int kv_lease_get(const struct kv *kv, uint64_t id, struct kv_lease *l)

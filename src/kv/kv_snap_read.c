@@ -172,19 +172,20 @@ static int get_entry(struct in *in, struct kv *kv, uint32_t version,
 }
 
 /* The lease table of a version-3 snapshot. */
-static int get_leases(struct in *in, struct kv *kv)
+static int get_leases(struct in *in, struct kv *kv, uint64_t applied)
 {
-    uint8_t b[16];
+    uint8_t b[24];
     int err = get(in, b, 8);
     uint64_t n = err ? 0 : craft_get64(b), last = 0;
     for (uint64_t i = 0; i < n && !err; i++) {
-        err = get(in, b, 16);
+        err = get(in, b, 24);
         if (err)
             break;
         uint64_t id = craft_get64(b), ttl = craft_get64(b + 8);
-        if (id <= last || ttl == 0)
+        uint64_t refreshed = craft_get64(b + 16);
+        if (id <= last || ttl == 0 || refreshed < id || refreshed > applied)
             return CRAFT_ECORRUPT;
-        err = kv__lease_grant(kv, id, ttl);
+        err = kv__lease_grant(kv, id, ttl, refreshed);
         last = id;
     }
     return err;
@@ -198,7 +199,7 @@ static int get_body(struct in *in, struct kv *kv, uint32_t version,
     for (uint32_t i = 0; i < n_members && !err; i++)
         err = get_member(in, kv);
     if (!err && version == 3)
-        err = get_leases(in, kv);
+        err = get_leases(in, kv, applied);
     for (uint64_t i = 0; i < n_keys && !err; i++)
         err = get_entry(in, kv, version, applied);
     if (err)

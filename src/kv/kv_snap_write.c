@@ -13,7 +13,9 @@
  *     u64 raft_id, then three strings (id, raft_addr, http_addr), each a
  *     u32 length and that many bytes (no NUL byte inside, none stored)
  *   the lease table (version 3 only): u64 n_leases, then n_leases records
- *     u64 id, u64 ttl_ms, in strictly increasing id order, id and ttl >= 1
+ *     u64 id, u64 ttl_ms, u64 refreshed (the index of its GRANT or last
+ *     KEEPALIVE), in strictly increasing id order, id and ttl >= 1,
+ *     id <= refreshed <= applied index
  *   n_keys key records, in strictly increasing byte-wise key order:
  *     u32 klen, u32 vlen, u64 create_index, u64 mod_index, u64 version,
  *     u64 lease, klen bytes of key, vlen bytes of value
@@ -130,6 +132,7 @@ static int put_leases(struct out *o, const struct kv *kv)
     for (size_t i = 0; i < kv->n_leases && !err; i++) {
         err = put_u64(o, kv->leases[i]->id);
         err = err ? err : put_u64(o, kv->leases[i]->ttl_ms);
+        err = err ? err : put_u64(o, kv->leases[i]->refreshed);
     }
     return err;
 }
@@ -173,7 +176,7 @@ uint64_t kv_snapshot_size(const struct kv *kv)
         n += 8 + 12 + (uint64_t)strlen(m->id) + (uint64_t)strlen(m->raft_addr) +
              (uint64_t)strlen(m->http_addr);
     }
-    n += 8 + 16 * (uint64_t)kv->n_leases;
+    n += 8 + 24 * (uint64_t)kv->n_leases;
     return n + KV__SNAP_REC * (uint64_t)kv->count + (uint64_t)kv->bytes;
 }
 

@@ -54,8 +54,8 @@ void node__leases_rebuild(struct node *n)
 
 void node__leases_applied(struct node *n, const struct kv_result *res)
 {
-    if (res == NULL || res->lease_op == 0)
-        return;
+    if (res == NULL || res->lease_op == 0 || res->lease_stale)
+        return; /* a stale expiry changed nothing: the lease lives on */
     if (lease_clock_on_applied(n->leases, res->lease_op, res->lease_id,
                                res->lease_found, res->lease_ttl_ms,
                                node__now(n)) != 0)
@@ -73,8 +73,14 @@ uint64_t node__lease_min_ttl_s(const struct node *n)
  * lease again after its retry interval. */
 static void propose_expire(struct node *n, uint64_t id)
 {
+    /* It names the refresh the clock counted from, the lease's last one
+     * applied here: a keepalive that commits before the expiry applies
+     * makes it stale (docs/architecture.md, "Leases"). */
+    struct kv_lease l;
+    if (kv_lease_get(n->kv, id, &l) != 0)
+        return; /* gone already: the clock forgets it when that applies */
     uint8_t buf[KV_LEASE_CMD_MAX];
-    size_t len = kv_lease_cmd_encode(KV_LEASE_EXPIRE, id, 0, buf);
+    size_t len = kv_lease_cmd_encode(KV_LEASE_EXPIRE, id, l.refreshed, buf);
     if (len == 0)
         return;
     int rv = raft_propose(n->raft, 0, buf, len);

@@ -277,7 +277,7 @@ static void kvcmd_seeds(void)
         uint8_t op;
         uint64_t id, ttl;
     } lc[] = {{KV_LEASE_GRANT, 0, 30000}, {KV_LEASE_REVOKE, 5, 0},
-              {KV_LEASE_EXPIRE, 5, 0}, {KV_LEASE_KEEPALIVE, 5, 0},
+              {KV_LEASE_EXPIRE, 5, 5}, {KV_LEASE_KEEPALIVE, 5, 0},
               {KV_LEASE_REVOKE, 6, 0}};
     for (size_t i = 0; i < sizeof lc / sizeof lc[0]; i++) {
         uint8_t buf[KV_LEASE_CMD_MAX];

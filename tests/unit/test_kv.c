@@ -2203,7 +2203,9 @@ static void test_lease_cmd_encoding(void **state)
     assert_int_equal(kv_lease_cmd_encode(KV_LEASE_GRANT, 0, 0, buf), 0);
     assert_int_equal(kv_lease_cmd_encode(KV_LEASE_GRANT, 5, 10, buf), 0);
     assert_int_equal(kv_lease_cmd_encode(KV_LEASE_REVOKE, 0, 0, buf), 0);
-    assert_int_equal(kv_lease_cmd_encode(KV_LEASE_EXPIRE, 5, 10, buf), 0);
+    assert_int_equal(kv_lease_cmd_encode(KV_LEASE_EXPIRE, 5, 0, buf), 0);
+    assert_true(kv_lease_cmd_encode(KV_LEASE_EXPIRE, 5, 10, buf) > 0);
+    assert_int_equal(kv_lease_cmd_encode(KV_LEASE_KEEPALIVE, 5, 10, buf), 0);
     assert_int_equal(kv_lease_cmd_encode(0, 5, 0, buf), 0);
     assert_int_equal(kv_lease_cmd_encode(5, 5, 0, buf), 0);
     size_t len = kv_lease_cmd_encode(KV_LEASE_GRANT, 0, UINT64_MAX, buf);
@@ -2271,7 +2273,7 @@ static void test_lease_grant_keepalive_revoke(void **state)
 
     /* keepalive changes nothing, says found and the TTL */
     size_t len0;
-    uint8_t *snap0 = snapshot(kv, 0, &len0);
+    uint8_t *snap0 = snapshot(kv, kv_index(kv), &len0);
     lease_cmd(kv, 13, KV_LEASE_KEEPALIVE, 10, 0);
     r = kv_last_result(kv);
     assert_int_equal(r->lease_op, KV_LEASE_KEEPALIVE);
@@ -2279,20 +2281,33 @@ static void test_lease_grant_keepalive_revoke(void **state)
     assert_int_equal(r->lease_id, 10);
     assert_int_equal(r->lease_ttl_ms, 5000);
     assert_int_equal(r->lease_deleted, 0);
+    /* a keepalive changes the lease's refresh index only */
+    assert_int_equal(r->lease_refreshed, 13);
     size_t len1;
-    uint8_t *snap1 = snapshot(kv, 0, &len1);
+    uint8_t *snap1 = snapshot(kv, kv_index(kv), &len1);
     assert_int_equal(len0, len1);
-    assert_memory_equal(snap0, snap1, len0);
-    craft_free(snap1);
+    struct kv *k0 = NULL, *k1 = NULL;
+    uint64_t a0, a1;
+    assert_int_equal(kv_restore_mem(snap0, len0, 0, &k0, &a0), 0);
+    assert_int_equal(kv_restore_mem(snap1, len1, 0, &k1, &a1), 0);
+    assert_int_equal(kv_count(k0), kv_count(k1));
+    struct kv_lease l0, l1;
+    assert_int_equal(kv_lease_get(k0, 10, &l0), 0);
+    assert_int_equal(kv_lease_get(k1, 10, &l1), 0);
+    assert_true(l0.refreshed == 10 && l1.refreshed == 13 && l0.n_keys == l1.n_keys);
+    kv_free(k0);
+    kv_free(k1);
+    craft_free(snap0);
+    snap0 = snap1; /* the state after the keepalive */
     /* unknown ids: not found, nothing changed */
     for (uint8_t op = KV_LEASE_REVOKE; op <= KV_LEASE_KEEPALIVE; op++) {
-        lease_cmd(kv, 14, op, 999, 0);
+        lease_cmd(kv, 14, op, 999, op == KV_LEASE_EXPIRE ? 1 : 0);
         r = kv_last_result(kv);
         assert_int_equal(r->lease_op, op);
         assert_false(r->lease_found);
         assert_int_equal(r->lease_id, 999);
         assert_int_equal(r->lease_deleted, 0);
-        snap1 = snapshot(kv, 0, &len1);
+        snap1 = snapshot(kv, kv_index(kv) - 1, &len1);
         assert_memory_equal(snap0, snap1, len0);
         craft_free(snap1);
     }
@@ -2333,9 +2348,26 @@ static void test_lease_grant_keepalive_revoke(void **state)
     assert_int_equal(kv_lease_get(kv, 10, &l), CRAFT_ENOTFOUND);
     assert_int_equal(kv_lease_count(kv), 1);
     assert_int_equal(kv_index(kv), 15);
-    /* expire works the same */
-    lease_cmd(kv, 16, KV_LEASE_EXPIRE, 11, 0);
+    /* an expiry counted from a refresh that is no longer the last one (a
+     * keepalive applied after the leader decided) is stale: nothing goes */
+    assert_int_equal(kv_lease_get(kv, 11, &l), 0);
+    uint64_t decided = l.refreshed;
+    lease_cmd(kv, 16, KV_LEASE_KEEPALIVE, 11, 0);
     r = kv_last_result(kv);
+    assert_true(r->lease_found && r->lease_refreshed == 16 && !r->lease_stale);
+    lease_cmd(kv, 17, KV_LEASE_EXPIRE, 11, decided);
+    r = kv_last_result(kv);
+    assert_true(r->lease_found && r->lease_stale);
+    assert_int_equal(r->lease_deleted, 0);
+    assert_int_equal(r->lease_refreshed, 16);
+    assert_int_equal(kv_count(kv), 2);
+    assert_int_equal(kv_lease_get(kv, 11, &l), 0);
+    assert_int_equal(l.refreshed, 16);
+    assert_int_equal(kv_index(kv), 17);
+    /* expire from the last refresh works as revoke does */
+    lease_cmd(kv, 18, KV_LEASE_EXPIRE, 11, 16);
+    r = kv_last_result(kv);
+    assert_false(r->lease_stale);
     assert_int_equal(r->lease_op, KV_LEASE_EXPIRE);
     assert_true(r->lease_found);
     assert_int_equal(r->lease_deleted, 1);
@@ -2454,7 +2486,7 @@ static void test_lease_events(void **state)
     lease_cmd(kv, 3, KV_LEASE_GRANT, 0, 1000); /* tells nothing */
     lease_cmd(kv, 4, KV_LEASE_KEEPALIVE, 1, 0);
     assert_int_equal(log.len, 0);
-    lease_cmd(kv, 5, KV_LEASE_EXPIRE, 1, 0);
+    lease_cmd(kv, 5, KV_LEASE_EXPIRE, 1, 4); /* from the keepalive at 4 */
     assert_string_equal(log.text,
                         "5:D:b::0:5:0;5:D:m::0:5:0;5:D:z::0:5:0;");
     kv_free(kv);
@@ -2551,21 +2583,33 @@ static void test_lease_snapshot(void **state)
     struct kv *bad = NULL;
     uint8_t *t = buf + 36;
     assert_int_equal(craft_get64(t), 3);
-    craft_put64(t + 8 + 16, 3); /* second id = first */
+    /* records of 24 bytes: id, ttl_ms, refreshed */
+    uint64_t ref2 = craft_get64(t + 8 + 24 + 16), ref3 = craft_get64(t + 8 + 48 + 16);
+    craft_put64(t + 8 + 24, 3); /* second id = first */
     reseal(buf, len);
     assert_int_equal(kv_restore_mem(buf, len, 0, &bad, &applied), CRAFT_ECORRUPT);
-    craft_put64(t + 8 + 16, 4);
+    craft_put64(t + 8 + 24, 4);
     craft_put64(t + 8 + 8, 0); /* ttl 0 */
     reseal(buf, len);
     assert_int_equal(kv_restore_mem(buf, len, 0, &bad, &applied), CRAFT_ECORRUPT);
     craft_put64(t + 8 + 8, 1500);
-    /* ids 3, 5, 9 (in order) but b and c name 4 */
-    craft_put64(t + 8 + 32, 9);
-    craft_put64(t + 8 + 16, 5);
+    craft_put64(t + 8 + 24 + 16, 3); /* refreshed before the grant */
     reseal(buf, len);
     assert_int_equal(kv_restore_mem(buf, len, 0, &bad, &applied), CRAFT_ECORRUPT);
-    craft_put64(t + 8 + 16, 4);
-    craft_put64(t + 8 + 32, 5);
+    craft_put64(t + 8 + 24 + 16, applied + 1); /* refreshed after the state */
+    reseal(buf, len);
+    assert_int_equal(kv_restore_mem(buf, len, 0, &bad, &applied), CRAFT_ECORRUPT);
+    /* ids 3, 5, 9 (in order) but b and c name 4 */
+    craft_put64(t + 8 + 48, 9);
+    craft_put64(t + 8 + 48 + 16, 9 > ref3 ? 9 : ref3);
+    craft_put64(t + 8 + 24, 5);
+    craft_put64(t + 8 + 24 + 16, 5 > ref2 ? 5 : ref2);
+    reseal(buf, len);
+    assert_int_equal(kv_restore_mem(buf, len, 0, &bad, &applied), CRAFT_ECORRUPT);
+    craft_put64(t + 8 + 24, 4);
+    craft_put64(t + 8 + 24 + 16, ref2);
+    craft_put64(t + 8 + 48, 5);
+    craft_put64(t + 8 + 48 + 16, ref3);
     craft_put64(t, 2); /* a table of 2: lease 5 is read as a key record */
     reseal(buf, len);
     assert_int_equal(kv_restore_mem(buf, len, 0, &bad, &applied), CRAFT_ECORRUPT);
@@ -2589,7 +2633,7 @@ static void test_lease_snapshot(void **state)
 
     /* the same state as a version-2 snapshot (no table; lease ids in the
      * key records): it reads, with no leases and no key attached */
-    size_t tbl = 8 + 16 * 3;
+    size_t tbl = 8 + 24 * 3;
     memmove(buf + 36, buf + 36 + tbl, len - 36 - tbl);
     len -= tbl;
     craft_put32(buf + 8, 2);
