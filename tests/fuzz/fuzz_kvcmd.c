@@ -300,13 +300,23 @@ static void fuzz_lease(const uint8_t *data, size_t size)
     CHECK(kv_index(kv) == 7 && r->succeeded && r->missing_lease == 0);
     struct kv_lease l;
     bool on5 = !grant && r->lease_id == 5;
-    if (grant) {
+    /* lease 5 was granted at 5 and never kept alive: an expiry naming
+     * another refresh is stale */
+    bool arg5 = data[size - 1] == 5 && !(data[size - 2] & 0x80); /* uvar 5 */
+    bool stale = on5 && op == KV_LEASE_EXPIRE && !arg5;
+    CHECK(r->lease_stale == stale);
+    if (stale) {
+        CHECK(r->lease_found && r->lease_deleted == 0 && r->lease_refreshed == 5);
+        CHECK(kv_lease_count(kv) == 1 && kv_count(kv) == 2);
+    } else if (grant) {
         CHECK(r->lease_id == 7 && r->lease_found);
         CHECK(kv_lease_get(kv, 7, &l) == 0 && l.ttl_ms == r->lease_ttl_ms &&
               l.n_keys == 0);
         CHECK(kv_lease_count(kv) == 2 && kv_count(kv) == 2);
     } else if (op == KV_LEASE_KEEPALIVE || !on5) {
         CHECK(r->lease_found == on5 && r->lease_deleted == 0);
+        CHECK(op != KV_LEASE_KEEPALIVE || !on5 ||
+              (kv_lease_get(kv, 5, &l) == 0 && l.refreshed == 7));
         CHECK(r->lease_ttl_ms == (on5 ? 1000u : 0u));
         CHECK(kv_lease_count(kv) == 1 && kv_count(kv) == 2);
     } else { /* revoke or expire of lease 5 */
