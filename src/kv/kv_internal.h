@@ -57,7 +57,8 @@ struct kv__leaf {
     uint16_t cp;                  /* every key here shares its first cp bytes */
     uint32_t id;                  /* its number in kv->leaf_ids */
     uint8_t hbase;                /* the third hint byte's base, see below */
-    uint8_t pad2[3];
+    uint8_t pad2;
+    uint16_t seq;                 /* slot after the last insert, 0 = none */
     uint8_t pfx[KV__PFX];         /* the common prefix, if cp <= KV__PFX */
     uint8_t data[];               /* slot[n] at the start (KV__SLOT each) */
 };
