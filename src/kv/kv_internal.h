@@ -336,6 +336,13 @@ bool kv__remove(struct kv *kv, struct kv__path *p);
 struct kv__blob *kv__blob_for(const void *key, size_t klen, const void *val,
                               size_t vlen, int *err);
 bool kv__needs_blob(size_t klen, size_t vlen);
+/* How full the leaves are: live record and slot bytes over the leaves'
+ * data areas (tests and measurements). */
+struct kv__fill {
+    size_t leaves;
+    uint64_t used, capacity;
+};
+void kv__tree_fill(const struct kv *kv, struct kv__fill *f);
 int kv__tree_init(struct kv *kv);
 void kv__tree_free(struct kv *kv);
 

@@ -723,6 +723,19 @@ static void leaf_compact(struct kv *kv, struct kv__leaf *l)
     rehint(l);
 }
 
+void kv__tree_fill(const struct kv *kv, struct kv__fill *f)
+{
+    const void *n = kv->root;
+    for (unsigned d = 0; d < kv->height; d++)
+        n = ((const struct kv__inode *)n)->child[0];
+    *f = (struct kv__fill){0, 0, 0};
+    for (const struct kv__leaf *l = n; l; l = l->next) {
+        f->leaves++;
+        f->used += leaf_used(l);
+        f->capacity += KV__LEAF_DATA;
+    }
+}
+
 /* ---- insertion -------------------------------------------------------------- */
 
 /* Put child c (keys >= s) right after child i of node[d] on path p. */
