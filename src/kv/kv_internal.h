@@ -21,6 +21,11 @@
  * - An internal node holds up to KV__FAN children and one separator key
  *   between each two (struct kv__sep): child i holds the keys k with
  *   sep[i-1] <= k < sep[i]. Every leaf is at the same depth.
+ * - A leaf without room for a record: at the end of the last leaf (start
+ *   of the first) a new leaf takes the record alone; a run of inserts
+ *   (seq) splits where it goes on; else records move to a sibling with
+ *   room, or two full leaves become three; else halves (kv_tree.c,
+ *   leaf_overflow; docs/kv.md "Leaf fill").
  * - Deleting frees an emptied leaf, and merges a leaf left under a quarter
  *   full with its right sibling (same parent) when both fit in 3/4 of one.
  * - Beside the tree, a point index (kv_hash.c) maps each key to its
