@@ -831,7 +831,8 @@ struct placed {
     uint16_t off;
 };
 
-/* Put item it in leaf to at slot at (it or its index slot follows). */
+/* Put item it in leaf to at slot at (with its hint if hint, else the caller
+ * rehints), and point its index slot there (or, for the new record, where). */
 static void place(struct kv *kv, struct kv__leaf *to, uint32_t at,
                   const struct item *it, bool hint, struct placed *where)
 {
