@@ -21,6 +21,11 @@
  * - An internal node holds up to KV__FAN children and one separator key
  *   between each two (struct kv__sep): child i holds the keys k with
  *   sep[i-1] <= k < sep[i]. Every leaf is at the same depth.
+ * - A leaf without room for a record: at the end of the last leaf (start
+ *   of the first) a new leaf takes the record alone; a run of inserts
+ *   (seq) splits where it goes on; else records move to a sibling with
+ *   room, or two full leaves become three; else halves (kv_tree.c,
+ *   leaf_overflow; docs/kv.md "Leaf fill").
  * - Deleting frees an emptied leaf, and merges a leaf left under a quarter
  *   full with its right sibling (same parent) when both fit in 3/4 of one.
  * - Beside the tree, a point index (kv_hash.c) maps each key to its
@@ -57,7 +62,8 @@ struct kv__leaf {
     uint16_t cp;                  /* every key here shares its first cp bytes */
     uint32_t id;                  /* its number in kv->leaf_ids */
     uint8_t hbase;                /* the third hint byte's base, see below */
-    uint8_t pad2[3];
+    uint8_t pad2;
+    uint16_t seq;                 /* slot after the last insert, 0 = none */
     uint8_t pfx[KV__PFX];         /* the common prefix, if cp <= KV__PFX */
     uint8_t data[];               /* slot[n] at the start (KV__SLOT each) */
 };
@@ -351,6 +357,13 @@ bool kv__remove(struct kv *kv, struct kv__path *p);
 struct kv__blob *kv__blob_for(const void *key, size_t klen, const void *val,
                               size_t vlen, int *err);
 bool kv__needs_blob(size_t klen, size_t vlen);
+/* How full the leaves are: live record and slot bytes over the leaves'
+ * data areas (tests and measurements). */
+struct kv__fill {
+    size_t leaves;
+    uint64_t used, capacity;
+};
+void kv__tree_fill(const struct kv *kv, struct kv__fill *f);
 int kv__tree_init(struct kv *kv);
 void kv__tree_free(struct kv *kv);
 

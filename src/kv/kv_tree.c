@@ -319,7 +319,8 @@ static void leaf_reset(struct kv__leaf *l)
     l->cp = 0;
     l->id = 0;
     l->hbase = 0;
-    memset(l->pad2, 0, sizeof l->pad2);
+    l->pad2 = 0;
+    l->seq = 0;
 }
 
 static void free_seps(struct kv *kv)
@@ -683,6 +684,13 @@ static void find_slots(const struct kv *kv, const struct kv__leaf *t,
     }
 }
 
+/* Bytes of live records and their slots. */
+static size_t leaf_used(const struct kv__leaf *l)
+{
+    return (size_t)(KV__LEAF_DATA - l->top - l->garbage) +
+           (size_t)KV__SLOT * l->n;
+}
+
 static void leaf_clear(struct kv__leaf *l)
 {
     l->n = 0;
@@ -713,6 +721,19 @@ static void leaf_compact(struct kv *kv, struct kv__leaf *l)
     leaf_clear(l);
     leaf_take_all(kv, l, t, slots);
     rehint(l);
+}
+
+void kv__tree_fill(const struct kv *kv, struct kv__fill *f)
+{
+    const void *n = kv->root;
+    for (unsigned d = 0; d < kv->height; d++)
+        n = ((const struct kv__inode *)n)->child[0];
+    *f = (struct kv__fill){0, 0, 0};
+    for (const struct kv__leaf *l = n; l; l = l->next) {
+        f->leaves++;
+        f->used += leaf_used(l);
+        f->capacity += KV__LEAF_DATA;
+    }
 }
 
 /* ---- insertion -------------------------------------------------------------- */
@@ -763,76 +784,143 @@ static void inode_insert(struct kv *kv, struct kv__path *p, unsigned d,
     inode_insert(kv, p, d - 1, right, up);
 }
 
+/* ---- overflow: split, redistribute ------------------------------------------ */
+
+/* A full leaf's records with the one that did not fit, in key order, and
+ * the index slot of each (SIZE_MAX for the new one, which has none yet). */
 struct item {
     const uint8_t *rec;
     size_t size;
+    size_t slot;
+};
+struct items {
+    uint32_t n;
+    size_t total; /* bytes, slots included */
+    struct item it[MAX_RECS];
 };
 
-/* Split p->leaf while putting rec in at p->pos; where rec went. */
-static void leaf_split(struct kv *kv, struct kv__path *p, const uint8_t *rec,
-                       size_t size, uint32_t *rec_id, uint16_t *rec_off)
+/* The items of l (copied to buf, which they point into), with rec put in
+ * at pos if rec is not NULL. */
+static void gather(struct kv *kv, const struct kv__leaf *l, uint8_t *buf,
+                   uint32_t pos, const uint8_t *rec, size_t size,
+                   struct items *o)
 {
-    uint8_t tmp[KV__PAGE];
     size_t slots[MAX_RECS];
-    struct kv__leaf *l = p->leaf, *t = (struct kv__leaf *)tmp;
-    memcpy(tmp, l, KV__PAGE);
+    const struct kv__leaf *t = (const struct kv__leaf *)buf;
+    memcpy(buf, l, KV__PAGE);
     find_slots(kv, t, l->id, slots);
-    uint32_t n = t->n + 1, pos = p->pos;
-    struct item items[MAX_RECS];
-    size_t total = 0;
-    for (uint32_t i = 0, j = 0; i < n; i++) {
-        if (i == pos) {
-            items[i] = (struct item){rec, size};
+    o->n = t->n + (rec != NULL);
+    o->total = 0;
+    for (uint32_t i = 0, j = 0; i < o->n; i++) {
+        if (rec != NULL && i == pos) {
+            o->it[i] = (struct item){rec, size, SIZE_MAX};
         } else {
             struct kv__rec r;
             kv__rec_decode(t, j, &r);
-            items[i] = (struct item){t->data + kv__slot(t, j), r.size};
+            o->it[i] = (struct item){t->data + kv__slot(t, j), r.size,
+                                     slots[j]};
             j++;
         }
-        total += items[i].size + KV__SLOT;
+        o->total += o->it[i].size + KV__SLOT;
     }
-    uint32_t s; /* items kept on the left */
-    if (pos == n - 1 && l->next == NULL) {
-        s = n - 1; /* appending to the last leaf: keep the left full */
-    } else if (pos == 0 && l->prev == NULL) {
-        s = 1; /* prepending to the first leaf: keep the right full */
+}
+
+/* Where the new record went. */
+struct placed {
+    uint32_t id;
+    uint16_t off;
+};
+
+/* Put item it in leaf to at slot at (with its hint if hint, else the caller
+ * rehints), and point its index slot there (or, for the new record, where). */
+static void place(struct kv *kv, struct kv__leaf *to, uint32_t at,
+                  const struct item *it, bool hint, struct placed *where)
+{
+    if (hint)
+        leaf_put(to, at, it->rec, it->size);
+    else
+        leaf_put_raw(to, at, it->rec, it->size);
+    if (it->slot == SIZE_MAX) {
+        where->id = to->id;
+        where->off = to->top;
+        to->seq = (uint16_t)(at + 1);
     } else {
-        size_t cum = 0;
-        for (s = 0; s < n - 1 && cum < total / 2; s++)
-            cum += items[s].size + KV__SLOT;
-        s = s == 0 ? 1 : s;
+        kv__hslot_move(kv->hs, it->slot, to->id, to->top);
     }
-    struct kv__leaf *right = take_leaf(kv);
-    l->n = 0;
-    l->top = KV__LEAF_DATA;
-    l->garbage = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        struct kv__leaf *to = i < s ? l : right;
-        leaf_append(to, items[i].rec, items[i].size);
-        if (i == pos) {
-            *rec_id = to->id;
-            *rec_off = to->top;
-        } else {
-            kv__hslot_move(kv->hs, slots[i - (i > pos)], to->id, to->top);
-        }
-    }
+}
+
+/* Append items [from, to) to leaf l, emptied and rehinted here. */
+static void fill_leaf(struct kv *kv, struct kv__leaf *l,
+                      const struct item *const *it, uint32_t from,
+                      uint32_t to, struct placed *where)
+{
+    leaf_clear(l);
+    l->seq = 0;
+    for (uint32_t i = from; i < to; i++)
+        place(kv, l, l->n, it[i], false, where);
     rehint(l);
-    rehint(right);
-    right->prev = l;
-    right->next = l->next;
-    if (l->next)
-        l->next->prev = right;
-    l->next = right;
-    /* the separator: the shortest prefix of right's first key that is
-     * still greater than left's last */
-    const uint8_t *k, *lk;
-    size_t kl, lkl, cp = 0;
-    rec_key(right, 0, &k, &kl);
-    rec_key(l, l->n - 1, &lk, &lkl);
-    while (cp < lkl && cp < kl && lk[cp] == k[cp])
+}
+
+/* Length of the separator between a side ending with item a and one
+ * starting with item b: the shortest prefix of b's key above a's. */
+static size_t sep_len(const struct item *a, const struct item *b,
+                      const uint8_t **key)
+{
+    const uint8_t *ak;
+    size_t al, bl, cp = 0;
+    buf_key(a->rec, &ak, &al);
+    buf_key(b->rec, key, &bl);
+    while (cp < al && cp < bl && ak[cp] == (*key)[cp])
         cp++;
-    assert(cp < kl);
-    struct kv__sep sep = take_sep(kv, k, cp + 1);
+    assert(cp < bl);
+    return cp + 1;
+}
+
+/* Whether separator s can become len bytes without allocating: inline, or
+ * in its own buffer (which holds at least its length). */
+static bool sep_fits(const struct kv__sep *s, size_t len)
+{
+    return len <= KV__SEP_INLINE || (s->len > KV__SEP_INLINE && len <= s->len);
+}
+
+static void sep_set(struct kv__sep *s, const uint8_t *key, size_t len)
+{
+    assert(sep_fits(s, len));
+    if (len <= KV__SEP_INLINE) {
+        sep_free(s);
+        memcpy(s->b, key, len);
+    } else {
+        memcpy((uint8_t *)kv__sep_key(s), key, len);
+    }
+    s->len = (uint32_t)len;
+}
+
+/* Link leaf n in right after leaf l. */
+static void link_after(struct kv__leaf *l, struct kv__leaf *n)
+{
+    n->prev = l;
+    n->next = l->next;
+    if (l->next)
+        l->next->prev = n;
+    l->next = n;
+}
+
+/* Split p->leaf (its items in o): the first s items stay, the rest go to a
+ * new leaf on its right. */
+static void leaf_split(struct kv *kv, struct kv__path *p,
+                       const struct items *o, uint32_t s,
+                       struct placed *where)
+{
+    const struct item *it[MAX_RECS];
+    for (uint32_t i = 0; i < o->n; i++)
+        it[i] = &o->it[i];
+    struct kv__leaf *l = p->leaf, *right = take_leaf(kv);
+    fill_leaf(kv, l, it, 0, s, where);
+    fill_leaf(kv, right, it, s, o->n, where);
+    link_after(l, right);
+    const uint8_t *k;
+    size_t len = sep_len(it[s - 1], it[s], &k);
+    struct kv__sep sep = take_sep(kv, k, len);
     if (p->depth == 0) {
         struct kv__inode *root = take_inode(kv);
         root->n = 2;
@@ -844,6 +932,196 @@ static void leaf_split(struct kv *kv, struct kv__path *p, const uint8_t *rec,
         return;
     }
     inode_insert(kv, p, p->depth - 1, right, sep);
+}
+
+/* Where to split o so that both sides hold about half its bytes. */
+static uint32_t half_point(const struct items *o)
+{
+    size_t cum = 0;
+    uint32_t s;
+    for (s = 0; s < o->n - 1 && cum < o->total / 2; s++)
+        cum += o->it[s].size + KV__SLOT;
+    return s == 0 ? 1 : s;
+}
+
+/* A redistribution must leave both leaves this much room at least (else
+ * the next insert would overflow one of them again at once). */
+#define RD_ROOM (KV__LEAF_DATA / 16)
+
+/* Move items of p->leaf (o, the new one among them) into its sibling s
+ * (right of it if right; sep the separator between the two) so that both
+ * end about as full. s keeps its records where they are, p->leaf is
+ * rebuilt. False (nothing done) if both would not fit with RD_ROOM to
+ * spare, or the new separator would need an allocation. */
+static bool redistribute(struct kv *kv, struct kv__path *p,
+                         const struct items *o, struct kv__leaf *s,
+                         bool right, struct kv__sep *sep,
+                         struct placed *where)
+{
+    size_t su = leaf_used(s);
+    if (o->total + su + 2 * RD_ROOM > 2 * (size_t)KV__LEAF_DATA ||
+        o->total <= su)
+        return false;
+    /* m items move, from the end next to s, about half the difference */
+    size_t goal = (o->total - su) / 2, mb = 0;
+    uint32_t m = 0;
+    while (m < o->n - 1) {
+        const struct item *e = &o->it[right ? o->n - 1 - m : m];
+        if (m > 0 && mb + (e->size + KV__SLOT) / 2 > goal)
+            break;
+        mb += e->size + KV__SLOT;
+        m++;
+    }
+    if (m == 0 || su + mb > KV__LEAF_DATA - RD_ROOM ||
+        o->total - mb > KV__LEAF_DATA - RD_ROOM)
+        return false;
+    uint32_t first = right ? o->n - m : 0; /* the first moved item */
+    const uint8_t *k;
+    size_t len = right ? sep_len(&o->it[first - 1], &o->it[first], &k)
+                       : sep_len(&o->it[m - 1], &o->it[m], &k);
+    if (!sep_fits(sep, len))
+        return false;
+    if (leaf_free(s) < mb)
+        leaf_compact(kv, s);
+    s->seq = 0;
+    for (uint32_t j = 0; j < m; j++)
+        place(kv, s, right ? j : s->n, &o->it[first + j], true, where);
+    const struct item *it[MAX_RECS];
+    for (uint32_t i = 0; i < o->n; i++)
+        it[i] = &o->it[i];
+    if (right)
+        fill_leaf(kv, p->leaf, it, 0, first, where);
+    else
+        fill_leaf(kv, p->leaf, it, m, o->n, where);
+    sep_set(sep, k, len);
+    return true;
+}
+
+/* Split p->leaf (o) and its full sibling s (right of it if right; sep the
+ * separator between the two) into three leaves about two thirds full: the
+ * left of the two keeps the first third, a new leaf takes the second (sep
+ * becomes the one before the third, a separator from the pool goes before
+ * the second, as in a split). False (nothing done) if a third would exceed
+ * HALF_MAX (see max_splits) or sep would need an allocation. */
+static bool split3(struct kv *kv, struct kv__path *p, const struct items *o,
+                   struct kv__leaf *s, bool right, struct kv__sep *sep,
+                   struct placed *where)
+{
+    uint8_t buf[KV__PAGE];
+    struct items so;
+    gather(kv, s, buf, 0, NULL, 0, &so);
+    const struct items *a = right ? o : &so, *b = right ? &so : o;
+    const struct item *it[2 * MAX_RECS];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < a->n; i++)
+        it[n++] = &a->it[i];
+    for (uint32_t i = 0; i < b->n; i++)
+        it[n++] = &b->it[i];
+    size_t total = a->total + b->total, cum = 0;
+    uint32_t cut[2], c = 0;
+    for (uint32_t i = 0; i < n && c < 2; i++) {
+        cum += it[i]->size + KV__SLOT;
+        if (cum >= total * (c + 1) / 3)
+            cut[c++] = i + 1;
+    }
+    if (c < 2 || cut[0] >= cut[1] || cut[1] >= n)
+        return false;
+    size_t part[3] = {0, 0, 0};
+    for (uint32_t i = 0; i < n; i++)
+        part[(i >= cut[0]) + (i >= cut[1])] += it[i]->size + KV__SLOT;
+    for (int j = 0; j < 3; j++)
+        if (part[j] > HALF_MAX)
+            return false;
+    const uint8_t *k1, *k2;
+    size_t len1 = sep_len(it[cut[0] - 1], it[cut[0]], &k1);
+    size_t len2 = sep_len(it[cut[1] - 1], it[cut[1]], &k2);
+    if (!sep_fits(sep, len2)) /* it becomes the one before rgt */
+        return false;
+    struct kv__leaf *left = right ? p->leaf : s;
+    struct kv__leaf *rgt = right ? s : p->leaf, *mid = take_leaf(kv);
+    fill_leaf(kv, left, it, 0, cut[0], where);
+    fill_leaf(kv, mid, it, cut[0], cut[1], where);
+    fill_leaf(kv, rgt, it, cut[1], n, where);
+    link_after(left, mid);
+    sep_set(sep, k2, len2);
+    if (!right)
+        p->idx[p->depth - 1]--; /* the new leaf goes after the left one */
+    inode_insert(kv, p, p->depth - 1, mid, take_sep(kv, k1, len1));
+    return true;
+}
+
+/* The sibling of p->leaf under its parent to share its records with: the
+ * one with more room, leaving out the first and the last leaf (what edge
+ * splits count on: see max_splits). NULL if none. */
+static struct kv__leaf *sibling(const struct kv__path *p, bool *right,
+                                struct kv__sep **sep)
+{
+    if (p->depth == 0)
+        return NULL;
+    struct kv__inode *par = p->node[p->depth - 1];
+    uint32_t i = p->idx[p->depth - 1];
+    struct kv__leaf *l = i > 0 ? par->child[i - 1] : NULL;
+    struct kv__leaf *r = i + 1 < par->n ? par->child[i + 1] : NULL;
+    if (l && l->prev == NULL)
+        l = NULL;
+    if (r && r->next == NULL)
+        r = NULL;
+    if (l && r)
+        *right = leaf_used(r) < leaf_used(l);
+    else if (l || r)
+        *right = r != NULL;
+    else
+        return NULL;
+    *sep = &par->sep[*right ? i : i - 1];
+    return *right ? r : l;
+}
+
+/* Put rec in at p->pos of p->leaf, which has no room for it: where it went.
+ * - At the end of the last leaf (keys written in order): a new leaf with
+ *   it alone, the old one stays full (at the start of the first: the same
+ *   mirrored).
+ * - Right after the record inserted last in this leaf (keys written in
+ *   order inside the key space, e.g. batches arriving out of order), and
+ *   the pool holding a leaf for every put: split there, so that the run
+ *   goes on into a leaf of its own and leaves full ones behind.
+ * - Else, if a sibling has room: share the records with it (no new leaf);
+ *   if it has none: the two become three, two thirds full.
+ * - Else (no sibling, or a separator that would need an allocation):
+ *   split in halves. */
+static void leaf_overflow(struct kv *kv, struct kv__path *p,
+                          const uint8_t *rec, size_t size,
+                          struct placed *where)
+{
+    uint8_t buf[KV__PAGE];
+    struct items o;
+    struct kv__leaf *l = p->leaf;
+    uint32_t pos = p->pos;
+    gather(kv, l, buf, pos, rec, size, &o);
+    if (pos == o.n - 1 && l->next == NULL) {
+        leaf_split(kv, p, &o, o.n - 1, where);
+        return;
+    }
+    if (pos == 0 && l->prev == NULL) {
+        leaf_split(kv, p, &o, 1, where);
+        return;
+    }
+    if (kv->split_each && pos > 0 && l->seq == pos) {
+        uint32_t s = pos == o.n - 1 ? pos : pos + 1;
+        size_t kept = 0;
+        for (uint32_t i = 0; i < s; i++)
+            kept += o.it[i].size + KV__SLOT;
+        if (kept <= KV__LEAF_DATA) {
+            leaf_split(kv, p, &o, s, where);
+            return;
+        }
+    }
+    bool right;
+    struct kv__sep *sep;
+    struct kv__leaf *s = sibling(p, &right, &sep);
+    if (s && (redistribute(kv, p, &o, s, right, sep, where) ||
+              split3(kv, p, &o, s, right, sep, where)))
+        return;
+    leaf_split(kv, p, &o, half_point(&o), where);
 }
 
 void kv__store(struct kv *kv, struct kv__path *p, uint64_t h,
@@ -884,18 +1162,18 @@ void kv__store(struct kv *kv, struct kv__path *p, uint64_t h,
         leaf_free(l) + l->garbage >= size + KV__SLOT &&
         (l->garbage >= COMPACT_MIN || !kv->split_each))
         leaf_compact(kv, l);
-    uint32_t id = l->id;
-    uint16_t off;
+    struct placed where = {l->id, 0};
     if (leaf_free(l) >= size + KV__SLOT) {
         leaf_put(l, p->pos, rec, size);
-        off = l->top;
+        where.off = l->top;
+        l->seq = (uint16_t)(p->pos + 1);
     } else {
-        leaf_split(kv, p, rec, size, &id, &off);
+        leaf_overflow(kv, p, rec, size, &where);
     }
     if (old_slot != SIZE_MAX) {
-        kv__hslot_move(kv->hs, old_slot, id, off);
+        kv__hslot_move(kv->hs, old_slot, where.id, where.off);
     } else {
-        kv__hash_add(kv, h, id, off);
+        kv__hash_add(kv, h, where.id, where.off);
     }
 }
 
@@ -966,12 +1244,6 @@ static void inode_remove(struct kv *kv, struct kv__path *p, unsigned d)
         kv->n_inodes--;
         inode_remove(kv, p, d - 1);
     }
-}
-
-static size_t leaf_used(const struct kv__leaf *l)
-{
-    return (size_t)(KV__LEAF_DATA - l->top - l->garbage) +
-           (size_t)KV__SLOT * l->n;
 }
 
 static void collapse_root(struct kv *kv)

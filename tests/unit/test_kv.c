@@ -1810,6 +1810,123 @@ static void test_model_walk(void **state)
     free(m);
 }
 
+static double fill_of(const struct kv *kv)
+{
+    struct kv__fill f;
+    kv__tree_fill(kv, &f);
+    assert_int_equal(f.leaves, kv->n_leaves);
+    return (double)f.used / (double)f.capacity;
+}
+
+/* Keys in random order: an overflowing leaf shares its records with a
+ * sibling or two full leaves become three, so leaves end well above the
+ * ~69% of splitting in halves; random deletes and inserts after that keep
+ * the order and contents of a model (a bitmap of which numbers are in). */
+static void test_fill_random(void **state)
+{
+    (void)state;
+    const unsigned n = slow_env() ? 10000 : 30000;
+    bool *in = calloc(n, 1);
+    struct kv *kv = kv_new(SEED);
+    char k[16];
+    uint64_t x = 99;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned j = (unsigned)(((uint64_t)i * 48271u) % n);
+        key16(k, j, "key");
+        assert_int_equal(kv_put(kv, k, 16, k, 16), 0);
+        in[j] = true;
+    }
+    check_tree(kv);
+    double f = fill_of(kv);
+    printf("kv: %u keys in random order: %zu leaves, %.1f%% full\n", n,
+           kv->n_leaves, 100 * f);
+    assert_true(f > 0.80);
+    for (unsigned step = 0; step < 3 * n; step++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        unsigned j = (unsigned)(x % n);
+        key16(k, j, "key");
+        if ((x >> 40) % 3 == 0) {
+            assert_int_equal(kv_del(kv, k, 16), in[j] ? 0 : CRAFT_ENOTFOUND);
+            in[j] = false;
+        } else {
+            assert_int_equal(kv_put(kv, k, 16, k, 16), 0);
+            in[j] = true;
+        }
+        if (step % 20011 == 0)
+            check_tree(kv);
+    }
+    check_tree(kv);
+    struct kv_iter it;
+    const uint8_t *ik, *iv;
+    size_t ikl, ivl, count = 0;
+    unsigned j = 0;
+    kv_iter_init(&it);
+    while (kv_iter_next(kv, &it, &ik, &ikl, &iv, &ivl)) {
+        while (j < n && !in[j])
+            j++;
+        assert_true(j < n);
+        key16(k, j, "key");
+        assert_int_equal(ikl, 16);
+        assert_memory_equal(ik, k, 16);
+        assert_memory_equal(iv, k, 16);
+        j++;
+        count++;
+    }
+    while (j < n)
+        assert_false(in[j++]);
+    assert_int_equal(count, kv_count(kv));
+    kv_free(kv);
+    free(in);
+}
+
+/* Batches of keys in order, each inside the key space (four streams taking
+ * turns, the way parallel clients load): the run splits where it goes on
+ * and leaves full leaves behind. Then one batch more applied under failing
+ * allocations: every failure leaves the map as it was. */
+static void test_fill_runs(void **state)
+{
+    (void)state;
+    const unsigned streams = 4, per = 10000, b = 100;
+    struct kv *kv = kv_new(SEED);
+    char k[16];
+    uint64_t index = 1;
+    for (unsigned done = 0; done < per; done += b) {
+        for (unsigned s = 0; s < streams; s++) {
+            struct kv_cmd c;
+            assert_int_equal(kv_cmd_init(&c), 0);
+            for (unsigned i = done; i < done + b; i++) {
+                key16(k, s * per + i, "key");
+                assert_int_equal(kv_cmd_set(&c, k, 16, k, 16), 0);
+            }
+            assert_int_equal(kv_apply_at(kv, index++, c.data, c.len), 0);
+            kv_cmd_free(&c);
+        }
+    }
+    check_tree(kv);
+    assert_int_equal(kv_count(kv), streams * per);
+    double f = fill_of(kv);
+    printf("kv: %u streams of %u keys: %zu leaves, %.1f%% full\n", streams,
+           per, kv->n_leaves, 100 * f);
+    assert_true(f > 0.85);
+    /* one key in every 7th place of stream 1, then a run inside stream 2 */
+    struct kv_cmd c;
+    assert_int_equal(kv_cmd_init(&c), 0);
+    for (unsigned i = 0; i < 100; i++) {
+        char k2[32];
+        key16(k2, per + 7 * i, "key");
+        k2[16] = 'x';
+        assert_int_equal(kv_cmd_set(&c, k2, 17, "v", 1), 0);
+        key16(k2, 2 * per + 100, "key");
+        snprintf(k2 + 16, sizeof k2 - 16, "-%05u", i);
+        assert_int_equal(kv_cmd_set(&c, k2, 22, "w", 1), 0);
+    }
+    assert_true(apply_failing_each_allocation(kv, index, c.data, c.len) > 0);
+    assert_int_equal(kv_count(kv), streams * per + 200);
+    check_tree(kv);
+    kv_cmd_free(&c);
+    kv_free(kv);
+}
+
 /* A big batch reserves room by its bytes, not a leaf per key, and applies. */
 static void test_big_batch(void **state)
 {
@@ -2735,6 +2852,8 @@ int main(void)
         T(test_rewrites_grow),
         T(test_delete_merges),
         T(test_big_batch),
+        T(test_fill_random),
+        T(test_fill_runs),
         T(test_snapshot_revisions),
         T(test_snapshot_v1),
         T(test_events),
