@@ -84,6 +84,8 @@ void watch_history_reset(struct watch_history *h, uint64_t floor)
     while (h->count > 0)
         pop_head(h);
     h->first_seq++; /* the gap that overtakes every cursor */
+    if (h->last > h->floor)
+        h->floor = h->last; /* what was held is gone too */
     if (floor > h->floor)
         h->floor = floor;
     h->last = h->floor;

@@ -84,9 +84,9 @@ void watch_history_free(struct watch_history *h); /* NULL is fine */
 int watch_history_append(struct watch_history *h, const struct watch_event *ev);
 
 /* Forget every event and set floor (e.g. the index of a snapshot just
- * installed: the changes up to it are not known one by one). floor must
- * not go down (a lower value is taken as the current floor). Every cursor
- * is overtaken. */
+ * installed: the changes up to it are not known one by one). The floor
+ * becomes at least the last index appended (those events are gone too):
+ * it never goes down. Every cursor is overtaken. */
 void watch_history_reset(struct watch_history *h, uint64_t floor);
 
 uint64_t watch_history_floor(const struct watch_history *h);
