@@ -227,6 +227,7 @@ int node__snapshot_restore(struct node *n, uint64_t index)
     n->snap_size = meta.size;
     n->applied_bytes = 0;
     node__leases_rebuild(n); /* every lease of it starts now */
+    node__watch_kv_replaced(n);
     if (n->peers)
         node__peers_sync(n);
     CRAFT_INFO(&n->log, "state restored from snapshot %llu (%zu keys)",
