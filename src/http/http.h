@@ -100,6 +100,7 @@ struct http_put_opts {
 
 struct http_req; /* one request handed to the node; opaque */
 struct http_keys_query; /* below */
+struct http_leases_query; /* below */
 struct auth_db;  /* auth/auth.h */
 struct http_server;
 
@@ -186,6 +187,18 @@ struct http_handlers {
     /* GET /backup: a snapshot of the whole store, answered with
      * http_reply_stream (or an error). */
     void (*backup)(void *ud, struct http_req *req);
+    /* --- leases (docs/http-api.md, "Leases"); NULL ones are answered 501.
+     * Ids are >= 1 (0 and non-decimal ids are refused with 400 here). --- */
+    /* POST /lease {"ttl":N}: N seconds, 1..HTTP_LEASE_TTL_MAX. */
+    void (*lease_grant)(void *ud, struct http_req *req, uint64_t ttl_s);
+    /* POST /lease/<id>/keepalive */
+    void (*lease_keepalive)(void *ud, struct http_req *req, uint64_t id);
+    /* DELETE /lease/<id> */
+    void (*lease_revoke)(void *ud, struct http_req *req, uint64_t id);
+    /* GET /lease/<id>[?level=]: level is an enum http_read_level. */
+    void (*lease_get)(void *ud, struct http_req *req, uint64_t id, int level);
+    /* GET /leases[?after=<id>&limit=N&level=]: q valid during the call. */
+    void (*lease_list)(void *ud, struct http_req *req, const struct http_leases_query *q);
 };
 
 struct http_opts {
@@ -431,5 +444,33 @@ void http_jbuf_list_end(struct http_jbuf *j, bool more, const struct kv_meta *la
  * and add up). */
 void http_jbuf_count(struct http_jbuf *j, uint64_t index, size_t count, bool more,
                      const struct kv_meta *last);
+
+/* --- leases (docs/http-api.md, "Leases"): the query of GET /leases and
+ *     the JSON encoders of the answers (kvjson.c) --- */
+#define HTTP_LEASE_TTL_MAX 1000000000ull /* seconds a POST /lease may ask */
+#define HTTP_LEASES_MAX 10000            /* leases one GET /leases page holds */
+#define HTTP_LEASES_DEFAULT 1000
+#define HTTP_LEASE_KEYS_MAX 1000         /* keys a GET /lease/<id> shows */
+
+struct http_leases_query {
+    uint64_t after; /* leases with a greater id; 0: from the first */
+    size_t limit;   /* 1..HTTP_LEASES_MAX */
+    int level;      /* enum http_read_level */
+};
+
+/* {"id":"<id>","ttl":N} (id as a decimal string, ttl in seconds) */
+void http_jbuf_lease(struct http_jbuf *j, uint64_t id, uint64_t ttl_s);
+/* GET /lease/<id> in three steps: begin ({"id","ttl","remaining_ms","keys":[),
+ * one key at a time (a JSON string, or {"key_b64":...} for bytes that are
+ * not valid UTF-8), end (],"more":bool}). */
+void http_jbuf_lease_info_begin(struct http_jbuf *j, uint64_t id, uint64_t ttl_s,
+                                uint64_t remaining_ms);
+void http_jbuf_lease_key(struct http_jbuf *j, const uint8_t *key, size_t klen);
+void http_jbuf_lease_info_end(struct http_jbuf *j, bool more);
+/* GET /leases: begin ({"index":N,"leases":[), one {"id","ttl"} per lease,
+ * end (],"more":bool}). */
+void http_jbuf_leases_begin(struct http_jbuf *j, uint64_t index);
+void http_jbuf_leases_item(struct http_jbuf *j, uint64_t id, uint64_t ttl_s);
+void http_jbuf_leases_end(struct http_jbuf *j, bool more);
 
 #endif

@@ -156,6 +156,11 @@ struct http_req *http__hand_over(struct http_server *srv, h2o_req_t *req, bool h
 void http__route_txn(struct http_server *srv, h2o_req_t *req);
 void http__route_keys(struct http_server *srv, h2o_req_t *req);
 
+/* --- route_lease.c: /lease..., GET /leases --- */
+/* rest: the path after "/lease" (empty, or starting with '/'). */
+void http__route_lease(struct http_server *srv, h2o_req_t *req, const char *rest, size_t rlen);
+void http__route_leases(struct http_server *srv, h2o_req_t *req);
+
 /* --- reply.c: sending --- */
 /* Starts and finishes a response: status, optional Content-Type and Allow
  * headers, body (copied). Content-Length is always set. */

@@ -191,3 +191,69 @@ void http_jbuf_count(struct http_jbuf *j, uint64_t index, size_t count, bool mor
     }
     raw(j, "}", 1);
 }
+
+/* ---- leases ---- */
+
+/* A separator before the next element of an array being written. */
+static void next_elem(struct http_jbuf *j)
+{
+    if (j->len > 0 && j->data[j->len - 1] != '[')
+        raw(j, ",", 1);
+}
+
+void http_jbuf_lease(struct http_jbuf *j, uint64_t id, uint64_t ttl_s)
+{
+    lit(j, "{\"id\":\"");
+    u64(j, id);
+    raw(j, "\"", 1);
+    num_field(j, "ttl", ttl_s);
+    raw(j, "}", 1);
+}
+
+void http_jbuf_lease_info_begin(struct http_jbuf *j, uint64_t id, uint64_t ttl_s,
+                                uint64_t remaining_ms)
+{
+    lit(j, "{\"id\":\"");
+    u64(j, id);
+    raw(j, "\"", 1);
+    num_field(j, "ttl", ttl_s);
+    num_field(j, "remaining_ms", remaining_ms);
+    lit(j, ",\"keys\":[");
+}
+
+void http_jbuf_lease_key(struct http_jbuf *j, const uint8_t *key, size_t klen)
+{
+    next_elem(j);
+    if (craft_utf8_valid((const char *)key, klen)) {
+        char *o = room(j, CRAFT_JSON_QUOTED_MAX(klen));
+        if (o != NULL)
+            j->len += craft_json_quote(o, (const char *)key, klen);
+        return;
+    }
+    raw(j, "{", 1);
+    bytes_field(j, true, "key", key, klen); /* not UTF-8: key_b64 */
+    raw(j, "}", 1);
+}
+
+void http_jbuf_lease_info_end(struct http_jbuf *j, bool more)
+{
+    lit(j, more ? "],\"more\":true}" : "],\"more\":false}");
+}
+
+void http_jbuf_leases_begin(struct http_jbuf *j, uint64_t index)
+{
+    lit(j, "{\"index\":");
+    u64(j, index);
+    lit(j, ",\"leases\":[");
+}
+
+void http_jbuf_leases_item(struct http_jbuf *j, uint64_t id, uint64_t ttl_s)
+{
+    next_elem(j);
+    http_jbuf_lease(j, id, ttl_s);
+}
+
+void http_jbuf_leases_end(struct http_jbuf *j, bool more)
+{
+    lit(j, more ? "],\"more\":true}" : "],\"more\":false}");
+}

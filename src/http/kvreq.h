@@ -1,7 +1,8 @@
-/* Pure helpers of src/http for transactions and listing (prefix http__):
- * base64, the JSON body of POST /txn and the query of /keys, with no h2o
- * and no I/O, so the unit tests drive them directly. Thread-safe (no
- * state). The public side (struct http_keys_query, the encoders) is in
+/* Pure helpers of src/http for transactions, listing and leases (prefix
+ * http__): base64, the JSON body of POST /txn, the query of /keys and the
+ * parts of lease requests, with no h2o and no I/O, so the unit tests drive
+ * them directly. Thread-safe (no state). The public side (struct
+ * http_keys_query, struct http_leases_query, the encoders) is in
  * http/http.h. */
 #ifndef CRAFT_HTTP_KVREQ_H
 #define CRAFT_HTTP_KVREQ_H
@@ -52,5 +53,19 @@ void http__txnbody_free(struct http__txnbody *b);
 int http__parse_keys_query(const char *q, size_t len, bool for_delete, size_t max_key,
                            char *buf, struct http_keys_query *out, char *err,
                            size_t errcap);
+
+/* --- lease.c: lease requests --- */
+/* The body of POST /lease: {"ttl":N}, N an integer 1..HTTP_LEASE_TTL_MAX
+ * (seconds), no other field. */
+int http__parse_lease_body(const char *body, size_t len, uint64_t *ttl_s, char *err,
+                           size_t errcap);
+/* The path after "/lease": "" (the collection: *id 0), "/<id>", or
+ * "/<id>/keepalive" (*keepalive); ids are decimal, >= 1. */
+int http__parse_lease_path(const char *rest, size_t rlen, uint64_t *id, bool *keepalive,
+                           char *err, size_t errcap);
+/* The query of GET /leases (without '?'): after=<id>, limit=1..HTTP_LEASES_MAX,
+ * level=; unknown parameters are refused. */
+int http__parse_leases_query(const char *q, size_t len, struct http_leases_query *out,
+                             char *err, size_t errcap);
 
 #endif

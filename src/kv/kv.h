@@ -263,6 +263,19 @@ struct kv_result {
     size_t n_ops;              /* results of the executed branch */
     const struct kv_op_result *ops;
     int err; /* 0, or CRAFT_ENOMEM: the command applied but ops incomplete */
+    /* A put named a lease that does not exist: the command changed
+     * nothing (succeeded false, failed_cmp -1) and this is its id; else 0. */
+    uint64_t missing_lease;
+    /* A lease command: its op (enum kv_lease_op, 0 for other commands),
+     * the lease's id (GRANT: the new one), whether it existed (REVOKE,
+     * EXPIRE and KEEPALIVE of an unknown id change nothing), the keys a
+     * revoke or expiry deleted and the lease's TTL (GRANT: the one
+     * granted; KEEPALIVE: the lease's). */
+    uint8_t lease_op;
+    uint64_t lease_id;
+    bool lease_found;
+    uint64_t lease_deleted;
+    uint64_t lease_ttl_ms;
 };
 const struct kv_result *kv_last_result(const struct kv *kv);
 
@@ -276,6 +289,51 @@ int kv_apply_at(struct kv *kv, uint64_t index, const uint8_t *data,
                 size_t len);
 /* The same at index kv_index() + 1 (tests and tools). */
 int kv_apply(struct kv *kv, const uint8_t *data, size_t len);
+
+/* ---- leases (command version 3; docs/kv.md) --------------------------------
+ * A lease is a record of the state machine: an id, a TTL, and the keys put
+ * with it (a put names it; a later put of the key without it, or with
+ * another, detaches the key; a delete detaches it). Revoking a lease deletes
+ * its keys in the same command. The state machine reads no clock: when a
+ * lease runs out is the leader's business (src/lease), which then proposes
+ * KV_LEASE_EXPIRE. Leases are in snapshots (version 3). */
+
+#define KV_LEASE_VERSION 3
+
+enum kv_lease_op {
+    KV_LEASE_GRANT = 1,  /* a new lease; its id is the command's log index */
+    KV_LEASE_REVOKE = 2, /* a client revoked lease id */
+    KV_LEASE_EXPIRE = 3, /* the leader's clock ran out for lease id */
+    KV_LEASE_KEEPALIVE = 4, /* a client kept lease id alive: changes
+                               nothing; the nodes' lease clocks restart it
+                               when it applies (src/lease) */
+};
+/* The encoded size of a lease command (fixed), and its encoding into buf:
+ * GRANT takes ttl_ms (>= 1) and id 0; REVOKE, EXPIRE and KEEPALIVE take
+ * id (>= 1) and ttl_ms 0. Returns the bytes written, 0 for invalid arguments. */
+#define KV_LEASE_CMD_MAX 32
+size_t kv_lease_cmd_encode(uint8_t op, uint64_t id, uint64_t ttl_ms,
+                           uint8_t buf[KV_LEASE_CMD_MAX]);
+
+struct kv_lease {
+    uint64_t id;            /* the index of its GRANT */
+    uint64_t ttl_ms;
+    uint64_t n_keys;        /* keys attached now */
+};
+/* 0 and *l, or CRAFT_ENOTFOUND. */
+int kv_lease_get(const struct kv *kv, uint64_t id, struct kv_lease *l);
+size_t kv_lease_count(const struct kv *kv);
+/* The leases with id > after, in id order, at most limit of them; fn's
+ * non-zero return stops it and is returned, else 0. *more: leases remain
+ * after the last one passed. fn must not change the map. */
+typedef int (*kv_lease_fn)(void *ud, const struct kv_lease *l);
+int kv_lease_list(const struct kv *kv, uint64_t after, size_t limit,
+                  kv_lease_fn fn, void *ud, bool *more);
+/* The keys attached to lease id, in key order, after `after` (NULL: from
+ * the first), at most limit; as kv_list. CRAFT_ENOTFOUND: no such lease. */
+int kv_lease_keys(const struct kv *kv, uint64_t id, const void *after,
+                  size_t alen, size_t limit, kv_list_fn fn, void *ud,
+                  size_t *n, bool *more);
 
 /* ---- change events (what watches and blocking queries are fed) ---------- */
 

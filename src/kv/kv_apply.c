@@ -1,5 +1,5 @@
-/* Applying commands to the map: a version-1 batch or a version-2
- * transaction, atomically (everything that may fail is done before the
+/* Applying commands to the map: a version-1 batch, a version-2
+ * transaction or a version-3 lease command, atomically (everything that may fail is done before the
  * first change) and deterministically, at a log index that becomes the
  * revision of every write; and the result kept for the node to read. */
 #include "kv/kv_internal.h"
@@ -93,6 +93,7 @@ static uint64_t del_key(struct kv *kv, uint64_t index, const uint8_t *key,
     struct kv__rec rec;
     kv__rec_decode(p.leaf, p.pos, &rec);
     kv__emit_del(kv, index, key, klen, rec.lease);
+    kv__lease_detach(kv, rec.lease, key, klen);
     kv__remove(kv, &p);
     return 1;
 }
@@ -137,8 +138,12 @@ static int apply_batch(struct kv *kv, uint64_t index, const uint8_t *data,
     kv__cmd_iter_start(&it, data, len, n_ops);
     while (kv_cmd_iter_next(&it, &op)) {
         if (op.type == KV_OP_SET) {
+            struct kv_meta old = {0};
+            if (kv->n_leases)
+                kv_get_meta(kv, op.key, op.klen, &old);
             kv__put_rev(kv, op.key, op.klen, op.val, op.vlen, 0, index,
                         blobs[k++], NULL);
+            kv__lease_detach(kv, old.lease, op.key, op.klen);
             kv__emit_put(kv, index, op.key, op.klen);
             continue;
         }
@@ -269,6 +274,47 @@ static void txn_get(struct kv *kv, const struct kv_txn_op *o,
     r->meta.val = (const uint8_t *)(uintptr_t)vo;
 }
 
+/* The first lease a put of ops[0..n) names that does not exist, or 0. */
+static uint64_t missing_lease(const struct kv *kv, const struct kv_txn_op *ops,
+                              size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].type == KV_TOP_PUT && ops[i].lease != 0 &&
+            kv__lease_find(kv, ops[i].lease) == NULL)
+            return ops[i].lease;
+    return 0;
+}
+
+static void free_spare(struct kv__lkey **spare, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        craft_free(spare[i]);
+}
+
+/* For each put with a lease: a key copy in spare[i] (else NULL) and room
+ * in that lease's set for every put naming it, so attaching cannot fail.
+ * 0, or CRAFT_ENOMEM with nothing held (grown sets are not a change). */
+static int reserve_attach(struct kv *kv, const struct kv_txn_op *ops,
+                          size_t n, struct kv__lkey **spare)
+{
+    for (size_t i = 0; i < n; i++)
+        spare[i] = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].type != KV_TOP_PUT || ops[i].lease == 0)
+            continue;
+        size_t same = 0;
+        for (size_t j = 0; j < n; j++)
+            same += ops[j].type == KV_TOP_PUT && ops[j].lease == ops[i].lease;
+        struct kv__lease *l = kv__lease_find(kv, ops[i].lease);
+        spare[i] = kv__lkey_new(kv, ops[i].key, ops[i].klen);
+        if (spare[i] == NULL || kv__lease_room(l, same) != 0) {
+            free_spare(spare, i + 1);
+            return CRAFT_ENOMEM;
+        }
+    }
+    return 0;
+}
+
 static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
                      size_t len)
 {
@@ -288,8 +334,19 @@ static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
     }
     const struct kv_txn_op *ops = ok ? t.success : t.failure;
     size_t n = ok ? t.n_success : t.n_failure;
+    uint64_t missing = missing_lease(kv, ops, n);
+    if (missing) {
+        result_reset(kv, index);
+        kv->res.pub.succeeded = false;
+        kv->res.pub.missing_lease = missing;
+        return 0;
+    }
 
     /* everything that may fail, before the first change */
+    struct kv__lkey *spare[KV_TXN_MAX];
+    err = reserve_attach(kv, ops, n, spare);
+    if (err)
+        return err;
     struct kv__blob *blobs[KV_TXN_MAX];
     size_t n_puts = 0, max_klen = 0, rec_bytes = 0;
     for (size_t i = 0; i < n; i++) {
@@ -303,6 +360,7 @@ static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
                                 ops[i].vlen, &err);
         if (err) {
             free_blobs(blobs, i, blobs);
+            free_spare(spare, n);
             return err;
         }
     }
@@ -310,6 +368,7 @@ static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
     err = err ? err : result_reserve_txn(kv, ops, n);
     if (err) {
         free_blobs(blobs, n, blobs);
+        free_spare(spare, n);
         return err;
     }
 
@@ -324,11 +383,17 @@ static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
         memset(r, 0, sizeof *r);
         r->type = o->type;
         switch (o->type) {
-        case KV_TOP_PUT:
+        case KV_TOP_PUT: {
+            struct kv_meta old = {0};
+            if (kv->n_leases)
+                kv_get_meta(kv, o->key, o->klen, &old);
             kv__put_rev(kv, o->key, o->klen, o->val, o->vlen, o->lease,
                         index, blobs[i], &r->created);
+            kv__lease_move(kv, old.lease, o->lease, o->key, o->klen,
+                           &spare[i]);
             kv__emit_put(kv, index, o->key, o->klen);
             break;
+        }
         case KV_TOP_DEL:
             r->deleted = del_key(kv, index, o->key, o->klen);
             break;
@@ -343,6 +408,7 @@ static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
         }
     }
     res->n_ops = n;
+    free_spare(spare, n);
     for (size_t i = 0; i < n; i++) { /* the buffer moved no more: point */
         struct kv_op_result *r = &kv->res.ops[i];
         if (!r->found)
@@ -353,13 +419,83 @@ static int apply_txn(struct kv *kv, uint64_t index, const uint8_t *data,
     return 0;
 }
 
+/* ---- version 3 ---- */
+
+/* Delete every key of lease l (in key order, each told to the observer),
+ * then drop it. */
+static int lease_delete_all(struct kv *kv, uint64_t index,
+                            struct kv__lease *l, uint64_t *deleted)
+{
+    struct kv__lkey **v;
+    size_t n;
+    int err = kv__lease_sorted(l, NULL, 0, &v, &n);
+    if (err)
+        return err;
+    uint64_t id = l->id;
+    *deleted = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct kv__path p;
+        kv__seek(kv, v[i]->key, v[i]->klen, &p);
+        if (!p.found)
+            continue; /* cannot happen: an attached key is in the map */
+        kv__emit_del(kv, index, v[i]->key, v[i]->klen, id);
+        kv__remove(kv, &p);
+        ++*deleted;
+    }
+    craft_free(v);
+    kv__lease_drop(kv, id); /* frees the key copies */
+    if (n)
+        kv__hash_maybe_shrink(kv);
+    return 0;
+}
+
+static int apply_lease(struct kv *kv, uint64_t index, const uint8_t *data,
+                       size_t len)
+{
+    uint8_t op;
+    uint64_t id, ttl;
+    int err = kv__lease_cmd_decode(data, len, &op, &id, &ttl);
+    if (err)
+        return err;
+    struct kv_result r = {0};
+    r.index = index;
+    r.succeeded = true;
+    r.failed_cmp = -1;
+    r.lease_op = op;
+    r.lease_id = op == KV_LEASE_GRANT ? index : id;
+    struct kv__lease *l = kv__lease_find(kv, r.lease_id);
+    switch (op) {
+    case KV_LEASE_GRANT:
+        err = kv__lease_grant(kv, index, ttl);
+        r.lease_found = true;
+        r.lease_ttl_ms = ttl;
+        break;
+    case KV_LEASE_KEEPALIVE:
+        r.lease_found = l != NULL;
+        r.lease_ttl_ms = l ? l->ttl_ms : 0;
+        break;
+    default: /* REVOKE, EXPIRE */
+        r.lease_found = l != NULL;
+        r.lease_ttl_ms = l ? l->ttl_ms : 0;
+        if (l != NULL)
+            err = lease_delete_all(kv, index, l, &r.lease_deleted);
+    }
+    if (err)
+        return err;
+    result_reset(kv, index);
+    r.ops = kv->res.pub.ops;
+    kv->res.pub = r;
+    return 0;
+}
+
 int kv_apply_at(struct kv *kv, uint64_t index, const uint8_t *data,
                 size_t len)
 {
     if (data == NULL || len == 0)
         return CRAFT_ECORRUPT;
-    int err = data[0] == KV_TXN_VERSION ? apply_txn(kv, index, data, len)
-                                        : apply_batch(kv, index, data, len);
+    int err = data[0] == KV_TXN_VERSION     ? apply_txn(kv, index, data, len)
+              : data[0] == KV_LEASE_VERSION ? apply_lease(kv, index, data, len)
+                                            : apply_batch(kv, index, data, len);
     kv__trim(kv);
     if (err)
         return err;

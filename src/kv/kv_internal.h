@@ -113,6 +113,19 @@ struct kv__path {
     bool found;
 };
 
+/* A key attached to a lease: an owned copy, with its kv__hkey. */
+struct kv__lkey {
+    uint64_t h;
+    uint32_t klen;
+    uint8_t key[];
+};
+/* A lease: id, TTL and the hash set of its keys (kv_lease.c). */
+struct kv__lease {
+    uint64_t id, ttl_ms;
+    struct kv__lkey **slots; /* [cap], NULL = empty; cap a power of two */
+    size_t cap, n;
+};
+
 /* Results of the last kv_apply*: owned by the map, see kv_last_result. */
 struct kv__results {
     struct kv_result pub;
@@ -175,6 +188,8 @@ struct kv {
     size_t members_cap;
     kv_event_fn obs;            /* kv_set_observer, or NULL */
     void *obs_ud;
+    struct kv__lease **leases;  /* [n_leases] sorted by id (kv_lease.c) */
+    size_t n_leases, leases_cap;
 };
 
 /* A leaf slot, one u32: the record's offset in its low 12 bits (the data
@@ -366,9 +381,38 @@ void kv__cmd_iter_start(struct kv_cmd_iter *it, const uint8_t *data,
 
 void kv__members_free(struct kv *kv);
 
+/* ---- kv_lease.c ---- */
+/* Decode a version-3 command: 0 or CRAFT_ECORRUPT. */
+int kv__lease_cmd_decode(const uint8_t *data, size_t len, uint8_t *op,
+                         uint64_t *id, uint64_t *ttl_ms);
+struct kv__lease *kv__lease_find(const struct kv *kv, uint64_t id);
+/* Add lease id (0 or CRAFT_ENOMEM, table unchanged). */
+int kv__lease_grant(struct kv *kv, uint64_t id, uint64_t ttl_ms);
+/* Remove lease id and its key set (not the keys of the map). */
+void kv__lease_drop(struct kv *kv, uint64_t id);
+void kv__leases_free(struct kv *kv);
+/* A key copy to attach later (NULL: out of memory). */
+struct kv__lkey *kv__lkey_new(const struct kv *kv, const void *key,
+                              size_t klen);
+/* Room in l's set for n_more attaches without allocating: 0/CRAFT_ENOMEM. */
+int kv__lease_room(struct kv__lease *l, size_t n_more);
+/* Add k (not already in l; room reserved). Never fails. */
+void kv__lease_attach(struct kv__lease *l, struct kv__lkey *k);
+/* Remove key from lease id's set if there (id 0 or unknown: nothing). */
+void kv__lease_detach(struct kv *kv, uint64_t id, const void *key,
+                      size_t klen);
+/* A key put with lease new_id that had lease old: detach from old, attach
+ * *spare (then set NULL) to new_id if it differs and exists. */
+void kv__lease_move(struct kv *kv, uint64_t old, uint64_t new_id,
+                    const void *key, size_t klen, struct kv__lkey **spare);
+/* The keys of l after `after` (NULL: all) in key order: a new array *out
+ * (craft_free) of *n pointers into l. 0 or CRAFT_ENOMEM. */
+int kv__lease_sorted(const struct kv__lease *l, const void *after, size_t alen,
+                     struct kv__lkey ***out, size_t *n);
+
 /* Snapshot format constants, shared by writer and reader. */
 #define KV__SNAP_MAGIC "CRAFTKVS"
-#define KV__SNAP_VERSION 2
+#define KV__SNAP_VERSION 3
 /* magic 8, version 4, flags 4, applied 8, n_members 4, n_keys 8 */
 #define KV__SNAP_HDR 36
 #define KV__SNAP_TRAILER 4

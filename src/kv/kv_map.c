@@ -35,6 +35,7 @@ void kv_free(struct kv *kv)
     craft_free(kv->res.ops);
     craft_free(kv->res.buf);
     kv__members_free(kv);
+    kv__leases_free(kv);
     craft_free(kv);
 }
 
@@ -140,7 +141,11 @@ int kv_put(struct kv *kv, const void *key, size_t klen, const void *val,
         craft_free(blob);
         return err;
     }
+    struct kv_meta old = {0};
+    if (kv->n_leases)
+        kv_get_meta(kv, key, klen, &old);
     kv__put_rev(kv, key, klen, val, vlen, 0, kv->index, blob, NULL);
+    kv__lease_detach(kv, old.lease, key, klen);
     return 0;
 }
 
@@ -152,6 +157,9 @@ int kv_del(struct kv *kv, const void *key, size_t klen)
         return CRAFT_ENOTFOUND;
     struct kv__path p;
     kv__seek(kv, key, klen, &p);
+    struct kv__rec rec;
+    kv__rec_decode(p.leaf, p.pos, &rec);
+    kv__lease_detach(kv, rec.lease, key, klen);
     kv__remove(kv, &p);
     kv__hash_maybe_shrink(kv);
     return 0;
@@ -392,6 +400,7 @@ uint64_t kv__del_range(struct kv *kv, const struct kv_range *r, uint64_t index)
                 return deleted;
             p.found = true;
             kv__emit_del(kv, index, rec.key, rec.klen, rec.lease);
+            kv__lease_detach(kv, rec.lease, rec.key, rec.klen);
             bool changed = kv__remove(kv, &p);
             deleted++;
             if (changed || p.pos >= l->n)

@@ -125,10 +125,13 @@ static int get_entry(struct in *in, struct kv *kv, uint32_t version,
         create = craft_get64(h + 8);
         mod = craft_get64(h + 16);
         ver = craft_get64(h + 24);
-        lease = craft_get64(h + 32);
+        lease = version == 2 ? 0 : craft_get64(h + 32); /* see the format */
         if (ver == 0 || create > mod || mod > applied)
             return CRAFT_ECORRUPT;
     }
+    struct kv__lease *ls = lease ? kv__lease_find(kv, lease) : NULL;
+    if (lease && ls == NULL)
+        return CRAFT_ECORRUPT;
     uint8_t *p;
     err = get_alloc(in, sizeof(struct kv__blob), (uint64_t)klen + vlen, 0, &p);
     if (err)
@@ -148,6 +151,16 @@ static int get_entry(struct in *in, struct kv *kv, uint32_t version,
         craft_free(p);
         return CRAFT_ECORRUPT;
     }
+    struct kv__lkey *lk = NULL;
+    if (ls != NULL &&
+        ((lk = kv__lkey_new(kv, key, klen)) == NULL ||
+         kv__lease_room(ls, 1) != 0)) {
+        craft_free(lk);
+        craft_free(p);
+        return CRAFT_ENOMEM;
+    }
+    if (lk != NULL)
+        kv__lease_attach(ls, lk);
     bool big = kv__needs_blob(klen, vlen);
     b->klen = klen;
     b->vlen = vlen;
@@ -158,6 +171,25 @@ static int get_entry(struct in *in, struct kv *kv, uint32_t version,
     return 0;
 }
 
+/* The lease table of a version-3 snapshot. */
+static int get_leases(struct in *in, struct kv *kv)
+{
+    uint8_t b[16];
+    int err = get(in, b, 8);
+    uint64_t n = err ? 0 : craft_get64(b), last = 0;
+    for (uint64_t i = 0; i < n && !err; i++) {
+        err = get(in, b, 16);
+        if (err)
+            break;
+        uint64_t id = craft_get64(b), ttl = craft_get64(b + 8);
+        if (id <= last || ttl == 0)
+            return CRAFT_ECORRUPT;
+        err = kv__lease_grant(kv, id, ttl);
+        last = id;
+    }
+    return err;
+}
+
 /* Everything after the header and before the trailer. */
 static int get_body(struct in *in, struct kv *kv, uint32_t version,
                     uint64_t applied, uint32_t n_members, uint64_t n_keys)
@@ -165,6 +197,8 @@ static int get_body(struct in *in, struct kv *kv, uint32_t version,
     int err = 0;
     for (uint32_t i = 0; i < n_members && !err; i++)
         err = get_member(in, kv);
+    if (!err && version == 3)
+        err = get_leases(in, kv);
     for (uint64_t i = 0; i < n_keys && !err; i++)
         err = get_entry(in, kv, version, applied);
     if (err)
@@ -183,7 +217,7 @@ static int get_snapshot(struct in *in, struct kv *kv, uint64_t *applied_out)
         return err;
     uint32_t version = craft_get32(h + 8);
     if (memcmp(h, KV__SNAP_MAGIC, 8) != 0 ||
-        (version != 1 && version != KV__SNAP_VERSION) ||
+        version < 1 || version > KV__SNAP_VERSION ||
         craft_get32(h + 12) != 0)
         return CRAFT_ECORRUPT;
     uint64_t applied = craft_get64(h + 16);

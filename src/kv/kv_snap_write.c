@@ -1,10 +1,10 @@
 /* Snapshot writing: the whole state as one checksummed byte stream, to any
  * sink, to a file descriptor (write(2) only, fork-safe) or to memory.
  *
- * Format, version 2 (integers little-endian):
+ * Format, version 3 (integers little-endian):
  *   header, 36 bytes:
  *     0   8   magic "CRAFTKVS"
- *     8   u32 version, 2 (the reader also takes 1)
+ *     8   u32 version, 3 (the reader also takes 1 and 2)
  *     12  u32 flags, 0 (a reader rejects anything else)
  *     16  u64 applied index (the last log entry the state includes)
  *     24  u32 n_members
@@ -12,9 +12,15 @@
  *   n_members member records:
  *     u64 raft_id, then three strings (id, raft_addr, http_addr), each a
  *     u32 length and that many bytes (no NUL byte inside, none stored)
+ *   the lease table (version 3 only): u64 n_leases, then n_leases records
+ *     u64 id, u64 ttl_ms, in strictly increasing id order, id and ttl >= 1
  *   n_keys key records, in strictly increasing byte-wise key order:
  *     u32 klen, u32 vlen, u64 create_index, u64 mod_index, u64 version,
  *     u64 lease, klen bytes of key, vlen bytes of value
+ *     (lease 0 or the id of a lease of the table: the reader rebuilds each
+ *     lease's key set from these, and rejects an id not in the table)
+ *   (version 2: no lease table; a key's lease id is read as 0, no lease,
+ *   since a version-2 state had no lease records to attach it to.)
  *   (version 1: records "u32 klen, u32 vlen, key, value" in any order, no
  *   key twice; read with create_index = mod_index = applied, version 1.)
  *   trailer: u32 CRC32C of every byte before it.
@@ -118,6 +124,16 @@ static int put_members(struct out *o, const struct kv *kv)
     return err;
 }
 
+static int put_leases(struct out *o, const struct kv *kv)
+{
+    int err = put_u64(o, kv->n_leases);
+    for (size_t i = 0; i < kv->n_leases && !err; i++) {
+        err = put_u64(o, kv->leases[i]->id);
+        err = err ? err : put_u64(o, kv->leases[i]->ttl_ms);
+    }
+    return err;
+}
+
 static const struct kv__leaf *first_leaf(const struct kv *kv)
 {
     const void *n = kv->root;
@@ -157,6 +173,7 @@ uint64_t kv_snapshot_size(const struct kv *kv)
         n += 8 + 12 + (uint64_t)strlen(m->id) + (uint64_t)strlen(m->raft_addr) +
              (uint64_t)strlen(m->http_addr);
     }
+    n += 8 + 16 * (uint64_t)kv->n_leases;
     return n + KV__SNAP_REC * (uint64_t)kv->count + (uint64_t)kv->bytes;
 }
 
@@ -170,6 +187,7 @@ int kv_snapshot_write(const struct kv *kv, uint64_t applied_index,
     o.n = 0;
     int err = put_header(&o, kv, applied_index);
     err = err ? err : put_members(&o, kv);
+    err = err ? err : put_leases(&o, kv);
     err = err ? err : put_entries(&o, kv);
     err = err ? err : flush(&o);
     if (err)

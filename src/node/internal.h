@@ -7,6 +7,10 @@
  *   requests.c  the requests waiting on Raft, the HTTP handler table
  *   keys.c      GET/PUT/POST/DELETE /key: commands built, answers made
  *   txnlist.c   POST /txn, GET /keys, DELETE /keys?prefix=
+ *   lease.c     the lease clock (src/lease) of the node: built from the
+ *               map, fed by applied lease commands, expiry on the leader
+ *   leasereq.c  POST /lease, /lease/<id>/keepalive, GET and DELETE
+ *               /lease/<id>, GET /leases
  *   members.c   member ids and addresses, joins, promotion of learners
  *   joiner.c    the client side of a join (GET /status, POST /join)
  *   identity.c  cluster id, incarnation, refused handshakes, conflicts,
@@ -85,6 +89,7 @@ struct node__probe;
 struct node__metrics;
 struct node__backup;
 struct json_t;
+struct lease_clock;
 
 #define NODE__RL_SLOTS 16
 /* A rate-limited kind of log line (identity.c). */
@@ -167,6 +172,12 @@ struct node {
     uint64_t snap_size;     /* bytes of the latest snapshot */
     uint64_t applied_bytes; /* entry bytes applied since it was taken */
     struct node__backup *backup; /* GET /backup in progress, or NULL */
+
+    /* Leases (lease.c). */
+    struct lease_clock *leases; /* deadlines of the map's leases, uv_now ms */
+    uint64_t lease_term;        /* the term this node leads in and whose
+                                   start gave every lease its full TTL; 0
+                                   while it does not lead */
 
     /* Requests. */
     uint64_t next_req;
@@ -314,6 +325,9 @@ void node__key_del(void *ud, struct http_req *req, const char *key,
 void node__key_put(void *ud, struct http_req *req, const char *key,
                    size_t klen, const char *val, size_t vlen,
                    const struct http_put_opts *o);
+/* 404 {"error":"lease not found","lease":"<id>"} for q (a put or txn whose
+ * entry named a lease that did not exist: nothing was written). */
+void node__missing_lease(struct node__req *q, uint64_t lease);
 
 /* txnlist.c: the handlers of POST /txn, GET /keys, DELETE /keys */
 void node__txn(void *ud, struct http_req *req, const struct kv_txn *t);
@@ -321,6 +335,33 @@ void node__list(void *ud, struct http_req *req,
                 const struct http_keys_query *k);
 void node__del_prefix(void *ud, struct http_req *req, const uint8_t *prefix,
                       size_t plen);
+
+/* lease.c */
+/* The clock, empty (before the map is restored): 0 or CRAFT_ENOMEM. */
+int node__leases_open(struct node *n);
+void node__leases_close(struct node *n);
+/* The map was replaced (start, snapshot install): every lease in it starts
+ * now, with its full TTL. */
+void node__leases_rebuild(struct node *n);
+/* The entry whose result is res applied (res NULL: not a known result). */
+void node__leases_applied(struct node *n, const struct kv_result *res);
+/* Whether this node leads (and takes part); the first call in a term it
+ * leads gives every lease its full TTL from now. Called after each pump,
+ * so before any request sees the new role, and by node__leases_tick. */
+bool node__leases_leading(struct node *n);
+/* Per tick: while leading, proposes KV_LEASE_EXPIRE for the leases past
+ * their deadline. */
+void node__leases_tick(struct node *n);
+/* The shortest TTL granted, in seconds: ceil(1.5 x the election timeout). */
+uint64_t node__lease_min_ttl_s(const struct node *n);
+
+/* leasereq.c: the lease handlers */
+void node__lease_grant(void *ud, struct http_req *req, uint64_t ttl_s);
+void node__lease_keepalive(void *ud, struct http_req *req, uint64_t id);
+void node__lease_revoke(void *ud, struct http_req *req, uint64_t id);
+void node__lease_get(void *ud, struct http_req *req, uint64_t id, int level);
+void node__lease_list(void *ud, struct http_req *req,
+                      const struct http_leases_query *lq);
 
 /* members.c */
 int node__member_ctx(const char *id, const char *raft_addr,

@@ -92,6 +92,17 @@ static void precondition_failed(struct node__req *q,
     http_reply_json(q->http, 412, body, (size_t)len);
 }
 
+/* 404 {"error":"lease not found","lease":"<id>"}: a put named a lease the
+ * map does not have when the entry applied, so it wrote nothing. Shared
+ * with POST /txn (txnlist.c). */
+void node__missing_lease(struct node__req *q, uint64_t lease)
+{
+    char body[80];
+    int len = snprintf(body, sizeof body, "{\"error\":\"lease not found\","
+                       "\"lease\":\"%" PRIu64 "\"}", lease);
+    http_reply_json(q->http, 404, body, (size_t)len);
+}
+
 /* The write committed, but whether its precondition held is not known any
  * more (see node__answer_fn): say so rather than guess. */
 static void outcome_unknown(struct node__req *q)
@@ -121,6 +132,10 @@ static void answer_put(struct node *n, struct node__req *q,
     http_reply_set_index(q->http, q->index);
     if (res == NULL && q->precond) {
         outcome_unknown(q);
+        return;
+    }
+    if (res != NULL && res->missing_lease != 0) {
+        node__missing_lease(q, res->missing_lease);
         return;
     }
     if (res != NULL && !res->succeeded) {
@@ -173,7 +188,8 @@ static size_t compares_of(const struct http_precond *pre, const char *key,
     }
 }
 
-/* A transaction of one op under pre, proposed for req. */
+/* A transaction of one op under pre, proposed for req. It can fail when
+ * it has compares, or names a lease (that may not exist). */
 static void propose_one(struct node *n, struct http_req *req,
                         const struct http_precond *pre,
                         const struct kv_txn_op *op, node__answer_fn answer)
@@ -184,7 +200,7 @@ static void propose_one(struct node *n, struct http_req *req,
                                             op->klen, cmp),
                        .success = op,
                        .n_success = 1};
-    node__propose_txn(n, req, &t, t.n_cmp > 0, answer);
+    node__propose_txn(n, req, &t, t.n_cmp > 0 || op->lease != 0, answer);
 }
 
 /* A version-1 batch (hraftd's writes) in cmd, proposed for req. */
@@ -254,14 +270,9 @@ void node__key_put(void *ud, struct http_req *req, const char *key,
 {
     struct node *n = ud;
     http_reply_set_index(req, n->applied); /* until a later index */
-    if (o->lease != 0) {
-        /* No lease exists yet (leases come with POST /lease): every id is
-         * unknown. Once they exist, this is decided when the entry applies. */
-        http_reply_error(req, 404, "lease not found");
-        return;
-    }
+    /* Whether the lease exists is decided when the entry applies. */
     struct kv_txn_op op = {.type = KV_TOP_PUT, .key = (const uint8_t *)key,
                            .klen = klen, .val = (const uint8_t *)val,
-                           .vlen = vlen, .lease = 0};
+                           .vlen = vlen, .lease = o->lease};
     propose_one(n, req, &o->pre, &op, answer_put);
 }

@@ -98,6 +98,7 @@ static void on_tick(uv_timer_t *t)
     node__snapshot_poll(n);
     node__backup_poll(n);
     node__promote_learners(n);
+    node__leases_tick(n);
     node__requests_tick(n);
     log_soft(n);
     (void)node__hand_over_check(n); /* last: it may stop the node */
@@ -107,6 +108,7 @@ static void on_check(uv_check_t *c)
 {
     struct node *n = c->data;
     node__pump(n);
+    (void)node__leases_leading(n); /* a new leader's full TTL, at once */
     log_soft(n);
     (void)node__hand_over_check(n); /* last: it may stop the node */
 }
@@ -179,6 +181,9 @@ static int start_core(struct node *n)
     n->boot = p; /* released once the peers in it are known (below) */
     n->saved_term = raft_hard(n->raft).term;
     n->saved_vote = raft_hard(n->raft).vote;
+    rv = node__leases_open(n); /* before the map: a restore rebuilds it */
+    if (rv)
+        return rv;
     n->kv = kv_new(0);
     if (n->kv == NULL)
         return CRAFT_ENOMEM;
@@ -311,6 +316,7 @@ static void free_node(struct node *n)
     kv_free(n->o.restore);
     raft_free(n->raft);
     kv_free(n->kv);
+    node__leases_close(n);
     stor_close(n->stor);
     craft_free(n->slots);
     craft_free(n->heap);

@@ -143,6 +143,9 @@ static void apply_committed(struct node *n, const struct raft_ready *rd)
                             (unsigned long long)e->index, craft_strerror(rv));
                 exit(1);
             }
+            const struct kv_result *res = kv_last_result(n->kv);
+            if (rv == 0 && res != NULL && res->index == e->index)
+                node__leases_applied(n, res); /* a lease command's effect */
         } else if (e->type == RAFT_ENTRY_CONF) {
             node__apply_conf(n, e);
         }

@@ -681,4 +681,9 @@ const struct http_handlers node__http_handlers = {
     .list = node__list,
     .del_prefix = node__del_prefix,
     .backup = node__backup,
+    .lease_grant = node__lease_grant,
+    .lease_keepalive = node__lease_keepalive,
+    .lease_revoke = node__lease_revoke,
+    .lease_get = node__lease_get,
+    .lease_list = node__lease_list,
 };

@@ -44,6 +44,10 @@ static void answer_txn(struct node *n, struct node__req *q,
         outcome_unknown(q);
         return;
     }
+    if (res->missing_lease != 0) {
+        node__missing_lease(q, res->missing_lease);
+        return;
+    }
     if (res->err != 0) {
         http_reply_error(q->http, 503, "the transaction applied at index %"
                          PRIu64 " (succeeded: %s), but its results did not fit "
@@ -72,24 +76,12 @@ static void answer_deleted(struct node *n, struct node__req *q,
     reply_jbuf(q, &j);
 }
 
-/* Leases do not exist yet: a put naming one names an unknown lease. */
-static bool names_lease(const struct kv_txn_op *ops, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (ops[i].type == KV_TOP_PUT && ops[i].lease != 0)
-            return true;
-    return false;
-}
-
+/* Whether a put's lease exists is decided when the entry applies (a
+ * missing one: 404, nothing written; answer_txn). */
 void node__txn(void *ud, struct http_req *req, const struct kv_txn *t)
 {
     struct node *n = ud;
     http_reply_set_index(req, n->applied); /* until a later index */
-    if (names_lease(t->success, t->n_success) ||
-        names_lease(t->failure, t->n_failure)) {
-        http_reply_error(req, 404, "lease not found");
-        return;
-    }
     node__propose_txn(n, req, t, true, answer_txn);
 }
 

@@ -291,10 +291,10 @@ def test_bad_headers_and_leases(cluster):
     assert get(a, "x").status == 404
     assert get(a, "kept").json() == {"kept": "v"}
 
-    # leases do not exist yet: any non-zero lease id is unknown, nothing written
+    # no lease was granted: any non-zero lease id is unknown, nothing written
     for via in (leader, follower):
         r = put(via.haddr, "leased", "v", query="?lease=7")
-        assert r.status == 404 and r.json() == {"error": "lease not found"}, r
+        assert r.status == 404 and r.json() == {"error": "lease not found", "lease": "7"}, r
         index_of(r)
     assert get(leader.haddr, "leased").status == 404
     r = put(a, "leased", "v", query="?lease=0")  # 0: no lease

@@ -266,6 +266,11 @@ static void test_route_roles(void **state)
     assert_int_equal(role("PUT", "/key/a"), AUTH_WRITE);
     assert_int_equal(role("POST", "/txn"), AUTH_WRITE);
     assert_int_equal(role("POST", "/lease"), AUTH_WRITE);
+    assert_int_equal(role("POST", "/lease/7/keepalive"), AUTH_WRITE);
+    assert_int_equal(role("DELETE", "/lease/7"), AUTH_WRITE);
+    assert_int_equal(role("GET", "/lease/7"), AUTH_READ);
+    assert_int_equal(role("GET", "/leases"), AUTH_READ);
+    assert_int_equal(role("POST", "/leases"), AUTH_WRITE);
     assert_int_equal(role("POST", "/join"), AUTH_ADMIN);
     assert_int_equal(role("GET", "/join"), AUTH_ADMIN);
     assert_int_equal(role("POST", "/remove"), AUTH_ADMIN);

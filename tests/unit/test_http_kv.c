@@ -526,6 +526,114 @@ static void test_json_oom(void **state)
     craft_set_allocator(NULL);
 }
 
+/* ---- leases ---- */
+
+static int lease_body(const char *body, uint64_t *ttl)
+{
+    return http__parse_lease_body(body, strlen(body), ttl, err, sizeof err);
+}
+
+static void test_lease_requests(void **state)
+{
+    uint64_t ttl = 0, id;
+    bool ka;
+    assert_int_equal(lease_body("{\"ttl\":10}", &ttl), 0);
+    assert_int_equal(ttl, 10);
+    assert_int_equal(lease_body("{\"ttl\":1000000000}", &ttl), 0);
+    assert_int_equal(ttl, 1000000000);
+    const char *bad[] = {"", "nope", "[]", "{}", "{\"ttl\":0}", "{\"ttl\":-5}",
+                         "{\"ttl\":1000000001}", "{\"ttl\":1.5}", "{\"ttl\":\"10\"}",
+                         "{\"ttl\":10,\"x\":1}", "{\"ttl\":1,\"ttl\":2}", "{\"ttl\":null}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        if (lease_body(bad[i], &ttl) != -1)
+            fail_msg("accepted %s", bad[i]);
+        assert_true(strlen(err) > 5);
+    }
+
+    assert_int_equal(http__parse_lease_path("", 0, &id, &ka, err, 256), 0);
+    assert_true(id == 0 && !ka);
+    assert_int_equal(http__parse_lease_path("/42", 3, &id, &ka, err, 256), 0);
+    assert_true(id == 42 && !ka);
+    assert_int_equal(http__parse_lease_path("/18446744073709551615/keepalive", 31, &id, &ka,
+                                            err, 256), 0);
+    assert_true(id == UINT64_MAX && ka);
+    const char *badp[] = {"/", "/0", "/abc", "/-1", "/01", "/4/", "/4/keep", "/4/keepalive/",
+                          "/4/keepalivex", "/18446744073709551616", "x4", "//keepalive"};
+    for (size_t i = 0; i < sizeof badp / sizeof badp[0]; i++)
+        if (http__parse_lease_path(badp[i], strlen(badp[i]), &id, &ka, err, 256) != -1)
+            fail_msg("accepted the path %s", badp[i]);
+
+    struct http_leases_query lq;
+    assert_int_equal(http__parse_leases_query("", 0, &lq, err, 256), 0);
+    assert_true(lq.after == 0 && lq.limit == HTTP_LEASES_DEFAULT &&
+                lq.level == HTTP_READ_LINEARIZABLE);
+    const char *q = "after=17&limit=5&level=none";
+    assert_int_equal(http__parse_leases_query(q, strlen(q), &lq, err, 256), 0);
+    assert_true(lq.after == 17 && lq.limit == 5 && lq.level == HTTP_READ_NONE);
+    const char *badq[] = {"limit=0", "limit=10001", "after=x", "level=fast", "prefix=a",
+                          "limit"};
+    for (size_t i = 0; i < sizeof badq / sizeof badq[0]; i++)
+        if (http__parse_leases_query(badq[i], strlen(badq[i]), &lq, err, 256) != -1)
+            fail_msg("accepted the query %s", badq[i]);
+}
+
+static void test_json_leases(void **state)
+{
+    struct http_jbuf j;
+    http_jbuf_init(&j);
+    http_jbuf_lease(&j, 12345678901234567890u, 10);
+    json_t *v = decode(&j);
+    assert_string_equal(json_string_value(json_object_get(v, "id")), "12345678901234567890");
+    assert_int_equal(json_integer_value(json_object_get(v, "ttl")), 10);
+    assert_int_equal(json_object_size(v), 2);
+    json_decref(v);
+    http_jbuf_free(&j);
+
+    /* GET /lease/<id>: keys as strings, bytes that are not UTF-8 as key_b64 */
+    http_jbuf_init(&j);
+    http_jbuf_lease_info_begin(&j, 7, 2, 1500);
+    http_jbuf_lease_info_end(&j, false);
+    v = decode(&j);
+    assert_int_equal(json_array_size(json_object_get(v, "keys")), 0);
+    assert_int_equal(json_integer_value(json_object_get(v, "remaining_ms")), 1500);
+    assert_true(json_is_false(json_object_get(v, "more")));
+    json_decref(v);
+    http_jbuf_free(&j);
+    http_jbuf_init(&j);
+    http_jbuf_lease_info_begin(&j, 7, 2, 0);
+    http_jbuf_lease_key(&j, (const uint8_t *)"a\"b", 3);
+    http_jbuf_lease_key(&j, (const uint8_t *)"\xff", 1);
+    http_jbuf_lease_key(&j, (const uint8_t *)"c", 1);
+    http_jbuf_lease_info_end(&j, true);
+    v = decode(&j);
+    json_t *keys = json_object_get(v, "keys");
+    assert_int_equal(json_array_size(keys), 3);
+    assert_string_equal(json_string_value(json_array_get(keys, 0)), "a\"b");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(keys, 1), "key_b64")),
+                        "/w==");
+    assert_string_equal(json_string_value(json_array_get(keys, 2)), "c");
+    assert_string_equal(json_string_value(json_object_get(v, "id")), "7");
+    assert_true(json_is_true(json_object_get(v, "more")));
+    json_decref(v);
+    http_jbuf_free(&j);
+
+    /* GET /leases */
+    http_jbuf_init(&j);
+    http_jbuf_leases_begin(&j, 99);
+    http_jbuf_leases_item(&j, 3, 5);
+    http_jbuf_leases_item(&j, 8, 60);
+    http_jbuf_leases_end(&j, false);
+    v = decode(&j);
+    assert_int_equal(json_integer_value(json_object_get(v, "index")), 99);
+    json_t *ls = json_object_get(v, "leases");
+    assert_int_equal(json_array_size(ls), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ls, 1), "id")), "8");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(ls, 1), "ttl")), 60);
+    json_decref(v);
+    http_jbuf_free(&j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -537,6 +645,8 @@ int main(void)
         cmocka_unit_test(test_json_list),
         cmocka_unit_test(test_jbuf_meta_round_trips),
         cmocka_unit_test(test_json_oom),
+        cmocka_unit_test(test_lease_requests),
+        cmocka_unit_test(test_json_leases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

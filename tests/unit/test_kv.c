@@ -690,7 +690,7 @@ static void test_snapshot_mem(void **state)
     /* an empty state round-trips too */
     struct kv *empty = kv_new(SEED);
     buf = snapshot(empty, 0, &len);
-    assert_int_equal(len, 36 + 4);
+    assert_int_equal(len, 36 + 8 + 4); /* header, no leases, trailer */
     assert_int_equal(kv_restore_mem(buf, len, 0, &back, &applied), 0);
     assert_int_equal(kv_count(back), 0);
     assert_int_equal(applied, 0);
@@ -821,11 +821,11 @@ static void test_snapshot_structure(void **state)
     struct kv *back = NULL;
     uint64_t applied;
 
-    craft_put32(buf + 8, 3); /* version 3 */
+    craft_put32(buf + 8, 4); /* version 4 */
     reseal(buf, len);
     assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied),
                      CRAFT_ECORRUPT);
-    craft_put32(buf + 8, 2);
+    craft_put32(buf + 8, 3);
     craft_put32(buf + 12, 1); /* unknown flag */
     reseal(buf, len);
     assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied),
@@ -833,7 +833,8 @@ static void test_snapshot_structure(void **state)
     craft_put32(buf + 12, 0);
     /* the same key twice: the two records are k1/k2, make both k1; then
      * out of order: k1, k0 */
-    uint8_t *rec2 = buf + 36 + 40 + 2 + 1 + 40;
+    /* (key records start after the header and the empty lease table) */
+    uint8_t *rec2 = buf + 44 + 40 + 2 + 1 + 40;
     assert_true(rec2[0] == 'k' && rec2[1] == '2');
     rec2[1] = '1';
     reseal(buf, len);
@@ -846,7 +847,7 @@ static void test_snapshot_structure(void **state)
     rec2[1] = '2';
     /* impossible revisions: version 0, create after mod, mod after the
      * snapshot's applied index */
-    uint8_t *rev = buf + 36 + 8;
+    uint8_t *rev = buf + 44 + 8;
     uint64_t create = craft_get64(rev), mod = craft_get64(rev + 8);
     craft_put64(rev + 16, 0);
     reseal(buf, len);
@@ -864,11 +865,11 @@ static void test_snapshot_structure(void **state)
                      CRAFT_ECORRUPT);
     craft_put64(rev + 8, mod);
     /* a key length claiming far more than the stream holds */
-    craft_put32(buf + 36, 0x7fffffff);
+    craft_put32(buf + 44, 0x7fffffff);
     reseal(buf, len);
     assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied),
                      CRAFT_ECORRUPT);
-    craft_put32(buf + 36, 2);
+    craft_put32(buf + 44, 2);
     /* a key count larger than the records present */
     craft_put64(buf + 28, 1000000000000ULL);
     reseal(buf, len);
@@ -1099,8 +1100,8 @@ static void test_snapshot_huge_lengths(void **state)
     assert_int_equal(kv_put(kv, "k", 1, "v", 1), 0);
     size_t len;
     uint8_t *buf = snapshot(kv, 5, &len);
-    craft_put32(buf + KV__SNAP_HDR, UINT32_MAX);     /* klen */
-    craft_put32(buf + KV__SNAP_HDR + 4, UINT32_MAX); /* vlen */
+    craft_put32(buf + KV__SNAP_HDR + 8, UINT32_MAX);     /* klen */
+    craft_put32(buf + KV__SNAP_HDR + 8 + 4, UINT32_MAX); /* vlen */
     struct kv *back = NULL;
     uint64_t applied = 0;
     long live = count_alloc_live;
@@ -1188,15 +1189,18 @@ static void test_revisions(void **state)
     assert_int_equal(kv_apply_at(kv, 12, junk, sizeof junk), CRAFT_ECORRUPT);
     assert_int_equal(kv_index(kv), 11);
     /* the lease given with a put is kept */
+    uint8_t grant[KV_LEASE_CMD_MAX];
+    size_t glen = kv_lease_cmd_encode(KV_LEASE_GRANT, 0, 1000, grant);
+    assert_int_equal(kv_apply_at(kv, 0x1234567890ULL, grant, glen), 0);
     struct kv_txn_op put = {KV_TOP_PUT, (const uint8_t *)"l", 1,
                             (const uint8_t *)"v", 1, 0x1234567890ULL};
     struct kv_txn t = {.success = &put, .n_success = 1};
-    apply_ok(kv, 13, &t);
+    apply_ok(kv, 0x1234567891ULL, &t);
     assert_int_equal(kv_get_meta(kv, "l", 1, &m), 0);
     assert_int_equal(m.lease, 0x1234567890ULL);
     const struct kv_result *r = kv_last_result(kv);
     assert_true(r->succeeded && r->n_ops == 1 && r->ops[0].created);
-    assert_int_equal(r->index, 13);
+    assert_int_equal(r->index, 0x1234567891ULL);
     check_tree(kv);
     kv_free(kv);
 }
@@ -2030,10 +2034,10 @@ static void test_snapshot_v1(void **state)
     /* the next write goes on from the snapshot's index */
     batch_set(kv, 78, "alpha", "2");
     assert_meta(kv, "alpha", 77, 78, 2);
-    /* and it is written back as version 2 */
+    /* and it is written back as version 3 */
     size_t len;
     uint8_t *buf = snapshot(kv, 78, &len);
-    assert_int_equal(craft_get32(buf + 8), 2);
+    assert_int_equal(craft_get32(buf + 8), 3);
     craft_free(buf);
     kv_free(kv);
 }
@@ -2115,6 +2119,543 @@ static void test_events(void **state)
     kv_free(kv);
 }
 
+/* ---- leases --------------------------------------------------------------- */
+
+#define OP_PUTL(k, v, l) {KV_TOP_PUT, (const uint8_t *)(k), sizeof(k) - 1, \
+                          (const uint8_t *)(v), sizeof(v) - 1, l}
+
+static void lease_cmd(struct kv *kv, uint64_t index, uint8_t op, uint64_t id,
+                      uint64_t ttl)
+{
+    uint8_t buf[KV_LEASE_CMD_MAX];
+    size_t len = kv_lease_cmd_encode(op, id, ttl, buf);
+    assert_true(len > 0 && len <= KV_LEASE_CMD_MAX);
+    assert_int_equal(kv_apply_at(kv, index, buf, len), 0);
+}
+
+static int count_key(void *ud, const struct kv_meta *m)
+{
+    (void)m;
+    ++*(size_t *)ud;
+    return 0;
+}
+
+struct lease_walk {
+    const struct kv *kv;
+    uint64_t attached; /* keys summed over the leases */
+};
+
+/* Each key listed for a lease is in the map with that lease id. */
+static int check_attached(void *ud, const struct kv_meta *m)
+{
+    assert_int_equal(m->lease, *(const uint64_t *)ud);
+    return 0;
+}
+
+static int walk_lease(void *ud, const struct kv_lease *l)
+{
+    struct lease_walk *w = ud;
+    size_t n;
+    bool more;
+    uint64_t id = l->id;
+    assert_int_equal(kv_lease_keys(w->kv, l->id, NULL, 0, SIZE_MAX,
+                                   check_attached, &id, &n, &more), 0);
+    assert_false(more);
+    assert_int_equal(n, l->n_keys);
+    w->attached += n;
+    return 0;
+}
+
+/* The lease table agrees with the keys' lease ids: every key with a lease
+ * names an existing lease and is in its set; the sets hold nothing else. */
+static void check_leases(const struct kv *kv)
+{
+    struct kv_iter it;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+    uint64_t with_lease = 0;
+    kv_iter_init(&it);
+    while (kv_iter_next(kv, &it, &k, &kl, &v, &vl)) {
+        struct kv_meta m;
+        assert_int_equal(kv_get_meta(kv, k, kl, &m), 0);
+        if (m.lease == 0)
+            continue;
+        with_lease++;
+        struct kv__lease *l = kv__lease_find(kv, m.lease);
+        assert_non_null(l);
+        bool found = false;
+        for (size_t i = 0; i < l->cap && !found; i++)
+            found = l->slots[i] && l->slots[i]->klen == kl &&
+                    (kl == 0 || memcmp(l->slots[i]->key, k, kl) == 0);
+        assert_true(found);
+    }
+    struct lease_walk w = {kv, 0};
+    bool more;
+    assert_int_equal(kv_lease_list(kv, 0, SIZE_MAX, walk_lease, &w, &more), 0);
+    assert_false(more);
+    assert_int_equal(w.attached, with_lease);
+}
+
+static void test_lease_cmd_encoding(void **state)
+{
+    (void)state;
+    uint8_t buf[KV_LEASE_CMD_MAX];
+    assert_int_equal(kv_lease_cmd_encode(KV_LEASE_GRANT, 0, 0, buf), 0);
+    assert_int_equal(kv_lease_cmd_encode(KV_LEASE_GRANT, 5, 10, buf), 0);
+    assert_int_equal(kv_lease_cmd_encode(KV_LEASE_REVOKE, 0, 0, buf), 0);
+    assert_int_equal(kv_lease_cmd_encode(KV_LEASE_EXPIRE, 5, 10, buf), 0);
+    assert_int_equal(kv_lease_cmd_encode(0, 5, 0, buf), 0);
+    assert_int_equal(kv_lease_cmd_encode(5, 5, 0, buf), 0);
+    size_t len = kv_lease_cmd_encode(KV_LEASE_GRANT, 0, UINT64_MAX, buf);
+    assert_int_equal(len, 2 + 1 + 10);
+    assert_int_equal(buf[0], KV_LEASE_VERSION);
+    len = kv_lease_cmd_encode(KV_LEASE_KEEPALIVE, UINT64_MAX, 0, buf);
+    assert_int_equal(len, 2 + 10 + 1);
+
+    /* every strict prefix, a byte more, or a bad field: corrupt, unchanged */
+    struct kv *kv = kv_new(SEED);
+    lease_cmd(kv, 3, KV_LEASE_GRANT, 0, 500);
+    len = kv_lease_cmd_encode(KV_LEASE_GRANT, 0, 300, buf);
+    for (size_t cut = 0; cut < len; cut++)
+        assert_int_equal(kv_apply_at(kv, 9, buf, cut), CRAFT_ECORRUPT);
+    uint8_t longer[KV_LEASE_CMD_MAX + 1];
+    memcpy(longer, buf, len);
+    longer[len] = 0;
+    assert_int_equal(kv_apply_at(kv, 9, longer, len + 1), CRAFT_ECORRUPT);
+    uint8_t bad_op[] = {KV_LEASE_VERSION, 9, 3, 0};
+    uint8_t grant_id[] = {KV_LEASE_VERSION, KV_LEASE_GRANT, 3, 5};
+    uint8_t grant_ttl0[] = {KV_LEASE_VERSION, KV_LEASE_GRANT, 0, 0};
+    uint8_t revoke_ttl[] = {KV_LEASE_VERSION, KV_LEASE_REVOKE, 3, 1};
+    uint8_t revoke_0[] = {KV_LEASE_VERSION, KV_LEASE_REVOKE, 0, 0};
+    uint8_t noncanon[] = {KV_LEASE_VERSION, KV_LEASE_REVOKE, 0x83, 0x00, 0};
+    const uint8_t *bad[] = {bad_op, grant_id, grant_ttl0, revoke_ttl,
+                            revoke_0, noncanon};
+    size_t bad_len[] = {4, 4, 4, 4, 4, 5};
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(kv_apply_at(kv, 9, bad[i], bad_len[i]),
+                         CRAFT_ECORRUPT);
+    assert_int_equal(kv_index(kv), 3);
+    assert_int_equal(kv_lease_count(kv), 1);
+    struct kv_lease l;
+    assert_int_equal(kv_lease_get(kv, 3, &l), 0);
+    assert_int_equal(l.ttl_ms, 500);
+    kv_free(kv);
+}
+
+static void test_lease_grant_keepalive_revoke(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    lease_cmd(kv, 10, KV_LEASE_GRANT, 0, 5000);
+    const struct kv_result *r = kv_last_result(kv);
+    assert_int_equal(r->lease_op, KV_LEASE_GRANT);
+    assert_int_equal(r->lease_id, 10);
+    assert_true(r->lease_found && r->succeeded);
+    assert_int_equal(r->lease_ttl_ms, 5000);
+    assert_int_equal(r->missing_lease, 0);
+    assert_int_equal(kv_index(kv), 10);
+    lease_cmd(kv, 11, KV_LEASE_GRANT, 0, 7000);
+    assert_int_equal(kv_last_result(kv)->lease_id, 11);
+    assert_int_equal(kv_lease_count(kv), 2);
+
+    struct kv_txn_op puts[] = {OP_PUTL("a", "1", 10), OP_PUTL("b", "2", 10),
+                               OP_PUTL("c", "3", 11), OP_PUT("d", "4")};
+    struct kv_txn t = {.success = puts, .n_success = 4};
+    apply_ok(kv, 12, &t);
+    check_leases(kv);
+    struct kv_lease l;
+    assert_int_equal(kv_lease_get(kv, 10, &l), 0);
+    assert_int_equal(l.id, 10);
+    assert_int_equal(l.ttl_ms, 5000);
+    assert_int_equal(l.n_keys, 2);
+
+    /* keepalive changes nothing, says found and the TTL */
+    size_t len0;
+    uint8_t *snap0 = snapshot(kv, 0, &len0);
+    lease_cmd(kv, 13, KV_LEASE_KEEPALIVE, 10, 0);
+    r = kv_last_result(kv);
+    assert_int_equal(r->lease_op, KV_LEASE_KEEPALIVE);
+    assert_true(r->lease_found);
+    assert_int_equal(r->lease_id, 10);
+    assert_int_equal(r->lease_ttl_ms, 5000);
+    assert_int_equal(r->lease_deleted, 0);
+    size_t len1;
+    uint8_t *snap1 = snapshot(kv, 0, &len1);
+    assert_int_equal(len0, len1);
+    assert_memory_equal(snap0, snap1, len0);
+    craft_free(snap1);
+    /* unknown ids: not found, nothing changed */
+    for (uint8_t op = KV_LEASE_REVOKE; op <= KV_LEASE_KEEPALIVE; op++) {
+        lease_cmd(kv, 14, op, 999, 0);
+        r = kv_last_result(kv);
+        assert_int_equal(r->lease_op, op);
+        assert_false(r->lease_found);
+        assert_int_equal(r->lease_id, 999);
+        assert_int_equal(r->lease_deleted, 0);
+        snap1 = snapshot(kv, 0, &len1);
+        assert_memory_equal(snap0, snap1, len0);
+        craft_free(snap1);
+    }
+    craft_free(snap0);
+
+    /* listing in id order, paged */
+    size_t n;
+    bool more;
+    assert_int_equal(kv_lease_list(kv, 0, 1, walk_lease,
+                                   &(struct lease_walk){kv, 0}, &more), 0);
+    assert_true(more);
+    assert_int_equal(kv_lease_list(kv, 10, 1, walk_lease,
+                                   &(struct lease_walk){kv, 0}, &more), 0);
+    assert_false(more);
+    /* the keys of a lease, in key order, paged */
+    n = 0;
+    size_t seen = 0;
+    assert_int_equal(kv_lease_keys(kv, 10, NULL, 0, 1, count_key, &seen, &n,
+                                   &more), 0);
+    assert_true(more && n == 1 && seen == 1);
+    assert_int_equal(kv_lease_keys(kv, 10, "a", 1, 5, count_key, &seen, &n,
+                                   &more), 0);
+    assert_true(!more && n == 1 && seen == 2);
+    assert_int_equal(kv_lease_keys(kv, 77, NULL, 0, 5, count_key, &seen, &n,
+                                   &more), CRAFT_ENOTFOUND);
+
+    /* revoke: exactly the lease's keys go, the lease too */
+    lease_cmd(kv, 15, KV_LEASE_REVOKE, 10, 0);
+    r = kv_last_result(kv);
+    assert_int_equal(r->lease_op, KV_LEASE_REVOKE);
+    assert_true(r->lease_found);
+    assert_int_equal(r->lease_deleted, 2);
+    assert_int_equal(r->lease_ttl_ms, 5000);
+    assert_int_equal(kv_get(kv, "a", 1, NULL, NULL), CRAFT_ENOTFOUND);
+    assert_int_equal(kv_get(kv, "b", 1, NULL, NULL), CRAFT_ENOTFOUND);
+    assert_int_equal(kv_get(kv, "c", 1, NULL, NULL), 0);
+    assert_int_equal(kv_get(kv, "d", 1, NULL, NULL), 0);
+    assert_int_equal(kv_lease_get(kv, 10, &l), CRAFT_ENOTFOUND);
+    assert_int_equal(kv_lease_count(kv), 1);
+    assert_int_equal(kv_index(kv), 15);
+    /* expire works the same */
+    lease_cmd(kv, 16, KV_LEASE_EXPIRE, 11, 0);
+    r = kv_last_result(kv);
+    assert_int_equal(r->lease_op, KV_LEASE_EXPIRE);
+    assert_true(r->lease_found);
+    assert_int_equal(r->lease_deleted, 1);
+    assert_int_equal(kv_count(kv), 1);
+    assert_int_equal(kv_lease_count(kv), 0);
+    check_leases(kv);
+    check_tree(kv);
+    kv_free(kv);
+}
+
+static void test_lease_attach_detach(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    lease_cmd(kv, 1, KV_LEASE_GRANT, 0, 1000);
+    lease_cmd(kv, 2, KV_LEASE_GRANT, 0, 1000);
+    struct kv_txn_op p1[] = {OP_PUTL("k1", "v", 1), OP_PUTL("k2", "v", 1),
+                             OP_PUTL("k3", "v", 1), OP_PUTL("k4", "v", 1),
+                             OP_PUTL("p/a", "v", 1), OP_PUTL("p/b", "v", 1),
+                             OP_PUTL("k5", "v", 1)};
+    apply_ok(kv, 3, &(struct kv_txn){.success = p1, .n_success = 7});
+    struct kv_lease l;
+    assert_int_equal(kv_lease_get(kv, 1, &l), 0);
+    assert_int_equal(l.n_keys, 7);
+    /* put again with the same lease: still attached once */
+    struct kv_txn_op same[] = {OP_PUTL("k1", "w", 1)};
+    apply_ok(kv, 4, &(struct kv_txn){.success = same, .n_success = 1});
+    /* a put without lease (txn, and a version-1 batch), one with another,
+     * a delete, a delete_prefix, a direct put and delete: all detach */
+    struct kv_txn_op p2[] = {OP_PUT("k1", "x"), OP_PUTL("k2", "x", 2),
+                             OP_DEL("k3"), OP_DELP("p/")};
+    apply_ok(kv, 5, &(struct kv_txn){.success = p2, .n_success = 4});
+    batch_set(kv, 6, "k4", "y");
+    check_leases(kv);
+    assert_int_equal(kv_lease_get(kv, 1, &l), 0);
+    assert_int_equal(l.n_keys, 1); /* k5 */
+    assert_int_equal(kv_lease_get(kv, 2, &l), 0);
+    assert_int_equal(l.n_keys, 1); /* k2 */
+    assert_int_equal(kv_put(kv, "k5", 2, "z", 1), 0);
+    assert_int_equal(kv_lease_get(kv, 1, &l), 0);
+    assert_int_equal(l.n_keys, 0);
+    assert_int_equal(kv_del(kv, "k2", 2), 0);
+    assert_int_equal(kv_lease_get(kv, 2, &l), 0);
+    assert_int_equal(l.n_keys, 0);
+    check_leases(kv);
+    /* put, delete, put again in one txn: attached at the end */
+    struct kv_txn_op p3[] = {OP_PUTL("r", "1", 1), OP_DEL("r"),
+                             OP_PUTL("r", "2", 1), OP_PUTL("s", "1", 1),
+                             OP_PUTL("s", "2", 2)};
+    apply_ok(kv, 7, &(struct kv_txn){.success = p3, .n_success = 5});
+    check_leases(kv);
+    assert_int_equal(kv_lease_get(kv, 1, &l), 0);
+    assert_int_equal(l.n_keys, 1);
+    assert_int_equal(kv_lease_get(kv, 2, &l), 0);
+    assert_int_equal(l.n_keys, 1);
+    /* revoking 1 leaves the keys detached from it alone */
+    lease_cmd(kv, 8, KV_LEASE_REVOKE, 1, 0);
+    assert_int_equal(kv_last_result(kv)->lease_deleted, 1);
+    assert_int_equal(kv_get(kv, "r", 1, NULL, NULL), CRAFT_ENOTFOUND);
+    assert_int_equal(kv_get(kv, "s", 1, NULL, NULL), 0);
+    assert_int_equal(kv_get(kv, "k1", 2, NULL, NULL), 0);
+    check_leases(kv);
+    kv_free(kv);
+}
+
+static void test_lease_missing(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    lease_cmd(kv, 1, KV_LEASE_GRANT, 0, 1000);
+    batch_set(kv, 2, "x", "old");
+    struct ev_log log = {.len = 0};
+    kv_set_observer(kv, ev_record, &log);
+    size_t len0;
+    uint8_t *snap0 = snapshot(kv, 0, &len0);
+    struct kv_txn_op ops[] = {OP_PUTL("a", "1", 1), OP_DEL("x"),
+                              OP_PUTL("b", "1", 42)};
+    apply_ok(kv, 3, &(struct kv_txn){.success = ops, .n_success = 3});
+    const struct kv_result *r = kv_last_result(kv);
+    assert_false(r->succeeded);
+    assert_int_equal(r->failed_cmp, -1);
+    assert_int_equal(r->missing_lease, 42);
+    assert_int_equal(r->n_ops, 0);
+    assert_int_equal(r->index, 3);
+    assert_int_equal(log.len, 0);
+    size_t len1;
+    uint8_t *snap1 = snapshot(kv, 0, &len1);
+    assert_int_equal(len0, len1);
+    assert_memory_equal(snap0, snap1, len0);
+    craft_free(snap0);
+    craft_free(snap1);
+    struct kv_lease l;
+    assert_int_equal(kv_lease_get(kv, 1, &l), 0);
+    assert_int_equal(l.n_keys, 0);
+    /* a revoked lease is missing too */
+    lease_cmd(kv, 4, KV_LEASE_REVOKE, 1, 0);
+    struct kv_txn_op again[] = {OP_PUTL("a", "1", 1)};
+    apply_ok(kv, 5, &(struct kv_txn){.success = again, .n_success = 1});
+    assert_int_equal(kv_last_result(kv)->missing_lease, 1);
+    assert_int_equal(kv_get(kv, "a", 1, NULL, NULL), CRAFT_ENOTFOUND);
+    kv_free(kv);
+}
+
+/* The observer sees each key of a revoked lease deleted at the revoke's
+ * index, with the lease, in key order. */
+static void test_lease_events(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    lease_cmd(kv, 1, KV_LEASE_GRANT, 0, 1000);
+    struct kv_txn_op ops[] = {OP_PUTL("m", "1", 1), OP_PUTL("b", "1", 1),
+                              OP_PUT("c", "1"), OP_PUTL("z", "1", 1)};
+    apply_ok(kv, 2, &(struct kv_txn){.success = ops, .n_success = 4});
+    struct ev_log log = {.len = 0};
+    kv_set_observer(kv, ev_record, &log);
+    lease_cmd(kv, 3, KV_LEASE_GRANT, 0, 1000); /* tells nothing */
+    lease_cmd(kv, 4, KV_LEASE_KEEPALIVE, 1, 0);
+    assert_int_equal(log.len, 0);
+    lease_cmd(kv, 5, KV_LEASE_EXPIRE, 1, 0);
+    assert_string_equal(log.text,
+                        "5:D:b::0:5:0;5:D:m::0:5:0;5:D:z::0:5:0;");
+    kv_free(kv);
+}
+
+static uint64_t seen_lease;
+static void ev_lease(void *ud, uint64_t index, const struct kv_event *ev)
+{
+    (void)index;
+    ++*(size_t *)ud;
+    seen_lease = ev->meta.lease;
+}
+
+static void test_lease_nomem(void **state)
+{
+    (void)state;
+    struct kv *kv = fill(11, SEED);
+    uint8_t buf[KV_LEASE_CMD_MAX];
+    size_t len = kv_lease_cmd_encode(KV_LEASE_GRANT, 0, 100, buf);
+    for (uint64_t id = 20; id < 29; id++) /* the table grows past 8 */
+        assert_true(apply_failing_each_allocation(kv, id, buf, len) >= 0);
+    assert_true(apply_failing_each_allocation(kv, 29, buf, len) > 0);
+    assert_int_equal(kv_lease_count(kv), 10);
+    /* puts attaching 20 keys to one lease (its set grows), moving one */
+    struct kv_txn_op ops[20];
+    char keys[20][8];
+    for (int i = 0; i < 20; i++) {
+        snprintf(keys[i], sizeof keys[i], "lk%02d", i);
+        ops[i] = (struct kv_txn_op){KV_TOP_PUT, (const uint8_t *)keys[i], 4,
+                                    (const uint8_t *)"v", 1, i < 19 ? 20 : 21};
+    }
+    uint8_t tb[2048];
+    struct kv_txn t = {.success = ops, .n_success = 20};
+    size_t tlen = kv_txn_encode(&t, tb);
+    assert_true(tlen > 0 && tlen <= sizeof tb);
+    assert_true(apply_failing_each_allocation(kv, 30, tb, tlen) > 0);
+    check_leases(kv);
+    ops[3].lease = 21;
+    ops[4].lease = 0;
+    t.n_success = 5;
+    tlen = kv_txn_encode(&t, tb);
+    assert_true(apply_failing_each_allocation(kv, 31, tb, tlen) > 0);
+    check_leases(kv);
+    struct kv_lease l;
+    assert_int_equal(kv_lease_get(kv, 20, &l), 0);
+    assert_int_equal(l.n_keys, 17);
+    /* revoke: a failed allocation changes nothing, the observer is told
+     * nothing until it applies */
+    size_t told = 0;
+    kv_set_observer(kv, ev_lease, &told);
+    len = kv_lease_cmd_encode(KV_LEASE_REVOKE, 20, 0, buf);
+    assert_true(apply_failing_each_allocation(kv, 32, buf, len) > 0);
+    assert_int_equal(told, 17);
+    assert_int_equal(seen_lease, 20);
+    assert_int_equal(kv_last_result(kv)->lease_deleted, 17);
+    check_leases(kv);
+    check_tree(kv);
+    kv_free(kv);
+}
+
+static void test_lease_snapshot(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    lease_cmd(kv, 3, KV_LEASE_GRANT, 0, 1500);
+    lease_cmd(kv, 4, KV_LEASE_GRANT, 0, 2500);
+    lease_cmd(kv, 5, KV_LEASE_GRANT, 0, 3500); /* no keys */
+    struct kv_txn_op ops[] = {OP_PUTL("a", "1", 3), OP_PUTL("b", "2", 4),
+                              OP_PUTL("c", "3", 4), OP_PUT("d", "4")};
+    apply_ok(kv, 6, &(struct kv_txn){.success = ops, .n_success = 4});
+    size_t len;
+    uint8_t *buf = snapshot(kv, 6, &len);
+    assert_int_equal(len, kv_snapshot_size(kv));
+    assert_int_equal(craft_get32(buf + 8), 3);
+    struct kv *back;
+    uint64_t applied;
+    assert_int_equal(kv_restore_mem(buf, len, 0, &back, &applied), 0);
+    assert_same(kv, back);
+    check_leases(back);
+    assert_int_equal(kv_lease_count(back), 3);
+    struct kv_lease l;
+    assert_int_equal(kv_lease_get(back, 4, &l), 0);
+    assert_true(l.ttl_ms == 2500 && l.n_keys == 2);
+    assert_int_equal(kv_lease_get(back, 5, &l), 0);
+    assert_true(l.ttl_ms == 3500 && l.n_keys == 0);
+    /* the restored sets work: revoke deletes b and c */
+    lease_cmd(back, 7, KV_LEASE_REVOKE, 4, 0);
+    assert_int_equal(kv_last_result(back)->lease_deleted, 2);
+    assert_int_equal(kv_count(back), 2);
+    kv_free(back);
+
+    /* corrupt lease tables (resealed): ids not increasing, a TTL 0, a key
+     * naming a lease not in the table */
+    struct kv *bad = NULL;
+    uint8_t *t = buf + 36;
+    assert_int_equal(craft_get64(t), 3);
+    craft_put64(t + 8 + 16, 3); /* second id = first */
+    reseal(buf, len);
+    assert_int_equal(kv_restore_mem(buf, len, 0, &bad, &applied), CRAFT_ECORRUPT);
+    craft_put64(t + 8 + 16, 4);
+    craft_put64(t + 8 + 8, 0); /* ttl 0 */
+    reseal(buf, len);
+    assert_int_equal(kv_restore_mem(buf, len, 0, &bad, &applied), CRAFT_ECORRUPT);
+    craft_put64(t + 8 + 8, 1500);
+    /* ids 3, 5, 9 (in order) but b and c name 4 */
+    craft_put64(t + 8 + 32, 9);
+    craft_put64(t + 8 + 16, 5);
+    reseal(buf, len);
+    assert_int_equal(kv_restore_mem(buf, len, 0, &bad, &applied), CRAFT_ECORRUPT);
+    craft_put64(t + 8 + 16, 4);
+    craft_put64(t + 8 + 32, 5);
+    craft_put64(t, 2); /* a table of 2: lease 5 is read as a key record */
+    reseal(buf, len);
+    assert_int_equal(kv_restore_mem(buf, len, 0, &bad, &applied), CRAFT_ECORRUPT);
+    craft_put64(t, 3);
+    reseal(buf, len);
+    assert_int_equal(kv_restore_mem(buf, len, 0, &bad, &applied), 0);
+    kv_free(bad);
+    bad = NULL;
+    /* a failing allocation anywhere in the restore: ENOMEM, no leak */
+    for (long at = 1;; at++) {
+        count_alloc_countdown = at;
+        int err = kv_restore_mem(buf, len, SEED, &bad, &applied);
+        count_alloc_countdown = 0;
+        if (err == 0)
+            break;
+        assert_int_equal(err, CRAFT_ENOMEM);
+        assert_null(bad);
+    }
+    check_leases(bad);
+    kv_free(bad);
+
+    /* the same state as a version-2 snapshot (no table; lease ids in the
+     * key records): it reads, with no leases and no key attached */
+    size_t tbl = 8 + 16 * 3;
+    memmove(buf + 36, buf + 36 + tbl, len - 36 - tbl);
+    len -= tbl;
+    craft_put32(buf + 8, 2);
+    reseal(buf, len);
+    assert_int_equal(kv_restore_mem(buf, len, 0, &back, &applied), 0);
+    assert_same(kv, back);
+    assert_int_equal(kv_lease_count(back), 0);
+    struct kv_meta m;
+    assert_int_equal(kv_get_meta(back, "b", 1, &m), 0);
+    assert_int_equal(m.lease, 0);
+    assert_int_equal(m.create_index, 6);
+    check_leases(back);
+    kv_free(back);
+    craft_free(buf);
+    kv_free(kv);
+}
+
+/* 10^5 keys on one lease: attaching costs O(1) each, revoking O(keys). */
+static void test_lease_many_keys(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    lease_cmd(kv, 1, KV_LEASE_GRANT, 0, 1000);
+    lease_cmd(kv, 2, KV_LEASE_GRANT, 0, 1000);
+    enum { N = 100000 };
+    char k[16];
+    struct timespec t0, t1, t2;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t index = 3;
+    for (unsigned i = 0; i < N; i += KV_TXN_MAX) {
+        struct kv_txn_op ops[KV_TXN_MAX];
+        char keys[KV_TXN_MAX][16];
+        size_t n = 0;
+        for (unsigned j = i; j < N && n < KV_TXN_MAX; j++, n++) {
+            key16(keys[n], j, "lse");
+            ops[n] = (struct kv_txn_op){KV_TOP_PUT, (const uint8_t *)keys[n],
+                                        16, (const uint8_t *)"v", 1, 1};
+        }
+        apply_ok(kv, index++, &(struct kv_txn){.success = ops, .n_success = n});
+    }
+    key16(k, 7, "other");
+    struct kv_txn_op other = {KV_TOP_PUT, (const uint8_t *)k, 16,
+                              (const uint8_t *)"v", 1, 2};
+    apply_ok(kv, index++, &(struct kv_txn){.success = &other, .n_success = 1});
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    struct kv_lease l;
+    assert_int_equal(kv_lease_get(kv, 1, &l), 0);
+    assert_int_equal(l.n_keys, N);
+    lease_cmd(kv, index++, KV_LEASE_REVOKE, 1, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    assert_int_equal(kv_last_result(kv)->lease_deleted, N);
+    assert_int_equal(kv_count(kv), 1);
+    double put_s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    double rev_s = (double)(t2.tv_sec - t1.tv_sec) + (t2.tv_nsec - t1.tv_nsec) / 1e9;
+    print_message("kv: %d keys on one lease: attached in %.0f ms, revoked in %.0f ms\n",
+                  N, put_s * 1e3, rev_s * 1e3);
+    /* generous bounds (shared machine, valgrind, ASan): quadratic work on
+     * 10^5 keys would take minutes */
+    double slow = RUNNING_ON_VALGRIND ? 30 : 1;
+    assert_true(rev_s < 5 * slow);
+    assert_true(put_s < 10 * slow);
+    check_tree(kv);
+    check_leases(kv);
+    kv_free(kv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2153,6 +2694,14 @@ int main(void)
         T(test_snapshot_revisions),
         T(test_snapshot_v1),
         T(test_events),
+        T(test_lease_cmd_encoding),
+        T(test_lease_grant_keepalive_revoke),
+        T(test_lease_attach_detach),
+        T(test_lease_missing),
+        T(test_lease_events),
+        T(test_lease_nomem),
+        T(test_lease_snapshot),
+        T(test_lease_many_keys),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,78 @@
+/* The lease clock: when each lease of the state machine runs out, as one
+ * node sees it (docs/architecture.md, "Leases").
+ *
+ * The state machine (src/kv) holds the leases and reads no clock; this
+ * module keeps, per lease id, its TTL and a deadline on the caller's
+ * monotonic clock. Every node keeps one, fed with the lease commands it
+ * applies: a GRANT or a KEEPALIVE (re)starts the lease (deadline = the
+ * time it applied + TTL), a REVOKE or an EXPIRE forgets it. Only the
+ * leader acts on it: lease_clock_due() names the leases past their
+ * deadline, for which it proposes KV_LEASE_EXPIRE, and on every gain of
+ * leadership lease_clock_became_leader() gives every lease its full TTL
+ * from then (a lease may outlive its TTL across a failover, never expire
+ * early).
+ *
+ * Pure: time is passed in (milliseconds, any monotonic origin), nothing
+ * here does I/O, reads a clock or knows of nodes, so the simulator can run
+ * one per simulated node. Memory: one allocation per lease plus a hash
+ * table and a heap that grow by doubling, all through craft_malloc; freed
+ * by lease_clock_free. A struct lease_clock is used by one thread at a
+ * time.
+ *
+ * Cost: start, forget and due are O(log n) per lease; became_leader and
+ * clear are O(n). */
+#ifndef CRAFT_LEASE_H
+#define CRAFT_LEASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct lease_clock;
+
+/* A new, empty clock. retry_ms: how long after lease_clock_due() named a
+ * lease it names it again if the lease is still there (its EXPIRE was lost
+ * or did not commit), >= 1. 0 and *out, or CRAFT_ENOMEM / CRAFT_EINVAL. */
+int lease_clock_new(uint64_t retry_ms, struct lease_clock **out);
+void lease_clock_free(struct lease_clock *c); /* NULL is fine */
+
+/* Forget every lease (before rebuilding from a new state). */
+void lease_clock_clear(struct lease_clock *c);
+
+/* Lease id (>= 1) with TTL ttl_ms (>= 1) starts now: deadline = now +
+ * ttl_ms, no longer "proposed". For a GRANT or KEEPALIVE applied now, and
+ * for each lease of a state read at start or from a snapshot. An id already
+ * known is restarted (its TTL replaced). 0, CRAFT_EINVAL (id or ttl 0), or
+ * CRAFT_ENOMEM (the clock is unchanged). */
+int lease_clock_start(struct lease_clock *c, uint64_t id, uint64_t ttl_ms,
+                      uint64_t now);
+/* Lease id is gone (REVOKE or EXPIRE applied); unknown ids are ignored. */
+void lease_clock_forget(struct lease_clock *c, uint64_t id);
+
+/* The result of one applied lease command, with the op values of enum
+ * kv_lease_op (kv/kv.h: 1 GRANT, 2 REVOKE, 3 EXPIRE, 4 KEEPALIVE): GRANT
+ * and a found KEEPALIVE start the lease, REVOKE and EXPIRE forget it, a
+ * KEEPALIVE of a lease that was not found (found false) changes nothing.
+ * Other ops are ignored. 0 or CRAFT_ENOMEM (as lease_clock_start). */
+int lease_clock_on_applied(struct lease_clock *c, uint8_t op, uint64_t id,
+                           bool found, uint64_t ttl_ms, uint64_t now);
+
+/* This node became leader now: every lease's deadline = now + its TTL, and
+ * none is "proposed" any more. */
+void lease_clock_became_leader(struct lease_clock *c, uint64_t now);
+
+/* The leases whose deadline is <= now and that were not named in the last
+ * retry_ms, at most cap of them into ids (earliest deadline first);
+ * returns how many. Each one named is marked proposed and is named again
+ * retry_ms from now if it is still there. */
+size_t lease_clock_due(struct lease_clock *c, uint64_t now, uint64_t *ids,
+                       size_t cap);
+
+/* Milliseconds left before lease id's deadline (0 once it has passed), or
+ * -1 when the clock does not know id. */
+int64_t lease_clock_remaining(const struct lease_clock *c, uint64_t id,
+                              uint64_t now);
+/* Leases known. */
+size_t lease_clock_count(const struct lease_clock *c);
+
+#endif
