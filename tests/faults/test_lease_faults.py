@@ -82,7 +82,8 @@ class Session:
         return {"key": self.key, "id": self.id, "ttl": self.ttl, "state": self.state,
                 "keepalives": len(self.kas), "acked": len(acks),
                 "max_gap": max(gaps) if gaps else None, "lost": self.lost,
-                "expiry": self.expiry}
+                "expiry": self.expiry, "grant_sent": self.grant_sent,
+                "kas": [(round(t, 3), round(a, 3) if a else None, st) for t, a, st in self.kas]}
 
 
 class LeaseHolders:
@@ -325,7 +326,7 @@ def check_leases(run, holders, t_end):
     return summ, bad
 
 
-def _lease_run(run, report, n, faults, holders=4, abandon_p=0.5):
+def _lease_run(run, report, n, faults, holders=4, abandon_p=0.5, require_abandoned=True):
     run.cluster.start(n)
     why = probe_leases(run.cluster.nodes[0].haddr)
     if why:
@@ -348,11 +349,12 @@ def _lease_run(run, report, n, faults, holders=4, abandon_p=0.5):
     summ["test"] = run.name
     summ["faults"] = [f"{e['kind']}: {e['detail']}" for e in run.nemesis.events]
     summ["sessions_detail"] = [s.summary() for s in hs.sessions]
+    summ["leaders"] = [(round(t, 3), term, who) for t, term, who in leaders.changes]
     run.log(f"leases: {summ}")
     report_lines(report, run, summ)
     assert not bad, f"lease violations (see {run.dir}):\n" + "\n".join(bad[:10])
     assert summ["kept_alive_by_rule"] > 0, f"no lease was kept alive to the end: {summ}"
-    assert summ["abandoned"] > 0, f"no lease was abandoned and timed: {summ}"
+    assert summ["abandoned"] > 0 or not require_abandoned, f"no lease was abandoned and timed: {summ}"
     return summ, hs
 
 
@@ -392,7 +394,8 @@ def test_lease_paused_leader(run, report):
             nem.pause(nem.leader_or_random(), secs=TTL + 1.5)
             pauses.append((t0, time.monotonic()))
             settle(3)
-    summ, hs = _lease_run(run, report, 3, faults, holders=4, abandon_p=0.3)
+    summ, hs = _lease_run(run, report, 3, faults, holders=4, abandon_p=0.3,
+                         require_abandoned=False)
     for t0, t1 in pauses:
         acked = [a for s in hs.sessions for _, a in s.acked() if t0 + 1.0 < a < t1]
         assert acked, f"no keepalive acknowledged during the pause {t0:.1f}..{t1:.1f} " \
