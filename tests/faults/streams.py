@@ -165,6 +165,7 @@ class Resuming:
         self.compacted = []    # 410s: (node, last id, oldest_index)
         self.too_slow = []
         self.last_id = None
+        self.node = None       # the node of the current connection
         self.error = None
         self.stop_ev = threading.Event()
         self.until = None
@@ -221,8 +222,12 @@ class Resuming:
                 time.sleep(0.1)
                 continue
             try:
+                self.node = node
                 for eid, kind, data in s.events():
                     if kind == "progress":
+                        if self.rng.random() < 0.3:  # idle, every entry sent: leave now and then
+                            how = "client closed at a progress event"
+                            break
                         continue
                     rec = event_record(eid, kind, data)
                     rec["node"] = node.id
@@ -231,9 +236,6 @@ class Resuming:
                     if self.until is not None and self.until(rec):
                         self.done.set()
                         how = "done"
-                        break
-                    if self.rng.random() < 0.002:  # a client that goes away now and then
-                        how = "client closed"
                         break
             except WatchRefused as e:
                 how = f"error event {e.doc}"

@@ -138,13 +138,13 @@ class Client:
         node = self.node()
         t = time.monotonic()
         try:
-            st, doc, h = put_raw(node.haddr, LOCK, value, lease=lid,
+            st, doc, _ = put_raw(node.haddr, LOCK, value, lease=lid,
                                  headers={"If-None-Match": "*"}, timeout=2.5)
         except ConnectionRefusedError:
             time.sleep(0.05)
             return None
         except OSError:
-            st, doc, h = None, None, {}
+            st, doc, _ = None, None, {}
         now = time.monotonic()
         if st == 201:
             return self._believe(value, doc["mod_index"], t, now, lid, "201")

@@ -189,7 +189,7 @@ def check_watch(ref, watcher, writers, final, floors):
     dels = [e for e in ref if e["type"] == "delete"]
     lo = max((hi for _, hi in floors), default=0)
     for op in writers.ops:
-        if op["outcome"] != "ok" or (op.get("index") or 0) <= lo:
+        if op["outcome"] != "ok" or (floors and (op.get("index") or 0) <= lo):
             continue
         if op["op"] == "put":
             e = puts.get((op["key"], op["index"]))
@@ -203,7 +203,8 @@ def check_watch(ref, watcher, writers, final, floors):
                     bad.append(f"acknowledged POST {k}={v} at {op['index']} not in the "
                                f"history (there: {e})")
         elif op["op"] == "delete":
-            if not any(d["key"] == op["key"] and op["watermark"] < d["id"] <= op["index"]
+            upto = op["index"] if op["index"] is not None else float("inf")
+            if not any(d["key"] == op["key"] and op["watermark"] < d["id"] <= upto
                        for d in dels):
                 bad.append(f"acknowledged delete of {op['key']} answered at {op['index']} "
                            f"(sent after {op['watermark']}): no delete event for it")
@@ -240,7 +241,7 @@ def _watch_run(run, n, faults, snapshots=False, watchers=1):
           for _ in range(watchers)]
     writers = Writers(cl).start()
     try:
-        faults(run.nemesis)
+        faults(run.nemesis, ws)
     finally:
         writers.stop()
     run.nemesis.heal()
@@ -309,16 +310,18 @@ def _watch_run(run, n, faults, snapshots=False, watchers=1):
 
 
 def test_watch_kill9_pause(run):
-    """kill -9 and restart (the leader, then any node), SIGSTOP of the
-    leader: the watcher's node is often among them."""
-    def faults(nem):
+    """kill -9 and restart of the watcher's node, SIGSTOP of the leader and
+    of the watcher's node, kill -9 of any node."""
+    def faults(nem, ws):
         settle(2)
-        nem.kill_restart(nem.leader_or_random(), down=1.0)
+        nem.kill_restart(ws[0].node or nem.leader_or_random(), down=1.0)  # the watcher's node
         settle(2.5)
         nem.pause(nem.leader_or_random(), secs=2.0)
         settle(2.5)
+        nem.pause(ws[0].node or nem.leader_or_random(), secs=1.5)  # its node again
+        settle(1.5)
         nem.kill_restart(down=0.5)
-        settle(2.5)
+        settle(2)
     _watch_run(run, 3, faults)
 
 
@@ -326,7 +329,7 @@ def test_watch_full_restart(run):
     """Every node killed at once and restarted: each replays its log, so its
     history starts again from its first entry (no snapshots here) and the
     watcher resumes on any of them without a 410."""
-    def faults(nem):
+    def faults(nem, ws):
         settle(2)
         nem.full_restart(down=0.5)
         settle(3)
@@ -352,7 +355,7 @@ def test_watch_soak(request, tmp_path):
     run = Run(request.node.name, tmp_path, fw)
     request.node._fault_run = run
 
-    def faults(nem):
+    def faults(nem, ws):
         end = time.monotonic() + WATCH_SOAK_SECONDS
         while time.monotonic() < end:
             nem.random_fault(hold=nem.rng.uniform(0.5, 5.0))
