@@ -80,8 +80,19 @@ struct http_precond {
 /* Entity tags one If-None-Match of a GET may list (more: 400). */
 #define HTTP_INM_MAX 16
 
+/* A blocking query (?index=N[&wait=D], Consul style): answer once what is
+ * read has changed after index N, or when wait_ms have passed. */
+#define HTTP_WAIT_DEFAULT_MS 60000u
+#define HTTP_WAIT_MAX_MS 600000u
+struct http_block {
+    bool on;          /* index= was given */
+    uint64_t index;   /* N */
+    uint64_t wait_ms; /* wait=, HTTP_WAIT_DEFAULT_MS if absent; <= MAX */
+};
+
 /* What a GET /key/<k> asks for. */
 struct http_get_opts {
+    struct http_block block;
     int level; /* enum http_read_level (?level=) */
     bool meta; /* ?meta: the meta object instead of {"k":"v"} */
     bool raw;  /* ?raw: the value's bytes; never together with meta */
@@ -406,6 +417,7 @@ struct http_keys_query {
     bool keys_only;         /* no values */
     bool count_only;        /* {"index","count"} only */
     int level;              /* enum http_read_level */
+    struct http_block block; /* index= / wait= (prefix listings only) */
 };
 
 /* A growable JSON text owned by its user: init, append, take data/len,

@@ -16,7 +16,10 @@ struct param {
     size_t len;
 };
 
-enum { P_PREFIX, P_START, P_END, P_AFTER, P_LIMIT, P_KEYS_ONLY, P_COUNT_ONLY, P_LEVEL, P_N };
+enum {
+    P_PREFIX, P_START, P_END, P_AFTER, P_LIMIT, P_KEYS_ONLY, P_COUNT_ONLY, P_LEVEL, P_INDEX,
+    P_WAIT, P_N
+};
 
 static int split_params(const char *q, size_t len, char *buf, struct param *p, char *err,
                         size_t errcap)
@@ -36,7 +39,7 @@ static int split_params(const char *q, size_t len, char *buf, struct param *p, c
                 k = j;
         if (k == P_N && nlen > 0) {
             snprintf(err, errcap, "unknown parameter \"%.*s\": use prefix, start, end, after, "
-                     "limit, keys_only, count_only or level", (int)(nlen > 32 ? 32 : nlen),
+                     "limit, keys_only, count_only, level, index or wait", (int)(nlen > 32 ? 32 : nlen),
                      q + i);
             return -1;
         }
@@ -129,7 +132,8 @@ int http__parse_keys_query(const char *q, size_t len, bool for_delete, size_t ma
                            char *buf, struct http_keys_query *out, char *err, size_t errcap)
 {
     struct param p[P_N] = {{"prefix"}, {"start"}, {"end"}, {"after"}, {"limit"},
-                           {"keys_only"}, {"count_only"}, {"level"}};
+                           {"keys_only"}, {"count_only"}, {"level"}, {"index"},
+                           {"wait"}};
     memset(out, 0, sizeof *out);
     out->level = HTTP_READ_LINEARIZABLE;
     if (split_params(q, len, buf, p, err, errcap) != 0 ||
@@ -169,6 +173,12 @@ int http__parse_keys_query(const char *q, size_t len, bool for_delete, size_t ma
     }
     if (http__parse_level(q, len, &out->level) != 0) {
         snprintf(err, errcap, "unknown read level: use level=linearizable, weak or none");
+        return -1;
+    }
+    if (http__parse_block(q, len, &out->block, err, errcap) != 0)
+        return -1;
+    if (out->block.on && !out->range.is_prefix) {
+        snprintf(err, errcap, "a blocking listing (index=) takes prefix=, not start=/end=");
         return -1;
     }
     return 0;

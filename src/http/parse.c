@@ -422,3 +422,53 @@ void http__joinbody_free(struct http__joinbody *b)
     json_decref(b->root);
     memset(b, 0, sizeof *b);
 }
+
+int http__parse_wait(const char *s, size_t len, uint64_t *ms)
+{
+    size_t digits = 0;
+    while (digits < len && s[digits] >= '0' && s[digits] <= '9')
+        digits++;
+    uint64_t n;
+    if (digits == 0 || digits > 9 || http__parse_u64(s, digits, &n) != 0)
+        return -1;
+    const char *u = s + digits;
+    size_t ulen = len - digits;
+    uint64_t scale;
+    if (ulen == 0 || (ulen == 1 && u[0] == 's'))
+        scale = 1000;
+    else if (ulen == 2 && memcmp(u, "ms", 2) == 0)
+        scale = 1;
+    else if (ulen == 1 && u[0] == 'm')
+        scale = 60000;
+    else
+        return -1;
+    if (n * scale > HTTP_WAIT_MAX_MS)
+        return -1;
+    *ms = n * scale;
+    return 0;
+}
+
+int http__parse_block(const char *q, size_t len, struct http_block *b, char *err,
+                      size_t errcap)
+{
+    char val[32];
+    size_t vlen;
+    *b = (struct http_block){.wait_ms = HTTP_WAIT_DEFAULT_MS};
+    int rv = http__query_param(q, len, "index", val, sizeof val, &vlen);
+    if (rv < 0 || (rv == 1 && http__parse_u64(val, vlen, &b->index) != 0)) {
+        snprintf(err, errcap, "index takes a log index: a decimal number");
+        return -1;
+    }
+    b->on = rv == 1;
+    rv = http__query_param(q, len, "wait", val, sizeof val, &vlen);
+    if (rv < 0 || (rv == 1 && http__parse_wait(val, vlen, &b->wait_ms) != 0)) {
+        snprintf(err, errcap, "wait takes a duration of at most 600s: e.g. 30s, 1500ms, 5m "
+                 "(a bare number is seconds)");
+        return -1;
+    }
+    if (rv == 1 && !b->on) {
+        snprintf(err, errcap, "wait needs index=: the index to wait past");
+        return -1;
+    }
+    return 0;
+}

@@ -40,6 +40,13 @@ int http__query_flag(const char *q, size_t len, const char *name, bool *on);
 /* A decimal uint64 without sign, spaces or leading zeros ("0" itself is
  * fine): 0 and *out, or -1 (also past UINT64_MAX). */
 int http__parse_u64(const char *s, size_t len, uint64_t *out);
+/* A wait= duration: a number with a unit ms, s, m (bare: seconds), at most
+ * HTTP_WAIT_MAX_MS: 0 and *ms, or -1. */
+int http__parse_wait(const char *s, size_t len, uint64_t *ms);
+/* index= and wait= of a query into *b: 0 (b->on false when index= is
+ * absent), or -1 with a message for a 400 in err. */
+int http__parse_block(const char *q, size_t len, struct http_block *b, char *err,
+                      size_t errcap);
 
 /* Entity tags of one If-Match / If-None-Match header line: "*" or a
  * comma-separated list of "<n>" (W/"<n>" too when weak_ok), n as for

@@ -178,6 +178,10 @@ static int get_opts(h2o_req_t *req, struct http_get_opts *o)
     o->inm_any = t.any;
     o->n_inm = t.n;
     memcpy(o->inm, t.tag, t.n * sizeof t.tag[0]);
+    if (http__parse_block(q, qlen, &o->block, err, sizeof err) != 0) {
+        fail(req, 400, NULL, "%s", err);
+        return -1;
+    }
     return 0;
 }
 

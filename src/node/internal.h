@@ -83,6 +83,11 @@ struct node__req {
     bool jin;          /* the join's Raft id was seen in the configuration */
     struct node__resolve *resolve; /* its addresses' host names are being
                                       resolved (joinaddr.c); not issued */
+    /* A blocking query waiting (blocking.c): its hub subscription, the
+     * index it waits past, its node (for the subscription's callback). */
+    struct watch_sub *block_sub;
+    uint64_t block_index;
+    struct node *block_node;
 };
 
 struct node__job;
@@ -204,6 +209,7 @@ struct node {
     uint64_t next_probe_at;   /* not before (uv_now ms) */
     struct node__probe *probe; /* members' /status being asked, or NULL */
     struct node__ratelimit rl[NODE__RL_SLOTS];
+    size_t n_blocked; /* blocking queries waiting (blocking.c) */
 };
 
 /* node.c */
@@ -487,5 +493,17 @@ struct watch_sub *node_watch_subscribe(struct node *n, const void *key,
 void node_watch_unsubscribe(struct node *n, struct watch_sub *sub);
 const struct watch_history *node_watch_history(const struct node *n);
 size_t node_watch_count(const struct node *n);
+
+/* blocking.c: q (a read about to be served) with ?index=: false if it is
+ * to be answered now (no index=, a change after it is known, wait=0);
+ * true if it was parked until a change or its wait runs out, or answered
+ * with an error. current: the mod_index of the key read (0 if absent or a
+ * listing). node__block_end drops a parked one's subscription (from
+ * node__req_done; nothing for others). */
+struct http_block;
+bool node__block(struct node *n, struct node__req *q, const void *key,
+                 size_t klen, bool prefix, const struct http_block *b,
+                 uint64_t current);
+void node__block_end(struct node *n, struct node__req *q);
 
 #endif

@@ -77,6 +77,13 @@ void node__key_get(void *ud, struct http_req *req, const char *key,
         node__req_done(n, q);
         return;
     }
+    if (o->block.on) { /* served from the applied state, now or on a change */
+        struct kv_meta m;
+        uint64_t mod = kv_get_meta(n->kv, key, klen, &m) == 0 ? m.mod_index : 0;
+        if (!node__block(n, q, key, klen, false, &o->block, mod))
+            node__req_serve(n, q);
+        return;
+    }
     node__req_read(n, q);
 }
 

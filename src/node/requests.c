@@ -120,6 +120,7 @@ static void heap_remove(struct node *n, struct node__req *q)
 
 void node__req_done(struct node *n, struct node__req *q)
 {
+    node__block_end(n, q);
     heap_remove(n, q);
     node__join_resolve_detach(q);
     if (n->slots[q->id & (n->n_slots - 1)] == q)
@@ -411,6 +412,11 @@ void node__requests_tick(struct node *n)
         next = q->next;
         if (q->deadline > now)
             continue;
+        if (q->block_sub != NULL) { /* a blocking query's wait= ran out */
+            node__block_end(n, q);
+            node__req_serve(n, q);
+            continue;
+        }
         bool placed = q->index != 0 || q->issued; /* or maybe placed */
         bool no_leader = raft_soft(n->raft).leader == RAFT_NONE;
         if ((q->kind == NODE__WRITE || q->kind == NODE__REMOVE) && placed)

@@ -193,5 +193,10 @@ void node__list(void *ud, struct http_req *req,
         node__req_done(n, q);
         return;
     }
+    if (k->block.on) { /* served from the applied state, now or on a change */
+        if (!node__block(n, q, k->range.start, k->range.slen, true, &k->block, 0))
+            node__req_serve(n, q);
+        return;
+    }
     node__req_read(n, q); /* at q->level, as GET /key */
 }
