@@ -239,10 +239,15 @@ int node__force_new(struct node *n, const struct raft_config *cfg, struct raft_p
 
     unsigned voters = log_dropped(n, p, old);
     if (last > commit)
-        CRAFT_WARN(&n->log, "-force-new-cluster: kept the %llu entries %llu..%llu that this "
+        CRAFT_WARN(&n->log, "-force-new-cluster: kept %llu %s (index %llu..%llu) that this "
                    "node did not know to be committed, as committed: the old cluster may "
                    "have committed them or not, nobody can tell now",
-                   (unsigned long long)(last - commit), (unsigned long long)(commit + 1),
+                   (unsigned long long)(last - commit),
+                   last - commit == 1 ? "entry" : "entries", (unsigned long long)(commit + 1),
+                   (unsigned long long)last);
+    else
+        CRAFT_WARN(&n->log, "-force-new-cluster: kept 0 entries not known to be committed: "
+                   "this node knew every entry of its log (up to %llu) to be committed",
                    (unsigned long long)last);
     CRAFT_ERROR(&n->log, "-force-new-cluster: cluster %016llx is now cluster %016llx, with "
                 "%s (Raft id %016llx) its only voter: kept the log up to index %llu "
