@@ -116,6 +116,11 @@ static const char *refusal(const struct node *n, char *buf, size_t cap)
                  "the cluster that counts it", n->conflict_why);
         return buf;
     }
+    if (raft_hard(n->raft).term + 1 >= RAFT_TERM_MAX) {
+        snprintf(buf, cap, "its term %llu is at the bound: it could never lead",
+                 (unsigned long long)raft_hard(n->raft).term);
+        return buf;
+    }
     const struct raft_conf *c = raft_conf(n->raft);
     if (!raft_conf_is_voter(c, n->raft_id) && !raft_conf_is_learner(c, n->raft_id)) {
         snprintf(buf, cap, "this node (Raft id %016llx) is not in the latest configuration "

@@ -459,7 +459,15 @@ static void refused_outbound(struct node *n, const struct peer_refusal *r,
     const struct kv_member *m = kv_member_by_raft_id(n->kv, r->target);
     const char *name = m ? m->id : "?";
     bool same_name = r->peer_tag == r->target_tag;
-    if (r->reason == PEER_REFUSED_CLUSTER && r->peer_id == r->target) {
+    if (r->reason == PEER_REFUSED_CLUSTER && r->peer_id == r->target &&
+        !in_conf(n, r->target)) {
+        /* A member of the cluster this node left (-force-new-cluster),
+         * dialed until the entry removing it is applied. */
+        CRAFT_INFO(&n->log, "%s (Raft id %016llx) at %s, a member of cluster %s "
+                   "which this node left, refuses this cluster (%s), as it "
+                   "should%s", name, (unsigned long long)r->target, r->addr,
+                   hex(c2, r->peer_cluster), hex(c1, n->ident.cluster_id), more);
+    } else if (r->reason == PEER_REFUSED_CLUSTER && r->peer_id == r->target) {
         CRAFT_WARN(&n->log, "member %s (Raft id %016llx) at %s refuses this "
                    "cluster (%s): it is still Raft id %016llx but of cluster "
                    "%s now. It made a new cluster of its own state "

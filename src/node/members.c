@@ -127,10 +127,13 @@ void node__peers_sync(struct node *n)
 void node__peers_from_log(struct node *n, const struct raft_entry *ents,
                           size_t n_ents)
 {
+    /* Entries the snapshot covers are in its member directory already,
+     * removals included: a member they add may be long gone. */
+    uint64_t snap = raft_snapshot(n->raft)->index;
     for (size_t i = 0; i < n_ents; i++) {
         struct raft_conf_change cc;
         char s[3][512];
-        if (ents[i].type != RAFT_ENTRY_CONF ||
+        if (ents[i].index <= snap || ents[i].type != RAFT_ENTRY_CONF ||
             raft_conf_change_decode(ents[i].data, ents[i].len, &cc) != 0 ||
             cc.ctx_len == 0 || node__member_ctx_decode(cc.ctx, cc.ctx_len, s) != 0 ||
             cc.node == n->raft_id || strcmp(s[0], n->id) == 0)

@@ -291,9 +291,10 @@ static int start_services(struct node *n)
                    "a private network", n->raft_addr);
     if (!n->removed) {
         node__peers_sync(n);
-        /* Also every member named in the stored log, applied or not: a
-         * node restarting with a stale commit index learns the members
-         * only by applying entries, which takes answering the leader. */
+        /* Also every member named in the stored log after the snapshot,
+         * applied or not: a node restarting with a stale commit index
+         * learns the members only by applying entries, which takes
+         * answering the leader. */
         node__peers_from_log(n, n->boot.entries, n->boot.n_entries);
     }
     stor_release_persisted(n->stor);
