@@ -268,6 +268,18 @@ int main(int argc, char **argv)
         }
     }
 
+    /* -force-new-cluster keeps a node's state: a missing or empty directory
+     * has none, and is refused before anything creates it. */
+    if (f.force_new) {
+        char why[640];
+        if (node_force_dir_check(f.dir, why, sizeof why) != 0) {
+            CRAFT_ERROR(&d.log, "-force-new-cluster: %s; nothing was written", why);
+            free(join_user);
+            auth_db_free(auth);
+            return 1;
+        }
+    }
+
     rc = make_dirs(f.dir);
     if (rc != 0) {
         CRAFT_ERROR(&d.log, "cannot create data directory %s: %s", f.dir, craft_strerror(rc));
@@ -305,10 +317,12 @@ int main(int argc, char **argv)
         .peer_max_conns = f.peer_max_conns,
         .peer_max_unauth_conns = f.peer_max_unauth_conns,
         .restore = restored,
+        .force_new = f.force_new,
         .log = &d.log,
     };
-    CRAFT_INFO(&d.log, "craftd %s starting: http %s, raft %s, data %s%s%s%s%s", CRAFT_VERSION,
+    CRAFT_INFO(&d.log, "craftd %s starting: http %s, raft %s, data %s%s%s%s%s%s", CRAFT_VERSION,
                f.haddr, f.raddr, f.dir, f.inmem ? " (log in memory)" : "",
+               f.force_new ? ", forcing a new one-member cluster" : "",
                f.join ? ", joining " : "", f.join ? f.join : "",
                token ? ", peers authenticated by the cluster token" : "");
 

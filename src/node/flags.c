@@ -37,6 +37,9 @@ static const struct flag_def DEFS[] = {
      "$CRAFTD_CLUSTER_TOKEN; none: the Raft port is open to anyone)"},
     {"election-ticks", K_UINT, FIELD(election_ticks), 2, 1000000, "N",
      "ticks without a leader before an election (default 20)"},
+    {"force-new-cluster", K_BOOL, FIELD(force_new), 0, 0, NULL,
+     "make this node's state a new one-member cluster, keeping its whole log and "
+     "dropping every other member: only when a quorum is lost for good"},
     {"haddr", K_ADDR, FIELD(haddr), 0, 0, "addr", "HTTP bind address (default \"localhost:11000\")"},
     {"http-max-conns", K_UINT, FIELD(http_max_conns), 1, 1000000, "N",
      "open HTTP connections at most; idle ones are closed near it (default 1024)"},
@@ -239,9 +242,12 @@ static enum flags_outcome parse_env(char *const envp[], struct flags *f, char *e
     for (size_t i = 0; i < NDEFS; i++) {
         const struct flag_def *d = &DEFS[i];
         /* -restore is a one-off: a variable left set would make every
-         * restart refuse the directory it restored. */
+         * restart refuse the directory it restored. So is
+         * -force-new-cluster: left set, every restart would make yet
+         * another cluster and drop the members that joined since. */
         if (strcmp(d->name, "version") == 0 || strcmp(d->name, "cluster-token") == 0 ||
-            strcmp(d->name, "join-user") == 0 || strcmp(d->name, "restore") == 0)
+            strcmp(d->name, "join-user") == 0 || strcmp(d->name, "restore") == 0 ||
+            strcmp(d->name, "force-new-cluster") == 0)
             continue;
         char name[64] = "CRAFTD_";
         size_t n = strlen(name);
@@ -333,6 +339,13 @@ enum flags_outcome flags_parse(int argc, char *const argv[], char *const envp[],
     if (f->restore != NULL && (f->join != NULL || f->inmem))
         return fail(err, errcap, "-restore makes a new cluster in the data directory: it "
                     "takes neither %s", f->join != NULL ? "-join" : "-inmem");
+    if (f->force_new && (f->join != NULL || f->restore != NULL || f->inmem))
+        return fail(err, errcap, "-force-new-cluster makes a new cluster of this node's own "
+                    "data directory: it cannot be combined with %s",
+                    f->join != NULL      ? "-join (it joins nobody)"
+                    : f->restore != NULL ? "-restore (which makes a new cluster from a "
+                                           "backup in an empty directory)"
+                                         : "-inmem (which has no state to keep)");
 
     const char *env_dir = env_get(envp, "CRAFTD_DATA_DIR");
     if ((i >= argc || argv[i][0] == '\0') && env_dir == NULL) {
@@ -372,8 +385,8 @@ void flags_usage(FILE *out, const char *prog)
         fprintf(out, "    \t%s\n", d->help);
     }
     fprintf(out, "  -h, -help\n    \tprint this help and exit\n");
-    fprintf(out, "Every flag but -version, -restore, -cluster-token and -join-user may be set in\n"
-                 "the environment as CRAFTD_<FLAG> (CRAFTD_TICK_MS=20, CRAFTD_INMEM=true), the\n"
-                 "data directory as CRAFTD_DATA_DIR; the command line wins. The two secrets\n"
-                 "come from CRAFTD_CLUSTER_TOKEN and CRAFTD_JOIN_USER.\n");
+    fprintf(out, "Every flag but -version, -restore, -force-new-cluster, -cluster-token and\n"
+                 "-join-user may be set in the environment as CRAFTD_<FLAG> (CRAFTD_TICK_MS=20,\n"
+                 "CRAFTD_INMEM=true), the data directory as CRAFTD_DATA_DIR; the command line\n"
+                 "wins. The two secrets come from CRAFTD_CLUSTER_TOKEN and CRAFTD_JOIN_USER.\n");
 }

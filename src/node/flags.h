@@ -65,10 +65,14 @@ struct flags {
     const char *restore;          /* -restore <backup file>: make a new one-member
                                      cluster from it in the (empty) data directory;
                                      never with -join or -inmem. NULL when absent */
+    bool force_new;               /* -force-new-cluster: the node's state becomes a
+                                     one-member cluster (docs/operations.md); never
+                                     with -join, -restore or -inmem */
 };
 
 /* Parses argv[1..argc-1] into *f (argv[0] is the program name). Every
- * flag but -version, -restore (a one-off), -cluster-token and -join-user
+ * flag but -version, -restore and -force-new-cluster (one-offs),
+ * -cluster-token and -join-user
  * (main reads and wipes those two secrets itself) may also come from the environment envp
  * ("NAME=value" strings, NULL-terminated; NULL: none) as CRAFTD_<FLAG>,
  * upper case with '_' for '-' (CRAFTD_TICK_MS=20), and the data directory

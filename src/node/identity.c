@@ -350,14 +350,27 @@ static void set_conflict(struct node *n, const struct peer_refusal *r)
         CRAFT_ERROR(&n->log, "out of memory storing the conflict");
 }
 
+/* Another cluster dials this node's own Raft id (not an earlier
+ * incarnation's): it counts this incarnation as its member, which only a
+ * node that made a new cluster of its state (-force-new-cluster) has left.
+ * A conflict is a new incarnation, whose Raft id no other cluster knows. */
+static bool left_cluster(const struct node *n, const struct peer_refusal *r)
+{
+    return r->reason == PEER_REFUSED_CLUSTER && r->target == n->raft_id &&
+           r->peer_cluster != 0 && r->peer_cluster != n->ident.cluster_id;
+}
+
 /* A dialer that is none of our members addresses our name under another
  * Raft id: its cluster still counts a member of this name at this address.
  * That is a conflict if it is another cluster, or if this incarnation
  * founded its own cluster (clusters from before cluster ids have none). */
 static bool is_conflict(const struct node *n, const struct peer_refusal *r)
 {
+    /* A dialer of another cluster that addresses this very incarnation
+     * knew it as its member: this node left that cluster
+     * (-force-new-cluster), it did not start afresh (left_cluster). */
     return r->inbound && r->target_tag == n->name_tag &&
-           !in_conf(n, r->peer_id) &&
+           !in_conf(n, r->peer_id) && !left_cluster(n, r) &&
            (r->reason == PEER_REFUSED_CLUSTER ||
             ((n->ident.flags & STOR_IDENT_FOUNDER) && !n->joining));
 }
@@ -377,7 +390,26 @@ static void refused_inbound(struct node *n, const struct peer_refusal *r,
                     more);
         return;
     }
-    if (r->reason == PEER_REFUSED_CLUSTER) {
+    if (left_cluster(n, r) && !in_conf(n, r->peer_id)) {
+        CRAFT_WARN(&n->log, "peer %016llx at %s of cluster %s, an old member of "
+                   "the cluster this node left (made a new cluster of its own, "
+                   "-force-new-cluster), still dials it: refused. This node is "
+                   "cluster %s now; that node must not come back with its old "
+                   "directory: move the directory aside and restart it with "
+                   "-join %s%s", (unsigned long long)r->peer_id, r->addr,
+                   hex(c1, r->peer_cluster), hex(c2, n->ident.cluster_id),
+                   n->http_addr, more);
+    } else if (r->reason == PEER_REFUSED_CLUSTER && in_conf(n, r->peer_id)) {
+        CRAFT_WARN(&n->log, "member %016llx at %s now says it is of cluster %s, "
+                   "not this node's cluster %s: it made a new cluster of its "
+                   "own (-force-new-cluster, after this cluster lost its "
+                   "quorum for good), and this node is no longer its member. "
+                   "Stop this node, move its data directory %s aside and "
+                   "restart it with -join <HTTP address of that node>; the "
+                   "connection is refused%s", (unsigned long long)r->peer_id,
+                   r->addr, hex(c1, r->peer_cluster),
+                   hex(c2, n->ident.cluster_id), n->dir, more);
+    } else if (r->reason == PEER_REFUSED_CLUSTER) {
         CRAFT_WARN(&n->log, "peer %016llx at %s of cluster %s is talking to "
                    "this node (%s) of cluster %s, meaning to reach Raft id "
                    "%016llx: it holds this address for a member of its own "
@@ -427,7 +459,27 @@ static void refused_outbound(struct node *n, const struct peer_refusal *r,
     const struct kv_member *m = kv_member_by_raft_id(n->kv, r->target);
     const char *name = m ? m->id : "?";
     bool same_name = r->peer_tag == r->target_tag;
-    if (r->reason == PEER_REFUSED_CLUSTER) {
+    if (r->reason == PEER_REFUSED_CLUSTER && r->peer_id == r->target &&
+        !in_conf(n, r->target)) {
+        /* A member of the cluster this node left (-force-new-cluster),
+         * dialed until the entry removing it is applied. */
+        CRAFT_INFO(&n->log, "%s (Raft id %016llx) at %s, a member of cluster %s "
+                   "which this node left, refuses this cluster (%s), as it "
+                   "should%s", name, (unsigned long long)r->target, r->addr,
+                   hex(c2, r->peer_cluster), hex(c1, n->ident.cluster_id), more);
+    } else if (r->reason == PEER_REFUSED_CLUSTER && r->peer_id == r->target) {
+        CRAFT_WARN(&n->log, "member %s (Raft id %016llx) at %s refuses this "
+                   "cluster (%s): it is still Raft id %016llx but of cluster "
+                   "%s now. It made a new cluster of its own state "
+                   "(-force-new-cluster, after this cluster lost its quorum "
+                   "for good) and this node is not its member. Stop this "
+                   "node, move its data directory %s aside and restart it "
+                   "with -join %s%s", name, (unsigned long long)r->target,
+                   r->addr, hex(c1, n->ident.cluster_id),
+                   (unsigned long long)r->peer_id, hex(c2, r->peer_cluster),
+                   n->dir, m && m->http_addr[0] ? m->http_addr : "<its HTTP address>",
+                   more);
+    } else if (r->reason == PEER_REFUSED_CLUSTER) {
         CRAFT_WARN(&n->log, "member %s (Raft id %016llx) at %s refuses this "
                    "cluster (%s): the node there is Raft id %016llx of "
                    "cluster %s. %s%s", name, (unsigned long long)r->target,

@@ -4,6 +4,7 @@
  *   pump.c      the ready loop: persist (disk jobs), send, apply, advance
  *   snapshot.c  taking snapshots in a forked child, installing received ones
  *   backup.c    GET /backup (the same forked writer, streamed), -restore
+ *   force.c     -force-new-cluster: a node's state becomes a one-member cluster
  *   requests.c  the requests waiting on Raft, the HTTP handler table
  *   keys.c      GET/PUT/POST/DELETE /key: commands built, answers made
  *   txnlist.c   POST /txn, GET /keys, DELETE /keys?prefix=
@@ -279,6 +280,14 @@ void node__backup_stop(struct node *n);
  * with this node as the only voter; 0 or an error (logged). */
 int node__restore_into(struct node *n, struct kv *kv);
 
+/* force.c: -force-new-cluster, once the core (n->raft, from *p) and the
+ * snapshot's map are loaded: refuses a node with nothing of the cluster to
+ * keep, else stores a new cluster id and the entries that leave this node
+ * the only voter with every entry committed, logs what it dropped, and
+ * reads the store back into *p and a new n->raft (made with cfg). 0 or an
+ * error (logged). */
+int node__force_new(struct node *n, const struct raft_config *cfg, struct raft_persisted *p);
+
 /* requests.c */
 extern const struct http_handlers node__http_handlers;
 void node__on_prop(struct node *n, const struct raft_prop_result *p);
@@ -375,6 +384,9 @@ void node__lease_list(void *ud, struct http_req *req,
 /* members.c */
 int node__member_ctx(const char *id, const char *raft_addr,
                      const char *http_addr, uint8_t **out, size_t *len);
+/* The reverse: id, raft address, http address, each NUL-terminated;
+ * CRAFT_ECORRUPT for a malformed context. */
+int node__member_ctx_decode(const uint8_t *p, size_t len, char out[3][512]);
 void node__apply_conf(struct node *n, const struct raft_entry *e);
 /* peer_set and peer_set_name for a member: its name is its handshake tag
  * and its name in logs. */

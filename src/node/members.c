@@ -38,7 +38,7 @@ int node__member_ctx(const char *id, const char *raft_addr,
     return 0;
 }
 
-static int ctx_decode(const uint8_t *p, size_t len, char out[3][512])
+int node__member_ctx_decode(const uint8_t *p, size_t len, char out[3][512])
 {
     for (int i = 0; i < 3; i++) {
         if (len < 2)
@@ -88,7 +88,7 @@ void node__apply_conf(struct node *n, const struct raft_entry *e)
         return;
     }
     char s[3][512];
-    if (ctx_decode(cc.ctx, cc.ctx_len, s) != 0) {
+    if (node__member_ctx_decode(cc.ctx, cc.ctx_len, s) != 0) {
         CRAFT_WARN(&n->log, "membership entry %llu has a bad context",
                    (unsigned long long)e->index);
         return;
@@ -127,12 +127,15 @@ void node__peers_sync(struct node *n)
 void node__peers_from_log(struct node *n, const struct raft_entry *ents,
                           size_t n_ents)
 {
+    /* Entries the snapshot covers are in its member directory already,
+     * removals included: a member they add may be long gone. */
+    uint64_t snap = raft_snapshot(n->raft)->index;
     for (size_t i = 0; i < n_ents; i++) {
         struct raft_conf_change cc;
         char s[3][512];
-        if (ents[i].type != RAFT_ENTRY_CONF ||
+        if (ents[i].index <= snap || ents[i].type != RAFT_ENTRY_CONF ||
             raft_conf_change_decode(ents[i].data, ents[i].len, &cc) != 0 ||
-            cc.ctx_len == 0 || ctx_decode(cc.ctx, cc.ctx_len, s) != 0 ||
+            cc.ctx_len == 0 || node__member_ctx_decode(cc.ctx, cc.ctx_len, s) != 0 ||
             cc.node == n->raft_id || strcmp(s[0], n->id) == 0)
             continue;
         node__peer_set(n, cc.node, s[0], s[1]);

@@ -153,6 +153,17 @@ static int start_core(struct node *n)
     /* Entries without a durable term are a torn first write (raft_new
      * ignores them): the node starts afresh. */
     bool fresh = p.hs.term == 0 && p.snap.index == 0;
+    /* Before the identity: a fresh directory would get one. */
+    if (n->o.force_new && (n->o.inmem || n->o.restore || n->join)) {
+        CRAFT_ERROR(&n->log, "-force-new-cluster takes neither -join, -restore nor -inmem");
+        return CRAFT_EINVAL;
+    }
+    if (n->o.force_new && fresh) {
+        CRAFT_ERROR(&n->log, "-force-new-cluster: the data directory %s holds no Raft state "
+                    "(no term, no snapshot): there is nothing to keep; nothing was changed",
+                    n->dir);
+        return CRAFT_EINVAL;
+    }
     bool bootstrap, join;
     rv = node__identity_open(n, fresh, &bootstrap, &join);
     if (rv)
@@ -178,9 +189,6 @@ static int start_core(struct node *n)
     rv = raft_new(&cfg, fresh ? NULL : &p, &n->raft);
     if (rv)
         return rv;
-    n->boot = p; /* released once the peers in it are known (below) */
-    n->saved_term = raft_hard(n->raft).term;
-    n->saved_vote = raft_hard(n->raft).vote;
     rv = node__leases_open(n); /* before the map: a restore rebuilds it */
     if (rv)
         return rv;
@@ -188,10 +196,17 @@ static int start_core(struct node *n)
     if (n->kv == NULL)
         return CRAFT_ENOMEM;
     const struct raft_snap_meta *sm = raft_snapshot(n->raft);
-    if (sm->index > 0) {
+    if (sm->index > 0)
         rv = node__snapshot_restore(n, sm->index);
-        if (rv)
-            return rv;
+    if (rv == 0 && n->o.force_new) /* the same snapshot, a new core and p */
+        rv = node__force_new(n, &cfg, &p);
+    if (rv)
+        return rv;
+    n->boot = p; /* released once the peers in it are known (below) */
+    n->saved_term = raft_hard(n->raft).term;
+    n->saved_vote = raft_hard(n->raft).vote;
+    sm = raft_snapshot(n->raft);
+    if (sm->index > 0) {
         /* The store hands back every entry it holds, those the snapshot
          * covers too (a segment is deleted only once all of it is): keep
          * in memory only the window a new snapshot keeps behind it. */
@@ -279,9 +294,10 @@ static int start_services(struct node *n)
                    "a private network", n->raft_addr);
     if (!n->removed) {
         node__peers_sync(n);
-        /* Also every member named in the stored log, applied or not: a
-         * node restarting with a stale commit index learns the members
-         * only by applying entries, which takes answering the leader. */
+        /* Also every member named in the stored log after the snapshot,
+         * applied or not: a node restarting with a stale commit index
+         * learns the members only by applying entries, which takes
+         * answering the leader. */
         node__peers_from_log(n, n->boot.entries, n->boot.n_entries);
     }
     stor_release_persisted(n->stor);

@@ -57,6 +57,10 @@ struct node_opts {
      * node_start (freed, also on error): the empty data directory becomes
      * a new one-member cluster whose first snapshot it is. NULL: none. */
     struct kv *restore;
+    /* -force-new-cluster: the node's state (not fresh) becomes a new
+     * one-member cluster, keeping its whole log (force.c). Never with
+     * join, restore or inmem. */
+    bool force_new;
     const struct craft_logger *log;
 };
 
@@ -89,5 +93,8 @@ void node_stop(struct node *n, void (*cb)(void *ud), void *ud);
 int node_backup_load(const char *path, struct kv **kv, char *why, size_t cap);
 /* 0 if dir is missing or empty; else an error with why (it holds state). */
 int node_restore_dir_check(const char *dir, char *why, size_t cap);
+/* -force-new-cluster (force.c): 0 if dir exists and holds something; else
+ * an error with why (missing or empty: nothing to keep). Writes nothing. */
+int node_force_dir_check(const char *dir, char *why, size_t cap);
 
 #endif

@@ -275,6 +275,33 @@ static void test_restore(void **state)
     assert_null(f.restore);
 }
 
+/* -force-new-cluster: a bool, never with -join, -restore or -inmem, never
+ * from the environment. */
+static void test_force_new(void **state)
+{
+    (void)state;
+    struct flags f;
+    assert_int_equal(parse(&f, "d", NULL), FLAGS_RUN);
+    assert_false(f.force_new);
+    assert_int_equal(parse(&f, "-force-new-cluster", "-id", "n1", "d", NULL), FLAGS_RUN);
+    assert_true(f.force_new);
+    assert_string_equal(f.dir, "d");
+    assert_int_equal(parse(&f, "--force-new-cluster=false", "d", NULL), FLAGS_RUN);
+    assert_false(f.force_new);
+    assert_bad(&f, parse(&f, "-force-new-cluster", "-join", "h:1", "d", NULL), "-join");
+    assert_bad(&f, parse(&f, "-join", "h:1", "-force-new-cluster", "d", NULL), "-join");
+    assert_bad(&f, parse(&f, "-force-new-cluster", "-restore", "b.snap", "d", NULL),
+               "-restore");
+    assert_bad(&f, parse(&f, "-force-new-cluster", "-inmem", "d", NULL), "-inmem");
+    assert_int_equal(parse(&f, "-force-new-cluster", "-join=", "d", NULL), FLAGS_RUN);
+    assert_true(f.force_new);
+    char err[256];
+    char *env[] = {"CRAFTD_FORCE_NEW_CLUSTER=true", NULL};
+    char *argv[] = {"craftd", "d", NULL};
+    assert_int_equal(flags_parse(2, argv, env, &f, err, sizeof err), FLAGS_RUN);
+    assert_false(f.force_new);
+}
+
 static void test_log_level(void **state)
 {
     struct flags f;
@@ -410,6 +437,7 @@ static void test_usage_lists_every_flag(void **state)
     const char *names[] = {"Usage: craftd", "-id", "-haddr", "-raddr", "-join", "-inmem",
                            "-log-level", "-snapshot-threshold", "-tick-ms", "-election-ticks",
                            "-request-timeout-ms", "-max-body", "-version", "-help", "-restore",
+                           "-force-new-cluster",
                            "localhost:11000", "localhost:12000", "8192"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_non_null(strstr(buf, names[i]));
@@ -480,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_peer_auth_flags),
         cmocka_unit_test(test_environment),
         cmocka_unit_test(test_restore),
+        cmocka_unit_test(test_force_new),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
