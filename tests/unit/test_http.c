@@ -131,6 +131,38 @@ static void test_query_params(void **state)
     assert_int_equal(http__parse_u64("+1", 2, &n), -1);
     assert_int_equal(http__parse_u64("1 ", 2, &n), -1);
     assert_int_equal(http__parse_u64("0x10", 4, &n), -1);
+
+    /* wait= durations and the blocking parameters */
+    uint64_t ms = 1;
+#define WAIT(s) http__parse_wait(s, strlen(s), &ms)
+    assert_true(WAIT("30s") == 0 && ms == 30000);
+    assert_true(WAIT("30") == 0 && ms == 30000);
+    assert_true(WAIT("1500ms") == 0 && ms == 1500);
+    assert_true(WAIT("10m") == 0 && ms == 600000);
+    assert_true(WAIT("0") == 0 && ms == 0);
+    assert_true(WAIT("600s") == 0 && ms == 600000);
+    assert_int_equal(WAIT("601s"), -1);
+    assert_int_equal(WAIT("11m"), -1);
+    assert_int_equal(WAIT("600001ms"), -1);
+    assert_int_equal(WAIT(""), -1);
+    assert_int_equal(WAIT("s"), -1);
+    assert_int_equal(WAIT("5h"), -1);
+    assert_int_equal(WAIT("5 s"), -1);
+    assert_int_equal(WAIT("-5s"), -1);
+    assert_int_equal(WAIT("9999999999999999999s"), -1);
+#undef WAIT
+    struct http_block b;
+    char err[256];
+    assert_int_equal(http__parse_block("a=1", 3, &b, err, sizeof err), 0);
+    assert_true(!b.on && b.wait_ms == HTTP_WAIT_DEFAULT_MS);
+    assert_int_equal(http__parse_block("index=42", 8, &b, err, sizeof err), 0);
+    assert_true(b.on && b.index == 42 && b.wait_ms == HTTP_WAIT_DEFAULT_MS);
+    assert_int_equal(http__parse_block("wait=2s&index=7", 15, &b, err, sizeof err), 0);
+    assert_true(b.on && b.index == 7 && b.wait_ms == 2000);
+    assert_int_equal(http__parse_block("wait=2s", 7, &b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "needs index"));
+    assert_int_equal(http__parse_block("index=x", 7, &b, err, sizeof err), -1);
+    assert_int_equal(http__parse_block("index=1&wait=2d", 15, &b, err, sizeof err), -1);
 }
 
 static int etags(const char *v, bool weak_ok, struct http__etags *t)
