@@ -402,6 +402,8 @@ int http__on_req(h2o_handler_t *self, h2o_req_t *req)
         http__route_keys(srv, req);
     else if (path_is(path, plen, "/txn"))
         http__route_txn(srv, req);
+    else if (path_is(path, plen, "/watch"))
+        http__route_watch(srv, req);
     else if (path_is(path, plen, "/join"))
         route_join(srv, req);
     else if (path_is(path, plen, "/status"))
@@ -419,7 +421,7 @@ int http__on_req(h2o_handler_t *self, h2o_req_t *req)
     else if (path_is(path, plen, "/backup"))
         route_ops(srv, req, "/backup", srv->handlers.backup);
     else
-        fail(req, 404, NULL, "not found: use /key/<key>, /keys, /txn, /join, /remove, /transfer, "
+        fail(req, 404, NULL, "not found: use /key/<key>, /keys, /txn, /watch, /join, /remove, /transfer, "
              "/status or /backup");
     srv->obs.req = NULL; /* answered, or handed to the node */
     return 0;
