@@ -483,4 +483,17 @@ void http_jbuf_list_end(struct http_jbuf *j, bool more, const struct kv_meta *la
 void http_jbuf_count(struct http_jbuf *j, uint64_t index, size_t count, bool more,
                      const struct kv_meta *last);
 
+/* Server-Sent Events of GET /watch, appended to j (docs/http-api.md,
+ * "Watch"); the data line is JSON without newlines. A put:
+ * id: <mod_index>\nevent: put\ndata: {"key","value","create_index",
+ * "mod_index","version"[,"lease":"<id>" when not 0]}\n\n (key_b64 /
+ * value_b64 for bytes that are not UTF-8). A delete at index:
+ * id: <index>\nevent: delete\ndata: {"key","mod_index"}\n\n. Progress:
+ * event: progress\ndata: {"index":N}\n\n (no id: it moves no cursor). An
+ * error: event: error\ndata: {"error":"<error>","index":N}\n\n. */
+void http_jbuf_sse_put(struct http_jbuf *j, const struct kv_meta *m);
+void http_jbuf_sse_delete(struct http_jbuf *j, const uint8_t *key, size_t klen, uint64_t index);
+void http_jbuf_sse_progress(struct http_jbuf *j, uint64_t index);
+void http_jbuf_sse_error(struct http_jbuf *j, const char *error, uint64_t index);
+
 #endif

@@ -82,6 +82,11 @@ static const struct flag_def DEFS[] = {
      "PEM CA certificates: require client certificates they signed"},
     {"tls-key", K_ADDR, FIELD(tls_key), 0, 0, "file", "PEM private key of -tls-cert"},
     {"version", K_BOOL, FIELD(version), 0, 0, NULL, "print the version and exit"},
+    {"watch-max", K_UINT, FIELD(watch_max), 1, 10000000, "N",
+     "open GET /watch streams at most; more: 503 (default 10000); each is an HTTP "
+     "connection too (-http-max-conns)"},
+    {"watch-progress-ms", K_UINT, FIELD(watch_progress_ms), 1, 3600000, "N",
+     "an idle watch stream gets a progress event this often (default 5000)"},
 };
 
 #define NDEFS (sizeof DEFS / sizeof DEFS[0])
@@ -101,6 +106,8 @@ static void set_defaults(struct flags *f)
     f->http_max_conns_per_ip = 256;
     f->peer_max_conns = 64;
     f->peer_max_unauth_conns = 16;
+    f->watch_max = 10000;
+    f->watch_progress_ms = 5000;
 }
 
 __attribute__((format(printf, 3, 4))) static enum flags_outcome fail(char *err, size_t errcap,

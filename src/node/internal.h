@@ -84,6 +84,9 @@ struct node__job;
 struct node__probe;
 struct node__metrics;
 struct node__backup;
+struct node__watchers;
+struct watch_history;
+struct watch_hub;
 struct json_t;
 
 #define NODE__RL_SLOTS 16
@@ -167,6 +170,7 @@ struct node {
     uint64_t snap_size;     /* bytes of the latest snapshot */
     uint64_t applied_bytes; /* entry bytes applied since it was taken */
     struct node__backup *backup; /* GET /backup in progress, or NULL */
+    struct node__watchers *watchers; /* watchers.c: GET /watch streams */
 
     /* Requests. */
     uint64_t next_req;
@@ -258,6 +262,19 @@ void node__backup_stop(struct node *n);
 /* -restore: the store of a fresh directory becomes snapshot kv (taken),
  * with this node as the only voter; 0 or an error (logged). */
 int node__restore_into(struct node *n, struct kv *kv);
+
+/* watchers.c: GET /watch */
+void node__watch(void *ud, struct http_req *req, const struct http_watch_opts *o);
+size_t node__watchers_count(const struct node *n);
+/* The node stops: every watcher ends (after the piece it is sending). */
+void node__watchers_stop(struct node *n);
+/* The progress timer, to be closed with the node's handles (NULL: none). */
+uv_handle_t *node__watchers_timer(struct node *n);
+/* After the HTTP server closed (every stream is done). */
+void node__watchers_free(struct node *n);
+/* The node's watch history and hub (the change feed, src/watch). */
+struct watch_history *node__watch_history(struct node *n);
+struct watch_hub *node__watch_hub(struct node *n);
 
 /* requests.c */
 extern const struct http_handlers node__http_handlers;

@@ -681,4 +681,5 @@ const struct http_handlers node__http_handlers = {
     .list = node__list,
     .del_prefix = node__del_prefix,
     .backup = node__backup,
+    .watch = node__watch,
 };
