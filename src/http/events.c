@@ -80,7 +80,6 @@ static void pump(struct http_events *s)
         return; /* nothing now: a wake comes when there is */
     s->ready = false;
     if (rv < 0) {
-        req->http1_is_persistent = 0; /* a stream is a connection's last answer */
         finish(s);
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
         return;
@@ -152,6 +151,7 @@ int http_reply_events(struct http_req *req, unsigned stall_ms, const struct http
     /* Tells a proxy such as nginx not to buffer the stream. */
     h2o_add_header_by_str(&h->pool, &h->res.headers, H2O_STRLIT("x-accel-buffering"), 0,
                           "X-Accel-Buffering", H2O_STRLIT("no"));
+    h->http1_is_persistent = 0; /* the stream is the connection's last answer */
     h2o_start_response(h, &s->gen);
     http__observe_sent(h, 200); /* the answer starts */
     /* The headers alone at once (a client knows it is subscribed); the body

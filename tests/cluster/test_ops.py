@@ -198,6 +198,7 @@ FAMILIES = {
     "craftd_peer_sent_bytes_total": "counter",
     "craftd_peer_received_bytes_total": "counter",
     "craftd_keys": "gauge",
+    "craftd_watchers": "gauge",
     "process_resident_memory_bytes": "gauge",
     "process_cpu_seconds_total": "counter",
     "process_open_fds": "gauge",
@@ -233,8 +234,9 @@ def test_health_and_metrics(cluster):
     for name, typ in FAMILIES.items():
         assert before.get(name, {}).get("type") == typ, f"{name}: {before.get(name)}"
     assert not [f for f in before if not f.startswith(("craftd_", "process_"))]
-    # No watchers or leases yet: no families for them.
-    assert not [f for f in before if "watch" in f or "lease" in f]
+    # No leases yet: no family for them. No watcher is open.
+    assert not [f for f in before if "lease" in f]
+    assert value(before, "craftd_watchers") == 0
     st = status(leader.haddr)
     assert value(before, "craftd_raft_term") == st["term"]
     assert value(before, "craftd_raft_leader_changes_total") >= 1
