@@ -301,6 +301,8 @@ int main(int argc, char **argv)
         .inmem = f.inmem,
         .snapshot_threshold = f.snapshot_threshold,
         .tick_ms = f.tick_ms,
+        .watch_history_events = f.watch_history_events,
+        .watch_history_bytes = f.watch_history_bytes,
         .election_ticks = f.election_ticks,
         .request_timeout_ms = f.request_timeout_ms,
         .max_body = f.max_body,

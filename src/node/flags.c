@@ -82,6 +82,10 @@ static const struct flag_def DEFS[] = {
      "PEM CA certificates: require client certificates they signed"},
     {"tls-key", K_ADDR, FIELD(tls_key), 0, 0, "file", "PEM private key of -tls-cert"},
     {"version", K_BOOL, FIELD(version), 0, 0, NULL, "print the version and exit"},
+    {"watch-history-bytes", K_UINT, FIELD(watch_history_bytes), 1, UINT64_MAX, "N",
+     "bytes of change history kept for watches and blocking queries (default 67108864)"},
+    {"watch-history-events", K_UINT, FIELD(watch_history_events), 0, 1000000000, "N",
+     "change events kept in that history at most (default 100000)"},
     {"watch-max", K_UINT, FIELD(watch_max), 1, 10000000, "N",
      "open GET /watch streams at most; more: 503 (default 10000); each is an HTTP "
      "connection too (-http-max-conns)"},
@@ -99,6 +103,8 @@ static void set_defaults(struct flags *f)
     f->log_level = CRAFT_LOG_INFO;
     f->snapshot_threshold = 8192;
     f->tick_ms = 50;
+    f->watch_history_events = 100000;
+    f->watch_history_bytes = 64u << 20;
     f->election_ticks = 20;
     f->request_timeout_ms = 5000;
     f->max_body = 1024 * 1024;

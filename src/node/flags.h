@@ -42,6 +42,8 @@ struct flags {
     bool log_json;     /* -log-format json (default text) */
     uint64_t snapshot_threshold;  /* -snapshot-threshold, default 8192, >= 1 */
     unsigned tick_ms;             /* -tick-ms, default 100, >= 1 */
+    uint64_t watch_history_events; /* -watch-history-events, default 100000 */
+    uint64_t watch_history_bytes;  /* -watch-history-bytes, default 64 MiB */
     unsigned election_ticks;      /* -election-ticks, default 10, >= 2 */
     unsigned request_timeout_ms;  /* -request-timeout-ms, default 5000, >= 1 */
     size_t max_body;              /* -max-body (bytes), default 1 MiB, >= 1 */

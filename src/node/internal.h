@@ -22,6 +22,7 @@
 
 #include "http/http.h"
 #include "kv/kv.h"
+#include "watch/watch.h"
 #include "node/node.h"
 #include "raft/raft.h"
 #include "storage/storage.h"
@@ -123,6 +124,8 @@ struct node {
                                    are the store's until start_services) */
     struct kv *kv;
     uint64_t applied; /* last index applied to kv */
+    struct watch_history *watch_history; /* changes kv applied (watch.c) */
+    struct watch_hub *watch_hub;         /* who waits for which keys */
     struct peer_transport *peers;
     struct http_server *http;
     struct node__metrics *metrics; /* metrics.c: what /metrics counts */
@@ -272,9 +275,6 @@ void node__watchers_stop(struct node *n);
 uv_handle_t *node__watchers_timer(struct node *n);
 /* After the HTTP server closed (every stream is done). */
 void node__watchers_free(struct node *n);
-/* The node's watch history and hub (the change feed, src/watch). */
-struct watch_history *node__watch_history(struct node *n);
-struct watch_hub *node__watch_hub(struct node *n);
 
 /* requests.c */
 extern const struct http_handlers node__http_handlers;
@@ -430,5 +430,35 @@ void node__httpc_teardown(struct node *n);
 struct node__joiner;
 int node__joiner_start(struct node *n);
 void node__joiner_stop(struct node *n);
+
+/* ---- watch.c: the change history and hub ----
+ * node__watch_init (node_start, once the state is restored): history with
+ * floor = n->applied, hub, observer on n->kv. node__watch_kv_replaced: a
+ * snapshot replaced n->kv (n->applied is its index): observer set again,
+ * history reset to floor n->applied, every subscription called (all must
+ * look again). node__watch_applied: entry index applied: its subscribers
+ * are called. node__watch_free: at the end of the node. */
+int node__watch_init(struct node *n);
+void node__watch_kv_replaced(struct node *n);
+void node__watch_applied(struct node *n, uint64_t index);
+void node__watch_free(struct node *n);
+
+/* For watchers (SSE) and blocking queries, on the loop thread only.
+ * subscribe: fn(ud, sub, index) is called once per applied entry that
+ * changed a key matching (key, or any key under prefix key; klen 0 with
+ * prefix: all), after its events are in the history, and once after a
+ * snapshot install (the history was reset: a cursor then reports being
+ * overtaken). NULL if out of memory. The subscription is the node's until
+ * node_watch_unsubscribe (safe inside fn); every one left is freed with
+ * the node, so a watcher must unsubscribe before its own memory goes.
+ * history: read it with watch_history_seek/next/changed (watch/watch.h);
+ * pointers handed out stay valid until the next entry applies.
+ * count: subscriptions now (watchers plus waiting blocking queries). */
+struct watch_sub *node_watch_subscribe(struct node *n, const void *key,
+                                       size_t klen, bool prefix, watch_fn fn,
+                                       void *ud);
+void node_watch_unsubscribe(struct node *n, struct watch_sub *sub);
+const struct watch_history *node_watch_history(const struct node *n);
+size_t node_watch_count(const struct node *n);
 
 #endif

@@ -194,6 +194,9 @@ static int start_core(struct node *n)
         if (sm->index <= raft_applied_index(n->raft))
             (void)raft_snapshot_taken(n->raft, sm->index, sm->size, &keep);
     }
+    rv = node__watch_init(n);
+    if (rv)
+        return rv;
     if (bootstrap) {
         uint8_t *ctx;
         size_t len;
@@ -310,6 +313,7 @@ static void free_node(struct node *n)
 {
     kv_free(n->o.restore);
     raft_free(n->raft);
+    node__watch_free(n);
     kv_free(n->kv);
     stor_close(n->stor);
     craft_free(n->slots);

@@ -26,6 +26,11 @@ struct node_opts {
     bool inmem;            /* keep the log and snapshots in memory */
     uint64_t snapshot_threshold; /* entries between snapshots; 0: 8192 */
     unsigned tick_ms;      /* one Raft tick; 0: 50 */
+    /* The change history (src/watch) kept for watches and blocking
+     * queries: at most this many events and bytes (0 and 0: the defaults,
+     * 100000 and 64 MiB; events 0 with bytes set: keep nothing). */
+    uint64_t watch_history_events;
+    uint64_t watch_history_bytes;
     unsigned election_ticks; /* 0: 20 */
     unsigned heartbeat_ticks; /* 0: election_ticks / 10 */
     unsigned request_timeout_ms; /* 0: 5000 */

@@ -226,6 +226,7 @@ int node__snapshot_restore(struct node *n, uint64_t index)
     n->applied = index;
     n->snap_size = meta.size;
     n->applied_bytes = 0;
+    node__watch_kv_replaced(n);
     if (n->peers)
         node__peers_sync(n);
     CRAFT_INFO(&n->log, "state restored from snapshot %llu (%zu keys)",

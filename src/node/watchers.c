@@ -68,7 +68,7 @@ static void append_event(struct http_jbuf *j, const struct watch_event *e)
 
 /* Fills w->out with the events after the cursor: 1 when it ends with the
  * too-slow error, 0 otherwise. */
-static int fill(struct node__watcher *w, struct watch_history *h)
+static int fill(struct node__watcher *w, const struct watch_history *h)
 {
     struct watch_event e;
     for (;;) {
@@ -101,7 +101,7 @@ static int next_piece(void *ud, const char **buf, size_t *len)
         http_jbuf_free(&w->out);
     w->out.len = 0;
     w->out.failed = false;
-    struct watch_history *h = node__watch_history(n);
+    const struct watch_history *h = node_watch_history(n);
     w->end_next = fill(w, h) == 1;
     if (w->out.len == 0 && w->progress_due)
         http_jbuf_sse_progress(&w->out, n->applied);
@@ -137,7 +137,7 @@ static void stream_done(void *ud)
     struct node__watcher *w = ud;
     struct node *n = w->n;
     if (w->sub != NULL)
-        watch_hub_unsubscribe(node__watch_hub(n), w->sub);
+        node_watch_unsubscribe(n, w->sub);
     unlink_watcher(n, w);
     http_jbuf_free(&w->out);
     craft_free(w);
@@ -199,7 +199,7 @@ void node__watch(void *ud, struct http_req *req, const struct http_watch_opts *o
         http_reply_error(req, 503, "too many watchers");
         return;
     }
-    struct watch_history *h = node__watch_history(n);
+    const struct watch_history *h = node_watch_history(n);
     uint64_t from = o->has_from ? o->from : n->applied;
     struct watch_cursor cur;
     if (watch_history_seek(h, from, &cur) != 0) {
@@ -217,7 +217,7 @@ void node__watch(void *ud, struct http_req *req, const struct http_watch_opts *o
     }
     *w = (struct node__watcher){.n = n, .cur = cur, .last_ms = node__now(n)};
     http_jbuf_init(&w->out);
-    w->sub = watch_hub_subscribe(node__watch_hub(n), o->key, o->klen, o->prefix, on_change, w);
+    w->sub = node_watch_subscribe(n, o->key, o->klen, o->prefix, on_change, w);
     if (w->sub == NULL) {
         craft_free(w);
         http_reply_error(req, 503, "out of memory");
@@ -234,7 +234,7 @@ void node__watch(void *ud, struct http_req *req, const struct http_watch_opts *o
     http_reply_set_index(req, n->applied);
     if (http_reply_events(req, WATCH_STALL_MS, &SRC, w, &w->ev) != 0) {
         /* answered (503) or discarded; done is never called */
-        watch_hub_unsubscribe(node__watch_hub(n), w->sub);
+        node_watch_unsubscribe(n, w->sub);
         unlink_watcher(n, w);
         craft_free(w);
     }
@@ -251,7 +251,7 @@ void node__watchers_stop(struct node *n)
     if (ws == NULL)
         return;
     for (struct node__watcher *w = ws->list; w != NULL; w = w->next) {
-        watch_hub_unsubscribe(node__watch_hub(n), w->sub);
+        node_watch_unsubscribe(n, w->sub);
         w->sub = NULL;
         if (w->ev != NULL)
             http_events_end(w->ev);

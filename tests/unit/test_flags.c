@@ -69,6 +69,8 @@ static void test_defaults(void **state)
     assert_int_equal(f.election_ticks, 20);
     assert_int_equal(f.request_timeout_ms, 5000);
     assert_int_equal(f.max_body, 1024 * 1024);
+    assert_int_equal(f.watch_history_events, 100000);
+    assert_int_equal(f.watch_history_bytes, 64 << 20);
 }
 
 static void test_security_flags(void **state)
@@ -308,6 +310,12 @@ static void test_numbers(void **state)
 
     assert_int_equal(parse(&f, "-snapshot-threshold=18446744073709551615", "d", NULL), FLAGS_RUN);
     assert_true(f.snapshot_threshold == UINT64_MAX);
+
+    assert_int_equal(parse(&f, "-watch-history-events", "0", "-watch-history-bytes=4096",
+                           "d", NULL), FLAGS_RUN);
+    assert_int_equal(f.watch_history_events, 0); /* keeps nothing */
+    assert_int_equal(f.watch_history_bytes, 4096);
+    assert_int_equal(parse(&f, "-watch-history-bytes", "0", "d", NULL), FLAGS_BAD);
 
     const char *flagnames[] = {"-snapshot-threshold", "-tick-ms", "-election-ticks",
                                "-request-timeout-ms", "-max-body"};

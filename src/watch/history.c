@@ -1,0 +1,264 @@
+/* The watch history: a ring of copied change events bounded by count and
+ * bytes, evicted a whole entry at a time, read through cursors.
+ *
+ * Every event held has a sequence number: the one at the ring's head has
+ * first_seq, the next first_seq + 1, and so on. A cursor is a sequence
+ * number; it is overtaken when the head has moved past it. A reset skips
+ * one number, so that even a cursor that had read everything is overtaken:
+ * it missed the changes the reset stands for. */
+#include "watch/watch.h"
+
+#include <string.h>
+
+#include "common/alloc.h"
+
+struct slot {
+    uint64_t index;
+    uint64_t create_index;
+    uint64_t mod_index;
+    uint64_t version;
+    uint64_t lease;
+    uint8_t *buf;       /* key then value, owned */
+    size_t klen;
+    size_t vlen;
+    uint8_t type;
+};
+
+struct watch_history {
+    struct slot *ring;  /* cap slots; count of them from head on are held */
+    size_t cap;
+    size_t head;
+    size_t count;
+    size_t max_events;
+    uint64_t max_bytes;
+    uint64_t bytes;     /* WATCH_EVENT_COST of the held events */
+    uint64_t first_seq; /* sequence number of ring[head] */
+    uint64_t floor;     /* events with an index > floor are all held */
+    uint64_t last;      /* newest index appended, or floor */
+};
+
+#define MIN_CAP 16
+
+struct watch_history *watch_history_new(size_t max_events, uint64_t max_bytes,
+                                        uint64_t floor)
+{
+    struct watch_history *h = craft_calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->max_events = max_events;
+    h->max_bytes = max_bytes;
+    h->first_seq = 1;
+    h->floor = floor;
+    h->last = floor;
+    return h;
+}
+
+static struct slot *at(const struct watch_history *h, size_t i)
+{
+    return &h->ring[(h->head + i) % h->cap];
+}
+
+static void pop_head(struct watch_history *h)
+{
+    struct slot *s = at(h, 0);
+    h->bytes -= WATCH_EVENT_COST(s->klen, s->vlen);
+    craft_free(s->buf);
+    s->buf = NULL;
+    h->head = (h->head + 1) % h->cap;
+    h->count--;
+    h->first_seq++;
+}
+
+/* Drop the oldest entry whole; floor rises to its index. */
+static void evict_entry(struct watch_history *h)
+{
+    uint64_t index = at(h, 0)->index;
+    while (h->count > 0 && at(h, 0)->index == index)
+        pop_head(h);
+    if (index > h->floor)
+        h->floor = index;
+}
+
+void watch_history_reset(struct watch_history *h, uint64_t floor)
+{
+    while (h->count > 0)
+        pop_head(h);
+    h->first_seq++; /* the gap that overtakes every cursor */
+    if (h->last > h->floor)
+        h->floor = h->last; /* what was held is gone too */
+    if (floor > h->floor)
+        h->floor = floor;
+    h->last = h->floor;
+}
+
+void watch_history_free(struct watch_history *h)
+{
+    if (!h)
+        return;
+    while (h->count > 0)
+        pop_head(h);
+    craft_free(h->ring);
+    craft_free(h);
+}
+
+/* Room for one more slot: the ring doubles, up to max_events. */
+static int grow(struct watch_history *h)
+{
+    if (h->count < h->cap)
+        return 0;
+    size_t cap = h->cap ? h->cap * 2 : MIN_CAP;
+    if (cap > h->max_events)
+        cap = h->max_events;
+    struct slot *ring = craft_malloc(cap * sizeof *ring);
+    if (!ring)
+        return CRAFT_ENOMEM;
+    for (size_t i = 0; i < h->count; i++)
+        ring[i] = *at(h, i);
+    craft_free(h->ring);
+    h->ring = ring;
+    h->cap = cap;
+    h->head = 0;
+    return 0;
+}
+
+static bool over(const struct watch_history *h, uint64_t cost)
+{
+    return h->count + 1 > h->max_events || h->bytes + cost > h->max_bytes;
+}
+
+/* The entry index cannot be held: forget what of it is there. */
+static void drop_entry(struct watch_history *h, uint64_t index)
+{
+    while (h->count > 0)
+        evict_entry(h); /* only entry index is left */
+    h->floor = index;
+    h->last = index;
+}
+
+int watch_history_append(struct watch_history *h, const struct watch_event *ev)
+{
+    if (ev->index < h->last)
+        return CRAFT_EINVAL;
+    if (ev->index <= h->floor)
+        return 0; /* an entry already given up */
+    uint64_t cost = WATCH_EVENT_COST(ev->klen, ev->vlen);
+    while (h->count > 0 && over(h, cost) && at(h, 0)->index != ev->index)
+        evict_entry(h);
+    if (over(h, cost)) {
+        drop_entry(h, ev->index);
+        return 0;
+    }
+    uint8_t *buf = NULL;
+    if (grow(h) == 0)
+        buf = craft_malloc(ev->klen + ev->vlen ? ev->klen + ev->vlen : 1);
+    if (!buf) {
+        watch_history_reset(h, ev->index);
+        return CRAFT_ENOMEM;
+    }
+    if (ev->klen)
+        memcpy(buf, ev->key, ev->klen);
+    if (ev->vlen)
+        memcpy(buf + ev->klen, ev->val, ev->vlen);
+    struct slot *s = &h->ring[(h->head + h->count) % h->cap];
+    *s = (struct slot){.index = ev->index,
+                       .create_index = ev->create_index,
+                       .mod_index = ev->mod_index,
+                       .version = ev->version,
+                       .lease = ev->lease,
+                       .buf = buf,
+                       .klen = ev->klen,
+                       .vlen = ev->vlen,
+                       .type = ev->type};
+    h->count++;
+    h->bytes += cost;
+    h->last = ev->index;
+    return 0;
+}
+
+uint64_t watch_history_floor(const struct watch_history *h) { return h->floor; }
+uint64_t watch_history_last(const struct watch_history *h) { return h->last; }
+size_t watch_history_count(const struct watch_history *h) { return h->count; }
+uint64_t watch_history_bytes(const struct watch_history *h) { return h->bytes; }
+
+/* The position of the first held event with an index > after (indexes
+ * never go down along the ring: binary search). */
+static size_t first_after(const struct watch_history *h, uint64_t after)
+{
+    size_t lo = 0, hi = h->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (at(h, mid)->index <= after)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int watch_history_seek(const struct watch_history *h, uint64_t after,
+                       struct watch_cursor *c)
+{
+    if (after < h->floor)
+        return CRAFT_ENOTFOUND;
+    c->index = after;
+    c->after = after;
+    c->seq = h->first_seq + first_after(h, after);
+    return 0;
+}
+
+static void fill(const struct slot *s, struct watch_event *ev)
+{
+    *ev = (struct watch_event){.index = s->index,
+                               .type = s->type,
+                               .key = s->buf,
+                               .klen = s->klen,
+                               .val = s->vlen ? s->buf + s->klen : NULL,
+                               .vlen = s->vlen,
+                               .create_index = s->create_index,
+                               .mod_index = s->mod_index,
+                               .version = s->version,
+                               .lease = s->lease};
+}
+
+int watch_history_next(const struct watch_history *h, struct watch_cursor *c,
+                       struct watch_event *ev)
+{
+    if (c->seq < h->first_seq)
+        return CRAFT_ENOTFOUND;
+    uint64_t seq = c->seq;
+    while (seq < h->first_seq + h->count) {
+        const struct slot *s = at(h, (size_t)(seq - h->first_seq));
+        seq++;
+        if (s->index <= c->after)
+            continue; /* sought beyond the last index: not wanted */
+        fill(s, ev);
+        c->seq = seq;
+        c->index = s->index;
+        return 1;
+    }
+    return 0;
+}
+
+static bool matches(const struct slot *s, const void *key, size_t klen,
+                    bool prefix)
+{
+    if (prefix)
+        return s->klen >= klen && (klen == 0 || memcmp(s->buf, key, klen) == 0);
+    return s->klen == klen && (klen == 0 || memcmp(s->buf, key, klen) == 0);
+}
+
+int watch_history_changed(const struct watch_history *h, uint64_t after,
+                          const void *key, size_t klen, bool prefix,
+                          uint64_t *index)
+{
+    if (after < h->floor)
+        return CRAFT_ENOTFOUND;
+    for (size_t i = first_after(h, after); i < h->count; i++) {
+        const struct slot *s = at(h, i);
+        if (matches(s, key, klen, prefix)) {
+            *index = s->index;
+            return 1;
+        }
+    }
+    return 0;
+}
