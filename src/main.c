@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -152,6 +153,21 @@ static void on_signal(uv_signal_t *h, int signum)
     CRAFT_INFO(&d->log, "shutting down (%s)", strsignal(signum));
     sd_notify(0, "STOPPING=1");
     node_stop(d->node, on_stopped, d);
+}
+
+/* Every watcher (GET /watch) holds a connection: the soft limit on open
+ * files is raised to the hard one, so that -watch-max and -http-max-conns
+ * are what bounds them. A failure only costs a warning. */
+static void raise_nofile(const struct craft_logger *log)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        CRAFT_WARN(log, "cannot raise the open files limit from %llu to %llu: %s",
+                   (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
 }
 
 static int watch_signals(uv_loop_t *loop, struct daemon *d)
@@ -316,6 +332,8 @@ int main(int argc, char **argv)
         .cluster_token = token,
         .peer_max_conns = f.peer_max_conns,
         .peer_max_unauth_conns = f.peer_max_unauth_conns,
+        .watch_max = f.watch_max,
+        .watch_progress_ms = f.watch_progress_ms,
         .restore = restored,
         .force_new = f.force_new,
         .log = &d.log,
@@ -326,6 +344,7 @@ int main(int argc, char **argv)
                f.join ? ", joining " : "", f.join ? f.join : "",
                token ? ", peers authenticated by the cluster token" : "");
 
+    raise_nofile(&d.log);
     uv_loop_t *loop = uv_default_loop();
     rc = node_start(loop, &opts, &d.node);
     if (join_user != NULL) { /* the node keeps its own encoded copy */

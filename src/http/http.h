@@ -109,6 +109,16 @@ struct http_put_opts {
     uint64_t lease; /* ?lease=<id>; 0: none */
 };
 
+/* What a GET /watch asks for (docs/http-api.md, "Watch"). */
+struct http_watch_opts {
+    const uint8_t *key;  /* the key (prefix false) or the prefix (true); any
+                            bytes, percent-decoded; owned by the request */
+    size_t klen;         /* >= 1 for a key; 0 with prefix: every key */
+    bool prefix;
+    bool has_from;       /* from= or Last-Event-ID given: resume after from */
+    uint64_t from;       /* every event with an index > from */
+};
+
 struct http_req; /* one request handed to the node; opaque */
 struct http_keys_query; /* below */
 struct http_leases_query; /* below */
@@ -210,6 +220,10 @@ struct http_handlers {
     void (*lease_get)(void *ud, struct http_req *req, uint64_t id, int level);
     /* GET /leases[?after=<id>&limit=N&level=]: q valid during the call. */
     void (*lease_list)(void *ud, struct http_req *req, const struct http_leases_query *q);
+    /* GET /watch?key=<k> | ?prefix=<p> [&from=<index>] (or Last-Event-ID):
+     * w is valid during the call. Answered with http_reply_events (or an
+     * error: 410 compacted, 503 too many watchers, ...). */
+    void (*watch)(void *ud, struct http_req *req, const struct http_watch_opts *w);
 };
 
 struct http_opts {
@@ -318,6 +332,43 @@ struct http_stream_src {
  * had gone) and src is never called. src is copied. */
 int http_reply_stream(struct http_req *req, const char *ctype, uint64_t len, unsigned stall_ms,
                       const struct http_stream_src *src, void *ud);
+
+/* --- open-ended streamed replies (events.c), for Server-Sent Events ---
+ * A 200 with Content-Type: text/event-stream, Cache-Control: no-cache and
+ * no Content-Length (chunked), made of pieces of text the node hands over
+ * as it has them. One piece is in flight per stream: next is called only
+ * once h2o has written the previous piece to the socket (and after a wake
+ * when it last had nothing), so a slow client costs the node one piece.
+ * A piece that waits for the client for stall_ms (0: 30000) gets the
+ * client disconnected. A client that goes away is noticed at the next
+ * write (the node should send something now and then, e.g. a progress
+ * event). */
+struct http_events; /* one stream; owned by this module */
+struct http_events_src {
+    /* The next piece: 1 with *buf and *len (len >= 1; the node's memory, left
+     * unchanged until the next call of next or done), 0 if there is none
+     * now (the node calls http_events_wake when there is), -1 to end the
+     * stream now (after the pieces sent before). Called on the loop, never
+     * from within http_reply_events, http_events_wake or _end. */
+    int (*next)(void *ud, const char **buf, size_t *len);
+    /* The stream is over (ended by next or http_events_end, the client
+     * gone or cut, the server closing): called exactly once, on the loop,
+     * never from within http_reply_events, _wake or _end. The stream
+     * handle is invalid from then on, and ud is not used after it. */
+    void (*done)(void *ud);
+};
+/* Answers req 200 (with the headers set before, e.g. X-Craftd-Index) and
+ * starts the stream: 0 and *out, after which src->done always follows. Else
+ * (negative) req is answered all the same (503 when out of memory or the
+ * server is closing, or discarded: the client had gone), *out is NULL and
+ * src is never called. src is copied. */
+int http_reply_events(struct http_req *req, unsigned stall_ms, const struct http_events_src *src,
+                      void *ud, struct http_events **out);
+/* The node has more for s: next is called on the next loop turn if no
+ * piece is in flight, else once the one in flight is written. */
+void http_events_wake(struct http_events *s);
+/* Ends s once the piece in flight (if any) is written; done follows. */
+void http_events_end(struct http_events *s);
 
 /* True if no reply can reach the client any more: its connection is closed
  * or was reset, it shut down its side (even with requests of it still
@@ -484,5 +535,17 @@ void http_jbuf_lease_info_end(struct http_jbuf *j, bool more);
 void http_jbuf_leases_begin(struct http_jbuf *j, uint64_t index);
 void http_jbuf_leases_item(struct http_jbuf *j, uint64_t id, uint64_t ttl_s);
 void http_jbuf_leases_end(struct http_jbuf *j, bool more);
+/* Server-Sent Events of GET /watch, appended to j (docs/http-api.md,
+ * "Watch"); the data line is JSON without newlines. A put:
+ * id: <mod_index>\nevent: put\ndata: {"key","value","create_index",
+ * "mod_index","version"[,"lease":"<id>" when not 0]}\n\n (key_b64 /
+ * value_b64 for bytes that are not UTF-8). A delete at index:
+ * id: <index>\nevent: delete\ndata: {"key","mod_index"}\n\n. Progress:
+ * event: progress\ndata: {"index":N}\n\n (no id: it moves no cursor). An
+ * error: event: error\ndata: {"error":"<error>","index":N}\n\n. */
+void http_jbuf_sse_put(struct http_jbuf *j, const struct kv_meta *m);
+void http_jbuf_sse_delete(struct http_jbuf *j, const uint8_t *key, size_t klen, uint64_t index);
+void http_jbuf_sse_progress(struct http_jbuf *j, uint64_t index);
+void http_jbuf_sse_error(struct http_jbuf *j, const char *error, uint64_t index);
 
 #endif

@@ -115,6 +115,7 @@ struct http_server {
     struct http__obs obs;      /* ops.c: the request whose answer is counted next */
     struct http__link conns;   /* struct http__conn */
     struct http__link pending; /* struct http_req handed to the node, unanswered */
+    struct http__link events;  /* struct http_events still streaming (events.c) */
 
     bool closing;
     bool listener_closed;
@@ -152,9 +153,10 @@ int http__on_req(h2o_handler_t *self, h2o_req_t *req);
  * (no handler) or 400 (the client went away). */
 struct http_req *http__hand_over(struct http_server *srv, h2o_req_t *req, bool have_handler);
 
-/* --- route_kv.c: POST /txn, GET and DELETE /keys --- */
+/* --- route_kv.c: POST /txn, GET and DELETE /keys, GET /watch --- */
 void http__route_txn(struct http_server *srv, h2o_req_t *req);
 void http__route_keys(struct http_server *srv, h2o_req_t *req);
+void http__route_watch(struct http_server *srv, h2o_req_t *req);
 
 /* --- route_lease.c: /lease..., GET /leases --- */
 /* rest: the path after "/lease" (empty, or starting with '/'). */
@@ -180,6 +182,10 @@ h2o_req_t *http__claim(struct http_req *r);
 /* Answers every pending request 503 (server closing). */
 void http__answer_pending(struct http_server *srv);
 const char *http__reason(int status);
+
+/* --- events.c: open-ended streams --- */
+/* The server closes: every event stream ends (after its piece in flight). */
+void http__events_end_all(struct http_server *srv);
 
 /* --- errfilter.c: turns h2o's own plain-text errors (413, 400, 417 sent
  * before routing) into JSON error bodies. --- */

@@ -257,3 +257,58 @@ void http_jbuf_leases_end(struct http_jbuf *j, bool more)
 {
     lit(j, more ? "],\"more\":true}" : "],\"more\":false}");
 }
+
+/* --- Server-Sent Events of GET /watch --- */
+
+static void sse_head(struct http_jbuf *j, uint64_t id, const char *event)
+{
+    lit(j, "id: ");
+    u64(j, id);
+    lit(j, "\nevent: ");
+    lit(j, event);
+    lit(j, "\ndata: ");
+}
+
+void http_jbuf_sse_put(struct http_jbuf *j, const struct kv_meta *m)
+{
+    sse_head(j, m->mod_index, "put");
+    raw(j, "{", 1);
+    bytes_field(j, true, "key", m->key, m->klen);
+    bytes_field(j, false, "value", m->val, m->vlen);
+    num_field(j, "create_index", m->create_index);
+    num_field(j, "mod_index", m->mod_index);
+    num_field(j, "version", m->version);
+    if (m->lease != 0) {
+        lit(j, ",\"lease\":\"");
+        u64(j, m->lease);
+        raw(j, "\"", 1);
+    }
+    raw(j, "}\n\n", 3);
+}
+
+void http_jbuf_sse_delete(struct http_jbuf *j, const uint8_t *key, size_t klen, uint64_t index)
+{
+    sse_head(j, index, "delete");
+    raw(j, "{", 1);
+    bytes_field(j, true, "key", key, klen);
+    num_field(j, "mod_index", index);
+    raw(j, "}\n\n", 3);
+}
+
+void http_jbuf_sse_progress(struct http_jbuf *j, uint64_t index)
+{
+    lit(j, "event: progress\ndata: {\"index\":");
+    u64(j, index);
+    raw(j, "}\n\n", 3);
+}
+
+void http_jbuf_sse_error(struct http_jbuf *j, const char *error, uint64_t index)
+{
+    size_t n = strlen(error);
+    lit(j, "event: error\ndata: {\"error\":");
+    char *o = room(j, CRAFT_JSON_QUOTED_MAX(n));
+    if (o != NULL)
+        j->len += craft_json_quote(o, error, n);
+    num_field(j, "index", index);
+    raw(j, "}\n\n", 3);
+}

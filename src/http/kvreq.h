@@ -67,5 +67,16 @@ int http__parse_lease_path(const char *rest, size_t rlen, uint64_t *id, bool *ke
  * level=; unknown parameters are refused. */
 int http__parse_leases_query(const char *q, size_t len, struct http_leases_query *out,
                              char *err, size_t errcap);
+/* --- watchq.c: the request of GET /watch --- */
+/* Parses q (without '?') and the Last-Event-ID header value (last_id NULL
+ * when absent) into *out: key= or prefix= (exactly one; a key non-empty,
+ * either at most max_key bytes, percent-decoded into buf, room for len
+ * bytes, which out points into), from= (a decimal index); from and
+ * Last-Event-ID resume after that index, and when both are given they must
+ * be equal. Unknown parameters are refused. 0, or -1 with a message for a
+ * 400 in err. */
+int http__parse_watch(const char *q, size_t len, const char *last_id, size_t lid_len,
+                      size_t max_key, char *buf, struct http_watch_opts *out, char *err,
+                      size_t errcap);
 
 #endif

@@ -410,6 +410,8 @@ int http__on_req(h2o_handler_t *self, h2o_req_t *req)
         http__route_lease(srv, req, path + 6, plen - 6);
     else if (path_is(path, plen, "/leases"))
         http__route_leases(srv, req);
+    else if (path_is(path, plen, "/watch"))
+        http__route_watch(srv, req);
     else if (path_is(path, plen, "/join"))
         route_join(srv, req);
     else if (path_is(path, plen, "/status"))
@@ -427,8 +429,8 @@ int http__on_req(h2o_handler_t *self, h2o_req_t *req)
     else if (path_is(path, plen, "/backup"))
         route_ops(srv, req, "/backup", srv->handlers.backup);
     else
-        fail(req, 404, NULL, "not found: use /key/<key>, /keys, /txn, /lease, /leases, /join, "
-             "/remove, /transfer, /status or /backup");
+        fail(req, 404, NULL, "not found: use /key/<key>, /keys, /txn, /watch, /lease, /leases, "
+             "/join, /remove, /transfer, /status or /backup");
     srv->obs.req = NULL; /* answered, or handed to the node */
     return 0;
 }

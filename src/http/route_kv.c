@@ -1,5 +1,6 @@
-/* Routing of POST /txn and GET / DELETE /keys (docs/http-api.md,
- * "Transactions and listing"): the body or query is parsed and checked
+/* Routing of POST /txn, GET / DELETE /keys (docs/http-api.md,
+ * "Transactions and listing") and GET /watch ("Watch"): the body or
+ * query is parsed and checked
  * here (400 with a JSON error otherwise) and handed to the node. */
 #include "http/internal.h"
 #include "http/kvreq.h"
@@ -81,4 +82,39 @@ void http__route_keys(struct http_server *srv, h2o_req_t *req)
         srv->handlers.del_prefix(srv->ud, r, k.range.start, k.range.slen);
     else
         srv->handlers.list(srv->ud, r, &k);
+}
+
+void http__route_watch(struct http_server *srv, h2o_req_t *req)
+{
+    if (!method_is(req, "GET")) {
+        not_allowed(req, "GET", "/watch");
+        return;
+    }
+    const char *q = "";
+    size_t qlen = 0;
+    if (req->query_at != SIZE_MAX) {
+        q = req->path.base + req->query_at + 1;
+        qlen = req->path.len - req->query_at - 1;
+    }
+    const char *lid = NULL;
+    size_t lid_len = 0;
+    ssize_t h = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
+    if (h >= 0) {
+        lid = req->headers.entries[h].value.base;
+        lid_len = req->headers.entries[h].value.len;
+        if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), h) >= 0) {
+            fail(req, 400, NULL, "Last-Event-ID given twice");
+            return;
+        }
+    }
+    char *buf = h2o_mem_alloc_pool(&req->pool, qlen + 1);
+    struct http_watch_opts w;
+    char err[256];
+    if (http__parse_watch(q, qlen, lid, lid_len, srv->max_key, buf, &w, err, sizeof err) != 0) {
+        fail(req, 400, NULL, err);
+        return;
+    }
+    struct http_req *r = http__hand_over(srv, req, srv->handlers.watch != NULL);
+    if (r != NULL)
+        srv->handlers.watch(srv->ud, r, &w);
 }

@@ -177,6 +177,7 @@ int http_server_start(struct http_server **out, const struct http_opts *o)
     craft_ratelimit_init(&s->rl_gone, HTTP__LOG_PERIOD_MS, HTTP__LOG_BURST);
     http__list_init(&s->conns);
     http__list_init(&s->pending);
+    http__list_init(&s->events);
     configure_h2o(s, o->req_timeout_ms ? o->req_timeout_ms : HTTP__DEFAULT_TIMEOUT_MS);
     uv_timer_init(s->loop, &s->grace_timer);
     uv_timer_init(s->loop, &s->sweep_timer);
@@ -273,6 +274,7 @@ void http_server_close(struct http_server *s, void (*cb)(void *), void *ud)
      * an HTTP/2 timer entry that h2o_context_dispose then asserts on.) */
     s->ctx.shutdown_requested = 1;
     http__answer_pending(s);
+    http__events_end_all(s);
     for (struct http__link *l = s->conns.next; l != &s->conns; l = l->next)
         http__linger_close(HTTP__CONTAINER(l, struct http__conn, link));
     /* Idle connections see EOF and h2o closes them; ones writing a

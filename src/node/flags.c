@@ -89,6 +89,11 @@ static const struct flag_def DEFS[] = {
      "bytes of change history kept for watches and blocking queries (default 67108864)"},
     {"watch-history-events", K_UINT, FIELD(watch_history_events), 0, 1000000000, "N",
      "change events kept in that history at most (default 100000)"},
+    {"watch-max", K_UINT, FIELD(watch_max), 1, 10000000, "N",
+     "open GET /watch streams at most; more: 503 (default 10000); each is an HTTP "
+     "connection too (-http-max-conns)"},
+    {"watch-progress-ms", K_UINT, FIELD(watch_progress_ms), 1, 3600000, "N",
+     "an idle watch stream gets a progress event this often (default 5000)"},
 };
 
 #define NDEFS (sizeof DEFS / sizeof DEFS[0])
@@ -110,6 +115,8 @@ static void set_defaults(struct flags *f)
     f->http_max_conns_per_ip = 256;
     f->peer_max_conns = 64;
     f->peer_max_unauth_conns = 16;
+    f->watch_max = 10000;
+    f->watch_progress_ms = 5000;
 }
 
 __attribute__((format(printf, 3, 4))) static enum flags_outcome fail(char *err, size_t errcap,

@@ -95,6 +95,9 @@ struct node__job;
 struct node__probe;
 struct node__metrics;
 struct node__backup;
+struct node__watchers;
+struct watch_history;
+struct watch_hub;
 struct json_t;
 struct lease_clock;
 
@@ -181,6 +184,7 @@ struct node {
     uint64_t snap_size;     /* bytes of the latest snapshot */
     uint64_t applied_bytes; /* entry bytes applied since it was taken */
     struct node__backup *backup; /* GET /backup in progress, or NULL */
+    struct node__watchers *watchers; /* watchers.c: GET /watch streams */
 
     /* Leases (lease.c). */
     struct lease_clock *leases; /* deadlines of the map's leases, uv_now ms */
@@ -287,6 +291,15 @@ int node__restore_into(struct node *n, struct kv *kv);
  * reads the store back into *p and a new n->raft (made with cfg). 0 or an
  * error (logged). */
 int node__force_new(struct node *n, const struct raft_config *cfg, struct raft_persisted *p);
+/* watchers.c: GET /watch */
+void node__watch(void *ud, struct http_req *req, const struct http_watch_opts *o);
+size_t node__watchers_count(const struct node *n);
+/* The node stops: every watcher ends (after the piece it is sending). */
+void node__watchers_stop(struct node *n);
+/* The progress timer, to be closed with the node's handles (NULL: none). */
+uv_handle_t *node__watchers_timer(struct node *n);
+/* After the HTTP server closed (every stream is done). */
+void node__watchers_free(struct node *n);
 
 /* requests.c */
 extern const struct http_handlers node__http_handlers;

@@ -54,7 +54,7 @@ struct node__metrics {
 enum {
     F_HTTP_REQS, F_HTTP_TIME, F_TERM, F_COMMIT, F_APPLIED, F_LAST, F_IS_LEADER,
     F_LEADER_CHANGES, F_PROPS, F_FSYNC, F_SNAPSHOT, F_PEER_SENT, F_PEER_RECV, F_KEYS,
-    F_LEASES, F_COUNT
+    F_LEASES, F_WATCHERS, F_COUNT
 };
 static const struct metrics_family FAMILIES[F_COUNT] = {
     [F_HTTP_REQS] = {"craftd_http_requests_total", METRICS_COUNTER,
@@ -86,6 +86,7 @@ static const struct metrics_family FAMILIES[F_COUNT] = {
                      "Payload bytes received from each peer, by its member id."},
     [F_KEYS] = {"craftd_keys", METRICS_GAUGE, "Keys in the key-value map."},
     [F_LEASES] = {"craftd_leases", METRICS_GAUGE, "Leases in the key-value map."},
+    [F_WATCHERS] = {"craftd_watchers", METRICS_GAUGE, "Open GET /watch streams."},
 };
 
 enum { P_CPU, P_RSS, P_VSIZE, P_FDS, P_MAX_FDS, P_START, P_COUNT };
@@ -333,6 +334,7 @@ static void put_raft(struct metrics_buf *b, struct node *n)
     metrics_put_hist(b, &FAMILIES[F_SNAPSHOT], NULL, 0, &m->snapshot);
     put_single(b, F_KEYS, kv_count(n->kv));
     put_single(b, F_LEASES, kv_lease_count(n->kv));
+    put_single(b, F_WATCHERS, node__watchers_count(n));
 }
 
 /* One row per member id: a name may stand for several Raft ids (a member

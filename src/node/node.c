@@ -347,6 +347,7 @@ static void free_node(struct node *n)
     craft_free(n->join);
     craft_free(n->dir);
     node__httpc_teardown(n);
+    node__watchers_free(n);
     node__metrics_free(n);
     craft_free(n);
 }
@@ -382,6 +383,10 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
         n->o.request_timeout_ms = 5000;
     if (n->o.snapshot_threshold == 0)
         n->o.snapshot_threshold = 8192;
+    if (n->o.watch_max == 0)
+        n->o.watch_max = 10000;
+    if (n->o.watch_progress_ms == 0)
+        n->o.watch_progress_ms = 5000;
     n->next_req = 1;
     int rv = 0;
     if (o->peer_tls_cert || o->peer_tls_key || o->peer_tls_ca) {
@@ -456,6 +461,12 @@ static void finish_stop(struct node *n)
         peer_transport_close(n->peers, on_service_closed, n);
         n->peers = NULL;
     }
+    uv_handle_t *wt = node__watchers_timer(n);
+    if (wt != NULL) {
+        n->closing++;
+        wt->data = n;
+        uv_close(wt, on_handle_closed);
+    }
     if (uv_is_active((uv_handle_t *)&n->ticker) ||
         n->ticker.data == n) {
         n->closing += 2;
@@ -480,6 +491,7 @@ static void stop_now(struct node *n)
     node__identity_stop(n);
     node__snapshot_cancel(n);
     node__backup_stop(n);
+    node__watchers_stop(n);
     node__requests_fail_all(n, 503, "shutting down");
     if (n->ticker.data == n)
         uv_timer_stop(&n->ticker);

@@ -53,6 +53,9 @@ struct node_opts {
                                   start, which keeps only a derived key) */
     unsigned peer_max_conns;        /* 0: 64 (see peer_opts.max_conns) */
     unsigned peer_max_unauth_conns; /* 0: 16 */
+    unsigned watch_max;    /* GET /watch streams at most; 0: 10000 */
+    unsigned watch_progress_ms; /* idle watchers get a progress event this
+                                   often; 0: 5000 */
     /* -restore: the map of a backup file (node_backup_load), taken by
      * node_start (freed, also on error): the empty data directory becomes
      * a new one-member cluster whose first snapshot it is. NULL: none. */

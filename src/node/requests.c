@@ -692,4 +692,5 @@ const struct http_handlers node__http_handlers = {
     .lease_revoke = node__lease_revoke,
     .lease_get = node__lease_get,
     .lease_list = node__lease_list,
+    .watch = node__watch,
 };

@@ -199,6 +199,7 @@ FAMILIES = {
     "craftd_peer_received_bytes_total": "counter",
     "craftd_keys": "gauge",
     "craftd_leases": "gauge",
+    "craftd_watchers": "gauge",
     "process_resident_memory_bytes": "gauge",
     "process_cpu_seconds_total": "counter",
     "process_open_fds": "gauge",
@@ -234,9 +235,9 @@ def test_health_and_metrics(cluster):
     for name, typ in FAMILIES.items():
         assert before.get(name, {}).get("type") == typ, f"{name}: {before.get(name)}"
     assert not [f for f in before if not f.startswith(("craftd_", "process_"))]
-    # No watchers yet: no family for them. No lease granted: 0 of them.
-    assert not [f for f in before if "watch" in f]
+    # No lease granted, no watcher open: both 0.
     assert value(before, "craftd_leases") == 0
+    assert value(before, "craftd_watchers") == 0
     st = status(leader.haddr)
     assert value(before, "craftd_raft_term") == st["term"]
     assert value(before, "craftd_raft_leader_changes_total") >= 1

@@ -773,6 +773,46 @@ static const struct http_handlers cancel_handlers = {
     .get = fake_get, .set = fake_set, .del = fake_del, .join = fake_join,
     .status = fake_status, .cancel = fake_cancel};
 
+/* GET /watch: an event stream of 64 KiB pieces, made only when asked for
+ * (counted), ended by the node after EV_PIECES. */
+#define EV_PIECE (64 << 10)
+#define EV_PIECES 1000 /* 64 MiB: far more than socket buffers hold */
+struct ev_fake {
+    struct fx *fx;
+    int made, dones;
+    char piece[EV_PIECE];
+};
+static struct ev_fake ev_fake;
+
+static int ev_next(void *ud, const char **buf, size_t *len)
+{
+    struct ev_fake *e = ud;
+    if (e->made == EV_PIECES)
+        return -1;
+    memset(e->piece, 'a' + e->made % 26, EV_PIECE);
+    e->made++;
+    *buf = e->piece;
+    *len = EV_PIECE;
+    return 1;
+}
+
+static void ev_done(void *ud)
+{
+    ((struct ev_fake *)ud)->dones++;
+}
+
+static void fake_watch(void *ud, struct http_req *req, const struct http_watch_opts *w)
+{
+    (void)w;
+    struct ev_fake *e = &ev_fake;
+    e->fx = ud;
+    static const struct http_events_src src = {ev_next, ev_done};
+    struct http_events *s;
+    LOOP_CHECK(http_reply_events(req, 0, &src, e, &s) == 0);
+}
+
+static const struct http_handlers watch_handlers = {.watch = fake_watch};
+
 /* The servers run on one uv loop in the main thread, which lives as long as
  * the process: h2o keeps per-thread caches of memory chunks that a thread
  * exiting would leak (valgrind "definitely lost"). The tests (and cmocka's
@@ -2091,6 +2131,61 @@ static void test_close_stuck_client(void **state)
     cli_close(c);
 }
 
+/* An event stream pulls a piece only once the last one was written: a
+ * client that reads nothing holds back the node (a bounded number of
+ * pieces made, whatever the stream's length); reading on gets it all, in
+ * order and chunked, then the end; done is called once. */
+static void test_event_stream(void **state)
+{
+    memset(&ev_fake, 0, sizeof ev_fake);
+    struct fx *f = fx_start_with(state, (struct http_opts){.handlers = &watch_handlers});
+    struct cli *c = cli_open(f->port);
+    const char get[] = "GET /watch?prefix= HTTP/1.1\r\nHost: x\r\n\r\n";
+    cli_send(c, get, sizeof get - 1);
+    usleep(300 * 1000);
+    int made_idle = __atomic_load_n(&ev_fake.made, __ATOMIC_SEQ_CST);
+    assert_true(made_idle >= 1);
+    assert_true(made_idle < EV_PIECES / 2); /* held back by the client */
+    /* Read everything: headers, then chunks to the last one. */
+    size_t total = 0, want = (size_t)EV_PIECE * EV_PIECES;
+    char *all = malloc(want + (1 << 20));
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(c->fd, all + got, want + (1 << 20) - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (got >= 5 && memcmp(all + got - 5, "0\r\n\r\n", 5) == 0)
+            break;
+    }
+    all[got] = 0;
+    assert_non_null(strstr(all, "content-type: text/event-stream"));
+    assert_non_null(strstr(all, "cache-control: no-cache"));
+    assert_non_null(strstr(all, "transfer-encoding: chunked"));
+    assert_null(strstr(all, "content-length"));
+    char *p = strstr(all, "\r\n\r\n") + 4;
+    int pieces = 0;
+    for (;;) {
+        char *end;
+        unsigned long size = strtoul(p, &end, 16);
+        assert_memory_equal(end, "\r\n", 2);
+        if (size == 0)
+            break;
+        p = end + 2;
+        for (unsigned long i = 0; i < size; i++)
+            assert_int_equal(p[i], 'a' + (int)((total + i) / EV_PIECE) % 26);
+        total += size;
+        pieces++;
+        p += size + 2;
+    }
+    assert_int_equal(total, want);
+    free(all);
+    cli_close(c);
+    fx_stop(f, NULL);
+    assert_int_equal(ev_fake.made, EV_PIECES);
+    assert_int_equal(ev_fake.dones, 1);
+}
+
 /* A node without a handler for something answers 501. */
 static void test_not_implemented(void **state)
 {
@@ -2493,6 +2588,7 @@ static void *tests_main(void *arg)
         cmocka_unit_test_prestate_setup_teardown(test_json_quote, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_split_hostport, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_set_get, NULL, fx_teardown, r),
+        cmocka_unit_test_prestate_setup_teardown(test_event_stream, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_missing_and_delete, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_bad_paths, NULL, fx_teardown, r),
         cmocka_unit_test_prestate_setup_teardown(test_percent_decoding, NULL, fx_teardown, r),
