@@ -215,7 +215,11 @@ void node__watch(void *ud, struct http_req *req, const struct http_watch_opts *o
         http_reply_error(req, 503, "out of memory");
         return;
     }
-    *w = (struct node__watcher){.n = n, .cur = cur, .last_ms = node__now(n)};
+    /* The first piece goes at once: the events already due, or a progress
+     * event with the applied index, so that the client has the answer's
+     * head (and where the node stands) without waiting for a change. */
+    *w = (struct node__watcher){.n = n, .cur = cur, .last_ms = node__now(n),
+                                .progress_due = true};
     http_jbuf_init(&w->out);
     w->sub = node_watch_subscribe(n, o->key, o->klen, o->prefix, on_change, w);
     if (w->sub == NULL) {

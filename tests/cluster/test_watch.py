@@ -268,6 +268,8 @@ def test_watch_compacted_slow_limit(cluster):
     assert w.status == 200
     assert int(w.events(1)[0]["id"]) == floor + 1
     w.close()
+    # a closed client is noticed at its stream's next write (a progress event)
+    wait_until("the closed watcher is gone", lambda: scrape_watchers(a) == 0, 10)
 
     # The limit: 3 open, the 4th refused, one freed again once closed.
     ws = [Watch(a, "prefix=") for _ in range(3)]
