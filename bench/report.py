@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -64,6 +65,13 @@ def load_runs(out, names):
 def med(rs, key):
     vals = [d[key] for _, d in rs if d and d[key] is not None]
     return statistics.median(vals) if vals else None
+
+
+def local_paths(argv):
+    """argv with the run's folders as <tmp> and build/craftd without the
+    checkout's path: the report says what ran, not where."""
+    argv = re.sub(r"/tmp/craftd-bench\.[A-Za-z0-9]+", "<tmp>", argv)
+    return re.sub(r"\S*/build/craftd\b", "build/craftd", argv)
 
 
 def by_round(runs, a, b, key):
@@ -138,7 +146,7 @@ def before_now(L, S, runs, base):
             (lambda v: "-" if v is None else fmt % v)
         L.append("| %s | %s | %s | %s | %s |" % (
             label, show(va), show(vb), "-" if ratio is None else "%.2fx" % ratio, rounds))
-        S.append("%-22s %s %9s  now %9s  now/before %s (rounds %s)" % (
+        S.append("%-24s %s %9s  now %9s  now/before %s (rounds %s)" % (
             label, base, show(va), show(vb), "-" if ratio is None else "%.2fx" % ratio, rounds))
 
 
@@ -283,7 +291,7 @@ def main():
         d = read_json(os.path.join(out, "rss_%s.json" % kind))
         if d:
             L.append("")
-            L.append("%s command: `%s`" % (kind, d["argv"]))
+            L.append("%s command: `%s`" % (kind, local_paths(d["argv"])))
     L.append("")
     L.append("## Listing 1,000 keys among %s (single node)" % params.get("nkeys"))
     L.append("")
