@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -25,11 +26,22 @@ RATIOS = [
     ("linearizable reads", "craftd_get_lin", "etcd_range_lin", 3.0),
     ("local reads (none vs serializable)", "craftd_get_none", "etcd_range_ser", None),
 ]
+# the baseline craftd (BENCH_BASELINE): its runs and what they are compared with
+BASELINE_WORKLOADS = [
+    ("baseline_put", "write: POST /key (leader)"),
+    ("baseline_get_lin", "read, level=linearizable (follower)"),
+    ("baseline_get_none", "read, level=none (follower)"),
+]
+BEFORE_NOW = [
+    ("writes", "baseline_put", "craftd_put"),
+    ("linearizable reads", "baseline_get_lin", "craftd_get_lin"),
+    ("local reads (level=none)", "baseline_get_none", "craftd_get_none"),
+]
 
 
-def load_runs(out):
+def load_runs(out, names):
     runs = {}
-    for name, _ in WORKLOADS:
+    for name in names:
         rs = []
         for path in sorted(glob.glob(os.path.join(out, name + ".*.json")),
                            key=lambda p: int(p.rsplit(".", 2)[1])):
@@ -53,6 +65,19 @@ def load_runs(out):
 def med(rs, key):
     vals = [d[key] for _, d in rs if d and d[key] is not None]
     return statistics.median(vals) if vals else None
+
+
+def local_paths(argv):
+    """argv with the run's folders as <tmp> and build/craftd without the
+    checkout's path: the report says what ran, not where."""
+    argv = re.sub(r"/tmp/craftd-bench\.[A-Za-z0-9]+", "<tmp>", argv)
+    return re.sub(r"\S*/build/craftd\b", "build/craftd", argv)
+
+
+def by_round(runs, a, b, key):
+    """b / a for each round both have, in round order."""
+    da = {rnd: d for rnd, d in runs[a] if d and d[key]}
+    return [(rnd, d[key] / da[rnd][key]) for rnd, d in runs[b] if d and d[key] and rnd in da]
 
 
 def ms(us):
@@ -98,10 +123,41 @@ def machine():
                                             wrkv.strip())
 
 
+def before_now(L, S, runs, base):
+    """The table "before (<baseline>) vs now": medians, their ratio, and the
+    ratio in each round (the two runs of a round are back to back, so the
+    spread of those says how much is noise)."""
+    L.append("")
+    L.append("## Before (%s) vs now (medians)" % base)
+    L.append("")
+    L.append("For rates, now / before above 1 means the current build is faster; for the p99, "
+             "below 1. The two runs of a round are back to back, so the per-round ratios show "
+             "how much of a difference is noise.")
+    L.append("")
+    L.append("| comparison | %s | now | now / before | by round |" % base)
+    L.append("|---|---|---|---|---|")
+    rows = [(label, a, b, "rps", "%.0f/s", False) for label, a, b in BEFORE_NOW]
+    rows.append(("write p99 latency", "baseline_put", "craftd_put", "lat_p99_us", None, True))
+    for label, a, b, key, fmt, lat in rows:
+        va, vb = med(runs[a], key), med(runs[b], key)
+        ratio = (vb / va) if va and vb else None
+        rounds = " ".join("%.2f" % x for _, x in by_round(runs, a, b, key)) or "-"
+        show = (lambda v: "-" if v is None else "%s ms" % ms(v)) if lat else \
+            (lambda v: "-" if v is None else fmt % v)
+        L.append("| %s | %s | %s | %s | %s |" % (
+            label, show(va), show(vb), "-" if ratio is None else "%.2fx" % ratio, rounds))
+        S.append("%-24s %s %9s  now %9s  now/before %s (rounds %s)" % (
+            label, base, show(va), show(vb), "-" if ratio is None else "%.2fx" % ratio, rounds))
+
+
 def main():
     out, dest = sys.argv[1], sys.argv[2]
     params = dict(a.split("=", 1) for a in sys.argv[3:])
-    runs = load_runs(out)
+    base = params.get("baseline", "")
+    workloads = list(WORKLOADS)
+    if base:
+        workloads += [(n, "craftd %s %s" % (base, label)) for n, label in BASELINE_WORKLOADS]
+    runs = load_runs(out, [n for n, _ in workloads])
     L = []
     S = []  # summary lines for stdout
     L.append("# craftd benchmark results")
@@ -112,6 +168,16 @@ def main():
     L.append("- Machine: %s" % machine())
     L.append("- etcd %s (defaults, 3 members, JSON gateway); craftd `%s` (defaults, 3 nodes)"
              % (params.get("etcd_version", "?"), params.get("craftd", "build/craftd")))
+    if base:
+        L.append("- Baseline: craftd at git revision %s (%s), built by the run from `git archive` "
+                 "with that revision's Makefile, as a third 3-node cluster (HTTP ports +200, "
+                 "Raft +300); each craftd workload runs on it right after the current build's "
+                 "run (right before it in even rounds)%s"
+                 % (base, params.get("baseline_sha", "?")[:12],
+                    ("; flags `%s`" % params["baseline_flags"]) if params.get("baseline_flags")
+                    else ", with its defaults"))
+    else:
+        L.append("- No baseline craftd: %s" % (params.get("baseline_note") or "none asked for"))
     if params.get("craftd_flags"):
         L.append("- craftd extra flags (BENCH_CRAFTD_FLAGS): `%s`" % params["craftd_flags"])
     if params.get("auth") == "1":
@@ -147,7 +213,7 @@ def main():
     L.append("| workload | round | 200s/s | p50 ms | p99 ms | max ms | non-200 | socket errors |")
     L.append("|---|---|---|---|---|---|---|---|")
     problems = []
-    for name, label in WORKLOADS:
+    for name, label in workloads:
         for rnd, d in runs[name]:
             if d is None:
                 L.append("| %s | %d | failed | | | | | |" % (label, rnd))
@@ -188,6 +254,8 @@ def main():
     p99 = med(runs["craftd_put"], "lat_p99_us")
     p50 = med(runs["craftd_put"], "lat_p50_us")
     ep99 = med(runs["etcd_put"], "lat_p99_us")
+    if base:
+        before_now(L, S, runs, base)
     L.append("")
     L.append("craftd write latency (median of runs): p50 %s ms, **p99 %s ms** (target < 10 ms: %s); "
              "etcd put p99 %s ms." % (ms(p50), ms(p99),
@@ -223,7 +291,7 @@ def main():
         d = read_json(os.path.join(out, "rss_%s.json" % kind))
         if d:
             L.append("")
-            L.append("%s command: `%s`" % (kind, d["argv"]))
+            L.append("%s command: `%s`" % (kind, local_paths(d["argv"])))
     L.append("")
     L.append("## Listing 1,000 keys among %s (single node)" % params.get("nkeys"))
     L.append("")

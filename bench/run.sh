@@ -13,6 +13,13 @@
 # BENCH_AUTH=1 to give craftd users (-auth-file with one yescrypt user, every
 # request with HTTP Basic: the cost of the check cache; etcd runs without
 # users; report in bench/RESULTS-auth.md, or RESULTS-tls-auth.md with both).
+# BENCH_BASELINE (a git revision, b2c97d9 by default: the first comparison
+# with etcd, before revisions and the ordered map): a craftd built from it
+# (git archive, then make, in the run's temporary folder) runs as a third
+# 3-node cluster (HTTP P+200.., Raft P+300..) and takes the same craftd
+# workloads, back to back with the current build; BENCH_BASELINE= (empty)
+# skips it, as do BENCH_TLS and BENCH_AUTH (that revision has neither).
+# BENCH_BASELINE_FLAGS: extra flags for the baseline nodes (empty).
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -37,6 +44,8 @@ S=http                      # the client scheme of both clusters
 ETCD_TLS=""
 CURL_TLS=""
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}
+BASE_REV=${BENCH_BASELINE-b2c97d9}
+BASE_FLAGS=${BENCH_BASELINE_FLAGS:-}
 
 say() { echo "bench: $(date +%T) $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -65,16 +74,17 @@ ETCD_VERSION=$("$ETCD" --version 2>/dev/null | sed -n 's/^etcd Version: //p')
 python3 - "$P" <<'PYEOF' || die "a port in use on 127.0.0.1 (set BENCH_PORT to another base)"
 import socket, sys
 p = int(sys.argv[1])
-for off in (0, 1, 2, 10, 100, 101, 102, 110):
-    for base in (p, p + 1000):
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", base + off))
-        except OSError:
-            sys.exit("bench: port %d is in use" % (base + off))
-        finally:
-            s.close()
+ports = [b + off for off in (0, 1, 2, 10, 100, 101, 102, 110) for b in (p, p + 1000)]
+ports += [p + off for off in (200, 201, 202, 300, 301, 302)]  # the baseline cluster
+for port in ports:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        sys.exit("bench: port %d is in use" % port)
+    finally:
+        s.close()
 PYEOF
 
 T=$(mktemp -d /tmp/craftd-bench.XXXXXX)
@@ -147,18 +157,53 @@ start_bg() { # logfile argv...: starts argv in the background, remembers its PID
     echo $! >>"$PIDS"
 }
 
-# ---- craftd: 3 nodes
+# ---- the baseline craftd, built from BENCH_BASELINE with its own Makefile
+# (the same compiler and flags as the current build; not the caller's make
+# variables, so that `make O=...` does not reach it)
+BASELINE=""    # its binary, once built
+BASE_NOTE=""   # why there is none
+if [ -z "$BASE_REV" ]; then
+    BASE_NOTE="BENCH_BASELINE is empty"
+elif [ -n "$TLS$AUTH" ]; then
+    BASE_NOTE="BENCH_TLS/BENCH_AUTH: $BASE_REV serves neither HTTPS nor users"
+else
+    BASE_SHA=$(git -C "$ROOT" rev-parse -q --verify "$BASE_REV^{commit}") ||
+        die "no revision $BASE_REV in this repository (a shallow clone? git fetch --unshallow), or set BENCH_BASELINE= to skip it"
+    say "building the baseline craftd from $BASE_REV ($(echo "$BASE_SHA" | cut -c1-12))"
+    mkdir -p "$T/baseline-src"
+    { git -C "$ROOT" archive "$BASE_SHA" | tar -x -C "$T/baseline-src" &&
+        env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C "$T/baseline-src" -s -j2 O=build build/craftd
+    } >"$T/baseline-build.log" 2>&1 || die "cannot build $BASE_REV: $(tail -5 "$T/baseline-build.log")"
+    BASELINE=$T/baseline-src/build/craftd
+fi
+[ -z "$BASE_NOTE" ] || say "no baseline: $BASE_NOTE"
+
+craftd_cluster() { # tag binary http-port raft-port flags...: 3 nodes, the first
+    # bootstraps, the others join it; logs and PID files $T/<tag><i>.log/.pid;
+    # prints leader=<addr> and follower=<addr>
+    tag=$1; bin=$2; hp=$3; rp=$4; shift 4
+    start_bg "$T/${tag}0.log" "$bin" "$@" -id node0 -haddr 127.0.0.1:$hp -raddr 127.0.0.1:$rp "$T/${tag}-d0"
+    echo $! >"$T/${tag}0.pid"
+    $PYC wait-craftd 1 127.0.0.1:$hp >/dev/null || die "$tag node0 did not start: $(tail -5 "$T/${tag}0.log")"
+    for i in 1 2; do
+        start_bg "$T/$tag$i.log" "$bin" "$@" -id node$i -haddr 127.0.0.1:$((hp+i)) \
+            -raddr 127.0.0.1:$((rp+i)) -join 127.0.0.1:$hp "$T/$tag-d$i"
+        echo $! >"$T/$tag$i.pid"
+    done
+    $PYC wait-craftd 3 127.0.0.1:$hp 127.0.0.1:$((hp+1)) 127.0.0.1:$((hp+2)) ||
+        die "$tag cluster not ready: $(tail -5 "$T/${tag}1.log")"
+}
+
+# ---- craftd: 3 nodes (and the baseline's 3)
 C0=127.0.0.1:$P; C1=127.0.0.1:$((P+1)); C2=127.0.0.1:$((P+2))
-start_bg "$T/craftd0.log" "$CRAFTD" $CFLAGS_EXTRA -id node0 -haddr "$C0" -raddr 127.0.0.1:$((P+100)) "$T/c0"
-echo $! >"$T/craftd0.pid"
-$PYC wait-craftd 1 "$C0" >/dev/null || die "craftd node0 did not start: $(tail -5 "$T/craftd0.log")"
-start_bg "$T/craftd1.log" "$CRAFTD" $CFLAGS_EXTRA -id node1 -haddr "$C1" -raddr 127.0.0.1:$((P+101)) -join "$C0" "$T/c1"
-echo $! >"$T/craftd1.pid"
-start_bg "$T/craftd2.log" "$CRAFTD" $CFLAGS_EXTRA -id node2 -haddr "$C2" -raddr 127.0.0.1:$((P+102)) -join "$C0" "$T/c2"
-echo $! >"$T/craftd2.pid"
-out=$($PYC wait-craftd 3 "$C0" "$C1" "$C2") || die "craftd cluster not ready: $(tail -5 "$T/craftd1.log")"
+out=$(craftd_cluster craftd "$CRAFTD" $P $((P+100)) $CFLAGS_EXTRA) || exit 1
 eval "$(echo "$out" | sed 's/^/CRAFTD_/')"
 say "craftd: 3 voters, leader $CRAFTD_leader, reads on follower $CRAFTD_follower"
+if [ -n "$BASELINE" ]; then
+    out=$(craftd_cluster baseline "$BASELINE" $((P+200)) $((P+300)) $BASE_FLAGS) || exit 1
+    eval "$(echo "$out" | sed 's/^/BASELINE_/')"
+    say "baseline $BASE_REV: 3 voters, leader $BASELINE_leader, reads on follower $BASELINE_follower"
+fi
 
 # ---- etcd: 3 members
 E0=127.0.0.1:$((P+1000)); E1=127.0.0.1:$((P+1001)); E2=127.0.0.1:$((P+1002))
@@ -180,6 +225,10 @@ say "etcd $ETCD_VERSION: healthy, leader $ETCD_leader, reads on follower $ETCD_f
 $PYC preload-craftd "$CRAFTD_leader" $NREAD || die "craftd preload failed"
 $PY preload-etcd "$ETCD_leader" $NREAD || die "etcd preload failed"
 $PYC check-craftd "$CRAFTD_leader" "$CRAFTD_follower" $NREAD || die "craftd sample check failed"
+if [ -n "$BASELINE" ]; then
+    $PY preload-craftd "$BASELINE_leader" $NREAD || die "baseline preload failed"
+    $PY check-craftd "$BASELINE_leader" "$BASELINE_follower" $NREAD || die "baseline sample check failed"
+fi
 $PY check-etcd "$ETCD_leader" "$ETCD_follower" $NREAD || die "etcd sample check failed"
 
 # ---- wrk runs, interleaved
@@ -191,6 +240,7 @@ WRK="wrk -t$THREADS -c$CONNS -d${DUR}s --latency"
     echo "etcd_range_lin	$WRK -s bench/etcd_range.lua $S://<etcd follower>"
     echo "craftd_get_none	BENCH_LEVEL=none $WRK -s bench/craftd_get.lua $S://<craftd follower>"
     echo "etcd_range_ser	BENCH_SERIALIZABLE=1 $WRK -s bench/etcd_range.lua $S://<etcd follower>"
+    [ -z "$BASELINE" ] || echo "baseline_*	each craftd_* command on the $BASE_REV cluster${BASE_FLAGS:+ (flags $BASE_FLAGS)}, back to back with it"
 } >"$OUT/commands.tsv"
 
 run_wrk() { # name round url script [VAR=value...]
@@ -201,15 +251,15 @@ run_wrk() { # name round url script [VAR=value...]
         say "wrk failed for $name round $round: $(tail -3 "$OUT/$name.$round.txt")"
     grep '^BENCHJSON ' "$OUT/$name.$round.txt" | sed 's/^BENCHJSON //' >"$OUT/$name.$round.json" || true
 }
-check_alive() { # after a run: did a craftd node die? (recorded once per node)
+check_alive() { # tag what: after a run, did a node of cluster <tag> die? (recorded once per node)
     for i in 0 1 2; do
-        pid=$(cat "$T/craftd$i.pid")
-        if ! kill -0 "$pid" 2>/dev/null && [ ! -e "$OUT/dead$i" ]; then
-            : >"$OUT/dead$i"
-            say "craftd node$i (pid $pid) is dead after $1"
+        pid=$(cat "$T/$1$i.pid")
+        if ! kill -0 "$pid" 2>/dev/null && [ ! -e "$OUT/dead$1$i" ]; then
+            : >"$OUT/dead$1$i"
+            say "$1 node$i (pid $pid) is dead after $2"
             {
-                echo "node$i (pid $pid) died during or before $1. Last log lines:"
-                tail -3 "$T/craftd$i.log"
+                echo "$1 node$i (pid $pid) died during or before $2. Last log lines:"
+                tail -3 "$T/$1$i.log"
                 # the kernel names the crashing thread: a tid just above the pid
                 dmesg 2>/dev/null | awk -v p="$pid" 'match($0, /craftd\[[0-9]+\]/) {
                     t = substr($0, RSTART + 7, RLENGTH - 8) + 0
@@ -218,16 +268,31 @@ check_alive() { # after a run: did a craftd node die? (recorded once per node)
         fi
     done
 }
+craftd_runs() { # round workload role script [VAR=value...]: the current build
+    # and the baseline back to back, the baseline first in even rounds so
+    # that neither always runs on the heels of the other
+    rnd=$1; w=$2; role=$3; script=$4; shift 4
+    tags=craftd
+    if [ -n "$BASELINE" ]; then
+        if [ $((rnd % 2)) = 0 ]; then tags="baseline craftd"; else tags="craftd baseline"; fi
+    fi
+    for tag in $tags; do
+        if [ $tag = craftd ]; then
+            eval "addr=\$CRAFTD_$role"
+        else
+            eval "addr=\$BASELINE_$role"
+        fi
+        run_wrk ${tag}_$w "$rnd" "$S://$addr" "$script" "$@"
+        check_alive $tag "${tag}_$w round $rnd"
+    done
+}
 r=1
 while [ $r -le "$ROUNDS" ]; do
-    run_wrk craftd_put $r "$S://$CRAFTD_leader" craftd_put.lua
-    check_alive "craftd_put round $r"
+    craftd_runs $r put leader craftd_put.lua
     run_wrk etcd_put $r "$S://$ETCD_leader" etcd_put.lua
-    run_wrk craftd_get_lin $r "$S://$CRAFTD_follower" craftd_get.lua BENCH_LEVEL=linearizable
-    check_alive "craftd_get_lin round $r"
+    craftd_runs $r get_lin follower craftd_get.lua BENCH_LEVEL=linearizable
     run_wrk etcd_range_lin $r "$S://$ETCD_follower" etcd_range.lua
-    run_wrk craftd_get_none $r "$S://$CRAFTD_follower" craftd_get.lua BENCH_LEVEL=none
-    check_alive "craftd_get_none round $r"
+    craftd_runs $r get_none follower craftd_get.lua BENCH_LEVEL=none
     run_wrk etcd_range_ser $r "$S://$ETCD_follower" etcd_range.lua BENCH_SERIALIZABLE=1
     r=$((r+1))
 done
@@ -239,6 +304,13 @@ curl -s $CURL_TLS ${AUTH:+-u bench:bench-pass} "$S://$C0/status" >"$OUT/craftd_s
 for i in 0 1 2; do
     grep -E ' (WARN|ERROR) ' "$T/craftd$i.log" | head -20 >"$OUT/craftd$i.warn" || true
 done
+if [ -n "$BASELINE" ]; then
+    $PY wait-craftd-quick 3 127.0.0.1:$((P+200)) 127.0.0.1:$((P+201)) 127.0.0.1:$((P+202)) \
+        >"$OUT/baseline_after.txt" 2>&1 || say "baseline cluster not healthy after the wrk runs"
+    for i in 0 1 2; do
+        grep -E ' (WARN|ERROR) ' "$T/baseline$i.log" | head -20 >"$OUT/baseline$i.warn" || true
+    done
+fi
 
 # ---- stop the clusters before the memory part (by PID)
 for pid in $(cat "$PIDS"); do kill "$pid" 2>/dev/null || true; done
@@ -263,4 +335,6 @@ fi
 # ---- report
 python3 "$BENCH_DIR/report.py" "$OUT" "$RESULTS" "tls=${TLS:+1}" "auth=${AUTH:+1}" \
     "conns=$CONNS" "threads=$THREADS" "duration=$DUR" "rounds=$ROUNDS" "nread=$NREAD" \
-    "nkeys=$NKEYS" "craftd_flags=$CFLAGS_PLAIN" "etcd_version=$ETCD_VERSION" "craftd=$CRAFTD"
+    "nkeys=$NKEYS" "craftd_flags=$CFLAGS_PLAIN" "etcd_version=$ETCD_VERSION" "craftd=build/craftd" \
+    "baseline=${BASELINE:+$BASE_REV}" "baseline_sha=${BASELINE:+$BASE_SHA}" "baseline_note=$BASE_NOTE" \
+    "baseline_flags=$BASE_FLAGS"

@@ -125,7 +125,7 @@ static void test_node_catches_up(void **state)
      * only "none early" holds there) */
     assert_in_range(f.before, getenv("VALGRIND") ? 1 : 20, 30);
     /* Right after the 200 ms stall, the lease clock counts the 20 ticks. */
-    assert_in_range(f.owed, 19, 21);
+    assert_in_range(f.owed, 19, getenv("VALGRIND") ? 30 : 21); /* valgrind: a slower loop */
     /* The first tick after it delivered them all (plus those of the 30 ms
      * waited). */
     assert_in_range(f.after, f.before + 20, f.before + 35);

@@ -1252,8 +1252,13 @@ static void test_auth(void **state)
         }
         resp_free(&r);
     }
-    assert_true(n401 >= AUTH_HASH_BURST - 2 && n401 <= AUTH_HASH_BURST);
-    assert_true(n429 >= 4);
+    assert_true(n401 >= AUTH_HASH_BURST - 2);
+    /* under valgrind (VALGRIND=1) a request can take longer than the 100 ms
+     * refill period, so only the burst is checked there */
+    if (getenv("VALGRIND") == NULL) {
+        assert_true(n401 <= AUTH_HASH_BURST);
+        assert_true(n429 >= 4);
+    }
     /* cached credentials still go through */
     assert_int_equal(auth_req(c, "GET", "/key/x", NULL, rcred, &r), 200);
     resp_free(&r);
@@ -1312,10 +1317,17 @@ static void test_auth_off_loop(void **state)
     char text[1024], hf[200], hs[200], ht[200], hu[200];
     struct crypt_data cd;
     memset(&cd, 0, sizeof cd);
-    /* ~0.3 s a check; the first user (fast) sets the dummy's cost */
+    /* ~0.3 s a check; the first user (fast) sets the dummy's cost. Under
+     * valgrind (VALGRIND=1) s and t have a quarter of the rounds: the
+     * full count of both outlasts the clients' 5 s receive timeout there,
+     * while a quarter still runs far longer than the 50 ms steps below. */
+    long rounds = getenv("VALGRIND") ? 150000 : 600000;
+    char salt[64];
     snprintf(hf, sizeof hf, "%s", crypt_r("fp", "$6$rounds=1000$f$", &cd));
-    snprintf(hs, sizeof hs, "%s", crypt_r("sp", "$6$rounds=600000$s$", &cd));
-    snprintf(ht, sizeof ht, "%s", crypt_r("tp", "$6$rounds=600000$t$", &cd));
+    snprintf(salt, sizeof salt, "$6$rounds=%ld$s$", rounds);
+    snprintf(hs, sizeof hs, "%s", crypt_r("sp", salt, &cd));
+    snprintf(salt, sizeof salt, "$6$rounds=%ld$t$", rounds);
+    snprintf(ht, sizeof ht, "%s", crypt_r("tp", salt, &cd));
     snprintf(hu, sizeof hu, "%s", crypt_r("up", "$6$rounds=600000$u$", &cd));
     snprintf(text, sizeof text, "f:%s:read\ns:%s:admin\nt:%s:admin\nu:%s:read\n", hf, hs,
              ht, hu);
@@ -1359,8 +1371,13 @@ static void test_auth_off_loop(void **state)
     usleep(50 * 1000);
     fx_post_stop(f);
     cli_read(late, &r, false);
-    assert_int_equal(r.status, 503);
-    assert_json_error(&r, "shutting down");
+    /* under valgrind (VALGRIND=1) u's check (the full count, so that it is
+     * surely still running at the close) outlasts the 1 s close grace, and
+     * the connection is cut instead; natively the 503 is required */
+    if (!(getenv("VALGRIND") != NULL && r.eof)) {
+        assert_int_equal(r.status, 503);
+        assert_json_error(&r, "shutting down");
+    }
     resp_free(&r);
     cli_close(late);
     cli_close(slow);
