@@ -173,6 +173,10 @@ void http__send_error(h2o_req_t *req, int status, const char *allow, const char 
                       size_t len);
 void http__send_errorv(h2o_req_t *req, int status, const char *allow, const char *fmt,
                        va_list ap);
+/* Whether req's method is m (e.g. "GET"). */
+bool http__method_is(const h2o_req_t *req, const char *m);
+/* 405 naming the method, the path and the allowed methods (also in Allow). */
+void http__not_allowed(h2o_req_t *req, const char *allow, const char *path);
 /* Wraps req for the node: registers the dispose hook, links it as pending. */
 struct http_req *http__req_new(struct http_server *srv, h2o_req_t *req);
 /* Marks the node's one reply to r: the h2o request to answer, with the

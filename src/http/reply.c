@@ -232,6 +232,21 @@ void http__send_errorv(h2o_req_t *req, int status, const char *allow, const char
     http__send_error(req, status, allow, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
 }
 
+bool http__method_is(const h2o_req_t *req, const char *m)
+{
+    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+}
+
+void http__not_allowed(h2o_req_t *req, const char *allow, const char *path)
+{
+    char msg[160];
+    int n = snprintf(msg, sizeof msg, "method %.*s not allowed on %s (allowed: %s)",
+                     (int)(req->method.len > 32 ? 32 : req->method.len), req->method.base,
+                     path, allow);
+    http__send_error(req, 405, allow, msg,
+                     n < 0 ? 0 : (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+}
+
 bool http_req_gone(struct http_req *req)
 {
     h2o_req_t *h = req->h2o;

@@ -10,11 +10,6 @@
 
 static const char KEY_ALLOW[] = "GET, HEAD, PUT, POST, DELETE";
 
-static bool method_is(const h2o_req_t *req, const char *m)
-{
-    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
-}
-
 static bool path_is(const char *p, size_t len, const char *want)
 {
     return h2o_memis(p, len, want, strlen(want));
@@ -275,13 +270,13 @@ static void route_set(struct http_server *srv, h2o_req_t *req)
 
 static void route_key(struct http_server *srv, h2o_req_t *req, const char *rest, size_t rlen)
 {
-    if (method_is(req, "GET") || method_is(req, "HEAD")) /* HEAD: h2o drops the body */
+    if (http__method_is(req, "GET") || http__method_is(req, "HEAD")) /* HEAD: h2o drops the body */
         route_get(srv, req, rest, rlen);
-    else if (method_is(req, "POST"))
+    else if (http__method_is(req, "POST"))
         route_set(srv, req);
-    else if (method_is(req, "PUT"))
+    else if (http__method_is(req, "PUT"))
         route_put(srv, req, rest, rlen);
-    else if (method_is(req, "DELETE"))
+    else if (http__method_is(req, "DELETE"))
         route_del(srv, req, rest, rlen);
     else
         method_not_allowed(req, KEY_ALLOW, "/key");
@@ -289,7 +284,7 @@ static void route_key(struct http_server *srv, h2o_req_t *req, const char *rest,
 
 static void route_join(struct http_server *srv, h2o_req_t *req)
 {
-    if (!method_is(req, "POST")) {
+    if (!http__method_is(req, "POST")) {
         method_not_allowed(req, "POST", "/join");
         return;
     }
@@ -317,7 +312,7 @@ static void route_join(struct http_server *srv, h2o_req_t *req)
 static void route_member_op(struct http_server *srv, h2o_req_t *req, const char *path,
                             void (*fn)(void *, struct http_req *, const char *))
 {
-    if (!method_is(req, "POST")) {
+    if (!http__method_is(req, "POST")) {
         method_not_allowed(req, "POST", path);
         return;
     }
@@ -335,7 +330,7 @@ static void route_member_op(struct http_server *srv, h2o_req_t *req, const char 
 
 static void route_status(struct http_server *srv, h2o_req_t *req)
 {
-    if (!method_is(req, "GET")) {
+    if (!http__method_is(req, "GET")) {
         /* hraftd sends no body; every error here has the JSON one (a
          * client of hraftd reads only the status). */
         method_not_allowed(req, "GET", "/status");
@@ -350,7 +345,7 @@ static void route_status(struct http_server *srv, h2o_req_t *req)
 static void route_ops(struct http_server *srv, h2o_req_t *req, const char *path,
                       void (*fn)(void *, struct http_req *))
 {
-    if (!method_is(req, "GET")) {
+    if (!http__method_is(req, "GET")) {
         method_not_allowed(req, "GET", path);
         return;
     }

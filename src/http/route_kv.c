@@ -10,28 +10,15 @@
 
 #include "common/alloc.h"
 
-static bool method_is(const h2o_req_t *req, const char *m)
-{
-    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
-}
-
 static void fail(h2o_req_t *req, int status, const char *allow, const char *msg)
 {
     http__send_error(req, status, allow, msg, strlen(msg));
 }
 
-static void not_allowed(h2o_req_t *req, const char *allow, const char *path)
-{
-    char msg[160];
-    snprintf(msg, sizeof msg, "method %.*s not allowed on %s (allowed: %s)",
-             (int)(req->method.len > 32 ? 32 : req->method.len), req->method.base, path, allow);
-    fail(req, 405, allow, msg);
-}
-
 void http__route_txn(struct http_server *srv, h2o_req_t *req)
 {
-    if (!method_is(req, "POST")) {
-        not_allowed(req, "POST", "/txn");
+    if (!http__method_is(req, "POST")) {
+        http__not_allowed(req, "POST", "/txn");
         return;
     }
     struct http__txnbody *b = craft_malloc(sizeof *b);
@@ -55,9 +42,9 @@ void http__route_txn(struct http_server *srv, h2o_req_t *req)
 
 void http__route_keys(struct http_server *srv, h2o_req_t *req)
 {
-    bool del = method_is(req, "DELETE");
-    if (!del && !method_is(req, "GET")) {
-        not_allowed(req, "GET, DELETE", "/keys");
+    bool del = http__method_is(req, "DELETE");
+    if (!del && !http__method_is(req, "GET")) {
+        http__not_allowed(req, "GET, DELETE", "/keys");
         return;
     }
     const char *q = "";
@@ -86,8 +73,8 @@ void http__route_keys(struct http_server *srv, h2o_req_t *req)
 
 void http__route_watch(struct http_server *srv, h2o_req_t *req)
 {
-    if (!method_is(req, "GET")) {
-        not_allowed(req, "GET", "/watch");
+    if (!http__method_is(req, "GET")) {
+        http__not_allowed(req, "GET", "/watch");
         return;
     }
     const char *q = "";

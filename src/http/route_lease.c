@@ -8,22 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static bool method_is(const h2o_req_t *req, const char *m)
-{
-    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
-}
-
 static void fail(h2o_req_t *req, int status, const char *allow, const char *msg)
 {
     http__send_error(req, status, allow, msg, strlen(msg));
-}
-
-static void not_allowed(h2o_req_t *req, const char *allow, const char *path)
-{
-    char msg[160];
-    snprintf(msg, sizeof msg, "method %.*s not allowed on %s (allowed: %s)",
-             (int)(req->method.len > 32 ? 32 : req->method.len), req->method.base, path, allow);
-    fail(req, 405, allow, msg);
 }
 
 static void query_of(const h2o_req_t *req, const char **q, size_t *len)
@@ -77,31 +64,31 @@ void http__route_lease(struct http_server *srv, h2o_req_t *req, const char *rest
     }
     struct http_req *r;
     if (id == 0) { /* /lease */
-        if (method_is(req, "POST"))
+        if (http__method_is(req, "POST"))
             route_grant(srv, req);
         else
-            not_allowed(req, "POST", "/lease");
+            http__not_allowed(req, "POST", "/lease");
     } else if (keepalive) {
-        if (!method_is(req, "POST")) {
-            not_allowed(req, "POST", "/lease/<id>/keepalive");
+        if (!http__method_is(req, "POST")) {
+            http__not_allowed(req, "POST", "/lease/<id>/keepalive");
         } else if ((r = http__hand_over(srv, req, srv->handlers.lease_keepalive != NULL))) {
             srv->handlers.lease_keepalive(srv->ud, r, id);
         }
-    } else if (method_is(req, "GET") || method_is(req, "HEAD")) {
+    } else if (http__method_is(req, "GET") || http__method_is(req, "HEAD")) {
         route_get(srv, req, id);
-    } else if (method_is(req, "DELETE")) {
+    } else if (http__method_is(req, "DELETE")) {
         if ((r = http__hand_over(srv, req, srv->handlers.lease_revoke != NULL)))
             srv->handlers.lease_revoke(srv->ud, r, id);
     } else {
-        not_allowed(req, "GET, HEAD, DELETE", "/lease/<id>");
+        http__not_allowed(req, "GET, HEAD, DELETE", "/lease/<id>");
     }
 }
 
 /* GET /leases[?after=<id>&limit=N&level=] */
 void http__route_leases(struct http_server *srv, h2o_req_t *req)
 {
-    if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-        not_allowed(req, "GET, HEAD", "/leases");
+    if (!http__method_is(req, "GET") && !http__method_is(req, "HEAD")) {
+        http__not_allowed(req, "GET, HEAD", "/leases");
         return;
     }
     const char *q;
