@@ -312,6 +312,7 @@ int main(int argc, char **argv)
         .dir = f.dir,
         .inmem = f.inmem,
         .snapshot_threshold = f.snapshot_threshold,
+        .snapshot_log_bytes = f.snapshot_log_bytes,
         .tick_ms = f.tick_ms,
         .watch_history_events = f.watch_history_events,
         .watch_history_bytes = f.watch_history_bytes,

@@ -76,6 +76,9 @@ static const struct flag_def DEFS[] = {
     {"restore", K_ADDR, FIELD(restore), 0, 0, "file",
      "make a new one-member cluster from this backup (GET /backup) in the empty data "
      "directory, then serve it"},
+    {"snapshot-log-bytes", K_UINT, FIELD(snapshot_log_bytes), 0, UINT64_MAX, "N",
+     "a log this large since the last snapshot is snapshotted, whatever its entry count "
+     "(default 0: the larger of 4 MiB and a quarter of the last snapshot)"},
     {"snapshot-threshold", K_UINT, FIELD(snapshot_threshold), 1, UINT64_MAX, "N",
      "log entries between snapshots (default 8192)"},
     {"tick-ms", K_UINT, FIELD(tick_ms), 1, 60000, "N", "milliseconds per Raft tick (default 50)"},

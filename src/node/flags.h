@@ -41,6 +41,7 @@ struct flags {
     int log_level;     /* -log-level debug|info|warn|error: CRAFT_LOG_*, default info */
     bool log_json;     /* -log-format json (default text) */
     uint64_t snapshot_threshold;  /* -snapshot-threshold, default 8192, >= 1 */
+    uint64_t snapshot_log_bytes;  /* -snapshot-log-bytes, default 0 (automatic) */
     unsigned tick_ms;             /* -tick-ms, default 100, >= 1 */
     uint64_t watch_history_events; /* -watch-history-events, default 100000 */
     uint64_t watch_history_bytes;  /* -watch-history-bytes, default 64 MiB */

@@ -25,6 +25,9 @@ struct node_opts {
     const char *dir;       /* data directory */
     bool inmem;            /* keep the log and snapshots in memory */
     uint64_t snapshot_threshold; /* entries between snapshots; 0: 8192 */
+    uint64_t snapshot_log_bytes; /* a log this large since the last snapshot
+                                    is snapshotted whatever its entry count;
+                                    0: max(4 MiB, a quarter of the last one) */
     unsigned tick_ms;      /* one Raft tick; 0: 50 */
     /* The change history (src/watch) kept for watches and blocking
      * queries: at most this many events and bytes (0 and 0: the defaults,

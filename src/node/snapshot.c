@@ -120,6 +120,8 @@ static bool snapshot_due(const struct node *n)
 {
     uint64_t cap = n->snap_size / 4 > NODE__SNAP_LOG_MIN ? n->snap_size / 4
                                                          : NODE__SNAP_LOG_MIN;
+    if (n->o.snapshot_log_bytes != 0) /* -snapshot-log-bytes */
+        cap = n->o.snapshot_log_bytes;
     if (n->rd.want_snapshot)
         return n->applied_bytes >= (n->snap_size < cap ? n->snap_size : cap);
     return n->applied_bytes >= cap;

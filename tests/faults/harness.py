@@ -30,10 +30,12 @@ CHAIN = "CRAFTD_FAULTS"
 # (500 ms), requests answered within 2 s; clients wait up to 3 s. Tests
 # that want snapshots (taken, installed on a lagging or new node, restored
 # at restart) use SNAPSHOT_FLAGS: one every 300 entries; the others take
-# none (a threshold above what a 15 s test writes), so that a snapshot bug
-# shows in the snapshot tests without hiding everything else.
+# none (a threshold above what a 15 s test writes, in entries and in bytes),
+# so that a snapshot bug shows in the snapshot tests without hiding
+# everything else.
 BASE_FLAGS = ["-tick-ms", "50", "-election-ticks", "10", "-request-timeout-ms", "2000"]
-NODE_FLAGS = BASE_FLAGS + ["-snapshot-threshold", "10000000"]
+NODE_FLAGS = BASE_FLAGS + ["-snapshot-threshold", "10000000",
+                           "-snapshot-log-bytes", str(1 << 40)]
 SNAPSHOT_FLAGS = BASE_FLAGS + ["-snapshot-threshold", "300"]
 CLIENT_TIMEOUT = 3.0
 
