@@ -93,24 +93,29 @@ class Writers:
             try:
                 if x < 0.6:
                     key, val = rng.choice(self.keys), f"v{w}-{seq}"
+                    # what is sent is recorded first: a request cut by a
+                    # fault (OSError) may still have been applied
+                    op.update(op="put", key=key, value=val)
                     st, doc, h = put_raw(node.haddr, key, val)
-                    op.update(op="put", key=key, value=val, status=st)
+                    op.update(status=st)
                     op["outcome"] = "ok" if st in (200, 201) else classify_write(st, doc)
                     if op["outcome"] == "ok":
                         op["index"] = doc["mod_index"]
                 elif x < 0.9:
                     key = rng.choice(self.keys)
+                    op.update(op="delete", key=key)
                     st, doc, h = delete_raw(node.haddr, key, {"If-Match": "*"})
-                    op.update(op="delete", key=key, status=st)
+                    op.update(status=st)
                     op["outcome"] = "absent" if st == 412 else classify_write(st, doc)
                     if op["outcome"] == "ok":
                         op["index"] = header_index(h)
                 else:
                     a, b = rng.sample(self.keys, 2)
                     va, vb = f"v{w}-{seq}a", f"v{w}-{seq}b"
+                    op.update(op="post2", key=a, value=va, key2=b, value2=vb)
                     st, doc, h = request_raw(node.haddr, "POST", "/key",
                                              f'{{"{a}":"{va}","{b}":"{vb}"}}'.encode())
-                    op.update(op="post2", key=a, value=va, key2=b, value2=vb, status=st)
+                    op.update(status=st)
                     op["outcome"] = classify_write(st, doc)
                     if op["outcome"] == "ok":
                         op["index"] = header_index(h)
