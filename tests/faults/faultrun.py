@@ -4,7 +4,7 @@ import json
 import os
 import time
 
-from harness import NODE_FLAGS, RESULTS, SNAPSHOT_FLAGS, FaultCluster
+from harness import NODE_FLAGS, RESULTS, SNAPSHOT_FLAGS, FaultCluster, Firewall, iptables_usable
 from nemesis import Nemesis
 from workload import (History, Workload, check_cas, check_set, counts, lincheck,
                       never_written)
@@ -195,3 +195,30 @@ def summary_text(s):
 
 # Firewalls set up in this process, removed at exit whatever happens.
 _FIREWALLS = []
+
+
+def soak_firewall():
+    """The firewall of a soak: set up when iptables is usable (partitions
+    join the random faults), None otherwise (the other faults only)."""
+    if iptables_usable() is not None:
+        return None
+    fw = Firewall()
+    _FIREWALLS.append(fw)
+    fw.setup()
+    return fw
+
+
+def soak_run(request, tmp_path):
+    """A Run for a soak test, with soak_firewall()'s firewall; the test's
+    report hook finds it on the test item."""
+    run = Run(request.node.name, tmp_path, soak_firewall())
+    request.node._fault_run = run
+    return run
+
+
+def random_faults(nem, seconds):
+    """One random fault at a time, held 0.5-5 s, 1-4 s apart, for seconds."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        nem.random_fault(hold=nem.rng.uniform(0.5, 5.0))
+        time.sleep(nem.rng.uniform(1.0, 4.0))

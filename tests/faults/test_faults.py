@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from faultrun import _FIREWALLS, DURATION, LONG, Run
-from harness import Firewall, iptables_usable, key_path, request
+from faultrun import DURATION, LONG, Run, random_faults, soak_firewall, soak_run
+from harness import key_path, request
 from workload import classify_write
 
 
@@ -249,20 +249,11 @@ def test_cas_soak(request, tmp_path, report):
     """The CAS counters on 5 nodes under random faults of every kind (the
     network ones when iptables is usable) for FAULTS_CAS_SECONDS (default
     300), snapshots every 300 entries, checked as in test_cas_counter."""
-    fw = None
-    if iptables_usable() is None:
-        fw = Firewall()
-        _FIREWALLS.append(fw)
-        fw.setup()
-    run = Run(request.node.name, tmp_path, fw)
-    request.node._fault_run = run
+    run = soak_run(request, tmp_path)
     try:
         run.start(5, snapshots=True, reg_clients=1, set_clients=1, cas_clients=6,
                   cas_keys=2)
-        end = time.monotonic() + CAS_SOAK_SECONDS
-        while time.monotonic() < end:
-            run.nemesis.random_fault(hold=run.nemesis.rng.uniform(0.5, 5.0))
-            time.sleep(run.nemesis.rng.uniform(1.0, 4.0))
+        random_faults(run.nemesis, CAS_SOAK_SECONDS)
         finish(run, report)
     finally:
         run.close()
@@ -279,11 +270,7 @@ def test_soak(request, tmp_path, report):
     tens of thousands of operations per key, more than its budget)
     (one fresh cluster and history each, so that the checker stays fast).
     Snapshots every 300 entries unless FAULTS_SNAPSHOTS=0."""
-    fw = None
-    if iptables_usable() is None:
-        fw = Firewall()
-        _FIREWALLS.append(fw)
-        fw.setup()
+    fw = soak_firewall()
     snapshots = os.environ.get("FAULTS_SNAPSHOTS", "1") == "1"
     end = time.monotonic() + DURATION
     rnd = 0
@@ -293,10 +280,7 @@ def test_soak(request, tmp_path, report):
         request.node._fault_run = run
         try:
             run.start(5, snapshots=snapshots)
-            round_end = min(end, time.monotonic() + ROUND_SECONDS)
-            while time.monotonic() < round_end:
-                run.nemesis.random_fault(hold=run.nemesis.rng.uniform(0.5, 5.0))
-                time.sleep(run.nemesis.rng.uniform(1.0, 4.0))
+            random_faults(run.nemesis, min(end - time.monotonic(), ROUND_SECONDS))
             s = run.finish()
             report(s)
             run.assert_ok(s)

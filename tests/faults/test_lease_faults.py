@@ -28,11 +28,11 @@ import time
 
 import pytest
 
-from faultrun import LONG, Run
-from harness import Firewall, iptables_usable, key_path, request
+from faultrun import LONG, random_faults, soak_run
+from harness import key_path, request
 from streams import LeaderLog, grant, keepalive, probe_leases, put_raw
 from test_faults import settle
-from faultrun import _FIREWALLS
+from workload import barrier
 
 TTL = 2                  # seconds asked for (and granted: above the minimum of 1 s here)
 ELECTION_S = 0.5         # harness BASE_FLAGS: 50 ms ticks x 10
@@ -252,30 +252,12 @@ class LeaseHolders:
             raise AssertionError(f"holder thread crashed: {self.errors[0]}")
 
 
-def _barrier(cluster, timeout=30.0):
-    token = f"b{time.monotonic_ns()}"
-    deadline = time.monotonic() + timeout
-    while True:
-        ld = cluster.leader_node()
-        try:
-            if ld and request(ld.haddr, "POST", "/key", {"__barrier__": token})[0] == 200:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "no barrier write succeeded"
-        time.sleep(0.2)
-    for n in cluster.nodes:
-        while request(n.haddr, "GET", key_path("__barrier__", "none"))[1] != {"__barrier__": token}:
-            assert time.monotonic() < deadline, f"{n.id} never applied the barrier"
-            time.sleep(0.1)
-
-
 def check_leases(run, holders, t_end):
     """The final checks, while kept sessions still keep alive. Returns
     (summary, violations)."""
     cl = run.cluster
     bad = []
-    _barrier(cl)
+    barrier(cl, what="lease check")
     t_checked = time.monotonic()
     kept = [s for s in holders.sessions if s.state == "attached"]
     kept_ok = 0
@@ -415,19 +397,10 @@ LEASE_SOAK_SECONDS = float(os.environ.get("FAULTS_LEASE_SECONDS", "300"))
 def test_lease_soak(request, tmp_path, report):
     """The lease holders on 5 nodes under random faults of every kind for
     FAULTS_LEASE_SECONDS (default 300), checked as above."""
-    fw = None
-    if iptables_usable() is None:
-        fw = Firewall()
-        _FIREWALLS.append(fw)
-        fw.setup()
-    run = Run(request.node.name, tmp_path, fw)
-    request.node._fault_run = run
+    run = soak_run(request, tmp_path)
 
     def faults(nem, hs):
-        end = time.monotonic() + LEASE_SOAK_SECONDS
-        while time.monotonic() < end:
-            nem.random_fault(hold=nem.rng.uniform(0.5, 5.0))
-            time.sleep(nem.rng.uniform(1.0, 4.0))
+        random_faults(nem, LEASE_SOAK_SECONDS)
     try:
         _lease_run(run, report, 5, faults, holders=6)
     finally:

@@ -29,8 +29,8 @@ import time
 
 import pytest
 
-from faultrun import _FIREWALLS, LONG, Run
-from harness import Firewall, iptables_usable, request, request_raw
+from faultrun import LONG, random_faults, soak_run
+from harness import request, request_raw
 from streams import (NotAvailable, WatchRefused, WatchStream, delete_raw, event_record,
                      grant, header_index, keepalive, probe_leases, probe_watch, put_raw,
                      watch_path)
@@ -382,19 +382,10 @@ LOCK_SOAK_SECONDS = float(os.environ.get("FAULTS_LOCK_SECONDS", "300"))
 
 @pytest.mark.skipif(not LONG, reason="the lock soak runs with FAULTS_LONG=1 (make faults LONG=1)")
 def test_lock_soak(request, tmp_path):
-    fw = None
-    if iptables_usable() is None:
-        fw = Firewall()
-        _FIREWALLS.append(fw)
-        fw.setup()
-    run = Run(request.node.name, tmp_path, fw)
-    request.node._fault_run = run
+    run = soak_run(request, tmp_path)
 
     def faults(nem):
-        end = time.monotonic() + LOCK_SOAK_SECONDS
-        while time.monotonic() < end:
-            nem.random_fault(hold=nem.rng.uniform(0.5, 5.0))
-            time.sleep(nem.rng.uniform(1.0, 4.0))
+        random_faults(nem, LOCK_SOAK_SECONDS)
     try:
         _lock_run(run, 5, faults, clients=6)
     finally:

@@ -30,8 +30,8 @@ import urllib.parse
 
 import pytest
 
-from faultrun import _FIREWALLS, LONG, Run
-from harness import Firewall, iptables_usable, request, request_raw
+from faultrun import LONG, random_faults, soak_run
+from harness import request, request_raw
 from streams import Resuming, committed_history, delete_raw, header_index, probe_watch, put_raw
 from test_faults import settle
 from workload import classify_write
@@ -352,19 +352,10 @@ def test_watch_soak(request, tmp_path):
     too when iptables is usable) for FAULTS_WATCH_SECONDS (default 300),
     snapshots every 300 entries: a restarted node's history starts at its
     snapshot, so a 410 may happen and is reported."""
-    fw = None
-    if iptables_usable() is None:
-        fw = Firewall()
-        _FIREWALLS.append(fw)
-        fw.setup()
-    run = Run(request.node.name, tmp_path, fw)
-    request.node._fault_run = run
+    run = soak_run(request, tmp_path)
 
     def faults(nem, ws):
-        end = time.monotonic() + WATCH_SOAK_SECONDS
-        while time.monotonic() < end:
-            nem.random_fault(hold=nem.rng.uniform(0.5, 5.0))
-            time.sleep(nem.rng.uniform(1.0, 4.0))
+        random_faults(nem, WATCH_SOAK_SECONDS)
     try:
         _watch_run(run, 5, faults, snapshots=True, watchers=2)
     finally:

@@ -390,12 +390,10 @@ def never_written(ops):
     return bad
 
 
-def check_set(cluster, ops, timeout=30.0):
-    """Every acknowledged set key readable (level=none) from every node once
-    each has applied a fresh barrier write; no definitely-failed key present.
-    Returns a dict of findings (empty lists = fine)."""
-    acked = [op["key"] for op in ops if op["kind"] == "set" and op["outcome"] == "ok"]
-    failed = [op["key"] for op in ops if op["kind"] == "set" and op["outcome"] == "fail"]
+def barrier(cluster, timeout=30.0, what="barrier"):
+    """Writes a fresh token through the leader and waits until every node has
+    applied it: after this, a level=none read on any node sees every write
+    acknowledged before the call. Raises AssertionError past timeout."""
     token = f"b{time.monotonic_ns()}"
     deadline = time.monotonic() + timeout
     while True:
@@ -406,14 +404,24 @@ def check_set(cluster, ops, timeout=30.0):
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise AssertionError("set check: no barrier write succeeded")
+            raise AssertionError(f"{what}: no barrier write succeeded")
         time.sleep(0.2)
-    missing, present_failed = {}, {}
     for n in cluster.nodes:
         while request(n.haddr, "GET", key_path("__barrier__", "none"))[1] != {"__barrier__": token}:
             if time.monotonic() > deadline:
-                raise AssertionError(f"set check: {n.id} never applied the barrier")
+                raise AssertionError(f"{what}: {n.id} never applied the barrier")
             time.sleep(0.1)
+
+
+def check_set(cluster, ops, timeout=30.0):
+    """Every acknowledged set key readable (level=none) from every node once
+    each has applied a fresh barrier write; no definitely-failed key present.
+    Returns a dict of findings (empty lists = fine)."""
+    acked = [op["key"] for op in ops if op["kind"] == "set" and op["outcome"] == "ok"]
+    failed = [op["key"] for op in ops if op["kind"] == "set" and op["outcome"] == "fail"]
+    barrier(cluster, timeout, what="set check")
+    missing, present_failed = {}, {}
+    for n in cluster.nodes:
         lost = []
         for k in acked:
             st, doc = request(n.haddr, "GET", key_path(k, "none"))
