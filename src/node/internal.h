@@ -186,6 +186,11 @@ struct node {
     struct node__backup *backup; /* GET /backup in progress, or NULL */
     struct node__watchers *watchers; /* watchers.c: GET /watch streams */
 
+    /* Memory given back once writes pause (memory.c). */
+    uint64_t mem_seen;        /* applied index at the last tick */
+    uint64_t mem_trimmed;     /* applied index at the last trim */
+    uint64_t mem_quiet_since; /* uv_now ms since which it has not moved */
+
     /* Leases (lease.c). */
     struct lease_clock *leases; /* deadlines of the map's leases, uv_now ms */
     uint64_t lease_term;        /* the term this node leads in and whose
@@ -269,6 +274,11 @@ pid_t node__fork_writer(struct node *n, int fd, uint64_t index, bool sync);
 void node__snapshot_maybe(struct node *n);
 void node__snapshot_poll(struct node *n);
 int node__snapshot_restore(struct node *n, uint64_t index);
+/* Return the free pages of malloc's arenas to the system (memory.c), after
+ * an event that freed much: a log compaction, a replaced map. */
+void node__memory_release(struct node *n, const char *after);
+/* At each tick: release once writes have paused for a while. */
+void node__memory_tick(struct node *n);
 void node__snapshot_cancel(struct node *n);
 
 /* backup.c */

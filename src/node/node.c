@@ -96,6 +96,7 @@ static void on_tick(uv_timer_t *t)
     node__identity_tick(n);
     node__commit_tick(n);
     node__snapshot_poll(n);
+    node__memory_tick(n);
     node__backup_poll(n);
     node__promote_learners(n);
     node__leases_tick(n);

@@ -68,6 +68,7 @@ static void commit_done(struct node *n, void *arg, int rc)
     if (rv == 0) {
         n->snap_size = c->meta.size;
         n->applied_bytes = 0;
+        node__memory_release(n, "a snapshot"); /* the log behind it is freed */
     }
     if (rv == 0 && keep != NULL) {
         CRAFT_INFO(&n->log, "snapshot at index %llu (%llu bytes); log kept "
@@ -225,6 +226,7 @@ int node__snapshot_restore(struct node *n, uint64_t index)
     }
     kv_free(n->kv);
     n->kv = kv;
+    node__memory_release(n, "a snapshot install");
     n->applied = index;
     n->snap_size = meta.size;
     n->applied_bytes = 0;
