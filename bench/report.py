@@ -150,7 +150,149 @@ def before_now(L, S, runs, base):
             label, base, show(va), show(vb), "-" if ratio is None else "%.2fx" % ratio, rounds))
 
 
+def f1(v):
+    return "-" if v is None else "%.1f" % v
+
+
+def f2(v):
+    return "-" if v is None else "%.2f" % v
+
+
+def watch_fragment(out, params):
+    """The markdown of bench/watch.sh's measurements (its JSON in out)."""
+    hold = params.get("hold", "30")
+    L = ["## Watch (one node of a 3-node cluster)", ""]
+    L.append("`make bench-watch` (bench/watch.sh; the client is bench/watch_client.c, one epoll "
+             "loop on non-blocking sockets, built as build/watch_client); `make bench` runs it "
+             "too, after the throughput runs. Its own clusters: craftd on HTTP ports +400..402 "
+             "with `%s` (every stream is an HTTP connection from 127.0.0.1), etcd %s on client "
+             "ports +1400..1402 with its defaults, watched through its JSON gateway "
+             "(`POST /v3/watch`, one JSON object a line). Load average (uptime) before: %s; "
+             "after: %s." % (read_text(os.path.join(out, "watch_craftd_flags.txt")),
+                              read_text(os.path.join(out, "watch_etcd_version.txt")) or "(skipped)",
+                              load_avg(os.path.join(out, "watch_load_before.txt")),
+                              load_avg(os.path.join(out, "watch_load_after.txt"))))
+    L.append("")
+    L.append("### Idle watchers")
+    L.append("")
+    L.append("CPU time of the watched node (utime+stime from /proc/<pid>/stat) over %s s with no "
+             "watcher, then over %s s with %s watchers open and nothing written (2 s after the "
+             "last one opened); RSS (VmRSS) at the end of each period. The only traffic with "
+             "them open is craftd's progress event (`-watch-progress-ms`, 5000 by default) on "
+             "every stream, counted; etcd sends none unless asked. craftd's distinct keys and "
+             "its prefix run on the two different followers, so that the second does not start "
+             "with the first one's freed memory." % (hold, hold, params.get("n")))
+    L.append("")
+    L.append("| server | watchers on | open all s | CPU ms without | CPU ms with | extra CPU "
+             "% of a core | progress events | RSS without MiB | RSS with MiB | RSS per watcher KiB |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    S = []
+    for tag, label in (("craftd_keys", "craftd, distinct keys"), ("craftd_prefix", "craftd, one prefix"),
+                       ("etcd_keys", "etcd, distinct keys")):
+        d = read_json(os.path.join(out, "watch_idle_%s.json" % tag))
+        if d is None:
+            if tag.startswith("etcd") and not read_text(os.path.join(out, "watch_etcd_version.txt")):
+                continue
+            L.append("| %s | failed | | | | | | | | |" % label)
+            continue
+        extra = (d["cpu_with_ms"] / d["wall_with_s"] - d["cpu_without_ms"] / d["wall_without_s"]) / 10
+        per = (d["rss_end_kib"] - d["rss_without_end_kib"]) / d["n"]
+        L.append("| %s | %d | %.2f | %.0f | %.0f | %.2f | %d | %.1f | %.1f | %.2f |" % (
+            label, d["n"], d["open_s"], d["cpu_without_ms"], d["cpu_with_ms"], extra,
+            d["progress_events"], d["rss_without_end_kib"] / 1024, d["rss_end_kib"] / 1024, per))
+        S.append("%-22s %d idle watchers: CPU %.0f ms / %s s (without: %.0f ms), %.2f KiB RSS each"
+                 % (label, d["n"], d["cpu_with_ms"], hold, d["cpu_without_ms"], per))
+    L.append("")
+    L.append("### Fan-out: one write, %s watchers of its key" % params.get("fan"))
+    L.append("")
+    L.append("%s watchers of one key on one node, then %s writes of that key to the leader, one "
+             "at a time, the next %s ms after every watcher got the previous one. For each "
+             "(write, watcher) pair: the time from the write's 200 answer, and from sending it, "
+             "to the moment the client read that watcher's event (CLOCK_MONOTONIC after the "
+             "read(); the client reads 1,000 sockets in turn, so its own reading is in the "
+             "figures). Negative from the answer: the watcher had the event before the writer "
+             "had its answer. \"last\": per write, until the last of the watchers had it."
+             % (params.get("fan"), params.get("writes"), params.get("gap")))
+    L.append("")
+    L.append("| server | watchers on | write answer p50 ms | from answer p50 / p99 / max ms | "
+             "from send p50 / p99 / max ms | last, from answer p50 / p99 / max ms | "
+             "last, from send p50 / p99 / max ms | events lost |")
+    L.append("|---|---|---|---|---|---|---|---|")
+
+    def three(x):
+        return "%.2f / %.2f / %.2f" % (x["p50_ms"], x["p99_ms"], x["max_ms"])
+
+    for kind in ("craftd", "etcd"):
+        for where in ("follower", "leader"):
+            path = os.path.join(out, "watch_fan_%s_%s.json" % (kind, where))
+            d = read_json(path)
+            if d is None:
+                if kind == "craftd" or read_text(os.path.join(out, "watch_etcd_version.txt")):
+                    L.append("| %s | %s | failed | | | | | |" % (kind, where))
+                continue
+            L.append("| %s | %s | %.2f | %s | %s | %s | %s | %d |" % (
+                kind, where, d["write_answer"]["p50_ms"], three(d["from_answer"]),
+                three(d["from_send"]), three(d["last_from_answer"]), three(d["last_from_send"]),
+                d["lost"]))
+            S.append("%-6s fan-out to %d on the %s: last watcher p50 %.2f ms p99 %.2f ms after "
+                     "the answer" % (kind, d["n"], where, d["last_from_answer"]["p50_ms"],
+                                     d["last_from_answer"]["p99_ms"]))
+    L.append("")
+    L.append("Summary:")
+    L.append("")
+    L.append("```")
+    L.extend(S)
+    L.append("```")
+    warn = []
+    for f in sorted(glob.glob(os.path.join(out, "watch-*.warn"))):
+        t = read_text(f)
+        if t:
+            warn.append("%s:\n%s" % (os.path.basename(f)[len("watch-"):-5], t))
+    if warn:
+        L.append("")
+        L.append("WARN/ERROR lines in the watch cluster's craftd logs (first 20 per node):")
+        L.append("")
+        L.append("```")
+        L.extend(warn)
+        L.append("```")
+    return "\n".join(L) + "\n"
+
+
+def load_avg(path):
+    t = read_text(path)
+    m = re.search(r"load average: (.*)$", t)
+    return m.group(1) if m else "?"
+
+
+def splice(dest, fragment_path):
+    """Puts the fragment's section (its first line, a "## " heading) into
+    dest in place of the section of that heading, or before "## Problems
+    seen" when it has none."""
+    frag = read_text(fragment_path).splitlines()
+    head = frag[0]
+    try:
+        with open(dest) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    if head in lines:
+        a = lines.index(head)
+        b = next((i for i in range(a + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[a:b] = frag + [""]
+    else:
+        at = lines.index("## Problems seen") if "## Problems seen" in lines else len(lines)
+        lines[at:at] = frag + [""]
+    with open(dest, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main():
+    if sys.argv[1] == "--watch-fragment":  # out-dir key=value...
+        sys.stdout.write(watch_fragment(sys.argv[2], dict(a.split("=", 1) for a in sys.argv[3:])))
+        return 0
+    if sys.argv[1] == "--splice":  # RESULTS.md fragment.md
+        splice(sys.argv[2], sys.argv[3])
+        return 0
     out, dest = sys.argv[1], sys.argv[2]
     params = dict(a.split("=", 1) for a in sys.argv[3:])
     base = params.get("baseline", "")
@@ -316,6 +458,10 @@ def main():
                                                    d["list_p99_ms"], d["list_per_s"]))
             S.append("%-6s listing 1,000 of 10^6: p50 %s ms, %s listings/s"
                      % (kind, d["list_p50_ms"], d["list_per_s"]))
+    watch = read_text(os.path.join(out, "watch.md"))  # bench/watch.sh's section
+    if watch:
+        L.append("")
+        L.extend(watch.splitlines())
     deaths = read_text(os.path.join(out, "craftd_deaths.txt"))
     if deaths:
         problems.append("craftd nodes died during the runs:\n\n```\n%s\n```" % deaths)

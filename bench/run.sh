@@ -318,6 +318,9 @@ for pid in $(cat "$PIDS"); do
     i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 done
 
+# ---- watchers, idle and fan-out (its own clusters; bench/watch.sh)
+[ -n "${BENCH_SKIP_WATCH:-}$TLS$AUTH" ] || sh "$BENCH_DIR/watch.sh" "$OUT" || say "watch part failed"
+
 # ---- RSS with 10^6 keys, listing 1,000 of them (GET /keys; skipped if the
 # node answers 404) and restart-to-serving time (single node)
 say "craftd: loading $NKEYS keys into a single node"
