@@ -105,6 +105,44 @@ def read_text(path):
         return ""
 
 
+def run_out(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def mem_total():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return "%.1f GiB memory" % (int(line.split()[1]) / 1024.0 / 1024.0)
+    except OSError:
+        pass
+    return "memory ?"
+
+
+def disk(path):
+    """The filesystem that held the data directories (df), and its block
+    device (lsblk: size, rotational or not, model) when there is one."""
+    if not path or not os.path.isdir(path):
+        return "?"
+    df = run_out(["df", "-hT", path]).splitlines()
+    if len(df) < 2:
+        return "?"
+    src, fstype, size = df[1].split()[:3]
+    what = "%s (%s, %s)" % (src, fstype, size)
+    if src.startswith("/dev/"):
+        blk = run_out(["lsblk", "-dno", "NAME,SIZE,ROTA,TYPE,MODEL", src])
+        if blk:
+            f = blk.split(None, 4)
+            what += "; lsblk: %s %s, %s%s" % (
+                f[0], f[1], "rotational (ROTA=1; a virtual disk may say so)" if f[2] == "1"
+                else "not rotational", (", model " + f[4]) if len(f) > 4 else "")
+    return what
+
+
 def machine():
     cpu = "?"
     try:
@@ -119,8 +157,8 @@ def machine():
         wrkv = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     except OSError:
         wrkv = "?"
-    return "nproc %d, kernel %s, %s, %s" % (os.cpu_count() or 0, platform.release(), cpu,
-                                            wrkv.strip())
+    return "nproc %d, %s, kernel %s, %s, %s" % (os.cpu_count() or 0, mem_total(),
+                                                platform.release(), cpu, wrkv.strip())
 
 
 def before_now(L, S, runs, base):
@@ -181,25 +219,30 @@ def watch_fragment(out, params):
              "them open is craftd's progress event (`-watch-progress-ms`, 5000 by default) on "
              "every stream, counted; etcd sends none unless asked. craftd's distinct keys and "
              "its prefix run on the two different followers, so that the second does not start "
-             "with the first one's freed memory." % (hold, hold, params.get("n")))
+             "with the first one's freed memory. Then the first follower is restarted with "
+             "`-watch-progress-ms 3600000` and the distinct keys measured again: what the "
+             "watchers cost without their progress events." % (hold, hold, params.get("n")))
     L.append("")
     L.append("| server | watchers on | open all s | CPU ms without | CPU ms with | extra CPU "
-             "% of a core | progress events | RSS without MiB | RSS with MiB | RSS per watcher KiB |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
+             "% of a core | progress events | RSS without MiB | RSS with MiB | RSS per watcher KiB | "
+             "load |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
     S = []
     for tag, label in (("craftd_keys", "craftd, distinct keys"), ("craftd_prefix", "craftd, one prefix"),
+                       ("craftd_quiet", "craftd, distinct keys, no progress events"),
                        ("etcd_keys", "etcd, distinct keys")):
         d = read_json(os.path.join(out, "watch_idle_%s.json" % tag))
         if d is None:
             if tag.startswith("etcd") and not read_text(os.path.join(out, "watch_etcd_version.txt")):
                 continue
-            L.append("| %s | failed | | | | | | | | |" % label)
+            L.append("| %s | failed | | | | | | | | | |" % label)
             continue
         extra = (d["cpu_with_ms"] / d["wall_with_s"] - d["cpu_without_ms"] / d["wall_without_s"]) / 10
         per = (d["rss_end_kib"] - d["rss_without_end_kib"]) / d["n"]
-        L.append("| %s | %d | %.2f | %.0f | %.0f | %.2f | %d | %.1f | %.1f | %.2f |" % (
+        L.append("| %s | %d | %.2f | %.0f | %.0f | %.2f | %d | %.1f | %.1f | %.2f | %s |" % (
             label, d["n"], d["open_s"], d["cpu_without_ms"], d["cpu_with_ms"], extra,
-            d["progress_events"], d["rss_without_end_kib"] / 1024, d["rss_end_kib"] / 1024, per))
+            d["progress_events"], d["rss_without_end_kib"] / 1024, d["rss_end_kib"] / 1024, per,
+            f2(d.get("loadavg_end"))))
         S.append("%-22s %d idle watchers: CPU %.0f ms / %s s (without: %.0f ms), %.2f KiB RSS each"
                  % (label, d["n"], d["cpu_with_ms"], hold, d["cpu_without_ms"], per))
     L.append("")
@@ -211,13 +254,16 @@ def watch_fragment(out, params):
              "to the moment the client read that watcher's event (CLOCK_MONOTONIC after the "
              "read(); the client reads 1,000 sockets in turn, so its own reading is in the "
              "figures). Negative from the answer: the watcher had the event before the writer "
-             "had its answer. \"last\": per write, until the last of the watchers had it."
+             "had its answer. \"last\": per write, until the last of the watchers had it. "
+             "Client CPU: what the measuring client itself used during the writes (its reading "
+             "of every socket is in the figures); load: the 1-minute load average at the end "
+             "(the machine is shared, and the two craftd or etcd members not watched run too)."
              % (params.get("fan"), params.get("writes"), params.get("gap")))
     L.append("")
     L.append("| server | watchers on | write answer p50 ms | from answer p50 / p99 / max ms | "
              "from send p50 / p99 / max ms | last, from answer p50 / p99 / max ms | "
-             "last, from send p50 / p99 / max ms | events lost |")
-    L.append("|---|---|---|---|---|---|---|---|")
+             "last, from send p50 / p99 / max ms | events lost | client CPU ms / wall s | load |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
 
     def three(x):
         return "%.2f / %.2f / %.2f" % (x["p50_ms"], x["p99_ms"], x["max_ms"])
@@ -228,12 +274,13 @@ def watch_fragment(out, params):
             d = read_json(path)
             if d is None:
                 if kind == "craftd" or read_text(os.path.join(out, "watch_etcd_version.txt")):
-                    L.append("| %s | %s | failed | | | | | |" % (kind, where))
+                    L.append("| %s | %s | failed | | | | | | | |" % (kind, where))
                 continue
-            L.append("| %s | %s | %.2f | %s | %s | %s | %s | %d |" % (
+            L.append("| %s | %s | %.2f | %s | %s | %s | %s | %d | %s / %s | %s |" % (
                 kind, where, d["write_answer"]["p50_ms"], three(d["from_answer"]),
                 three(d["from_send"]), three(d["last_from_answer"]), three(d["last_from_send"]),
-                d["lost"]))
+                d["lost"], d.get("client_cpu_ms", "-"), d.get("wall_s", "-"),
+                f2(d.get("loadavg_end"))))
             S.append("%-6s fan-out to %d on the %s: last watcher p50 %.2f ms p99 %.2f ms after "
                      "the answer" % (kind, d["n"], where, d["last_from_answer"]["p50_ms"],
                                      d["last_from_answer"]["p99_ms"]))
@@ -308,8 +355,17 @@ def main():
     L.append("")
     L.append("- Date: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"))
     L.append("- Machine: %s" % machine())
-    L.append("- etcd %s (defaults, 3 members, JSON gateway); craftd `%s` (defaults, 3 nodes)"
+    L.append("- Disk of the data directories (a `mktemp -d` folder): %s"
+             % disk(params.get("datadir")))
+    L.append("- Load average (uptime) before the run: %s; after: %s"
+             % (load_avg(os.path.join(out, "load_before.txt")),
+                load_avg(os.path.join(out, "load_after.txt"))))
+    L.append("- etcd %s (defaults, 3 members); craftd `%s` (defaults, 3 nodes)"
              % (params.get("etcd_version", "?"), params.get("craftd", "build/craftd")))
+    L.append("- etcd is measured through its JSON gateway (grpc-gateway on its client port: "
+             "HTTP/1.1 and JSON, `POST /v3/kv/put`, `/v3/kv/range`, `/v3/kv/txn`, "
+             "`/v3/watch`), the same kind of API as craftd's, not through gRPC, which its own "
+             "clients use and which costs it less per request")
     if base:
         L.append("- Baseline: craftd at git revision %s (%s), built by the run from `git archive` "
                  "with that revision's Makefile, as a third 3-node cluster (HTTP ports +200, "
@@ -429,6 +485,23 @@ def main():
             d["restart_to_serving_s"], d["rss_after_restart_mib"]))
         S.append("%-6s 10^6 keys: RSS %s MiB (peak %s), restart to serving %s s"
                  % (kind, d["rss_mib"], d["hwm_mib"], d["restart_to_serving_s"]))
+    rss = {}  # kind -> [[keys, RSS MiB], ...]
+    for kind in ("craftd", "etcd"):
+        d = read_json(os.path.join(out, "rss_%s.json" % kind))
+        if d and d.get("rss_steps"):
+            rss[kind] = d["rss_steps"]
+    if rss:
+        L.append("")
+        L.append("RSS against the keys held, read while loading (2 s after the load reached each "
+                 "count, on the same node):")
+        L.append("")
+        steps = sorted({k for pts in rss.values() for k, _ in pts})
+        L.append("| | " + " | ".join("%d keys" % k for k in steps) + " |")
+        L.append("|---|" + "---|" * len(steps))
+        for kind, pts in sorted(rss.items()):
+            by = dict(pts)
+            L.append("| %s RSS MiB | %s |" % (kind, " | ".join(
+                "-" if by.get(k) is None else "%.1f" % by[k] for k in steps)))
     for kind in ("craftd", "etcd"):
         d = read_json(os.path.join(out, "rss_%s.json" % kind))
         if d:
@@ -484,6 +557,20 @@ def main():
         L.append("```")
         L.extend(warn)
         L.append("```")
+    plot_lines = ["## Plots", ""]
+    try:
+        import plots  # bench/plots.py, beside this file
+        root = os.path.dirname(os.path.dirname(os.path.abspath(dest)))
+        stem = os.path.splitext(os.path.basename(dest))[0]
+        prefix = "" if stem == "RESULTS" else stem.replace("RESULTS-", "").lower() + "-"
+        pl, pp = plots.make(root, os.path.join(os.path.dirname(os.path.abspath(dest)), "plots"),
+                            prefix, lambda rs, name, key: med(rs.get(name, []), key), runs, rss,
+                            "craftd vs etcd %s" % params.get("etcd_version", ""))
+        plot_lines += pl
+        plot_lines += ["A plot failed: %s" % p for p in pp]
+    except (ImportError, OSError) as e:
+        plot_lines.append("No plots: %s" % e)
+    L[summary_at:summary_at] = plot_lines
     L[summary_at:summary_at] = (["## Summary", "",
                                   "Point writes and reads (medians, 200s/s), RSS and restart "
                                   "with %s keys, listing 1,000 keys among them:" % params.get("nkeys"),

@@ -125,8 +125,23 @@ for where in follower leader; do
     "$CLIENT" fanout -proto craftd -addr "$waddr" -waddr "$C_leader" -n "$FAN" -writes "$WRITES" \
         -gap-ms "$GAP" >"$OUT/watch_fan_craftd_$where.json" || die "craftd fan-out ($where) failed"
 done
+# the same idle watchers on distinct keys with progress events out of the
+# way (-watch-progress-ms an hour), on the first follower restarted with it:
+# what the watchers cost apart from those events
+FPID=$(pid_of $((FI + 1)))
+kill "$FPID"
+i=0; while kill -0 "$FPID" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+JOIN=""; [ "$FI" = 0 ] || JOIN="-join 127.0.0.1:$HP"
+start_bg "$T/craftd${FI}q.log" "$CRAFTD" $CFLAGS -watch-progress-ms 3600000 -id node$FI \
+    -haddr "$C_follower" -raddr 127.0.0.1:$((RP+FI)) $JOIN "$T/c$FI"
+$PY wait-craftd 3 127.0.0.1:$HP 127.0.0.1:$((HP+1)) 127.0.0.1:$((HP+2)) >/dev/null ||
+    die "craftd node$FI did not come back: $(tail -5 "$T/craftd${FI}q.log")"
+say "craftd idle: $N on distinct keys, no progress events (node$FI restarted with -watch-progress-ms 3600000)"
+"$CLIENT" idle -proto craftd -addr "$C_follower" -n "$N" -what keys -pid "$(tail -1 "$PIDS")" \
+    -hold "$HOLD" >"$OUT/watch_idle_craftd_quiet.json" || die "craftd idle (no progress) failed"
 for i in 0 1 2; do
-    grep -E ' (WARN|ERROR) ' "$T/craftd$i.log" | head -20 >"$OUT/watch-craftd$i.warn" || true
+    cat "$T/craftd$i.log" "$T/craftd${i}q.log" 2>/dev/null | grep -E ' (WARN|ERROR) ' |
+        head -20 >"$OUT/watch-craftd$i.warn" || true
 done
 stop_all
 

@@ -580,6 +580,28 @@ static long rss_kib(int pid)
     return v;
 }
 
+/* The 1-minute load average, to say how busy the machine was. */
+static double loadavg(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+/* This process's CPU seconds (user + system). */
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static long progress_total(const struct run *r)
 {
     long n = 0;
@@ -610,9 +632,10 @@ static int cmd_idle(struct run *r, const char *what, int pid, double hold)
     printf("{\"proto\":\"%s\",\"what\":\"%s\",\"n\":%d,\"hold_s\":%.1f,\"open_s\":%.3f,"
            "\"cpu_without_ms\":%.0f,\"cpu_with_ms\":%.0f,\"wall_without_s\":%.2f,"
            "\"wall_with_s\":%.2f,\"rss_before_kib\":%ld,\"rss_without_end_kib\":%ld,"
-           "\"rss_opened_kib\":%ld,\"rss_end_kib\":%ld,\"progress_events\":%ld,\"still_open\":%d}\n",
+           "\"rss_opened_kib\":%ld,\"rss_end_kib\":%ld,\"progress_events\":%ld,\"still_open\":%d,"
+           "\"loadavg_end\":%.2f}\n",
            r->proto == CRAFTD ? "craftd" : "etcd", what, r->n, hold, open_s, (c1 - c0) * 1000,
-           (c3 - c2) * 1000, t1 - t0, t3 - t2, rss0, rss1, rss2, rss3, p1 - p0, still);
+           (c3 - c2) * 1000, t1 - t0, t3 - t2, rss0, rss1, rss2, rss3, p1 - p0, still, loadavg());
     if (still != r->n)
         die("%d watch streams ended during the idle period", r->n - still);
     return 0;
@@ -660,6 +683,7 @@ static int cmd_fanout(struct run *r, int writes, double gap_ms)
         loop(r, "fanout", 100, NULL);
     char req[512];
     int timeouts = 0;
+    double cpu0 = self_cpu_s(), wall0 = now();
     for (int i = 0; i < writes; i++) {
         int len = write_request(r, i, req, sizeof req);
         r->cur = i;
@@ -673,6 +697,7 @@ static int cmd_fanout(struct run *r, int writes, double gap_ms)
             die("%d watch streams ended during the writes", r->closed);
         loop(r, "fanout", gap_ms, NULL);
     }
+    double client_cpu = self_cpu_s() - cpu0, wall = now() - wall0;
     size_t n = (size_t)writes * r->n, k = 0, lost = 0;
     double *from_ok = xcalloc(n, sizeof(double)), *from_send = xcalloc(n, sizeof(double));
     double *last_ok = xcalloc((size_t)writes, sizeof(double));
@@ -709,6 +734,8 @@ static int cmd_fanout(struct run *r, int writes, double gap_ms)
     print_dist("from_answer", from_ok, k);
     print_dist("last_from_send", last_send, nw);
     print_dist("last_from_answer", last_ok, nw);
+    printf("\"client_cpu_ms\":%.0f,\"wall_s\":%.2f,\"loadavg_end\":%.2f,", client_cpu * 1000,
+           wall, loadavg());
     printf("\"lost\":%zu,\"timeouts\":%d}\n", lost, timeouts);
     return lost ? 1 : 0;
 }
