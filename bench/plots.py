@@ -134,7 +134,7 @@ set style data histogram
 set style histogram cluster gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
-set key top right
+set key outside top center horizontal
 set grid ytics
 set ylabel '{ylabel}'
 {extra}

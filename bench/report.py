@@ -255,6 +255,9 @@ def watch_fragment(out, params):
              "read(); the client reads 1,000 sockets in turn, so its own reading is in the "
              "figures). Negative from the answer: the watcher had the event before the writer "
              "had its answer. \"last\": per write, until the last of the watchers had it. "
+             "\"In the socket\": the kernel's receive timestamp of the bytes (SO_TIMESTAMPNS; "
+             "on loopback, when the server wrote them), so without the client's reading: what "
+             "the server's fan-out itself takes. "
              "Client CPU: what the measuring client itself used during the writes (its reading "
              "of every socket is in the figures); load: the 1-minute load average at the end "
              "(the machine is shared, and the two craftd or etcd members not watched run too)."
@@ -262,8 +265,10 @@ def watch_fragment(out, params):
     L.append("")
     L.append("| server | watchers on | write answer p50 ms | from answer p50 / p99 / max ms | "
              "from send p50 / p99 / max ms | last, from answer p50 / p99 / max ms | "
-             "last, from send p50 / p99 / max ms | events lost | client CPU ms / wall s | load |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
+             "last, from send p50 / p99 / max ms | in the socket, from answer p50 / p99 / max ms "
+             "| last in the socket, from answer p50 / p99 / max ms | events lost "
+             "| client CPU ms / wall s | load |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def three(x):
         return "%.2f / %.2f / %.2f" % (x["p50_ms"], x["p99_ms"], x["max_ms"])
@@ -274,16 +279,21 @@ def watch_fragment(out, params):
             d = read_json(path)
             if d is None:
                 if kind == "craftd" or read_text(os.path.join(out, "watch_etcd_version.txt")):
-                    L.append("| %s | %s | failed | | | | | | | |" % (kind, where))
+                    L.append("| %s | %s | failed | | | | | | | | | |" % (kind, where))
                 continue
-            L.append("| %s | %s | %.2f | %s | %s | %s | %s | %d | %s / %s | %s |" % (
+            arr = d.get("arrival_from_answer")
+            larr = d.get("last_arrival_from_answer")
+            L.append("| %s | %s | %.2f | %s | %s | %s | %s | %s | %s | %d | %s / %s | %s |" % (
                 kind, where, d["write_answer"]["p50_ms"], three(d["from_answer"]),
                 three(d["from_send"]), three(d["last_from_answer"]), three(d["last_from_send"]),
-                d["lost"], d.get("client_cpu_ms", "-"), d.get("wall_s", "-"),
+                three(arr) if arr else "-", three(larr) if larr else "-", d["lost"], d.get("client_cpu_ms", "-"), d.get("wall_s", "-"),
                 f2(d.get("loadavg_end"))))
-            S.append("%-6s fan-out to %d on the %s: last watcher p50 %.2f ms p99 %.2f ms after "
-                     "the answer" % (kind, d["n"], where, d["last_from_answer"]["p50_ms"],
-                                     d["last_from_answer"]["p99_ms"]))
+            S.append("%-6s fan-out to %d on the %s: last watcher read p50 %.2f ms p99 %.2f ms "
+                     "after the answer%s" % (
+                         kind, d["n"], where, d["last_from_answer"]["p50_ms"],
+                         d["last_from_answer"]["p99_ms"],
+                         "; in its socket p50 %.2f ms p99 %.2f ms" % (larr["p50_ms"], larr["p99_ms"])
+                         if larr else ""))
     L.append("")
     L.append("Summary:")
     L.append("")

@@ -18,9 +18,13 @@
  *     the write and from its 200 answer to the moment this process read the
  *     event from that watcher's socket.
  *
- * Timestamps are CLOCK_MONOTONIC right after the read() that brought the
- * bytes, so a watcher read late because the loop was busy with others is
- * counted late (the client is part of the delivery, as any client would be).
+ * Two times for each event: when this process read it (the clock right after
+ * the recvmsg() that brought it, so a watcher read late because the loop
+ * was busy with the others counts late, as it would for any client), and
+ * when the kernel queued it on the socket (SO_TIMESTAMPNS: on loopback,
+ * right after the server's write), which leaves the client's reading out.
+ * Both are CLOCK_REALTIME, the clock of those kernel timestamps. A socket
+ * is read once per readiness (level-triggered epoll), not until EAGAIN.
  * Connections are opened at most OPEN_WINDOW at a time, so that the server's
  * listen backlog never drops a SYN. Every failure exits 1 with a message. */
 #ifndef _GNU_SOURCE
@@ -82,6 +86,8 @@ struct run {
     int writes;
     int cur;         /* the write in flight, -1 none */
     double *t_recv;  /* writes x n, 0 = not received */
+    double *t_arr;   /* the same, the kernel's receive timestamps */
+    double rx_ts;    /* the kernel's timestamp of the bytes being parsed */
     double *t_send, *t_ok;
     int got_cur;     /* watchers that got write cur */
     char rbuf[65536];
@@ -101,7 +107,7 @@ static void die(const char *fmt, ...)
 static double now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_REALTIME, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
@@ -250,6 +256,8 @@ static void conn_open(struct run *r, struct conn *c, const struct sockaddr_in *a
         die("socket: %s (open files limit?)", strerror(errno));
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->id != WRITER_ID)
+        setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
     if (connect(c->fd, (const struct sockaddr *)a, sizeof *a) != 0 && errno != EINPROGRESS)
         die("connect: %s", strerror(errno));
     c->state = CONNECTING;
@@ -322,6 +330,7 @@ static void on_line(struct run *r, struct conn *c, const char *line, size_t len,
     double *slot = &r->t_recv[(size_t)idx * r->n + c->id];
     if (*slot == 0) {
         *slot = t;
+        r->t_arr[(size_t)idx * r->n + c->id] = r->rx_ts;
         if (idx == r->cur)
             r->got_cur++;
     }
@@ -433,8 +442,19 @@ static void writer_body(struct run *r, struct conn *c, size_t len, double t)
 static void on_readable(struct run *r, struct conn *c)
 {
     for (;;) {
-        ssize_t k = recv(c->fd, r->rbuf, sizeof r->rbuf, 0);
+        char cbuf[CMSG_SPACE(sizeof(struct timespec))];
+        struct iovec iov = {.iov_base = r->rbuf, .iov_len = sizeof r->rbuf};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                            .msg_controllen = sizeof cbuf};
+        ssize_t k = recvmsg(c->fd, &mh, 0);
         double t = now();
+        r->rx_ts = t;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); k > 0 && cm; cm = CMSG_NXTHDR(&mh, cm))
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec ts;
+                memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+                r->rx_ts = ts.tv_sec + ts.tv_nsec / 1e9;
+            }
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -481,6 +501,8 @@ static void on_readable(struct run *r, struct conn *c)
         }
         if (len > 0)
             on_stream(r, c, p, len, t);
+        if ((size_t)k < sizeof r->rbuf)
+            return; /* epoll says so if more is there */
     }
 }
 
@@ -673,6 +695,7 @@ static int cmd_fanout(struct run *r, int writes, double gap_ms)
     r->writes = writes;
     r->cur = -1;
     r->t_recv = xcalloc((size_t)writes * r->n, sizeof(double));
+    r->t_arr = xcalloc((size_t)writes * r->n, sizeof(double));
     r->t_send = xcalloc((size_t)writes, sizeof(double));
     r->t_ok = xcalloc((size_t)writes, sizeof(double));
     double open_s = open_all(r, "fanout");
@@ -703,9 +726,11 @@ static int cmd_fanout(struct run *r, int writes, double gap_ms)
     double *last_ok = xcalloc((size_t)writes, sizeof(double));
     double *last_send = xcalloc((size_t)writes, sizeof(double));
     double *answer = xcalloc((size_t)writes, sizeof(double));
+    double *arr_ok = xcalloc(n, sizeof(double));
+    double *last_arr_ok = xcalloc((size_t)writes, sizeof(double));
     size_t nw = 0;
     for (int i = 0; i < writes; i++) {
-        double last = 0;
+        double last = 0, last_arr = 0;
         int all = 1;
         for (int j = 0; j < r->n; j++) {
             double t = r->t_recv[(size_t)i * r->n + j];
@@ -714,6 +739,10 @@ static int cmd_fanout(struct run *r, int writes, double gap_ms)
                 all = 0;
                 continue;
             }
+            double ta = r->t_arr[(size_t)i * r->n + j];
+            arr_ok[k] = ta - r->t_ok[i];
+            if (ta > last_arr)
+                last_arr = ta;
             from_send[k] = t - r->t_send[i];
             from_ok[k++] = t - r->t_ok[i];
             if (t > last)
@@ -724,6 +753,7 @@ static int cmd_fanout(struct run *r, int writes, double gap_ms)
         if (all && r->t_ok[i] != 0) {
             last_send[nw] = last - r->t_send[i];
             last_ok[nw] = last - r->t_ok[i];
+            last_arr_ok[nw] = last_arr - r->t_ok[i];
             nw++;
         }
     }
@@ -734,6 +764,8 @@ static int cmd_fanout(struct run *r, int writes, double gap_ms)
     print_dist("from_answer", from_ok, k);
     print_dist("last_from_send", last_send, nw);
     print_dist("last_from_answer", last_ok, nw);
+    print_dist("arrival_from_answer", arr_ok, k);
+    print_dist("last_arrival_from_answer", last_arr_ok, nw);
     printf("\"client_cpu_ms\":%.0f,\"wall_s\":%.2f,\"loadavg_end\":%.2f,", client_cpu * 1000,
            wall, loadavg());
     printf("\"lost\":%zu,\"timeouts\":%d}\n", lost, timeouts);
