@@ -366,10 +366,10 @@ def rss_phase(kind, make_argv, addr, nkeys, batch, nthreads, load_path, make_bod
                           make_body)
             load_s += time.monotonic() - t
             done = upto
-            assert probe(expect="x%015d" % (upto - 1)), "last key not readable after the load"
             time.sleep(2)
             res["rss_steps"].append([upto, round(rss_kib(proc.p.pid)["VmRSS"] / 1024, 1)])
         res["load_s"] = round(load_s, 2)
+        assert probe(expect="x%015d" % (nkeys - 1)), "last key not readable after the load"
         r = rss_kib(proc.p.pid)
         res["rss_mib"] = round(r["VmRSS"] / 1024, 1)
         res["hwm_mib"] = round(r["VmHWM"] / 1024, 1)
