@@ -238,6 +238,7 @@ def watch_fragment(out, params):
             L.append("| %s | failed | | | | | | | | | |" % label)
             continue
         extra = (d["cpu_with_ms"] / d["wall_with_s"] - d["cpu_without_ms"] / d["wall_without_s"]) / 10
+        extra = 0.0 if abs(extra) < 0.005 else extra  # no "-0.00"
         per = (d["rss_end_kib"] - d["rss_without_end_kib"]) / d["n"]
         L.append("| %s | %d | %.2f | %.0f | %.0f | %.2f | %d | %.1f | %.1f | %.2f | %s |" % (
             label, d["n"], d["open_s"], d["cpu_without_ms"], d["cpu_with_ms"], extra,
@@ -251,8 +252,8 @@ def watch_fragment(out, params):
     L.append("%s watchers of one key on one node, then %s writes of that key to the leader, one "
              "at a time, the next %s ms after every watcher got the previous one. For each "
              "(write, watcher) pair: the time from the write's 200 answer, and from sending it, "
-             "to the moment the client read that watcher's event (CLOCK_MONOTONIC after the "
-             "read(); the client reads 1,000 sockets in turn, so its own reading is in the "
+             "to the moment the client read that watcher's event (the clock right after the "
+             "recvmsg(); the client reads 1,000 sockets in turn, so its own reading is in the "
              "figures). Negative from the answer: the watcher had the event before the writer "
              "had its answer. \"last\": per write, until the last of the watchers had it. "
              "\"In the socket\": the kernel's receive timestamp of the bytes (SO_TIMESTAMPNS; "
@@ -317,7 +318,9 @@ def watch_fragment(out, params):
             warn.append("%s:\n%s" % (os.path.basename(f)[len("watch-"):-5], t))
     if warn:
         L.append("")
-        L.append("WARN/ERROR lines in the watch cluster's craftd logs (first 20 per node):")
+        L.append("WARN/ERROR lines in the watch cluster's craftd logs (first 20 per node; the "
+                 "restart of a follower for the run without progress events makes the others "
+                 "log its lost peer connection):")
         L.append("")
         L.append("```")
         L.extend(warn)
@@ -560,6 +563,8 @@ def main():
         problems.append("craftd nodes died during the runs:\n\n```\n%s\n```" % deaths)
     warn = []
     for f in sorted(glob.glob(os.path.join(out, "*.warn"))):
+        if os.path.basename(f).startswith("watch-"):
+            continue  # in the watch section
         t = read_text(f)
         if t:
             warn.append("%s:\n%s" % (os.path.basename(f)[:-5], t))
