@@ -37,7 +37,7 @@ CTL_SRCS  = $(wildcard cli/*.c)
 CTL       = $(if $(CTL_SRCS),$(O)/craftctl)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv run deps clean
+.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv bench-watch run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(CTL) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -178,13 +178,22 @@ fuzz:
 	    -artifact_prefix=build-fuzz/$$t- build-fuzz/corpus/$$t || exit 1; \
 	done
 
-bench: all
+bench: all $(O)/watch_client
 	@sh bench/run.sh
 	@sh bench/peer_tls.sh
 
 # Write throughput over plain TCP and over peer TLS (bench/PEER_TLS.md).
 bench-peer-tls: all
 	@sh bench/peer_tls.sh
+
+# Idle watchers and one write's fan-out, craftd and etcd (bench/watch.sh).
+bench-watch: $(O)/craftd $(O)/watch_client
+	@sh bench/watch.sh
+
+$(O)/watch_client: bench/watch_client.c
+	@mkdir -p $(dir $@)
+	@echo "CC   $<"
+	@$(CC) $(CFLAGS) -o $@ $<
 
 # The map alone: RSS, point get/put, listing (bench/kv_bench.c).
 bench-kv: $(LIB_OBJS)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Helpers for bench/run.sh (stdlib only): wait for the craftd and etcd
 clusters, find leaders and followers, preload keys, check sample answers, and
-measure RSS, the time to list 1,000 keys under a prefix, and restart-to-serving
-time of a single node holding 10^6 keys.
+measure RSS (at a tenth, three tenths and all of the keys loaded), the time to
+list 1,000 keys under a prefix, and restart-to-serving time of a single node
+holding 10^6 keys.
 Every subcommand prints its results as `key=value` lines or JSON on stdout;
 progress and errors go to stderr; a failure exits non-zero."""
 
@@ -116,10 +117,19 @@ def wait_craftd(addrs, voters, deadline_s=60):
     return 1
 
 
-def batches(prefix, vprefix, n, size):
-    for start in range(0, n, size):
+def batches(prefix, vprefix, n, size, first=0):
+    """Keys first..n-1 in batches of size."""
+    for start in range(first, n, size):
         yield {"%s%015d" % (prefix, i): "%s%015d" % (vprefix, i)
                for i in range(start, min(n, start + size))}
+
+
+def rss_steps(nkeys):
+    """The key counts at which RSS is read while loading nkeys: a tenth,
+    three tenths and all (10^5, 3*10^5, 10^6 for the default 10^6),
+    rounded to whole batches of 1000."""
+    steps = sorted({max(1000, nkeys * f // 10000 * 1000) for f in (1, 3)} | {nkeys})
+    return [k for k in steps if k <= nkeys]
 
 
 def parallel_post(addr, path, bodies, nthreads, make_body):
@@ -349,11 +359,17 @@ def rss_phase(kind, make_argv, addr, nkeys, batch, nthreads, load_path, make_bod
     proc = Proc(make_argv(), logpath, pidfile)
     try:
         res["first_start_s"] = round(wait_serving(lambda: probe(expect=None), proc), 3)
-        t = time.monotonic()
-        parallel_post(addr, load_path, batches("m", "x", nkeys, batch), nthreads, make_body)
-        res["load_s"] = round(time.monotonic() - t, 2)
+        load_s, done, res["rss_steps"] = 0.0, 0, []
+        for upto in rss_steps(nkeys):  # RSS at each step, 2 s after its load
+            t = time.monotonic()
+            parallel_post(addr, load_path, batches("m", "x", upto, batch, done), nthreads,
+                          make_body)
+            load_s += time.monotonic() - t
+            done = upto
+            time.sleep(2)
+            res["rss_steps"].append([upto, round(rss_kib(proc.p.pid)["VmRSS"] / 1024, 1)])
+        res["load_s"] = round(load_s, 2)
         assert probe(expect="x%015d" % (nkeys - 1)), "last key not readable after the load"
-        time.sleep(2)
         r = rss_kib(proc.p.pid)
         res["rss_mib"] = round(r["VmRSS"] / 1024, 1)
         res["hwm_mib"] = round(r["VmHWM"] / 1024, 1)

@@ -105,6 +105,44 @@ def read_text(path):
         return ""
 
 
+def run_out(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def mem_total():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return "%.1f GiB memory" % (int(line.split()[1]) / 1024.0 / 1024.0)
+    except OSError:
+        pass
+    return "memory ?"
+
+
+def disk(path):
+    """The filesystem that held the data directories (df), and its block
+    device (lsblk: size, rotational or not, model) when there is one."""
+    if not path or not os.path.isdir(path):
+        return "?"
+    df = run_out(["df", "-hT", path]).splitlines()
+    if len(df) < 2:
+        return "?"
+    src, fstype, size = df[1].split()[:3]
+    what = "%s (%s, %s)" % (src, fstype, size)
+    if src.startswith("/dev/"):
+        blk = run_out(["lsblk", "-dno", "NAME,SIZE,ROTA,TYPE,MODEL", src])
+        if blk:
+            f = blk.split(None, 4)
+            what += "; lsblk: %s %s, %s%s" % (
+                f[0], f[1], "rotational (ROTA=1; a virtual disk may say so)" if f[2] == "1"
+                else "not rotational", (", model " + f[4]) if len(f) > 4 else "")
+    return what
+
+
 def machine():
     cpu = "?"
     try:
@@ -119,8 +157,8 @@ def machine():
         wrkv = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     except OSError:
         wrkv = "?"
-    return "nproc %d, kernel %s, %s, %s" % (os.cpu_count() or 0, platform.release(), cpu,
-                                            wrkv.strip())
+    return "nproc %d, %s, kernel %s, %s, %s" % (os.cpu_count() or 0, mem_total(),
+                                                platform.release(), cpu, wrkv.strip())
 
 
 def before_now(L, S, runs, base):
@@ -150,7 +188,181 @@ def before_now(L, S, runs, base):
             label, base, show(va), show(vb), "-" if ratio is None else "%.2fx" % ratio, rounds))
 
 
+def f1(v):
+    return "-" if v is None else "%.1f" % v
+
+
+def f2(v):
+    return "-" if v is None else "%.2f" % v
+
+
+def watch_fragment(out, params):
+    """The markdown of bench/watch.sh's measurements (its JSON in out)."""
+    hold = params.get("hold", "30")
+    L = ["## Watch (one node of a 3-node cluster)", ""]
+    L.append("`make bench-watch` (bench/watch.sh; the client is bench/watch_client.c, one epoll "
+             "loop on non-blocking sockets, built as build/watch_client); `make bench` runs it "
+             "too, after the throughput runs. Its own clusters: craftd on HTTP ports +400..402 "
+             "with `%s` (every stream is an HTTP connection from 127.0.0.1), etcd %s on client "
+             "ports +1400..1402 with its defaults, watched through its JSON gateway "
+             "(`POST /v3/watch`, one JSON object a line). Load average (uptime) before: %s; "
+             "after: %s." % (read_text(os.path.join(out, "watch_craftd_flags.txt")),
+                              read_text(os.path.join(out, "watch_etcd_version.txt")) or "(skipped)",
+                              load_avg(os.path.join(out, "watch_load_before.txt")),
+                              load_avg(os.path.join(out, "watch_load_after.txt"))))
+    L.append("")
+    L.append("### Idle watchers")
+    L.append("")
+    L.append("CPU time of the watched node (utime+stime from /proc/<pid>/stat) over %s s with no "
+             "watcher, then over %s s with %s watchers open and nothing written (2 s after the "
+             "last one opened); RSS (VmRSS) at the end of each period. The only traffic with "
+             "them open is craftd's progress event (`-watch-progress-ms`, 5000 by default) on "
+             "every stream, counted; etcd sends none unless asked. craftd's distinct keys and "
+             "its prefix run on the two different followers, so that the second does not start "
+             "with the first one's freed memory. Then the first follower is restarted with "
+             "`-watch-progress-ms 3600000` and the distinct keys measured again: what the "
+             "watchers cost without their progress events." % (hold, hold, params.get("n")))
+    L.append("")
+    L.append("| server | watchers on | open all s | CPU ms without | CPU ms with | extra CPU "
+             "% of a core | progress events | RSS without MiB | RSS with MiB | RSS per watcher KiB | "
+             "load |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    S = []
+    for tag, label in (("craftd_keys", "craftd, distinct keys"), ("craftd_prefix", "craftd, one prefix"),
+                       ("craftd_quiet", "craftd, distinct keys, no progress events"),
+                       ("etcd_keys", "etcd, distinct keys")):
+        d = read_json(os.path.join(out, "watch_idle_%s.json" % tag))
+        if d is None:
+            if tag.startswith("etcd") and not read_text(os.path.join(out, "watch_etcd_version.txt")):
+                continue
+            L.append("| %s | failed | | | | | | | | | |" % label)
+            continue
+        extra = (d["cpu_with_ms"] / d["wall_with_s"] - d["cpu_without_ms"] / d["wall_without_s"]) / 10
+        extra = 0.0 if abs(extra) < 0.005 else extra  # no "-0.00"
+        per = (d["rss_end_kib"] - d["rss_without_end_kib"]) / d["n"]
+        L.append("| %s | %d | %.2f | %.0f | %.0f | %.2f | %d | %.1f | %.1f | %.2f | %s |" % (
+            label, d["n"], d["open_s"], d["cpu_without_ms"], d["cpu_with_ms"], extra,
+            d["progress_events"], d["rss_without_end_kib"] / 1024, d["rss_end_kib"] / 1024, per,
+            f2(d.get("loadavg_end"))))
+        S.append("%-22s %d idle watchers: CPU %.0f ms / %s s (without: %.0f ms), %.2f KiB RSS each"
+                 % (label, d["n"], d["cpu_with_ms"], hold, d["cpu_without_ms"], per))
+    L.append("")
+    L.append("### Fan-out: one write, %s watchers of its key" % params.get("fan"))
+    L.append("")
+    L.append("%s watchers of one key on one node, then %s writes of that key to the leader, one "
+             "at a time, the next %s ms after every watcher got the previous one. For each "
+             "(write, watcher) pair: the time from the write's 200 answer, and from sending it, "
+             "to the moment the client read that watcher's event (the clock right after the "
+             "recvmsg(); the client reads 1,000 sockets in turn, so its own reading is in the "
+             "figures). Negative from the answer: the watcher had the event before the writer "
+             "had its answer. \"last\": per write, until the last of the watchers had it. "
+             "\"In the socket\": the kernel's receive timestamp of the bytes (SO_TIMESTAMPNS; "
+             "on loopback, when the server wrote them), so without the client's reading: what "
+             "the server's fan-out itself takes. "
+             "Client CPU: what the measuring client itself used during the writes (its reading "
+             "of every socket is in the figures); load: the 1-minute load average at the end "
+             "(the machine is shared, and the two craftd or etcd members not watched run too)."
+             % (params.get("fan"), params.get("writes"), params.get("gap")))
+    L.append("")
+    read_rows, sock_rows = [], []
+
+    def three(x):
+        return "-" if not x else "%.2f / %.2f / %.2f" % (x["p50_ms"], x["p99_ms"], x["max_ms"])
+
+    for kind in ("craftd", "etcd"):
+        for where in ("follower", "leader"):
+            d = read_json(os.path.join(out, "watch_fan_%s_%s.json" % (kind, where)))
+            if d is None:
+                if kind == "craftd" or read_text(os.path.join(out, "watch_etcd_version.txt")):
+                    read_rows.append("| %s | %s | failed | | | | | | |" % (kind, where))
+                continue
+            larr = d.get("last_arrival_from_answer")
+            read_rows.append("| %s | %s | %d | %.2f | %s | %s | %s | %s | %d |" % (
+                kind, where, d["n"], d["write_answer"]["p50_ms"], three(d["from_answer"]),
+                three(d["from_send"]), three(d["last_from_answer"]), three(d["last_from_send"]),
+                d["lost"]))
+            sock_rows.append("| %s | %s | %s | %s | %s / %s | %s |" % (
+                kind, where, three(d.get("arrival_from_answer")), three(larr),
+                d.get("client_cpu_ms", "-"), d.get("wall_s", "-"), f2(d.get("loadavg_end"))))
+            S.append("%-6s fan-out to %d on the %s: last watcher read p50 %.2f ms p99 %.2f ms "
+                     "after the answer%s" % (
+                         kind, d["n"], where, d["last_from_answer"]["p50_ms"],
+                         d["last_from_answer"]["p99_ms"],
+                         "; in its socket p50 %.2f ms p99 %.2f ms" % (larr["p50_ms"], larr["p99_ms"])
+                         if larr else ""))
+    L.append("As read by the client (ms):")
+    L.append("")
+    L.append("| server | watchers on | watchers | write answer p50 | from answer p50 / p99 / max "
+             "| from send p50 / p99 / max | last, from answer p50 / p99 / max "
+             "| last, from send p50 / p99 / max | events lost |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    L.extend(read_rows)
+    L.append("")
+    L.append("As queued in the watchers' sockets (kernel timestamps, ms), and what the client "
+             "used:")
+    L.append("")
+    L.append("| server | watchers on | from answer p50 / p99 / max "
+             "| last, from answer p50 / p99 / max | client CPU ms / wall s | load |")
+    L.append("|---|---|---|---|---|---|")
+    L.extend(sock_rows)
+    L.append("")
+    L.append("Summary:")
+    L.append("")
+    L.append("```")
+    L.extend(S)
+    L.append("```")
+    warn = []
+    for f in sorted(glob.glob(os.path.join(out, "watch-*.warn"))):
+        t = read_text(f)
+        if t:
+            warn.append("%s:\n%s" % (os.path.basename(f)[len("watch-"):-5], t))
+    if warn:
+        L.append("")
+        L.append("WARN/ERROR lines in the watch cluster's craftd logs (first 20 per node; the "
+                 "restart of a follower for the run without progress events makes the others "
+                 "log its lost peer connection):")
+        L.append("")
+        L.append("```")
+        L.extend(warn)
+        L.append("```")
+    return "\n".join(L) + "\n"
+
+
+def load_avg(path):
+    t = read_text(path)
+    m = re.search(r"load average: (.*)$", t)
+    return m.group(1) if m else "?"
+
+
+def splice(dest, fragment_path):
+    """Puts the fragment's section (its first line, a "## " heading) into
+    dest in place of the section of that heading, or before "## Problems
+    seen" when it has none."""
+    frag = read_text(fragment_path).splitlines()
+    head = frag[0]
+    try:
+        with open(dest) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    if head in lines:
+        a = lines.index(head)
+        b = next((i for i in range(a + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[a:b] = frag + [""]
+    else:
+        at = lines.index("## Problems seen") if "## Problems seen" in lines else len(lines)
+        lines[at:at] = frag + [""]
+    with open(dest, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main():
+    if sys.argv[1] == "--watch-fragment":  # out-dir key=value...
+        sys.stdout.write(watch_fragment(sys.argv[2], dict(a.split("=", 1) for a in sys.argv[3:])))
+        return 0
+    if sys.argv[1] == "--splice":  # RESULTS.md fragment.md
+        splice(sys.argv[2], sys.argv[3])
+        return 0
     out, dest = sys.argv[1], sys.argv[2]
     params = dict(a.split("=", 1) for a in sys.argv[3:])
     base = params.get("baseline", "")
@@ -166,8 +378,17 @@ def main():
     L.append("")
     L.append("- Date: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"))
     L.append("- Machine: %s" % machine())
-    L.append("- etcd %s (defaults, 3 members, JSON gateway); craftd `%s` (defaults, 3 nodes)"
+    L.append("- Disk of the data directories (a `mktemp -d` folder): %s"
+             % disk(params.get("datadir")))
+    L.append("- Load average (uptime) before the run: %s; after: %s"
+             % (load_avg(os.path.join(out, "load_before.txt")),
+                load_avg(os.path.join(out, "load_after.txt"))))
+    L.append("- etcd %s (defaults, 3 members); craftd `%s` (defaults, 3 nodes)"
              % (params.get("etcd_version", "?"), params.get("craftd", "build/craftd")))
+    L.append("- etcd is measured through its JSON gateway (grpc-gateway on its client port: "
+             "HTTP/1.1 and JSON, `POST /v3/kv/put`, `/v3/kv/range`, `/v3/kv/txn`, "
+             "`/v3/watch`), the same kind of API as craftd's, not through gRPC, which its own "
+             "clients use and which costs it less per request")
     if base:
         L.append("- Baseline: craftd at git revision %s (%s), built by the run from `git archive` "
                  "with that revision's Makefile, as a third 3-node cluster (HTTP ports +200, "
@@ -287,6 +508,23 @@ def main():
             d["restart_to_serving_s"], d["rss_after_restart_mib"]))
         S.append("%-6s 10^6 keys: RSS %s MiB (peak %s), restart to serving %s s"
                  % (kind, d["rss_mib"], d["hwm_mib"], d["restart_to_serving_s"]))
+    rss = {}  # kind -> [[keys, RSS MiB], ...]
+    for kind in ("craftd", "etcd"):
+        d = read_json(os.path.join(out, "rss_%s.json" % kind))
+        if d and d.get("rss_steps"):
+            rss[kind] = d["rss_steps"]
+    if rss:
+        L.append("")
+        L.append("RSS against the keys held, read while loading (2 s after the load reached each "
+                 "count, on the same node):")
+        L.append("")
+        steps = sorted({k for pts in rss.values() for k, _ in pts})
+        L.append("| | " + " | ".join("%d keys" % k for k in steps) + " |")
+        L.append("|---|" + "---|" * len(steps))
+        for kind, pts in sorted(rss.items()):
+            by = dict(pts)
+            L.append("| %s RSS MiB | %s |" % (kind, " | ".join(
+                "-" if by.get(k) is None else "%.1f" % by[k] for k in steps)))
     for kind in ("craftd", "etcd"):
         d = read_json(os.path.join(out, "rss_%s.json" % kind))
         if d:
@@ -316,11 +554,17 @@ def main():
                                                    d["list_p99_ms"], d["list_per_s"]))
             S.append("%-6s listing 1,000 of 10^6: p50 %s ms, %s listings/s"
                      % (kind, d["list_p50_ms"], d["list_per_s"]))
+    watch = read_text(os.path.join(out, "watch.md"))  # bench/watch.sh's section
+    if watch:
+        L.append("")
+        L.extend(watch.splitlines())
     deaths = read_text(os.path.join(out, "craftd_deaths.txt"))
     if deaths:
         problems.append("craftd nodes died during the runs:\n\n```\n%s\n```" % deaths)
     warn = []
     for f in sorted(glob.glob(os.path.join(out, "*.warn"))):
+        if os.path.basename(f).startswith("watch-"):
+            continue  # in the watch section
         t = read_text(f)
         if t:
             warn.append("%s:\n%s" % (os.path.basename(f)[:-5], t))
@@ -338,6 +582,20 @@ def main():
         L.append("```")
         L.extend(warn)
         L.append("```")
+    plot_lines = ["## Plots", ""]
+    try:
+        import plots  # bench/plots.py, beside this file
+        root = os.path.dirname(os.path.dirname(os.path.abspath(dest)))
+        stem = os.path.splitext(os.path.basename(dest))[0]
+        prefix = "" if stem == "RESULTS" else stem.replace("RESULTS-", "").lower() + "-"
+        pl, pp = plots.make(root, os.path.join(os.path.dirname(os.path.abspath(dest)), "plots"),
+                            prefix, lambda rs, name, key: med(rs.get(name, []), key), runs, rss,
+                            "craftd vs etcd %s" % params.get("etcd_version", ""))
+        plot_lines += pl
+        plot_lines += ["A plot failed: %s" % p for p in pp]
+    except (ImportError, OSError) as e:
+        plot_lines.append("No plots: %s" % e)
+    L[summary_at:summary_at] = plot_lines
     L[summary_at:summary_at] = (["## Summary", "",
                                   "Point writes and reads (medians, 200s/s), RSS and restart "
                                   "with %s keys, listing 1,000 keys among them:" % params.get("nkeys"),

@@ -1,9 +1,14 @@
 #!/bin/sh
 # `make bench`: craftd against etcd 3.4 on loopback, 3-node clusters, wrk with
-# 64 connections. Writes bench/RESULTS.md and prints its summary. A benchmark,
+# 64 connections. Writes bench/RESULTS.md (with gnuplot, the PNGs in
+# bench/plots/ it embeds; gnuplot-nox is installed when missing and root) and
+# prints its summary. A benchmark,
 # not a test: it fails only when something cannot be started or answers wrong.
 # Environment knobs: BENCH_DURATION (s per wrk run, 10), BENCH_ROUNDS (3),
-# BENCH_NKEYS (keys for the RSS/restart part, 1000000), BENCH_PORT (31000),
+# BENCH_NKEYS (keys for the RSS/restart part, 1000000; RSS is also read at a
+# tenth and three tenths of them, for the plot of memory against keys),
+# BENCH_PORT (31000), BENCH_SKIP_WATCH=1 to skip the watch part (bench/watch.sh,
+# its own knobs there; skipped with BENCH_TLS/BENCH_AUTH too),
 # BENCH_SKIP_ETCD_RSS=1 to skip etcd's RSS/restart part, BENCH_CRAFTD_FLAGS (extra
 # craftd flags for every node, empty by default: craftd runs with its defaults),
 # BENCH_RESULTS (the report file, bench/RESULTS.md), BENCH_TLS=1 to run both
@@ -66,6 +71,17 @@ if [ -n "$need" ]; then
         die "missing$need (install them, or run as root)"
     fi
 fi
+# gnuplot draws the report's plots; without it the report has none
+if ! command -v gnuplot >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing gnuplot-nox (for the plots)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y gnuplot-nox >/dev/null 2>&1 ||
+            { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y gnuplot-nox >/dev/null 2>&1; } ||
+            say "cannot install gnuplot-nox: the report will have no plots"
+    else
+        say "no gnuplot (apt-get install gnuplot-nox): the report will have no plots"
+    fi
+fi
 [ -x "$CRAFTD" ] || die "$CRAFTD is missing (run make first)"
 ETCD=$(command -v etcd)
 ETCD_VERSION=$("$ETCD" --version 2>/dev/null | sed -n 's/^etcd Version: //p')
@@ -92,6 +108,7 @@ PIDS=$T/pids
 : >"$PIDS"
 OUT=$T/out
 mkdir -p "$OUT"
+uptime >"$OUT/load_before.txt"
 cleanup() {
     for pid in $(cat "$PIDS" 2>/dev/null); do
         kill "$pid" 2>/dev/null || true
@@ -318,6 +335,9 @@ for pid in $(cat "$PIDS"); do
     i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 done
 
+# ---- watchers, idle and fan-out (its own clusters; bench/watch.sh)
+[ -n "${BENCH_SKIP_WATCH:-}$TLS$AUTH" ] || sh "$BENCH_DIR/watch.sh" "$OUT" || say "watch part failed"
+
 # ---- RSS with 10^6 keys, listing 1,000 of them (GET /keys; skipped if the
 # node answers 404) and restart-to-serving time (single node)
 say "craftd: loading $NKEYS keys into a single node"
@@ -333,7 +353,8 @@ if [ -z "${BENCH_SKIP_ETCD_RSS:-}" ]; then
 fi
 
 # ---- report
-python3 "$BENCH_DIR/report.py" "$OUT" "$RESULTS" "tls=${TLS:+1}" "auth=${AUTH:+1}" \
+uptime >"$OUT/load_after.txt"
+python3 "$BENCH_DIR/report.py" "$OUT" "$RESULTS" "tls=${TLS:+1}" "auth=${AUTH:+1}" "datadir=$T" \
     "conns=$CONNS" "threads=$THREADS" "duration=$DUR" "rounds=$ROUNDS" "nread=$NREAD" \
     "nkeys=$NKEYS" "craftd_flags=$CFLAGS_PLAIN" "etcd_version=$ETCD_VERSION" "craftd=build/craftd" \
     "baseline=${BASELINE:+$BASE_REV}" "baseline_sha=${BASELINE:+$BASE_SHA}" "baseline_note=$BASE_NOTE" \
