@@ -1368,7 +1368,9 @@ static void test_auth_off_loop(void **state)
     /* the server closes while a check runs */
     struct cli *late = cli_open(f->port);
     auth_send(late, "GET", "/key/k", NULL, ucred);
-    usleep(50 * 1000);
+    /* long enough for a loaded server to have read it, well inside u's
+     * check (~0.3 s natively, longer under load) */
+    usleep(150 * 1000);
     fx_post_stop(f);
     cli_read(late, &r, false);
     /* under valgrind (VALGRIND=1) u's check (the full count, so that it is
