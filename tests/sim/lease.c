@@ -17,6 +17,8 @@
  * - lease-agree: every node holds the same lease table (ids, TTLs, refresh
  *   indexes, key counts) and the same l/ keys with their leases at each
  *   index a lease entry applied at, and after a snapshot restore.
+ * - lease-clock: each node's lease clock knows exactly the leases of its
+ *   map, after every lease command and every rebuild.
  * - lease-expiry: once the cluster is healed (final phase), a leader with
  *   nothing left to commit holds no lease longer than TTL / r' + a retry +
  *   4 election timeouts after the later of taking office and its last lease
@@ -300,6 +302,41 @@ static uint64_t sent_of(const struct sim_lease *L, uint64_t index)
 
 /* ---- the node's lease clock, as src/node/lease.c drives it ---- */
 
+struct known_ctx {
+    const struct lease_clock *clock;
+    uint64_t missing; /* a lease of the map the clock does not know */
+};
+
+static int known_one(void *ud, const struct kv_lease *l)
+{
+    struct known_ctx *k = ud;
+    if (lease_clock_remaining(k->clock, l->id, 0) < 0) {
+        k->missing = l->id;
+        return 1;
+    }
+    return 0;
+}
+
+/* lease-clock: the clock knows exactly the leases of the node's map (the
+ * daemon's GET /lease relies on it, and a lease the leader's clock does not
+ * know never expires). */
+static void check_known(struct sim *s, const struct sim_node *n,
+                        const char *when)
+{
+    const struct lease_clock *c = s->lease->node[n->id].clock;
+    size_t in_map = n->kv.map ? kv_lease_count(n->kv.map) : 0;
+    struct known_ctx k = {c, 0};
+    bool more;
+    if (n->kv.map)
+        kv_lease_list(n->kv.map, 0, SIZE_MAX, known_one, &k, &more);
+    if (k.missing || lease_clock_count(c) != in_map)
+        sim_fail(s, "lease-clock", "n%" PRIu64 " %s at %" PRIu64 ": its map"
+                 " holds %zu leases, its lease clock knows %zu (first lease"
+                 " of the map it does not know: %" PRIu64 ", 0: none)",
+                 n->id, when, n->kv.applied, in_map, lease_clock_count(c),
+                 k.missing);
+}
+
 static void clock_failed(struct sim *s, const struct sim_node *n, int rc)
 {
     sim_fail(s, "sim", "n%" PRIu64 " lease clock: %s", n->id,
@@ -317,6 +354,7 @@ void sim_lease_rebuild(struct sim *s, struct sim_node *n)
     int rc = lease_clock_rebuild(ln->clock, n->kv.map, node_ms(s, n));
     if (rc)
         clock_failed(s, n, rc);
+    check_known(s, n, "rebuilt its lease clock");
     /* The restored state is the one every node had at its index. */
     const struct lfp *f = fp_at(L, n->kv.applied);
     if (f && n->kv.applied <= L->upto && state_fp(n->kv.map) != f->fp)
@@ -483,6 +521,7 @@ int sim_lease_apply(struct sim *s, struct sim_node *n,
             return 0;
         }
         check_keys(s, n, r, before);
+        check_known(s, n, "applied a lease command");
     }
     if (e->index > L->upto) {
         first_apply(s, n, e, r, sent);
