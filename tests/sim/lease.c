@@ -627,12 +627,17 @@ static void done(struct sim *s, struct lclient *c, const struct kv_result *r)
     } else if (c->op.kind == LOP_REVOKE && r) {
         c->lease = 0;
     }
-    /* The next request: keepalives about one TTL apart, some late. */
-    c->next_at = s->now + sim_rng_range(&L->rng, 1, ttl / 4 + 1);
-    if (c->op.kind == LOP_KEEPALIVE || c->op.kind == LOP_GRANT)
-        c->next_at = s->now + ttl * sim_rng_range(&L->rng, 40, 105) / 100;
+    /* The next request: with no lease, a grant within a TTL; after a grant
+     * or a keepalive, the next 0.4-1.05 TTL later (the late ones race the
+     * leader's EXPIRE); after a put or a revoke, soon. */
+    uint64_t next;
     if (!c->lease)
-        c->next_at = s->now + sim_rng_range(&L->rng, 1, ttl + 1);
+        next = sim_rng_range(&L->rng, 1, ttl + 1);
+    else if (c->op.kind == LOP_KEEPALIVE || c->op.kind == LOP_GRANT)
+        next = ttl * sim_rng_range(&L->rng, 40, 105) / 100;
+    else
+        next = sim_rng_range(&L->rng, 1, ttl / 4 + 1);
+    c->next_at = s->now + next;
 }
 
 static void client_step(struct sim *s, struct lclient *c)
@@ -650,7 +655,8 @@ static void client_step(struct sim *s, struct lclient *c)
     } else if (sim_rng_below(&L->rng, 3) == 0) {
         send(s, c, LOP_PUT);
     } else if (c->keeps > 0 || c->mode == LM_KEEP) {
-        c->keeps -= c->keeps > 0;
+        if (c->keeps > 0)
+            c->keeps--;
         send(s, c, LOP_KEEPALIVE);
     } else if (c->mode == LM_REVOKE) {
         send(s, c, LOP_REVOKE);
