@@ -12,8 +12,8 @@
  *   anywhere) before TTL / r has passed in global time since its last
  *   refresh (the GRANT or KEEPALIVE the EXPIRE names) was sent, r being the
  *   fastest clock's rate (see too_early).
- * - lease-keys: an EXPIRE or REVOKE deletes exactly the keys attached to
- *   its lease, a stale EXPIRE nothing; keys of other leases stay.
+ * - lease-keys: a lease command moves no key but those of the lease an
+ *   EXPIRE or REVOKE deletes, all of them (a stale EXPIRE: none).
  * - lease-agree: every node holds the same lease table (ids, TTLs, refresh
  *   indexes, key counts) and the same l/ keys with their leases at each
  *   index a lease entry applied at, and after a snapshot restore.
@@ -769,7 +769,7 @@ static void check_expiry_late(struct sim *s)
                  bound);
 }
 
-bool sim_lease_settled(const struct sim *s)
+bool sim_lease_settled(struct sim *s)
 {
     const struct sim_lease *L = s->lease;
     if (!L)
@@ -777,7 +777,7 @@ bool sim_lease_settled(const struct sim *s)
     for (unsigned i = 0; i < L->n_clients; i++)
         if (L->c[i].busy)
             return false;
-    struct sim_node *l = sim_leader((struct sim *)s);
+    struct sim_node *l = sim_leader(s);
     return l && (!l->kv.map || kv_lease_count(l->kv.map) == 0);
 }
 

@@ -742,7 +742,7 @@ void sim_lease_rebuild(struct sim *s, struct sim_node *n);
 void sim_lease_on_prop(struct sim *s, struct sim_node *n,
                        const struct raft_prop_result *pr);
 /* Final phase: no lease request pending and none left at the leader. */
-bool sim_lease_settled(const struct sim *s);
+bool sim_lease_settled(struct sim *s);
 
 /* ---- one run (run.c) ---- */
 
