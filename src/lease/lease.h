@@ -68,6 +68,27 @@ void lease_clock_became_leader(struct lease_clock *c, uint64_t now);
 size_t lease_clock_due(struct lease_clock *c, uint64_t now, uint64_t *ids,
                        size_t cap);
 
+/* ---- the clock and the map (lease_kv.c) ----
+ * What a node does with its clock as it applies src/kv's commands; the
+ * daemon and the simulator both call these. */
+struct kv;
+struct kv_result;
+
+/* Forget everything, then start every lease of kv's lease table now with
+ * its full TTL (at start, after a snapshot install). kv NULL: an empty
+ * table. 0 or CRAFT_ENOMEM. */
+int lease_clock_rebuild(struct lease_clock *c, const struct kv *kv,
+                        uint64_t now);
+/* The result of a command just applied now (kv_last_result; NULL or not a
+ * lease command: nothing): a stale EXPIRE changes nothing, the rest as
+ * lease_clock_on_applied. 0 or CRAFT_ENOMEM. */
+int lease_clock_on_result(struct lease_clock *c, const struct kv_result *res,
+                          uint64_t now);
+/* The EXPIRE the leader proposes for due lease id into buf (at least
+ * KV_LEASE_CMD_MAX bytes): it names the lease's refresh index in kv. Its
+ * length, or 0 if kv no longer has the lease. */
+size_t lease_expire_cmd(const struct kv *kv, uint64_t id, uint8_t *buf);
+
 /* Milliseconds left before lease id's deadline (0 once it has passed), or
  * -1 when the clock does not know id. */
 int64_t lease_clock_remaining(const struct lease_clock *c, uint64_t id,

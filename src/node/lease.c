@@ -35,30 +35,18 @@ static void out_of_memory(struct node *n, uint64_t id)
     exit(1);
 }
 
-static int start_one(void *ud, const struct kv_lease *l)
-{
-    struct node *n = ud;
-    if (lease_clock_start(n->leases, l->id, l->ttl_ms, node__now(n)) != 0)
-        out_of_memory(n, l->id);
-    return 0;
-}
-
 void node__leases_rebuild(struct node *n)
 {
     if (n->leases == NULL)
         return;
-    lease_clock_clear(n->leases);
-    bool more;
-    (void)kv_lease_list(n->kv, 0, SIZE_MAX, start_one, n, &more);
+    /* every lease of the map starts now */
+    if (lease_clock_rebuild(n->leases, n->kv, node__now(n)) != 0)
+        out_of_memory(n, 0);
 }
 
 void node__leases_applied(struct node *n, const struct kv_result *res)
 {
-    if (res == NULL || res->lease_op == 0 || res->lease_stale)
-        return; /* a stale expiry changed nothing: the lease lives on */
-    if (lease_clock_on_applied(n->leases, res->lease_op, res->lease_id,
-                               res->lease_found, res->lease_ttl_ms,
-                               node__now(n)) != 0)
+    if (lease_clock_on_result(n->leases, res, node__now(n)) != 0)
         out_of_memory(n, res->lease_id);
 }
 
@@ -73,16 +61,10 @@ uint64_t node__lease_min_ttl_s(const struct node *n)
  * lease again after its retry interval. */
 static void propose_expire(struct node *n, uint64_t id)
 {
-    /* It names the refresh the clock counted from, the lease's last one
-     * applied here: a keepalive that commits before the expiry applies
-     * makes it stale (docs/architecture.md, "Leases"). */
-    struct kv_lease l;
-    if (kv_lease_get(n->kv, id, &l) != 0)
-        return; /* gone already: the clock forgets it when that applies */
     uint8_t buf[KV_LEASE_CMD_MAX];
-    size_t len = kv_lease_cmd_encode(KV_LEASE_EXPIRE, id, l.refreshed, buf);
+    size_t len = lease_expire_cmd(n->kv, id, buf); /* names its refresh */
     if (len == 0)
-        return;
+        return; /* gone already: the clock forgets it when that applies */
     int rv = raft_propose(n->raft, 0, buf, len);
     if (rv)
         CRAFT_WARN(&n->log, "cannot propose the expiry of lease %llu: %s",

@@ -47,6 +47,8 @@ int sim_kv_apply(struct sim_kv *kv, unsigned n_keys, uint64_t index,
 {
     if (len > 1 && p[0] == SIM_CMD_KV)
         return apply_map(kv, index, p + 1, len - 1);
+    if (len > SIM_LEASE_TAG && p[0] == SIM_CMD_LEASE)
+        return apply_map(kv, index, p + SIM_LEASE_TAG, len - SIM_LEASE_TAG);
     if (len < 4 || p[0] != KV_VERSION || p[2] >= n_keys ||
         (size_t)p[3] + 4 != len || p[3] >= SIM_VAL_MAX)
         return CRAFT_ECORRUPT;

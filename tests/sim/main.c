@@ -52,7 +52,8 @@ static void usage(FILE *f)
             "                       4 pause, 5 drift, 6 transfer, 7 wipe,\n"
             "                       8 early-conf),\n"
             "         --io-first (a woken node steps frames before its owed\n"
-            "                     ticks, against the core's contract)\n");
+            "                     ticks, against the core's contract),\n"
+            "         --leases (the lease workload on every seed, not a third)\n");
 }
 
 static int write_all(int fd, const void *p, size_t len)
@@ -368,6 +369,9 @@ int main(int argc, char **argv)
             takes = false;
         } else if (!strcmp(a, "--io-first")) {
             o.io_first = true;
+            takes = false;
+        } else if (!strcmp(a, "--leases")) {
+            o.leases = true;
             takes = false;
         } else if (!strcmp(a, "--selftest")) {
             selftest = true;

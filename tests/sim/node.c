@@ -274,7 +274,11 @@ static void apply_one(struct sim *s, struct sim_node *n,
     struct raft_conf_change cc;
     switch (e->type) {
     case RAFT_ENTRY_NORMAL:
-        err = sim_kv_apply(&n->kv, s->p.n_keys, e->index, e->data, e->len);
+        if (e->len > 0 && ((const uint8_t *)e->data)[0] == SIM_CMD_LEASE)
+            err = sim_lease_apply(s, n, e);
+        else
+            err = sim_kv_apply(&n->kv, s->p.n_keys, e->index, e->data,
+                               e->len);
         break;
     case RAFT_ENTRY_NOOP:
         break;
@@ -306,6 +310,7 @@ static void apply_one(struct sim *s, struct sim_node *n,
     n->kv.applied = e->index;
     n->kv.applied_term = e->term;
     sim_client_on_apply(s, n, e->index, e->term);
+    sim_lease_applied(s, n, e->index, e->term);
 }
 
 static void apply_committed(struct sim *s, struct sim_node *n)
@@ -342,6 +347,7 @@ static void restore_sm(struct sim *s, struct sim_node *n)
     sim_ev(s, EV_SNAP_INSTALL, 0, n->id, 0, sn->meta.index, sn->meta.term,
            sn->meta.size, 0, NULL);
     sim_client_on_restore(s, n);
+    sim_lease_restored(s, n);
 }
 
 static void begin_snapshot(struct sim *s, struct sim_node *n);
@@ -372,6 +378,8 @@ static void take_ready(struct sim *s, struct sim_node *n)
         apply_committed(s, n);
     for (size_t i = 0; i < rd->n_props && !s->failed; i++)
         sim_client_on_prop(s, n, &rd->props[i]);
+    for (size_t i = 0; i < rd->n_props && !s->failed; i++)
+        sim_lease_on_prop(s, n, &rd->props[i]);
     for (size_t i = 0; i < rd->n_reads && !s->failed; i++)
         sim_client_on_read(s, n, &rd->reads[i]);
     if (rd->want_snapshot && !n->snap_pending) {
@@ -608,6 +616,7 @@ void sim_node_restart(struct sim *s, struct sim_node *n)
     n->term = 0;
     n->leader = 0;
     s->st.restarts++;
+    sim_lease_rebuild(s, n); /* as the daemon at start */
     sim_ev(s, EV_RESTART, 0, n->id, 0, d->hs.term, d->hs.commit,
            d->cur.meta.index, d->log.n ? sim_log_last(&d->log) : 0, NULL);
     sim_node_observe(s, n);

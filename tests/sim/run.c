@@ -166,6 +166,7 @@ void sim_init(struct sim *s, uint64_t seed, const struct sim_opts *o,
         sim_print_params(s, out);
     for (unsigned id = 1; id <= s->p.n_nodes; id++)
         init_clock(s, &s->nodes[id]);
+    sim_lease_init(s);
     for (unsigned id = 1; id <= s->p.n_nodes && !s->failed; id++) {
         s->nodes[id].id = id;
         sim_node_boot(s, &s->nodes[id], id <= s->p.n_founders);
@@ -228,6 +229,8 @@ static void step(struct sim *s)
         sim_forge_step(s);
     for (unsigned id = 1; id <= s->p.n_nodes && !s->failed; id++)
         sim_node_process(s, &s->nodes[id]);
+    if (!s->failed)
+        sim_lease_step(s);
     if (!s->failed && s->now % s->p.spt == 0)
         check_pairs(s);
 }
@@ -239,7 +242,7 @@ static void step(struct sim *s)
 static bool converged(struct sim *s)
 {
     struct sim_node *l = sim_leader(s);
-    if (!l || !s->final_done || !sim_clients_idle(s))
+    if (!l || !s->final_done || !sim_clients_idle(s) || !sim_lease_settled(s))
         return false;
     const struct raft_conf *conf = raft_conf(l->r);
     if (!raft_conf_is_voter(conf, l->rid))
@@ -395,6 +398,7 @@ void sim_destroy(struct sim *s)
     sim_hist_free(&s->hist);
     sim_check_free(&s->chk);
     sim_model_free(&s->model);
+    sim_lease_free(s);
     sim_trace_free(&s->trace);
     craft_free(s->detail);
     s->detail = NULL;
@@ -420,6 +424,7 @@ void sim_print_params(const struct sim *s, FILE *f)
             p->late_ppm / 1e4, p->late_min, p->late_max, p->wipe_ppm,
             p->damage_pct, p->forge_ppm / 1e4,
             p->io_first ? ", frames before owed ticks (--io-first)" : "");
+    sim_lease_print(s, f);
 }
 
 void sim_report(const struct sim *s, FILE *f)
@@ -441,7 +446,9 @@ void sim_report(const struct sim *s, FILE *f)
     if (s->o.no_lease && o < sizeof(opts))
         o += (size_t)snprintf(opts + o, sizeof(opts) - o, " --no-lease");
     if (s->o.io_first && o < sizeof(opts))
-        snprintf(opts + o, sizeof(opts) - o, " --io-first");
+        o += (size_t)snprintf(opts + o, sizeof(opts) - o, " --io-first");
+    if (s->o.leases && o < sizeof(opts))
+        snprintf(opts + o, sizeof(opts) - o, " --leases");
     if (opts[0])
         fprintf(f, "  replay: build/sim --seed %" PRIu64 " --verbose%s\n",
                 s->seed, opts);

@@ -159,6 +159,7 @@ struct sim_opts {
     bool io_first;        /* see sim_params.io_first */
     unsigned scenario;    /* force one (enum sim_scenario + 1); 0: draw */
     bool sabotage_final;  /* selftest: keep everything partitioned */
+    bool leases;          /* the lease workload on every seed (lease.c) */
 };
 
 /* ---- trace (trace.c): a ring of structured events, printed on failure ---- */
@@ -279,7 +280,11 @@ struct sim_kv {
     struct kv *map; /* keys under "t/" (src/kv), owned; NULL while empty */
 };
 
-enum sim_cmd_op { SIM_CMD_PUT = 'P', SIM_CMD_DEL = 'D', SIM_CMD_KV = 'K' };
+enum sim_cmd_op { SIM_CMD_PUT = 'P', SIM_CMD_DEL = 'D', SIM_CMD_KV = 'K',
+                  SIM_CMD_LEASE = 'L' };
+/* A SIM_CMD_LEASE command (lease.c): the tag, the step its client sent it
+ * at (u64), then a src/kv command for kv->map. */
+#define SIM_LEASE_TAG 9
 /* Encode a command into buf (at least SIM_VAL_MAX + 4 bytes); its length. */
 size_t sim_kv_encode(uint8_t *buf, int op, unsigned key, const char *value);
 /* Apply the command of entry index; CRAFT_ECORRUPT if it does not parse.
@@ -716,6 +721,29 @@ void sim_txn_result(const struct sim_node *n, struct sim_op *op);
 /* Fingerprint of the t/ keys of map under prefix (NULL map: empty). */
 uint64_t sim_map_fp(const struct kv *map, const char *prefix);
 
+/* ---- leases: the real lease clock per node, lease clients (lease.c) ---- */
+
+struct sim_lease; /* the workload of a seed; NULL on seeds without it */
+void sim_lease_init(struct sim *s);
+void sim_lease_free(struct sim *s);
+void sim_lease_print(const struct sim *s, FILE *f);
+/* Each step, after the nodes' ready: leaders' lease ticks, the clients,
+ * and in the final phase the expiry bound. */
+void sim_lease_step(struct sim *s);
+/* Apply a SIM_CMD_LEASE entry at n (instead of sim_kv_apply), checked and
+ * fed to n's lease clock. */
+int sim_lease_apply(struct sim *s, struct sim_node *n,
+                    const struct raft_entry *e);
+/* n applied (index, term) / restored a snapshot / restarted. */
+void sim_lease_applied(struct sim *s, struct sim_node *n, uint64_t index,
+                       uint64_t term);
+void sim_lease_restored(struct sim *s, struct sim_node *n);
+void sim_lease_rebuild(struct sim *s, struct sim_node *n);
+void sim_lease_on_prop(struct sim *s, struct sim_node *n,
+                       const struct raft_prop_result *pr);
+/* Final phase: no lease request pending and none left at the leader. */
+bool sim_lease_settled(struct sim *s);
+
 /* ---- one run (run.c) ---- */
 
 struct sim {
@@ -738,6 +766,7 @@ struct sim {
     struct sim_hist hist;
     struct sim_check chk;
     struct sim_model model;
+    struct sim_lease *lease; /* owned; NULL: no lease workload */
     struct sim_trace trace;
     bool retiring[SIM_MAX_NODES + 1]; /* proposed for removal: never re-added */
     bool removed[SIM_MAX_NODES + 1];  /* its removal is the last change applied */

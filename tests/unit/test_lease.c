@@ -1,7 +1,8 @@
 /* Tests of the lease clock (src/lease): deadlines from applied commands,
  * a new leader's full TTL, due leases named once and again after the retry
- * interval, allocation failures, and a random walk checked step by step
- * against a plain model (an array of every lease). */
+ * interval, allocation failures, the clock fed from src/kv (lease_kv.c:
+ * rebuild, stale expiries, the EXPIRE's refresh), and a random walk
+ * checked step by step against a plain model (an array of every lease). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -127,6 +128,68 @@ static void test_became_leader(void **state)
 
 /* Many leases through the hash table and the heap (growth, deletion in
  * the middle of probe runs and of the heap). */
+/* Applies lease command (op, id, arg) at index to kv, then feeds its result
+ * to c at now, as a node does (lease_kv.c). */
+static const struct kv_result *apply_lease(struct kv *kv, struct lease_clock *c,
+                                           uint64_t index, uint8_t op, uint64_t id,
+                                           uint64_t arg, uint64_t now)
+{
+    uint8_t cmd[KV_LEASE_CMD_MAX];
+    size_t len = kv_lease_cmd_encode(op, id, arg, cmd);
+    assert_true(len > 0);
+    assert_int_equal(kv_apply_at(kv, index, cmd, len), 0);
+    const struct kv_result *r = kv_last_result(kv);
+    assert_int_equal(r->index, index);
+    assert_int_equal(lease_clock_on_result(c, r, now), 0);
+    return r;
+}
+
+static void test_clock_and_map(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(1);
+    assert_non_null(kv);
+    struct lease_clock *c = new_clock(500);
+    /* Grant at index 3 (lease 3), time 1000; keepalive at index 5, 1500. */
+    apply_lease(kv, c, 3, KV_LEASE_GRANT, 0, 2000, 1000);
+    assert_int_equal(lease_clock_remaining(c, 3, 1000), 2000);
+    uint8_t exp[KV_LEASE_CMD_MAX];
+    size_t elen = lease_expire_cmd(kv, 3, exp); /* names refresh 3 */
+    assert_true(elen > 0);
+    apply_lease(kv, c, 5, KV_LEASE_KEEPALIVE, 3, 0, 1500);
+    assert_int_equal(lease_clock_remaining(c, 3, 1500), 2000);
+    /* The EXPIRE decided before the keepalive is stale: lease and clock
+     * keep it. */
+    assert_int_equal(kv_apply_at(kv, 6, exp, elen), 0);
+    const struct kv_result *r = kv_last_result(kv);
+    assert_true(r->lease_stale);
+    assert_int_equal(lease_clock_on_result(c, r, 1600), 0);
+    assert_int_equal(lease_clock_remaining(c, 3, 1600), 1900);
+    struct kv_lease l;
+    assert_int_equal(kv_lease_get(kv, 3, &l), 0);
+    /* A rebuild (restart, install) starts it with its full TTL, and
+     * forgets what the map does not hold. */
+    assert_int_equal(lease_clock_start(c, 99, 10, 0), 0);
+    assert_int_equal(lease_clock_rebuild(c, kv, 4000), 0);
+    assert_int_equal(lease_clock_count(c), 1);
+    assert_int_equal(lease_clock_remaining(c, 3, 4000), 2000);
+    assert_int_equal(lease_clock_remaining(c, 99, 4000), -1);
+    /* The EXPIRE named now counts from refresh 5 and deletes it. */
+    elen = lease_expire_cmd(kv, 3, exp);
+    assert_int_equal(kv_apply_at(kv, 7, exp, elen), 0);
+    r = kv_last_result(kv);
+    assert_false(r->lease_stale);
+    assert_true(r->lease_found);
+    assert_int_equal(lease_clock_on_result(c, r, 6000), 0);
+    assert_int_equal(lease_clock_count(c), 0);
+    assert_int_equal(lease_expire_cmd(kv, 3, exp), 0); /* gone */
+    /* Not a lease command, or none: nothing. */
+    assert_int_equal(lease_clock_on_result(c, NULL, 0), 0);
+    assert_int_equal(lease_clock_rebuild(c, NULL, 0), 0);
+    lease_clock_free(c);
+    kv_free(kv);
+}
+
 static void test_many(void **state)
 {
     (void)state;
@@ -284,6 +347,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_due_and_retry, count_alloc_setup,
                                         count_alloc_teardown),
         cmocka_unit_test_setup_teardown(test_became_leader, count_alloc_setup,
+                                        count_alloc_teardown),
+        cmocka_unit_test_setup_teardown(test_clock_and_map, count_alloc_setup,
                                         count_alloc_teardown),
         cmocka_unit_test_setup_teardown(test_many, count_alloc_setup, count_alloc_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failure, count_alloc_setup,
