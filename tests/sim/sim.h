@@ -286,6 +286,8 @@ size_t sim_kv_encode(uint8_t *buf, int op, unsigned key, const char *value);
  * A command starting with SIM_CMD_KV is src/kv's, for kv->map. */
 int sim_kv_apply(struct sim_kv *kv, unsigned n_keys, uint64_t index,
                  const uint8_t *p, size_t len);
+/* kv->map, made empty if there is none yet; NULL if out of memory. */
+struct kv *sim_kv_map(struct sim_kv *kv);
 /* Free what kv owns and zero it (a crash loses the state machine). */
 void sim_kv_reset(struct sim_kv *kv);
 /* Serialize at kv->applied; *out is craft_malloc'd, the caller frees it. */
@@ -716,6 +718,28 @@ void sim_txn_result(const struct sim_node *n, struct sim_op *op);
 /* Fingerprint of the t/ keys of map under prefix (NULL map: empty). */
 uint64_t sim_map_fp(const struct kv *map, const char *prefix);
 
+/* ---- watches (watch.c): src/watch's history and hub at each node, fed
+ *      by its src/kv map, and watcher clients that read and resume ---- */
+
+struct sim_watch;
+/* Decide (from its own random stream) whether the seed has watchers. */
+void sim_watch_init(struct sim *s);
+/* n started (boot, restart): its history starts at its applied index. */
+void sim_watch_start(struct sim *s, struct sim_node *n);
+/* n crashed or stopped: its history and hub are gone. */
+void sim_watch_stop(struct sim *s, struct sim_node *n);
+/* n is about to apply e (the model has been advanced over it). */
+void sim_watch_apply(struct sim *s, struct sim_node *n,
+                     const struct raft_entry *e);
+/* n applied entry index: the hub calls its marked subscriptions. */
+void sim_watch_applied(struct sim *s, struct sim_node *n, uint64_t index);
+/* A snapshot replaced n's state machine: its history is reset. */
+void sim_watch_replaced(struct sim *s, struct sim_node *n);
+void sim_watch_step(struct sim *s);
+/* The converged cluster at leader l: every watcher reads to the end. */
+void sim_watch_final(struct sim *s, struct sim_node *l);
+void sim_watch_free(struct sim *s);
+
 /* ---- one run (run.c) ---- */
 
 struct sim {
@@ -738,6 +762,7 @@ struct sim {
     struct sim_hist hist;
     struct sim_check chk;
     struct sim_model model;
+    struct sim_watch *watch; /* watch.c; NULL: the seed has no watchers */
     struct sim_trace trace;
     bool retiring[SIM_MAX_NODES + 1]; /* proposed for removal: never re-added */
     bool removed[SIM_MAX_NODES + 1];  /* its removal is the last change applied */
