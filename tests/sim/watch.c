@@ -697,14 +697,22 @@ static void read_due(struct sim *s, struct sim_watch *W, struct watcher *w,
 
 /* ---- the workload ---- */
 
+/* A live node other than `not`: any, or half the time the one furthest
+ * behind (the kind a snapshot from the leader catches up). */
 static struct sim_node *random_live(struct sim *s, struct sim_watch *W,
                                     unsigned not)
 {
-    unsigned ids[SIM_MAX_NODES], k = 0;
-    for (unsigned id = 1; id <= s->p.n_nodes; id++)
-        if (id != not && sim_node_live(&s->nodes[id]) && W->node[id].h)
-            ids[k++] = id;
-    return k ? &s->nodes[ids[wpick(W, k)]] : NULL;
+    unsigned ids[SIM_MAX_NODES], k = 0, behind = 0;
+    for (unsigned id = 1; id <= s->p.n_nodes; id++) {
+        if (id == not || !sim_node_live(&s->nodes[id]) || !W->node[id].h)
+            continue;
+        ids[k++] = id;
+        if (!behind || s->nodes[id].kv.applied < s->nodes[behind].kv.applied)
+            behind = id;
+    }
+    if (!k)
+        return NULL;
+    return &s->nodes[wpick(W, 2) ? behind : ids[wpick(W, k)]];
 }
 
 void sim_watch_step(struct sim *s)
