@@ -17,7 +17,8 @@
  * durable-state model), kv.c (state machine), node.c (ready processing,
  * crash, restart), client.c (clients, history), txn.c (the keys kept in
  * src/kv's state machine: CAS, multi-key transactions, listing, and the
- * model they are checked against), faults.c (crashes,
+ * model they are checked against), watch.c (src/watch's history and hub
+ * at each node, watchers that resume across nodes), faults.c (crashes,
  * partitions, membership, transfers, pauses), identity.c (Raft ids and
  * incarnations, wiped and damaged disks, the re-add of a new incarnation,
  * the wipe scenario), scenario.c (scenario-shaped seeds: figure8, lease,
