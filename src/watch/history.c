@@ -126,11 +126,14 @@ static bool over(const struct watch_history *h, uint64_t cost)
     return h->count + 1 > h->max_events || h->bytes + cost > h->max_bytes;
 }
 
-/* The entry index cannot be held: forget what of it is there. */
+/* The entry index cannot be held: forget what of it is there, and skip a
+ * sequence number, as a reset does: a reader that had read everything (the
+ * ring may have been empty) is overtaken too, since it missed this entry. */
 static void drop_entry(struct watch_history *h, uint64_t index)
 {
     while (h->count > 0)
         evict_entry(h); /* only entry index is left */
+    h->first_seq++;
     h->floor = index;
     h->last = index;
 }

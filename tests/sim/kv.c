@@ -31,15 +31,20 @@ void sim_kv_reset(struct sim_kv *kv)
     memset(kv, 0, sizeof(*kv));
 }
 
+struct kv *sim_kv_map(struct sim_kv *kv)
+{
+    if (kv->map == NULL)
+        kv->map = kv_new(1);
+    return kv->map;
+}
+
 static int apply_map(struct sim_kv *kv, uint64_t index, const uint8_t *p,
                      size_t len)
 {
-    if (kv->map == NULL) {
-        kv->map = kv_new(1);
-        if (kv->map == NULL)
-            return CRAFT_ENOMEM;
-    }
-    return kv_apply_at(kv->map, index, p, len);
+    struct kv *map = sim_kv_map(kv);
+    if (map == NULL)
+        return CRAFT_ENOMEM;
+    return kv_apply_at(map, index, p, len);
 }
 
 int sim_kv_apply(struct sim_kv *kv, unsigned n_keys, uint64_t index,

@@ -93,6 +93,7 @@ void sim_node_boot(struct sim *s, struct sim_node *n, bool founder)
         return;
     }
     n->state = SIM_UP;
+    sim_watch_start(s, n);
     if (founder)
         bootstrap(s, n);
     sim_node_observe(s, n);
@@ -268,6 +269,7 @@ static void apply_one(struct sim *s, struct sim_node *n,
 {
     sim_check_apply(s, n->id, n->kv.applied + 1, e);
     sim_model_step(s, e);
+    sim_watch_apply(s, n, e);
     if (s->failed)
         return;
     int err = 0;
@@ -309,6 +311,7 @@ static void apply_one(struct sim *s, struct sim_node *n,
         sim_txn_check_apply(s, n, e);
     n->kv.applied = e->index;
     n->kv.applied_term = e->term;
+    sim_watch_applied(s, n, e->index);
     sim_client_on_apply(s, n, e->index, e->term);
     sim_lease_applied(s, n, e->index, e->term);
 }
@@ -344,6 +347,7 @@ static void restore_sm(struct sim *s, struct sim_node *n)
         return;
     }
     s->st.snaps_installed++;
+    sim_watch_replaced(s, n);
     sim_ev(s, EV_SNAP_INSTALL, 0, n->id, 0, sn->meta.index, sn->meta.term,
            sn->meta.size, 0, NULL);
     sim_client_on_restore(s, n);
@@ -537,6 +541,7 @@ void sim_node_crash(struct sim *s, struct sim_node *n, bool for_good)
     n->snap_data = NULL;
     craft_free(n->rx.buf);
     memset(&n->rx, 0, sizeof(n->rx));
+    sim_watch_stop(s, n);
     sim_kv_reset(&n->kv);
     n->state = for_good ? SIM_STOPPED : SIM_DOWN;
     n->role = RAFT_FOLLOWER;
@@ -608,6 +613,7 @@ void sim_node_restart(struct sim *s, struct sim_node *n)
         }
     }
     n->state = SIM_UP;
+    sim_watch_start(s, n); /* from the snapshot's index, as craftd */
     if (empty && n->id <= s->p.n_founders && n->gen == 1)
         bootstrap(s, n); /* a new incarnation waits to be added */
     n->last_hs = d->hs;

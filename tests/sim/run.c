@@ -162,6 +162,7 @@ void sim_init(struct sim *s, uint64_t seed, const struct sim_opts *o,
     }
     s->final_client = SIM_MAX_CLIENTS - 1;
     sim_ident_init(s);
+    sim_watch_init(s);
     if (s->o.verbose)
         sim_print_params(s, out);
     for (unsigned id = 1; id <= s->p.n_nodes; id++)
@@ -223,6 +224,8 @@ static void step(struct sim *s)
     tick_nodes(s);
     if (!s->failed)
         sim_clients_step(s);
+    if (!s->failed)
+        sim_watch_step(s);
     if (!s->failed)
         sim_faults_step(s);
     if (!s->failed)
@@ -341,6 +344,8 @@ static void final_phase(struct sim *s)
                      PRIu64 " n%" PRIu64 " and leader n%" PRIu64 " hold"
                      " different kv contents", l->kv.applied, n->id, l->id);
     }
+    if (!s->failed)
+        sim_watch_final(s, l);
     /* Final reads: the converged leader's state, as of now. */
     for (unsigned k = 0; k < s->p.n_keys && !s->failed; k++) {
         struct sim_op *op = sim_hist_add(s);
@@ -399,6 +404,7 @@ void sim_destroy(struct sim *s)
     sim_check_free(&s->chk);
     sim_model_free(&s->model);
     sim_lease_free(s);
+    sim_watch_free(s);
     sim_trace_free(&s->trace);
     craft_free(s->detail);
     s->detail = NULL;

@@ -17,7 +17,8 @@
  * durable-state model), kv.c (state machine), node.c (ready processing,
  * crash, restart), client.c (clients, history), txn.c (the keys kept in
  * src/kv's state machine: CAS, multi-key transactions, listing, and the
- * model they are checked against), faults.c (crashes,
+ * model they are checked against), watch.c (src/watch's history and hub
+ * at each node, watchers that resume across nodes), faults.c (crashes,
  * partitions, membership, transfers, pauses), identity.c (Raft ids and
  * incarnations, wiped and damaged disks, the re-add of a new incarnation,
  * the wipe scenario), scenario.c (scenario-shaped seeds: figure8, lease,
@@ -291,6 +292,8 @@ size_t sim_kv_encode(uint8_t *buf, int op, unsigned key, const char *value);
  * A command starting with SIM_CMD_KV is src/kv's, for kv->map. */
 int sim_kv_apply(struct sim_kv *kv, unsigned n_keys, uint64_t index,
                  const uint8_t *p, size_t len);
+/* kv->map, made empty if there is none yet; NULL if out of memory. */
+struct kv *sim_kv_map(struct sim_kv *kv);
 /* Free what kv owns and zero it (a crash loses the state machine). */
 void sim_kv_reset(struct sim_kv *kv);
 /* Serialize at kv->applied; *out is craft_malloc'd, the caller frees it. */
@@ -743,6 +746,27 @@ void sim_lease_on_prop(struct sim *s, struct sim_node *n,
                        const struct raft_prop_result *pr);
 /* Final phase: no lease request pending and none left at the leader. */
 bool sim_lease_settled(struct sim *s);
+/* ---- watches (watch.c): src/watch's history and hub at each node, fed
+ *      by its src/kv map, and watcher clients that read and resume ---- */
+
+struct sim_watch;
+/* Decide (from its own random stream) whether the seed has watchers. */
+void sim_watch_init(struct sim *s);
+/* n started (boot, restart): its history starts at its applied index. */
+void sim_watch_start(struct sim *s, struct sim_node *n);
+/* n crashed or stopped: its history and hub are gone. */
+void sim_watch_stop(struct sim *s, struct sim_node *n);
+/* n is about to apply e (the model has been advanced over it). */
+void sim_watch_apply(struct sim *s, struct sim_node *n,
+                     const struct raft_entry *e);
+/* n applied entry index: the hub calls its marked subscriptions. */
+void sim_watch_applied(struct sim *s, struct sim_node *n, uint64_t index);
+/* A snapshot replaced n's state machine: its history is reset. */
+void sim_watch_replaced(struct sim *s, struct sim_node *n);
+void sim_watch_step(struct sim *s);
+/* The converged cluster at leader l: every watcher reads to the end. */
+void sim_watch_final(struct sim *s, struct sim_node *l);
+void sim_watch_free(struct sim *s);
 
 /* ---- one run (run.c) ---- */
 
@@ -767,6 +791,7 @@ struct sim {
     struct sim_check chk;
     struct sim_model model;
     struct sim_lease *lease; /* owned; NULL: no lease workload */
+    struct sim_watch *watch; /* watch.c; NULL: the seed has no watchers */
     struct sim_trace trace;
     bool retiring[SIM_MAX_NODES + 1]; /* proposed for removal: never re-added */
     bool removed[SIM_MAX_NODES + 1];  /* its removal is the last change applied */

@@ -184,6 +184,22 @@ static void test_cursor_overtaken(void **state)
         append(h, 50, "big", "");
     assert_int_equal(watch_history_next(h, &c, &ev), CRAFT_ENOTFOUND);
     watch_history_free(h);
+    /* and by one whose first event alone is over the byte bound, when
+     * nothing of the entry was held (the ring was empty after evicting) */
+    h = watch_history_new(100, WATCH_EVENT_COST(1, 4), 0);
+    append(h, 1, "a", "v");
+    assert_int_equal(watch_history_seek(h, 0, &c), 0);
+    assert_int_equal(watch_history_next(h, &c, &ev), 1); /* caught up */
+    append(h, 2, "b", "too long");
+    assert_int_equal(watch_history_count(h), 0);
+    assert_int_equal(watch_history_floor(h), 2);
+    append(h, 3, "c", "v");
+    assert_int_equal(watch_history_next(h, &c, &ev), CRAFT_ENOTFOUND);
+    /* a new reader from the floor goes on */
+    assert_int_equal(watch_history_seek(h, 2, &c), 0);
+    assert_int_equal(watch_history_next(h, &c, &ev), 1);
+    assert_int_equal(ev.index, 3);
+    watch_history_free(h);
 }
 
 static void test_seek_beyond_last(void **state)
