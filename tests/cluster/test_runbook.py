@@ -16,6 +16,7 @@ build/craftd`); without it the upgrade restarts each node on the same
 binary, which exercises the procedure but not a change of version."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -386,3 +387,63 @@ def test_operator_journey(cluster, tmp_path):
     got = dict(ln.split("\t", 1) for ln in out.splitlines())
     assert got == backed_up, (len(got), len(backed_up),
                               sorted(set(got) ^ set(backed_up))[:5])
+
+
+# ---- The page itself: its commands are ones craftd and craftctl take -------
+
+DOC = os.path.join(os.path.dirname(CRAFTD), "..", "docs", "operations.md")
+
+
+def runbook_commands():
+    """(section, command line) of every craftd and craftctl line in the
+    fenced blocks of the page's "Runbooks" (continuations joined, trailing
+    comments dropped)."""
+    text = open(DOC).read()
+    start = text.index("\n## Runbooks\n")
+    end = text.index("\n## ", start + 1)
+    section, out, in_block, pending = "", [], False, ""
+    for line in text[start:end].splitlines():
+        s = line.strip()
+        if s.startswith("### "):
+            section = s[4:]
+        elif s.startswith("```"):
+            in_block = not in_block
+        elif in_block:
+            s = pending + s
+            if s.endswith("\\"):
+                pending = s[:-1] + " "
+                continue
+            pending = ""
+            s = s.split("  #")[0].strip()
+            if s.split()[:1] in (["craftd"], ["craftctl"]):
+                out.append((section, s))
+    return out
+
+
+def test_runbook_commands_are_ones_craftd_and_craftctl_take():
+    cmds = runbook_commands()
+    assert len(cmds) >= 15, cmds
+    helptext = subprocess.run([CRAFTD, "-h"], capture_output=True, text=True).stdout
+    flags = set(re.findall(r"^  (-[a-z-]+)", helptext, re.M))
+    assert "-join" in flags and "-force-new-cluster" in flags, helptext[:300]
+    for section, cmd in cmds:
+        words = cmd.split()
+        if words[0] == "craftd":
+            used = [w for w in words[1:] if w.startswith("-")]
+            assert set(used) <= flags, (section, cmd, set(used) - flags)
+            assert not ({"-join", "-force-new-cluster"} <= set(used)), (section, cmd)
+            assert "-id" in used and "-haddr" in used and "-raddr" in used, (section, cmd)
+            assert words[-1].startswith("/var/lib/craftd/"), (section, cmd)
+        else:
+            rest = words[1:]
+            while rest and rest[0] in ("--endpoints", "-o"):
+                rest = rest[2:]
+            assert rest, (section, cmd)
+            r = subprocess.run([CRAFTCTL, rest[0], "--help"], capture_output=True, text=True)
+            assert r.returncode == 0, (section, cmd, r.stderr)
+            if rest[0] == "member":
+                assert rest[1] in ("list", "remove"), (section, cmd)  # never add: see the page
+    # every runbook names the test that runs it, and that test is here
+    text = open(DOC).read()
+    for name in re.findall(r"test_runbook\.py::(test_\w+)", text):
+        assert callable(globals().get(name)), name
