@@ -51,8 +51,9 @@ static const char MEMBER_HELP[] =
     "       craftctl member add <id> <raft-addr> [http-addr]\n"
     "       craftctl member remove <id>\n"
     "  list: every member with its addresses, whether it votes and leads;\n"
-    "  add: POST /join for a node that runs already (it becomes a voter once\n"
-    "  caught up); remove: take a member out of the cluster.\n";
+    "  add: a bare POST /join (a craftd node joins itself with -join: one\n"
+    "  started without it is a cluster of its own and refuses this add);\n"
+    "  remove: take a member out of the cluster.\n";
 
 static int member_list(struct ctl *c)
 {
