@@ -416,6 +416,9 @@ void node__apply_conf(struct node *n, const struct raft_entry *e);
 int node__peer_set(struct node *n, uint64_t raft_id, const char *name,
                    const char *addr);
 void node__peers_sync(struct node *n);
+/* Warn when -raddr/-haddr differ from this node's member entry. */
+void node__check_own_addresses(struct node *n, const struct raft_entry *ents,
+                               size_t n_ents);
 void node__peers_from_log(struct node *n, const struct raft_entry *ents,
                           size_t n_ents);
 void node__promote_learners(struct node *n);

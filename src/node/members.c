@@ -142,6 +142,45 @@ void node__peers_from_log(struct node *n, const struct raft_entry *ents,
     }
 }
 
+/* A restart with other -raddr/-haddr does not move a member: the others
+ * go on dialling the addresses of its member entry, and the node hears no
+ * leader. Say so at start, naming both, rather than leave an operator with
+ * a silent node. The newest entry about this node wins: a stored log entry
+ * after the snapshot's directory. */
+void node__check_own_addresses(struct node *n, const struct raft_entry *ents,
+                               size_t n_ents)
+{
+    char raft[512] = "", http[512] = "";
+    const struct kv_member *m = kv_member_by_raft_id(n->kv, n->raft_id);
+    if (m) {
+        snprintf(raft, sizeof raft, "%s", m->raft_addr);
+        snprintf(http, sizeof http, "%s", m->http_addr);
+    }
+    uint64_t snap = raft_snapshot(n->raft)->index;
+    for (size_t i = 0; i < n_ents; i++) {
+        struct raft_conf_change cc;
+        char s[3][512];
+        if (ents[i].index > snap && ents[i].type == RAFT_ENTRY_CONF &&
+            raft_conf_change_decode(ents[i].data, ents[i].len, &cc) == 0 &&
+            cc.node == n->raft_id && cc.ctx_len > 0 &&
+            node__member_ctx_decode(cc.ctx, cc.ctx_len, s) == 0) {
+            memcpy(raft, s[1], sizeof raft);
+            memcpy(http, s[2], sizeof http);
+        }
+    }
+    if (raft[0] && strcmp(raft, n->raft_addr) != 0)
+        CRAFT_WARN(&n->log, "this node runs with -raddr %s, but the cluster "
+                   "knows it at %s: the other members dial %s, so it will not "
+                   "hear a leader. A restart does not move a member: start it "
+                   "with -raddr %s, or add a member at the new address and "
+                   "remove this one (docs/operations.md, runbook 3)",
+                   n->raft_addr, raft, raft, raft);
+    if (http[0] && n->http_addr && strcmp(http, n->http_addr) != 0)
+        CRAFT_WARN(&n->log, "this node runs with -haddr %s, but its member "
+                   "entry says %s: other nodes send joins and forwarded "
+                   "requests there", n->http_addr, http);
+}
+
 /* How far behind the commit index a learner may be when it is promoted. */
 #define NODE__PROMOTE_LAG 64
 

@@ -300,6 +300,7 @@ static int start_services(struct node *n)
          * learns the members only by applying entries, which takes
          * answering the leader. */
         node__peers_from_log(n, n->boot.entries, n->boot.n_entries);
+        node__check_own_addresses(n, n->boot.entries, n->boot.n_entries);
     }
     stor_release_persisted(n->stor);
     struct http_handlers handlers = node__http_handlers;

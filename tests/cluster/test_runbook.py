@@ -228,6 +228,9 @@ def test_move_to_new_addresses(cluster):
     r = readyz(n2.haddr)
     assert r.status == 503 and not r.json()["has_leader"], r
     assert member_rows([nodes[0].haddr])[n2.id]["raft_addr"] == old_addrs[1]
+    # ... and it says why, naming the address the cluster knows
+    assert f"runs with -raddr {n2.raddr}, but the cluster knows it at {old_addrs[1]}" \
+        in n2.log_text(), n2.log_text()[-2000:]
     n2.stop()
     n2.haddr, n2.raddr = old_addrs
     n2.start()
