@@ -37,7 +37,7 @@ CTL_SRCS  = $(wildcard cli/*.c)
 CTL       = $(if $(CTL_SRCS),$(O)/craftctl)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv run deps clean
+.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv bench-latency run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(CTL) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -185,6 +185,15 @@ bench: all
 # Write throughput over plain TCP and over peer TLS (bench/PEER_TLS.md).
 bench-peer-tls: all
 	@sh bench/peer_tls.sh
+
+# Single-client latency, one keep-alive connection (bench/latency.sh).
+bench-latency: $(DAEMON) $(O)/latency
+	@sh bench/latency.sh
+
+$(O)/latency: bench/latency.c
+	@mkdir -p $(dir $@)
+	@echo "LINK $@"
+	@$(CC) $(CFLAGS) -o $@ $<
 
 # The map alone: RSS, point get/put, listing (bench/kv_bench.c).
 bench-kv: $(LIB_OBJS)
