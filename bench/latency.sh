@@ -11,7 +11,9 @@
 # cluster P+200.., Raft P+300..; etcd P+1000.., peers P+1100..),
 # LAT_BASE (another craftd binary: a second cluster run in the same rounds,
 # interleaved A/B/B/A, with per-round ratios), LAT_ETCD=0 to skip etcd,
-# LAT_FLAGS (extra craftd flags), LAT_OUT (a file for the raw lines).
+# LAT_FLAGS (extra craftd flags), LAT_OUT (a file for the raw lines),
+# LAT_RESULTS (a Markdown report the table is appended to; bench/run.sh
+# passes its RESULTS.md).
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -122,8 +124,8 @@ for rnd in $(seq 1 "$ROUNDS"); do
 done
 
 # medians over the rounds of each run's p50 and p99; per-round ratios b/a
-echo
-echo "medians over $ROUNDS rounds of $N requests (microseconds; a = $CRAFTD${BASE:+, b = $BASE})"
+{
+echo "medians over $ROUNDS rounds of $N requests (microseconds; a = ${CRAFTD#"$ROOT"/}${BASE:+, b = ${BASE#"$ROOT"/}})"
 awk '
 function med(s,   n, v, i, j, t) {
     n = split(s, v, " ")
@@ -147,3 +149,16 @@ END {
         printf "%-26s %6.2f %6.2f\n", ro[i], r50[ro[i], "b"] / r50[ro[i], "a"], r99[ro[i], "b"] / r99[ro[i], "a"]
     }
 }' "$RAW"
+} >"$T/summary"
+echo
+cat "$T/summary"
+if [ -n "${LAT_RESULTS:-}" ]; then
+    {
+        echo
+        echo "## Single-client latency (make bench-latency: one keep-alive connection, sequential requests)"
+        echo
+        echo '```'
+        cat "$T/summary"
+        echo '```'
+    } >>"$LAT_RESULTS"
+fi
