@@ -37,7 +37,7 @@ CTL_SRCS  = $(wildcard cli/*.c)
 CTL       = $(if $(CTL_SRCS),$(O)/craftctl)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv bench-watch run deps clean
+.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv bench-watch bench-latency run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(CTL) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -193,6 +193,15 @@ bench-watch: $(O)/craftd $(O)/watch_client
 $(O)/watch_client: bench/watch_client.c
 	@mkdir -p $(dir $@)
 	@echo "CC   $<"
+	@$(CC) $(CFLAGS) -o $@ $<
+
+# Single-client latency, one keep-alive connection (bench/latency.sh).
+bench-latency: $(DAEMON) $(O)/latency
+	@sh bench/latency.sh
+
+$(O)/latency: bench/latency.c
+	@mkdir -p $(dir $@)
+	@echo "LINK $@"
 	@$(CC) $(CFLAGS) -o $@ $<
 
 # The map alone: RSS, point get/put, listing (bench/kv_bench.c).

@@ -359,3 +359,6 @@ python3 "$BENCH_DIR/report.py" "$OUT" "$RESULTS" "tls=${TLS:+1}" "auth=${AUTH:+1
     "nkeys=$NKEYS" "craftd_flags=$CFLAGS_PLAIN" "etcd_version=$ETCD_VERSION" "craftd=build/craftd" \
     "baseline=${BASELINE:+$BASE_REV}" "baseline_sha=${BASELINE:+$BASE_SHA}" "baseline_note=$BASE_NOTE" \
     "baseline_flags=$BASE_FLAGS"
+
+# ---- single-client latency, appended to the report (bench/latency.sh)
+LAT_RESULTS="$RESULTS" LAT_PORT=$((P+500)) make -s -C "$ROOT" bench-latency || say "latency part failed"

@@ -5,8 +5,10 @@
  * that a new client is served rather than refused), and the detection of
  * clients gone while the node works on their request (a sweep of the
  * pending requests' sockets with poll(POLLRDHUP), which sees a FIN or RST
- * even behind pipelined bytes still unread): the connection then loses
- * keep-alive, so that h2o drops what it has buffered, and the node is told
+ * even behind pipelined bytes still unread; at hand-over, only on
+ * connections that pipeline or multiplex, http__guard_req_left): the
+ * connection then loses keep-alive, so that h2o drops what it has
+ * buffered, and the node is told
  * (handlers.cancel) so that it drops what it has not started.
  *
  * Owns the address table and the fd -> connection map of the server. */
@@ -229,6 +231,57 @@ bool http__guard_req_gone(h2o_req_t *req)
         return true;
     struct pollfd p = {.fd = fd, .events = POLLRDHUP};
     return poll(&p, 1, 0) > 0 && revents_gone(p.revents);
+}
+
+/* The end of v when it lies in [b, e), or NULL. */
+static const char *end_within(h2o_iovec_t v, const char *b, const char *e)
+{
+    if (v.base == NULL || v.base < b || v.base > e || v.len > (size_t)(e - v.base))
+        return NULL;
+    return v.base + v.len;
+}
+
+/* Whether h2o has read bytes of req's connection beyond req itself. While
+ * req is handled, h2o keeps its head and Content-Length body in the input
+ * buffer, with req->entity at the body (empty, right after the head, when
+ * there is none); without an entity, the head ends with the CRLFCRLF after
+ * the last of its fields that points into the buffer (the last header, or
+ * the Host kept as the authority). When in doubt, yes. */
+static bool bytes_behind(h2o_req_t *req, h2o_socket_t *sock)
+{
+    h2o_buffer_t *in = sock->input;
+    if (in == NULL || in->size == 0)
+        return false;
+    const char *b = in->bytes, *e = b + in->size;
+    const char *end = end_within(req->entity, b, e);
+    if (end != NULL)
+        return end < e;
+    if (req->entity.base != NULL)
+        return true;
+    const char *last = end_within(req->authority, b, e);
+    if (req->headers.size > 0) {
+        const char *h = end_within(req->headers.entries[req->headers.size - 1].value, b, e);
+        if (h != NULL && (last == NULL || h > last))
+            last = h;
+    }
+    if (last == NULL)
+        return true;
+    end = memmem(last, (size_t)(e - last), "\r\n\r\n", 4);
+    return end == NULL || end + 4 < e;
+}
+
+bool http__guard_req_left(struct http_server *s, h2o_req_t *req)
+{
+    struct http__conn *c = http__guard_conn_of(s, req);
+    if (c == NULL || req->version >= 0x200 || c->pipelined)
+        return http__guard_req_gone(req);
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL)
+        return true;
+    if (!bytes_behind(req, sock))
+        return false;
+    c->pipelined = true; /* from now on, every request of it is checked */
+    return http__guard_req_gone(req);
 }
 
 void http__guard_cancel(struct http_req *r)

@@ -67,6 +67,7 @@ struct http__conn {
     uint64_t idle_since;       /* uv_now() when it last became idle */
     bool busy;                 /* a request reached http__on_req, not yet disposed */
     bool reaped;               /* shut down by the reaper (counted in srv->ndoomed) */
+    bool pipelined;            /* a request of it once had bytes read behind it */
 };
 
 struct http__ip; /* guard.c: open connections of one peer address */
@@ -222,6 +223,12 @@ struct http__conn *http__guard_conn_of(struct http_server *s, h2o_req_t *req);
 void http__guard_busy(struct http_server *s, h2o_req_t *req);
 /* True if the client of req has closed, reset or shut down its end. */
 bool http__guard_req_gone(h2o_req_t *req);
+/* The same check, made only where a client's leaving can hide behind work
+ * queued on its connection: HTTP/2, or an HTTP/1 connection on which
+ * requests were ever pipelined (bytes read behind a request). A sequential
+ * keep-alive client costs no poll; its request waiting in the node is the
+ * sweep's (http__guard_sweep_start). */
+bool http__guard_req_left(struct http_server *s, h2o_req_t *req);
 /* The node got a request: make sure gone clients are looked for. */
 void http__guard_sweep_start(struct http_server *s);
 /* The client of r is gone: no keep-alive, and tell the node (once). */

@@ -124,19 +124,33 @@ void http_reply_set_etag(struct http_req *req, uint64_t mod_index)
     req->etag = mod_index;
 }
 
+/* v in decimal at the end of buf[0..20), with nothing after: returns where
+ * it starts (snprintf's locale and format parsing cost more than the
+ * header itself on a small read). */
+static char *u64_dec(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return end;
+}
+
 /* The headers the node set for its reply, added to h's response. */
 static void add_node_headers(const struct http_req *r, h2o_req_t *h)
 {
     if (r->has_index) {
-        char *v = h2o_mem_alloc_pool(&h->pool, 24);
-        int n = snprintf(v, 24, "%" PRIu64, r->index);
+        char *v = h2o_mem_alloc_pool(&h->pool, 20);
+        char *d = u64_dec(v + 20, r->index);
         h2o_add_header_by_str(&h->pool, &h->res.headers, H2O_STRLIT("x-craftd-index"), 0,
-                              "X-Craftd-Index", v, (size_t)n);
+                              "X-Craftd-Index", d, (size_t)(v + 20 - d));
     }
     if (r->has_etag) {
-        char *v = h2o_mem_alloc_pool(&h->pool, 24);
-        int n = snprintf(v, 24, "\"%" PRIu64 "\"", r->etag);
-        h2o_add_header(&h->pool, &h->res.headers, H2O_TOKEN_ETAG, NULL, v, (size_t)n);
+        char *v = h2o_mem_alloc_pool(&h->pool, 22);
+        v[21] = '"';
+        char *d = u64_dec(v + 21, r->etag);
+        *--d = '"';
+        h2o_add_header(&h->pool, &h->res.headers, H2O_TOKEN_ETAG, NULL, d, (size_t)(v + 22 - d));
     }
 }
 

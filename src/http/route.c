@@ -36,7 +36,7 @@ static void method_not_allowed(h2o_req_t *req, const char *allow, const char *wh
  * (the node has no handler for it). */
 static struct http_req *hand_over(struct http_server *srv, h2o_req_t *req, bool have_handler)
 {
-    if (http__guard_req_gone(req)) {
+    if (http__guard_req_left(srv, req)) {
         /* The client left (e.g. after pipelining many requests): nothing of
          * it is executed any more, and the connection closes after this. */
         req->http1_is_persistent = 0;

@@ -88,7 +88,7 @@ static void on_accept(uv_stream_t *listener, int status)
     c->fd = -1;
     c->ip = NULL;
     http__list_init(&c->idle);
-    c->busy = c->reaped = false;
+    c->busy = c->reaped = c->pipelined = false;
     uv_tcp_init(s->loop, &c->tcp);
     http__list_push(&s->conns, &c->link);
     s->nconns++;

@@ -266,6 +266,11 @@ static void pump_batches(struct node *n)
                 n->saved_term = rd->hs.term;
                 n->saved_vote = rd->hs.vote;
             }
+            /* The appends first, then the disk: a follower's flush is on
+             * the write's path, ours runs beside it (thesis §10.2.1), and
+             * waking a pool thread costs a few microseconds. */
+            if (n->peers)
+                peer_transport_flush(n->peers);
             if (node__job(n, save_job, save_done, rd) != 0) {
                 CRAFT_ERROR(&n->log, "out of memory queueing a disk write");
                 abort();

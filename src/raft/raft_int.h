@@ -273,7 +273,9 @@ void raft__prop_result(struct raft *r, uint64_t id, uint64_t index,
                        uint64_t term, int err);
 
 /* readindex.c */
-void raft__read_request(struct raft *r, uint64_t id, uint64_t from);
+/* A read from node from (ourselves, or a follower whose request carries
+ * the term it had when it sent it). */
+void raft__read_request(struct raft *r, uint64_t id, uint64_t from, uint64_t term);
 void raft__reads_on_commit(struct raft *r);
 void raft__reads_on_round(struct raft *r);
 void raft__reads_fail(struct raft *r, int err);

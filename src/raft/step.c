@@ -31,7 +31,7 @@ static void step_termless(struct raft *r, const struct raft_msg *m)
         break;
     case RAFT_MSG_READ_INDEX:
         if (leader) {
-            raft__read_request(r, m->ctx, m->from);
+            raft__read_request(r, m->ctx, m->from, m->term);
         } else {
             struct raft_msg *resp = raft__send(r, RAFT_MSG_READ_INDEX_RESP,
                                                m->from);

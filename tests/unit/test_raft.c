@@ -531,6 +531,34 @@ static void test_read_index_batched(void **state)
     finish(net);
 }
 
+/* With 3 voters, a follower's request and the leader are a quorum: the
+ * read is released without a heartbeat round. With 5 they are not, and a
+ * round is still needed. */
+static void test_read_index_follower_one_trip(void **state)
+{
+    (void)state;
+    for (size_t n = 3; n <= 5; n += 2) {
+        struct rnet *net = cluster(n, n, NULL);
+        uint64_t l = rnet_elect(net, 100);
+        uint64_t f = other(l, 1, n);
+        propose_ok(net, l, 1, 1);
+        rnet_settle(net);
+        unsigned hb = net->sent[RAFT_MSG_HEARTBEAT];
+        uint64_t c = raft_commit_index(rnet_raft(net, l));
+        assert_int_equal(raft_read_index(rnet_raft(net, f), 300), 0);
+        rnet_settle(net);
+        const struct raft_read_result *rr = rnet_read(net, f, 300);
+        assert_non_null(rr);
+        assert_int_equal(rr->err, 0);
+        assert_true(rr->index >= c);
+        if (n == 3)
+            assert_int_equal(net->sent[RAFT_MSG_HEARTBEAT], hb);
+        else
+            assert_true(net->sent[RAFT_MSG_HEARTBEAT] > hb);
+        finish(net);
+    }
+}
+
 struct read_watch {
     uint64_t l, req, term, first;
     bool early; /* released before the leader committed in its term */
@@ -1766,6 +1794,7 @@ int main(void)
         cmocka_unit_test(test_vote_durability),
         cmocka_unit_test(test_read_index_leader_and_follower),
         cmocka_unit_test(test_read_index_batched),
+        cmocka_unit_test(test_read_index_follower_one_trip),
         cmocka_unit_test(test_read_index_new_leader_waits),
         cmocka_unit_test(test_read_index_fails_on_step_down),
         cmocka_unit_test(test_lease),
