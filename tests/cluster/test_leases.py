@@ -78,9 +78,10 @@ def test_grant_get_list_revoke(nodes):
         r = lease_info(n, lid)
         assert r.status == 200, (n, r)
         doc = r.json()
-        assert set(doc) == {"id", "ttl", "remaining_ms", "keys", "more"}, doc
+        assert set(doc) == {"id", "ttl", "remaining_ms", "keys", "more", "next"}, doc
         assert doc["id"] == lid and doc["ttl"] == 30, doc
         assert doc["keys"] == ["lease-a", "lease-b"] and doc["more"] is False, doc
+        assert doc["next"] == "lease-b", doc
         assert 25000 < doc["remaining_ms"] <= 30000, doc
         index_of(r)
     # a put without the lease detaches the key
@@ -154,6 +155,9 @@ def test_minimum_ttl_and_bad_requests(nodes):
         ("POST", "/lease/x/keepalive", None),
         ("POST", "/lease/5/keepalives", None),
         ("GET", "/lease/5?level=fast", None),
+        ("GET", "/lease/5?limit=0", None),
+        ("GET", "/lease/5?limit=10001", None),
+        ("GET", "/lease/5?prefix=a", None),
         ("GET", "/leases?limit=0", None),
         ("GET", "/leases?bogus=1", None),
         ("PUT", key_path("k") + "?lease=abc", "v"),
@@ -206,6 +210,46 @@ def test_unknown_lease_writes_nothing_and_txn_put(nodes):
         wait_until(f"txn keys of the revoked lease gone on {n.name}",
                    lambda n=n: absent_everywhere([n], ["txn-l1", "txn-l2"]), 5)
         assert get_key(n.haddr, "txn-free") == (200, "3")
+
+
+def test_lease_keys_page_with_limit_and_after(nodes):
+    """GET /lease/<id> pages its keys as GET /keys does: limit (default
+    1000, at most 10000), after=<key>, "more" and "next" (the page's last
+    key)."""
+    leader, f1, _ = nodes
+    lid, _ = grant(leader, 60)
+    keys = [f"pg/{i:05d}" for i in range(1030)]
+    for i in range(0, len(keys), 128):
+        r = http(leader.haddr, "POST", "/txn", body={"success": [
+            {"op": "put", "key": k, "value": "v", "lease": lid} for k in keys[i:i + 128]]})
+        assert r.status == 200 and r.json()["succeeded"] is True, r
+    # the default page: 1000 keys, then more from after=next
+    doc = lease_info(f1, lid).json()
+    assert doc["keys"] == keys[:1000] and doc["more"] is True and doc["next"] == keys[999], \
+        (len(doc["keys"]), doc["more"], doc.get("next"))
+    r = http(f1.haddr, "GET", f"/lease/{lid}?after=pg%2F00999")
+    assert r.status == 200, r
+    doc = r.json()
+    assert doc["keys"] == keys[1000:] and doc["more"] is False and doc["next"] == keys[-1], doc
+    # small pages walk every key once, in order
+    seen, after = [], None
+    for _ in range(20):
+        q = f"?limit=100&level=none" + (f"&after={after}" if after else "")
+        doc = http(leader.haddr, "GET", f"/lease/{lid}{q}").json()
+        seen += doc["keys"]
+        if not doc["more"]:
+            break
+        after = doc["next"]
+    assert seen == keys, (len(seen), seen[:3], seen[-3:])
+    # after= need not be one of its keys; past the last: an empty page without next
+    doc = http(f1.haddr, "GET", f"/lease/{lid}?after=pg%2F00099x&limit=2").json()
+    assert doc["keys"] == ["pg/00100", "pg/00101"] and doc["more"] is True, doc
+    doc = http(f1.haddr, "GET", f"/lease/{lid}?after=pg%2F99999").json()
+    assert doc["keys"] == [] and doc["more"] is False and "next" not in doc, doc
+    doc = http(f1.haddr, "GET", f"/lease/{lid}?limit=10000").json()
+    assert doc["keys"] == keys and doc["more"] is False, len(doc["keys"])
+    r = http(leader.haddr, "DELETE", f"/lease/{lid}")
+    assert r.status == 200 and r.json() == {"deleted": len(keys)}, r
 
 
 def test_keepalive_keeps_and_silence_expires(nodes):
