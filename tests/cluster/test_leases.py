@@ -3,16 +3,19 @@ node, keepalive, GET /lease/<id> and GET /leases, revoke deleting the keys,
 expiry by the leader's clock with the keys gone on every node, the minimum
 TTL, 404s and 400s, puts and txn puts naming a lease, and a leader killed
 with kill -9: the new leader gives the lease its full TTL, and it still
-expires later when nobody keeps it alive.
+expires later when nobody keeps it alive; a follower that knows a lease
+only from a snapshot it installed expires it once it leads; GET /lease/<id>
+pages its keys.
 
 With the default timings (election timeout 1 s) the shortest TTL granted is
 2 s; bounds below leave room for a loaded machine."""
 import re
+import signal
 import time
 
 import pytest
 
-from conftest import Cluster, get_key, http, key_path, kill_leader, wait_until
+from conftest import Cluster, get_key, http, key_path, kill_leader, set_keys, wait_until
 
 EXPIRY_SLACK = 3.0  # seconds past the TTL by which an expired lease's keys are gone
 
@@ -320,6 +323,65 @@ def test_leader_kill_gives_full_ttl_then_expires(tmp_path):
                    ttl + EXPIRY_SLACK)
         for n in survivors:
             assert lease_info(n, lid).status == 404
+    finally:
+        c.stop_all()
+
+
+def test_lease_from_an_installed_snapshot_expires_under_that_node(tmp_path):
+    """A follower learns of a lease only from a snapshot it installs (it was
+    stopped when the grant committed and the leader's log moved past it);
+    once it leads, its lease clock (rebuilt from that snapshot) expires the
+    abandoned lease: not before the TTL from the last keepalive, within the
+    TTL plus the slack from when it began to lead."""
+    c = Cluster(str(tmp_path))
+    try:
+        # a snapshot every 20 entries or 2000 bytes, 11 entries kept behind
+        nodes = c.start(3, extra=["-snapshot-threshold", "20", "-snapshot-log-bytes", "2000"])
+        leader = c.leader()
+        f = next(n for n in nodes if n is not leader)
+        f.signal(signal.SIGSTOP)
+        try:
+            # past the 64 appends the leader sends a stopped follower, then
+            # the grant (its last lease command), then enough writes for
+            # snapshots beyond it: f applies no lease command, it knows the
+            # lease from the snapshot alone
+            lid = ttl = None
+            for i in range(250):
+                assert set_keys(leader.haddr, {f"fill/{i}": "x" * 100},
+                                timeout=3).status == 200
+                if i == 100:
+                    t_kept = time.monotonic()
+                    lid, ttl = grant(leader, 5)  # room for the catch-up and transfer
+                    r = put(leader, "snap-leased", "v", lid)
+                    assert r.status == 201, r
+                    put_index = index_of(r)
+        finally:
+            f.signal(signal.SIGCONT)
+        wait_until(f"{f.name} caught up", lambda: get_key(
+            f.haddr, "fill/249", level="none") == (200, "x" * 100), 10)
+        restored = [int(m.group(1)) for m in re.finditer(
+            r"state restored from snapshot (\d+)", f.log_text())]
+        # the snapshot it installed holds the grant and the put
+        assert restored and restored[-1] >= put_index, (restored, put_index)
+        r = lease_info(f, lid, level="none")
+        assert r.status == 200 and r.json()["keys"] == ["snap-leased"], \
+            (r, "expired under the old leader before the transfer?", time.monotonic() - t_kept)
+        # f leads, and nobody keeps the lease alive
+        r = http(leader.haddr, "POST", "/transfer", body={"id": f.id})
+        assert r.status == 200, r
+        wait_until(f"{f.name} leads", f.is_leader, 10)
+        t_lead = time.monotonic()
+        gone = wait_until("the lease expires under the node that installed the snapshot",
+                          lambda: get_key(f.haddr, "snap-leased", level="none")[0] == 404
+                          and time.monotonic(), ttl + EXPIRY_SLACK + 2, interval=0.05)
+        assert f.is_leader(), "leadership moved on: the expiry may not be its clock's"
+        assert gone - t_kept >= ttl, ("expired early", gone - t_kept)
+        # a new leader gives every lease its full TTL from when it leads
+        assert gone - t_lead >= ttl - 0.5, ("not the full TTL under f", gone - t_lead)
+        assert gone - t_lead <= ttl + EXPIRY_SLACK, ("expired late", gone - t_lead)
+        for n in nodes:
+            wait_until(f"lease gone on {n.name}",
+                       lambda n=n: lease_info(n, lid, level="none").status == 404, 5)
     finally:
         c.stop_all()
 
