@@ -334,6 +334,7 @@ int main(int argc, char **argv)
         .peer_max_conns = f.peer_max_conns,
         .peer_max_unauth_conns = f.peer_max_unauth_conns,
         .watch_max = f.watch_max,
+        .blocking_max = f.blocking_max,
         .watch_progress_ms = f.watch_progress_ms,
         .restore = restored,
         .force_new = f.force_new,

@@ -2,6 +2,11 @@
  * length known in advance (chunked), made of pieces of text the node hands
  * over when it has them, for Server-Sent Events (GET /watch).
  *
+ * A piece goes out as it was handed over: one buffer in one h2o_send, one
+ * HTTP chunk, never split or merged here (GET /watch makes each piece of
+ * whole entries, so the events of an entry share one chunk; a connection
+ * can still break inside it: docs/http-api.md, "Watch").
+ *
  * One piece is in flight per stream: the next one is asked of the node
  * (src->next) only once h2o has written the previous one and called
  * proceed; when the node has nothing, the stream waits for

@@ -122,6 +122,7 @@ struct http_watch_opts {
 struct http_req; /* one request handed to the node; opaque */
 struct http_keys_query; /* below */
 struct http_leases_query; /* below */
+struct http_lease_query;  /* below */
 struct auth_db;  /* auth/auth.h */
 struct http_server;
 
@@ -216,8 +217,8 @@ struct http_handlers {
     void (*lease_keepalive)(void *ud, struct http_req *req, uint64_t id);
     /* DELETE /lease/<id> */
     void (*lease_revoke)(void *ud, struct http_req *req, uint64_t id);
-    /* GET /lease/<id>[?level=]: level is an enum http_read_level. */
-    void (*lease_get)(void *ud, struct http_req *req, uint64_t id, int level);
+    /* GET /lease/<id>[?after=&limit=&level=]: q valid during the call. */
+    void (*lease_get)(void *ud, struct http_req *req, const struct http_lease_query *q);
     /* GET /leases[?after=<id>&limit=N&level=]: q valid during the call. */
     void (*lease_list)(void *ud, struct http_req *req, const struct http_leases_query *q);
     /* GET /watch?key=<k> | ?prefix=<p> [&from=<index>] (or Last-Event-ID):
@@ -513,7 +514,20 @@ void http_jbuf_count(struct http_jbuf *j, uint64_t index, size_t count, bool mor
 #define HTTP_LEASE_TTL_MAX 1000000000ull /* seconds a POST /lease may ask */
 #define HTTP_LEASES_MAX 10000            /* leases one GET /leases page holds */
 #define HTTP_LEASES_DEFAULT 1000
-#define HTTP_LEASE_KEYS_MAX 1000         /* keys a GET /lease/<id> shows */
+#define HTTP_LEASE_KEYS_MAX 10000        /* keys one GET /lease/<id> page holds */
+#define HTTP_LEASE_KEYS_DEFAULT 1000
+
+/* GET /lease/<id>[?after=<key>&limit=N&level=]: a page of the lease's keys,
+ * in key order, as GET /keys pages (the page also ends after the key that
+ * takes its JSON past HTTP_LIST_MAX_BYTES). */
+struct http_lease_query {
+    uint64_t id;
+    const uint8_t *after; /* keys strictly after it (decoded; valid during
+                             the handler's call); NULL: from the first */
+    size_t alen;
+    size_t limit;         /* 1..HTTP_LEASE_KEYS_MAX */
+    int level;            /* enum http_read_level */
+};
 
 struct http_leases_query {
     uint64_t after; /* leases with a greater id; 0: from the first */
@@ -525,11 +539,13 @@ struct http_leases_query {
 void http_jbuf_lease(struct http_jbuf *j, uint64_t id, uint64_t ttl_s);
 /* GET /lease/<id> in three steps: begin ({"id","ttl","remaining_ms","keys":[),
  * one key at a time (a JSON string, or {"key_b64":...} for bytes that are
- * not valid UTF-8), end (],"more":bool}). */
+ * not valid UTF-8), end (],"more":bool,"next":<last key>}: next, or next_b64,
+ * is the page's last key, absent when last is NULL: an empty page). */
 void http_jbuf_lease_info_begin(struct http_jbuf *j, uint64_t id, uint64_t ttl_s,
                                 uint64_t remaining_ms);
 void http_jbuf_lease_key(struct http_jbuf *j, const uint8_t *key, size_t klen);
-void http_jbuf_lease_info_end(struct http_jbuf *j, bool more);
+void http_jbuf_lease_info_end(struct http_jbuf *j, bool more, const uint8_t *last,
+                              size_t llen);
 /* GET /leases: begin ({"index":N,"leases":[), one {"id","ttl"} per lease,
  * end (],"more":bool}). */
 void http_jbuf_leases_begin(struct http_jbuf *j, uint64_t index);

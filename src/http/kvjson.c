@@ -235,9 +235,13 @@ void http_jbuf_lease_key(struct http_jbuf *j, const uint8_t *key, size_t klen)
     raw(j, "}", 1);
 }
 
-void http_jbuf_lease_info_end(struct http_jbuf *j, bool more)
+void http_jbuf_lease_info_end(struct http_jbuf *j, bool more, const uint8_t *last,
+                              size_t llen)
 {
-    lit(j, more ? "],\"more\":true}" : "],\"more\":false}");
+    lit(j, more ? "],\"more\":true" : "],\"more\":false");
+    if (last != NULL)
+        bytes_field(j, false, "next", last, llen);
+    raw(j, "}", 1);
 }
 
 void http_jbuf_leases_begin(struct http_jbuf *j, uint64_t index)

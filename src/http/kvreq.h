@@ -63,6 +63,12 @@ int http__parse_lease_body(const char *body, size_t len, uint64_t *ttl_s, char *
  * "/<id>/keepalive" (*keepalive); ids are decimal, >= 1. */
 int http__parse_lease_path(const char *rest, size_t rlen, uint64_t *id, bool *keepalive,
                            char *err, size_t errcap);
+/* The query of GET /lease/<id> (without '?'): after=<key> (percent-decoded
+ * into buf, len + 1 bytes, out->after points into it; at most max_key
+ * bytes), limit=1..HTTP_LEASE_KEYS_MAX, level=; unknown parameters are
+ * refused. */
+int http__parse_lease_query(const char *q, size_t len, uint64_t id, size_t max_key, char *buf,
+                            struct http_lease_query *out, char *err, size_t errcap);
 /* The query of GET /leases (without '?'): after=<id>, limit=1..HTTP_LEASES_MAX,
  * level=; unknown parameters are refused. */
 int http__parse_leases_query(const char *q, size_t len, struct http_leases_query *out,

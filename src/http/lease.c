@@ -1,6 +1,7 @@
 /* The parts of lease requests (docs/http-api.md, "Leases") that need no
- * h2o: the body of POST /lease, the path under /lease, and the query of
- * GET /leases. Each returns 0, or -1 with a message for a 400 in err. */
+ * h2o: the body of POST /lease, the path under /lease, and the queries of
+ * GET /lease/<id> and GET /leases. Each returns 0, or -1 with a message for
+ * a 400 in err. */
 #include "http/kvreq.h"
 
 #include <jansson.h>
@@ -71,12 +72,10 @@ int http__parse_lease_path(const char *rest, size_t rlen, uint64_t *id, bool *ke
     return lease_id(seg, slen, id, err, errcap);
 }
 
-int http__parse_leases_query(const char *q, size_t len, struct http_leases_query *out,
-                             char *err, size_t errcap)
+/* Every name must be after, limit or level: a mistyped one must not go
+ * unnoticed. */
+static int known_names(const char *q, size_t len, char *err, size_t errcap)
 {
-    *out = (struct http_leases_query){.limit = HTTP_LEASES_DEFAULT,
-                                      .level = HTTP_READ_LINEARIZABLE};
-    /* Every name must be known: a mistyped one must not go unnoticed. */
     for (size_t i = 0; i < len;) {
         size_t end = i;
         while (end < len && q[end] != '&')
@@ -95,6 +94,63 @@ int http__parse_leases_query(const char *q, size_t len, struct http_leases_query
         }
         i = end + 1;
     }
+    return 0;
+}
+
+/* limit= (absent: *limit unchanged), from 1 to max; and level=. */
+static int limit_and_level(const char *q, size_t len, size_t max, size_t *limit, int *level,
+                           char *err, size_t errcap)
+{
+    char v[24];
+    size_t vlen;
+    uint64_t n;
+    int rv = http__query_param(q, len, "limit", v, sizeof v, &vlen);
+    if (rv < 0 || (rv == 1 && (http__parse_u64(v, vlen, &n) != 0 || n == 0 || n > max))) {
+        snprintf(err, errcap, "\"limit\" must be a number from 1 to %zu", max);
+        return -1;
+    }
+    if (rv == 1)
+        *limit = (size_t)n;
+    if (http__parse_level(q, len, level) != 0) {
+        snprintf(err, errcap, "unknown read level: use level=linearizable, weak or none");
+        return -1;
+    }
+    return 0;
+}
+
+int http__parse_lease_query(const char *q, size_t len, uint64_t id, size_t max_key, char *buf,
+                            struct http_lease_query *out, char *err, size_t errcap)
+{
+    *out = (struct http_lease_query){.id = id, .limit = HTTP_LEASE_KEYS_DEFAULT,
+                                     .level = HTTP_READ_LINEARIZABLE};
+    if (known_names(q, len, err, errcap) != 0)
+        return -1;
+    size_t alen;
+    int rv = http__query_param(q, len, "after", buf, len + 1, &alen);
+    if (rv < 0) {
+        snprintf(err, errcap, "invalid percent-encoding in \"after\"");
+        return -1;
+    }
+    if (rv == 1 && alen > max_key) {
+        snprintf(err, errcap, "\"after\" too long: %zu bytes, the limit is %zu", alen,
+                 max_key);
+        return -1;
+    }
+    if (rv == 1) {
+        out->after = (const uint8_t *)buf;
+        out->alen = alen;
+    }
+    return limit_and_level(q, len, HTTP_LEASE_KEYS_MAX, &out->limit, &out->level, err,
+                           errcap);
+}
+
+int http__parse_leases_query(const char *q, size_t len, struct http_leases_query *out,
+                             char *err, size_t errcap)
+{
+    *out = (struct http_leases_query){.limit = HTTP_LEASES_DEFAULT,
+                                      .level = HTTP_READ_LINEARIZABLE};
+    if (known_names(q, len, err, errcap) != 0)
+        return -1;
     char v[24];
     size_t vlen;
     int rv = http__query_param(q, len, "after", v, sizeof v, &vlen);
@@ -102,18 +158,5 @@ int http__parse_leases_query(const char *q, size_t len, struct http_leases_query
         snprintf(err, errcap, "\"after\" takes a lease id (a decimal number)");
         return -1;
     }
-    uint64_t limit;
-    rv = http__query_param(q, len, "limit", v, sizeof v, &vlen);
-    if (rv < 0 || (rv == 1 && (http__parse_u64(v, vlen, &limit) != 0 || limit == 0 ||
-                               limit > HTTP_LEASES_MAX))) {
-        snprintf(err, errcap, "\"limit\" must be a number from 1 to %d", HTTP_LEASES_MAX);
-        return -1;
-    }
-    if (rv == 1)
-        out->limit = (size_t)limit;
-    if (http__parse_level(q, len, &out->level) != 0) {
-        snprintf(err, errcap, "unknown read level: use level=linearizable, weak or none");
-        return -1;
-    }
-    return 0;
+    return limit_and_level(q, len, HTTP_LEASES_MAX, &out->limit, &out->level, err, errcap);
 }

@@ -37,20 +37,22 @@ static void route_grant(struct http_server *srv, h2o_req_t *req)
         srv->handlers.lease_grant(srv->ud, r, ttl);
 }
 
-/* GET /lease/<id>[?level=] */
+/* GET /lease/<id>[?after=<key>&limit=N&level=] */
 static void route_get(struct http_server *srv, h2o_req_t *req, uint64_t id)
 {
     const char *q;
     size_t qlen;
     query_of(req, &q, &qlen);
-    int level = HTTP_READ_LINEARIZABLE;
-    if (http__parse_level(q, qlen, &level) != 0) {
-        fail(req, 400, NULL, "unknown read level: use level=linearizable, weak or none");
+    char *buf = h2o_mem_alloc_pool(&req->pool, qlen + 1); /* the decoded after= */
+    struct http_lease_query lq;
+    char err[256];
+    if (http__parse_lease_query(q, qlen, id, srv->max_key, buf, &lq, err, sizeof err) != 0) {
+        fail(req, 400, NULL, err);
         return;
     }
     struct http_req *r = http__hand_over(srv, req, srv->handlers.lease_get != NULL);
     if (r != NULL)
-        srv->handlers.lease_get(srv->ud, r, id, level);
+        srv->handlers.lease_get(srv->ud, r, &lq);
 }
 
 void http__route_lease(struct http_server *srv, h2o_req_t *req, const char *rest, size_t rlen)

@@ -7,14 +7,12 @@
  * applied entry above N touches them, or until wait= runs out (the node's
  * per-tick request sweep, requests.c). Either way the answer is read from
  * this node's applied state, as a level=none read: any node serves them.
+ * At most -blocking-max wait at once (n->o.blocking_max): past it, 503.
  * A waiting request is a struct node__req like any read: a client that
  * goes away, or the node stopping, ends it the usual way, and
  * node__req_done drops its subscription. */
 #include "node/internal.h"
 #include "watch/watch.h"
-
-/* Waiting blocking queries at most, per node: past it, 503. */
-#define NODE__BLOCK_MAX 10000
 
 static void on_change(void *ud, struct watch_sub *sub, uint64_t index)
 {
@@ -46,9 +44,9 @@ bool node__block(struct node *n, struct node__req *q, const void *key,
     if (!b->on || b->wait_ms == 0 || node_watch_history(n) == NULL ||
         changed_after(n, key, klen, prefix, b->index, current))
         return false;
-    if (n->n_blocked >= NODE__BLOCK_MAX) {
+    if (n->n_blocked >= n->o.blocking_max) {
         node__req_error(n, q, 503, "too many blocking queries waiting on this "
-                        "node (%d)", NODE__BLOCK_MAX);
+                        "node (-blocking-max %u)", n->o.blocking_max);
         node__req_done(n, q);
         return true;
     }

@@ -32,6 +32,8 @@ struct flag_def {
 static const struct flag_def DEFS[] = {
     {"auth-file", K_ADDR, FIELD(auth_file), 0, 0, "file",
      "users and roles, user:crypt-hash:role a line (default: no authentication)"},
+    {"blocking-max", K_UINT, FIELD(blocking_max), 1, 10000000, "N",
+     "blocking queries (?index=) waiting at once at most; more: 503 (default 10000)"},
     {"cluster-token", K_STR, FIELD(cluster_token), 0, 0, "secret",
      "shared secret that authenticates peer connections (default: "
      "$CRAFTD_CLUSTER_TOKEN; none: the Raft port is open to anyone)"},
@@ -119,6 +121,7 @@ static void set_defaults(struct flags *f)
     f->peer_max_conns = 64;
     f->peer_max_unauth_conns = 16;
     f->watch_max = 10000;
+    f->blocking_max = 10000;
     f->watch_progress_ms = 5000;
 }
 

@@ -64,6 +64,7 @@ struct flags {
     unsigned peer_max_conns;      /* -peer-max-conns, default 64, >= 1 */
     unsigned peer_max_unauth_conns; /* -peer-max-unauth-conns, default 16, >= 1 */
     unsigned watch_max;           /* -watch-max, default 10000, >= 1 */
+    unsigned blocking_max;        /* -blocking-max, default 10000, >= 1 */
     unsigned watch_progress_ms;   /* -watch-progress-ms, default 5000, >= 1 */
     const char *restore;          /* -restore <backup file>: make a new one-member
                                      cluster from it in the (empty) data directory;

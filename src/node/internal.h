@@ -400,7 +400,7 @@ uint64_t node__lease_min_ttl_s(const struct node *n);
 void node__lease_grant(void *ud, struct http_req *req, uint64_t ttl_s);
 void node__lease_keepalive(void *ud, struct http_req *req, uint64_t id);
 void node__lease_revoke(void *ud, struct http_req *req, uint64_t id);
-void node__lease_get(void *ud, struct http_req *req, uint64_t id, int level);
+void node__lease_get(void *ud, struct http_req *req, const struct http_lease_query *q);
 void node__lease_list(void *ud, struct http_req *req,
                       const struct http_leases_query *lq);
 

@@ -14,11 +14,16 @@
 #include "lease/lease.h"
 #include "node/internal.h"
 
-/* What a lease request's answer needs (q->arg, craft_malloc'd). */
+/* What a lease request's answer needs (q->arg, craft_malloc'd with the
+ * bytes of GET /lease/<id>'s after= behind it). */
 struct lease_arg {
     uint64_t id;    /* the lease (grant: 0) */
     uint64_t ttl_s; /* grant: the TTL granted */
     struct http_leases_query list; /* GET /leases */
+    size_t limit;   /* GET /lease/<id>: keys on the page at most */
+    bool has_after; /* and keys strictly after after[] only */
+    size_t alen;
+    uint8_t after[];
 };
 
 static void reply_jbuf(struct node__req *q, int status, struct http_jbuf *j)
@@ -142,13 +147,25 @@ void node__lease_revoke(void *ud, struct http_req *req, uint64_t id)
 
 /* ---- reads ---- */
 
+/* A page of a lease's keys being written, and its last key. */
+struct key_page {
+    struct http_jbuf *j;
+    const uint8_t *last; /* into the map: valid while it does not change */
+    size_t llen;
+};
+
+/* One key onto the page; a non-zero return ends the page (it is full). */
 static int key_of_lease(void *ud, const struct kv_meta *m)
 {
-    http_jbuf_lease_key(ud, m->key, m->klen);
-    return 0;
+    struct key_page *p = ud;
+    http_jbuf_lease_key(p->j, m->key, m->klen);
+    p->last = m->key;
+    p->llen = m->klen;
+    return p->j->failed || p->j->len >= HTTP_LIST_MAX_BYTES;
 }
 
-/* 200 {"id","ttl","remaining_ms","keys":[...],"more":bool}, or 404 */
+/* 200 {"id","ttl","remaining_ms","keys":[...],"more":bool,"next":<last
+ * key>}, or 404 */
 static void answer_get(struct node *n, struct node__req *q,
                        const struct kv_result *res)
 {
@@ -166,11 +183,17 @@ static void answer_get(struct node *n, struct node__req *q,
     http_jbuf_init(&j);
     http_jbuf_lease_info_begin(&j, l.id, l.ttl_ms / 1000,
                                left < 0 ? l.ttl_ms : (uint64_t)left);
+    struct key_page page = {.j = &j};
     size_t got;
     bool more = false;
-    (void)kv_lease_keys(n->kv, a->id, NULL, 0, HTTP_LEASE_KEYS_MAX,
-                        key_of_lease, &j, &got, &more);
-    http_jbuf_lease_info_end(&j, more);
+    int rv = kv_lease_keys(n->kv, a->id, a->has_after ? a->after : NULL, a->alen,
+                           a->limit, key_of_lease, &page, &got, &more);
+    if (rv < 0) { /* CRAFT_ENOMEM sorting its keys (it exists: not ENOTFOUND) */
+        http_jbuf_free(&j);
+        http_reply_error(q->http, 503, "out of memory listing the lease's keys");
+        return;
+    }
+    http_jbuf_lease_info_end(&j, more, page.last, page.llen);
     reply_jbuf(q, 200, &j);
 }
 
@@ -196,34 +219,46 @@ static void answer_list(struct node *n, struct node__req *q,
     reply_jbuf(q, 200, &j);
 }
 
+/* a: craft_malloc'd, taken (freed with q, or here). */
 static void read_lease(struct node *n, struct http_req *req,
-                       const struct lease_arg *a, int level,
+                       struct lease_arg *a, int level,
                        node__answer_fn answer)
 {
     http_reply_set_index(req, n->applied); /* until a later index */
-    struct node__req *q = node__req_open(n, NODE__GET, req);
-    if (q == NULL)
-        return;
-    q->level = level;
-    q->answer = answer;
-    q->arg = craft_memdup(a, sizeof *a);
-    if (q->arg == NULL) {
-        node__req_error(n, q, 503, "out of memory");
-        node__req_done(n, q);
+    if (a == NULL) {
+        http_reply_error(req, 503, "out of memory");
         return;
     }
+    struct node__req *q = node__req_open(n, NODE__GET, req);
+    if (q == NULL) {
+        craft_free(a);
+        return;
+    }
+    q->level = level;
+    q->answer = answer;
+    q->arg = a;
     node__req_read(n, q); /* at q->level, as GET /key */
 }
 
-void node__lease_get(void *ud, struct http_req *req, uint64_t id, int level)
+void node__lease_get(void *ud, struct http_req *req, const struct http_lease_query *lq)
 {
-    struct lease_arg a = {.id = id};
-    read_lease(ud, req, &a, level, answer_get);
+    struct lease_arg *a = craft_calloc(1, sizeof *a + lq->alen);
+    if (a != NULL) {
+        a->id = lq->id;
+        a->limit = lq->limit;
+        a->has_after = lq->after != NULL;
+        a->alen = lq->alen;
+        if (lq->alen > 0)
+            memcpy(a->after, lq->after, lq->alen);
+    }
+    read_lease(ud, req, a, lq->level, answer_get);
 }
 
 void node__lease_list(void *ud, struct http_req *req,
                       const struct http_leases_query *lq)
 {
-    struct lease_arg a = {.list = *lq};
-    read_lease(ud, req, &a, lq->level, answer_list);
+    struct lease_arg *a = craft_calloc(1, sizeof *a);
+    if (a != NULL)
+        a->list = *lq;
+    read_lease(ud, req, a, lq->level, answer_list);
 }

@@ -387,6 +387,8 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
         n->o.snapshot_threshold = 8192;
     if (n->o.watch_max == 0)
         n->o.watch_max = 10000;
+    if (n->o.blocking_max == 0)
+        n->o.blocking_max = 10000;
     if (n->o.watch_progress_ms == 0)
         n->o.watch_progress_ms = 5000;
     n->next_req = 1;

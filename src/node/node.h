@@ -57,6 +57,7 @@ struct node_opts {
     unsigned peer_max_conns;        /* 0: 64 (see peer_opts.max_conns) */
     unsigned peer_max_unauth_conns; /* 0: 16 */
     unsigned watch_max;    /* GET /watch streams at most; 0: 10000 */
+    unsigned blocking_max; /* blocking queries waiting at most; 0: 10000 */
     unsigned watch_progress_ms; /* idle watchers get a progress event this
                                    often; 0: 5000 */
     /* -restore: the map of a backup file (node_backup_load), taken by

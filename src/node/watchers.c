@@ -8,9 +8,11 @@
  * made then from the history by the cursor: whole entries (every event of
  * an index, each with that index as its id), at most about PIECE_MAX bytes.
  * So a watcher holds one piece, never a backlog. A cursor the history has
- * overtaken (the client read too slowly for the history's bounds) gets
- * `event: error` {"error":"too slow","index":N} (N: every event up to it
- * was sent) and the stream ends. While nothing is sent for -watch-progress
+ * overtaken gets an error event and the stream ends: `event: error`
+ * {"error":"history reset","index":N} when a reset did (a snapshot was
+ * installed: N is its index, from which a listing goes on), else
+ * {"error":"too slow","index":N} (the client read too slowly for the
+ * history's bounds; every event up to N was sent). While nothing is sent for -watch-progress
  * ms, `event: progress` {"index":applied} tells the client how far it is up
  * to date (and finds clients that went away: their next write fails).
  *
@@ -66,8 +68,8 @@ static void append_event(struct http_jbuf *j, const struct watch_event *e)
     http_jbuf_sse_put(j, &m);
 }
 
-/* Fills w->out with the events after the cursor: 1 when it ends with the
- * too-slow error, 0 otherwise. */
+/* Fills w->out with the events after the cursor: 1 when it ends with an
+ * error (history reset, or too slow), 0 otherwise. */
 static int fill(struct node__watcher *w, const struct watch_history *h)
 {
     struct watch_event e;
@@ -77,8 +79,12 @@ static int fill(struct node__watcher *w, const struct watch_history *h)
         if (rv == 0)
             return 0;
         if (rv < 0) {
+            uint64_t floor;
             w->cur = save;
-            http_jbuf_sse_error(&w->out, "too slow", w->cur.index);
+            if (watch_history_reset_past(h, &w->cur, &floor) == 1)
+                http_jbuf_sse_error(&w->out, "history reset", floor);
+            else
+                http_jbuf_sse_error(&w->out, "too slow", w->cur.index);
             return 1;
         }
         /* A piece holds whole entries: past PIECE_MAX, stop at the next. */

@@ -5,7 +5,9 @@
  * first_seq, the next first_seq + 1, and so on. A cursor is a sequence
  * number; it is overtaken when the head has moved past it. A reset skips
  * one number, so that even a cursor that had read everything is overtaken:
- * it missed the changes the reset stands for. */
+ * it missed the changes the reset stands for. The number the last reset
+ * skipped tells the cursors it overtook (those at or below it) from those
+ * that eviction overtook since (above it). */
 #include "watch/watch.h"
 
 #include <string.h>
@@ -35,6 +37,8 @@ struct watch_history {
     uint64_t first_seq; /* sequence number of ring[head] */
     uint64_t floor;     /* events with an index > floor are all held */
     uint64_t last;      /* newest index appended, or floor */
+    uint64_t reset_seq; /* the number the last reset skipped; 0: none yet */
+    uint64_t reset_floor; /* the floor that reset left */
 };
 
 #define MIN_CAP 16
@@ -83,12 +87,14 @@ void watch_history_reset(struct watch_history *h, uint64_t floor)
 {
     while (h->count > 0)
         pop_head(h);
+    h->reset_seq = h->first_seq;
     h->first_seq++; /* the gap that overtakes every cursor */
     if (h->last > h->floor)
         h->floor = h->last; /* what was held is gone too */
     if (floor > h->floor)
         h->floor = floor;
     h->last = h->floor;
+    h->reset_floor = h->floor;
 }
 
 void watch_history_free(struct watch_history *h)
@@ -240,6 +246,15 @@ int watch_history_next(const struct watch_history *h, struct watch_cursor *c,
         return 1;
     }
     return 0;
+}
+
+int watch_history_reset_past(const struct watch_history *h, const struct watch_cursor *c,
+                             uint64_t *floor)
+{
+    if (c->seq >= h->first_seq || h->reset_seq == 0 || c->seq > h->reset_seq)
+        return 0; /* not overtaken, or by eviction since the last reset */
+    *floor = h->reset_floor;
+    return 1;
 }
 
 static bool matches(const struct slot *s, const void *key, size_t klen,

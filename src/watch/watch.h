@@ -118,6 +118,14 @@ int watch_history_seek(const struct watch_history *h, uint64_t after,
 int watch_history_next(const struct watch_history *h, struct watch_cursor *c,
                        struct watch_event *ev);
 
+/* Why the ring overtook c: 1 if the last reset did (c had not read past
+ * it; eviction may have overtaken it before), with *floor = the floor that
+ * reset left (e.g. the index of the snapshot installed: a reader goes on
+ * from the state at that index or later); 0 if eviction did since, or c
+ * is not overtaken. */
+int watch_history_reset_past(const struct watch_history *h, const struct watch_cursor *c,
+                             uint64_t *floor);
+
 /* Whether an event with an index > after touches key (exact: prefix false)
  * or a key under the prefix key (prefix true). 1 and *index = the first
  * such event's index; 0 if none is held; CRAFT_ENOTFOUND if after < floor

@@ -172,3 +172,34 @@ def test_client_gone_and_stop_end_waiters(cluster):
     for w in waiting:
         r = w.result(timeout=20)
         assert r is None or r.status == 503, r
+
+
+def test_blocking_max_flag_caps_waiters(cluster):
+    """-blocking-max N: N queries wait, the next one is answered 503 with a
+    JSON error at once; a slot freed is taken again."""
+    n = cluster.add("node0", extra=["-blocking-max", "2"]).start()
+    n.wait_ready()
+    mod = put(n.haddr, "k", "v")
+    waiting = [Later(n.haddr, key_path("k") + f"?index={mod}&wait=20s") for _ in range(2)]
+    time.sleep(0.5)
+    assert all(w.reply is None for w in waiting), "answered before any change"
+    t = time.monotonic()
+    r = http(n.haddr, "GET", key_path("k") + f"?index={mod}&wait=20s")
+    assert r.status == 503 and "-blocking-max 2" in r.error(), r
+    assert time.monotonic() - t < 2
+    assert r.headers.get("content-type", "").startswith("application/json"), r.headers
+    # a query answered at once takes no slot
+    r = http(n.haddr, "GET", "/keys?prefix=k&index=0&wait=20s")
+    assert r.status == 200, r
+    # the change answers both waiters; then there is room again
+    mod2 = put(n.haddr, "k", "v2")
+    for w in waiting:
+        r = w.result()
+        assert r.status == 200 and r.json() == {"k": "v2"}, r
+    w = Later(n.haddr, key_path("k") + f"?index={mod2}&wait=700ms")
+    r = w.result()
+    assert r.status == 200 and w.took > 0.5, (r, w.took)
+    # bad values are refused at start
+    r = cluster.add("bad", extra=["-blocking-max", "0"])
+    r.start()
+    assert r.proc.wait(timeout=10) == 2

@@ -3,16 +3,19 @@ node, keepalive, GET /lease/<id> and GET /leases, revoke deleting the keys,
 expiry by the leader's clock with the keys gone on every node, the minimum
 TTL, 404s and 400s, puts and txn puts naming a lease, and a leader killed
 with kill -9: the new leader gives the lease its full TTL, and it still
-expires later when nobody keeps it alive.
+expires later when nobody keeps it alive; a follower that knows a lease
+only from a snapshot it installed expires it once it leads; GET /lease/<id>
+pages its keys.
 
 With the default timings (election timeout 1 s) the shortest TTL granted is
 2 s; bounds below leave room for a loaded machine."""
 import re
+import signal
 import time
 
 import pytest
 
-from conftest import Cluster, get_key, http, key_path, kill_leader, wait_until
+from conftest import Cluster, get_key, http, key_path, kill_leader, set_keys, wait_until
 
 EXPIRY_SLACK = 3.0  # seconds past the TTL by which an expired lease's keys are gone
 
@@ -78,9 +81,10 @@ def test_grant_get_list_revoke(nodes):
         r = lease_info(n, lid)
         assert r.status == 200, (n, r)
         doc = r.json()
-        assert set(doc) == {"id", "ttl", "remaining_ms", "keys", "more"}, doc
+        assert set(doc) == {"id", "ttl", "remaining_ms", "keys", "more", "next"}, doc
         assert doc["id"] == lid and doc["ttl"] == 30, doc
         assert doc["keys"] == ["lease-a", "lease-b"] and doc["more"] is False, doc
+        assert doc["next"] == "lease-b", doc
         assert 25000 < doc["remaining_ms"] <= 30000, doc
         index_of(r)
     # a put without the lease detaches the key
@@ -154,6 +158,9 @@ def test_minimum_ttl_and_bad_requests(nodes):
         ("POST", "/lease/x/keepalive", None),
         ("POST", "/lease/5/keepalives", None),
         ("GET", "/lease/5?level=fast", None),
+        ("GET", "/lease/5?limit=0", None),
+        ("GET", "/lease/5?limit=10001", None),
+        ("GET", "/lease/5?prefix=a", None),
         ("GET", "/leases?limit=0", None),
         ("GET", "/leases?bogus=1", None),
         ("PUT", key_path("k") + "?lease=abc", "v"),
@@ -206,6 +213,46 @@ def test_unknown_lease_writes_nothing_and_txn_put(nodes):
         wait_until(f"txn keys of the revoked lease gone on {n.name}",
                    lambda n=n: absent_everywhere([n], ["txn-l1", "txn-l2"]), 5)
         assert get_key(n.haddr, "txn-free") == (200, "3")
+
+
+def test_lease_keys_page_with_limit_and_after(nodes):
+    """GET /lease/<id> pages its keys as GET /keys does: limit (default
+    1000, at most 10000), after=<key>, "more" and "next" (the page's last
+    key)."""
+    leader, f1, _ = nodes
+    lid, _ = grant(leader, 60)
+    keys = [f"pg/{i:05d}" for i in range(1030)]
+    for i in range(0, len(keys), 128):
+        r = http(leader.haddr, "POST", "/txn", body={"success": [
+            {"op": "put", "key": k, "value": "v", "lease": lid} for k in keys[i:i + 128]]})
+        assert r.status == 200 and r.json()["succeeded"] is True, r
+    # the default page: 1000 keys, then more from after=next
+    doc = lease_info(f1, lid).json()
+    assert doc["keys"] == keys[:1000] and doc["more"] is True and doc["next"] == keys[999], \
+        (len(doc["keys"]), doc["more"], doc.get("next"))
+    r = http(f1.haddr, "GET", f"/lease/{lid}?after=pg%2F00999")
+    assert r.status == 200, r
+    doc = r.json()
+    assert doc["keys"] == keys[1000:] and doc["more"] is False and doc["next"] == keys[-1], doc
+    # small pages walk every key once, in order
+    seen, after = [], None
+    for _ in range(20):
+        q = f"?limit=100&level=none" + (f"&after={after}" if after else "")
+        doc = http(leader.haddr, "GET", f"/lease/{lid}{q}").json()
+        seen += doc["keys"]
+        if not doc["more"]:
+            break
+        after = doc["next"]
+    assert seen == keys, (len(seen), seen[:3], seen[-3:])
+    # after= need not be one of its keys; past the last: an empty page without next
+    doc = http(f1.haddr, "GET", f"/lease/{lid}?after=pg%2F00099x&limit=2").json()
+    assert doc["keys"] == ["pg/00100", "pg/00101"] and doc["more"] is True, doc
+    doc = http(f1.haddr, "GET", f"/lease/{lid}?after=pg%2F99999").json()
+    assert doc["keys"] == [] and doc["more"] is False and "next" not in doc, doc
+    doc = http(f1.haddr, "GET", f"/lease/{lid}?limit=10000").json()
+    assert doc["keys"] == keys and doc["more"] is False, len(doc["keys"])
+    r = http(leader.haddr, "DELETE", f"/lease/{lid}")
+    assert r.status == 200 and r.json() == {"deleted": len(keys)}, r
 
 
 def test_keepalive_keeps_and_silence_expires(nodes):
@@ -276,6 +323,72 @@ def test_leader_kill_gives_full_ttl_then_expires(tmp_path):
                    ttl + EXPIRY_SLACK)
         for n in survivors:
             assert lease_info(n, lid).status == 404
+    finally:
+        c.stop_all()
+
+
+def test_lease_from_an_installed_snapshot_expires_under_that_node(tmp_path):
+    """A follower learns of a lease only from a snapshot it installs (it was
+    stopped when the grant committed and the leader's log moved past it);
+    once it leads, its lease clock (rebuilt from that snapshot) expires the
+    abandoned lease: not before the TTL from the last keepalive, within the
+    TTL plus the slack from when it began to lead."""
+    c = Cluster(str(tmp_path))
+    try:
+        # a snapshot every 20 entries or 2000 bytes, 11 entries kept behind
+        nodes = c.start(3, extra=["-snapshot-threshold", "20", "-snapshot-log-bytes", "2000"])
+        leader = c.leader()
+        f = next(n for n in nodes if n is not leader)
+        for attempt in range(3):
+            f.signal(signal.SIGSTOP)
+            try:
+                # past the 64 appends the leader sends a stopped follower,
+                # then the grant (its last lease command), then enough
+                # writes for snapshots beyond it: f applies no lease
+                # command, it knows the lease from the snapshot alone
+                for i in range(250):
+                    assert set_keys(leader.haddr, {f"fill/{attempt}/{i}": "x" * 100},
+                                    timeout=3).status == 200
+                    if i == 100:
+                        t_kept = time.monotonic()
+                        lid, ttl = grant(leader, 5)  # room for the catch-up and transfer
+                        r = put(leader, "snap-leased", "v", lid)
+                        assert r.status == 201, r
+                        put_index = index_of(r)
+            finally:
+                f.signal(signal.SIGCONT)
+            last = f"fill/{attempt}/249"
+            wait_until(f"{f.name} caught up", lambda: get_key(
+                f.haddr, last, level="none") == (200, "x" * 100), 10)
+            restored = [int(m.group(1)) for m in re.finditer(
+                r"state restored from snapshot (\d+)", f.log_text())]
+            # the snapshot it installed holds the grant and the put
+            if restored and restored[-1] >= put_index:
+                break
+            # f caught up from the log (its socket took the whole round):
+            # it applied the grant; again with another lease
+            assert http(leader.haddr, "DELETE", f"/lease/{lid}").status == 200
+        else:
+            pytest.fail(f"{f.name} installed no snapshot past the grant in 3 rounds")
+        r = lease_info(f, lid, level="none")
+        assert r.status == 200 and r.json()["keys"] == ["snap-leased"], \
+            (r, "expired under the old leader before the transfer?", time.monotonic() - t_kept)
+        # f leads, and nobody keeps the lease alive
+        r = http(leader.haddr, "POST", "/transfer", body={"id": f.id})
+        assert r.status == 200, r
+        wait_until(f"{f.name} leads", f.is_leader, 10)
+        t_lead = time.monotonic()
+        gone = wait_until("the lease expires under the node that installed the snapshot",
+                          lambda: get_key(f.haddr, "snap-leased", level="none")[0] == 404
+                          and time.monotonic(), ttl + EXPIRY_SLACK + 2, interval=0.05)
+        assert f.is_leader(), "leadership moved on: the expiry may not be its clock's"
+        assert gone - t_kept >= ttl, ("expired early", gone - t_kept)
+        # a new leader gives every lease its full TTL from when it leads
+        assert gone - t_lead >= ttl - 0.5, ("not the full TTL under f", gone - t_lead)
+        assert gone - t_lead <= ttl + EXPIRY_SLACK, ("expired late", gone - t_lead)
+        for n in nodes:
+            wait_until(f"lease gone on {n.name}",
+                       lambda n=n: lease_info(n, lid, level="none").status == 404, 5)
     finally:
         c.stop_all()
 

@@ -3,12 +3,15 @@ on real processes. Events in index order with their ids, the events of one
 entry sharing its id, deletes, key and prefix filters, binary keys, resume
 with from= or Last-Event-ID on another node (no gap, no duplicate), 410 for
 a from older than the history, a client too slow for the history cut off
-with an error event, progress events while idle, the watcher limit, the
+with an error event, a follower's watchers told "history reset" when it
+installs a snapshot, progress events while idle, the watcher limit, the
 craftd_watchers gauge, curl -N, and every watcher ended cleanly when its
 node stops."""
 import base64
 import json
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -16,7 +19,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import http, split_addr, wait_until
+from conftest import http, set_keys, split_addr, wait_until
 
 
 class Watch:
@@ -313,3 +316,86 @@ def test_watch_compacted_slow_limit(cluster):
     # Resuming from there is refused: those events are gone.
     w = Watch(a, q(prefix="s/", **{"from": err["data"]["index"]}))
     assert w.status == 410 and w.json["error"] == "compacted", w.json
+
+
+def snapshot_restores(node):
+    """The indexes of the "state restored from snapshot N" lines of its log."""
+    return [int(m.group(1)) for m in
+            re.finditer(r"state restored from snapshot (\d+)", node.log_text())]
+
+
+def test_snapshot_install_ends_watchers_with_history_reset(cluster):
+    """A follower cut off (SIGSTOP) while the leader compacts its log past
+    it catches up by a snapshot; its open watcher gets `event: error`
+    {"error":"history reset","index":N}, N the snapshot's index, and the
+    stream ends. A client goes on from a listing at N or later: the
+    follower's history starts there (from=N is served, from=N-1 is not)."""
+    # a snapshot every 20 entries (or 2000 bytes of log), 11 entries kept
+    # behind it. The leader has at most 64 appends in flight to the stopped
+    # follower (its socket takes them all): 200 writes of 100 bytes compact
+    # the log past what it sent.
+    nodes = cluster.start(3, extra=["-snapshot-threshold", "20", "-snapshot-log-bytes", "2000"])
+    leader = cluster.leader()
+    f = next(n for n in nodes if n is not leader)
+    first = put(leader.haddr, "r/0", "x")
+    wait_until(f"{f.name} has r/0", lambda: http(
+        f.haddr, "GET", "/key/r%2F0?level=none").status == 200, 5)
+    w = Watch(f.haddr, q(prefix="r/", **{"from": first}))
+    assert w.status == 200
+    assert w.next_event()["event"] == "progress"  # the stream's first piece
+    seen, n = [], 0
+    # Usually one round does it; when the leader did get the whole round
+    # to f before compacting (f then catches up from the log and its
+    # watcher sees every put), another round.
+    for _ in range(4):
+        f.signal(signal.SIGSTOP)
+        try:
+            for _ in range(200):
+                n += 1
+                assert set_keys(leader.haddr, {f"r/{n}": "x" * 100}, timeout=3).status == 200
+        finally:
+            f.signal(signal.SIGCONT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            ev = w.next_event(15)
+            if ev is None or ev["event"] == "error":
+                break
+            seen.append(ev)
+            if ev["event"] == "put" and ev["data"]["key"] == f"r/{n}":
+                break  # caught up from the log: no snapshot this round
+        if ev is None or ev["event"] == "error":
+            break
+    if ev is not None:
+        seen.append(ev)
+        assert w.next_event(5) is None, "the stream goes on after its error"
+    assert w.ended, f"the stream did not end: {seen[-3:]}\n" + f.log_tail(20)
+    w.close()
+    assert seen and seen[-1]["event"] == "error", seen[-3:]
+    err = seen[-1]["data"]
+    assert err["error"] == "history reset", err
+    # f may install more than one snapshot (the leader may have sent a
+    # newer one behind the first): once it has caught up, its history
+    # starts at the last one
+    wait_until(f"{f.name} caught up", lambda: http(
+        f.haddr, "GET", f"/key/r%2F{n}?level=none").status == 200, 10)
+    restores = snapshot_restores(f)
+    assert restores, f"{f.name} installed no snapshot:\n" + f.log_tail(30)
+    assert err["index"] in restores, (err, restores)
+    # what came before the error: in order, each entry at most once
+    ids = [int(e["id"]) for e in seen if e["event"] == "put"]
+    assert ids == sorted(set(ids)) and all(first < i < err["index"] for i in ids), ids
+    # going on: the follower's history starts at its last snapshot
+    n_idx = restores[-1]
+    r = http(f.haddr, "GET", "/keys?prefix=r%2F&level=none&keys_only")
+    assert r.status == 200 and r.json()["index"] >= n_idx, r
+    w = Watch(f.haddr, q(prefix="r/", **{"from": n_idx - 1}))
+    assert w.status == 410 and w.json == {"error": "compacted", "oldest_index": n_idx}, w.json
+    w = Watch(f.haddr, q(prefix="r/", **{"from": n_idx}))
+    assert w.status == 200
+    mod = put(leader.haddr, "r/next", "y")
+    evs = []  # the entries it applied after the snapshot, then r/next
+    while not evs or evs[-1]["data"]["key"] != "r/next":
+        evs += w.events(1)
+    w.close()
+    ids = [int(e["id"]) for e in evs]
+    assert ids == sorted(set(ids)) and ids[0] > n_idx and ids[-1] == mod, ids

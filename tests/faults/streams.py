@@ -164,6 +164,7 @@ class Resuming:
         self.connections = []  # (node id, Last-Event-ID sent, how it ended)
         self.compacted = []    # 410s: (node, last id, oldest_index)
         self.too_slow = []
+        self.resets = []       # "history reset" error events: (node, index)
         self.last_id = None
         self.node = None       # the node of the current connection
         self.error = None
@@ -241,6 +242,8 @@ class Resuming:
                 how = f"error event {e.doc}"
                 if e.doc.get("error") == "too slow":
                     self.too_slow.append({"node": node.id, **e.doc})
+                elif e.doc.get("error") == "history reset":
+                    self.resets.append({"node": node.id, **e.doc})
             except (OSError, ValueError) as e:
                 how = f"{e!r}"[:120]
             finally:

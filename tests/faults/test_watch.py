@@ -295,6 +295,7 @@ def _watch_run(run, n, faults, snapshots=False, watchers=1):
         summ[f"watcher{i}"] = {"events": len(w.events), "connections": len(w.connections),
                                "nodes": sorted({c[0] for c in w.connections}),
                                "compacted": w.compacted, "too_slow": w.too_slow,
+                               "history_resets": w.resets,
                                "skipped_stretches": floors, "reached_end": matched[i]}
         if not matched[i]:
             bad.append(f"watcher {i} never saw the end marker at {end_index} (last id "

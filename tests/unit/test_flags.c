@@ -71,6 +71,7 @@ static void test_defaults(void **state)
     assert_int_equal(f.max_body, 1024 * 1024);
     assert_int_equal(f.watch_history_events, 100000);
     assert_int_equal(f.watch_history_bytes, 64 << 20);
+    assert_int_equal(f.blocking_max, 10000);
 }
 
 static void test_security_flags(void **state)
@@ -343,6 +344,10 @@ static void test_numbers(void **state)
     assert_int_equal(f.watch_history_events, 0); /* keeps nothing */
     assert_int_equal(f.watch_history_bytes, 4096);
     assert_int_equal(parse(&f, "-watch-history-bytes", "0", "d", NULL), FLAGS_BAD);
+    assert_int_equal(parse(&f, "-blocking-max", "3", "d", NULL), FLAGS_RUN);
+    assert_int_equal(f.blocking_max, 3);
+    assert_bad(&f, parse(&f, "-blocking-max", "0", "d", NULL), "-blocking-max");
+    assert_bad(&f, parse(&f, "-blocking-max", "10000001", "d", NULL), "-blocking-max");
 
     const char *flagnames[] = {"-snapshot-threshold", "-tick-ms", "-election-ticks",
                                "-request-timeout-ms", "-max-body"};

@@ -578,6 +578,36 @@ static void test_lease_requests(void **state)
             fail_msg("accepted the query %s", badq[i]);
 }
 
+/* The query of GET /lease/<id>: after= is a key (percent-decoded, any
+ * bytes), limit 1..10000 (default 1000), level; nothing else. */
+static void test_parse_lease_query(void **state)
+{
+    (void)state;
+    char buf[64];
+    struct http_lease_query lq;
+    assert_int_equal(http__parse_lease_query("", 0, 9, 16, buf, &lq, err, sizeof err), 0);
+    assert_true(lq.id == 9 && lq.after == NULL && lq.limit == HTTP_LEASE_KEYS_DEFAULT &&
+                lq.limit == 1000 && lq.level == HTTP_READ_LINEARIZABLE);
+    const char *q = "after=a%2F%00b&limit=10000&level=weak";
+    assert_int_equal(http__parse_lease_query(q, strlen(q), 9, 16, buf, &lq, err, sizeof err),
+                     0);
+    assert_true(lq.after != NULL && lq.alen == 4 && memcmp(lq.after, "a/\0b", 4) == 0);
+    assert_true(lq.limit == 10000 && lq.level == HTTP_READ_WEAK);
+    q = "after=";
+    assert_int_equal(http__parse_lease_query(q, strlen(q), 9, 16, buf, &lq, err, sizeof err),
+                     0);
+    assert_true(lq.after != NULL && lq.alen == 0);
+    const char *bad[] = {"limit=0", "limit=10001", "limit=x", "limit", "after=%zz",
+                         "after=01234567890123456", "level=fast", "prefix=a", "afterx=1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        if (http__parse_lease_query(bad[i], strlen(bad[i]), 9, 16, buf, &lq, err,
+                                    sizeof err) != -1)
+            fail_msg("accepted the query %s", bad[i]);
+        assert_true(strlen(err) > 5);
+    }
+}
+
 static void test_json_leases(void **state)
 {
     struct http_jbuf j;
@@ -593,11 +623,12 @@ static void test_json_leases(void **state)
     /* GET /lease/<id>: keys as strings, bytes that are not UTF-8 as key_b64 */
     http_jbuf_init(&j);
     http_jbuf_lease_info_begin(&j, 7, 2, 1500);
-    http_jbuf_lease_info_end(&j, false);
+    http_jbuf_lease_info_end(&j, false, NULL, 0);
     v = decode(&j);
     assert_int_equal(json_array_size(json_object_get(v, "keys")), 0);
     assert_int_equal(json_integer_value(json_object_get(v, "remaining_ms")), 1500);
     assert_true(json_is_false(json_object_get(v, "more")));
+    assert_null(json_object_get(v, "next")); /* an empty page has no last key */
     json_decref(v);
     http_jbuf_free(&j);
     http_jbuf_init(&j);
@@ -605,7 +636,7 @@ static void test_json_leases(void **state)
     http_jbuf_lease_key(&j, (const uint8_t *)"a\"b", 3);
     http_jbuf_lease_key(&j, (const uint8_t *)"\xff", 1);
     http_jbuf_lease_key(&j, (const uint8_t *)"c", 1);
-    http_jbuf_lease_info_end(&j, true);
+    http_jbuf_lease_info_end(&j, true, (const uint8_t *)"c", 1);
     v = decode(&j);
     json_t *keys = json_object_get(v, "keys");
     assert_int_equal(json_array_size(keys), 3);
@@ -615,6 +646,17 @@ static void test_json_leases(void **state)
     assert_string_equal(json_string_value(json_array_get(keys, 2)), "c");
     assert_string_equal(json_string_value(json_object_get(v, "id")), "7");
     assert_true(json_is_true(json_object_get(v, "more")));
+    assert_string_equal(json_string_value(json_object_get(v, "next")), "c");
+    json_decref(v);
+    http_jbuf_free(&j);
+    /* a last key that is not UTF-8: next_b64, as GET /keys */
+    http_jbuf_init(&j);
+    http_jbuf_lease_info_begin(&j, 7, 2, 0);
+    http_jbuf_lease_key(&j, (const uint8_t *)"\xff", 1);
+    http_jbuf_lease_info_end(&j, false, (const uint8_t *)"\xff", 1);
+    v = decode(&j);
+    assert_string_equal(json_string_value(json_object_get(v, "next_b64")), "/w==");
+    assert_null(json_object_get(v, "next"));
     json_decref(v);
     http_jbuf_free(&j);
 
@@ -646,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_jbuf_meta_round_trips),
         cmocka_unit_test(test_json_oom),
         cmocka_unit_test(test_lease_requests),
+        cmocka_unit_test(test_parse_lease_query),
         cmocka_unit_test(test_json_leases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -245,6 +245,46 @@ static void test_reset(void **state)
     watch_history_free(h);
 }
 
+/* A cursor overtaken by a reset is told so, with the floor the reset left;
+ * one overtaken by eviction after the reset, or not overtaken, is not. */
+static void test_reset_past(void **state)
+{
+    struct watch_history *h = watch_history_new(3, 1 << 20, 0);
+    struct watch_cursor behind, caught_up, fresh;
+    struct watch_event ev;
+    uint64_t floor = 0;
+    append(h, 1, "a", "");
+    append(h, 2, "b", "");
+    assert_int_equal(watch_history_seek(h, 0, &behind), 0);
+    assert_int_equal(watch_history_seek(h, 2, &caught_up), 0);
+    /* no reset yet: eviction overtakes behind, and that is not a reset */
+    append(h, 3, "c", "");
+    append(h, 4, "d", "");
+    assert_int_equal(watch_history_next(h, &behind, &ev), CRAFT_ENOTFOUND);
+    assert_int_equal(watch_history_reset_past(h, &behind, &floor), 0);
+    assert_int_equal(watch_history_reset_past(h, &caught_up, &floor), 0);
+    watch_history_reset(h, 30); /* a snapshot at 30 */
+    assert_int_equal(watch_history_reset_past(h, &behind, &floor), 1);
+    assert_int_equal(floor, 30);
+    floor = 0;
+    assert_int_equal(watch_history_reset_past(h, &caught_up, &floor), 1);
+    assert_int_equal(floor, 30);
+    /* a cursor from after the reset: not overtaken, then by eviction */
+    assert_int_equal(watch_history_seek(h, 30, &fresh), 0);
+    assert_int_equal(watch_history_reset_past(h, &fresh, &floor), 0);
+    for (uint64_t i = 31; i <= 35; i++)
+        append(h, i, "e", "");
+    assert_int_equal(watch_history_next(h, &fresh, &ev), CRAFT_ENOTFOUND);
+    assert_int_equal(watch_history_reset_past(h, &fresh, &floor), 0);
+    /* those from before it still are, after a second reset with its floor */
+    watch_history_reset(h, 50);
+    assert_int_equal(watch_history_reset_past(h, &behind, &floor), 1);
+    assert_int_equal(floor, 50);
+    assert_int_equal(watch_history_reset_past(h, &fresh, &floor), 1);
+    assert_int_equal(floor, 50);
+    watch_history_free(h);
+}
+
 static void test_changed(void **state)
 {
     struct watch_history *h = watch_history_new(10, 1 << 20, 2);
@@ -468,6 +508,7 @@ int main(void)
         T(test_cursor_overtaken),
         T(test_seek_beyond_last),
         T(test_reset),
+        T(test_reset_past),
         T(test_changed),
         T(test_history_alloc_failure),
         T(test_key_and_prefix_matching),
