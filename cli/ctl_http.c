@@ -85,6 +85,22 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
+void ctl_curl_common(struct ctl *c, CURL *h)
+{
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms < 3000 ? c->timeout_ms : 3000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    if (c->user != NULL) {
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(h, CURLOPT_USERPWD, c->user);
+    }
+    if (c->cacert != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
+    if (c->cert != NULL)
+        curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert);
+    if (c->key != NULL)
+        curl_easy_setopt(h, CURLOPT_SSLKEY, c->key);
+}
+
 /* No byte of the request can have reached the server. */
 static bool not_sent(CURLcode e)
 {
@@ -122,18 +138,7 @@ static CURLcode perform(struct ctl *c, const char *base, const char *method, con
     } else {
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     }
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms < 3000 ? c->timeout_ms : 3000L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    if (c->user != NULL) {
-        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        curl_easy_setopt(h, CURLOPT_USERPWD, c->user);
-    }
-    if (c->cacert != NULL)
-        curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
-    if (c->cert != NULL)
-        curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert);
-    if (c->key != NULL)
-        curl_easy_setopt(h, CURLOPT_SSLKEY, c->key);
+    ctl_curl_common(c, h);
     CURLcode e = curl_easy_perform(h);
     if (e == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
@@ -220,6 +225,17 @@ int ctl_status_exit(const struct ctl_resp *r, const char *what)
     if (r->status == 404 || r->status == 412)
         return CTL_FALSE;
     return r->status < 500 ? CTL_REFUSED : CTL_UNAVAILABLE;
+}
+
+bool ctl_parse_u64(const char *s, uint64_t *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-')
+        return false;
+    *v = x;
+    return true;
 }
 
 char *ctl_pct(const void *s, size_t len)
