@@ -62,7 +62,9 @@ void ctl_resp_free(struct ctl_resp *r);
  * with the extra headers (NULL-terminated list, or NULL). Tries each
  * endpoint in turn, starting with the last one that answered, while the
  * request certainly did not reach one (no connection), and for an
- * idempotent request also on a timeout or a 503. 0 and *r filled, or
+ * idempotent request also on any other failure of the exchange (a timeout,
+ * a connection cut, a 503), but not on a local one (memory, the output
+ * file). 0 and *r filled, or
  * CTL_UNAVAILABLE after printing why on stderr. */
 int ctl_request(struct ctl *c, const char *method, const char *path, const void *body,
                 size_t blen, const char *const *headers, bool idempotent, struct ctl_resp *r);

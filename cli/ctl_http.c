@@ -24,6 +24,7 @@ struct sink {
     int fd;        /* struct ctl's body_fd */
     CURL *h;       /* to ask the status of the answer being received */
     bool io_error; /* writing to fd failed */
+    int io_errno;  /* and why */
 };
 
 /* A 2xx body to the file, all of it (short writes and EINTR retried). */
@@ -35,6 +36,7 @@ static size_t to_file(struct sink *s, const char *p, size_t add)
             continue;
         if (w <= 0) {
             s->io_error = true;
+            s->io_errno = w < 0 ? errno : ENOSPC;
             return 0; /* curl stops with CURLE_WRITE_ERROR */
         }
         done += (size_t)w;
@@ -187,11 +189,16 @@ int ctl_request(struct ctl *c, const char *method, const char *path, const void 
             break;
         }
         free(sink.buf);
+        char io_why[160];
+        if (sink.io_error)
+            snprintf(io_why, sizeof io_why, "cannot write the output file: %s",
+                     strerror(sink.io_errno));
         const char *why = e == CURLE_OK    ? "503"
                           : sink.oom       ? "out of memory"
-                          : sink.io_error  ? "cannot write the output file"
+                          : sink.io_error  ? io_why
                                            : curl_easy_strerror(e);
-        if (e == CURLE_OK || not_sent(e) || (idempotent && e == CURLE_OPERATION_TIMEDOUT)) {
+        bool local = sink.oom || sink.io_error; /* no other endpoint can help */
+        if (e == CURLE_OK || not_sent(e) || (idempotent && !local)) {
             if (wlen < sizeof why_all)
                 wlen += (size_t)snprintf(why_all + wlen, sizeof why_all - wlen,
                                          "craftctl: %s: %s\n", base, why);
