@@ -191,13 +191,6 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
         w->errbody = b;
         return len;
     }
-    if (!w->streaming) {
-        w->streaming = true;
-        if (!w->have_pos) { /* no --from: the stream starts at the node's index */
-            w->done = w->start_index;
-            w->have_pos = true;
-        }
-    }
     int rv = ctl_sse_feed(&w->sse, p, len);
     if (rv < 0) {
         fprintf(stderr, "craftctl: watch: an event longer than %u bytes, or out of "
@@ -211,6 +204,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     struct watch *w = ud;
     size_t len = size * n;
+    if (len <= 2) { /* the end of the headers */
+        curl_easy_getinfo(w->c->curl, CURLINFO_RESPONSE_CODE, &w->status);
+        if (w->status == 200 && !w->streaming) {
+            w->streaming = true;
+            if (!w->have_pos) { /* no --from: the stream starts at the node's index */
+                w->done = w->start_index;
+                w->have_pos = true;
+            }
+        }
+        return len;
+    }
     static const char name[] = "x-craftd-index:";
     if (len > sizeof name && strncasecmp(p, name, sizeof name - 1) == 0) {
         char v[32];
