@@ -1,7 +1,8 @@
 """craftctl's long-running and failure paths (docs/craftctl.md): watch on a
 real cluster (puts and deletes written through another node, resumed with
 no gap and no duplicate when the node it follows is killed, exit 5 on a
-410 or an error event, exit 0 on SIGINT), the lease commands with a key
+410 or an error event, exit 0 on SIGINT, a resume in the middle of an
+entry against two fake nodes), the lease commands with a key
 attached by put --lease, restore from a backup, a write whose connection
 breaks after it was sent (exit 4, never resent to the next endpoint), and
 a backup to a full disk."""
@@ -188,6 +189,40 @@ def test_watch_error_event_is_exit_5():
     finally:
         fake.close()
     assert rc == 5 and out == b"7\tput\ta\t1\n" and "too slow" in err, (rc, out, err)
+
+
+def sse_put(index, key, value):
+    return (f"id: {index}\nevent: put\ndata: " + json.dumps(
+        {"key": key, "value": value, "create_index": index, "mod_index": index,
+         "version": 1}) + "\n\n").encode()
+
+
+def test_watch_resumes_in_the_middle_of_an_entry():
+    """A stream cut between two events of one entry: the watch resumes
+    before that entry (Last-Event-ID: the index before it) and skips the
+    events of it that it printed, so every event comes out once."""
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"X-Craftd-Index: 5\r\nConnection: close\r\n\r\n")
+
+    def first(conn, req):  # entry 6 whole, then the first of entry 7's two events
+        conn.sendall(head + sse_put(6, "x", "0") + sse_put(7, "a", "1"))
+
+    def second(conn, req):  # from after 6: entry 7 whole, entry 8, then an end
+        conn.sendall(head + sse_put(7, "a", "1") + sse_put(7, "b", "2") + sse_put(8, "c", "3")
+                     + b"event: error\ndata: {\"error\":\"too slow\",\"index\":8}\n\n")
+        time.sleep(0.5)
+
+    f1, f2 = FakeNode(first), FakeNode(second)
+    try:
+        rc, out, err = ctl([f1.addr, f2.addr], "watch", "--prefix", "")
+    finally:
+        f1.close()
+        f2.close()
+    assert rc == 5, (rc, out, err)
+    assert out.decode().splitlines() == ["6\tput\tx\t0", "7\tput\ta\t1", "7\tput\tb\t2",
+                                         "8\tput\tc\t3"], (out, err)
+    assert b"last-event-id: 6\r\n" in f2.requests[0].lower(), f2.requests
+    assert b"from=" not in f1.requests[0].split(b"\r\n")[0], f1.requests
 
 
 def test_write_cut_after_it_was_sent_is_exit_4_and_not_resent(cluster):
