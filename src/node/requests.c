@@ -327,7 +327,9 @@ void node__on_prop(struct node *n, const struct raft_prop_result *p)
             return;
         }
         bool ok = term == p->term;
-        node__metrics_prop_final(n, ok ? NODE__PROP_COMMITTED : NODE__PROP_LOST);
+        node__metrics_prop_final(n, term == 0 ? NODE__PROP_UNKNOWN /* a join's */
+                                    : ok      ? NODE__PROP_COMMITTED
+                                              : NODE__PROP_LOST);
         if (q->kind == NODE__JOIN) {
             node__join_applied(n, q, ok);
         } else if (ok) {
