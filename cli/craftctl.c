@@ -28,6 +28,9 @@ static const struct command COMMANDS[] = {
     {"status", ctl_cmd_status, "the answering node's view of the cluster"},
     {"health", ctl_cmd_health, "whether every endpoint is ready"},
     {"backup", ctl_cmd_backup, "save a consistent snapshot of the whole store to a file"},
+    {"restore", ctl_cmd_restore, "make a new cluster from a backup (runs craftd -restore)"},
+    {"watch", ctl_cmd_watch, "print the changes of a key or prefix as they happen"},
+    {"lease", ctl_cmd_lease, "grant, keep alive, revoke, list or show leases"},
 };
 
 static void help(FILE *out)
@@ -49,7 +52,9 @@ static void help(FILE *out)
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(out, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].what);
     fprintf(out, "\nexit codes: 0 done, 1 no such key / condition failed / not ready,\n"
-                 "2 usage, 3 refused by the server, 4 no endpoint answered or server error\n");
+                 "2 usage, 3 refused by the server, 4 no endpoint answered or server error\n"
+                 "(for a write: it may or may not have been applied), 5 watch: the\n"
+                 "changes it needs are no longer kept\n");
 }
 
 bool ctl_wants_help(int argc, char **argv)

@@ -25,6 +25,8 @@ enum ctl_exit {
     CTL_REFUSED = 3,     /* the server refused the request (other 4xx) */
     CTL_UNAVAILABLE = 4, /* no endpoint answered, or 5xx: for a write, it
                             may or may not have been applied */
+    CTL_LOST = 5,        /* watch: events it needs are no longer kept (410
+                            compacted, or an error event: too slow) */
 };
 
 enum ctl_output { CTL_OUT_TABLE, CTL_OUT_JSON };
@@ -60,15 +62,24 @@ void ctl_resp_free(struct ctl_resp *r);
  * with the extra headers (NULL-terminated list, or NULL). Tries each
  * endpoint in turn, starting with the last one that answered, while the
  * request certainly did not reach one (no connection), and for an
- * idempotent request also on a timeout or a 503. 0 and *r filled, or
+ * idempotent request also on any other failure of the exchange (a timeout,
+ * a connection cut, a 503), but not on a local one (memory, the output
+ * file). 0 and *r filled, or
  * CTL_UNAVAILABLE after printing why on stderr. */
 int ctl_request(struct ctl *c, const char *method, const char *path, const void *body,
                 size_t blen, const char *const *headers, bool idempotent, struct ctl_resp *r);
+
+/* Sets on h what every request of c shares: credentials, TLS files, the
+ * connect timeout, no signals (ctl_request; watch's own streaming). */
+void ctl_curl_common(struct ctl *c, CURL *h);
 
 /* The exit code an answer means, after printing the server's error on
  * stderr when it is one: 2xx/304 CTL_OK, 404 and 412 CTL_FALSE, other 4xx
  * CTL_REFUSED, 5xx CTL_UNAVAILABLE. */
 int ctl_status_exit(const struct ctl_resp *r, const char *what);
+
+/* A decimal number (no sign): true and *v set. */
+bool ctl_parse_u64(const char *s, uint64_t *v);
 
 /* path-segment percent-encoding of len bytes: a new string (malloc) or
  * NULL; everything but RFC 3986 unreserved characters is encoded. */
@@ -101,6 +112,18 @@ int ctl_cmd_transfer(struct ctl *c, int argc, char **argv);
 int ctl_cmd_status(struct ctl *c, int argc, char **argv);
 int ctl_cmd_health(struct ctl *c, int argc, char **argv);
 int ctl_cmd_backup(struct ctl *c, int argc, char **argv);
+int ctl_cmd_watch(struct ctl *c, int argc, char **argv);
+int ctl_cmd_lease(struct ctl *c, int argc, char **argv);
+int ctl_cmd_restore(struct ctl *c, int argc, char **argv);
+
+/* ---- signals (ctl_signal.c) ---- */
+
+/* SIGINT and SIGTERM set a flag instead of ending the process: 0 or -1. */
+int ctl_catch_signals(void);
+/* One of them came. */
+bool ctl_interrupted(void);
+/* Sleeps ms milliseconds, or less when a signal comes. */
+void ctl_sleep_ms(long ms);
 
 /* True when an argument before any "--" is -h or --help. */
 bool ctl_wants_help(int argc, char **argv);

@@ -24,6 +24,7 @@ struct sink {
     int fd;        /* struct ctl's body_fd */
     CURL *h;       /* to ask the status of the answer being received */
     bool io_error; /* writing to fd failed */
+    int io_errno;  /* and why */
 };
 
 /* A 2xx body to the file, all of it (short writes and EINTR retried). */
@@ -35,6 +36,7 @@ static size_t to_file(struct sink *s, const char *p, size_t add)
             continue;
         if (w <= 0) {
             s->io_error = true;
+            s->io_errno = w < 0 ? errno : ENOSPC;
             return 0; /* curl stops with CURLE_WRITE_ERROR */
         }
         done += (size_t)w;
@@ -85,6 +87,22 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
+void ctl_curl_common(struct ctl *c, CURL *h)
+{
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms < 3000 ? c->timeout_ms : 3000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    if (c->user != NULL) {
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(h, CURLOPT_USERPWD, c->user);
+    }
+    if (c->cacert != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
+    if (c->cert != NULL)
+        curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert);
+    if (c->key != NULL)
+        curl_easy_setopt(h, CURLOPT_SSLKEY, c->key);
+}
+
 /* No byte of the request can have reached the server. */
 static bool not_sent(CURLcode e)
 {
@@ -122,18 +140,7 @@ static CURLcode perform(struct ctl *c, const char *base, const char *method, con
     } else {
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     }
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms < 3000 ? c->timeout_ms : 3000L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    if (c->user != NULL) {
-        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        curl_easy_setopt(h, CURLOPT_USERPWD, c->user);
-    }
-    if (c->cacert != NULL)
-        curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
-    if (c->cert != NULL)
-        curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert);
-    if (c->key != NULL)
-        curl_easy_setopt(h, CURLOPT_SSLKEY, c->key);
+    ctl_curl_common(c, h);
     CURLcode e = curl_easy_perform(h);
     if (e == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
@@ -182,11 +189,16 @@ int ctl_request(struct ctl *c, const char *method, const char *path, const void 
             break;
         }
         free(sink.buf);
+        char io_why[160];
+        if (sink.io_error)
+            snprintf(io_why, sizeof io_why, "cannot write the output file: %s",
+                     strerror(sink.io_errno));
         const char *why = e == CURLE_OK    ? "503"
                           : sink.oom       ? "out of memory"
-                          : sink.io_error  ? "cannot write the output file"
+                          : sink.io_error  ? io_why
                                            : curl_easy_strerror(e);
-        if (e == CURLE_OK || not_sent(e) || (idempotent && e == CURLE_OPERATION_TIMEDOUT)) {
+        bool local = sink.oom || sink.io_error; /* no other endpoint can help */
+        if (e == CURLE_OK || not_sent(e) || (idempotent && !local)) {
             if (wlen < sizeof why_all)
                 wlen += (size_t)snprintf(why_all + wlen, sizeof why_all - wlen,
                                          "craftctl: %s: %s\n", base, why);
@@ -220,6 +232,17 @@ int ctl_status_exit(const struct ctl_resp *r, const char *what)
     if (r->status == 404 || r->status == 412)
         return CTL_FALSE;
     return r->status < 500 ? CTL_REFUSED : CTL_UNAVAILABLE;
+}
+
+bool ctl_parse_u64(const char *s, uint64_t *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-')
+        return false;
+    *v = x;
+    return true;
 }
 
 char *ctl_pct(const void *s, size_t len)

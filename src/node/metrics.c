@@ -31,6 +31,8 @@ static const char *const PROP_NAMES[PROP_OUTCOMES] = {
     "dropped", "too_big", "invalid", "other",
 };
 
+static const char *const FINAL_NAMES[NODE__PROP_FINALS] = {"committed", "lost", "unknown"};
+
 #define RX_SLOTS 64 /* peers whose received bytes are counted */
 
 struct node__metrics {
@@ -38,6 +40,7 @@ struct node__metrics {
     struct metrics_hist http_time[HTTP_ROUTE_COUNT];
     uint64_t leader_changes;
     uint64_t props[PROP_OUTCOMES];
+    uint64_t finals[NODE__PROP_FINALS];
     struct metrics_hist fsync;
     struct metrics_hist snapshot;
     uint64_t snap_t0; /* uv_hrtime() when the writer started; 0: none */
@@ -53,7 +56,7 @@ struct node__metrics {
 
 enum {
     F_HTTP_REQS, F_HTTP_TIME, F_TERM, F_COMMIT, F_APPLIED, F_LAST, F_IS_LEADER,
-    F_LEADER_CHANGES, F_PROPS, F_FSYNC, F_SNAPSHOT, F_PEER_SENT, F_PEER_RECV, F_KEYS,
+    F_LEADER_CHANGES, F_PROPS, F_PROP_FINALS, F_FSYNC, F_SNAPSHOT, F_PEER_SENT, F_PEER_RECV, F_KEYS,
     F_LEASES, F_WATCHERS, F_COUNT
 };
 static const struct metrics_family FAMILIES[F_COUNT] = {
@@ -75,6 +78,12 @@ static const struct metrics_family FAMILIES[F_COUNT] = {
     [F_PROPS] = {"craftd_raft_proposals_total", METRICS_COUNTER,
                  "Proposals of this node (writes and membership changes), by the "
                  "core's outcome: placed in the leader's log, or why not."},
+    [F_PROP_FINALS] = {"craftd_raft_proposal_results_total", METRICS_COUNTER,
+                       "Proposals of this node placed in the leader's log, by their final "
+                       "outcome: committed (applied at the index and term placed), lost "
+                       "(another entry took the index: leadership changed before it "
+                       "committed) or unknown (timed out, compacted or replaced by a "
+                       "snapshot before its result was seen)."},
     [F_FSYNC] = {"craftd_storage_fsync_duration_seconds", METRICS_HISTOGRAM,
                  "Duration of each fdatasync and directory fsync of the store."},
     [F_SNAPSHOT] = {"craftd_snapshot_duration_seconds", METRICS_HISTOGRAM,
@@ -250,6 +259,11 @@ void node__metrics_prop(struct node *n, const struct raft_prop_result *p)
     n->metrics->props[prop_outcome(p->err)]++;
 }
 
+void node__metrics_prop_final(struct node *n, enum node__prop_final f)
+{
+    n->metrics->finals[f]++;
+}
+
 void node__metrics_syncs(struct node *n, const struct stor_sync_log *l)
 {
     struct metrics_hist *h = &n->metrics->fsync;
@@ -327,6 +341,11 @@ static void put_raft(struct metrics_buf *b, struct node *n)
     for (int i = 0; i < PROP_OUTCOMES; i++) {
         struct metrics_label l = {"outcome", PROP_NAMES[i]};
         metrics_put_u64(b, &FAMILIES[F_PROPS], &l, 1, m->props[i]);
+    }
+    metrics_put_family(b, &FAMILIES[F_PROP_FINALS]);
+    for (int i = 0; i < NODE__PROP_FINALS; i++) {
+        struct metrics_label l = {"result", FINAL_NAMES[i]};
+        metrics_put_u64(b, &FAMILIES[F_PROP_FINALS], &l, 1, m->finals[i]);
     }
     metrics_put_family(b, &FAMILIES[F_FSYNC]);
     metrics_put_hist(b, &FAMILIES[F_FSYNC], NULL, 0, &m->fsync);

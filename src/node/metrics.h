@@ -36,6 +36,14 @@ void node__metrics_from_leader(struct node *n, const struct raft_msg *m);
 void node__metrics_leader(struct node *n, uint64_t from, uint64_t to);
 /* The core's outcome of a proposal of this node. */
 void node__metrics_prop(struct node *n, const struct raft_prop_result *p);
+/* What became of a proposal of this node that was placed in the leader's
+ * log: it applied at the index and term placed, another entry took that
+ * index (the leader lost leadership before it committed), or the node
+ * cannot tell (timed out while placed, or the entry was compacted or the
+ * map replaced by a snapshot before its result was seen). */
+enum node__prop_final { NODE__PROP_COMMITTED, NODE__PROP_LOST, NODE__PROP_UNKNOWN,
+                        NODE__PROP_FINALS };
+void node__metrics_prop_final(struct node *n, enum node__prop_final f);
 /* What a disk job's syncs took (taken on the job's thread). */
 void node__metrics_syncs(struct node *n, const struct stor_sync_log *l);
 /* A snapshot writer was started / its snapshot is durable (ok) or not. */

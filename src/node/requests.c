@@ -15,6 +15,7 @@
 
 #include "common/alloc.h"
 #include "node/internal.h"
+#include "node/metrics.h"
 
 /* ---- the table of pending requests (by id) ---- */
 
@@ -318,6 +319,7 @@ void node__on_prop(struct node *n, const struct raft_prop_result *p)
         /* Already applied: the term tells, while the entry is in the log. */
         uint64_t term = raft_term_at(n->raft, p->index);
         if (term == 0 && q->kind != NODE__JOIN) {
+            node__metrics_prop_final(n, NODE__PROP_UNKNOWN);
             node__req_error(n, q, 504, "outcome unknown (the entry was "
                             "compacted before its result came); retry to "
                             "make sure");
@@ -325,6 +327,9 @@ void node__on_prop(struct node *n, const struct raft_prop_result *p)
             return;
         }
         bool ok = term == p->term;
+        node__metrics_prop_final(n, term == 0 ? NODE__PROP_UNKNOWN /* a join's */
+                                    : ok      ? NODE__PROP_COMMITTED
+                                              : NODE__PROP_LOST);
         if (q->kind == NODE__JOIN) {
             node__join_applied(n, q, ok);
         } else if (ok) {
@@ -372,6 +377,7 @@ void node__on_apply(struct node *n, const struct raft_entry *e)
             continue;
         }
         bool ok = q->index == e->index && q->term == e->term;
+        node__metrics_prop_final(n, ok ? NODE__PROP_COMMITTED : NODE__PROP_LOST);
         if (q->kind == NODE__JOIN) {
             node__join_applied(n, q, ok);
             continue;
@@ -393,6 +399,8 @@ void node__on_snapshot_installed(struct node *n)
     while (n->n_heap > 0 && n->heap[0]->index <= n->applied) {
         struct node__req *q = n->heap[0];
         heap_remove(n, q);
+        if (q->kind != NODE__GET)
+            node__metrics_prop_final(n, NODE__PROP_UNKNOWN);
         if (q->kind == NODE__GET) {
             node__req_serve(n, q);
         } else if (q->kind == NODE__JOIN) {
@@ -418,6 +426,8 @@ void node__requests_tick(struct node *n)
             continue;
         }
         bool placed = q->index != 0 || q->issued; /* or maybe placed */
+        if (q->kind != NODE__GET && q->index != 0)
+            node__metrics_prop_final(n, NODE__PROP_UNKNOWN);
         bool no_leader = raft_soft(n->raft).leader == RAFT_NONE;
         if ((q->kind == NODE__WRITE || q->kind == NODE__REMOVE) && placed)
             node__req_error(n, q, 503,

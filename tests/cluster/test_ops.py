@@ -193,6 +193,7 @@ FAMILIES = {
     "craftd_raft_applied_index": "gauge",
     "craftd_raft_leader_changes_total": "counter",
     "craftd_raft_proposals_total": "counter",
+    "craftd_raft_proposal_results_total": "counter",
     "craftd_storage_fsync_duration_seconds": "histogram",
     "craftd_snapshot_duration_seconds": "histogram",
     "craftd_peer_sent_bytes_total": "counter",
@@ -277,6 +278,11 @@ def test_health_and_metrics(cluster):
                  "craftd_http_request_duration_seconds_count", route="/key") == 23
     assert moved(before, after, "craftd_raft_proposals_total", outcome="placed") == 21
     assert moved(fbefore, fafter, "craftd_raft_proposals_total", outcome="placed") == 5
+    # Every one of them committed where it was proposed; none lost or unknown.
+    for lb, want in (("committed", 21), ("lost", 0), ("unknown", 0)):
+        assert moved(before, after, "craftd_raft_proposal_results_total", result=lb) == want
+    assert moved(fbefore, fafter, "craftd_raft_proposal_results_total",
+                 result="committed") == 5
     assert moved(before, after, "craftd_raft_applied_index") >= 26
     assert moved(before, after, "craftd_storage_fsync_duration_seconds",
                  "craftd_storage_fsync_duration_seconds_count") >= 1
