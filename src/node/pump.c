@@ -156,6 +156,23 @@ static void apply_committed(struct node *n, const struct raft_ready *rd)
     }
 }
 
+/* A leader's first commit of its term (its no-op entry, or a later one in
+ * the same batch): the end of a failover, logged at debug level for the
+ * breakdown in docs/operations.md ("Failover"). */
+static void log_first_commit(struct node *n, const struct raft_ready *rd)
+{
+    if (rd->n_committed == 0 || n->soft.role != RAFT_LEADER ||
+        n->first_commit_term == n->soft.term)
+        return;
+    const struct raft_entry *last = &rd->committed[rd->n_committed - 1];
+    if (last->term != n->soft.term)
+        return;
+    n->first_commit_term = last->term;
+    CRAFT_DEBUG(&n->log, "first commit of term %llu at index %llu",
+                (unsigned long long)last->term,
+                (unsigned long long)last->index);
+}
+
 static void finish_batch(struct node *n)
 {
     struct raft_ready *rd = &n->rd;
@@ -253,6 +270,7 @@ static void pump_batches(struct node *n)
             node__on_prop(n, &rd->props[i]);
         }
         apply_committed(n, rd);
+        log_first_commit(n, rd);
         for (size_t i = 0; i < rd->n_msgs; i++)
             node__send(n, &rd->msgs[i]);
         for (size_t i = 0; i < rd->n_reads; i++)
