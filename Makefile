@@ -37,7 +37,7 @@ CTL_SRCS  = $(wildcard cli/*.c)
 CTL       = $(if $(CTL_SRCS),$(O)/craftctl)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv run deps clean
+.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv bench-stability bench-failover run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(CTL) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -185,6 +185,14 @@ bench: all
 # Write throughput over plain TCP and over peer TLS (bench/PEER_TLS.md).
 bench-peer-tls: all
 	@sh bench/peer_tls.sh
+
+# Leader changes under 60 s of 64-connection writes with snapshots.
+bench-stability: all
+	@sh bench/stability.sh
+
+# kill -9 of the leader, broken down by phase (median of 7).
+bench-failover: all
+	@python3 bench/failover.py
 
 # The map alone: RSS, point get/put, listing (bench/kv_bench.c).
 bench-kv: $(LIB_OBJS)
