@@ -228,7 +228,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", "--runs", type=int, default=7)
     ap.add_argument("--craftd", default="build/craftd")
-    ap.add_argument("--port", type=int, default=31600)
+    ap.add_argument("--port", type=int, default=23600)
     ap.add_argument("--label", default="")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the data and logs")
