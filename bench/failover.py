@@ -19,7 +19,7 @@ write load a follower hears from the leader every few ms, so the two are
 within a few ms. Log stamps are wall clock with ms resolution, so is the
 kill stamp here. Usage:
 
-  bench/failover.py [-n RUNS] [--craftd build/craftd] [--port 31600]
+  bench/failover.py [-n RUNS] [--craftd build/craftd] [--port 23600]
                     [--label NAME] [-- extra craftd flags]
 
 Prints one line per run and the medians, and with --json a JSON document of
