@@ -37,7 +37,7 @@ CTL_SRCS  = $(wildcard cli/*.c)
 CTL       = $(if $(CTL_SRCS),$(O)/craftctl)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv bench-watch bench-latency run deps clean
+.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv bench-watch bench-latency bench-stability bench-failover run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(CTL) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -203,6 +203,13 @@ $(O)/latency: bench/latency.c
 	@mkdir -p $(dir $@)
 	@echo "LINK $@"
 	@$(CC) $(CFLAGS) -o $@ $<
+# Leader changes under 60 s of 64-connection writes with snapshots.
+bench-stability: all
+	@sh bench/stability.sh
+
+# kill -9 of the leader, broken down by phase (median of 7).
+bench-failover: all
+	@python3 bench/failover.py
 
 # The map alone: RSS, point get/put, listing (bench/kv_bench.c).
 bench-kv: $(LIB_OBJS)

@@ -352,6 +352,9 @@ if [ -z "${BENCH_SKIP_ETCD_RSS:-}" ]; then
     rm -rf "$T/re"
 fi
 
+# ---- BENCH_STABILITY=1: leader changes under 60 s of full write load (bench/stability.sh)
+[ -z "${BENCH_STABILITY:-}" ] || STAB_PORT=$((P+400)) CRAFTD=$CRAFTD STAB_FLAGS=$CFLAGS_PLAIN sh "$BENCH_DIR/stability.sh" | tee "$OUT/stability.txt" >&2 || say "stability run failed"
+
 # ---- report
 uptime >"$OUT/load_after.txt"
 python3 "$BENCH_DIR/report.py" "$OUT" "$RESULTS" "tls=${TLS:+1}" "auth=${AUTH:+1}" "datadir=$T" \

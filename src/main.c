@@ -20,6 +20,7 @@
 #include "node/flags.h"
 #include "kv/kv.h"
 #include "node/node.h"
+#include "storage/storage.h"
 
 /* Everything main() shares with its callbacks; lives on main's stack. */
 struct daemon {
@@ -33,6 +34,65 @@ struct daemon {
     bool stopped;           /* node_stop finished */
     bool log_json;          /* -log-format json */
 };
+
+/* CRAFTD_TEST_FSYNC_DELAY_MS=N (a test knob, not a flag): every fdatasync
+ * and fsync of the store sleeps N ms first, as a slow disk would
+ * (tests/cluster/test_slow_fsync.py); with CRAFTD_TEST_FSYNC_DELAY_AFTER_MS=M
+ * only from M ms after start (so that a cluster can form first). Set once
+ * in main, before the node starts; read by the store's worker thread. */
+static unsigned test_fsync_delay_ms;
+static struct timespec test_fsync_from; /* CLOCK_MONOTONIC */
+
+static void test_fsync_sleep(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec < test_fsync_from.tv_sec ||
+        (now.tv_sec == test_fsync_from.tv_sec && now.tv_nsec < test_fsync_from.tv_nsec))
+        return;
+    struct timespec ts = {.tv_sec = test_fsync_delay_ms / 1000,
+                          .tv_nsec = (long)(test_fsync_delay_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int slow_fdatasync(int fd)
+{
+    test_fsync_sleep();
+    return fdatasync(fd);
+}
+
+static int slow_fsync(int fd)
+{
+    test_fsync_sleep();
+    return fsync(fd);
+}
+
+/* The store's system calls: libc, or with the test delay. */
+static const struct stor_sys *store_sys(struct stor_sys *buf)
+{
+    const char *v = getenv("CRAFTD_TEST_FSYNC_DELAY_MS");
+    char *end;
+    unsigned long ms = v ? strtoul(v, &end, 10) : 0;
+    if (v == NULL || *v == 0 || *end != 0 || ms == 0 || ms > 60000)
+        return NULL;
+    test_fsync_delay_ms = (unsigned)ms;
+    const char *a = getenv("CRAFTD_TEST_FSYNC_DELAY_AFTER_MS");
+    unsigned long after = a ? strtoul(a, &end, 10) : 0;
+    clock_gettime(CLOCK_MONOTONIC, &test_fsync_from);
+    if (a != NULL && *end == 0 && after <= 3600000) {
+        test_fsync_from.tv_sec += (time_t)(after / 1000);
+        test_fsync_from.tv_nsec += (long)(after % 1000) * 1000000L;
+        if (test_fsync_from.tv_nsec >= 1000000000L) {
+            test_fsync_from.tv_sec++;
+            test_fsync_from.tv_nsec -= 1000000000L;
+        }
+    }
+    *buf = *stor_sys_default();
+    buf->fdatasync = slow_fdatasync;
+    buf->fsync = slow_fsync;
+    return buf;
+}
 
 /* "2026-11-26T10:00:00.123Z INFO node0 message" on stderr, in one write. */
 /* One log line on stderr: "<time> <LEVEL> <node> <message>", or with
@@ -304,6 +364,11 @@ int main(int argc, char **argv)
         auth_db_free(auth);
         return 1;
     }
+    struct stor_sys sys_buf;
+    const struct stor_sys *sys = store_sys(&sys_buf);
+    if (sys != NULL)
+        CRAFT_WARN(&d.log, "CRAFTD_TEST_FSYNC_DELAY_MS: every fsync of the store sleeps %u ms first",
+                   test_fsync_delay_ms);
     struct node_opts opts = {
         .id = f.id,
         .http_addr = f.haddr,
@@ -311,6 +376,7 @@ int main(int argc, char **argv)
         .join = f.join,
         .dir = f.dir,
         .inmem = f.inmem,
+        .stor_sys = sys,
         .snapshot_threshold = f.snapshot_threshold,
         .snapshot_log_bytes = f.snapshot_log_bytes,
         .tick_ms = f.tick_ms,

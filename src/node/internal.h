@@ -205,6 +205,7 @@ struct node {
     struct node__req **heap;       /* by index, min first */
     size_t n_heap, cap_heap;
     struct raft_soft_state soft;
+    uint64_t first_commit_term; /* the last term whose first commit was logged */
 
     /* Identity (identity.c). */
     struct stor_identity ident; /* as stored (or to be) in the directory */

@@ -102,6 +102,8 @@ static void on_tick(uv_timer_t *t)
     node__leases_tick(n);
     node__requests_tick(n);
     log_soft(n);
+    /* What the chores proposed goes out now, not after the next poll. */
+    node__pump(n);
     (void)node__hand_over_check(n); /* last: it may stop the node */
 }
 
@@ -111,6 +113,8 @@ static void on_check(uv_check_t *c)
     node__pump(n);
     (void)node__leases_leading(n); /* a new leader's full TTL, at once */
     log_soft(n);
+    if (raft_has_ready(n->raft)) /* requests issued again to a new leader */
+        node__pump(n);
     (void)node__hand_over_check(n); /* last: it may stop the node */
 }
 
@@ -139,14 +143,15 @@ static int restore(struct node *n, bool fresh, bool bootstrap, struct raft_persi
     }
     stor_close(n->stor);
     n->stor = NULL;
-    struct stor_opts so = {.dir = n->dir, .log = &n->log};
+    struct stor_opts so = {.dir = n->dir, .log = &n->log,
+                           .sys = n->o.stor_sys};
     return stor_open(&so, &n->stor, p);
 }
 
 static int start_core(struct node *n)
 {
     struct stor_opts so = {.dir = n->dir, .inmem = n->o.inmem,
-                           .log = &n->log};
+                           .log = &n->log, .sys = n->o.stor_sys};
     struct raft_persisted p;
     int rv = stor_open(&so, &n->stor, &p);
     if (rv)

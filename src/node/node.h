@@ -17,6 +17,8 @@
 
 #include "common/log.h"
 
+struct stor_sys;
+
 struct node_opts {
     const char *id;        /* node id string (hraftd -id) */
     const char *http_addr; /* HTTP bind address, "host:port" */
@@ -24,6 +26,7 @@ struct node_opts {
     const char *join;      /* HTTP address of a member to join, or NULL */
     const char *dir;       /* data directory */
     bool inmem;            /* keep the log and snapshots in memory */
+    const struct stor_sys *stor_sys; /* the store's system calls; NULL: libc */
     uint64_t snapshot_threshold; /* entries between snapshots; 0: 8192 */
     uint64_t snapshot_log_bytes; /* a log this large since the last snapshot
                                     is snapshotted whatever its entry count;

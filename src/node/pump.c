@@ -3,6 +3,7 @@
  * ready batch: the leader's appends go out at once, the batch is made
  * durable by one disk job on the thread pool (group commit) while the loop
  * goes on, and when it is, the held messages go out and the core advances.
+ * Heartbeats made meanwhile do not wait for the write (send_heartbeats).
  * Disk jobs run one at a time, in the order they were queued. */
 #include <errno.h>
 #include <stdlib.h>
@@ -156,6 +157,23 @@ static void apply_committed(struct node *n, const struct raft_ready *rd)
     }
 }
 
+/* A leader's first commit of its term (its no-op entry, or a later one in
+ * the same batch): the end of a failover, logged at debug level for the
+ * breakdown in docs/operations.md ("Failover"). */
+static void log_first_commit(struct node *n, const struct raft_ready *rd)
+{
+    if (rd->n_committed == 0 || n->soft.role != RAFT_LEADER ||
+        n->first_commit_term == n->soft.term)
+        return;
+    const struct raft_entry *last = &rd->committed[rd->n_committed - 1];
+    if (last->term != n->soft.term)
+        return;
+    n->first_commit_term = last->term;
+    CRAFT_DEBUG(&n->log, "first commit of term %llu at index %llu",
+                (unsigned long long)last->term,
+                (unsigned long long)last->index);
+}
+
 static void finish_batch(struct node *n)
 {
     struct raft_ready *rd = &n->rd;
@@ -231,9 +249,24 @@ void node__commit_tick(struct node *n)
         n->commit_job = true;
 }
 
+/* A batch is out (its disk write under way): heartbeats and their answers
+ * made since go out now rather than after the write, so a slow fsync does
+ * not look like a dead leader to the followers (nor a dead follower to
+ * check-quorum). */
+static void send_heartbeats(struct node *n)
+{
+    struct raft_msg hb[16];
+    size_t k;
+    while (n->rd_out &&
+           (k = raft_take_heartbeats(n->raft, hb, sizeof hb / sizeof hb[0])) > 0)
+        for (size_t i = 0; i < k; i++)
+            node__send(n, &hb[i]);
+}
+
 void node__pump(struct node *n)
 {
     pump_batches(n);
+    send_heartbeats(n);
     if (n->peers)
         peer_transport_flush(n->peers);
 }
@@ -253,6 +286,7 @@ static void pump_batches(struct node *n)
             node__on_prop(n, &rd->props[i]);
         }
         apply_committed(n, rd);
+        log_first_commit(n, rd);
         for (size_t i = 0; i < rd->n_msgs; i++)
             node__send(n, &rd->msgs[i]);
         for (size_t i = 0; i < rd->n_reads; i++)

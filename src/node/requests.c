@@ -462,7 +462,8 @@ void node__requests_tick(struct node *n)
  * answer has not come will never get one: a read is simply asked again;
  * a write may or may not have been appended there, so it is not proposed
  * again (it could apply twice) but answered now instead of at its
- * deadline. */
+ * deadline. Once a leader is known, whatever waits to be retried is issued
+ * at once. */
 void node__requests_leader_changed(struct node *n)
 {
     for (struct node__req *q = n->head, *next; q; q = next) {
@@ -480,6 +481,16 @@ void node__requests_leader_changed(struct node *n)
             q->issued = false; /* membership: looked at again */
             q->retry = true;
         }
+    }
+    if (raft_soft(n->raft).leader == RAFT_NONE)
+        return;
+    /* A leader is known: what waits for one is asked of it now, not at the
+     * next tick (a write that came while there was none, a read asked
+     * again). The caller pumps the core afterwards. */
+    for (struct node__req *q = n->head, *next; q; q = next) {
+        next = q->next;
+        if (q->retry && q->kind != NODE__TRANSFER && q->kind != NODE__JOIN)
+            issue(n, q);
     }
 }
 

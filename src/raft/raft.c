@@ -330,8 +330,11 @@ void raft_tick(struct raft *r)
         return;
     }
     r->election_elapsed++;
-    /* Alone, nobody else can lead: no need to wait out a timeout. */
-    bool alone = r->conf.n_voters == 1 && r->conf.voters[0] == r->id;
+    /* Alone, nobody else can lead: no need to wait out a timeout. But a
+     * candidate alone only waits for its own vote to be durable: starting
+     * over at each tick would never win on a disk slower than a tick. */
+    bool alone = r->conf.n_voters == 1 && r->conf.voters[0] == r->id &&
+                 r->role != RAFT_CANDIDATE;
     if (raft__promotable(r) &&
         (alone || r->election_elapsed >= r->randomized_timeout)) {
         r->election_elapsed = 0;

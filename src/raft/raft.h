@@ -401,6 +401,16 @@ bool raft_has_ready(const struct raft *r);
 void raft_ready(struct raft *r, struct raft_ready *rd);
 void raft_advance(struct raft *r, const struct raft_ready *rd);
 
+/* While a batch is out (between raft_ready and raft_advance, its disk write
+ * under way), move up to cap heartbeats and heartbeat answers from the
+ * outbox into out, to be sent now; returns how many. They promise nothing
+ * durable, so a slow disk write need not hold them back: a leader keeps its
+ * followers' election timers reset, and a follower keeps answering rounds.
+ * None while a term or vote is on its way to disk (the batch out or the
+ * state since changes one): those wait for the batch like any message.
+ * Anything else, and at any other time, 0. */
+size_t raft_take_heartbeats(struct raft *r, struct raft_msg *out, size_t cap);
+
 /* Observers. */
 struct raft_soft_state raft_soft(const struct raft *r);
 struct raft_hard_state raft_hard(const struct raft *r);

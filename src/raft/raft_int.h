@@ -214,6 +214,7 @@ struct raft {
     struct raft__arena ready_arena;
     uint64_t ready_last;   /* last entry index it asked to persist */
     struct raft_hard_state ready_hs; /* the hard state it made durable */
+    bool ready_votes;    /* the batch out changes the term or vote */
     uint64_t stable_cap;   /* truncations meanwhile cap what it made stable */
     bool ready_snap_last;  /* it carried the last chunk of a snapshot */
     void **limbo;          /* entry data freed while it was out */

@@ -254,6 +254,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
     r->arena = tmp;
     r->ready_out = true;
     r->ready_hs = r->prev_hs;
+    r->ready_votes = vote_changed;
     r->ready_last = raft__log_last(l);
     r->stable_cap = UINT64_MAX;
 }
@@ -281,4 +282,27 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
             raft__pr_maybe_update(self, l->stabled);
         raft__maybe_commit(r);
     }
+}
+
+size_t raft_take_heartbeats(struct raft *r, struct raft_msg *out, size_t cap)
+{
+    if (!r->ready_out || r->ready_votes)
+        return 0;
+    struct raft_hard_state hs = raft_hard(r);
+    if (hs.term != r->prev_hs.term || hs.vote != r->prev_hs.vote)
+        return 0;
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < r->n_out; i++) {
+        uint8_t t = r->out[i].type;
+        bool hb = t == RAFT_MSG_HEARTBEAT || t == RAFT_MSG_HEARTBEAT_RESP;
+        if (hb && !r->out_after[i] && n < cap) {
+            out[n++] = r->out[i];
+            continue;
+        }
+        r->out[k] = r->out[i];
+        r->out_after[k] = r->out_after[i];
+        k++;
+    }
+    r->n_out = k;
+    return n;
 }

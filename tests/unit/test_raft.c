@@ -477,6 +477,76 @@ static void test_vote_durability(void **state)
     finish(net);
 }
 
+/* Heartbeats and their answers leave while a batch's disk write is under
+ * way, unless that batch (or anything since) changes the term or vote. */
+static void test_heartbeats_during_write(void **state)
+{
+    (void)state;
+    uint64_t voters[3] = {1, 2, 3};
+    struct raft_config c = base();
+    c.id = 1;
+    c.disable_pre_vote = true;
+    struct raft *r;
+    struct raft_ready rd;
+    struct raft_msg hb[4];
+    assert_int_equal(raft_new(&c, NULL, &r), 0);
+    assert_int_equal(raft_bootstrap(r, voters, 3, NULL), 0);
+    persist_all(r);
+
+    /* A candidate's vote on its way to disk: nothing is taken. */
+    assert_int_equal(raft_campaign(r), 0);
+    raft_ready(r, &rd);
+    assert_true(rd.hs_changed);
+    assert_int_equal(raft_take_heartbeats(r, hb, 4), 0);
+    raft_advance(r, &rd);
+    uint64_t term = raft_soft(r).term;
+    struct raft_msg grant = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1,
+                             .term = term};
+    assert_int_equal(raft_step(r, &grant), 0);
+    assert_int_equal(raft_soft(r).role, RAFT_LEADER);
+
+    /* The leader's no-op entry is being written: a tick's heartbeats are
+     * handed out at once, and only once. */
+    raft_ready(r, &rd);
+    assert_true(rd.n_entries >= 1);
+    assert_int_equal(raft_take_heartbeats(r, hb, 4), 0); /* none made yet */
+    raft_tick(r);
+    size_t k = raft_take_heartbeats(r, hb, 4);
+    assert_int_equal(k, 2);
+    for (size_t i = 0; i < k; i++) {
+        assert_int_equal(hb[i].type, RAFT_MSG_HEARTBEAT);
+        assert_int_equal(hb[i].term, term);
+    }
+    assert_int_equal(raft_take_heartbeats(r, hb, 4), 0);
+    /* cap is honoured; the rest stays for later */
+    raft_tick(r);
+    assert_int_equal(raft_take_heartbeats(r, hb, 1), 1);
+    assert_int_equal(raft_take_heartbeats(r, hb, 4), 1);
+    raft_advance(r, &rd);
+    /* No batch out: nothing is taken, the batch carries them. */
+    raft_tick(r);
+    assert_int_equal(raft_take_heartbeats(r, hb, 4), 0);
+    raft_ready(r, &rd);
+    assert_true(count_in(rd.msgs, rd.n_msgs, RAFT_MSG_HEARTBEAT, false) >= 2);
+    raft_advance(r, &rd);
+
+    /* A higher term arrives while a batch is out: heartbeat answers of the
+     * new term wait for it to be durable. */
+    raft_tick(r);
+    raft_ready(r, &rd);
+    struct raft_msg app = {.type = RAFT_MSG_HEARTBEAT, .from = 3, .to = 1,
+                           .term = term + 1};
+    assert_int_equal(raft_step(r, &app), 0);
+    assert_int_equal(raft_soft(r).role, RAFT_FOLLOWER);
+    assert_int_equal(raft_take_heartbeats(r, hb, 4), 0);
+    raft_advance(r, &rd);
+    raft_ready(r, &rd);
+    assert_int_equal(
+        count_in(rd.msgs_after, rd.n_msgs_after, RAFT_MSG_HEARTBEAT_RESP, false), 1);
+    raft_advance(r, &rd);
+    raft_free(r);
+}
+
 /* ---- read index ---- */
 
 static void test_read_index_leader_and_follower(void **state)
@@ -1792,6 +1862,7 @@ int main(void)
         cmocka_unit_test(test_prevote_rejoin_no_disruption),
         cmocka_unit_test(test_check_quorum_steps_down),
         cmocka_unit_test(test_vote_durability),
+        cmocka_unit_test(test_heartbeats_during_write),
         cmocka_unit_test(test_read_index_leader_and_follower),
         cmocka_unit_test(test_read_index_batched),
         cmocka_unit_test(test_read_index_follower_one_trip),
