@@ -13,24 +13,11 @@
 static void on_kv_event(void *ud, uint64_t index, const struct kv_event *ev)
 {
     struct node *n = ud;
-    const struct kv_meta *m = &ev->meta;
-    struct watch_event we = {.index = index,
-                             .type = ev->type == KV_EV_PUT ? WATCH_PUT
-                                                           : WATCH_DELETE,
-                             .key = m->key,
-                             .klen = m->klen,
-                             .val = m->val,
-                             .vlen = m->vlen,
-                             .create_index = m->create_index,
-                             .mod_index = m->mod_index,
-                             .version = m->version,
-                             .lease = m->lease};
-    int rv = watch_history_append(n->watch_history, &we);
+    int rv = watch_feed_kv_event(n->watch_history, n->watch_hub, index, ev);
     if (rv)
         CRAFT_WARN(&n->log, "watch history: event of entry %llu dropped (%s): "
                    "watchers behind it start again",
                    (unsigned long long)index, craft_strerror(rv));
-    watch_hub_changed(n->watch_hub, m->key, m->klen);
 }
 
 int node__watch_init(struct node *n)

@@ -182,4 +182,16 @@ void *watch_sub_ud(const struct watch_sub *sub);
 const uint8_t *watch_sub_key(const struct watch_sub *sub, size_t *klen,
                              bool *prefix);
 
+/* ---- the history and the map (watch_kv.c) ---------------------------------- */
+
+struct kv_event;
+
+/* Feed one change told by src/kv's observer (kv_set_observer) to the
+ * history and the hub: what the daemon (src/node/watch.c) and the
+ * simulator (tests/sim/watch.c) both do at every event. The hub is told
+ * even when the history refuses the event (its error is returned): a
+ * watcher woken then finds its cursor overtaken. */
+int watch_feed_kv_event(struct watch_history *h, struct watch_hub *hub,
+                        uint64_t index, const struct kv_event *ev);
+
 #endif

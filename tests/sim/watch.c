@@ -279,24 +279,11 @@ static size_t oracle_next(const struct sim_watch *W, const struct watcher *w,
 static void on_kv_event(void *ud, uint64_t index, const struct kv_event *ev)
 {
     struct wnode *wn = ud;
-    const struct kv_meta *m = &ev->meta;
-    struct watch_event we = {.index = index,
-                             .type = ev->type == KV_EV_PUT ? WATCH_PUT
-                                                           : WATCH_DELETE,
-                             .key = m->key,
-                             .klen = m->klen,
-                             .val = m->val,
-                             .vlen = m->vlen,
-                             .create_index = m->create_index,
-                             .mod_index = m->mod_index,
-                             .version = m->version,
-                             .lease = m->lease};
-    int rv = watch_history_append(wn->h, &we);
+    int rv = watch_feed_kv_event(wn->h, wn->hub, index, ev);
     if (rv)
         sim_fail(wn->s, "watch-history", "n%u: the event of entry %" PRIu64
                  " is refused by its history (%s)", wn->slot, index,
                  craft_errname(rv));
-    watch_hub_changed(wn->hub, m->key, m->klen);
 }
 
 static void disconnect(struct sim_watch *W, struct watcher *w)
