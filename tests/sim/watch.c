@@ -245,7 +245,8 @@ static void oracle_follow(struct sim *s, struct sim_watch *W)
         *e = (struct wev){.index = index, .mod = index, .type = WATCH_DELETE};
         memcpy(e->key, p->key, KEY_CAP);
     }
-    qsort(W->ev + first, W->nev - first, sizeof(*W->ev), by_key);
+    if (W->nev > first) /* (W->ev may still be NULL: qsort takes no NULL) */
+        qsort(W->ev + first, W->nev - first, sizeof(*W->ev), by_key);
     memcpy(W->prev, m->rec, sizeof(W->prev));
     W->nprev = m->n;
     W->index = index;
