@@ -188,7 +188,7 @@ struct node {
 
     /* Memory given back once writes pause (memory.c). */
     uint64_t mem_seen;        /* applied index at the last tick */
-    uint64_t mem_trimmed;     /* applied index at the last trim */
+    uint64_t mem_trimmed;     /* applied_bytes at the last trim */
     uint64_t mem_quiet_since; /* uv_now ms since which it has not moved */
 
     /* Leases (lease.c). */

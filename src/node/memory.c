@@ -8,8 +8,11 @@
  * malloc_trim(0) returns every whole free page of every arena (madvise). It
  * walks the free lists (1-2 ms on that store, logged at debug level), so it
  * runs only after those events, and once when the applied index has not
- * moved for NODE__MEM_QUIET_MS after it did: the same idea as jemalloc's
- * decay of dirty pages, without a background thread. */
+ * moved for NODE__MEM_QUIET_MS after at least NODE__MEM_TRIM_BYTES of
+ * entries applied since the last trim: the same idea as jemalloc's decay
+ * of dirty pages, without a background thread. A trickle of writes (one
+ * a second, say) is not trimmed after each: it frees too little to matter
+ * and would pay the walk every time. */
 #include <malloc.h>
 
 #include <uv.h>
@@ -17,12 +20,21 @@
 #include "node/internal.h"
 
 #define NODE__MEM_QUIET_MS 1000
+#define NODE__MEM_TRIM_BYTES (1u << 20)
+
+/* Entry bytes applied since the last trim (applied_bytes restarts at each
+ * snapshot, and the trim after it restarts the count too). */
+static uint64_t applied_since_trim(const struct node *n)
+{
+    return n->applied_bytes >= n->mem_trimmed ? n->applied_bytes - n->mem_trimmed
+                                              : n->applied_bytes;
+}
 
 void node__memory_release(struct node *n, const char *after)
 {
     uint64_t t0 = uv_hrtime();
     int released = malloc_trim(0);
-    n->mem_trimmed = n->applied;
+    n->mem_trimmed = n->applied_bytes;
     CRAFT_DEBUG(&n->log, "memory: trimmed after %s in %.2f ms (%s)", after,
                 (double)(uv_hrtime() - t0) / 1e6,
                 released ? "pages returned" : "nothing to return");
@@ -36,6 +48,7 @@ void node__memory_tick(struct node *n)
         n->mem_quiet_since = now;
         return;
     }
-    if (n->applied != n->mem_trimmed && now - n->mem_quiet_since >= NODE__MEM_QUIET_MS)
+    if (now - n->mem_quiet_since >= NODE__MEM_QUIET_MS &&
+        applied_since_trim(n) >= NODE__MEM_TRIM_BYTES)
         node__memory_release(n, "writes paused");
 }

@@ -226,10 +226,10 @@ int node__snapshot_restore(struct node *n, uint64_t index)
     }
     kv_free(n->kv);
     n->kv = kv;
-    node__memory_release(n, "a snapshot install");
     n->applied = index;
     n->snap_size = meta.size;
     n->applied_bytes = 0;
+    node__memory_release(n, "a snapshot install"); /* the old map is freed */
     node__leases_rebuild(n); /* every lease of it starts now */
     node__watch_kv_replaced(n);
     if (n->peers)
