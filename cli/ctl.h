@@ -71,6 +71,9 @@ int ctl_request(struct ctl *c, const char *method, const char *path, const void 
 
 /* Sets on h what every request of c shares: credentials, TLS files, the
  * connect timeout, no signals (ctl_request; watch's own streaming). */
+/* If the header line p (len bytes, as libcurl hands it over) is
+ * X-Craftd-Index, its value in *index and true. */
+bool ctl_header_index(const char *p, size_t len, uint64_t *index);
 void ctl_curl_common(struct ctl *c, CURL *h);
 
 /* The exit code an answer means, after printing the server's error on

@@ -70,21 +70,25 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return add;
 }
 
+bool ctl_header_index(const char *p, size_t len, uint64_t *index)
+{
+    static const char name[] = "x-craftd-index:";
+    if (len <= sizeof name || strncasecmp(p, name, sizeof name - 1) != 0)
+        return false;
+    char v[32];
+    size_t vl = len - (sizeof name - 1);
+    if (vl >= sizeof v)
+        vl = sizeof v - 1;
+    memcpy(v, p + sizeof name - 1, vl);
+    v[vl] = 0;
+    *index = strtoull(v, NULL, 10);
+    return true;
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
-    uint64_t *index = ud;
-    size_t len = size * n;
-    static const char name[] = "x-craftd-index:";
-    if (len > sizeof name && strncasecmp(p, name, sizeof name - 1) == 0) {
-        char v[32];
-        size_t vl = len - (sizeof name - 1);
-        if (vl >= sizeof v)
-            vl = sizeof v - 1;
-        memcpy(v, p + sizeof name - 1, vl);
-        v[vl] = 0;
-        *index = strtoull(v, NULL, 10);
-    }
-    return len;
+    (void)ctl_header_index(p, size * n, ud);
+    return size * n;
 }
 
 void ctl_curl_common(struct ctl *c, CURL *h)

@@ -133,13 +133,21 @@ static int keepalive(struct ctl *c, int argc, char **argv)
     }
 }
 
-static int revoke(struct ctl *c, const char *arg)
+/* "/lease/<id>" of the id argument; false if it is not a lease id. */
+static bool lease_path(const char *arg, char *path, size_t cap)
 {
     uint64_t id;
     if (!ctl_parse_u64(arg, &id) || id == 0)
-        return ctl_usage(LEASE_HELP);
+        return false;
+    snprintf(path, cap, "/lease/%" PRIu64, id);
+    return true;
+}
+
+static int revoke(struct ctl *c, const char *arg)
+{
     char path[64];
-    snprintf(path, sizeof path, "/lease/%" PRIu64, id);
+    if (!lease_path(arg, path, sizeof path))
+        return ctl_usage(LEASE_HELP);
     int rv;
     json_t *j = call(c, "DELETE", path, NULL, false, "lease revoke", &rv);
     if (j == NULL)
@@ -155,11 +163,9 @@ static int revoke(struct ctl *c, const char *arg)
 
 static int show(struct ctl *c, const char *arg)
 {
-    uint64_t id;
-    if (!ctl_parse_u64(arg, &id) || id == 0)
-        return ctl_usage(LEASE_HELP);
     char path[64];
-    snprintf(path, sizeof path, "/lease/%" PRIu64, id);
+    if (!lease_path(arg, path, sizeof path))
+        return ctl_usage(LEASE_HELP);
     int rv;
     json_t *j = call(c, "GET", path, NULL, true, "lease show", &rv);
     if (j == NULL)

@@ -215,16 +215,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
         }
         return len;
     }
-    static const char name[] = "x-craftd-index:";
-    if (len > sizeof name && strncasecmp(p, name, sizeof name - 1) == 0) {
-        char v[32];
-        size_t vl = len - (sizeof name - 1);
-        if (vl >= sizeof v)
-            vl = sizeof v - 1;
-        memcpy(v, p + sizeof name - 1, vl);
-        v[vl] = 0;
-        w->start_index = strtoull(v, NULL, 10);
-    }
+    (void)ctl_header_index(p, len, &w->start_index);
     return len;
 }
 
