@@ -493,14 +493,28 @@ static void take_snapshot(struct sim *s, struct sim_node *n)
     sim_node_observe(s, n);
 }
 
+/* While a batch's write is under way, the heartbeats (and their answers)
+ * the core made since go out at once, as the daemon sends them
+ * (src/node/pump.c, raft_take_heartbeats): a slow disk must not look
+ * like a dead leader. */
+static void send_heartbeats(struct sim *s, struct sim_node *n)
+{
+    struct raft_msg hb[16];
+    size_t k;
+    while (!s->failed && (k = raft_take_heartbeats(n->r, hb, 16)) > 0)
+        send_all(s, n, hb, k);
+}
+
 void sim_node_process(struct sim *s, struct sim_node *n)
 {
     if (!sim_node_live(n))
         return; /* a paused node's disk writes do not complete either */
     for (int round = 0; round < 4 && !s->failed; round++) {
         if (n->busy) {
-            if (s->now < n->rd_due)
+            if (s->now < n->rd_due) {
+                send_heartbeats(s, n);
                 break;
+            }
             finish_ready(s, n);
             if (s->failed)
                 return;
