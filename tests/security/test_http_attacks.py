@@ -93,10 +93,31 @@ def assert_json_error(status, hdrs, body, want_status):
     assert isinstance(err, str) and err
 
 
+def served_within(addr, budget):
+    """GET /status as a client with a retry policy does it: a JSON 503 "too
+    many connections" is retried after 50 ms, until budget seconds have
+    passed. The flood's connections do not all arrive at once (those past
+    the listen backlog come with the kernel's SYN-ACK retries, 1 s and 3 s
+    later), and a connection that finds the server full within a quarter of
+    idle_reap_ms of such a burst is refused by design (guard.c): every idle
+    one is then younger than that. (reply or None, seconds, retries)."""
+    t0 = time.monotonic()
+    retries = 0
+    while True:
+        left = budget - (time.monotonic() - t0)
+        if left <= 0:
+            return None, time.monotonic() - t0, retries
+        r = http(addr, "GET", "/status", timeout=left)
+        if r.status != 503 or b"too many connections" not in r.body:
+            return r, time.monotonic() - t0, retries
+        retries += 1
+        time.sleep(0.05)
+
+
 def test_idle_and_slowloris_do_not_starve(nodes, cluster, report):
     """2,000 idle connections and 1,100 slowloris ones (a header byte every
-    second) on the leader, whose limit is 1,024: a fresh client is still
-    served within 2 s, again and again; the refused get a JSON 503; the log
+    second) on the leader, whose limit is 1,024: a fresh client (retrying
+    a 503) is still served within 2 s, again and again; the refused get a JSON 503; the log
     stays small."""
     ld = leader_of(cluster)
     host, port = split_addr(ld.haddr)
@@ -125,6 +146,7 @@ def test_idle_and_slowloris_do_not_starve(nodes, cluster, report):
             assert_json_error(*r[0], 503)
             refused_json += 1
     waits = []
+    retries = 0
     t_end = time.monotonic() + 8
     while time.monotonic() < t_end:
         for s in slow:  # the slowloris trickle
@@ -132,16 +154,17 @@ def test_idle_and_slowloris_do_not_starve(nodes, cluster, report):
                 s.send(b"X")
             except OSError:
                 pass
-        t0 = time.monotonic()
-        r = http(ld.haddr, "GET", "/status", timeout=2.0)
-        waits.append(time.monotonic() - t0)
-        assert r.status == 200, r
+        r, wait, n = served_within(ld.haddr, 2.0)
+        waits.append(wait)
+        retries += n
+        assert r is not None and r.status == 200, r
         time.sleep(0.5)
     for s in socks:
         s.close()
     grown = log_lines(ld) - lines0
     report(f"fresh client under 3,100 attack connections: {len(waits)} requests, "
-           f"slowest {max(waits):.3f} s; {refused_json} JSON 503s seen; +{grown} log lines")
+           f"slowest {max(waits):.3f} s, {retries} retried 503s; "
+           f"{refused_json} JSON 503s seen; +{grown} log lines")
     assert max(waits) < 2.0
     assert grown < 60, ld.log_tail(60)
 
