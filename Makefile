@@ -37,7 +37,7 @@ CTL_SRCS  = $(wildcard cli/*.c)
 CTL       = $(if $(CTL_SRCS),$(O)/craftctl)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv bench-watch bench-latency bench-stability bench-failover run deps clean
+.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv bench-watch bench-latency bench-stability bench-failover bench-cow run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(CTL) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -210,6 +210,13 @@ bench-stability: all
 # kill -9 of the leader, broken down by phase (median of 7).
 bench-failover: all
 	@python3 bench/failover.py
+
+# Memory while snapshots are taken under random overwrites, the forked
+# writer's copied pages included (bench/cow.py; COW_KEYS, COW_SECONDS).
+bench-cow: all
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	 python3 bench/cow.py $(O)/craftd 28410 $$d/data $$d/log $$d/pids \
+	   $${COW_KEYS:-1000000} $${COW_SECONDS:-45}
 
 # The map alone: RSS, point get/put, listing (bench/kv_bench.c).
 bench-kv: $(LIB_OBJS)

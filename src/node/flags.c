@@ -79,7 +79,8 @@ static const struct flag_def DEFS[] = {
      "make a new one-member cluster from this backup (GET /backup) in the empty data "
      "directory, then serve it"},
     {"snapshot-log-bytes", K_UINT, FIELD(snapshot_log_bytes), 0, UINT64_MAX, "N",
-     "a log this large since the last snapshot is snapshotted, whatever its entry count "
+     "a log taking this much memory since the last snapshot (its entries' bytes and 48 "
+     "more for each) is snapshotted, whatever its entry count "
      "(default 0: the larger of 4 MiB and a quarter of the last snapshot)"},
     {"snapshot-threshold", K_UINT, FIELD(snapshot_threshold), 1, UINT64_MAX, "N",
      "log entries between snapshots (default 8192)"},

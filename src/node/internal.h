@@ -102,6 +102,12 @@ struct json_t;
 struct lease_clock;
 
 #define NODE__RL_SLOTS 16
+/* What the core's in-memory log spends on an entry besides its bytes: its
+ * slot (struct raft_entry) and malloc's header and rounding of the copy of
+ * its data (raft/log.c). A write of a 16-byte key and value is an entry of
+ * about 40 bytes: counting only those bytes let the log grow to twice the
+ * memory the snapshot rule meant to allow (docs/kv.md). */
+#define NODE__ENTRY_MEM (sizeof(struct raft_entry) + 16)
 /* A rate-limited kind of log line (identity.c). */
 struct node__ratelimit {
     uint64_t key;
@@ -183,6 +189,8 @@ struct node {
     uint64_t snap_retry_at; /* after a failure, not before (uv_now ms) */
     uint64_t snap_size;     /* bytes of the latest snapshot */
     uint64_t applied_bytes; /* entry bytes applied since it was taken */
+    uint64_t applied_mem;   /* the memory those entries take in the core's
+                               log: applied_bytes + NODE__ENTRY_MEM each */
     struct node__backup *backup; /* GET /backup in progress, or NULL */
     struct node__watchers *watchers; /* watchers.c: GET /watch streams */
 

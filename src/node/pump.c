@@ -152,6 +152,7 @@ static void apply_committed(struct node *n, const struct raft_ready *rd)
         }
         n->applied = e->index;
         n->applied_bytes += e->len;
+        n->applied_mem += e->len + NODE__ENTRY_MEM;
         node__on_apply(n, e);
         node__watch_applied(n, e->index);
     }

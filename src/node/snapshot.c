@@ -67,7 +67,7 @@ static void commit_done(struct node *n, void *arg, int rc)
     int rv = raft_snapshot_taken(n->raft, c->meta.index, c->meta.size, keep);
     if (rv == 0) {
         n->snap_size = c->meta.size;
-        n->applied_bytes = 0;
+        n->applied_bytes = n->applied_mem = 0;
         node__memory_release(n, "a snapshot"); /* the log behind it is freed */
     }
     if (rv == 0 && keep != NULL) {
@@ -112,10 +112,12 @@ pid_t node__fork_writer(struct node *n, int fd, uint64_t index, bool sync)
  * the log they replace, however large the map (else a large map is
  * rewritten every few thousand small writes, and each fork and
  * copy-on-write burst shows in the latency of writes). But that log is
- * also held in memory until the snapshot: past NODE__SNAP_LOG_MIN bytes
- * and a quarter of the snapshot, take one whatever the entry count, so
- * that large entries cannot keep a second copy of the map in memory (the
- * snapshot then costs at most four times the log it replaces). */
+ * also held in memory until the snapshot: once it takes NODE__SNAP_LOG_MIN
+ * bytes and a quarter of the snapshot, take one whatever the entry count,
+ * so that the log cannot become a second copy of the map in memory (the
+ * snapshot then costs at most four times the memory it frees). That memory
+ * is counted as the core holds it, NODE__ENTRY_MEM more than its bytes for
+ * each entry: for small writes, more than the entries' bytes themselves. */
 #define NODE__SNAP_LOG_MIN (4u << 20)
 static bool snapshot_due(const struct node *n)
 {
@@ -123,9 +125,9 @@ static bool snapshot_due(const struct node *n)
                                                          : NODE__SNAP_LOG_MIN;
     if (n->o.snapshot_log_bytes != 0) /* -snapshot-log-bytes */
         cap = n->o.snapshot_log_bytes;
-    if (n->rd.want_snapshot)
-        return n->applied_bytes >= (n->snap_size < cap ? n->snap_size : cap);
-    return n->applied_bytes >= cap;
+    if (n->applied_mem >= cap)
+        return true;
+    return n->rd.want_snapshot && n->applied_bytes >= n->snap_size;
 }
 
 void node__snapshot_maybe(struct node *n)
@@ -228,7 +230,7 @@ int node__snapshot_restore(struct node *n, uint64_t index)
     n->kv = kv;
     n->applied = index;
     n->snap_size = meta.size;
-    n->applied_bytes = 0;
+    n->applied_bytes = n->applied_mem = 0;
     node__memory_release(n, "a snapshot install"); /* the old map is freed */
     node__leases_rebuild(n); /* every lease of it starts now */
     node__watch_kv_replaced(n);
