@@ -91,7 +91,7 @@ sim: $(SIM)
 	 else $(O)/sim --seeds $(SEEDS) --jobs $(JOBS); fi
 
 # make test runs more seeds than the 2,000 floor: they take seconds.
-SIMTEST_SEEDS ?= 50000
+SIMTEST_SEEDS ?= 30000
 # Each bug in tests/sim/mutants/ applied to a copy of the tree: how many
 # seeds the simulator takes to catch it (see docs/testing.md).
 sim-teeth:
