@@ -281,6 +281,10 @@ int node__job(struct node *n, node__job_fn fn, node__job_done done,
  * process. The child's pid, or -1 (errno set). Reap it with waitpid. */
 pid_t node__fork_writer(struct node *n, int fd, uint64_t index, bool sync);
 void node__snapshot_maybe(struct node *n);
+/* Writes have paused: start a snapshot if the log since the last one holds
+ * enough memory to be worth the map's write (snapshot.c). Whether one is
+ * now being taken. */
+bool node__snapshot_quiet(struct node *n);
 void node__snapshot_poll(struct node *n);
 int node__snapshot_restore(struct node *n, uint64_t index);
 /* Return the free pages of malloc's arenas to the system (memory.c), after

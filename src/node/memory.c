@@ -10,7 +10,10 @@
  * runs only after those events, and once when the applied index has not
  * moved for NODE__MEM_QUIET_MS after at least NODE__MEM_TRIM_BYTES of
  * entries applied since the last trim: the same idea as jemalloc's decay
- * of dirty pages, without a background thread. A trickle of writes (one
+ * of dirty pages, without a background thread. At that moment a snapshot
+ * is taken instead when the log since the last one is large enough to be
+ * worth it (snapshot.c, node__snapshot_quiet): it frees the log too, then
+ * trims. A trickle of writes (one
  * a second, say) is not trimmed after each: it frees too little to matter
  * and would pay the walk every time. */
 #include <malloc.h>
@@ -48,7 +51,10 @@ void node__memory_tick(struct node *n)
         n->mem_quiet_since = now;
         return;
     }
-    if (now - n->mem_quiet_since >= NODE__MEM_QUIET_MS &&
-        applied_since_trim(n) >= NODE__MEM_TRIM_BYTES)
+    if (now - n->mem_quiet_since < NODE__MEM_QUIET_MS)
+        return;
+    if (node__snapshot_quiet(n))
+        return; /* it trims once it has freed the log */
+    if (applied_since_trim(n) >= NODE__MEM_TRIM_BYTES)
         node__memory_release(n, "writes paused");
 }

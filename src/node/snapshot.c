@@ -104,7 +104,6 @@ pid_t node__fork_writer(struct node *n, int fd, uint64_t index, bool sync)
     _exit(err ? 1 : 0);
 }
 
-/* Start a snapshot if the core wants one and none is being taken. */
 /* Whether the log since the last snapshot calls for a new one. The core's
  * threshold counts entries; a snapshot writes the whole map, so wait also
  * until the log since the last one is as large as that snapshot (as Redis
@@ -130,14 +129,29 @@ static bool snapshot_due(const struct node *n)
     return n->rd.want_snapshot && n->applied_bytes >= n->snap_size;
 }
 
-void node__snapshot_maybe(struct node *n)
+/* Once writes pause, the log since the last snapshot is memory held for
+ * nothing but followers far behind: take a snapshot then if that log is at
+ * least a sixteenth of the snapshot (and NODE__SNAP_QUIET_MIN). A quiet
+ * node's RSS is then about its map's, wherever the writes stopped between
+ * two snapshots (up to a quarter of a snapshot more otherwise), at the
+ * price of one more snapshot per burst of writes. */
+#define NODE__SNAP_QUIET_MIN (1u << 20)
+static bool snapshot_worth_when_quiet(const struct node *n)
 {
-    if (n->snap_busy || n->stopping || node__now(n) < n->snap_retry_at ||
-        !snapshot_due(n))
-        return;
+    uint64_t min = n->snap_size / 16 > NODE__SNAP_QUIET_MIN ? n->snap_size / 16
+                                                            : NODE__SNAP_QUIET_MIN;
+    return n->applied_mem >= min;
+}
+
+static bool snapshot_can_start(const struct node *n)
+{
+    return !n->snap_busy && !n->stopping && node__now(n) >= n->snap_retry_at &&
+           n->applied > raft_snapshot(n->raft)->index;
+}
+
+static void snapshot_start(struct node *n)
+{
     uint64_t index = n->applied;
-    if (index <= raft_snapshot(n->raft)->index)
-        return;
     struct raft_snap_meta meta = {.index = index,
                                   .term = raft_term_at(n->raft, index),
                                   .conf = *raft_conf_at(n->raft, index)};
@@ -158,6 +172,20 @@ void node__snapshot_maybe(struct node *n)
     n->snap_index = index;
     n->snap_busy = true;
     node__metrics_snapshot_begin(n);
+}
+
+/* Start a snapshot if one is due and none is being taken. */
+void node__snapshot_maybe(struct node *n)
+{
+    if (snapshot_can_start(n) && snapshot_due(n))
+        snapshot_start(n);
+}
+
+bool node__snapshot_quiet(struct node *n)
+{
+    if (snapshot_can_start(n) && snapshot_worth_when_quiet(n))
+        snapshot_start(n);
+    return n->snap_busy;
 }
 
 /* At each tick: has the child finished? */

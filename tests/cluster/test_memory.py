@@ -1,15 +1,19 @@
 """The node gives freed memory back (src/node/memory.c): once after a
 burst of writes pauses, not again while it stays quiet, and not after each
-write of a trickle (each trim walks malloc's free lists on the loop)."""
+write of a trickle (each trim walks malloc's free lists on the loop). When
+the log since the last snapshot is worth it, the pause brings a snapshot
+(which frees the log, then trims) instead of a trim alone."""
 import time
 
 from conftest import http
 
 PAUSED = "memory: trimmed after writes paused"
+SNAPPED = "memory: trimmed after a snapshot"
 
 
 def trims(node):
-    return node.log_text().count(PAUSED)
+    text = node.log_text()
+    return text.count(PAUSED) + text.count(SNAPPED)
 
 
 def wait_trims(node, want, timeout):
@@ -26,6 +30,8 @@ def test_trim_once_after_a_burst_not_per_trickle_write(cluster):
         batch = {f"m{b}-{i:03d}": "x" * 1000 for i in range(200)}
         assert http(node.haddr, "POST", "/key", batch).status == 200
     assert wait_trims(node, 1, 5.0) == 1, node.log_text()[-2000:]
+    # 1.6 MB of log, no snapshot yet: the pause took one, which trimmed.
+    assert node.log_text().count(SNAPPED) == 1, node.log_text()[-2000:]
     # Quiet: no second trim for the same writes.
     time.sleep(2.5)
     assert trims(node) == 1
@@ -35,3 +41,25 @@ def test_trim_once_after_a_burst_not_per_trickle_write(cluster):
         assert http(node.haddr, "POST", "/key", {f"t{i}": "v"}).status == 200
         time.sleep(1.3)
     assert trims(node) == 1, node.log_text()[-2000:]
+
+
+def test_pause_below_a_sixteenth_of_the_snapshot_only_trims(cluster):
+    """Once a snapshot exists, a pause snapshots again only when the log
+    since is a sixteenth of it: 1.2 MB of log after a 20 MB snapshot is
+    trimmed, not snapshotted."""
+    node = cluster.start(1, extra=("-log-level", "debug"))[0]
+    for b in range(20):  # 20 MB: its own snapshot (the log reaches 4 MiB)
+        batch = {f"big{b}-{i:03d}": "y" * 1000 for i in range(1000)}
+        assert http(node.haddr, "POST", "/key", batch).status == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "snapshot at index" not in node.log_text():
+        time.sleep(0.1)
+    time.sleep(2)  # the pause after the load: its snapshot, if the rest was worth one
+    snaps = node.log_text().count("snapshot at index")
+    trims0 = trims(node)
+    for b in range(6):  # 1.2 MB: over the trim's 1 MiB, under 20 MB / 16
+        batch = {f"s{b}-{i:03d}": "z" * 1000 for i in range(200)}
+        assert http(node.haddr, "POST", "/key", batch).status == 200
+    assert wait_trims(node, trims0 + 1, 5.0) == trims0 + 1, node.log_text()[-2000:]
+    assert node.log_text().count("snapshot at index") == snaps, node.log_text()[-2000:]
+    assert node.log_text().count(PAUSED) >= 1
