@@ -134,10 +134,13 @@ static bool snapshot_due(const struct node *n)
  * least a sixteenth of the snapshot (and NODE__SNAP_QUIET_MIN). A quiet
  * node's RSS is then about its map's, wherever the writes stopped between
  * two snapshots (up to a quarter of a snapshot more otherwise), at the
- * price of one more snapshot per burst of writes. */
+ * price of one more snapshot per burst of writes. -snapshot-log-bytes,
+ * when given, is the only memory rule: none then. */
 #define NODE__SNAP_QUIET_MIN (1u << 20)
 static bool snapshot_worth_when_quiet(const struct node *n)
 {
+    if (n->o.snapshot_log_bytes != 0)
+        return false;
     uint64_t min = n->snap_size / 16 > NODE__SNAP_QUIET_MIN ? n->snap_size / 16
                                                             : NODE__SNAP_QUIET_MIN;
     return n->applied_mem >= min;
