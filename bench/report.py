@@ -278,7 +278,7 @@ def cpu_section(L, S, runs, workloads, etcd_note):
     S.append("CPU per 200 answer (medians, µs): leader / serving follower / all nodes")
     for name, label in workloads:
         if runs[name]:
-            S.append("  %-16s %s" % (name, " / ".join(us1(med(runs[name], k))
+            S.append("  %-18s %s" % (name, " / ".join(us1(med(runs[name], k))
                                                        for _, k in CPU_ROLES)))
     for label, a, b, key in CPU_RATIOS:
         if not runs.get(a):
