@@ -37,7 +37,7 @@ CTL_SRCS  = $(wildcard cli/*.c)
 CTL       = $(if $(CTL_SRCS),$(O)/craftctl)
 PYTEST    = /usr/bin/python3 -m pytest
 
-.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-peer-tls bench-kv bench-watch bench-latency bench-stability bench-failover bench-cow run deps clean
+.PHONY: install uninstall all test unit sim sim-teeth simtest cluster security faults asan valgrind fuzz bench bench-quick bench-peer-tls bench-kv bench-watch bench-latency bench-stability bench-failover bench-cow run deps clean
 all: $(LIB_OBJS) $(DAEMON) $(CTL) $(UNIT_BINS) $(SIM) $(LINCHECK)
 
 $(O)/%.o: %.c
@@ -181,6 +181,11 @@ fuzz:
 bench: all $(O)/watch_client
 	@sh bench/run.sh
 	@sh bench/peer_tls.sh
+
+# One short round of the throughput runs, CPU per request and the 5-node
+# clusters included (bench/run.sh with BENCH_QUICK=1; build/bench-quick/).
+bench-quick: all
+	@BENCH_QUICK=1 sh bench/run.sh
 
 # Write throughput over plain TCP and over peer TLS (bench/PEER_TLS.md).
 bench-peer-tls: all

@@ -31,13 +31,14 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from helper import Proc, craftd_status  # noqa: E402 (bench/helper.py, beside this file)
 
 PHASES = ["detect", "prevote", "vote", "commit", "direct", "forward", "total"]
 
@@ -59,14 +60,16 @@ def http_req(addr, method, path, body=None, timeout=5.0):
 
 
 def status(addr):
+    """A node's /status, or None while it does not answer."""
     try:
-        st, data = http_req(addr, "GET", "/status", timeout=1.0)
-    except OSError:
+        return craftd_status(addr)
+    except (OSError, ValueError, http.client.HTTPException):
         return None
-    return json.loads(data) if st == 200 else None
 
 
-class Node:
+class Node(Proc):
+    """One craftd node (helper.py's Proc: kill9, stop) with its debug log."""
+
     def __init__(self, craftd, i, port, root, extra, join=None):
         self.name = f"node{i}"
         self.haddr = f"127.0.0.1:{port + i}"
@@ -78,23 +81,7 @@ class Node:
         if join:
             argv += ["-join", join]
         self.argv = argv + list(extra) + [self.dir]
-        self.logf = open(self.log_path, "ab")
-        self.p = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.logf,
-                                  stderr=subprocess.STDOUT)
-
-    def kill9(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGKILL)
-        self.p.wait()
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        self.logf.close()
+        super().__init__(self.argv, self.log_path)
 
     def events(self, since):
         """(wall time, message) of this node's log lines after since."""

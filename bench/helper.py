@@ -286,15 +286,18 @@ def dir_kib(path):
 
 
 class Proc:
-    """A child process whose PID is also written to pidfile (run.sh's trap
-    kills what is listed there if this script dies)."""
+    """A child process logging to logpath, its PID also written to pidfile
+    when there is one (run.sh's trap kills what is listed there if this
+    script dies). bench/failover.py's nodes are these too."""
 
-    def __init__(self, argv, logpath, pidfile):
+    def __init__(self, argv, logpath, pidfile=None):
         self.logf = open(logpath, "ab")
         self.t0 = time.monotonic()
-        self.p = subprocess.Popen(argv, stdout=self.logf, stderr=subprocess.STDOUT)
-        with open(pidfile, "a") as f:
-            f.write("%d\n" % self.p.pid)
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf,
+                                  stderr=subprocess.STDOUT)
+        if pidfile is not None:
+            with open(pidfile, "a") as f:
+                f.write("%d\n" % self.p.pid)
 
     def kill9(self):
         if self.p.poll() is None:

@@ -34,13 +34,10 @@ RAW=${LAT_OUT:-$T/raw}
 
 say() { echo "latency: $(date +%T) $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
+PYC=$PY; S=http
+. "$ROOT/bench/cluster.sh" # start_bg, craftd_cluster, etcd_cluster, stop_all
 cleanup() {
-    for pid in $(cat "$PIDS" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
-    for pid in $(cat "$PIDS" 2>/dev/null); do
-        i=0
-        while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-        kill -9 "$pid" 2>/dev/null || true
-    done
+    stop_all
     if [ -n "${KEEP_LOGS:-}" ]; then say "logs kept in $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
@@ -48,20 +45,6 @@ trap 'exit 130' INT TERM
 
 [ -x "$LAT" ] || die "$LAT is missing (make bench-latency builds it)"
 [ -x "$CRAFTD" ] || die "$CRAFTD is missing (run make first)"
-
-start_bg() { log=$1; shift; "$@" >"$log" 2>&1 & echo $! >>"$PIDS"; }
-
-cluster() { # tag binary http-port raft-port: prints leader= and follower=
-    tag=$1; bin=$2; hp=$3; rp=$4
-    start_bg "$T/${tag}0.log" "$bin" $FLAGS -id node0 -haddr 127.0.0.1:$hp -raddr 127.0.0.1:$rp "$T/$tag-d0"
-    $PY wait-craftd 1 127.0.0.1:$hp >/dev/null || die "$tag node0 did not start: $(tail -5 "$T/${tag}0.log")"
-    for i in 1 2; do
-        start_bg "$T/$tag$i.log" "$bin" $FLAGS -id node$i -haddr 127.0.0.1:$((hp+i)) \
-            -raddr 127.0.0.1:$((rp+i)) -join 127.0.0.1:$hp "$T/$tag-d$i"
-    done
-    $PY wait-craftd 3 127.0.0.1:$hp 127.0.0.1:$((hp+1)) 127.0.0.1:$((hp+2)) ||
-        die "$tag cluster not ready: $(tail -5 "$T/${tag}1.log")"
-}
 
 run() { # tag round name addr method path [body]
     tag=$1; rnd=$2; shift 2
@@ -77,27 +60,19 @@ craftd_round() { # tag round leader follower
     run "$tag" "$rnd" read_lin_leader "$ld" "$N" GET "/key/lat$rnd-7?level=linearizable"
 }
 
-eval "$(cluster a "$CRAFTD" $P $((P+100)) | sed 's/^/A_/')"
+out=$(craftd_cluster a "$CRAFTD" 3 $P $((P+100)) $FLAGS) || exit 1
+eval "$(echo "$out" | sed 's/^/A_/')"
 say "craftd ($CRAFTD): leader $A_leader, follower $A_follower"
 if [ -n "$BASE" ]; then
-    eval "$(cluster b "$BASE" $((P+200)) $((P+300)) | sed 's/^/B_/')"
+    out=$(craftd_cluster b "$BASE" 3 $((P+200)) $((P+300)) $FLAGS) || exit 1
+    eval "$(echo "$out" | sed 's/^/B_/')"
     say "craftd B ($BASE): leader $B_leader, follower $B_follower"
 fi
 ETCD=""
 if [ "${LAT_ETCD:-1}" != 0 ] && command -v etcd >/dev/null 2>&1; then
     ETCD=$(command -v etcd)
-    IC="e0=http://127.0.0.1:$((P+1100)),e1=http://127.0.0.1:$((P+1101)),e2=http://127.0.0.1:$((P+1102))"
-    for i in 0 1 2; do
-        start_bg "$T/etcd$i.log" "$ETCD" --name e$i --data-dir "$T/e$i" \
-            --listen-client-urls http://127.0.0.1:$((P+1000+i)) \
-            --advertise-client-urls http://127.0.0.1:$((P+1000+i)) \
-            --listen-peer-urls http://127.0.0.1:$((P+1100+i)) \
-            --initial-advertise-peer-urls http://127.0.0.1:$((P+1100+i)) \
-            --initial-cluster "$IC" --initial-cluster-state new --initial-cluster-token craftd-lat \
-            --logger zap --log-level warn
-    done
-    eval "$($PY wait-etcd 127.0.0.1:$((P+1000)) 127.0.0.1:$((P+1001)) 127.0.0.1:$((P+1002)) | sed 's/^/E_/')" ||
-        die "etcd cluster not ready"
+    out=$(etcd_cluster etcd "$ETCD" 3 $((P+1000)) $((P+1100))) || exit 1
+    eval "$(echo "$out" | sed 's/^/E_/')"
     say "etcd: leader $E_leader, follower $E_follower"
 fi
 

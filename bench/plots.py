@@ -63,7 +63,9 @@ def make(root, plotdir, prefix, med, runs, rss, title):
         rows.append('"%s" %s %s %s' % (label, num(med(runs, c, "rps")), num(med(runs, e, "rps")),
                                       num(med(runs, b, "rps")) if have_base else "NaN"))
     write(os.path.join(plotdir, name + ".dat"), "\n".join(rows) + "\n")
-    plot = ("'{d}' using 2:xtic(1) title 'craftd', '' using 3 title 'etcd (JSON gateway)'"
+    have_etcd = any(med(runs, e, "rps") for _, _, e, _ in PAIRS)  # none: etcd not measured
+    plot = ("'{d}' using 2:xtic(1) title 'craftd'"
+            + (", '' using 3 title 'etcd (JSON gateway)'" if have_etcd else "")
             + (", '' using 4 title 'craftd baseline'" if have_base else ""))
     gp = HIST.format(term=term, out="%s/%s.png" % (rel, name),
                      title="%s: throughput, medians (wrk, 64 connections)" % title,

@@ -37,6 +37,60 @@ BEFORE_NOW = [
     ("linearizable reads", "baseline_get_lin", "craftd_get_lin"),
     ("local reads (level=none)", "baseline_get_none", "craftd_get_none"),
 ]
+# the 5-node clusters (BENCH_FIVE): their runs, and the 3-node runs they are compared with
+FIVE_WORKLOADS = [
+    ("craftd5_put", "craftd 5 nodes write: POST /key (leader)"),
+    ("etcd5_put", "etcd 5 members write: POST /v3/kv/put (leader)"),
+    ("craftd5_get_lin", "craftd 5 nodes read, level=linearizable (follower)"),
+    ("etcd5_range_lin", "etcd 5 members range, linearizable (follower)"),
+]
+FIVE_VS_THREE = [  # label, 3-node craftd, 5-node craftd, 3-member etcd, 5-member etcd
+    ("writes", "craftd_put", "craftd5_put", "etcd_put", "etcd5_put"),
+    ("linearizable reads", "craftd_get_lin", "craftd5_get_lin", "etcd_range_lin", "etcd5_range_lin"),
+]
+# CPU per 200 answer (run_wrk's snapshots of /proc/<pid>/stat): the roles of
+# a cluster's nodes, and the run dict's key for each
+CPU_ROLES = [("leader", "cpu_leader_us"), ("follower", "cpu_follower_us"),
+             ("all nodes", "cpu_all_us")]
+CPU_RATIOS = [  # label, craftd run, etcd run, role key
+    ("writes, leader", "craftd_put", "etcd_put", "cpu_leader_us"),
+    ("writes, all nodes", "craftd_put", "etcd_put", "cpu_all_us"),
+    ("linearizable reads, serving follower", "craftd_get_lin", "etcd_range_lin", "cpu_follower_us"),
+    ("linearizable reads, leader", "craftd_get_lin", "etcd_range_lin", "cpu_leader_us"),
+    ("local reads, serving follower", "craftd_get_none", "etcd_range_ser", "cpu_follower_us"),
+    ("5-node writes, leader", "craftd5_put", "etcd5_put", "cpu_leader_us"),
+    ("5-node lin. reads, serving follower", "craftd5_get_lin", "etcd5_range_lin", "cpu_follower_us"),
+]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def read_cpu(path):
+    """{addr: (pid, ticks)} from one of run_wrk's "addr pid ticks" files."""
+    snap = {}
+    for line in read_text(path).splitlines():
+        f = line.split()
+        if len(f) == 3 and f[2] != "-":
+            snap[f[0]] = (f[1], int(f[2]))
+    return snap
+
+
+def cpu_per_200(out, name, rnd, n200):
+    """CPU microseconds per 200 answer of the run's cluster (named by the
+    workload's prefix) for its leader, the follower that takes the reads,
+    and all its nodes; None where a node is missing or was replaced."""
+    roles = dict(l.split("=", 1) for l in read_text(
+        os.path.join(out, name.split("_")[0] + ".roles")).splitlines() if "=" in l)
+    a = read_cpu(os.path.join(out, "%s.%d.cpu0" % (name, rnd)))
+    b = read_cpu(os.path.join(out, "%s.%d.cpu1" % (name, rnd)))
+
+    def us(addrs):
+        if not addrs or n200 == 0 or any(x not in a or x not in b or a[x][0] != b[x][0]
+                                         for x in addrs):
+            return None
+        return sum(b[x][1] - a[x][1] for x in addrs) * 1e6 / CLK_TCK / n200
+    return {"cpu_leader_us": us([roles["leader"]] if "leader" in roles else []),
+            "cpu_follower_us": us([roles["follower"]] if "follower" in roles else []),
+            "cpu_all_us": us(sorted(a)) if len(a) == len(b) else None}
 
 
 def load_runs(out, names):
@@ -57,6 +111,7 @@ def load_runs(out, names):
                 if d["n200"] == 0:
                     for k in ("lat_p50_us", "lat_p90_us", "lat_p99_us", "lat_max_us"):
                         d[k] = None
+                d.update(cpu_per_200(out, name, rnd, d["n200"]))
             rs.append((rnd, d))
         runs[name] = rs
     return runs
@@ -186,6 +241,88 @@ def before_now(L, S, runs, base):
             label, show(va), show(vb), "-" if ratio is None else "%.2fx" % ratio, rounds))
         S.append("%-24s %s %9s  now %9s  now/before %s (rounds %s)" % (
             label, base, show(va), show(vb), "-" if ratio is None else "%.2fx" % ratio, rounds))
+
+
+def us1(v):
+    return "-" if v is None else "%.1f" % v
+
+
+def cpu_section(L, S, runs, workloads, etcd_note):
+    """CPU microseconds per 200 answer: a table of medians per workload and
+    role, and the craftd / etcd ratios."""
+    L.append("")
+    L.append("## CPU per request (medians, microseconds per 200 answer)")
+    L.append("")
+    L.append("utime+stime of each node's process (/proc/<pid>/stat) read right before and "
+             "right after each wrk run, the difference divided by the run's 200 answers. "
+             "Leader: the cluster's leader; follower: the follower the reads go to (for "
+             "writes, one follower's replication); all nodes: the whole cluster. wrk's own "
+             "CPU is not in it. The clock tick is %d ms, so a figure is within one tick "
+             "of CPU divided by the run's answers." % (1000 // CLK_TCK))
+    L.append("")
+    L.append("| workload | " + " | ".join("%s µs" % r for r, _ in CPU_ROLES)
+             + " | by round (serving node) |")
+    L.append("|---|" + "---|" * len(CPU_ROLES) + "---|")
+    for name, label in workloads:
+        if not runs[name]:
+            continue
+        serving = "cpu_leader_us" if name.endswith("_put") else "cpu_follower_us"
+        L.append("| %s | %s | %s |" % (
+            label, " | ".join(us1(med(runs[name], k)) for _, k in CPU_ROLES),
+            " ".join(us1(d[serving]) if d else "-" for _, d in runs[name]) or "-"))
+    L.append("")
+    L.append("craftd / etcd below 1 means craftd spends less CPU per request.")
+    L.append("")
+    L.append("| comparison | craftd µs | etcd µs | craftd / etcd |")
+    L.append("|---|---|---|---|")
+    S.append("CPU per 200 answer (medians, µs): leader / serving follower / all nodes")
+    for name, label in workloads:
+        if runs[name]:
+            S.append("  %-18s %s" % (name, " / ".join(us1(med(runs[name], k))
+                                                       for _, k in CPU_ROLES)))
+    for label, a, b, key in CPU_RATIOS:
+        if not runs.get(a):
+            continue
+        va, vb = med(runs[a], key), med(runs.get(b, []), key)
+        ratio = "%.2fx" % (va / vb) if va and vb else \
+            ("etcd not measured" if etcd_note else "-")
+        L.append("| %s | %s | %s | %s |" % (label, us1(va), us1(vb), ratio))
+        if etcd_note:
+            S.append("CPU %-36s craftd %7s µs  (etcd not measured)" % (label, us1(va)))
+        else:
+            S.append("CPU %-36s craftd %7s µs  etcd %7s µs  craftd/etcd %s"
+                     % (label, us1(va), us1(vb), ratio))
+
+
+def five_section(L, S, runs):
+    """The 5-node row: throughput and latency of writes and linearizable
+    reads on 5 nodes, against the 3-node cluster of the same rounds."""
+    L.append("")
+    L.append("## 5 nodes against 3 (medians)")
+    L.append("")
+    L.append("A 5-node craftd cluster (and a 5-member etcd one) next to the 3-node ones, "
+             "the same wrk commands, in the same rounds (3-node craftd, 3-member etcd, 5-node craftd, 5-member etcd). "
+             "5 / 3: the 5-node figure over the 3-node one; \"by round\" divides the two "
+             "runs of the same round.")
+    L.append("")
+    L.append("| workload | 3 nodes 200s/s | 5 nodes 200s/s | 5 nodes p50 ms | 5 nodes p99 ms "
+             "| 5 / 3 | by round | etcd 3 200s/s | etcd 5 200s/s | craftd 5 / etcd 5 |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
+
+    def rate(v):
+        return "-" if v is None else "%.0f" % v
+    for label, c3, c5, e3, e5 in FIVE_VS_THREE:
+        v3, v5 = med(runs[c3], "rps"), med(runs[c5], "rps")
+        w3, w5 = med(runs.get(e3, []), "rps"), med(runs.get(e5, []), "rps")
+        ratio = "%.2fx" % (v5 / v3) if v3 and v5 else "-"
+        rounds = " ".join("%.2f" % x for _, x in by_round(runs, c3, c5, "rps")) or "-"
+        vs_etcd = "%.2fx" % (v5 / w5) if v5 and w5 else "-"
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            label, rate(v3), rate(v5), ms(med(runs[c5], "lat_p50_us")),
+            ms(med(runs[c5], "lat_p99_us")), ratio, rounds, rate(w3), rate(w5), vs_etcd))
+        S.append("5 nodes %-28s craftd %8s (3 nodes %s, 5/3 %s, rounds %s)  etcd 5 %s"
+                 % (label, rate(v5) + "/s", rate(v3) + "/s", ratio, rounds,
+                    "-" if w5 is None else rate(w5) + "/s"))
 
 
 def f1(v):
@@ -366,10 +503,16 @@ def main():
     out, dest = sys.argv[1], sys.argv[2]
     params = dict(a.split("=", 1) for a in sys.argv[3:])
     base = params.get("baseline", "")
-    workloads = list(WORKLOADS)
+    etcd_note = params.get("etcd_note", "")
+    workloads = [(n, l) for n, l in WORKLOADS if not (etcd_note and n.startswith("etcd"))]
+    if params.get("five") == "1":
+        workloads += [(n, l) for n, l in FIVE_WORKLOADS
+                      if not (etcd_note and n.startswith("etcd"))]
     if base:
         workloads += [(n, "craftd %s %s" % (base, label)) for n, label in BASELINE_WORKLOADS]
     runs = load_runs(out, [n for n, _ in workloads])
+    for n, _ in WORKLOADS + FIVE_WORKLOADS:  # what this run did not measure
+        runs.setdefault(n, [])
     L = []
     S = []  # summary lines for stdout
     L.append("# craftd benchmark results")
@@ -383,8 +526,19 @@ def main():
     L.append("- Load average (uptime) before the run: %s; after: %s"
              % (load_avg(os.path.join(out, "load_before.txt")),
                 load_avg(os.path.join(out, "load_after.txt"))))
-    L.append("- etcd %s (defaults, 3 members); craftd `%s` (defaults, 3 nodes)"
-             % (params.get("etcd_version", "?"), params.get("craftd", "build/craftd")))
+    if etcd_note:
+        L.append("- **etcd not measured**: %s; craftd `%s` (defaults, 3 nodes)"
+                 % (etcd_note, params.get("craftd", "build/craftd")))
+    else:
+        L.append("- etcd %s (defaults, 3 members); craftd `%s` (defaults, 3 nodes)"
+                 % (params.get("etcd_version", "?"), params.get("craftd", "build/craftd")))
+    if params.get("five") == "1":
+        L.append("- 5-node clusters too: craftd (HTTP ports +250, Raft +350)%s, for writes and "
+                 "linearizable reads" % ("" if etcd_note else
+                                         " and etcd (clients +1250, peers +1350)"))
+    if params.get("quick") == "1":
+        L.append("- **BENCH_QUICK=1**: the throughput runs alone (no baseline, memory, watch or "
+                 "latency part); a quick look, not figures to quote")
     L.append("- etcd is measured through its JSON gateway (grpc-gateway on its client port: "
              "HTTP/1.1 and JSON, `POST /v3/kv/put`, `/v3/kv/range`, `/v3/kv/txn`, "
              "`/v3/watch`), the same kind of API as craftd's, not through gRPC, which its own "
@@ -466,6 +620,8 @@ def main():
         ratio = (ra / rb) if ra and rb else None
         tgt = "-" if target is None else ">= %.0fx: %s" % (
             target, "met" if ratio and ratio >= target else "NOT met")
+        if etcd_note:
+            tgt = "etcd not measured"
         L.append("| %s | %s | %s | %s | %s |" % (
             label, "-" if ra is None else "%.0f" % ra, "-" if rb is None else "%.0f" % rb,
             "-" if ratio is None else "%.2fx" % ratio, tgt))
@@ -477,6 +633,9 @@ def main():
     ep99 = med(runs["etcd_put"], "lat_p99_us")
     if base:
         before_now(L, S, runs, base)
+    cpu_section(L, S, runs, workloads, etcd_note)
+    if params.get("five") == "1":
+        five_section(L, S, runs)
     L.append("")
     L.append("craftd write latency (median of runs): p50 %s ms, **p99 %s ms** (target < 10 ms: %s); "
              "etcd put p99 %s ms." % (ms(p50), ms(p99),
@@ -484,76 +643,77 @@ def main():
                                       ms(ep99)))
     S.append("craftd write latency p50 %s ms, p99 %s ms (etcd put p99 %s ms)"
              % (ms(p50), ms(p99), ms(ep99)))
-    L.append("")
-    L.append("## Memory and restart with %s keys (single node)" % params.get("nkeys"))
-    L.append("")
-    L.append("Loaded by POSTing batches of 1000 pairs (craftd: one `POST /key`; etcd: one "
-             "`/v3/kv/txn`, started with `--max-txn-ops 1000`) on 4 parallel connections; RSS read "
-             "from /proc/<pid>/status 2 s after the load; then `kill -9`, restart from the same "
-             "directory, and time from the exec to the first 200 with the right value for the "
-             "last loaded key (craftd `GET ?level=none`, etcd serializable range), polled every 2 ms.")
-    L.append("")
-    L.append("| | load time s | RSS MiB | peak RSS MiB | data dir MiB | restart to serving s "
-             "| RSS after restart MiB |")
-    L.append("|---|---|---|---|---|---|---|")
-    for kind in ("craftd", "etcd"):
-        d = read_json(os.path.join(out, "rss_%s.json" % kind))
-        if d is None:
-            if os.path.exists(os.path.join(out, "rss_%s.json" % kind)):
-                L.append("| %s | failed | | | | | |" % kind)
-                problems.append("%s RSS/restart part failed (see the run's stderr)" % kind)
-            continue
-        L.append("| %s | %s | %s | %s | %s | %s | %s |" % (
-            kind, d["load_s"], d["rss_mib"], d["hwm_mib"], d["disk_mib"],
-            d["restart_to_serving_s"], d["rss_after_restart_mib"]))
-        S.append("%-6s 10^6 keys: RSS %s MiB (peak %s), restart to serving %s s"
-                 % (kind, d["rss_mib"], d["hwm_mib"], d["restart_to_serving_s"]))
     rss = {}  # kind -> [[keys, RSS MiB], ...]
-    for kind in ("craftd", "etcd"):
-        d = read_json(os.path.join(out, "rss_%s.json" % kind))
-        if d and d.get("rss_steps"):
-            rss[kind] = d["rss_steps"]
-    if rss:
+    if any(os.path.exists(os.path.join(out, "rss_%s.json" % k)) for k in ("craftd", "etcd")):
         L.append("")
-        L.append("RSS against the keys held, read while loading (2 s after the load reached each "
-                 "count, on the same node):")
+        L.append("## Memory and restart with %s keys (single node)" % params.get("nkeys"))
         L.append("")
-        steps = sorted({k for pts in rss.values() for k, _ in pts})
-        L.append("| | " + " | ".join("%d keys" % k for k in steps) + " |")
-        L.append("|---|" + "---|" * len(steps))
-        for kind, pts in sorted(rss.items()):
-            by = dict(pts)
-            L.append("| %s RSS MiB | %s |" % (kind, " | ".join(
-                "-" if by.get(k) is None else "%.1f" % by[k] for k in steps)))
-    for kind in ("craftd", "etcd"):
-        d = read_json(os.path.join(out, "rss_%s.json" % kind))
-        if d:
+        L.append("Loaded by POSTing batches of 1000 pairs (craftd: one `POST /key`; etcd: one "
+                 "`/v3/kv/txn`, started with `--max-txn-ops 1000`) on 4 parallel connections; RSS read "
+                 "from /proc/<pid>/status 2 s after the load; then `kill -9`, restart from the same "
+                 "directory, and time from the exec to the first 200 with the right value for the "
+                 "last loaded key (craftd `GET ?level=none`, etcd serializable range), polled every 2 ms.")
+        L.append("")
+        L.append("| | load time s | RSS MiB | peak RSS MiB | data dir MiB | restart to serving s "
+                 "| RSS after restart MiB |")
+        L.append("|---|---|---|---|---|---|---|")
+        for kind in ("craftd", "etcd"):
+            d = read_json(os.path.join(out, "rss_%s.json" % kind))
+            if d is None:
+                if os.path.exists(os.path.join(out, "rss_%s.json" % kind)):
+                    L.append("| %s | failed | | | | | |" % kind)
+                    problems.append("%s RSS/restart part failed (see the run's stderr)" % kind)
+                continue
+            L.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                kind, d["load_s"], d["rss_mib"], d["hwm_mib"], d["disk_mib"],
+                d["restart_to_serving_s"], d["rss_after_restart_mib"]))
+            S.append("%-6s 10^6 keys: RSS %s MiB (peak %s), restart to serving %s s"
+                     % (kind, d["rss_mib"], d["hwm_mib"], d["restart_to_serving_s"]))
+        for kind in ("craftd", "etcd"):
+            d = read_json(os.path.join(out, "rss_%s.json" % kind))
+            if d and d.get("rss_steps"):
+                rss[kind] = d["rss_steps"]
+        if rss:
             L.append("")
-            L.append("%s command: `%s`" % (kind, local_paths(d["argv"])))
-    L.append("")
-    L.append("## Listing 1,000 keys among %s (single node)" % params.get("nkeys"))
-    L.append("")
-    L.append("On the loaded node above, before the restart: 200 listings of the 1,000 keys under "
-             "a prefix (`m000000000123` holds m000000000123000..999), one after the other on one "
-             "keep-alive connection; craftd `GET /keys?prefix=<p>&limit=1000`, etcd "
-             "`/v3/kv/range` from the prefix to its end with `limit` 1000, both at their default "
-             "(linearizable) level. A craftd answering 404 (a build without listing) is "
-             "skipped.")
-    L.append("")
-    L.append("| | listings | p50 ms | p99 ms | listings/s |")
-    L.append("|---|---|---|---|---|")
-    for kind in ("craftd", "etcd"):
-        d = read_json(os.path.join(out, "rss_%s.json" % kind))
-        if d is None:
-            continue
-        if "list_skipped" in d:
-            L.append("| %s | skipped: %s | | | |" % (kind, d["list_skipped"]))
-            S.append("%-6s listing 1,000 of 10^6: skipped (%s)" % (kind, d["list_skipped"]))
-        elif "list_n" in d:
-            L.append("| %s | %d | %s | %s | %s |" % (kind, d["list_n"], d["list_p50_ms"],
-                                                   d["list_p99_ms"], d["list_per_s"]))
-            S.append("%-6s listing 1,000 of 10^6: p50 %s ms, %s listings/s"
-                     % (kind, d["list_p50_ms"], d["list_per_s"]))
+            L.append("RSS against the keys held, read while loading (2 s after the load reached each "
+                     "count, on the same node):")
+            L.append("")
+            steps = sorted({k for pts in rss.values() for k, _ in pts})
+            L.append("| | " + " | ".join("%d keys" % k for k in steps) + " |")
+            L.append("|---|" + "---|" * len(steps))
+            for kind, pts in sorted(rss.items()):
+                by = dict(pts)
+                L.append("| %s RSS MiB | %s |" % (kind, " | ".join(
+                    "-" if by.get(k) is None else "%.1f" % by[k] for k in steps)))
+        for kind in ("craftd", "etcd"):
+            d = read_json(os.path.join(out, "rss_%s.json" % kind))
+            if d:
+                L.append("")
+                L.append("%s command: `%s`" % (kind, local_paths(d["argv"])))
+        L.append("")
+        L.append("## Listing 1,000 keys among %s (single node)" % params.get("nkeys"))
+        L.append("")
+        L.append("On the loaded node above, before the restart: 200 listings of the 1,000 keys under "
+                 "a prefix (`m000000000123` holds m000000000123000..999), one after the other on one "
+                 "keep-alive connection; craftd `GET /keys?prefix=<p>&limit=1000`, etcd "
+                 "`/v3/kv/range` from the prefix to its end with `limit` 1000, both at their default "
+                 "(linearizable) level. A craftd answering 404 (a build without listing) is "
+                 "skipped.")
+        L.append("")
+        L.append("| | listings | p50 ms | p99 ms | listings/s |")
+        L.append("|---|---|---|---|---|")
+        for kind in ("craftd", "etcd"):
+            d = read_json(os.path.join(out, "rss_%s.json" % kind))
+            if d is None:
+                continue
+            if "list_skipped" in d:
+                L.append("| %s | skipped: %s | | | |" % (kind, d["list_skipped"]))
+                S.append("%-6s listing 1,000 of 10^6: skipped (%s)" % (kind, d["list_skipped"]))
+            elif "list_n" in d:
+                L.append("| %s | %d | %s | %s | %s |" % (kind, d["list_n"], d["list_p50_ms"],
+                                                       d["list_p99_ms"], d["list_per_s"]))
+                S.append("%-6s listing 1,000 of 10^6: p50 %s ms, %s listings/s"
+                         % (kind, d["list_p50_ms"], d["list_per_s"]))
     watch = read_text(os.path.join(out, "watch.md"))  # bench/watch.sh's section
     if watch:
         L.append("")
@@ -597,13 +757,15 @@ def main():
         plot_lines.append("No plots: %s" % e)
     L[summary_at:summary_at] = plot_lines
     L[summary_at:summary_at] = (["## Summary", "",
-                                  "Point writes and reads (medians, 200s/s), RSS and restart "
-                                  "with %s keys, listing 1,000 keys among them:" % params.get("nkeys"),
+                                  "Point writes and reads (medians, 200s/s), CPU per request, "
+                                  "RSS and restart with %s keys, listing 1,000 keys among them:"
+                                  % params.get("nkeys"),
                                   "", "```"] + S + ["```", ""])
     with open(dest, "w") as f:
         f.write("\n".join(L) + "\n")
     print("==== craftd vs etcd %s (medians of %s interleaved runs; full table in %s)"
-          % (params.get("etcd_version"), params.get("rounds"), os.path.relpath(dest)))
+          % (params.get("etcd_version") or "(etcd not measured)", params.get("rounds"),
+             os.path.relpath(dest)))
     for s in S:
         print(s)
     for p in problems:

@@ -25,6 +25,15 @@
 # workloads, back to back with the current build; BENCH_BASELINE= (empty)
 # skips it, as do BENCH_TLS and BENCH_AUTH (that revision has neither).
 # BENCH_BASELINE_FLAGS: extra flags for the baseline nodes (empty).
+# BENCH_FIVE=0 skips the 5-node clusters (craftd HTTP P+250..254, Raft
+# P+350..; etcd clients P+1250.., peers P+1350..), which take the write and
+# linearizable read workloads in every round. BENCH_SKIP_ETCD=1 runs without
+# etcd, as does a machine without it (the report says etcd was not measured).
+# Every wrk run reads the CPU time (utime+stime) of each node of its cluster
+# before and after it: CPU per 200 answer in the report.
+# BENCH_QUICK=1 (`make bench-quick`): the throughput runs alone, 1 round of
+# 3 s by default, no baseline, memory, watch or latency part; the report goes
+# to build/bench-quick/RESULTS.md.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -32,8 +41,18 @@ ROOT=$(pwd)
 BENCH_DIR=$ROOT/bench
 export BENCH_DIR
 CRAFTD=$ROOT/build/craftd
+QUICK=${BENCH_QUICK:-}
+if [ -n "$QUICK" ]; then
+    BENCH_DURATION=${BENCH_DURATION:-3}
+    BENCH_ROUNDS=${BENCH_ROUNDS:-1}
+    BENCH_BASELINE=${BENCH_BASELINE-}
+    BENCH_RESULTS=${BENCH_RESULTS:-$ROOT/build/bench-quick/RESULTS.md}
+    mkdir -p "$(dirname "$BENCH_RESULTS")"
+fi
 DUR=${BENCH_DURATION:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
+FIVE=${BENCH_FIVE:-1}
+[ "$FIVE" != 0 ] || FIVE=""
 NKEYS=${BENCH_NKEYS:-1000000}
 NREAD=10000
 P=${BENCH_PORT:-31000}
@@ -58,8 +77,6 @@ die() { say "ERROR: $*"; exit 1; }
 # ---- tools (installed when missing and root)
 need=""
 command -v wrk >/dev/null 2>&1 || need="$need wrk"
-command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
-command -v etcdctl >/dev/null 2>&1 || need="$need etcd-client"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 if [ -n "$need" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -82,9 +99,32 @@ if ! command -v gnuplot >/dev/null 2>&1; then
         say "no gnuplot (apt-get install gnuplot-nox): the report will have no plots"
     fi
 fi
+# etcd is compared with, not needed: without it the craftd parts still run
+ETCD_NOTE=""   # why etcd is not measured
+if [ -n "${BENCH_SKIP_ETCD:-}" ]; then
+    ETCD_NOTE="BENCH_SKIP_ETCD is set"
+elif ! command -v etcd >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing etcd-server"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server >/dev/null 2>&1 ||
+            { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server >/dev/null 2>&1; } ||
+            ETCD_NOTE="no etcd on this machine (cannot install etcd-server)"
+    else
+        ETCD_NOTE="no etcd on this machine (apt-get install etcd-server)"
+    fi
+fi
+ETCD=""
+ETCD_VERSION=""
+if [ -z "$ETCD_NOTE" ]; then
+    ETCD=$(command -v etcd)
+    ETCD_VERSION=$("$ETCD" --version 2>/dev/null | sed -n 's/^etcd Version: //p')
+else
+    say "etcd not measured: $ETCD_NOTE"
+fi
+WATCH_ETCD=${BENCH_WATCH_ETCD:-1}  # the later parts skip etcd too without it
+LAT_ETCD=${LAT_ETCD:-1}
+[ -n "$ETCD" ] || { WATCH_ETCD=0; LAT_ETCD=0; }
 [ -x "$CRAFTD" ] || die "$CRAFTD is missing (run make first)"
-ETCD=$(command -v etcd)
-ETCD_VERSION=$("$ETCD" --version 2>/dev/null | sed -n 's/^etcd Version: //p')
 
 # ---- ports must be free
 python3 - "$P" <<'PYEOF' || die "a port in use on 127.0.0.1 (set BENCH_PORT to another base)"
@@ -92,6 +132,7 @@ import socket, sys
 p = int(sys.argv[1])
 ports = [b + off for off in (0, 1, 2, 10, 100, 101, 102, 110) for b in (p, p + 1000)]
 ports += [p + off for off in (200, 201, 202, 300, 301, 302)]  # the baseline cluster
+ports += [b + off for off in range(250, 255) for b in (p, p + 100, p + 1000, p + 1100)]  # 5 nodes
 for port in ports:
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -109,15 +150,9 @@ PIDS=$T/pids
 OUT=$T/out
 mkdir -p "$OUT"
 uptime >"$OUT/load_before.txt"
+. "$BENCH_DIR/cluster.sh"
 cleanup() {
-    for pid in $(cat "$PIDS" 2>/dev/null); do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in $(cat "$PIDS" 2>/dev/null); do
-        i=0
-        while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-        kill -9 "$pid" 2>/dev/null || true
-    done
+    stop_all
     if [ -n "${KEEP_LOGS:-}" ]; then say "logs kept in $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
@@ -168,12 +203,6 @@ if [ -n "$AUTH" ]; then
 fi
 PYC="env BENCH_AUTHZ=$AUTHZ $PY" # helper commands against craftd
 
-start_bg() { # logfile argv...: starts argv in the background, remembers its PID
-    log=$1; shift
-    "$@" >"$log" 2>&1 &
-    echo $! >>"$PIDS"
-}
-
 # ---- the baseline craftd, built from BENCH_BASELINE with its own Makefile
 # (the same compiler and flags as the current build; not the caller's make
 # variables, so that `make O=...` does not reach it)
@@ -195,95 +224,72 @@ else
 fi
 [ -z "$BASE_NOTE" ] || say "no baseline: $BASE_NOTE"
 
-craftd_cluster() { # tag binary http-port raft-port flags...: 3 nodes, the first
-    # bootstraps, the others join it; logs and PID files $T/<tag><i>.log/.pid;
-    # prints leader=<addr> and follower=<addr>
-    tag=$1; bin=$2; hp=$3; rp=$4; shift 4
-    start_bg "$T/${tag}0.log" "$bin" "$@" -id node0 -haddr 127.0.0.1:$hp -raddr 127.0.0.1:$rp "$T/${tag}-d0"
-    echo $! >"$T/${tag}0.pid"
-    $PYC wait-craftd 1 127.0.0.1:$hp >/dev/null || die "$tag node0 did not start: $(tail -5 "$T/${tag}0.log")"
-    for i in 1 2; do
-        start_bg "$T/$tag$i.log" "$bin" "$@" -id node$i -haddr 127.0.0.1:$((hp+i)) \
-            -raddr 127.0.0.1:$((rp+i)) -join 127.0.0.1:$hp "$T/$tag-d$i"
-        echo $! >"$T/$tag$i.pid"
-    done
-    $PYC wait-craftd 3 127.0.0.1:$hp 127.0.0.1:$((hp+1)) 127.0.0.1:$((hp+2)) ||
-        die "$tag cluster not ready: $(tail -5 "$T/${tag}1.log")"
+# ---- the clusters: craftd 3 nodes (and the baseline's 3), etcd 3 members,
+# and with BENCH_FIVE 5 of each; each one's leader= and follower= become
+# <TAG>_leader and <TAG>_follower, and are kept in $OUT/<tag>.roles for the
+# report's CPU figures
+cluster_up() { # tag kind(craftd|etcd) binary n port1 port2 flags...
+    tag=$1; kind=$2; shift 2
+    out=$(${kind}_cluster "$tag" "$@") || exit 1
+    echo "$out" >"$OUT/$tag.roles"
+    eval "$(echo "$out" | sed "s/^/$(echo "$tag" | tr a-z A-Z)_/")"
 }
-
-# ---- craftd: 3 nodes (and the baseline's 3)
-C0=127.0.0.1:$P; C1=127.0.0.1:$((P+1)); C2=127.0.0.1:$((P+2))
-out=$(craftd_cluster craftd "$CRAFTD" $P $((P+100)) $CFLAGS_EXTRA) || exit 1
-eval "$(echo "$out" | sed 's/^/CRAFTD_/')"
+cluster_up craftd craftd "$CRAFTD" 3 $P $((P+100)) $CFLAGS_EXTRA
 say "craftd: 3 voters, leader $CRAFTD_leader, reads on follower $CRAFTD_follower"
 if [ -n "$BASELINE" ]; then
-    out=$(craftd_cluster baseline "$BASELINE" $((P+200)) $((P+300)) $BASE_FLAGS) || exit 1
-    eval "$(echo "$out" | sed 's/^/BASELINE_/')"
+    cluster_up baseline craftd "$BASELINE" 3 $((P+200)) $((P+300)) $BASE_FLAGS
     say "baseline $BASE_REV: 3 voters, leader $BASELINE_leader, reads on follower $BASELINE_follower"
 fi
-
-# ---- etcd: 3 members
-E0=127.0.0.1:$((P+1000)); E1=127.0.0.1:$((P+1001)); E2=127.0.0.1:$((P+1002))
-IC="e0=http://127.0.0.1:$((P+1100)),e1=http://127.0.0.1:$((P+1101)),e2=http://127.0.0.1:$((P+1102))"
-for i in 0 1 2; do
-    start_bg "$T/etcd$i.log" "$ETCD" --name e$i --data-dir "$T/e$i" \
-        --listen-client-urls $S://127.0.0.1:$((P+1000+i)) \
-        --advertise-client-urls $S://127.0.0.1:$((P+1000+i)) $ETCD_TLS \
-        --listen-peer-urls http://127.0.0.1:$((P+1100+i)) \
-        --initial-advertise-peer-urls http://127.0.0.1:$((P+1100+i)) \
-        --initial-cluster "$IC" --initial-cluster-state new --initial-cluster-token craftd-bench \
-        --logger zap --log-level warn
-done
-out=$($PY wait-etcd "$E0" "$E1" "$E2") || die "etcd cluster not ready: $(tail -5 "$T/etcd0.log")"
-eval "$(echo "$out" | sed 's/^/ETCD_/')"
-say "etcd $ETCD_VERSION: healthy, leader $ETCD_leader, reads on follower $ETCD_follower"
+if [ -n "$FIVE" ]; then
+    cluster_up craftd5 craftd "$CRAFTD" 5 $((P+250)) $((P+350)) $CFLAGS_EXTRA
+    say "craftd 5 nodes: 5 voters, leader $CRAFTD5_leader, reads on follower $CRAFTD5_follower"
+fi
+if [ -n "$ETCD" ]; then
+    cluster_up etcd etcd "$ETCD" 3 $((P+1000)) $((P+1100)) $ETCD_TLS
+    say "etcd $ETCD_VERSION: healthy, leader $ETCD_leader, reads on follower $ETCD_follower"
+    if [ -n "$FIVE" ]; then
+        cluster_up etcd5 etcd "$ETCD" 5 $((P+1250)) $((P+1350)) $ETCD_TLS
+        say "etcd 5 members: healthy, leader $ETCD5_leader, reads on follower $ETCD5_follower"
+    fi
+fi
 
 # ---- preload the read keys and check a sample of each workload
-$PYC preload-craftd "$CRAFTD_leader" $NREAD || die "craftd preload failed"
-$PY preload-etcd "$ETCD_leader" $NREAD || die "etcd preload failed"
-$PYC check-craftd "$CRAFTD_leader" "$CRAFTD_follower" $NREAD || die "craftd sample check failed"
-if [ -n "$BASELINE" ]; then
-    $PY preload-craftd "$BASELINE_leader" $NREAD || die "baseline preload failed"
-    $PY check-craftd "$BASELINE_leader" "$BASELINE_follower" $NREAD || die "baseline sample check failed"
-fi
-$PY check-etcd "$ETCD_leader" "$ETCD_follower" $NREAD || die "etcd sample check failed"
+for tag in craftd ${BASELINE:+baseline} ${FIVE:+craftd5}; do
+    eval "ld=\$$(echo $tag | tr a-z A-Z)_leader fl=\$$(echo $tag | tr a-z A-Z)_follower"
+    $PYC preload-craftd "$ld" $NREAD || die "$tag preload failed"
+    $PYC check-craftd "$ld" "$fl" $NREAD || die "$tag sample check failed"
+done
+for tag in ${ETCD:+etcd} ${ETCD:+${FIVE:+etcd5}}; do
+    eval "ld=\$$(echo $tag | tr a-z A-Z)_leader fl=\$$(echo $tag | tr a-z A-Z)_follower"
+    $PY preload-etcd "$ld" $NREAD || die "$tag preload failed"
+    $PY check-etcd "$ld" "$fl" $NREAD || die "$tag sample check failed"
+done
 
 # ---- wrk runs, interleaved
 WRK="wrk -t$THREADS -c$CONNS -d${DUR}s --latency"
 {
     echo "craftd_put	$WRK -s bench/craftd_put.lua $S://<craftd leader>"
-    echo "etcd_put	$WRK -s bench/etcd_put.lua $S://<etcd leader>"
+    [ -z "$ETCD" ] || echo "etcd_put	$WRK -s bench/etcd_put.lua $S://<etcd leader>"
     echo "craftd_get_lin	BENCH_LEVEL=linearizable $WRK -s bench/craftd_get.lua $S://<craftd follower>"
-    echo "etcd_range_lin	$WRK -s bench/etcd_range.lua $S://<etcd follower>"
+    [ -z "$ETCD" ] || echo "etcd_range_lin	$WRK -s bench/etcd_range.lua $S://<etcd follower>"
     echo "craftd_get_none	BENCH_LEVEL=none $WRK -s bench/craftd_get.lua $S://<craftd follower>"
-    echo "etcd_range_ser	BENCH_SERIALIZABLE=1 $WRK -s bench/etcd_range.lua $S://<etcd follower>"
+    [ -z "$ETCD" ] || echo "etcd_range_ser	BENCH_SERIALIZABLE=1 $WRK -s bench/etcd_range.lua $S://<etcd follower>"
     [ -z "$BASELINE" ] || echo "baseline_*	each craftd_* command on the $BASE_REV cluster${BASE_FLAGS:+ (flags $BASE_FLAGS)}, back to back with it"
+    [ -z "$FIVE" ] || echo "craftd5_*	craftd_put and craftd_get_lin on the 5-node craftd cluster"
+    [ -z "$FIVE" ] || [ -z "$ETCD" ] || echo "etcd5_*	etcd_put and etcd_range_lin on the 5-member etcd cluster"
+    echo "(CPU)	before and after each run: utime+stime of every node of its cluster, /proc/<pid>/stat fields 14 and 15"
 } >"$OUT/commands.tsv"
 
-run_wrk() { # name round url script [VAR=value...]
-    name=$1; round=$2; url=$3; script=$4; shift 4
+run_wrk() { # name round tag url script [VAR=value...]: one wrk run against
+    # cluster <tag>, with the CPU time of its nodes before and after
+    name=$1; round=$2; ctag=$3; url=$4; script=$5; shift 5
     say "round $round: $name"
+    cpu_snap "$ctag" >"$OUT/$name.$round.cpu0"
     env BENCH_RUN="$round" BENCH_NREAD=$NREAD BENCH_AUTHZ="$AUTHZ" "$@" \
         $WRK -s "$BENCH_DIR/$script" "$url" >"$OUT/$name.$round.txt" 2>&1 ||
         say "wrk failed for $name round $round: $(tail -3 "$OUT/$name.$round.txt")"
+    cpu_snap "$ctag" >"$OUT/$name.$round.cpu1"
     grep '^BENCHJSON ' "$OUT/$name.$round.txt" | sed 's/^BENCHJSON //' >"$OUT/$name.$round.json" || true
-}
-check_alive() { # tag what: after a run, did a node of cluster <tag> die? (recorded once per node)
-    for i in 0 1 2; do
-        pid=$(cat "$T/$1$i.pid")
-        if ! kill -0 "$pid" 2>/dev/null && [ ! -e "$OUT/dead$1$i" ]; then
-            : >"$OUT/dead$1$i"
-            say "$1 node$i (pid $pid) is dead after $2"
-            {
-                echo "$1 node$i (pid $pid) died during or before $2. Last log lines:"
-                tail -3 "$T/$1$i.log"
-                # the kernel names the crashing thread: a tid just above the pid
-                dmesg 2>/dev/null | awk -v p="$pid" 'match($0, /craftd\[[0-9]+\]/) {
-                    t = substr($0, RSTART + 7, RLENGTH - 8) + 0
-                    if (t >= p && t < p + 32) print substr($0, 1, 200) }' | head -2
-            } >>"$OUT/craftd_deaths.txt"
-        fi
-    done
 }
 craftd_runs() { # round workload role script [VAR=value...]: the current build
     # and the baseline back to back, the baseline first in even rounds so
@@ -294,58 +300,71 @@ craftd_runs() { # round workload role script [VAR=value...]: the current build
         if [ $((rnd % 2)) = 0 ]; then tags="baseline craftd"; else tags="craftd baseline"; fi
     fi
     for tag in $tags; do
-        if [ $tag = craftd ]; then
-            eval "addr=\$CRAFTD_$role"
-        else
-            eval "addr=\$BASELINE_$role"
-        fi
-        run_wrk ${tag}_$w "$rnd" "$S://$addr" "$script" "$@"
-        check_alive $tag "${tag}_$w round $rnd"
+        eval "addr=\$$(echo $tag | tr a-z A-Z)_$role"
+        run_wrk ${tag}_$w "$rnd" $tag "$S://$addr" "$script" "$@"
+        check_alive $tag "${tag}_$w round $rnd" "$OUT"
     done
+}
+five_runs() { # round workload role craftd-script etcd-workload etcd-script [VAR=value...]:
+    # the 5-node clusters, when there are
+    rnd=$1; w=$2; role=$3; cs=$4; ew=$5; es=$6; shift 6
+    [ -n "$FIVE" ] || return 0
+    eval "addr=\$CRAFTD5_$role"
+    run_wrk craftd5_$w "$rnd" craftd5 "$S://$addr" "$cs" "$@"
+    check_alive craftd5 "craftd5_$w round $rnd" "$OUT"
+    [ -n "$ETCD" ] || return 0
+    eval "addr=\$ETCD5_$role"
+    run_wrk etcd5_$ew "$rnd" etcd5 "$S://$addr" "$es"
+}
+etcd_run() { # name round role script [VAR=value...]
+    [ -n "$ETCD" ] || return 0
+    n=$1; rnd=$2; role=$3; shift 3
+    eval "addr=\$ETCD_$role"
+    run_wrk "$n" "$rnd" etcd "$S://$addr" "$@"
 }
 r=1
 while [ $r -le "$ROUNDS" ]; do
     craftd_runs $r put leader craftd_put.lua
-    run_wrk etcd_put $r "$S://$ETCD_leader" etcd_put.lua
+    etcd_run etcd_put $r leader etcd_put.lua
+    five_runs $r put leader craftd_put.lua put etcd_put.lua
     craftd_runs $r get_lin follower craftd_get.lua BENCH_LEVEL=linearizable
-    run_wrk etcd_range_lin $r "$S://$ETCD_follower" etcd_range.lua
+    etcd_run etcd_range_lin $r follower etcd_range.lua
+    five_runs $r get_lin follower craftd_get.lua range_lin etcd_range.lua BENCH_LEVEL=linearizable
     craftd_runs $r get_none follower craftd_get.lua BENCH_LEVEL=none
-    run_wrk etcd_range_ser $r "$S://$ETCD_follower" etcd_range.lua BENCH_SERIALIZABLE=1
+    etcd_run etcd_range_ser $r follower etcd_range.lua BENCH_SERIALIZABLE=1
     r=$((r+1))
 done
 
-# were the clusters still whole after the load?
-$PYC wait-craftd-quick 3 "$C0" "$C1" "$C2" >"$OUT/craftd_after.txt" 2>&1 ||
-    say "craftd cluster not healthy after the wrk runs"
-curl -s $CURL_TLS ${AUTH:+-u bench:bench-pass} "$S://$C0/status" >"$OUT/craftd_status_after.json" 2>/dev/null || true
-for i in 0 1 2; do
-    grep -E ' (WARN|ERROR) ' "$T/craftd$i.log" | head -20 >"$OUT/craftd$i.warn" || true
-done
-if [ -n "$BASELINE" ]; then
-    $PY wait-craftd-quick 3 127.0.0.1:$((P+200)) 127.0.0.1:$((P+201)) 127.0.0.1:$((P+202)) \
-        >"$OUT/baseline_after.txt" 2>&1 || say "baseline cluster not healthy after the wrk runs"
-    for i in 0 1 2; do
-        grep -E ' (WARN|ERROR) ' "$T/baseline$i.log" | head -20 >"$OUT/baseline$i.warn" || true
+# were the clusters still whole after the load? (and their WARN/ERROR lines)
+for tag in craftd ${BASELINE:+baseline} ${FIVE:+craftd5}; do
+    n=$(wc -l <"$T/$tag.nodes")
+    $PYC wait-craftd-quick "$n" $(cluster_addrs $tag) >"$OUT/${tag}_after.txt" 2>&1 ||
+        say "$tag cluster not healthy after the wrk runs"
+    i=0
+    while [ $i -lt "$n" ]; do
+        grep -E ' (WARN|ERROR) ' "$T/$tag$i.log" | head -20 >"$OUT/$tag$i.warn" || true
+        i=$((i+1))
     done
-fi
+done
+curl -s $CURL_TLS ${AUTH:+-u bench:bench-pass} "$S://127.0.0.1:$P/status" >"$OUT/craftd_status_after.json" 2>/dev/null || true
 
 # ---- stop the clusters before the memory part (by PID)
-for pid in $(cat "$PIDS"); do kill "$pid" 2>/dev/null || true; done
-for pid in $(cat "$PIDS"); do
-    i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-done
+stop_all
 
 # ---- watchers, idle and fan-out (its own clusters; bench/watch.sh)
-[ -n "${BENCH_SKIP_WATCH:-}$TLS$AUTH" ] || sh "$BENCH_DIR/watch.sh" "$OUT" || say "watch part failed"
+[ -n "${BENCH_SKIP_WATCH:-}$TLS$AUTH$QUICK" ] ||
+    BENCH_WATCH_ETCD=$WATCH_ETCD sh "$BENCH_DIR/watch.sh" "$OUT" || say "watch part failed"
 
 # ---- RSS with 10^6 keys, listing 1,000 of them (GET /keys; skipped if the
 # node answers 404) and restart-to-serving time (single node)
-say "craftd: loading $NKEYS keys into a single node"
-env -u BENCH_CA $PY rss-craftd "$CRAFTD" $((P+10)) "$T/rc" "$T/rss-craftd.log" "$PIDS" "$NKEYS" $CFLAGS_PLAIN \
-    >"$OUT/rss_craftd.json" || say "craftd RSS part failed: $(tail -5 "$T/rss-craftd.log")"
-grep -E ' (WARN|ERROR) ' "$T/rss-craftd.log" | head -20 >"$OUT/rss-craftd.warn" || true
-rm -rf "$T/rc"
-if [ -z "${BENCH_SKIP_ETCD_RSS:-}" ]; then
+if [ -z "$QUICK" ]; then
+    say "craftd: loading $NKEYS keys into a single node"
+    env -u BENCH_CA $PY rss-craftd "$CRAFTD" $((P+10)) "$T/rc" "$T/rss-craftd.log" "$PIDS" "$NKEYS" $CFLAGS_PLAIN \
+        >"$OUT/rss_craftd.json" || say "craftd RSS part failed: $(tail -5 "$T/rss-craftd.log")"
+    grep -E ' (WARN|ERROR) ' "$T/rss-craftd.log" | head -20 >"$OUT/rss-craftd.warn" || true
+    rm -rf "$T/rc"
+fi
+if [ -z "${BENCH_SKIP_ETCD_RSS:-}$QUICK" ] && [ -n "$ETCD" ]; then
     say "etcd: loading $NKEYS keys into a single member"
     env -u BENCH_CA $PY rss-etcd "$ETCD" $((P+1010)) "$T/re" "$T/rss-etcd.log" "$PIDS" "$NKEYS" \
         >"$OUT/rss_etcd.json" || say "etcd RSS part failed: $(tail -5 "$T/rss-etcd.log")"
@@ -361,7 +380,8 @@ python3 "$BENCH_DIR/report.py" "$OUT" "$RESULTS" "tls=${TLS:+1}" "auth=${AUTH:+1
     "conns=$CONNS" "threads=$THREADS" "duration=$DUR" "rounds=$ROUNDS" "nread=$NREAD" \
     "nkeys=$NKEYS" "craftd_flags=$CFLAGS_PLAIN" "etcd_version=$ETCD_VERSION" "craftd=build/craftd" \
     "baseline=${BASELINE:+$BASE_REV}" "baseline_sha=${BASELINE:+$BASE_SHA}" "baseline_note=$BASE_NOTE" \
-    "baseline_flags=$BASE_FLAGS"
+    "baseline_flags=$BASE_FLAGS" "etcd_note=$ETCD_NOTE" "five=${FIVE:+1}" "quick=${QUICK:+1}"
 
 # ---- single-client latency, appended to the report (bench/latency.sh)
-LAT_RESULTS="$RESULTS" LAT_PORT=$((P+500)) make -s -C "$ROOT" bench-latency || say "latency part failed"
+[ -n "$QUICK" ] || LAT_ETCD=$LAT_ETCD LAT_RESULTS="$RESULTS" LAT_PORT=$((P+500)) \
+    make -s -C "$ROOT" bench-latency || say "latency part failed"
