@@ -669,6 +669,23 @@ def main():
                 d["restart_to_serving_s"], d["rss_after_restart_mib"]))
             S.append("%-6s 10^6 keys: RSS %s MiB (peak %s), restart to serving %s s"
                      % (kind, d["rss_mib"], d["hwm_mib"], d["restart_to_serving_s"]))
+        cow = read_json(os.path.join(out, "cow_craftd.json"))
+        if cow:
+            L.append("")
+            L.append("craftd during snapshots (`bench/cow.py`, %s s of random overwrites of the %s "
+                     "keys by wrk, 16 connections; RSS and the snapshot writer's unshared pages "
+                     "sampled every 5 ms): settled RSS %s MiB, peak RSS %s MiB, peak of RSS + the "
+                     "writer's copied pages %s MiB (**%sx** the settled RSS; goal 1.3x), %s "
+                     "snapshots, %s writes." % (
+                         cow["seconds"], cow["keys"], cow["rss_before_mib"], cow["peak_rss_mib"],
+                         cow["peak_total_mib"], cow["peak_over_before"],
+                         cow["snapshot_children_seen"], cow["writes"]))
+            S.append("craftd during snapshots: peak %s MiB = %sx the settled %s MiB "
+                     "(writer's copies %s MiB)" % (cow["peak_total_mib"], cow["peak_over_before"],
+                                                   cow["rss_before_mib"],
+                                                   cow["peak_child_private_mib"]))
+        elif os.path.exists(os.path.join(out, "cow_craftd.json")):
+            problems.append("craftd snapshot-memory part failed (see the run's stderr)")
         for kind in ("craftd", "etcd"):
             d = read_json(os.path.join(out, "rss_%s.json" % kind))
             if d and d.get("rss_steps"):

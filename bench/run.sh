@@ -363,6 +363,13 @@ if [ -z "$QUICK" ]; then
         >"$OUT/rss_craftd.json" || say "craftd RSS part failed: $(tail -5 "$T/rss-craftd.log")"
     grep -E ' (WARN|ERROR) ' "$T/rss-craftd.log" | head -20 >"$OUT/rss-craftd.warn" || true
     rm -rf "$T/rc"
+    # the same map under random overwrites: snapshots and their writer's
+    # copied pages (bench/cow.py, docs/kv.md)
+    say "craftd: memory during snapshots under overwrites of $NKEYS keys"
+    env -u BENCH_CA python3 "$BENCH_DIR/cow.py" "$CRAFTD" $((P+20)) "$T/rw" "$T/cow-craftd.log" \
+        "$PIDS" "$NKEYS" "${BENCH_COW_SECONDS:-30}" $CFLAGS_PLAIN \
+        >"$OUT/cow_craftd.json" || say "craftd snapshot-memory part failed: $(tail -5 "$T/cow-craftd.log")"
+    rm -rf "$T/rw"
 fi
 if [ -z "${BENCH_SKIP_ETCD_RSS:-}$QUICK" ] && [ -n "$ETCD" ]; then
     say "etcd: loading $NKEYS keys into a single member"
