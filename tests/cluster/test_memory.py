@@ -23,6 +23,21 @@ def wait_trims(node, want, timeout):
     return trims(node)
 
 
+def settle(node, quiet_s=2.5, timeout=30):
+    """Waits until the node has logged no trim for quiet_s (the pause's
+    snapshot or trim, however slow the build, is over)."""
+    deadline = time.monotonic() + timeout
+    last, since = trims(node), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = trims(node)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+    raise AssertionError("the node kept trimming: " + node.log_text()[-2000:])
+
+
 def test_trim_once_after_a_burst_not_per_trickle_write(cluster):
     node = cluster.start(1, extra=("-log-level", "debug"))[0]
     # A burst: 8 batches of 200 values of 1,000 bytes (1.6 MB of entries).
@@ -51,10 +66,8 @@ def test_pause_below_a_sixteenth_of_the_snapshot_only_trims(cluster):
     for b in range(20):  # 20 MB: its own snapshot (the log reaches 4 MiB)
         batch = {f"big{b}-{i:03d}": "y" * 1000 for i in range(1000)}
         assert http(node.haddr, "POST", "/key", batch).status == 200
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "snapshot at index" not in node.log_text():
-        time.sleep(0.1)
-    time.sleep(2)  # the pause after the load: its snapshot, if the rest was worth one
+    settle(node)  # the pause after the load: its snapshot, if the rest was worth one
+    assert "snapshot at index" in node.log_text(), node.log_text()[-2000:]
     snaps = node.log_text().count("snapshot at index")
     trims0 = trims(node)
     for b in range(6):  # 1.2 MB: over the trim's 1 MiB, under 20 MB / 16
