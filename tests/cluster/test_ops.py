@@ -6,6 +6,7 @@ exactly as requests and writes say, and the roles under -auth-file."""
 import math
 import re
 import shutil
+import signal
 import subprocess
 import time
 
@@ -441,3 +442,26 @@ def test_loop_busy_is_measured(cluster):
 def _le(bound):
     """The le label of a bucket bound as the exposition writes it."""
     return "+Inf" if bound == float("inf") else repr(bound).rstrip("0").rstrip(".")
+
+
+def test_loop_stall_is_recorded(cluster, monkeypatch):
+    """A loop blocked for 300 ms (CRAFTD_TEST_LOOP_STALL_MS and SIGUSR2, a
+    test knob) shows as one iteration of at least that in the histogram and
+    the longest, and as one WARN line."""
+    monkeypatch.setenv("CRAFTD_TEST_LOOP_STALL_MS", "300")
+    node = cluster.add("node0").start()
+    node.wait_ready()
+    hist = "craftd_loop_busy_seconds"
+    before, _ = scrape(node.haddr)
+    assert value(before, "craftd_loop_longest_busy_seconds") < 0.25
+    over = value(before, hist, hist + "_count") - value(before, hist, hist + "_bucket",
+                                                         le="0.2")
+    node.signal(signal.SIGUSR2)
+    wait_until("the stall logged", lambda: "the event loop was busy for" in node.log_text(), 10)
+    after, _ = scrape(node.haddr)
+    assert 0.3 <= value(after, "craftd_loop_longest_busy_seconds") < 1.0
+    assert value(after, hist, hist + "_count") - value(after, hist, hist + "_bucket",
+                                                       le="0.2") == over + 1
+    m = re.search(r"WARN \S+ the event loop was busy for (\d+) ms in one iteration",
+                  node.log_text())
+    assert m and 300 <= int(m.group(1)) < 1000, node.log_tail()
