@@ -166,8 +166,9 @@ static void test_node_catches_up(void **state)
      * as busy), unless valgrind makes each tick's work long. */
     if (getenv("VALGRIND") == NULL)
         assert_in_range(f.idle_busy, 1, 100 * MS);
-    assert_in_range(f.longest1, 200 * MS, 300 * MS);
-    assert_in_range(f.longest2, 1000 * MS, 1100 * MS);
+    uint64_t slack = getenv("VALGRIND") ? 500 * MS : 100 * MS;
+    assert_in_range(f.longest1, 200 * MS, 200 * MS + slack);
+    assert_in_range(f.longest2, 1000 * MS, 1000 * MS + slack);
 }
 
 int main(void)
