@@ -28,6 +28,8 @@ struct daemon {
     const char *id;         /* node id, printed on every log line */
     struct node *node;
     uv_signal_t sigint, sigterm;
+    uv_signal_t sigstall;   /* SIGUSR2 with CRAFTD_TEST_LOOP_STALL_MS */
+    unsigned stall_ms;      /* that knob; 0: off (SIGUSR2 not handled) */
     uv_timer_t notify;      /* under systemd (Type=notify): polls readiness */
     bool notifying;         /* notify runs */
     bool stopping;          /* a first signal arrived */
@@ -92,6 +94,29 @@ static const struct stor_sys *store_sys(struct stor_sys *buf)
     buf->fdatasync = slow_fdatasync;
     buf->fsync = slow_fsync;
     return buf;
+}
+
+/* CRAFTD_TEST_LOOP_STALL_MS=N (a test knob, not a flag): each SIGUSR2 makes
+ * the event loop sleep N ms in its callback, as a long computation on the
+ * loop would (tests/cluster/test_ops.py: the loop meter must see it).
+ * Unset, SIGUSR2 is not handled. 0 when unset or invalid. */
+static unsigned test_loop_stall_ms(void)
+{
+    const char *v = getenv("CRAFTD_TEST_LOOP_STALL_MS");
+    char *end;
+    unsigned long ms = v ? strtoul(v, &end, 10) : 0;
+    if (v == NULL || *v == 0 || *end != 0 || ms > 60000)
+        return 0;
+    return (unsigned)ms;
+}
+
+static void on_stall_signal(uv_signal_t *h, int signum)
+{
+    const struct daemon *d = h->data;
+    struct timespec ts = {.tv_sec = d->stall_ms / 1000,
+                          .tv_nsec = (long)(d->stall_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
 /* "2026-11-26T10:00:00.123Z INFO node0 message" on stderr, in one write. */
@@ -200,6 +225,8 @@ static void on_stopped(void *ud)
     stop_notify(d);
     uv_close((uv_handle_t *)&d->sigint, on_closed);
     uv_close((uv_handle_t *)&d->sigterm, on_closed);
+    if (d->stall_ms > 0)
+        uv_close((uv_handle_t *)&d->sigstall, on_closed);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -240,6 +267,12 @@ static int watch_signals(uv_loop_t *loop, struct daemon *d)
         err = uv_signal_start(&d->sigint, on_signal, SIGINT);
     if (!err)
         err = uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+    if (!err && d->stall_ms > 0) {
+        err = uv_signal_init(loop, &d->sigstall);
+        d->sigstall.data = d;
+        if (!err)
+            err = uv_signal_start(&d->sigstall, on_stall_signal, SIGUSR2);
+    }
     return err;
 }
 
@@ -369,6 +402,10 @@ int main(int argc, char **argv)
     if (sys != NULL)
         CRAFT_WARN(&d.log, "CRAFTD_TEST_FSYNC_DELAY_MS: every fsync of the store sleeps %u ms first",
                    test_fsync_delay_ms);
+    d.stall_ms = test_loop_stall_ms();
+    if (d.stall_ms > 0)
+        CRAFT_WARN(&d.log, "CRAFTD_TEST_LOOP_STALL_MS: each SIGUSR2 blocks the event loop for "
+                   "%u ms", d.stall_ms);
     struct node_opts opts = {
         .id = f.id,
         .http_addr = f.haddr,

@@ -82,12 +82,15 @@ static inline void metrics_hist_observe(struct metrics_hist *h, uint64_t ns)
     h->sum += ns;
 }
 
-/* Bounds for request and fsync latencies: 10 us to 10 s (18 of them), and
- * for whole snapshots: 10 ms to 120 s (12). */
+/* Bounds for request and fsync latencies: 10 us to 10 s (18 of them), for
+ * whole snapshots: 10 ms to 120 s (12), and for the event loop's busy time
+ * per iteration: 0.5 ms to 10 s (14). */
 #define METRICS_LATENCY_BOUNDS 18
 extern const uint64_t metrics_latency_ns[METRICS_LATENCY_BOUNDS];
 #define METRICS_SLOW_BOUNDS 12
 extern const uint64_t metrics_slow_ns[METRICS_SLOW_BOUNDS];
+#define METRICS_LOOP_BOUNDS 14
+extern const uint64_t metrics_loop_ns[METRICS_LOOP_BOUNDS];
 
 /* Counters by HTTP status code: the first METRICS_CODES_MAX distinct codes
  * get a slot each, in the order they come; later new codes are counted in

@@ -19,6 +19,11 @@ const uint64_t metrics_slow_ns[METRICS_SLOW_BOUNDS] = {
     2500 * MS, 5 * S, 10 * S,   30 * S,   60 * S,   120 * S,
 };
 
+const uint64_t metrics_loop_ns[METRICS_LOOP_BOUNDS] = {
+    500 * US, 1 * MS,   2 * MS,   5 * MS, 10 * MS, 20 * MS, 50 * MS,
+    100 * MS, 200 * MS, 500 * MS, 1 * S,  2 * S,   5 * S,   10 * S,
+};
+
 void metrics_hist_init(struct metrics_hist *h, const uint64_t *bounds, size_t n)
 {
     assert(n <= METRICS_HIST_MAX);

@@ -1,6 +1,7 @@
 /* Internals of the node shared by its files (node__ prefix):
  *   node.c      start, stop, the tick, logging of role changes
  *   clock.c     the Raft clock: ticks from the monotonic clock, catch-up
+ *   loopbusy.c  how long each iteration of the loop is busy (metrics, WARN)
  *   pump.c      the ready loop: persist (disk jobs), send, apply, advance
  *   snapshot.c  taking snapshots in a forked child, installing received ones
  *   backup.c    GET /backup (the same forked writer, streamed), -restore
@@ -25,6 +26,7 @@
 
 #include <sys/types.h>
 
+#include "common/ratelimit.h"
 #include "http/http.h"
 #include "kv/kv.h"
 #include "watch/watch.h"
@@ -128,6 +130,14 @@ struct node__clock {
                            the node's per-tick chores last ran */
 };
 
+/* The loop's busy time (loopbusy.c), read at each iteration's prepare
+ * phase: the wall time since the previous one less the loop's idle time
+ * (uv_metrics_idle_time) meanwhile. */
+struct node__busy {
+    uint64_t at_ns;   /* uv_hrtime() at the previous prepare; 0: none yet */
+    uint64_t idle_ns; /* uv_metrics_idle_time() then */
+};
+
 struct node {
     uv_loop_t *loop;
     struct craft_logger log;
@@ -154,6 +164,10 @@ struct node {
     uv_timer_t ticker; /* one-shot, armed for the next tick at each tick */
     struct node__clock clock;
     uv_check_t pumper;
+    uv_prepare_t busy_meter; /* loopbusy.c; started with the ticker */
+    bool busy_on;            /* ... if the loop counts its idle time */
+    struct node__busy busy;
+    struct craft_ratelimit busy_rl; /* its WARN lines */
     bool bootstrapped; /* this start made a new cluster (logged once serving) */
     uint64_t started_ms; /* uv_now() at node_start, for /status's uptime */
     uint64_t replayed_upto; /* the commit index persisted before a restart:
@@ -264,6 +278,14 @@ bool node__take_chores(struct node *n);
 /* Milliseconds to arm the tick timer with so that the next tick is due when
  * it fires. */
 uint64_t node__ms_to_next_tick(const struct node *n);
+
+/* loopbusy.c. step: the busy time of the iteration that ends at now_ns,
+ * when the loop's idle total (ns) is idle_ns; the first call only starts
+ * the count (returns 0). start: configures the loop to count its idle
+ * time and starts the meter (an unreferenced prepare handle, closed with
+ * the ticker); 0, or an error (logged; nothing started). */
+uint64_t node__busy_step(struct node__busy *b, uint64_t now_ns, uint64_t idle_ns);
+int node__busy_start(struct node *n);
 
 /* pump.c */
 void node__pump(struct node *n);

@@ -2,7 +2,7 @@
  * lists the families). Counters and histograms that events move live in
  * struct node__metrics and are moved by small hooks (HTTP answers, peer
  * frames, leader changes, proposal outcomes, disk jobs' fsync times,
- * snapshots); everything else (Raft indexes, keys, bytes sent to peers,
+ * snapshots, the loop's busy iterations); everything else (Raft indexes, keys, bytes sent to peers,
  * process_*) is read when scraped. The scrape reads /proc: a few small
  * files, on the loop, only when asked. */
 #include <dirent.h>
@@ -44,6 +44,8 @@ struct node__metrics {
     struct metrics_hist fsync;
     struct metrics_hist snapshot;
     uint64_t snap_t0; /* uv_hrtime() when the writer started; 0: none */
+    struct metrics_hist loop_busy;
+    uint64_t loop_longest; /* ns, since start */
     struct {
         uint64_t id, bytes;
     } rx[RX_SLOTS];
@@ -56,7 +58,7 @@ struct node__metrics {
 
 enum {
     F_HTTP_REQS, F_HTTP_TIME, F_TERM, F_COMMIT, F_APPLIED, F_LAST, F_IS_LEADER,
-    F_LEADER_CHANGES, F_PROPS, F_PROP_FINALS, F_FSYNC, F_SNAPSHOT, F_PEER_SENT, F_PEER_RECV, F_KEYS,
+    F_LEADER_CHANGES, F_PROPS, F_PROP_FINALS, F_FSYNC, F_SNAPSHOT, F_LOOP_BUSY, F_LOOP_LONGEST, F_PEER_SENT, F_PEER_RECV, F_KEYS,
     F_LEASES, F_WATCHERS, F_COUNT
 };
 static const struct metrics_family FAMILIES[F_COUNT] = {
@@ -89,6 +91,12 @@ static const struct metrics_family FAMILIES[F_COUNT] = {
     [F_SNAPSHOT] = {"craftd_snapshot_duration_seconds", METRICS_HISTOGRAM,
                     "Time to take a snapshot, from starting the writer until it is "
                     "durable."},
+    [F_LOOP_BUSY] = {"craftd_loop_busy_seconds", METRICS_HISTOGRAM,
+                     "Time the event loop spent in the callbacks of one iteration (not "
+                     "waiting for I/O): while it runs nothing else is served."},
+    [F_LOOP_LONGEST] = {"craftd_loop_longest_busy_seconds", METRICS_GAUGE,
+                        "The longest busy iteration of the event loop since the process "
+                        "started."},
     [F_PEER_SENT] = {"craftd_peer_sent_bytes_total", METRICS_COUNTER,
                      "Payload bytes written to each peer, by its member id."},
     [F_PEER_RECV] = {"craftd_peer_received_bytes_total", METRICS_COUNTER,
@@ -172,6 +180,7 @@ int node__metrics_new(struct node *n)
         metrics_hist_init(&m->http_time[r], metrics_latency_ns, METRICS_LATENCY_BOUNDS);
     metrics_hist_init(&m->fsync, metrics_latency_ns, METRICS_LATENCY_BOUNDS);
     metrics_hist_init(&m->snapshot, metrics_slow_ns, METRICS_SLOW_BOUNDS);
+    metrics_hist_init(&m->loop_busy, metrics_loop_ns, METRICS_LOOP_BOUNDS);
     m->start_ns = process_start_ns();
     n->metrics = m;
     return 0;
@@ -288,6 +297,22 @@ void node__metrics_snapshot_end(struct node *n, bool ok)
     m->snap_t0 = 0;
 }
 
+void node__metrics_loop_busy(struct node *n, uint64_t ns)
+{
+    struct node__metrics *m = n->metrics;
+    metrics_hist_observe(&m->loop_busy, ns);
+    if (ns > m->loop_longest)
+        m->loop_longest = ns;
+}
+
+uint64_t node__metrics_loop_longest(const struct node *n, uint64_t *iterations,
+                                    uint64_t *busy_ns)
+{
+    *iterations = n->metrics->loop_busy.count;
+    *busy_ns = n->metrics->loop_busy.sum;
+    return n->metrics->loop_longest;
+}
+
 /* ---- the scrape ---- */
 
 static void put_http(struct metrics_buf *b, const struct node__metrics *m)
@@ -351,6 +376,10 @@ static void put_raft(struct metrics_buf *b, struct node *n)
     metrics_put_hist(b, &FAMILIES[F_FSYNC], NULL, 0, &m->fsync);
     metrics_put_family(b, &FAMILIES[F_SNAPSHOT]);
     metrics_put_hist(b, &FAMILIES[F_SNAPSHOT], NULL, 0, &m->snapshot);
+    metrics_put_family(b, &FAMILIES[F_LOOP_BUSY]);
+    metrics_put_hist(b, &FAMILIES[F_LOOP_BUSY], NULL, 0, &m->loop_busy);
+    metrics_put_family(b, &FAMILIES[F_LOOP_LONGEST]);
+    metrics_put_seconds(b, &FAMILIES[F_LOOP_LONGEST], NULL, 0, m->loop_longest);
     put_single(b, F_KEYS, kv_count(n->kv));
     put_single(b, F_LEASES, kv_lease_count(n->kv));
     put_single(b, F_WATCHERS, node__watchers_count(n));

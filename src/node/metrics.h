@@ -49,6 +49,12 @@ void node__metrics_syncs(struct node *n, const struct stor_sync_log *l);
 /* A snapshot writer was started / its snapshot is durable (ok) or not. */
 void node__metrics_snapshot_begin(struct node *n);
 void node__metrics_snapshot_end(struct node *n, bool ok);
+/* One iteration of the loop was busy for ns (loopbusy.c). */
+void node__metrics_loop_busy(struct node *n, uint64_t ns);
+/* The longest busy iteration since start (ns); *iterations: how many were
+ * measured, *busy_ns: their total. */
+uint64_t node__metrics_loop_longest(const struct node *n, uint64_t *iterations,
+                                    uint64_t *busy_ns);
 /* The leader's commit index as this node knows it. */
 uint64_t node__leader_commit(const struct node *n);
 

@@ -6,7 +6,9 @@ exactly as requests and writes say, and the roles under -auth-file."""
 import math
 import re
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -196,6 +198,8 @@ FAMILIES = {
     "craftd_raft_proposal_results_total": "counter",
     "craftd_storage_fsync_duration_seconds": "histogram",
     "craftd_snapshot_duration_seconds": "histogram",
+    "craftd_loop_busy_seconds": "histogram",
+    "craftd_loop_longest_busy_seconds": "gauge",
     "craftd_peer_sent_bytes_total": "counter",
     "craftd_peer_received_bytes_total": "counter",
     "craftd_keys": "gauge",
@@ -401,3 +405,63 @@ def test_snapshot_duration_is_observed(cluster):
     n = value(after, hist, hist + "_count")
     assert 0 < value(after, hist, hist + "_sum") < 60 * n
     assert value(after, "craftd_keys") == 100
+
+
+def test_loop_busy_is_measured(cluster):
+    """Every iteration of the loop is counted in craftd_loop_busy_seconds,
+    the longest sits in the bucket the histogram puts it in, and an idle
+    node's stays small (the unit test test_clock.c blocks a loop and checks
+    the meter sees it)."""
+    node = cluster.add("node0").start()
+    node.wait_ready()
+    hist = "craftd_loop_busy_seconds"
+    before, _ = scrape(node.haddr)
+    time.sleep(0.5)  # 10 ticks at least
+    after, _ = scrape(node.haddr)
+    n0 = value(before, hist, hist + "_count")
+    n1 = value(after, hist, hist + "_count")
+    assert n1 >= n0 + 10, (n0, n1)
+    bounds = sorted(float(lb["le"]) for n, lb, v in after[hist]["samples"]
+                    if n == hist + "_bucket")
+    assert bounds[0] == 0.0005 and bounds[-1] == float("inf"), bounds
+    longest = value(after, "craftd_loop_longest_busy_seconds")
+    # No time in callbacks is 0 ns: a node that ran did some. A busy
+    # machine preempts the loop mid-callback, hence the margin.
+    assert 0 < longest < 0.25, longest
+    assert value(after, hist, hist + "_sum") <= longest * n1
+    # The histogram agrees: the first bucket at or above the longest holds
+    # an iteration the one below it does not, and none is above it.
+    up = min(b for b in bounds if b >= longest)
+    below = max([b for b in bounds if b < longest], default=None)
+    at_up = value(after, hist, hist + "_bucket", le=_le(up))
+    assert at_up == n1, (up, at_up, n1)
+    if below is not None:
+        assert value(after, hist, hist + "_bucket", le=_le(below)) < at_up
+
+
+def _le(bound):
+    """The le label of a bucket bound as the exposition writes it."""
+    return "+Inf" if bound == float("inf") else repr(bound).rstrip("0").rstrip(".")
+
+
+def test_loop_stall_is_recorded(cluster, monkeypatch):
+    """A loop blocked for 300 ms (CRAFTD_TEST_LOOP_STALL_MS and SIGUSR2, a
+    test knob) shows as one iteration of at least that in the histogram and
+    the longest, and as one WARN line."""
+    monkeypatch.setenv("CRAFTD_TEST_LOOP_STALL_MS", "300")
+    node = cluster.add("node0").start()
+    node.wait_ready()
+    hist = "craftd_loop_busy_seconds"
+    before, _ = scrape(node.haddr)
+    assert value(before, "craftd_loop_longest_busy_seconds") < 0.25
+    over = value(before, hist, hist + "_count") - value(before, hist, hist + "_bucket",
+                                                         le="0.2")
+    node.signal(signal.SIGUSR2)
+    wait_until("the stall logged", lambda: "the event loop was busy for" in node.log_text(), 10)
+    after, _ = scrape(node.haddr)
+    assert 0.3 <= value(after, "craftd_loop_longest_busy_seconds") < 1.0
+    assert value(after, hist, hist + "_count") - value(after, hist, hist + "_bucket",
+                                                       le="0.2") == over + 1
+    m = re.search(r"WARN \S+ the event loop was busy for (\d+) ms in one iteration",
+                  node.log_text())
+    assert m and 300 <= int(m.group(1)) < 1000, node.log_tail()

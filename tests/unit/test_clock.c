@@ -1,7 +1,9 @@
 /* Tests of the node's Raft clock (src/node/clock.c): the tick arithmetic,
  * and a real one-node node whose loop is blocked for a while, as a stopped
  * or starved process is: the lease clock counts the ticks owed at once, and
- * the next timer callback delivers them all (bounded). */
+ * the next timer callback delivers them all (bounded). The same node's
+ * loop meter (src/node/loopbusy.c) must see each block as one busy
+ * iteration of its length, and the idle loop before it as never busy long. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <time.h>
 
 #include "node/internal.h"
+#include "node/metrics.h"
 
 #define MS 1000000ull
 
@@ -49,6 +52,22 @@ static void test_due_and_catch_up(void **state)
     assert_int_equal(node__clock_due(&c, now + 43 * MS), 35);
 }
 
+static void test_busy_step(void **state)
+{
+    (void)state;
+    struct node__busy b = {0};
+    /* The first prepare only starts the count. */
+    assert_int_equal(node__busy_step(&b, 1000 * MS, 7 * MS), 0);
+    /* 50 ms later, 48 of them waiting in poll: busy for 2. */
+    assert_int_equal(node__busy_step(&b, 1050 * MS, 55 * MS), 2 * MS);
+    /* No wait at all (a busy loop): all of it. */
+    assert_int_equal(node__busy_step(&b, 1080 * MS, 55 * MS), 30 * MS);
+    /* A wait counted a little past the span around it: 0, not a wrap. */
+    assert_int_equal(node__busy_step(&b, 1090 * MS, 65 * MS + 1), 0);
+    /* Clocks that do not move: 0. */
+    assert_int_equal(node__busy_step(&b, 1090 * MS, 65 * MS + 1), 0);
+}
+
 /* ---- a real node ---- */
 
 struct fx {
@@ -60,6 +79,8 @@ struct fx {
     uint64_t before, owed; /* raft_now and node__ticks_now - raft_now after a stall */
     uint64_t after;        /* raft_now after the next tick */
     uint64_t before2, after2;
+    uint64_t idle_longest, idle_iters, idle_busy; /* the loop meter before the stalls */
+    uint64_t longest1, longest2;       /* ... after the first, the second */
     bool stopped;
 };
 
@@ -82,6 +103,7 @@ static void on_step(uv_timer_t *t)
     struct node *n = f->node;
     switch (f->step++) {
     case 0: /* after 300 ms of running: the loop is blocked for 20 ticks */
+        f->idle_longest = node__metrics_loop_longest(n, &f->idle_iters, &f->idle_busy);
         f->before = raft_now(n->raft);
         sleep_ms(20 * 10);
         f->owed = node__ticks_now(n) - raft_now(n->raft);
@@ -89,6 +111,7 @@ static void on_step(uv_timer_t *t)
         uv_timer_start(t, on_step, 30, 0);
         break;
     case 1:
+        f->longest1 = node__metrics_loop_longest(n, &(uint64_t){0}, &(uint64_t){0});
         f->after = raft_now(n->raft);
         /* Blocked for 100 ticks: more than max_burst (3 election timeouts
          * of 10 ticks). */
@@ -97,6 +120,7 @@ static void on_step(uv_timer_t *t)
         uv_timer_start(t, on_step, 30, 0);
         break;
     case 2:
+        f->longest2 = node__metrics_loop_longest(n, &(uint64_t){0}, &(uint64_t){0});
         f->after2 = raft_now(n->raft);
         uv_close((uv_handle_t *)t, NULL);
         node_stop(n, on_stopped, f);
@@ -132,12 +156,26 @@ static void test_node_catches_up(void **state)
     /* After 100 ticks blocked: max_burst (30) delivered, the rest dropped;
      * then the clock goes on at one tick a tick. */
     assert_in_range(f.after2, f.before2 + 30, f.before2 + 40);
+
+    /* The loop meter: idle, a tick's work is far below 50 ms (valgrind
+     * slows it, not that much); each block is one iteration at least as
+     * long, plus little more than that callback's own work. */
+    assert_true(f.idle_iters >= 20);
+    assert_in_range(f.idle_longest, 0, 50 * MS);
+    /* ... and its 300 ms were mostly spent waiting (idle time not counted
+     * as busy), unless valgrind makes each tick's work long. */
+    if (getenv("VALGRIND") == NULL)
+        assert_in_range(f.idle_busy, 1, 100 * MS);
+    uint64_t slack = getenv("VALGRIND") ? 500 * MS : 100 * MS;
+    assert_in_range(f.longest1, 200 * MS, 200 * MS + slack);
+    assert_in_range(f.longest2, 1000 * MS, 1000 * MS + slack);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_due_and_catch_up),
+        cmocka_unit_test(test_busy_step),
         cmocka_unit_test(test_node_catches_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
