@@ -426,8 +426,9 @@ def test_loop_busy_is_measured(cluster):
     assert bounds[0] == 0.0005 and bounds[-1] == float("inf"), bounds
     longest = value(after, "craftd_loop_longest_busy_seconds")
     # No time in callbacks is 0 ns: a node that ran did some. A busy
-    # machine preempts the loop mid-callback, hence the margin.
-    assert 0 < longest < 0.25, longest
+    # machine preempts the loop mid-callback (and an ASan build starts
+    # slowly), hence the margin.
+    assert 0 < longest < 0.5, longest
     assert value(after, hist, hist + "_sum") <= longest * n1
     # The histogram agrees: the first bucket at or above the longest holds
     # an iteration the one below it does not, and none is above it.
