@@ -200,6 +200,7 @@ struct node {
     struct stor_snap_writer *snap_w;
     uint64_t snap_index;
     bool snap_busy;
+    bool installing;        /* a received snapshot's map is being read */
     uint64_t snap_retry_at; /* after a failure, not before (uv_now ms) */
     uint64_t snap_size;     /* bytes of the latest snapshot */
     uint64_t applied_bytes; /* entry bytes applied since it was taken */
@@ -308,7 +309,13 @@ void node__snapshot_maybe(struct node *n);
  * now being taken. */
 bool node__snapshot_quiet(struct node *n);
 void node__snapshot_poll(struct node *n);
+/* Replace the map by snapshot `index` from the store, on the loop (at
+ * start). */
 int node__snapshot_restore(struct node *n, uint64_t index);
+/* The same for a snapshot just received: the map is read on a worker
+ * thread, swapped in on the loop, then done(n). A failure aborts (the
+ * snapshot is the node's state on disk by then: a restart loads it). */
+void node__snapshot_install(struct node *n, uint64_t index, void (*done)(struct node *n));
 /* Return the free pages of malloc's arenas to the system (memory.c), after
  * an event that freed much: a log compaction, a replaced map. */
 void node__memory_release(struct node *n, const char *after);

@@ -175,19 +175,9 @@ static void log_first_commit(struct node *n, const struct raft_ready *rd)
                 (unsigned long long)last->index);
 }
 
-static void finish_batch(struct node *n)
+static void finish_batch_rest(struct node *n)
 {
     struct raft_ready *rd = &n->rd;
-    if (rd->snap_chunk != NULL && rd->snap_chunk->last) {
-        node__snapshot_cancel(n); /* a local one would be older */
-        int rv = node__snapshot_restore(n, rd->snap_chunk->meta.index);
-        if (rv) {
-            CRAFT_ERROR(&n->log, "cannot load the snapshot received: %s",
-                        craft_strerror(rv));
-            abort();
-        }
-        node__on_snapshot_installed(n);
-    }
     for (size_t i = 0; i < rd->n_msgs_after; i++)
         node__send(n, &rd->msgs_after[i]);
     if (rd->hs_changed) /* every entry up to it is durable by now */
@@ -195,6 +185,28 @@ static void finish_batch(struct node *n)
     raft_advance(n->raft, rd);
     n->rd_out = false;
     node__snapshot_maybe(n);
+}
+
+static void snapshot_installed(struct node *n)
+{
+    node__on_snapshot_installed(n);
+    finish_batch_rest(n);
+    node__pump(n);
+}
+
+/* The batch is durable: a snapshot it completes replaces the map (off the
+ * loop: the batch stays out meanwhile, so nothing applies, while
+ * heartbeats still go both ways), then the messages that had to wait for
+ * the disk go out and the core is told. */
+static void finish_batch(struct node *n)
+{
+    struct raft_ready *rd = &n->rd;
+    if (rd->snap_chunk != NULL && rd->snap_chunk->last) {
+        node__snapshot_cancel(n); /* a local one would be older */
+        node__snapshot_install(n, rd->snap_chunk->meta.index, snapshot_installed);
+        return;
+    }
+    finish_batch_rest(n);
 }
 
 static void pump_batches(struct node *n);

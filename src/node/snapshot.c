@@ -148,7 +148,8 @@ static bool snapshot_worth_when_quiet(const struct node *n)
 
 static bool snapshot_can_start(const struct node *n)
 {
-    return !n->snap_busy && !n->stopping && node__now(n) >= n->snap_retry_at &&
+    return !n->snap_busy && !n->installing && !n->stopping &&
+           node__now(n) >= n->snap_retry_at &&
            n->applied > raft_snapshot(n->raft)->index;
 }
 
@@ -239,6 +240,41 @@ void node__snapshot_cancel(struct node *n)
 }
 
 /* Replace the map by snapshot `index` from the store. */
+/* The map kv, read from snapshot `index`, replaces the node's. */
+static void snapshot_swap_in(struct node *n, struct kv *kv, uint64_t index,
+                             const struct raft_snap_meta *meta)
+{
+    kv_free(n->kv);
+    n->kv = kv;
+    n->applied = index;
+    n->snap_size = meta->size;
+    n->applied_bytes = n->applied_mem = 0;
+    node__memory_release(n, "a snapshot install"); /* the old map is freed */
+    node__leases_rebuild(n); /* every lease of it starts now */
+    node__watch_kv_replaced(n);
+    if (n->peers)
+        node__peers_sync(n);
+    CRAFT_INFO(&n->log, "state restored from snapshot %llu (%zu keys)",
+               (unsigned long long)index, kv_count(kv));
+}
+
+/* Reads the map of snapshot `index` from fd (closed): 0 and *out, or an
+ * error. Touches nothing of the node: it runs on a worker thread. */
+static int snapshot_read_map(int fd, uint64_t index, struct kv **out)
+{
+    uint64_t applied;
+    int rv = kv_restore_fd(fd, 0, out, &applied);
+    close(fd);
+    if (rv)
+        return rv;
+    if (applied != index) {
+        kv_free(*out);
+        *out = NULL;
+        return CRAFT_ECORRUPT;
+    }
+    return 0;
+}
+
 int node__snapshot_restore(struct node *n, uint64_t index)
 {
     int fd;
@@ -248,26 +284,62 @@ int node__snapshot_restore(struct node *n, uint64_t index)
     if (rv)
         return rv;
     struct kv *kv;
-    uint64_t applied;
-    rv = kv_restore_fd(fd, 0, &kv, &applied);
-    close(fd);
+    rv = snapshot_read_map(fd, index, &kv);
     if (rv)
         return rv;
-    if (applied != index) {
-        kv_free(kv);
-        return CRAFT_ECORRUPT;
-    }
-    kv_free(n->kv);
-    n->kv = kv;
-    n->applied = index;
-    n->snap_size = meta.size;
-    n->applied_bytes = n->applied_mem = 0;
-    node__memory_release(n, "a snapshot install"); /* the old map is freed */
-    node__leases_rebuild(n); /* every lease of it starts now */
-    node__watch_kv_replaced(n);
-    if (n->peers)
-        node__peers_sync(n);
-    CRAFT_INFO(&n->log, "state restored from snapshot %llu (%zu keys)",
-               (unsigned long long)index, kv_count(kv));
+    snapshot_swap_in(n, kv, index, &meta);
     return 0;
+}
+
+/* A snapshot received from the leader: its map is built on a worker thread
+ * (10^6 keys take most of a second, which on the loop held up heartbeats,
+ * reads and the transport: make bench-stall), then swapped in here. */
+struct snap_install {
+    int fd;
+    uint64_t index;
+    struct raft_snap_meta meta;
+    struct kv *kv;
+    void (*done)(struct node *n);
+};
+
+static int install_job(struct node *n, void *arg)
+{
+    struct snap_install *in = arg;
+    (void)n;
+    return snapshot_read_map(in->fd, in->index, &in->kv);
+}
+
+static void install_failed(struct node *n, uint64_t index, int rv)
+{
+    CRAFT_ERROR(&n->log, "cannot load the snapshot received (%llu): %s",
+                (unsigned long long)index, craft_strerror(rv));
+    abort(); /* it is on disk as the node's state: a restart loads it */
+}
+
+static void install_done(struct node *n, void *arg, int rc)
+{
+    struct snap_install *in = arg;
+    if (rc)
+        install_failed(n, in->index, rc);
+    n->installing = false;
+    snapshot_swap_in(n, in->kv, in->index, &in->meta);
+    void (*done)(struct node *) = in->done;
+    craft_free(in);
+    done(n);
+}
+
+void node__snapshot_install(struct node *n, uint64_t index, void (*done)(struct node *n))
+{
+    struct snap_install *in = craft_calloc(1, sizeof *in);
+    if (in == NULL)
+        install_failed(n, index, CRAFT_ENOMEM);
+    uint64_t off;
+    int rv = stor_snap_open_read(n->stor, index, &in->fd, &off, &in->meta);
+    if (rv)
+        install_failed(n, index, rv);
+    in->index = index;
+    in->done = done;
+    if (node__job(n, install_job, install_done, in) != 0)
+        install_failed(n, index, CRAFT_ENOMEM);
+    n->installing = true;
 }
