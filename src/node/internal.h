@@ -206,6 +206,8 @@ struct node {
     uint64_t applied_bytes; /* entry bytes applied since it was taken */
     uint64_t applied_mem;   /* the memory those entries take in the core's
                                log: applied_bytes + NODE__ENTRY_MEM each */
+    uint64_t snap_bytes_at; /* applied_bytes and applied_mem when the */
+    uint64_t snap_mem_at;   /* snapshot being written began: what it covers */
     struct node__backup *backup; /* GET /backup in progress, or NULL */
     struct node__watchers *watchers; /* watchers.c: GET /watch streams */
 

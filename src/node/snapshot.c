@@ -67,7 +67,10 @@ static void commit_done(struct node *n, void *arg, int rc)
     int rv = raft_snapshot_taken(n->raft, c->meta.index, c->meta.size, keep);
     if (rv == 0) {
         n->snap_size = c->meta.size;
-        n->applied_bytes = n->applied_mem = 0;
+        /* What applied while it was written is log still held. */
+        n->applied_bytes -= n->snap_bytes_at < n->applied_bytes ? n->snap_bytes_at
+                                                                : n->applied_bytes;
+        n->applied_mem -= n->snap_mem_at < n->applied_mem ? n->snap_mem_at : n->applied_mem;
         node__memory_release(n, "a snapshot"); /* the log behind it is freed */
     }
     if (rv == 0 && keep != NULL) {
@@ -174,6 +177,8 @@ static void snapshot_start(struct node *n)
     }
     n->snap_pid = pid;
     n->snap_index = index;
+    n->snap_bytes_at = n->applied_bytes;
+    n->snap_mem_at = n->applied_mem;
     n->snap_busy = true;
     node__metrics_snapshot_begin(n);
 }

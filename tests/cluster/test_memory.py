@@ -60,17 +60,17 @@ def test_trim_once_after_a_burst_not_per_trickle_write(cluster):
 
 def test_pause_below_a_sixteenth_of_the_snapshot_only_trims(cluster):
     """Once a snapshot exists, a pause snapshots again only when the log
-    since is a sixteenth of it: 1.2 MB of log after a 20 MB snapshot is
+    since is a sixteenth of it: 1.2 MB of log after a 30 MB snapshot is
     trimmed, not snapshotted."""
     node = cluster.start(1, extra=("-log-level", "debug"))[0]
-    for b in range(20):  # 20 MB: its own snapshot (the log reaches 4 MiB)
+    for b in range(30):  # 30 MB: snapshots (each once the log is a quarter)
         batch = {f"big{b}-{i:03d}": "y" * 1000 for i in range(1000)}
         assert http(node.haddr, "POST", "/key", batch).status == 200
     settle(node)  # the pause after the load: its snapshot, if the rest was worth one
     assert "snapshot at index" in node.log_text(), node.log_text()[-2000:]
     snaps = node.log_text().count("snapshot at index")
     trims0 = trims(node)
-    for b in range(6):  # 1.2 MB: over the trim's 1 MiB, under 20 MB / 16
+    for b in range(6):  # 1.2 MB: over the trim's 1 MiB, under 30 MB / 16
         batch = {f"s{b}-{i:03d}": "z" * 1000 for i in range(200)}
         assert http(node.haddr, "POST", "/key", batch).status == 200
     assert wait_trims(node, trims0 + 1, 5.0) == trims0 + 1, node.log_text()[-2000:]
