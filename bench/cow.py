@@ -31,14 +31,6 @@ def kib_fields(path, names):
     return out
 
 
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(c) for c in f.read().split()]
-    except OSError:
-        return []
-
-
 def settled_rss(pid, deadline_s=30):
     """The RSS (KiB) once the load's last snapshot and the trims after it
     are over: no child, and the same RSS within 256 KiB a second apart."""
@@ -47,9 +39,9 @@ def settled_rss(pid, deadline_s=30):
     while time.monotonic() < end:
         time.sleep(1)
         rss = helper.rss_kib(pid)["VmRSS"]
-        if not children(pid) and last is not None and abs(rss - last) < 256:
+        if not helper.children(pid) and last is not None and abs(rss - last) < 256:
             return rss
-        last = rss if not children(pid) else None
+        last = rss if not helper.children(pid) else None
     raise RuntimeError("RSS not settled after %d s" % deadline_s)
 
 
@@ -69,7 +61,7 @@ class Sampler(threading.Thread):
             if par is None:
                 return
             child = 0
-            for c in children(self.pid):
+            for c in helper.children(self.pid):
                 r = kib_fields("/proc/%d/smaps_rollup" % c, ("Private_Clean", "Private_Dirty"))
                 if r:
                     now = time.monotonic()

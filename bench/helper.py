@@ -265,6 +265,16 @@ def check_etcd(leader, follower, n):
 # ---------------------------------------------------------------- RSS and restart
 
 
+def children(pid):
+    """The PIDs of pid's children (a snapshot or backup writer): [] if none
+    or pid is gone."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
 def rss_kib(pid):
     out = {}
     with open("/proc/%d/status" % pid) as f:

@@ -124,14 +124,6 @@ class Reader(threading.Thread):
                 "max_ms": round(lat[-1] * 1000, 2) if lat else None}
 
 
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(c) for c in f.read().split()]
-    except OSError:
-        return []
-
-
 class Cluster:
     def __init__(self, binary, port, workdir):
         self.binary, self.port, self.workdir = binary, port, workdir
@@ -180,7 +172,7 @@ def settled(cl):
     the leader committed."""
     quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < 3:
-        if any(children(p.p.pid) for p in cl.procs.values()):
+        if any(helper.children(p.p.pid) for p in cl.procs.values()):
             quiet_since = time.monotonic()
         time.sleep(0.05)
     commit = cl.status(0)["commit_index"]
@@ -225,11 +217,11 @@ def snapshot_phase(cl, nkeys):
         if st != 200:
             raise RuntimeError("write -> %d %s" % (st, data[:200]))
         writes += 1
-        if children(leader):
+        if helper.children(leader):
             forked = time.monotonic()
     if forked is None:
         raise RuntimeError("no snapshot after %d writes" % writes)
-    while children(leader):
+    while helper.children(leader):
         time.sleep(0.002)
     done = time.monotonic()
     cl.wait("snapshot counted", lambda: metrics(cl.haddr(0))["snapshots"] > n0, 30)
