@@ -166,7 +166,9 @@ static void test_node_catches_up(void **state)
      * slows it, not that much); each block is one iteration at least as
      * long, plus little more than that callback's own work. */
     assert_true(f.idle_iters >= (getenv("VALGRIND") ? 1u : 20u)); /* as f.before */
-    assert_in_range(f.idle_longest, 0, 50 * MS);
+    /* (valgrind translates each code path the first time it runs: there a
+     * first tick's iteration took 278 ms) */
+    assert_in_range(f.idle_longest, 0, getenv("VALGRIND") ? 1000 * MS : 50 * MS);
     /* ... and its 300 ms were mostly spent waiting (idle time not counted
      * as busy), unless valgrind makes each tick's work long. */
     if (getenv("VALGRIND") == NULL)
