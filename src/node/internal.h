@@ -110,6 +110,9 @@ struct lease_clock;
  * about 40 bytes: counting only those bytes let the log grow to twice the
  * memory the snapshot rule meant to allow (docs/kv.md). */
 #define NODE__ENTRY_MEM (sizeof(struct raft_entry) + 16)
+/* How long a start waits for the data directory's lock held by another
+ * process (a killed craftd's snapshot writer still exiting: storage.h). */
+#define NODE__LOCK_WAIT_MS 5000
 /* A rate-limited kind of log line (identity.c). */
 struct node__ratelimit {
     uint64_t key;

@@ -150,8 +150,8 @@ static int restore(struct node *n, bool fresh, bool bootstrap, struct raft_persi
 
 static int start_core(struct node *n)
 {
-    struct stor_opts so = {.dir = n->dir, .inmem = n->o.inmem,
-                           .log = &n->log, .sys = n->o.stor_sys};
+    struct stor_opts so = {.dir = n->dir, .inmem = n->o.inmem, .log = &n->log,
+                           .sys = n->o.stor_sys, .lock_wait_ms = NODE__LOCK_WAIT_MS};
     struct raft_persisted p;
     int rv = stor_open(&so, &n->stor, &p);
     if (rv)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 
 #include "common/alloc.h"
 #include "common/error.h"
@@ -44,19 +45,33 @@ static int open_dir(struct stor *s)
 }
 
 /* flock is per open file description: a second stor_open, even in this
- * process, gets its own description and is refused. */
-static int take_lock(struct stor *s)
+ * process, gets its own description and is refused (after wait_ms of
+ * trying again, logged once). */
+static int take_lock(struct stor *s, unsigned wait_ms)
 {
     errno = 0;
     s->lockfd = s->sys.openat(s->dirfd, LOCK_NAME,
                               O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (s->lockfd < 0)
         return stor__err(errno);
-    errno = 0;
-    if (s->sys.flock(s->lockfd, LOCK_EX | LOCK_NB) == 0)
-        return 0;
-    if (errno != EWOULDBLOCK)
-        return stor__err(errno);
+    for (unsigned waited = 0;; waited += 10) {
+        errno = 0;
+        if (s->sys.flock(s->lockfd, LOCK_EX | LOCK_NB) == 0) {
+            if (waited > 0)
+                CRAFT_INFO(s->log, "storage: %s: lock taken after %u ms", s->dir, waited);
+            return 0;
+        }
+        if (errno != EWOULDBLOCK)
+            return stor__err(errno);
+        if (waited >= wait_ms)
+            break;
+        if (waited == 0)
+            CRAFT_WARN(s->log, "storage: %s is locked by another process; waiting up to "
+                       "%u ms (a craftd that was just stopped may still be exiting)",
+                       s->dir, wait_ms);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     CRAFT_ERROR(s->log, "storage: %s is locked by another craftd (or another "
                 "store in this process)", s->dir);
     return CRAFT_ELOCKED;
@@ -205,7 +220,7 @@ int stor_open(const struct stor_opts *o, struct stor **out,
     if (err == 0 && !s->inmem)
         err = open_dir(s);
     if (err == 0 && !s->inmem)
-        err = take_lock(s);
+        err = take_lock(s, o->lock_wait_ms);
     if (err == 0 && !s->inmem)
         err = recover(s);
     if (err) {

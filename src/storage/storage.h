@@ -93,6 +93,12 @@ struct stor_opts {
     uint64_t segment_bytes;/* roll to a new segment past this; 0 = 64 MiB */
     const struct craft_logger *log; /* NULL: silent */
     const struct stor_sys *sys;     /* NULL: stor_sys_default(); copied */
+    /* A directory locked by another process: try again every 10 ms for up
+     * to this long before CRAFT_ELOCKED (0: at once). A craftd killed with
+     * -9 may leave its snapshot writer exiting for a moment (it dies with
+     * its parent, but unmapping a large map takes time), so a restart at
+     * once would be refused: the node waits. */
+    unsigned lock_wait_ms;
 };
 
 struct stor;

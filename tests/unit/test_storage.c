@@ -1407,6 +1407,61 @@ static void test_lock(void **state)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* With lock_wait_ms, a lock held by someone else is tried again: one held
+ * past the wait is refused after it, one let go within it (a killed
+ * craftd's snapshot writer exiting) is taken. */
+static void test_lock_wait(void **state)
+{
+    struct env *e = *state;
+    env_reopen(e); /* e->s holds the lock */
+    struct stor_opts o = e->o;
+    o.log = NULL;
+    o.lock_wait_ms = 60;
+    struct stor *s2 = NULL;
+    struct raft_persisted p2;
+    uint64_t t0 = mono_ms();
+    assert_int_equal(stor_open(&o, &s2, &p2), CRAFT_ELOCKED);
+    assert_true(mono_ms() - t0 >= 60);
+    assert_null(s2);
+    stor_close(e->s);
+    e->s = NULL;
+
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    if (pid == 0) { /* holds the lock for 200 ms, then exits without closing */
+        struct stor *s3;
+        o.lock_wait_ms = 0;
+        if (stor_open(&o, &s3, &p2) != 0 || write(ready[1], "x", 1) != 1)
+            _exit(1);
+        usleep(200 * 1000);
+        _exit(0);
+    }
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    o.lock_wait_ms = 0;
+    assert_int_equal(stor_open(&o, &s2, &p2), CRAFT_ELOCKED); /* at once: held */
+    o.lock_wait_ms = 10000;
+    t0 = mono_ms();
+    assert_int_equal(stor_open(&o, &s2, &p2), 0);
+    uint64_t waited = mono_ms() - t0;
+    assert_in_range(waited, 100, 9000); /* the child's 200 ms, less what passed */
+    stor_close(s2);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(ready[0]);
+    close(ready[1]);
+    env_reopen(e);
+}
+
 /* ---- disks that lie: damage that a crash cannot explain is refused ---- */
 
 static uint64_t path_size(const char *path)
@@ -2337,6 +2392,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reset_batch_torn, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zeroed_newest_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_creation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_bound, setup, teardown),
