@@ -182,7 +182,24 @@ int main(int argc, char **argv)
          applies_ns(kv, rkeys, avals, n));
     printf("after the updates: RSS +%.1f MiB, list %.1f us\n",
            (rss_bytes() - rss0) / 1048576.0, list_us(kv, n));
+    /* a snapshot of it, and the map read back: what a restart spends */
+    uint8_t *snap;
+    size_t snap_len;
+    if (kv_snapshot_write_mem(kv, kv_index(kv), &snap, &snap_len) != 0)
+        exit(1);
+    struct kv *back;
+    uint64_t applied;
+    double t0 = now();
+    if (kv_restore_mem(snap, snap_len, 0, &back, &applied) != 0 || kv_count(back) != n)
+        exit(1);
+    line("restore (snapshot read back, per key)", (now() - t0) * 1e9 / n);
+    free(snap);
+    kv_free(back);
+    /* freeing the map: what a node's loop would spend, were the old map
+     * of a snapshot install freed there */
+    double t = now();
     kv_free(kv);
+    printf("free: %.1f ms for the whole map\n", (now() - t) * 1e3);
     free(order);
     free(reads);
     free(lkeys);

@@ -309,6 +309,11 @@ bool kv__rec_key_is(const struct kv__leaf *l, uint16_t off, const void *key,
 int kv__cmp(const void *a, size_t alen, const void *b, size_t blen);
 void kv__seek(const struct kv *kv, const void *key, size_t klen,
               struct kv__path *p);
+/* The path to the end of the map (the last leaf, past its last record),
+ * as kv__seek gives for a key above every key; true if key is (the map
+ * holds no key >= it). Reads no separator: for keys put in order. */
+bool kv__seek_end(const struct kv *kv, const void *key, size_t klen,
+                  struct kv__path *p);
 /* kv__seek in two steps: down to the leaf (fetching its slots into the
  * cache), then the search in it; other work may go between the two. */
 void kv__descend(const struct kv *kv, const void *key, size_t klen,

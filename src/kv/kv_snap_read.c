@@ -132,42 +132,55 @@ static int get_entry(struct in *in, struct kv *kv, uint32_t version,
     struct kv__lease *ls = lease ? kv__lease_find(kv, lease) : NULL;
     if (lease && ls == NULL)
         return CRAFT_ECORRUPT;
-    uint8_t *p;
-    err = get_alloc(in, sizeof(struct kv__blob), (uint64_t)klen + vlen, 0, &p);
+    /* Key and value: a small record's on the stack (kv__store copies it
+     * into the leaf), a big one's in the blob the record will own. */
+    uint8_t small[sizeof(struct kv__blob) + KV__INLINE_MAX];
+    bool big = kv__needs_blob(klen, vlen);
+    uint8_t *p = small;
+    err = big ? get_alloc(in, sizeof(struct kv__blob), (uint64_t)klen + vlen, 0, &p)
+              : get(in, small + sizeof(struct kv__blob), (size_t)klen + vlen);
     if (err)
         return err;
-    err = kv__reserve(kv, 1, klen, kv__rec_bound(klen, vlen));
-    if (err) {
-        craft_free(p);
-        return err;
-    }
     struct kv__blob *b = (struct kv__blob *)p;
     const uint8_t *key = b->data, *val = b->data + klen;
+    /* its home slot asked for now: the miss overlaps the work below */
+    uint64_t hk = kv__hkey(kv, key, klen);
+    __builtin_prefetch(&kv->hs[kv__hash_home(kv, hk)]);
+    err = kv__reserve(kv, 1, klen, kv__rec_bound(klen, vlen));
+    if (err) {
+        if (big)
+            craft_free(p);
+        return err;
+    }
     struct kv__path path;
-    kv__seek(kv, key, klen, &path);
-    /* no key twice; version 2 keys in increasing order */
-    if (path.found ||
-        (version != 1 && (path.pos != path.leaf->n || path.leaf->next))) {
-        craft_free(p);
-        return CRAFT_ECORRUPT;
+    /* no key twice: version 2 keys in increasing order, so each one goes
+     * past the end of the map (found without a search); version 1's in
+     * any order */
+    bool ok;
+    if (version != 1) {
+        ok = kv__seek_end(kv, key, klen, &path);
+    } else {
+        kv__seek(kv, key, klen, &path);
+        ok = !path.found;
     }
     struct kv__lkey *lk = NULL;
-    if (ls != NULL &&
-        ((lk = kv__lkey_new(kv, key, klen)) == NULL ||
-         kv__lease_room(ls, 1) != 0)) {
+    if (ok && ls != NULL &&
+        ((lk = kv__lkey_new(kv, key, klen)) == NULL || kv__lease_room(ls, 1) != 0)) {
         craft_free(lk);
-        craft_free(p);
+        if (big)
+            craft_free(p);
         return CRAFT_ENOMEM;
+    }
+    if (!ok) {
+        if (big)
+            craft_free(p);
+        return CRAFT_ECORRUPT;
     }
     if (lk != NULL)
         kv__lease_attach(ls, lk);
-    bool big = kv__needs_blob(klen, vlen);
     b->klen = klen;
     b->vlen = vlen;
-    kv__store(kv, &path, kv__hkey(kv, key, klen), key, klen, val, vlen,
-              create, mod, ver, lease, big ? b : NULL);
-    if (!big)
-        craft_free(p);
+    kv__store(kv, &path, hk, key, klen, val, vlen, create, mod, ver, lease, big ? b : NULL);
     return 0;
 }
 

@@ -301,6 +301,29 @@ void kv__seek_leaf(struct kv__path *p, const void *key, size_t klen)
     p->pos = lower_bound(p->leaf, key, klen, &p->found);
 }
 
+bool kv__seek_end(const struct kv *kv, const void *key, size_t klen,
+                  struct kv__path *p)
+{
+    void *n = kv->root;
+    p->depth = kv->height;
+    for (unsigned d = 0; d < kv->height; d++) {
+        struct kv__inode *in = n;
+        p->node[d] = in;
+        p->idx[d] = in->n - 1;
+        n = in->child[in->n - 1];
+    }
+    struct kv__leaf *l = n;
+    p->leaf = l;
+    p->pos = l->n;
+    p->found = false;
+    if (l->n == 0)
+        return kv->count == 0; /* an empty last leaf: only of an empty map */
+    const uint8_t *last;
+    size_t len;
+    rec_key(l, l->n - 1, &last, &len);
+    return key_cmp(key, klen, last, len) > 0;
+}
+
 void kv__seek(const struct kv *kv, const void *key, size_t klen,
               struct kv__path *p)
 {
@@ -905,6 +928,28 @@ static void link_after(struct kv__leaf *l, struct kv__leaf *n)
     l->next = n;
 }
 
+/* Hang leaf right, just made from p->leaf, into the tree after it, with
+ * the separator between item a (the last of p->leaf) and b (the first of
+ * right). */
+static void split_link(struct kv *kv, struct kv__path *p, const struct item *a,
+                       const struct item *b, struct kv__leaf *right)
+{
+    const uint8_t *k;
+    size_t len = sep_len(a, b, &k);
+    struct kv__sep sep = take_sep(kv, k, len);
+    if (p->depth == 0) {
+        struct kv__inode *root = take_inode(kv);
+        root->n = 2;
+        root->child[0] = p->leaf;
+        root->child[1] = right;
+        root->sep[0] = sep;
+        kv->root = root;
+        kv->height = 1;
+        return;
+    }
+    inode_insert(kv, p, p->depth - 1, right, sep);
+}
+
 /* Split p->leaf (its items in o): the first s items stay, the rest go to a
  * new leaf on its right. */
 static void leaf_split(struct kv *kv, struct kv__path *p,
@@ -918,20 +963,25 @@ static void leaf_split(struct kv *kv, struct kv__path *p,
     fill_leaf(kv, l, it, 0, s, where);
     fill_leaf(kv, right, it, s, o->n, where);
     link_after(l, right);
-    const uint8_t *k;
-    size_t len = sep_len(it[s - 1], it[s], &k);
-    struct kv__sep sep = take_sep(kv, k, len);
-    if (p->depth == 0) {
-        struct kv__inode *root = take_inode(kv);
-        root->n = 2;
-        root->child[0] = l;
-        root->child[1] = right;
-        root->sep[0] = sep;
-        kv->root = root;
-        kv->height = 1;
-        return;
-    }
-    inode_insert(kv, p, p->depth - 1, right, sep);
+    split_link(kv, p, it[s - 1], it[s], right);
+}
+
+/* The split of an append past the last leaf's end (keys written in order,
+ * a snapshot read back): a new last leaf holds rec alone and p->leaf stays
+ * as it is, so none of its records moves (leaf_split would gather them all
+ * and find each one's index slot: a hash probe per record, for nothing). */
+static void edge_append(struct kv *kv, struct kv__path *p, const uint8_t *rec,
+                        size_t size, struct placed *where)
+{
+    struct kv__leaf *l = p->leaf;
+    struct item last = {l->data + kv__slot(l, l->n - 1), 0, 0};
+    struct item add = {rec, size, SIZE_MAX};
+    const struct item *it[1] = {&add};
+    struct kv__leaf *right = take_leaf(kv);
+    fill_leaf(kv, right, it, 0, 1, where);
+    l->seq = 0;
+    link_after(l, right);
+    split_link(kv, p, &last, &add, right);
 }
 
 /* Where to split o so that both sides hold about half its bytes. */
@@ -1096,11 +1146,11 @@ static void leaf_overflow(struct kv *kv, struct kv__path *p,
     struct items o;
     struct kv__leaf *l = p->leaf;
     uint32_t pos = p->pos;
-    gather(kv, l, buf, pos, rec, size, &o);
-    if (pos == o.n - 1 && l->next == NULL) {
-        leaf_split(kv, p, &o, o.n - 1, where);
+    if (pos == l->n && l->next == NULL && l->n > 0) {
+        edge_append(kv, p, rec, size, where);
         return;
     }
+    gather(kv, l, buf, pos, rec, size, &o);
     if (pos == 0 && l->prev == NULL) {
         leaf_split(kv, p, &o, 1, where);
         return;
