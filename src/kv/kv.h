@@ -43,6 +43,9 @@ struct kv;
  * order. NULL if out of memory. */
 struct kv *kv_new(uint64_t hash_seed);
 void kv_free(struct kv *kv); /* NULL is fine */
+/* Free the spare nodes kept for the next batch (up to about 7 MiB after a
+ * batch of 1,000 puts or more; kv_tree.c): when writes pause. */
+void kv_release_spare(struct kv *kv);
 
 size_t kv_count(const struct kv *kv);    /* number of keys */
 uint64_t kv_bytes(const struct kv *kv);  /* sum of key and value lengths */

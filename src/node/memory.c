@@ -36,6 +36,7 @@ static uint64_t applied_since_trim(const struct node *n)
 void node__memory_release(struct node *n, const char *after)
 {
     uint64_t t0 = uv_hrtime();
+    kv_release_spare(n->kv);
     int released = malloc_trim(0);
     n->mem_trimmed = n->applied_bytes;
     CRAFT_DEBUG(&n->log, "memory: trimmed after %s in %.2f ms (%s)", after,

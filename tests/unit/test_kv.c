@@ -976,6 +976,7 @@ struct walk {
     size_t last_len;
     bool any;
     size_t leaves;
+    size_t inodes_at[KV__MAX_DEPTH + 1]; /* by level above the leaves */
     size_t count;
     uint64_t bytes;
 };
@@ -1034,6 +1035,7 @@ static void walk_node(const void *node, unsigned height, const uint8_t *lo,
     }
     const struct kv__inode *in = node;
     assert_true(in->n >= 1 && in->n <= KV__FAN);
+    w->inodes_at[height]++;
     for (uint32_t i = 0; i < in->n; i++) {
         const uint8_t *clo = i ? kv__sep_key(&in->sep[i - 1]) : lo;
         size_t clolen = i ? in->sep[i - 1].len : lolen;
@@ -1050,6 +1052,8 @@ static size_t check_tree(const struct kv *kv)
     walk_node(kv->root, kv->height, NULL, 0, NULL, 0, &w);
     assert_null(w.prev_leaf->next);
     assert_int_equal(w.count, kv_count(kv));
+    for (unsigned lvl = 0; lvl <= KV__MAX_DEPTH; lvl++)
+        assert_int_equal(w.inodes_at[lvl], kv->n_inodes_at[lvl]);
     size_t used = 0;
     for (size_t i = 0; i < kv->hcap; i++)
         used += kv->hs[i] != 0;
