@@ -54,7 +54,8 @@ struct watch_event {
 };
 
 /* What one held event counts against the byte bound: its key and value
- * plus this fixed overhead (its ring slot and allocation). */
+ * (packed in the history's byte ring) plus this fixed overhead (its ring
+ * slot, 64 bytes). */
 #define WATCH_EVENT_OVERHEAD 64u
 #define WATCH_EVENT_COST(klen, vlen) \
     ((uint64_t)(klen) + (uint64_t)(vlen) + WATCH_EVENT_OVERHEAD)

@@ -309,6 +309,78 @@ static void test_changed(void **state)
     watch_history_free(h);
 }
 
+/* Events of random sizes through small bounds, so that the byte ring
+ * wraps, skips its end and grows many times: after each append, what a
+ * cursor from the floor reads is exactly the events appended with an index
+ * above the floor, byte for byte. */
+static void test_history_packed_ring(void **state)
+{
+    enum { N = 6000 };
+    struct watch_history *h = watch_history_new(37, 6000, 0);
+    static struct { uint64_t index; char key[48], val[400]; } evs[N];
+    uint64_t x = 88172645463325252ull, index = 1;
+    for (size_t i = 0; i < N; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        if (x % 3 == 0)
+            index++; /* one to a few events an entry */
+        size_t kl = 1 + x % 40, vl = (x >> 8) % (i < N / 2 ? 60 : 390);
+        evs[i].index = index;
+        snprintf(evs[i].key, sizeof evs[i].key, "%zu-%.*s", i, (int)kl, "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk");
+        memset(evs[i].val, 'a' + (int)(i % 26), vl);
+        evs[i].val[vl] = 0;
+        struct watch_event ev = put(index, evs[i].key, evs[i].val);
+        assert_int_equal(watch_history_append(h, &ev), 0);
+
+        uint64_t floor = watch_history_floor(h);
+        struct watch_cursor c;
+        assert_int_equal(watch_history_seek(h, floor, &c), 0);
+        size_t first = i + 1;
+        while (first > 0 && evs[first - 1].index > floor)
+            first--;
+        struct watch_event out;
+        for (size_t j = first; j <= i; j++) {
+            assert_int_equal(watch_history_next(h, &c, &out), 1);
+            assert_int_equal(out.index, evs[j].index);
+            assert_int_equal(out.klen, strlen(evs[j].key));
+            assert_memory_equal(out.key, evs[j].key, out.klen);
+            assert_int_equal(out.vlen, strlen(evs[j].val));
+            if (out.vlen)
+                assert_memory_equal(out.val, evs[j].val, out.vlen);
+        }
+        assert_int_equal(watch_history_next(h, &c, &out), 0);
+        assert_int_equal(watch_history_count(h), i + 1 - first);
+    }
+    assert_true(watch_history_floor(h) > 0); /* the bounds evicted */
+    watch_history_free(h);
+}
+
+/* The byte ring's edge: an event as long as the room before the head's
+ * bytes must not wrap there (its end would meet the head, and the ring
+ * would look empty: the next event would overwrite the head's bytes). Sizes
+ * for the first 4 KiB ring: 2000, 1000 and 500 bytes, then 2000 evicts the
+ * first (by the byte bound) and finds exactly 2000 free before the head. */
+static void test_history_ring_edges(void **state)
+{
+    static char v[5][2000];
+    const size_t len[5] = {2000, 1000, 500, 2000, 100};
+    struct watch_history *h = watch_history_new(100, 4000, 0);
+    for (int i = 0; i < 5; i++) {
+        memset(v[i], 'a' + i, len[i] - 1); /* key "k" + value: len[i] bytes */
+        struct watch_event ev = put((uint64_t)i + 1, "k", v[i]);
+        assert_int_equal(watch_history_append(h, &ev), 0);
+    }
+    assert_int_equal(watch_history_floor(h), 1); /* the first evicted */
+    struct watch_cursor c;
+    struct watch_event out;
+    assert_int_equal(watch_history_seek(h, 1, &c), 0);
+    for (int i = 1; i < 5; i++) {
+        assert_int_equal(watch_history_next(h, &c, &out), 1);
+        assert_int_equal(out.vlen, len[i] - 1);
+        assert_memory_equal(out.val, v[i], out.vlen);
+    }
+    watch_history_free(h);
+}
+
 static void test_history_alloc_failure(void **state)
 {
     assert_null((count_alloc_countdown = 1, watch_history_new(10, 100, 0)));
@@ -316,8 +388,10 @@ static void test_history_alloc_failure(void **state)
     append(h, 1, "a", "");
     struct watch_cursor c;
     assert_int_equal(watch_history_seek(h, 1, &c), 0);
-    struct watch_event ev = put(2, "b", "v");
-    count_alloc_countdown = 1; /* the copy of b fails */
+    static char big[5000]; /* more than the byte ring's first 4 KiB */
+    memset(big, 'v', sizeof big - 1);
+    struct watch_event ev = put(2, "b", big);
+    count_alloc_countdown = 1; /* the byte ring's growth for b fails */
     assert_int_equal(watch_history_append(h, &ev), CRAFT_ENOMEM);
     assert_int_equal(watch_history_floor(h), 2);
     assert_int_equal(watch_history_count(h), 0);
@@ -510,6 +584,8 @@ int main(void)
         T(test_reset),
         T(test_reset_past),
         T(test_changed),
+        T(test_history_packed_ring),
+        T(test_history_ring_edges),
         T(test_history_alloc_failure),
         T(test_key_and_prefix_matching),
         T(test_same_key_groups),
