@@ -12,7 +12,12 @@ of linearizable GETs on the leader and on a follower, in two phases:
             wiped or damaged data directory" says: the leader sends it a
             snapshot which it installs (the window runs until it has
             applied the leader's commit index). The reads on the follower
-            go to the other follower, which stays up.
+            go to the other follower, which stays up;
+  catchup   that follower is stopped with its data, the leader overwrites
+            keys until it has compacted its log past the follower's
+            applied index, and the follower starts again: it loads its own
+            map (before its loop runs), then installs the leader's
+            snapshot over that full map (the old map is freed then).
 
 One reader thread per node read, each on one keep-alive connection,
 reading random loaded keys one after the other. For each window: the reads
@@ -252,6 +257,45 @@ def install_phase(cl):
             "n2_keys": st["keys"], "n2_snapshot_installs": installed}
 
 
+def catchup_phase(cl, nkeys):
+    """n2 is stopped (its data kept), the leader overwrites keys until it
+    has compacted its log past what n2 applied, and n2 starts again: it
+    loads its own map at start (before its loop runs), then the leader
+    sends it a snapshot, whose install replaces that full map."""
+    applied = cl.status(2)["applied_index"]
+    cl.procs[2].stop()
+    logpath = os.path.join(cl.workdir, "n0.log")
+    c = helper.Client(cl.haddr(0), timeout=60)
+    rng = random.Random(12)
+    writes = 0
+
+    def compacted_past():
+        with open(logpath, errors="replace") as f:
+            kept = [int(line.rsplit(" ", 1)[1]) for line in f if "; log kept from " in line]
+        return bool(kept) and kept[-1] > applied + 1
+    while not compacted_past():
+        if writes >= 20000:
+            raise RuntimeError("the leader kept its log from before %d" % applied)
+        first = rng.randrange(max(1, nkeys - 1000))
+        body = {"r%015d" % k: "c%015d" % k for k in range(first, first + 1000)}
+        st, data = c.request("POST", "/key", body=body)
+        if st != 200:
+            raise RuntimeError("write -> %d %s" % (st, data[:200]))
+        writes += 1
+    n2log = os.path.join(cl.workdir, "n2.log")
+    with open(n2log, errors="replace") as f:
+        before = sum(1 for line in f if "state restored from snapshot" in line)
+    cl.start(2, join=False)
+    commit = cl.status(0)["commit_index"]
+    cl.wait("n2 caught up", lambda: cl.status(2)["applied_index"] >= commit, 300)
+    with open(n2log, errors="replace") as f:
+        installed = sum(1 for line in f if "state restored from snapshot" in line) - before
+    st = cl.status(2)
+    return {"write_batches": writes, "n2_applied_before": applied,
+            "n2_applied": st["applied_index"], "n2_keys": st["keys"],
+            "n2_snapshot_loads": installed}
+
+
 def main(argv):
     binary, port, workdir, nkeys = argv[1], int(argv[2]), argv[3], int(argv[4])
     cl = Cluster(binary, port, workdir)
@@ -273,6 +317,8 @@ def main(argv):
                phase("snapshot", cl, readers, lambda: snapshot_phase(cl, nkeys))]
         settled(cl)
         out.append(phase("install", cl, readers, lambda: install_phase(cl)))
+        settled(cl)
+        out.append(phase("catchup", cl, readers, lambda: catchup_phase(cl, nkeys)))
         for r in readers.values():
             r.stop_ev.set()
             r.join()

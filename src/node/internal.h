@@ -324,6 +324,8 @@ void node__snapshot_install(struct node *n, uint64_t index, void (*done)(struct 
 /* Return the free pages of malloc's arenas to the system (memory.c), after
  * an event that freed much: a log compaction, a replaced map. */
 void node__memory_release(struct node *n, const char *after);
+/* Frees kv (a map just replaced) and trims, on a worker thread. */
+void node__memory_free_map(struct node *n, struct kv *kv);
 /* At each tick: release once writes have paused for a while. */
 void node__memory_tick(struct node *n);
 void node__snapshot_cancel(struct node *n);

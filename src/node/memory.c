@@ -15,11 +15,17 @@
  * worth it (snapshot.c, node__snapshot_quiet): it frees the log too, then
  * trims. A trickle of writes (one
  * a second, say) is not trimmed after each: it frees too little to matter
- * and would pay the walk every time. */
+ * and would pay the walk every time.
+ *
+ * The old map a snapshot install replaces is freed, and the pages trimmed,
+ * on a worker thread (node__memory_free_map): 10^6 keys take 26-29 ms to
+ * free (make bench-kv), 10^7 ten times that, all of it a loop iteration
+ * that answers nothing were it done there. */
 #include <malloc.h>
 
 #include <uv.h>
 
+#include "common/alloc.h"
 #include "node/internal.h"
 
 #define NODE__MEM_QUIET_MS 1000
@@ -58,4 +64,41 @@ void node__memory_tick(struct node *n)
         return; /* it trims once it has freed the log */
     if (applied_since_trim(n) >= NODE__MEM_TRIM_BYTES)
         node__memory_release(n, "writes paused");
+}
+
+/* The old map goes to a worker of its own (not the disk job queue: the
+ * log's next write must not wait behind it). Nothing else refers to it; the
+ * request keeps the loop alive until it is done, so a node stopped meanwhile
+ * still frees it before the loop closes. */
+struct map_free {
+    uv_work_t w;
+    struct kv *kv;
+};
+
+static void map_free_work(uv_work_t *w)
+{
+    struct map_free *f = w->data;
+    kv_free(f->kv);
+    malloc_trim(0);
+}
+
+static void map_free_after(uv_work_t *w, int status)
+{
+    (void)status; /* UV_ECANCELED cannot happen: nothing cancels it */
+    craft_free(w->data);
+}
+
+void node__memory_free_map(struct node *n, struct kv *kv)
+{
+    n->mem_trimmed = n->applied_bytes;
+    struct map_free *f = craft_calloc(1, sizeof *f);
+    if (f != NULL) {
+        f->kv = kv;
+        f->w.data = f;
+        if (uv_queue_work(n->loop, &f->w, map_free_work, map_free_after) == 0)
+            return;
+        craft_free(f);
+    }
+    kv_free(kv); /* here, then: slower, but freed all the same */
+    node__memory_release(n, "a snapshot install");
 }

@@ -249,12 +249,12 @@ void node__snapshot_cancel(struct node *n)
 static void snapshot_swap_in(struct node *n, struct kv *kv, uint64_t index,
                              const struct raft_snap_meta *meta)
 {
-    kv_free(n->kv);
+    struct kv *old = n->kv;
     n->kv = kv;
     n->applied = index;
     n->snap_size = meta->size;
     n->applied_bytes = n->applied_mem = 0;
-    node__memory_release(n, "a snapshot install"); /* the old map is freed */
+    node__memory_free_map(n, old); /* on a worker, then trimmed */
     node__leases_rebuild(n); /* every lease of it starts now */
     node__watch_kv_replaced(n);
     if (n->peers)
