@@ -6,7 +6,8 @@
  * of 10^6 keys loaded in batches, 16 MiB of 92 are such pages.
  *
  * malloc_trim(0) returns every whole free page of every arena (madvise). It
- * walks the free lists (1-2 ms on that store, logged at debug level), so it
+ * walks the free lists (1-2 ms on that store, far more at 10^7 keys; on a
+ * worker thread, below), so it
  * runs only after those events, and once when the applied index has not
  * moved for NODE__MEM_QUIET_MS after at least NODE__MEM_TRIM_BYTES of
  * entries applied since the last trim: the same idea as jemalloc's decay
@@ -39,17 +40,6 @@ static uint64_t applied_since_trim(const struct node *n)
                                               : n->applied_bytes;
 }
 
-void node__memory_release(struct node *n, const char *after)
-{
-    uint64_t t0 = uv_hrtime();
-    kv_release_spare(n->kv);
-    int released = malloc_trim(0);
-    n->mem_trimmed = n->applied_bytes;
-    CRAFT_DEBUG(&n->log, "memory: trimmed after %s in %.2f ms (%s)", after,
-                (double)(uv_hrtime() - t0) / 1e6,
-                released ? "pages returned" : "nothing to return");
-}
-
 void node__memory_tick(struct node *n)
 {
     uint64_t now = node__now(n);
@@ -66,39 +56,55 @@ void node__memory_tick(struct node *n)
         node__memory_release(n, "writes paused");
 }
 
-/* The old map goes to a worker of its own (not the disk job queue: the
- * log's next write must not wait behind it). Nothing else refers to it; the
- * request keeps the loop alive until it is done, so a node stopped meanwhile
- * still frees it before the loop closes. */
-struct map_free {
+/* The trim, and the freeing of a replaced map, run on a worker of their
+ * own (not the disk job queue: the log's next write must not wait behind
+ * them). After a snapshot or an install above 10^7 keys, malloc_trim
+ * walks hundreds of MiB of free chunks, holding an arena's lock (a free on
+ * another thread waits for it, and it for the free): not a loop's work. Nothing
+ * else refers to the map; the request keeps the loop alive until it is
+ * done, so a node stopped meanwhile still finishes it before the loop
+ * closes (the request holds nothing of the node). */
+struct release {
     uv_work_t w;
-    struct kv *kv;
+    struct kv *kv; /* to free first, or NULL */
 };
 
-static void map_free_work(uv_work_t *w)
+static void release_work(uv_work_t *w)
 {
-    struct map_free *f = w->data;
-    kv_free(f->kv);
+    struct release *r = w->data;
+    kv_free(r->kv);
     malloc_trim(0);
 }
 
-static void map_free_after(uv_work_t *w, int status)
+static void release_after(uv_work_t *w, int status)
 {
     (void)status; /* UV_ECANCELED cannot happen: nothing cancels it */
     craft_free(w->data);
 }
 
-void node__memory_free_map(struct node *n, struct kv *kv)
+static void release(struct node *n, struct kv *kv, const char *after)
 {
     n->mem_trimmed = n->applied_bytes;
-    struct map_free *f = craft_calloc(1, sizeof *f);
-    if (f != NULL) {
-        f->kv = kv;
-        f->w.data = f;
-        if (uv_queue_work(n->loop, &f->w, map_free_work, map_free_after) == 0)
+    CRAFT_DEBUG(&n->log, "memory: trimmed after %s (on a worker)", after);
+    struct release *r = craft_calloc(1, sizeof *r);
+    if (r != NULL) {
+        r->kv = kv;
+        r->w.data = r;
+        if (uv_queue_work(n->loop, &r->w, release_work, release_after) == 0)
             return;
-        craft_free(f);
+        craft_free(r);
     }
-    kv_free(kv); /* here, then: slower, but freed all the same */
-    node__memory_release(n, "a snapshot install");
+    kv_free(kv); /* here, then: slower, but done all the same */
+    malloc_trim(0);
+}
+
+void node__memory_release(struct node *n, const char *after)
+{
+    kv_release_spare(n->kv);
+    release(n, NULL, after);
+}
+
+void node__memory_free_map(struct node *n, struct kv *kv)
+{
+    release(n, kv, "a snapshot install");
 }
