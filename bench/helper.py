@@ -367,7 +367,7 @@ def time_listing(list_once, nkeys):
 
 
 def rss_phase(kind, make_argv, addr, nkeys, batch, nthreads, load_path, make_body, probe,
-              datadir, logpath, pidfile, list_once=None):
+              datadir, logpath, pidfile, list_once=None, observe=None):
     res = {"kind": kind, "keys": nkeys}
     proc = Proc(make_argv(), logpath, pidfile)
     try:
@@ -387,6 +387,8 @@ def rss_phase(kind, make_argv, addr, nkeys, batch, nthreads, load_path, make_bod
         res["rss_mib"] = round(r["VmRSS"] / 1024, 1)
         res["hwm_mib"] = round(r["VmHWM"] / 1024, 1)
         res["disk_mib"] = round(dir_kib(datadir) / 1024, 1)
+        if observe is not None:
+            res["after_load"] = observe()
         if list_once is not None:  # after the RSS: its buffers are not counted
             res.update(time_listing(list_once, nkeys))
             if "list_skipped" in res:
@@ -399,9 +401,35 @@ def rss_phase(kind, make_argv, addr, nkeys, batch, nthreads, load_path, make_bod
         time.sleep(1)
         r = rss_kib(proc.p.pid)
         res["rss_after_restart_mib"] = round(r["VmRSS"] / 1024, 1)
+        if observe is not None:
+            res["after_restart"] = observe()
     finally:
         proc.stop()
     return res
+
+
+def craftd_samples(addr):
+    """The unlabelled samples of GET /metrics: {name: value}."""
+    st, data = Client(addr, timeout=10).request("GET", "/metrics")
+    if st != 200:
+        raise OSError("metrics %d" % st)
+    out = {}
+    for line in data.decode().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
+            out[parts[0]] = float(parts[1])
+    return out
+
+
+def loop_and_snapshots(addr):
+    """The longest busy loop iteration since start, and the snapshots
+    taken (count, mean seconds)."""
+    m = craftd_samples(addr)
+    n = int(m.get("craftd_snapshot_duration_seconds_count", 0))
+    return {"loop_longest_ms": round(m.get("craftd_loop_longest_busy_seconds", 0) * 1000, 1),
+            "snapshots": n,
+            "snapshot_mean_s": round(m["craftd_snapshot_duration_seconds_sum"] / n, 2)
+            if n else None}
 
 
 def rss_craftd(binary, port, datadir, logpath, pidfile, nkeys, extra):
@@ -425,7 +453,7 @@ def rss_craftd(binary, port, datadir, logpath, pidfile, nkeys, extra):
         return st, (len(json.loads(data)["keys"]) if st == 200 else None)
 
     res = rss_phase("craftd", lambda: argv, haddr, nkeys, 1000, 4, "/key", lambda b: b, probe,
-                    datadir, logpath, pidfile, list_once)
+                    datadir, logpath, pidfile, list_once, lambda: loop_and_snapshots(haddr))
     lister.close()
     res["argv"] = " ".join(argv)
     return res

@@ -214,8 +214,10 @@ def snapshot_phase(cl, nkeys):
     rng = random.Random(11)
     writes = 0
     forked = None
-    # Batches of 1000 overwrites until the leader forks its writer.
-    while forked is None and writes < 5000:
+    # Batches of 1000 overwrites until the leader forks its writer (the
+    # log must reach about the snapshot's size: more batches for more keys).
+    limit = 5000 + 4 * nkeys // 1000
+    while forked is None and writes < limit:
         first = rng.randrange(max(1, nkeys - 1000))
         body = {"r%015d" % k: "w%015d" % k for k in range(first, first + 1000)}
         st, data = c.request("POST", "/key", body=body)
@@ -274,7 +276,7 @@ def catchup_phase(cl, nkeys):
             kept = [int(line.rsplit(" ", 1)[1]) for line in f if "; log kept from " in line]
         return bool(kept) and kept[-1] > applied + 1
     while not compacted_past():
-        if writes >= 20000:
+        if writes >= 20000 + 8 * nkeys // 1000:
             raise RuntimeError("the leader kept its log from before %d" % applied)
         first = rng.randrange(max(1, nkeys - 1000))
         body = {"r%015d" % k: "c%015d" % k for k in range(first, first + 1000)}
