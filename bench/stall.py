@@ -207,6 +207,15 @@ def phase(name, cl, readers, run):
     return res
 
 
+def overwrite(c, rng, nkeys, vprefix):
+    """One batch of 1000 overwrites of consecutive loaded keys."""
+    first = rng.randrange(max(1, nkeys - 1000))
+    body = {"r%015d" % k: "%s%015d" % (vprefix, k) for k in range(first, first + 1000)}
+    st, data = c.request("POST", "/key", body=body)
+    if st != 200:
+        raise RuntimeError("write -> %d %s" % (st, data[:200]))
+
+
 def snapshot_phase(cl, nkeys):
     leader = cl.procs[0].p.pid
     n0 = metrics(cl.haddr(0))["snapshots"]
@@ -218,11 +227,7 @@ def snapshot_phase(cl, nkeys):
     # log must reach about the snapshot's size: more batches for more keys).
     limit = 5000 + 4 * nkeys // 1000
     while forked is None and writes < limit:
-        first = rng.randrange(max(1, nkeys - 1000))
-        body = {"r%015d" % k: "w%015d" % k for k in range(first, first + 1000)}
-        st, data = c.request("POST", "/key", body=body)
-        if st != 200:
-            raise RuntimeError("write -> %d %s" % (st, data[:200]))
+        overwrite(c, rng, nkeys, "w")
         writes += 1
         if helper.children(leader):
             forked = time.monotonic()
@@ -278,11 +283,7 @@ def catchup_phase(cl, nkeys):
     while not compacted_past():
         if writes >= 20000 + 8 * nkeys // 1000:
             raise RuntimeError("the leader kept its log from before %d" % applied)
-        first = rng.randrange(max(1, nkeys - 1000))
-        body = {"r%015d" % k: "c%015d" % k for k in range(first, first + 1000)}
-        st, data = c.request("POST", "/key", body=body)
-        if st != 200:
-            raise RuntimeError("write -> %d %s" % (st, data[:200]))
+        overwrite(c, rng, nkeys, "c")
         writes += 1
     n2log = os.path.join(cl.workdir, "n2.log")
     with open(n2log, errors="replace") as f:

@@ -1062,6 +1062,20 @@ static size_t check_tree(const struct kv *kv)
     return w.leaves;
 }
 
+/* kv's snapshot (at index 1) read back: a sound tree, the same map. */
+static struct kv *restored(const struct kv *kv)
+{
+    size_t len;
+    uint8_t *buf = snapshot(kv, 1, &len);
+    struct kv *back;
+    uint64_t applied;
+    assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied), 0);
+    check_tree(back);
+    assert_same(kv, back);
+    craft_free(buf);
+    return back;
+}
+
 /* Apply cmd at index with the first, second, ... allocation failing until
  * it succeeds: each failure must be CRAFT_ENOMEM and leave the map as it
  * was (the same snapshot, a sound tree). Returns how many failed. */
@@ -1834,15 +1848,12 @@ static void test_fill_in_order(void **state)
     check_tree(kv);
     assert_true(kv->height >= 2);
     assert_true(fill_of(kv) >= 0.97);
-    size_t len;
-    uint8_t *buf = snapshot(kv, 1, &len);
-    struct kv *back;
-    uint64_t applied;
-    assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied), 0);
-    check_tree(back);
-    assert_same(kv, back);
+    struct kv *back = restored(kv);
     assert_int_equal(back->n_leaves, kv->n_leaves);
     kv_free(back);
+    size_t len;
+    uint8_t *buf = snapshot(kv, 1, &len);
+    uint64_t applied;
     /* fixed-size records (40-byte header, 16-byte key and value) from byte
      * 44: swap two in the middle, then make the second a copy of the first */
     const size_t rec = 40 + 16 + 16;
@@ -2097,15 +2108,7 @@ static void test_long_keys(void **state)
     struct kv_meta last;
     kv_count_range(kv, &r, NULL, 0, SIZE_MAX, &cnt, &more, &last);
     assert_int_equal(cnt, n - (n + 2) / 3);
-    size_t len;
-    uint8_t *buf = snapshot(kv, 1, &len);
-    struct kv *back;
-    uint64_t applied;
-    assert_int_equal(kv_restore_mem(buf, len, SEED, &back, &applied), 0);
-    check_tree(back);
-    assert_same(kv, back);
-    craft_free(buf);
-    kv_free(back);
+    kv_free(restored(kv));
     kv_free(kv);
 }
 
