@@ -44,6 +44,7 @@ struct watch_history {
     uint8_t *bytes;     /* bcap bytes; the next event's go at btail */
     size_t bcap;
     size_t btail;
+    size_t data;        /* key and value bytes of the held events */
     size_t max_events;
     uint64_t max_bytes;
     uint64_t bytes_cost; /* WATCH_EVENT_COST of the held events */
@@ -56,6 +57,9 @@ struct watch_history {
 
 #define MIN_CAP 16
 #define MIN_BYTES 4096
+/* The byte ring halves when what it holds is under a quarter of it (after
+ * a burst of big values, say), down to this size. */
+#define SHRINK_MIN (64 * 1024)
 
 struct watch_history *watch_history_new(size_t max_events, uint64_t max_bytes,
                                         uint64_t floor)
@@ -80,6 +84,7 @@ static void pop_head(struct watch_history *h)
 {
     struct slot *s = at(h, 0);
     h->bytes_cost -= WATCH_EVENT_COST(s->klen, s->vlen);
+    h->data -= s->klen + (size_t)s->vlen;
     h->head = (h->head + 1) % h->cap;
     h->count--;
     h->first_seq++;
@@ -142,6 +147,29 @@ static int grow(struct watch_history *h)
     return 0;
 }
 
+/* A byte ring of cap bytes (>= the held bytes + 1) with the held events'
+ * bytes laid out from 0: 0, or CRAFT_ENOMEM (nothing changed). */
+static int relayout(struct watch_history *h, size_t cap)
+{
+    uint8_t *b = craft_malloc(cap);
+    if (!b)
+        return CRAFT_ENOMEM;
+    size_t off = 0;
+    for (size_t i = 0; i < h->count; i++) {
+        struct slot *s = at(h, i);
+        size_t n = s->klen + (size_t)s->vlen;
+        if (n)
+            memcpy(b + off, h->bytes + s->off, n);
+        s->off = off;
+        off += n;
+    }
+    craft_free(h->bytes);
+    h->bytes = b;
+    h->bcap = cap;
+    h->btail = off;
+    return 0;
+}
+
 /* Where len more bytes go: their offset, the ring doubled (and its bytes
  * laid out again from 0) if they do not fit; SIZE_MAX if out of memory. */
 static size_t place_bytes(struct watch_history *h, size_t len)
@@ -161,31 +189,12 @@ static size_t place_bytes(struct watch_history *h, size_t len)
         return h->btail; /* wrapped: room between the tail and the head */
     }
     size_t cap = h->bcap ? h->bcap : MIN_BYTES;
-    size_t used = 0;
-    for (size_t i = 0; i < h->count; i++)
-        used += at(h, i)->klen + (size_t)at(h, i)->vlen;
-    while (cap < used + len + 1 || cap < 2 * h->bcap) {
+    while (cap < h->data + len + 1 || cap < 2 * h->bcap) {
         if (cap > SIZE_MAX / 2)
             return SIZE_MAX;
         cap *= 2;
     }
-    uint8_t *b = craft_malloc(cap);
-    if (!b)
-        return SIZE_MAX;
-    size_t off = 0;
-    for (size_t i = 0; i < h->count; i++) {
-        struct slot *s = at(h, i);
-        size_t n = s->klen + (size_t)s->vlen;
-        if (n)
-            memcpy(b + off, h->bytes + s->off, n);
-        s->off = off;
-        off += n;
-    }
-    craft_free(h->bytes);
-    h->bytes = b;
-    h->bcap = cap;
-    h->btail = off;
-    return off;
+    return relayout(h, cap) ? SIZE_MAX : h->btail;
 }
 
 static bool over(const struct watch_history *h, uint64_t cost)
@@ -220,6 +229,8 @@ int watch_history_append(struct watch_history *h, const struct watch_event *ev)
     }
     size_t len = ev->klen + ev->vlen;
     size_t off = SIZE_MAX;
+    if (h->bcap > SHRINK_MIN && (h->data + len) * 4 < h->bcap)
+        (void)relayout(h, h->bcap / 2); /* failure: stays larger */
     if (ev->klen <= UINT32_MAX && ev->vlen <= UINT32_MAX && grow(h) == 0)
         off = place_bytes(h, len);
     if (off == SIZE_MAX) {
@@ -231,6 +242,7 @@ int watch_history_append(struct watch_history *h, const struct watch_event *ev)
     if (ev->vlen)
         memcpy(h->bytes + off + ev->klen, ev->val, ev->vlen);
     h->btail = off + len;
+    h->data += len;
     struct slot *s = &h->ring[(h->head + h->count) % h->cap];
     *s = (struct slot){.index = ev->index,
                        .create_index = ev->create_index,
@@ -251,6 +263,11 @@ uint64_t watch_history_floor(const struct watch_history *h) { return h->floor; }
 uint64_t watch_history_last(const struct watch_history *h) { return h->last; }
 size_t watch_history_count(const struct watch_history *h) { return h->count; }
 uint64_t watch_history_bytes(const struct watch_history *h) { return h->bytes_cost; }
+
+size_t watch_history_mem(const struct watch_history *h)
+{
+    return h->cap * sizeof *h->ring + h->bcap;
+}
 
 /* The position of the first held event with an index > after (indexes
  * never go down along the ring: binary search). */

@@ -96,6 +96,10 @@ uint64_t watch_history_floor(const struct watch_history *h);
 uint64_t watch_history_last(const struct watch_history *h);
 size_t watch_history_count(const struct watch_history *h);   /* events held */
 uint64_t watch_history_bytes(const struct watch_history *h); /* their cost */
+/* What the history has allocated: its slots and its byte ring (which holds
+ * the events' keys and values; it grows by doubling and halves once a
+ * quarter of it is in use). */
+size_t watch_history_mem(const struct watch_history *h);
 
 /* A reader's position. Plain data: copy it, keep it anywhere; it owns
  * nothing. index: the index of the last event read (or the seek's after);

@@ -381,6 +381,38 @@ static void test_history_ring_edges(void **state)
     watch_history_free(h);
 }
 
+/* The byte ring gives memory back: after a burst of big values is
+ * evicted, small events shrink it by halves (their bytes intact). */
+static void test_history_ring_shrinks(void **state)
+{
+    static char big[100000];
+    memset(big, 'b', sizeof big - 1);
+    struct watch_history *h = watch_history_new(1000, 1u << 30, 0);
+    for (uint64_t i = 1; i <= 20; i++) {
+        struct watch_event ev = put(i, "big", big);
+        assert_int_equal(watch_history_append(h, &ev), 0);
+    }
+    assert_true(watch_history_mem(h) > 2000000);
+    char key[32];
+    for (uint64_t i = 21; i < 3000; i++) {
+        snprintf(key, sizeof key, "small-%llu", (unsigned long long)i);
+        struct watch_event ev = put(i, key, "v");
+        assert_int_equal(watch_history_append(h, &ev), 0);
+    }
+    assert_true(watch_history_mem(h) < 256 * 1024);
+    struct watch_cursor c;
+    struct watch_event out;
+    assert_int_equal(watch_history_seek(h, watch_history_floor(h), &c), 0);
+    for (uint64_t i = 2000; i < 3000; i++) {
+        snprintf(key, sizeof key, "small-%llu", (unsigned long long)i);
+        assert_int_equal(watch_history_next(h, &c, &out), 1);
+        assert_int_equal(out.index, i);
+        assert_int_equal(out.klen, strlen(key));
+        assert_memory_equal(out.key, key, out.klen);
+    }
+    watch_history_free(h);
+}
+
 static void test_history_alloc_failure(void **state)
 {
     assert_null((count_alloc_countdown = 1, watch_history_new(10, 100, 0)));
@@ -586,6 +618,7 @@ int main(void)
         T(test_changed),
         T(test_history_packed_ring),
         T(test_history_ring_edges),
+        T(test_history_ring_shrinks),
         T(test_history_alloc_failure),
         T(test_key_and_prefix_matching),
         T(test_same_key_groups),
