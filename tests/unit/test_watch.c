@@ -309,27 +309,33 @@ static void test_changed(void **state)
     watch_history_free(h);
 }
 
-/* Events of random sizes through small bounds, so that the byte ring
- * wraps, skips its end and grows many times: after each append, what a
- * cursor from the floor reads is exactly the events appended with an index
- * above the floor, byte for byte. */
-static void test_history_packed_ring(void **state)
+/* Events of random sizes through given bounds, so that the byte ring
+ * wraps, skips its end, grows and (phases: 1,500 events of values up to
+ * 390 bytes, then 1,500 of up to 3, and so on) shrinks: after each
+ * append, what a cursor from the floor reads is exactly the events
+ * appended with an index above the floor, byte for byte. */
+static void model_run(size_t max_events, uint64_t max_bytes, bool phases)
 {
     enum { N = 6000 };
-    struct watch_history *h = watch_history_new(37, 6000, 0);
+    struct watch_history *h = watch_history_new(max_events, max_bytes, 0);
     static struct { uint64_t index; char key[48], val[400]; } evs[N];
     uint64_t x = 88172645463325252ull, index = 1;
+    size_t peak = 0;
     for (size_t i = 0; i < N; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         if (x % 3 == 0)
             index++; /* one to a few events an entry */
-        size_t kl = 1 + x % 40, vl = (x >> 8) % (i < N / 2 ? 60 : 390);
+        size_t kl = 1 + x % 40;
+        size_t vl = phases ? ((i / 1500) % 2 ? x % 4 : (x >> 8) % 390)
+                           : (x >> 8) % (i < N / 2 ? 60 : 390);
         evs[i].index = index;
         snprintf(evs[i].key, sizeof evs[i].key, "%zu-%.*s", i, (int)kl, "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk");
         memset(evs[i].val, 'a' + (int)(i % 26), vl);
         evs[i].val[vl] = 0;
         struct watch_event ev = put(index, evs[i].key, evs[i].val);
         assert_int_equal(watch_history_append(h, &ev), 0);
+        if (watch_history_mem(h) > peak)
+            peak = watch_history_mem(h);
 
         uint64_t floor = watch_history_floor(h);
         struct watch_cursor c;
@@ -351,7 +357,15 @@ static void test_history_packed_ring(void **state)
         assert_int_equal(watch_history_count(h), i + 1 - first);
     }
     assert_true(watch_history_floor(h) > 0); /* the bounds evicted */
+    if (phases) /* it ends in a phase of small values */
+        assert_true(watch_history_mem(h) < peak / 2);
     watch_history_free(h);
+}
+
+static void test_history_packed_ring(void **state)
+{
+    model_run(37, 6000, false);
+    model_run(1000, 1000000, true);
 }
 
 /* The byte ring's edge: an event as long as the room before the head's
