@@ -180,9 +180,9 @@ struct kv {
     uint64_t bytes;             /* sum of klen + vlen */
     uint64_t index;             /* index of the last applied command */
     size_t max_klen;            /* longest key ever stored (separator size) */
-    size_t n_leaves, n_inodes;  /* in the tree (not the pool) */
-    /* internal nodes by level above the leaves (1: the leaves' parents);
-     * what the reserve's bound counts on (kv__reserve) */
+    size_t n_leaves;            /* in the tree (not the pool) */
+    /* internal nodes in the tree by level above the leaves (1: the
+     * leaves' parents); what the reserve's bound counts on (kv__reserve) */
     size_t n_inodes_at[KV__MAX_DEPTH + 1];
     /* the pool (kv__reserve): singly linked via next / child[0] */
     struct kv__leaf *free_leaves;

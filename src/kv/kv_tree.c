@@ -507,7 +507,6 @@ static struct kv__inode *take_inode(struct kv *kv, unsigned lvl)
     assert(in != NULL && lvl <= KV__MAX_DEPTH);
     kv->free_inodes = in->child[0];
     kv->n_free_inodes--;
-    kv->n_inodes++;
     kv->n_inodes_at[lvl]++;
     in->n = 0;
     return in;
@@ -543,7 +542,6 @@ int kv__tree_init(struct kv *kv)
     kv__leaf_id_new(kv, kv->root);
     kv->height = 0;
     kv->n_leaves = 1;
-    kv->n_inodes = 0;
     memset(kv->n_inodes_at, 0, sizeof kv->n_inodes_at);
     return 0;
 }
@@ -1321,7 +1319,6 @@ static void inode_remove(struct kv *kv, struct kv__path *p, unsigned d)
     if (in->n == 0) {
         assert(d > 0); /* the root keeps the last leaf */
         craft_free(in);
-        kv->n_inodes--;
         kv->n_inodes_at[kv->height - d]--;
         inode_remove(kv, p, d - 1);
     }
@@ -1335,7 +1332,6 @@ static void collapse_root(struct kv *kv)
         kv->n_inodes_at[kv->height]--;
         kv->height--;
         craft_free(root);
-        kv->n_inodes--;
     }
 }
 

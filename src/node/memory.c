@@ -6,8 +6,8 @@
  * of 10^6 keys loaded in batches, 16 MiB of 92 are such pages.
  *
  * malloc_trim(0) returns every whole free page of every arena (madvise). It
- * walks the free lists (1-2 ms on that store, far more at 10^7 keys; on a
- * worker thread, below), so it
+ * walks the free lists (1-2 ms on that store, far more at 10^7 keys; it
+ * runs on a worker thread, below), so it
  * runs only after those events, and once when the applied index has not
  * moved for NODE__MEM_QUIET_MS after at least NODE__MEM_TRIM_BYTES of
  * entries applied since the last trim: the same idea as jemalloc's decay
@@ -16,12 +16,7 @@
  * worth it (snapshot.c, node__snapshot_quiet): it frees the log too, then
  * trims. A trickle of writes (one
  * a second, say) is not trimmed after each: it frees too little to matter
- * and would pay the walk every time.
- *
- * The old map a snapshot install replaces is freed, and the pages trimmed,
- * on a worker thread (node__memory_free_map): 10^6 keys take 26-29 ms to
- * free (make bench-kv), 10^7 ten times that, all of it a loop iteration
- * that answers nothing were it done there. */
+ * and would pay the walk every time. */
 #include <malloc.h>
 
 #include <uv.h>
@@ -56,9 +51,10 @@ void node__memory_tick(struct node *n)
         node__memory_release(n, "writes paused");
 }
 
-/* The trim, and the freeing of a replaced map, run on a worker of their
- * own (not the disk job queue: the log's next write must not wait behind
- * them). After a snapshot or an install above 10^7 keys, malloc_trim
+/* The trim, and the freeing of the map a snapshot install replaced (10^6
+ * keys take 26-29 ms to free, make bench-kv; 10^7 ten times that), run on
+ * a worker of their own (not the disk job queue: the log's next write must
+ * not wait behind them). After a snapshot or an install above 10^7 keys, malloc_trim
  * walks hundreds of MiB of free chunks, holding an arena's lock (a free on
  * another thread waits for it, and it for the free): not a loop's work. Nothing
  * else refers to the map; the request keeps the loop alive until it is
