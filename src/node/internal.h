@@ -167,6 +167,8 @@ struct node {
     uv_timer_t ticker; /* one-shot, armed for the next tick at each tick */
     struct node__clock clock;
     uv_check_t pumper;
+    uv_idle_t applier; /* pump.c: active while committed entries wait to be
+                          applied, so the loop polls without blocking */
     uv_prepare_t busy_meter; /* loopbusy.c; started with the ticker */
     bool busy_on;            /* ... if the loop counts its idle time */
     struct node__busy busy;

@@ -332,6 +332,8 @@ static int start_services(struct node *n)
     uv_check_init(n->loop, &n->pumper);
     n->pumper.data = n;
     uv_check_start(&n->pumper, on_check);
+    uv_idle_init(n->loop, &n->applier);
+    n->applier.data = n;
     n->busy_on = node__busy_start(n) == 0; /* measured or not, the node runs */
     if (n->o.join)
         return node__joiner_start(n);
@@ -479,9 +481,10 @@ static void finish_stop(struct node *n)
     }
     if (uv_is_active((uv_handle_t *)&n->ticker) ||
         n->ticker.data == n) {
-        n->closing += 2;
+        n->closing += 3;
         uv_close((uv_handle_t *)&n->ticker, on_handle_closed);
         uv_close((uv_handle_t *)&n->pumper, on_handle_closed);
+        uv_close((uv_handle_t *)&n->applier, on_handle_closed);
         if (n->busy_on) {
             n->closing++;
             uv_close((uv_handle_t *)&n->busy_meter, on_handle_closed);

@@ -4,7 +4,11 @@
  * durable by one disk job on the thread pool (group commit) while the loop
  * goes on, and when it is, the held messages go out and the core advances.
  * Heartbeats made meanwhile do not wait for the write (send_heartbeats).
- * Disk jobs run one at a time, in the order they were queued. */
+ * Disk jobs run one at a time, in the order they were queued. A batch
+ * applies at most the core's max_apply_bytes; what remains (a restart's
+ * replay, a follower's catch-up) goes on in the next iterations, the
+ * applier idle handle keeping the loop from blocking meanwhile, so that
+ * requests and heartbeats are served between batches. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,9 +280,22 @@ static void send_heartbeats(struct node *n)
             node__send(n, &hb[i]);
 }
 
+/* Nothing to do here: an active idle handle makes the loop poll without
+ * blocking, and its check phase (node.c's pumper) pumps the next batch. */
+static void on_idle(uv_idle_t *h)
+{
+    (void)h;
+}
+
 void node__pump(struct node *n)
 {
     pump_batches(n);
+    /* Entries left for the next iteration, and no batch out to wait for:
+     * poll without blocking, then pump again. */
+    if (!n->rd_out && raft_apply_pending(n->raft))
+        uv_idle_start(&n->applier, on_idle);
+    else
+        uv_idle_stop(&n->applier);
     send_heartbeats(n);
     if (n->peers)
         peer_transport_flush(n->peers);
@@ -325,5 +342,7 @@ static void pump_batches(struct node *n)
             return;
         }
         finish_batch(n);
+        if (rd->n_committed > 0 && raft_apply_pending(n->raft))
+            return; /* the bound was reached: the rest in the next iteration */
     }
 }

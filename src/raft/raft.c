@@ -76,6 +76,8 @@ static int apply_defaults(struct raft_config *c)
         c->snapshot_trailing_bytes = 4u << 20;
     if (c->snap_chunk_bytes == 0)
         c->snap_chunk_bytes = 256u << 10;
+    if (c->max_apply_bytes == 0)
+        c->max_apply_bytes = 64u << 10;
     return 0;
 }
 

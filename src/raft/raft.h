@@ -323,6 +323,12 @@ struct raft_config {
     size_t snapshot_trailing_bytes; /* ... and at most this many bytes of
                                     them; default 4 MiB */
     uint32_t snap_chunk_bytes;   /* bytes per snapshot chunk; default 256 KiB */
+    /* Committed entries one ready batch hands out to apply, in bytes, each
+     * entry counting its length plus RAFT_APPLY_ENTRY_COST; always at least
+     * one entry. Bounds the caller's work per batch, so that a restart's
+     * replay or a follower's catch-up is applied over many batches rather
+     * than in one (raft_apply_pending says more is due). Default 64 KiB. */
+    size_t max_apply_bytes;
     /* Ticks the leader lease is shortened by, for clocks that run at
      * different rates (docs/read-lease.md); default max(1, election_ticks
      * / 10); must leave a lease: < election_ticks - 1. */
@@ -396,8 +402,15 @@ int raft_campaign(struct raft *r);
 int raft_snapshot_taken(struct raft *r, uint64_t index, uint64_t size,
                         uint64_t *compact_to);
 
+/* What one entry costs a batch's max_apply_bytes beside its data: the
+ * caller's work per entry (index, watchers, answers) whatever its size. */
+#define RAFT_APPLY_ENTRY_COST 64
+
 /* Outputs. */
 bool raft_has_ready(const struct raft *r);
+/* Committed, durable entries wait to be handed out to apply: the last
+ * batch stopped at max_apply_bytes. The next raft_ready hands out more. */
+bool raft_apply_pending(const struct raft *r);
 void raft_ready(struct raft *r, struct raft_ready *rd);
 void raft_advance(struct raft *r, const struct raft_ready *rd);
 

@@ -152,6 +152,26 @@ static uint64_t apply_limit(const struct raft *r)
     return l->committed < l->stabled ? l->committed : l->stabled;
 }
 
+bool raft_apply_pending(const struct raft *r)
+{
+    return apply_limit(r) > r->log.applied;
+}
+
+/* The last index one batch hands out to apply: from applied + 1 to at most
+ * limit, as many as fit in max_apply_bytes, and always one. */
+static uint64_t apply_batch_end(const struct raft *r, uint64_t limit)
+{
+    const struct raft__log *l = &r->log;
+    size_t budget = r->cfg.max_apply_bytes, used = 0;
+    uint64_t i = l->applied + 1;
+    for (; i <= limit; i++) {
+        used += raft__log_at(l, i)->len + RAFT_APPLY_ENTRY_COST;
+        if (used > budget && i > l->applied + 1)
+            break;
+    }
+    return i - 1;
+}
+
 bool raft_has_ready(const struct raft *r)
 {
     if (r->ready_out)
@@ -163,7 +183,7 @@ bool raft_has_ready(const struct raft *r)
            ss.role != r->prev_ss.role || ss.leader != r->prev_ss.leader ||
            ss.term != r->prev_ss.term ||
            raft__log_last(&r->log) > r->log.stabled ||
-           apply_limit(r) > r->log.applied || raft__appends_pending(r);
+           raft_apply_pending(r) || raft__appends_pending(r);
 }
 
 static struct raft_entry *copy_range(struct raft *r, uint64_t lo, uint64_t hi,
@@ -198,12 +218,13 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
     r->pending_chunk = NULL;
     r->ready_snap_last = rd->snap_chunk != NULL && rd->snap_chunk->last;
 
-    /* Only what is already durable here may be applied. */
+    /* Only what is already durable here may be applied; at most
+     * max_apply_bytes of it per batch. */
     uint64_t limit = apply_limit(r);
     if (limit > l->applied) {
-        rd->committed = copy_range(r, l->applied + 1, limit,
-                                   &rd->n_committed);
-        l->applied = limit;
+        uint64_t end = apply_batch_end(r, limit);
+        rd->committed = copy_range(r, l->applied + 1, end, &rd->n_committed);
+        l->applied = end;
     }
 
     /* Split the outbox: a message that depends on this batch's durable

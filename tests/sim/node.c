@@ -27,6 +27,7 @@ static struct raft_config node_config(const struct sim *s,
     cfg.snapshot_trailing = s->p.snap_trailing;
     cfg.snapshot_trailing_bytes = s->p.snap_trailing_bytes;
     cfg.snap_chunk_bytes = s->p.snap_chunk;
+    cfg.max_apply_bytes = s->p.max_apply_bytes;
     return cfg;
 }
 
@@ -264,6 +265,24 @@ static void check_committed_durable(struct sim *s, struct sim_node *n)
     }
 }
 
+/* A batch hands out at most max_apply_bytes to apply (one entry always),
+ * and stops short of what is due only at that bound. */
+static void check_apply_bound(struct sim *s, struct sim_node *n)
+{
+    const struct raft_ready *rd = &n->rd;
+    size_t cap = s->p.max_apply_bytes ? s->p.max_apply_bytes : 64u << 10;
+    size_t used = 0;
+    for (size_t i = 0; i < rd->n_committed; i++)
+        used += rd->committed[i].len + RAFT_APPLY_ENTRY_COST;
+    if (rd->n_committed > 1 && used > cap)
+        sim_fail(s, "apply-batch-bound", "n%" PRIu64 " hands out %zu entries"
+                 " (%zu bytes) to apply in one batch, over its bound of %zu",
+                 n->id, rd->n_committed, used, cap);
+    else if (raft_apply_pending(n->r) && rd->n_committed == 0)
+        sim_fail(s, "apply-batch-bound", "n%" PRIu64 " has entries due to"
+                 " apply but hands out none", n->id);
+}
+
 static void apply_one(struct sim *s, struct sim_node *n,
                       const struct raft_entry *e)
 {
@@ -376,6 +395,7 @@ static void take_ready(struct sim *s, struct sim_node *n)
     }
     if (!snap_last)
         check_committed_durable(s, n);
+    check_apply_bound(s, n);
     send_all(s, n, rd->msgs, rd->n_msgs);
     n->rd_apply_later = snap_last || sim_rng_below(&s->rng, 2);
     if (!n->rd_apply_later && !s->failed)

@@ -153,6 +153,60 @@ static void test_single_node(void **state)
     finish(net);
 }
 
+/* A batch hands out at most max_apply_bytes of committed entries (each
+ * costing its length + RAFT_APPLY_ENTRY_COST, one always), the rest in the
+ * batches after it, in order; raft_apply_pending says when more is due. */
+static void test_apply_bound(void **state)
+{
+    (void)state;
+    struct raft_config c = base();
+    c.max_apply_bytes = 3 * (RAFT_APPLY_ENTRY_COST + 10);
+    struct rnet *net = cluster(1, 1, &c);
+    struct raft *r = rnet_raft(net, 1);
+    assert_int_equal(rnet_elect(net, 50), 1);
+    rnet_settle(net);
+    uint64_t first = raft_applied_index(r) + 1;
+    uint8_t data[10] = {0};
+    for (uint64_t i = 0; i < 20; i++)
+        assert_int_equal(raft_propose(r, 1000 + i, data, sizeof data), 0);
+    uint64_t next = first, batches = 0;
+    while (raft_has_ready(r)) {
+        struct raft_ready rd;
+        raft_ready(r, &rd);
+        assert_true(rd.n_committed <= 3);
+        for (size_t i = 0; i < rd.n_committed; i++)
+            assert_int_equal(rd.committed[i].index, next++);
+        if (rd.n_committed)
+            batches++;
+        if (rd.n_committed < 3)
+            assert_false(raft_apply_pending(r));
+        raft_advance(r, &rd);
+    }
+    assert_int_equal(next, first + 20);
+    assert_int_equal(batches, 7); /* 3+3+3+3+3+3+2 */
+    assert_false(raft_apply_pending(r));
+
+    /* An entry over the bound alone still goes, alone. */
+    uint8_t big[1000] = {0};
+    assert_int_equal(raft_propose(r, 2000, big, sizeof big), 0);
+    assert_int_equal(raft_propose(r, 2001, data, sizeof data), 0);
+    size_t sizes[2], k = 0;
+    while (raft_has_ready(r)) {
+        struct raft_ready rd;
+        raft_ready(r, &rd);
+        for (size_t i = 0; i < rd.n_committed; i++) {
+            assert_true(k < 2);
+            assert_int_equal(rd.n_committed, 1);
+            sizes[k++] = rd.committed[i].len;
+        }
+        raft_advance(r, &rd);
+    }
+    assert_int_equal(k, 2);
+    assert_int_equal(sizes[0], sizeof big);
+    assert_int_equal(sizes[1], sizeof data);
+    finish(net);
+}
+
 /* ---- three nodes: election, replication, forwarding ---- */
 
 static void test_three_node_election(void **state)
@@ -1856,6 +1910,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_node),
+        cmocka_unit_test(test_apply_bound),
         cmocka_unit_test(test_three_node_election),
         cmocka_unit_test(test_commit_only_current_term),
         cmocka_unit_test(test_log_conflict_fast_backtrack),
