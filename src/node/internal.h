@@ -168,7 +168,8 @@ struct node {
     struct node__clock clock;
     uv_check_t pumper;
     uv_idle_t applier; /* pump.c: active while committed entries wait to be
-                          applied, so the loop polls without blocking */
+                          applied and no batch is out, so the loop polls
+                          without blocking */
     uv_prepare_t busy_meter; /* loopbusy.c; started with the ticker */
     bool busy_on;            /* ... if the loop counts its idle time */
     struct node__busy busy;
@@ -188,6 +189,7 @@ struct node {
     struct raft_ready rd;
     bool rd_out;
     uint64_t saved_term, saved_vote; /* last hard state made durable */
+    uint64_t save_start_ns; /* pump.c: when the batch out went to disk, or 0 */
     uint64_t commit_seen;   /* commit index of the last batch persisted */
     uint64_t commit_saving; /* the one commit_job records */
     bool commit_job;        /* a commit_job is queued or running */

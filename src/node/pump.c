@@ -4,11 +4,13 @@
  * durable by one disk job on the thread pool (group commit) while the loop
  * goes on, and when it is, the held messages go out and the core advances.
  * Heartbeats made meanwhile do not wait for the write (send_heartbeats).
- * Disk jobs run one at a time, in the order they were queued. A batch
- * applies at most the core's max_apply_bytes; what remains (a restart's
- * replay, a follower's catch-up) goes on in the next iterations, the
- * applier idle handle keeping the loop from blocking meanwhile, so that
- * requests and heartbeats are served between batches. */
+ * Disk jobs run one at a time, in the order they were queued.
+ *
+ * A batch applies at most the core's max_apply_bytes (more after a disk
+ * write, see apply_budget); what remains (a restart's replay, a follower's
+ * catch-up) goes on in the next batches, the applier idle handle keeping
+ * the loop from blocking while no batch is out, so that requests and
+ * heartbeats are served between them. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,10 +303,32 @@ void node__pump(struct node *n)
         peer_transport_flush(n->peers);
 }
 
+/* A batch made after a disk write may apply NODE__APPLY_PER_MS for each ms
+ * the write took (up to NODE__APPLY_MAX_MS of them), not just
+ * max_apply_bytes: while every batch carries entries to save, batches come
+ * one per write, and a fixed amount per write would let a follower whose
+ * disk is slower fall behind for good. Time spent applying earns nothing,
+ * so a replay's batches do not grow. */
+#define NODE__APPLY_PER_MS (64u << 10)
+#define NODE__APPLY_MAX_MS 16
+
+static void apply_budget(struct node *n)
+{
+    if (n->save_start_ns == 0)
+        return;
+    uint64_t ms = (uv_hrtime() - n->save_start_ns) / 1000000u;
+    n->save_start_ns = 0;
+    if (ms > NODE__APPLY_MAX_MS)
+        ms = NODE__APPLY_MAX_MS;
+    if (ms > 1)
+        raft_set_apply_budget(n->raft, (size_t)ms * NODE__APPLY_PER_MS);
+}
+
 static void pump_batches(struct node *n)
 {
     while (!n->rd_out && raft_has_ready(n->raft)) {
         struct raft_ready *rd = &n->rd;
+        apply_budget(n);
         raft_ready(n->raft, rd);
         n->rd_out = true;
         /* Placements first: a follower may learn where the leader put its
@@ -335,6 +359,7 @@ static void pump_batches(struct node *n)
              * waking a pool thread costs a few microseconds. */
             if (n->peers)
                 peer_transport_flush(n->peers);
+            n->save_start_ns = uv_hrtime();
             if (node__job(n, save_job, save_done, rd) != 0) {
                 CRAFT_ERROR(&n->log, "out of memory queueing a disk write");
                 abort();

@@ -411,6 +411,12 @@ bool raft_has_ready(const struct raft *r);
 /* Committed, durable entries wait to be handed out to apply: the last
  * batch stopped at max_apply_bytes. The next raft_ready hands out more. */
 bool raft_apply_pending(const struct raft *r);
+/* The next raft_ready hands out at most bytes of committed entries (as
+ * max_apply_bytes counts them; one entry always) instead of
+ * max_apply_bytes: for a caller whose batches come further apart (each
+ * waits for a disk write) and that gives each one more to apply, so that
+ * applying keeps pace with what commits. */
+void raft_set_apply_budget(struct raft *r, size_t bytes);
 void raft_ready(struct raft *r, struct raft_ready *rd);
 void raft_advance(struct raft *r, const struct raft_ready *rd);
 

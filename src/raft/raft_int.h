@@ -216,6 +216,7 @@ struct raft {
     struct raft_hard_state ready_hs; /* the hard state it made durable */
     bool ready_votes;    /* the batch out changes the term or vote */
     uint64_t stable_cap;   /* truncations meanwhile cap what it made stable */
+    size_t apply_budget;   /* for the next ready; 0: cfg.max_apply_bytes */
     bool ready_snap_last;  /* it carried the last chunk of a snapshot */
     void **limbo;          /* entry data freed while it was out */
     size_t n_limbo;

@@ -157,12 +157,18 @@ bool raft_apply_pending(const struct raft *r)
     return apply_limit(r) > r->log.applied;
 }
 
+void raft_set_apply_budget(struct raft *r, size_t bytes)
+{
+    r->apply_budget = bytes;
+}
+
 /* The last index one batch hands out to apply: from applied + 1 to at most
- * limit, as many as fit in max_apply_bytes, and always one. */
+ * limit, as many as fit in its budget, and always one. */
 static uint64_t apply_batch_end(const struct raft *r, uint64_t limit)
 {
     const struct raft__log *l = &r->log;
-    size_t budget = r->cfg.max_apply_bytes, used = 0;
+    size_t budget = r->apply_budget ? r->apply_budget : r->cfg.max_apply_bytes;
+    size_t used = 0;
     uint64_t i = l->applied + 1;
     for (; i <= limit; i++) {
         used += raft__log_at(l, i)->len + RAFT_APPLY_ENTRY_COST;
@@ -226,6 +232,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
         rd->committed = copy_range(r, l->applied + 1, end, &rd->n_committed);
         l->applied = end;
     }
+    r->apply_budget = 0;
 
     /* Split the outbox: a message that depends on this batch's durable
      * state (or on a new term or vote) waits for it. */

@@ -265,22 +265,46 @@ static void check_committed_durable(struct sim *s, struct sim_node *n)
     }
 }
 
-/* A batch hands out at most max_apply_bytes to apply (one entry always),
- * and stops short of what is due only at that bound. */
+/* A batch's budget to apply: max_apply_bytes, or now and then a budget
+ * given for that batch alone (raft_set_apply_budget), as the daemon gives
+ * a batch more when more time has passed since the last. */
+static void set_apply_budget(struct sim *s, struct sim_node *n)
+{
+    size_t cap = s->p.max_apply_bytes ? s->p.max_apply_bytes : 64u << 10;
+    n->rd_apply_budget = cap;
+    if (s->p.max_apply_bytes && sim_rng_below(&s->rng, 4) == 0) {
+        n->rd_apply_budget = cap * (size_t)sim_rng_range(&s->rng, 1, 4);
+        raft_set_apply_budget(n->r, n->rd_apply_budget);
+    }
+}
+
+/* A batch hands out at most its budget to apply (one entry always), and
+ * stops short of what is due only where the next entry would go over. */
 static void check_apply_bound(struct sim *s, struct sim_node *n)
 {
     const struct raft_ready *rd = &n->rd;
-    size_t cap = s->p.max_apply_bytes ? s->p.max_apply_bytes : 64u << 10;
-    size_t used = 0;
+    size_t cap = n->rd_apply_budget, used = 0;
     for (size_t i = 0; i < rd->n_committed; i++)
         used += rd->committed[i].len + RAFT_APPLY_ENTRY_COST;
-    if (rd->n_committed > 1 && used > cap)
+    if (rd->n_committed > 1 && used > cap) {
         sim_fail(s, "apply-batch-bound", "n%" PRIu64 " hands out %zu entries"
                  " (%zu bytes) to apply in one batch, over its bound of %zu",
                  n->id, rd->n_committed, used, cap);
-    else if (raft_apply_pending(n->r) && rd->n_committed == 0)
-        sim_fail(s, "apply-batch-bound", "n%" PRIu64 " has entries due to"
-                 " apply but hands out none", n->id);
+        return;
+    }
+    if (!raft_apply_pending(n->r))
+        return;
+    uint64_t next = raft_applied_index(n->r) + 1;
+    const struct sim_ent *e = sim_log_at(&n->disk.log, next);
+    if (e == NULL)
+        sim_fail(s, "apply-batch-bound", "n%" PRIu64 " has entry %" PRIu64
+                 " due to apply, but not on its disk", n->id, next);
+    else if (rd->n_committed == 0 ||
+             used + e->len + RAFT_APPLY_ENTRY_COST <= cap)
+        sim_fail(s, "apply-batch-bound", "n%" PRIu64 " stops at %zu entries"
+                 " (%zu bytes) to apply, short of its bound of %zu: entry %"
+                 PRIu64 " (%u bytes) would fit", n->id, rd->n_committed, used,
+                 cap, next, e->len);
 }
 
 static void apply_one(struct sim *s, struct sim_node *n,
@@ -378,6 +402,7 @@ static void begin_snapshot(struct sim *s, struct sim_node *n);
 static void take_ready(struct sim *s, struct sim_node *n)
 {
     struct raft_ready *rd = &n->rd;
+    set_apply_budget(s, n);
     raft_ready(n->r, rd);
     n->busy = true;
     if (rd->hs_changed) {

@@ -337,6 +337,7 @@ struct sim_node {
     bool busy;
     struct raft_ready rd;
     uint64_t rd_due;
+    size_t rd_apply_budget; /* what the batch out could apply, in bytes */
     bool rd_apply_later;
     uint64_t rd_prev_term; /* term before rd.entries[0] when handed out */
     /* snapshot asked for by want_snapshot: the state machine is written
