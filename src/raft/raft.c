@@ -356,10 +356,33 @@ int raft_campaign(struct raft *r)
     return raft__campaign(r, !r->cfg.disable_pre_vote, false);
 }
 
+/* A leader's lowest match among the other members, each of which holds
+ * every entry up to it for good (an acknowledged entry is durable there;
+ * a wiped member comes back as a new incarnation, with match 0): nobody
+ * needs an entry at or below it from this leader. index when there are no
+ * others; 0 when one's match is not known yet. */
+static uint64_t others_hold(const struct raft *r, uint64_t index)
+{
+    if (r->role != RAFT_LEADER)
+        return 0;
+    uint64_t low = index;
+    for (unsigned i = 0; i < r->n_prs; i++) {
+        const struct raft__progress *pr = &r->prs[i];
+        if (pr->id == r->id)
+            continue;
+        uint64_t m = pr->answered ? pr->match : 0;
+        if (m < low)
+            low = m;
+    }
+    return low;
+}
+
 /* The last index to forget behind a snapshot at index: the window kept
  * after it holds at most snapshot_trailing entries and at most
  * snapshot_trailing_bytes of entry data (large entries would otherwise
- * keep tens of MiB in memory that the snapshot already covers). */
+ * keep tens of MiB in memory that the snapshot already covers), and on a
+ * leader nothing that every other member already holds (a lone node keeps
+ * none; a member that lags still finds what it lacks). */
 static uint64_t trailing_start(const struct raft *r, uint64_t index)
 {
     const struct raft__log *l = &r->log;
@@ -370,10 +393,13 @@ static uint64_t trailing_start(const struct raft *r, uint64_t index)
     size_t bytes = 0;
     for (uint64_t i = index; i > to; i--) {
         bytes += l->ents[i - l->offset - 1].len;
-        if (bytes > r->cfg.snapshot_trailing_bytes)
-            return i;
+        if (bytes > r->cfg.snapshot_trailing_bytes) {
+            to = i;
+            break;
+        }
     }
-    return to;
+    uint64_t held = others_hold(r, index);
+    return held > to ? held : to;
 }
 
 int raft_snapshot_taken(struct raft *r, uint64_t index, uint64_t size,

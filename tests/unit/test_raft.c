@@ -186,6 +186,33 @@ static void test_apply_bound(void **state)
     assert_int_equal(batches, 7); /* 3+3+3+3+3+3+2 */
     assert_false(raft_apply_pending(r));
 
+    /* A budget given for one batch: that batch alone applies more. */
+    first = next;
+    for (uint64_t i = 0; i < 10; i++)
+        assert_int_equal(raft_propose(r, 3000 + i, data, sizeof data), 0);
+    size_t counts[8], nb = 0;
+    bool budgeted = false;
+    while (raft_has_ready(r)) {
+        struct raft_ready rd;
+        if (!budgeted && raft_apply_pending(r)) {
+            raft_set_apply_budget(r, 5 * (RAFT_APPLY_ENTRY_COST + 10));
+            budgeted = true;
+        }
+        raft_ready(r, &rd);
+        for (size_t i = 0; i < rd.n_committed; i++)
+            assert_int_equal(rd.committed[i].index, next++);
+        if (rd.n_committed) {
+            assert_true(nb < 8);
+            counts[nb++] = rd.n_committed;
+        }
+        raft_advance(r, &rd);
+    }
+    assert_int_equal(next, first + 10);
+    assert_int_equal(nb, 3); /* 5 (the budget), then 3 (the bound), 2 */
+    assert_int_equal(counts[0], 5);
+    assert_int_equal(counts[1], 3);
+    assert_int_equal(counts[2], 2);
+
     /* An entry over the bound alone still goes, alone. */
     uint8_t big[1000] = {0};
     assert_int_equal(raft_propose(r, 2000, big, sizeof big), 0);
@@ -1330,12 +1357,58 @@ static void test_snapshot_taken_compacts(void **state)
     assert_int_equal(raft_snapshot(nd->r)->index, applied);
     assert_int_equal(raft_snapshot(nd->r)->size, 80);
     assert_int_equal(raft_snapshot(nd->r)->conf.n_voters, 3);
-    assert_int_equal(raft_first_index(nd->r), applied - 2 + 1);
+    /* A leader whose followers hold everything keeps nothing behind. */
+    assert_int_equal(raft_first_index(nd->r), applied + 1);
     assert_int_equal(raft_snapshot_taken(nd->r, applied - 1, 8, NULL),
                      CRAFT_EINVAL); /* older than the one it has */
+    /* A follower keeps its trail: it cannot know what the others hold. */
+    uint64_t f = other(l, 1, 3);
+    struct rnet_node *fd = rnet_node(net, f);
+    uint64_t fa = raft_applied_index(fd->r);
+    assert_int_equal(rnet_snapshot(net, f), 0);
+    assert_int_equal(raft_first_index(fd->r), fa - 2 + 1);
     propose_ok(net, l, 20, 20);
     rnet_settle(net);
     assert_false(nd->want_snapshot);
+    finish(net);
+}
+
+/* A leader keeps what its slowest member lacks, within the trail, and
+ * all of the trail for a member whose match it does not know yet. */
+static void test_snapshot_trail_follows_members(void **state)
+{
+    (void)state;
+    struct raft_config c = snap_cfg();
+    c.snapshot_threshold = 0;
+    c.snapshot_trailing = 5;
+    struct rnet *net = cluster(3, 3, &c);
+    uint64_t l = rnet_elect(net, 100);
+    uint64_t f = other(l, 1, 3), g = other(l, f, 3);
+    for (uint64_t i = 0; i < 4; i++)
+        propose_ok(net, l, 1 + i, i);
+    rnet_settle(net);
+    uint64_t lag = raft_applied_index(rnet_raft(net, g));
+    rnet_isolate(net, g);
+    for (uint64_t i = 0; i < 3; i++)
+        propose_ok(net, l, 10 + i, i);
+    rnet_settle(net);
+    struct raft *rl = rnet_raft(net, l);
+    uint64_t applied = raft_applied_index(rl);
+    assert_int_equal(applied, lag + 3);
+    assert_int_equal(rnet_snapshot(net, l), 0);
+    assert_int_equal(raft_first_index(rl), lag + 1); /* what g lacks */
+    /* g further behind than the trail: the trail bounds it. */
+    for (uint64_t i = 0; i < 6; i++)
+        propose_ok(net, l, 20 + i, i);
+    rnet_settle(net);
+    applied = raft_applied_index(rl);
+    assert_int_equal(rnet_snapshot(net, l), 0);
+    assert_int_equal(raft_first_index(rl), applied - 5 + 1);
+    rnet_heal(net); /* g catches up by the snapshot */
+    propose_ok(net, l, 30, 30);
+    rnet_settle(net);
+    assert_int_equal(raft_applied_index(rnet_raft(net, g)),
+                     raft_applied_index(rl));
     finish(net);
 }
 
@@ -1352,9 +1425,10 @@ static void test_snapshot_trailing_bytes(void **state)
     for (uint64_t i = 0; i < 10; i++)
         propose_ok(net, l, 1 + i, i);
     rnet_settle(net);
-    struct rnet_node *nd = rnet_node(net, l);
+    uint64_t f = other(l, 1, 3); /* a follower: it keeps its trail */
+    struct rnet_node *nd = rnet_node(net, f);
     uint64_t applied = raft_applied_index(nd->r);
-    assert_int_equal(rnet_snapshot(net, l), 0);
+    assert_int_equal(rnet_snapshot(net, f), 0);
     assert_int_equal(raft_first_index(nd->r), applied - 2 + 1);
     finish(net);
 }
@@ -1936,6 +2010,7 @@ int main(void)
         cmocka_unit_test(test_membership_remove),
         cmocka_unit_test(test_snapshot_taken_compacts),
         cmocka_unit_test(test_snapshot_trailing_bytes),
+        cmocka_unit_test(test_snapshot_trail_follows_members),
         cmocka_unit_test(test_snapshot_chunks),
         cmocka_unit_test(test_snapshot_chunks_lossy),
         cmocka_unit_test(test_restart_keeps_state),
