@@ -28,7 +28,7 @@ bool kv__get_bytes(const uint8_t **pp, const uint8_t *end, const uint8_t **s,
                    size_t *len)
 {
     uint64_t n;
-    size_t used = kv__get_uvar(*pp, (size_t)(end - *pp), UINT32_MAX, &n);
+    size_t used = craft_get_uvar(*pp, (size_t)(end - *pp), UINT32_MAX, &n);
     if (used == 0 || n > (size_t)(end - *pp) - used)
         return false;
     *s = *pp + used;
@@ -83,10 +83,10 @@ static size_t op_size(const struct kv_op *op)
 {
     if (op->klen > UINT32_MAX || op->vlen > UINT32_MAX)
         return 0;
-    size_t n = 1 + kv__uvar_size((uint32_t)op->klen) + op->klen;
+    size_t n = 1 + craft_uvar_size((uint32_t)op->klen) + op->klen;
     switch (op->type) {
     case KV_OP_SET:
-        return n + kv__uvar_size((uint32_t)op->vlen) + op->vlen;
+        return n + craft_uvar_size((uint32_t)op->vlen) + op->vlen;
     case KV_OP_DEL:
         return n;
     default:
@@ -98,12 +98,12 @@ static size_t put_op(uint8_t *p, const struct kv_op *op)
 {
     size_t n = 0;
     p[n++] = op->type;
-    n += kv__put_uvar(p + n, (uint32_t)op->klen);
+    n += craft_put_uvar(p + n, (uint32_t)op->klen);
     if (op->klen)
         memcpy(p + n, op->key, op->klen);
     n += op->klen;
     if (op->type == KV_OP_SET) {
-        n += kv__put_uvar(p + n, (uint32_t)op->vlen);
+        n += craft_put_uvar(p + n, (uint32_t)op->vlen);
         if (op->vlen)
             memcpy(p + n, op->val, op->vlen);
         n += op->vlen;

@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/varint.h"
 #include "kv/kv.h"
 
 #define KV__PAGE 4096
@@ -238,45 +239,6 @@ static inline uint32_t kv__hint_of(const uint8_t *key, size_t klen, size_t cp,
     uint32_t c = cp + 2 < klen ? key[cp + 2] : 0;
     c = c < hbase ? 0 : c - hbase > 15 ? 15 : c - hbase;
     return a << 12 | b << 4 | c;
-}
-
-/* LEB128 of a u64: 7 bits a byte, low first, high bit = more follows. */
-static inline size_t kv__uvar_size(uint64_t v)
-{
-    size_t n = 1;
-    for (; v >= 0x80; v >>= 7)
-        n++;
-    return n;
-}
-
-static inline size_t kv__put_uvar(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    for (; v >= 0x80; v >>= 7)
-        p[n++] = (uint8_t)(v | 0x80);
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-/* Bytes read at p (avail of them), or 0 if malformed (over 10 bytes, over
- * max, not canonical: a multi-byte varint ending in a zero byte) or cut. */
-static inline size_t kv__get_uvar(const uint8_t *p, size_t avail,
-                                  uint64_t max, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (size_t i = 0; i < 10 && i < avail; i++) {
-        uint64_t b = p[i] & 0x7f;
-        if (i == 9 && b > 1)
-            return 0;
-        x |= b << (7 * i);
-        if (p[i] & 0x80)
-            continue;
-        if ((i > 0 && p[i] == 0) || x > max)
-            return 0;
-        *v = x;
-        return i + 1;
-    }
-    return 0;
 }
 
 /* ---- kv_hash.c ---- */

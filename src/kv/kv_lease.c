@@ -60,8 +60,8 @@ size_t kv_lease_cmd_encode(uint8_t op, uint64_t id, uint64_t arg,
     size_t n = 0;
     buf[n++] = KV_LEASE_VERSION;
     buf[n++] = op;
-    n += kv__put_uvar(buf + n, id);
-    n += kv__put_uvar(buf + n, arg);
+    n += craft_put_uvar(buf + n, id);
+    n += craft_put_uvar(buf + n, arg);
     return n;
 }
 
@@ -72,11 +72,11 @@ int kv__lease_cmd_decode(const uint8_t *data, size_t len, uint8_t *op,
         return CRAFT_ECORRUPT;
     *op = data[1];
     size_t p = 2, used;
-    used = kv__get_uvar(data + p, len - p, UINT64_MAX, id);
+    used = craft_get_uvar(data + p, len - p, UINT64_MAX, id);
     if (used == 0)
         return CRAFT_ECORRUPT;
     p += used;
-    used = kv__get_uvar(data + p, len - p, UINT64_MAX, ttl_ms);
+    used = craft_get_uvar(data + p, len - p, UINT64_MAX, ttl_ms);
     if (used == 0 || p + used != len)
         return CRAFT_ECORRUPT;
     return cmd_valid(*op, *id, *ttl_ms) ? 0 : CRAFT_ECORRUPT;

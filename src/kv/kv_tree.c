@@ -626,18 +626,18 @@ static size_t encode_rec(uint8_t *p, const void *key, size_t klen,
         memcpy(p + n, &blob, sizeof blob);
         n += sizeof blob;
     } else {
-        n += kv__put_uvar(p + n, klen);
+        n += craft_put_uvar(p + n, klen);
         if (klen)
             memcpy(p + n, key, klen);
         n += klen;
     }
-    n += kv__put_uvar(p + n, create);
-    n += kv__put_uvar(p + n, mod);
-    n += kv__put_uvar(p + n, version);
+    n += craft_put_uvar(p + n, create);
+    n += craft_put_uvar(p + n, mod);
+    n += craft_put_uvar(p + n, version);
     if (lease != 0)
-        n += kv__put_uvar(p + n, lease);
+        n += craft_put_uvar(p + n, lease);
     if (!blob) {
-        n += kv__put_uvar(p + n, vlen);
+        n += craft_put_uvar(p + n, vlen);
         if (vlen)
             memcpy(p + n, val, vlen);
         n += vlen;

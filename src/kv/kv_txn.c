@@ -40,21 +40,21 @@ static bool op_valid(const struct kv_txn_op *o)
 
 static size_t bytes_size(size_t len)
 {
-    return kv__uvar_size(len) + len;
+    return craft_uvar_size(len) + len;
 }
 
 static size_t cmp_size(const struct kv_compare *c)
 {
     return 2 + bytes_size(c->klen) +
            (c->target == KV_CMP_VALUE ? bytes_size(c->vlen)
-                                      : kv__uvar_size(c->num));
+                                      : craft_uvar_size(c->num));
 }
 
 static size_t top_size(const struct kv_txn_op *o)
 {
     size_t n = 1 + bytes_size(o->klen);
     if (o->type == KV_TOP_PUT)
-        n += bytes_size(o->vlen) + kv__uvar_size(o->lease);
+        n += bytes_size(o->vlen) + craft_uvar_size(o->lease);
     return n;
 }
 
@@ -63,8 +63,8 @@ size_t kv_txn_size(const struct kv_txn *t)
     if (t->n_cmp > KV_TXN_MAX || t->n_success > KV_TXN_MAX ||
         t->n_failure > KV_TXN_MAX)
         return 0;
-    size_t n = 1 + kv__uvar_size(t->n_cmp) + kv__uvar_size(t->n_success) +
-               kv__uvar_size(t->n_failure);
+    size_t n = 1 + craft_uvar_size(t->n_cmp) + craft_uvar_size(t->n_success) +
+               craft_uvar_size(t->n_failure);
     for (size_t i = 0; i < t->n_cmp; i++) {
         if (!cmp_valid(&t->cmp[i]))
             return 0;
@@ -83,7 +83,7 @@ size_t kv_txn_size(const struct kv_txn *t)
 
 static size_t put_bytes(uint8_t *p, const uint8_t *s, size_t len)
 {
-    size_t n = kv__put_uvar(p, len);
+    size_t n = craft_put_uvar(p, len);
     if (len)
         memcpy(p + n, s, len);
     return n + len;
@@ -91,14 +91,14 @@ static size_t put_bytes(uint8_t *p, const uint8_t *s, size_t len)
 
 static size_t put_ops(uint8_t *p, const struct kv_txn_op *ops, size_t count)
 {
-    size_t n = kv__put_uvar(p, count);
+    size_t n = craft_put_uvar(p, count);
     for (size_t i = 0; i < count; i++) {
         const struct kv_txn_op *o = &ops[i];
         p[n++] = o->type;
         n += put_bytes(p + n, o->key, o->klen);
         if (o->type == KV_TOP_PUT) {
             n += put_bytes(p + n, o->val, o->vlen);
-            n += kv__put_uvar(p + n, o->lease);
+            n += craft_put_uvar(p + n, o->lease);
         }
     }
     return n;
@@ -108,7 +108,7 @@ size_t kv_txn_encode(const struct kv_txn *t, uint8_t *buf)
 {
     size_t n = 0;
     buf[n++] = KV_TXN_VERSION;
-    n += kv__put_uvar(buf + n, t->n_cmp);
+    n += craft_put_uvar(buf + n, t->n_cmp);
     for (size_t i = 0; i < t->n_cmp; i++) {
         const struct kv_compare *c = &t->cmp[i];
         buf[n++] = c->target;
@@ -117,7 +117,7 @@ size_t kv_txn_encode(const struct kv_txn *t, uint8_t *buf)
         if (c->target == KV_CMP_VALUE)
             n += put_bytes(buf + n, c->val, c->vlen);
         else
-            n += kv__put_uvar(buf + n, c->num);
+            n += craft_put_uvar(buf + n, c->num);
     }
     n += put_ops(buf + n, t->success, t->n_success);
     n += put_ops(buf + n, t->failure, t->n_failure);
@@ -127,7 +127,7 @@ size_t kv_txn_encode(const struct kv_txn *t, uint8_t *buf)
 static bool get_count(const uint8_t **pp, const uint8_t *end, size_t *count)
 {
     uint64_t v = 0;
-    size_t used = kv__get_uvar(*pp, (size_t)(end - *pp), KV_TXN_MAX, &v);
+    size_t used = craft_get_uvar(*pp, (size_t)(end - *pp), KV_TXN_MAX, &v);
     *pp += used;
     *count = (size_t)v;
     return used > 0;
@@ -151,7 +151,7 @@ static bool get_ops(const uint8_t **pp, const uint8_t *end,
         if (!kv__get_bytes(pp, end, &o->val, &o->vlen))
             return false;
         size_t used =
-            kv__get_uvar(*pp, (size_t)(end - *pp), UINT64_MAX, &o->lease);
+            craft_get_uvar(*pp, (size_t)(end - *pp), UINT64_MAX, &o->lease);
         if (used == 0)
             return false;
         *pp += used;
@@ -186,7 +186,7 @@ int kv_txn_decode(const uint8_t *data, size_t len, struct kv_txn *t,
                 return CRAFT_ECORRUPT;
         } else {
             size_t used =
-                kv__get_uvar(p, (size_t)(end - p), UINT64_MAX, &c->num);
+                craft_get_uvar(p, (size_t)(end - p), UINT64_MAX, &c->num);
             if (used == 0)
                 return CRAFT_ECORRUPT;
             p += used;
