@@ -10,32 +10,33 @@
  * that eviction overtook since (above it). */
 #include "watch/watch.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/varint.h"
 
-/* One event; its key and value are bytes [off, off + klen + vlen) of the
- * byte ring. */
+/* One event: its index (searched for) and where its record starts in the
+ * byte ring. The record is
+ *     u8 type | uvar klen | uvar vlen | uvar create_index |
+ *     uvar index ^ mod_index | uvar version | uvar lease | key | value
+ * about 10 bytes before the key for a key written since the last million
+ * entries (mod_index is the event's index, so its field is 0). */
 struct slot {
     uint64_t index;
-    uint64_t create_index;
-    uint64_t mod_index;
-    uint64_t version;
-    uint64_t lease;
     size_t off;
-    uint32_t klen;
-    uint32_t vlen;
-    uint8_t type;
 };
 
-/* The events' bytes are packed in one byte ring, in the slots' order: an
- * event's bytes are contiguous, at the tail if they fit before the end,
- * else from the start if they fit before the head's (the end's spare bytes
- * are skipped); else the ring doubles, its bytes laid out again from 0.
+#define HDR_MAX (1 + 6 * 10)
+
+/* The events' records are packed in one byte ring, in the slots' order: a
+ * record is contiguous, at the tail if it fits before the end, else from
+ * the start if it fits before the head's (the end's spare bytes are
+ * skipped); else the ring doubles, its records laid out again from 0.
  * Eviction frees nothing: the head slot's offset is where the held bytes
  * begin. No allocation per event (a malloc and a free for each applied
- * key, a third of a log's replay at start), and no per-event malloc
- * header. */
+ * key, a third of a log's replay at start), no per-event malloc header,
+ * and 16 bytes of slot (a slot holding every field took 64). */
 struct watch_history {
     struct slot *ring;  /* cap slots; count of them from head on are held */
     size_t cap;
@@ -44,7 +45,7 @@ struct watch_history {
     uint8_t *bytes;     /* bcap bytes; the next event's go at btail */
     size_t bcap;
     size_t btail;
-    size_t data;        /* key and value bytes of the held events */
+    size_t data;        /* record bytes of the held events */
     size_t max_events;
     uint64_t max_bytes;
     uint64_t bytes_cost; /* WATCH_EVENT_COST of the held events */
@@ -80,11 +81,56 @@ static struct slot *at(const struct watch_history *h, size_t i)
     return &h->ring[(h->head + i) % h->cap];
 }
 
+static size_t put_header(uint8_t *p, const struct watch_event *ev)
+{
+    size_t n = 0;
+    p[n++] = ev->type;
+    n += craft_put_uvar(p + n, ev->klen);
+    n += craft_put_uvar(p + n, ev->vlen);
+    n += craft_put_uvar(p + n, ev->create_index);
+    n += craft_put_uvar(p + n, ev->index ^ ev->mod_index);
+    n += craft_put_uvar(p + n, ev->version);
+    n += craft_put_uvar(p + n, ev->lease);
+    return n;
+}
+
+static size_t uvar(const uint8_t *p, uint64_t *v)
+{
+    size_t n = craft_get_uvar(p, 10, UINT64_MAX, v);
+    assert(n > 0); /* written by put_header */
+    return n;
+}
+
+/* The event a slot stands for, pointing into the ring; returns its
+ * record's length. */
+static size_t decode(const struct watch_history *h, const struct slot *s,
+                     struct watch_event *ev)
+{
+    const uint8_t *p = h->bytes + s->off;
+    uint64_t klen, vlen, mod;
+    size_t n = 1;
+    ev->index = s->index;
+    ev->type = p[0];
+    n += uvar(p + n, &klen);
+    n += uvar(p + n, &vlen);
+    n += uvar(p + n, &ev->create_index);
+    n += uvar(p + n, &mod);
+    n += uvar(p + n, &ev->version);
+    n += uvar(p + n, &ev->lease);
+    ev->mod_index = s->index ^ mod;
+    ev->key = p + n;
+    ev->klen = (size_t)klen;
+    ev->val = vlen ? p + n + klen : NULL;
+    ev->vlen = (size_t)vlen;
+    return n + (size_t)(klen + vlen);
+}
+
 static void pop_head(struct watch_history *h)
 {
-    struct slot *s = at(h, 0);
-    h->bytes_cost -= WATCH_EVENT_COST(s->klen, s->vlen);
-    h->data -= s->klen + (size_t)s->vlen;
+    struct watch_event ev;
+    size_t len = decode(h, at(h, 0), &ev);
+    h->bytes_cost -= WATCH_EVENT_COST(ev.klen, ev.vlen);
+    h->data -= len;
     h->head = (h->head + 1) % h->cap;
     h->count--;
     h->first_seq++;
@@ -157,9 +203,9 @@ static int relayout(struct watch_history *h, size_t cap)
     size_t off = 0;
     for (size_t i = 0; i < h->count; i++) {
         struct slot *s = at(h, i);
-        size_t n = s->klen + (size_t)s->vlen;
-        if (n)
-            memcpy(b + off, h->bytes + s->off, n);
+        struct watch_event ev;
+        size_t n = decode(h, s, &ev);
+        memcpy(b + off, h->bytes + s->off, n);
         s->off = off;
         off += n;
     }
@@ -227,32 +273,27 @@ int watch_history_append(struct watch_history *h, const struct watch_event *ev)
         drop_entry(h, ev->index);
         return 0;
     }
-    size_t len = ev->klen + ev->vlen;
+    uint8_t hdr[HDR_MAX];
+    size_t hlen = put_header(hdr, ev);
+    size_t len = hlen + ev->klen + ev->vlen;
     size_t off = SIZE_MAX;
     if (h->bcap > SHRINK_MIN && (h->data + len) * 4 < h->bcap)
         (void)relayout(h, h->bcap / 2); /* failure: stays larger */
-    if (ev->klen <= UINT32_MAX && ev->vlen <= UINT32_MAX && grow(h) == 0)
+    if (ev->klen < SIZE_MAX / 4 && ev->vlen < SIZE_MAX / 4 && grow(h) == 0)
         off = place_bytes(h, len);
     if (off == SIZE_MAX) {
         watch_history_reset(h, ev->index);
         return CRAFT_ENOMEM;
     }
+    memcpy(h->bytes + off, hdr, hlen);
     if (ev->klen)
-        memcpy(h->bytes + off, ev->key, ev->klen);
+        memcpy(h->bytes + off + hlen, ev->key, ev->klen);
     if (ev->vlen)
-        memcpy(h->bytes + off + ev->klen, ev->val, ev->vlen);
+        memcpy(h->bytes + off + hlen + ev->klen, ev->val, ev->vlen);
     h->btail = off + len;
     h->data += len;
     struct slot *s = &h->ring[(h->head + h->count) % h->cap];
-    *s = (struct slot){.index = ev->index,
-                       .create_index = ev->create_index,
-                       .mod_index = ev->mod_index,
-                       .version = ev->version,
-                       .lease = ev->lease,
-                       .off = off,
-                       .klen = (uint32_t)ev->klen,
-                       .vlen = (uint32_t)ev->vlen,
-                       .type = ev->type};
+    *s = (struct slot){.index = ev->index, .off = off};
     h->count++;
     h->bytes_cost += cost;
     h->last = ev->index;
@@ -295,21 +336,6 @@ int watch_history_seek(const struct watch_history *h, uint64_t after,
     return 0;
 }
 
-static void fill(const struct watch_history *h, const struct slot *s, struct watch_event *ev)
-{
-    const uint8_t *b = h->bytes + s->off;
-    *ev = (struct watch_event){.index = s->index,
-                               .type = s->type,
-                               .key = b,
-                               .klen = s->klen,
-                               .val = s->vlen ? b + s->klen : NULL,
-                               .vlen = s->vlen,
-                               .create_index = s->create_index,
-                               .mod_index = s->mod_index,
-                               .version = s->version,
-                               .lease = s->lease};
-}
-
 int watch_history_next(const struct watch_history *h, struct watch_cursor *c,
                        struct watch_event *ev)
 {
@@ -321,7 +347,7 @@ int watch_history_next(const struct watch_history *h, struct watch_cursor *c,
         seq++;
         if (s->index <= c->after)
             continue; /* sought beyond the last index: not wanted */
-        fill(h, s, ev);
+        (void)decode(h, s, ev);
         c->seq = seq;
         c->index = s->index;
         return 1;
@@ -341,10 +367,11 @@ int watch_history_reset_past(const struct watch_history *h, const struct watch_c
 static bool matches(const struct watch_history *h, const struct slot *s, const void *key,
                     size_t klen, bool prefix)
 {
-    const uint8_t *k = h->bytes + s->off;
+    struct watch_event ev;
+    (void)decode(h, s, &ev);
     if (prefix)
-        return s->klen >= klen && (klen == 0 || memcmp(k, key, klen) == 0);
-    return s->klen == klen && (klen == 0 || memcmp(k, key, klen) == 0);
+        return ev.klen >= klen && (klen == 0 || memcmp(ev.key, key, klen) == 0);
+    return ev.klen == klen && (klen == 0 || memcmp(ev.key, key, klen) == 0);
 }
 
 int watch_history_changed(const struct watch_history *h, uint64_t after,

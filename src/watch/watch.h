@@ -54,9 +54,10 @@ struct watch_event {
 };
 
 /* What one held event counts against the byte bound: its key and value
- * (packed in the history's byte ring) plus this fixed overhead (its ring
- * slot, 64 bytes). */
-#define WATCH_EVENT_OVERHEAD 64u
+ * (packed in the history's byte ring) plus this fixed overhead (its
+ * 16-byte ring slot and the record's header, type, lengths and
+ * revisions, 7 to 61 bytes and about 10 for most). */
+#define WATCH_EVENT_OVERHEAD 32u
 #define WATCH_EVENT_COST(klen, vlen) \
     ((uint64_t)(klen) + (uint64_t)(vlen) + WATCH_EVENT_OVERHEAD)
 
