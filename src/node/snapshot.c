@@ -98,6 +98,14 @@ pid_t node__fork_writer(struct node *n, int fd, uint64_t index, bool sync)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() == 1)
         _exit(1);
+    /* Nor, while it writes, anything else of its parent's: the listening
+     * ports (a node restarted at once after a crash found them taken until
+     * the child was gone), the lock, connections the parent closes (they
+     * would stay open until the child exits). A kernel without close_range
+     * leaves them: the child still exits with its parent. */
+    if (fd > 3)
+        (void)close_range(3, (unsigned)fd - 1, 0);
+    (void)close_range((unsigned)fd + 1, ~0u, 0);
     int err = kv_snapshot_write_fd(n->kv, fd, index);
     /* A snapshot flushes its data here, off the loop and outside the
      * disk-job queue: the commit's own fdatasync then has little left to

@@ -209,3 +209,49 @@ def test_sigterm_whole_cluster_and_restart(cluster):
     for n in nodes:
         wait_until(f"{n.name} has again",
                    lambda n=n: get_key(n.haddr, "again", level="none") == (200, "1"), 5)
+
+
+def writer_children(pid):
+    """PIDs of the children of pid (the snapshot writer, while it runs)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def test_snapshot_writer_holds_nothing_of_its_parent(cluster, report):
+    """The forked snapshot writer keeps only its snapshot file open: not the
+    listening ports, the data directory's lock nor any connection, so that a
+    node killed while it writes starts again at once (it found its ports
+    taken until the orphan had died)."""
+    n = cluster.add("snap", extra=["-snapshot-threshold", "20"]).start()
+    n.wait_ready()
+    seen = None
+    b = 0
+    while seen is None and b < 400:
+        pairs = {f"s{b:03d}-{i:04d}": "v" * 16 for i in range(1000)}
+        assert set_keys(n.haddr, pairs).status == 200
+        b += 1
+        for child in writer_children(n.pid):
+            try:
+                fds = {fd: os.readlink(f"/proc/{child}/fd/{fd}")
+                       for fd in os.listdir(f"/proc/{child}/fd")}
+            except OSError:
+                continue  # it finished meanwhile
+            seen = (child, fds)
+            break
+    assert seen is not None, "no snapshot writer seen in 400 batches: " + n.log_tail(20)
+    child, fds = seen
+    report(f"snapshot writer {child} after {b} batches holds {fds}")
+    held = {fd: t for fd, t in fds.items() if int(fd) > 2}
+    assert len(held) == 1, f"the writer holds more than its snapshot file: {fds}"
+    (target,) = held.values()
+    assert target.startswith(os.path.realpath(n.dir)), f"not a file of the data directory: {fds}"
+    # Killed now, the node starts again at once on the same ports and lock.
+    n.kill9()
+    n.start()
+    n.wait_ready(timeout=30)
+    log = n.log_text()
+    assert "Address already in use" not in log, n.log_tail(20)
+    assert set_keys(n.haddr, {"after": "1"}).status == 200
