@@ -222,6 +222,7 @@ struct node {
     uint64_t mem_seen;        /* applied index at the last tick */
     uint64_t mem_trimmed;     /* applied_bytes at the last trim */
     uint64_t mem_quiet_since; /* uv_now ms since which it has not moved */
+    bool mem_started;         /* the trim after the start is done */
 
     /* Leases (lease.c). */
     struct lease_clock *leases; /* deadlines of the map's leases, uv_now ms */

@@ -8,7 +8,8 @@
  * malloc_trim(0) returns every whole free page of every arena (madvise). It
  * walks the free lists (1-2 ms on that store, far more at 10^7 keys; it
  * runs on a worker thread, below), so it
- * runs only after those events, and once when the applied index has not
+ * runs only after those events, once after the start (what reading the
+ * snapshot and the log back left), and once when the applied index has not
  * moved for NODE__MEM_QUIET_MS after at least NODE__MEM_TRIM_BYTES of
  * entries applied since the last trim: the same idea as jemalloc's decay
  * of dirty pages, without a background thread. At that moment a snapshot
@@ -38,6 +39,14 @@ static uint64_t applied_since_trim(const struct node *n)
 void node__memory_tick(struct node *n)
 {
     uint64_t now = node__now(n);
+    /* Reading the snapshot and the log back leaves free pages behind (a
+     * restart of 10^6 keys: about 8 MiB resident, 30 MiB free in the
+     * heap), whether or not the replay that follows is worth a trim. */
+    if (!n->mem_started && !raft_apply_pending(n->raft)) {
+        n->mem_started = true;
+        node__memory_release(n, "the start");
+        return;
+    }
     if (n->applied != n->mem_seen) {
         n->mem_seen = n->applied;
         n->mem_quiet_since = now;

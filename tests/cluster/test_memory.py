@@ -76,3 +76,26 @@ def test_pause_below_a_sixteenth_of_the_snapshot_only_trims(cluster):
     assert wait_trims(node, trims0 + 1, 5.0) == trims0 + 1, node.log_text()[-2000:]
     assert node.log_text().count("snapshot at index") == snaps, node.log_text()[-2000:]
     assert node.log_text().count(PAUSED) >= 1
+
+
+def test_trim_once_after_the_start(cluster):
+    """Reading the snapshot and the log back at a start leaves free pages
+    behind: the node trims once it has nothing left to apply, then not
+    again while nothing changes."""
+    node = cluster.start(1, extra=("-log-level", "debug"))[0]
+    started = "memory: trimmed after the start"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and started not in node.log_text():
+        time.sleep(0.05)
+    assert node.log_text().count(started) == 1, node.log_text()[-2000:]
+    for b in range(4):
+        batch = {f"s{b}-{i:03d}": "x" * 100 for i in range(100)}
+        assert http(node.haddr, "POST", "/key", batch).status == 200
+    node.stop()
+    node.start()
+    node.wait_ready()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and node.log_text().count(started) < 2:
+        time.sleep(0.05)
+    time.sleep(1.5)
+    assert node.log_text().count(started) == 2, node.log_text()[-2000:]
