@@ -64,9 +64,19 @@ void lease_clock_became_leader(struct lease_clock *c, uint64_t now);
 /* The leases whose deadline is <= now and that were not named in the last
  * retry_ms, at most cap of them into ids (earliest deadline first);
  * returns how many. Each one named is marked proposed and is named again
- * retry_ms from now if it is still there. */
-size_t lease_clock_due(struct lease_clock *c, uint64_t now, uint64_t *ids,
-                       size_t cap);
+ * retry_ms from now if it is still there. Names none while applied (the
+ * caller's applied index) is below what lease_clock_proposed() last said. */
+size_t lease_clock_due(struct lease_clock *c, uint64_t now, uint64_t applied,
+                       uint64_t *ids, size_t cap);
+
+/* The expiries lease_clock_due just named were proposed, the last of them
+ * at log index upto (or before: the log's last index will do). Until the
+ * caller has applied upto, lease_clock_due names nothing: a retry is for an
+ * EXPIRE that was lost or stale, not for one still waiting to apply, and a
+ * leader whose applying lags (a replay, a slow state machine) would
+ * otherwise propose every due lease again each retry_ms, faster than it
+ * applies them, its log growing for good. Taking office again clears it. */
+void lease_clock_proposed(struct lease_clock *c, uint64_t upto);
 
 /* ---- the clock and the map (lease_kv.c) ----
  * What a node does with its clock as it applies src/kv's commands; the

@@ -20,6 +20,7 @@ struct lease_ent {
 
 struct lease_clock {
     uint64_t retry_ms;
+    uint64_t wait_upto; /* names none until applied reaches it */
     struct lease_ent **slots; /* hash table, n_slots a power of 2 or 0 */
     size_t n_slots;
     struct lease_ent **heap;  /* min-heap by due_at; n entries */
@@ -251,15 +252,18 @@ void lease_clock_became_leader(struct lease_clock *c, uint64_t now)
         e->due_at = e->deadline;
         e->proposed = false;
     }
+    c->wait_upto = 0; /* what an earlier term proposed is no one's wait */
     /* Every key changed: heapify bottom-up. */
     for (size_t i = c->n / 2; i-- > 0;)
         heap_down(c, i);
 }
 
-size_t lease_clock_due(struct lease_clock *c, uint64_t now, uint64_t *ids,
-                       size_t cap)
+size_t lease_clock_due(struct lease_clock *c, uint64_t now, uint64_t applied,
+                       uint64_t *ids, size_t cap)
 {
     size_t got = 0;
+    if (applied < c->wait_upto)
+        return 0;
     while (got < cap && c->n > 0 && c->heap[0]->due_at <= now) {
         struct lease_ent *e = c->heap[0];
         ids[got++] = e->id;
@@ -268,6 +272,11 @@ size_t lease_clock_due(struct lease_clock *c, uint64_t now, uint64_t *ids,
         heap_down(c, 0);
     }
     return got;
+}
+
+void lease_clock_proposed(struct lease_clock *c, uint64_t upto)
+{
+    c->wait_upto = upto;
 }
 
 int64_t lease_clock_remaining(const struct lease_clock *c, uint64_t id,

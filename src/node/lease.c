@@ -100,7 +100,10 @@ void node__leases_tick(struct node *n)
         return;
     uint64_t now = node__now(n);
     uint64_t ids[EXPIRE_PER_TICK];
-    size_t got = lease_clock_due(n->leases, now, ids, EXPIRE_PER_TICK);
+    size_t got = lease_clock_due(n->leases, now, raft_applied_index(n->raft),
+                                 ids, EXPIRE_PER_TICK);
     for (size_t i = 0; i < got; i++)
         propose_expire(n, ids[i]);
+    if (got > 0)
+        lease_clock_proposed(n->leases, raft_last_index(n->raft));
 }

@@ -19,6 +19,10 @@
  *   index a lease entry applied at, and after a snapshot restore.
  * - lease-clock: each node's lease clock knows exactly the leases of its
  *   map, after every lease command and every rebuild.
+ * - lease-expire-once: a leader never proposes an EXPIRE of a lease while
+ *   an EXPIRE of it that it proposed in this term is still to apply there
+ *   (a leader whose applying lags would otherwise fill its log with
+ *   retries faster than it applies them: no convergence, ever).
  * - lease-expiry: once the cluster is healed (final phase), a leader with
  *   nothing left to commit holds no lease longer than TTL / r' + a retry +
  *   4 election timeouts after the later of taking office and its last lease
@@ -75,12 +79,18 @@ struct lfp {
     uint64_t index, fp; /* lease state after a lease entry */
 };
 
+struct lpend {
+    uint64_t lease, term, index; /* an EXPIRE proposed, at that index */
+};
+
 struct lnode {
     struct lease_clock *clock;
     uint64_t us, at;     /* its monotonic clock, in us, as of step at */
     uint64_t lease_term; /* as the daemon's n->lease_term */
     uint64_t ticked;     /* raft_now at its last lease tick */
     uint64_t last_apply; /* step it last applied a lease command */
+    struct lpend *pend;  /* EXPIREs it proposed, maybe not yet applied */
+    size_t n_pend, cap_pend;
 };
 
 struct sim_lease {
@@ -185,8 +195,10 @@ void sim_lease_free(struct sim *s)
     struct sim_lease *L = s->lease;
     if (!L)
         return;
-    for (unsigned id = 0; id <= SIM_MAX_NODES; id++)
+    for (unsigned id = 0; id <= SIM_MAX_NODES; id++) {
         lease_clock_free(L->node[id].clock);
+        craft_free(L->node[id].pend);
+    }
     craft_free(L->ref);
     craft_free(L->fp);
     craft_free(L);
@@ -389,11 +401,53 @@ static size_t wrap(uint8_t *buf, uint64_t sent, const uint8_t *cmd,
     return SIM_LEASE_TAG + len;
 }
 
+/* lease-expire-once: drops what has applied or was proposed in another
+ * term, then fails if lease is still among the rest. */
+static void check_expire_once(struct sim *s, const struct sim_node *n,
+                              struct lnode *ln, uint64_t lease)
+{
+    uint64_t term = raft_soft(n->r).term, applied = raft_applied_index(n->r);
+    size_t kept = 0;
+    for (size_t i = 0; i < ln->n_pend; i++) {
+        struct lpend p = ln->pend[i];
+        if (p.term != term || p.index <= applied)
+            continue;
+        if (p.lease == lease) {
+            sim_fail(s, "lease-expire-once", "leader n%" PRIu64 " (term %"
+                     PRIu64 ") proposes the EXPIRE of lease %" PRIu64
+                     " again with the one at index %" PRIu64 " still to"
+                     " apply (applied %" PRIu64 ")", n->id, term, lease,
+                     p.index, applied);
+            return;
+        }
+        ln->pend[kept++] = p;
+    }
+    ln->n_pend = kept;
+}
+
+static void note_expire(struct sim *s, const struct sim_node *n,
+                        struct lnode *ln, uint64_t lease, uint64_t index)
+{
+    if (ln->n_pend == ln->cap_pend) {
+        size_t cap = ln->cap_pend ? 2 * ln->cap_pend : 16;
+        struct lpend *p = craft_realloc(ln->pend, cap * sizeof *p);
+        if (p == NULL) {
+            sim_fail(s, "sim", "out of memory");
+            return;
+        }
+        ln->pend = p;
+        ln->cap_pend = cap;
+    }
+    ln->pend[ln->n_pend++] = (struct lpend){lease, raft_soft(n->r).term,
+                                            index};
+}
+
 /* node__leases_tick: the leader proposes an EXPIRE per due lease. */
 static void lease_tick(struct sim *s, struct sim_node *n, struct lnode *ln)
 {
     uint64_t ids[EXPIRE_PER_TICK];
-    size_t got = lease_clock_due(ln->clock, node_ms(s, n), ids,
+    size_t got = lease_clock_due(ln->clock, node_ms(s, n),
+                                 raft_applied_index(n->r), ids,
                                  EXPIRE_PER_TICK);
     for (size_t i = 0; i < got && !s->failed; i++) {
         uint8_t cmd[KV_LEASE_CMD_MAX], buf[SIM_LEASE_TAG + KV_LEASE_CMD_MAX];
@@ -401,12 +455,18 @@ static void lease_tick(struct sim *s, struct sim_node *n, struct lnode *ln)
         if (len == 0)
             continue;
         len = wrap(buf, 0, cmd, len);
+        check_expire_once(s, n, ln, ids[i]);
+        uint64_t last = raft_last_index(n->r);
         int rc = raft_propose(n->r, 0, buf, len);
+        if (raft_last_index(n->r) > last)
+            note_expire(s, n, ln, ids[i], raft_last_index(n->r));
         s->lease->st.expire_props++;
         sim_ev(s, EV_NOTE, 0, n->id, 0, ids[i], (uint64_t)(int64_t)rc, 0, 0,
                "expire proposed");
         sim_node_observe(s, n);
     }
+    if (got > 0)
+        lease_clock_proposed(ln->clock, raft_last_index(n->r));
 }
 
 /* ---- applying ---- */

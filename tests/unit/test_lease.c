@@ -70,33 +70,33 @@ static void test_due_and_retry(void **state)
     assert_int_equal(lease_clock_start(c, 1, 1000, 0), 0);
     assert_int_equal(lease_clock_start(c, 2, 500, 0), 0);
     assert_int_equal(lease_clock_start(c, 3, 2000, 0), 0);
-    assert_int_equal(lease_clock_due(c, 499, ids, 8), 0);
+    assert_int_equal(lease_clock_due(c, 499, 0, ids, 8), 0);
     /* 2 runs out at 500 exactly. */
-    assert_int_equal(lease_clock_due(c, 500, ids, 8), 1);
+    assert_int_equal(lease_clock_due(c, 500, 0, ids, 8), 1);
     assert_int_equal(ids[0], 2);
     /* Named once: not again before the retry interval ... */
-    assert_int_equal(lease_clock_due(c, 799, ids, 8), 0);
+    assert_int_equal(lease_clock_due(c, 799, 0, ids, 8), 0);
     /* ... then again while it is still there, with 1 now due too, in
      * deadline order. */
-    assert_int_equal(lease_clock_due(c, 1000, ids, 8), 2);
+    assert_int_equal(lease_clock_due(c, 1000, 0, ids, 8), 2);
     assert_int_equal(ids[0], 2);
     assert_int_equal(ids[1], 1);
     /* Its EXPIRE applied: never named again. A keepalive of 1 before its
      * expiry applied restarts it (no longer proposed). */
     lease_clock_forget(c, 2);
     assert_int_equal(lease_clock_start(c, 1, 1000, 1100), 0);
-    assert_int_equal(lease_clock_due(c, 2099, ids, 8), 1);
+    assert_int_equal(lease_clock_due(c, 2099, 0, ids, 8), 1);
     assert_int_equal(ids[0], 3);
-    assert_int_equal(lease_clock_due(c, 2100, ids, 8), 1);
+    assert_int_equal(lease_clock_due(c, 2100, 0, ids, 8), 1);
     assert_int_equal(ids[0], 1);
     /* cap bounds one call; the rest come in the next. */
     lease_clock_clear(c);
     for (uint64_t id = 1; id <= 5; id++)
         assert_int_equal(lease_clock_start(c, id, 10 * id, 0), 0);
-    assert_int_equal(lease_clock_due(c, 100, ids, 2), 2);
+    assert_int_equal(lease_clock_due(c, 100, 0, ids, 2), 2);
     assert_int_equal(ids[0], 1);
     assert_int_equal(ids[1], 2);
-    assert_int_equal(lease_clock_due(c, 100, ids, 8), 3);
+    assert_int_equal(lease_clock_due(c, 100, 0, ids, 8), 3);
     assert_int_equal(ids[0], 3);
     assert_int_equal(ids[2], 5);
     lease_clock_free(c);
@@ -111,18 +111,42 @@ static void test_became_leader(void **state)
     uint64_t ids[8];
     assert_int_equal(lease_clock_start(c, 10, 1000, 0), 0);
     assert_int_equal(lease_clock_start(c, 11, 5000, 0), 0);
-    assert_int_equal(lease_clock_due(c, 1500, ids, 8), 1); /* 10 proposed */
+    assert_int_equal(lease_clock_due(c, 1500, 0, ids, 8), 1); /* 10 proposed */
     lease_clock_became_leader(c, 4000);
     assert_int_equal(lease_clock_remaining(c, 10, 4000), 1000);
     assert_int_equal(lease_clock_remaining(c, 11, 4000), 5000); /* later than before */
-    assert_int_equal(lease_clock_due(c, 4999, ids, 8), 0);
-    assert_int_equal(lease_clock_due(c, 5000, ids, 8), 1);
+    assert_int_equal(lease_clock_due(c, 4999, 0, ids, 8), 0);
+    assert_int_equal(lease_clock_due(c, 5000, 0, ids, 8), 1);
     assert_int_equal(ids[0], 10);
-    assert_int_equal(lease_clock_due(c, 7999, ids, 8), 0);
-    assert_int_equal(lease_clock_due(c, 8000, ids, 8), 1); /* 10, retried */
+    assert_int_equal(lease_clock_due(c, 7999, 0, ids, 8), 0);
+    assert_int_equal(lease_clock_due(c, 8000, 0, ids, 8), 1); /* 10, retried */
     assert_int_equal(ids[0], 10);
-    assert_int_equal(lease_clock_due(c, 9000, ids, 8), 1);
+    assert_int_equal(lease_clock_due(c, 9000, 0, ids, 8), 1);
     assert_int_equal(ids[0], 11);
+    lease_clock_free(c);
+}
+
+/* Expiries proposed up to an index hold every naming back until the
+ * caller has applied that index; after it, retries run as before, and
+ * taking office again lifts the wait. */
+static void test_waits_for_applied(void **state)
+{
+    (void)state;
+    struct lease_clock *c = new_clock(100);
+    uint64_t ids[8];
+    assert_int_equal(lease_clock_start(c, 1, 50, 0), 0);
+    assert_int_equal(lease_clock_start(c, 2, 500, 0), 0);
+    assert_int_equal(lease_clock_due(c, 50, 7, ids, 8), 1);
+    assert_int_equal(ids[0], 1);
+    lease_clock_proposed(c, 20);
+    /* retry time for 1, deadline of 2: both held while applied < 20 */
+    assert_int_equal(lease_clock_due(c, 600, 19, ids, 8), 0);
+    assert_int_equal(lease_clock_due(c, 600, 20, ids, 8), 2);
+    lease_clock_proposed(c, 30);
+    assert_int_equal(lease_clock_due(c, 800, 29, ids, 8), 0);
+    lease_clock_became_leader(c, 800);
+    assert_int_equal(lease_clock_due(c, 850, 0, ids, 8), 1);
+    assert_int_equal(ids[0], 1);
     lease_clock_free(c);
 }
 
@@ -207,7 +231,7 @@ static void test_many(void **state)
     /* All of them run out in deadline order. */
     uint64_t *ids = malloc(N * sizeof *ids);
     assert_non_null(ids);
-    assert_int_equal(lease_clock_due(c, 20000, ids, N), N / 2);
+    assert_int_equal(lease_clock_due(c, 20000, 0, ids, N), N / 2);
     uint64_t prev = 0;
     for (size_t i = 0; i < N / 2; i++) {
         uint64_t id = ids[i] / 64;
@@ -309,7 +333,7 @@ static void walk(uint64_t seed, int steps)
         } else {
             size_t cap = 1 + rng_next(&s) % 6;
             uint64_t ids[8];
-            size_t got = lease_clock_due(c, now, ids, cap);
+            size_t got = lease_clock_due(c, now, 0, ids, cap);
             size_t due = 0;
             for (uint64_t i = 1; i <= MODEL_IDS; i++)
                 due += m[i].live && m[i].due_at <= now;
@@ -347,6 +371,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_due_and_retry, count_alloc_setup,
                                         count_alloc_teardown),
         cmocka_unit_test_setup_teardown(test_became_leader, count_alloc_setup,
+                                        count_alloc_teardown),
+        cmocka_unit_test_setup_teardown(test_waits_for_applied, count_alloc_setup,
                                         count_alloc_teardown),
         cmocka_unit_test_setup_teardown(test_clock_and_map, count_alloc_setup,
                                         count_alloc_teardown),
