@@ -3,6 +3,7 @@ lock, clean shutdown on SIGTERM/SIGINT and restart from disk."""
 import os
 import signal
 import subprocess
+import time
 
 from conftest import (CRAFTD, assert_all_present, free_ports, get_key, missing_keys, set_keys,
                       wait_until)
@@ -220,6 +221,19 @@ def writer_children(pid):
         return []
 
 
+def open_fds(pid):
+    """pid's open descriptors and what they name; None once it has exited
+    (a zombie not yet reaped lists none)."""
+    try:
+        fds = {fd: os.readlink(f"/proc/{pid}/fd/{fd}")
+               for fd in os.listdir(f"/proc/{pid}/fd")}
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+    return fds if fds and state not in ("Z", "X") else None
+
+
 def test_snapshot_writer_holds_nothing_of_its_parent(cluster, report):
     """The forked snapshot writer keeps only its snapshot file open: not the
     listening ports, the data directory's lock nor any connection, so that a
@@ -234,13 +248,14 @@ def test_snapshot_writer_holds_nothing_of_its_parent(cluster, report):
         assert set_keys(n.haddr, pairs).status == 200
         b += 1
         for child in writer_children(n.pid):
-            try:
-                fds = {fd: os.readlink(f"/proc/{child}/fd/{fd}")
-                       for fd in os.listdir(f"/proc/{child}/fd")}
-            except OSError:
-                continue  # it finished meanwhile
-            seen = (child, fds)
-            break
+            fds = open_fds(child)
+            if fds and sum(1 for fd in fds if int(fd) > 2) > 1:
+                # caught between its fork and its close_range? look again
+                time.sleep(0.02)
+                fds = open_fds(child)  # None: it has finished, try another
+            if fds:
+                seen = (child, fds)
+                break
     assert seen is not None, "no snapshot writer seen in 400 batches: " + n.log_tail(20)
     child, fds = seen
     report(f"snapshot writer {child} after {b} batches holds {fds}")
