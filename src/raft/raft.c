@@ -33,8 +33,8 @@ void raft__reset_timeout(struct raft *r)
 {
     r->election_elapsed = 0;
     r->heartbeat_elapsed = 0;
-    unsigned e = r->cfg.election_ticks;
-    r->randomized_timeout = e + (unsigned)(next_rand(r) % e);
+    r->randomized_timeout = r->cfg.election_ticks +
+                            (unsigned)(next_rand(r) % r->cfg.election_jitter_ticks);
 }
 
 /* May we campaign? As a voter of the configuration in force, or of the
@@ -53,6 +53,16 @@ static int apply_defaults(struct raft_config *c)
         return CRAFT_EINVAL;
     if (c->election_ticks == 0)
         c->election_ticks = 10;
+    /* Two draws at least, so that two nodes that heard the same last
+     * heartbeat do not time out together for ever; at most e, so that the
+     * longest timeout stays under two election timeouts. */
+    if (c->election_jitter_ticks == 0)
+        c->election_jitter_ticks = c->election_ticks;
+    if (c->election_jitter_ticks < 2 ||
+        c->election_jitter_ticks > c->election_ticks)
+        return CRAFT_EINVAL;
+    if (c->check_quorum_rounds == 0)
+        c->check_quorum_rounds = 1;
     if (c->heartbeat_ticks == 0)
         c->heartbeat_ticks = 1;
     if (c->heartbeat_ticks >= c->election_ticks)
@@ -260,6 +270,7 @@ void raft__become_leader(struct raft *r)
     r->role = RAFT_LEADER;
     r->lead = r->id;
     r->term_lead = r->id;
+    r->quorum_misses = 0;
     raft__reset_timeout(r);
     uint64_t last = raft__log_last(&r->log);
     for (unsigned i = 0; i < r->n_prs; i++) {
@@ -308,7 +319,9 @@ static void tick_leader(struct raft *r)
     r->election_elapsed++;
     if (r->election_elapsed >= r->cfg.election_ticks) {
         r->election_elapsed = 0;
-        if (!r->cfg.disable_check_quorum && !quorum_active(r)) {
+        if (r->cfg.disable_check_quorum || quorum_active(r)) {
+            r->quorum_misses = 0;
+        } else if (++r->quorum_misses >= r->cfg.check_quorum_rounds) {
             raft__become_follower(r, r->term, RAFT_NONE);
             return;
         }

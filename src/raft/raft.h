@@ -312,7 +312,8 @@ struct raft_stats {
 struct raft_config {
     uint64_t id;                 /* this node; never RAFT_NONE */
     uint64_t seed;               /* for randomized election timeouts */
-    unsigned election_ticks;     /* timeout drawn from [e, 2e); default 10 */
+    unsigned election_ticks;     /* e: timeout drawn from [e, e + j); default 10 */
+    unsigned election_jitter_ticks; /* j: default e; 2 <= j <= e */
     unsigned heartbeat_ticks;    /* default 1; must be < election_ticks */
     unsigned max_inflight;       /* appends in flight per follower; default 64 */
     size_t max_inflight_bytes;   /* bytes in flight per follower; default 8 MiB */
@@ -333,6 +334,13 @@ struct raft_config {
      * different rates (docs/read-lease.md); default max(1, election_ticks
      * / 10); must leave a lease: < election_ticks - 1. */
     unsigned lease_margin_ticks;
+    /* A leader steps down (check-quorum) once it has heard from no quorum
+     * in this many election timeouts in a row, each one counted from the
+     * end of the last: after between r and r + 1 election timeouts of
+     * silence. Default 1, as etcd. More keeps a leader through lossy
+     * spells shorter than that (its followers still wait out their own
+     * timeouts, and the lease is judged apart, readindex.c). */
+    unsigned check_quorum_rounds;
     bool disable_pre_vote;       /* tests only */
     bool disable_check_quorum;   /* tests only */
 };

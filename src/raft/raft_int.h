@@ -178,6 +178,7 @@ struct raft {
     /* Leader: read rounds and lease. */
     uint64_t round;           /* last heartbeat round sent */
     uint64_t round_confirmed; /* last round a quorum answered */
+    unsigned quorum_misses;   /* check-quorum rounds missed in a row */
     bool round_wanted;        /* reads wait for a round not yet sent */
     uint64_t lease_floor;     /* rounds of an earlier leadership don't count */
     uint64_t lease_start;     /* tick at which round_confirmed was sent */

@@ -321,13 +321,14 @@ void sim_logview_of(struct sim_logview *v, const struct raft *r)
 /* The core (raft.c, tick_leader) checks once per election timeout E of its
  * own ticks whether a quorum of voters (itself included, newcomers counted
  * as heard when added) sent it an APP_RESP, HEARTBEAT_RESP or SNAP_RESP of
- * its term since the previous check, and steps down if not. A check at
- * tick c passed means that quorum was heard at ticks >= c - E; the last
- * check is within E of now: so a leader is never more than 2E without a
+ * its term since the previous check, and steps down once R checks in a row
+ * (check_quorum_rounds) did not. A check at tick c passed means that
+ * quorum was heard at ticks >= c - E; fewer than R checks came after the
+ * last that passed: so a leader is never more than (R + 1)E without a
  * quorum heard. Only a transfer request restarts that timer (election.c,
- * raft__transfer), and a check judges the voters of its moment: for 2E
- * after a transfer request or a change of the voters, the monitor does not
- * judge. */
+ * raft__transfer), and a check judges the voters of its moment: for
+ * (R + 1)E after a transfer request or a change of the voters, the monitor
+ * does not judge. */
 static struct sim_cq *cq_of(struct sim *s, unsigned slot)
 {
     return slot <= SIM_MAX_NODES ? &s->chk.cq[slot] : NULL;
@@ -389,7 +390,7 @@ void sim_check_quorum(struct sim *s, unsigned slot, bool leader,
         cq_add(q, conf->voters[i], now);
     for (uint32_t i = 0; i < conf->n_learners; i++)
         cq_add(q, conf->learners[i], now);
-    uint64_t w = 2 * (uint64_t)SIM_ELECTION_TICKS;
+    uint64_t w = (s->p.check_quorum_rounds + 1ull) * SIM_ELECTION_TICKS;
     if (now < q->reset + w)
         return;
     unsigned heard = 0;
@@ -406,9 +407,9 @@ void sim_check_quorum(struct sim *s, unsigned slot, bool leader,
     if (heard < conf->n_voters / 2 + 1)
         sim_fail(s, "check-quorum", "n%u still leads term %" PRIu64 " at its"
                  " tick %" PRIu64 " but heard from only %u of its %u voters in"
-                 " the last %" PRIu64 " ticks (2 election timeouts; one it has"
+                 " the last %" PRIu64 " ticks (%u election timeouts; one it has"
                  " not heard from since tick %" PRIu64 ")", slot, term, now,
-                 heard, conf->n_voters, w, oldest);
+                 heard, conf->n_voters, w, s->p.check_quorum_rounds + 1, oldest);
 }
 
 void sim_check_heard(struct sim *s, unsigned slot, uint64_t id, uint64_t now)

@@ -18,6 +18,8 @@ static struct raft_config node_config(const struct sim *s,
     cfg.id = n->rid;
     cfg.seed = sim_mix(s->seed, n->id * 1000 + n->incarnation);
     cfg.election_ticks = SIM_ELECTION_TICKS;
+    cfg.election_jitter_ticks = s->p.election_jitter;
+    cfg.check_quorum_rounds = s->p.check_quorum_rounds;
     cfg.heartbeat_ticks = s->p.heartbeat_ticks;
     cfg.max_inflight = s->p.max_inflight;
     cfg.max_inflight_bytes = 1 << 20;

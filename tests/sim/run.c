@@ -116,6 +116,12 @@ static void draw_params(struct sim *s)
      * batch (every entry costs RAFT_APPLY_ENTRY_COST) to the default. */
     static const size_t apply_bytes[] = {0, 1, 150, 600};
     p->max_apply_bytes = apply_bytes[(s->seed * 0xD6E8FEB86659FD93ull) >> 62];
+    /* And the election timeout's random part: [e, 2e) as etcd, down to
+     * two draws (a narrow range fails over sooner, with more ties). */
+    static const unsigned jitter[] = {SIM_ELECTION_TICKS, 5, 3, 2};
+    p->election_jitter = jitter[(s->seed * 0xA24BAED4963EE407ull) >> 62];
+    /* And how many silent election timeouts in a row a leader waits out. */
+    p->check_quorum_rounds = 1 + (unsigned)(((s->seed * 0x9FB21C651E98DF25ull) >> 62) % 3);
     sim_scenario_params(s);
 }
 
@@ -420,14 +426,14 @@ void sim_print_params(const struct sim *s, FILE *f)
     fprintf(f, "  params: %s, %u nodes (%u founders), %u steps, %u steps/tick,"
             " hb %u, %u keys, %u clients, inflight %u, msg %zu B, uncommitted"
             " %zu B, snapshot every %" PRIu64 " (trail %" PRIu64 " / %" PRIu64 " B, chunk %u B,"
-            " pad %u), apply %zu B/batch, drop %.1f%%, dup %.1f%%, latency %u..%u, max down %u,"
+            " pad %u), apply %zu B/batch, election jitter %u, check-quorum rounds %u, drop %.1f%%, dup %.1f%%, latency %u..%u, max down %u,"
             " persist delay <= %u, lease reads %s, clock drift <= %.1f%%,"
             " pauses %.2f%%/step (<= %u steps), late msgs %.2f%% (%u..%u"
             " steps), wipes %u ppm (%u%% damaged), forgeries %.2f%%/step%s\n",
             p->profile, p->n_nodes, p->n_founders, p->steps, p->spt,
             p->heartbeat_ticks, p->n_keys, p->n_clients, p->max_inflight,
             p->max_msg_bytes, p->max_uncommitted, p->snap_threshold,
-            p->snap_trailing, p->snap_trailing_bytes, p->snap_chunk, p->snap_pad, p->max_apply_bytes, p->drop_ppm / 1e4,
+            p->snap_trailing, p->snap_trailing_bytes, p->snap_chunk, p->snap_pad, p->max_apply_bytes, p->election_jitter, p->check_quorum_rounds, p->drop_ppm / 1e4,
             p->dup_ppm / 1e4, p->lat_min, p->lat_max, p->max_down,
             p->persist_delay_max, p->lease_reads ? "on" : "off",
             p->drift_ppm / 1e4, p->pause_ppm / 1e4, p->pause_max_steps,

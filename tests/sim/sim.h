@@ -94,6 +94,8 @@ struct sim_params {
     uint64_t snap_trailing_bytes; /* 0: the core's default (4 MiB) */
     uint32_t snap_chunk;
     size_t max_apply_bytes; /* per ready batch; 0: the core's default */
+    unsigned election_jitter; /* the timeout's random part, in ticks */
+    unsigned check_quorum_rounds; /* timeouts a leader hears no quorum in */
     unsigned snap_pad; /* filler bytes in each kv snapshot */
     /* network, in steps */
     uint32_t drop_ppm;

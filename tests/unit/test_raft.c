@@ -236,6 +236,44 @@ static void test_apply_bound(void **state)
 
 /* ---- three nodes: election, replication, forwarding ---- */
 
+/* The election timeout is drawn from [e, e + j): a follower that hears
+ * nothing campaigns (turns pre-candidate) after e to e + j - 1 ticks, each
+ * of them seen over many seeds; j under 2 or over e is refused. */
+static void test_election_jitter(void **state)
+{
+    (void)state;
+    bool seen[16] = {false};
+    for (uint64_t seed = 0; seed < 64; seed++) {
+        struct raft_config c = base();
+        c.election_jitter_ticks = 3;
+        c.seed = seed;
+        struct rnet *net = cluster(3, 3, &c);
+        rnet_crash(net, 2);
+        rnet_crash(net, 3);
+        for (int round = 0; round < 4; round++) {
+            unsigned t = 0, before = net->sent[RAFT_MSG_PRE_VOTE];
+            while (net->sent[RAFT_MSG_PRE_VOTE] == before && t < 16) {
+                rnet_tick(net, 1);
+                t++;
+            }
+            /* the first wait may count from before the bootstrap's ticks */
+            assert_true(round == 0 ? t <= 12 : t >= 10 && t <= 12);
+            if (round > 0)
+                seen[t] = true;
+        }
+        rnet_free(net);
+    }
+    assert_true(seen[10] && seen[11] && seen[12]);
+    for (unsigned j = 1; j <= 11; j += 10) {
+        struct raft_config c = base();
+        c.id = 1;
+        c.election_jitter_ticks = j;
+        struct raft *r = NULL;
+        assert_int_equal(raft_new(&c, NULL, &r), CRAFT_EINVAL);
+        assert_null(r);
+    }
+}
+
 static void test_three_node_election(void **state)
 {
     (void)state;
@@ -460,6 +498,52 @@ static void test_check_quorum_steps_down(void **state)
     rnet_tick(net, 3);
     assert_int_equal(raft_soft(rnet_raft(net, l)).leader, l2);
     assert_int_equal(rnet_count_leaders(net), 1);
+    finish(net);
+}
+
+/* check_quorum_rounds 2: a leader that hears from nobody (its followers
+ * still hear it, so they do not campaign) steps down after more than 2
+ * election timeouts and at most 3, not 1 to 2; a round in which it heard a
+ * quorum again starts the count over. */
+static uint64_t deafen(struct rnet *net, uint64_t l, bool deaf)
+{
+    for (uint64_t id = 1; id <= 3; id++)
+        if (id != l && deaf)
+            rnet_cut_one(net, id, l);
+    if (!deaf)
+        rnet_heal(net);
+    return l;
+}
+
+static unsigned ticks_to_step_down(struct rnet *net, uint64_t l, unsigned max)
+{
+    unsigned ticks = 0;
+    while (raft_soft(rnet_raft(net, l)).role == RAFT_LEADER && ticks < max) {
+        rnet_tick(net, 1);
+        ticks++;
+    }
+    return ticks;
+}
+
+static void test_check_quorum_rounds(void **state)
+{
+    (void)state;
+    struct raft_config c = base();
+    c.check_quorum_rounds = 2;
+    struct rnet *net = cluster(3, 3, &c);
+    uint64_t l = rnet_elect(net, 100);
+    rnet_tick(net, 3);
+    deafen(net, l, true);
+    /* Checks every 10 ticks, a round counted from the end of the last:
+     * one round deaf ends at 11-20 ticks, two at 21-30. */
+    assert_int_equal(ticks_to_step_down(net, l, 20), 20);
+    assert_int_equal(raft_soft(rnet_raft(net, l)).role, RAFT_LEADER);
+    deafen(net, l, false);
+    rnet_tick(net, 2);
+    deafen(net, l, true);
+    unsigned t = ticks_to_step_down(net, l, 40);
+    assert_true(t >= 2 * 10 + 1 && t <= 3 * 10);
+    assert_int_equal(raft_soft(rnet_raft(net, l)).role, RAFT_FOLLOWER);
     finish(net);
 }
 
@@ -1985,11 +2069,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_node),
         cmocka_unit_test(test_apply_bound),
+        cmocka_unit_test(test_election_jitter),
         cmocka_unit_test(test_three_node_election),
         cmocka_unit_test(test_commit_only_current_term),
         cmocka_unit_test(test_log_conflict_fast_backtrack),
         cmocka_unit_test(test_prevote_rejoin_no_disruption),
         cmocka_unit_test(test_check_quorum_steps_down),
+        cmocka_unit_test(test_check_quorum_rounds),
         cmocka_unit_test(test_vote_durability),
         cmocka_unit_test(test_heartbeats_during_write),
         cmocka_unit_test(test_read_index_leader_and_follower),
