@@ -86,6 +86,8 @@ void raft__handle_vote(struct raft *r, const struct raft_msg *m)
         r, pre ? RAFT_MSG_PRE_VOTE_RESP : RAFT_MSG_VOTE_RESP, m->from);
     if (!grant) {
         resp->reject = true;
+        if (!pre && r->role == RAFT_CANDIDATE && m->term == r->term)
+            raft__tie_seen(r);
         return;
     }
     /* A granted pre-vote answers in the term it was asked about. */

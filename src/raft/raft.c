@@ -37,6 +37,22 @@ void raft__reset_timeout(struct raft *r)
                             (unsigned)(next_rand(r) % r->cfg.election_jitter_ticks);
 }
 
+/* Another candidate asks for our vote in the term we stand in: a tie, which
+ * neither of us wins (each voted for itself) unless the others decide it.
+ * Rather than wait out a whole election timeout to try again, we try after
+ * 1 to j ticks, drawn afresh: the first of us to do so asks for term + 1
+ * and gets the other's vote. Only when that is sooner than the wait we
+ * have, and only liveness rests on it: no lease is at stake (neither of
+ * us follows anyone), and the retry is a pre-vote, which voters still
+ * within a leader's lease refuse. */
+void raft__tie_seen(struct raft *r)
+{
+    unsigned retry = r->election_elapsed + 1 +
+                     (unsigned)(next_rand(r) % r->cfg.election_jitter_ticks);
+    if (retry < r->randomized_timeout)
+        r->randomized_timeout = retry;
+}
+
 /* May we campaign? As a voter of the configuration in force, or of the
  * last committed one: a node whose removal is appended but not committed
  * may be the only one holding that entry, and must be able to lead to

@@ -232,6 +232,7 @@ void raft__become_pre_candidate(struct raft *r);
 void raft__become_candidate(struct raft *r);
 void raft__become_leader(struct raft *r);
 void raft__reset_timeout(struct raft *r);
+void raft__tie_seen(struct raft *r);
 bool raft__promotable(const struct raft *r);
 struct raft__progress *raft__pr(struct raft *r, uint64_t id);
 
