@@ -420,6 +420,7 @@ int main(int argc, char **argv)
         .watch_history_events = f.watch_history_events,
         .watch_history_bytes = f.watch_history_bytes,
         .election_ticks = f.election_ticks,
+        .election_jitter_ticks = f.election_jitter_ticks,
         .request_timeout_ms = f.request_timeout_ms,
         .max_body = f.max_body,
         .http_max_conns = f.http_max_conns,

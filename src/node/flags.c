@@ -37,8 +37,11 @@ static const struct flag_def DEFS[] = {
     {"cluster-token", K_STR, FIELD(cluster_token), 0, 0, "secret",
      "shared secret that authenticates peer connections (default: "
      "$CRAFTD_CLUSTER_TOKEN; none: the Raft port is open to anyone)"},
+    {"election-jitter-ticks", K_UINT, FIELD(election_jitter_ticks), 2, 1000000, "N",
+     "the election timeout's random part: each wait is -election-ticks plus "
+     "0 to N-1 ticks, 2 <= N <= -election-ticks (default 6)"},
     {"election-ticks", K_UINT, FIELD(election_ticks), 2, 1000000, "N",
-     "ticks without a leader before an election (default 20)"},
+     "ticks without a leader before an election (default 18)"},
     {"force-new-cluster", K_BOOL, FIELD(force_new), 0, 0, NULL,
      "make this node's state a new one-member cluster, keeping its whole log and "
      "dropping every other member: only when a quorum is lost for good"},
@@ -85,7 +88,7 @@ static const struct flag_def DEFS[] = {
      "a sixteenth once writes pause for a second)"},
     {"snapshot-threshold", K_UINT, FIELD(snapshot_threshold), 1, UINT64_MAX, "N",
      "log entries between snapshots (default 8192)"},
-    {"tick-ms", K_UINT, FIELD(tick_ms), 1, 60000, "N", "milliseconds per Raft tick (default 50)"},
+    {"tick-ms", K_UINT, FIELD(tick_ms), 1, 60000, "N", "milliseconds per Raft tick (default 25)"},
     {"tls-cert", K_ADDR, FIELD(tls_cert), 0, 0, "file",
      "PEM certificate chain: serve HTTPS (with -tls-key)"},
     {"tls-client-ca", K_ADDR, FIELD(tls_client_ca), 0, 0, "file",
@@ -112,10 +115,11 @@ static void set_defaults(struct flags *f)
     f->raddr = "localhost:12000";
     f->log_level = CRAFT_LOG_INFO;
     f->snapshot_threshold = 8192;
-    f->tick_ms = 50;
+    f->tick_ms = 25;
     f->watch_history_events = 100000;
     f->watch_history_bytes = 64u << 20;
-    f->election_ticks = 20;
+    f->election_ticks = 18;
+    f->election_jitter_ticks = 0; /* 6, or -election-ticks if that is less */
     f->request_timeout_ms = 5000;
     f->max_body = 1024 * 1024;
     f->http_max_conns = 1024;
@@ -350,6 +354,11 @@ enum flags_outcome flags_parse(int argc, char *const argv[], char *const envp[],
                         "-peer-tls-cert, -peer-tls-key and -peer-tls-ca together)",
                         tls_names[k]);
     }
+
+    if (f->election_jitter_ticks > f->election_ticks)
+        return fail(err, errcap, "-election-jitter-ticks %u is more than -election-ticks "
+                    "%u: the longest wait must stay under two election timeouts",
+                    f->election_jitter_ticks, f->election_ticks);
 
     if (f->restore != NULL && (f->join != NULL || f->inmem))
         return fail(err, errcap, "-restore makes a new cluster in the data directory: it "

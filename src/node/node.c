@@ -148,6 +148,17 @@ static int restore(struct node *n, bool fresh, bool bootstrap, struct raft_persi
     return stor_open(&so, &n->stor, p);
 }
 
+/* The leader lease's margin for clocks that run at different rates
+ * (docs/read-lease.md): a tenth of the election timeout and two ticks at
+ * least, so that with 25 ms ticks and 18 of them the rates may differ by
+ * 13% as with 50 ms and 20 (one tick would leave 6%). 0 (the core's
+ * default, one tick) where two would leave no lease. */
+static unsigned lease_margin(unsigned election_ticks)
+{
+    unsigned m = election_ticks / 10 > 2 ? election_ticks / 10 : 2;
+    return m + 1 < election_ticks ? m : 0;
+}
+
 static int start_core(struct node *n)
 {
     struct stor_opts so = {.dir = n->dir, .inmem = n->o.inmem, .log = &n->log,
@@ -185,7 +196,14 @@ static int start_core(struct node *n)
         .id = n->raft_id,
         .seed = n->raft_id ^ (uint64_t)uv_hrtime(),
         .election_ticks = n->o.election_ticks,
+        .election_jitter_ticks = n->o.election_jitter_ticks,
         .heartbeat_ticks = n->o.heartbeat_ticks,
+        .lease_margin_ticks = lease_margin(n->o.election_ticks),
+        /* A leader steps down after two election timeouts without a
+         * quorum, not one: with 450 ms timeouts, a lossy spell in which
+         * TCP backs off on both followers' answers at once cost an
+         * election every few seconds (docs/operations.md, "Failover"). */
+        .check_quorum_rounds = 2,
         .snapshot_threshold = n->o.snapshot_threshold,
         /* Keep a window of log behind each snapshot so that a briefly
          * lagging follower catches up from the log, not a whole snapshot. */
@@ -379,13 +397,19 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
     n->join = o->join && *o->join ? dup_str(o->join) : NULL;
     n->dir = dup_str(o->dir ? o->dir : "");
     n->o.log = &n->log;
-    /* Defaults: an election timeout of 1-2 s, as etcd and hraftd, a
-     * heartbeat every 100 ms, and 50 ms ticks so that two followers rarely
-     * time out in the same tick (a split vote costs another timeout). */
+    /* Defaults: an election timeout of 450-600 ms (18 ticks and 0-5 more
+     * of 25 ms) and a heartbeat every tick, so that a dead leader is
+     * replaced within about half a second (docs/operations.md,
+     * "Failover"). etcd and hraftd wait 1-2 s: [e, 2e). The random part is
+     * narrower than theirs because a tie is rare here: the nodes' tick
+     * timers run at unrelated phases, so two followers time out together
+     * only when they do so within a round trip of each other. */
     if (n->o.tick_ms == 0)
-        n->o.tick_ms = 50;
+        n->o.tick_ms = 25;
     if (n->o.election_ticks == 0)
-        n->o.election_ticks = 20;
+        n->o.election_ticks = 18;
+    if (n->o.election_jitter_ticks == 0)
+        n->o.election_jitter_ticks = n->o.election_ticks < 6 ? n->o.election_ticks : 6;
     if (n->o.heartbeat_ticks == 0)
         n->o.heartbeat_ticks = n->o.election_ticks >= 10
                                    ? n->o.election_ticks / 10 : 1;

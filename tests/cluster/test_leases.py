@@ -7,8 +7,10 @@ expires later when nobody keeps it alive; a follower that knows a lease
 only from a snapshot it installed expires it once it leads; GET /lease/<id>
 pages its keys.
 
-With the default timings (election timeout 1 s) the shortest TTL granted is
-2 s; bounds below leave room for a loaded machine."""
+The shared cluster runs with an election timeout of 1 s (-tick-ms 50
+-election-ticks 20, longer than the default 450 ms), so that the shortest
+TTL granted, ceil(1.5 x 1 s) = 2 s, is above the 1 s a client may ask for;
+bounds below leave room for a loaded machine."""
 import re
 import signal
 import time
@@ -17,6 +19,7 @@ import pytest
 
 from conftest import Cluster, get_key, http, key_path, kill_leader, set_keys, wait_until
 
+TIMING = ["-tick-ms", "50", "-election-ticks", "20"]  # 1-2 s, see above
 EXPIRY_SLACK = 3.0  # seconds past the TTL by which an expired lease's keys are gone
 
 
@@ -24,7 +27,7 @@ EXPIRY_SLACK = 3.0  # seconds past the TTL by which an expired lease's keys are 
 def nodes(tmp_path_factory):
     c = Cluster(str(tmp_path_factory.mktemp("leases")))
     try:
-        nodes = c.start(3)
+        nodes = c.start(3, extra=TIMING)
         leader = c.leader()
         followers = [n for n in nodes if n is not leader]
         yield leader, followers[0], followers[1]

@@ -27,6 +27,7 @@ class Run:
         self.history = History()
         self.nemesis = Nemesis(self.cluster, firewall, log=self.log)
         self.workload = None
+        self.term0 = 0
         self.t0 = time.monotonic()
 
     def log(self, line):
@@ -36,9 +37,23 @@ class Run:
     def start(self, n, snapshots=False, **workload):
         self.cluster.flags = SNAPSHOT_FLAGS if snapshots else NODE_FLAGS
         self.cluster.start(n)
+        self.term0 = self.max_term()
         self.log(f"cluster of {n} up: {self.cluster.nodes}")
         self.workload = Workload(self.cluster, self.history, **workload).start()
         return self.cluster.nodes
+
+    def max_term(self):
+        """The highest term any node answers with: the elections since a
+        start are its growth (a campaign that pre-vote stops raises none)."""
+        terms = [0]
+        for n in self.cluster.nodes:
+            try:
+                st = n.status()
+            except (OSError, ValueError):
+                continue
+            if st:
+                terms.append(st.get("term", 0))
+        return max(terms)
 
     def finish(self, set_check=True):
         """Stops the clients, undoes every fault, waits for the cluster to
@@ -57,12 +72,14 @@ class Run:
             converged = None
         except AssertionError as e:
             converged = str(e)
+        elections = self.max_term() - self.term0
         ops = self.history.snapshot()
         with open(os.path.join(self.dir, "history.jsonl"), "w") as f:
             for op in ops:
                 f.write(json.dumps(op) + "\n")
         s = {"test": self.name, "nodes": len(self.cluster.nodes), "seconds": round(t_work, 1),
-             "ops": counts(ops), "faults": self.nemesis.events}
+             "ops": counts(ops), "faults": self.nemesis.events,
+             "elections": elections}
         reads = [o for o in ops if o["op"] == "get" and o["outcome"] == "ok"]
         s["reads_by_level"] = {lv: sum(1 for o in reads if o.get("level") == lv)
                                for lv in ("linearizable", "weak", "none")}
@@ -159,6 +176,7 @@ def summary_text(s):
         lines.append(f"  {k:28s} ok {c['ok']:6d}  fail {c['fail']:5d}  unknown {c['unknown']:4d}")
     lines.append(f"  faults: {len(s['faults'])}: "
                  + ", ".join(sorted({e['kind'] for e in s['faults']})))
+    lines.append(f"  elections (the highest term's growth): {s.get('elections')}")
     lc = s["lincheck"]
     lines.append(f"  lincheck (linearizable reads): {lc['verdict']} in {lc['seconds']} s")
     if "lincheck_with_weak" in s:

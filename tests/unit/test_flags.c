@@ -65,8 +65,9 @@ static void test_defaults(void **state)
     assert_false(f.version);
     assert_int_equal(f.log_level, CRAFT_LOG_INFO);
     assert_int_equal(f.snapshot_threshold, 8192);
-    assert_int_equal(f.tick_ms, 50);
-    assert_int_equal(f.election_ticks, 20);
+    assert_int_equal(f.tick_ms, 25);
+    assert_int_equal(f.election_ticks, 18);
+    assert_int_equal(f.election_jitter_ticks, 0); /* the node's: 6 */
     assert_int_equal(f.request_timeout_ms, 5000);
     assert_int_equal(f.max_body, 1024 * 1024);
     assert_int_equal(f.watch_history_events, 100000);
@@ -363,6 +364,13 @@ static void test_numbers(void **state)
     /* range limits specific to a flag */
     assert_bad(&f, parse(&f, "-election-ticks", "1", "d", NULL), "-election-ticks");
     assert_int_equal(parse(&f, "-election-ticks", "2", "d", NULL), FLAGS_RUN);
+    assert_bad(&f, parse(&f, "-election-jitter-ticks", "1", "d", NULL),
+               "-election-jitter-ticks");
+    assert_bad(&f, parse(&f, "-election-ticks", "4", "-election-jitter-ticks", "5", "d",
+                         NULL), "more than -election-ticks");
+    assert_int_equal(parse(&f, "-election-ticks", "4", "-election-jitter-ticks", "4", "d",
+                           NULL), FLAGS_RUN);
+    assert_int_equal(f.election_jitter_ticks, 4);
     assert_bad(&f, parse(&f, "-tick-ms", "4294967297", "d", NULL), "-tick-ms");
     assert_bad(&f, parse(&f, "-request-timeout-ms", "4294967296", "d", NULL), "timeout");
 }
