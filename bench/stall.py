@@ -146,6 +146,7 @@ class Cluster:
                 "-raddr", "127.0.0.1:%d" % (self.port + 100 + i)]
         if join:
             argv += ["-join", self.haddr(0)]
+        argv += os.environ.get("STALL_FLAGS", "").split()
         argv.append(self.datadir(i))
         self.procs[i] = helper.Proc(argv, os.path.join(self.workdir, "n%d.log" % i),
                                     self.pidfile)
