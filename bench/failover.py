@@ -218,6 +218,8 @@ def main():
     ap.add_argument("--port", type=int, default=23600)
     ap.add_argument("--label", default="")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--markdown", metavar="FILE",
+                    help="append a section of the medians to FILE (bench/RESULTS.md)")
     ap.add_argument("--keep", action="store_true", help="keep the data and logs")
     ap.add_argument("extra", nargs="*", help="extra craftd flags (after --)")
     args = ap.parse_args()
@@ -232,7 +234,23 @@ def main():
     print(f"{args.label:10s} med  " + " ".join(fmt(med[p]) for p in PHASES))
     if args.json:
         print(json.dumps({"label": args.label, "runs": runs, "median": med}))
+    if args.markdown:
+        with open(args.markdown, "a") as f:
+            f.write(markdown(args, runs, med))
     return 0
+
+
+def markdown(args, runs, med):
+    """A RESULTS.md section: the median of each phase, and every run's total."""
+    flags = " ".join(args.extra) or "default flags"
+    ms = lambda v: "-" if v is None else f"{v * 1000:.0f}"  # noqa: E731
+    lines = ["", f"## Failover (make bench-failover: kill -9 of the leader, {len(runs)} runs, "
+             f"{flags})", "",
+             "| " + " | ".join(PHASES) + " |", "|" + "---|" * len(PHASES),
+             "| " + " | ".join(ms(med[p]) for p in PHASES) + " |", "",
+             "Medians in ms (docs/operations.md, \"Failover\", says what each phase is). "
+             "Totals of the runs: " + ", ".join(ms(r["total"]) for r in runs) + " ms.", ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

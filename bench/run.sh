@@ -31,8 +31,10 @@
 # etcd, as does a machine without it (the report says etcd was not measured).
 # Every wrk run reads the CPU time (utime+stime) of each node of its cluster
 # before and after it: CPU per 200 answer in the report.
+# BENCH_FAILOVER_RUNS (7): kill -9 runs of bench/failover.py, whose medians
+# are appended to the report.
 # BENCH_QUICK=1 (`make bench-quick`): the throughput runs alone, 1 round of
-# 3 s by default, no baseline, memory, watch or latency part; the report goes
+# 3 s by default, no baseline, memory, watch, failover or latency part; the report goes
 # to build/bench-quick/RESULTS.md.
 set -eu
 
@@ -388,6 +390,11 @@ python3 "$BENCH_DIR/report.py" "$OUT" "$RESULTS" "tls=${TLS:+1}" "auth=${AUTH:+1
     "nkeys=$NKEYS" "craftd_flags=$CFLAGS_PLAIN" "etcd_version=$ETCD_VERSION" "craftd=build/craftd" \
     "baseline=${BASELINE:+$BASE_REV}" "baseline_sha=${BASELINE:+$BASE_SHA}" "baseline_note=$BASE_NOTE" \
     "baseline_flags=$BASE_FLAGS" "etcd_note=$ETCD_NOTE" "five=${FIVE:+1}" "quick=${QUICK:+1}"
+
+# ---- failover: kill -9 of the leader, appended to the report (bench/failover.py)
+[ -n "$QUICK" ] || python3 "$BENCH_DIR/failover.py" -n "${BENCH_FAILOVER_RUNS:-7}" \
+    --craftd "$CRAFTD" --port $((P+600)) --markdown "$RESULTS" -- $CFLAGS_PLAIN >&2 ||
+    say "failover part failed"
 
 # ---- single-client latency, appended to the report (bench/latency.sh)
 [ -n "$QUICK" ] || LAT_ETCD=$LAT_ETCD LAT_RESULTS="$RESULTS" LAT_PORT=$((P+500)) \
