@@ -186,12 +186,24 @@ def settled(cl):
                                              for i in (1, 2)))
 
 
+def max_term(cl):
+    """The highest term of the nodes that answer (its growth: elections)."""
+    terms = [0]
+    for i in cl.procs:
+        try:
+            terms.append(cl.status(i).get("term", 0))
+        except (OSError, ValueError, http.client.HTTPException):
+            pass
+    return max(terms)
+
+
 def phase(name, cl, readers, run):
     before = {i: metrics(cl.haddr(i)) for i in cl.procs}
+    term0 = max_term(cl)
     t0 = time.monotonic()
     extra = run()
     t1 = time.monotonic()
-    res = {"phase": name, "seconds": round(t1 - t0, 2)}
+    res = {"phase": name, "seconds": round(t1 - t0, 2), "elections": max_term(cl) - term0}
     sub = extra.pop("writer_window", None)
     res.update(extra)
     for who, r in readers.items():
@@ -327,8 +339,9 @@ def main(argv):
             r.stop_ev.set()
             r.join()
         for o in out:
-            helper.log("%-8s %5.1f s  longest busy ms: %s  read p99.9 ms leader %s follower %s"
-                       % (o["phase"], o["seconds"],
+            helper.log("%-8s %5.1f s  elections %d  longest busy ms: %s  read p99.9 ms"
+                       " leader %s follower %s"
+                       % (o["phase"], o["seconds"], o["elections"],
                           " ".join("n%d %s" % (i, o["loop_n%d" % i].get(
                               "longest_ms", "<=%s" % o["loop_n%d" % i]["longest_in_ms"][1]))
                                    for i in range(3)),
