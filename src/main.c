@@ -421,6 +421,7 @@ int main(int argc, char **argv)
         .watch_history_bytes = f.watch_history_bytes,
         .election_ticks = f.election_ticks,
         .election_jitter_ticks = f.election_jitter_ticks,
+        .check_quorum_rounds = f.check_quorum_rounds,
         .request_timeout_ms = f.request_timeout_ms,
         .max_body = f.max_body,
         .http_max_conns = f.http_max_conns,

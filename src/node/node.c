@@ -199,11 +199,7 @@ static int start_core(struct node *n)
         .election_jitter_ticks = n->o.election_jitter_ticks,
         .heartbeat_ticks = n->o.heartbeat_ticks,
         .lease_margin_ticks = lease_margin(n->o.election_ticks),
-        /* A leader steps down after two election timeouts without a
-         * quorum, not one: with 450 ms timeouts, a lossy spell in which
-         * TCP backs off on both followers' answers at once cost an
-         * election every few seconds (docs/operations.md, "Failover"). */
-        .check_quorum_rounds = 2,
+        .check_quorum_rounds = n->o.check_quorum_rounds,
         .snapshot_threshold = n->o.snapshot_threshold,
         /* Keep a window of log behind each snapshot so that a briefly
          * lagging follower catches up from the log, not a whole snapshot. */
@@ -397,19 +393,19 @@ int node_start(uv_loop_t *loop, const struct node_opts *o, struct node **out)
     n->join = o->join && *o->join ? dup_str(o->join) : NULL;
     n->dir = dup_str(o->dir ? o->dir : "");
     n->o.log = &n->log;
-    /* Defaults: an election timeout of 450-600 ms (18 ticks and 0-5 more
-     * of 25 ms) and a heartbeat every tick, so that a dead leader is
-     * replaced within about half a second (docs/operations.md,
-     * "Failover"). etcd and hraftd wait 1-2 s: [e, 2e). The random part is
-     * narrower than theirs because a tie is rare here: the nodes' tick
-     * timers run at unrelated phases, so two followers time out together
-     * only when they do so within a round trip of each other. */
+    /* Defaults: an election timeout of 1-2 s ([e, 2e), as etcd and
+     * hraftd), a heartbeat every 100 ms, 50 ms ticks. Faster failover
+     * (about 0.5 s) is a choice of flags, not the default: under heavy
+     * packet loss it changes leader more often (docs/operations.md,
+     * "Failover"). */
     if (n->o.tick_ms == 0)
-        n->o.tick_ms = 25;
+        n->o.tick_ms = 50;
     if (n->o.election_ticks == 0)
-        n->o.election_ticks = 18;
+        n->o.election_ticks = 20;
     if (n->o.election_jitter_ticks == 0)
-        n->o.election_jitter_ticks = n->o.election_ticks < 6 ? n->o.election_ticks : 6;
+        n->o.election_jitter_ticks = n->o.election_ticks;
+    if (n->o.check_quorum_rounds == 0)
+        n->o.check_quorum_rounds = 1;
     if (n->o.heartbeat_ticks == 0)
         n->o.heartbeat_ticks = n->o.election_ticks >= 10
                                    ? n->o.election_ticks / 10 : 1;

@@ -8,9 +8,10 @@ only from a snapshot it installed expires it once it leads; GET /lease/<id>
 pages its keys.
 
 The shared cluster runs with an election timeout of 1 s (-tick-ms 50
--election-ticks 20, longer than the default 450 ms), so that the shortest
-TTL granted, ceil(1.5 x 1 s) = 2 s, is above the 1 s a client may ask for;
-bounds below leave room for a loaded machine."""
+-election-ticks 20, the defaults, given so that faster defaults do not
+change this test), so that the shortest TTL granted, ceil(1.5 x 1 s) =
+2 s, is above the 1 s a client may ask for; bounds below leave room for a
+loaded machine."""
 import re
 import signal
 import time
