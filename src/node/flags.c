@@ -34,17 +34,17 @@ static const struct flag_def DEFS[] = {
      "users and roles, user:crypt-hash:role a line (default: no authentication)"},
     {"blocking-max", K_UINT, FIELD(blocking_max), 1, 10000000, "N",
      "blocking queries (?index=) waiting at once at most; more: 503 (default 10000)"},
-    {"cluster-token", K_STR, FIELD(cluster_token), 0, 0, "secret",
-     "shared secret that authenticates peer connections (default: "
-     "$CRAFTD_CLUSTER_TOKEN; none: the Raft port is open to anyone)"},
     {"check-quorum-rounds", K_UINT, FIELD(check_quorum_rounds), 1, 1000, "N",
      "a leader steps down after N election timeouts in a row without hearing "
      "from a quorum (default 1)"},
+    {"cluster-token", K_STR, FIELD(cluster_token), 0, 0, "secret",
+     "shared secret that authenticates peer connections (default: "
+     "$CRAFTD_CLUSTER_TOKEN; none: the Raft port is open to anyone)"},
     {"election-jitter-ticks", K_UINT, FIELD(election_jitter_ticks), 2, 1000000, "N",
      "the election timeout's random part: each wait is -election-ticks plus "
      "0 to N-1 ticks, 2 <= N <= -election-ticks (default: -election-ticks)"},
-    {"election-ticks", K_UINT, FIELD(election_ticks), 2, 1000000, "N",
-     "ticks without a leader before an election (default 20)"},
+    {"election-ticks", K_UINT, FIELD(election_ticks), 3, 1000000, "N",
+     "ticks without a leader before an election, >= 3 (default 20)"},
     {"force-new-cluster", K_BOOL, FIELD(force_new), 0, 0, NULL,
      "make this node's state a new one-member cluster, keeping its whole log and "
      "dropping every other member: only when a quorum is lost for good"},

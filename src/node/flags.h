@@ -45,7 +45,7 @@ struct flags {
     unsigned tick_ms;             /* -tick-ms, default 50, >= 1 */
     uint64_t watch_history_events; /* -watch-history-events, default 100000 */
     uint64_t watch_history_bytes;  /* -watch-history-bytes, default 64 MiB */
-    unsigned election_ticks;      /* -election-ticks, default 20, >= 2 */
+    unsigned election_ticks;      /* -election-ticks, default 20, >= 3 (the core needs a lease of one tick past its margin) */
     unsigned election_jitter_ticks; /* -election-jitter-ticks, 2..election_ticks;
                                        0: election_ticks */
     unsigned check_quorum_rounds; /* -check-quorum-rounds, default 1 */
