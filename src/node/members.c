@@ -329,6 +329,12 @@ static void refuse(struct node *n, struct node__req *q, int status,
  * up. A join without one (hraftd's) takes the member as it is. */
 void node__join_step(struct node *n, struct node__req *q)
 {
+    /* The configuration changes when its entry is appended, the member
+     * table when it applies. In between, a member just removed was still
+     * in the table but no longer a learner, and the step added it back:
+     * until they agree again, look at the next tick. */
+    if (raft_conf_index(n->raft) > n->applied)
+        return;
     const struct raft_conf *c = raft_conf(n->raft);
     const struct kv_member *same = kv_member_get(n->kv, q->jid);
     uint64_t rid = q->jrid ? q->jrid

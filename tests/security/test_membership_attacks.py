@@ -97,6 +97,50 @@ def test_bogus_learners_never_promoted(cluster, report):
            f"{st['commit_index']}); removed with /remove")
 
 
+def test_learner_removed_while_its_join_waits_stays_removed(cluster, report,
+                                                           monkeypatch):
+    """A join waits on the node it came to while its learner catches up.
+    When the learner is removed meanwhile, that join ends with a 409 and
+    the learner stays removed. A follower changes its configuration when
+    it appends the removal, its member table when it applies it: a join
+    step in between saw a member the configuration no longer had, and
+    added it back (once in CI; here the follower's disk is slow, which
+    holds that window open for each removal)."""
+    nodes = cluster.start(3)
+    ld = cluster.leader(among=nodes)
+    acked = write_some(ld.haddr, "k", 3)
+    slow = next(n for n in nodes if n is not ld)
+    slow.stop()
+    monkeypatch.setenv("CRAFTD_TEST_FSYNC_DELAY_MS", "150")
+    slow.start()
+    monkeypatch.delenv("CRAFTD_TEST_FSYNC_DELAY_MS")
+    cluster.wait_members(nodes)
+    ld = cluster.leader(among=nodes)
+    rounds = 4
+    for r in range(rounds):
+        name = f"ghost{r}"
+        raddr, haddr = bogus()
+        answer = []
+        t = threading.Thread(target=lambda: answer.append(join(
+            slow.haddr, {"id": name, "addr": raddr, "http_addr": haddr}, 30.0)))
+        t.start()
+        wait_until(f"{name} a member on {slow.name}",
+                   lambda: name in members(slow), 10)
+        rm = http(ld.haddr, "POST", "/remove", body={"id": name}, timeout=10)
+        assert rm.status == 200, rm
+        t.join(30)
+        assert not t.is_alive(), f"the join of {name} still waits"
+        got = answer[0]
+        assert got is not None and got.status == 409, got
+        assert "removed while it joined" in got.error(), got.error()
+        time.sleep(0.5)  # ten ticks: a step that re-adds it would have run
+        for n in nodes:
+            assert name not in members(n), (r, n.name, members(n))
+    check_healthy(cluster, nodes, acked)
+    report(f"{rounds} learners removed while their joins waited on a follower "
+           f"with 150 ms fsyncs: each join got 409, none came back")
+
+
 def test_join_past_member_limit(cluster, report):
     nodes = cluster.start(3)
     ld = cluster.leader(among=nodes)
