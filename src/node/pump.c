@@ -89,6 +89,25 @@ int node__job(struct node *n, node__job_fn fn, node__job_done done, void *arg)
 
 /* ---- sending ---- */
 
+/* What a lost TCP segment must not hold up: the messages that keep a
+ * leader in office and elect the next one. Small, and safe to deliver
+ * twice or out of order (the core takes duplicates and reordering, the
+ * simulator makes both), they also go as datagrams (peer_send_urgent). */
+static bool urgent(const struct raft_msg *m)
+{
+    switch (m->type) {
+    case RAFT_MSG_HEARTBEAT:
+    case RAFT_MSG_HEARTBEAT_RESP:
+    case RAFT_MSG_VOTE:
+    case RAFT_MSG_VOTE_RESP:
+    case RAFT_MSG_PRE_VOTE:
+    case RAFT_MSG_PRE_VOTE_RESP:
+        return true;
+    default:
+        return false;
+    }
+}
+
 void node__send(struct node *n, struct raft_msg *m)
 {
     uint8_t chunk_stack[1];
@@ -122,7 +141,8 @@ void node__send(struct node *n, struct raft_msg *m)
     }
     raft_msg_encode(m, n->ebuf);
     craft_free(chunk);
-    int rv = peer_send(n->peers, m->to, n->ebuf, size);
+    int rv = urgent(m) ? peer_send_urgent(n->peers, m->to, n->ebuf, size)
+                       : peer_send(n->peers, m->to, n->ebuf, size);
     if (rv && rv != -ENOBUFS && rv != CRAFT_ENOTFOUND)
         CRAFT_DEBUG(&n->log, "send to %016llx: %s", (unsigned long long)m->to,
                     peer_strerror(rv));

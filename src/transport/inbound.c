@@ -191,6 +191,7 @@ static int establish(struct peer__in *c, const struct peer__hello *h)
         return CRAFT_EINVAL;
     }
     c->from = h->sender;
+    c->flags = h->flags;
     c->hello_done = true;
     c->state = PEER__IN_OPEN;
     t->n_unauth--;
@@ -201,6 +202,7 @@ static int establish(struct peer__in *c, const struct peer__hello *h)
                    peer__name(t, c->from, who, sizeof who), name,
                    t->have_key ? " (cluster token proved)" : "");
     close_older(c);
+    peer__dgram_peer(t, c->from, (h->flags & PEER__HELLO_DGRAM) != 0);
     return 0;
 }
 
@@ -647,6 +649,11 @@ int peer__listen(struct peer_transport *t, const char *addr)
     }
     t->port = bound_port(&t->listener);
     CRAFT_INFO(t->log, "peer listener on %s (port %u)", addr, t->port);
+    if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = htons(t->port);
+    else
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(t->port);
+    peer__dgram_open(t, (const struct sockaddr *)&ss);
     return 0;
 }
 
@@ -661,4 +668,5 @@ void peer__listener_close(struct peer_transport *t)
         return;
     t->listening = false;
     uv_close((uv_handle_t *)&t->listener, on_listener_closed);
+    peer__dgram_close(t);
 }

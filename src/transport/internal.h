@@ -34,10 +34,12 @@
 #define PEER__REFUSAL_LEN 40    /* magic, version, reason, id, cluster, tag,
                                    crc, zero */
 #define PEER__FRAME_HDR 8       /* length, crc */
+#define PEER__HELLO_DGRAM 1u    /* hello flags: the dialer takes datagrams */
 
 /* What a dialer says about itself and about the node it means to reach. */
 struct peer__hello {
     unsigned version;    /* PEER__VERSION or PEER__VERSION_AUTH */
+    unsigned flags;      /* PEER__HELLO_* bits */
     uint64_t sender;     /* the dialer's node id */
     uint64_t cluster;    /* the dialer's cluster id, 0: none yet */
     uint64_t target;     /* the node id the dialer means to reach */
@@ -90,6 +92,33 @@ int peer__join_mac(uint8_t out[PEER__MAC_LEN], const uint8_t key[PEER__KEY_LEN],
 bool peer__mac_ok(const uint8_t key[PEER__KEY_LEN], bool acceptor,
                   const uint8_t *hello, const uint8_t nonce_a[PEER__NONCE_LEN],
                   const uint8_t got[PEER__MAC_LEN]);
+
+/* ---- datagrams (the codec in wire.c, the socket in datagram.c) ---- */
+
+#define PEER__DGRAM_MAGIC 0x47445243u /* bytes "CRDG" */
+#define PEER__DGRAM_VERSION 1
+#define PEER__DGRAM_HDR 40      /* magic, version, zero, sender, target,
+                                   epoch, seq */
+#define PEER__DGRAM_MAX 1232    /* whole datagram: fits the IPv6 minimum MTU */
+
+struct peer__dgram {
+    uint64_t sender, target;
+    uint64_t epoch;             /* the sender's start (realtime, us) */
+    uint64_t seq;               /* counts the sender's datagrams */
+};
+
+/* The datagram of d and payload (len bytes) into out (PEER__DGRAM_MAX
+ * bytes): header, payload, then HMAC-SHA256 under key, or without a key a
+ * CRC32C. Its length, or 0 when it would not fit (or libcrypto failed). */
+size_t peer__dgram_encode(uint8_t *out, const struct peer__dgram *d,
+                          const uint8_t *payload, size_t len,
+                          const uint8_t *key);
+/* Check and split a datagram of len bytes: 0 with *d and the payload (in
+ * in), or CRAFT_ECORRUPT (short, bad magic, version, MAC or CRC). key:
+ * NULL for none. */
+int peer__dgram_decode(const uint8_t *in, size_t len, const uint8_t *key,
+                       struct peer__dgram *d, const uint8_t **payload,
+                       size_t *plen);
 
 /* What an acceptor sends back before it hangs up on a refused dialer. */
 struct peer__refusal_rec {
@@ -180,6 +209,12 @@ struct peer__out {
     struct peer_stats st;
     struct peer__tlsc *tls;   /* peer TLS of this connection, or NULL
                                  (tls.h); set from connect to close */
+    /* Datagrams (datagram.c). */
+    bool dgram_ok;            /* its newest connection to us said it takes
+                                 them */
+    bool have_addr;           /* addr: where the last connect went */
+    struct sockaddr_storage addr;
+    uint64_t dg_epoch, dg_seq; /* the newest datagram taken from it */
 };
 
 /* What logs call peer id: its name, else its id in hex; in buf. */
@@ -218,6 +253,7 @@ struct peer__in {
     uint64_t partial_since;   /* ... this uv_now */
     uint64_t accepted_at;     /* uv_now at accept (handshake deadline) */
     uint64_t from;            /* sender id, once hello_done */
+    unsigned flags;           /* its hello's PEER__HELLO_* bits */
     struct peer__tlsc *tls;   /* peer TLS of this connection, or NULL */
     uint8_t hello[PEER__HELLO3_LEN]; /* the v3 hello (the MACs cover it) */
     uint8_t nonce_a[PEER__NONCE_LEN];
@@ -280,6 +316,14 @@ struct peer_transport {
     uint8_t *tls_in;          /* ciphertext read buffer, PEER__TLS_IN bytes,
                                  shared by all connections (tlsconn.c) */
     struct craft_ratelimit tls_rl; /* failed sessions' log lines */
+    /* Datagrams (datagram.c): the UDP socket at the listen address. */
+    bool no_dgram;            /* none: opts.no_datagrams, or TLS without a
+                                 token (no key to sign them with) */
+    bool udp_open;            /* udp is bound: we take datagrams */
+    uv_udp_t udp;
+    uint64_t dg_epoch, dg_seq; /* of the datagrams we send */
+    struct craft_ratelimit rl_dgram; /* lines about rejected datagrams */
+    uint8_t dg_in[PEER__DGRAM_MAX + 1]; /* receive buffer (+1: too long) */
 };
 
 /* Run peer__out_flush on every peer at the end of this loop iteration. */
@@ -288,5 +332,19 @@ void peer__want_flush(struct peer_transport *t);
 const struct sockaddr *peer__pick_addr(const struct addrinfo *ai, int family);
 /* Drop one reference; finishes peer_transport_close at zero. */
 void peer__unref(struct peer_transport *t);
+/* The peer of that id, or NULL. */
+struct peer__out *peer__find(const struct peer_transport *t, uint64_t id);
+
+/* Bind the UDP socket at sa (the listener's address and port); a failure
+ * is logged and leaves datagrams off. */
+void peer__dgram_open(struct peer_transport *t, const struct sockaddr *sa);
+void peer__dgram_close(struct peer_transport *t);
+/* Peer id's newest connection to us said whether it takes datagrams. */
+void peer__dgram_peer(struct peer_transport *t, uint64_t id, bool takes);
+/* Send buf to p as one datagram, if p takes them: 0, CRAFT_ENOTFOUND (it
+ * does not, or its address is not known yet), CRAFT_ETOOBIG, or a libuv
+ * error (the socket's buffer is full: dropped, as the network may). */
+int peer__dgram_send(struct peer_transport *t, struct peer__out *p,
+                     const uint8_t *buf, size_t len);
 
 #endif

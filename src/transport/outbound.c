@@ -475,6 +475,7 @@ static void connected(struct peer__out *p)
     p->sink_len = 0;
     struct peer__hello h = {.version = t->have_key ? PEER__VERSION_AUTH
                                                    : PEER__VERSION,
+                            .flags = t->udp_open ? PEER__HELLO_DGRAM : 0,
                             .sender = t->self_id, .cluster = t->cluster_id,
                             .target = p->id, .target_tag = p->tag};
     if (t->have_key) {
@@ -546,6 +547,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
     memcpy(&ss, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                               : sizeof(struct sockaddr_in));
     uv_freeaddrinfo(res);
+    p->addr = ss; /* where datagrams to it go, and come from (datagram.c) */
+    p->have_addr = true;
     out_connect(p, (const struct sockaddr *)&ss);
 }
 

@@ -68,6 +68,7 @@ static void set_options(struct peer_transport *t, const struct peer_opts *o)
     t->log = o->log;
     t->on_frame = o->on_frame;
     t->ud = o->ud;
+    t->no_dgram = o->no_datagrams;
 }
 
 /* Peer TLS, if all three files are given: load them now, so that a bad
@@ -173,6 +174,8 @@ int peer_transport_start(struct peer_transport **out,
         err = peer__derive_key(t->key, o->token, o->token_len);
         t->have_key = err == 0;
     }
+    if (t->tls != NULL && !t->have_key)
+        t->no_dgram = true; /* nothing to sign datagrams with */
     if (err) {
         peer__tls_ctx_free(t->tls);
         craft_free(t->tls_in);
@@ -259,13 +262,22 @@ bool peer_transport_loopback(const struct peer_transport *t)
     return false;
 }
 
-static struct peer__out *find_peer(const struct peer_transport *t,
-                                   uint64_t id)
+struct peer__out *peer__find(const struct peer_transport *t, uint64_t id)
 {
     for (struct peer__out *p = t->peers; p != NULL; p = p->next)
         if (p->id == id)
             return p;
     return NULL;
+}
+
+
+/* Whether the newest open connection from id said it takes datagrams. */
+static bool takes_dgrams(const struct peer_transport *t, uint64_t id)
+{
+    for (const struct peer__in *c = t->ins; c != NULL; c = c->next) /* newest first */
+        if (c->hello_done && !c->closing && c->from == id)
+            return (c->flags & PEER__HELLO_DGRAM) != 0;
+    return false;
 }
 
 int peer_set(struct peer_transport *t, uint64_t id, uint64_t tag,
@@ -280,7 +292,7 @@ int peer_set(struct peer_transport *t, uint64_t id, uint64_t tag,
         return err == CRAFT_ETOOBIG ? CRAFT_EINVAL : err;
     if (port == 0)
         return CRAFT_EINVAL;
-    struct peer__out *p = find_peer(t, id);
+    struct peer__out *p = peer__find(t, id);
     if (p != NULL) {
         p->tag = tag; /* used from the next handshake on */
         if (p->port != port || strcmp(p->host, host) != 0)
@@ -293,12 +305,13 @@ int peer_set(struct peer_transport *t, uint64_t id, uint64_t tag,
     p->next = t->peers;
     t->peers = p;
     t->st.peers++;
+    p->dgram_ok = takes_dgrams(t, id); /* it dialed us before we knew it */
     return 0;
 }
 
 int peer_set_name(struct peer_transport *t, uint64_t id, const char *name)
 {
-    struct peer__out *p = find_peer(t, id);
+    struct peer__out *p = peer__find(t, id);
     if (p == NULL)
         return CRAFT_ENOTFOUND;
     snprintf(p->name, sizeof p->name, "%s", name ? name : "");
@@ -308,7 +321,7 @@ int peer_set_name(struct peer_transport *t, uint64_t id, const char *name)
 const char *peer__name(const struct peer_transport *t, uint64_t id, char *buf,
                        size_t cap)
 {
-    const struct peer__out *p = find_peer(t, id);
+    const struct peer__out *p = peer__find(t, id);
     if (p != NULL && p->name[0])
         snprintf(buf, cap, "%s", p->name);
     else
@@ -340,10 +353,20 @@ int peer_send(struct peer_transport *t, uint64_t id, const uint8_t *buf,
 {
     if (t->closing)
         return CRAFT_ESHUTDOWN;
-    struct peer__out *p = find_peer(t, id);
+    struct peer__out *p = peer__find(t, id);
     if (p == NULL)
         return CRAFT_ENOTFOUND;
     return peer__out_send(p, buf, len);
+}
+
+int peer_send_urgent(struct peer_transport *t, uint64_t id, const uint8_t *buf,
+                     size_t len)
+{
+    int err = peer_send(t, id, buf, len);
+    struct peer__out *p = t->closing ? NULL : peer__find(t, id);
+    if (p != NULL)
+        (void)peer__dgram_send(t, p, buf, len); /* lost like any datagram */
+    return err;
 }
 
 static void fill_stats(const struct peer__out *p, struct peer_stats *out)
@@ -356,7 +379,7 @@ static void fill_stats(const struct peer__out *p, struct peer_stats *out)
 int peer_get_stats(const struct peer_transport *t, uint64_t id,
                    struct peer_stats *out)
 {
-    const struct peer__out *p = find_peer(t, id);
+    const struct peer__out *p = peer__find(t, id);
     if (p == NULL)
         return CRAFT_ENOTFOUND;
     fill_stats(p, out);

@@ -3,7 +3,8 @@
  * Owns: one listening socket and the connections accepted on it (read only:
  * frames from a peer arrive on the connection that peer opened), and for
  * every configured peer one outgoing connection (we only write on it) with
- * its send queue, reconnect timer and backoff state. The wire format
+ * its send queue, reconnect timer and backoff state; and a UDP socket at
+ * the listen address for the datagrams of peer_send_urgent. The wire format
  * (handshake, [u32 len][u32 crc32c][payload] frames) is described in wire.c
  * and docs/transport.md. The transport never looks inside a payload.
  *
@@ -142,6 +143,10 @@ struct peer_opts {
      * its certificate, the incarnation it sends in the TLS handshake). */
     const char *tls_cert, *tls_key, *tls_ca;
     uint64_t self_incarnation; /* sent in the TLS handshake (with TLS) */
+    /* No datagrams (peer_send_urgent sends on the connection only), and
+     * the handshakes do not offer to take them: as a node before
+     * datagrams. They are off as well with TLS but no token. */
+    bool no_datagrams;
 };
 
 /* Counters for one outgoing peer (for /status). */
@@ -172,6 +177,12 @@ struct peer_transport_stats {
     uint64_t conns_timed_out; /* handshake or frame deadline passed */
     unsigned conns_open;      /* inbound connections open now */
     unsigned peers;           /* outgoing peers configured */
+    uint64_t dgrams_sent;     /* datagrams (peer_send_urgent) */
+    uint64_t dgrams_unsent;   /* the socket refused them (buffer full) */
+    uint64_t dgrams_received; /* taken and handed to on_frame */
+    uint64_t dgrams_stale;    /* not newer than the last taken: dropped */
+    uint64_t dgrams_rejected; /* bad format, MAC or CRC, unknown sender,
+                                 wrong source address: dropped */
 };
 
 /* Parse "host:port" or "[v6addr]:port" into host (NUL-terminated, may be
@@ -254,6 +265,14 @@ int peer_remove(struct peer_transport *t, uint64_t id);
 int peer_send(struct peer_transport *t, uint64_t id, const uint8_t *buf,
               size_t len);
 
+/* As peer_send, and also as one UDP datagram to the peer if it takes them
+ * (docs/transport.md, "Datagrams"): a frame held up behind a lost TCP
+ * segment, 200 ms or more, still arrives at once that way. For small
+ * frames (at most 1,160 bytes go as a datagram) that may arrive twice and
+ * out of order with the others: Raft heartbeats, votes and their answers.
+ * Returns what peer_send returns. */
+int peer_send_urgent(struct peer_transport *t, uint64_t id, const uint8_t *buf,
+                     size_t len);
 /* Start writing everything queued now, instead of at the end of this loop
  * iteration. For callers that send from a uv_check callback of their own
  * (a check started during the check phase runs only after the next poll). */

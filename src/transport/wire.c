@@ -9,7 +9,9 @@
  * once, first, and then frames at once:
  *     0  u32 magic   0x54465243 (the bytes "CRFT")
  *     4  u16 version 2 (1, the handshake before identities, is refused)
- *     6  u16 flags   0 (ignored; for later use)
+ *     6  u16 flags   bit 0: the dialer takes datagrams (datagram.c) at
+ *                    its listen address; other bits 0, and ignored (a
+ *                    node before datagrams ignores them all)
  *     8  u64 sender  the dialer's node id
  *    16  u64 cluster the dialer's cluster id, 0 if it has none yet
  *    24  u64 target  the node id the dialer means to reach
@@ -92,7 +94,7 @@ size_t peer__hello_encode(uint8_t *out, const struct peer__hello *h)
     size_t n = peer__hello_len(h->version);
     craft_put32(out, PEER__MAGIC);
     craft_put16(out + 4, (uint16_t)h->version);
-    craft_put16(out + 6, 0);
+    craft_put16(out + 6, (uint16_t)h->flags);
     craft_put64(out + 8, h->sender);
     craft_put64(out + 16, h->cluster);
     craft_put64(out + 24, h->target);
@@ -121,6 +123,7 @@ int peer__hello_decode(const uint8_t *in, size_t avail, struct peer__hello *h,
     if (craft_get32(in + n - 4) != crc32c(0, in, n - 4))
         return CRAFT_ECORRUPT;
     h->version = v;
+    h->flags = craft_get16(in + 6);
     h->sender = craft_get64(in + 8);
     h->cluster = craft_get64(in + 16);
     h->target = craft_get64(in + 24);
@@ -138,6 +141,7 @@ static const char KEY_LABEL[] = "craftd cluster token v1";
 static const char MAC_LABEL_A[] = "craftd peer v3 acceptor";
 static const char MAC_LABEL_D[] = "craftd peer v3 dialer";
 static const char JOIN_LABEL[] = "craftd join v1";
+static const char DGRAM_LABEL[] = "craftd datagram v1";
 
 /* One piece of an HMAC's message. */
 struct hmac_part {
@@ -334,4 +338,86 @@ void peer__buf_free(struct peer__buf *b)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+}
+
+/* ---- datagrams ----
+ *
+ * A datagram carries one frame's payload, to the acceptor's listen address
+ * (UDP, the same port as TCP), from the sender's:
+ *     0  u32 magic   0x47445243 (the bytes "CRDG")
+ *     4  u16 version 1
+ *     6  u16 zero
+ *     8  u64 sender  the sender's node id
+ *    16  u64 target  the node id it is for
+ *    24  u64 epoch   the sender's transport start (realtime, microseconds)
+ *    32  u64 seq     the sender's datagram count (1, 2, ...)
+ *    40  payload
+ *  then, with a cluster token, HMAC-SHA256(K, "craftd datagram v1" ||
+ *  bytes 0 .. end of payload) (32 bytes); without one, u32 crc32c of them.
+ * 1232 bytes at most in all. The receiver takes a datagram only from a
+ * peer it knows, that said in its hello that it takes datagrams too, and
+ * only if its (epoch, seq) is above the last it took from that sender: a
+ * datagram sent again (recorded) is dropped. */
+
+static int dgram_mac(uint8_t out[PEER__MAC_LEN], const uint8_t *key,
+                     const uint8_t *msg, size_t len)
+{
+    const struct hmac_part parts[] = {{DGRAM_LABEL, sizeof DGRAM_LABEL - 1},
+                                      {msg, len}};
+    return hmac_sha256(out, key, PEER__KEY_LEN, parts, 2);
+}
+
+size_t peer__dgram_encode(uint8_t *out, const struct peer__dgram *d,
+                          const uint8_t *payload, size_t len,
+                          const uint8_t *key)
+{
+    size_t trailer = key ? PEER__MAC_LEN : 4;
+    if (len > PEER__DGRAM_MAX - PEER__DGRAM_HDR - trailer)
+        return 0;
+    craft_put32(out, PEER__DGRAM_MAGIC);
+    craft_put16(out + 4, PEER__DGRAM_VERSION);
+    craft_put16(out + 6, 0);
+    craft_put64(out + 8, d->sender);
+    craft_put64(out + 16, d->target);
+    craft_put64(out + 24, d->epoch);
+    craft_put64(out + 32, d->seq);
+    if (len > 0)
+        memcpy(out + PEER__DGRAM_HDR, payload, len);
+    size_t n = PEER__DGRAM_HDR + len;
+    if (key == NULL) {
+        craft_put32(out + n, crc32c(0, out, n));
+    } else if (dgram_mac(out + n, key, out, n) != 0) {
+        return 0;
+    }
+    return n + trailer;
+}
+
+int peer__dgram_decode(const uint8_t *in, size_t len, const uint8_t *key,
+                       struct peer__dgram *d, const uint8_t **payload,
+                       size_t *plen)
+{
+    size_t trailer = key ? PEER__MAC_LEN : 4;
+    if (len < PEER__DGRAM_HDR + trailer || len > PEER__DGRAM_MAX ||
+        craft_get32(in) != PEER__DGRAM_MAGIC ||
+        craft_get16(in + 4) != PEER__DGRAM_VERSION || craft_get16(in + 6) != 0)
+        return CRAFT_ECORRUPT;
+    size_t n = len - trailer;
+    if (key == NULL) {
+        if (craft_get32(in + n) != crc32c(0, in, n))
+            return CRAFT_ECORRUPT;
+    } else {
+        uint8_t want[PEER__MAC_LEN];
+        bool ok = dgram_mac(want, key, in, n) == 0 &&
+                  CRYPTO_memcmp(want, in + n, PEER__MAC_LEN) == 0;
+        OPENSSL_cleanse(want, sizeof want);
+        if (!ok)
+            return CRAFT_ECORRUPT;
+    }
+    d->sender = craft_get64(in + 8);
+    d->target = craft_get64(in + 16);
+    d->epoch = craft_get64(in + 24);
+    d->seq = craft_get64(in + 32);
+    *payload = in + PEER__DGRAM_HDR;
+    *plen = n - PEER__DGRAM_HDR;
+    return 0;
 }

@@ -534,6 +534,9 @@ static void test_transports_over_tls(void **state)
     assert_int_equal(b.last_from, a.id);
     assert_int_equal(a.frames, 3);
     assert_int_equal(a.last_from, b.id);
+    /* TLS without a token: nothing to sign datagrams with, so none. */
+    assert_false(a.t->udp_open);
+    assert_false(b.t->udp_open);
 
     /* The identity refusal record goes through TLS too: a dials n2's
      * address for another incarnation of n2 (right name, wrong id). */

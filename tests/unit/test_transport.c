@@ -11,6 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "common/crc32c.h"
@@ -91,6 +95,10 @@ struct rx {
     uint64_t bytes;
     unsigned bad;      /* wrong sender, content, or order */
     bool gaps_ok;      /* sequence must increase but may skip */
+    uint8_t *seen;     /* non-NULL: frames may come twice, in any order;
+                          seen[seq] counts them (seq < seen_cap) */
+    size_t seen_cap;
+    uint64_t dups;     /* with seen: arrivals of a seq already seen */
     unsigned refused_in, refused_out; /* on_refused calls, by side */
     struct peer_refusal last_in, last_out; /* (addr not kept) */
     char last_in_addr[80];
@@ -127,6 +135,17 @@ static void on_frame(void *ud, uint64_t from, const uint8_t *buf, size_t len)
             rx->bad++;
             return;
         }
+    if (rx->seen != NULL) {
+        if (seq >= rx->seen_cap) {
+            rx->bad++;
+        } else if (rx->seen[seq]++ > 0) {
+            rx->dups++;
+        } else {
+            rx->count[from]++;
+            rx->bytes += len;
+        }
+        return;
+    }
     if (rx->gaps_ok ? seq < rx->next_seq[from] : seq != rx->next_seq[from])
         rx->bad++;
     rx->next_seq[from] = seq + 1;
@@ -499,6 +518,129 @@ static void test_peer_restart(void **state)
     assert_non_null(strstr(e->lb.text, "peer bravo (127.0.0.1:"));
     node_close(&a);
     node_close(&b2);
+}
+
+/* ---- datagrams ---- */
+
+static struct peer_transport_stats tstats(const struct node *n)
+{
+    struct peer_transport_stats ts;
+    peer_transport_get_stats(n->t, &ts);
+    return ts;
+}
+
+static bool dgrams_to_peer(void *arg)
+{
+    const struct node *n = arg;
+    const struct peer__out *p = n->t->peers;
+    return p != NULL && p->dgram_ok && p->have_addr;
+}
+
+static void send_urgent(struct node *from, uint64_t to, uint64_t first,
+                        uint64_t n, bool urgent)
+{
+    uint8_t buf[64];
+    for (uint64_t s = first; s < first + n; s++) {
+        make_frame(buf, sizeof buf, s, from->id);
+        int rv = urgent ? peer_send_urgent(from->t, to, buf, sizeof buf)
+                        : peer_send(from->t, to, buf, sizeof buf);
+        assert_int_equal(rv, 0);
+    }
+}
+
+/* A UDP socket of the test's own, to play a stranger. */
+static void udp_to(uint16_t port, const uint8_t *buf, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(sendto(fd, buf, len, 0, (struct sockaddr *)&sa, sizeof sa),
+                     (ssize_t)len);
+    close(fd);
+}
+
+/* Urgent frames go on the connection and as datagrams: each arrives twice
+ * (the first copy counts), others once. A datagram from a stranger (bad
+ * CRC, or a good one from another address than the peer's) is dropped. */
+static void test_datagrams(void **state)
+{
+    struct uvenv *e = *state;
+    struct node a, b;
+    node_start(&a, e, 1, "127.0.0.1:0");
+    node_start(&b, e, 2, "127.0.0.1:0");
+    link_to(&a, &b);
+    link_to(&b, &a);
+    send_urgent(&b, 1, 0, 1, false); /* b's hello tells a it takes them */
+    expect_frames(&a, 2, 1);
+    assert_true(uvenv_run_until(e, dgrams_to_peer, &a, WAIT_MS));
+    uint8_t seen[512] = {0};
+    b.rx.seen = seen;
+    b.rx.seen_cap = sizeof seen;
+    /* In bursts, as heartbeats go: a burst of hundreds outruns the UDP
+     * socket's send buffer (counted in dgrams_unsent, as a loss). */
+    for (uint64_t s = 0; s < 200; s += 20) {
+        send_urgent(&a, 2, s, 20, true);
+        uvenv_run_for(e, 5);
+    }
+    expect_frames(&b, 1, 200);
+    uvenv_run_for(e, 50);
+    assert_int_equal(tstats(&a).dgrams_unsent, 0);
+    assert_int_equal(b.rx.dups, 200);
+    assert_int_equal(tstats(&a).dgrams_sent, 200);
+    assert_int_equal(tstats(&b).dgrams_received, 200);
+    send_urgent(&a, 2, 200, 100, false);
+    expect_frames(&b, 1, 300);
+    uvenv_run_for(e, 50);
+    assert_int_equal(b.rx.dups, 200); /* not urgent: the connection only */
+    assert_int_equal(b.rx.bad, 0);
+
+    /* Strangers: garbage, then a well-formed datagram "from a" sent from
+     * another port than a's. Neither gets to on_frame. */
+    uint8_t junk[60] = "CRDG not really";
+    udp_to(b.port, junk, sizeof junk);
+    uint8_t frame[64], dg[PEER__DGRAM_MAX];
+    make_frame(frame, sizeof frame, 300, 1);
+    struct peer__dgram d = {.sender = 1, .target = 2, .epoch = UINT64_MAX,
+                            .seq = 1};
+    size_t n = peer__dgram_encode(dg, &d, frame, sizeof frame, NULL);
+    assert_true(n > 0);
+    udp_to(b.port, dg, n);
+    uvenv_run_for(e, 100);
+    assert_int_equal(tstats(&b).dgrams_rejected, 2);
+    assert_int_equal(b.rx.count[1], 300);
+    assert_int_equal(b.rx.bad, 0);
+    node_close(&a);
+    node_close(&b);
+}
+
+/* A peer that does not take datagrams (no_datagrams: as a node before
+ * them) is sent none, and does not listen for them. */
+static void test_peer_without_datagrams(void **state)
+{
+    struct uvenv *e = *state;
+    struct node a, b;
+    node_start(&a, e, 1, "127.0.0.1:0");
+    memset(&b, 0, sizeof b);
+    struct peer_opts o = node_opts(&b, "127.0.0.1:0");
+    o.no_datagrams = true;
+    node_start_opts(&b, e, 2, &o);
+    assert_false(b.t->udp_open);
+    link_to(&a, &b);
+    link_to(&b, &a);
+    send_urgent(&b, 1, 0, 1, false);
+    expect_frames(&a, 2, 1);
+    send_urgent(&a, 2, 0, 50, true);
+    send_urgent(&b, 1, 1, 50, true);
+    expect_frames(&b, 1, 50);
+    expect_frames(&a, 2, 51);
+    uvenv_run_for(e, 50);
+    assert_false(a.t->peers->dgram_ok);
+    assert_int_equal(tstats(&a).dgrams_sent, 0);
+    assert_int_equal(tstats(&b).dgrams_sent, 0);
+    assert_int_equal(a.rx.bad + b.rx.bad, 0);
+    node_close(&a);
+    node_close(&b);
 }
 
 static void test_unknown_peer_and_args(void **state)
@@ -1042,6 +1184,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_nodes_exchange, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_three_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_datagrams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_without_datagrams, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_large_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_peer_and_args, setup,

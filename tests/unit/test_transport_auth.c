@@ -299,6 +299,18 @@ static bool wait_frames(struct node *n, uint64_t from, uint64_t count)
     return uvenv_run_until(n->e, got_enough, &w, 3000);
 }
 
+/* One UDP datagram to 127.0.0.1:port from a socket of the test's own. */
+static void udp_send(uint16_t port, const uint8_t *buf, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(sendto(fd, buf, len, 0, (struct sockaddr *)&sa, sizeof sa),
+                     (ssize_t)len);
+    close(fd);
+}
+
 /* A blocking client socket connected to port (the kernel completes the
  * connect before the server accepts it). */
 static int raw_connect(uint16_t port)
@@ -361,6 +373,33 @@ static void test_token_peers_exchange(void **state)
     assert_null(strstr(e->lb.text, "sesame")); /* never logged */
     assert_true(peer_transport_authenticated(a.t));
     assert_true(peer_transport_loopback(a.t));
+
+    /* Datagrams carry an HMAC under the token's key instead of a CRC:
+     * one made with it is taken from any address (here the test's own
+     * socket), the same bytes again are dropped as stale (a recording sent
+     * again), one made with another token's key is rejected. */
+    uint8_t key[PEER__KEY_LEN], other[PEER__KEY_LEN], frame[16] = {0};
+    uint8_t dg[PEER__DGRAM_MAX];
+    assert_int_equal(peer__derive_key(key, "sesame", 6), 0);
+    assert_int_equal(peer__derive_key(other, "sesamf", 6), 0);
+    struct peer__dgram d = {.sender = 1, .target = 2, .epoch = UINT64_MAX - 1,
+                            .seq = 1};
+    size_t n = peer__dgram_encode(dg, &d, frame, sizeof frame, key);
+    assert_true(n == PEER__DGRAM_HDR + sizeof frame + PEER__MAC_LEN);
+    uint64_t before = b.got[1];
+    struct peer_transport_stats ts;
+    udp_send(b.port, dg, n);
+    uvenv_run_for(e, 100);
+    assert_int_equal(b.got[1], before + 1);
+    udp_send(b.port, dg, n);
+    d.seq = 2;
+    n = peer__dgram_encode(dg, &d, frame, sizeof frame, other);
+    udp_send(b.port, dg, n);
+    uvenv_run_for(e, 100);
+    assert_int_equal(b.got[1], before + 1);
+    peer_transport_get_stats(b.t, &ts);
+    assert_int_equal(ts.dgrams_stale, 1);
+    assert_int_equal(ts.dgrams_rejected, 1);
     stop_node(&a);
     stop_node(&b);
 }
