@@ -36,15 +36,16 @@ static const struct flag_def DEFS[] = {
      "blocking queries (?index=) waiting at once at most; more: 503 (default 10000)"},
     {"check-quorum-rounds", K_UINT, FIELD(check_quorum_rounds), 1, 1000, "N",
      "a leader steps down after N election timeouts in a row without hearing "
-     "from a quorum (default 1)"},
+     "from a quorum (default 2)"},
     {"cluster-token", K_STR, FIELD(cluster_token), 0, 0, "secret",
      "shared secret that authenticates peer connections (default: "
      "$CRAFTD_CLUSTER_TOKEN; none: the Raft port is open to anyone)"},
     {"election-jitter-ticks", K_UINT, FIELD(election_jitter_ticks), 2, 1000000, "N",
      "the election timeout's random part: each wait is -election-ticks plus "
-     "0 to N-1 ticks, 2 <= N <= -election-ticks (default: -election-ticks)"},
+     "0 to N-1 ticks, 2 <= N <= -election-ticks (default 6, or -election-ticks "
+     "if that is less)"},
     {"election-ticks", K_UINT, FIELD(election_ticks), 3, 1000000, "N",
-     "ticks without a leader before an election, >= 3 (default 20)"},
+     "ticks without a leader before an election, >= 3 (default 18)"},
     {"force-new-cluster", K_BOOL, FIELD(force_new), 0, 0, NULL,
      "make this node's state a new one-member cluster, keeping its whole log and "
      "dropping every other member: only when a quorum is lost for good"},
@@ -91,7 +92,7 @@ static const struct flag_def DEFS[] = {
      "a sixteenth once writes pause for a second)"},
     {"snapshot-threshold", K_UINT, FIELD(snapshot_threshold), 1, UINT64_MAX, "N",
      "log entries between snapshots (default 8192)"},
-    {"tick-ms", K_UINT, FIELD(tick_ms), 1, 60000, "N", "milliseconds per Raft tick (default 50)"},
+    {"tick-ms", K_UINT, FIELD(tick_ms), 1, 60000, "N", "milliseconds per Raft tick (default 25)"},
     {"tls-cert", K_ADDR, FIELD(tls_cert), 0, 0, "file",
      "PEM certificate chain: serve HTTPS (with -tls-key)"},
     {"tls-client-ca", K_ADDR, FIELD(tls_client_ca), 0, 0, "file",
@@ -118,11 +119,11 @@ static void set_defaults(struct flags *f)
     f->raddr = "localhost:12000";
     f->log_level = CRAFT_LOG_INFO;
     f->snapshot_threshold = 8192;
-    f->tick_ms = 50;
+    f->tick_ms = 25;
     f->watch_history_events = 100000;
     f->watch_history_bytes = 64u << 20;
-    f->election_ticks = 20;
-    f->election_jitter_ticks = 0; /* -election-ticks */
+    f->election_ticks = 18;
+    f->election_jitter_ticks = 0; /* 6, or -election-ticks if that is less */
     f->request_timeout_ms = 5000;
     f->max_body = 1024 * 1024;
     f->http_max_conns = 1024;

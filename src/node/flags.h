@@ -42,13 +42,13 @@ struct flags {
     bool log_json;     /* -log-format json (default text) */
     uint64_t snapshot_threshold;  /* -snapshot-threshold, default 8192, >= 1 */
     uint64_t snapshot_log_bytes;  /* -snapshot-log-bytes, default 0 (automatic) */
-    unsigned tick_ms;             /* -tick-ms, default 50, >= 1 */
+    unsigned tick_ms;             /* -tick-ms, default 25, >= 1 */
     uint64_t watch_history_events; /* -watch-history-events, default 100000 */
     uint64_t watch_history_bytes;  /* -watch-history-bytes, default 64 MiB */
-    unsigned election_ticks;      /* -election-ticks, default 20, >= 3 (the core needs a lease of one tick past its margin) */
+    unsigned election_ticks;      /* -election-ticks, default 18, >= 3 (the core needs a lease of one tick past its margin) */
     unsigned election_jitter_ticks; /* -election-jitter-ticks, 2..election_ticks;
-                                       0: election_ticks */
-    unsigned check_quorum_rounds; /* -check-quorum-rounds, default 1 */
+                                       0: min(6, election_ticks) */
+    unsigned check_quorum_rounds; /* -check-quorum-rounds, 0: 2 */
     unsigned request_timeout_ms;  /* -request-timeout-ms, default 5000, >= 1 */
     size_t max_body;              /* -max-body (bytes), default 1 MiB, >= 1 */
     unsigned http_max_conns;      /* -http-max-conns, default 1024, >= 1 */

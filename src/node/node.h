@@ -31,15 +31,15 @@ struct node_opts {
     uint64_t snapshot_log_bytes; /* a log this large since the last snapshot
                                     is snapshotted whatever its entry count;
                                     0: max(4 MiB, a quarter of the last one) */
-    unsigned tick_ms;      /* one Raft tick; 0: 50 */
+    unsigned tick_ms;      /* one Raft tick; 0: 25 */
     /* The change history (src/watch) kept for watches and blocking
      * queries: at most this many events and bytes (0 and 0: the defaults,
      * 100000 and 64 MiB; events 0 with bytes set: keep nothing). */
     uint64_t watch_history_events;
     uint64_t watch_history_bytes;
-    unsigned election_ticks; /* 0: 20 */
-    unsigned election_jitter_ticks; /* 0: election_ticks */
-    unsigned check_quorum_rounds;   /* 0: 1 (raft_config's) */
+    unsigned election_ticks; /* 0: 18 */
+    unsigned election_jitter_ticks; /* 0: min(6, election_ticks) */
+    unsigned check_quorum_rounds;   /* 0: 2 */
     unsigned heartbeat_ticks; /* 0: election_ticks / 10 */
     unsigned request_timeout_ms; /* 0: 5000 */
     size_t max_body;       /* HTTP body limit; 0: 1 MiB */

@@ -34,6 +34,13 @@ def frame(payload):
     return struct.pack("<II", len(payload), crc32c(payload)) + payload
 
 
+def datagram(sender, target, payload, mac=None, epoch=1 << 62, seq=1):
+    """A peer datagram (src/transport/wire.c): with the CRC-32C trailer of a
+    cluster without a token, or with mac (32 bytes) in its place."""
+    b = struct.pack("<IHHQQQQ", 0x47445243, 1, 0, sender, target, epoch, seq) + payload
+    return b + (mac if mac is not None else struct.pack("<I", crc32c(b)))
+
+
 def closed_soon(sock, timeout=5.0):
     """True once the peer has closed the connection (EOF or reset) within
     timeout seconds; False if it is still open then."""

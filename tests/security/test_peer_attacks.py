@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import get_key, http, set_keys, split_addr, wait_until
-from peerwire import MAGIC, closed_soon, frame, hello
+from peerwire import MAGIC, closed_soon, datagram, frame, hello
 
 TOKEN = "peer-attack-test-token-8c1f"
 EXTRA = ("-cluster-token", TOKEN)
@@ -160,6 +160,15 @@ def test_forged_frames_and_handshakes(cluster, nodes):
             # a forged APP from the leader's id
             app = frame(raft_msg(APP, lid, fid, top))
             assert send_raw(f.raddr, hello(2, lid, fid, cluster_id) + app)
+            # the same HEARTBEAT from the leader's id as UDP datagrams to the
+            # peer port: with a CRC (as a cluster without a token sends them)
+            # and with a made-up MAC, numbered far ahead of the real ones
+            fake_hb = raft_msg(HEARTBEAT, lid, fid, top, commit=10 ** 9)
+            host, port = split_addr(f.raddr)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                for mac in (None, os.urandom(32)):
+                    for seq in range(1, 21):
+                        u.sendto(datagram(lid, fid, fake_hb, mac, seq=seq), (host, port))
             # forged handshakes with the leader's id and a made-up proof
             for _ in range(20):
                 proof = struct.pack("<IHH", 0x46505243, 3, 0) + os.urandom(32)

@@ -65,10 +65,10 @@ static void test_defaults(void **state)
     assert_false(f.version);
     assert_int_equal(f.log_level, CRAFT_LOG_INFO);
     assert_int_equal(f.snapshot_threshold, 8192);
-    assert_int_equal(f.tick_ms, 50);
-    assert_int_equal(f.election_ticks, 20);
-    assert_int_equal(f.election_jitter_ticks, 0); /* -election-ticks */
-    assert_int_equal(f.check_quorum_rounds, 0);   /* 1 */
+    assert_int_equal(f.tick_ms, 25);
+    assert_int_equal(f.election_ticks, 18);
+    assert_int_equal(f.election_jitter_ticks, 0); /* the node's: 6 */
+    assert_int_equal(f.check_quorum_rounds, 0);   /* the node's: 2 */
     assert_int_equal(f.request_timeout_ms, 5000);
     assert_int_equal(f.max_body, 1024 * 1024);
     assert_int_equal(f.watch_history_events, 100000);
