@@ -481,6 +481,10 @@ void node__promote_learners(struct node *n);
 int node__join_check(struct node *n, struct http_req *req, const char *id,
                      const struct http_join_ext *ext, uint64_t *rid);
 void node__join_step(struct node *n, struct node__req *q);
+/* A membership entry applied: every join that waits looks at the
+ * membership now, not at the next tick (a join whose learner was just
+ * promoted is answered before a removal right behind it can apply). */
+void node__joins_look(struct node *n);
 /* joinaddr.c: check a /join address ("addr" or "http_addr" in what) and
  * split its host out; -1 with a message in err if it is malformed.
  * *needs_dns: the host is a name to resolve. */

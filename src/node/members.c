@@ -404,6 +404,16 @@ void node__join_step(struct node *n, struct node__req *q)
     craft_free(ctx);
 }
 
+void node__joins_look(struct node *n)
+{
+    for (struct node__req *q = n->head, *next; q != NULL; q = next) {
+        next = q->next; /* a step may answer q and free it */
+        if (q->kind == NODE__JOIN && !q->issued && q->heap_pos == 0 &&
+            q->resolve == NULL)
+            node__join_step(n, q);
+    }
+}
+
 void node__join_applied(struct node *n, struct node__req *q, bool ok)
 {
     (void)ok; /* either way, look at the membership as it is now */

@@ -180,6 +180,8 @@ static void apply_committed(struct node *n, const struct raft_ready *rd)
         n->applied_bytes += e->len;
         n->applied_mem += e->len + NODE__ENTRY_MEM;
         node__on_apply(n, e);
+        if (e->type == RAFT_ENTRY_CONF)
+            node__joins_look(n);
         node__watch_applied(n, e->index);
     }
 }
