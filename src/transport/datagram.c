@@ -6,35 +6,24 @@
  * as one UDP datagram, from the UDP socket bound at the listen address to
  * the peer's: each datagram is lost or not on its own, and the first copy
  * to arrive counts (the caller sends only frames that may arrive twice and
- * out of order). Format and checks: wire.c.
+ * out of order). Format, and the key each acceptor gives its dialers for
+ * them: wire.c.
  *
- * Owns the UDP socket, the datagram counters of the transport and the
- * per-peer replay state. Datagrams are off without a listener, with
- * opts.no_datagrams, and with peer TLS but no cluster token (nothing to
- * sign them with). To a peer they go only once its own newest connection
- * to us said it takes them (a node before datagrams does not). */
+ * Owns the UDP socket, the datagram counters of the transport, the keys
+ * given (on inbound connections) and taken (on outbound ones), and the
+ * check of what arrives: a datagram counts only under the key its sender's
+ * newest connection to us was given, numbered above the last one taken.
+ * Datagrams are off without a listener and with opts.no_datagrams; a peer
+ * before datagrams asks for no key and gives none, and so sends and gets
+ * none. */
 #include <string.h>
-#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "common/error.h"
 #include "transport/internal.h"
-
-static bool same_addr(const struct sockaddr *a, const struct sockaddr_storage *b)
-{
-    if (a->sa_family != b->ss_family)
-        return false;
-    if (a->sa_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-        return x->sin_port == y->sin_port &&
-               x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-        return x->sin6_port == y->sin6_port &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
-    }
-    return false;
-}
+#include "transport/tls.h"
 
 static void rejected(struct peer_transport *t, const char *why)
 {
@@ -52,6 +41,15 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)t->dg_in, sizeof t->dg_in);
 }
 
+/* The sender's newest established connection, if we gave it a key. */
+static struct peer__in *keyed_conn(const struct peer_transport *t, uint64_t id)
+{
+    for (struct peer__in *c = t->ins; c != NULL; c = c->next) /* newest first */
+        if (c->hello_done && !c->closing && c->from == id)
+            return c->dg_keyed ? c : NULL;
+    return NULL;
+}
+
 static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
                     const struct sockaddr *from, unsigned flags)
 {
@@ -62,31 +60,28 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
         rejected(t, "too long");
         return;
     }
+    const uint8_t *in = (const uint8_t *)buf->base;
     struct peer__dgram d;
     const uint8_t *payload;
     size_t len;
-    if (peer__dgram_decode((const uint8_t *)buf->base, (size_t)nread,
-                           t->have_key ? t->key : NULL, &d, &payload,
-                           &len) != 0) {
-        rejected(t, t->have_key ? "bad format or MAC" : "bad format or CRC");
+    if (peer__dgram_parse(in, (size_t)nread, &d, &payload, &len) != 0) {
+        rejected(t, "not a craftd datagram");
         return;
     }
-    struct peer__out *p = peer__find(t, d.sender);
-    if (d.target != t->self_id || p == NULL || !p->dgram_ok) {
-        rejected(t, "not for us, or from no peer that sends them");
+    struct peer__in *c = keyed_conn(t, d.sender);
+    if (d.target != t->self_id || c == NULL) {
+        rejected(t, "not for us, or from a sender we gave no key");
         return;
     }
-    /* Without a token, the source address is all there is to go by. */
-    if (!t->have_key && (!p->have_addr || !same_addr(from, &p->addr))) {
-        rejected(t, "not from the peer's address");
+    if (!peer__dgram_mac_ok(in, (size_t)nread, c->dg_key)) {
+        rejected(t, "bad MAC");
         return;
     }
-    if (d.epoch < p->dg_epoch || (d.epoch == p->dg_epoch && d.seq <= p->dg_seq)) {
+    if (d.seq <= c->dg_seq) {
         t->st.dgrams_stale++; /* reordered, or sent again by someone */
         return;
     }
-    p->dg_epoch = d.epoch;
-    p->dg_seq = d.seq;
+    c->dg_seq = d.seq;
     t->st.dgrams_received++;
     t->on_frame(t->ud, d.sender, payload, len);
 }
@@ -95,9 +90,6 @@ void peer__dgram_open(struct peer_transport *t, const struct sockaddr *sa)
 {
     if (t->no_dgram)
         return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    t->dg_epoch = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
     craft_ratelimit_init(&t->rl_dgram, 5000, 5);
     int err = uv_udp_init(t->loop, &t->udp);
     if (err) {
@@ -130,31 +122,48 @@ void peer__dgram_close(struct peer_transport *t)
     uv_close((uv_handle_t *)&t->udp, on_udp_closed);
 }
 
-void peer__dgram_peer(struct peer_transport *t, uint64_t id, bool takes)
+static void on_key_written(uv_write_t *req, int status)
 {
-    struct peer__out *p = peer__find(t, id);
-    if (p == NULL)
-        return;
-    p->dgram_ok = takes;
-    /* A new connection may be a restart, whose clock may have gone back:
-     * its epoch starts over. */
-    p->dg_epoch = 0;
-    p->dg_seq = 0;
+    struct peer__in *c = req->data;
+    OPENSSL_cleanse(c->kout, sizeof c->kout); /* the key stays in dg_key */
+    if (status < 0 && !c->closing)
+        peer__in_close(c);
+}
+
+int peer__dgram_give_key(struct peer__in *c)
+{
+    struct peer_transport *t = c->t;
+    if (!t->udp_open || !(c->flags & PEER__HELLO_DGRAM))
+        return 0;
+    if (RAND_bytes(c->dg_key, sizeof c->dg_key) != 1)
+        return 0; /* no datagrams from this one: TCP alone, as before */
+    peer__dgkey_encode(c->kout, c->dg_key);
+    uv_buf_t b = uv_buf_init((char *)c->kout, sizeof c->kout);
+    c->kreq.data = c;
+    int err = peer__conn_write(c->tls, &c->kreq, (uv_stream_t *)&c->tcp, &b, 1,
+                               on_key_written);
+    if (err) {
+        peer__in_close(c);
+        return err;
+    }
+    c->dg_keyed = true;
+    c->dg_seq = 0;
+    return 0;
 }
 
 int peer__dgram_send(struct peer_transport *t, struct peer__out *p,
                      const uint8_t *buf, size_t len)
 {
-    if (!t->udp_open || !p->dgram_ok || !p->have_addr)
+    if (!t->udp_open || !p->dg_keyed || !p->have_addr ||
+        p->state != PEER__CONNECTED)
         return CRAFT_ENOTFOUND;
     uint8_t out[PEER__DGRAM_MAX];
     struct peer__dgram d = {.sender = t->self_id, .target = p->id,
-                            .epoch = t->dg_epoch, .seq = t->dg_seq + 1};
-    size_t n = peer__dgram_encode(out, &d, buf, len,
-                                  t->have_key ? t->key : NULL);
+                            .seq = p->dg_seq + 1};
+    size_t n = peer__dgram_encode(out, &d, buf, len, p->dg_key);
     if (n == 0)
         return CRAFT_ETOOBIG;
-    t->dg_seq++;
+    p->dg_seq++;
     uv_buf_t b = uv_buf_init((char *)out, (unsigned)n);
     int rv = uv_udp_try_send(&t->udp, &b, 1, (const struct sockaddr *)&p->addr);
     if (rv < 0) {

@@ -202,8 +202,7 @@ static int establish(struct peer__in *c, const struct peer__hello *h)
                    peer__name(t, c->from, who, sizeof who), name,
                    t->have_key ? " (cluster token proved)" : "");
     close_older(c);
-    peer__dgram_peer(t, c->from, (h->flags & PEER__HELLO_DGRAM) != 0);
-    return 0;
+    return peer__dgram_give_key(c);
 }
 
 /* The hello is all there (rbuf holds exactly it). Without a token, a v2

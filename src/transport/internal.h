@@ -97,28 +97,37 @@ bool peer__mac_ok(const uint8_t key[PEER__KEY_LEN], bool acceptor,
 
 #define PEER__DGRAM_MAGIC 0x47445243u /* bytes "CRDG" */
 #define PEER__DGRAM_VERSION 1
-#define PEER__DGRAM_HDR 40      /* magic, version, zero, sender, target,
-                                   epoch, seq */
+#define PEER__DGRAM_HDR 32      /* magic, version, zero, sender, target, seq */
 #define PEER__DGRAM_MAX 1232    /* whole datagram: fits the IPv6 minimum MTU */
+#define PEER__DGKEY_MAGIC 0x4b445243u /* bytes "CRDK" */
+#define PEER__DGKEY_LEN 44      /* magic, version, zero, key, crc */
 
 struct peer__dgram {
     uint64_t sender, target;
-    uint64_t epoch;             /* the sender's start (realtime, us) */
-    uint64_t seq;               /* counts the sender's datagrams */
+    uint64_t seq;               /* counts the datagrams sent under one key */
 };
 
 /* The datagram of d and payload (len bytes) into out (PEER__DGRAM_MAX
- * bytes): header, payload, then HMAC-SHA256 under key, or without a key a
- * CRC32C. Its length, or 0 when it would not fit (or libcrypto failed). */
+ * bytes): header, payload, HMAC-SHA256 under key. Its length, or 0 when
+ * it would not fit (or libcrypto failed). */
 size_t peer__dgram_encode(uint8_t *out, const struct peer__dgram *d,
                           const uint8_t *payload, size_t len,
-                          const uint8_t *key);
-/* Check and split a datagram of len bytes: 0 with *d and the payload (in
- * in), or CRAFT_ECORRUPT (short, bad magic, version, MAC or CRC). key:
- * NULL for none. */
-int peer__dgram_decode(const uint8_t *in, size_t len, const uint8_t *key,
-                       struct peer__dgram *d, const uint8_t **payload,
-                       size_t *plen);
+                          const uint8_t key[PEER__KEY_LEN]);
+/* The header and payload of a datagram of len bytes, its MAC not checked
+ * yet (the key depends on the sender): 0, or CRAFT_ECORRUPT (short, long,
+ * bad magic or version). */
+int peer__dgram_parse(const uint8_t *in, size_t len, struct peer__dgram *d,
+                      const uint8_t **payload, size_t *plen);
+/* Whether the datagram's MAC is that of key (constant time). */
+bool peer__dgram_mac_ok(const uint8_t *in, size_t len,
+                        const uint8_t key[PEER__KEY_LEN]);
+/* The record by which an acceptor gives the dialer the key for the
+ * datagrams it sends along that connection. */
+void peer__dgkey_encode(uint8_t out[PEER__DGKEY_LEN],
+                        const uint8_t key[PEER__KEY_LEN]);
+/* 0 and key; CRAFT_ECORRUPT (not a key record). */
+int peer__dgkey_decode(const uint8_t in[PEER__DGKEY_LEN],
+                       uint8_t key[PEER__KEY_LEN]);
 
 /* What an acceptor sends back before it hangs up on a refused dialer. */
 struct peer__refusal_rec {
@@ -203,18 +212,20 @@ struct peer__out {
     uint64_t rng;             /* xorshift state for jitter */
     bool refused;             /* this connection was refused (said why) */
     uint8_t sink[128];        /* read buffer: peers write back only a
-                                 challenge (before our proof) or a refusal
-                                 (PEER__REFUSAL_LEN bytes) */
+                                 challenge (before our proof), then a
+                                 refusal (PEER__REFUSAL_LEN bytes) or the
+                                 key for our datagrams (PEER__DGKEY_LEN) */
     size_t sink_len;
     struct peer_stats st;
     struct peer__tlsc *tls;   /* peer TLS of this connection, or NULL
                                  (tls.h); set from connect to close */
     /* Datagrams (datagram.c). */
-    bool dgram_ok;            /* its newest connection to us said it takes
-                                 them */
+    bool dg_keyed;            /* the acceptor of this connection gave us
+                                 dg_key: datagrams to it may go */
+    uint8_t dg_key[PEER__KEY_LEN];
+    uint64_t dg_seq;          /* datagrams sent under dg_key */
     bool have_addr;           /* addr: where the last connect went */
     struct sockaddr_storage addr;
-    uint64_t dg_epoch, dg_seq; /* the newest datagram taken from it */
 };
 
 /* What logs call peer id: its name, else its id in hex; in buf. */
@@ -255,6 +266,11 @@ struct peer__in {
     uint64_t from;            /* sender id, once hello_done */
     unsigned flags;           /* its hello's PEER__HELLO_* bits */
     struct peer__tlsc *tls;   /* peer TLS of this connection, or NULL */
+    bool dg_keyed;            /* we gave the dialer dg_key (datagram.c) */
+    uint8_t dg_key[PEER__KEY_LEN];
+    uint64_t dg_seq;          /* the last datagram taken under it */
+    uint8_t kout[PEER__DGKEY_LEN]; /* the key record being written */
+    uv_write_t kreq;
     uint8_t hello[PEER__HELLO3_LEN]; /* the v3 hello (the MACs cover it) */
     uint8_t nonce_a[PEER__NONCE_LEN];
     uint8_t out[PEER__CHALLENGE_LEN]; /* the challenge being written */
@@ -317,11 +333,9 @@ struct peer_transport {
                                  shared by all connections (tlsconn.c) */
     struct craft_ratelimit tls_rl; /* failed sessions' log lines */
     /* Datagrams (datagram.c): the UDP socket at the listen address. */
-    bool no_dgram;            /* none: opts.no_datagrams, or TLS without a
-                                 token (no key to sign them with) */
+    bool no_dgram;            /* none: opts.no_datagrams */
     bool udp_open;            /* udp is bound: we take datagrams */
     uv_udp_t udp;
-    uint64_t dg_epoch, dg_seq; /* of the datagrams we send */
     struct craft_ratelimit rl_dgram; /* lines about rejected datagrams */
     uint8_t dg_in[PEER__DGRAM_MAX + 1]; /* receive buffer (+1: too long) */
 };
@@ -339,10 +353,12 @@ struct peer__out *peer__find(const struct peer_transport *t, uint64_t id);
  * is logged and leaves datagrams off. */
 void peer__dgram_open(struct peer_transport *t, const struct sockaddr *sa);
 void peer__dgram_close(struct peer_transport *t);
-/* Peer id's newest connection to us said whether it takes datagrams. */
-void peer__dgram_peer(struct peer_transport *t, uint64_t id, bool takes);
-/* Send buf to p as one datagram, if p takes them: 0, CRAFT_ENOTFOUND (it
- * does not, or its address is not known yet), CRAFT_ETOOBIG, or a libuv
+/* A dialer's connection c is established: if its hello asked for one, give
+ * it a fresh key for its datagrams along c (the key record, written on c).
+ * 0, or an error (c is closed). */
+int peer__dgram_give_key(struct peer__in *c);
+/* Send buf to p as one datagram, if p's acceptor gave us a key: 0,
+ * CRAFT_ENOTFOUND (no key, or no address yet), CRAFT_ETOOBIG, or a libuv
  * error (the socket's buffer is full: dropped, as the network may). */
 int peer__dgram_send(struct peer_transport *t, struct peer__out *p,
                      const uint8_t *buf, size_t len);

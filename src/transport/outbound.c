@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "common/alloc.h"
+#include "common/endian.h"
 #include "common/error.h"
 #include "transport/internal.h"
 #include "transport/tls.h"
@@ -112,6 +113,7 @@ static void on_tcp_closed(uv_handle_t *h)
 static void disconnect(struct peer__out *p)
 {
     p->st.connected = false;
+    p->dg_keyed = false; /* the next connection gets a key of its own */
     uv_timer_stop(&p->timer);
     if (!p->tcp_open) {
         schedule_retry(p);
@@ -266,9 +268,8 @@ static void on_sink_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init((char *)p->sink + p->sink_len, (unsigned)need);
         return;
     }
-    if (p->sink_len >= PEER__REFUSAL_LEN)
-        p->sink_len = 0; /* stray bytes after a refusal: ignored */
-    *buf = uv_buf_init((char *)p->sink + p->sink_len,
+    *buf = uv_buf_init((char *)p->sink + p->sink_len, /* after_handshake
+                                                         leaves room */
                        (unsigned)(sizeof p->sink - p->sink_len));
 }
 
@@ -336,6 +337,28 @@ static void got_challenge(struct peer__out *p)
 /* Peers write on our connection only to challenge it (with a token) or to
  * refuse it: any read result but data is the connection's end (EOF or an
  * error). */
+/* What an acceptor writes after the handshake, record by record: the key
+ * for our datagrams along this connection (datagram.c), or a refusal;
+ * anything else is taken 40 bytes at a time and ignored. */
+static void after_handshake(struct peer__out *p)
+{
+    while (p->sink_len >= 4) {
+        bool key = craft_get32(p->sink) == PEER__DGKEY_MAGIC;
+        size_t need = key ? PEER__DGKEY_LEN : PEER__REFUSAL_LEN;
+        if (p->sink_len < need)
+            return;
+        if (key && !p->dg_keyed &&
+            peer__dgkey_decode(p->sink, p->dg_key) == 0) {
+            p->dg_keyed = true;
+            p->dg_seq = 0;
+        } else if (!key && !p->refused) {
+            got_refusal(p); /* stray bytes: ignored, as ever */
+        }
+        memmove(p->sink, p->sink + need, p->sink_len - need);
+        p->sink_len -= need;
+    }
+}
+
 static void on_sink_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct peer__out *p = s->data;
@@ -346,10 +369,8 @@ static void on_sink_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread > 0) {
-        bool was_short = p->sink_len < PEER__REFUSAL_LEN;
         p->sink_len += (size_t)nread;
-        if (was_short && p->sink_len >= PEER__REFUSAL_LEN && !p->refused)
-            got_refusal(p);
+        after_handshake(p);
         return;
     }
     if (nread < 0 && p->state == PEER__CONNECTED)
@@ -473,6 +494,7 @@ static void connected(struct peer__out *p)
     p->failures = 0;
     p->refused = false;
     p->sink_len = 0;
+    p->dg_keyed = false;
     struct peer__hello h = {.version = t->have_key ? PEER__VERSION_AUTH
                                                    : PEER__VERSION,
                             .flags = t->udp_open ? PEER__HELLO_DGRAM : 0,

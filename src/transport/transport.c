@@ -174,8 +174,6 @@ int peer_transport_start(struct peer_transport **out,
         err = peer__derive_key(t->key, o->token, o->token_len);
         t->have_key = err == 0;
     }
-    if (t->tls != NULL && !t->have_key)
-        t->no_dgram = true; /* nothing to sign datagrams with */
     if (err) {
         peer__tls_ctx_free(t->tls);
         craft_free(t->tls_in);
@@ -271,15 +269,6 @@ struct peer__out *peer__find(const struct peer_transport *t, uint64_t id)
 }
 
 
-/* Whether the newest open connection from id said it takes datagrams. */
-static bool takes_dgrams(const struct peer_transport *t, uint64_t id)
-{
-    for (const struct peer__in *c = t->ins; c != NULL; c = c->next) /* newest first */
-        if (c->hello_done && !c->closing && c->from == id)
-            return (c->flags & PEER__HELLO_DGRAM) != 0;
-    return false;
-}
-
 int peer_set(struct peer_transport *t, uint64_t id, uint64_t tag,
              const char *addr)
 {
@@ -305,7 +294,6 @@ int peer_set(struct peer_transport *t, uint64_t id, uint64_t tag,
     p->next = t->peers;
     t->peers = p;
     t->st.peers++;
-    p->dgram_ok = takes_dgrams(t, id); /* it dialed us before we knew it */
     return 0;
 }
 

@@ -143,9 +143,9 @@ struct peer_opts {
      * its certificate, the incarnation it sends in the TLS handshake). */
     const char *tls_cert, *tls_key, *tls_ca;
     uint64_t self_incarnation; /* sent in the TLS handshake (with TLS) */
-    /* No datagrams (peer_send_urgent sends on the connection only), and
-     * the handshakes do not offer to take them: as a node before
-     * datagrams. They are off as well with TLS but no token. */
+    /* No datagrams (peer_send_urgent sends on the connection only): the
+     * handshakes neither ask for a key nor give one, as a node before
+     * datagrams. */
     bool no_datagrams;
 };
 
@@ -181,8 +181,8 @@ struct peer_transport_stats {
     uint64_t dgrams_unsent;   /* the socket refused them (buffer full) */
     uint64_t dgrams_received; /* taken and handed to on_frame */
     uint64_t dgrams_stale;    /* not newer than the last taken: dropped */
-    uint64_t dgrams_rejected; /* bad format, MAC or CRC, unknown sender,
-                                 wrong source address: dropped */
+    uint64_t dgrams_rejected; /* bad format or MAC, or from a sender given
+                                 no key: dropped */
 };
 
 /* Parse "host:port" or "[v6addr]:port" into host (NUL-terminated, may be
@@ -265,9 +265,10 @@ int peer_remove(struct peer_transport *t, uint64_t id);
 int peer_send(struct peer_transport *t, uint64_t id, const uint8_t *buf,
               size_t len);
 
-/* As peer_send, and also as one UDP datagram to the peer if it takes them
- * (docs/transport.md, "Datagrams"): a frame held up behind a lost TCP
- * segment, 200 ms or more, still arrives at once that way. For small
+/* As peer_send, and also as one UDP datagram to the peer if it gave us a
+ * key for them on our connection (docs/transport.md, "Datagrams"): a
+ * frame held up behind a lost TCP segment, 200 ms or more, still arrives
+ * at once that way. For small
  * frames (at most 1,160 bytes go as a datagram) that may arrive twice and
  * out of order with the others: Raft heartbeats, votes and their answers.
  * Returns what peer_send returns. */

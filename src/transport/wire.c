@@ -9,9 +9,9 @@
  * once, first, and then frames at once:
  *     0  u32 magic   0x54465243 (the bytes "CRFT")
  *     4  u16 version 2 (1, the handshake before identities, is refused)
- *     6  u16 flags   bit 0: the dialer takes datagrams (datagram.c) at
- *                    its listen address; other bits 0, and ignored (a
- *                    node before datagrams ignores them all)
+ *     6  u16 flags   bit 0: the dialer asks for a key for datagrams
+ *                    (below); other bits 0, and ignored (a node before
+ *                    datagrams ignores them all)
  *     8  u64 sender  the dialer's node id
  *    16  u64 cluster the dialer's cluster id, 0 if it has none yet
  *    24  u64 target  the node id the dialer means to reach
@@ -343,21 +343,30 @@ void peer__buf_free(struct peer__buf *b)
 /* ---- datagrams ----
  *
  * A datagram carries one frame's payload, to the acceptor's listen address
- * (UDP, the same port as TCP), from the sender's:
+ * (UDP, the same port number as TCP), from the sender's:
  *     0  u32 magic   0x47445243 (the bytes "CRDG")
  *     4  u16 version 1
  *     6  u16 zero
  *     8  u64 sender  the sender's node id
  *    16  u64 target  the node id it is for
- *    24  u64 epoch   the sender's transport start (realtime, microseconds)
- *    32  u64 seq     the sender's datagram count (1, 2, ...)
- *    40  payload
- *  then, with a cluster token, HMAC-SHA256(K, "craftd datagram v1" ||
- *  bytes 0 .. end of payload) (32 bytes); without one, u32 crc32c of them.
- * 1232 bytes at most in all. The receiver takes a datagram only from a
- * peer it knows, that said in its hello that it takes datagrams too, and
- * only if its (epoch, seq) is above the last it took from that sender: a
- * datagram sent again (recorded) is dropped. */
+ *    24  u64 seq     1, 2, ... under one key
+ *    32  payload
+ *  then HMAC-SHA256(key, "craftd datagram v1" || bytes 0 .. end of
+ *  payload), 32 bytes; 1232 bytes at most in all.
+ * The key is the acceptor's, given to the dialer on the dialer's
+ * connection once it is established (after its proof with a token, after
+ * the TLS handshake with TLS), when its hello asked for datagrams (flags
+ * bit 0), in a key record of 44 bytes:
+ *     0  u32 magic   0x4b445243 (the bytes "CRDK")
+ *     4  u16 version 1
+ *     6  u16 zero
+ *     8  u8[32] key  fresh random (RAND_bytes), one per connection
+ *    40  u32 crc32c  of bytes 0..39
+ * A datagram counts only under the key of the sender's newest connection,
+ * with a seq above the last one taken under that key: whoever has not
+ * seen that connection's bytes cannot make one (nor, with TLS, anyone on
+ * the path), and one sent again is dropped. An acceptor before datagrams
+ * ignores the flag and sends no key: its dialers send it none. */
 
 static int dgram_mac(uint8_t out[PEER__MAC_LEN], const uint8_t *key,
                      const uint8_t *msg, size_t len)
@@ -369,55 +378,68 @@ static int dgram_mac(uint8_t out[PEER__MAC_LEN], const uint8_t *key,
 
 size_t peer__dgram_encode(uint8_t *out, const struct peer__dgram *d,
                           const uint8_t *payload, size_t len,
-                          const uint8_t *key)
+                          const uint8_t key[PEER__KEY_LEN])
 {
-    size_t trailer = key ? PEER__MAC_LEN : 4;
-    if (len > PEER__DGRAM_MAX - PEER__DGRAM_HDR - trailer)
+    if (len > PEER__DGRAM_MAX - PEER__DGRAM_HDR - PEER__MAC_LEN)
         return 0;
     craft_put32(out, PEER__DGRAM_MAGIC);
     craft_put16(out + 4, PEER__DGRAM_VERSION);
     craft_put16(out + 6, 0);
     craft_put64(out + 8, d->sender);
     craft_put64(out + 16, d->target);
-    craft_put64(out + 24, d->epoch);
-    craft_put64(out + 32, d->seq);
+    craft_put64(out + 24, d->seq);
     if (len > 0)
         memcpy(out + PEER__DGRAM_HDR, payload, len);
     size_t n = PEER__DGRAM_HDR + len;
-    if (key == NULL) {
-        craft_put32(out + n, crc32c(0, out, n));
-    } else if (dgram_mac(out + n, key, out, n) != 0) {
+    if (dgram_mac(out + n, key, out, n) != 0)
         return 0;
-    }
-    return n + trailer;
+    return n + PEER__MAC_LEN;
 }
 
-int peer__dgram_decode(const uint8_t *in, size_t len, const uint8_t *key,
-                       struct peer__dgram *d, const uint8_t **payload,
-                       size_t *plen)
+int peer__dgram_parse(const uint8_t *in, size_t len, struct peer__dgram *d,
+                      const uint8_t **payload, size_t *plen)
 {
-    size_t trailer = key ? PEER__MAC_LEN : 4;
-    if (len < PEER__DGRAM_HDR + trailer || len > PEER__DGRAM_MAX ||
+    if (len < PEER__DGRAM_HDR + PEER__MAC_LEN || len > PEER__DGRAM_MAX ||
         craft_get32(in) != PEER__DGRAM_MAGIC ||
         craft_get16(in + 4) != PEER__DGRAM_VERSION || craft_get16(in + 6) != 0)
         return CRAFT_ECORRUPT;
-    size_t n = len - trailer;
-    if (key == NULL) {
-        if (craft_get32(in + n) != crc32c(0, in, n))
-            return CRAFT_ECORRUPT;
-    } else {
-        uint8_t want[PEER__MAC_LEN];
-        bool ok = dgram_mac(want, key, in, n) == 0 &&
-                  CRYPTO_memcmp(want, in + n, PEER__MAC_LEN) == 0;
-        OPENSSL_cleanse(want, sizeof want);
-        if (!ok)
-            return CRAFT_ECORRUPT;
-    }
     d->sender = craft_get64(in + 8);
     d->target = craft_get64(in + 16);
-    d->epoch = craft_get64(in + 24);
-    d->seq = craft_get64(in + 32);
+    d->seq = craft_get64(in + 24);
     *payload = in + PEER__DGRAM_HDR;
-    *plen = n - PEER__DGRAM_HDR;
+    *plen = len - PEER__MAC_LEN - PEER__DGRAM_HDR;
+    return 0;
+}
+
+bool peer__dgram_mac_ok(const uint8_t *in, size_t len,
+                        const uint8_t key[PEER__KEY_LEN])
+{
+    if (len < PEER__MAC_LEN)
+        return false;
+    uint8_t want[PEER__MAC_LEN];
+    size_t n = len - PEER__MAC_LEN;
+    bool ok = dgram_mac(want, key, in, n) == 0 &&
+              CRYPTO_memcmp(want, in + n, PEER__MAC_LEN) == 0;
+    OPENSSL_cleanse(want, sizeof want);
+    return ok;
+}
+
+void peer__dgkey_encode(uint8_t out[PEER__DGKEY_LEN],
+                        const uint8_t key[PEER__KEY_LEN])
+{
+    craft_put32(out, PEER__DGKEY_MAGIC);
+    craft_put16(out + 4, 1);
+    craft_put16(out + 6, 0);
+    memcpy(out + 8, key, PEER__KEY_LEN);
+    craft_put32(out + 40, crc32c(0, out, 40));
+}
+
+int peer__dgkey_decode(const uint8_t in[PEER__DGKEY_LEN],
+                       uint8_t key[PEER__KEY_LEN])
+{
+    if (craft_get32(in) != PEER__DGKEY_MAGIC || craft_get16(in + 4) != 1 ||
+        craft_get16(in + 6) != 0 || craft_get32(in + 40) != crc32c(0, in, 40))
+        return CRAFT_ECORRUPT;
+    memcpy(key, in + 8, PEER__KEY_LEN);
     return 0;
 }

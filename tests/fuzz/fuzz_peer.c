@@ -5,8 +5,9 @@
  * what it was given, a frame is never longer than the maximum, nothing is
  * taken as a frame before the proof passes (with a token), and a decoded
  * hello re-encodes to its bytes. The same bytes go through the datagram
- * decoder (with the token's key or without): one it takes lies within the
- * input and re-encodes to its bytes. Built and run by `make fuzz`.
+ * parser (its payload lies within the input; one whose MAC is right under
+ * the fuzz key re-encodes to its bytes) and the key record's decoder.
+ * Built and run by `make fuzz`.
  *
  * Input: byte 0 bit 0: token mode; bit 1: replace the proof by the right
  * one (so that the frame reader is reached in token mode too); byte 1:
@@ -46,7 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t nonce_a[PEER__NONCE_LEN];
     memset(nonce_a, 0x3c, sizeof nonce_a);
 
-    /* The input as one datagram, in a buffer of its size. */
+    /* The input as one datagram, and as a key record, in buffers of their
+     * size. */
     if (n <= PEER__DGRAM_MAX) {
         uint8_t *dg = malloc(n ? n : 1);
         CHECK(dg != NULL);
@@ -54,11 +56,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct peer__dgram d;
         const uint8_t *payload;
         size_t plen;
-        if (peer__dgram_decode(dg, n, token ? key : NULL, &d, &payload, &plen) == 0) {
+        if (peer__dgram_parse(dg, n, &d, &payload, &plen) == 0) {
             CHECK(payload >= dg && payload + plen <= dg + n);
-            uint8_t re[PEER__DGRAM_MAX];
-            size_t rn = peer__dgram_encode(re, &d, payload, plen, token ? key : NULL);
-            CHECK(rn == n && memcmp(re, dg, n) == 0);
+            if (peer__dgram_mac_ok(dg, n, key)) {
+                uint8_t re[PEER__DGRAM_MAX];
+                size_t rn = peer__dgram_encode(re, &d, payload, plen, key);
+                CHECK(rn == n && memcmp(re, dg, n) == 0);
+            }
+        }
+        if (n == PEER__DGKEY_LEN) {
+            uint8_t k[PEER__KEY_LEN], re[PEER__DGKEY_LEN];
+            if (peer__dgkey_decode(dg, k) == 0) {
+                peer__dgkey_encode(re, k);
+                CHECK(memcmp(re, dg, n) == 0);
+            }
         }
         free(dg);
     }

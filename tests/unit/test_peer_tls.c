@@ -516,6 +516,12 @@ static void send_frames(struct node *from, uint64_t to, unsigned n)
         assert_int_equal(peer_send(from->t, to, buf, sizeof buf), 0);
 }
 
+static bool keyed(void *arg)
+{
+    const struct peer_transport *t = arg;
+    return t->peers != NULL && t->peers->dg_keyed;
+}
+
 static void test_transports_over_tls(void **state)
 {
     struct uvenv *e = uvenv_new();
@@ -534,9 +540,13 @@ static void test_transports_over_tls(void **state)
     assert_int_equal(b.last_from, a.id);
     assert_int_equal(a.frames, 3);
     assert_int_equal(a.last_from, b.id);
-    /* TLS without a token: nothing to sign datagrams with, so none. */
-    assert_false(a.t->udp_open);
-    assert_false(b.t->udp_open);
+    /* The key for datagrams comes through TLS: an urgent frame arrives
+     * twice, on the connection and as a datagram. */
+    assert_true(uvenv_run_until(e, keyed, a.t, WAIT_MS));
+    uint8_t urgent[16] = {0};
+    assert_int_equal(peer_send_urgent(a.t, b.id, urgent, sizeof urgent), 0);
+    uvenv_run_until_count(e, &b.frames, 202, WAIT_MS);
+    assert_int_equal(b.frames, 202);
 
     /* The identity refusal record goes through TLS too: a dials n2's
      * address for another incarnation of n2 (right name, wrong id). */

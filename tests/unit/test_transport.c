@@ -533,7 +533,7 @@ static bool dgrams_to_peer(void *arg)
 {
     const struct node *n = arg;
     const struct peer__out *p = n->t->peers;
-    return p != NULL && p->dgram_ok && p->have_addr;
+    return p != NULL && p->dg_keyed && p->have_addr && p->state == PEER__CONNECTED;
 }
 
 static void send_urgent(struct node *from, uint64_t to, uint64_t first,
@@ -561,8 +561,10 @@ static void udp_to(uint16_t port, const uint8_t *buf, size_t len)
 }
 
 /* Urgent frames go on the connection and as datagrams: each arrives twice
- * (the first copy counts), others once. A datagram from a stranger (bad
- * CRC, or a good one from another address than the peer's) is dropped. */
+ * (the first copy counts), others once. A stranger's datagram (garbage, or
+ * one "from a" under a key of its own) is dropped; one made under a's key
+ * (by someone on the path who read it, without TLS) counts once, and the
+ * same bytes again are dropped as stale. */
 static void test_datagrams(void **state)
 {
     struct uvenv *e = *state;
@@ -595,20 +597,23 @@ static void test_datagrams(void **state)
     assert_int_equal(b.rx.dups, 200); /* not urgent: the connection only */
     assert_int_equal(b.rx.bad, 0);
 
-    /* Strangers: garbage, then a well-formed datagram "from a" sent from
-     * another port than a's. Neither gets to on_frame. */
     uint8_t junk[60] = "CRDG not really";
     udp_to(b.port, junk, sizeof junk);
-    uint8_t frame[64], dg[PEER__DGRAM_MAX];
+    uint8_t frame[64], dg[PEER__DGRAM_MAX], made_up[PEER__KEY_LEN] = {7};
     make_frame(frame, sizeof frame, 300, 1);
-    struct peer__dgram d = {.sender = 1, .target = 2, .epoch = UINT64_MAX,
-                            .seq = 1};
-    size_t n = peer__dgram_encode(dg, &d, frame, sizeof frame, NULL);
-    assert_true(n > 0);
+    struct peer__dgram d = {.sender = 1, .target = 2, .seq = 1u << 30};
+    size_t n = peer__dgram_encode(dg, &d, frame, sizeof frame, made_up);
+    assert_true(n == PEER__DGRAM_HDR + sizeof frame + PEER__MAC_LEN);
     udp_to(b.port, dg, n);
     uvenv_run_for(e, 100);
     assert_int_equal(tstats(&b).dgrams_rejected, 2);
     assert_int_equal(b.rx.count[1], 300);
+    n = peer__dgram_encode(dg, &d, frame, sizeof frame, a.t->peers->dg_key);
+    udp_to(b.port, dg, n);
+    udp_to(b.port, dg, n);
+    uvenv_run_for(e, 100);
+    assert_int_equal(b.rx.count[1], 301);
+    assert_int_equal(tstats(&b).dgrams_stale, 1);
     assert_int_equal(b.rx.bad, 0);
     node_close(&a);
     node_close(&b);
@@ -635,7 +640,8 @@ static void test_peer_without_datagrams(void **state)
     expect_frames(&b, 1, 50);
     expect_frames(&a, 2, 51);
     uvenv_run_for(e, 50);
-    assert_false(a.t->peers->dgram_ok);
+    assert_false(a.t->peers->dg_keyed); /* b gave none: it has no UDP */
+    assert_false(b.t->peers->dg_keyed); /* b did not ask for one */
     assert_int_equal(tstats(&a).dgrams_sent, 0);
     assert_int_equal(tstats(&b).dgrams_sent, 0);
     assert_int_equal(a.rx.bad + b.rx.bad, 0);
