@@ -2,6 +2,8 @@
 CRC-32C, a handshake, a frame, and a wait for the node to close the
 connection. Shared by the security tests here and by the fuzz seed script
 (tests/fuzz/peer_seeds.py); it imports nothing of the test harness."""
+import hashlib
+import hmac
 import os
 import socket
 import ssl
@@ -34,11 +36,11 @@ def frame(payload):
     return struct.pack("<II", len(payload), crc32c(payload)) + payload
 
 
-def datagram(sender, target, payload, mac=None, epoch=1 << 62, seq=1):
-    """A peer datagram (src/transport/wire.c): with the CRC-32C trailer of a
-    cluster without a token, or with mac (32 bytes) in its place."""
-    b = struct.pack("<IHHQQQQ", 0x47445243, 1, 0, sender, target, epoch, seq) + payload
-    return b + (mac if mac is not None else struct.pack("<I", crc32c(b)))
+def datagram(sender, target, payload, key, seq=1):
+    """A peer datagram (src/transport/wire.c) signed with key (32 bytes):
+    the receiver takes it only under the key it gave sender's connection."""
+    b = struct.pack("<IHHQQQ", 0x47445243, 1, 0, sender, target, seq) + payload
+    return b + hmac.new(key, b"craftd datagram v1" + b, hashlib.sha256).digest()
 
 
 def closed_soon(sock, timeout=5.0):

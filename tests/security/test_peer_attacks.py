@@ -161,14 +161,19 @@ def test_forged_frames_and_handshakes(cluster, nodes):
             app = frame(raft_msg(APP, lid, fid, top))
             assert send_raw(f.raddr, hello(2, lid, fid, cluster_id) + app)
             # the same HEARTBEAT from the leader's id as UDP datagrams to the
-            # peer port: with a CRC (as a cluster without a token sends them)
-            # and with a made-up MAC, numbered far ahead of the real ones
+            # peer port, signed with a made-up key and with the key every
+            # token holder can derive (a datagram counts only under the key
+            # the follower gave the leader's connection), numbered far
+            # ahead of the real ones
             fake_hb = raft_msg(HEARTBEAT, lid, fid, top, commit=10 ** 9)
+            token_key = hmac.new(TOKEN.encode(), b"craftd cluster token v1",
+                                 hashlib.sha256).digest()
             host, port = split_addr(f.raddr)
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                for mac in (None, os.urandom(32)):
+                for key in (os.urandom(32), token_key):
                     for seq in range(1, 21):
-                        u.sendto(datagram(lid, fid, fake_hb, mac, seq=seq), (host, port))
+                        u.sendto(datagram(lid, fid, fake_hb, key, seq=1 << 40 | seq),
+                                 (host, port))
             # forged handshakes with the leader's id and a made-up proof
             for _ in range(20):
                 proof = struct.pack("<IHH", 0x46505243, 3, 0) + os.urandom(32)
