@@ -231,6 +231,15 @@ static void link_to(struct node *from, const struct node *to)
     assert_int_equal(peer_set(from->t, to->id, 0, addr), 0);
 }
 
+/* Nodes 1 and 2 on ephemeral ports, each the other's peer. */
+static void start_pair(struct uvenv *e, struct node *a, struct node *b)
+{
+    node_start(a, e, 1, "127.0.0.1:0");
+    node_start(b, e, 2, "127.0.0.1:0");
+    link_to(a, b);
+    link_to(b, a);
+}
+
 struct want {
     const struct rx *rx;
     uint64_t from;
@@ -382,10 +391,7 @@ static void test_two_nodes_exchange(void **state)
 {
     struct uvenv *e = *state;
     struct node a, b;
-    node_start(&a, e, 1, "127.0.0.1:0");
-    node_start(&b, e, 2, "127.0.0.1:0");
-    link_to(&a, &b);
-    link_to(&b, &a);
+    start_pair(e, &a, &b);
     enum { N = 5000 };
     /* Sent in bursts across loop iterations, with varied sizes. */
     uint8_t buf[600];
@@ -548,18 +554,6 @@ static void send_urgent(struct node *from, uint64_t to, uint64_t first,
     }
 }
 
-/* A UDP socket of the test's own, to play a stranger. */
-static void udp_to(uint16_t port, const uint8_t *buf, size_t len)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(sendto(fd, buf, len, 0, (struct sockaddr *)&sa, sizeof sa),
-                     (ssize_t)len);
-    close(fd);
-}
-
 /* Urgent frames go on the connection and as datagrams: each arrives twice
  * (the first copy counts), others once. A stranger's datagram (garbage, or
  * one "from a" under a key of its own) is dropped; one made under a's key
@@ -569,10 +563,7 @@ static void test_datagrams(void **state)
 {
     struct uvenv *e = *state;
     struct node a, b;
-    node_start(&a, e, 1, "127.0.0.1:0");
-    node_start(&b, e, 2, "127.0.0.1:0");
-    link_to(&a, &b);
-    link_to(&b, &a);
+    start_pair(e, &a, &b);
     send_urgent(&b, 1, 0, 1, false); /* b's hello tells a it takes them */
     expect_frames(&a, 2, 1);
     assert_true(uvenv_run_until(e, dgrams_to_peer, &a, WAIT_MS));
@@ -598,19 +589,19 @@ static void test_datagrams(void **state)
     assert_int_equal(b.rx.bad, 0);
 
     uint8_t junk[60] = "CRDG not really";
-    udp_to(b.port, junk, sizeof junk);
+    uvenv_udp_send(b.port, junk, sizeof junk);
     uint8_t frame[64], dg[PEER__DGRAM_MAX], made_up[PEER__KEY_LEN] = {7};
     make_frame(frame, sizeof frame, 300, 1);
     struct peer__dgram d = {.sender = 1, .target = 2, .seq = 1u << 30};
     size_t n = peer__dgram_encode(dg, &d, frame, sizeof frame, made_up);
     assert_true(n == PEER__DGRAM_HDR + sizeof frame + PEER__MAC_LEN);
-    udp_to(b.port, dg, n);
+    uvenv_udp_send(b.port, dg, n);
     uvenv_run_for(e, 100);
     assert_int_equal(tstats(&b).dgrams_rejected, 2);
     assert_int_equal(b.rx.count[1], 300);
     n = peer__dgram_encode(dg, &d, frame, sizeof frame, a.t->peers->dg_key);
-    udp_to(b.port, dg, n);
-    udp_to(b.port, dg, n);
+    uvenv_udp_send(b.port, dg, n);
+    uvenv_udp_send(b.port, dg, n);
     uvenv_run_for(e, 100);
     assert_int_equal(b.rx.count[1], 301);
     assert_int_equal(tstats(&b).dgrams_stale, 1);
@@ -627,6 +618,7 @@ static void test_peer_without_datagrams(void **state)
     struct node a, b;
     node_start(&a, e, 1, "127.0.0.1:0");
     memset(&b, 0, sizeof b);
+    b.e = e;
     struct peer_opts o = node_opts(&b, "127.0.0.1:0");
     o.no_datagrams = true;
     node_start_opts(&b, e, 2, &o);

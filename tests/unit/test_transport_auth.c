@@ -306,18 +306,6 @@ static bool keyed(void *arg)
     return t->peers != NULL && t->peers->dg_keyed;
 }
 
-/* One UDP datagram to 127.0.0.1:port from a socket of the test's own. */
-static void udp_send(uint16_t port, const uint8_t *buf, size_t len)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(sendto(fd, buf, len, 0, (struct sockaddr *)&sa, sizeof sa),
-                     (ssize_t)len);
-    close(fd);
-}
-
 /* A blocking client socket connected to port (the kernel completes the
  * connect before the server accepts it). */
 static int raw_connect(uint16_t port)
@@ -393,7 +381,7 @@ static void test_token_peers_exchange(void **state)
     struct peer__dgram d = {.sender = 1, .target = 2, .seq = 1u << 30};
     assert_int_equal(peer__derive_key(made_up, "sesame", 6), 0);
     size_t n = peer__dgram_encode(dg, &d, frame, sizeof frame, made_up);
-    udp_send(b.port, dg, n);
+    uvenv_udp_send(b.port, dg, n);
     uvenv_run_for(e, 100);
     assert_int_equal(b.got[1], before + 2);
     struct peer_transport_stats ts;

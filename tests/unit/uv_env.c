@@ -9,6 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "unit/uv_env.h"
 
@@ -128,4 +132,15 @@ unsigned uvenv_count(const struct uvenv *e, const char *what)
     for (const char *p = e->lb.text; (p = strstr(p, what)) != NULL; p++)
         n++;
     return n;
+}
+
+void uvenv_udp_send(uint16_t port, const void *buf, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(sendto(fd, buf, len, 0, (struct sockaddr *)&sa, sizeof sa),
+                     (ssize_t)len);
+    close(fd);
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -49,5 +50,9 @@ bool uvenv_is_true(void *arg);
 
 /* How many times what stands in the captured log. */
 unsigned uvenv_count(const struct uvenv *e, const char *what);
+
+/* One UDP datagram to 127.0.0.1:port from a socket of the test's own (a
+ * stranger to the transport under test); asserts that it went out. */
+void uvenv_udp_send(uint16_t port, const void *buf, size_t len);
 
 #endif
