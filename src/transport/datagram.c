@@ -154,8 +154,7 @@ int peer__dgram_give_key(struct peer__in *c)
 int peer__dgram_send(struct peer_transport *t, struct peer__out *p,
                      const uint8_t *buf, size_t len)
 {
-    if (!t->udp_open || !p->dg_keyed || !p->have_addr ||
-        p->state != PEER__CONNECTED)
+    if (!t->udp_open || !p->dg_keyed || p->state != PEER__CONNECTED)
         return CRAFT_ENOTFOUND;
     uint8_t out[PEER__DGRAM_MAX];
     struct peer__dgram d = {.sender = t->self_id, .target = p->id,

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "common/alloc.h"
 #include "common/endian.h"
 #include "common/error.h"
@@ -60,6 +62,7 @@ static void on_in_closed(uv_handle_t *h)
     t->st.conns_open--;
     peer__buf_free(&c->rbuf);
     peer__tlsc_free(c->tls);
+    OPENSSL_cleanse(c->dg_key, sizeof c->dg_key);
     craft_free(c);
     peer__unref(t);
 }

@@ -224,8 +224,8 @@ struct peer__out {
                                  dg_key: datagrams to it may go */
     uint8_t dg_key[PEER__KEY_LEN];
     uint64_t dg_seq;          /* datagrams sent under dg_key */
-    bool have_addr;           /* addr: where the last connect went */
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addr; /* where the last connect went (set
+                                     before it; datagrams go there too) */
 };
 
 /* What logs call peer id: its name, else its id in hex; in buf. */
@@ -346,8 +346,6 @@ void peer__want_flush(struct peer_transport *t);
 const struct sockaddr *peer__pick_addr(const struct addrinfo *ai, int family);
 /* Drop one reference; finishes peer_transport_close at zero. */
 void peer__unref(struct peer_transport *t);
-/* The peer of that id, or NULL. */
-struct peer__out *peer__find(const struct peer_transport *t, uint64_t id);
 
 /* Bind the UDP socket at sa (the listener's address and port); a failure
  * is logged and leaves datagrams off. */
@@ -358,7 +356,7 @@ void peer__dgram_close(struct peer_transport *t);
  * 0, or an error (c is closed). */
 int peer__dgram_give_key(struct peer__in *c);
 /* Send buf to p as one datagram, if p's acceptor gave us a key: 0,
- * CRAFT_ENOTFOUND (no key, or no address yet), CRAFT_ETOOBIG, or a libuv
+ * CRAFT_ENOTFOUND (no key), CRAFT_ETOOBIG, or a libuv
  * error (the socket's buffer is full: dropped, as the network may). */
 int peer__dgram_send(struct peer_transport *t, struct peer__out *p,
                      const uint8_t *buf, size_t len);

@@ -17,6 +17,8 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <openssl/crypto.h>
+
 #include "common/alloc.h"
 #include "common/endian.h"
 #include "common/error.h"
@@ -62,6 +64,7 @@ static void maybe_free(struct peer__out *p)
     struct peer_transport *t = p->t;
     peer__buf_free(&p->pend);
     peer__buf_free(&p->flight);
+    OPENSSL_cleanse(p->dg_key, sizeof p->dg_key);
     craft_free(p);
     peer__unref(t);
 }
@@ -334,9 +337,6 @@ static void got_challenge(struct peer__out *p)
     peer__out_flush(p);
 }
 
-/* Peers write on our connection only to challenge it (with a token) or to
- * refuse it: any read result but data is the connection's end (EOF or an
- * error). */
 /* What an acceptor writes after the handshake, record by record: the key
  * for our datagrams along this connection (datagram.c), or a refusal;
  * anything else is taken 40 bytes at a time and ignored. */
@@ -352,13 +352,16 @@ static void after_handshake(struct peer__out *p)
             p->dg_keyed = true;
             p->dg_seq = 0;
         } else if (!key && !p->refused) {
-            got_refusal(p); /* stray bytes: ignored, as ever */
+            got_refusal(p); /* (it ignores what is not a refusal) */
         }
         memmove(p->sink, p->sink + need, p->sink_len - need);
         p->sink_len -= need;
     }
 }
 
+/* Peers write on our connection only to challenge it (with a token), then
+ * to give us a key for datagrams or to refuse it: any read result but data
+ * is the connection's end (EOF or an error). */
 static void on_sink_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct peer__out *p = s->data;
@@ -569,8 +572,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
     memcpy(&ss, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                               : sizeof(struct sockaddr_in));
     uv_freeaddrinfo(res);
-    p->addr = ss; /* where datagrams to it go, and come from (datagram.c) */
-    p->have_addr = true;
+    p->addr = ss; /* where datagrams to it go (datagram.c) */
     out_connect(p, (const struct sockaddr *)&ss);
 }
 

@@ -260,7 +260,8 @@ bool peer_transport_loopback(const struct peer_transport *t)
     return false;
 }
 
-struct peer__out *peer__find(const struct peer_transport *t, uint64_t id)
+static struct peer__out *find_peer(const struct peer_transport *t,
+                                   uint64_t id)
 {
     for (struct peer__out *p = t->peers; p != NULL; p = p->next)
         if (p->id == id)
@@ -281,7 +282,7 @@ int peer_set(struct peer_transport *t, uint64_t id, uint64_t tag,
         return err == CRAFT_ETOOBIG ? CRAFT_EINVAL : err;
     if (port == 0)
         return CRAFT_EINVAL;
-    struct peer__out *p = peer__find(t, id);
+    struct peer__out *p = find_peer(t, id);
     if (p != NULL) {
         p->tag = tag; /* used from the next handshake on */
         if (p->port != port || strcmp(p->host, host) != 0)
@@ -299,7 +300,7 @@ int peer_set(struct peer_transport *t, uint64_t id, uint64_t tag,
 
 int peer_set_name(struct peer_transport *t, uint64_t id, const char *name)
 {
-    struct peer__out *p = peer__find(t, id);
+    struct peer__out *p = find_peer(t, id);
     if (p == NULL)
         return CRAFT_ENOTFOUND;
     snprintf(p->name, sizeof p->name, "%s", name ? name : "");
@@ -309,7 +310,7 @@ int peer_set_name(struct peer_transport *t, uint64_t id, const char *name)
 const char *peer__name(const struct peer_transport *t, uint64_t id, char *buf,
                        size_t cap)
 {
-    const struct peer__out *p = peer__find(t, id);
+    const struct peer__out *p = find_peer(t, id);
     if (p != NULL && p->name[0])
         snprintf(buf, cap, "%s", p->name);
     else
@@ -341,7 +342,7 @@ int peer_send(struct peer_transport *t, uint64_t id, const uint8_t *buf,
 {
     if (t->closing)
         return CRAFT_ESHUTDOWN;
-    struct peer__out *p = peer__find(t, id);
+    struct peer__out *p = find_peer(t, id);
     if (p == NULL)
         return CRAFT_ENOTFOUND;
     return peer__out_send(p, buf, len);
@@ -351,7 +352,7 @@ int peer_send_urgent(struct peer_transport *t, uint64_t id, const uint8_t *buf,
                      size_t len)
 {
     int err = peer_send(t, id, buf, len);
-    struct peer__out *p = t->closing ? NULL : peer__find(t, id);
+    struct peer__out *p = t->closing ? NULL : find_peer(t, id);
     if (p != NULL)
         (void)peer__dgram_send(t, p, buf, len); /* lost like any datagram */
     return err;
@@ -367,7 +368,7 @@ static void fill_stats(const struct peer__out *p, struct peer_stats *out)
 int peer_get_stats(const struct peer_transport *t, uint64_t id,
                    struct peer_stats *out)
 {
-    const struct peer__out *p = peer__find(t, id);
+    const struct peer__out *p = find_peer(t, id);
     if (p == NULL)
         return CRAFT_ENOTFOUND;
     fill_stats(p, out);

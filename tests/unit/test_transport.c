@@ -539,7 +539,7 @@ static bool dgrams_to_peer(void *arg)
 {
     const struct node *n = arg;
     const struct peer__out *p = n->t->peers;
-    return p != NULL && p->dg_keyed && p->have_addr && p->state == PEER__CONNECTED;
+    return p != NULL && p->dg_keyed && p->state == PEER__CONNECTED;
 }
 
 static void send_urgent(struct node *from, uint64_t to, uint64_t first,
@@ -605,6 +605,31 @@ static void test_datagrams(void **state)
     uvenv_run_for(e, 100);
     assert_int_equal(b.rx.count[1], 301);
     assert_int_equal(tstats(&b).dgrams_stale, 1);
+    assert_int_equal(b.rx.bad, 0);
+
+    /* A new connection has a new key: once b has closed a's connection
+     * and a has come back, a datagram under the old key is rejected, and
+     * a's urgent frames come twice again under the new one. */
+    uint8_t old_key[PEER__KEY_LEN];
+    memcpy(old_key, a.t->peers->dg_key, sizeof old_key);
+    peer__in_close(b.t->ins);
+    send_urgent(&a, 2, 302, 1, false); /* queued until a has reconnected */
+    expect_frames(&b, 1, 302);
+    assert_true(uvenv_run_until(e, dgrams_to_peer, &a, WAIT_MS));
+    assert_int_not_equal(memcmp(old_key, a.t->peers->dg_key, sizeof old_key), 0);
+    uint64_t rejected = tstats(&b).dgrams_rejected;
+    make_frame(frame, sizeof frame, 303, 1);
+    d.seq = 1u << 31;
+    n = peer__dgram_encode(dg, &d, frame, sizeof frame, old_key);
+    uvenv_udp_send(b.port, dg, n);
+    uvenv_run_for(e, 100);
+    assert_int_equal(tstats(&b).dgrams_rejected, rejected + 1);
+    assert_int_equal(b.rx.count[1], 302);
+    uint64_t dups = b.rx.dups;
+    send_urgent(&a, 2, 310, 5, true);
+    expect_frames(&b, 1, 307);
+    uvenv_run_for(e, 50);
+    assert_int_equal(b.rx.dups, dups + 5);
     assert_int_equal(b.rx.bad, 0);
     node_close(&a);
     node_close(&b);
