@@ -3,8 +3,8 @@
  * struct node__metrics and are moved by small hooks (HTTP answers, peer
  * frames, leader changes, proposal outcomes, disk jobs' fsync times,
  * snapshots, the loop's busy iterations); everything else (Raft indexes, keys, bytes sent to peers,
- * process_*) is read when scraped. The scrape reads /proc: a few small
- * files, on the loop, only when asked. */
+ * the transport's datagram counters, process_*) is read when scraped. The
+ * scrape reads /proc: a few small files, on the loop, only when asked. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -35,6 +35,12 @@ static const char *const FINAL_NAMES[NODE__PROP_FINALS] = {"committed", "lost", 
 
 #define RX_SLOTS 64 /* peers whose received bytes are counted */
 
+/* The transport's datagram counters (struct peer_transport_stats). */
+enum { DG_SENT, DG_UNSENT, DG_RECEIVED, DG_STALE, DG_REJECTED, DG_RESULTS };
+static const char *const DGRAM_NAMES[DG_RESULTS] = {
+    "sent", "unsent", "received", "stale", "rejected",
+};
+
 struct node__metrics {
     struct metrics_codes http[HTTP_ROUTE_COUNT][HTTP_METHOD_COUNT];
     struct metrics_hist http_time[HTTP_ROUTE_COUNT];
@@ -58,7 +64,7 @@ struct node__metrics {
 
 enum {
     F_HTTP_REQS, F_HTTP_TIME, F_TERM, F_COMMIT, F_APPLIED, F_LAST, F_IS_LEADER,
-    F_LEADER_CHANGES, F_PROPS, F_PROP_FINALS, F_FSYNC, F_SNAPSHOT, F_LOOP_BUSY, F_LOOP_LONGEST, F_PEER_SENT, F_PEER_RECV, F_KEYS,
+    F_LEADER_CHANGES, F_PROPS, F_PROP_FINALS, F_FSYNC, F_SNAPSHOT, F_LOOP_BUSY, F_LOOP_LONGEST, F_PEER_SENT, F_PEER_RECV, F_PEER_DGRAMS, F_KEYS,
     F_LEASES, F_WATCHERS, F_COUNT
 };
 static const struct metrics_family FAMILIES[F_COUNT] = {
@@ -101,6 +107,12 @@ static const struct metrics_family FAMILIES[F_COUNT] = {
                      "Payload bytes written to each peer, by its member id."},
     [F_PEER_RECV] = {"craftd_peer_received_bytes_total", METRICS_COUNTER,
                      "Payload bytes received from each peer, by its member id."},
+    [F_PEER_DGRAMS] = {"craftd_peer_datagrams_total", METRICS_COUNTER,
+                       "Peer datagrams (the UDP copies of heartbeats and votes), by result: "
+                       "sent (handed to the kernel), unsent (the socket refused them), "
+                       "received (checked and handed to Raft), stale (a sequence number "
+                       "already taken: dropped) or rejected (malformed, not for this "
+                       "node, from a sender given no key, or a bad MAC: dropped)."},
     [F_KEYS] = {"craftd_keys", METRICS_GAUGE, "Keys in the key-value map."},
     [F_LEASES] = {"craftd_leases", METRICS_GAUGE, "Leases in the key-value map."},
     [F_WATCHERS] = {"craftd_watchers", METRICS_GAUGE, "Open GET /watch streams."},
@@ -442,6 +454,19 @@ static void put_peers(struct metrics_buf *b, struct node *n)
     for (size_t i = 0; i < nrows; i++) {
         struct metrics_label l = {"peer", rows[i].name};
         metrics_put_u64(b, &FAMILIES[F_PEER_RECV], &l, 1, rows[i].recv);
+    }
+    struct peer_transport_stats ts = {0};
+    if (n->peers)
+        peer_transport_get_stats(n->peers, &ts);
+    const uint64_t dg[DG_RESULTS] = {
+        [DG_SENT] = ts.dgrams_sent, [DG_UNSENT] = ts.dgrams_unsent,
+        [DG_RECEIVED] = ts.dgrams_received, [DG_STALE] = ts.dgrams_stale,
+        [DG_REJECTED] = ts.dgrams_rejected,
+    };
+    metrics_put_family(b, &FAMILIES[F_PEER_DGRAMS]);
+    for (int i = 0; i < DG_RESULTS; i++) {
+        struct metrics_label l = {"result", DGRAM_NAMES[i]};
+        metrics_put_u64(b, &FAMILIES[F_PEER_DGRAMS], &l, 1, dg[i]);
     }
 }
 

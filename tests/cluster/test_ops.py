@@ -202,6 +202,7 @@ FAMILIES = {
     "craftd_loop_longest_busy_seconds": "gauge",
     "craftd_peer_sent_bytes_total": "counter",
     "craftd_peer_received_bytes_total": "counter",
+    "craftd_peer_datagrams_total": "counter",
     "craftd_keys": "gauge",
     "craftd_leases": "gauge",
     "craftd_watchers": "gauge",
@@ -305,6 +306,17 @@ def test_health_and_metrics(cluster):
         assert value(after, "craftd_peer_received_bytes_total", peer=n.id) > 0
     peers = {lb["peer"] for _, lb, _ in after["craftd_peer_sent_bytes_total"]["samples"]}
     assert peers == {n.id for n in nodes if n is not leader}, peers
+    # Datagrams: all five results, on the leader and on a follower; the
+    # heartbeats go by datagram too: the leader's are sent, and taken by a
+    # follower.
+    for fams in (after, fafter):
+        results = {lb["result"] for _, lb, _ in fams["craftd_peer_datagrams_total"]["samples"]}
+        assert results == {"sent", "unsent", "received", "stale", "rejected"}, results
+    wait_until("leader's datagrams sent", lambda: value(
+        scrape(leader.haddr)[0], "craftd_peer_datagrams_total", result="sent") > 0, 5)
+    wait_until("datagrams received by a follower", lambda: any(value(
+        scrape(n.haddr)[0], "craftd_peer_datagrams_total", result="received") > 0
+        for n in nodes if n is not leader), 5)
 
     promtool = shutil.which("promtool")
     if promtool is None:
