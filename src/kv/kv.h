@@ -44,7 +44,8 @@ struct kv;
 struct kv *kv_new(uint64_t hash_seed);
 void kv_free(struct kv *kv); /* NULL is fine */
 /* Free the spare nodes kept for the next batch (up to about 7 MiB after a
- * batch of 1,000 puts or more; kv_tree.c): when writes pause. */
+ * batch of 1,000 puts or more; kv_tree.c), and give the kernel back the
+ * leaves' free pages (kv_pages.c): when writes pause. */
 void kv_release_spare(struct kv *kv);
 
 size_t kv_count(const struct kv *kv);    /* number of keys */
@@ -421,6 +422,12 @@ int kv_snapshot_write_fd(const struct kv *kv, int fd, uint64_t applied_index);
  * (craft_free). 0 or CRAFT_ENOMEM. */
 int kv_snapshot_write_mem(const struct kv *kv, uint64_t applied_index,
                           uint8_t **buf, size_t *len);
+/* kv_snapshot_write_fd for a fork()ed child that exits after it: the
+ * child's copy of the map gives its pages back to the kernel as they are
+ * written (and at once those it never reads: the point index, free
+ * pages), so that the parent's writes meanwhile copy fewer pages. The map
+ * is unusable afterwards; only _exit may follow. */
+int kv_snapshot_write_child(struct kv *kv, int fd, uint64_t applied_index);
 
 /* Read one snapshot into a NEW struct kv (hash_seed as in kv_new); its
  * kv_index() is the applied index. A version-1 snapshot has no revisions:

@@ -1,10 +1,10 @@
 /* Internals of src/kv shared across its files (kv__ prefix); not for other
  * modules. The map is a B+tree ordered byte-wise by key (kv_tree.c):
  *
- * - A leaf is one KV__PAGE-byte block, a slotted page: a header, then an
- *   array of slots (record offset, key hint) in key order growing up, and
- *   the records
- *   themselves packed at the end growing down. Leaves are doubly linked in
+ * - A leaf is one aligned KV__PAGE-byte page (kv_pages.c), a slotted
+ *   page: a header, then an array of slots (record offset, key hint) in
+ *   key order growing up, and the records themselves packed at the end
+ *   growing down. Leaves are doubly linked in
  *   key order. A record holds its key, value and revisions INLINE:
  *     u8 flags | inline: uvar klen, key | uvar create, uvar mod,
  *     uvar version, [uvar lease] | inline: uvar vlen, value
@@ -166,6 +166,23 @@ static inline void kv__hslot_move(uint64_t *hs, size_t i, uint32_t id,
     hs[i] = kv__hslot(kv__hslot_h(hs[i]), id, off);
 }
 
+/* The leaves' pages (kv_pages.c): chunks of KV__CHUNK_PAGES aligned pages
+ * in an array sorted by address, each with a bitmap of its free pages. */
+#define KV__CHUNK_PAGES 64
+struct kv__chunk {
+    uintptr_t base;  /* the first page, aligned */
+    void *raw;       /* what craft_malloc gave */
+    uint64_t free;   /* bit i: page i is free */
+    uint64_t dirty;  /* free pages written since they were last dropped */
+};
+struct kv__pages {
+    struct kv__chunk *chunks; /* [cap], n used, by base */
+    size_t n, cap;
+    size_t hint;    /* chunks before it are full */
+    size_t n_empty; /* chunks with every page free (at most one kept) */
+    size_t used;    /* pages handed out */
+};
+
 struct kv {
     uint64_t k0, k1;            /* hash key (SipHash-1-3) */
     uint64_t *hs;               /* [hcap], count <= hcap * 3 / 4 */
@@ -201,6 +218,7 @@ struct kv {
     void *obs_ud;
     struct kv__lease **leases;  /* [n_leases] sorted by id (kv_lease.c) */
     size_t n_leases, leases_cap;
+    struct kv__pages pages;     /* the leaves' memory (kv_pages.c) */
 };
 
 /* A leaf slot, one u32: the record's offset in its low 12 bits (the data
@@ -289,6 +307,26 @@ void kv__seek_leaf(struct kv__path *p, const void *key, size_t klen);
  * returned; p->leaf is set once stop is the leaf's level. */
 void *kv__descend_part(const struct kv *kv, const void *key, size_t klen,
                        struct kv__path *p, void *n, unsigned d, unsigned stop);
+/* A page for a leaf, aligned, or NULL (out of memory); give it back with
+ * kv__page_free (NULL: nothing). kv__pages_free frees every chunk, pages
+ * still handed out included. */
+void *kv__page_alloc(struct kv *kv);
+void kv__page_free(struct kv *kv, void *page);
+void kv__pages_free(struct kv *kv);
+/* Give the kernel back the free pages that hold memory (kv_release_spare). */
+void kv__pages_release(struct kv *kv);
+/* For a forked snapshot writer only (kv_snapshot_write_child): pages it
+ * will not read again leave its memory, so that the parent's later writes
+ * to them copy nothing. kv__pages_drop gathers adjacent pages into one
+ * madvise; kv__pages_drop_end drops what is gathered. */
+struct kv__drop {
+    uintptr_t start, end;
+};
+void kv__pages_drop(struct kv__drop *d, const void *page);
+void kv__pages_drop_end(struct kv__drop *d);
+/* Drop what the writer never reads: free pages, the pool's leaves and the
+ * point index (the map cannot be used for anything but its leaves then). */
+void kv__pages_drop_unread(struct kv *kv);
 /* Room for n_puts inserts (of keys up to max_klen bytes, rec_bytes the sum
  * of their kv__rec_bound) without allocating: 0 or CRAFT_ENOMEM (the map is
  * unchanged either way). */

@@ -145,9 +145,12 @@ static const struct kv__leaf *first_leaf(const struct kv *kv)
     return n;
 }
 
-static int put_entries(struct out *o, const struct kv *kv)
+/* The key records, leaf by leaf; with drop, each leaf's page leaves this
+ * process once its records are in the buffer (the child writer). */
+static int put_entries(struct out *o, const struct kv *kv, struct kv__drop *drop)
 {
-    for (const struct kv__leaf *l = first_leaf(kv); l; l = l->next) {
+    for (const struct kv__leaf *l = first_leaf(kv), *next; l; l = next) {
+        next = l->next;
         for (uint32_t i = 0; i < l->n; i++) {
             struct kv__rec r;
             kv__rec_decode(l, i, &r);
@@ -164,7 +167,11 @@ static int put_entries(struct out *o, const struct kv *kv)
             if (err)
                 return err;
         }
+        if (drop)
+            kv__pages_drop(drop, l);
     }
+    if (drop)
+        kv__pages_drop_end(drop);
     return 0;
 }
 
@@ -180,8 +187,8 @@ uint64_t kv_snapshot_size(const struct kv *kv)
     return n + KV__SNAP_REC * (uint64_t)kv->count + (uint64_t)kv->bytes;
 }
 
-int kv_snapshot_write(const struct kv *kv, uint64_t applied_index,
-                      kv_write_fn write_fn, void *ud)
+static int write_all(const struct kv *kv, uint64_t applied_index,
+                     kv_write_fn write_fn, void *ud, struct kv__drop *drop)
 {
     struct out o;
     o.fn = write_fn;
@@ -191,13 +198,19 @@ int kv_snapshot_write(const struct kv *kv, uint64_t applied_index,
     int err = put_header(&o, kv, applied_index);
     err = err ? err : put_members(&o, kv);
     err = err ? err : put_leases(&o, kv);
-    err = err ? err : put_entries(&o, kv);
+    err = err ? err : put_entries(&o, kv, drop);
     err = err ? err : flush(&o);
     if (err)
         return err;
     uint8_t t[KV__SNAP_TRAILER];
     craft_put32(t, o.crc);
     return write_fn(ud, t, sizeof t);
+}
+
+int kv_snapshot_write(const struct kv *kv, uint64_t applied_index,
+                      kv_write_fn write_fn, void *ud)
+{
+    return write_all(kv, applied_index, write_fn, ud, NULL);
 }
 
 /* ---- sinks --------------------------------------------------------------- */
@@ -222,6 +235,18 @@ static int fd_write(void *ud, const void *buf, size_t len)
 int kv_snapshot_write_fd(const struct kv *kv, int fd, uint64_t applied_index)
 {
     return kv_snapshot_write(kv, applied_index, fd_write, &fd);
+}
+
+/* The forked writer gives back what it will not read, then each leaf once
+ * written: a page this process no longer maps is the parent's alone, and
+ * the parent's next write to it copies nothing (Redis's child likewise
+ * gives back large values once written). What is left to copy: the
+ * leaves the writer has not reached yet, and the parent's other memory. */
+int kv_snapshot_write_child(struct kv *kv, int fd, uint64_t applied_index)
+{
+    struct kv__drop drop = {0, 0};
+    kv__pages_drop_unread(kv);
+    return write_all(kv, applied_index, fd_write, &fd, &drop);
 }
 
 struct mem_sink {

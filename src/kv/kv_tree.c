@@ -404,7 +404,7 @@ int kv__reserve(struct kv *kv, size_t n_puts, size_t max_klen,
     kv->split_each = false; /* until the pool has all it needs */
     n_puts = splits; /* leaves and separators: one per split */
     while (kv->n_free_leaves < n_puts) {
-        struct kv__leaf *l = craft_malloc(KV__PAGE);
+        struct kv__leaf *l = kv__page_alloc(kv);
         if (l == NULL)
             return CRAFT_ENOMEM;
         l->next = kv->free_leaves;
@@ -463,7 +463,7 @@ static void pool_trim(struct kv *kv, size_t leaves, size_t inodes, size_t seps)
         struct kv__leaf *l = kv->free_leaves;
         kv->free_leaves = l->next;
         kv->n_free_leaves--;
-        craft_free(l);
+        kv__page_free(kv, l);
     }
     while (kv->n_free_inodes > inodes) {
         struct kv__inode *in = kv->free_inodes;
@@ -486,6 +486,7 @@ void kv__trim(struct kv *kv)
 void kv_release_spare(struct kv *kv)
 {
     pool_trim(kv, 1, max_inodes(kv, 1), 1);
+    kv__pages_release(kv); /* the pages that trim gave back */
 }
 
 static struct kv__leaf *take_leaf(struct kv *kv)
@@ -535,9 +536,11 @@ static void sep_free(struct kv__sep *s)
 
 int kv__tree_init(struct kv *kv)
 {
-    kv->root = craft_malloc(KV__PAGE);
-    if (kv->root == NULL)
+    kv->root = kv__page_alloc(kv);
+    if (kv->root == NULL) {
+        kv__pages_free(kv);
         return CRAFT_ENOMEM;
+    }
     leaf_reset(kv->root);
     kv__leaf_id_new(kv, kv->root);
     kv->height = 0;
@@ -546,6 +549,8 @@ int kv__tree_init(struct kv *kv)
     return 0;
 }
 
+/* Free what n holds below it; its leaves' pages go with their chunks
+ * (kv__pages_free). */
 static void free_node(void *n, unsigned height)
 {
     if (height == 0) {
@@ -555,7 +560,6 @@ static void free_node(void *n, unsigned height)
             kv__rec_decode(l, i, &r);
             craft_free(r.blob);
         }
-        craft_free(l);
         return;
     }
     struct kv__inode *in = n;
@@ -572,11 +576,7 @@ void kv__tree_free(struct kv *kv)
     if (kv->root)
         free_node(kv->root, kv->height);
     kv->root = NULL;
-    while (kv->free_leaves) {
-        struct kv__leaf *l = kv->free_leaves;
-        kv->free_leaves = l->next;
-        craft_free(l);
-    }
+    kv->free_leaves = NULL; /* pages: kv__pages_free below */
     while (kv->free_inodes) {
         struct kv__inode *in = kv->free_inodes;
         kv->free_inodes = in->child[0];
@@ -586,6 +586,7 @@ void kv__tree_free(struct kv *kv)
     craft_free(kv->free_seps);
     kv->free_seps = NULL;
     kv->n_free_leaves = kv->n_free_inodes = kv->seps_cap = 0;
+    kv__pages_free(kv);
 }
 
 /* ---- records and leaves ------------------------------------------------------ */
@@ -1366,7 +1367,7 @@ static bool maybe_merge(struct kv *kv, struct kv__path *p)
     if (r->next)
         r->next->prev = l;
     kv__leaf_id_free(kv, r->id);
-    craft_free(r);
+    kv__page_free(kv, r);
     kv->n_leaves--;
     p->idx[p->depth - 1] = i + 1;
     inode_remove(kv, p, p->depth - 1); /* r and the separator before it */
@@ -1400,7 +1401,7 @@ bool kv__remove(struct kv *kv, struct kv__path *p)
     if (l->next)
         l->next->prev = l->prev;
     kv__leaf_id_free(kv, l->id);
-    craft_free(l);
+    kv__page_free(kv, l);
     kv->n_leaves--;
     p->leaf = NULL;
     inode_remove(kv, p, p->depth - 1);

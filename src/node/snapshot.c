@@ -106,7 +106,7 @@ pid_t node__fork_writer(struct node *n, int fd, uint64_t index, bool sync)
     if (fd > 3)
         (void)close_range(3, (unsigned)fd - 1, 0);
     (void)close_range((unsigned)fd + 1, ~0u, 0);
-    int err = kv_snapshot_write_fd(n->kv, fd, index);
+    int err = kv_snapshot_write_child(n->kv, fd, index);
     /* A snapshot flushes its data here, off the loop and outside the
      * disk-job queue: the commit's own fdatasync then has little left to
      * do, and log writes queued behind it are not held up. */

@@ -544,7 +544,8 @@ static void test_apply_nomem(void **state)
     }
     assert_int_equal(kv_cmd_del(&c, "key-000000000000", 16), 0);
     int fails = apply_failing_each_allocation(kv, kv_index(kv) + 1, c.data, c.len);
-    assert_true(fails >= 3); /* blocks array, leaves, index */
+    assert_true(fails >= 2); /* blocks array, index (leaves come from a
+                              * chunk already there: test_pages) */
     assert_int_equal(kv_count(kv), 11 + 12 - 1);
 
     /* kv_put and the builder fail cleanly too (a small put takes its room
@@ -762,6 +763,131 @@ static void test_snapshot_pipe_fork(void **state)
     assert_int_equal(applied, 4242);
     assert_same(kv, back);
     kv_free(back);
+    kv_free(kv);
+}
+
+/* Resident KiB of a process, from /proc/<pid>/smaps_rollup (-1 if none). */
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Rss: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* The node's writer: a child that gives each leaf's page back once written
+ * (kv_snapshot_write_child) still writes the whole map, leaves the
+ * parent's map as it was, and no longer holds the leaves once done: its
+ * resident set fell by at least most of them while it wrote. */
+static void test_snapshot_child_gives_pages_back(void **state)
+{
+    (void)state;
+    struct kv *kv = sample_state(100000);
+    long leaf_kib = (long)kv->pages.used * (KV__PAGE / 1024);
+    int p[2], rss[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(pipe(rss), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        close(rss[0]);
+        long kib[2];
+        kib[0] = rss_kib(getpid());
+        int err = kv_snapshot_write_child(kv, p[1], 77);
+        kib[1] = rss_kib(getpid());
+        close(p[1]);
+        err |= write(rss[1], kib, sizeof kib) != (ssize_t)sizeof kib;
+        _exit(err == 0 ? 0 : 1);
+    }
+    close(p[1]);
+    close(rss[1]);
+    struct kv *back;
+    uint64_t applied;
+    assert_int_equal(kv_restore_fd(p[0], 0, &back, &applied), 0);
+    close(p[0]);
+    long kib[2];
+    assert_int_equal(read(rss[0], kib, sizeof kib), sizeof kib);
+    close(rss[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(applied, 77);
+    assert_same(kv, back);
+    if (!slow_env() && kib[0] > 0 && kib[1] > 0) {
+        printf("kv: writer child resident %ld -> %ld KiB, leaves %ld KiB\n",
+               kib[0], kib[1], leaf_kib);
+        assert_true(kib[0] - kib[1] >= leaf_kib * 3 / 4);
+    }
+    kv_free(back);
+    kv_free(kv);
+}
+
+/* The leaves' page allocator: aligned pages, reused lowest first, chunks
+ * given back once empty but one, a failed chunk allocation leaving
+ * everything as it was. */
+static void test_pages(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED); /* its root leaf holds one page */
+    assert_int_equal(kv->pages.used, 1);
+    enum { N = 4 * KV__CHUNK_PAGES - 1 }; /* 4 chunks, full */
+    void *pg[N];
+    for (int i = 0; i < N; i++) {
+        pg[i] = kv__page_alloc(kv);
+        assert_non_null(pg[i]);
+        assert_int_equal((uintptr_t)pg[i] % KV__PAGE, 0);
+        memset(pg[i], 0xa5, KV__PAGE); /* the whole page is ours */
+        for (int j = 0; j < i; j++)
+            assert_true(pg[j] != pg[i]);
+    }
+    assert_int_equal(kv->pages.used, N + 1);
+    assert_int_equal(kv->pages.n, 4);
+    for (size_t i = 1; i < kv->pages.n; i++)
+        assert_true(kv->pages.chunks[i - 1].base < kv->pages.chunks[i].base);
+
+    /* a freed page is the next one handed out */
+    void *again = pg[N / 2];
+    kv__page_free(kv, again);
+    pg[N / 2] = kv__page_alloc(kv);
+    assert_ptr_equal(pg[N / 2], again);
+
+    /* every chunk full: the next page needs a chunk, and that fails */
+    long live = count_alloc_live;
+    count_alloc_countdown = 1;
+    assert_null(kv__page_alloc(kv));
+    count_alloc_countdown = 0;
+    assert_int_equal(count_alloc_live, live);
+    assert_int_equal(kv->pages.used, N + 1);
+
+    /* freed pages leave memory on kv__pages_release (they read as zeros),
+     * and come back usable */
+    kv__page_free(kv, pg[5]);
+    kv__page_free(kv, pg[6]);
+    kv__pages_release(kv);
+    for (int i = 5; i <= 6; i++)
+        for (size_t b = 0; b < KV__PAGE; b += 512)
+            assert_int_equal(((const uint8_t *)pg[i])[b], 0);
+    assert_ptr_equal(kv__page_alloc(kv), pg[5]);
+    assert_ptr_equal(kv__page_alloc(kv), pg[6]);
+    memset(pg[5], 1, KV__PAGE);
+
+    /* free all but the root: the empty chunks go, but one */
+    for (int i = N - 1; i >= 0; i -= 2)
+        kv__page_free(kv, pg[i]);
+    for (int i = N - 2; i >= 0; i -= 2)
+        kv__page_free(kv, pg[i]);
+    assert_int_equal(kv->pages.used, 1);
+    assert_int_equal(kv->pages.n_empty, 1);
+    assert_true(kv->pages.n <= 2);
+    kv__page_free(kv, NULL);
     kv_free(kv);
 }
 
@@ -2880,6 +3006,8 @@ int main(void)
         T(test_snapshot_mem),
         T(test_snapshot_file),
         T(test_snapshot_pipe_fork),
+        T(test_snapshot_child_gives_pages_back),
+        T(test_pages),
         T(test_snapshot_corruption),
         T(test_snapshot_structure),
         T(test_snapshot_errors),
