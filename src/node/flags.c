@@ -88,7 +88,7 @@ static const struct flag_def DEFS[] = {
     {"snapshot-log-bytes", K_UINT, FIELD(snapshot_log_bytes), 0, UINT64_MAX, "N",
      "a log taking this much memory since the last snapshot (its entries' bytes and 48 "
      "more for each) is snapshotted, whatever its entry count "
-     "(default 0: the larger of 4 MiB and a quarter of the last snapshot, or of 1 MiB and "
+     "(default 0: the larger of 4 MiB and an eighth of the last snapshot, or of 1 MiB and "
      "a sixteenth once writes pause for a second)"},
     {"snapshot-threshold", K_UINT, FIELD(snapshot_threshold), 1, UINT64_MAX, "N",
      "log entries between snapshots (default 8192)"},
