@@ -493,6 +493,36 @@ def splice(dest, fragment_path):
         f.write("\n".join(lines) + "\n")
 
 
+def stability_section(L, S, problems, out):
+    """The 60 s full-load run of bench/stability.sh (its key=value lines)."""
+    path = os.path.join(out, "stability.txt")
+    if not os.path.exists(path):
+        return
+    kv = dict(line.split("=", 1) for line in read_text(path).splitlines() if "=" in line)
+    if "leader_changes" not in kv:
+        problems.append("the stability run failed (see the run's stderr)")
+        return
+    L.append("")
+    L.append("## Stability under full write load (bench/stability.sh)")
+    L.append("")
+    L.append("A 3-node cluster of its own, default timing%s; wrk with 64 connections of "
+             "`POST /key` to the leader for %s s, snapshots every 2000 entries (so that many are "
+             "taken and compacted meanwhile); the term on every node before and after, and the "
+             "sum of `craftd_raft_leader_changes_total`." % (
+                 " and `%s`" % kv["flags"] if kv.get("flags") else "", kv.get("duration_s")))
+    L.append("")
+    L.append("| writes/s | non-2xx | snapshots | terms before | terms after | leader changes |")
+    L.append("|---|---|---|---|---|---|")
+    L.append("| %s | %s | %s | %s | %s | **%s** |" % (
+        kv.get("requests_per_s"), kv.get("non_2xx"), kv.get("snapshots"),
+        kv.get("terms_before", "").strip(), kv.get("terms_after", "").strip(),
+        kv["leader_changes"]))
+    S.append("stability, 60 s of 64-connection writes: %s leader changes, %s writes/s, %s snapshots"
+             % (kv["leader_changes"], kv.get("requests_per_s"), kv.get("snapshots")))
+    if kv["leader_changes"] != "0":
+        problems.append("the leader changed %s times under full write load" % kv["leader_changes"])
+
+
 def main():
     if sys.argv[1] == "--watch-fragment":  # out-dir key=value...
         sys.stdout.write(watch_fragment(sys.argv[2], dict(a.split("=", 1) for a in sys.argv[3:])))
@@ -735,6 +765,7 @@ def main():
     if watch:
         L.append("")
         L.extend(watch.splitlines())
+    stability_section(L, S, problems, out)
     deaths = read_text(os.path.join(out, "craftd_deaths.txt"))
     if deaths:
         problems.append("craftd nodes died during the runs:\n\n```\n%s\n```" % deaths)
