@@ -353,20 +353,32 @@ static void free_seps(struct kv *kv)
     kv->n_free_seps = 0;
 }
 
+/* Room an in-order load leaves in each leaf it fills, by moving the
+ * leaf's last records into the next one when it splits: a rewrite grows a
+ * record by a byte or two (its mod index varint), and a leaf left full
+ * splits at the first rewrite that reaches it (a freshly loaded map grew
+ * by a quarter under random overwrites). This much takes a byte for each
+ * of its records in place, and leaves the garbage of a few rewrites
+ * (kv__store's COMPACT_MIN) before the free space runs out, so that the
+ * leaf compacts rather than splits. */
+#define EDGE_SLACK (KV__LEAF_DATA / 16)
+
 /* How many leaf splits n_puts puts of rec_bytes bytes may cause, at most.
  * Each put splits at most one leaf. Past that: a leaf that was there can
  * split once without growing; a middle split leaves both halves at most
  * HALF_MAX bytes full, so a half splits again only after GROW more bytes
  * came in; an edge split (appending to the last leaf, or prepending to the
- * first) leaves its old leaf full (one more free split) and a new edge leaf
- * of one record, which splits only once it is full again. */
+ * first) leaves its old leaf nearly full (one more free split) and a new
+ * edge leaf of the record and what moved to leave EDGE_SLACK behind (under
+ * 2 * EDGE_SLACK: no record bigger than EDGE_SLACK moves), which splits
+ * only once it is full again. */
 #define ITEM_MAX (REC_MAX + KV__SLOT)
 #define HALF_MAX ((KV__LEAF_DATA + ITEM_MAX) / 2 + ITEM_MAX)
 #define GROW (KV__LEAF_DATA - HALF_MAX)
 static size_t max_splits(const struct kv *kv, size_t n_puts,
                          size_t rec_bytes)
 {
-    size_t edge = 2 * (1 + rec_bytes / (KV__LEAF_DATA - ITEM_MAX));
+    size_t edge = 2 * (1 + rec_bytes / (KV__LEAF_DATA - ITEM_MAX - 2 * EDGE_SLACK));
     size_t bound = kv->n_leaves + 2 * edge + rec_bytes / GROW + 1;
     return n_puts < bound ? n_puts : bound;
 }
@@ -995,22 +1007,49 @@ static void leaf_split(struct kv *kv, struct kv__path *p,
     split_link(kv, p, it[s - 1], it[s], right);
 }
 
+#define EDGE_MOVES (EDGE_SLACK / (7 + KV__SLOT) + 2) /* records >= 7 bytes */
+
 /* The split of an append past the last leaf's end (keys written in order,
- * a snapshot read back): a new last leaf holds rec alone and p->leaf stays
- * as it is, so none of its records moves (leaf_split would gather them all
- * and find each one's index slot: a hash probe per record, for nothing). */
+ * a snapshot read back): a new last leaf holds rec, after the few last
+ * records of p->leaf that leave it EDGE_SLACK of room; the others stay
+ * where they are (leaf_split would gather them all and find each one's
+ * index slot: a hash probe per record, for nothing). */
 static void edge_append(struct kv *kv, struct kv__path *p, const uint8_t *rec,
                         size_t size, struct placed *where)
 {
     struct kv__leaf *l = p->leaf;
-    struct item last = {l->data + kv__slot(l, l->n - 1), 0, 0};
+    struct item moved[EDGE_MOVES]; /* l's last records, the last first */
+    uint32_t m = 0;
+    size_t room = leaf_free(l) + l->garbage;
+    while (room < EDGE_SLACK && m + 1 < l->n && m < EDGE_MOVES) {
+        uint32_t i = l->n - 1 - m;
+        struct kv__rec r;
+        const uint8_t *k;
+        size_t kl;
+        kv__rec_decode(l, i, &r);
+        if (r.size + KV__SLOT > EDGE_SLACK)
+            break; /* what moves stays under 2 * EDGE_SLACK: max_splits */
+        rec_key(l, i, &k, &kl);
+        size_t slot = kv__hash_slot_of(kv, kv__hkey(kv, k, kl), l->id,
+                                       kv__slot(l, i));
+        assert(slot != SIZE_MAX);
+        moved[m++] = (struct item){l->data + kv__slot(l, i), r.size, slot};
+        room += r.size + KV__SLOT;
+    }
+    const struct item *it[EDGE_MOVES + 1];
+    for (uint32_t j = 0; j < m; j++)
+        it[j] = &moved[m - 1 - j];
     struct item add = {rec, size, SIZE_MAX};
-    const struct item *it[1] = {&add};
+    it[m] = &add;
     struct kv__leaf *right = take_leaf(kv);
-    fill_leaf(kv, right, it, 0, 1, where);
+    fill_leaf(kv, right, it, 0, m + 1, where); /* copies them out of l */
+    for (uint32_t j = 0; j < m; j++)
+        leaf_drop(l, l->n - 1, moved[j].size);
+    struct item last = {l->data + kv__slot(l, l->n - 1), 0, 0};
+    struct item first = {right->data + kv__slot(right, 0), 0, 0};
     l->seq = 0;
     link_after(l, right);
-    split_link(kv, p, &last, &add, right);
+    split_link(kv, p, &last, &first, right);
 }
 
 /* Where to split o so that both sides hold about half its bytes. */
@@ -1157,12 +1196,13 @@ static struct kv__leaf *sibling(const struct kv__path *p, bool *right,
 
 /* Put rec in at p->pos of p->leaf, which has no room for it: where it went.
  * - At the end of the last leaf (keys written in order): a new leaf with
- *   it alone, the old one stays full (at the start of the first: the same
- *   mirrored).
+ *   it and the few records that leave the old one EDGE_SLACK free
+ *   (edge_append; at the start of the first: a split there, mirrored).
  * - Right after the record inserted last in this leaf (keys written in
  *   order inside the key space, e.g. batches arriving out of order), and
- *   the pool holding a leaf for every put: split there, so that the run
- *   goes on into a leaf of its own and leaves full ones behind.
+ *   the pool holding a leaf for every put: split there, or a little before
+ *   to leave EDGE_SLACK, so that the run goes on into a leaf of its own and
+ *   leaves nearly full ones behind.
  * - Else, if a sibling has room: share the records with it (no new leaf);
  *   if it has none: the two become three, two thirds full.
  * - Else (no sibling, or a separator that would need an allocation):
@@ -1189,6 +1229,10 @@ static void leaf_overflow(struct kv *kv, struct kv__path *p,
         size_t kept = 0;
         for (uint32_t i = 0; i < s; i++)
             kept += o.it[i].size + KV__SLOT;
+        while (s > 1 && kept > KV__LEAF_DATA - EDGE_SLACK) {
+            s--; /* leave it room, as edge_append does */
+            kept -= o.it[s].size + KV__SLOT;
+        }
         if (kept <= KV__LEAF_DATA) {
             leaf_split(kv, p, &o, s, where);
             return;
