@@ -5,7 +5,7 @@ serves them from its applied state."""
 import threading
 import time
 
-from conftest import http, key_path
+from conftest import http, key_path, wait_until
 
 
 def index_of(r):
@@ -113,7 +113,12 @@ def test_prefix_listing_blocks(cluster):
     nodes = cluster.start(3)
     addr = nodes[1].haddr
     put(cluster.leader().haddr, "svc/a", "1")
-    r = http(addr, "GET", "/keys?prefix=svc/&level=none")
+    # the follower answers level=none from what it has applied: wait until
+    # it holds svc/a, else its index is below the put's and the put itself
+    # wakes the query
+    r = wait_until("svc/a applied on the follower",
+                   lambda: (lambda r: r if b'"svc/a"' in r.body else None)(
+                       http(addr, "GET", "/keys?prefix=svc/&level=none")), 10)
     idx = index_of(r)
     w = Later(addr, f"/keys?prefix=svc/&index={idx}&wait=20s")
     time.sleep(0.3)
