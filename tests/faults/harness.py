@@ -12,6 +12,7 @@ other rule.
 import http.client as httpclient
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -117,13 +118,35 @@ def node_ip(i):
     return f"127.0.0.{10 + i}"
 
 
-def free_port(ip):
-    s = socket.socket()
+_HANDED_OUT = set()
+
+
+def _bindable(ip, port, kind):
+    s = socket.socket(socket.AF_INET, kind)
     try:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
+        s.bind((ip, port))
+        return True
+    except OSError:
+        return False
     finally:
         s.close()
+
+
+def free_port(ip):
+    """A port of ip free now for TCP and UDP (a node's Raft port takes both),
+    below the kernel's ephemeral range (so that no outgoing connection takes
+    it before the node binds it), and never handed out before in this run:
+    two calls once gave a node the same HTTP and Raft port (binding port 0
+    twice can return the same one)."""
+    rng = random.Random()
+    for _ in range(5000):
+        p = rng.randrange(20000, 32000)
+        if (ip, p) in _HANDED_OUT:
+            continue
+        if _bindable(ip, p, socket.SOCK_STREAM) and _bindable(ip, p, socket.SOCK_DGRAM):
+            _HANDED_OUT.add((ip, p))
+            return p
+    raise HarnessError(f"no free port on {ip} in 20000-32000")
 
 
 # ---- Firewall ------------------------------------------------------------------
