@@ -104,22 +104,18 @@ void kv__page_free(struct kv *kv, void *page)
     c->free |= bit;
     c->dirty |= bit;
     pg->used--;
-    if (c->free != ALL_FREE) {
+    if (c->free == ALL_FREE && pg->n_empty > 0) { /* one empty chunk is kept */
+        craft_free(c->raw);
+        memmove(c, c + 1, (pg->n - i - 1) * sizeof *c);
+        pg->n--;
         if (i < pg->hint)
-            pg->hint = i;
+            pg->hint--;
         return;
     }
-    if (pg->n_empty == 0) { /* the one empty chunk kept */
+    if (c->free == ALL_FREE)
         pg->n_empty++;
-        if (i < pg->hint)
-            pg->hint = i;
-        return;
-    }
-    craft_free(c->raw);
-    memmove(c, c + 1, (pg->n - i - 1) * sizeof *c);
-    pg->n--;
     if (i < pg->hint)
-        pg->hint--;
+        pg->hint = i;
 }
 
 void kv__pages_free(struct kv *kv)
