@@ -64,7 +64,7 @@ struct node__metrics {
 
 enum {
     F_HTTP_REQS, F_HTTP_TIME, F_TERM, F_COMMIT, F_APPLIED, F_LAST, F_IS_LEADER,
-    F_LEADER_CHANGES, F_PROPS, F_PROP_FINALS, F_FSYNC, F_SNAPSHOT, F_LOOP_BUSY, F_LOOP_LONGEST, F_PEER_SENT, F_PEER_RECV, F_PEER_DGRAMS, F_KEYS,
+    F_LEADER_CHANGES, F_PROPS, F_PROP_FINALS, F_FSYNC, F_SNAPSHOT, F_LOOP_BUSY, F_LOOP_LONGEST, F_PEER_SENT, F_PEER_RECV, F_PEER_DGRAMS, F_PEER_TWINS, F_KEYS,
     F_LEASES, F_WATCHERS, F_COUNT
 };
 static const struct metrics_family FAMILIES[F_COUNT] = {
@@ -113,6 +113,9 @@ static const struct metrics_family FAMILIES[F_COUNT] = {
                        "received (checked and handed to Raft), stale (a sequence number "
                        "already taken: dropped) or rejected (malformed, not for this "
                        "node, from a sender given no key, or a bad MAC: dropped)."},
+    [F_PEER_TWINS] = {"craftd_peer_twin_frames_total", METRICS_COUNTER,
+                      "TCP copies of heartbeats and votes dropped because their datagram "
+                      "came first (Raft gets one of the two)."},
     [F_KEYS] = {"craftd_keys", METRICS_GAUGE, "Keys in the key-value map."},
     [F_LEASES] = {"craftd_leases", METRICS_GAUGE, "Leases in the key-value map."},
     [F_WATCHERS] = {"craftd_watchers", METRICS_GAUGE, "Open GET /watch streams."},
@@ -468,6 +471,8 @@ static void put_peers(struct metrics_buf *b, struct node *n)
         struct metrics_label l = {"result", DGRAM_NAMES[i]};
         metrics_put_u64(b, &FAMILIES[F_PEER_DGRAMS], &l, 1, dg[i]);
     }
+    metrics_put_family(b, &FAMILIES[F_PEER_TWINS]);
+    metrics_put_u64(b, &FAMILIES[F_PEER_TWINS], NULL, 0, ts.frames_twins);
 }
 
 /* Open descriptors: the entries of /proc/self/fd, less the one listing it. */

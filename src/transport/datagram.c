@@ -6,7 +6,8 @@
  * as one UDP datagram, from the UDP socket bound at the listen address to
  * the peer's: each datagram is lost or not on its own, and the first copy
  * to arrive counts (the caller sends only frames that may arrive twice and
- * out of order). Format, and the key each acceptor gives its dialers for
+ * out of order). A datagram taken is remembered until its TCP copy comes,
+ * and that copy is dropped (peer__dgram_twin): each side answers once. Format, and the key each acceptor gives its dialers for
  * them: wire.c.
  *
  * Owns the UDP socket, the datagram counters of the transport, the keys
@@ -50,6 +51,22 @@ static struct peer__in *keyed_conn(const struct peer_transport *t, uint64_t id)
     return NULL;
 }
 
+/* Keep a datagram taken from c's dialer until its TCP copy comes. The
+ * copy is the same bytes: dropping it is the network losing a duplicate,
+ * which Raft allows, and it spares both ends a second answer. A slot whose
+ * copy never comes (the frame did not fit the connection's queue) is
+ * taken over by later datagrams; meanwhile it could drop a later frame
+ * only if that frame were the same bytes again, a duplicate as well. */
+static void remember(struct peer__in *c, const uint8_t *payload, size_t len)
+{
+    if (len == 0 || len > PEER__TWIN_MAX)
+        return;
+    struct peer__twin *w = &c->twins[c->twin_next];
+    c->twin_next = (c->twin_next + 1) % PEER__TWINS;
+    w->len = (uint8_t)len;
+    memcpy(w->bytes, payload, len);
+}
+
 static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
                     const struct sockaddr *from, unsigned flags)
 {
@@ -73,7 +90,7 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
         rejected(t, "not for us, or from a sender we gave no key");
         return;
     }
-    if (!peer__dgram_mac_ok(in, (size_t)nread, c->dg_key)) {
+    if (!peer__dgram_mac_ok(in, (size_t)nread, c->dg_mac)) {
         rejected(t, "bad MAC");
         return;
     }
@@ -83,7 +100,21 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
     }
     c->dg_seq = d.seq;
     t->st.dgrams_received++;
+    remember(c, payload, len);
     t->on_frame(t->ud, d.sender, payload, len);
+}
+
+bool peer__dgram_twin(struct peer__in *c, const uint8_t *frame, size_t len)
+{
+    for (unsigned i = 0; i < PEER__TWINS; i++) {
+        struct peer__twin *w = &c->twins[i];
+        if (w->len == len && memcmp(w->bytes, frame, len) == 0) {
+            w->len = 0;
+            c->t->st.frames_twins++;
+            return true;
+        }
+    }
+    return false;
 }
 
 void peer__dgram_open(struct peer_transport *t, const struct sockaddr *sa)
@@ -137,6 +168,9 @@ int peer__dgram_give_key(struct peer__in *c)
         return 0;
     if (RAND_bytes(c->dg_key, sizeof c->dg_key) != 1)
         return 0; /* no datagrams from this one: TCP alone, as before */
+    c->dg_mac = peer__dgmac_new(c->dg_key);
+    if (c->dg_mac == NULL)
+        return 0; /* the same */
     peer__dgkey_encode(c->kout, c->dg_key);
     uv_buf_t b = uv_buf_init((char *)c->kout, sizeof c->kout);
     c->kreq.data = c;
@@ -151,6 +185,13 @@ int peer__dgram_give_key(struct peer__in *c)
     return 0;
 }
 
+void peer__dgram_unkey(struct peer__out *p)
+{
+    p->dg_keyed = false;
+    peer__dgmac_free(p->dg_mac);
+    p->dg_mac = NULL;
+}
+
 int peer__dgram_send(struct peer_transport *t, struct peer__out *p,
                      const uint8_t *buf, size_t len)
 {
@@ -159,7 +200,7 @@ int peer__dgram_send(struct peer_transport *t, struct peer__out *p,
     uint8_t out[PEER__DGRAM_MAX];
     struct peer__dgram d = {.sender = t->self_id, .target = p->id,
                             .seq = p->dg_seq + 1};
-    size_t n = peer__dgram_encode(out, &d, buf, len, p->dg_key);
+    size_t n = peer__dgram_encode(out, &d, buf, len, p->dg_mac);
     if (n == 0)
         return CRAFT_ETOOBIG;
     p->dg_seq++;

@@ -63,6 +63,7 @@ static void on_in_closed(uv_handle_t *h)
     peer__buf_free(&c->rbuf);
     peer__tlsc_free(c->tls);
     OPENSSL_cleanse(c->dg_key, sizeof c->dg_key);
+    peer__dgmac_free(c->dg_mac);
     craft_free(c);
     peer__unref(t);
 }
@@ -339,10 +340,12 @@ static void dispatch(struct peer__in *c)
             reject(c, err, err == CRAFT_ETOOBIG ? "frame length" : "frame CRC");
             return;
         }
+        off += PEER__FRAME_HDR + len;
+        if (peer__dgram_twin(c, f + PEER__FRAME_HDR, len))
+            continue; /* its datagram came first */
         t->st.frames_received++;
         t->st.bytes_received += len;
         t->on_frame(t->ud, c->from, f + PEER__FRAME_HDR, len);
-        off += PEER__FRAME_HDR + len;
     }
     if (c->closing)
         return; /* closed from on_frame; the buffer goes at close */

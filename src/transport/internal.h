@@ -107,20 +107,26 @@ struct peer__dgram {
     uint64_t seq;               /* counts the datagrams sent under one key */
 };
 
+/* A datagram key made ready once: an HMAC-SHA256 context keyed with it,
+ * so that a datagram's MAC costs neither an algorithm fetch nor a key
+ * setup (a heartbeat round makes four of them in a row). NULL: no memory,
+ * or libcrypto refused. The context is used from one thread only. */
+struct peer__dgmac *peer__dgmac_new(const uint8_t key[PEER__KEY_LEN]);
+void peer__dgmac_free(struct peer__dgmac *m); /* NULL: nothing */
+
 /* The datagram of d and payload (len bytes) into out (PEER__DGRAM_MAX
- * bytes): header, payload, HMAC-SHA256 under key. Its length, or 0 when
- * it would not fit (or libcrypto failed). */
+ * bytes): header, payload, HMAC-SHA256 under m's key. Its length, or 0
+ * when it would not fit (or libcrypto failed). */
 size_t peer__dgram_encode(uint8_t *out, const struct peer__dgram *d,
                           const uint8_t *payload, size_t len,
-                          const uint8_t key[PEER__KEY_LEN]);
+                          struct peer__dgmac *m);
 /* The header and payload of a datagram of len bytes, its MAC not checked
  * yet (the key depends on the sender): 0, or CRAFT_ECORRUPT (short, long,
  * bad magic or version). */
 int peer__dgram_parse(const uint8_t *in, size_t len, struct peer__dgram *d,
                       const uint8_t **payload, size_t *plen);
-/* Whether the datagram's MAC is that of key (constant time). */
-bool peer__dgram_mac_ok(const uint8_t *in, size_t len,
-                        const uint8_t key[PEER__KEY_LEN]);
+/* Whether the datagram's MAC is that of m's key (constant time). */
+bool peer__dgram_mac_ok(const uint8_t *in, size_t len, struct peer__dgmac *m);
 /* The record by which an acceptor gives the dialer the key for the
  * datagrams it sends along that connection. */
 void peer__dgkey_encode(uint8_t out[PEER__DGKEY_LEN],
@@ -223,6 +229,7 @@ struct peer__out {
     bool dg_keyed;            /* the acceptor of this connection gave us
                                  dg_key: datagrams to it may go */
     uint8_t dg_key[PEER__KEY_LEN];
+    struct peer__dgmac *dg_mac; /* dg_key made ready, while dg_keyed */
     uint64_t dg_seq;          /* datagrams sent under dg_key */
     struct sockaddr_storage addr; /* where the last connect went (set
                                      before it; datagrams go there too) */
@@ -250,6 +257,16 @@ enum peer__in_state {
     PEER__IN_OPEN,            /* authenticated (or no token): frames */
 };
 
+/* A datagram taken, remembered until its copy on TCP arrives, so that Raft
+ * gets one of the two (datagram.c). Urgent frames are small; a longer one
+ * is not remembered and both copies go up. */
+#define PEER__TWINS 8
+#define PEER__TWIN_MAX 64
+struct peer__twin {
+    uint8_t len; /* 0: empty */
+    uint8_t bytes[PEER__TWIN_MAX];
+};
+
 struct peer__in {
     struct peer__in *next, *prev; /* transport's list of inbound conns,
                                      newest first */
@@ -268,7 +285,10 @@ struct peer__in {
     struct peer__tlsc *tls;   /* peer TLS of this connection, or NULL */
     bool dg_keyed;            /* we gave the dialer dg_key (datagram.c) */
     uint8_t dg_key[PEER__KEY_LEN];
+    struct peer__dgmac *dg_mac; /* dg_key made ready, while dg_keyed */
     uint64_t dg_seq;          /* the last datagram taken under it */
+    struct peer__twin twins[PEER__TWINS]; /* datagrams taken, TCP copy due */
+    unsigned twin_next;       /* the slot the next one goes in */
     uint8_t kout[PEER__DGKEY_LEN]; /* the key record being written */
     uv_write_t kreq;
     uint8_t hello[PEER__HELLO3_LEN]; /* the v3 hello (the MACs cover it) */
@@ -355,10 +375,16 @@ void peer__dgram_close(struct peer_transport *t);
  * it a fresh key for its datagrams along c (the key record, written on c).
  * 0, or an error (c is closed). */
 int peer__dgram_give_key(struct peer__in *c);
+/* p's connection is gone, or has a new key: forget the old key. */
+void peer__dgram_unkey(struct peer__out *p);
 /* Send buf to p as one datagram, if p's acceptor gave us a key: 0,
  * CRAFT_ENOTFOUND (no key), CRAFT_ETOOBIG, or a libuv
  * error (the socket's buffer is full: dropped, as the network may). */
 int peer__dgram_send(struct peer_transport *t, struct peer__out *p,
                      const uint8_t *buf, size_t len);
+/* A frame of len bytes came on c's TCP stream: whether it is the copy of a
+ * datagram already taken (then it is forgotten, and the caller drops the
+ * frame). */
+bool peer__dgram_twin(struct peer__in *c, const uint8_t *frame, size_t len);
 
 #endif

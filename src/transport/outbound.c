@@ -65,6 +65,7 @@ static void maybe_free(struct peer__out *p)
     peer__buf_free(&p->pend);
     peer__buf_free(&p->flight);
     OPENSSL_cleanse(p->dg_key, sizeof p->dg_key);
+    peer__dgmac_free(p->dg_mac);
     craft_free(p);
     peer__unref(t);
 }
@@ -116,7 +117,7 @@ static void on_tcp_closed(uv_handle_t *h)
 static void disconnect(struct peer__out *p)
 {
     p->st.connected = false;
-    p->dg_keyed = false; /* the next connection gets a key of its own */
+    peer__dgram_unkey(p); /* the next connection gets a key of its own */
     uv_timer_stop(&p->timer);
     if (!p->tcp_open) {
         schedule_retry(p);
@@ -348,7 +349,8 @@ static void after_handshake(struct peer__out *p)
         if (p->sink_len < need)
             return;
         if (key && !p->dg_keyed &&
-            peer__dgkey_decode(p->sink, p->dg_key) == 0) {
+            peer__dgkey_decode(p->sink, p->dg_key) == 0 &&
+            (p->dg_mac = peer__dgmac_new(p->dg_key)) != NULL) {
             p->dg_keyed = true;
             p->dg_seq = 0;
         } else if (!key && !p->refused) {
@@ -497,7 +499,7 @@ static void connected(struct peer__out *p)
     p->failures = 0;
     p->refused = false;
     p->sink_len = 0;
-    p->dg_keyed = false;
+    peer__dgram_unkey(p);
     struct peer__hello h = {.version = t->have_key ? PEER__VERSION_AUTH
                                                    : PEER__VERSION,
                             .flags = t->udp_open ? PEER__HELLO_DGRAM : 0,

@@ -183,6 +183,8 @@ struct peer_transport_stats {
     uint64_t dgrams_stale;    /* not newer than the last taken: dropped */
     uint64_t dgrams_rejected; /* bad format or MAC, or from a sender given
                                  no key: dropped */
+    uint64_t frames_twins;    /* TCP copies of datagrams already taken:
+                                 dropped (not in frames_received) */
 };
 
 /* Parse "host:port" or "[v6addr]:port" into host (NUL-terminated, may be

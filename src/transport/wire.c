@@ -149,10 +149,8 @@ struct hmac_part {
     size_t len;
 };
 
-/* The one HMAC-SHA256 of this file: out = HMAC(key, parts concatenated),
- * fed piece by piece (no copy of the message). 0 or CRAFT_EIO. */
-static int hmac_sha256(uint8_t out[PEER__MAC_LEN], const void *key, size_t klen,
-                       const struct hmac_part *parts, size_t nparts)
+/* A new HMAC-SHA256 context keyed with key, or NULL. */
+static EVP_MAC_CTX *hmac_new(const void *key, size_t klen)
 {
     char digest[] = "SHA256";
     OSSL_PARAM params[] = {
@@ -160,14 +158,36 @@ static int hmac_sha256(uint8_t out[PEER__MAC_LEN], const void *key, size_t klen,
         OSSL_PARAM_construct_end()};
     EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     EVP_MAC_CTX *h = mac ? EVP_MAC_CTX_new(mac) : NULL;
-    int ok = h != NULL && EVP_MAC_init(h, key, klen, params) == 1;
+    EVP_MAC_free(mac); /* the context keeps its own reference */
+    if (h != NULL && EVP_MAC_init(h, key, klen, params) != 1) {
+        EVP_MAC_CTX_free(h);
+        h = NULL;
+    }
+    return h;
+}
+
+/* out = HMAC(h's key, parts concatenated), fed piece by piece (no copy of
+ * the message). h starts over first: with no key given, OpenSSL's HMAC
+ * keeps the one it has, so h can be used again. 0 or CRAFT_EIO. */
+static int hmac_run(EVP_MAC_CTX *h, uint8_t out[PEER__MAC_LEN],
+                    const struct hmac_part *parts, size_t nparts)
+{
+    int ok = EVP_MAC_init(h, NULL, 0, NULL) == 1;
     for (size_t i = 0; ok && i < nparts; i++)
         ok = EVP_MAC_update(h, parts[i].p, parts[i].len) == 1;
     size_t n = 0;
     ok = ok && EVP_MAC_final(h, out, &n, PEER__MAC_LEN) == 1 && n == PEER__MAC_LEN;
-    EVP_MAC_CTX_free(h);
-    EVP_MAC_free(mac);
     return ok ? 0 : CRAFT_EIO;
+}
+
+/* A one-off HMAC-SHA256 (handshakes, joins): out = HMAC(key, parts). */
+static int hmac_sha256(uint8_t out[PEER__MAC_LEN], const void *key, size_t klen,
+                       const struct hmac_part *parts, size_t nparts)
+{
+    EVP_MAC_CTX *h = hmac_new(key, klen);
+    int rv = h != NULL ? hmac_run(h, out, parts, nparts) : CRAFT_EIO;
+    EVP_MAC_CTX_free(h);
+    return rv;
 }
 
 int peer__derive_key(uint8_t key[PEER__KEY_LEN], const void *token,
@@ -368,17 +388,42 @@ void peer__buf_free(struct peer__buf *b)
  * the path), and one sent again is dropped. An acceptor before datagrams
  * ignores the flag and sends no key: its dialers send it none. */
 
-static int dgram_mac(uint8_t out[PEER__MAC_LEN], const uint8_t *key,
+struct peer__dgmac {
+    EVP_MAC_CTX *h;
+};
+
+struct peer__dgmac *peer__dgmac_new(const uint8_t key[PEER__KEY_LEN])
+{
+    struct peer__dgmac *m = craft_malloc(sizeof *m);
+    if (m == NULL)
+        return NULL;
+    m->h = hmac_new(key, PEER__KEY_LEN);
+    if (m->h == NULL) {
+        craft_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void peer__dgmac_free(struct peer__dgmac *m)
+{
+    if (m == NULL)
+        return;
+    EVP_MAC_CTX_free(m->h); /* it cleanses the key it holds */
+    craft_free(m);
+}
+
+static int dgram_mac(uint8_t out[PEER__MAC_LEN], struct peer__dgmac *m,
                      const uint8_t *msg, size_t len)
 {
     const struct hmac_part parts[] = {{DGRAM_LABEL, sizeof DGRAM_LABEL - 1},
                                       {msg, len}};
-    return hmac_sha256(out, key, PEER__KEY_LEN, parts, 2);
+    return hmac_run(m->h, out, parts, 2);
 }
 
 size_t peer__dgram_encode(uint8_t *out, const struct peer__dgram *d,
                           const uint8_t *payload, size_t len,
-                          const uint8_t key[PEER__KEY_LEN])
+                          struct peer__dgmac *m)
 {
     if (len > PEER__DGRAM_MAX - PEER__DGRAM_HDR - PEER__MAC_LEN)
         return 0;
@@ -391,7 +436,7 @@ size_t peer__dgram_encode(uint8_t *out, const struct peer__dgram *d,
     if (len > 0)
         memcpy(out + PEER__DGRAM_HDR, payload, len);
     size_t n = PEER__DGRAM_HDR + len;
-    if (dgram_mac(out + n, key, out, n) != 0)
+    if (dgram_mac(out + n, m, out, n) != 0)
         return 0;
     return n + PEER__MAC_LEN;
 }
@@ -411,14 +456,13 @@ int peer__dgram_parse(const uint8_t *in, size_t len, struct peer__dgram *d,
     return 0;
 }
 
-bool peer__dgram_mac_ok(const uint8_t *in, size_t len,
-                        const uint8_t key[PEER__KEY_LEN])
+bool peer__dgram_mac_ok(const uint8_t *in, size_t len, struct peer__dgmac *m)
 {
     if (len < PEER__MAC_LEN)
         return false;
     uint8_t want[PEER__MAC_LEN];
     size_t n = len - PEER__MAC_LEN;
-    bool ok = dgram_mac(want, key, in, n) == 0 &&
+    bool ok = dgram_mac(want, m, in, n) == 0 &&
               CRYPTO_memcmp(want, in + n, PEER__MAC_LEN) == 0;
     OPENSSL_cleanse(want, sizeof want);
     return ok;

@@ -203,6 +203,7 @@ FAMILIES = {
     "craftd_peer_sent_bytes_total": "counter",
     "craftd_peer_received_bytes_total": "counter",
     "craftd_peer_datagrams_total": "counter",
+    "craftd_peer_twin_frames_total": "counter",
     "craftd_keys": "gauge",
     "craftd_leases": "gauge",
     "craftd_watchers": "gauge",
@@ -316,6 +317,10 @@ def test_health_and_metrics(cluster):
         scrape(leader.haddr)[0], "craftd_peer_datagrams_total", result="sent") > 0, 5)
     wait_until("datagrams received by a follower", lambda: any(value(
         scrape(n.haddr)[0], "craftd_peer_datagrams_total", result="received") > 0
+        for n in nodes if n is not leader), 5)
+    # and a heartbeat's TCP copy, coming after its datagram, is dropped.
+    wait_until("TCP copies of heartbeats dropped by a follower", lambda: any(value(
+        scrape(n.haddr)[0], "craftd_peer_twin_frames_total") > 0
         for n in nodes if n is not leader), 5)
 
     promtool = shutil.which("promtool")

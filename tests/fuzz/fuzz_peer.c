@@ -58,11 +58,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t plen;
         if (peer__dgram_parse(dg, n, &d, &payload, &plen) == 0) {
             CHECK(payload >= dg && payload + plen <= dg + n);
-            if (peer__dgram_mac_ok(dg, n, key)) {
+            struct peer__dgmac *m = peer__dgmac_new(key);
+            CHECK(m != NULL);
+            if (peer__dgram_mac_ok(dg, n, m)) {
                 uint8_t re[PEER__DGRAM_MAX];
-                size_t rn = peer__dgram_encode(re, &d, payload, plen, key);
+                size_t rn = peer__dgram_encode(re, &d, payload, plen, m);
                 CHECK(rn == n && memcmp(re, dg, n) == 0);
             }
+            peer__dgmac_free(m);
         }
         if (n == PEER__DGKEY_LEN) {
             uint8_t k[PEER__KEY_LEN], re[PEER__DGKEY_LEN];

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "transport/internal.h"
 #include "unit/uv_env.h"
 
 static void log_sink(void *ud, int level, const char *msg)
@@ -143,4 +144,15 @@ void uvenv_udp_send(uint16_t port, const void *buf, size_t len)
     assert_int_equal(sendto(fd, buf, len, 0, (struct sockaddr *)&sa, sizeof sa),
                      (ssize_t)len);
     close(fd);
+}
+
+size_t uvenv_dgram_encode(uint8_t *out, const struct peer__dgram *d,
+                          const uint8_t *payload, size_t len,
+                          const uint8_t *key)
+{
+    struct peer__dgmac *m = peer__dgmac_new(key);
+    assert_non_null(m);
+    size_t n = peer__dgram_encode(out, d, payload, len, m);
+    peer__dgmac_free(m);
+    return n;
 }

@@ -55,4 +55,12 @@ unsigned uvenv_count(const struct uvenv *e, const char *what);
  * stranger to the transport under test); asserts that it went out. */
 void uvenv_udp_send(uint16_t port, const void *buf, size_t len);
 
+/* The datagram of d and payload under key (a raw datagram key, made up or
+ * taken from a transport) into out: peer__dgram_encode with a context of
+ * its own. Its length; asserts that one could be made. */
+struct peer__dgram;
+size_t uvenv_dgram_encode(uint8_t *out, const struct peer__dgram *d,
+                          const uint8_t *payload, size_t len,
+                          const uint8_t *key);
+
 #endif
