@@ -92,19 +92,28 @@ int node__job(struct node *n, node__job_fn fn, node__job_done done, void *arg)
 /* What a lost TCP segment must not hold up: the messages that keep a
  * leader in office and elect the next one. Small, and safe to deliver
  * twice or out of order (the core takes duplicates and reordering, the
- * simulator makes both), they also go as datagrams (peer_send_urgent). */
-static bool urgent(const struct raft_msg *m)
+ * simulator makes both), they also go as datagrams (peer_send_urgent).
+ * The TCP copy is for networks that drop UDP. Votes always have one.
+ * Heartbeats and their answers have one at most every fifth of a tick per
+ * peer: a tick's round keeps its copy unless a round had one just before,
+ * and the rounds linearizable reads start between ticks (up to one per
+ * read on the leader) go mostly as datagrams alone, one send and one
+ * wake-up each instead of two. Where UDP is dropped, a read whose round
+ * was lost waits for the next round with a copy, within a tick. Returns
+ * the copy gap in ms, or -1: not urgent, the connection only. */
+static int urgent_copy_gap(const struct node *n, const struct raft_msg *m)
 {
     switch (m->type) {
     case RAFT_MSG_HEARTBEAT:
     case RAFT_MSG_HEARTBEAT_RESP:
+        return n->o.tick_ms >= 5 ? (int)(n->o.tick_ms / 5) : 1;
     case RAFT_MSG_VOTE:
     case RAFT_MSG_VOTE_RESP:
     case RAFT_MSG_PRE_VOTE:
     case RAFT_MSG_PRE_VOTE_RESP:
-        return true;
+        return 0;
     default:
-        return false;
+        return -1;
     }
 }
 
@@ -141,8 +150,10 @@ void node__send(struct node *n, struct raft_msg *m)
     }
     raft_msg_encode(m, n->ebuf);
     craft_free(chunk);
-    int rv = urgent(m) ? peer_send_urgent(n->peers, m->to, n->ebuf, size)
-                       : peer_send(n->peers, m->to, n->ebuf, size);
+    int gap = urgent_copy_gap(n, m);
+    int rv = gap >= 0 ? peer_send_urgent(n->peers, m->to, n->ebuf, size,
+                                         (unsigned)gap)
+                      : peer_send(n->peers, m->to, n->ebuf, size);
     if (rv && rv != -ENOBUFS && rv != CRAFT_ENOTFOUND)
         CRAFT_DEBUG(&n->log, "send to %016llx: %s", (unsigned long long)m->to,
                     peer_strerror(rv));

@@ -99,9 +99,17 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
         return;
     }
     c->dg_seq = d.seq;
+    c->dg_taken_at = uv_now(t->loop);
     t->st.dgrams_received++;
     remember(c, payload, len);
     t->on_frame(t->ud, d.sender, payload, len);
+}
+
+bool peer__dgram_heard(const struct peer_transport *t, uint64_t id,
+                       uint64_t since)
+{
+    const struct peer__in *c = keyed_conn(t, id);
+    return c != NULL && c->dg_seq > 0 && c->dg_taken_at >= since;
 }
 
 bool peer__dgram_twin(struct peer__in *c, const uint8_t *frame, size_t len)

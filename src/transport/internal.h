@@ -231,6 +231,9 @@ struct peer__out {
     uint8_t dg_key[PEER__KEY_LEN];
     struct peer__dgmac *dg_mac; /* dg_key made ready, while dg_keyed */
     uint64_t dg_seq;          /* datagrams sent under dg_key */
+    uint64_t next_copy_at;    /* uv_now before which an urgent frame whose
+                                 datagram went may go without its TCP copy
+                                 (peer_send_urgent's copy_gap_ms) */
     struct sockaddr_storage addr; /* where the last connect went (set
                                      before it; datagrams go there too) */
 };
@@ -256,6 +259,12 @@ enum peer__in_state {
     PEER__IN_PROOF,           /* challenge sent, waiting for the proof */
     PEER__IN_OPEN,            /* authenticated (or no token): frames */
 };
+
+/* peer_send_urgent leaves TCP copies out only while datagrams from that
+ * peer came within the last this many copy gaps: where UDP is dropped
+ * (both ways, as a firewall open to the TCP port alone does), every frame
+ * keeps its copy. */
+#define PEER__HEARD_GAPS 10
 
 /* A datagram taken, remembered until its copy on TCP arrives, so that Raft
  * gets one of the two (datagram.c). Urgent frames are small; a longer one
@@ -287,6 +296,7 @@ struct peer__in {
     uint8_t dg_key[PEER__KEY_LEN];
     struct peer__dgmac *dg_mac; /* dg_key made ready, while dg_keyed */
     uint64_t dg_seq;          /* the last datagram taken under it */
+    uint64_t dg_taken_at;     /* uv_now when it was taken */
     struct peer__twin twins[PEER__TWINS]; /* datagrams taken, TCP copy due */
     unsigned twin_next;       /* the slot the next one goes in */
     uint8_t kout[PEER__DGKEY_LEN]; /* the key record being written */
@@ -375,6 +385,10 @@ void peer__dgram_close(struct peer_transport *t);
  * it a fresh key for its datagrams along c (the key record, written on c).
  * 0, or an error (c is closed). */
 int peer__dgram_give_key(struct peer__in *c);
+/* Whether a datagram from id was taken since uv_now `since`: a sign that
+ * UDP gets through between us (peer_send_urgent's copy gap). */
+bool peer__dgram_heard(const struct peer_transport *t, uint64_t id,
+                       uint64_t since);
 /* p's connection is gone, or has a new key: forget the old key. */
 void peer__dgram_unkey(struct peer__out *p);
 /* Send buf to p as one datagram, if p's acceptor gave us a key: 0,

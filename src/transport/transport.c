@@ -349,13 +349,18 @@ int peer_send(struct peer_transport *t, uint64_t id, const uint8_t *buf,
 }
 
 int peer_send_urgent(struct peer_transport *t, uint64_t id, const uint8_t *buf,
-                     size_t len)
+                     size_t len, unsigned copy_gap_ms)
 {
-    int err = peer_send(t, id, buf, len);
     struct peer__out *p = t->closing ? NULL : find_peer(t, id);
-    if (p != NULL)
-        (void)peer__dgram_send(t, p, buf, len); /* lost like any datagram */
-    return err;
+    if (p != NULL && peer__dgram_send(t, p, buf, len) == 0 && copy_gap_ms > 0) {
+        uint64_t now = uv_now(t->loop);
+        uint64_t window = (uint64_t)copy_gap_ms * PEER__HEARD_GAPS;
+        bool heard = peer__dgram_heard(t, id, now > window ? now - window : 0);
+        if (heard && now < p->next_copy_at)
+            return 0; /* the datagram went, and a TCP copy went lately */
+        p->next_copy_at = now + copy_gap_ms;
+    }
+    return peer_send(t, id, buf, len);
 }
 
 static void fill_stats(const struct peer__out *p, struct peer_stats *out)

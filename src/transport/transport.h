@@ -270,12 +270,19 @@ int peer_send(struct peer_transport *t, uint64_t id, const uint8_t *buf,
 /* As peer_send, and also as one UDP datagram to the peer if it gave us a
  * key for them on our connection (docs/transport.md, "Datagrams"): a
  * frame held up behind a lost TCP segment, 200 ms or more, still arrives
- * at once that way. For small
- * frames (at most 1,160 bytes go as a datagram) that may arrive twice and
- * out of order with the others: Raft heartbeats, votes and their answers.
- * Returns what peer_send returns. */
+ * at once that way. For small frames (at most 1,160 bytes go as a
+ * datagram) that may arrive twice and out of order with the others: Raft
+ * heartbeats, votes and their answers. With copy_gap_ms > 0, a frame
+ * whose datagram went out goes without its TCP copy if a copy went to
+ * this peer less than copy_gap_ms ago and the peer's own datagrams reach
+ * us (one came within the last 10 gaps): frames that follow each other
+ * closely (a heartbeat round for each linearizable read) then cost one
+ * send and one wake-up each, not two, and one copy per gap is left for a
+ * network that loses UDP one way only. Where no datagram comes from the
+ * peer, every frame has its copy.
+ * Returns what peer_send returns (0 for a datagram alone). */
 int peer_send_urgent(struct peer_transport *t, uint64_t id, const uint8_t *buf,
-                     size_t len);
+                     size_t len, unsigned copy_gap_ms);
 /* Start writing everything queued now, instead of at the end of this loop
  * iteration. For callers that send from a uv_check callback of their own
  * (a check started during the check phase runs only after the next poll). */

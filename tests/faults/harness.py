@@ -185,9 +185,12 @@ class Firewall:
         self._ipt("-I", "INPUT", "-j", CHAIN)
         self.active = True
 
-    def drop(self, src_ip, dst_ip, probability=None):
-        """Drop packets from src_ip to dst_ip (all of them, or a random share)."""
+    def drop(self, src_ip, dst_ip, probability=None, proto=None):
+        """Drop packets from src_ip to dst_ip (all of them, or a random share;
+        of every protocol, or of proto only, e.g. "udp")."""
         args = ["-A", CHAIN, "-s", src_ip, "-d", dst_ip]
+        if proto is not None:
+            args += ["-p", proto]
         if probability is not None:
             args += ["-m", "statistic", "--mode", "random", "--probability", f"{probability}"]
         self._ipt(*args, "-j", "DROP")

@@ -284,6 +284,16 @@ class Nemesis:
                     self.fw.drop(x.ip, y.ip, probability=p)
         self._event("loss", f"p={p} on every peer link")
 
+    def no_udp(self):
+        """Every UDP packet between any two nodes dropped (a firewall that
+        lets only TCP through): the heartbeats' datagrams are all lost."""
+        self._need_fw()
+        for x in self.cluster.nodes:
+            for y in self.cluster.nodes:
+                if x is not y:
+                    self.fw.drop(x.ip, y.ip, proto="udp")
+        self._event("no-udp", "UDP dropped on every peer link")
+
     def heal(self):
         if self.fw is not None and self.fw.active:
             self.fw.heal()

@@ -544,7 +544,7 @@ static void test_transports_over_tls(void **state)
      * a datagram, and its copy on the connection is dropped. */
     assert_true(uvenv_run_until(e, keyed, a.t, WAIT_MS));
     uint8_t urgent[16] = {0};
-    assert_int_equal(peer_send_urgent(a.t, b.id, urgent, sizeof urgent), 0);
+    assert_int_equal(peer_send_urgent(a.t, b.id, urgent, sizeof urgent, 0), 0);
     uvenv_run_until_count(e, &b.frames, 201, WAIT_MS);
     uvenv_run_for(e, 50);
     assert_int_equal(b.frames, 201);

@@ -548,7 +548,7 @@ static void send_urgent(struct node *from, uint64_t to, uint64_t first,
     uint8_t buf[64];
     for (uint64_t s = first; s < first + n; s++) {
         make_frame(buf, sizeof buf, s, from->id);
-        int rv = urgent ? peer_send_urgent(from->t, to, buf, sizeof buf)
+        int rv = urgent ? peer_send_urgent(from->t, to, buf, sizeof buf, 0)
                         : peer_send(from->t, to, buf, sizeof buf);
         assert_int_equal(rv, 0);
     }
@@ -650,6 +650,69 @@ static void test_datagrams(void **state)
     node_close(&b);
 }
 
+static uint64_t frames_sent(const struct node *n, uint64_t to)
+{
+    struct peer_stats st;
+    assert_int_equal(peer_get_stats(n->t, to, &st), 0);
+    return st.frames_sent;
+}
+
+/* Urgent frames sent one after the other with a copy gap: while no
+ * datagram has come from the peer, each goes on the connection too. Once
+ * one has, those within the gap of the last copy go as datagrams alone,
+ * and each arrives once. A gap of 0: always a
+ * copy. Without datagrams the gap changes nothing: every frame goes on
+ * the connection (test_peer_without_datagrams). */
+static void test_urgent_copy_gap(void **state)
+{
+    struct uvenv *e = *state;
+    struct node a, b;
+    start_pair(e, &a, &b);
+    send_urgent(&b, 1, 0, 1, false);
+    expect_frames(&a, 2, 1);
+    assert_true(uvenv_run_until(e, dgrams_to_peer, &a, WAIT_MS));
+    uint8_t seen[64] = {0};
+    b.rx.seen = seen;
+    b.rx.seen_cap = sizeof seen;
+    uint64_t tcp = frames_sent(&a, 2), dg = tstats(&a).dgrams_sent;
+    uint8_t buf[64];
+    for (uint64_t s = 10; s < 13; s++) {
+        make_frame(buf, sizeof buf, s, 1);
+        assert_int_equal(peer_send_urgent(a.t, 2, buf, sizeof buf, 60000), 0);
+        uvenv_run_for(e, 5);
+    }
+    expect_frames(&b, 1, 3);
+    assert_int_equal(frames_sent(&a, 2), tcp + 3); /* nothing heard from b */
+    assert_int_equal(tstats(&a).dgrams_sent, dg + 3);
+    assert_true(uvenv_run_until(e, dgrams_to_peer, &b, WAIT_MS));
+    send_urgent(&b, 1, 1, 1, true);
+    expect_frames(&a, 2, 2);
+    assert_int_equal(tstats(&a).dgrams_received, 1);
+    tcp = frames_sent(&a, 2);
+    dg = tstats(&a).dgrams_sent;
+    for (uint64_t s = 0; s < 5; s++) {
+        make_frame(buf, sizeof buf, s, 1);
+        assert_int_equal(peer_send_urgent(a.t, 2, buf, sizeof buf, 60000), 0);
+        uvenv_run_for(e, 5);
+    }
+    expect_frames(&b, 1, 8);
+    assert_int_equal(frames_sent(&a, 2), tcp); /* the last copy went just now */
+    assert_int_equal(tstats(&a).dgrams_sent, dg + 5);
+    assert_int_equal(b.rx.dups, 0);
+    /* A gap of 0: every frame has its copy (dropped at b as a twin). */
+    uint64_t twins = tstats(&b).frames_twins;
+    make_frame(buf, sizeof buf, 5, 1);
+    assert_int_equal(peer_send_urgent(a.t, 2, buf, sizeof buf, 0), 0);
+    expect_frames(&b, 1, 9);
+    uvenv_run_for(e, 50);
+    assert_int_equal(frames_sent(&a, 2), tcp + 1);
+    assert_int_equal(tstats(&b).frames_twins, twins + 1);
+    assert_int_equal(a.rx.bad, 0);
+    assert_int_equal(b.rx.dups + b.rx.bad, 0);
+    node_close(&a);
+    node_close(&b);
+}
+
 /* A peer that does not take datagrams (no_datagrams: as a node before
  * them) is sent none, and does not listen for them. */
 static void test_peer_without_datagrams(void **state)
@@ -671,6 +734,12 @@ static void test_peer_without_datagrams(void **state)
     send_urgent(&b, 1, 1, 50, true);
     expect_frames(&b, 1, 50);
     expect_frames(&a, 2, 51);
+    uint8_t buf[64]; /* a copy gap changes nothing without datagrams */
+    make_frame(buf, sizeof buf, 50, 1);
+    assert_int_equal(peer_send_urgent(a.t, 2, buf, sizeof buf, 60000), 0);
+    make_frame(buf, sizeof buf, 51, 1);
+    assert_int_equal(peer_send_urgent(a.t, 2, buf, sizeof buf, 60000), 0);
+    expect_frames(&b, 1, 52);
     uvenv_run_for(e, 50);
     assert_false(a.t->peers->dg_keyed); /* b gave none: it has no UDP */
     assert_false(b.t->peers->dg_keyed); /* b did not ask for one */
@@ -1223,6 +1292,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_three_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_datagrams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_urgent_copy_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_without_datagrams, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_large_frames, setup, teardown),

@@ -376,7 +376,7 @@ static void test_token_peers_exchange(void **state)
     assert_true(uvenv_run_until(e, keyed, a.t, WAIT_MS));
     uint64_t before = b.got[1];
     uint8_t frame[16] = {0}, dg[PEER__DGRAM_MAX], made_up[PEER__KEY_LEN] = {0};
-    assert_int_equal(peer_send_urgent(a.t, 2, frame, sizeof frame), 0);
+    assert_int_equal(peer_send_urgent(a.t, 2, frame, sizeof frame, 0), 0);
     assert_true(wait_frames(&b, 1, before + 1));
     uvenv_run_for(e, 50);
     struct peer__dgram d = {.sender = 1, .target = 2, .seq = 1u << 30};
