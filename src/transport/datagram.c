@@ -7,8 +7,8 @@
  * the peer's: each datagram is lost or not on its own, and the first copy
  * to arrive counts (the caller sends only frames that may arrive twice and
  * out of order). A datagram taken is remembered until its TCP copy comes,
- * and that copy is dropped (peer__dgram_twin): each side answers once. Format, and the key each acceptor gives its dialers for
- * them: wire.c.
+ * and that copy is dropped (peer__dgram_twin): each side answers once.
+ * Format, and the key each acceptor gives its dialers for them: wire.c.
  *
  * Owns the UDP socket, the datagram counters of the transport, the keys
  * given (on inbound connections) and taken (on outbound ones), and the
