@@ -47,7 +47,7 @@ static struct peer__in *keyed_conn(const struct peer_transport *t, uint64_t id)
 {
     for (struct peer__in *c = t->ins; c != NULL; c = c->next) /* newest first */
         if (c->hello_done && !c->closing && c->from == id)
-            return c->dg_keyed ? c : NULL;
+            return c->dg_mac != NULL ? c : NULL;
     return NULL;
 }
 
@@ -188,14 +188,12 @@ int peer__dgram_give_key(struct peer__in *c)
         peer__in_close(c);
         return err;
     }
-    c->dg_keyed = true;
     c->dg_seq = 0;
     return 0;
 }
 
 void peer__dgram_unkey(struct peer__out *p)
 {
-    p->dg_keyed = false;
     peer__dgmac_free(p->dg_mac);
     p->dg_mac = NULL;
 }
@@ -203,7 +201,7 @@ void peer__dgram_unkey(struct peer__out *p)
 int peer__dgram_send(struct peer_transport *t, struct peer__out *p,
                      const uint8_t *buf, size_t len)
 {
-    if (!t->udp_open || !p->dg_keyed || p->state != PEER__CONNECTED)
+    if (!t->udp_open || p->dg_mac == NULL || p->state != PEER__CONNECTED)
         return CRAFT_ENOTFOUND;
     uint8_t out[PEER__DGRAM_MAX];
     struct peer__dgram d = {.sender = t->self_id, .target = p->id,

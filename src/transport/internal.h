@@ -226,10 +226,9 @@ struct peer__out {
     struct peer__tlsc *tls;   /* peer TLS of this connection, or NULL
                                  (tls.h); set from connect to close */
     /* Datagrams (datagram.c). */
-    bool dg_keyed;            /* the acceptor of this connection gave us
-                                 dg_key: datagrams to it may go */
-    uint8_t dg_key[PEER__KEY_LEN];
-    struct peer__dgmac *dg_mac; /* dg_key made ready, while dg_keyed */
+    uint8_t dg_key[PEER__KEY_LEN]; /* the acceptor of this connection
+                                 gave it to us: datagrams to it may go */
+    struct peer__dgmac *dg_mac; /* dg_key made ready; NULL: no key (yet) */
     uint64_t dg_seq;          /* datagrams sent under dg_key */
     uint64_t next_copy_at;    /* uv_now before which an urgent frame whose
                                  datagram went may go without its TCP copy
@@ -292,9 +291,8 @@ struct peer__in {
     uint64_t from;            /* sender id, once hello_done */
     unsigned flags;           /* its hello's PEER__HELLO_* bits */
     struct peer__tlsc *tls;   /* peer TLS of this connection, or NULL */
-    bool dg_keyed;            /* we gave the dialer dg_key (datagram.c) */
-    uint8_t dg_key[PEER__KEY_LEN];
-    struct peer__dgmac *dg_mac; /* dg_key made ready, while dg_keyed */
+    uint8_t dg_key[PEER__KEY_LEN]; /* given to the dialer (datagram.c) */
+    struct peer__dgmac *dg_mac; /* dg_key made ready; NULL: none given */
     uint64_t dg_seq;          /* the last datagram taken under it */
     uint64_t dg_taken_at;     /* uv_now when it was taken */
     struct peer__twin twins[PEER__TWINS]; /* datagrams taken, TCP copy due */

@@ -348,10 +348,9 @@ static void after_handshake(struct peer__out *p)
         size_t need = key ? PEER__DGKEY_LEN : PEER__REFUSAL_LEN;
         if (p->sink_len < need)
             return;
-        if (key && !p->dg_keyed &&
+        if (key && p->dg_mac == NULL &&
             peer__dgkey_decode(p->sink, p->dg_key) == 0 &&
             (p->dg_mac = peer__dgmac_new(p->dg_key)) != NULL) {
-            p->dg_keyed = true;
             p->dg_seq = 0;
         } else if (!key && !p->refused) {
             got_refusal(p); /* (it ignores what is not a refusal) */

@@ -519,7 +519,7 @@ static void send_frames(struct node *from, uint64_t to, unsigned n)
 static bool keyed(void *arg)
 {
     const struct peer_transport *t = arg;
-    return t->peers != NULL && t->peers->dg_keyed;
+    return t->peers != NULL && t->peers->dg_mac != NULL;
 }
 
 static void test_transports_over_tls(void **state)

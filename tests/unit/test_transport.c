@@ -539,7 +539,7 @@ static bool dgrams_to_peer(void *arg)
 {
     const struct node *n = arg;
     const struct peer__out *p = n->t->peers;
-    return p != NULL && p->dg_keyed && p->state == PEER__CONNECTED;
+    return p != NULL && p->dg_mac != NULL && p->state == PEER__CONNECTED;
 }
 
 static void send_urgent(struct node *from, uint64_t to, uint64_t first,
@@ -741,8 +741,8 @@ static void test_peer_without_datagrams(void **state)
     assert_int_equal(peer_send_urgent(a.t, 2, buf, sizeof buf, 60000), 0);
     expect_frames(&b, 1, 52);
     uvenv_run_for(e, 50);
-    assert_false(a.t->peers->dg_keyed); /* b gave none: it has no UDP */
-    assert_false(b.t->peers->dg_keyed); /* b did not ask for one */
+    assert_null(a.t->peers->dg_mac); /* b gave none: it has no UDP */
+    assert_null(b.t->peers->dg_mac); /* b did not ask for one */
     assert_int_equal(tstats(&a).dgrams_sent, 0);
     assert_int_equal(tstats(&b).dgrams_sent, 0);
     assert_int_equal(a.rx.bad + b.rx.bad, 0);

@@ -303,7 +303,7 @@ static bool wait_frames(struct node *n, uint64_t from, uint64_t count)
 static bool keyed(void *arg)
 {
     const struct peer_transport *t = arg;
-    return t->peers != NULL && t->peers->dg_keyed;
+    return t->peers != NULL && t->peers->dg_mac != NULL;
 }
 
 /* A blocking client socket connected to port (the kernel completes the
