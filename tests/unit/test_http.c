@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1317,18 +1318,30 @@ static void test_auth_off_loop(void **state)
     char text[1024], hf[200], hs[200], ht[200], hu[200];
     struct crypt_data cd;
     memset(&cd, 0, sizeof cd);
-    /* ~0.3 s a check; the first user (fast) sets the dummy's cost. Under
-     * valgrind (VALGRIND=1) s and t have a quarter of the rounds: the
-     * full count of both outlasts the clients' 5 s receive timeout there,
-     * while a quarter still runs far longer than the 50 ms steps below. */
-    long rounds = getenv("VALGRIND") ? 150000 : 600000;
+    /* ~0.3 s a check, on any machine: the rounds are scaled from a hash
+     * timed here, at least 600,000 (0.3 s on the first machine, 0.11 s on
+     * a later one, where u's check ended before the close below). The
+     * first user (fast) sets the dummy's cost. Under valgrind (VALGRIND=1)
+     * s and t have a quarter of the rounds: the full count of both
+     * outlasts the clients' 5 s receive timeout there, while a quarter
+     * still runs far longer than the 50 ms steps below. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    (void)crypt_r("cal", "$6$rounds=100000$c$", &cd);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double cal_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                    (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    double scaled = 100000.0 * 300.0 / (cal_ms > 1 ? cal_ms : 1);
+    long full = scaled < 600000 ? 600000 : scaled > 6000000 ? 6000000 : (long)scaled;
+    long rounds = getenv("VALGRIND") ? full / 4 : full;
     char salt[64];
     snprintf(hf, sizeof hf, "%s", crypt_r("fp", "$6$rounds=1000$f$", &cd));
     snprintf(salt, sizeof salt, "$6$rounds=%ld$s$", rounds);
     snprintf(hs, sizeof hs, "%s", crypt_r("sp", salt, &cd));
     snprintf(salt, sizeof salt, "$6$rounds=%ld$t$", rounds);
     snprintf(ht, sizeof ht, "%s", crypt_r("tp", salt, &cd));
-    snprintf(hu, sizeof hu, "%s", crypt_r("up", "$6$rounds=600000$u$", &cd));
+    snprintf(salt, sizeof salt, "$6$rounds=%ld$u$", full);
+    snprintf(hu, sizeof hu, "%s", crypt_r("up", salt, &cd));
     snprintf(text, sizeof text, "f:%s:read\ns:%s:admin\nt:%s:admin\nu:%s:read\n", hf, hs,
              ht, hu);
     struct auth_db *db;
