@@ -148,6 +148,10 @@ struct kv__results {
  * record), the leaf id (24 bits: at most 2^24 - 1 leaves, 64 GiB) and the
  * record's offset in the leaf (12 bits). 0 = empty (no leaf has id 0). */
 #define KV__HASH_MIN 16
+/* Tables up to KV__HASH_SYNC_MAX slots are rebuilt at once (about 0.2 ms),
+ * larger ones KV__HASH_STEP steps per key put (kv_hash.c, "resizing"). */
+#define KV__HASH_SYNC_MAX (1u << 14)
+#define KV__HASH_STEP 16
 #define KV__MAX_LEAVES ((1u << 24) - 1)
 static inline uint64_t kv__hslot(uint32_t h28, uint32_t id, uint16_t off)
 {
@@ -159,12 +163,6 @@ static inline uint32_t kv__hslot_id(uint64_t s)
     return (uint32_t)(s >> 12) & KV__MAX_LEAVES;
 }
 static inline uint16_t kv__hslot_off(uint64_t s) { return s & 0xfff; }
-/* Point slot i at a new place for the same key. */
-static inline void kv__hslot_move(uint64_t *hs, size_t i, uint32_t id,
-                                  uint16_t off)
-{
-    hs[i] = kv__hslot(kv__hslot_h(hs[i]), id, off);
-}
 
 /* The leaves' pages (kv_pages.c): chunks of KV__CHUNK_PAGES aligned pages
  * in an array sorted by address, each with a bitmap of its free pages. */
@@ -187,6 +185,10 @@ struct kv {
     uint64_t k0, k1;            /* hash key (SipHash-1-3) */
     uint64_t *hs;               /* [hcap], count <= hcap * 3 / 4 */
     size_t hcap;                /* power of two */
+    uint64_t *hs_old;           /* [hcap_old]: a resize's slots not moved yet */
+    size_t hcap_old;            /* (kv_hash.c); NULL and 0 between resizes */
+    size_t hs_next;             /* hs_old[0, hs_next) is empty */
+    uint64_t hash_resizes;      /* resizes started, for tests */
     struct kv__leaf **leaf_ids; /* [ids_cap], by leaf id; [0] unused */
     size_t n_ids;               /* ids ever handed out, + 1 */
     size_t ids_cap;
@@ -274,6 +276,8 @@ void kv__hash_add(struct kv *kv, uint64_t h, uint32_t id, uint16_t off);
 size_t kv__hash_slot_of(const struct kv *kv, uint64_t h, uint32_t id,
                         uint16_t off);
 void kv__hash_del_slot(struct kv *kv, size_t i);
+/* Point slot i at a new place for the same key. */
+void kv__hash_move(struct kv *kv, size_t i, uint32_t id, uint16_t off);
 /* The home slot of a key of hash h. */
 size_t kv__hash_home(const struct kv *kv, uint64_t h);
 bool kv__hash_find(const struct kv *kv, const void *key, size_t klen,

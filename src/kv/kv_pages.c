@@ -194,6 +194,8 @@ void kv__pages_drop_unread(struct kv *kv)
     }
     kv__pages_drop_end(&d);
     drop_inside(kv->hs, kv->hcap * sizeof kv->hs[0]); /* the point index */
+    if (kv->hs_old != NULL) /* (a resize's old table) */
+        drop_inside(kv->hs_old, kv->hcap_old * sizeof kv->hs_old[0]);
     /* The pointers stay: what they point to is still allocated, so a leak
      * checker in the child (valgrind) sees it reachable, not lost. */
 }

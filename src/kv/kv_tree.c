@@ -771,7 +771,7 @@ static void leaf_take_all(struct kv *kv, struct kv__leaf *l,
         struct kv__rec r;
         kv__rec_decode(t, i, &r);
         leaf_append(l, t->data + kv__slot(t, i), r.size);
-        kv__hslot_move(kv->hs, slots[i], l->id, l->top);
+        kv__hash_move(kv, slots[i], l->id, l->top);
     }
 }
 
@@ -909,7 +909,7 @@ static void place(struct kv *kv, struct kv__leaf *to, uint32_t at,
         where->off = to->top;
         to->seq = (uint16_t)(at + 1);
     } else {
-        kv__hslot_move(kv->hs, it->slot, to->id, to->top);
+        kv__hash_move(kv, it->slot, to->id, to->top);
     }
 }
 
@@ -1294,7 +1294,7 @@ void kv__store(struct kv *kv, struct kv__path *p, uint64_t h,
         leaf_overflow(kv, p, rec, size, &where);
     }
     if (old_slot != SIZE_MAX) {
-        kv__hslot_move(kv->hs, old_slot, where.id, where.off);
+        kv__hash_move(kv, old_slot, where.id, where.off);
     } else {
         kv__hash_add(kv, h, where.id, where.off);
     }
@@ -1337,7 +1337,7 @@ bool kv__overwrite(struct kv *kv, struct kv__leaf *l, uint16_t off,
         l->top = (uint16_t)(l->top - size);
         memcpy(l->data + l->top, rec, size);
         set_word(l, i, kv__hint(l, i) << 12 | l->top);
-        kv__hslot_move(kv->hs, hi, l->id, l->top);
+        kv__hash_move(kv, hi, l->id, l->top);
     }
     kv->bytes -= old.klen + old.vlen;
     kv->bytes += klen + vlen;

@@ -1183,6 +1183,16 @@ static size_t check_tree(const struct kv *kv)
     size_t used = 0;
     for (size_t i = 0; i < kv->hcap; i++)
         used += kv->hs[i] != 0;
+    for (size_t i = 0; i < kv->hcap_old; i++) { /* a resize under way */
+        uint64_t slot = kv->hs_old[i];
+        if (slot == 0)
+            continue;
+        used++;
+        /* nothing behind the cursor, nor reached from a home behind it */
+        assert_true(i >= kv->hs_next);
+        assert_true(kv->hs_next == 0 ||
+                    (kv__hslot_h(slot) & (kv->hcap_old - 1)) >= kv->hs_next);
+    }
     assert_int_equal(used, kv_count(kv)); /* nothing in it twice */
     assert_int_equal(w.bytes, kv_bytes(kv));
     return w.leaves;
@@ -1952,6 +1962,107 @@ static void test_model_walk(void **state)
     }
     kv_free(kv);
     free(m);
+}
+
+static size_t old_slots_used(const struct kv *kv)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < kv->hcap_old; i++)
+        n += kv->hs_old[i] != 0;
+    return n;
+}
+
+/* The point index past KV__HASH_SYNC_MAX slots grows and shrinks a few
+ * slots per write (a rebuild at once stalled the node for 50-100 ms at
+ * millions of keys): a resize leaves the old table in place, each put
+ * moves at most KV__HASH_STEP of its slots, and meanwhile every key is
+ * found, overwritten (its record moving in its leaf, so its slot in the
+ * old table changes), deleted and put back, with the tree and both tables
+ * consistent. Then deletes shrink it the same way. */
+static void test_hash_resize_in_steps(void **state)
+{
+    (void)state;
+    const unsigned n = slow_env() ? 60000 : 200000;
+    struct kv *kv = kv_new(SEED);
+    assert_non_null(kv);
+    char k[16], v[16];
+    char big[40];
+    memset(big, 'B', sizeof big);
+    unsigned stepped = 0, checked = 0;
+    uint64_t resizes = kv->hash_resizes;
+    for (unsigned i = 0; i < n; i++) {
+        bool was_old = kv->hs_old != NULL;
+        size_t before = was_old && i % 97 == 0 ? old_slots_used(kv) : 0;
+        size_t cap_before = kv->hcap;
+        key16(k, i, "key");
+        key16(v, i, "val");
+        assert_int_equal(kv_put(kv, k, 16, v, 16), 0);
+        if (kv->hcap != cap_before && cap_before > KV__HASH_SYNC_MAX) {
+            assert_non_null(kv->hs_old); /* not rebuilt at once */
+            assert_int_equal(kv->hcap_old, cap_before);
+        }
+        if (was_old && kv->hs_old != NULL && i % 97 == 0) {
+            size_t after = old_slots_used(kv);
+            assert_true(after < before); /* it moves on... */
+            assert_true(before - after <= KV__HASH_STEP); /* ...by steps */
+            stepped++;
+        }
+        if (kv->hs_old == NULL || i % 8 != 0)
+            continue;
+        /* a key put before the resize: longer, back, gone, back again */
+        unsigned j = (unsigned)(((uint64_t)i * 7919) % (i + 1));
+        key16(k, j, "key");
+        key16(v, j, "val");
+        assert_int_equal(kv_put(kv, k, 16, big, sizeof big), 0);
+        assert_val(kv, k, 16, big, sizeof big);
+        assert_int_equal(kv_del(kv, k, 16), 0);
+        assert_absent(kv, k, 16);
+        assert_int_equal(kv_put(kv, k, 16, v, 16), 0);
+        if (i % 4096 == 0) {
+            check_tree(kv);
+            checked++;
+        }
+    }
+    assert_true(kv->hash_resizes - resizes >= 3);
+    assert_true(stepped > 10);
+    assert_true(checked > 0);
+    check_tree(kv);
+    for (unsigned i = 0; i < n; i++) {
+        key16(k, i, "key");
+        key16(v, i, "val");
+        assert_val(kv, k, 16, v, 16);
+    }
+    /* down to a sixteenth: the table halves, by steps too */
+    size_t cap = kv->hcap;
+    unsigned shrunk_midway = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (i % 16 == 0)
+            continue;
+        key16(k, i, "key");
+        assert_int_equal(kv_del(kv, k, 16), 0);
+        if (kv->hs_old != NULL && kv->hcap < kv->hcap_old &&
+            shrunk_midway++ % 16 == 0) {
+            for (unsigned q = 0; q < n; q += 16) { /* all still there */
+                key16(k, q, "key");
+                key16(v, q, "val");
+                assert_val(kv, k, 16, v, 16);
+            }
+            check_tree(kv);
+        }
+    }
+    assert_true(kv->hcap < cap);
+    assert_true(shrunk_midway > 0);
+    check_tree(kv);
+    for (unsigned i = 0; i < n; i++) {
+        key16(k, i, "key");
+        if (i % 16 == 0) {
+            key16(v, i, "val");
+            assert_val(kv, k, 16, v, 16);
+        } else {
+            assert_absent(kv, k, 16);
+        }
+    }
+    kv_free(kv);
 }
 
 static double fill_of(const struct kv *kv)
@@ -3062,6 +3173,7 @@ int main(void)
         T(test_list_binary_order),
         T(test_list_paging),
         T(test_model_walk),
+        T(test_hash_resize_in_steps),
         T(test_long_keys),
         T(test_rewrites_grow),
         T(test_load_leaves_room_for_rewrites),
