@@ -855,6 +855,95 @@ static void test_accept_out_of_memory(void **state)
     node_close(&b);
 }
 
+/* n's established connection from peer id (its handshake done), or NULL. */
+static struct peer__in *conn_from(const struct node *n, uint64_t id)
+{
+    for (struct peer__in *c = n->t->ins; c != NULL; c = c->next)
+        if (c->hello_done && !c->closing && c->from == id)
+            return c;
+    return NULL;
+}
+
+/* Both dialers are connected and each acceptor took the other's
+ * connection. A dialer's own stats are not enough: one the acceptor
+ * refused looks connected until it reads the close, and a frame written
+ * on that connection is lost (the acceptor hung up without reading it). */
+static bool pair_up(void *arg)
+{
+    struct node *const *n = arg;
+    struct peer_stats sa, sb;
+    return peer_get_stats(n[0]->t, 2, &sa) == 0 && sa.connected &&
+           peer_get_stats(n[1]->t, 1, &sb) == 0 && sb.connected &&
+           conn_from(n[0], 2) != NULL && conn_from(n[1], 1) != NULL;
+}
+
+/* Whether the connection from -> to has no datagram key; a key it has is
+ * the one to's end of it made (and made ready) for it. */
+static bool keyless(const struct node *from, const struct node *to)
+{
+    const struct peer__out *p = from->t->peers;
+    const struct peer__in *c = conn_from(to, from->id);
+    assert_non_null(c);
+    if (p->dg_mac == NULL)
+        return true;
+    assert_non_null(c->dg_mac);
+    assert_memory_equal(p->dg_key, c->dg_key, sizeof p->dg_key);
+    return false;
+}
+
+/* Urgent frames from -> to (seq first.. first + n - 1) arrive, once each.
+ * Returns how many of them went as datagrams too. */
+static uint64_t expect_urgent(struct node *from, struct node *to,
+                              uint64_t first, uint64_t n)
+{
+    uint64_t dgrams = tstats(from).dgrams_sent;
+    send_urgent(from, to->id, first, n, true);
+    /* Sent from outside the loop: written now, not after the next poll
+     * returns (without a datagram to wake it, at the reaper's tick). */
+    peer_transport_flush(from->t);
+    expect_frames(to, from->id, first + n);
+    assert_int_equal(to->rx.bad, 0);
+    return tstats(from).dgrams_sent - dgrams;
+}
+
+/* Each allocation of a pair's setup fails in turn (the k-th after both
+ * dial): the acceptor's connection (refused), its read buffer (closed),
+ * the key it makes for the dialer's datagrams or the dialer's for the key
+ * it got (the connection goes on without datagrams). Every time both
+ * connections come up, urgent frames arrive both ways (as datagrams where
+ * a key was made), and closing frees everything. */
+static void test_datagram_setup_out_of_memory(void **state)
+{
+    struct uvenv *e = *state;
+    unsigned without_key = 0;
+    for (long k = 0; k < 40; k++) {
+        struct node a, b;
+        struct node *pair[2] = {&a, &b};
+        uint8_t seen_a[16] = {0}, seen_b[16] = {0};
+        start_pair(e, &a, &b);
+        fail_in = k;
+        assert_true(uvenv_run_until(e, pair_up, pair, WAIT_MS));
+        fail_in = -1; /* set up: nothing fails from here on */
+        a.rx.seen = seen_a; /* a frame may come twice: datagram and TCP */
+        a.rx.seen_cap = sizeof seen_a;
+        b.rx.seen = seen_b;
+        b.rx.seen_cap = sizeof seen_b;
+        /* A first round: frames from the other end have come in, so each
+         * dialer has read its key record, if it was sent one. */
+        expect_urgent(&a, &b, 0, 4);
+        expect_urgent(&b, &a, 0, 4);
+        bool a_keyless = keyless(&a, &b), b_keyless = keyless(&b, &a);
+        without_key += a_keyless + b_keyless;
+        assert_int_equal(expect_urgent(&a, &b, 4, 4), a_keyless ? 0 : 4);
+        assert_int_equal(expect_urgent(&b, &a, 4, 4), b_keyless ? 0 : 4);
+        node_close(&a);
+        node_close(&b);
+        assert_int_equal(live_blocks, 0);
+    }
+    assert_true(without_key > 0);
+    assert_int_not_equal(uvenv_count(e, "out of memory; refusing"), 0);
+}
+
 static void test_queue_limit(void **state)
 {
     struct uvenv *e = *state;
@@ -1302,6 +1391,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_out_of_memory, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_datagram_setup_out_of_memory,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_clients, setup,
                                         teardown),
