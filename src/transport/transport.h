@@ -29,7 +29,8 @@
  * the dialer why (best effort) and reports both sides through on_refused.
  *
  * Threading: one thread. Every call, and every callback (on_frame, the close
- * callback), happens on the thread running opts.loop.
+ * callback), happens on the thread running opts.loop. The process must
+ * ignore SIGPIPE: libuv writes to peers that reset their connections.
  *
  * Ownership: peer_send copies buf; the caller keeps its buffer. The buffer
  * handed to on_frame belongs to the transport and is valid only until

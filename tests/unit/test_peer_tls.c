@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -610,5 +611,6 @@ int main(void)
         cmocka_unit_test(test_garbage_refused),
         cmocka_unit_test(test_transports_over_tls),
     };
+    signal(SIGPIPE, SIG_IGN); /* as the daemon does (transport.h) */
     return cmocka_run_group_tests(tests, make_certs, remove_certs);
 }

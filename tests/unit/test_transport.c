@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1406,5 +1407,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_identity_checks, setup,
                                         teardown),
     };
+    signal(SIGPIPE, SIG_IGN); /* as the daemon does (transport.h) */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

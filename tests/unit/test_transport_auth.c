@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -715,5 +716,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_strangers_do_not_evict_a_young_handshake,
                                         uvenv_setup, uvenv_teardown),
     };
+    signal(SIGPIPE, SIG_IGN); /* as the daemon does (transport.h) */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
