@@ -1989,10 +1989,11 @@ static void test_hash_resize_in_steps(void **state)
     char big[40];
     memset(big, 'B', sizeof big);
     unsigned stepped = 0, checked = 0;
+    size_t moved = 0;
     uint64_t resizes = kv->hash_resizes;
     for (unsigned i = 0; i < n; i++) {
         bool was_old = kv->hs_old != NULL;
-        size_t before = was_old && i % 97 == 0 ? old_slots_used(kv) : 0;
+        size_t before = was_old && i % 7 == 0 ? old_slots_used(kv) : 0;
         size_t cap_before = kv->hcap;
         key16(k, i, "key");
         key16(v, i, "val");
@@ -2001,15 +2002,23 @@ static void test_hash_resize_in_steps(void **state)
             assert_non_null(kv->hs_old); /* not rebuilt at once */
             assert_int_equal(kv->hcap_old, cap_before);
         }
-        if (was_old && kv->hs_old != NULL && i % 97 == 0) {
+        if (was_old && kv->hs_old != NULL && i % 7 == 0) {
             size_t after = old_slots_used(kv);
-            assert_true(after < before); /* it moves on... */
-            assert_true(before - after <= KV__HASH_STEP); /* ...by steps */
+            assert_true(after <= before); /* new keys go to the new table */
+            assert_true(before - after <= KV__HASH_STEP); /* a few a put */
+            moved += before - after;
             stepped++;
         }
-        if (kv->hs_old == NULL || i % 8 != 0)
+        if (kv->hs_old == NULL)
             continue;
-        /* a key put before the resize: longer, back, gone, back again */
+        if (!was_old || i % 1024 == 0) { /* a resize begins, and on */
+            check_tree(kv);
+            checked++;
+        }
+        if (i % 64 != 0)
+            continue;
+        /* a key put before the resize: longer, back, gone, back again
+         * (the delete moves 4,096 steps, so not too often) */
         unsigned j = (unsigned)(((uint64_t)i * 7919) % (i + 1));
         key16(k, j, "key");
         key16(v, j, "val");
@@ -2018,14 +2027,11 @@ static void test_hash_resize_in_steps(void **state)
         assert_int_equal(kv_del(kv, k, 16), 0);
         assert_absent(kv, k, 16);
         assert_int_equal(kv_put(kv, k, 16, v, 16), 0);
-        if (i % 4096 == 0) {
-            check_tree(kv);
-            checked++;
-        }
     }
     assert_true(kv->hash_resizes - resizes >= 3);
     assert_true(stepped > 10);
-    assert_true(checked > 0);
+    assert_true(moved > stepped); /* moving on, more than a slot a put */
+    assert_true(checked >= 2);
     check_tree(kv);
     for (unsigned i = 0; i < n; i++) {
         key16(k, i, "key");
