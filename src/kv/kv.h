@@ -47,6 +47,11 @@ void kv_free(struct kv *kv); /* NULL is fine */
  * batch of 1,000 puts or more; kv_tree.c), and give the kernel back the
  * leaves' free pages (kv_pages.c): when writes pause. */
 void kv_release_spare(struct kv *kv);
+/* Move a resize of the point index under way on by a bounded amount of
+ * work (about a millisecond at most; kv_hash.c): writes move it on too,
+ * but a table halved by mass deletes keeps its old half until enough of
+ * them come. True while a resize is still under way. */
+bool kv_tidy(struct kv *kv);
 
 size_t kv_count(const struct kv *kv);    /* number of keys */
 uint64_t kv_bytes(const struct kv *kv);  /* sum of key and value lengths */

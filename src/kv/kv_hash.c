@@ -179,8 +179,9 @@ static void del_at(uint64_t *hs, size_t mask, size_t i)
  * look in both. Moves happen only where no caller holds a slot index (at
  * kv__hash_reserve, the start of a write, and kv__hash_maybe_shrink, its
  * end): KV__HASH_STEP (kv_internal.h) steps for each key a write may add, and
- * KV__HASH_TRIM_STEP at each trim; a step moves one slot or passes one
- * empty one. Old slots are moved in order from the first, each taken out
+ * KV__HASH_TRIM_STEP at each trim (and KV__HASH_TIDY_STEP at each
+ * kv_tidy, the node's tick); a step moves one slot or passes one empty
+ * one. Old slots are moved in order from the first, each taken out
  * by backward shift, so [0, hs_next) of the old table is always empty and
  * no slot of it lies behind the cursor from its home (backward shift keeps
  * every slot reachable from its home): a key whose home is behind the
@@ -192,6 +193,7 @@ static void del_at(uint64_t *hs, size_t mask, size_t i)
  * slot index names the new table's slot i as i and the old table's as
  * hcap + i. */
 #define KV__HASH_TRIM_STEP 4096
+#define KV__HASH_TIDY_STEP 32768 /* kv_tidy: 0.1-1 ms */
 /* The old table's pages behind the cursor go back a MiB at a time: freeing
  * a 64 MiB table at once took 5 ms. */
 #define KV__HASH_RELEASE_SLOTS ((1u << 20) / sizeof(uint64_t))
@@ -287,6 +289,13 @@ int kv__hash_reserve(struct kv *kv, size_t n_more)
         kv->ids_cap = icap;
     }
     return 0;
+}
+
+bool kv_tidy(struct kv *kv)
+{
+    if (kv->hs_old != NULL)
+        migrate(kv, KV__HASH_TIDY_STEP);
+    return kv->hs_old != NULL;
 }
 
 void kv__hash_maybe_shrink(struct kv *kv)

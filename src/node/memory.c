@@ -38,6 +38,9 @@ static uint64_t applied_since_trim(const struct node *n)
 
 void node__memory_tick(struct node *n)
 {
+    /* A resize of the map's index goes on between writes (kv_hash.c), so
+     * that after mass deletes its old table does not wait for them. */
+    (void)kv_tidy(n->kv);
     uint64_t now = node__now(n);
     /* Reading the snapshot and the log back leaves free pages behind (a
      * restart of 10^6 keys: about 8 MiB resident, 30 MiB free in the

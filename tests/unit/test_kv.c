@@ -2071,6 +2071,50 @@ static void test_hash_resize_in_steps(void **state)
     kv_free(kv);
 }
 
+/* A resize under way goes on without writes at kv_tidy (the node's tick):
+ * a growth, then the halving one batch of deletes starts, end within a
+ * bounded number of calls, nothing lost. */
+static void test_hash_tidy(void **state)
+{
+    (void)state;
+    const unsigned n = 100000;
+    struct kv *kv = fill(n, SEED);
+    assert_non_null(kv->hs_old); /* the last growth is under way */
+    unsigned calls = 0;
+    while (kv_tidy(kv))
+        assert_true(++calls < 100);
+    assert_true(calls > 0);
+    assert_null(kv->hs_old);
+    assert_false(kv_tidy(kv)); /* nothing to do */
+    size_t cap = kv->hcap;
+    struct kv_cmd c;
+    assert_int_equal(kv_cmd_init(&c), 0);
+    char k[16], v[16];
+    for (unsigned i = 0; i < n; i++) {
+        key16(k, i, "key");
+        if (i % 16 != 0)
+            assert_int_equal(kv_cmd_del(&c, k, 16), 0);
+    }
+    assert_int_equal(kv_apply_at(kv, 1, c.data, c.len), 0);
+    kv_cmd_free(&c);
+    assert_non_null(kv->hs_old); /* halving, begun at the batch's trim */
+    assert_true(kv->hcap < cap);
+    calls = 0;
+    while (kv_tidy(kv))
+        assert_true(++calls < 100);
+    assert_null(kv->hs_old);
+    check_tree(kv);
+    for (unsigned i = 0; i < n; i++) {
+        key16(k, i, "key");
+        key16(v, i, "val");
+        if (i % 16 == 0)
+            assert_val(kv, k, 16, v, 16);
+        else
+            assert_absent(kv, k, 16);
+    }
+    kv_free(kv);
+}
+
 /* Random puts, deletes and batches of values of 7 sizes against a model,
  * through five growths and shrinks of the point index (ten resizes): the
  * tree and both tables are checked every 50 operations while a resize is
@@ -3410,6 +3454,7 @@ int main(void)
         T(test_model_walk),
         T(test_hash_resize_in_steps),
         T(test_hash_resize_model),
+        T(test_hash_tidy),
         T(test_long_keys),
         T(test_rewrites_grow),
         T(test_load_leaves_room_for_rewrites),
