@@ -2137,6 +2137,26 @@ static void rv_val(uint8_t *v, unsigned i, unsigned ver, size_t len)
         v[b] = (uint8_t)(i * 31 + ver * 7 + b);
 }
 
+/* kv holds exactly the model's keys (len < 0: absent) with their values. */
+static void rv_assert_model(const struct kv *kv, const int *len,
+                            const unsigned *ver, unsigned K)
+{
+    size_t live = 0;
+    for (unsigned i = 0; i < K; i++) {
+        char k[16];
+        uint8_t v[600];
+        key16(k, i, "key");
+        if (len[i] < 0) {
+            assert_absent(kv, k, 16);
+            continue;
+        }
+        live++;
+        rv_val(v, i, ver[i], (size_t)len[i]);
+        assert_val(kv, k, 16, v, (size_t)len[i]);
+    }
+    assert_int_equal(kv_count(kv), live);
+}
+
 static unsigned rv_snaps;
 /* While a resize is under way: a forked writer's snapshot (the parent
  * going on meanwhile) and one in memory read back as the model says. */
@@ -2180,22 +2200,8 @@ static void rv_snap_check(struct kv *kv, const int *len, const unsigned *ver,
     craft_free(buf);
     check_tree(back);
     check_tree(back2);
-    size_t live = 0;
-    for (unsigned i = 0; i < K; i++) {
-        char k[16];
-        uint8_t v[600];
-        key16(k, i, "key");
-        if (len0[i] < 0) {
-            assert_absent(back, k, 16);
-            assert_absent(back2, k, 16);
-            continue;
-        }
-        live++;
-        rv_val(v, i, ver0[i], (size_t)len0[i]);
-        assert_val(back, k, 16, v, (size_t)len0[i]);
-        assert_val(back2, k, 16, v, (size_t)len0[i]);
-    }
-    assert_int_equal(kv_count(back), live);
+    rv_assert_model(back, len0, ver0, K);
+    rv_assert_model(back2, len0, ver0, K);
     kv_free(back);
     kv_free(back2);
     free(len0);
@@ -2318,18 +2324,7 @@ static void test_hash_resize_model(void **state)
             }
             was_old = is_old;
         }
-        /* every key */
-        for (unsigned i = 0; i < K; i++) {
-            char k[16];
-            uint8_t v[600];
-            key16(k, i, "key");
-            if (len[i] < 0) {
-                assert_absent(kv, k, 16);
-            } else {
-                rv_val(v, i, ver[i], (size_t)len[i]);
-                assert_val(kv, k, 16, v, (size_t)len[i]);
-            }
-        }
+        rv_assert_model(kv, len, ver, K); /* every key */
         check_tree(kv);
     }
     assert_true(kv->hash_resizes >= 10);
