@@ -99,9 +99,14 @@ static uint32_t h28(uint64_t h)
  * of its own: calloc took such sizes from memory malloc had to clear first
  * (14 ms for 32 MiB on a loaded map, all at once), while a new mapping is
  * zeros already and its pages arrive as slots are first written. */
+static bool mapped(size_t cap)
+{
+    return cap > KV__HASH_SYNC_MAX;
+}
+
 static uint64_t *table_new(size_t cap)
 {
-    if (cap <= KV__HASH_SYNC_MAX)
+    if (!mapped(cap))
         return craft_calloc(cap, sizeof(uint64_t));
     void *p = mmap(NULL, cap * sizeof(uint64_t), PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -110,7 +115,7 @@ static uint64_t *table_new(size_t cap)
 
 static void table_free(uint64_t *hs, size_t cap)
 {
-    if (cap <= KV__HASH_SYNC_MAX)
+    if (!mapped(cap))
         craft_free(hs);
     else if (hs != NULL)
         (void)munmap(hs, cap * sizeof(uint64_t));
@@ -198,7 +203,6 @@ static void del_at(uint64_t *hs, size_t mask, size_t i)
  * a 64 MiB table at once took 5 ms. */
 #define KV__HASH_RELEASE_SLOTS ((1u << 20) / sizeof(uint64_t))
 
-
 static void migrate(struct kv *kv, size_t budget)
 {
     size_t old_mask = kv->hcap_old - 1, mask = kv->hcap - 1;
@@ -207,7 +211,7 @@ static void migrate(struct kv *kv, size_t budget)
         uint64_t s = kv->hs_old[kv->hs_next];
         if (s == 0) {
             if (++kv->hs_next % KV__HASH_RELEASE_SLOTS == 0 &&
-                kv->hcap_old > KV__HASH_SYNC_MAX) /* a mapping: zeros again */
+                mapped(kv->hcap_old)) /* a mapping reads zeros again */
                 (void)madvise(kv->hs_old + kv->hs_next - KV__HASH_RELEASE_SLOTS,
                               KV__HASH_RELEASE_SLOTS * sizeof(uint64_t),
                               MADV_DONTNEED);
@@ -390,9 +394,8 @@ bool kv__hash_find(const struct kv *kv, const void *key, size_t klen,
 
 /* The record of key (its 28 hash bits h) that hs (cap slots) points to. */
 static inline __attribute__((always_inline)) bool
-find_in(const struct kv *kv, const uint64_t *hs, size_t cap,
-                    uint32_t h, const void *key, size_t klen,
-                    struct kv__leaf **leaf, uint16_t *off)
+find_in(const struct kv *kv, const uint64_t *hs, size_t cap, uint32_t h,
+        const void *key, size_t klen, struct kv__leaf **leaf, uint16_t *off)
 {
     size_t mask = cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
