@@ -33,6 +33,14 @@
  * record boundaries, each fdatasync'd before the next. So a torn tail (the
  * unsynced end of the last step) is never longer either. */
 #define STOR__WRITE_MAX (4u << 20)
+/* The segment being written is allocated ahead of its records by up to
+ * this many bytes (fallocate, which reads as zeros): a sync of records
+ * written into allocated space need not commit a new file length, which
+ * made each fdatasync of an append 30-40 us slower. Below
+ * STOR__WRITE_MAX, so a crash still leaves at most one write step's worth
+ * of invalid bytes at the end of the log (the torn tail rule); cut off when
+ * the segment is closed, so closed segments end at their last record. */
+#define STOR__PREALLOC (1u << 20)
 #define STOR__ENT_HDR 16       /* per entry in an entries record */
 #define STOR__ENTS_HDR 16      /* first index, count, reserved */
 #define STOR__SNAP_HDR 4096    /* snapshot header; data follows */
@@ -150,7 +158,9 @@ struct stor {
     struct stor__seg *segs;
     size_t n_segs, cap_segs;
     int seg_fd;
-    uint64_t seg_size;
+    uint64_t seg_size;  /* bytes of records (the end of the last one) */
+    uint64_t seg_alloc; /* bytes the file holds: >= seg_size, zeros after */
+    bool prealloc_off;  /* the file system cannot preallocate */
     uint64_t seg_salt;
     uint64_t last; /* last entry index, or the reset index if none after */
     struct raft_hard_state hs;
@@ -271,6 +281,9 @@ struct stor__batch {
  * STOR__WRITE_MAX bytes), rolling to a new segment first if the batch
  * resets the log or the current one is full. */
 int stor__seg_write(struct stor *s, const struct stor__batch *b);
+/* Close the current segment, cutting its preallocated space off first
+ * (best effort: recovery cuts it too). */
+void stor__seg_close(struct stor *s);
 /* Delete the oldest segments while all they hold is below keep_from,
  * never the current one; directory fsync after each unlink. */
 int stor__seg_drop_while_below(struct stor *s, uint64_t keep_from);

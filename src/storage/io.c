@@ -28,6 +28,7 @@ static const struct stor_sys stor_libc = {
     .fdatasync = fdatasync,
     .fsync = fsync,
     .ftruncate = ftruncate,
+    .fallocate = fallocate,
     .fstat = fstat,
     .lseek = lseek,
     .dup = dup,

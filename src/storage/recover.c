@@ -187,6 +187,17 @@ static size_t valid_after(const uint8_t *buf, size_t size, size_t from,
     return 0;
 }
 
+/* The end of the segment being written is allocated ahead of its records
+ * (STOR__PREALLOC): zeros, if nothing was being written there. Cut like a
+ * torn tail, but not one: no WARN after every kill -9. */
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
 /* Cut the last segment at off (the end of its last valid record). */
 static int cut_tail(struct stor *s, const char *name, size_t off)
 {
@@ -277,9 +288,14 @@ static int torn_tail(struct replay *rp, const struct stor__seg *g,
         return stor__refuse(s, rp->file, off, "%s, but the state file says "
                             "this segment was durable up to offset %" PRIu64,
                             why, s->st.seg_off);
-    CRAFT_WARN(s->log, "storage: %s/%s: torn tail: cutting %zu bytes at "
-               "offset %zu (%s); records before it are intact", s->dir,
-               rp->file, size - off, off, why);
+    if (size - off <= STOR__PREALLOC && all_zero(buf + off, size - off))
+        CRAFT_INFO(s->log, "storage: %s/%s: cutting %zu bytes of "
+                   "preallocated space at offset %zu", s->dir, rp->file,
+                   size - off, off);
+    else
+        CRAFT_WARN(s->log, "storage: %s/%s: torn tail: cutting %zu bytes at "
+                   "offset %zu (%s); records before it are intact", s->dir,
+                   rp->file, size - off, off, why);
     return cut_tail(s, rp->file, off);
 }
 
@@ -381,7 +397,7 @@ static int replay_segment(struct replay *rp, const struct stor__seg *g,
                             PRIu64 ": it was truncated", s->st.seg_off);
     /* Appends go to the last segment kept (earlier ones are whole). */
     s->seg_salt = salt;
-    s->seg_size = off;
+    s->seg_size = s->seg_alloc = off;
     rp->have_prev = true;
     rp->prev_size = off;
     rp->rec->newest_seq = g->seq;

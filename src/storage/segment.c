@@ -145,6 +145,39 @@ static uint64_t new_salt(struct stor *s, uint64_t seq)
     return (s->seg_salt ^ seq) * 0x9e3779b97f4a7c15u + 1;
 }
 
+static void seg_name_current(const struct stor *s, char *out, size_t size)
+{
+    const struct stor__seg *g = &s->segs[s->n_segs - 1];
+    stor__seg_name(out, size, g->seq, g->first);
+}
+
+/* Cut the current segment's preallocated space off, durably: it ends at its
+ * last record before the next segment records its length, and before the
+ * store is closed. */
+static int cut_prealloc(struct stor *s)
+{
+    if (s->seg_fd < 0 || s->seg_alloc <= s->seg_size)
+        return 0;
+    char name[64];
+    seg_name_current(s, name, sizeof name);
+    errno = 0;
+    if (s->sys.ftruncate(s->seg_fd, (off_t)s->seg_size) != 0)
+        return stor__err(errno);
+    s->seg_alloc = s->seg_size;
+    /* fdatasync: the cut is durable before the next segment's OPEN record
+     * says how long this one is. */
+    return stor__sync(s, s->seg_fd, name);
+}
+
+void stor__seg_close(struct stor *s)
+{
+    /* Best effort: recovery cuts the space off too, without a word. */
+    if (s->failed == 0 && s->n_segs > 0 && cut_prealloc(s) != 0)
+        CRAFT_DEBUG(s->log, "storage: %s: could not cut the preallocated "
+                    "end of the last segment", s->dir);
+    stor__close_fd(s, &s->seg_fd);
+}
+
 /* Create segment seq, named for index first, as its creation write alone:
  * the header and the OPEN record (the hard state of the moment, the length
  * of the segment before it). Durable before it becomes the current segment,
@@ -152,6 +185,11 @@ static uint64_t new_salt(struct stor *s, uint64_t seq)
  * could still be lost (the creation rule in record.c). */
 static int seg_create(struct stor *s, uint64_t seq, uint64_t first)
 {
+    if (s->n_segs > 0) {
+        int err = cut_prealloc(s);
+        if (err)
+            return err;
+    }
     uint8_t buf[STOR__SEG_CREATE];
     uint64_t salt = new_salt(s, seq);
     stor__seg_header_encode(buf, seq, salt, first);
@@ -186,7 +224,7 @@ static int seg_create(struct stor *s, uint64_t seq, uint64_t first)
     }
     stor__close_fd(s, &s->seg_fd);
     s->seg_fd = fd;
-    s->seg_size = STOR__SEG_CREATE;
+    s->seg_size = s->seg_alloc = STOR__SEG_CREATE;
     s->seg_salt = salt;
     CRAFT_DEBUG(s->log, "storage: %s: new segment %s", s->dir, name);
     /* The state file names the new segment before anything acknowledged
@@ -222,6 +260,7 @@ static int append_failed(struct stor *s, const char *name, int err)
                     craft_strerror(stor__err(errno)));
         return err;
     }
+    s->seg_alloc = s->seg_size;
     /* fdatasync: the cut is durable (a failure poisons the store). */
     stor__sync(s, s->seg_fd, name);
     return err;
@@ -240,12 +279,41 @@ static size_t step_size(const uint8_t *buf, size_t len)
     return step;
 }
 
+/* Allocate the file ahead of a save of len bytes (STOR__PREALLOC), if it
+ * runs past what is allocated and fits in one chunk. So the file never
+ * extends more than STOR__PREALLOC past the start of a write step, as the
+ * torn tail rule needs; a bigger save extends the file itself. A failure
+ * costs only the speed-up: the append extends the file as before, and
+ * meets ENOSPC itself if the disk is full. */
+static void preallocate(struct stor *s, size_t len)
+{
+    uint64_t end = s->seg_size + len;
+    if (s->prealloc_off || len >= STOR__PREALLOC || end <= s->seg_alloc)
+        return;
+    uint64_t to = s->seg_size + STOR__PREALLOC;
+    if (to > s->seg_bytes)
+        to = s->seg_bytes > end ? s->seg_bytes : end;
+    errno = 0;
+    int rc = s->sys.fallocate(s->seg_fd, 0, (off_t)s->seg_alloc,
+                              (off_t)(to - s->seg_alloc));
+    if (rc != 0 && (errno == EOPNOTSUPP || errno == ENOSYS)) {
+        s->prealloc_off = true;
+        CRAFT_DEBUG(s->log, "storage: %s: the file system cannot "
+                    "preallocate (%s); segments grow by appends",
+                    s->dir, craft_strerror(stor__err(errno)));
+        return;
+    }
+    /* Failed or not, the file is at most this long now (a failed call may
+     * have allocated part of the range): what cut_prealloc must cut. */
+    s->seg_alloc = to;
+}
+
 /* Append len encoded bytes at the end of the current segment. */
 static int append(struct stor *s, const uint8_t *buf, size_t len)
 {
     char name[64];
-    stor__seg_name(name, sizeof name, s->segs[s->n_segs - 1].seq,
-                   s->segs[s->n_segs - 1].first);
+    seg_name_current(s, name, sizeof name);
+    preallocate(s, len);
     for (size_t done = 0; done < len;) {
         size_t step = step_size(buf + done, len - done);
         int err = stor__pwrite_all(s, s->seg_fd, buf + done, step,
@@ -262,6 +330,8 @@ static int append(struct stor *s, const uint8_t *buf, size_t len)
         done += step;
     }
     s->seg_size += len;
+    if (s->seg_alloc < s->seg_size)
+        s->seg_alloc = s->seg_size;
     return 0;
 }
 

@@ -347,7 +347,7 @@ void stor_close(struct stor *s)
     if (s == NULL)
         return;
     stor__snap_close_all(s);
-    stor__close_fd(s, &s->seg_fd);
+    stor__seg_close(s);
     stor__close_fd(s, &s->st_fd);
     stor__close_fd(s, &s->lockfd); /* releases the flock */
     stor__close_fd(s, &s->dirfd);

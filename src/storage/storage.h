@@ -64,6 +64,7 @@ struct stor_sys {
     int (*fdatasync)(int fd); /* files */
     int (*fsync)(int fd);     /* directories */
     int (*ftruncate)(int fd, off_t len);
+    int (*fallocate)(int fd, int mode, off_t off, off_t len);
     int (*fstat)(int fd, struct stat *st);
     off_t (*lseek)(int fd, off_t off, int whence);
     int (*dup)(int fd);

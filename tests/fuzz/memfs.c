@@ -325,6 +325,20 @@ static int m_ftruncate(int fd, off_t len)
     return set_len(f, (size_t)len);
 }
 
+/* Mode 0 only: the file grows to off + len if shorter (zeros). */
+static int m_fallocate(int fd, int mode, off_t off, off_t len)
+{
+    struct mfile *f = get_file(fd);
+    if (f == NULL)
+        return -1;
+    if (mode != 0 || off < 0 || len <= 0) {
+        errno = mode != 0 ? EOPNOTSUPP : EINVAL;
+        return -1;
+    }
+    size_t end = (size_t)off + (size_t)len;
+    return end > f->len ? set_len(f, end) : 0;
+}
+
 static int m_fstat(int fd, struct stat *st)
 {
     struct mfd *d = get_fd(fd);
@@ -464,6 +478,7 @@ static const struct stor_sys memfs_table = {
     .fdatasync = m_sync,
     .fsync = m_sync,
     .ftruncate = m_ftruncate,
+    .fallocate = m_fallocate,
     .fstat = m_fstat,
     .lseek = m_lseek,
     .dup = m_dup,

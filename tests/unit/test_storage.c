@@ -31,7 +31,8 @@
 
 struct logcap {
     int warns, errors;
-    char last[1024];
+    char last[1024];      /* the last WARN or ERROR */
+    char infos[4096];     /* INFO lines since the open, as fit */
 };
 
 static void log_fn(void *ud, int level, const char *msg)
@@ -43,6 +44,9 @@ static void log_fn(void *ud, int level, const char *msg)
         c->errors++;
     if (level >= CRAFT_LOG_WARN)
         snprintf(c->last, sizeof c->last, "%s", msg);
+    size_t used = strlen(c->infos);
+    if (level == CRAFT_LOG_INFO)
+        snprintf(c->infos + used, sizeof c->infos - used, "%s\n", msg);
     if (getenv("STOR_TEST_VERBOSE"))
         fprintf(stderr, "  [%s] %s\n", craft_log_level_name(level), msg);
 }
@@ -73,10 +77,12 @@ struct dentry {
 static struct {
     bool nosync; /* fdatasync/fsync do nothing (fast loops) */
     bool half;   /* pwrite writes at most half of what it is asked */
-    struct fault pwrite, fdatasync, fsync, pread, ftruncate;
+    struct fault pwrite, fdatasync, fsync, pread, ftruncate, fallocate;
+    bool falloc_partial;   /* a failing fallocate grows the file halfway */
     struct fault anysync;  /* fdatasync or fsync, whichever comes */
     uint64_t now_ms;       /* the store's clock: moves only when told */
     unsigned n_pwrite, n_fdatasync, n_fsync; /* calls that succeeded */
+    unsigned n_fallocate;                    /* calls made */
     bool model;
     char dir[256];
     ino_t dir_ino;
@@ -100,9 +106,9 @@ static bool fault_hit(struct fault *f)
 
 static void faults_clear(void)
 {
-    fx.nosync = fx.half = false;
+    fx.nosync = fx.half = fx.falloc_partial = false;
     fx.pwrite = fx.fdatasync = fx.fsync = fx.pread = fx.ftruncate =
-        fx.anysync = (struct fault){-1, 0};
+        fx.fallocate = fx.anysync = (struct fault){-1, 0};
 }
 
 static void model_file_synced(int fd)
@@ -248,6 +254,19 @@ static int t_ftruncate(int fd, off_t len)
     return ftruncate(fd, len);
 }
 
+static int t_fallocate(int fd, int mode, off_t off, off_t len)
+{
+    fx.n_fallocate++;
+    if (fault_hit(&fx.fallocate)) {
+        int err = errno;
+        if (fx.falloc_partial)
+            assert_int_equal(fallocate(fd, mode, off, len / 2), 0);
+        errno = err;
+        return -1;
+    }
+    return fallocate(fd, mode, off, len);
+}
+
 static struct stor_sys tsys;
 
 /* ---- fixture ---- */
@@ -276,6 +295,7 @@ static int setup(void **state)
     tsys.fdatasync = t_fdatasync;
     tsys.fsync = t_fsync;
     tsys.ftruncate = t_ftruncate;
+    tsys.fallocate = t_fallocate;
     tsys.clock_gettime = t_clock_gettime;
     fx.now_ms = 1000000;
     e->o = (struct stor_opts){.dir = e->dir, .log = &e->lg, .sys = &tsys};
@@ -820,12 +840,21 @@ static void test_inmem(void **state)
 
 /* Five saves of one entry each; returns the segment bytes, and where the
  * last record starts. */
+static uint64_t path_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (uint64_t)st.st_size;
+}
+
 static uint8_t *five_records(struct env *e, char *seg, size_t seglen,
                              size_t *len, size_t *last_off)
 {
     fx.nosync = true;
     env_reopen(e);
     assert_int_equal(save_range(e->s, 1, 4, 1, NULL), 0);
+    /* Closed, the segment ends at its last record (no preallocation). */
+    env_reopen(e);
     last_segment(e->dir, seg, seglen);
     struct stat st;
     assert_int_equal(stat(seg, &st), 0);
@@ -869,13 +898,22 @@ static void test_torn_tail_every_offset(void **state)
         check_recovers_to_4(e);
         unlink(seg); /* the next round writes it afresh */
     }
-    /* Zeroes after the last record (a file extended but never written). */
-    uint8_t *z = calloc(1, len + 4096);
+    /* Zeroes after the last record, as much as preallocation leaves: cut
+     * without a WARN. More (a file extended but never written): a torn
+     * tail. */
+    uint8_t *z = calloc(1, len + STOR__PREALLOC + 1);
     memcpy(z, orig, len);
-    write_all(seg, z, len + 4096);
+    write_all(seg, z, len + STOR__PREALLOC);
+    env_reopen(e);
+    check_log(&e->p, 1, 5, term1);
+    assert_int_equal(e->cap.warns, 0);
+    assert_non_null(strstr(e->cap.infos, "preallocated space"));
+    assert_int_equal(path_size(seg), len);
+    write_all(seg, z, len + STOR__PREALLOC + 1);
     env_reopen(e);
     check_log(&e->p, 1, 5, term1);
     assert_int_equal(e->cap.warns, 1);
+    assert_non_null(strstr(e->cap.last, "torn tail"));
     free(z);
     free(orig);
 }
@@ -1464,13 +1502,6 @@ static void test_lock_wait(void **state)
 
 /* ---- disks that lie: damage that a crash cannot explain is refused ---- */
 
-static uint64_t path_size(const char *path)
-{
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    return (uint64_t)st.st_size;
-}
-
 static void truncate_path(const char *path, uint64_t len)
 {
     assert_int_equal(truncate(path, (off_t)len), 0);
@@ -1713,11 +1744,11 @@ static void test_state_position(void **state)
     assert_int_equal(save_range(e->s, 1, 3, 1, &hs), 0);
     char seg[256];
     last_segment(e->dir, seg, sizeof seg);
-    uint64_t len3 = path_size(seg);
+    uint64_t len3 = e->s->seg_size; /* the file is longer: preallocated */
     fx.now_ms += STOR_STATE_REFRESH_MS; /* the next save refreshes it */
     hs.commit = 3;
     assert_int_equal(save_range(e->s, 4, 6, 1, &hs), 0);
-    uint64_t len6 = path_size(seg);
+    uint64_t len6 = e->s->seg_size;
     assert_int_equal(read_state(e->dir).seg_off, len6);
     assert_int_equal(read_state(e->dir).hs.commit, 3);
     assert_int_equal(save_range(e->s, 7, 7, 1, NULL), 0);
@@ -1727,11 +1758,19 @@ static void test_state_position(void **state)
     size_t olen;
     uint8_t *orig = read_all(seg, &olen);
 
-    /* The unsynced-looking end after the durable length: a torn tail. */
-    fill_path(seg, len6, len7, 0);
+    /* The unsynced-looking end after the durable length: a torn tail, or
+     * preallocated space never written if it is zeros. */
+    fill_path(seg, len6, len7, 0xa5);
     env_reopen(e);
     check_log(&e->p, 1, 6, term1);
     assert_int_equal(e->cap.warns, 1);
+    assert_non_null(strstr(e->cap.last, "torn tail"));
+    write_all(seg, orig, olen);
+    fill_path(seg, len6, len7, 0);
+    env_reopen(e);
+    check_log(&e->p, 1, 6, term1);
+    assert_int_equal(e->cap.warns, 0);
+    assert_non_null(strstr(e->cap.infos, "preallocated space"));
     stor_close(e->s);
     e->s = NULL;
 
@@ -1746,6 +1785,157 @@ static void test_state_position(void **state)
     free(orig);
 }
 
+/* ---- preallocation ---- */
+
+enum { BLOB = 8000 };
+
+/* Save entries from..to, each BLOB bytes (a pattern of its index), in one
+ * save. */
+static int save_blobs(struct stor *s, uint64_t from, uint64_t to)
+{
+    size_t n = to - from + 1;
+    struct raft_entry *ents = calloc(n, sizeof *ents);
+    uint8_t *data = malloc(n * BLOB);
+    assert_true(ents && data);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < BLOB; k++)
+            data[i * BLOB + k] = (uint8_t)((from + i) * 31 + k);
+        ents[i] = (struct raft_entry){1, from + i, RAFT_ENTRY_NORMAL, BLOB,
+                                      data + i * BLOB};
+    }
+    int err = stor_save(s, NULL, ents, n, NULL);
+    free(ents);
+    free(data);
+    return err;
+}
+
+static void check_blobs(const struct raft_persisted *p, uint64_t last)
+{
+    assert_int_equal(p->n_entries, last);
+    for (size_t i = 0; i < p->n_entries; i++) {
+        const struct raft_entry *x = &p->entries[i];
+        assert_int_equal(x->index, i + 1);
+        assert_int_equal(x->len, BLOB);
+        for (size_t k = 0; k < BLOB; k += 997)
+            assert_int_equal(x->data[k], (uint8_t)(x->index * 31 + k));
+    }
+}
+
+/* The current segment's file: at least its records, at most a
+ * preallocation chunk more. */
+static void check_alloc_bound(struct env *e)
+{
+    char seg[256];
+    last_segment(e->dir, seg, sizeof seg);
+    uint64_t size = path_size(seg);
+    if (size < e->s->seg_size || size > e->s->seg_size + STOR__PREALLOC)
+        fail_msg("%s: %" PRIu64 " bytes for %" PRIu64 " of records", seg,
+                 size, e->s->seg_size);
+}
+
+/* The segment being written is allocated a chunk ahead of its records, so
+ * that its syncs commit no new length; each closed segment ends at its last
+ * record (the next one's OPEN record says so); after a crash the zeros
+ * behind the records are cut without a WARN. */
+static void test_preallocation(void **state)
+{
+    struct env *e = *state;
+    e->o.segment_bytes = 4 * STOR__PREALLOC;
+    fx.nosync = true;
+    env_reopen(e);
+    fx.n_fallocate = 0;
+    char seg[256];
+    assert_int_equal(save_blobs(e->s, 1, 1), 0);
+    last_segment(e->dir, seg, sizeof seg);
+    assert_int_equal(fx.n_fallocate, 1);
+    assert_int_equal(path_size(seg), STOR__SEG_CREATE + STOR__PREALLOC);
+    assert_true(e->s->seg_size < path_size(seg));
+
+    /* About 12 MiB in saves of 1 to 4 entries: three roll-overs. */
+    uint64_t last = 1;
+    while (count_files(e->dir, "log-") < 4) {
+        uint64_t to = last + 1 + last % 4;
+        assert_int_equal(save_blobs(e->s, last + 1, to), 0);
+        last = to;
+        check_alloc_bound(e);
+    }
+    /* A chunk per MiB written, and up to one more per segment (each
+     * starts its own, and the last of a segment is clipped at its end). */
+    uint64_t mib = last * BLOB >> 20;
+    if (fx.n_fallocate < mib || fx.n_fallocate > mib + 2 * 4)
+        fail_msg("%u preallocations for %" PRIu64 " MiB", fx.n_fallocate, mib);
+    env_reopen(e); /* refused if a closed segment had kept its zeros */
+    check_blobs(&e->p, last);
+    assert_int_equal(e->cap.warns, 0);
+    assert_null(strstr(e->cap.infos, "preallocated space"));
+    last_segment(e->dir, seg, sizeof seg);
+    assert_int_equal(path_size(seg), e->s->seg_size); /* cut at close */
+
+    /* Power loss after a few saves: the synced file ends in zeros. */
+    model_start(e->dir);
+    for (int i = 0; i < 3; i++, last++)
+        assert_int_equal(save_blobs(e->s, last + 1, last + 1), 0);
+    assert_true(path_size(seg) > e->s->seg_size);
+    fx.ftruncate = (struct fault){0, EIO}; /* the close cannot cut it */
+    crash(e);
+    assert_true(path_size(seg) > STOR__SEG_CREATE + 3 * BLOB);
+    env_reopen(e);
+    check_blobs(&e->p, last);
+    assert_int_equal(e->cap.warns, 0);
+    assert_non_null(strstr(e->cap.infos, "preallocated space"));
+    assert_int_equal(path_size(seg), e->s->seg_size);
+    assert_int_equal(save_blobs(e->s, last + 1, last + 1), 0);
+    env_reopen(e);
+    check_blobs(&e->p, last + 1);
+}
+
+/* A file system that cannot preallocate, or a full disk that allocates
+ * part of a chunk and fails: saves go on, and every segment still ends
+ * at its last record once closed. */
+static void test_preallocation_refused(void **state)
+{
+    struct env *e = *state;
+    e->o.segment_bytes = 2 * STOR__PREALLOC;
+    fx.nosync = true;
+    env_reopen(e);
+    fx.fallocate = (struct fault){0, EOPNOTSUPP};
+    fx.n_fallocate = 0;
+    uint64_t last = 0;
+    for (; last < 200; last++) {
+        assert_int_equal(save_blobs(e->s, last + 1, last + 1), 0);
+        char seg[256];
+        last_segment(e->dir, seg, sizeof seg);
+        assert_int_equal(path_size(seg), e->s->seg_size);
+    }
+    assert_int_equal(fx.n_fallocate, 1); /* tried once, then not again */
+    env_reopen(e);
+    check_blobs(&e->p, last);
+
+    fx.fallocate = (struct fault){0, ENOSPC};
+    fx.falloc_partial = true;
+    unsigned calls = fx.n_fallocate;
+    while (count_files(e->dir, "log-") < 5) {
+        assert_int_equal(save_blobs(e->s, last + 1, last + 2), 0);
+        last += 2;
+        check_alloc_bound(e);
+    }
+    assert_true(fx.n_fallocate > calls + 4);
+    env_reopen(e);
+    check_blobs(&e->p, last);
+    assert_int_equal(e->cap.warns, 0);
+
+    /* A save of a chunk or more is not preallocated for. */
+    faults_clear();
+    fx.nosync = true;
+    calls = fx.n_fallocate;
+    uint64_t to = last + STOR__PREALLOC / BLOB + 1;
+    assert_int_equal(save_blobs(e->s, last + 1, to), 0);
+    assert_int_equal(fx.n_fallocate, calls);
+    check_alloc_bound(e);
+    env_reopen(e);
+    check_blobs(&e->p, to);
+}
+
 /* A save bigger than a write step goes in steps of whole records, each
  * synced; a tear within the last step is cut, wherever it falls. */
 static void test_big_save_steps(void **state)
@@ -1756,7 +1946,7 @@ static void test_big_save_steps(void **state)
     assert_int_equal(save_range(e->s, 1, 1, 1, &hs), 0);
     char seg[256];
     last_segment(e->dir, seg, sizeof seg);
-    uint64_t start = path_size(seg);
+    uint64_t start = e->s->seg_size; /* the file is longer: preallocated */
 
     enum { N = 10, BIG = 1 << 20 };
     uint8_t *data = malloc(BIG);
@@ -1935,7 +2125,7 @@ static void test_state_ahead(void **state)
     assert_int_equal(save_range(e->s, 1, 5, 1, &hs), 0);
     char seg[256];
     last_segment(e->dir, seg, sizeof seg);
-    uint64_t len5 = path_size(seg);
+    uint64_t len5 = e->s->seg_size; /* the file is longer: preallocated */
     /* A new term and vote: in the log, then in the state file. */
     hs = (struct raft_hard_state){2, 2, 0};
     assert_int_equal(save_range(e->s, 6, 6, 2, &hs), 0);
@@ -2397,6 +2587,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_creation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_position, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_preallocation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_preallocation_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_big_save_steps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_older_segment_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_ahead, setup, teardown),
