@@ -4,17 +4,31 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
-static struct craft_allocator craft__alloc = {malloc, realloc, free};
+static void *default_map(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void default_unmap(void *p, size_t size)
+{
+    (void)munmap(p, size); /* fails only for a bad range: a caller's bug */
+}
+
+static struct craft_allocator craft__alloc = {malloc, realloc, free,
+                                              default_map, default_unmap};
 
 void craft_set_allocator(const struct craft_allocator *a)
 {
-    if (a == NULL) {
-        craft__alloc.malloc = malloc;
-        craft__alloc.realloc = realloc;
-        craft__alloc.free = free;
-    } else {
-        craft__alloc = *a;
+    static const struct craft_allocator libc = {malloc, realloc, free,
+                                                default_map, default_unmap};
+    craft__alloc = a ? *a : libc;
+    if (craft__alloc.map == NULL || craft__alloc.unmap == NULL) {
+        craft__alloc.map = default_map;
+        craft__alloc.unmap = default_unmap;
     }
 }
 
@@ -42,6 +56,17 @@ void craft_free(void *ptr)
 {
     if (ptr)
         craft__alloc.free(ptr);
+}
+
+void *craft_map(size_t size)
+{
+    return craft__alloc.map(size ? size : 1);
+}
+
+void craft_unmap(void *p, size_t size)
+{
+    if (p)
+        craft__alloc.unmap(p, size ? size : 1);
 }
 
 void *craft_memdup(const void *p, size_t len)

@@ -108,17 +108,15 @@ static uint64_t *table_new(size_t cap)
 {
     if (!mapped(cap))
         return craft_calloc(cap, sizeof(uint64_t));
-    void *p = mmap(NULL, cap * sizeof(uint64_t), PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    return craft_map(cap * sizeof(uint64_t));
 }
 
 static void table_free(uint64_t *hs, size_t cap)
 {
     if (!mapped(cap))
         craft_free(hs);
-    else if (hs != NULL)
-        (void)munmap(hs, cap * sizeof(uint64_t));
+    else
+        craft_unmap(hs, cap * sizeof(uint64_t));
 }
 
 int kv__hash_init(struct kv *kv, uint64_t seed)

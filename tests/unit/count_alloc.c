@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include <cmocka.h>
 
@@ -11,6 +12,7 @@
 
 long count_alloc_live;
 long count_alloc_countdown;
+long count_alloc_maps;
 
 static int should_fail(void)
 {
@@ -44,14 +46,34 @@ static void count_free(void *ptr)
     free(ptr);
 }
 
-static const struct craft_allocator counting = {count_malloc, count_realloc,
-                                                count_free};
+static void *count_map(size_t size)
+{
+    count_alloc_maps++;
+    if (should_fail())
+        return NULL;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    count_alloc_live++;
+    return p;
+}
+
+static void count_unmap(void *p, size_t size)
+{
+    count_alloc_live--;
+    assert_int_equal(munmap(p, size), 0);
+}
+
+static const struct craft_allocator counting = {
+    count_malloc, count_realloc, count_free, count_map, count_unmap};
 
 int count_alloc_setup(void **state)
 {
     (void)state;
     count_alloc_live = 0;
     count_alloc_countdown = 0;
+    count_alloc_maps = 0;
     craft_set_allocator(&counting);
     return 0;
 }

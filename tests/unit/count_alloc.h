@@ -6,6 +6,7 @@
 
 extern long count_alloc_live;      /* blocks allocated, not yet freed */
 extern long count_alloc_countdown; /* >0: the allocation taking it to 0 fails */
+extern long count_alloc_maps;      /* craft_map calls, failed ones too */
 
 int count_alloc_setup(void **state);
 int count_alloc_teardown(void **state); /* asserts nothing leaked */

@@ -1979,6 +1979,81 @@ static size_t old_slots_used(const struct kv *kv)
  * found, overwritten (its record moving in its leaf, so its slot in the
  * old table changes), deleted and put back, with the tree and both tables
  * consistent. Then deletes shrink it the same way. */
+/* The next put needs a bigger table, and it is a mapping of its own. */
+static bool next_put_maps(const struct kv *kv)
+{
+    return kv->count + 1 > kv->hcap / 4 * 3 && 2 * kv->hcap > KV__HASH_SYNC_MAX;
+}
+
+/* Tables past KV__HASH_SYNC_MAX slots are mappings (craft_map): when one
+ * cannot be made, the put that needed it fails with nothing changed, and
+ * the next one tries again; each is counted and given back (the teardown
+ * checks), with the old table of a resize by steps; a failing allocation
+ * at each delete of a shrinking map loses nothing either. */
+static void test_hash_table_map_fails(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(SEED);
+    assert_non_null(kv);
+    char k[16], v[16];
+    unsigned n = 0, failed = 0;
+    while (failed < 2) {
+        key16(k, n, "key");
+        key16(v, n, "val");
+        if (next_put_maps(kv)) {
+            long maps = count_alloc_maps, live = count_alloc_live;
+            size_t cap = kv->hcap, count = kv->count;
+            count_alloc_countdown = 1;
+            assert_int_equal(kv_put(kv, k, 16, v, 16), CRAFT_ENOMEM);
+            count_alloc_countdown = 0;
+            assert_int_equal(count_alloc_maps, maps + 1); /* the one failed */
+            assert_int_equal(count_alloc_live, live);
+            assert_int_equal(kv->hcap, cap);
+            assert_int_equal(kv->count, count);
+            assert_null(kv->hs_old);
+            assert_absent(kv, k, 16);
+            check_tree(kv);
+            failed++;
+        }
+        assert_int_equal(kv_put(kv, k, 16, v, 16), 0);
+        n++;
+    }
+    assert_non_null(kv->hs_old); /* the second one is under way */
+    assert_true(count_alloc_maps >= 4);
+    for (unsigned i = 0; i < n; i++) {
+        key16(k, i, "key");
+        key16(v, i, "val");
+        assert_val(kv, k, 16, v, 16);
+    }
+    /* Down to an eighth, the first allocation of each delete failing. */
+    unsigned refused = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (i % 8 == 0)
+            continue;
+        key16(k, i, "key");
+        count_alloc_countdown = 1;
+        int err = kv_del(kv, k, 16);
+        count_alloc_countdown = 0;
+        if (err != 0) {
+            assert_int_equal(err, CRAFT_ENOMEM);
+            key16(v, i, "val");
+            assert_val(kv, k, 16, v, 16);
+            refused++;
+            assert_int_equal(kv_del(kv, k, 16), 0);
+        }
+        assert_absent(kv, k, 16);
+    }
+    check_tree(kv);
+    for (unsigned i = 0; i < n; i += 8) {
+        key16(k, i, "key");
+        key16(v, i, "val");
+        assert_val(kv, k, 16, v, 16);
+    }
+    print_message("%u keys, %ld maps made or refused, %u deletes refused\n",
+                  n, count_alloc_maps, refused);
+    kv_free(kv);
+}
+
 static void test_hash_resize_in_steps(void **state)
 {
     (void)state;
@@ -3447,6 +3522,7 @@ int main(void)
         T(test_list_binary_order),
         T(test_list_paging),
         T(test_model_walk),
+        T(test_hash_table_map_fails),
         T(test_hash_resize_in_steps),
         T(test_hash_resize_model),
         T(test_hash_tidy),
