@@ -102,6 +102,7 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
     c->dg_taken_at = uv_now(t->loop);
     t->st.dgrams_received++;
     remember(c, payload, len);
+    peer__heard_from(t, d.sender);
     t->on_frame(t->ud, d.sender, payload, len);
 }
 

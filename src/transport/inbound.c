@@ -345,6 +345,7 @@ static void dispatch(struct peer__in *c)
             continue; /* its datagram came first */
         t->st.frames_received++;
         t->st.bytes_received += len;
+        peer__heard_from(t, c->from);
         t->on_frame(t->ud, c->from, f + PEER__FRAME_HDR, len);
     }
     if (c->closing)

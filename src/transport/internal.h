@@ -233,6 +233,14 @@ struct peer__out {
     uint64_t next_copy_at;    /* uv_now before which an urgent frame whose
                                  datagram went may go without its TCP copy
                                  (peer_send_urgent's copy_gap_ms) */
+    uint64_t alone_at;        /* uv_now of the first urgent frame sent as a
+                                 datagram alone since a frame last came from
+                                 this peer; 0: none is waiting */
+    unsigned alone_gap;       /* its copy_gap_ms */
+    uint64_t copies_until;    /* uv_now before which every urgent frame
+                                 keeps its copy: one sent alone was not
+                                 followed by a frame from the peer within a
+                                 gap (our datagrams may not reach it) */
     struct sockaddr_storage addr; /* where the last connect went (set
                                      before it; datagrams go there too) */
 };
@@ -264,6 +272,15 @@ enum peer__in_state {
  * (both ways, as a firewall open to the TCP port alone does), every frame
  * keeps its copy. */
 #define PEER__HEARD_GAPS 10
+/* ... and not for this many gaps after a frame that went as a datagram
+ * alone was not followed by any frame from the peer within a gap: where
+ * UDP is dropped one way only, the peer's datagrams reach us but ours do
+ * not reach it (or the other way round, for its answers), and a heartbeat
+ * round sent alone is lost until a round with a copy (a tick). */
+#define PEER__MISS_GAPS 200
+/* A frame from peer id came (as a datagram or on a connection): what
+ * peer_send_urgent learns about its datagrams sent alone. */
+void peer__heard_from(struct peer_transport *t, uint64_t id);
 
 /* A datagram taken, remembered until its copy on TCP arrives, so that Raft
  * gets one of the two (datagram.c). Urgent frames are small; a longer one

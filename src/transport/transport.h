@@ -164,6 +164,9 @@ struct peer_stats {
     int last_error;           /* last connection error (negative errno,
                                  CRAFT_E* or UV_EAI_*), 0 if none */
     uint64_t refusals;        /* connections the peer refused, saying why */
+    uint64_t dgram_misses;    /* an urgent frame went as a datagram alone
+                                 and nothing came from the peer within its
+                                 copy gap: copies again for a while */
 };
 
 /* Counters for the receiving side. */
@@ -278,9 +281,11 @@ int peer_send(struct peer_transport *t, uint64_t id, const uint8_t *buf,
  * this peer less than copy_gap_ms ago and the peer's own datagrams reach
  * us (one came within the last 10 gaps): frames that follow each other
  * closely (a heartbeat round for each linearizable read) then cost one
- * send and one wake-up each, not two, and one copy per gap is left for a
- * network that loses UDP one way only. Where no datagram comes from the
- * peer, every frame has its copy.
+ * send and one wake-up each, not two. Where no datagram comes from the
+ * peer, every frame has its copy; and for PEER__MISS_GAPS gaps after a
+ * frame sent as a datagram alone that no frame from the peer followed
+ * within its gap (UDP lost one way: ours do not arrive, or its answers
+ * do not).
  * Returns what peer_send returns (0 for a datagram alone). */
 int peer_send_urgent(struct peer_transport *t, uint64_t id, const uint8_t *buf,
                      size_t len, unsigned copy_gap_ms);

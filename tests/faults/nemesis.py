@@ -294,6 +294,19 @@ class Nemesis:
                     self.fw.drop(x.ip, y.ip, proto="udp")
         self._event("no-udp", "UDP dropped on every peer link")
 
+    def no_udp_one_way(self, node, outgoing):
+        """UDP dropped in one direction only: every datagram node sends to
+        the others (outgoing) or every one they send to it. The datagrams
+        coming the other way still arrive, which is what the sparse TCP
+        copies of heartbeats go by."""
+        self._need_fw()
+        for y in self.cluster.nodes:
+            if y is not node:
+                src, dst = (node, y) if outgoing else (y, node)
+                self.fw.drop(src.ip, dst.ip, proto="udp")
+        way = "from" if outgoing else "to"
+        self._event("no-udp-one-way", f"UDP dropped {way} {node.id}")
+
     def heal(self):
         if self.fw is not None and self.fw.active:
             self.fw.heal()

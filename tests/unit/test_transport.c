@@ -714,6 +714,69 @@ static void test_urgent_copy_gap(void **state)
     node_close(&b);
 }
 
+static uint64_t dgram_misses(const struct node *n, uint64_t to)
+{
+    struct peer_stats st;
+    assert_int_equal(peer_get_stats(n->t, to, &st), 0);
+    return st.dgram_misses;
+}
+
+/* a sends b an urgent frame with a copy gap, which goes alone if it
+ * can; b answers at once if told to. Returns the TCP frames a sent. */
+static uint64_t urgent_round(struct node *a, struct node *b, uint64_t *seq,
+                             unsigned gap, bool answer)
+{
+    uint8_t buf[64];
+    make_frame(buf, sizeof buf, (*seq)++, 1);
+    assert_int_equal(peer_send_urgent(a->t, 2, buf, sizeof buf, gap), 0);
+    expect_frames(b, 1, b->rx.count[1] + 1);
+    if (answer) {
+        send_urgent(b, 1, 100 + *seq, 1, true);
+        expect_frames(a, 2, a->rx.count[2] + 1);
+    }
+    uvenv_run_for(a->e, 1);
+    return frames_sent(a, 2);
+}
+
+/* An urgent frame that went as a datagram alone and that no frame from
+ * the peer followed within its gap: its datagram may never have arrived
+ * (UDP dropped one way; a heartbeat round lost so waits for a tick). Then
+ * every urgent frame has its copy for PEER__MISS_GAPS gaps. A peer that
+ * answers within the gap keeps the frames alone. */
+static void test_urgent_alone_unanswered(void **state)
+{
+    struct uvenv *e = *state;
+    struct node a, b;
+    start_pair(e, &a, &b);
+    send_urgent(&b, 1, 0, 1, false);
+    expect_frames(&a, 2, 1);
+    assert_true(uvenv_run_until(e, dgrams_to_peer, &a, WAIT_MS));
+    assert_true(uvenv_run_until(e, dgrams_to_peer, &b, WAIT_MS));
+    send_urgent(&b, 1, 1, 1, true); /* a has heard b's datagrams */
+    expect_frames(&a, 2, 2);
+    uint8_t seen_a[256] = {0}, seen_b[256] = {0}; /* frames come in any order */
+    a.rx.seen = seen_a;
+    a.rx.seen_cap = sizeof seen_a;
+    b.rx.seen = seen_b;
+    b.rx.seen_cap = sizeof seen_b;
+    enum { GAP = 200 };
+    uint64_t seq = 10;
+    uint64_t tcp = urgent_round(&a, &b, &seq, GAP, true); /* the copy */
+    for (int i = 0; i < 3; i++) /* answered: alone */
+        assert_int_equal(urgent_round(&a, &b, &seq, GAP, true), tcp);
+    assert_int_equal(dgram_misses(&a, 2), 0);
+    /* Alone and unanswered past its gap: the next ones have copies. */
+    assert_int_equal(urgent_round(&a, &b, &seq, GAP, false), tcp);
+    uvenv_run_for(e, GAP + 20);
+    assert_int_equal(urgent_round(&a, &b, &seq, GAP, true), tcp + 1);
+    assert_int_equal(dgram_misses(&a, 2), 1);
+    assert_int_equal(urgent_round(&a, &b, &seq, GAP, true), tcp + 2);
+    assert_int_equal(urgent_round(&a, &b, &seq, GAP, true), tcp + 3);
+    assert_int_equal(a.rx.bad + b.rx.bad + a.rx.dups + b.rx.dups, 0);
+    node_close(&a);
+    node_close(&b);
+}
+
 /* A peer that does not take datagrams (no_datagrams: as a node before
  * them) is sent none, and does not listen for them. */
 static void test_peer_without_datagrams(void **state)
@@ -1383,6 +1446,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_three_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_datagrams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_urgent_copy_gap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_urgent_alone_unanswered, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_peer_without_datagrams, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_large_frames, setup, teardown),
