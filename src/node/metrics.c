@@ -36,9 +36,12 @@ static const char *const FINAL_NAMES[NODE__PROP_FINALS] = {"committed", "lost", 
 #define RX_SLOTS 64 /* peers whose received bytes are counted */
 
 /* The transport's datagram counters (struct peer_transport_stats). */
-enum { DG_SENT, DG_UNSENT, DG_RECEIVED, DG_STALE, DG_REJECTED, DG_RESULTS };
+enum {
+    DG_SENT, DG_UNSENT, DG_RECEIVED, DG_STALE, DG_REJECTED, DG_UNANSWERED,
+    DG_RESULTS
+};
 static const char *const DGRAM_NAMES[DG_RESULTS] = {
-    "sent", "unsent", "received", "stale", "rejected",
+    "sent", "unsent", "received", "stale", "rejected", "unanswered",
 };
 
 struct node__metrics {
@@ -465,6 +468,7 @@ static void put_peers(struct metrics_buf *b, struct node *n)
         [DG_SENT] = ts.dgrams_sent, [DG_UNSENT] = ts.dgrams_unsent,
         [DG_RECEIVED] = ts.dgrams_received, [DG_STALE] = ts.dgrams_stale,
         [DG_REJECTED] = ts.dgrams_rejected,
+        [DG_UNANSWERED] = ts.dgrams_unanswered,
     };
     metrics_put_family(b, &FAMILIES[F_PEER_DGRAMS]);
     for (int i = 0; i < DG_RESULTS; i++) {

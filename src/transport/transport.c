@@ -350,13 +350,15 @@ int peer_send(struct peer_transport *t, uint64_t id, const uint8_t *buf,
 
 /* A frame sent as a datagram alone at p->alone_at: nothing came back from
  * the peer within its gap (by now, or until a frame came at now). */
-static void check_alone(struct peer__out *p, uint64_t now)
+static void check_alone(struct peer_transport *t, struct peer__out *p,
+                        uint64_t now)
 {
     if (p->alone_at == 0 || now - p->alone_at <= p->alone_gap)
         return;
     p->copies_until = now + (uint64_t)p->alone_gap * PEER__MISS_GAPS;
     p->alone_at = 0;
     p->st.dgram_misses++;
+    t->st.dgrams_unanswered++;
 }
 
 void peer__heard_from(struct peer_transport *t, uint64_t id)
@@ -364,7 +366,7 @@ void peer__heard_from(struct peer_transport *t, uint64_t id)
     struct peer__out *p = find_peer(t, id);
     if (p == NULL || p->alone_at == 0)
         return;
-    check_alone(p, uv_now(t->loop));
+    check_alone(t, p, uv_now(t->loop));
     p->alone_at = 0;
 }
 
@@ -376,7 +378,7 @@ int peer_send_urgent(struct peer_transport *t, uint64_t id, const uint8_t *buf,
         uint64_t now = uv_now(t->loop);
         uint64_t window = (uint64_t)copy_gap_ms * PEER__HEARD_GAPS;
         bool heard = peer__dgram_heard(t, id, now > window ? now - window : 0);
-        check_alone(p, now);
+        check_alone(t, p, now);
         if (heard && now < p->next_copy_at && now >= p->copies_until) {
             if (p->alone_at == 0) {
                 p->alone_at = now;

@@ -187,6 +187,9 @@ struct peer_transport_stats {
     uint64_t dgrams_stale;    /* not newer than the last taken: dropped */
     uint64_t dgrams_rejected; /* bad format or MAC, or from a sender given
                                  no key: dropped */
+    uint64_t dgrams_unanswered; /* sent alone, no frame from the peer within
+                                   the copy gap: copies again for a while
+                                   (peer_stats.dgram_misses, all peers) */
     uint64_t frames_twins;    /* TCP copies of datagrams already taken:
                                  dropped (not in frames_received) */
 };

@@ -307,12 +307,13 @@ def test_health_and_metrics(cluster):
         assert value(after, "craftd_peer_received_bytes_total", peer=n.id) > 0
     peers = {lb["peer"] for _, lb, _ in after["craftd_peer_sent_bytes_total"]["samples"]}
     assert peers == {n.id for n in nodes if n is not leader}, peers
-    # Datagrams: all five results, on the leader and on a follower; the
+    # Datagrams: all six results, on the leader and on a follower; the
     # heartbeats go by datagram too: the leader's are sent, and taken by a
     # follower.
     for fams in (after, fafter):
         results = {lb["result"] for _, lb, _ in fams["craftd_peer_datagrams_total"]["samples"]}
-        assert results == {"sent", "unsent", "received", "stale", "rejected"}, results
+        assert results == {"sent", "unsent", "received", "stale", "rejected",
+                           "unanswered"}, results
     wait_until("leader's datagrams sent", lambda: value(
         scrape(leader.haddr)[0], "craftd_peer_datagrams_total", result="sent") > 0, 5)
     wait_until("datagrams received by a follower", lambda: any(value(

@@ -770,6 +770,7 @@ static void test_urgent_alone_unanswered(void **state)
     uvenv_run_for(e, GAP + 20);
     assert_int_equal(urgent_round(&a, &b, &seq, GAP, true), tcp + 1);
     assert_int_equal(dgram_misses(&a, 2), 1);
+    assert_int_equal(tstats(&a).dgrams_unanswered, 1);
     assert_int_equal(urgent_round(&a, &b, &seq, GAP, true), tcp + 2);
     assert_int_equal(urgent_round(&a, &b, &seq, GAP, true), tcp + 3);
     assert_int_equal(a.rx.bad + b.rx.bad + a.rx.dups + b.rx.dups, 0);
