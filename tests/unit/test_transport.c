@@ -658,6 +658,16 @@ static uint64_t frames_sent(const struct node *n, uint64_t to)
     return st.frames_sent;
 }
 
+/* A pair (a = 1, b = 2) whose first frame, b to a, has come, and whose
+ * a can send datagrams to b (b gave it a key). */
+static void start_dgram_pair(struct uvenv *e, struct node *a, struct node *b)
+{
+    start_pair(e, a, b);
+    send_urgent(b, 1, 0, 1, false);
+    expect_frames(a, 2, 1);
+    assert_true(uvenv_run_until(e, dgrams_to_peer, a, WAIT_MS));
+}
+
 /* Urgent frames sent one after the other with a copy gap: while no
  * datagram has come from the peer, each goes on the connection too. Once
  * one has, those within the gap of the last copy go as datagrams alone,
@@ -668,10 +678,7 @@ static void test_urgent_copy_gap(void **state)
 {
     struct uvenv *e = *state;
     struct node a, b;
-    start_pair(e, &a, &b);
-    send_urgent(&b, 1, 0, 1, false);
-    expect_frames(&a, 2, 1);
-    assert_true(uvenv_run_until(e, dgrams_to_peer, &a, WAIT_MS));
+    start_dgram_pair(e, &a, &b);
     uint8_t seen[64] = {0};
     b.rx.seen = seen;
     b.rx.seen_cap = sizeof seen;
@@ -747,10 +754,7 @@ static void test_urgent_alone_unanswered(void **state)
 {
     struct uvenv *e = *state;
     struct node a, b;
-    start_pair(e, &a, &b);
-    send_urgent(&b, 1, 0, 1, false);
-    expect_frames(&a, 2, 1);
-    assert_true(uvenv_run_until(e, dgrams_to_peer, &a, WAIT_MS));
+    start_dgram_pair(e, &a, &b);
     assert_true(uvenv_run_until(e, dgrams_to_peer, &b, WAIT_MS));
     send_urgent(&b, 1, 1, 1, true); /* a has heard b's datagrams */
     expect_frames(&a, 2, 2);
