@@ -407,7 +407,11 @@ class FaultCluster:
     def wait_converged(self, timeout=30.0):
         """Every node alive, one leader named by all, every node listing the
         same members (exactly self.nodes, all voters), all at the leader's
-        commit index (applied)."""
+        commit index (applied). Under a running workload the commit index
+        moves on between two status requests, so each node's applied index
+        is read after the leader's commit index, not before: a node whose
+        status came first would otherwise lag the leader's by the writes
+        committed meanwhile, at every poll."""
         def done():
             for n in self.nodes:
                 if not n.alive():
@@ -427,7 +431,8 @@ class FaultCluster:
                 if {(m.get("id"), m.get("raft_addr"), bool(m.get("voter")))
                         for m in s.get("members", [])} != want_members:
                     return False
-            return all(s.get("applied_index", 0) >= want for s in sts)
+            fresh = [n.status() for n in self.nodes]
+            return all(s and s.get("applied_index", 0) >= want for s in fresh)
         return wait_until("the cluster to converge", done, timeout, interval=0.1)
 
     def stop_all(self):
