@@ -18,13 +18,13 @@ static void default_unmap(void *p, size_t size)
     (void)munmap(p, size); /* fails only for a bad range: a caller's bug */
 }
 
-static struct craft_allocator craft__alloc = {malloc, realloc, free,
-                                              default_map, default_unmap};
+#define LIBC_ALLOCATOR {malloc, realloc, free, default_map, default_unmap}
+
+static struct craft_allocator craft__alloc = LIBC_ALLOCATOR;
 
 void craft_set_allocator(const struct craft_allocator *a)
 {
-    static const struct craft_allocator libc = {malloc, realloc, free,
-                                                default_map, default_unmap};
+    static const struct craft_allocator libc = LIBC_ALLOCATOR;
     craft__alloc = a ? *a : libc;
     if (craft__alloc.map == NULL || craft__alloc.unmap == NULL) {
         craft__alloc.map = default_map;

@@ -98,9 +98,10 @@ int node__job(struct node *n, node__job_fn fn, node__job_done done, void *arg)
  * peer: a tick's round keeps its copy unless a round had one just before,
  * and the rounds linearizable reads start between ticks (up to one per
  * read on the leader) go mostly as datagrams alone, one send and one
- * wake-up each instead of two. Where UDP is dropped one way only, a read whose round
- * was lost waits for the next round with a copy, within a tick, and the
- * transport then keeps the copies for a while (peer_send_urgent). Returns
+ * wake-up each instead of two. Where UDP is dropped one way only, a read
+ * whose round was lost waits for the next round with a copy, within a
+ * tick, and the transport then keeps the copies for a while
+ * (peer_send_urgent). Returns
  * the copy gap in ms, or -1: not urgent, the connection only. */
 static int urgent_copy_gap(const struct node *n, const struct raft_msg *m)
 {

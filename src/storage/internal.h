@@ -159,7 +159,9 @@ struct stor {
     size_t n_segs, cap_segs;
     int seg_fd;
     uint64_t seg_size;  /* bytes of records (the end of the last one) */
-    uint64_t seg_alloc; /* bytes the file holds: >= seg_size, zeros after */
+    uint64_t seg_alloc; /* the file is at most this long (exactly, after a
+                         * preallocation that worked): >= seg_size, zeros
+                         * after it; what cut_prealloc cuts */
     bool prealloc_off;  /* the file system cannot preallocate */
     uint64_t seg_salt;
     uint64_t last; /* last entry index, or the reset index if none after */

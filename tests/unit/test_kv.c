@@ -2027,6 +2027,7 @@ static void test_hash_table_map_fails(void **state)
     }
     /* Down to an eighth, the first allocation of each delete failing. */
     unsigned refused = 0;
+    long maps_before_deletes = count_alloc_maps;
     for (unsigned i = 0; i < n; i++) {
         if (i % 8 == 0)
             continue;
@@ -2044,6 +2045,8 @@ static void test_hash_table_map_fails(void **state)
         assert_absent(kv, k, 16);
     }
     check_tree(kv);
+    /* The shrinks' new tables were asked for, and each was refused. */
+    assert_true(count_alloc_maps > maps_before_deletes);
     for (unsigned i = 0; i < n; i += 8) {
         key16(k, i, "key");
         key16(v, i, "val");

@@ -1924,6 +1924,27 @@ static void test_preallocation_refused(void **state)
     check_blobs(&e->p, last);
     assert_int_equal(e->cap.warns, 0);
 
+    /* The cut at a roll-over fails: the save that needed the new segment
+     * fails and leaves nothing behind, the next one rolls over. */
+    faults_clear();
+    fx.nosync = true;
+    int segs = count_files(e->dir, "log-");
+    while (e->s->seg_size + 2 * BLOB <= e->o.segment_bytes) {
+        assert_int_equal(save_blobs(e->s, last + 1, last + 1), 0);
+        last++;
+    }
+    assert_true(e->s->seg_alloc > e->s->seg_size); /* space to cut */
+    fx.ftruncate = (struct fault){0, EIO};
+    assert_int_equal(save_blobs(e->s, last + 1, last + 2), CRAFT_EIO);
+    assert_int_equal(count_files(e->dir, "log-"), segs);
+    fx.ftruncate = (struct fault){-1, 0};
+    assert_int_equal(save_blobs(e->s, last + 1, last + 2), 0);
+    last += 2;
+    assert_int_equal(count_files(e->dir, "log-"), segs + 1);
+    env_reopen(e);
+    check_blobs(&e->p, last);
+    assert_int_equal(e->cap.warns, 0);
+
     /* A save of a chunk or more is not preallocated for. */
     faults_clear();
     fx.nosync = true;
